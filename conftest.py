@@ -1,0 +1,88 @@
+"""Fixtures shared by every part's tests. Each test session runs in its own NCCID_HOME
+(see nccid.web.settings), with a fresh key file, and only synthetic people."""
+
+from __future__ import annotations
+
+import pytest
+
+from nccid.config import get_settings, reset_settings_cache
+
+BOTH_DATABASES = ["default", "vault"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nccid_key_file():
+    """A key file for the session's NCCID_HOME (created once, like 'nccid init')."""
+    from nccid.identity.keys import create_key_file
+    from nccid.identity.service import reset_keyring_cache
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if not settings.key_file.exists():
+        create_key_file(settings.key_file)
+    reset_keyring_cache()
+    return settings.key_file
+
+
+@pytest.fixture
+def keyring(nccid_key_file):
+    from nccid.identity.service import get_keyring
+
+    return get_keyring()
+
+
+@pytest.fixture
+def site(db):
+    from nccid.accounts.models import Site
+
+    return Site.objects.create(code="RTEST", name="Royal Test Infirmary", ae_title="RTEST_PACS")
+
+
+@pytest.fixture
+def other_site(db):
+    from nccid.accounts.models import Site
+
+    return Site.objects.create(code="OTHER", name="Other Test Hospital", ae_title="OTHER_PACS")
+
+
+TEST_PASSWORD = "Correct-Horse-Battery-9"
+
+
+@pytest.fixture
+def make_user(db):
+    """make_user(role, site=None, username=None) -> a saved user with TEST_PASSWORD."""
+    from nccid.accounts.models import User
+
+    counter = iter(range(1_000_000))
+
+    def make(role: str, site=None, username: str | None = None):
+        name = username or f"{role.replace('-', '')}{next(counter)}"
+        user = User(username=name, role=role, site=site,
+                    is_staff=role in ("data-manager", "admin"), is_superuser=role == "admin")
+        user.set_password(TEST_PASSWORD)
+        user.save()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def nccid_home(tmp_path, monkeypatch):
+    """A fresh, initialised-on-demand NCCID_HOME for CLI or subprocess end-to-end tests.
+
+    In-process code keeps the session's settings; subprocesses inherit this environment.
+    """
+    home = tmp_path / "home"
+    monkeypatch.setenv("NCCID_HOME", str(home))
+    for name in ("DATABASE_URL", "VAULT_DATABASE_URL", "STORAGE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    yield home
+    reset_settings_cache()
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that touch the database carry the django_db mark, so the PostgreSQL run selects them."""
+    for item in items:
+        if {"db", "transactional_db", "django_db_setup"} & set(getattr(item, "fixturenames", ())):
+            if item.get_closest_marker("django_db") is None:
+                item.add_marker(pytest.mark.django_db)

@@ -1,0 +1,1 @@
+"""Sites, user accounts with roles, API tokens and the audit log (Django app)."""

@@ -1,0 +1,106 @@
+"""Sites, users and the audit log. No identifier of a patient is ever stored here."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class SplitRule(models.TextChoices):
+    TRAINING = "training", "All patients to the training set"
+    VALIDATION = "validation", "All patients to the validation set"
+    SPLIT = "split", "Split by the configured validation percentage"
+
+
+class Site(models.Model):
+    """A submitting centre: one account group, one calling AE title for the DICOM node."""
+
+    code = models.CharField(max_length=16, unique=True)
+    name = models.CharField(max_length=200)
+    ae_title = models.CharField(max_length=16, unique=True, null=True, blank=True)
+    split_rule = models.CharField(max_length=16, choices=SplitRule.choices, default=SplitRule.SPLIT)
+    # Units the site reports in, by canonical field name, e.g. {"d_dimer": "ng/mL"}.
+    declared_units = models.JSONField(default=dict, blank=True)
+    # How the site writes dates in spreadsheets: "DMY" (UK default) or "MDY" (historical template).
+    date_format = models.CharField(max_length=3, default="DMY")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name})"
+
+
+class Role(models.TextChoices):
+    UPLOADER = "uploader", "Site uploader"
+    DATA_MANAGER = "data-manager", "Data manager"
+    RESEARCHER = "researcher", "Researcher"
+    ADMIN = "admin", "Administrator"
+
+
+class User(AbstractUser):
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.UPLOADER)
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="users")
+    # Researchers see the training set only unless a data manager grants more.
+    research_sets = models.JSONField(default=list, blank=True)
+
+    @property
+    def is_data_manager(self) -> bool:
+        return self.role in (Role.DATA_MANAGER, Role.ADMIN)
+
+    @property
+    def is_uploader(self) -> bool:
+        return self.role == Role.UPLOADER
+
+    @property
+    def is_researcher(self) -> bool:
+        return self.role in (Role.RESEARCHER, Role.ADMIN)
+
+    def allowed_sets(self) -> list[str]:
+        """Warehouse sets this user may query or export. The validation set is never handed out."""
+        return [s for s in (self.research_sets or ["training"]) if s == "training"]
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    @staticmethod
+    def digest_of(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user: User, name: str) -> tuple[ApiToken, str]:
+        token = "nccid_" + secrets.token_urlsafe(32)
+        return cls.objects.create(user=user, name=name, digest=cls.digest_of(token)), token
+
+
+class AuditEvent(models.Model):
+    """Who did what, when and why. Holds pseudonyms and filters, never identifiers."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=64, db_index=True)
+    pseudonym = models.CharField(max_length=32, blank=True)
+    reason = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+
+def audit(user_or_name, action: str, *, pseudonym: str = "", reason: str = "", **detail) -> AuditEvent:
+    """Record an audited action. ``detail`` must hold no identifier (callers pass filters, counts)."""
+    username = getattr(user_or_name, "username", None) or str(user_or_name)
+    return AuditEvent.objects.create(
+        username=username, action=action, pseudonym=pseudonym, reason=reason, detail=detail
+    )

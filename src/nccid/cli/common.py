@@ -1,0 +1,51 @@
+"""Helpers every command uses: Django start-up with the key check, and user-facing errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line on stderr, exit status 1, no traceback."""
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise SystemExit(code)
+
+
+_django_ready = False
+
+
+def setup_django(check_key: bool = True) -> None:
+    """Start Django once; unless told otherwise, refuse to run with a missing or wrong key."""
+    global _django_ready
+    if not _django_ready:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nccid.web.settings")
+        import django
+
+        django.setup()
+        _django_ready = True
+    if check_key:
+        from nccid.identity.service import check_installation_key
+
+        check_installation_key()
+
+
+def read_password(password_stdin: bool, prompt: str = "Password") -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        import typer
+
+        password = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise UserError("the password is empty")
+    return password

@@ -1,0 +1,1 @@
+"""Clinical data: the templates as a declarative schema, reading, validation and intake."""

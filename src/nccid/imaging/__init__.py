@@ -1,0 +1,1 @@
+"""Imaging: DICOM de-identification, the DICOM node, folder import and linking."""

@@ -1,0 +1,1 @@
+"""Portal: the site web portal, summary, dashboard and JSON API."""

@@ -1,0 +1,1 @@
+"""Research access: cohorts, exports, datasets, AI validation, modelling and teaching."""

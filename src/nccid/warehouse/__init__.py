@@ -1,0 +1,1 @@
+"""Warehouse: object storage layout, training/validation split and the Parquet catalogue."""
