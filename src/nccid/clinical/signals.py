@@ -1,0 +1,20 @@
+"""Events the clinical part sends; other parts plug in by connecting receivers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.dispatch import Signal
+
+
+@dataclass(frozen=True)
+class AcceptedRecord:
+    pseudonym: str
+    hospital_hash: str | None
+    kind: str  # positive | negative | isaric
+    cleaned: dict
+
+
+# Sent after the transaction that accepted an upload commits.
+# kwargs: site (accounts.Site), records (list[AcceptedRecord]), upload_id (int)
+records_accepted = Signal()

@@ -1,0 +1,4 @@
+"""URLs of the summary, dashboard and review pages."""
+
+app_name = "figures"
+urlpatterns: list = []
