@@ -41,7 +41,7 @@ test-postgres:
 	  status=$$?; scripts/pg-scratch.sh stop $(PG_DIR); exit $$status
 
 bench: setup system-deps
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) var test-output .test-var
