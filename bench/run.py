@@ -62,8 +62,6 @@ def _flatten(data, prefix=""):
     if isinstance(data, dict):
         for key, value in data.items():
             yield from _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
-            if not isinstance(value, dict):
-                continue
     else:
         yield prefix, data
 
