@@ -1,0 +1,391 @@
+"""Cohorts: a filter over the catalogue, compiled to parameterised DuckDB SQL.
+
+Every query is scoped to the sets the user may see (``scope_for``, the one place that
+decides it): the training set by default, never the validation set. User values only ever
+travel as query parameters; field names are checked against the catalogue's columns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from .source import Source, default_source
+
+# Sets that may ever be handed out to a researcher; the validation set is held out for good.
+HANDED_OUT_SETS = ("training",)
+COVID_STATUSES = ("positive", "negative", "unknown")
+SEXES = {"male": "Male", "m": "Male", "female": "Female", "f": "Female", "unknown": "Unknown"}
+FOLDERS = ("xray", "mri")  # folder names that are not also a modality code (CT is both)
+OPERATORS = ("!=", ">=", "<=", "=", ">", "<")
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_RESERVED = {"pseudonym", "site", "kind", "set_name", "updated_at", "cleaned"}
+
+
+class CohortError(ValueError):
+    """A filter the catalogue cannot answer; the message says which part and why."""
+
+
+class ScopeError(PermissionError):
+    """The user may not query research data (role, or no set granted)."""
+
+
+@dataclass(frozen=True)
+class ClinicalCondition:
+    field: str
+    op: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> ClinicalCondition:
+        """``itu_admission=Yes``, ``age>=60``, ``date_of_death<2020-06-01``."""
+        for op in OPERATORS:
+            name, sep, value = text.partition(op)
+            if sep and name.strip():
+                return cls(name.strip().lower(), op, value.strip())
+        raise CohortError(f"clinical condition {text!r}: write FIELD=VALUE (or !=, <, <=, >, >=)")
+
+
+@dataclass(frozen=True)
+class RelativeDate:
+    """Images taken from ``days_before`` before to ``days_after`` after a clinical date."""
+
+    field: str = "date_of_positive_covid_swab"
+    days_before: int = 7
+    days_after: int = 7
+
+
+@dataclass(frozen=True)
+class CohortFilter:
+    covid_status: tuple[str, ...] = ()
+    modality: tuple[str, ...] = ()
+    site: tuple[str, ...] = ()
+    study_date_from: date | None = None
+    study_date_to: date | None = None
+    age_min: int | None = None
+    age_max: int | None = None
+    sex: tuple[str, ...] = ()
+    ethnicity: tuple[str, ...] = ()
+    clinical: tuple[ClinicalCondition, ...] = ()
+    within: RelativeDate | None = None
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.covid_status if s not in COVID_STATUSES]
+        if bad:
+            raise CohortError(f"covid status {bad[0]!r}: use {', '.join(COVID_STATUSES)}")
+        if self.age_min is not None and self.age_max is not None and self.age_min > self.age_max:
+            raise CohortError(f"age range {self.age_min}-{self.age_max} is empty")
+        if (self.study_date_from and self.study_date_to
+                and self.study_date_from > self.study_date_to):
+            raise CohortError("study date range: --from is after --to")
+        if self.within and (self.within.days_before < 0 or self.within.days_after < 0):
+            raise CohortError("days before/after a clinical date cannot be negative")
+
+    @property
+    def has_image_criteria(self) -> bool:
+        return bool(self.modality or self.study_date_from or self.study_date_to or self.within)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (what the audit log records)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value in (None, ()):
+                continue
+            if isinstance(value, date):
+                value = value.isoformat()
+            elif f.name == "clinical":
+                value = [f"{c.field}{c.op}{c.value}" for c in value]
+            elif f.name == "within":
+                value = asdict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CohortFilter:
+        """Build from JSON (CLI ``--filter-json``, the API). Unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CohortError(f"unknown filter field(s): {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if value is None or value == [] or value == "":
+                continue
+            if name in ("study_date_from", "study_date_to"):
+                kwargs[name] = _parse_date(name, value)
+            elif name in ("age_min", "age_max"):
+                kwargs[name] = _parse_int(name, value)
+            elif name == "clinical":
+                items = [value] if isinstance(value, str) else value
+                if isinstance(items, dict):
+                    items = [f"{k}={v}" for k, v in items.items()]
+                kwargs[name] = tuple(ClinicalCondition.parse(str(i)) for i in items)
+            elif name == "within":
+                kwargs[name] = _parse_within(value)
+            else:
+                items = [value] if isinstance(value, str) else list(value)
+                kwargs[name] = tuple(_normalise(name, str(i)) for i in items)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> CohortFilter:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CohortError(f"filter JSON: {exc.msg} at line {exc.lineno}") from exc
+        if not isinstance(data, dict):
+            raise CohortError("filter JSON must be an object")
+        return cls.from_dict(data)
+
+
+def _normalise(name: str, value: str) -> str:
+    value = value.strip()
+    if name == "covid_status":
+        return value.lower()
+    if name == "sex":
+        if value.lower() not in SEXES:
+            raise CohortError(f"sex {value!r}: use Male, Female or Unknown")
+        return SEXES[value.lower()]
+    if name == "modality":
+        return value.lower() if value.lower() in FOLDERS else value.upper()
+    if name == "site":
+        return value.upper()
+    return value
+
+
+def _parse_date(name: str, value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise CohortError(f"{name}: {value!r} is not a date (use YYYY-MM-DD)") from exc
+
+
+def _parse_int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise CohortError(f"{name}: {value!r} is not a whole number") from exc
+
+
+def _parse_within(value: Any) -> RelativeDate:
+    if isinstance(value, RelativeDate):
+        return value
+    if not isinstance(value, dict):
+        raise CohortError("within: give {field, days_before, days_after} or {field, days}")
+    days = value.get("days")
+    before = value.get("days_before", days if days is not None else 7)
+    after = value.get("days_after", days if days is not None else 7)
+    return RelativeDate(str(value.get("field", "date_of_positive_covid_swab")).lower(),
+                        _parse_int("days_before", before), _parse_int("days_after", after))
+
+
+# ---------------------------------------------------------------- scope (the one place)
+
+def scope_for(user: Any) -> tuple[str, ...]:
+    """The sets ``user`` may query or export: their grant, intersected with what is ever handed out."""
+    if user is None or not getattr(user, "is_researcher", False):
+        raise ScopeError("only researchers and administrators may query research data")
+    sets = tuple(s for s in user.allowed_sets() if s in HANDED_OUT_SETS)
+    if not sets:
+        raise ScopeError(f"user {user.username} has no research set granted")
+    return sets
+
+
+def _check_sets(sets: tuple[str, ...]) -> None:
+    if not sets or any(s not in HANDED_OUT_SETS for s in sets):
+        raise ScopeError("a cohort can only cover sets handed out to researchers")
+
+
+# ---------------------------------------------------------------- compilation
+
+@dataclass
+class CompiledCohort:
+    """CTEs ``pat`` (patients), ``img`` (images), ``cp`` (cohort patients) and their parameters."""
+
+    ctes: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def sql(self, select: str) -> str:
+        return f"WITH {self.ctes}\n{select}"
+
+
+def clinical_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("DESCRIBE SELECT * FROM clinical").fetchall()
+    return {r[0] for r in rows} - _RESERVED
+
+
+def _field_expr(name: str, columns: set[str], params: dict[str, Any], key: str) -> str:
+    """A typed column when the catalogue flattens the field, else the cleaned JSON."""
+    if not _FIELD_NAME.match(name) or name in _RESERVED:
+        raise CohortError(f"clinical field {name!r} is not a cleaned clinical field name")
+    if name in columns:
+        return f'c."{name}"'
+    params[key] = "$." + name
+    return f"json_extract_string(c.cleaned, ${key})"
+
+
+def _condition_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], key: str) -> str:
+    if cond.op in ("=", "!="):
+        params[key] = cond.value.lower()
+        return f"lower(CAST({expr} AS VARCHAR)) {cond.op} ${key}"
+    try:
+        params[key] = float(cond.value)
+        return f"TRY_CAST({expr} AS DOUBLE) {cond.op} ${key}"
+    except ValueError:
+        pass
+    try:
+        params[key] = date.fromisoformat(cond.value)
+    except ValueError as exc:
+        raise CohortError(f"clinical condition {cond.field}{cond.op}: compare with a number "
+                          "or a YYYY-MM-DD date") from exc
+    return f"TRY_CAST({expr} AS DATE) {cond.op} ${key}"
+
+
+def compile_filter(flt: CohortFilter, sets: tuple[str, ...], columns: set[str]) -> CompiledCohort:
+    """The filter as SQL over the catalogue views, scoped to ``sets``."""
+    _check_sets(sets)
+    p: dict[str, Any] = {"sets": list(sets)}
+    pat = ["list_contains($sets, p.set_name)"]
+    if flt.covid_status:
+        p["covid"] = list(flt.covid_status)
+        pat.append("list_contains($covid, lower(p.covid_status))")
+    if flt.sex:
+        p["sex"] = list(flt.sex)
+        pat.append("list_contains($sex, p.sex)")
+    if flt.ethnicity:
+        p["eth"] = [e.lower() for e in flt.ethnicity]
+        pat.append("list_contains($eth, lower(p.ethnicity))")
+    if flt.age_min is not None:
+        p["age_min"] = flt.age_min
+        pat.append("p.age >= $age_min")
+    if flt.age_max is not None:
+        p["age_max"] = flt.age_max
+        pat.append("p.age <= $age_max")
+    if flt.site:
+        p["site"] = list(flt.site)
+        pat.append("list_has_any(p.sites, $site)")
+    for n, cond in enumerate(flt.clinical):
+        expr = _field_expr(cond.field, columns, p, f"cf{n}")
+        test = _condition_sql(cond, expr, p, f"cv{n}")
+        pat.append("EXISTS (SELECT 1 FROM clinical c WHERE c.pseudonym = p.pseudonym"
+                   f" AND list_contains($sets, c.set_name) AND {test})")
+
+    img = ["list_contains($sets, i.set_name)", "i.pseudonym IN (SELECT pseudonym FROM pat)"]
+    if flt.modality:
+        p["mod"] = [m for m in flt.modality if m not in FOLDERS] or [""]
+        p["folder"] = [m for m in flt.modality if m in FOLDERS] or [""]
+        img.append("(list_contains($mod, upper(i.modality)) OR list_contains($folder, i.folder))")
+    if flt.site:
+        img.append("list_contains($site, i.site)")
+    if flt.study_date_from:
+        p["d_from"] = flt.study_date_from
+        img.append("i.study_date >= $d_from")
+    if flt.study_date_to:
+        p["d_to"] = flt.study_date_to
+        img.append("i.study_date <= $d_to")
+    if flt.within:
+        expr = _field_expr(flt.within.field, columns, p, "wf")
+        p["w_before"], p["w_after"] = flt.within.days_before, flt.within.days_after
+        img.append(
+            "EXISTS (SELECT 1 FROM clinical c WHERE c.pseudonym = i.pseudonym"
+            " AND list_contains($sets, c.set_name)"
+            f" AND i.study_date BETWEEN TRY_CAST({expr} AS DATE) - CAST($w_before AS INTEGER)"
+            f" AND TRY_CAST({expr} AS DATE) + CAST($w_after AS INTEGER))")
+
+    cp = ("SELECT DISTINCT pseudonym FROM img" if flt.has_image_criteria
+          else "SELECT pseudonym FROM pat")
+    ctes = (f"pat AS (SELECT p.* FROM patients p WHERE {' AND '.join(pat)}),\n"
+            f"img AS (SELECT i.* FROM images i WHERE {' AND '.join(img)}),\n"
+            f"cp AS ({cp})")
+    return CompiledCohort(ctes, p)
+
+
+# ---------------------------------------------------------------- running
+
+@dataclass
+class Counts:
+    patients: int
+    studies: int
+    images: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Cohort:
+    """A compiled cohort over one catalogue connection: counts first, lists on request."""
+
+    def __init__(self, flt: CohortFilter, sets: tuple[str, ...], source: Source | None = None):
+        self.filter = flt
+        self.sets = sets
+        self.source = source or default_source()
+        self.con = self.source.connect()
+        self.compiled = compile_filter(flt, sets, clinical_columns(self.con))
+        self._counts: Counts | None = None
+
+    def _execute(self, select: str, extra: dict[str, Any] | None = None):
+        sql = self.compiled.sql(select)
+        params = {**self.compiled.params, **(extra or {})}
+        return self.con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+
+    def counts(self) -> Counts:
+        if self._counts is None:
+            row = self._execute(
+                "SELECT (SELECT count(*) FROM cp), "
+                "(SELECT count(DISTINCT study_uid) FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp)), "
+                "(SELECT count(*) FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp))"
+            ).fetchone()
+            self._counts = Counts(int(row[0]), int(row[1]), int(row[2]))
+        return self._counts
+
+    def patients(self, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+        return self._execute("SELECT p.* FROM pat p WHERE p.pseudonym IN (SELECT pseudonym FROM cp) "
+                             "ORDER BY p.pseudonym" + _page(limit), _page_params(limit, offset)).df()
+
+    def images(self, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
+        return self._execute("SELECT * FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp) "
+                             "ORDER BY pseudonym, study_uid, series_uid, sop_uid" + _page(limit),
+                             _page_params(limit, offset)).df()
+
+    def image_rows(self, columns: str = "storage_key, size, sha256, folder, set_name"):
+        """Images as a streaming cursor of tuples (for exports and datasets: no frame in memory)."""
+        return self._execute(f"SELECT {columns} FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp) "
+                             "ORDER BY pseudonym, study_uid, series_uid, sop_uid")
+
+    def clinical(self) -> pd.DataFrame:
+        return self._execute("SELECT c.* FROM clinical c WHERE list_contains($sets, c.set_name) "
+                             "AND c.pseudonym IN (SELECT pseudonym FROM cp) "
+                             "ORDER BY c.pseudonym, c.kind, c.site").df()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _page(limit: int | None) -> str:
+    return " LIMIT $limit OFFSET $offset" if limit is not None else ""
+
+
+def _page_params(limit: int | None, offset: int) -> dict[str, Any]:
+    return {"limit": int(limit), "offset": int(offset)} if limit is not None else {}
+
+
+def select_cohort(user: Any, flt: CohortFilter, source: Source | None = None,
+                  action: str = "research.cohort") -> Cohort:
+    """The cohort ``user`` may see, its query recorded in the audit log (filter and counts)."""
+    from nccid.accounts.models import audit
+
+    cohort = Cohort(flt, scope_for(user), source)
+    counts = cohort.counts()
+    audit(user, action, filter=flt.to_dict(), sets=list(cohort.sets), **counts.as_dict())
+    return cohort

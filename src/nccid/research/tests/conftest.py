@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import pytest
+
+from .world import build_world
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """One warehouse with training and validation patients, shared read-only by the tests."""
+    return build_world(tmp_path_factory.mktemp("research-world"))
+
+
+@pytest.fixture
+def researcher(make_user):
+    return make_user("researcher", username="rita")
+
+
+@pytest.fixture
+def data_manager(make_user):
+    return make_user("data-manager", username="dora")
