@@ -1,7 +1,119 @@
-"""Commands of the imaging part."""
+"""Commands of the imaging part: ``nccid node``, ``nccid images …`` and ``nccid deid …``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nccid.cli.common import UserError, console, err_console, setup_django
+
+images_app = typer.Typer(help="DICOM images: import, pending and held images.",
+                         no_args_is_help=True)
+
+
+def node(
+    port: Annotated[int | None, typer.Option("--port", help="TCP port (default: node_port).")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
+) -> None:
+    """Run the DICOM node (C-ECHO, C-STORE) until stopped."""
+    setup_django()
+    import logging
+
+    from nccid.config import get_settings
+
+    from .node import serve
+
+    logging.getLogger("nccid").setLevel(logging.INFO)
+    settings = get_settings()
+    console.print(f"DICOM node {settings.node_ae_title} on {host or settings.node_host}:"
+                  f"{settings.node_port if port is None else port}; Ctrl-C stops it.")
+    serve(host, port)
+
+
+@images_app.command("import")
+def images_import(
+    paths: Annotated[list[Path], typer.Argument(help="Folders, DICOM files or .zip archives.")],
+    site: Annotated[str, typer.Option("--site", help="Code of the site the images come from.")],
+) -> None:
+    """Import DICOM files (de-identified on the way in). Running it again skips what is stored."""
+    setup_django()
+    from nccid.accounts.models import Site
+
+    from .importer import collect, import_sources
+    from .outcome import IngestOutcome, IngestStatus
+
+    site_obj = Site.objects.filter(code=site.strip().upper()).first()
+    if site_obj is None:
+        raise UserError(f"no site with code {site!r} (see 'nccid site list')")
+    sources, problems = collect(paths)
+    if not sources and not problems:
+        raise UserError("no files found under the given paths")
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
+               DownloadColumn(), TextColumn("{task.fields[files]} files"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task("Importing", total=sum(s.size for s in sources), files=0)
+        done = 0
+
+        def advance(item) -> None:
+            nonlocal done
+            done += 1
+            progress.update(task, advance=item.size, files=done)
+
+        summary = import_sources(sources, site_obj, "import", advance)
+    for name, reason in problems:
+        summary.add(name, IngestOutcome(IngestStatus.REJECTED, reason), 0)
+    _print_summary(summary)
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+def _print_summary(summary) -> None:
+    table = Table("Outcome", "Files", title="Import summary")
+    for status in ("stored", "duplicate", "pending", "held", "rejected"):
+        table.add_row(status, str(summary.counts.get(status, 0)))
+    console.print(table)
+    if summary.rejected:
+        rejected = Table("File", "Reason", title="Rejected files")
+        for name, reason in summary.rejected:
+            rejected.add_row(name, reason)
+        console.print(rejected)
+
+
+@images_app.command("purge-pending")
+def purge_pending() -> None:
+    """Delete pending images past the retention limit (pending_retention_days)."""
+    setup_django()
+    from .pending import purge_expired
+
+    count = purge_expired(user="cli")
+    console.print(f"Purged {count} pending image(s) past retention.")
+
+
+@images_app.command("pending")
+def pending_list() -> None:
+    """How many images wait for a clinical record, per site."""
+    setup_django()
+    from django.db.models import Count, Min
+
+    from .models import PendingImage
+
+    table = Table("Site", "Pending images", "Oldest expires")
+    for row in (PendingImage.objects.values("site__code")
+                .annotate(n=Count("id"), first=Min("expires_at")).order_by("site__code")):
+        table.add_row(row["site__code"], str(row["n"]), f"{row['first']:%Y-%m-%d}")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``nccid`` CLI."""
+    app.command("node")(node)
+    app.add_typer(images_app, name="images")
+    try:
+        from .deid.cli import register_deid
+    except ImportError:  # the de-identification library's commands are not there yet
+        return
+    register_deid(app)

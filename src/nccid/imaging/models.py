@@ -1,1 +1,98 @@
-"""Models of this part (none yet)."""
+"""Images waiting at intake, and what each site has sent.
+
+Nothing here identifies a patient: UIDs are the de-identified (keyed) ones, patients are named
+by pseudonym or by the site-scoped keyed hash of their hospital number. The waiting images
+themselves are files under ``settings.pending_dir``, de-identified and encrypted.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from nccid.accounts.models import Site
+
+
+class PendingImage(models.Model):
+    """A de-identified image whose patient has no clinical record yet (waits to be linked)."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="pending_images")
+    hospital_hash = models.CharField(max_length=32, db_index=True)
+    sop_uid = models.CharField(max_length=64, unique=True)
+    study_uid = models.CharField(max_length=64)
+    file_name = models.CharField(max_length=128)  # under settings.pending_dir
+    size = models.BigIntegerField()
+    source = models.CharField(max_length=16)
+    received_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    # Set while a linker finalises the image, so two linkers never both take it.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["site", "hospital_hash"])]
+
+
+class HeldStatus(models.TextChoices):
+    HELD = "held", "Held for review"
+    RELEASED = "released", "Released"
+    REJECTED = "rejected", "Rejected"
+
+
+class HeldImage(models.Model):
+    """A de-identified image suspected of burned-in text: a data manager decides its fate."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="held_images")
+    pseudonym = models.CharField(max_length=32, blank=True)
+    hospital_hash = models.CharField(max_length=32, blank=True)
+    sop_uid = models.CharField(max_length=64, unique=True)
+    study_uid = models.CharField(max_length=64)
+    modality = models.CharField(max_length=16, blank=True)
+    reason = models.CharField(max_length=200)
+    file_name = models.CharField(max_length=128, blank=True)  # emptied once decided
+    size = models.BigIntegerField()
+    source = models.CharField(max_length=16)
+    received_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=HeldStatus.choices, default=HeldStatus.HELD)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["received_at"]
+
+
+class ReceiptStatus(models.TextChoices):
+    STORED = "stored", "Stored"
+    WAITING = "waiting", "Waiting for clinical record"
+    PENDING = "pending", "Pending link"
+    HELD = "held", "Held for review"
+
+
+class StudyReceipt(models.Model):
+    """What a site sent, one row per de-identified study: the site's view of its uploads."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="study_receipts")
+    study_uid = models.CharField(max_length=64)
+    patient = models.CharField(max_length=32)  # pseudonym, or hospital hash until linked
+    modality = models.CharField(max_length=16, blank=True)
+    source = models.CharField(max_length=16)
+    instances = models.IntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    stored = models.IntegerField(default=0)
+    pending = models.IntegerField(default=0)
+    held = models.IntegerField(default=0)
+    has_clinical = models.BooleanField(default=False)
+    first_received = models.DateTimeField()
+    last_received = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=ReceiptStatus.choices)
+
+    class Meta:
+        ordering = ["-last_received"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "study_uid"], name="imaging_receipt_site_study")
+        ]
+
+    def derive_status(self) -> str:
+        if self.held:
+            return ReceiptStatus.HELD
+        if self.pending:
+            return ReceiptStatus.PENDING
+        return ReceiptStatus.STORED if self.has_clinical else ReceiptStatus.WAITING

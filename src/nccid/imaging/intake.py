@@ -1,0 +1,336 @@
+"""One intake pipeline for every DICOM file, whatever brought it (node, folder, portal).
+
+``ingest(data, site, source)`` checks the bytes are a complete DICOM file, finds the patient
+(an NHS/CHI number with a valid check digit in Patient ID or Other Patient IDs, otherwise the
+site's hospital number), de-identifies in memory and then either stores the result in the
+warehouse, keeps it encrypted until its clinical record arrives (pending), or holds it for a
+data manager's review (suspected burned-in text). Only de-identified bytes are ever written;
+waiting ones only encrypted. It knows nothing of sockets or folders, and never raises: a file
+it cannot use comes back REJECTED with a reason that names no identifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from io import BytesIO
+from pathlib import Path
+
+from django.db import IntegrityError
+from django.utils import timezone
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_preamble
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+
+from nccid.config import get_settings
+from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
+from nccid.identity.service import get_keyring
+
+from . import deps
+from .models import HeldImage, PendingImage, StudyReceipt
+from .outcome import IngestOutcome, IngestStatus
+
+log = logging.getLogger("nccid.imaging.intake")
+
+REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+class Rejected(Exception):
+    """The file cannot be taken in; the message says why and never quotes a value."""
+
+
+@dataclass(frozen=True)
+class Patient:
+    pseudonym: str | None  # None until a clinical record names the hospital number
+    hospital_hash: str | None
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def original_sop_uid(data: bytes) -> str | None:
+    """The SOP Instance UID in the file meta, read without parsing the dataset (resume check)."""
+    try:
+        fp = BytesIO(data)
+        read_preamble(fp, force=False)
+        from pydicom.filereader import _read_file_meta_info
+
+        meta = _read_file_meta_info(fp)
+        uid = meta.get("MediaStorageSOPInstanceUID")
+        return str(uid).strip("\x00 ") if uid else None
+    except Exception:  # noqa: BLE001 - any unreadable meta just means "no quick answer"
+        return None
+
+
+def read_dataset(data: bytes) -> Dataset:
+    """Parse ``data`` as a DICOM Part 10 file and check it is complete, or raise Rejected."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        raise Rejected("not a DICOM file (no 'DICM' marker at byte 128)")
+    try:
+        ds = dcmread(BytesIO(data), force=False)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
+        raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
+    _check_complete(ds, len(data))
+    return ds
+
+
+def _check_complete(ds: Dataset, size: int) -> None:
+    tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if not tsuid:
+        raise Rejected("no transfer syntax in the file meta information")
+    try:
+        missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip("\x00 ")]
+    except Exception as exc:  # noqa: BLE001
+        raise Rejected(f"unreadable DICOM header ({type(exc).__name__})") from None
+    if missing:
+        raise Rejected(f"incomplete DICOM: no {', '.join(missing)} (truncated file?)")
+    tags = list(ds.keys())
+    if not tags:
+        raise Rejected("empty DICOM dataset")
+    last = ds._dict[tags[-1]]  # the raw element: its offsets show whether the file was cut
+    if isinstance(last, RawDataElement):
+        if last.length == 0xFFFFFFFF:
+            if not _ends_with_delimiter(last, size):
+                raise Rejected("truncated: the file ends inside an undefined-length element")
+        elif last.value_tell + last.length > size:
+            raise Rejected("truncated: the last element is shorter than its declared length")
+    if 0x7FE00010 in ds._dict and not UID(tsuid).is_encapsulated:
+        _check_native_pixels(ds)
+
+
+def _ends_with_delimiter(elem: RawDataElement, size: int) -> bool:
+    value = elem.value or b""
+    return elem.value_tell + len(value) + len(_SEQUENCE_DELIMITER) <= size
+
+
+def _check_native_pixels(ds: Dataset) -> None:
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        have = len(ds._dict[0x7FE00010].value or b"")
+    except Exception as exc:  # noqa: BLE001
+        raise Rejected(f"unreadable image attributes ({type(exc).__name__})") from None
+    expected = (rows * cols * samples * frames * bits + 7) // 8
+    if have < expected:
+        raise Rejected(f"truncated: pixel data has {have} of {expected} bytes")
+
+
+# -- the patient ---------------------------------------------------------------------------
+
+
+def _candidate_numbers(ds: Dataset) -> Iterator[str]:
+    yield str(ds.get("PatientID", "") or "")
+    others = ds.get("OtherPatientIDs", None)
+    if others:
+        yield from (str(v) for v in (others if isinstance(others, MultiValue) else [others]))
+    for item in ds.get("OtherPatientIDsSequence", None) or []:
+        yield str(item.get("PatientID", "") or "")
+
+
+_vaulted: set[str] = set()
+_vault_lock = threading.Lock()
+
+
+def _remember_in_vault(pseudonym: str, digits: str) -> None:
+    """Keep the number in the vault (once per process) so a data manager can reveal it."""
+    if pseudonym in _vaulted:
+        return
+    from nccid.identity.service import encrypt_for_vault, store_in_vault
+
+    store_in_vault({pseudonym: encrypt_for_vault(pseudonym, digits)})
+    with _vault_lock:
+        _vaulted.add(pseudonym)
+
+
+def identify(ds: Dataset, site) -> Patient:
+    """The patient's pseudonym (from an NHS/CHI number or the site's patient link)."""
+    keyring = get_keyring()
+    for raw in _candidate_numbers(ds):
+        if not raw.strip():
+            continue
+        try:
+            digits = validate_patient_number(raw.strip())
+        except InvalidPatientNumber:
+            continue
+        pseudonym = keyring.pseudonym(digits)
+        _remember_in_vault(pseudonym, digits)
+        return Patient(pseudonym, None)
+    patient_id = str(ds.get("PatientID", "") or "").strip()
+    if not patient_id:
+        raise Rejected("no Patient ID and no NHS/CHI number in Other Patient IDs")
+    hospital_hash = keyring.hospital_hash(site.code, patient_id)
+    return Patient(deps.pseudonym_for_hospital_number(site, hospital_hash), hospital_hash)
+
+
+# -- storage of waiting images -------------------------------------------------------------
+
+
+def _context(site_code: str, sop_uid: str) -> str:
+    return f"imaging:{site_code}:{sop_uid}"
+
+
+def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int:
+    """Encrypt ``data`` into ``pending_dir/name`` atomically; returns the size written."""
+    folder = get_settings().pending_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    token = get_keyring().encrypt(data, _context(site_code, sop_uid), purpose="pending")
+    tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(token)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, folder / name)
+    return len(token)
+
+
+def read_encrypted(name: str, site_code: str, sop_uid: str) -> bytes:
+    token = (get_settings().pending_dir / name).read_bytes()
+    return get_keyring().decrypt(token, _context(site_code, sop_uid), purpose="pending")
+
+
+def remove_encrypted(name: str) -> None:
+    if name:
+        Path(get_settings().pending_dir / name).unlink(missing_ok=True)
+
+
+# -- the pipeline --------------------------------------------------------------------------
+
+
+def already_taken(sop_uid: str) -> bool:
+    """True when this de-identified SOP Instance UID is stored, pending or held."""
+    return (
+        deps.image_exists(sop_uid)
+        or PendingImage.objects.filter(sop_uid=sop_uid).exists()
+        or HeldImage.objects.filter(sop_uid=sop_uid).exists()
+    )
+
+
+def ingest(data: bytes, site, source: str) -> IngestOutcome:
+    """Take in one DICOM file; never raises (a failure is a REJECTED outcome with a reason)."""
+    try:
+        return _ingest(data, site, source)
+    except Rejected as exc:
+        return IngestOutcome(IngestStatus.REJECTED, str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a node or an import
+        # The message of a parsing or database error may quote a value: log where, not what.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
+        log.error("intake failed for a file from %s (%s at %s)", source, type(exc).__name__, where)
+        return IngestOutcome(IngestStatus.REJECTED, f"internal error ({type(exc).__name__})")
+
+
+def _ingest(data: bytes, site, source: str) -> IngestOutcome:
+    keyring = get_keyring()
+    quick = original_sop_uid(data)
+    if quick and already_taken(keyring.uid(quick)):
+        return IngestOutcome(IngestStatus.DUPLICATE, "already received", keyring.uid(quick))
+    ds = read_dataset(data)
+    sop_uid = keyring.uid(str(ds.SOPInstanceUID).strip("\x00 "))
+    if quick is None or keyring.uid(quick) != sop_uid:
+        if already_taken(sop_uid):
+            return IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
+    patient = identify(ds, site)
+    del ds
+    placeholder = patient.hospital_hash if patient.pseudonym is None else ""
+    try:
+        out, result = deps.deidentifier().deidentify_bytes(
+            data, pseudonym=patient.pseudonym or patient.hospital_hash, placeholder_id=placeholder
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise Rejected(f"could not be de-identified ({type(exc).__name__})") from None
+    meta = deps.image_meta(result.dataset)
+    if result.held_reason:
+        return _hold(out, meta, site, source, patient, result.held_reason)
+    if patient.pseudonym is None:
+        return _keep_pending(out, meta, site, source, patient.hospital_hash)
+    stored = deps.store_image(site, patient.pseudonym, out, meta)
+    if not stored.created:
+        return IngestOutcome(IngestStatus.DUPLICATE, "already stored", meta.sop_uid)
+    record_receipt(site, meta, patient.pseudonym, source, len(out), stored=1)
+    return IngestOutcome(IngestStatus.STORED, "", meta.sop_uid)
+
+
+def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> IngestOutcome:
+    name = f"{meta.sop_uid}.pending"
+    size = write_encrypted(name, out, site.code, meta.sop_uid)
+    retention = timedelta(days=get_settings().pending_retention_days)
+    try:
+        PendingImage.objects.create(
+            site=site, hospital_hash=hospital_hash, sop_uid=meta.sop_uid,
+            study_uid=meta.study_uid, file_name=name, size=size, source=source,
+            expires_at=timezone.now() + retention,
+        )
+    except IntegrityError:  # another connection took the same instance a moment ago
+        return IngestOutcome(IngestStatus.DUPLICATE, "already pending", meta.sop_uid)
+    record_receipt(site, meta, hospital_hash, source, len(out), pending=1)
+    # A clinical record may have arrived while this file was being de-identified.
+    pseudonym = deps.pseudonym_for_hospital_number(site, hospital_hash)
+    if pseudonym:
+        from .linking import link_pending
+
+        link_pending(site, hospital_hash, pseudonym)
+        return IngestOutcome(IngestStatus.STORED, "", meta.sop_uid)
+    return IngestOutcome(IngestStatus.PENDING, "waiting for the patient's clinical record",
+                         meta.sop_uid)
+
+
+def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) -> IngestOutcome:
+    name = f"{meta.sop_uid}.held"
+    size = write_encrypted(name, out, site.code, meta.sop_uid)
+    try:
+        HeldImage.objects.create(
+            site=site, pseudonym=patient.pseudonym or "", hospital_hash=patient.hospital_hash or "",
+            sop_uid=meta.sop_uid, study_uid=meta.study_uid, modality=meta.modality or "",
+            reason=reason[:200], file_name=name, size=size, source=source,
+        )
+    except IntegrityError:
+        return IngestOutcome(IngestStatus.DUPLICATE, "already held", meta.sop_uid)
+    record_receipt(site, meta, patient.pseudonym or patient.hospital_hash or "", source,
+                   len(out), held=1)
+    return IngestOutcome(IngestStatus.HELD, reason, meta.sop_uid)
+
+
+# -- receipts ------------------------------------------------------------------------------
+
+
+def record_receipt(site, meta, patient: str, source: str, size: int, *,
+                   stored: int = 0, pending: int = 0, held: int = 0) -> None:
+    """Count one new instance into its study's receipt (created on the study's first one)."""
+    from django.db.models import F
+
+    now = timezone.now()
+    changes = dict(instances=F("instances") + 1, bytes=F("bytes") + size,
+                   stored=F("stored") + stored, pending=F("pending") + pending,
+                   held=F("held") + held, last_received=now)
+    query = StudyReceipt.objects.filter(site=site, study_uid=meta.study_uid)
+    if not query.update(**changes):
+        try:
+            StudyReceipt.objects.create(
+                site=site, study_uid=meta.study_uid, patient=patient,
+                modality=meta.modality or "", source=source, instances=1, bytes=size,
+                stored=stored, pending=pending, held=held, first_received=now,
+                last_received=now, status="stored",
+                has_clinical=bool(stored) and deps.has_clinical_record(patient),
+            )
+        except IntegrityError:  # the study's first instances raced: count into the winner
+            query.update(**changes)
+    refresh_receipt_status(query)
+
+
+def refresh_receipt_status(query) -> None:
+    for receipt in query:
+        status = receipt.derive_status()
+        if status != receipt.status:
+            StudyReceipt.objects.filter(pk=receipt.pk).update(status=status)

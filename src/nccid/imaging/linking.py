@@ -1,0 +1,95 @@
+"""Linking waiting images to their patient when the clinical record arrives.
+
+An image whose Patient ID is a hospital number with no patient link yet waits, de-identified
+and encrypted, as a ``PendingImage`` (placeholder patient = the site-scoped hospital hash).
+When the clinical part accepts records naming that hash, each such image is finalised with
+the patient's pseudonym and stored: claimed with one conditional UPDATE so that two linkers
+racing (two uploads at once) never both take it, and stored idempotently by SOP UID.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from io import BytesIO
+
+from django.db.models import F, Q
+from django.utils import timezone
+from pydicom import dcmread
+
+from . import deps
+from .intake import read_encrypted, refresh_receipt_status, remove_encrypted
+from .models import PendingImage, StudyReceipt
+
+log = logging.getLogger("nccid.imaging.linking")
+
+# A claim older than this belongs to a linker that died: the image may be taken again.
+STALE_CLAIM = timedelta(minutes=10)
+
+
+def _claimable(now) -> Q:
+    return Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - STALE_CLAIM)
+
+
+def finalise(data: bytes, pseudonym: str) -> tuple[bytes, object]:
+    """Give a pending (placeholder) de-identified file its patient's pseudonym."""
+    ds = dcmread(BytesIO(data))
+    deps.assign_patient(ds, pseudonym)
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue(), deps.image_meta(ds)
+
+
+def link_pending(site, hospital_hash: str, pseudonym: str) -> int:
+    """Store every pending image of this site and hospital hash under ``pseudonym``."""
+    linked = 0
+    now = timezone.now()
+    rows = PendingImage.objects.filter(_claimable(now), site=site, hospital_hash=hospital_hash)
+    for pk in list(rows.values_list("pk", flat=True)):
+        claim = PendingImage.objects.filter(_claimable(now), pk=pk).update(claimed_at=now)
+        if not claim:
+            continue  # another linker has it
+        row = PendingImage.objects.get(pk=pk)
+        try:
+            data, meta = finalise(read_encrypted(row.file_name, site.code, row.sop_uid), pseudonym)
+            deps.store_image(site, pseudonym, data, meta)
+        except Exception as exc:  # noqa: BLE001 - leave it pending for the next try
+            log.error("could not link pending image %s (%s)", row.pk, type(exc).__name__)
+            PendingImage.objects.filter(pk=pk).update(claimed_at=None)
+            continue
+        _move_receipt(site, row.study_uid, pseudonym)
+        row.delete()
+        remove_encrypted(row.file_name)
+        linked += 1
+    if linked:
+        log.info("linked %d pending image(s) at site %s", linked, site.code)
+    return linked
+
+
+def _move_receipt(site, study_uid: str, pseudonym: str) -> None:
+    query = StudyReceipt.objects.filter(site=site, study_uid=study_uid)
+    query.update(pending=F("pending") - 1, stored=F("stored") + 1, patient=pseudonym,
+                 has_clinical=True)
+    refresh_receipt_status(query)
+
+
+def mark_clinical(pseudonyms: set[str]) -> None:
+    """Studies stored by NHS number stop 'waiting for clinical record' once one arrives."""
+    query = StudyReceipt.objects.filter(patient__in=pseudonyms, has_clinical=False)
+    pks = list(query.values_list("pk", flat=True))
+    if pks:
+        StudyReceipt.objects.filter(pk__in=pks).update(has_clinical=True)
+        refresh_receipt_status(StudyReceipt.objects.filter(pk__in=pks))
+
+
+def on_records_accepted(sender, site, records, **kwargs) -> None:
+    """Receiver of ``clinical.signals.records_accepted``: link whatever was waiting."""
+    try:
+        mark_clinical({r.pseudonym for r in records if r.pseudonym})
+        seen = set()
+        for record in records:
+            if record.hospital_hash and record.hospital_hash not in seen:
+                seen.add(record.hospital_hash)
+                link_pending(site, record.hospital_hash, record.pseudonym)
+    except Exception as exc:  # noqa: BLE001 - never fail the clinical upload; pending stays
+        log.error("linking after a clinical upload failed (%s)", type(exc).__name__)

@@ -1,0 +1,109 @@
+"""Imaging services the portal, API and CLI share: receipts, the review queue, retention."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from nccid.accounts.models import audit
+from nccid.config import get_settings
+
+from . import deps
+from .intake import (
+    read_encrypted,
+    refresh_receipt_status,
+    remove_encrypted,
+    write_encrypted,
+)
+from .linking import finalise
+from .models import HeldImage, HeldStatus, PendingImage, StudyReceipt
+from .pending import purge_expired
+
+log = logging.getLogger("nccid.imaging.services")
+
+__all__ = ["HeldDecisionError", "held_images", "purge_expired", "reject_held", "release_held",
+           "studies_for_site"]
+
+
+class HeldDecisionError(PermissionError):
+    """The user may not decide on held images, or the image was already decided."""
+
+
+def studies_for_site(site) -> QuerySet[StudyReceipt]:
+    """The site's received studies, newest first (status: stored / waiting / pending / held)."""
+    return StudyReceipt.objects.filter(site=site).order_by("-last_received")
+
+
+def held_images(site=None) -> QuerySet[HeldImage]:
+    """Images waiting for a data manager's decision, oldest first."""
+    query = HeldImage.objects.filter(status=HeldStatus.HELD).select_related("site")
+    return query.filter(site=site) if site is not None else query
+
+
+def _claim(held: HeldImage, user, status: str) -> HeldImage:
+    if not getattr(user, "is_data_manager", False):
+        raise HeldDecisionError("only data managers may release or reject held images")
+    with transaction.atomic():
+        taken = HeldImage.objects.filter(pk=held.pk, status=HeldStatus.HELD).update(
+            status=status, decided_by=user.username, decided_at=timezone.now())
+    if not taken:
+        raise HeldDecisionError("this image has already been decided")
+    held.refresh_from_db()
+    return held
+
+
+def release_held(held: HeldImage, user) -> str:
+    """A data manager found no burned-in identifier: store it (or let it wait for linking)."""
+    held = _claim(held, user, HeldStatus.RELEASED)
+    data = read_encrypted(held.file_name, held.site.code, held.sop_uid)
+    pseudonym = held.pseudonym or deps.pseudonym_for_hospital_number(held.site, held.hospital_hash)
+    receipt = StudyReceipt.objects.filter(site=held.site, study_uid=held.study_uid)
+    if pseudonym:
+        if not held.pseudonym:
+            data, meta = finalise(data, pseudonym)
+        else:
+            meta = deps.image_meta(_parse(data))
+        deps.store_image(held.site, pseudonym, data, meta)
+        receipt.update(held=F("held") - 1, stored=F("stored") + 1, patient=pseudonym)
+        outcome = "stored"
+    else:
+        name = f"{held.sop_uid}.pending"
+        size = write_encrypted(name, data, held.site.code, held.sop_uid)
+        PendingImage.objects.create(
+            site=held.site, hospital_hash=held.hospital_hash, sop_uid=held.sop_uid,
+            study_uid=held.study_uid, file_name=name, size=size, source=held.source,
+            expires_at=timezone.now() + timedelta(days=get_settings().pending_retention_days))
+        receipt.update(held=F("held") - 1, pending=F("pending") + 1)
+        outcome = "pending"
+    refresh_receipt_status(receipt)
+    remove_encrypted(held.file_name)
+    HeldImage.objects.filter(pk=held.pk).update(file_name="")
+    audit(user, "imaging.held.release", pseudonym=pseudonym or "", site=held.site.code,
+          sop_uid=held.sop_uid, outcome=outcome)
+    return outcome
+
+
+def reject_held(held: HeldImage, user, reason: str = "") -> None:
+    """A data manager found identifying burned-in text: the image is deleted."""
+    held = _claim(held, user, HeldStatus.REJECTED)
+    remove_encrypted(held.file_name)
+    HeldImage.objects.filter(pk=held.pk).update(file_name="")
+    receipt = StudyReceipt.objects.filter(site=held.site, study_uid=held.study_uid)
+    receipt.update(held=F("held") - 1)
+    refresh_receipt_status(receipt)
+    audit(user, "imaging.held.reject", pseudonym=held.pseudonym, reason=reason,
+          site=held.site.code, sop_uid=held.sop_uid)
+
+
+def _parse(data: bytes):
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    return dcmread(BytesIO(data))
+
+
