@@ -339,6 +339,12 @@ class Cohort:
         params = {**self.compiled.params, **(extra or {})}
         return self.con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
 
+    def relation(self, select: str) -> duckdb.DuckDBPyRelation:
+        """A lazy relation (for streaming Arrow batches without an extra copy)."""
+        sql = self.compiled.sql(select)
+        return self.con.sql(sql, params={k: v for k, v in self.compiled.params.items()
+                                         if f"${k}" in sql})
+
     def counts(self) -> Counts:
         if self._counts is None:
             row = self._execute(

@@ -1,0 +1,277 @@
+"""Export a cohort: tables (Parquet/CSV) and the DICOM files in the national bucket layout.
+
+Output (a folder, or the same tree inside a ``.zip``)::
+
+    clinical.parquet  clinical.csv  images.parquet  images.csv   one row per record / image
+    training/{xray,ct,mri}/<Pseudonym>/<Study>/<Series>/<SOP>.dcm
+    training/{xray,ct,mri}-metadata/<Pseudonym>/<Study>/<Series>/<SOP>.json
+    training/data/<Pseudonym>/<kind>-<SITE>.json
+    cohort.json    the filter, the sets and the counts
+    manifest.csv   key, size, sha256 of every file above
+
+Objects are streamed in chunks (constant memory) and each image's SHA-256 is checked against
+the catalogue while it is copied; a mismatch stops the export and nothing partial is left.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .cohort import Cohort, CohortFilter, Counts, scope_for
+from .source import Source
+
+FORMATS = ("parquet", "csv", "dicom")
+CHUNK = 1024 * 1024
+
+
+class ExportError(Exception):
+    """The export could not be completed; nothing partial is left at the destination."""
+
+
+@dataclass
+class ExportResult:
+    destination: Path
+    counts: Counts
+    files: int
+    bytes: int
+    formats: tuple[str, ...]
+
+
+def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in items if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(f"format {unknown[0] if unknown else '(none)'!r}: choose from "
+                          f"{', '.join(FORMATS)}")
+    return formats
+
+
+class _Writer:
+    """Files written under a staging folder, moved into place only when all is well."""
+
+    def __init__(self, destination: Path) -> None:
+        self.destination = destination
+        self.manifest: list[tuple[str, int, str]] = []
+        self.staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=destination.parent))
+
+    def stream(self, name: str) -> BinaryIO:
+        raise NotImplementedError
+
+    def copy(self, key: str, src: BinaryIO, sha256: str | None = None,
+             size: int | None = None) -> None:
+        """Copy a stream to ``key``, hashing as it goes; check against the catalogue if given."""
+        digest, count = hashlib.sha256(), 0
+        with self.stream(key) as out:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                count += len(chunk)
+        if (sha256 is not None and digest.hexdigest() != sha256) or (size is not None and count != size):
+            raise ExportError(f"{key}: the warehouse object does not match its catalogue checksum")
+        self.manifest.append((key, count, digest.hexdigest()))
+
+    def add_file(self, key: str, path: Path) -> None:
+        with path.open("rb") as src:
+            self.copy(key, src)
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def write_manifest(self) -> None:
+        path = self.staging / ".manifest.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["key", "size", "sha256"])
+            writer.writerows(self.manifest)
+        with path.open("rb") as src, self.stream("manifest.csv") as out:
+            shutil.copyfileobj(src, out, CHUNK)
+
+
+class _DirWriter(_Writer):
+    def stream(self, name: str) -> BinaryIO:
+        path = self.staging / "tree" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("wb")
+
+    def finish(self) -> None:
+        if self.destination.exists():
+            self.destination.rmdir()  # an empty folder the caller made; refuses a non-empty one
+        os.replace(self.staging / "tree", self.destination)
+        self.abort()
+
+
+class _ZipWriter(_Writer):
+    def __init__(self, destination: Path) -> None:
+        super().__init__(destination)
+        self.zip = zipfile.ZipFile(self.staging / "export.zip", "w", allowZip64=True)
+
+    def stream(self, name: str) -> BinaryIO:
+        info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+        # DICOM pixel data barely compresses: store it, deflate the text.
+        info.compress_type = zipfile.ZIP_STORED if name.endswith(".dcm") else zipfile.ZIP_DEFLATED
+        return self.zip.open(info, "w", force_zip64=True)
+
+    def finish(self) -> None:
+        self.zip.close()
+        os.replace(self.staging / "export.zip", self.destination)
+        self.abort()
+
+    def abort(self) -> None:
+        self.zip.close()
+        super().abort()
+
+
+def _writer_for(destination: Path) -> _Writer:
+    destination = destination.resolve()
+    if destination.suffix.lower() == ".zip":
+        if destination.exists():
+            raise ExportError(f"{destination} already exists; choose a new file name")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        return _ZipWriter(destination)
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise ExportError(f"{destination} already exists and is not an empty folder")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    return _DirWriter(destination)
+
+
+def _csv_ready(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Nested columns (lists, structs) as JSON text, which CSV can hold."""
+    columns, names = [], []
+    for column, spec in zip(batch.columns, batch.schema, strict=True):
+        if pa.types.is_nested(spec.type):
+            column = pa.array([json.dumps(v, default=str) if v is not None else None
+                               for v in column.to_pylist()], pa.string())
+        columns.append(column)
+        names.append(spec.name)
+    return pa.RecordBatch.from_arrays(columns, names=names)
+
+
+def _write_tables(cohort: Cohort, writer: _Writer, formats: tuple[str, ...]) -> None:
+    """Each table streamed batch by batch from DuckDB into Parquet and CSV files."""
+    queries = {
+        "clinical": "SELECT c.* FROM clinical c WHERE list_contains($sets, c.set_name) "
+                    "AND c.pseudonym IN (SELECT pseudonym FROM cp) ORDER BY c.pseudonym, c.kind, c.site",
+        "images": "SELECT * FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp) "
+                  "ORDER BY pseudonym, study_uid, series_uid, sop_uid",
+    }
+    for name, sql in queries.items():
+        reader = cohort.relation(sql).to_arrow_reader(50_000)
+        paths = {f: writer.staging / f"{name}.{f}" for f in ("parquet", "csv") if f in formats}
+        pq_writer = pq.ParquetWriter(paths["parquet"], reader.schema) if "parquet" in paths else None
+        csv_writer = None
+        for batch in reader:
+            if pq_writer:
+                pq_writer.write_batch(batch)
+            if "csv" in paths:
+                flat = _csv_ready(batch)
+                csv_writer = csv_writer or pacsv.CSVWriter(paths["csv"], flat.schema)
+                csv_writer.write_batch(flat)
+        if pq_writer:
+            pq_writer.close()
+        if "csv" in paths:
+            if csv_writer is None:  # no rows: still write the header
+                empty = _csv_ready(pa.RecordBatch.from_pylist([], schema=reader.schema))
+                csv_writer = pacsv.CSVWriter(paths["csv"], empty.schema)
+            csv_writer.close()
+        for fmt, path in paths.items():
+            writer.add_file(f"{name}.{fmt}", path)
+            path.unlink()
+
+
+def metadata_key(storage_key: str, folder: str) -> str:
+    """``training/xray/P/St/Se/SOP.dcm`` -> ``training/xray-metadata/P/St/Se/SOP.json``."""
+    set_name, _, rest = storage_key.partition("/")
+    _, _, tail = rest.partition("/")
+    return f"{set_name}/{folder}-metadata/{tail.removesuffix('.dcm')}.json"
+
+
+def _write_objects(cohort: Cohort, writer: _Writer) -> None:
+    source = cohort.source
+    cursor = cohort.image_rows("storage_key, size, sha256, folder")
+    while batch := cursor.fetchmany(1000):
+        for key, size, sha, folder in batch:
+            with source.open_object(key) as src:
+                writer.copy(key, src, sha, size)
+            meta = metadata_key(key, folder)
+            if source.exists(meta):
+                with source.open_object(meta) as src:
+                    writer.copy(meta, src)
+    clinical = cohort._execute(
+        "SELECT DISTINCT set_name, pseudonym, kind, site FROM clinical c "
+        "WHERE list_contains($sets, c.set_name) AND c.pseudonym IN (SELECT pseudonym FROM cp) "
+        "ORDER BY ALL").fetchall()
+    for set_name, pseudonym, kind, site in clinical:
+        key = f"{set_name}/data/{pseudonym}/{kind}-{site}.json"
+        if source.exists(key):
+            with source.open_object(key) as src:
+                writer.copy(key, src)
+
+
+def write_export(cohort: Cohort, destination: Path, formats: tuple[str, ...]) -> ExportResult:
+    """Write ``cohort`` to ``destination`` (folder or ``.zip``), all or nothing."""
+    writer = _writer_for(Path(destination))
+    try:
+        _write_tables(cohort, writer, formats)
+        if "dicom" in formats:
+            _write_objects(cohort, writer)
+        info = {"filter": cohort.filter.to_dict(), "sets": list(cohort.sets),
+                "counts": cohort.counts().as_dict(), "formats": list(formats)}
+        path = writer.staging / ".cohort.json"
+        path.write_text(json.dumps(info, indent=2))
+        writer.add_file("cohort.json", path)
+        files, total = len(writer.manifest), sum(size for _, size, _ in writer.manifest)
+        writer.write_manifest()
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return ExportResult(Path(destination), cohort.counts(), files, total, formats)
+
+
+def export_cohort(user: Any, flt: CohortFilter, destination: str | Path,
+                  formats: str | tuple[str, ...] = FORMATS, source: Source | None = None) -> ExportResult:
+    """Export the cohort ``user`` may see; the export is audited (filter, counts, size)."""
+    from nccid.accounts.models import audit
+
+    formats = parse_formats(formats)
+    cohort = Cohort(flt, scope_for(user), source)
+    try:
+        result = write_export(cohort, Path(destination), formats)
+    except ExportError as exc:
+        audit(user, "research.export.failed", filter=flt.to_dict(), error=str(exc))
+        raise
+    finally:
+        cohort.close()
+    audit(user, "research.export", filter=flt.to_dict(), sets=list(cohort.sets),
+          formats=list(formats), files=result.files, bytes=result.bytes,
+          **result.counts.as_dict())
+    return result
+
+
+def read_manifest(path: Path | str) -> dict[str, tuple[int, str]]:
+    """The manifest of an export folder or zip: key -> (size, sha256)."""
+    path = Path(path)
+    if path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as zf:
+            text = zf.read("manifest.csv").decode()
+    else:
+        text = (path / "manifest.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    return {r["key"]: (int(r["size"]), r["sha256"]) for r in rows}
