@@ -1,5 +1,446 @@
-"""The JSON API (django-ninja) with its OpenAPI schema at /api/docs and /api/openapi.json."""
+"""The JSON API (django-ninja) with its OpenAPI schema at /api/docs and /api/openapi.json.
 
-from ninja import NinjaAPI
+The same operations as the portal pages, calling the same service functions, so the two can
+never drift. Two ways in: ``Authorization: Bearer <token>`` (tokens from ``nccid user token``,
+only their SHA-256 is stored) for scripts, and the portal's session cookie (with CSRF on
+unsafe methods) for the browser. Errors are JSON ``{"detail": "..."}`` with 401, 403, 404 or
+422; an object of another site is always 404, so its existence is never confirmed.
+"""
 
-api = NinjaAPI(title="nccid API", version="1", urls_namespace="api")
+from __future__ import annotations
+
+import importlib
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import File, Form, NinjaAPI, Router, Schema
+from ninja.errors import HttpError
+from ninja.files import UploadedFile
+from ninja.security import HttpBearer
+from ninja.security.apikey import APIKeyCookie
+
+from nccid.accounts.models import ApiToken, Role, Site
+
+from . import auth as access
+
+# Writing last_used on every call would turn each read into a write; once a minute is enough.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+class TokenAuth(HttpBearer):
+    """``Authorization: Bearer nccid_…``: looked up by digest, for active accounts only."""
+
+    def authenticate(self, request: HttpRequest, token: str):
+        if not token:
+            return None
+        found = (ApiToken.objects.select_related("user", "user__site")
+                 .filter(digest=ApiToken.digest_of(token.strip())).first())
+        if found is None or not found.user.is_active:
+            return None
+        now = timezone.now()
+        if found.last_used is None or now - found.last_used > TOKEN_TOUCH_INTERVAL:
+            ApiToken.objects.filter(pk=found.pk).update(last_used=now)
+        request.user = found.user
+        return found.user
+
+
+class SessionAuth(APIKeyCookie):
+    """The portal's session; CSRF is checked on unsafe methods, only once a user is signed in."""
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def _get_key(self, request: HttpRequest):
+        if not request.user.is_authenticated:
+            return None
+        return super()._get_key(request)
+
+    def authenticate(self, request: HttpRequest, key):
+        user = request.user
+        return user if user.is_authenticated and user.is_active else None
+
+
+api = NinjaAPI(
+    title="nccid API",
+    version="1",
+    urls_namespace="api",
+    auth=[TokenAuth(), SessionAuth()],
+    description=("Automate what the site portal does: download templates, upload clinical "
+                 "spreadsheets (preview, then confirm or cancel), follow your uploads and DICOM "
+                 "studies, read the summary figures. Authenticate with "
+                 "`Authorization: Bearer <token>` (ask your data manager for a token)."),
+)
+
+
+def _detail(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    return api.create_response(request, {"detail": message}, status=status)
+
+
+@api.exception_handler(PermissionDenied)
+def _forbidden(request, exc):
+    return _detail(request, 403, str(exc) or "You do not have permission to do this.")
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return _detail(request, 404, str(exc) or "Not found.")
+
+
+@api.exception_handler(ObjectDoesNotExist)
+def _no_object(request, exc):
+    return _detail(request, 404, "Not found.")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    message = str(exc)
+    if exc.status_code == 401:
+        message = "Authentication required: send 'Authorization: Bearer <token>' or sign in."
+    return _detail(request, exc.status_code, message)
+
+
+# ---------------------------------------------------------------- role checks
+
+def _user(request: HttpRequest):
+    return request.auth
+
+
+def require_data_manager(request: HttpRequest) -> None:
+    if not _user(request).is_data_manager:
+        raise PermissionDenied("Only data managers and administrators may do this.")
+
+
+def require_site_role(request: HttpRequest) -> None:
+    """Uploads and studies are for site uploaders, data managers and administrators."""
+    user = _user(request)
+    if user.role == Role.RESEARCHER:
+        raise PermissionDenied("Researchers have no access to site uploads.")
+    if user.role == Role.UPLOADER and user.site_id is None:
+        raise PermissionDenied("Your account is not attached to a site.")
+
+
+def _site_filter(request: HttpRequest, site_code: str | None) -> dict:
+    """Filter for the site a list may show: one's own, or any (or one chosen) for data managers."""
+    user = _user(request)
+    if access.sees_all_sites(user):
+        if site_code:
+            site = Site.objects.filter(code=site_code.strip().upper()).first()
+            if site is None:
+                raise Http404(f"No site with code {site_code!r}.")
+            return {"site": site}
+        return {}
+    if site_code and site_code.strip().upper() != user.site.code:
+        raise Http404(f"No site with code {site_code!r}.")
+    return {"site_id": user.site_id}
+
+
+# ---------------------------------------------------------------- schemas
+
+class MeOut(Schema):
+    username: str
+    role: str
+    site: str | None
+
+
+class SummaryRow(Schema):
+    label: str
+    value: int
+
+
+class SummaryOut(Schema):
+    centres: int
+    patients_with_images: int
+    total_patients: int
+    studies_xray: int
+    studies_mri: int
+    studies_ct: int
+    studies_other: int
+    images: int
+    table: list[SummaryRow]
+
+
+class UploadError(Schema):
+    row: int | None
+    column: str | None
+    value: str | None
+    reason: str
+
+
+class UploadOut(Schema):
+    id: int
+    site: str
+    kind: str
+    status: str
+    created: datetime | None
+    rows: int | None
+    accepted: int | None
+    new: int | None
+    updated: int | None
+    unchanged: int | None
+    rejected: int | None
+    n_errors: int
+
+
+class UploadDetailOut(UploadOut):
+    errors: list[UploadError]
+
+
+class StudyOut(Schema):
+    site: str
+    study_uid: str
+    patient: str
+    modality: str
+    source: str
+    instances: int
+    stored: int
+    pending: int
+    held: int
+    status: str
+    first_received: datetime
+    last_received: datetime
+
+
+class HeldOut(Schema):
+    id: int
+    site: str
+    pseudonym: str
+    study_uid: str
+    modality: str
+    reason: str
+    source: str
+    received_at: datetime
+
+
+class DecisionOut(Schema):
+    id: int
+    status: str
+
+
+# ---------------------------------------------------------------- operations
+
+@api.get("/me", response=MeOut, tags=["account"], summary="Who the token or session belongs to")
+def me(request):
+    user = _user(request)
+    return {"username": user.username, "role": user.role, "site": user.site.code if user.site else None}
+
+
+@api.get("/summary", response=SummaryOut, tags=["figures"], summary="The programme's summary figures")
+def summary(request):
+    from .summary import get_summary
+
+    figures = get_summary()
+    data = figures.as_dict()
+    data["table"] = [{"label": label, "value": value} for label, value in figures.rows()]
+    return data
+
+
+@api.get("/templates/{kind}", tags=["uploads"], summary="Download the current blank template of a kind",
+         response={200: None})
+def template(request, kind: str):
+    from . import content
+
+    if kind not in content.KINDS:
+        raise Http404(f"No template {kind!r}: use one of {', '.join(content.KINDS)}.")
+    response = HttpResponse(
+        content.template_bytes(kind),
+        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    response["Content-Disposition"] = f'attachment; filename="{content.KINDS[kind]["filename"]}"'
+    return response
+
+
+def _upload_out(upload, with_errors: bool = False) -> dict:
+    """The facts of an upload the site may see: counts and errors, never a file name."""
+    errors = list(getattr(upload, "errors", None) or [])
+    out = {
+        "id": upload.pk, "site": upload.site.code, "kind": upload.kind, "status": upload.status,
+        "created": getattr(upload, "created", None) or getattr(upload, "created_at", None),
+        "n_errors": len(errors),
+    }
+    for name in ("rows", "accepted", "new", "updated", "unchanged", "rejected"):
+        value = getattr(upload, name, None)
+        if value is None:
+            value = getattr(upload, f"n_{name}", None)
+        out[name] = value
+    if with_errors:
+        out["errors"] = [
+            {"row": e.get("row"), "column": e.get("column"),
+             "value": None if e.get("value") is None else str(e.get("value")),
+             "reason": str(e.get("reason", ""))}
+            for e in errors
+        ]
+    return out
+
+
+def _upload_or_404(request, upload_id: int):
+    from nccid.clinical.models import Upload
+
+    found = Upload.objects.select_related("site").filter(pk=upload_id).first()
+    if found is None:
+        raise Http404("No such upload.")
+    access.check_site_access(_user(request), found.site_id)
+    return found
+
+
+def _clinical_user_error(exc: Exception) -> bool:
+    return isinstance(exc, ValueError) or type(exc).__module__.startswith("nccid.clinical")
+
+
+@api.post("/uploads", response={201: UploadDetailOut}, tags=["uploads"],
+          summary="Upload a spreadsheet for preview (multipart: kind, file[, site])")
+def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form[str] = ""):
+    from nccid.clinical import services
+
+    from . import content
+
+    user = _user(request)
+    if not access.can_upload(user):
+        raise PermissionDenied("Only site uploaders (and administrators) may upload.")
+    if kind not in content.KINDS:
+        raise HttpError(422, f"Unknown kind {kind!r}: use one of {', '.join(content.KINDS)}.")
+    chosen = None
+    if site:
+        chosen = Site.objects.filter(code=site.strip().upper()).first()
+        if chosen is None or (user.role == Role.UPLOADER and chosen.pk != user.site_id):
+            raise Http404(f"No site with code {site!r}.")
+    elif user.role == Role.ADMIN:
+        raise HttpError(422, "Administrators must say which site they upload for: add site=<CODE>.")
+    if file.size and file.size > settings.NCCID_MAX_SPREADSHEET_BYTES:
+        raise HttpError(422, f"The file is larger than the limit of "
+                             f"{settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024)} MB.")
+    try:
+        made = services.preview_upload(access.upload_site_for(user, chosen), kind,
+                                       file.name or "upload", file.read(), user)
+    except Exception as exc:
+        if not _clinical_user_error(exc):
+            raise
+        raise HttpError(422, str(exc)) from exc
+    return 201, _upload_out(made, with_errors=True)
+
+
+@api.get("/uploads", response=list[UploadOut], tags=["uploads"], summary="My site's uploads, newest first")
+def upload_list(request, site: str | None = None, limit: int = 100):
+    from nccid.clinical.models import Upload
+
+    require_site_role(request)
+    rows = (Upload.objects.select_related("site").filter(**_site_filter(request, site))
+            .order_by("-pk")[: max(1, min(limit, 1000))])
+    return [_upload_out(u) for u in rows]
+
+
+@api.get("/uploads/{upload_id}", response=UploadDetailOut, tags=["uploads"],
+         summary="One upload with every error (row, column, value, reason)")
+def upload_detail(request, upload_id: int):
+    require_site_role(request)
+    return _upload_out(_upload_or_404(request, upload_id), with_errors=True)
+
+
+def _act_on_upload(request, upload_id: int, action: str):
+    from nccid.clinical import services
+
+    require_site_role(request)
+    found = _upload_or_404(request, upload_id)
+    access.check_can_act_on(_user(request), found.site_id)
+    try:
+        done = getattr(services, f"{action}_upload")(found, _user(request))
+    except Exception as exc:
+        if not _clinical_user_error(exc):
+            raise
+        raise HttpError(422, str(exc)) from exc
+    return _upload_out(done or _upload_or_404(request, upload_id), with_errors=True)
+
+
+@api.post("/uploads/{upload_id}/confirm", response=UploadDetailOut, tags=["uploads"],
+          summary="Accept a previewed upload (confirming twice imports once)")
+def upload_confirm(request, upload_id: int):
+    return _act_on_upload(request, upload_id, "confirm")
+
+
+@api.post("/uploads/{upload_id}/cancel", response=UploadDetailOut, tags=["uploads"],
+          summary="Cancel a previewed upload")
+def upload_cancel(request, upload_id: int):
+    return _act_on_upload(request, upload_id, "cancel")
+
+
+@api.get("/studies", response=list[StudyOut], tags=["images"],
+         summary="DICOM studies my site has sent (pseudonyms and keyed UIDs only)")
+def study_list(request, site: str | None = None, limit: int = 200):
+    from nccid.imaging.models import StudyReceipt
+
+    require_site_role(request)
+    rows = (StudyReceipt.objects.select_related("site").filter(**_site_filter(request, site))
+            .order_by("-last_received")[: max(1, min(limit, 5000))])
+    return [
+        {"site": r.site.code, "study_uid": r.study_uid, "patient": r.patient,
+         "modality": r.modality, "source": r.source, "instances": r.instances,
+         "stored": r.stored, "pending": r.pending, "held": r.held, "status": r.status,
+         "first_received": r.first_received, "last_received": r.last_received}
+        for r in rows
+    ]
+
+
+@api.get("/review/held", response=list[HeldOut], tags=["review"],
+         summary="Images held for review (suspected burned-in text); data managers only")
+def held_list(request):
+    from nccid.imaging.services import held_images
+
+    require_data_manager(request)
+    return [_held_out(h) for h in held_images()]
+
+
+def _held_out(held) -> dict:
+    return {"id": held.pk, "site": held.site.code, "pseudonym": held.pseudonym or "",
+            "study_uid": held.study_uid, "modality": held.modality, "reason": held.reason,
+            "source": held.source, "received_at": held.received_at}
+
+
+def _decide(request, held_id: int, action: str) -> dict:
+    from nccid.imaging import services
+    from nccid.imaging.models import HeldImage
+
+    require_data_manager(request)
+    held = HeldImage.objects.select_related("site").filter(pk=held_id).first()
+    if held is None:
+        raise Http404("No such held image.")
+    try:
+        getattr(services, f"{action}_held")(held, _user(request))
+    except services.HeldDecisionError as exc:
+        raise HttpError(409, str(exc)) from exc
+    held.refresh_from_db()
+    return {"id": held.pk, "status": held.status}
+
+
+@api.post("/review/held/{held_id}/release", response=DecisionOut, tags=["review"],
+          summary="Release a held image into the warehouse; data managers only")
+def held_release(request, held_id: int):
+    return _decide(request, held_id, "release")
+
+
+@api.post("/review/held/{held_id}/reject", response=DecisionOut, tags=["review"],
+          summary="Reject (delete) a held image; data managers only")
+def held_reject(request, held_id: int):
+    return _decide(request, held_id, "reject")
+
+
+# ---------------------------------------------------------------- routers of other parts
+
+def add_router(prefix: str, router: Router) -> None:
+    """Mount another part's router under /api/<prefix> (before the URLs are built)."""
+    api.add_router(prefix, router)
+
+
+def _mount_optional_routers() -> None:
+    """The research part's router, if that part provides one (nccid.research.api.router)."""
+    try:
+        research_api = importlib.import_module("nccid.research.api")
+    except ModuleNotFoundError as exc:
+        if exc.name != "nccid.research.api":
+            raise
+        return
+    router = getattr(research_api, "router", None)
+    if router is not None and router not in {r for _, r in api._routers}:
+        api.add_router("/research/", router)
+
+
+_mount_optional_routers()

@@ -1,0 +1,316 @@
+"""The data managers' dashboard: figures from database aggregates, charts drawn as SVG.
+
+Every figure is a GROUP BY in the database (never a scan of the warehouse), computed when the
+data version changes and at most once per ``REFRESH_SECONDS``; the result is saved in a
+``FigureState`` row so every worker shares it. Charts are drawn on the server with matplotlib
+(no JavaScript, no CDN) and each has a table giving the same numbers for screen readers.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import Counter, defaultdict
+
+from django.db.models import Count, Max, Min, Sum
+from django.utils import timezone
+
+from .models import FigureState
+from .summary import clinical_model, data_version, image_model, modality_categories
+
+DASHBOARD = "dashboard"
+REFRESH_SECONDS = 60
+AGE_BIN = 5
+# Fields whose completeness the dashboard reports (a cleaned value that is not None).
+COMPLETENESS_FIELDS = {
+    "positive": ["age", "sex", "ethnicity", "date_of_positive_covid_swab", "date_of_admission",
+                 "itu_admission", "intubation", "death", "final_covid_status", "smoking_status",
+                 "pmh_hypertension", "date_of_1st_cxr", "date_last_known_alive"],
+    "negative": ["swabs", "latest_swab_date", "latest_swab_status"],
+    "isaric": ["age", "sex", "date_of_symptom_onset", "date_of_admission", "outcome",
+               "date_of_outcome", "isaric_4c_score"],
+}
+CHARTS = {
+    "studies-by-centre": "Studies received over time, by centre",
+    "studies-by-modality": "Studies received over time, by modality",
+    "patients-by-status": "Patients over time, by COVID status",
+    "patients-by-set": "Patients over time, by set",
+    "age": "Age of patients (5-year bands)",
+    "sex": "Sex of patients",
+    "completeness": "Completeness of clinical fields, by centre",
+}
+
+_lock = threading.Lock()
+_memo: dict = {"key": None, "board": None, "svgs": {}}
+
+
+def _version_key() -> list:
+    version = list(data_version())
+    changed = clinical_model().objects.aggregate(m=Max("updated_at"))["m"]
+    return version + [changed.isoformat() if changed else ""]
+
+
+def get_dashboard(force: bool = False) -> dict:
+    """The dashboard figures, recomputed when the data changed (at most once a minute)."""
+    key = _version_key()
+    with _lock:
+        if not force and _memo["key"] == key:
+            return _memo["board"]
+    state = FigureState.objects.filter(name=DASHBOARD).first()
+    fresh = state is not None and (
+        state.data.get("key") == key
+        or (timezone.now() - state.updated).total_seconds() < REFRESH_SECONDS
+    )
+    if force or not fresh:
+        board = compute_dashboard()
+        board["key"] = key
+        FigureState.objects.update_or_create(name=DASHBOARD, defaults={"data": board})
+    else:
+        board = state.data
+    with _lock:
+        _memo.update(key=board["key"], board=board, svgs={})
+    return board
+
+
+# ---------------------------------------------------------------- figures
+
+def _month(value) -> str:
+    return value.strftime("%Y-%m") if value else "unknown"
+
+
+def compute_dashboard() -> dict:
+    covid = _covid_status()
+    return {
+        "computed_at": timezone.now().isoformat(timespec="seconds"),
+        "studies_by_centre": _studies_over_time("site__code"),
+        "studies_by_modality": _studies_by_modality(),
+        "patients_by_status": _patients_over_time(lambda p, _s, _set: covid.get(p, "unknown")),
+        "patients_by_set": _patients_over_time(lambda _p, _s, set_name: set_name or "unassigned"),
+        "demographics": _demographics(),
+        "centres": _centres(),
+        "completeness": _completeness(),
+    }
+
+
+def _cumulative(per_month: dict[str, Counter]) -> dict:
+    """{series: [[month, cumulative count], ...]} from {month: Counter(series -> new)}."""
+    months = sorted(per_month)
+    series = sorted({s for c in per_month.values() for s in c})
+    out = {}
+    for name in series:
+        total, points = 0, []
+        for month in months:
+            total += per_month[month].get(name, 0)
+            points.append([month, total])
+        out[name] = points
+    return {"months": months, "series": out}
+
+
+def _studies_over_time(field: str) -> dict:
+    """Studies by the month their first image arrived, per value of ``field``."""
+    per_month: dict[str, Counter] = defaultdict(Counter)
+    rows = (image_model().objects.values("study_uid").annotate(first=Min("received_at"), key=Min(field)))
+    for row in rows.iterator(chunk_size=5000):
+        per_month[_month(row["first"])][row["key"] or "unknown"] += 1
+    return _cumulative(per_month)
+
+
+def _studies_by_modality() -> dict:
+    labels = {"xray": "X-ray", "mri": "MRI", "ct": "CT"}
+    categories = modality_categories()
+    raw = _studies_over_time("modality")
+    merged: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for modality, points in raw["series"].items():
+        label = labels.get(categories.get(modality.upper(), ""), f"Other ({modality})")
+        for month, total in points:
+            merged[label][month] += total
+    return {"months": raw["months"],
+            "series": {k: [[m, v[m]] for m in raw["months"]] for k, v in sorted(merged.items())}}
+
+
+def _patients_over_time(classify) -> dict:
+    """Patients by the month they were first seen (first image or clinical record), classified."""
+    first: dict[str, tuple] = {}
+    images = image_model().objects.values("pseudonym").annotate(
+        first=Min("received_at"), site=Min("site__code"), set_name=Min("set_name"))
+    for row in images.iterator(chunk_size=5000):
+        first[row["pseudonym"]] = (row["first"], row["site"], row["set_name"])
+    clinical = clinical_model().objects.values("pseudonym").annotate(
+        first=Min("created_at"), site=Min("site__code"))
+    for row in clinical.iterator(chunk_size=5000):
+        seen = first.get(row["pseudonym"])
+        if seen is None or (row["first"] and seen[0] and row["first"] < seen[0]):
+            first[row["pseudonym"]] = (row["first"], row["site"], seen[2] if seen else None)
+    per_month: dict[str, Counter] = defaultdict(Counter)
+    for pseudonym, (at, site, set_name) in first.items():
+        per_month[_month(at)][classify(pseudonym, site, set_name)] += 1
+    return _cumulative(per_month)
+
+
+def _covid_status() -> dict[str, str]:
+    """positive if any positive-template record or positive swab, negative if only negative."""
+    status: dict[str, str] = {}
+    rows = clinical_model().objects.values_list("pseudonym", "kind", "cleaned__any_positive_swab")
+    for pseudonym, kind, positive_swab in rows.iterator(chunk_size=5000):
+        if kind == "positive" or positive_swab is True:
+            status[pseudonym] = "positive"
+        elif kind == "negative":
+            status.setdefault(pseudonym, "negative")
+    return status
+
+
+def _demographics() -> dict:
+    """5-year age bands and sex, one value per patient (the most recently updated record)."""
+    ages: dict[str, object] = {}
+    sexes: dict[str, object] = {}
+    rows = (clinical_model().objects.exclude(kind="negative").order_by("updated_at")
+            .values_list("pseudonym", "cleaned__age", "cleaned__sex"))
+    for pseudonym, age, sex in rows.iterator(chunk_size=5000):
+        if age is not None:
+            ages[pseudonym] = age
+        if sex:
+            sexes[pseudonym] = sex
+    bands: Counter = Counter()
+    for age in ages.values():
+        try:
+            low = int(float(age)) // AGE_BIN * AGE_BIN
+        except (TypeError, ValueError):
+            continue
+        bands[low] += 1
+    return {
+        "age_bands": [[f"{low}-{low + AGE_BIN - 1}", bands[low]] for low in sorted(bands)],
+        "age_unknown": len({*sexes, *ages}) - sum(bands.values()),
+        "sex": sorted(Counter(str(s) for s in sexes.values()).items()),
+    }
+
+
+def _centres() -> list[dict]:
+    """One row per site: first and latest submission, patients, studies, images, storage."""
+    from nccid.accounts.models import Site
+
+    images = {r["site_id"]: r for r in image_model().objects.values("site_id").annotate(
+        first=Min("received_at"), last=Max("received_at"), studies=Count("study_uid", distinct=True),
+        images=Count("pk"), bytes=Sum("size"))}
+    clinical = {r["site_id"]: r for r in clinical_model().objects.values("site_id").annotate(
+        first=Min("created_at"), last=Max("updated_at"), records=Count("pk"))}
+    patients = _patients_per_site()
+    out = []
+    for site in Site.objects.order_by("code"):
+        i, c = images.get(site.pk, {}), clinical.get(site.pk, {})
+        if not i and not c:
+            continue
+        firsts = [d for d in (i.get("first"), c.get("first")) if d]
+        lasts = [d for d in (i.get("last"), c.get("last")) if d]
+        out.append({
+            "code": site.code, "name": site.name,
+            "first": min(firsts).isoformat() if firsts else None,
+            "last": max(lasts).isoformat() if lasts else None,
+            "patients": patients.get(site.pk, 0), "studies": i.get("studies", 0),
+            "images": i.get("images", 0), "bytes": i.get("bytes") or 0,
+            "clinical_records": c.get("records", 0),
+        })
+    return out
+
+
+def _patients_per_site() -> dict[int, int]:
+    seen: dict[int, set] = defaultdict(set)
+    for model in (image_model(), clinical_model()):
+        pairs = model.objects.values_list("site_id", "pseudonym").distinct()
+        for site_id, pseudonym in pairs.iterator(chunk_size=5000):
+            seen[site_id].add(pseudonym)
+    return {site_id: len(p) for site_id, p in seen.items()}
+
+
+def _completeness() -> dict:
+    """Percentage of records with a usable value, per (kind, field) and centre."""
+    filled: dict[tuple, Counter] = defaultdict(Counter)
+    totals: Counter = Counter()
+    rows = clinical_model().objects.values_list("site__code", "kind", "cleaned")
+    for site, kind, cleaned in rows.iterator(chunk_size=2000):
+        totals[(site, kind)] += 1
+        for field in COMPLETENESS_FIELDS.get(kind, []):
+            value = (cleaned or {}).get(field)
+            if value not in (None, "", []):
+                filled[(site, kind)][field] += 1
+    sites = sorted({s for s, _ in totals})
+    table = []
+    for kind, fields in COMPLETENESS_FIELDS.items():
+        for field in fields:
+            cells = []
+            for site in sites:
+                n = totals.get((site, kind), 0)
+                cells.append(None if not n else round(100 * filled[(site, kind)][field] / n, 1))
+            if any(c is not None for c in cells):
+                table.append({"kind": kind, "field": field, "cells": cells})
+    return {"sites": sites, "rows": table}
+
+
+# ---------------------------------------------------------------- charts (SVG)
+
+def chart_svg(name: str) -> str | None:
+    """The SVG of one chart, drawn once per dashboard version in this process."""
+    if name not in CHARTS:
+        return None
+    board = get_dashboard()
+    with _lock:
+        cached = _memo["svgs"].get(name)
+    if cached is None:
+        cached = _draw(name, board)
+        with _lock:
+            _memo["svgs"][name] = cached
+    return cached
+
+
+def _draw(name: str, board: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    title = CHARTS[name]
+    if name.startswith(("studies-", "patients-")):
+        key = name.replace("-", "_")
+        _lines(ax, board[key])
+        ax.set_ylabel("cumulative count")
+    elif name == "age":
+        bands = board["demographics"]["age_bands"]
+        ax.bar([b for b, _ in bands], [n for _, n in bands], color="#005eb8")
+        ax.set_xlabel("age (years)")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    elif name == "sex":
+        sexes = board["demographics"]["sex"]
+        ax.barh([s for s, _ in sexes], [n for _, n in sexes], color="#005eb8")
+        ax.set_xlabel("patients")
+    elif name == "completeness":
+        _heatmap(fig, ax, board["completeness"])
+    ax.set_title(title, loc="left", fontsize=11)
+    out = io.StringIO()
+    fig.savefig(out, format="svg", metadata={"Date": None})
+    return out.getvalue()
+
+
+def _lines(ax, data: dict) -> None:
+    months = data["months"]
+    x = list(range(len(months)))
+    for label, points in data["series"].items():
+        ax.plot(x, [v for _, v in points], marker="o", markersize=3, label=label)
+    step = max(1, len(months) // 12)
+    ax.set_xticks(x[::step], months[::step], rotation=45, fontsize=7)
+    if data["series"]:
+        ax.legend(fontsize=7, loc="upper left", ncols=2)
+    ax.grid(alpha=0.3)
+
+
+def _heatmap(fig, ax, data: dict) -> None:
+    rows = data["rows"]
+    if not rows:
+        ax.text(0.5, 0.5, "no clinical records yet", ha="center", va="center")
+        return
+    fig.set_size_inches(8, max(3.0, 0.22 * len(rows) + 1.2))
+    values = [[-1 if c is None else c for c in r["cells"]] for r in rows]
+    image = ax.imshow(values, aspect="auto", cmap="Blues", vmin=0, vmax=100)
+    ax.set_yticks(range(len(rows)), [f'{r["kind"]}: {r["field"]}' for r in rows], fontsize=7)
+    ax.set_xticks(range(len(data["sites"])), data["sites"], fontsize=7, rotation=45)
+    fig.colorbar(image, ax=ax, label="% complete")

@@ -1,0 +1,121 @@
+"""Views of the summary, dashboard, review queue and key-vault pages.
+
+The summary is for every signed-in role. The dashboard, the review queue and the vault are for
+data managers and administrators only; others get 403. Revealed NHS/CHI numbers are rendered
+once into a response that must not be cached, and never logged, stored or put in a message.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import charts
+from .summary import get_summary
+
+log = logging.getLogger("nccid.portal")
+
+
+def data_manager_required(view):
+    """Signed in (else to the login page) and a data manager or administrator (else 403)."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_data_manager:
+            raise PermissionDenied("data managers only")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@login_required
+@require_GET
+def summary_page(request: HttpRequest) -> HttpResponse:
+    figures = get_summary()
+    return render(request, "portal/summary.html", {"figures": figures, "rows": figures.rows()})
+
+
+@data_manager_required
+@require_GET
+def dashboard_page(request: HttpRequest) -> HttpResponse:
+    board = charts.get_dashboard()
+    return render(request, "portal/dashboard.html", {"board": board, "summary": get_summary()})
+
+
+@data_manager_required
+@require_GET
+def chart_svg(request: HttpRequest, name: str) -> HttpResponse:
+    svg = charts.chart_svg(name)
+    if svg is None:
+        raise Http404("no such chart")
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
+
+
+@data_manager_required
+@require_GET
+def review_page(request: HttpRequest) -> HttpResponse:
+    from nccid.imaging.services import held_images
+
+    return render(request, "portal/review.html", {"held": list(held_images())})
+
+
+@data_manager_required
+@require_POST
+def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    from nccid.imaging import services
+    from nccid.imaging.models import HeldImage
+
+    if action not in ("release", "reject"):
+        raise Http404("no such action")
+    held = HeldImage.objects.select_related("site").filter(pk=pk).first()
+    if held is None:
+        raise Http404("no such held image")
+    try:
+        getattr(services, f"{action}_held")(held, request.user)
+    except services.HeldDecisionError as exc:
+        messages.error(request, f"Image {held.pk}: {exc}.")
+    else:
+        done = "released into the warehouse" if action == "release" else "rejected and deleted"
+        messages.success(request, f"Image {held.pk} from {held.site.code} {done}.")
+    return redirect("figures:review")
+
+
+@never_cache
+@data_manager_required
+@require_http_methods(["GET", "POST"])
+def vault_page(request: HttpRequest) -> HttpResponse:
+    """Pseudonym + reason -> the NHS/CHI number, shown once in this response only (audited)."""
+    from nccid.identity.service import UnknownPseudonym, VaultAccessDenied, reveal
+
+    context: dict = {"errors": {}, "pseudonym": "", "reason": "", "number": None}
+    status = 200
+    if request.method == "POST":
+        pseudonym = request.POST.get("pseudonym", "").strip().upper()
+        reason = request.POST.get("reason", "").strip()
+        context.update(pseudonym=pseudonym, reason=reason)
+        if not pseudonym.startswith("NCCID-"):
+            context["errors"]["pseudonym"] = "Enter a pseudonym, like NCCID-ABCDEFGHIJKLMNOP"
+        if not reason:
+            context["errors"]["reason"] = "Enter the reason you need this NHS/CHI number"
+        if not context["errors"]:
+            try:
+                context["number"] = reveal(request.user, pseudonym, reason)
+            except UnknownPseudonym:
+                context["errors"]["pseudonym"] = "No vault entry for this pseudonym"
+            except VaultAccessDenied as exc:
+                raise PermissionDenied(str(exc)) from exc
+        status = 400 if context["errors"] else 200
+    response = render(request, "portal/vault.html", context, status=status)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,237 @@
+"""The programme's summary table, computed incrementally from the database.
+
+The figures are counts of distinct patients and studies. Recounting a million image rows on
+every page view would not scale, so the counts are kept in a ``FigureState`` row together
+with the high-water marks (largest primary keys) of the image and clinical tables they cover.
+When new rows arrive, only those rows are examined: a patient or study counts as new when no
+earlier row names it (an indexed ``NOT EXISTS``). Deleting rows bumps a generation counter,
+which forces one full recount. Page views cost one cheap probe (three indexed ``MAX``/row
+lookups, memoised for ``PROBE_SECONDS`` in each process) and a dictionary look-up.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+from django.apps import apps
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
+
+from .models import FigureState
+
+PROBE_SECONDS = 1.0
+# On PostgreSQL a transaction may commit a row with a smaller id than one already counted;
+# a periodic full recount picks such late rows up.
+RECOUNT_SECONDS = 3600
+GENERATION = "_generation"
+SUMMARY = "summary"
+_DATA = Path(__file__).parent / "data"
+
+
+@cache
+def modality_categories() -> dict[str, str]:
+    """DICOM modality code -> summary column (``xray``, ``mri``, ``ct``); others are not listed."""
+    return json.loads((_DATA / "modalities.json").read_text())["categories"]
+
+
+def image_model():
+    return apps.get_model("warehouse", "ImageRecord")
+
+
+def clinical_model():
+    return apps.get_model("clinical", "ClinicalRecord")
+
+
+@dataclass(frozen=True)
+class Summary:
+    centres: int
+    patients_with_images: int
+    total_patients: int
+    studies_xray: int
+    studies_mri: int
+    studies_ct: int
+    studies_other: int
+    images: int
+    version: tuple[int, int, int]
+
+    def rows(self) -> list[tuple[str, int]]:
+        """The published table, in the programme's order and wording."""
+        return [
+            ("Number of centres with data", self.centres),
+            ("Patients with images", self.patients_with_images),
+            ("Total patients (studies + clinical data)", self.total_patients),
+            ("Studies received (X-ray)", self.studies_xray),
+            ("Studies received (MRI)", self.studies_mri),
+            ("Studies received (CT)", self.studies_ct),
+        ]
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["version"] = list(self.version)
+        return data
+
+
+# ---------------------------------------------------------------- the data version probe
+
+def data_version() -> tuple[int, int, int]:
+    """(largest image id, largest clinical id, deletion generation): changes whenever the data do."""
+    image_top = image_model().objects.aggregate(m=Max("pk"))["m"] or 0
+    clinical_top = clinical_model().objects.aggregate(m=Max("pk"))["m"] or 0
+    generation = (
+        FigureState.objects.filter(name=GENERATION).values_list("generation", flat=True).first() or 0
+    )
+    return image_top, clinical_top, generation
+
+
+_memo_lock = threading.Lock()
+_memo: dict[str, object] = {"at": 0.0, "version": None, "summary": None}
+
+
+def bump_generation(**_kwargs) -> None:
+    """Force a full recount (rows were deleted). Connected to the models' post_delete."""
+    updated = FigureState.objects.filter(name=GENERATION).update(generation=F("generation") + 1)
+    if not updated:
+        try:
+            with transaction.atomic():
+                FigureState.objects.create(name=GENERATION, generation=1)
+        except IntegrityError:  # created meanwhile by another process
+            FigureState.objects.filter(name=GENERATION).update(generation=F("generation") + 1)
+    forget()
+
+
+def connect_signals() -> None:
+    """Deleting image or clinical rows forces a recount (called from the app's ready())."""
+    from django.db.models.signals import post_delete
+
+    for label in ("warehouse.ImageRecord", "clinical.ClinicalRecord"):
+        post_delete.connect(bump_generation, sender=label, dispatch_uid=f"figures-{label}")
+
+
+def forget() -> None:
+    """Drop this process's memo (tests, and after a deletion)."""
+    with _memo_lock:
+        _memo.update(at=0.0, version=None, summary=None)
+
+
+def get_summary(max_age: float = PROBE_SECONDS) -> Summary:
+    """The current summary; at most one probe per ``max_age`` seconds in this process."""
+    now = time.monotonic()
+    with _memo_lock:
+        if _memo["summary"] is not None and now - _memo["at"] < max_age:
+            return _memo["summary"]  # type: ignore[return-value]
+    version = data_version()
+    with _memo_lock:
+        if _memo["version"] == version and _memo["summary"] is not None:
+            _memo["at"] = now
+            return _memo["summary"]  # type: ignore[return-value]
+    summary = _bring_up_to(version)
+    with _memo_lock:
+        _memo.update(at=now, version=version, summary=summary)
+    return summary
+
+
+# ---------------------------------------------------------------- incremental computation
+
+def _empty_counts() -> dict:
+    return {"counted_at": 0, "centres": [], "patients_with_images": 0, "total_patients": 0, "images": 0,
+            "studies": {"xray": 0, "mri": 0, "ct": 0, "other": 0}}
+
+
+def _bring_up_to(version: tuple[int, int, int]) -> Summary:
+    image_top, clinical_top, generation = version
+    state = FigureState.objects.filter(name=SUMMARY).first()
+    now = time.time()
+    if state is None or state.generation != generation or state.image_hwm > image_top \
+            or state.clinical_hwm > clinical_top \
+            or now - state.data.get("counted_at", 0) > RECOUNT_SECONDS:
+        counts, image_hwm, clinical_hwm, full = _empty_counts(), 0, 0, True
+    else:
+        counts, image_hwm, clinical_hwm, full = state.data, state.image_hwm, state.clinical_hwm, False
+    if full or (image_hwm, clinical_hwm) != (image_top, clinical_top):
+        counts = _add_rows(counts, image_hwm, image_top, clinical_hwm, clinical_top)
+        if full:
+            counts["counted_at"] = now
+        _save(state, counts, image_top, clinical_top, generation)
+    return _as_summary(counts, version)
+
+
+def _add_rows(counts: dict, image_lo: int, image_hi: int, clinical_lo: int, clinical_hi: int) -> dict:
+    """Counts after adding image rows (image_lo, image_hi] and clinical rows (clinical_lo, clinical_hi]."""
+    Image, Clinical = image_model(), clinical_model()
+    counts = json.loads(json.dumps(counts))  # never mutate a cached state
+    new_images = Image.objects.filter(pk__gt=image_lo, pk__lte=image_hi)
+    new_clinical = Clinical.objects.filter(pk__gt=clinical_lo, pk__lte=clinical_hi)
+
+    def earlier(model, upto: int, field: str):
+        return model.objects.filter(pk__lte=upto, **{field: OuterRef(field)})
+
+    counts["images"] += new_images.count()
+    # Patients with images: pseudonyms of new rows that no earlier image row names.
+    first_images = new_images.filter(~Exists(earlier(Image, image_lo, "pseudonym")))
+    counts["patients_with_images"] += first_images.values("pseudonym").distinct().count()
+    # All patients: new image pseudonyms also unknown to the old clinical rows, then new clinical
+    # pseudonyms unknown to every image row so far and to the old clinical rows.
+    counts["total_patients"] += (
+        first_images.filter(~Exists(earlier(Clinical, clinical_lo, "pseudonym")))
+        .values("pseudonym").distinct().count()
+    )
+    counts["total_patients"] += (
+        new_clinical.filter(~Exists(earlier(Image, image_hi, "pseudonym")),
+                            ~Exists(earlier(Clinical, clinical_lo, "pseudonym")))
+        .values("pseudonym").distinct().count()
+    )
+    # Studies: study UIDs of new rows that no earlier image row names, by modality.
+    categories = modality_categories()
+    first_studies = (
+        new_images.filter(~Exists(earlier(Image, image_lo, "study_uid")))
+        .values("modality").annotate(n=Count("study_uid", distinct=True))
+    )
+    for row in first_studies:
+        column = categories.get((row["modality"] or "").upper(), "other")
+        counts["studies"][column] += row["n"]
+    sites = set(counts["centres"])
+    sites.update(new_images.values_list("site_id", flat=True).distinct())
+    sites.update(new_clinical.values_list("site_id", flat=True).distinct())
+    counts["centres"] = sorted(sites)
+    return counts
+
+
+def _save(state: FigureState | None, counts: dict, image_top: int, clinical_top: int,
+          generation: int) -> None:
+    """Save unless another process has saved a newer state meanwhile (optimistic update)."""
+    fields = {"data": counts, "image_hwm": image_top, "clinical_hwm": clinical_top,
+              "generation": generation}
+    if state is None:
+        try:
+            with transaction.atomic():
+                FigureState.objects.create(name=SUMMARY, **fields)
+        except IntegrityError:
+            pass  # another process created it: its figures are as good as ours
+        return
+    FigureState.objects.filter(
+        Q(image_hwm__lte=image_top, clinical_hwm__lte=clinical_top) | ~Q(generation=generation),
+        name=SUMMARY,
+    ).update(**fields)
+
+
+def _as_summary(counts: dict, version: tuple[int, int, int]) -> Summary:
+    studies = counts["studies"]
+    return Summary(
+        centres=len(counts["centres"]),
+        patients_with_images=counts["patients_with_images"],
+        total_patients=counts["total_patients"],
+        studies_xray=studies["xray"], studies_mri=studies["mri"], studies_ct=studies["ct"],
+        studies_other=studies["other"], images=counts["images"], version=version,
+    )
+
+
+def recount() -> Summary:
+    """The summary counted from scratch (the incremental result must always equal it)."""
+    image_top, clinical_top, generation = data_version()
+    counts = _add_rows(_empty_counts(), 0, image_top, 0, clinical_top)
+    return _as_summary(counts, (image_top, clinical_top, generation))
