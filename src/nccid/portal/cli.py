@@ -1,7 +1,90 @@
-"""Commands of the portal part."""
+"""``nccid serve``: the portal and API behind a production WSGI server (gunicorn)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
 
 import typer
+
+from nccid.cli.common import UserError, console, setup_django
+
+
+def _check_initialised() -> None:
+    """Refuse to serve an installation 'nccid init' has not prepared (key file, migrations)."""
+    from nccid.config import get_settings
+
+    settings = get_settings()
+    if not settings.key_file.exists():
+        raise UserError(f"no key file at {settings.key_file}: run 'nccid init' first")
+    setup_django()
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    for alias in (DEFAULT_DB_ALIAS, "vault"):
+        executor = MigrationExecutor(connections[alias])
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            raise UserError(f"the {alias} database is not up to date: run 'nccid init' first")
+
+
+def _collect_static() -> None:
+    """Copy static files under NCCID_HOME so WhiteNoise serves them with long cache headers."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
+def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict:
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": 120,           # a 50 MB spreadsheet is validated inside the request
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "accesslog": "-",         # URLs hold upload ids only, never identifiers
+        "errorlog": "-",
+        "loglevel": "info",
+        "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        "proc_name": "nccid-portal",
+        # gunicorn's control socket defaults to one path per user: several portals (tests,
+        # staging) on one machine would fight over it. It is not needed here.
+        "control_socket_disable": True,
+    }
+
+
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: portal_host).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default: portal_port).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Threads per worker.")] = 4,
+) -> None:
+    """Serve the portal and API with gunicorn (gthread workers) and WhiteNoise static files."""
+    from gunicorn.app.base import BaseApplication
+
+    from nccid.config import get_settings
+
+    _check_initialised()
+    _collect_static()
+    settings = get_settings()
+    options = gunicorn_options(host or settings.portal_host, port or settings.portal_port,
+                               workers, threads)
+
+    class PortalServer(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from nccid.web.wsgi import application
+
+            return application
+
+    console.print(f"Portal on http://{options['bind']}/ ({workers} worker(s) × {threads} thread(s))")
+    PortalServer().run()
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``nccid`` CLI."""
+    app.command("serve")(serve)

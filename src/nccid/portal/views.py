@@ -1,10 +1,27 @@
-"""The site portal pages. Business rules live in the parts' services; views only route."""
+"""The site portal pages. Business rules live in the parts' services; views route and render.
 
+Every page but the login page needs a signed-in user; a user of one site never sees another
+site's uploads (404, so the object's existence is not confirmed). Every form works without
+JavaScript and every state change is a POST followed by a redirect (no double submit on reload).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
-from django.shortcuts import render
-from django.urls import reverse_lazy
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.views.decorators.http import require_GET, require_POST
+
+from . import auth, content
+from .forms import UploadForm
+
+log = logging.getLogger("nccid.portal")
 
 
 class LoginView(auth_views.LoginView):
@@ -13,27 +30,193 @@ class LoginView(auth_views.LoginView):
 
 
 class LogoutView(auth_views.LogoutView):
-    pass
+    """POST only (Django 5): a link or image cannot sign a user out."""
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
     template_name = "portal/password_change.html"
     success_url = reverse_lazy("portal:home")
 
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, "Your password has been changed.")
+        return response
+
 
 @login_required
-def home(request):
-    return render(request, "portal/home.html")
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/home.html", {
+        "kinds": content.kinds().values(), "can_upload": auth.can_upload(request.user),
+    })
 
 
 @login_required
-def guidance(request):
-    return render(request, "portal/home.html")
+@require_GET
+def guidance(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/guidance.html", content.guidance_context(request.user))
 
 
-faq = guidance
-upload = my_uploads = upload_preview = upload_confirm = upload_cancel = upload_errors_csv = guidance
+@login_required
+@require_GET
+def faq(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/faq.html", content.guidance_context(request.user))
 
 
-def template_download(request, kind):
-    return HttpResponse(kind)
+def _kind_or_404(kind: str) -> dict:
+    if kind not in content.KIND_PAGES:
+        raise Http404("no such template")
+    return content.kinds()[kind]
+
+
+@login_required
+@require_GET
+def template_download(request: HttpRequest, kind: str) -> HttpResponse:
+    """The current blank template of a kind, generated fresh from the schema."""
+    info = _kind_or_404(kind)
+    data = content.template_bytes(kind)
+    response = HttpResponse(
+        data, content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    response["Content-Disposition"] = f'attachment; filename="{info["filename"]}"'
+    return response
+
+
+@login_required
+def upload(request: HttpRequest, kind: str) -> HttpResponse:
+    info = _kind_or_404(kind)
+    if not auth.can_upload(request.user):
+        raise Http404("uploads are for site uploaders")
+    admin = not request.user.is_uploader
+    form = UploadForm(request.POST or None, request.FILES or None, acting_for_any_site=admin)
+    if request.method == "POST" and form.is_valid():
+        site = auth.upload_site_for(request.user, form.cleaned_data.get("site"))
+        made = _preview(request, form, site, kind)
+        if made is not None:
+            return redirect("portal:upload_preview", pk=made.pk)
+    return render(request, "portal/upload.html", {"kind": info, "form": form},
+                  status=400 if form.errors else 200)
+
+
+def _preview(request: HttpRequest, form: UploadForm, site, kind: str):
+    """Validate the file with the clinical services; a failure becomes a form error, not a 500."""
+    from nccid.clinical import services
+
+    uploaded = form.cleaned_data["file"]
+    try:
+        return services.preview_upload(site, kind, uploaded.name, uploaded.read(), request.user)
+    except Exception as exc:  # the services' errors name a row/column, never an identifier
+        if not _is_user_error(exc):
+            raise
+        form.add_error("file", str(exc))
+        return None
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """The clinical part's own error classes (and ValueError) are mistakes in the file."""
+    return isinstance(exc, ValueError) or type(exc).__module__.startswith("nccid.clinical")
+
+
+def _upload_or_404(request: HttpRequest, pk: int):
+    from nccid.clinical.models import Upload
+
+    found = Upload.objects.select_related("site").filter(pk=pk).first()
+    if found is None:
+        raise Http404("no such upload")
+    auth.check_site_access(request.user, found.site_id)
+    return found
+
+
+@login_required
+@require_GET
+def upload_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    found = _upload_or_404(request, pk)
+    facts = content.upload_facts(found)
+    can_act = auth.can_upload(request.user) and (
+        request.user.site_id == found.site_id or not request.user.is_uploader)
+    return render(request, "portal/upload_preview.html", {
+        "upload": found, "facts": facts, "kind": content.kinds().get(facts["kind"], {}),
+        "can_act": can_act,
+    })
+
+
+@login_required
+@require_POST
+def upload_confirm(request: HttpRequest, pk: int) -> HttpResponse:
+    from nccid.clinical import services
+
+    found = _upload_or_404(request, pk)
+    auth.check_can_act_on(request.user, found.site_id)
+    status = content.upload_facts(found)["status"]
+    if status == "accepted":
+        # A second press of Confirm, or a resubmitted form: the first one already imported it.
+        messages.info(request, "This upload was already accepted; nothing was imported twice.")
+        return redirect("portal:upload_preview", pk=found.pk)
+    if status != "preview":
+        messages.error(request, f"This upload is {status} and cannot be confirmed. Upload the file again.")
+        return redirect("portal:upload_preview", pk=found.pk)
+    try:
+        done = services.confirm_upload(found, request.user)
+    except Exception as exc:
+        if not _is_user_error(exc):
+            log.exception("confirming upload %s failed", found.pk)
+        messages.error(request, "The upload could not be imported and nothing was saved: "
+                       f"{exc if _is_user_error(exc) else 'an internal error (logged)'}. "
+                       "Try again, or contact the NCCID team if it keeps failing.")
+        return redirect("portal:upload_preview", pk=found.pk)
+    facts = content.upload_facts(done)
+    messages.success(request, f"Upload accepted: {facts['n_new']} new, {facts['n_updated']} updated, "
+                     f"{facts['n_unchanged']} unchanged record(s).")
+    return redirect(reverse("portal:my_uploads") + _site_query(request, found.site))
+
+
+@login_required
+@require_POST
+def upload_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    from nccid.clinical import services
+
+    found = _upload_or_404(request, pk)
+    auth.check_can_act_on(request.user, found.site_id)
+    if content.upload_facts(found)["status"] == "preview":
+        services.cancel_upload(found, request.user)
+        messages.info(request, "Upload cancelled: nothing from this file was saved.")
+    else:
+        messages.info(request, "This upload can no longer be cancelled.")
+    return redirect(reverse("portal:my_uploads") + _site_query(request, found.site))
+
+
+def _site_query(request: HttpRequest, site) -> str:
+    return "" if request.user.site_id == site.pk else f"?site={site.code}"
+
+
+@login_required
+@require_GET
+def upload_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    from nccid.clinical import services
+
+    found = _upload_or_404(request, pk)
+    text = services.errors_as_csv(found)
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="upload-{found.pk}-errors.csv"'
+    return response
+
+
+@login_required
+@require_GET
+def my_uploads(request: HttpRequest) -> HttpResponse:
+    site = auth.visible_site(request.user, request.GET.get("site"))
+    uploads, studies, imaging_ready = [], [], False
+    if site is not None:
+        from nccid.clinical import services
+
+        uploads = [content.upload_facts(u) | {"pk": u.pk} for u in services.uploads_for_site(site)]
+        studies, imaging_ready = content.studies_for_site(site)
+    sites = None
+    if auth.sees_all_sites(request.user):
+        from nccid.accounts.models import Site
+
+        sites = Site.objects.order_by("code")
+    return render(request, "portal/my_uploads.html", {
+        "site": site, "uploads": uploads, "studies": studies, "imaging_ready": imaging_ready,
+        "sites": sites, "node": content.node_details(),
+        "max_mb": settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024),
+    })

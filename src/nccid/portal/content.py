@@ -1,0 +1,190 @@
+"""What the portal pages show, gathered from the parts that own it (schema, services, settings).
+
+Kept apart from the views so the pages and their tests read the same facts.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from importlib import resources
+
+from nccid.config import get_settings
+
+# The three kinds of spreadsheet, in header order; titles and versions come from the schema.
+KIND_PAGES = {
+    "positive": {"nav": "Upload Covid (Positive) Data", "url_name": "portal:upload_positive"},
+    "negative": {"nav": "Upload Covid Status (Negative) Data", "url_name": "portal:upload_negative"},
+    "isaric": {"nav": "Upload Covid ISARIC Data", "url_name": "portal:upload_isaric"},
+}
+
+TYPE_WORDS = {
+    "identifier": "identifier (pseudonymised on upload)",
+    "text": "text",
+    "integer": "whole number",
+    "decimal": "number",
+    "date": "date",
+    "code": "code",
+}
+
+
+@lru_cache(maxsize=None)
+def _schema(kind: str) -> dict:
+    text = resources.files("nccid.clinical").joinpath("schema", f"{kind}.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+@lru_cache(maxsize=1)
+def _codes() -> dict:
+    text = resources.files("nccid.clinical").joinpath("schema", "codes.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def _kind_info(kind: str) -> dict:
+    template = _schema(kind)["template"]
+    return {
+        "kind": kind, "title": template["title"], "version": template["version"],
+        "one_row_per_patient": template.get("one_row_per_patient", True),
+        "filename": f"nccid-{kind}-template-v{template['version']}.xlsx",
+        **KIND_PAGES[kind],
+    }
+
+
+@lru_cache(maxsize=1)
+def kinds() -> dict[str, dict]:
+    """kind -> page facts (title, version, navigation text), in header order."""
+    return {kind: _kind_info(kind) for kind in KIND_PAGES}
+
+
+def _code_text(list_name: str) -> str:
+    entry = _codes().get(list_name, {})
+    if list_name == "ethnicity":
+        return "NHS ethnic category code A-S (sub-codes such as CA allowed) or free text"
+    return ", ".join(f"{label} = {code}" for code, label in entry.get("codes", []))
+
+
+def _range_text(column: dict) -> str:
+    low, high = column.get("min"), column.get("max")
+    unit = column.get("unit", "")
+    if low is None and high is None:
+        return unit
+    return f"{low if low is not None else ''}–{high if high is not None else ''} {unit}".strip()
+
+
+def columns(kind: str) -> list[dict]:
+    """The template's columns as site staff need them: header, what to write, accepted old headers."""
+    rows = []
+    for column in _schema(kind).get("column", []):
+        what = TYPE_WORDS.get(column.get("type", "text"), column.get("type", ""))
+        if column.get("type") == "code":
+            what = _code_text(column.get("codes", ""))
+        elif column.get("type") == "date":
+            what = "date (DD/MM/YYYY, YYYY-MM-DD or an Excel date)"
+        rows.append({
+            "header": column["header"],
+            "what": what,
+            "range": _range_text(column),
+            "other_units": ", ".join(column.get("units", {}) or {}),
+            "hint": column.get("hint", ""),
+            "required": column.get("required", False),
+            "aliases": column.get("aliases", []),
+            "in_template": column.get("in_template", True),
+        })
+    return rows
+
+
+def template_bytes(kind: str) -> bytes:
+    """The current blank template, generated from the schema by the clinical part."""
+    from nccid.clinical import xlsx_template
+
+    return xlsx_template.template_bytes(kind)
+
+
+def node_details() -> dict:
+    settings = get_settings()
+    return {"ae_title": settings.node_ae_title, "host": settings.node_host,
+            "port": settings.node_port}
+
+
+def contacts() -> list[dict]:
+    """Data managers with an e-mail address: the people site staff should write to."""
+    from nccid.accounts.models import Role, User
+
+    managers = User.objects.filter(role=Role.DATA_MANAGER, is_active=True).exclude(email="")
+    return [{"name": u.get_full_name() or u.username, "email": u.email}
+            for u in managers.order_by("last_name", "username")]
+
+
+def guidance_context(user) -> dict:
+    settings = get_settings()
+    return {
+        "kinds": list(kinds().values()),
+        "columns": {kind: columns(kind) for kind in KIND_PAGES},
+        "node": node_details(),
+        "site": getattr(user, "site", None),
+        "contacts": contacts(),
+        "validation_percent": settings.validation_percent,
+        "deid_profile": settings.deid_profile,
+        "pending_retention_days": settings.pending_retention_days,
+    }
+
+
+# ---- uploads and studies, as the pages show them -------------------------------------------
+
+_COUNT_NAMES = {
+    "n_rows": ("n_rows", "rows_total", "total_rows", "rows"),
+    "n_accepted": ("n_accepted", "rows_accepted", "accepted"),
+    "n_new": ("n_new", "rows_new", "new"),
+    "n_updated": ("n_updated", "rows_updated", "updated"),
+    "n_unchanged": ("n_unchanged", "rows_unchanged", "unchanged"),
+    "n_rejected": ("n_rejected", "rows_rejected", "rejected"),
+}
+
+
+def _first(obj, names, default=None):
+    counts = getattr(obj, "counts", None)
+    for name in names:
+        if isinstance(counts, dict) and name in counts:
+            return counts[name]
+        value = getattr(obj, name, None)
+        if value is not None and not callable(value):
+            return value
+    return default
+
+
+def upload_facts(upload) -> dict:
+    """An upload's status, counts and errors under one set of names for the templates."""
+    facts = {key: _first(upload, names, 0) or 0 for key, names in _COUNT_NAMES.items()}
+    errors = list(getattr(upload, "errors", None) or [])
+    facts.update({
+        "status": str(getattr(upload, "status", "")),
+        "kind": str(getattr(upload, "kind", "")),
+        "detected_kind": _first(upload, ("detected_kind",), "") or "",
+        "version": _first(upload, ("template_version", "version"), "") or "",
+        "created": _first(upload, ("created", "created_at", "uploaded_at"), None),
+        "errors": errors,
+        "n_errors": len(errors),
+        "error_rows": len({e.get("row") for e in errors if e.get("row")}),
+    })
+    return facts
+
+
+def studies_for_site(site) -> tuple[list[dict], bool]:
+    """DICOM studies the site sent, from the imaging part; (rows, True if imaging is installed).
+
+    A receipt names its patient by pseudonym, or by hospital-number hash until linked.
+    """
+    try:
+        from nccid.imaging.services import studies_for_site as imaging_studies
+    except ImportError:
+        return [], False
+    rows = [{
+        "date": receipt.last_received,
+        "first": receipt.first_received,
+        "modality": receipt.modality,
+        "instances": receipt.instances,
+        "status": receipt.get_status_display(),
+        "status_code": receipt.status,
+        "who": receipt.patient or "–",
+    } for receipt in imaging_studies(site)]
+    return rows, True
