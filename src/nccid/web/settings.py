@@ -127,6 +127,7 @@ AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "portal/locked.html"  # the portal's page saying when to try again
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "Europe/London"
