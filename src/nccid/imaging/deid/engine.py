@@ -1,0 +1,500 @@
+"""Table-driven de-identification of DICOM datasets and files (pure: no Django).
+
+One pass over the dataset, nested sequences to any depth, with the action of every tag taken
+from the compiled profile (see profile.py). Pixel data is never decoded or transcoded: the
+bytes path parses the header only and copies the pixel data element as received.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from io import BytesIO
+
+from pydicom import dcmread, dcmwrite
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from nccid.identity.keys import Keyring
+
+from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
+
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1403.1"  # invented nccid implementation UID
+IMPLEMENTATION_VERSION = "NCCID_DEID_1"
+PIXEL_DATA = 0x7FE00010
+_METHOD_CODES = {
+    "113100": "Basic Application Confidentiality Profile",
+    "113103": "Clean Graphics Option",
+    "113104": "Clean Structured Content Option",
+    "113105": "Clean Descriptors Option",
+    "113106": "Retain Longitudinal Temporal Information Full Dates Option",
+    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
+    "113108": "Retain Patient Characteristics Option",
+    "113109": "Retain Device Identity Option",
+    "113110": "Retain UIDs Option",
+    "113111": "Retain Safe Private Option",
+    "113112": "Retain Institution Identity Option",
+}
+_NUMERIC_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"}
+_BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
+
+
+class DeidError(Exception):
+    """A file that cannot be de-identified; the message says why, never an identifier's value."""
+
+
+@dataclass(frozen=True)
+class LinkIds:
+    """The original patient identifiers, for linking in memory only: never store or log them."""
+
+    patient_id: str = field(default="", repr=False)
+    issuer: str = field(default="", repr=False)
+    other_ids: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass
+class DeidResult:
+    dataset: Dataset = field(repr=False)
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    modality: str
+    transfer_syntax: str
+    profile: str
+    pseudonym: str | None
+    held_reason: str | None = None
+    dates_shifted: bool = False
+    original_sop_uid: str = field(default="", repr=False)  # in memory only, never persisted
+    link: LinkIds = field(default_factory=LinkIds, repr=False)
+
+    @property
+    def held(self) -> bool:
+        return self.held_reason is not None
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin-1", errors="replace").strip(" \x00")
+    return str(value).strip(" \x00")
+
+
+class Deidentifier:
+    """De-identify DICOM with one compiled profile and the installation's keyring."""
+
+    def __init__(
+        self,
+        keyring: Keyring,
+        profile: str = "retain-dates",
+        safe_private: Iterable[SafePrivate] | None = None,
+    ) -> None:
+        self.keyring = keyring
+        self.profile: CompiledProfile = compile_profile(profile)
+        self.spec = self.profile.spec
+        if "rtnSafePrivOpt" not in self.spec["options"]:
+            safe_private = []
+        entries = default_safe_private() if safe_private is None else list(safe_private)
+        self._safe_private = {(s.group, s.creator.strip().upper(), s.element) for s in entries}
+        self._burned = load_data("burned_in.json")
+        self._dummies = self.profile.rules["dummies"]
+        self._well_known = tuple(self.profile.rules["well_known_uid_prefixes"])
+
+    # ---- public API ---------------------------------------------------------------------------
+
+    def deidentify(self, ds: Dataset, *, pseudonym: str | None, placeholder_id: str = "") -> DeidResult:
+        """De-identify ``ds`` in place (pixel data untouched) and return it with its outcome."""
+        if pseudonym is None and not placeholder_id:
+            raise ValueError("give a pseudonym, or a placeholder_id when the patient is not known yet")
+        try:
+            original_sop = _text(ds.get("SOPInstanceUID", ""))
+        except Exception:
+            original_sop = ""
+        if not original_sop:
+            raise DeidError("no SOP Instance UID: not a storable DICOM instance")
+        held = self.burned_in_reason(ds)
+        link = self._link_ids(ds)
+        patient = pseudonym if pseudonym is not None else placeholder_id
+        try:
+            self._clean(ds, patient, top=True)
+        except RecursionError:
+            raise DeidError("sequences nested too deeply") from None
+        except DeidError:
+            raise
+        except Exception as exc:  # a malformed value; pydicom's message may quote it, so not passed on
+            raise DeidError(f"malformed DICOM element ({type(exc).__name__})") from None
+        self._rebuild_file_meta(ds)
+        self._write_markers(ds)
+        result = DeidResult(
+            dataset=ds, sop_uid=_text(ds.SOPInstanceUID), study_uid=_text(ds.get("StudyInstanceUID", "")),
+            series_uid=_text(ds.get("SeriesInstanceUID", "")),
+            sop_class_uid=_text(ds.get("SOPClassUID", "")), modality=_text(ds.get("Modality", "")),
+            transfer_syntax=str(ds.file_meta.TransferSyntaxUID), profile=self.profile.name,
+            pseudonym=None, held_reason=held, original_sop_uid=original_sop, link=link,
+        )
+        if pseudonym is not None:
+            self.assign_patient(ds, pseudonym, result)
+        return result
+
+    def assign_patient(self, ds: Dataset, pseudonym: str, result: DeidResult | None = None) -> None:
+        """Finalise a placeholder dataset: the pseudonym in, and the date shift if the profile has one."""
+        ds.PatientID = pseudonym
+        ds.PatientName = pseudonym
+        if self.spec.get("date_shift"):
+            days = self.keyring.date_shift_days(pseudonym)
+            _shift_dates(ds, days)
+        _reduce_birth_date(ds)
+        if result is not None:
+            result.pseudonym = pseudonym
+            result.dates_shifted = bool(self.spec.get("date_shift"))
+
+    def deidentify_bytes(
+        self, data: bytes, *, pseudonym: str | None, placeholder_id: str = ""
+    ) -> tuple[bytes, DeidResult]:
+        """De-identify an encoded file (any transfer syntax, with or without preamble/meta)."""
+        ds, pixel = _read_header(data)
+        result = self.deidentify(ds, pseudonym=pseudonym, placeholder_id=placeholder_id)
+        return _encode(ds, pixel), result
+
+    def assign_patient_bytes(self, data: bytes, pseudonym: str) -> bytes:
+        """``assign_patient`` for a de-identified placeholder file kept as bytes."""
+        ds, pixel = _read_header(data)
+        self.assign_patient(ds, pseudonym)
+        return _encode(ds, pixel)
+
+    def burned_in_reason(self, ds: Dataset) -> str | None:
+        """Why this image may carry burned-in text, or None. Reasons never quote header values
+        other than the modality and SOP class (which identify no one)."""
+        rules = self._burned
+        if _text(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+            return "Burned In Annotation is YES"
+        modality = _text(ds.get("Modality", "")).upper()
+        if modality in rules["modalities"]:
+            return f"modality {modality}: {rules['modalities'][modality]}"
+        sop_class = _text(ds.get("SOPClassUID", ""))
+        for prefix, why in rules["sop_class_prefixes"].items():
+            if sop_class == prefix or sop_class.startswith(prefix + "."):
+                return f"SOP class {sop_class}: {why}"
+        manufacturer = _text(ds.get("Manufacturer", "")).upper()
+        for name, why in rules["manufacturers"].items():
+            if name in manufacturer:
+                return f"manufacturer on the burned-in list: {why}"
+        description = _text(ds.get("SeriesDescription", "")).upper()
+        for words, why in rules["series_description_contains"].items():
+            if words in description:
+                return f"series description on the burned-in list: {why}"
+        image_type = "\\".join(_text(v) for v in _values(ds.get("ImageType", None))).upper()
+        for words, why in rules["image_type_contains"].items():
+            if words in image_type:
+                return f"image type on the burned-in list: {why}"
+        return None
+
+    def method_codes(self) -> list[str]:
+        return list(self.spec["method_codes"])
+
+    # ---- the walk -----------------------------------------------------------------------------
+
+    def _clean(self, ds: Dataset, patient: str, *, top: bool, references_only: bool = False) -> None:
+        action_for = self.profile.action
+        private: list[int] = []
+        for elem in list(ds.elements()):
+            tag = int(elem.tag)
+            if (tag >> 16) & 1:
+                private.append(tag)
+                continue
+            action = action_for(tag)
+            if references_only and action != "U" and tag not in self.profile.reference_keep_tags:
+                action = "X"  # inside X/Z/U* sequences only the references survive
+            if action == "K":
+                if _vr(elem) == "SQ":
+                    self._clean_items(ds, tag, patient, references_only)
+                continue
+            self._apply(ds, elem, tag, action, patient, top)
+        if private:
+            self._clean_private(ds, private, references_only)
+
+    def _clean_items(self, ds: Dataset, tag: int, patient: str, references_only: bool) -> None:
+        for item in ds[tag].value or ():
+            self._clean(item, patient, top=False, references_only=references_only)
+
+    def _apply(self, ds: Dataset, elem, tag: int, action: str, patient: str, top: bool) -> None:
+        vr = _vr(elem)
+        if action == "X":
+            del ds[tag]
+        elif action == "U":
+            self._replace_uids(ds, tag)
+        elif action == "REF":
+            if vr == "SQ":
+                self._clean_items(ds, tag, patient, references_only=True)
+            elif vr == "UI":
+                self._replace_uids(ds, tag)
+            else:
+                del ds[tag]
+        elif action == "Z":
+            _set(ds, tag, vr, None if vr == "SQ" else "")
+        elif action == "D":
+            self._dummy(ds, tag, vr)
+        elif action == "pseudonym":
+            if top:
+                _set(ds, tag, vr, patient)
+            else:
+                self._dummy(ds, tag, vr)
+        elif action == "year":
+            if top:
+                _reduce_birth_date(ds)
+            else:
+                del ds[tag]
+        else:  # pragma: no cover - the compiler only emits the actions above
+            raise DeidError(f"unknown action {action!r} for tag {tag:08X}")
+
+    def _dummy(self, ds: Dataset, tag: int, vr: str) -> None:
+        if vr == "UI":
+            self._replace_uids(ds, tag)
+        elif vr == "SQ":
+            _set(ds, tag, vr, None)
+        elif vr in _NUMERIC_VRS:
+            _set(ds, tag, vr, 0)
+        elif vr in _BINARY_VRS:
+            _set(ds, tag, vr, b"\x00\x00")
+        else:
+            _set(ds, tag, vr, self._dummies.get(vr, "REMOVED"))
+
+    def _replace_uids(self, ds: Dataset, tag: int) -> None:
+        elem = ds[tag]
+        values = [_text(v) for v in _values(elem.value)]
+        mapped = [v if (not v or v.startswith(self._well_known)) else self.keyring.uid(v) for v in values]
+        ds[tag] = DataElement(tag, "UI", mapped if len(mapped) > 1 else (mapped[0] if mapped else ""))
+
+    def _clean_private(self, ds: Dataset, tags: list[int], references_only: bool) -> None:
+        creators: dict[tuple[int, int], str] = {}
+        for tag in tags:
+            if 0x10 <= tag & 0xFFFF <= 0xFF:
+                creators[(tag >> 16, tag & 0xFF)] = _text(ds[tag].value).upper()
+        keep_creators: set[tuple[int, int]] = set()
+        for tag in tags:
+            group, element = tag >> 16, tag & 0xFFFF
+            block = element >> 8
+            if element >= 0x1000 and not references_only:
+                creator = creators.get((group, block))
+                if creator is not None and (group, creator, element & 0xFF) in self._safe_private:
+                    keep_creators.add((group, block))
+                    continue
+            if element < 0x10 or element > 0xFF:
+                del ds[tag]
+        for tag in tags:
+            element = tag & 0xFFFF
+            if 0x10 <= element <= 0xFF and (tag >> 16, element) not in keep_creators:
+                del ds[tag]
+
+    # ---- before and after the walk ------------------------------------------------------------
+
+    def _link_ids(self, ds: Dataset) -> LinkIds:
+        others = [_text(v) for v in _values(ds.get("OtherPatientIDs", None))]
+        for item in ds.get("OtherPatientIDsSequence", None) or ():
+            others.append(_text(item.get("PatientID", "")))
+        return LinkIds(
+            patient_id=_text(ds.get("PatientID", "")),
+            issuer=_text(ds.get("IssuerOfPatientID", "")),
+            other_ids=tuple(o for o in others if o),
+        )
+
+    def _rebuild_file_meta(self, ds: Dataset) -> None:
+        """Fresh file meta: no source AE title or private meta information is carried over."""
+        old = getattr(ds, "file_meta", None)
+        syntax = old.get("TransferSyntaxUID") if old is not None else None
+        if syntax is None:
+            implicit, little = getattr(ds, "original_encoding", (True, True))
+            implicit = True if implicit is None else implicit
+            syntax = (ImplicitVRLittleEndian if implicit else
+                      ExplicitVRLittleEndian if little in (True, None) else ExplicitVRBigEndian)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        meta.TransferSyntaxUID = UID(str(syntax))
+        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+        ds.file_meta = meta
+        ds.preamble = b"\x00" * 128  # a preamble may carry anything (TIFF headers, text)
+
+    def _write_markers(self, ds: Dataset) -> None:
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = [
+            f"NCCID {self.profile.name}",
+            "PS3.15 E.1-1 2024b+2026c, keyed UIDs",
+            self.spec["description"][:64],
+        ]
+        codes = []
+        for value in self.spec["method_codes"]:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = _METHOD_CODES[value]
+            codes.append(item)
+        ds.DeidentificationMethodCodeSequence = codes
+        ds.LongitudinalTemporalInformationModified = self.spec["longitudinal_temporal"]
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _vr(elem) -> str:
+    vr = elem.VR
+    if vr is None or vr == "UN" or " or " in str(vr):
+        try:
+            return dictionary_VR(elem.tag)
+        except KeyError:
+            return vr or "UN"
+    return vr
+
+
+def _values(value) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("ascii", errors="replace").split("\\")
+    return [value]
+
+
+def _set(ds: Dataset, tag: int, vr: str, value) -> None:
+    if vr == "SQ":
+        value = Sequence([]) if value is None else value
+    elif " or " in vr:
+        vr = vr.split(" or ")[0]
+    ds[tag] = DataElement(tag, vr, value)
+
+
+def _shift_dates(ds: Dataset, days: int) -> None:
+    """Shift every DA and DT value at any depth by ``days`` (times of day are kept)."""
+    for elem in list(ds.elements()):
+        tag = int(elem.tag)
+        vr = _vr(elem)
+        if vr == "SQ":
+            for item in ds[tag].value or ():
+                _shift_dates(item, days)
+        elif vr in ("DA", "DT") and (tag >> 16) & 1 == 0:
+            values = [_text(v) for v in _values(ds[tag].value)]
+            shifted = [_shift_one(v, days) for v in values]
+            if any(s is None for s in shifted):
+                del ds[tag]  # cannot shift what cannot be read: removing is the safe choice
+            else:
+                ds[tag] = DataElement(tag, vr, shifted if len(shifted) > 1 else (shifted[0] if shifted else ""))
+
+
+def _shift_one(value: str, days: int) -> str | None:
+    if not value:
+        return value
+    try:
+        moved = date(int(value[0:4]), int(value[4:6]), int(value[6:8])) + timedelta(days=days)
+    except (ValueError, IndexError):
+        return None
+    return moved.strftime("%Y%m%d") + value[8:]
+
+
+def _reduce_birth_date(ds: Dataset) -> None:
+    """PatientBirthDate to 1 January of its year; an unreadable birth date is emptied."""
+    if "PatientBirthDate" not in ds:
+        return
+    text = _text(ds["PatientBirthDate"].value)
+    year = text[:4]
+    ds.PatientBirthDate = f"{year}0101" if len(text) >= 4 and year.isdigit() else ""
+
+
+# ---- bytes in, bytes out ------------------------------------------------------------------------
+
+
+def _read_header(data: bytes) -> tuple[Dataset, memoryview | None]:
+    """Parse everything before the Pixel Data; return it and the raw pixel element bytes."""
+    fp = BytesIO(data)
+    try:
+        ds = dcmread(fp, force=True, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types for bad input; messages may quote values
+        raise DeidError(f"not readable as DICOM ({type(exc).__name__} near byte {fp.tell()})") from None
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax == DeflatedExplicitVRLittleEndian:
+        # The whole dataset is compressed: offsets mean nothing, read it all (rare, small files).
+        try:
+            ds = dcmread(BytesIO(data), force=True)
+        except Exception as exc:
+            raise DeidError(f"not readable as deflated DICOM ({type(exc).__name__})") from None
+        _check_elements(ds)
+        return ds, None
+    _check_elements(ds)
+    start = fp.tell()
+    if start >= len(data):
+        return ds, None
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None:
+        implicit, little = ds.is_implicit_VR, ds.is_little_endian
+    return ds, _pixel_element(data, start, bool(implicit), little is not False)
+
+
+def _check_elements(ds: Dataset) -> None:
+    if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+        raise DeidError("no SOP Class/Instance UID: not a storable DICOM instance (or not DICOM)")
+
+
+def _pixel_element(data: bytes, start: int, implicit: bool, little: bool) -> memoryview:
+    """The bytes of the Pixel Data element at ``start``, checked against the file's length."""
+    end_of_data = len(data)
+    order = "<" if little else ">"
+    if start + 8 > end_of_data:
+        raise DeidError("file truncated inside the Pixel Data header")
+    group, element = struct.unpack_from(order + "HH", data, start)
+    if (group << 16 | element) != PIXEL_DATA:
+        raise DeidError(f"unexpected element ({group:04X},{element:04X}) where Pixel Data should start")
+    if implicit:
+        (length,) = struct.unpack_from(order + "L", data, start + 4)
+        header = 8
+    else:
+        vr = data[start + 4:start + 6]
+        if vr not in (b"OB", b"OW", b"UN", b"OF", b"OD", b"OL", b"OV"):
+            raise DeidError("Pixel Data has an invalid VR")
+        if start + 12 > end_of_data:
+            raise DeidError("file truncated inside the Pixel Data header")
+        (length,) = struct.unpack_from(order + "L", data, start + 8)
+        header = 12
+    position = start + header
+    if length != 0xFFFFFFFF:
+        end = position + length
+        if end > end_of_data:
+            raise DeidError(f"Pixel Data truncated: {length} bytes declared, {end_of_data - position} present")
+        return memoryview(data)[start:end]
+    # Encapsulated (compressed) pixel data: items until the sequence delimiter, always LE.
+    while True:
+        if position + 8 > end_of_data:
+            raise DeidError("encapsulated Pixel Data truncated (no sequence delimiter)")
+        tag_group, tag_element, item_length = struct.unpack_from("<HHL", data, position)
+        position += 8
+        if (tag_group, tag_element) == (0xFFFE, 0xE0DD):
+            return memoryview(data)[start:position]
+        if (tag_group, tag_element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
+            raise DeidError("encapsulated Pixel Data has a malformed item")
+        position += item_length
+        if position > end_of_data:
+            raise DeidError("encapsulated Pixel Data fragment truncated")
+
+
+def _encode(ds: Dataset, pixel: memoryview | None) -> bytes:
+    buffer = BytesIO()
+    try:
+        dcmwrite(buffer, ds, enforce_file_format=True)
+    except Exception as exc:
+        raise DeidError(f"cannot encode the de-identified file ({type(exc).__name__})") from None
+    if pixel is None:
+        return buffer.getvalue()
+    return b"".join((buffer.getbuffer(), pixel))
