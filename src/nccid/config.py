@@ -44,9 +44,25 @@ class Settings:
             if name.endswith("_url") and isinstance(value, str):
                 value = mask_url_password(value)
             if name == "storage_options":
-                value = {k: ("****" if "secret" in k or "key" in k else v) for k, v in value.items()}
+                value = _mask_options(value)
             shown[name] = value
         return shown
+
+
+_SECRET_WORDS = ("secret", "key", "token", "password", "credential")
+
+
+def _mask_options(options: dict) -> dict:
+    """Storage options with every credential-like value (at any depth) replaced by ****."""
+    shown = {}
+    for k, v in options.items():
+        if isinstance(v, dict):
+            shown[k] = _mask_options(v)
+        elif any(word in str(k).lower() for word in _SECRET_WORDS):
+            shown[k] = "****"
+        else:
+            shown[k] = mask_url_password(v) if isinstance(v, str) and "://" in v else v
+    return shown
 
 
 def mask_url_password(url: str) -> str:
@@ -88,7 +104,8 @@ def get_settings() -> Settings:
     file_cfg = _read_toml(home)
 
     def pick(key: str, default):
-        env = os.environ.get(key.upper()) or os.environ.get("NCCID_" + key.upper())
+        # The NCCID_ name wins: a machine may hold a DATABASE_URL meant for another program.
+        env = os.environ.get("NCCID_" + key.upper()) or os.environ.get(key.upper())
         return env if env is not None else file_cfg.get(key, default)
 
     storage_options = dict(file_cfg.get("storage_options", {}))

@@ -34,9 +34,19 @@ def setup_django(check_key: bool = True) -> None:
         django.setup()
         _django_ready = True
     if check_key:
+        from django.db import DatabaseError
+
         from nccid.identity.service import check_installation_key
 
-        check_installation_key()
+        try:
+            check_installation_key()
+        except DatabaseError as exc:
+            # Not migrated, or the server is unreachable: say so without a traceback.
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(
+                f"the database is not ready ({first_line}): run 'nccid init', "
+                "or check DATABASE_URL / VAULT_DATABASE_URL ('nccid config show')"
+            ) from exc
 
 
 def read_password(password_stdin: bool, prompt: str = "Password") -> str:

@@ -1,7 +1,232 @@
-"""Commands of the identity part: ``nccid link`` and ``nccid vault reveal``."""
+"""Commands of the identity part: ``nccid link``, ``nccid vault …`` and ``nccid key …``.
+
+Nothing here prints an NHS/CHI number except ``vault reveal``, which prints only the number,
+only on standard output, only for an authenticated data manager, after auditing it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from nccid.cli.common import UserError, console, err_console, setup_django
+
+vault_app = typer.Typer(help="The key vault: reveal a pseudonym's NHS/CHI number, audit, re-key.",
+                        no_args_is_help=True)
+key_app = typer.Typer(help="The project key file: fingerprint and check.", no_args_is_help=True)
+
+PROGRESS_MIN_BYTES = 5 * 1024 * 1024
+UserOption = Annotated[str, typer.Option("--user", help="Your data-manager account.")]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
+                                             help="Read the account's password from standard input.")]
+
+
+def _cli_actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def link(
+    file: Annotated[Path, typer.Argument(help="CSV file with a column of NHS/CHI numbers.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV file to write.")],
+    column: Annotated[str, typer.Option("--column", help="Header of the NHS/CHI number column.")] = "nhs_number",
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (writing nothing) if any number is invalid.")] = False,
+    encoding: Annotated[str, typer.Option("--encoding", help="Text encoding of FILE.")] = "utf-8-sig",
+    delimiter: Annotated[str, typer.Option("--delimiter", help="Field delimiter.")] = ",",
+) -> None:
+    """Replace a column of NHS/CHI numbers by the warehouse's pseudonyms (the numbers are dropped)."""
+    from nccid.identity.linkfile import LinkFileError, link_csv
+
+    if len(delimiter) != 1:
+        raise UserError("--delimiter must be one character")
+    if not file.is_file():
+        raise UserError(f"{file} is not a file")
+    setup_django()
+    from nccid.accounts.models import audit
+    from nccid.identity.service import get_keyring
+
+    size = file.stat().st_size
+    show = size >= PROGRESS_MIN_BYTES and err_console.is_terminal
+    with Progress("Linking", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=err_console, disable=not show, transient=True) as bar:
+        task = bar.add_task("link", total=size)
+        try:
+            summary = link_csv(file, output, column, get_keyring(), strict=strict,
+                               encoding=encoding, delimiter=delimiter,
+                               progress=lambda done: bar.update(task, completed=done))
+        except LinkFileError as exc:
+            raise UserError(str(exc)) from exc
+        except LookupError as exc:  # an unknown --encoding
+            raise UserError(f"unknown encoding {encoding!r}") from exc
+    audit(_cli_actor(), "identity.link", rows=summary.rows, pseudonymised=summary.pseudonymised,
+          invalid=summary.invalid, strict=strict)
+    console.print(f"Wrote {output}: {summary.rows} rows, {summary.pseudonymised} pseudonymised, "
+                  f"{summary.invalid} invalid (empty pseudonym, reason in pseudonym_error); "
+                  f"column {column!r} dropped.", highlight=False)
+    for row, reason in summary.invalid_rows:
+        err_console.print(f"row {row}: {column} {reason}", highlight=False)
+    if summary.invalid > len(summary.invalid_rows):
+        err_console.print(f"… and {summary.invalid - len(summary.invalid_rows)} more invalid rows")
+    for name, count in summary.suspicious_columns.items():
+        err_console.print(f"[yellow]warning:[/] column {name!r} holds values that look like "
+                          f"NHS/CHI numbers in {count} row(s); they were copied unchanged",
+                          highlight=False)
+
+
+def _login(username: str, password_stdin: bool, action: str):
+    """The active data-manager account ``username`` after a password check; refusals audited."""
+    from nccid.accounts.models import User, audit
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt(f"Password for {username}", hide_input=True, err=True)
+    user = User.objects.filter(username=username).first()
+    cause = None
+    if user is None or not user.check_password(password):
+        cause = "unknown user or wrong password"
+    elif not user.is_active or not user.is_data_manager:
+        cause = "only data managers may use the vault"
+    if cause:
+        audit(f"{username} ({_cli_actor()})", f"{action}.denied", cause=cause)
+        raise UserError(cause)
+    return user
+
+
+@vault_app.command("reveal")
+def vault_reveal(
+    pseudonym: Annotated[str, typer.Argument(help="The pseudonym, NCCID-….")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+    user: UserOption,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Print the NHS/CHI number of a pseudonym (data managers; audited who/when/which/why)."""
+    setup_django()
+    from nccid.identity.service import ReasonRequired, UnknownPseudonym, VaultAccessDenied, reveal
+
+    account = _login(user, password_stdin, "vault.reveal")
+    try:
+        number = reveal(account, pseudonym, reason)
+    except (VaultAccessDenied, ReasonRequired, UnknownPseudonym) as exc:
+        raise UserError(str(exc).strip("'\"")) from exc
+    sys.stdout.write(number + "\n")
+    sys.stdout.flush()
+    err_console.print("Revealed; this access is recorded in the audit log.", highlight=False)
+
+
+@vault_app.command("audit")
+def vault_audit(
+    user: UserOption,
+    password_stdin: PasswordStdin = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    action: Annotated[str | None, typer.Option("--action", help="Only actions starting with this, e.g. vault.")] = None,
+    pseudonym: Annotated[str | None, typer.Option("--pseudonym")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List recent audit events, newest first (data managers)."""
+    setup_django()
+    from nccid.accounts.models import AuditEvent
+
+    _login(user, password_stdin, "audit.view")
+    events = AuditEvent.objects.all()
+    if action:
+        events = events.filter(action__startswith=action)
+    if pseudonym:
+        events = events.filter(pseudonym=pseudonym.strip().upper())
+    events = events.order_by("-at", "-id")[:limit]
+    if as_json:
+        for e in events:
+            sys.stdout.write(json.dumps({"at": e.at.isoformat(), "user": e.username, "action": e.action,
+                                         "pseudonym": e.pseudonym, "reason": e.reason,
+                                         "detail": e.detail}) + "\n")
+        return
+    table = Table("When (UTC)", "Who", "Action", "Pseudonym", "Why", "Detail")
+    for e in events:
+        table.add_row(e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.username, e.action,
+                      e.pseudonym or "-", e.reason or "-",
+                      json.dumps(e.detail) if e.detail else "")
+    console.print(table)
+
+
+@vault_app.command("rekey")
+def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None:
+    """Re-encrypt every vault entry under a new vault key (pseudonyms do not change).
+
+    Stop the portal, the DICOM node and imports first; restart them afterwards.
+    """
+    setup_django()
+    from nccid.accounts.models import audit
+    from nccid.config import get_settings
+    from nccid.identity.keys import write_key_file
+    from nccid.identity.service import get_keyring, rekey_vault, reset_keyring_cache
+
+    account = _login(user, password_stdin, "vault.rekey")
+    key_file = get_settings().key_file
+    staged = key_file.with_name(key_file.name + ".new")
+    if staged.exists():
+        raise UserError(f"{staged} exists: a re-key was interrupted; see docs/keys.md before retrying")
+    old = get_keyring()
+    new = old.with_new_vault_key()
+    write_key_file(staged, new.key_file_text())
+    try:
+        count = rekey_vault(new)
+    except BaseException:
+        staged.unlink(missing_ok=True)  # the vault is unchanged: the old key stays valid
+        raise
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    retired = key_file.with_name(f"{key_file.name}.retired-{stamp}")
+    os.link(key_file, retired)
+    os.replace(staged, key_file)
+    reset_keyring_cache()
+    audit(account, "vault.rekey", entries=count, old_vault_key=old.vault_fingerprint,
+          new_vault_key=new.vault_fingerprint)
+    console.print(
+        f"Re-encrypted {count} vault entries under vault key {new.vault_fingerprint}.\n"
+        f"The key file {key_file} now holds the new vault key; the previous file is {retired}.\n"
+        "Replace every backup copy of the key file now, check its fingerprint "
+        "('nccid key fingerprint --file COPY'), then destroy the retired file and old copies.",
+        highlight=False,
+    )
+
+
+@key_app.command("fingerprint")
+def key_fingerprint(
+    file: Annotated[Path | None, typer.Option("--file", help="A key file (default: the configured one).")] = None,
+) -> None:
+    """Print the key file's public fingerprints and checksum (to verify backup copies)."""
+    from nccid.config import get_settings
+    from nccid.identity.keys import load_keyring
+
+    path = file or get_settings().key_file
+    keyring = load_keyring(path)
+    console.print(f"key file        {path}\n"
+                  f"key fingerprint {keyring.fingerprint}  (pseudonyms, UIDs: must never change)\n"
+                  f"vault key       {keyring.vault_fingerprint}\n"
+                  f"sha256          {hashlib.sha256(Path(path).read_bytes()).hexdigest()}",
+                  highlight=False)
+
+
+@key_app.command("check")
+def key_check() -> None:
+    """Check the key file is the one this installation's data was made with."""
+    setup_django()
+    from nccid.identity.service import get_keyring
+
+    console.print(f"OK: the key file matches this installation (fingerprint "
+                  f"{get_keyring().fingerprint}).", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``nccid`` CLI."""
+    app.command("link")(link)
+    app.add_typer(vault_app, name="vault")
+    app.add_typer(key_app, name="key")

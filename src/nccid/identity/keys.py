@@ -13,8 +13,9 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_FILE_VERSION = 1
 PSEUDONYM_PREFIX = "NCCID-"
+PSEUDONYM_PATTERN = re.compile(r"NCCID-[A-Z2-7]{16}")
+_TEN_DIGITS = re.compile(r"[0-9]{10}")
 
 
 class KeyFileError(Exception):
@@ -35,45 +38,96 @@ def _b32(data: bytes) -> str:
     return base64.b32encode(data).decode("ascii").rstrip("=")
 
 
-def create_key_file(path: Path) -> None:
-    """Write a new random master key. Refuses to replace an existing key file."""
+def _encode(master: bytes, vault_key: bytes | None = None) -> str:
+    body = {
+        "version": KEY_FILE_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "master_key": base64.b64encode(master).decode("ascii"),
+    }
+    if vault_key is not None:
+        body["vault_key"] = base64.b64encode(vault_key).decode("ascii")
+    return json.dumps(body, indent=2) + "\n"
+
+
+def write_key_file(path: Path, text: str) -> None:
+    """Write a key file atomically with mode 0600; never replaces an existing file.
+
+    The text goes to a private temporary file first, then is hard-linked into place, so a
+    crash never leaves a half-written key and a concurrent 'nccid init' cannot overwrite one.
+    """
     path = Path(path)
     if path.exists():
         raise KeyFileError(f"{path} already exists: refusing to replace a key (data would be lost)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {
-        "version": KEY_FILE_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "master_key": base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(body, handle, indent=2)
-        handle.write("\n")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError as exc:
+            raise KeyFileError(
+                f"{path} already exists: refusing to replace a key (data would be lost)"
+            ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def create_key_file(path: Path) -> None:
+    """Write a new random master key (mode 0600). Refuses to replace an existing key file."""
+    write_key_file(path, _encode(secrets.token_bytes(32)))
+
+
+def _decode_key(body: dict, name: str, path: Path) -> bytes:
+    try:
+        key = base64.b64decode(body[name], validate=True)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"key file {path}: {name} is not valid base64") from exc
+    if len(key) != 32:
+        raise KeyFileError(f"key file {path}: {name} has the wrong length")
+    return key
 
 
 def load_keyring(path: Path) -> Keyring:
+    """The keyring of a key file; KeyFileError (with what to do) when missing or unusable."""
     path = Path(path)
     if not path.exists():
         raise KeyFileError(
             f"key file {path} not found: run 'nccid init' for a new installation, "
             "or restore the key file from backup (see docs/keys.md)"
         )
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        raise KeyFileError(
+            f"key file {path} is readable or writable by other users: "
+            f"run 'chmod 600 {path}' (see docs/keys.md)"
+        )
     try:
-        body = json.loads(path.read_text())
-        master = base64.b64decode(body["master_key"], validate=True)
-    except (ValueError, KeyError, TypeError) as exc:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise KeyFileError(f"key file {path} is not a valid nccid key file") from exc
-    if len(master) != 32:
-        raise KeyFileError(f"key file {path} holds a key of the wrong length")
-    return Keyring(master)
+    if not isinstance(body, dict) or "master_key" not in body:
+        raise KeyFileError(f"key file {path} is not a valid nccid key file")
+    if body.get("version") != KEY_FILE_VERSION:
+        raise KeyFileError(
+            f"key file {path} has version {body.get('version')!r}; this nccid reads version "
+            f"{KEY_FILE_VERSION}"
+        )
+    master = _decode_key(body, "master_key", path)
+    vault_key = _decode_key(body, "vault_key", path) if "vault_key" in body else None
+    return Keyring(master, vault_key)
 
 
 @dataclass(frozen=True)
 class Keyring:
     """Keyed functions of the master key. Deterministic: same input, same output, every run."""
 
-    master: bytes
+    master: bytes = field(repr=False)  # never in a repr, a log line or a traceback
+    # A separately rotatable key for the vault cipher ('nccid vault rekey'); when absent the
+    # vault key is derived from the master key like every other sub-key.
+    vault_key: bytes | None = field(default=None, repr=False)
 
     def subkey(self, purpose: str) -> bytes:
         return HKDF(
@@ -85,6 +139,19 @@ class Keyring:
         """A public, non-reversible name for this key; stored with the data to detect a wrong key."""
         return hmac.new(self.subkey("fingerprint"), b"nccid", hashlib.sha256).hexdigest()[:16]
 
+    @cached_property
+    def vault_fingerprint(self) -> str:
+        """A public name for the vault cipher key; stored with each vault entry."""
+        return hmac.new(self._subkeys["vault"], b"nccid-vault-fingerprint", hashlib.sha256).hexdigest()[:16]
+
+    def with_new_vault_key(self) -> Keyring:
+        """The same pseudonym keys with a fresh random vault key (for 'nccid vault rekey')."""
+        return Keyring(self.master, secrets.token_bytes(32))
+
+    def key_file_text(self) -> str:
+        """The key file body for this keyring (for writing a re-keyed file)."""
+        return _encode(self.master, self.vault_key)
+
     def mac(self, purpose: str, message: str | bytes) -> bytes:
         if isinstance(message, str):
             message = message.encode("utf-8")
@@ -93,15 +160,27 @@ class Keyring:
     @cached_property
     def _subkeys(self) -> dict[str, bytes]:
         purposes = ("pseudonym", "hospital", "uid", "split", "date-shift", "vault", "django", "pending")
-        return {p: self.subkey(p) for p in purposes}
+        keys = {p: self.subkey(p) for p in purposes}
+        if self.vault_key is not None:
+            keys["vault"] = self.vault_key
+        return keys
 
     def pseudonym(self, normalised_number: str) -> str:
-        """``NCCID-`` plus 16 base32 characters (80 bits) of HMAC-SHA256 of the NHS/CHI number."""
+        """``NCCID-`` plus 16 base32 characters (80 bits) of HMAC-SHA256 of the NHS/CHI number.
+
+        Takes the normalised 10 digits only (``numbers.validate_patient_number``): the same
+        person typed with spaces must never get a second pseudonym.
+        """
+        if not _TEN_DIGITS.fullmatch(normalised_number):
+            raise ValueError("pseudonym() takes a normalised 10-digit number")
         return PSEUDONYM_PREFIX + _b32(self.mac("pseudonym", normalised_number)[:10])
 
     def hospital_hash(self, site_code: str, hospital_number: str) -> str:
         """Keyed hash of a hospital number scoped to its site (case and spaces folded)."""
         folded = "".join(hospital_number.split()).upper()
+        if not folded:
+            # A blank would link every patient without a hospital number at the site together.
+            raise ValueError("hospital number is empty")
         return "H-" + _b32(self.mac("hospital", f"{site_code.upper()}\x00{folded}")[:10])
 
     def uid(self, original_uid: str) -> str:

@@ -1,22 +1,47 @@
-"""Django-side identity services: the installation key check and the key vault."""
+"""Django-side identity services: the installation key check and the key vault.
+
+The vault (``VaultEntry``, its own database) maps each pseudonym to its NHS/CHI number,
+AES-256-GCM encrypted with the pseudonym as associated data. Only data managers can decrypt,
+and every attempt, granted or not, is written to the audit log with who, when, which
+pseudonym and why. Nothing here writes an identifier anywhere else, and no message repeats one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import NoReturn
 
-from django.db import IntegrityError, transaction
+from cryptography.exceptions import InvalidTag
+from django.db import DatabaseError, IntegrityError, transaction
 
 from nccid.config import get_settings
-from nccid.identity.keys import KeyFileError, Keyring, load_keyring
-from nccid.identity.numbers import validate_patient_number
+from nccid.identity.keys import PSEUDONYM_PATTERN, KeyFileError, Keyring, load_keyring
+from nccid.identity.numbers import (
+    InvalidPatientNumber,
+    looks_like_patient_number,
+    validate_patient_number,
+)
+
+VAULT_DB = "vault"
+_CHUNK = 2000  # well under SQLite's and PostgreSQL's bound-parameter limits
 
 
 class VaultAccessDenied(PermissionError):
-    pass
+    """The user may not reveal (wrong role, inactive, no reason): the attempt was audited."""
+
+
+class ReasonRequired(VaultAccessDenied, ValueError):
+    """A reveal without a usable reason (empty, or itself holding a patient number)."""
 
 
 class UnknownPseudonym(LookupError):
     pass
+
+
+class VaultKeyMismatch(KeyFileError):
+    """A vault entry was encrypted under a vault key the key file does not hold."""
 
 
 @lru_cache(maxsize=1)
@@ -28,6 +53,28 @@ def reset_keyring_cache() -> None:
     get_keyring.cache_clear()
 
 
+def normalise_pseudonym(text: str) -> str | None:
+    """``NCCID-XXXXXXXXXXXXXXXX`` (upper-cased, trimmed), or None when ``text`` is not one."""
+    candidate = (text or "").strip().upper()
+    return candidate if PSEUDONYM_PATTERN.fullmatch(candidate) else None
+
+
+# --- installation key -------------------------------------------------------------------
+
+
+def installation_has_data() -> bool:
+    """True once any key-dependent data exists (vault or main database)."""
+    from nccid.accounts.models import Site, User
+
+    from .models import KeyCheck, VaultEntry
+
+    try:
+        return (KeyCheck.objects.exists() or VaultEntry.objects.exists()
+                or Site.objects.exists() or User.objects.exists())
+    except DatabaseError:  # not migrated yet: nothing can have been made with a key
+        return False
+
+
 def record_installation_key() -> None:
     """Remember the key's fingerprint (first run of 'nccid init')."""
     from .models import KeyCheck
@@ -37,16 +84,32 @@ def record_installation_key() -> None:
 
 
 def check_installation_key() -> None:
-    """Fail clearly when the key file is missing or is not the one the data was made with."""
+    """Fail clearly when the key file is missing or is not the one the data was made with.
+
+    Reads only; raises KeyFileError whose message says what to do. Nothing is changed.
+    """
     from .models import KeyCheck
 
-    keyring = get_keyring()  # raises KeyFileError with a message when missing
+    key_file = get_settings().key_file
+    try:
+        keyring = get_keyring()
+    except KeyFileError:
+        if key_file.exists() or not installation_has_data():
+            raise
+        raise KeyFileError(
+            f"key file {key_file} is missing but this installation already holds data made "
+            "with a key: restore the key file from backup (see docs/keys.md); nothing was changed"
+        ) from None
     known = KeyCheck.objects.values_list("fingerprint", flat=True).first()
     if known is not None and known != keyring.fingerprint:
         raise KeyFileError(
-            f"the key file {get_settings().key_file} is not the key this installation was "
-            "created with: restore the original key file (see docs/keys.md); nothing was changed"
+            f"the key file {key_file} (fingerprint {keyring.fingerprint}) is not the key this "
+            f"installation was created with (fingerprint {known}): restore the original key "
+            "file (see docs/keys.md); nothing was changed"
         )
+
+
+# --- pseudonyms and vault ---------------------------------------------------------------
 
 
 def pseudonymise(raw_number: object) -> tuple[str, str]:
@@ -59,55 +122,142 @@ def encrypt_for_vault(pseudonym: str, digits: str) -> bytes:
     return get_keyring().encrypt(digits.encode("ascii"), context=pseudonym)
 
 
+def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def store_in_vault(entries: dict[str, bytes]) -> int:
     """Store {pseudonym: ciphertext} pairs not yet in the vault; returns how many were new."""
     from .models import VaultEntry
 
-    fingerprint = get_keyring().fingerprint
-    existing = set(
-        VaultEntry.objects.filter(pseudonym__in=list(entries)).values_list("pseudonym", flat=True)
-    )
+    fingerprint = get_keyring().vault_fingerprint
+    existing: set[str] = set()
+    for chunk in _chunks(list(entries)):
+        existing.update(
+            VaultEntry.objects.filter(pseudonym__in=chunk).values_list("pseudonym", flat=True)
+        )
     new = [
         VaultEntry(pseudonym=p, ciphertext=c, key_fingerprint=fingerprint)
         for p, c in entries.items()
         if p not in existing
     ]
     try:
-        with transaction.atomic(using="vault"):
-            VaultEntry.objects.bulk_create(new, batch_size=2000, ignore_conflicts=True)
+        with transaction.atomic(using=VAULT_DB):
+            VaultEntry.objects.bulk_create(new, batch_size=_CHUNK, ignore_conflicts=True)
     except IntegrityError:  # pragma: no cover - ignore_conflicts covers races on both backends
         pass
     return len(new)
 
 
+@dataclass(frozen=True)
+class RevealRequest:
+    user: object
+    pseudonym: str  # as typed; only audited once it is known to be a pseudonym
+    reason: str
+
+
+def _deny(request: RevealRequest, pseudonym: str, cause: str,
+          exc_type: type[Exception] = VaultAccessDenied) -> NoReturn:
+    """Audit a refused reveal, then raise. Never audits a value that might be an identifier."""
+    from nccid.accounts.models import audit
+
+    reason = (request.reason or "").strip()
+    if looks_like_patient_number(reason):
+        reason = "[withheld: the reason held a patient number]"
+    audit(request.user, "vault.reveal.denied", pseudonym=pseudonym, reason=reason, cause=cause)
+    raise exc_type(cause)
+
+
 def reveal(user, pseudonym: str, reason: str) -> str:
-    """The NHS/CHI number of a pseudonym, for data managers only, always audited."""
+    """The NHS/CHI number of a pseudonym, for active data managers only, always audited.
+
+    Every attempt leaves an ``AuditEvent``: ``vault.reveal`` when granted, else
+    ``vault.reveal.denied`` with the cause in ``detail["cause"]``.
+    """
     from nccid.accounts.models import audit
 
     from .models import VaultEntry
 
-    if not getattr(user, "is_data_manager", False):
-        audit(user, "vault.reveal.denied", pseudonym=pseudonym, reason=reason)
-        raise VaultAccessDenied("only data managers may reveal an NHS/CHI number")
+    request = RevealRequest(user, pseudonym, reason)
+    name = normalise_pseudonym(pseudonym)
+    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
+        _deny(request, name or "", "only data managers may reveal an NHS/CHI number")
+    if name is None:
+        # What was typed may be an identifier: it is neither audited nor echoed.
+        _deny(request, "", "that is not a pseudonym (NCCID- and 16 letters or digits 2-7)",
+              UnknownPseudonym)
     if not reason or not reason.strip():
-        raise ValueError("a reason is required to reveal an NHS/CHI number")
-    entry = VaultEntry.objects.filter(pseudonym=pseudonym).first()
+        _deny(request, name, "a reason is required to reveal an NHS/CHI number", ReasonRequired)
+    if looks_like_patient_number(reason):
+        _deny(request, name, "the reason must not contain an NHS/CHI number", ReasonRequired)
+    entry = VaultEntry.objects.filter(pseudonym=name).first()
     if entry is None:
-        raise UnknownPseudonym(f"no vault entry for {pseudonym}")
-    number = get_keyring().decrypt(bytes(entry.ciphertext), context=pseudonym).decode("ascii")
-    audit(user, "vault.reveal", pseudonym=pseudonym, reason=reason.strip())
+        _deny(request, name, f"no vault entry for {name}", UnknownPseudonym)
+    number = _decrypt_entry(entry)
+    # Audited before the number is returned: a failed audit write means no number.
+    audit(user, "vault.reveal", pseudonym=name, reason=reason.strip())
     return number
+
+
+def _decrypt_entry(entry) -> str:
+    keyring = get_keyring()
+    try:
+        return keyring.decrypt(bytes(entry.ciphertext), context=entry.pseudonym).decode("ascii")
+    except InvalidTag:
+        raise VaultKeyMismatch(
+            f"the vault entry for {entry.pseudonym} was encrypted with vault key "
+            f"{entry.key_fingerprint}, but the key file holds vault key "
+            f"{keyring.vault_fingerprint}: restore the matching key file (see docs/keys.md)"
+        ) from None
+
+
+def rekey_vault(new_keyring: Keyring) -> int:
+    """Re-encrypt every vault entry under ``new_keyring``'s vault key, in one transaction.
+
+    Each entry is decrypted with the current key and checked to be a valid number before it
+    is re-encrypted, so a corrupt vault stops the re-key with nothing changed.
+    """
+    from .models import VaultEntry
+
+    if new_keyring.fingerprint != get_keyring().fingerprint:
+        raise KeyFileError("a vault re-key keeps the pseudonym key: the master keys differ")
+    count = 0
+    with transaction.atomic(using=VAULT_DB):
+        ids = list(VaultEntry.objects.order_by("id").values_list("id", flat=True))
+        for chunk in _chunks(ids, 500):
+            changed = []
+            for entry in VaultEntry.objects.select_for_update().filter(id__in=chunk):
+                digits = _decrypt_entry(entry)
+                try:
+                    validate_patient_number(digits)
+                except InvalidPatientNumber as exc:
+                    raise KeyFileError(
+                        f"vault entry for {entry.pseudonym} does not decrypt to a valid number; "
+                        "re-key stopped, nothing was changed"
+                    ) from exc
+                entry.ciphertext = new_keyring.encrypt(digits.encode("ascii"), entry.pseudonym)
+                entry.key_fingerprint = new_keyring.vault_fingerprint
+                changed.append(entry)
+            VaultEntry.objects.bulk_update(changed, ["ciphertext", "key_fingerprint"])
+            count += len(changed)
+    return count
 
 
 __all__ = [
     "KeyFileError",
+    "ReasonRequired",
     "UnknownPseudonym",
     "VaultAccessDenied",
+    "VaultKeyMismatch",
     "check_installation_key",
     "encrypt_for_vault",
     "get_keyring",
+    "installation_has_data",
+    "normalise_pseudonym",
     "pseudonymise",
     "record_installation_key",
+    "rekey_vault",
     "reveal",
     "store_in_vault",
 ]
