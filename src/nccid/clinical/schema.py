@@ -1,0 +1,246 @@
+"""The clinical templates as data: a small engine over the TOML files in ``schema/``.
+
+Each template (positive v1.5, negative v1.0, ISARIC v1.0) is a list of columns with the exact
+header text sites know, historical aliases, the cleaned field name, type, code list, plausible
+range and units. Nothing here knows about Django; validation and the xlsx writer only look
+things up.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+SCHEMA_DIR = Path(__file__).with_name("schema")
+KINDS = ("positive", "negative", "isaric")
+TYPES = ("identifier", "text", "integer", "decimal", "date", "code")
+
+_SPACES = re.compile(r"\s+")
+
+
+class SchemaError(Exception):
+    """The schema files are inconsistent (a bug in the data, caught at load time)."""
+
+
+def strip_legend(header: str) -> str:
+    """``"Smoking status (Never = 0, ...)"`` -> ``"Smoking status"`` (trailing bracket only)."""
+    text = header.strip()
+    if not text.endswith(")"):
+        return text
+    depth = 0
+    for i in range(len(text) - 1, -1, -1):
+        if text[i] == ")":
+            depth += 1
+        elif text[i] == "(":
+            depth -= 1
+            if depth == 0:
+                return text[:i].strip() or text
+    return text
+
+
+def normalise_header(header: object) -> str:
+    """Case, runs of spaces and a trailing legend do not matter when matching a header."""
+    text = _SPACES.sub(" ", str(header or "")).strip()
+    return strip_legend(text).casefold()
+
+
+@dataclass(frozen=True)
+class CodeList:
+    name: str
+    codes: dict[str, str]  # code -> label
+    lookup: dict[str, str]  # upper-cased typed text -> code
+    unknown: frozenset[str] = frozenset()
+    text_rules: tuple[tuple[str, str], ...] = ()
+    specify: bool = False
+    subcodes: bool = False
+    free_text: bool = False
+
+    def legend(self) -> str:
+        return ", ".join(f"{label} = {code}" for code, label in self.codes.items())
+
+    def dropdown(self) -> list[str]:
+        return list(self.codes)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    field: str
+    type: str
+    aliases: tuple[str, ...] = ()
+    required: bool = False
+    identifier: str | None = None
+    codes: CodeList | None = None
+    min: float | None = None
+    max: float | None = None
+    unit: str | None = None
+    units: dict[str, tuple[float, float]] = field(default_factory=dict)
+    unit_aliases: dict[str, str] = field(default_factory=dict)
+    fraction_at_most: float | None = None
+    text_values: dict[str, float] = field(default_factory=dict)
+    max_length: int | None = None
+    hint: str = ""
+    in_template: bool = True
+
+    @property
+    def label(self) -> str:
+        return strip_legend(self.header)
+
+    def accepted_units(self) -> list[str]:
+        return [u for u in (self.unit, *self.units) if u]
+
+    def input_hint(self) -> str:
+        """The short text shown when a cell of this column is selected in the template."""
+        if self.hint:
+            return self.hint
+        if self.codes is not None:
+            return self.codes.legend()
+        if self.type == "date":
+            return "A date: YYYY-MM-DD, DD/MM/YYYY (or your site's declared format) or a date cell"
+        if self.type in ("integer", "decimal"):
+            kind = "A whole number" if self.type == "integer" else "A number"
+            unit = f" in {self.unit}" if self.unit else ""
+            return f"{kind}{unit}"
+        return "Text"
+
+
+@dataclass(frozen=True)
+class Template:
+    kind: str
+    version: str
+    title: str
+    one_row_per_patient: bool
+    columns: tuple[Column, ...]
+    by_key: dict[str, Column]
+
+    def column_for(self, header: object) -> Column | None:
+        return self.by_key.get(normalise_header(header))
+
+    def template_columns(self) -> list[Column]:
+        return [c for c in self.columns if c.in_template]
+
+    @property
+    def headers(self) -> list[str]:
+        return [c.header for c in self.template_columns()]
+
+    def field(self, name: str) -> Column:
+        for column in self.columns:
+            if column.field == name:
+                return column
+        raise KeyError(name)
+
+
+def _read(name: str) -> dict:
+    with open(SCHEMA_DIR / name, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def _code_list(name: str, spec: dict) -> CodeList:
+    codes = {str(code): label for code, label in spec["codes"]}
+    lookup = {code.upper(): code for code in codes}
+    for alias, code in spec.get("aliases", {}).items():
+        if code not in codes:
+            raise SchemaError(f"code list {name}: alias {alias!r} points at unknown code {code!r}")
+        lookup[alias.upper()] = code
+    rules = tuple((needle.upper(), code) for needle, code in spec.get("text_rules", []))
+    for _, code in rules:
+        if code not in codes:
+            raise SchemaError(f"code list {name}: text rule points at unknown code {code!r}")
+    return CodeList(
+        name=name, codes=codes, lookup=lookup,
+        unknown=frozenset(u.upper() for u in spec.get("unknown", [])),
+        text_rules=rules, specify=spec.get("specify", False),
+        subcodes=spec.get("subcodes", False), free_text=spec.get("free_text", False),
+    )
+
+
+def _conversion(value: float | list) -> tuple[float, float]:
+    if isinstance(value, list):
+        return float(value[0]), float(value[1])
+    return float(value), 0.0
+
+
+def _column(spec: dict, code_lists: dict[str, CodeList], kind: str) -> Column:
+    where = f"{kind} template, column {spec.get('header')!r}"
+    if spec.get("type") not in TYPES:
+        raise SchemaError(f"{where}: type must be one of {TYPES}")
+    codes = None
+    if spec["type"] == "code":
+        if spec.get("codes") not in code_lists:
+            raise SchemaError(f"{where}: unknown code list {spec.get('codes')!r}")
+        codes = code_lists[spec["codes"]]
+    units = {u: _conversion(v) for u, v in spec.get("units", {}).items()}
+    for alias, unit in spec.get("unit_aliases", {}).items():
+        if unit not in units and unit != spec.get("unit"):
+            raise SchemaError(f"{where}: unit alias {alias!r} names unknown unit {unit!r}")
+    return Column(
+        header=spec["header"], field=spec["field"], type=spec["type"],
+        aliases=tuple(spec.get("aliases", ())), required=spec.get("required", False),
+        identifier=spec.get("identifier"), codes=codes, min=spec.get("min"), max=spec.get("max"),
+        unit=spec.get("unit"), units=units, unit_aliases=dict(spec.get("unit_aliases", {})),
+        fraction_at_most=spec.get("fraction_at_most"),
+        text_values={k.upper(): float(v) for k, v in spec.get("text_values", {}).items()},
+        max_length=spec.get("max_length"), hint=spec.get("hint", ""),
+        in_template=spec.get("in_template", True),
+    )
+
+
+def _template(spec: dict, code_lists: dict[str, CodeList]) -> Template:
+    info = spec["template"]
+    columns = tuple(_column(c, code_lists, info["kind"]) for c in spec["column"])
+    by_key: dict[str, Column] = {}
+    fields: set[str] = set()
+    for column in columns:
+        if column.field in fields or not re.fullmatch(r"[a-z][a-z0-9_]*", column.field):
+            raise SchemaError(f"{info['kind']}: field name {column.field!r} is repeated or not lower_snake_case")
+        fields.add(column.field)
+        for name in (column.header, *column.aliases):
+            key = normalise_header(name)
+            if by_key.get(key, column) is not column:
+                raise SchemaError(f"{info['kind']}: header {name!r} matches two columns")
+            by_key[key] = column
+    return Template(
+        kind=info["kind"], version=str(info["version"]), title=info["title"],
+        one_row_per_patient=info["one_row_per_patient"], columns=columns, by_key=by_key,
+    )
+
+
+@cache
+def code_lists() -> dict[str, CodeList]:
+    return {name: _code_list(name, spec) for name, spec in _read("codes.toml").items()}
+
+
+@cache
+def templates() -> dict[str, Template]:
+    lists = code_lists()
+    loaded = {kind: _template(_read(f"{kind}.toml"), lists) for kind in KINDS}
+    for kind, template in loaded.items():
+        if template.kind != kind:
+            raise SchemaError(f"{kind}.toml declares kind {template.kind!r}")
+    return loaded
+
+
+def get_template(kind: str) -> Template:
+    try:
+        return templates()[kind]
+    except KeyError:
+        raise ValueError(f"unknown template kind {kind!r}: use one of {', '.join(KINDS)}") from None
+
+
+@cache
+def isaric4c_rules() -> dict:
+    return _read("isaric4c.toml")
+
+
+def match_counts(headers: Iterable[object]) -> dict[str, int]:
+    """How many of the given headers each template recognises (for detecting the template)."""
+    keys = {normalise_header(h) for h in headers if h not in (None, "")}
+    counts = {}
+    for kind, template in templates().items():
+        matched = {id(template.by_key[k]) for k in keys if k in template.by_key}
+        counts[kind] = len(matched)
+    return counts

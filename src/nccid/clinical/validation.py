@@ -1,0 +1,536 @@
+"""Validate every cell of a clinical sheet against its template and pseudonymise. Pure.
+
+All problems are collected, never just the first: each is ``{row, column, value, reason}``
+in plain English. Errors reject their row (bad NHS/CHI number, unparseable date, text in a
+number field, unknown code); warnings keep it (implausible values are kept as typed in
+``data``, set to ``None`` in ``cleaned`` and the field is listed in ``flags``).
+
+Identifiers are replaced as soon as they are read: the NHS/CHI number by its pseudonym, the
+hospital number by its site-scoped keyed hash. No identifier value is ever put in a message
+(``value`` is blank for identifier columns). The normalised numbers are handed back only in
+``Result.vault_numbers`` so the caller can encrypt them for the vault.
+
+Speed: each column gets one compiled converter (a closure) and the row loop only calls them;
+no regular expression is compiled per cell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
+
+from .reader import Layout, Sheet
+from .schema import Column, Template, isaric4c_rules
+
+EXCEL_EPOCH = dt.date(1899, 12, 30)
+DATE_MIN = dt.date(2019, 12, 1)  # plausible clinical dates: the pandemic era up to today
+DATE_FORMATS = {"DMY": "DD/MM/YYYY", "MDY": "MM/DD/YYYY"}
+
+_NUMBER_WITH_UNIT = re.compile(r"^([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([^\d\s.].*)?$")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+_SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$")
+_SPECIFY = re.compile(r"^(\w{1,3})\s*[-:–]\s*\S")
+
+
+class CellError(ValueError):
+    """The cell cannot be used: the row is rejected."""
+
+
+class CellWarning(Exception):
+    """The cell is kept as typed but is implausible or unknown: flagged, cleaned to ``clean``."""
+
+    def __init__(self, reason: str, data: object, clean: object = None):
+        super().__init__(reason)
+        self.reason, self.data, self.clean = reason, data, clean
+
+
+@dataclass(frozen=True)
+class SiteRules:
+    """What validation needs to know about the submitting site."""
+
+    code: str
+    date_format: str = "DMY"  # "DMY" | "MDY"; anything else: only unambiguous dates accepted
+    declared_units: dict[str, str] = field(default_factory=dict)  # field -> unit
+
+
+@dataclass
+class Problem:
+    row: int
+    column: str  # the header as it appears in the uploaded sheet
+    label: str  # the column's short name used in messages
+    value: str  # as typed; always blank for identifier columns
+    reason: str
+    severity: str = "error"
+
+    @property
+    def message(self) -> str:
+        return f"Row {self.row}, {self.label}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "column": self.column, "value": self.value, "reason": self.reason,
+                "severity": self.severity, "message": self.message}
+
+
+@dataclass
+class PatientRecord:
+    """One patient's validated, pseudonymised data from one upload (identifiers removed)."""
+
+    pseudonym: str
+    hospital_hash: str | None
+    data: dict
+    cleaned: dict
+    flags: list[str]
+    rows: list[int]
+
+
+@dataclass
+class Result:
+    template: Template
+    total_rows: int
+    records: list[PatientRecord]
+    problems: list[Problem]
+    rejected_rows: set[int]
+    vault_numbers: dict[str, str]  # pseudonym -> normalised number, for vault encryption only
+    sheet_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def accepted_rows(self) -> int:
+        return self.total_rows - len(self.rejected_rows)
+
+
+class ConfigurationError(ValueError):
+    """The site's declared settings do not fit the template (e.g. an unknown unit)."""
+
+
+# --- converters ---------------------------------------------------------------------------
+
+def _shown(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def _number(value: object, label: str) -> tuple[float, str | None]:
+    """A number and the unit typed after it, if any."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return value, None
+    if kind is bool or isinstance(value, dt.date | dt.time | dt.timedelta):
+        raise CellError(f"'{_shown(value)}' is a date or time, not a number")
+    text = str(value).strip()
+    try:
+        return float(text), None
+    except ValueError:
+        pass
+    match = _NUMBER_WITH_UNIT.match(text)
+    if match is None:
+        raise CellError(f"'{text}' is not a number")
+    return float(match.group(1)), match.group(2).strip() if match.group(2) else None
+
+
+def _range_check(column: Column, number: float, typed: object) -> None:
+    if (column.min is not None and number < column.min) or (column.max is not None and number > column.max):
+        unit = f" {column.unit}" if column.unit else ""
+        raise CellWarning(
+            f"'{_shown(typed)}' is outside the plausible range {_fmt(column.min)} to "
+            f"{_fmt(column.max)}{unit}: kept as typed, left out of the cleaned data",
+            data=typed if isinstance(typed, int | float) else str(typed),
+        )
+
+
+def _fmt(number: float | None) -> str:
+    if number is None:
+        return "any"
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _numeric(column: Column, declared_unit: str | None) -> Callable:
+    units = {u.casefold(): u for u in column.accepted_units()}
+    units.update({a.casefold(): u for a, u in column.unit_aliases.items()})
+    conversions = dict(column.units)
+    conversions[column.unit] = (1.0, 0.0)  # the canonical unit (None for unitless counts)
+    site_unit = declared_unit or column.unit
+    integer = column.type == "integer"
+    text_values = column.text_values
+    fraction_at_most = column.fraction_at_most
+
+    def convert(value: object) -> tuple[object, object]:
+        if text_values and type(value) is str and value.strip().upper() in text_values:
+            canonical = text_values[value.strip().upper()]
+            _range_check(column, canonical, value)
+            return value.strip(), canonical
+        number, typed_unit = _number(value, column.label)
+        unit = site_unit
+        if typed_unit is not None:
+            unit = units.get(typed_unit.casefold())
+            if unit is None:
+                raise CellError(
+                    f"'{_shown(value)}': unit '{typed_unit}' is not one of {', '.join(column.accepted_units())}"
+                )
+        if integer and not float(number).is_integer():
+            raise CellError(f"'{_shown(value)}' is not a whole number")
+        typed = int(number) if integer else number
+        if fraction_at_most is not None and unit == column.unit and 0 < number <= fraction_at_most:
+            unit = "fraction"
+        factor, offset = conversions[unit]
+        canonical = number * factor + offset if (factor, offset) != (1.0, 0.0) else number
+        canonical = int(canonical) if integer and float(canonical).is_integer() else round(canonical, 4)
+        _range_check(column, canonical, typed)
+        return typed, canonical
+
+    return convert
+
+
+def _date(column: Column, date_format: str) -> Callable:
+    today = dt.date.today()
+    declared = DATE_FORMATS.get(date_format)
+
+    def slash(text: str, a: int, b: int, year: int) -> dt.date:
+        if date_format == "MDY":
+            month, day = a, b
+        elif date_format == "DMY":
+            day, month = a, b
+        elif a > 12 >= b:
+            day, month = a, b
+        elif b > 12 >= a:
+            month, day = a, b
+        elif a == b:
+            day = month = a
+        else:
+            raise CellError(
+                f"'{text}' is ambiguous: it could be {_spell(a, b, year)} or {_spell(b, a, year)}. "
+                "Use YYYY-MM-DD, or ask the data manager to declare your site's date format"
+            )
+        try:
+            return dt.date(year, month, day)
+        except ValueError:
+            why = f"there is no month {month}" if not 1 <= month <= 12 else f"month {month} has no day {day}"
+            hint = ""
+            if 1 <= day <= 12 and month > 12 and declared:
+                hint = " (it looks like the other day/month order: please correct it rather than let us guess)"
+            raise CellError(
+                f"'{text}' is not a valid date in this site's declared format {declared or 'DD/MM/YYYY'}: "
+                f"{why}{hint}"
+            ) from None
+
+    def convert(value: object) -> tuple[object, object]:
+        if isinstance(value, dt.datetime):
+            day = value.date()
+        elif isinstance(value, dt.date):
+            day = value
+        elif type(value) is float or type(value) is int:
+            day = _serial(value)
+        else:
+            text = str(value).strip()
+            if match := _ISO_DATE.match(text):
+                try:
+                    day = dt.date(int(match[1]), int(match[2]), int(match[3]))
+                except ValueError:
+                    raise CellError(f"'{text}' is not a valid date (YYYY-MM-DD)") from None
+            elif match := _SLASH_DATE.match(text):
+                year = int(match[3]) + (2000 if len(match[3]) == 2 else 0)
+                day = slash(text, int(match[1]), int(match[2]), year)
+            elif text.isdigit():
+                day = _serial(int(text))
+            else:
+                raise CellError(f"'{text}' is not a date: use YYYY-MM-DD or {declared or 'DD/MM/YYYY'}")
+        iso = day.isoformat()
+        if not DATE_MIN <= day <= today:
+            raise CellWarning(
+                f"'{iso}' is outside the plausible range {DATE_MIN.isoformat()} to today: kept as "
+                "typed, left out of the cleaned data", data=iso,
+            )
+        return iso, iso
+
+    return convert
+
+
+def _spell(day: int, month: int, year: int) -> str:
+    try:
+        return dt.date(year, month, day).strftime("%-d %B %Y")
+    except ValueError:
+        return f"day {day} of month {month}"
+
+
+def _serial(number: float) -> dt.date:
+    """An Excel serial day number (what a date cell holds when read as a number)."""
+    if not 1 <= number < 2958466:
+        raise CellError(f"'{_shown(number)}' is not a date")
+    return EXCEL_EPOCH + dt.timedelta(days=int(number))
+
+
+def _code(column: Column) -> Callable:
+    codes = column.codes
+    assert codes is not None
+    lookup, labels = codes.lookup, codes.codes
+    legend = codes.legend()
+
+    def convert(value: object) -> tuple[object, object]:
+        if type(value) is float and value.is_integer():
+            key = str(int(value))
+        else:
+            key = str(value).strip().upper()
+            if key.endswith(".0") and key[:-2].isdigit():
+                key = key[:-2]
+        code = lookup.get(key)
+        if code is not None:
+            return code, labels[code]
+        if key in codes.unknown:
+            raise CellWarning(f"'{_shown(value)}' is not one of {legend}: recorded as Unknown",
+                              data=_shown(value), clean="Unknown")
+        if codes.specify and (match := _SPECIFY.match(key)) and match[1] in lookup:
+            code = lookup[match[1]]
+            return code, labels[code]
+        if codes.subcodes and len(key) == 2 and key[0] in lookup and key.isalpha():
+            return key, labels[lookup[key[0]]]
+        for needle, rule_code in codes.text_rules:
+            if needle in key:
+                return (_shown(value) if codes.free_text else rule_code), labels[rule_code]
+        if codes.free_text:
+            raise CellWarning(f"'{_shown(value)}' is not a known code or description: recorded as Unknown",
+                              data=_shown(value), clean="Unknown")
+        raise CellError(f"'{_shown(value)}' is not one of {legend}")
+
+    return convert
+
+
+def _text(column: Column) -> Callable:
+    limit = column.max_length
+
+    def convert(value: object) -> tuple[object, object]:
+        text = _shown(value).strip()
+        if limit and len(text) > limit:
+            raise CellError(f"is longer than {limit} characters")
+        return text, text
+
+    return convert
+
+
+def compile_column(column: Column, site: SiteRules) -> Callable:
+    declared = site.declared_units.get(column.field)
+    if declared is not None and declared not in column.accepted_units():
+        raise ConfigurationError(
+            f"the site's declared unit for {column.label} is '{declared}', which is not one of "
+            f"{', '.join(column.accepted_units()) or 'no unit'}: ask a data manager to correct it"
+        )
+    if column.type in ("integer", "decimal"):
+        return _numeric(column, declared)
+    if column.type == "date":
+        return _date(column, site.date_format)
+    if column.type == "code":
+        return _code(column)
+    return _text(column)
+
+
+# --- the row loop -------------------------------------------------------------------------
+
+def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
+    """Validate and pseudonymise every row. ``keyring`` is an ``identity.keys.Keyring``."""
+    template = layout.template
+    for column in template.columns:  # unknown declared units refuse the file, even if unused
+        if column.type in ("integer", "decimal"):
+            compile_column(column, site)
+    patient_index = hospital_index = None
+    active: list[tuple[int, Column, str, Callable]] = []
+    for index, column in enumerate(layout.columns):
+        if column is None:
+            continue
+        if column.identifier == "patient_number":
+            patient_index = index
+        elif column.identifier == "hospital_number":
+            hospital_index = index
+        else:
+            active.append((index, column, sheet.headers[index], compile_column(column, site)))
+    blank_cleaned = {c.field: None for c in template.columns if c.identifier is None}
+    headers = sheet.headers
+    problems: list[Problem] = []
+    rejected: set[int] = set()
+    vault: dict[str, str] = {}
+    accepted: list[tuple[int, str, str | None, dict, dict, list]] = []
+    first_row_of: dict[str, int] = {}
+    hospital_limit = template.field("hospital_number").max_length or 20
+
+    for rownum, cells in sheet.rows:
+        bad = False
+        # Identifiers first: replaced at once, never echoed.
+        pseudonym = None
+        raw = cells[patient_index] if patient_index is not None else None
+        try:
+            digits = validate_patient_number(raw.strip() if type(raw) is str else raw)
+            pseudonym = keyring.pseudonym(digits)
+        except InvalidPatientNumber as exc:
+            reason = "is missing: every row needs the patient's NHS or CHI number" if str(exc) == "is empty" \
+                else f"is not a valid NHS/CHI number: it {exc}"
+            header = headers[patient_index] if patient_index is not None else "NHS/CHI Number"
+            problems.append(Problem(rownum, header, "NHS/CHI Number", "", reason))
+            bad = True
+        hospital_hash = None
+        if hospital_index is not None:
+            number = _shown(cells[hospital_index]).strip() if cells[hospital_index] is not None else ""
+            if len(number) > hospital_limit:
+                problems.append(Problem(rownum, headers[hospital_index], "Hospital (Internal) Number", "",
+                                        f"is longer than {hospital_limit} characters"))
+                bad = True
+            elif number:
+                hospital_hash = keyring.hospital_hash(site.code, number)
+        data: dict = {}
+        cleaned = dict(blank_cleaned)
+        flags: list[str] = []
+        for index, column, header, convert in active:
+            value = cells[index]
+            if value is None or (type(value) is str and not value.strip()):
+                if column.required:
+                    problems.append(Problem(rownum, header, column.label, "", "is required"))
+                    bad = True
+                continue
+            try:
+                data[column.field], cleaned[column.field] = convert(value)
+            except CellError as exc:
+                problems.append(Problem(rownum, header, column.label, _shown(value), str(exc)))
+                bad = True
+            except CellWarning as warn:
+                data[column.field], cleaned[column.field] = warn.data, warn.clean
+                flags.append(column.field)
+                problems.append(Problem(rownum, header, column.label, _shown(value), warn.reason, "warning"))
+        if pseudonym is not None and template.one_row_per_patient and not bad:
+            if pseudonym in first_row_of:
+                problems.append(Problem(
+                    rownum, headers[patient_index], "NHS/CHI Number", "",
+                    f"is the same patient as row {first_row_of[pseudonym]}: the template has one row "
+                    "per patient, so this row was not imported"))
+                bad = True
+            else:
+                first_row_of[pseudonym] = rownum
+        if bad:
+            rejected.add(rownum)
+            continue
+        vault[pseudonym] = digits
+        accepted.append((rownum, pseudonym, hospital_hash, data, cleaned, flags))
+
+    records = _combine(template, accepted, problems, headers, layout)
+    return Result(template=template, total_rows=len(sheet.rows), records=records,
+                  problems=sorted(problems, key=lambda p: (p.row, p.severity != "error")),
+                  rejected_rows=rejected, vault_numbers=vault, sheet_warnings=list(layout.warnings))
+
+
+def _combine(template: Template, accepted: list, problems: list[Problem], headers: list[str],
+             layout: Layout) -> list[PatientRecord]:
+    if template.kind == "negative":
+        return _merge_swabs(accepted)
+    records = []
+    score_header = None
+    if template.kind == "isaric":
+        index = next((i for i, c in enumerate(layout.columns) if c and c.field == "isaric_4c_score_supplied"), None)
+        score_header = headers[index] if index is not None else None
+    for rownum, pseudonym, hospital_hash, data, cleaned, flags in accepted:
+        if template.kind == "isaric":
+            _add_4c(rownum, cleaned, flags, problems, score_header)
+        records.append(PatientRecord(pseudonym, hospital_hash, data, cleaned, flags, [rownum]))
+    return records
+
+
+# --- negative sheets: several swabs per patient --------------------------------------------
+
+def _merge_swabs(accepted: list) -> list[PatientRecord]:
+    by_patient: dict[str, PatientRecord] = {}
+    for rownum, pseudonym, hospital_hash, data, cleaned, flags in accepted:
+        record = by_patient.get(pseudonym)
+        if record is None:
+            record = by_patient[pseudonym] = PatientRecord(
+                pseudonym, hospital_hash, {"swabs": []}, {}, [], [])
+        record.hospital_hash = record.hospital_hash or hospital_hash
+        if data.get("hospital"):
+            record.data["hospital"] = data["hospital"]
+        record.data["swabs"].append({"date": data.get("swab_date"), "status": data.get("swab_status")})
+        record.flags.extend(f for f in flags if f not in record.flags)
+        record.rows.append(rownum)
+    for record in by_patient.values():
+        record.data["swabs"] = merge_swab_lists([], record.data["swabs"])
+        record.cleaned = clean_negative(record.data)
+    return list(by_patient.values())
+
+
+def merge_swab_lists(old: list[dict], new: list[dict]) -> list[dict]:
+    """Union of swabs by date; a later upload's status for the same date wins (a correction)."""
+    by_date = {s["date"]: s for s in old}
+    for swab in new:
+        by_date[swab["date"]] = swab
+    return sorted(by_date.values(), key=lambda s: s["date"] or "")
+
+
+def clean_negative(data: dict) -> dict:
+    from .schema import code_lists
+
+    labels = code_lists()["rt_pcr_result"].codes
+    swabs = [{"date": s["date"], "status": labels.get(s["status"]) if s["status"] is not None else None}
+             for s in data.get("swabs", [])]
+    dated = [s for s in swabs if s["date"]]
+    latest = dated[-1] if dated else None
+    return {
+        "hospital": data.get("hospital"),
+        "swabs": swabs,
+        "latest_swab_date": latest["date"] if latest else None,
+        "latest_swab_status": latest["status"] if latest else None,
+        "any_positive_swab": any(s["status"] == "Positive" for s in swabs),
+    }
+
+
+# --- ISARIC 4C mortality score --------------------------------------------------------------
+
+def _points(bands: list[dict], value: float) -> int:
+    for band in bands:
+        if "below" in band and value < band["below"]:
+            return band["points"]
+        if "at_most" in band and value <= band["at_most"]:
+            return band["points"]
+        if "below" not in band and "at_most" not in band:
+            return band["points"]
+    raise ValueError("score bands do not cover the value")
+
+
+def isaric_4c_score(cleaned: dict) -> int | None:
+    """The 4C mortality score from cleaned fields, or None when an input is missing."""
+    rules = isaric4c_rules()
+    total = 0
+    for name, rule in rules.items():
+        if name == "sex":
+            points = rule["points"].get(cleaned.get(rule["field"]))
+            if points is None:
+                return None
+            total += points
+        elif name == "comorbidities":
+            count = sum(1 for f in rule["fields"] if cleaned.get(f) == rule["present"])
+            total += _points(rule["bands"], count)
+        else:
+            value = cleaned.get(rule["field"])
+            if value is None:
+                return None
+            total += _points(rule["bands"], value)
+    return total
+
+
+def _add_4c(rownum: int, cleaned: dict, flags: list[str], problems: list[Problem],
+            header: str | None) -> None:
+    score = isaric_4c_score(cleaned)
+    cleaned["isaric_4c_score"] = score
+    supplied = cleaned.get("isaric_4c_score_supplied")
+    if score is not None and supplied is not None and supplied != score:
+        flags.append("isaric_4c_score_supplied")
+        problems.append(Problem(
+            rownum, header or "ISARIC 4C mortality score", "ISARIC 4C mortality score", str(supplied),
+            f"the supplied score {supplied} differs from the score computed from this row ({score}); "
+            "the computed score is used", "warning"))
