@@ -27,13 +27,13 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_preamble
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
 
 from nccid.config import get_settings
 from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
 from nccid.identity.service import get_keyring
 
 from . import deps
+from .deid import DeidError
 from .models import HeldImage, PendingImage, StudyReceipt
 from .outcome import IngestOutcome, IngestStatus
 
@@ -70,12 +70,15 @@ def original_sop_uid(data: bytes) -> str | None:
         return None
 
 
-def read_dataset(data: bytes) -> Dataset:
-    """Parse ``data`` as a DICOM Part 10 file and check it is complete, or raise Rejected."""
+def read_header(data: bytes) -> Dataset:
+    """Parse the header of a DICOM Part 10 file and check it is complete, or raise Rejected.
+
+    Pixel data is not read here: the de-identifier checks its length against the file's.
+    """
     if len(data) < 132 or data[128:132] != b"DICM":
         raise Rejected("not a DICOM file (no 'DICM' marker at byte 128)")
     try:
-        ds = dcmread(BytesIO(data), force=False)
+        ds = dcmread(BytesIO(data), force=False, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
         raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
     _check_complete(ds, len(data))
@@ -85,7 +88,7 @@ def read_dataset(data: bytes) -> Dataset:
 def _check_complete(ds: Dataset, size: int) -> None:
     tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if not tsuid:
-        raise Rejected("no transfer syntax in the file meta information")
+        raise Rejected("unreadable file meta information (no transfer syntax)")
     try:
         missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip("\x00 ")]
     except Exception as exc:  # noqa: BLE001
@@ -102,27 +105,11 @@ def _check_complete(ds: Dataset, size: int) -> None:
                 raise Rejected("truncated: the file ends inside an undefined-length element")
         elif last.value_tell + last.length > size:
             raise Rejected("truncated: the last element is shorter than its declared length")
-    if 0x7FE00010 in ds._dict and not UID(tsuid).is_encapsulated:
-        _check_native_pixels(ds)
 
 
 def _ends_with_delimiter(elem: RawDataElement, size: int) -> bool:
     value = elem.value or b""
     return elem.value_tell + len(value) + len(_SEQUENCE_DELIMITER) <= size
-
-
-def _check_native_pixels(ds: Dataset) -> None:
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        bits = int(ds.BitsAllocated)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        have = len(ds._dict[0x7FE00010].value or b"")
-    except Exception as exc:  # noqa: BLE001
-        raise Rejected(f"unreadable image attributes ({type(exc).__name__})") from None
-    expected = (rows * cols * samples * frames * bits + 7) // 8
-    if have < expected:
-        raise Rejected(f"truncated: pixel data has {have} of {expected} bytes")
 
 
 # -- the patient ---------------------------------------------------------------------------
@@ -236,29 +223,30 @@ def _ingest(data: bytes, site, source: str) -> IngestOutcome:
     quick = original_sop_uid(data)
     if quick and already_taken(keyring.uid(quick)):
         return IngestOutcome(IngestStatus.DUPLICATE, "already received", keyring.uid(quick))
-    ds = read_dataset(data)
+    ds = read_header(data)
     sop_uid = keyring.uid(str(ds.SOPInstanceUID).strip("\x00 "))
-    if quick is None or keyring.uid(quick) != sop_uid:
-        if already_taken(sop_uid):
-            return IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
+    if (quick is None or keyring.uid(quick) != sop_uid) and already_taken(sop_uid):
+        return IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
     patient = identify(ds, site)
     del ds
-    placeholder = patient.hospital_hash if patient.pseudonym is None else ""
     try:
         out, result = deps.deidentifier().deidentify_bytes(
-            data, pseudonym=patient.pseudonym or patient.hospital_hash, placeholder_id=placeholder
+            data, pseudonym=patient.pseudonym, placeholder_id=patient.hospital_hash or ""
         )
-    except Exception as exc:  # noqa: BLE001
-        raise Rejected(f"could not be de-identified ({type(exc).__name__})") from None
+    except DeidError as exc:
+        raise Rejected(str(exc)) from None
     meta = deps.image_meta(result.dataset)
     if result.held_reason:
         return _hold(out, meta, site, source, patient, result.held_reason)
     if patient.pseudonym is None:
         return _keep_pending(out, meta, site, source, patient.hospital_hash)
-    stored = deps.store_image(site, patient.pseudonym, out, meta)
+    clinical = deps.has_clinical_record(patient.pseudonym)
+    stored = deps.store_image(site, patient.pseudonym, out, meta, linked=clinical,
+                              dataset=result.dataset)
     if not stored.created:
         return IngestOutcome(IngestStatus.DUPLICATE, "already stored", meta.sop_uid)
-    record_receipt(site, meta, patient.pseudonym, source, len(out), stored=1)
+    record_receipt(site, meta, patient.pseudonym, source, len(out), stored=1,
+                   has_clinical=clinical)
     return IngestOutcome(IngestStatus.STORED, "", meta.sop_uid)
 
 
@@ -305,8 +293,8 @@ def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) ->
 # -- receipts ------------------------------------------------------------------------------
 
 
-def record_receipt(site, meta, patient: str, source: str, size: int, *,
-                   stored: int = 0, pending: int = 0, held: int = 0) -> None:
+def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: int = 0,
+                   pending: int = 0, held: int = 0, has_clinical: bool = False) -> None:
     """Count one new instance into its study's receipt (created on the study's first one)."""
     from django.db.models import F
 
@@ -322,7 +310,7 @@ def record_receipt(site, meta, patient: str, source: str, size: int, *,
                 modality=meta.modality or "", source=source, instances=1, bytes=size,
                 stored=stored, pending=pending, held=held, first_received=now,
                 last_received=now, status="stored",
-                has_clinical=bool(stored) and deps.has_clinical_record(patient),
+                has_clinical=has_clinical,
             )
         except IntegrityError:  # the study's first instances raced: count into the winner
             query.update(**changes)

@@ -31,13 +31,11 @@ def _claimable(now) -> Q:
     return Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - STALE_CLAIM)
 
 
-def finalise(data: bytes, pseudonym: str) -> tuple[bytes, object]:
-    """Give a pending (placeholder) de-identified file its patient's pseudonym."""
-    ds = dcmread(BytesIO(data))
-    deps.assign_patient(ds, pseudonym)
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue(), deps.image_meta(ds)
+def finalise(data: bytes, pseudonym: str) -> tuple[bytes, object, object]:
+    """Give a placeholder de-identified file its patient's pseudonym: (bytes, meta, header)."""
+    out = deps.deidentifier().assign_patient_bytes(data, pseudonym)
+    header = dcmread(BytesIO(out), stop_before_pixels=True)
+    return out, deps.image_meta(header), header
 
 
 def link_pending(site, hospital_hash: str, pseudonym: str) -> int:
@@ -51,8 +49,9 @@ def link_pending(site, hospital_hash: str, pseudonym: str) -> int:
             continue  # another linker has it
         row = PendingImage.objects.get(pk=pk)
         try:
-            data, meta = finalise(read_encrypted(row.file_name, site.code, row.sop_uid), pseudonym)
-            deps.store_image(site, pseudonym, data, meta)
+            data, meta, header = finalise(
+                read_encrypted(row.file_name, site.code, row.sop_uid), pseudonym)
+            deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header)
         except Exception as exc:  # noqa: BLE001 - leave it pending for the next try
             log.error("could not link pending image %s (%s)", row.pk, type(exc).__name__)
             PendingImage.objects.filter(pk=pk).update(claimed_at=None)

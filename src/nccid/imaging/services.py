@@ -63,11 +63,13 @@ def release_held(held: HeldImage, user) -> str:
     pseudonym = held.pseudonym or deps.pseudonym_for_hospital_number(held.site, held.hospital_hash)
     receipt = StudyReceipt.objects.filter(site=held.site, study_uid=held.study_uid)
     if pseudonym:
-        if not held.pseudonym:
-            data, meta = finalise(data, pseudonym)
+        if held.pseudonym:
+            header = _parse_header(data)
+            meta = deps.image_meta(header)
         else:
-            meta = deps.image_meta(_parse(data))
-        deps.store_image(held.site, pseudonym, data, meta)
+            data, meta, header = finalise(data, pseudonym)
+        deps.store_image(held.site, pseudonym, data, meta,
+                         linked=deps.has_clinical_record(pseudonym), dataset=header)
         receipt.update(held=F("held") - 1, stored=F("stored") + 1, patient=pseudonym)
         outcome = "stored"
     else:
@@ -99,11 +101,11 @@ def reject_held(held: HeldImage, user, reason: str = "") -> None:
           site=held.site.code, sop_uid=held.sop_uid)
 
 
-def _parse(data: bytes):
+def _parse_header(data: bytes):
     from io import BytesIO
 
     from pydicom import dcmread
 
-    return dcmread(BytesIO(data))
+    return dcmread(BytesIO(data), stop_before_pixels=True)
 
 
