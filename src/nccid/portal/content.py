@@ -5,6 +5,7 @@ Kept apart from the views so the pages and their tests read the same facts.
 
 from __future__ import annotations
 
+import io
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -97,7 +98,9 @@ def template_bytes(kind: str) -> bytes:
     """The current blank template, generated from the schema by the clinical part."""
     from nccid.clinical import xlsx_template
 
-    return xlsx_template.template_bytes(kind)
+    buffer = io.BytesIO()
+    xlsx_template.build_workbook(kind).save(buffer)
+    return buffer.getvalue()
 
 
 def node_details() -> dict:

@@ -1,0 +1,127 @@
+"""Sign-in, throttling, CSRF, logout and password change on the portal pages."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from conftest import TEST_PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+PAGES = ["/", "/guidance/", "/faq/", "/upload/positive/", "/upload/negative/", "/upload/isaric/",
+         "/uploads/", "/password/", "/templates/positive.xlsx"]
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_every_page_but_login_needs_a_signed_in_user(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+def test_login_page_uses_the_nhs_layout(client):
+    response = client.get("/login/")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "National COVID-19 Chest Imaging Database" in body
+    assert "nhsuk-frontend.min.css" in body and "nhsuk-header" in body
+    assert "https://" not in body.split("<body>")[0]  # no CDN in the head
+
+
+def sign_in(client: Client, username: str, password: str = TEST_PASSWORD):
+    return client.post("/login/", {"username": username, "password": password})
+
+
+def test_signing_in_lands_on_home_with_the_header_links(client, site, make_user):
+    user = make_user("uploader", site)
+    response = sign_in(client, user.username)
+    assert response.status_code == 302 and response["Location"] == "/"
+    body = client.get("/").content.decode()
+    for text in ("Guidance And Documentation", "FAQ", "Upload Covid (Positive) Data",
+                 "Upload Covid Status (Negative) Data", "Upload Covid ISARIC Data",
+                 "Change Password", "Logout", "My uploads", site.name):
+        assert text in body, text
+    assert "Review queue" not in body and "Dashboard" not in body
+
+
+def test_data_manager_sees_dashboard_and_review_links_but_no_upload_pages(client, make_user):
+    manager = make_user("data-manager")
+    client.force_login(manager)
+    body = client.get("/").content.decode()
+    assert "Dashboard" in body and "Review queue" in body and "Summary" in body
+    assert "Upload Covid (Positive) Data" not in body
+    assert client.get("/upload/positive/").status_code == 404
+
+
+def test_researcher_cannot_reach_upload_pages(client, make_user):
+    client.force_login(make_user("researcher"))
+    assert client.get("/upload/isaric/").status_code == 404
+    assert client.get("/faq/").status_code == 200
+
+
+def test_wrong_password_shows_an_error_and_does_not_sign_in(client, site, make_user):
+    user = make_user("uploader", site)
+    response = sign_in(client, user.username, "not-the-password")
+    assert response.status_code == 200
+    assert "There is a problem" in response.content.decode()
+    assert client.get("/").status_code == 302
+
+
+def test_five_failures_lock_the_account_even_with_the_right_password(client, site, make_user):
+    user = make_user("uploader", site)
+    for _ in range(4):
+        assert sign_in(client, user.username, "wrong-password-1").status_code == 200
+    locked = sign_in(client, user.username, "wrong-password-1")
+    assert locked.status_code == 429
+    assert "Too many failed sign-in attempts" in locked.content.decode()
+    # The right password no longer gets in while the lock lasts.
+    again = sign_in(client, user.username)
+    assert again.status_code == 429
+    assert client.get("/").status_code == 302
+
+
+def test_csrf_is_enforced_on_login_logout_and_upload(site, make_user):
+    user = make_user("uploader", site)
+    strict = Client(enforce_csrf_checks=True)
+    assert sign_in(strict, user.username).status_code == 403
+    strict.force_login(user)
+    assert strict.post("/logout/").status_code == 403
+    assert strict.post("/upload/positive/", {}).status_code == 403
+    assert strict.post("/password/", {}).status_code == 403
+    # With the token from the page the same form works.
+    page = strict.get("/upload/positive/")
+    token = page.context["csrf_token"]
+    assert strict.post("/logout/", {"csrfmiddlewaretoken": str(token)}).status_code == 302
+
+
+def test_logout_is_post_only(client, site, make_user):
+    client.force_login(make_user("uploader", site))
+    assert client.get("/logout/").status_code == 405
+    assert client.get("/").status_code == 200
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_change_password_applies_djangos_validators(client, site, make_user):
+    user = make_user("uploader", site)
+    client.force_login(user)
+    weak = client.post("/password/", {"old_password": TEST_PASSWORD,
+                                      "new_password1": "12345678", "new_password2": "12345678"})
+    body = weak.content.decode()
+    assert weak.status_code == 200 and "There is a problem" in body
+    assert "too short" in body and "entirely numeric" in body
+    new = "Amber-Lantern-Quarry-42"
+    done = client.post("/password/", {"old_password": TEST_PASSWORD,
+                                      "new_password1": new, "new_password2": new}, follow=True)
+    assert "Your password has been changed." in done.content.decode()
+    user.refresh_from_db()
+    assert user.check_password(new)
+    assert user.password.startswith("argon2")
+    # Still signed in after the change (session hash updated).
+    assert client.get("/").status_code == 200
+
+
+def test_session_expires(settings):
+    assert settings.SESSION_COOKIE_AGE <= 12 * 60 * 60
+    assert settings.SESSION_EXPIRE_AT_BROWSER_CLOSE is True
