@@ -86,3 +86,13 @@ def pytest_collection_modifyitems(items):
         if {"db", "transactional_db", "django_db_setup"} & set(getattr(item, "fixturenames", ())):
             if item.get_closest_marker("django_db") is None:
                 item.add_marker(pytest.mark.django_db)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (SeaweedFS) for the session: ``endpoint_url``, ``access_key``,
+    ``secret_key``, ``options`` (warehouse storage options), ``env`` and ``make_bucket()``."""
+    from nccid.warehouse.testing import running_s3_server
+
+    with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server

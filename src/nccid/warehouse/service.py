@@ -1,19 +1,315 @@
-"""Django-side warehouse access (placeholder until the warehouse part lands)."""
+"""Warehouse services: the object store, each patient's set, storing images and clinical JSON.
+
+Called alike by imaging intake (node, importer, portal), the clinical signal, the CLI and
+research. Nothing identifying passes through here: pseudonyms and de-identified UIDs only.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from io import BytesIO
+
+from django.db import IntegrityError, transaction
 
 from nccid.config import get_settings
 
+from . import layout
+from .meta import ImageMeta
+from .models import ImageRecord, PatientSet
+from .split import choose_set
+from .storage import StorageError, Warehouse
 
-class _LocalWarehouse:
-    def __init__(self, root: str) -> None:
-        self.root = Path(root)
+log = logging.getLogger("nccid.warehouse")
+_CHUNK = 500  # rows per IN (...) query: well under SQLite's variable limit
 
-    def ensure(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+__all__ = [
+    "StoredImage", "Warehouse", "StorageError", "get_warehouse", "assign_set", "assign_sets",
+    "store_image", "store_images", "write_clinical_records", "header_json",
+    "refresh_catalogue", "connect_catalogue", "catalogue_dir",
+]
 
 
-def get_warehouse():
-    return _LocalWarehouse(get_settings().storage_url)
+# -- the object store -------------------------------------------------------------------------
+_warehouses: dict[tuple, Warehouse] = {}
+
+
+def get_warehouse() -> Warehouse:
+    """The installation's warehouse (``storage_url`` + ``storage_options`` of the settings)."""
+    settings = get_settings()
+    cache_key = (settings.storage_url, json.dumps(settings.storage_options, sort_keys=True))
+    warehouse = _warehouses.get(cache_key)
+    if warehouse is None:
+        warehouse = Warehouse(settings.storage_url, settings.storage_options)
+        _warehouses.clear()
+        _warehouses[cache_key] = warehouse
+    return warehouse
+
+
+# -- training/validation split ----------------------------------------------------------------
+def _split_inputs(validation_percent: int | None) -> tuple[object, int]:
+    from nccid.identity.service import get_keyring
+
+    percent = get_settings().validation_percent if validation_percent is None else validation_percent
+    return get_keyring(), percent
+
+
+def assign_set(site, pseudonym: str, *, validation_percent: int | None = None) -> str:
+    """The patient's set, decided by ``site``'s rule the first time and persisted for good."""
+    return assign_sets(site, [pseudonym], validation_percent=validation_percent)[pseudonym]
+
+
+def assign_sets(site, pseudonyms: Iterable[str], *, validation_percent: int | None = None) -> dict[str, str]:
+    """``assign_set`` for many patients at once (a few queries, whatever the count)."""
+    wanted = sorted(set(pseudonyms))
+    known = _known_sets(wanted)
+    new = [p for p in wanted if p not in known]
+    if new:
+        keyring, percent = _split_inputs(validation_percent)
+        rows = [PatientSet(pseudonym=p, site=site,
+                           set_name=choose_set(site.split_rule, keyring.split_fraction(p), percent))
+                for p in new]
+        # A concurrent writer may have decided some first: theirs stands (unique constraint),
+        # and we read back whatever is now stored.
+        PatientSet.objects.bulk_create(rows, ignore_conflicts=True, batch_size=_CHUNK)
+        known.update(_known_sets(new))
+    missing = [p for p in wanted if p not in known]
+    if missing:
+        raise RuntimeError(f"could not record the set of {len(missing)} patient(s)")
+    return known
+
+
+def _known_sets(pseudonyms: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for start in range(0, len(pseudonyms), _CHUNK):
+        chunk = pseudonyms[start:start + _CHUNK]
+        found.update(PatientSet.objects.filter(pseudonym__in=chunk).values_list("pseudonym", "set_name"))
+    return found
+
+
+# -- images -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredImage:
+    record: ImageRecord
+    created: bool  # False: the SOP Instance UID was already stored, nothing was written
+
+
+_OMITTED = "nccid:omitted"
+_AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY]?)\s*$")
+
+
+def age_in_years(age: str | int | None) -> int | None:
+    """DICOM Age String (``045Y``, ``006M``) as whole years; None when absent or unreadable."""
+    if age is None or age == "":
+        return None
+    if isinstance(age, int):
+        return age
+    match = _AGE.match(str(age).upper())
+    if not match:
+        return None
+    number, unit = int(match.group(1)), match.group(2) or "Y"
+    return number if unit == "Y" else 0
+
+
+def header_json(data: bytes | None = None, dataset=None) -> bytes:
+    """The DICOM JSON (PS3.18 F.2) header of an image without pixel data or other bulk data."""
+    import pydicom
+
+    if dataset is None:
+        dataset = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, force=True)
+    body = dataset.to_json_dict(bulk_data_threshold=1024,
+                                bulk_data_element_handler=lambda _elem: _OMITTED,
+                                suppress_invalid_tags=True)
+    return json.dumps(_strip_bulk(body), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _strip_bulk(node):
+    if isinstance(node, dict):
+        return {k: _strip_bulk(v) for k, v in node.items()
+                if not (isinstance(v, dict) and v.get("BulkDataURI") == _OMITTED)}
+    if isinstance(node, list):
+        return [_strip_bulk(v) for v in node]
+    return node
+
+
+def _new_record(site, pseudonym: str, set_name: str, data: bytes, meta: ImageMeta) -> ImageRecord:
+    import hashlib
+
+    keys = (set_name, meta.modality, pseudonym, meta.study_uid, meta.series_uid, meta.sop_uid)
+    return ImageRecord(
+        sop_uid=meta.sop_uid, study_uid=meta.study_uid, series_uid=meta.series_uid,
+        sop_class_uid=meta.sop_class_uid, pseudonym=pseudonym, site=site, set_name=set_name,
+        modality=(meta.modality or "").strip().upper(), folder=layout.modality_folder(meta.modality),
+        transfer_syntax=meta.transfer_syntax, study_date=_as_date(meta.study_date),
+        series_date=_as_date(meta.series_date), body_part=meta.body_part[:64],
+        manufacturer=meta.manufacturer[:64], model=meta.model[:64], rows=meta.rows,
+        columns=meta.columns, pixel_spacing=meta.pixel_spacing[:64],
+        view_position=meta.view_position[:16], patient_sex=meta.patient_sex[:16],
+        patient_age=age_in_years(meta.patient_age),
+        storage_key=layout.image_key(*keys), metadata_key=layout.metadata_key(*keys),
+        size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _as_date(value) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return datetime.strptime(str(value), "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _write_objects(warehouse: Warehouse, record: ImageRecord, data: bytes, header: bytes) -> None:
+    digest = warehouse.write_atomic(record.storage_key, data)
+    if digest != record.sha256:
+        raise StorageError(f"{record.storage_key}: checksum changed while writing")
+    warehouse.write_atomic(record.metadata_key, header)
+
+
+def store_image(site, pseudonym: str, data: bytes, meta: ImageMeta, *, linked: bool = True,
+                dataset=None) -> StoredImage:
+    """Store one de-identified image; idempotent by its (de-identified) SOP Instance UID.
+
+    The row is inserted and the objects written inside one transaction, so the commit is the
+    single point where an image becomes stored: a crash before it leaves no row (a retry
+    rewrites the same keys), and a second store of the same SOP UID waits on the unique
+    constraint and then writes nothing. ``dataset`` (the parsed de-identified dataset, if the
+    caller has it) saves parsing the header again.
+    """
+    existing = ImageRecord.objects.filter(sop_uid=meta.sop_uid).first()
+    if existing is not None:
+        return StoredImage(existing, False)
+    set_name = assign_set(site, pseudonym)
+    record = _new_record(site, pseudonym, set_name, data, meta)
+    record.linked = linked
+    header = header_json(data, dataset)
+    warehouse = get_warehouse()
+    try:
+        with transaction.atomic():
+            record.save(force_insert=True)
+            _write_objects(warehouse, record, data, header)
+    except IntegrityError:
+        return StoredImage(ImageRecord.objects.get(sop_uid=meta.sop_uid), False)
+    return StoredImage(record, True)
+
+
+def store_images(site, items: Sequence[tuple[str, bytes, ImageMeta]], *,
+                 linked: bool = True) -> list[StoredImage]:
+    """``store_image`` for a batch ``[(pseudonym, data, meta), ...]`` with a few queries and,
+    on S3, concurrent PUTs. Results are in input order. Falls back to one by one on a conflict."""
+    sop_uids = [meta.sop_uid for _, _, meta in items]
+    existing = {r.sop_uid: r for start in range(0, len(sop_uids), _CHUNK)
+                for r in ImageRecord.objects.filter(sop_uid__in=sop_uids[start:start + _CHUNK])}
+    sets = assign_sets(site, {p for p, _, m in items if m.sop_uid not in existing})
+    fresh: dict[str, tuple[ImageRecord, bytes]] = {}
+    for pseudonym, data, meta in items:
+        if meta.sop_uid in existing or meta.sop_uid in fresh:
+            continue
+        record = _new_record(site, pseudonym, sets[pseudonym], data, meta)
+        record.linked = linked
+        fresh[meta.sop_uid] = (record, data)
+    if fresh:
+        objects: dict[str, bytes] = {}
+        for record, data in fresh.values():
+            objects[record.storage_key] = data
+            objects[record.metadata_key] = header_json(data)
+        warehouse = get_warehouse()
+        try:
+            with transaction.atomic():
+                ImageRecord.objects.bulk_create([r for r, _ in fresh.values()], batch_size=_CHUNK)
+                digests = warehouse.write_many(objects)
+                for record, _ in fresh.values():
+                    if digests[record.storage_key] != record.sha256:
+                        raise StorageError(f"{record.storage_key}: checksum changed while writing")
+        except IntegrityError:
+            return [store_image(site, p, d, m, linked=linked) for p, d, m in items]
+    results, seen = [], set()
+    for _, _, meta in items:
+        if meta.sop_uid in fresh and meta.sop_uid not in seen:
+            results.append(StoredImage(fresh[meta.sop_uid][0], True))
+            seen.add(meta.sop_uid)
+        else:
+            record = existing.get(meta.sop_uid) or fresh[meta.sop_uid][0]
+            results.append(StoredImage(record, False))
+    return results
+
+
+# -- clinical records ---------------------------------------------------------------------------
+def clinical_json(cleaned: dict) -> bytes:
+    return json.dumps(cleaned, sort_keys=True, indent=1, default=str).encode()
+
+
+def write_clinical_records(site, records: Sequence) -> int:
+    """Write each accepted record as ``{set}/data/<pseudonym>/<kind>-<SITE>.json``; returns the count.
+
+    ``records`` are ``AcceptedRecord``-like (``pseudonym``, ``kind``, ``cleaned``). The patient's
+    set is assigned first (a patient seen with clinical data before any image keeps that set).
+    """
+    if not records:
+        return 0
+    sets = assign_sets(site, [r.pseudonym for r in records])
+    objects = {layout.clinical_key(sets[r.pseudonym], r.pseudonym, r.kind, site.code): clinical_json(r.cleaned)
+               for r in records}
+    get_warehouse().write_many(objects)
+    pseudonyms = sorted(sets)
+    for start in range(0, len(pseudonyms), _CHUNK):
+        ImageRecord.objects.filter(pseudonym__in=pseudonyms[start:start + _CHUNK], linked=False).update(linked=True)
+    return len(objects)
+
+
+def on_records_accepted(sender, site, records, **kwargs) -> None:
+    """Receiver of ``nccid.clinical.signals.records_accepted`` (connected in ``apps.ready``).
+
+    The records are already committed; a storage failure is logged (counts only, never a
+    value) and repaired with ``nccid warehouse sync-clinical``, instead of failing the upload.
+    """
+    try:
+        written = write_clinical_records(site, records)
+    except Exception:
+        log.exception("clinical JSON not written for %d record(s) of site %s; "
+                      "run 'nccid warehouse sync-clinical'", len(records), site.code)
+        return
+    log.info("wrote %d clinical record(s) of site %s to the warehouse", written, site.code)
+
+
+def sync_clinical() -> int:
+    """Rewrite every clinical record's JSON from the database (repair after a failed write)."""
+    from nccid.clinical.models import ClinicalRecord
+
+    total = 0
+    by_site: dict = {}
+    for record in ClinicalRecord.objects.select_related("site").iterator(chunk_size=2000):
+        by_site.setdefault(record.site, []).append(record)
+        if len(by_site[record.site]) >= 2000:
+            total += write_clinical_records(record.site, by_site.pop(record.site))
+    for site, records in by_site.items():
+        total += write_clinical_records(site, records)
+    return total
+
+
+# -- catalogue (implemented in catalogue.py; named here as the contract lists it) --------------
+def refresh_catalogue(**kwargs):
+    from .catalogue import refresh_catalogue as refresh
+
+    return refresh(**kwargs)
+
+
+def connect_catalogue(read_only: bool = True, **kwargs):
+    from .catalogue import connect_catalogue as connect
+
+    return connect(read_only=read_only, **kwargs)
+
+
+def catalogue_dir():
+    from .catalogue import catalogue_dir as directory
+
+    return directory()

@@ -1,0 +1,258 @@
+"""The Parquet catalogue under the warehouse's ``catalogue/`` and DuckDB views over it.
+
+``refresh_catalogue()`` is incremental: image rows not yet catalogued are claimed in the
+database under a new part number and written as one new Parquet part; the small tables
+(``clinical``, ``patients``, ``studies``) are rebuilt; ``state.json`` is written last and names
+every file of the new version, so readers never see a half-written refresh. Parts are merged
+when they grow many. Each row belongs to exactly one part (``ImageRecord.catalogue_part``), so
+a crash or a late-committing transaction can neither lose nor duplicate a row.
+
+``connect_catalogue()`` opens the views ``images``, ``studies``, ``clinical``, ``patients``
+(docs/architecture.md). On S3 the catalogue's files are mirrored into a local cache first
+(DuckDB then reads local Parquet: fast, and no DuckDB extension download is needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from nccid.config import get_settings
+
+from . import catalogue_schema as cs
+from .layout import CATALOGUE_PREFIX
+from .models import ImageRecord, PatientSet
+from .service import get_warehouse
+from .storage import Warehouse
+
+COMPACT_AT = 32  # merge image parts once there are more than this many
+_ROW_CHUNK = 20_000
+STATE_KEY = f"{CATALOGUE_PREFIX}/{cs.STATE_FILE}"
+
+# ImageRecord field for each images column (site is the site's code).
+_IMAGE_FIELDS = {name: ("site__code" if name == "site" else name) for name in cs.IMAGES_SCHEMA.names}
+
+
+def _key(relative: str) -> str:
+    return f"{CATALOGUE_PREFIX}/{relative}"
+
+
+def _read_state(warehouse: Warehouse) -> dict:
+    if not warehouse.exists(STATE_KEY):
+        return cs.empty_state()
+    return json.loads(warehouse.read(STATE_KEY))
+
+
+# -- refresh ------------------------------------------------------------------------------------
+def refresh_catalogue(*, compact_at: int = COMPACT_AT) -> dict:
+    """Bring the catalogue up to date with the database; returns row counts and what changed."""
+    warehouse = get_warehouse()
+    warehouse.ensure()
+    old = _read_state(warehouse)
+    new_rows, parts = _claim_rows(old, compact_at)
+
+    image_files = dict(old.get("image_parts", {}))
+    entries = []
+    for part in parts:
+        entry = image_files.get(str(part))
+        if entry is None or not warehouse.exists(_key(entry["key"])):
+            entry = _write_image_part(warehouse, part)
+        entries.append((part, entry))
+
+    version = int(old.get("version", 0)) + 1
+    state = {
+        "format": cs.STATE_FORMAT, "version": version,
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "image_parts": {str(p): e for p, e in entries},
+        "files": {"images": [e for _, e in entries]},
+    }
+    tables = _derived_tables(warehouse, state)
+    for view, table in tables.items():
+        relative = f"{view}-v{version:06d}.parquet"
+        digest = warehouse.write_atomic(_key(relative), cs.parquet_bytes(table))
+        state["files"][view] = [{"key": relative, "rows": table.num_rows, "sha256": digest}]
+    state["counts"] = {view: sum(e["rows"] for e in state["files"][view]) for view in cs.VIEWS}
+    warehouse.write_atomic(STATE_KEY, json.dumps(state, indent=1).encode())
+    _delete_unreferenced(warehouse, old, state)
+    return {**state["counts"], "new_images": new_rows, "parts": len(entries), "version": version}
+
+
+def _claim_rows(old_state: dict, compact_at: int) -> tuple[int, list[int]]:
+    """Give uncatalogued rows a new part number (merging parts if many); the parts in use."""
+    known = [int(p) for p in old_state.get("image_parts", {})]
+    in_db = ImageRecord.objects.exclude(catalogue_part=None).order_by("-catalogue_part")
+    highest = in_db.values_list("catalogue_part", flat=True).first() or 0
+    next_part = max([highest, *known]) + 1
+    new_rows = ImageRecord.objects.filter(catalogue_part=None).update(catalogue_part=next_part)
+    parts = _parts_in_db()
+    if len(parts) > compact_at:
+        merged = max(parts) + 1
+        ImageRecord.objects.filter(catalogue_part__in=parts).update(catalogue_part=merged)
+        parts = [merged]
+    return new_rows, parts
+
+
+def _parts_in_db() -> list[int]:
+    values = (ImageRecord.objects.exclude(catalogue_part=None).order_by("catalogue_part")
+              .values_list("catalogue_part", flat=True).distinct())
+    return list(values)
+
+
+def _write_image_part(warehouse: Warehouse, part: int) -> dict:
+    rows = (ImageRecord.objects.filter(catalogue_part=part).order_by("id")
+            .values_list(*_IMAGE_FIELDS.values()))
+    columns: dict[str, list] = {name: [] for name in _IMAGE_FIELDS}
+    names = list(_IMAGE_FIELDS)
+    for row in rows.iterator(chunk_size=_ROW_CHUNK):
+        for name, value in zip(names, row, strict=True):
+            columns[name].append(value)
+    columns["received_at"] = [_naive_utc(v) for v in columns["received_at"]]
+    table = pa.table(columns, schema=cs.IMAGES_SCHEMA)
+    relative = f"images/part-{part:06d}.parquet"
+    digest = warehouse.write_atomic(_key(relative), cs.parquet_bytes(table))
+    return {"key": relative, "rows": table.num_rows, "sha256": digest}
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _clinical_model():
+    from django.apps import apps
+
+    try:
+        return apps.get_model("clinical", "ClinicalRecord")
+    except LookupError:  # the clinical part's model is not installed yet
+        return None
+
+
+def clinical_base_table() -> pa.Table:
+    """Every clinical record as CLINICAL_BASE_SCHEMA rows, with the patient's set."""
+    model = _clinical_model()
+    if model is None:
+        return cs.CLINICAL_BASE_SCHEMA.empty_table()
+    field_names = {f.name for f in model._meta.get_fields()}
+    updated = next((n for n in ("updated", "updated_at", "modified") if n in field_names), None)
+    wanted = ["pseudonym", "site__code", "kind", "cleaned"] + ([updated] if updated else [])
+    sets = dict(PatientSet.objects.values_list("pseudonym", "set_name"))
+    columns: dict[str, list] = {name: [] for name in cs.CLINICAL_BASE_SCHEMA.names}
+    for row in model.objects.order_by("pk").values_list(*wanted).iterator(chunk_size=_ROW_CHUNK):
+        pseudonym, site, kind, cleaned = row[:4]
+        columns["pseudonym"].append(pseudonym)
+        columns["site"].append(site)
+        columns["kind"].append(kind)
+        columns["set_name"].append(sets.get(pseudonym))
+        columns["updated_at"].append(_naive_utc(row[4]) if updated else None)
+        columns["cleaned"].append(cleaned if isinstance(cleaned, str)
+                                  else json.dumps(cleaned, sort_keys=True, default=str))
+    return pa.table(columns, schema=cs.CLINICAL_BASE_SCHEMA)
+
+
+def _derived_tables(warehouse: Warehouse, state: dict) -> dict[str, pa.Table]:
+    """clinical (flattened), studies and patients for the state's image parts."""
+    directory = _local_copy(warehouse, state)
+    con = cs.connect_files({"images": [directory / e["key"] for e in state["files"]["images"]]})
+    clinical = cs.flatten_clinical(con, clinical_base_table())
+    con.execute("DROP VIEW clinical")
+    con.register("clinical", clinical)
+    patient_sets = pa.table(
+        {"pseudonym": list(PatientSet.objects.order_by("pseudonym").values_list("pseudonym", flat=True)),
+         "set_name": list(PatientSet.objects.order_by("pseudonym").values_list("set_name", flat=True))},
+        schema=cs.PATIENT_SETS_SCHEMA)
+    con.register("patient_sets", patient_sets)
+    derived = cs.derive_tables(con)
+    con.close()
+    return {"clinical": clinical, **derived}
+
+
+def _delete_unreferenced(warehouse: Warehouse, old: dict, new: dict) -> None:
+    """Drop files neither the new nor the previous version names (a reader may still hold it)."""
+    keep = {e["key"] for state in (old, new) for view in cs.VIEWS
+            for e in state.get("files", {}).get(view, [])}
+    for key in warehouse.list(CATALOGUE_PREFIX):
+        relative = key[len(CATALOGUE_PREFIX) + 1:]
+        if relative.endswith(".parquet") and relative not in keep:
+            warehouse.delete(key)
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _cache_root(warehouse: Warehouse) -> Path:
+    tag = hashlib.sha256(warehouse.url.encode()).hexdigest()[:12]
+    return get_settings().home / "cache" / "catalogue" / tag
+
+
+def _local_copy(warehouse: Warehouse, state: dict) -> Path:
+    """A local directory holding ``state``'s files under their keys (mirrored from S3)."""
+    if warehouse.is_local:
+        return Path(warehouse.path(CATALOGUE_PREFIX))
+    root = _cache_root(warehouse)
+    for view in cs.VIEWS:
+        for entry in state.get("files", {}).get(view, []):
+            target = root / entry["key"]
+            if not target.exists() or _cached_sha(target) != entry["sha256"]:
+                warehouse.download(_key(entry["key"]), target)
+                _cached_sha(target, refresh=True)
+    return root
+
+
+_sha_memo: dict[tuple[str, float, int], str] = {}
+
+
+def _cached_sha(path: Path, refresh: bool = False) -> str:
+    stat = path.stat()
+    memo_key = (str(path), stat.st_mtime, stat.st_size)
+    if refresh or memo_key not in _sha_memo:
+        from .storage import sha256_file
+
+        _sha_memo[memo_key] = sha256_file(path)
+    return _sha_memo[memo_key]
+
+
+_synced: dict[str, tuple[float, Path]] = {}
+SYNC_INTERVAL = 2.0  # seconds between checks of a remote catalogue's state
+
+
+def catalogue_dir() -> Path:
+    """A local directory with the current catalogue (``state.json`` + Parquet files)."""
+    warehouse = get_warehouse()
+    if warehouse.is_local:
+        return Path(warehouse.path(CATALOGUE_PREFIX))
+    checked = _synced.get(warehouse.url)
+    if checked and time.monotonic() - checked[0] < SYNC_INTERVAL:
+        return checked[1]
+    state = _read_state(warehouse)
+    root = _local_copy(warehouse, state)
+    temp = root / f".state-{os.getpid()}.json"
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_text(json.dumps(state))
+    os.replace(temp, root / cs.STATE_FILE)
+    _synced[warehouse.url] = (time.monotonic(), root)
+    return root
+
+
+def connect_catalogue(read_only: bool = True, *, directory: str | Path | None = None
+                      ) -> duckdb.DuckDBPyConnection:
+    """DuckDB connection with the views ``images``, ``studies``, ``clinical``, ``patients``.
+
+    ``directory`` opens another catalogue directory (e.g. a synthetic one from
+    ``nccid.synthetic.catalogue.make_catalogue``). The views only read Parquet files; nothing
+    done through this connection changes the catalogue (``read_only`` is always honoured).
+    """
+    if not read_only:
+        raise ValueError("the catalogue is written by refresh_catalogue(), never through a connection")
+    return cs.connect_directory(directory if directory is not None else catalogue_dir())
+
+
+def catalogue_counts() -> dict:
+    """Row counts of the current catalogue version (from its state, no scan)."""
+    state = _read_state(get_warehouse())
+    return {"version": state.get("version", 0), **state.get("counts", {})}
