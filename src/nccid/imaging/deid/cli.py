@@ -1,0 +1,54 @@
+"""``nccid deid ...``: check files for identifying values; show the profiles.
+
+The imaging part registers this with ``register_deid(app)``. Pure: no database needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from nccid.cli.common import UserError, console
+
+
+def register_deid(app: typer.Typer) -> None:
+    deid = typer.Typer(help="De-identification: check files, show profiles.", no_args_is_help=True)
+
+    @deid.command("check")
+    def check(paths: list[Path] = typer.Argument(..., help="DICOM files or folders")) -> None:
+        """Report attributes whose values still look identifying; exit 1 if any are found."""
+        from .check import check_paths
+
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise UserError(f"no such file or folder: {', '.join(missing)}")
+        findings, scanned, skipped = check_paths(paths)
+        if findings:
+            table = Table(title=f"{len(findings)} possibly identifying value(s)")
+            for column in ("file", "tag", "keyword", "reason", "value (masked)"):
+                table.add_column(column, overflow="fold")
+            for f in findings:
+                table.add_row(f.file, f.tag, f.keyword, f.reason, f.masked)
+            console.print(table)
+        console.print(f"{scanned} DICOM file(s) checked, {skipped} other file(s) skipped, "
+                      f"{len(findings)} finding(s)", highlight=False)
+        if findings:
+            raise typer.Exit(1)
+
+    @deid.command("profiles")
+    def profiles() -> None:
+        """List the de-identification profiles and the options each applies."""
+        from .profile import load_data, profile_names
+
+        spec = load_data("profiles.json")
+        table = Table()
+        for column in ("profile", "description", "options", "codes"):
+            table.add_column(column)
+        for name in profile_names():
+            table.add_row(name, spec[name]["description"], ", ".join(spec[name]["options"]),
+                          ", ".join(spec[name]["method_codes"]))
+        console.print(table)
+
+    app.add_typer(deid, name="deid")
