@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_preamble
 from pydicom.multival import MultiValue
+from pydicom.uid import UID
 
 from nccid.config import get_settings
 from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
@@ -77,11 +79,13 @@ def read_header(data: bytes) -> Dataset:
     """
     if len(data) < 132 or data[128:132] != b"DICM":
         raise Rejected("not a DICOM file (no 'DICM' marker at byte 128)")
+    fp = BytesIO(data)
     try:
-        ds = dcmread(BytesIO(data), force=False, stop_before_pixels=True)
+        ds = dcmread(fp, force=False, stop_before_pixels=True)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
         raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
     _check_complete(ds, len(data))
+    _check_native_pixels(ds, data, fp.tell())
     return ds
 
 
@@ -110,6 +114,30 @@ def _check_complete(ds: Dataset, size: int) -> None:
 def _ends_with_delimiter(elem: RawDataElement, size: int) -> bool:
     value = elem.value or b""
     return elem.value_tell + len(value) + len(_SEQUENCE_DELIMITER) <= size
+
+
+def _check_native_pixels(ds: Dataset, data: bytes, start: int) -> None:
+    """Uncompressed pixel data must hold every pixel the header declares."""
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    if start + 12 > len(data) or syntax.is_encapsulated or syntax.is_deflated:
+        return
+    little = syntax != "1.2.840.10008.1.2.2"
+    order = "<" if little else ">"
+    group, element = struct.unpack_from(order + "HH", data, start)
+    if (group, element) != (0x7FE0, 0x0010):
+        return
+    offset = 4 if syntax.is_implicit_VR else 8
+    (length,) = struct.unpack_from(order + "L", data, start + offset)
+    if length == 0xFFFFFFFF:
+        return
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+                    * frames * int(ds.BitsAllocated) + 7) // 8
+    except Exception as exc:  # noqa: BLE001
+        raise Rejected(f"unreadable image attributes ({type(exc).__name__})") from None
+    if length < expected:
+        raise Rejected(f"pixel data too short: {length} of {expected} bytes (truncated?)")
 
 
 # -- the patient ---------------------------------------------------------------------------

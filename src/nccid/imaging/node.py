@@ -19,9 +19,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pynetdicom import (
+    AE as ApplicationEntity,
+)
+from pynetdicom import (
     ALL_TRANSFER_SYNTAXES,
     AllStoragePresentationContexts,
-    ApplicationEntity,
     evt,
 )
 from pynetdicom.association import Association

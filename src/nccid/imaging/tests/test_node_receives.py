@@ -1,0 +1,152 @@
+"""The DICOM node, a real pynetdicom SCP on a free port, fed by dcmtk and pynetdicom clients."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from io import BytesIO
+
+import pytest
+from pydicom import dcmread
+from pynetdicom import AE, StoragePresentationContexts
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from nccid.warehouse.models import ImageRecord
+from nccid.warehouse.service import get_warehouse
+
+from .conftest import original_sop, write_study
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "vault"])
+
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def _storescu_dcmtk(port: int, files, calling: str = "RTEST_PACS") -> subprocess.CompletedProcess:
+    return subprocess.run(["storescu", "-aet", calling, "-aec", "NCCID", "127.0.0.1", str(port),
+                           *map(str, files)], env=DCMTK_ENV, capture_output=True, text=True,
+                          timeout=60)
+
+
+def _stored(keyring, files) -> list[ImageRecord]:
+    uids = [keyring.uid(original_sop(f)) for f in files]
+    return list(ImageRecord.objects.filter(sop_uid__in=uids))
+
+
+def _assert_deidentified(record: ImageRecord, person) -> None:
+    data = get_warehouse().read(record.storage_key)
+    ds = dcmread(BytesIO(data))
+    assert ds.PatientID == record.pseudonym and str(ds.PatientName) == record.pseudonym
+    for needle in person.identifiers():
+        assert needle.encode() not in data
+
+
+@pytest.mark.dcmtk
+def test_dcmtk_storescu_study_lands_deidentified(node, site, keyring, tmp_path, person_factory):
+    person = person_factory(21)
+    files = write_study(tmp_path, person, count=4, patient_id=person.nhs_number)
+    result = _storescu_dcmtk(node, files)
+    assert result.returncode == 0, result.stderr
+    records = _stored(keyring, files)
+    assert len(records) == 4
+    assert {r.pseudonym for r in records} == {keyring.pseudonym(person.nhs_number)}
+    _assert_deidentified(records[0], person)
+
+
+def test_pynetdicom_storescu_study_lands_deidentified(node, site, keyring, tmp_path,
+                                                      person_factory):
+    person = person_factory(22)
+    files = write_study(tmp_path / "study", person, count=3, modality="DX")
+    result = subprocess.run(
+        [sys.executable, "-m", "pynetdicom", "storescu", "127.0.0.1", str(node),
+         str(tmp_path / "study"), "-aet", "RTEST_PACS", "-aec", "NCCID", "-r"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    records = _stored(keyring, files)
+    assert len(records) == 3
+    _assert_deidentified(records[0], person)
+
+
+@pytest.mark.dcmtk
+def test_echo_answers_and_unknown_ae_title_is_refused(node, site):
+    ok = subprocess.run(["echoscu", "-aet", "RTEST_PACS", "-aec", "NCCID", "127.0.0.1", str(node)],
+                        env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    refused = subprocess.run(["echoscu", "-aet", "STRANGER", "-aec", "NCCID", "127.0.0.1",
+                              str(node)], env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0
+    assert "Rejected" in refused.stderr or "rejected" in refused.stderr.lower()
+
+
+def _associate(port: int, calling: str, contexts=None):
+    ae = AE(ae_title=calling)
+    for cx in contexts or [Verification]:
+        ae.add_requested_context(cx)
+    return ae.associate("127.0.0.1", port, ae_title="NCCID")
+
+
+def test_a_site_added_while_running_is_accepted_without_restart(node, site):
+    from nccid.accounts.services import add_site
+
+    before = _associate(node, "NEWSITE_PACS")
+    assert before.is_rejected
+    add_site("NEWSITE", "New Site Hospital", "NEWSITE_PACS")
+    after = _associate(node, "NEWSITE_PACS")
+    assert after.is_established
+    assert after.send_c_echo().Status == 0x0000
+    after.release()
+
+
+def _send(port: int, datasets, abort_after: int | None = None) -> list[int]:
+    """C-STORE each dataset in one association; abort it after ``abort_after`` instances."""
+    ae = AE(ae_title="RTEST_PACS")
+    ae.requested_contexts = StoragePresentationContexts[:100]
+    assoc = ae.associate("127.0.0.1", port, ae_title="NCCID")
+    assert assoc.is_established
+    statuses = []
+    for i, ds in enumerate(datasets):
+        if abort_after is not None and i == abort_after:
+            assoc.abort()
+            return statuses
+        statuses.append(assoc.send_c_store(ds).Status)
+    assoc.release()
+    return statuses
+
+
+def test_a_study_sent_twice_is_stored_once(node, site, keyring, tmp_path, person_factory):
+    person = person_factory(23)
+    files = write_study(tmp_path, person, count=3, patient_id=person.nhs_number)
+    datasets = [dcmread(f) for f in files]
+    assert _send(node, datasets) == [0, 0, 0]
+    assert _send(node, datasets) == [0, 0, 0]  # duplicates are success for the sender
+    assert len(_stored(keyring, files)) == 3
+    assert ImageRecord.objects.filter(pseudonym=keyring.pseudonym(person.nhs_number)).count() == 3
+
+
+def test_a_dropped_association_then_resent_stores_each_file_once(node, site, keyring, tmp_path,
+                                                                 person_factory):
+    person = person_factory(24)
+    files = write_study(tmp_path, person, count=6, patient_id=person.nhs_number)
+    datasets = [dcmread(f) for f in files]
+    assert _send(node, datasets, abort_after=3) == [0, 0, 0]
+    assert len(_stored(keyring, files)) == 3
+    assert _send(node, datasets) == [0] * 6
+    records = _stored(keyring, files)
+    assert len(records) == 6 and len({r.sop_uid for r in records}) == 6
+    for record in records:
+        assert get_warehouse().exists(record.storage_key)
+
+
+def test_hostile_datasets_fail_and_the_node_keeps_serving(node, site, keyring, tmp_path,
+                                                          person_factory):
+    person = person_factory(25)
+    files = write_study(tmp_path, person, count=2, patient_id=person.nhs_number)
+    broken = dcmread(files[0])
+    broken.PixelData = broken.PixelData[:100]  # declared 32x32x16 bits, 100 bytes present
+    no_uid = dcmread(files[1])
+    del no_uid.StudyInstanceUID
+    statuses = _send(node, [broken, no_uid])
+    assert all(s != 0 for s in statuses)
+    assert not _stored(keyring, files)
+    assert _send(node, [dcmread(f) for f in files]) == [0, 0]  # the next association works
+    assert len(_stored(keyring, files)) == 2
