@@ -251,24 +251,20 @@ def template(request, kind: str):
 
 
 def _upload_out(upload, with_errors: bool = False) -> dict:
-    """The facts of an upload the site may see: counts and errors, never a file name."""
-    errors = list(getattr(upload, "errors", None) or [])
-    out = {
-        "id": upload.pk, "site": upload.site.code, "kind": upload.kind, "status": upload.status,
-        "created": getattr(upload, "created", None) or getattr(upload, "created_at", None),
-        "n_errors": len(errors),
-    }
+    """The facts of an upload the site may see (as the portal shows them), never a file name."""
+    from . import content
+
+    facts = content.upload_facts(upload)
+    out = {"id": upload.pk, "site": upload.site.code, "kind": facts["kind"],
+           "status": facts["status"], "created": facts["created"], "n_errors": facts["n_errors"]}
     for name in ("rows", "accepted", "new", "updated", "unchanged", "rejected"):
-        value = getattr(upload, name, None)
-        if value is None:
-            value = getattr(upload, f"n_{name}", None)
-        out[name] = value
+        out[name] = facts.get(f"n_{name}", facts.get(name))
     if with_errors:
         out["errors"] = [
             {"row": e.get("row"), "column": e.get("column"),
-             "value": None if e.get("value") is None else str(e.get("value")),
+             "value": None if e.get("value") in (None, "") else str(e.get("value")),
              "reason": str(e.get("reason", ""))}
-            for e in errors
+            for e in facts["errors"]
         ]
     return out
 
