@@ -207,8 +207,6 @@ def _sheet(values: list[list], fmt: str, stamp, title: str) -> Sheet:
             continue
         cells = list(cells[:width]) + [""] * (width - len(cells))
         rows.append((index + 1, cells))
-    if not rows:
-        raise SpreadsheetRejected("the spreadsheet has headers but no rows of data")
     return Sheet(headers=headers, rows=rows, format=fmt, stamp=stamp, title=title)
 
 
@@ -293,6 +291,8 @@ def layout(sheet: Sheet, kind: str) -> Layout:
         raise SpreadsheetRejected(
             "required columns are missing: " + ", ".join(f"'{m}'" for m in missing)
         )
+    if not sheet.rows:
+        raise SpreadsheetRejected("the spreadsheet has headers but no rows of data")
     return Layout(template=template, columns=columns, warnings=warnings)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -234,13 +233,3 @@ def get_template(kind: str) -> Template:
 @cache
 def isaric4c_rules() -> dict:
     return _read("isaric4c.toml")
-
-
-def match_counts(headers: Iterable[object]) -> dict[str, int]:
-    """How many of the given headers each template recognises (for detecting the template)."""
-    keys = {normalise_header(h) for h in headers if h not in (None, "")}
-    counts = {}
-    for kind, template in templates().items():
-        matched = {id(template.by_key[k]) for k in keys if k in template.by_key}
-        counts[kind] = len(matched)
-    return counts

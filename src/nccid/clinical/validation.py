@@ -447,7 +447,7 @@ def _combine(template: Template, accepted: list, problems: list[Problem], header
 
 def _merge_swabs(accepted: list) -> list[PatientRecord]:
     by_patient: dict[str, PatientRecord] = {}
-    for rownum, pseudonym, hospital_hash, data, cleaned, flags in accepted:
+    for rownum, pseudonym, hospital_hash, data, _cleaned, flags in accepted:
         record = by_patient.get(pseudonym)
         if record is None:
             record = by_patient[pseudonym] = PatientRecord(

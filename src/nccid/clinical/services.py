@@ -1,0 +1,310 @@
+"""Clinical intake: the one place the portal, the API and the CLI go through.
+
+``preview_upload`` reads, validates and pseudonymises a sheet and stages the result;
+``confirm_upload`` writes it (atomically, once); ``cancel_upload`` drops it; ``import_file``
+does both for the CLI. Nothing identifying is stored: records carry pseudonyms and keyed
+hospital-number hashes, the NHS/CHI numbers go to the vault encrypted.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from nccid.accounts.models import Site, audit
+from nccid.identity.service import encrypt_for_vault, get_keyring, store_in_vault
+
+from . import reader
+from .models import ClinicalRecord, ClinicalRecordVersion, PatientLink, Upload
+from .schema import KINDS
+from .signals import AcceptedRecord, records_accepted
+from .validation import ConfigurationError, SiteRules, clean_negative, merge_swab_lists, validate
+
+log = logging.getLogger("nccid.clinical")
+CHUNK = 500  # rows per IN (...) query: well under every backend's parameter limit
+
+
+class UploadStateError(ValueError):
+    """The upload cannot go to the requested state (e.g. confirming a cancelled upload)."""
+
+
+def max_bytes() -> int:
+    return int(getattr(settings, "NCCID_MAX_SPREADSHEET_BYTES", reader.MAX_BYTES))
+
+
+def site_rules(site: Site) -> SiteRules:
+    return SiteRules(code=site.code, date_format=site.date_format or "DMY",
+                     declared_units=dict(site.declared_units or {}))
+
+
+def _username(user) -> str:
+    return getattr(user, "username", None) or (str(user) if user else "system")
+
+
+def _user_or_none(user):
+    return user if getattr(user, "pk", None) else None
+
+
+def _refuse(upload: Upload, message: str) -> Upload:
+    upload.status = Upload.Status.REJECTED
+    upload.message = message
+    upload.save()
+    audit(_username(upload.uploaded_by or upload.uploaded_by_name), "clinical.upload.rejected",
+          upload=upload.pk, site=upload.site.code, kind=upload.kind)
+    log.info("clinical upload %s (%s, %s) refused: %s", upload.pk, upload.site.code, upload.kind, message)
+    return upload
+
+
+def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> Upload:
+    """Validate and pseudonymise a sheet; the upload is ``preview`` or ``rejected``.
+
+    ``filename`` is only a hint and is never stored (it may carry a patient's name).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown template kind {kind!r}: use one of {', '.join(KINDS)}")
+    upload = Upload(site=site, kind=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                    uploaded_by=_user_or_none(user), uploaded_by_name=_username(user))
+    try:
+        sheet = reader.read_bytes(data, max_bytes())
+        upload.file_format = sheet.format
+        layout = reader.layout(sheet, kind)
+        upload.template_version = layout.template.version
+        result = validate(sheet, layout, site_rules(site), get_keyring())
+    except (reader.SpreadsheetRejected, ConfigurationError) as exc:
+        return _refuse(upload, str(exc))
+    upload.total_rows = result.total_rows
+    upload.rejected_rows = len(result.rejected_rows)
+    upload.accepted_rows = result.accepted_rows
+    upload.errors = [p.as_dict() for p in result.problems]
+    upload.sheet_warnings = result.sheet_warnings
+    if not result.records:
+        return _refuse(upload, f"no row could be accepted: all {result.total_rows} rows have errors "
+                               "(see the list of errors)")
+    vault = {p: base64.b64encode(encrypt_for_vault(p, digits)).decode("ascii")
+             for p, digits in result.vault_numbers.items()}
+    upload.staged = {
+        "records": [
+            {"pseudonym": r.pseudonym, "hospital_hash": r.hospital_hash, "data": r.data,
+             "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows}
+            for r in result.records
+        ],
+        "vault": vault,
+    }
+    plan = _plan(site, kind, upload.staged["records"])
+    upload.new_records, upload.updated_records, upload.unchanged_records = (
+        len(plan["new"]), len(plan["updated"]), len(plan["unchanged"]))
+    upload.status = Upload.Status.PREVIEW
+    upload.save()
+    audit(_username(user), "clinical.upload.preview", upload=upload.pk, site=site.code, kind=kind,
+          rows=upload.total_rows, rejected=upload.rejected_rows)
+    log.info("clinical upload %s (%s, %s): %s rows, %s rejected", upload.pk, site.code, kind,
+             upload.total_rows, upload.rejected_rows)
+    return upload
+
+
+def _digest(record: dict) -> str:
+    body = json.dumps([record.get("hospital_hash"), record["data"], record["cleaned"], record["flags"]],
+                      sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _existing(site: Site, kind: str, pseudonyms: list[str]) -> dict[str, ClinicalRecord]:
+    found = {}
+    for start in range(0, len(pseudonyms), CHUNK):
+        chunk = pseudonyms[start:start + CHUNK]
+        for record in ClinicalRecord.objects.filter(site=site, kind=kind, pseudonym__in=chunk):
+            found[record.pseudonym] = record
+    return found
+
+
+def _merged(kind: str, old: ClinicalRecord | None, staged: dict) -> dict:
+    """The record as it will be after this upload (negative sheets add swabs to earlier ones)."""
+    record = dict(staged)
+    if kind == "negative" and old is not None:
+        data = dict(staged["data"])
+        data["swabs"] = merge_swab_lists(old.data.get("swabs", []), staged["data"].get("swabs", []))
+        data.setdefault("hospital", old.data.get("hospital"))
+        record["data"] = data
+        record["cleaned"] = clean_negative(data)
+        record["flags"] = sorted(set(old.flags or []) | set(staged["flags"]))
+        record["hospital_hash"] = staged.get("hospital_hash") or old.hospital_hash or None
+    record["digest"] = _digest(record)
+    return record
+
+
+def _plan(site: Site, kind: str, staged: list[dict]) -> dict:
+    existing = _existing(site, kind, [r["pseudonym"] for r in staged])
+    plan: dict[str, list] = {"new": [], "updated": [], "unchanged": []}
+    for item in staged:
+        old = existing.get(item["pseudonym"])
+        merged = _merged(kind, old, item)
+        if old is None:
+            plan["new"].append(merged)
+        elif old.digest == merged["digest"]:
+            plan["unchanged"].append(merged)
+        else:
+            plan["updated"].append((old, merged))
+    return plan
+
+
+def confirm_upload(upload: Upload, user) -> Upload:
+    """Write a previewed upload. Confirming twice (or concurrently) imports once."""
+    with transaction.atomic():
+        claimed = Upload.objects.filter(pk=upload.pk, status=Upload.Status.PREVIEW).update(
+            status=Upload.Status.ACCEPTED, confirmed_at=timezone.now())
+        if not claimed:
+            current = Upload.objects.get(pk=upload.pk)
+            if current.status == Upload.Status.ACCEPTED:
+                return current  # already imported: nothing more to do
+            raise UploadStateError(f"upload {upload.pk} is {current.status}: only a checked upload "
+                                   "waiting for confirmation can be confirmed")
+        current = Upload.objects.select_for_update().select_related("site").get(pk=upload.pk)
+        accepted = _write(current)
+        audit(_username(user), "clinical.upload.confirm", upload=current.pk, site=current.site.code,
+              kind=current.kind, new=current.new_records, updated=current.updated_records,
+              unchanged=current.unchanged_records)
+        site, upload_id = current.site, current.pk
+        transaction.on_commit(lambda: records_accepted.send(
+            sender=Upload, site=site, records=accepted, upload_id=upload_id))
+    log.info("clinical upload %s accepted: %s new, %s updated, %s unchanged", current.pk,
+             current.new_records, current.updated_records, current.unchanged_records)
+    return current
+
+
+def _write(upload: Upload) -> list[AcceptedRecord]:
+    staged = upload.staged or {}
+    vault = {p: base64.b64decode(c) for p, c in staged.get("vault", {}).items()}
+    # The vault is a separate database: entries stored before a later failure here are
+    # harmless (ciphertext of a pseudonym that then has no record) and stored idempotently.
+    store_in_vault(vault)
+    site, kind = upload.site, upload.kind
+    plan = _plan(site, kind, staged.get("records", []))
+    new = [ClinicalRecord(site=site, pseudonym=r["pseudonym"], kind=kind,
+                          hospital_hash=r.get("hospital_hash") or "", data=r["data"],
+                          cleaned=r["cleaned"], flags=r["flags"], digest=r["digest"], last_upload=upload)
+           for r in plan["new"]]
+    ClinicalRecord.objects.bulk_create(new, batch_size=1000)
+    if new and new[0].pk is None:  # backends that do not return ids from bulk inserts
+        ids = _existing(site, kind, [r.pseudonym for r in new])
+        for record in new:
+            record.pk = ids[record.pseudonym].pk
+    changed = []
+    for old, merged in plan["updated"]:
+        old.data, old.cleaned, old.flags = merged["data"], merged["cleaned"], merged["flags"]
+        old.digest, old.last_upload = merged["digest"], upload
+        old.hospital_hash = merged.get("hospital_hash") or old.hospital_hash
+        old.updated = timezone.now()
+        changed.append(old)
+    ClinicalRecord.objects.bulk_update(
+        changed, ["data", "cleaned", "flags", "digest", "last_upload", "hospital_hash", "updated"],
+        batch_size=500)
+    versions = [ClinicalRecordVersion(record=r, upload=upload, change="new", data=r.data,
+                                      cleaned=r.cleaned, flags=r.flags) for r in new]
+    versions += [ClinicalRecordVersion(record=r, upload=upload, change="updated", data=r.data,
+                                       cleaned=r.cleaned, flags=r.flags) for r in changed]
+    ClinicalRecordVersion.objects.bulk_create(versions, batch_size=1000)
+    link_warnings = _link(site, staged.get("records", []))
+    upload.new_records, upload.updated_records = len(new), len(changed)
+    upload.unchanged_records = len(plan["unchanged"])
+    upload.sheet_warnings = list(upload.sheet_warnings or []) + link_warnings
+    upload.staged = None
+    upload.save(update_fields=["new_records", "updated_records", "unchanged_records",
+                               "sheet_warnings", "staged"])
+    every = plan["new"] + [m for _, m in plan["updated"]] + plan["unchanged"]
+    return [AcceptedRecord(pseudonym=r["pseudonym"], hospital_hash=r.get("hospital_hash"), kind=kind,
+                           cleaned=r["cleaned"]) for r in every]
+
+
+def _link(site: Site, records: Iterable[dict]) -> list[str]:
+    """Remember hospital-number hash -> pseudonym; a hash already linked elsewhere is kept."""
+    wanted: dict[str, tuple[str, list[int]]] = {}
+    for r in records:
+        if r.get("hospital_hash"):
+            wanted.setdefault(r["hospital_hash"], (r["pseudonym"], r.get("rows", [])))
+    hashes = list(wanted)
+    known: dict[str, str] = {}
+    for start in range(0, len(hashes), CHUNK):
+        known.update(PatientLink.objects.filter(site=site, hospital_hash__in=hashes[start:start + CHUNK])
+                     .values_list("hospital_hash", "pseudonym"))
+    warnings = []
+    for hospital_hash, (pseudonym, rows) in wanted.items():
+        if hospital_hash in known and known[hospital_hash] != pseudonym:
+            where = f"row {rows[0]}" if rows else "a row"
+            warnings.append(f"{where}: the hospital number is already linked to a different NHS/CHI "
+                            "number at this site; the earlier link was kept (check the sheet)")
+    PatientLink.objects.bulk_create(
+        [PatientLink(site=site, hospital_hash=h, pseudonym=p) for h, (p, _) in wanted.items()
+         if h not in known], batch_size=1000, ignore_conflicts=True)
+    return warnings
+
+
+def cancel_upload(upload: Upload, user) -> Upload:
+    with transaction.atomic():
+        done = Upload.objects.filter(pk=upload.pk, status=Upload.Status.PREVIEW).update(
+            status=Upload.Status.CANCELLED, staged=None)
+        current = Upload.objects.get(pk=upload.pk)
+        if not done and current.status != Upload.Status.CANCELLED:
+            raise UploadStateError(f"upload {upload.pk} is {current.status}: it cannot be cancelled")
+        if done:
+            audit(_username(user), "clinical.upload.cancel", upload=upload.pk, site=current.site.code)
+    return current
+
+
+def import_file(site: Site, kind: str, path: Path, user) -> Upload:
+    """Preview and confirm a file from disk (the CLI). A file over the limit is refused unread."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes():
+        upload = Upload(site=site, kind=kind, size=size, sha256="", uploaded_by=_user_or_none(user),
+                        uploaded_by_name=_username(user))
+        try:
+            reader.check_size(size, max_bytes())
+        except reader.SpreadsheetRejected as exc:
+            return _refuse(upload, str(exc))
+    upload = preview_upload(site, kind, path.name, path.read_bytes(), user)
+    if upload.status == Upload.Status.PREVIEW:
+        upload = confirm_upload(upload, user)
+    return upload
+
+
+def pseudonym_for_hospital_number(site: Site, hospital_hash: str) -> str | None:
+    return (PatientLink.objects.filter(site=site, hospital_hash=hospital_hash)
+            .values_list("pseudonym", flat=True).first())
+
+
+def uploads_for_site(site: Site) -> QuerySet[Upload]:
+    """A site's uploads, newest first (the portal's "My uploads"); staged data deferred."""
+    return Upload.objects.filter(site=site).defer("staged").order_by("-created", "-id")
+
+
+def errors_as_csv(upload: Upload) -> str:
+    """The upload's errors and warnings as CSV, for the site to fix its sheet."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["row", "column", "value", "severity", "reason"])
+    if upload.message:
+        writer.writerow(["", "", "", "error", upload.message])
+    for problem in upload.errors or []:
+        writer.writerow([_safe(problem.get("row", "")), _safe(problem.get("column", "")),
+                         _safe(problem.get("value", "")), problem.get("severity", "error"),
+                         _safe(problem.get("reason", ""))])
+    for warning in upload.sheet_warnings or []:
+        writer.writerow(["", "", "", "warning", warning])
+    return buffer.getvalue()
+
+
+def _safe(value: object) -> str:
+    """Text a spreadsheet will not run as a formula when the site opens the errors file."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
