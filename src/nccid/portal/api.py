@@ -166,6 +166,7 @@ class UploadError(Schema):
     column: str | None
     value: str | None
     reason: str
+    severity: str
 
 
 class UploadOut(Schema):
@@ -174,6 +175,7 @@ class UploadOut(Schema):
     kind: str
     status: str
     created: datetime | None
+    message: str
     rows: int | None
     accepted: int | None
     new: int | None
@@ -241,30 +243,32 @@ def summary(request):
 def template(request, kind: str):
     from . import content
 
-    if kind not in content.KINDS:
-        raise Http404(f"No template {kind!r}: use one of {', '.join(content.KINDS)}.")
+    if kind not in content.kinds():
+        raise Http404(f"No template {kind!r}: use one of {', '.join(content.kinds())}.")
     response = HttpResponse(
         content.template_bytes(kind),
         content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    response["Content-Disposition"] = f'attachment; filename="{content.KINDS[kind]["filename"]}"'
+    response["Content-Disposition"] = f'attachment; filename="{content.kinds()[kind]["filename"]}"'
     return response
 
 
-def _upload_out(upload, with_errors: bool = False) -> dict:
-    """The facts of an upload the site may see (as the portal shows them), never a file name."""
-    from . import content
+_COUNTS = {"rows": "total_rows", "accepted": "accepted_rows", "rejected": "rejected_rows",
+           "new": "new_records", "updated": "updated_records", "unchanged": "unchanged_records"}
 
-    facts = content.upload_facts(upload)
-    out = {"id": upload.pk, "site": upload.site.code, "kind": facts["kind"],
-           "status": facts["status"], "created": facts["created"], "n_errors": facts["n_errors"]}
-    for name in ("rows", "accepted", "new", "updated", "unchanged", "rejected"):
-        out[name] = facts.get(f"n_{name}", facts.get(name))
+
+def _upload_out(upload, with_errors: bool = False) -> dict:
+    """The facts of an upload the site may see, never a file name (none is kept)."""
+    errors = list(upload.errors or [])
+    out = {"id": upload.pk, "site": upload.site.code, "kind": upload.kind, "status": upload.status,
+           "created": upload.created, "message": upload.message, "n_errors": len(errors)}
+    out.update({name: getattr(upload, field) for name, field in _COUNTS.items()})
     if with_errors:
         out["errors"] = [
             {"row": e.get("row"), "column": e.get("column"),
              "value": None if e.get("value") in (None, "") else str(e.get("value")),
-             "reason": str(e.get("reason", ""))}
-            for e in facts["errors"]
+             "reason": str(e.get("reason") or e.get("message") or ""),
+             "severity": e.get("severity", "error")}
+            for e in errors
         ]
     return out
 
@@ -293,8 +297,8 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
     user = _user(request)
     if not access.can_upload(user):
         raise PermissionDenied("Only site uploaders (and administrators) may upload.")
-    if kind not in content.KINDS:
-        raise HttpError(422, f"Unknown kind {kind!r}: use one of {', '.join(content.KINDS)}.")
+    if kind not in content.kinds():
+        raise HttpError(422, f"Unknown kind {kind!r}: use one of {', '.join(content.kinds())}.")
     chosen = None
     if site:
         chosen = Site.objects.filter(code=site.strip().upper()).first()

@@ -46,7 +46,7 @@ _memo: dict = {"key": None, "board": None, "svgs": {}}
 
 def _version_key() -> list:
     version = list(data_version())
-    changed = clinical_model().objects.aggregate(m=Max("updated_at"))["m"]
+    changed = clinical_model().objects.aggregate(m=Max("updated"))["m"]
     return version + [changed.isoformat() if changed else ""]
 
 
@@ -136,7 +136,7 @@ def _patients_over_time(classify) -> dict:
     for row in images.iterator(chunk_size=5000):
         first[row["pseudonym"]] = (row["first"], row["site"], row["set_name"])
     clinical = clinical_model().objects.values("pseudonym").annotate(
-        first=Min("created_at"), site=Min("site__code"))
+        first=Min("created"), site=Min("site__code"))
     for row in clinical.iterator(chunk_size=5000):
         seen = first.get(row["pseudonym"])
         if seen is None or (row["first"] and seen[0] and row["first"] < seen[0]):
@@ -163,7 +163,7 @@ def _demographics() -> dict:
     """5-year age bands and sex, one value per patient (the most recently updated record)."""
     ages: dict[str, object] = {}
     sexes: dict[str, object] = {}
-    rows = (clinical_model().objects.exclude(kind="negative").order_by("updated_at")
+    rows = (clinical_model().objects.exclude(kind="negative").order_by("updated")
             .values_list("pseudonym", "cleaned__age", "cleaned__sex"))
     for pseudonym, age, sex in rows.iterator(chunk_size=5000):
         if age is not None:
@@ -192,7 +192,7 @@ def _centres() -> list[dict]:
         first=Min("received_at"), last=Max("received_at"), studies=Count("study_uid", distinct=True),
         images=Count("pk"), bytes=Sum("size"))}
     clinical = {r["site_id"]: r for r in clinical_model().objects.values("site_id").annotate(
-        first=Min("created_at"), last=Max("updated_at"), records=Count("pk"))}
+        first=Min("created"), last=Max("updated"), records=Count("pk"))}
     patients = _patients_per_site()
     out = []
     for site in Site.objects.order_by("code"):

@@ -32,10 +32,11 @@ def add_images(site, pseudonym: str, study: str, modality: str = "DX", count: in
 
 def add_clinical(site, pseudonym: str, kind: str = "positive", **cleaned):
     """A clinical record as the clinical services leave it (pseudonymised, cleaned)."""
-    from nccid.clinical.models import ClinicalRecord
+    from nccid.clinical.models import ClinicalRecord, Upload
 
-    return ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind=kind,
-                                         cleaned=cleaned)
+    upload = Upload.objects.create(site=site, kind=kind, sha256="0" * 64, status="accepted")
+    return ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind=kind, cleaned=cleaned,
+                                         digest="0" * 64, last_upload=upload)
 
 
 def pseudonym(n: int) -> str:
