@@ -81,6 +81,7 @@ def refresh_catalogue(*, compact_at: int = COMPACT_AT) -> dict:
     state["counts"] = {view: sum(e["rows"] for e in state["files"][view]) for view in cs.VIEWS}
     warehouse.write_atomic(STATE_KEY, json.dumps(state, indent=1).encode())
     _delete_unreferenced(warehouse, old, state)
+    _synced.pop(warehouse.url, None)  # this process sees the new version at once
     return {**state["counts"], "new_images": new_rows, "parts": len(entries), "version": version}
 
 
