@@ -15,7 +15,7 @@ from io import BytesIO
 
 from pydicom import dcmread, dcmwrite
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -211,6 +211,7 @@ class Deidentifier:
         private: list[int] = []
         for elem in list(ds.elements()):
             tag = int(elem.tag)
+            _check_length(elem)
             if (tag >> 16) & 1:
                 private.append(tag)
                 continue
@@ -443,7 +444,18 @@ def _read_header(data: bytes) -> tuple[Dataset, memoryview | None]:
     return ds, _pixel_element(data, start, bool(implicit), little is not False)
 
 
+def _check_length(elem) -> None:
+    """A value shorter than its declared length means the file was cut (or lies about a length)."""
+    if isinstance(elem, RawDataElement) and elem.value is not None and elem.length != 0xFFFFFFFF \
+            and len(elem.value) < elem.length:
+        tag = int(elem.tag)
+        raise DeidError(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) truncated: "
+                        f"{elem.length} bytes declared, {len(elem.value)} present")
+
+
 def _check_elements(ds: Dataset) -> None:
+    for elem in ds.elements():
+        _check_length(elem)
     if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
         raise DeidError("no SOP Class/Instance UID: not a storable DICOM instance (or not DICOM)")
 
