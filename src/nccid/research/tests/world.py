@@ -7,6 +7,7 @@ tests compute their expectations independently of the SQL under test.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ SITES = ("RTEST", "OTHER")
 
 
 def pseudonym_of(person: Person) -> str:
-    digest = hashlib.sha256(b"research-tests" + person.nhs_number.encode()).hexdigest().upper()
-    return "NCCID-" + digest[:16]
+    digest = hashlib.sha256(b"research-tests" + person.nhs_number.encode()).digest()
+    return "NCCID-" + base64.b32encode(digest).decode()[:16]
 
 
 def uid_of(*parts: object) -> str:

@@ -1,0 +1,71 @@
+"""Weekly counts and intervals on a small fixture checked by hand."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from nccid.accounts.models import AuditEvent
+from nccid.research.cohort import ScopeError
+from nccid.research.modelling import Record, intervals, weekly_counts
+from nccid.research.services import modelling_outputs
+
+RECORDS = [
+    # A: swab Mon 6 Apr, admitted Wed 8 Apr, ITU Sat 11 Apr, intubated Mon 13 Apr, died Mon 20 Apr
+    Record("A", "RTEST", "positive", {
+        "date_of_positive_covid_swab": "2020-04-06", "date_of_admission": "2020-04-08",
+        "date_of_itu_admission": "2020-04-11", "date_of_intubation": "2020-04-13",
+        "date_of_death": "2020-04-20"}),
+    # A again at ISARIC, a later admission date: the earliest (RTEST, 8 Apr) wins, counted once.
+    Record("A", "OTHER", "isaric", {"date_of_admission": "2020-04-09"}),
+    # B: swab Sun 12 Apr, admitted Tue 14 Apr; no ITU, no death.
+    Record("B", "RTEST", "positive", {"date_of_positive_covid_swab": "2020-04-12",
+                                      "date_of_admission": "2020-04-14"}),
+    # C: negative template with a positive swab on Thu 9 Apr at OTHER.
+    Record("C", "OTHER", "negative", {"swabs": [{"date": "2020-04-02", "status": "Negative"},
+                                                {"date": "2020-04-09", "status": "Positive"}]}),
+    # D: ISARIC death on Fri 17 Apr after admission on Fri 10 Apr.
+    Record("D", "OTHER", "isaric", {"date_of_admission": "2020-04-10", "outcome": "Death",
+                                    "date_of_outcome": "2020-04-17"}),
+]
+
+
+def test_weekly_counts_by_site():
+    table = weekly_counts(RECORDS)
+    got = {(r.week_start, r.site): (r.positive_swabs, r.admissions, r.itu_admissions,
+                                    r.intubations, r.deaths) for r in table.itertuples()}
+    assert got == {
+        (date(2020, 4, 6), "RTEST"): (2, 1, 1, 0, 0),    # A swab+adm+ITU, B swab (Sun 12th)
+        (date(2020, 4, 6), "OTHER"): (1, 1, 0, 0, 0),    # C swab, D admission
+        (date(2020, 4, 13), "RTEST"): (0, 1, 0, 1, 0),   # B admission, A intubation
+        (date(2020, 4, 13), "OTHER"): (0, 0, 0, 0, 1),   # D death
+        (date(2020, 4, 20), "RTEST"): (0, 0, 0, 0, 1),   # A death
+    }
+
+
+def test_intervals_median_and_iqr():
+    table = intervals(RECORDS).set_index("interval")
+    # swab->admission: A 2, B 2 ; admission->ITU: A 3 ; admission->death: A 12, D 7
+    assert table.loc["swab_to_admission", "n"] == 2
+    assert table.loc["swab_to_admission", "median_days"] == 2
+    assert table.loc["admission_to_itu", "median_days"] == 3
+    assert table.loc["admission_to_death", "n"] == 2
+    assert table.loc["admission_to_death", "median_days"] == pytest.approx(9.5)
+    assert table.loc["admission_to_death", "q1_days"] == pytest.approx(8.25)
+    assert table.loc["admission_to_death", "q3_days"] == pytest.approx(10.75)
+
+
+def test_outputs_from_the_catalogue_are_training_only_and_audited(world, researcher, make_user, tmp_path):
+    result = modelling_outputs(researcher, tmp_path / "m", world.source())
+    assert result["records"] == sum(1 for c in world.clinical if c["set_name"] == "training")
+    counts = pd.read_csv(tmp_path / "m" / "weekly_counts.csv")
+    training = [c for c in world.clinical if c["set_name"] == "training"]
+    assert counts["admissions"].sum() == sum(1 for c in training if c["cleaned"]["date_of_admission"])
+    assert counts["deaths"].sum() == sum(1 for c in training if c["cleaned"]["date_of_death"])
+    assert (tmp_path / "m" / "weekly_counts.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "m" / "intervals.csv").exists()
+    assert AuditEvent.objects.filter(action="research.modelling", username="rita").exists()
+    with pytest.raises(ScopeError):
+        modelling_outputs(make_user("uploader"), tmp_path / "n", world.source())
