@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from io import BytesIO
 
-from pydicom import dcmread, dcmwrite
+from pydicom import config, dcmread, dcmwrite
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -29,6 +29,11 @@ from pydicom.uid import (
 from nccid.identity.keys import Keyring
 
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
+
+# pydicom's value validation warns *and logs* the offending value (an original UID, a name):
+# identifiers must never reach the logs, and de-identification judges values itself.
+config.settings.reading_validation_mode = config.IGNORE
+config.settings.writing_validation_mode = config.IGNORE
 
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1403.1"  # invented nccid implementation UID
 IMPLEMENTATION_VERSION = "NCCID_DEID_1"
