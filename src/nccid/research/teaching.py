@@ -1,0 +1,190 @@
+"""Teaching collections: data managers mark studies as cases; a collection exports as DICOM
+plus an offline ``index.html`` with PNG thumbnails.
+
+Only studies of sets handed out to researchers (training) can be marked. On export each case
+is relabelled (``CASE001``…), its UIDs replaced by fresh ones and private elements dropped, so
+the material cannot be linked back to the research pseudonym.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from django.db import IntegrityError, transaction
+from PIL import Image
+from pydicom.uid import generate_uid
+
+from .cohort import HANDED_OUT_SETS
+from .dataset import pixels_to_array
+from .models import TeachingCase, TeachingCollection
+from .services import require_data_manager
+from .source import Source, default_source
+
+THUMBNAIL = 256
+_UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+
+
+class TeachingError(ValueError):
+    pass
+
+
+def add_case(user: Any, collection: str, pseudonym: str, study_uid: str, note: str = "",
+             description: str = "", source: Source | None = None) -> TeachingCase:
+    """Mark a study as a case of ``collection`` (made on first use); audited."""
+    from nccid.accounts.models import audit
+
+    require_data_manager(user)
+    name = collection.strip()
+    if not name:
+        raise TeachingError("a collection needs a name")
+    source = source or default_source()
+    con = source.connect()
+    try:
+        found = con.execute(
+            "SELECT count(*) FROM images WHERE pseudonym = $p AND study_uid = $s "
+            "AND list_contains($sets, set_name)",
+            {"p": pseudonym, "s": study_uid, "sets": list(HANDED_OUT_SETS)}).fetchone()[0]
+    finally:
+        con.close()
+    if not found:
+        raise TeachingError("no such study of that pseudonym in the training set")
+    with transaction.atomic():
+        coll, _ = TeachingCollection.objects.get_or_create(
+            name=name, defaults={"description": description, "created_by": user})
+        try:
+            with transaction.atomic():
+                case = TeachingCase.objects.create(collection=coll, pseudonym=pseudonym,
+                                                   study_uid=study_uid, note=note, added_by=user)
+        except IntegrityError as exc:
+            raise TeachingError(f"that study is already a case in {name!r}") from exc
+    audit(user, "research.teaching.add", pseudonym=pseudonym, collection=name)
+    return case
+
+
+def list_collections() -> list[TeachingCollection]:
+    return list(TeachingCollection.objects.select_related("created_by").prefetch_related("cases"))
+
+
+def get_collection(name: str) -> TeachingCollection:
+    coll = TeachingCollection.objects.filter(name=name.strip()).first()
+    if coll is None:
+        raise TeachingError(f"no teaching collection {name!r}")
+    return coll
+
+
+@dataclass
+class CaseExport:
+    number: int
+    note: str
+    modality: str
+    study_date: str
+    files: list[str]
+    thumbnail: str | None
+
+
+def _relabel(ds: pydicom.Dataset, label: str, uids: dict[str, str]) -> None:
+    ds.remove_private_tags()
+    ds.PatientID = ds.PatientName = label
+    for keyword in ("OtherPatientIDs", "OtherPatientIDsSequence", "AccessionNumber",
+                    "PatientBirthDate", "StudyID"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    for keyword in _UID_KEYWORDS:
+        if keyword in ds:
+            old = str(ds.data_element(keyword).value)
+            setattr(ds, keyword, uids.setdefault(old, generate_uid()))
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientIdentityRemoved = "YES"
+
+
+def _thumbnail(ds: pydicom.Dataset, path: Path) -> None:
+    values = pixels_to_array(ds, "auto", "unit")
+    frame = values[0] if values.shape[0] != 3 else np.moveaxis(values, 0, -1)
+    image = Image.fromarray(np.round(frame * 255).astype(np.uint8))
+    image.thumbnail((THUMBNAIL, THUMBNAIL))
+    image.save(path, format="PNG")
+
+
+def export_collection(user: Any, name: str, directory: str | Path,
+                      source: Source | None = None) -> Path:
+    """Write the collection's cases and ``index.html`` to a new folder; audited."""
+    from nccid.accounts.models import audit
+
+    require_data_manager(user)
+    coll = get_collection(name)
+    destination = Path(directory).resolve()
+    if destination.exists() and any(destination.iterdir()):
+        raise TeachingError(f"{destination} already exists and is not empty")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=destination.parent))
+    source = source or default_source()
+    con = source.connect()
+    try:
+        cases = [_export_case(con, source, case, n, staging)
+                 for n, case in enumerate(coll.cases.all(), start=1)]
+        (staging / "index.html").write_text(_index(coll, cases), encoding="utf-8")
+        if destination.exists():
+            destination.rmdir()
+        shutil.move(str(staging), destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        con.close()
+    audit(user, "research.teaching.export", collection=coll.name, cases=len(cases))
+    return destination
+
+
+def _export_case(con, source: Source, case: TeachingCase, number: int, root: Path) -> CaseExport:
+    rows = con.execute(
+        "SELECT storage_key, modality, study_date FROM images WHERE pseudonym = $p "
+        "AND study_uid = $s AND list_contains($sets, set_name) ORDER BY series_uid, sop_uid",
+        {"p": case.pseudonym, "s": case.study_uid, "sets": list(HANDED_OUT_SETS)}).fetchall()
+    label = f"CASE{number:03d}"
+    folder = root / label.lower()
+    folder.mkdir()
+    uids: dict[str, str] = {}
+    files, thumbnail = [], None
+    for index, (key, _, _) in enumerate(rows, start=1):
+        with source.open_object(key) as handle:
+            ds = pydicom.dcmread(handle)
+        _relabel(ds, label, uids)
+        name = f"{label.lower()}/IMG{index:04d}.dcm"
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        (root / name).write_bytes(buffer.getvalue())
+        files.append(name)
+        if thumbnail is None:
+            thumbnail = f"{label.lower()}/thumbnail.png"
+            _thumbnail(ds, root / thumbnail)
+    modality = ", ".join(sorted({r[1] for r in rows}))
+    study_date = str(rows[0][2]) if rows and rows[0][2] else ""
+    return CaseExport(number, case.note, modality, study_date, files, thumbnail)
+
+
+def _index(coll: TeachingCollection, cases: list[CaseExport]) -> str:
+    rows = []
+    for c in cases:
+        thumb = (f'<img src="{html.escape(c.thumbnail)}" alt="Case {c.number} thumbnail" '
+                 f'width="{THUMBNAIL}">' if c.thumbnail else "no image")
+        links = " ".join(f'<a href="{html.escape(f)}">{html.escape(Path(f).name)}</a>' for f in c.files)
+        rows.append(f"<tr><td>Case {c.number}</td><td>{thumb}</td><td>{html.escape(c.modality)}"
+                    f"<br>{html.escape(c.study_date)}</td><td>{html.escape(c.note)}</td>"
+                    f"<td>{links}</td></tr>")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(coll.name)}</title>
+<style>body{{font-family:Arial,sans-serif;margin:2em;color:#212b32}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #d8dde0;padding:.5em;vertical-align:top}}</style>
+</head><body><h1>{html.escape(coll.name)}</h1><p>{html.escape(coll.description)}</p>
+<p>{len(cases)} case(s). Images are de-identified DICOM; open them in any DICOM viewer.</p>
+<table><tr><th>Case</th><th>Image</th><th>Modality / date</th><th>Note</th><th>DICOM files</th></tr>
+{''.join(rows)}</table></body></html>
+"""

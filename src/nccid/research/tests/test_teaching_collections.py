@@ -1,0 +1,66 @@
+"""Teaching collections: data managers mark training studies; the export works offline."""
+
+from __future__ import annotations
+
+import re
+
+import pydicom
+import pytest
+from PIL import Image
+
+from nccid.accounts.models import AuditEvent
+from nccid.research.cohort import ScopeError
+from nccid.research.teaching import TeachingError, add_case, export_collection, list_collections
+from nccid.synthetic.leakscan import find_leaks
+
+
+def training_studies(world):
+    seen = {}
+    for image in world.images:
+        if image["set_name"] == "training":
+            seen.setdefault(image["study_uid"], image)
+    return list(seen.values())
+
+
+def test_mark_cases_and_export_with_index_and_thumbnails(world, data_manager, tmp_path):
+    studies = training_studies(world)[:3]
+    for n, study in enumerate(studies):
+        add_case(data_manager, "Classic COVID CXR", study["pseudonym"], study["study_uid"],
+                 note=f"Bilateral <b>changes</b> {n}", description="For registrars",
+                 source=world.source())
+    [coll] = list_collections()
+    assert coll.cases.count() == 3 and coll.created_by == data_manager
+
+    out = export_collection(data_manager, "Classic COVID CXR", tmp_path / "teach", world.source())
+    index = (out / "index.html").read_text()
+    thumbs = re.findall(r'<img src="([^"]+)"', index)
+    assert len(thumbs) == 3
+    for thumb in thumbs:
+        with Image.open(out / thumb) as image:
+            assert image.format == "PNG" and max(image.size) <= 256
+    assert "&lt;b&gt;changes&lt;/b&gt;" in index  # notes are escaped
+    links = re.findall(r'<a href="([^"]+\.dcm)"', index)
+    expected = sum(1 for i in world.images if i["study_uid"] in {s["study_uid"] for s in studies})
+    assert len(links) == expected
+    uids = {s["study_uid"] for s in studies} | {i["sop_uid"] for i in world.images}
+    for link in links:
+        ds = pydicom.dcmread(out / link)
+        assert re.fullmatch(r"CASE00\d", str(ds.PatientID)) and ds.PatientIdentityRemoved == "YES"
+        assert ds.StudyInstanceUID not in uids and ds.SOPInstanceUID not in uids
+    # Neither identifiers nor the research pseudonyms reach the teaching material.
+    assert find_leaks([out], world.identifiers() + [s["pseudonym"] for s in studies]) == []
+    assert AuditEvent.objects.filter(action="research.teaching.add").count() == 3
+    assert AuditEvent.objects.get(action="research.teaching.export").detail["cases"] == 3
+
+
+def test_only_training_studies_and_only_data_managers(world, data_manager, researcher):
+    validation = next(i for i in world.images if i["set_name"] == "validation")
+    with pytest.raises(TeachingError, match="training set"):
+        add_case(data_manager, "C", validation["pseudonym"], validation["study_uid"],
+                 source=world.source())
+    study = training_studies(world)[0]
+    with pytest.raises(ScopeError):
+        add_case(researcher, "C", study["pseudonym"], study["study_uid"], source=world.source())
+    add_case(data_manager, "C", study["pseudonym"], study["study_uid"], source=world.source())
+    with pytest.raises(TeachingError, match="already a case"):
+        add_case(data_manager, "C", study["pseudonym"], study["study_uid"], source=world.source())
