@@ -52,9 +52,11 @@ def _key(header: str) -> str:
 
 
 def find_column(headers: list[str], wanted: str) -> int:
-    """Index of ``wanted``: exact match first, then ignoring case, spaces and underscores."""
-    exact = [i for i, h in enumerate(headers) if h == wanted]
-    loose = exact or [i for i, h in enumerate(headers) if _key(h) == _key(wanted)]
+    """Index of ``wanted``, matched ignoring case, spaces and underscores.
+
+    Two matching columns are an error: the one left behind would be copied with its numbers.
+    """
+    loose = [i for i, h in enumerate(headers) if _key(h) == _key(wanted)]
     if len(loose) == 1:
         return loose[0]
     if not loose:

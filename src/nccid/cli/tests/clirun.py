@@ -43,9 +43,13 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str, stdin: str = "") -> Cli
 
 def run_nccid(*args: str, stdin: str = "", env: dict | None = None, timeout: float = 120) -> CliResult:
     """``nccid ARGS`` as a separate process (environment inherited, e.g. from ``nccid_home``)."""
+    merged = {**os.environ, "COLUMNS": "200", **(env or {})}
+    if "NCCID_HOME" in (env or {}):
+        # A home of its own means the embedded defaults, whatever the session runs on.
+        for name in ("DATABASE_URL", "VAULT_DATABASE_URL", "STORAGE_URL", "NCCID_CONFIG"):
+            merged.pop(name, None)
     proc = subprocess.run(
         [sys.executable, "-m", "nccid.cli.main", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        input=stdin, capture_output=True, text=True, timeout=timeout, env=merged,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
