@@ -173,3 +173,29 @@ def test_every_row_is_honoured(attr, profile):
         assert value == f"{birth_year.year}0101"
     else:
         pytest.fail(f"unexpected action {action}")
+
+
+def test_all_rows_planted_in_one_file_leave_nothing_behind_through_bytes():
+    """Every table attribute planted with a unique marker, nested one level too, through the bytes
+    path: markers of attributes the table does not keep are gone from the written file."""
+    from nccid.synthetic.dicom import to_bytes
+
+    person = people(1, seed=3)[0]
+    ds = synthetic_instance(person, plant=False)
+    ds.add_new(0x00090010, "LO", "PLANTED CREATOR")
+    nested = Dataset()
+    ds.ReferencedSeriesSequence = [nested]  # unlisted sequence: walked with the same table
+    markers: dict[str, str] = {}
+    for index, attr in enumerate(TABLE["attributes"]):
+        tag, vr = _plant_tag(attr)
+        if tag >> 16 in (0x0000, 0x0002) or vr not in ("LO", "SH", "LT", "ST", "UT", "PN", "UC"):
+            continue  # command/meta groups are not stored in files; markers need text VRs
+        marker = f"MARK{index:04d}"
+        markers[marker] = _expected(attr, "retain-dates")
+        for target in (ds, nested):
+            target.add_new(tag, vr, marker)
+    assert len(markers) > 250
+    out, _ = Deidentifier(KEYRING).deidentify_bytes(to_bytes(ds), pseudonym=PSEUDONYM)
+    left = {m for m, action in markers.items() if m.encode() in out and action != "K"}
+    assert left == set()
+    assert b"PLANTED CREATOR" not in out
