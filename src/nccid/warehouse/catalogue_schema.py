@@ -165,6 +165,7 @@ def connect_files(files: Mapping[str, list[str]]) -> duckdb.DuckDBPyConnection:
     A table without files is an empty view of the right columns and types.
     """
     con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
     for view in VIEWS:
         paths = files.get(view) or []
         if paths:
