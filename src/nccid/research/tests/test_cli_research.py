@@ -1,0 +1,87 @@
+"""The research commands: roles enforced, training set only, user mistakes as one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from nccid.cli.main import typer_app
+from nccid.research import cli as research_cli
+
+pytestmark = pytest.mark.django_db(databases=["default", "vault"])
+
+
+@pytest.fixture
+def run(world, monkeypatch):
+    monkeypatch.setattr(research_cli, "_source", world.source)
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(typer_app, [str(a) for a in args])
+
+    return invoke
+
+
+def test_cohort_counts_and_list_cover_training_only(run, world, researcher):
+    result = run("research", "cohort", "--user", "rita", "--modality", "xray", "--list", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    training = [i for i in world.images if i["set_name"] == "training" and i["folder"] == "xray"]
+    assert out["counts"]["images"] == len(training) == len(out["images"])
+    assert {row["set_name"] for row in out["images"]} == {"training"}
+    assert not {row["pseudonym"] for row in out["images"]} & world.pseudonyms("validation")
+    assert not [p for p in world.pseudonyms("validation") if p in result.output]
+
+
+def test_cohort_with_relative_date_and_clinical_field(run, researcher):
+    result = run("research", "cohort", "--user", "rita", "--modality", "CT", "--clinical",
+                 "itu_admission=Yes", "--within-days", "7")
+    assert result.exit_code == 0, result.output
+    assert "patients" in result.output and "images" in result.output
+
+
+def test_roles_are_enforced(run, world, make_user, tmp_path):
+    make_user("uploader", username="ulla")
+    result = run("research", "cohort", "--user", "ulla")
+    assert result.exit_code != 0 and isinstance(result.exception, Exception)
+    assert "only researchers" in str(result.exception)
+    result = run("research", "cohort", "--user", "nobody")
+    assert "no active user" in str(result.exception)
+
+
+def test_export_and_bad_filter(run, researcher, tmp_path):
+    result = run("research", "export", "--user", "rita", "--covid", "positive",
+                 "-o", tmp_path / "c.zip", "--format", "csv,dicom")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.zip").exists() and "Exported" in result.output
+    bad = run("research", "export", "--user", "rita", "--from", "1/4/2020", "-o", tmp_path / "x")
+    assert "study_date_from" in str(bad.exception) and not (tmp_path / "x").exists()
+
+
+def test_validate_and_modelling_and_teaching(run, world, data_manager, researcher, tmp_path):
+    status = {p["pseudonym"]: p["covid_status"] for p in world.patients}
+    preds = tmp_path / "predictions.csv"
+    preds.write_text("pseudonym,score\n" + "".join(
+        f"{p},{0.7 if status[p] == 'positive' else 0.2}\n" for p in sorted(world.pseudonyms("validation"))))
+    result = run("validate", preds, "--user", "dora", "-o", tmp_path / "report.html",
+                 "--operating-point", "youden")
+    assert result.exit_code == 0, result.output
+    assert "AUC 1.000" in result.output and (tmp_path / "report.html").read_text().startswith("<!doctype")
+    denied = run("validate", preds, "--user", "rita", "-o", tmp_path / "r2.html")
+    assert "only data managers" in str(denied.exception) and not (tmp_path / "r2.html").exists()
+
+    result = run("research", "modelling", "--user", "rita", "-o", tmp_path / "m")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / "weekly_counts.csv").exists()
+
+    study = next(i for i in world.images if i["set_name"] == "training")
+    result = run("research", "teaching", "add", "Demo", "--user", "dora", "--pseudonym",
+                 study["pseudonym"], "--study", study["study_uid"], "--note", "Typical")
+    assert result.exit_code == 0, result.output
+    listed = run("research", "teaching", "list", "--user", "dora")
+    assert "Demo" in listed.output
+    result = run("research", "teaching", "export", "Demo", "--user", "dora", "-o", tmp_path / "t")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "t" / "index.html").exists()
