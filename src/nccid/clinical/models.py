@@ -85,11 +85,15 @@ class ClinicalRecord(models.Model):
 
 
 class ClinicalRecordVersion(models.Model):
-    """The record as one upload made it (new or changed): the full history per upload."""
+    """An earlier state of a record, as ``upload`` made it, kept when ``superseded_by`` changed it.
+
+    With the record's current state (made by ``last_upload``) this is the full history: every
+    upload that created or changed the record, in order. Unchanged re-uploads add nothing.
+    """
 
     record = models.ForeignKey(ClinicalRecord, on_delete=models.CASCADE, related_name="versions")
     upload = models.ForeignKey(Upload, on_delete=models.PROTECT, related_name="record_versions")
-    change = models.CharField(max_length=8)  # new | updated
+    superseded_by = models.ForeignKey(Upload, on_delete=models.PROTECT, related_name="superseded_versions")
     data = models.JSONField(default=dict)
     cleaned = models.JSONField(default=dict)
     flags = models.JSONField(default=list, blank=True)
@@ -107,3 +111,12 @@ class PatientLink(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["site", "hospital_hash"], name="clinical_one_link")]
+
+
+def history(record: ClinicalRecord) -> list[dict]:
+    """Every state of a record, oldest first: ``{upload_id, data, cleaned, flags}``."""
+    states = [{"upload_id": v.upload_id, "data": v.data, "cleaned": v.cleaned, "flags": v.flags}
+              for v in record.versions.order_by("id")]
+    states.append({"upload_id": record.last_upload_id, "data": record.data, "cleaned": record.cleaned,
+                   "flags": record.flags})
+    return states

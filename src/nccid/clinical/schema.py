@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
@@ -85,7 +85,7 @@ class Column:
     hint: str = ""
     in_template: bool = True
 
-    @property
+    @cached_property
     def label(self) -> str:
         return strip_legend(self.header)
 

@@ -93,12 +93,12 @@ def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> U
                                "(see the list of errors)")
     vault = {p: base64.b64encode(encrypt_for_vault(p, digits)).decode("ascii")
              for p, digits in result.vault_numbers.items()}
+    records = [{"pseudonym": r.pseudonym, "hospital_hash": r.hospital_hash, "data": r.data,
+                "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows} for r in result.records]
+    for record in records:
+        record["digest"] = _digest(record)
     upload.staged = {
-        "records": [
-            {"pseudonym": r.pseudonym, "hospital_hash": r.hospital_hash, "data": r.data,
-             "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows}
-            for r in result.records
-        ],
+        "records": records,
         "vault": vault,
     }
     plan = _plan(site, kind, upload.staged["records"])
@@ -130,15 +130,14 @@ def _existing(site: Site, kind: str, pseudonyms: list[str]) -> dict[str, Clinica
 
 def _merged(kind: str, old: ClinicalRecord | None, staged: dict) -> dict:
     """The record as it will be after this upload (negative sheets add swabs to earlier ones)."""
-    record = dict(staged)
-    if kind == "negative" and old is not None:
-        data = dict(staged["data"])
-        data["swabs"] = merge_swab_lists(old.data.get("swabs", []), staged["data"].get("swabs", []))
-        data.setdefault("hospital", old.data.get("hospital"))
-        record["data"] = data
-        record["cleaned"] = clean_negative(data)
-        record["flags"] = sorted(set(old.flags or []) | set(staged["flags"]))
-        record["hospital_hash"] = staged.get("hospital_hash") or old.hospital_hash or None
+    if kind != "negative" or old is None:
+        return staged if "digest" in staged else {**staged, "digest": _digest(staged)}
+    data = dict(staged["data"])
+    data["swabs"] = merge_swab_lists(old.data.get("swabs", []), staged["data"].get("swabs", []))
+    data.setdefault("hospital", old.data.get("hospital"))
+    record = {**staged, "data": data, "cleaned": clean_negative(data),
+              "flags": sorted(set(old.flags or []) | set(staged["flags"])),
+              "hospital_hash": staged.get("hospital_hash") or old.hospital_hash or None}
     record["digest"] = _digest(record)
     return record
 
@@ -169,8 +168,13 @@ def confirm_upload(upload: Upload, user) -> Upload:
                 return current  # already imported: nothing more to do
             raise UploadStateError(f"upload {upload.pk} is {current.status}: only a checked upload "
                                    "waiting for confirmation can be confirmed")
-        current = Upload.objects.select_for_update().select_related("site").get(pk=upload.pk)
-        accepted = _write(current)
+        current = (Upload.objects.select_for_update().select_related("site").defer("staged")
+                   .get(pk=upload.pk))
+        # Staged data never changes while an upload is in preview, and the claim above made
+        # this call the only writer: the caller's copy can be used instead of re-reading it.
+        staged = upload.staged if upload.staged is not None else (
+            Upload.objects.values_list("staged", flat=True).get(pk=upload.pk))
+        accepted = _write(current, staged or {})
         audit(_username(user), "clinical.upload.confirm", upload=current.pk, site=current.site.code,
               kind=current.kind, new=current.new_records, updated=current.updated_records,
               unchanged=current.unchanged_records)
@@ -182,8 +186,7 @@ def confirm_upload(upload: Upload, user) -> Upload:
     return current
 
 
-def _write(upload: Upload) -> list[AcceptedRecord]:
-    staged = upload.staged or {}
+def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
     vault = {p: base64.b64decode(c) for p, c in staged.get("vault", {}).items()}
     # The vault is a separate database: entries stored before a later failure here are
     # harmless (ciphertext of a pseudonym that then has no record) and stored idempotently.
@@ -199,8 +202,11 @@ def _write(upload: Upload) -> list[AcceptedRecord]:
         ids = _existing(site, kind, [r.pseudonym for r in new])
         for record in new:
             record.pk = ids[record.pseudonym].pk
-    changed = []
+    changed, superseded = [], []
     for old, merged in plan["updated"]:
+        superseded.append(ClinicalRecordVersion(
+            record=old, upload_id=old.last_upload_id, data=old.data, cleaned=old.cleaned,
+            flags=old.flags, superseded_by=upload))
         old.data, old.cleaned, old.flags = merged["data"], merged["cleaned"], merged["flags"]
         old.digest, old.last_upload = merged["digest"], upload
         old.hospital_hash = merged.get("hospital_hash") or old.hospital_hash
@@ -209,11 +215,7 @@ def _write(upload: Upload) -> list[AcceptedRecord]:
     ClinicalRecord.objects.bulk_update(
         changed, ["data", "cleaned", "flags", "digest", "last_upload", "hospital_hash", "updated"],
         batch_size=500)
-    versions = [ClinicalRecordVersion(record=r, upload=upload, change="new", data=r.data,
-                                      cleaned=r.cleaned, flags=r.flags) for r in new]
-    versions += [ClinicalRecordVersion(record=r, upload=upload, change="updated", data=r.data,
-                                       cleaned=r.cleaned, flags=r.flags) for r in changed]
-    ClinicalRecordVersion.objects.bulk_create(versions, batch_size=1000)
+    ClinicalRecordVersion.objects.bulk_create(superseded, batch_size=1000)
     link_warnings = _link(site, staged.get("records", []))
     upload.new_records, upload.updated_records = len(new), len(changed)
     upload.unchanged_records = len(plan["unchanged"])

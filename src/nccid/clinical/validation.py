@@ -124,12 +124,9 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-def _number(value: object, label: str) -> tuple[float, str | None]:
+def _number(value: object) -> tuple[float, str | None]:
     """A number and the unit typed after it, if any."""
-    kind = type(value)
-    if kind is float or kind is int:
-        return value, None
-    if kind is bool or isinstance(value, dt.date | dt.time | dt.timedelta):
+    if isinstance(value, bool) or isinstance(value, dt.date | dt.time | dt.timedelta):
         raise CellError(f"'{_shown(value)}' is a date or time, not a number")
     text = str(value).strip()
     try:
@@ -142,14 +139,13 @@ def _number(value: object, label: str) -> tuple[float, str | None]:
     return float(match.group(1)), match.group(2).strip() if match.group(2) else None
 
 
-def _range_check(column: Column, number: float, typed: object) -> None:
-    if (column.min is not None and number < column.min) or (column.max is not None and number > column.max):
-        unit = f" {column.unit}" if column.unit else ""
-        raise CellWarning(
-            f"'{_shown(typed)}' is outside the plausible range {_fmt(column.min)} to "
-            f"{_fmt(column.max)}{unit}: kept as typed, left out of the cleaned data",
-            data=typed if isinstance(typed, int | float) else str(typed),
-        )
+def _out_of_range(column: Column, typed: object) -> CellWarning:
+    unit = f" {column.unit}" if column.unit else ""
+    return CellWarning(
+        f"'{_shown(typed)}' is outside the plausible range {_fmt(column.min)} to "
+        f"{_fmt(column.max)}{unit}: kept as typed, left out of the cleaned data",
+        data=typed if isinstance(typed, int | float) else str(typed),
+    )
 
 
 def _fmt(number: float | None) -> str:
@@ -165,15 +161,24 @@ def _numeric(column: Column, declared_unit: str | None) -> Callable:
     conversions[column.unit] = (1.0, 0.0)  # the canonical unit (None for unitless counts)
     site_unit = declared_unit or column.unit
     integer = column.type == "integer"
+    canonical_unit = column.unit
     text_values = column.text_values
     fraction_at_most = column.fraction_at_most
 
+    low = float("-inf") if column.min is None else column.min
+    high = float("inf") if column.max is None else column.max
+
     def convert(value: object) -> tuple[object, object]:
-        if text_values and type(value) is str and value.strip().upper() in text_values:
+        kind = type(value)
+        if kind is float or kind is int:  # the usual case for xlsx: no parsing at all
+            number, typed_unit = value, None
+        elif text_values and kind is str and value.strip().upper() in text_values:
             canonical = text_values[value.strip().upper()]
-            _range_check(column, canonical, value)
+            if not low <= canonical <= high:
+                raise _out_of_range(column, value)
             return value.strip(), canonical
-        number, typed_unit = _number(value, column.label)
+        else:
+            number, typed_unit = _number(value)
         unit = site_unit
         if typed_unit is not None:
             unit = units.get(typed_unit.casefold())
@@ -181,16 +186,21 @@ def _numeric(column: Column, declared_unit: str | None) -> Callable:
                 raise CellError(
                     f"'{_shown(value)}': unit '{typed_unit}' is not one of {', '.join(column.accepted_units())}"
                 )
-        if integer and not float(number).is_integer():
-            raise CellError(f"'{_shown(value)}' is not a whole number")
-        typed = int(number) if integer else number
+        if integer:
+            if number != int(number):
+                raise CellError(f"'{_shown(value)}' is not a whole number")
+            number = int(number)
         if fraction_at_most is not None and unit == column.unit and 0 < number <= fraction_at_most:
             unit = "fraction"
-        factor, offset = conversions[unit]
-        canonical = number * factor + offset if (factor, offset) != (1.0, 0.0) else number
-        canonical = int(canonical) if integer and float(canonical).is_integer() else round(canonical, 4)
-        _range_check(column, canonical, typed)
-        return typed, canonical
+        if unit == canonical_unit:
+            canonical = number
+        else:
+            factor, offset = conversions[unit]
+            canonical = number * factor + offset
+            canonical = int(canonical) if integer and canonical == int(canonical) else round(canonical, 4)
+        if not low <= canonical <= high:
+            raise _out_of_range(column, number)
+        return number, canonical
 
     return convert
 
@@ -278,9 +288,14 @@ def _code(column: Column) -> Callable:
     assert codes is not None
     lookup, labels = codes.lookup, codes.codes
     legend = codes.legend()
+    numeric = {float(k): c for k, c in lookup.items() if k.isdigit()}  # spreadsheets give 1.0
 
     def convert(value: object) -> tuple[object, object]:
-        if type(value) is float and value.is_integer():
+        kind = type(value)
+        if (kind is float or kind is int) and value in numeric:
+            code = numeric[value]
+            return code, labels[code]
+        if kind is float and value.is_integer():
             key = str(int(value))
         else:
             key = str(value).strip().upper()

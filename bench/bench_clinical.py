@@ -1,0 +1,124 @@
+"""Benchmark: validate and import a positive-template xlsx of 20,000 rows x all columns.
+
+Target: under 5 s end to end. Reports how the time splits between reading the xlsx,
+validating (with pseudonymisation), staging the preview (vault encryption, JSON) and writing
+the records. Runs in a throwaway NCCID_HOME with SQLite (or DATABASE_URL if set).
+
+    .venv/bin/python -m bench.bench_clinical           # 20,000 rows
+    .venv/bin/python -m bench.bench_clinical --small   # 2,000 rows, quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+TARGET_SECONDS = 5.0
+
+
+def _setup_home() -> Path:
+    home = Path(tempfile.mkdtemp(prefix="nccid-bench-clinical-"))
+    os.environ["NCCID_HOME"] = str(home)
+    from nccid.cli.system import initialise
+
+    initialise(quiet=True)
+    return home
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_clinical")
+    parser.add_argument("--small", action="store_true", help="2,000 rows instead of 20,000")
+    parser.add_argument("--rows", type=int, default=None)
+    args = parser.parse_args(argv or [])
+    rows = args.rows or (2_000 if args.small else 20_000)
+    home = _setup_home()
+
+    from nccid.accounts.models import Site
+    from nccid.clinical import reader, services
+    from nccid.clinical.schema import get_template
+    from nccid.clinical.validation import validate
+    from nccid.identity.service import get_keyring
+    from nccid.synthetic.clinical import write_sheet
+    from nccid.synthetic.people import people
+
+    sheet_path = home / f"positive-{rows}.xlsx"
+    started = time.perf_counter()
+    write_sheet("positive", people(rows, seed=3), sheet_path, errors=rows // 100, seed=3)
+    generate = time.perf_counter() - started
+    site = Site.objects.create(code="BENCH", name="Bench Hospital")
+
+    # The stages, timed one by one (same code paths preview_upload runs).
+    t0 = time.perf_counter()
+    sheet = reader.read_path(sheet_path)
+    layout = reader.layout(sheet, "positive")
+    t1 = time.perf_counter()
+    result = validate(sheet, layout, services.site_rules(site), get_keyring())
+    t2 = time.perf_counter()
+
+    # Other parts' receivers (warehouse files, image linking) run after commit: timed apart.
+    from nccid.clinical.signals import records_accepted
+
+    receivers = {"s": 0.0}
+    send = records_accepted.send
+
+    def timed_send(*a, **kw):
+        start = time.perf_counter()
+        try:
+            return send(*a, **kw)
+        finally:
+            receivers["s"] += time.perf_counter() - start
+
+    records_accepted.send = timed_send
+    # The whole import as the CLI runs it: preview (read + validate + stage) then confirm.
+    t3 = time.perf_counter()
+    upload = services.preview_upload(site, "positive", sheet_path.name, sheet_path.read_bytes(), "bench")
+    t4 = time.perf_counter()
+    upload = services.confirm_upload(upload, "bench")
+    t5 = time.perf_counter()
+    total = t5 - t3 - receivers["s"]
+    staging = (t4 - t3) - (t2 - t0)
+
+    figures = {
+        "rows": rows,
+        "columns": len(get_template("positive").headers),
+        "file_mb": round(sheet_path.stat().st_size / 1e6, 1),
+        "accepted_rows": upload.accepted_rows,
+        "rejected_rows": upload.rejected_rows,
+        "read_s": round(t1 - t0, 2),
+        "validate_s": round(t2 - t1, 2),
+        "stage_preview_s": round(max(staging, 0.0), 2),
+        "write_confirm_s": round(t5 - t4 - receivers["s"], 2),
+        "other_parts_receivers_s": round(receivers["s"], 2),
+        "import_total_s": round(total, 2),
+        "target_s": TARGET_SECONDS,
+        "within_target": total < TARGET_SECONDS,
+        "generate_sheet_s": round(generate, 2),
+        "validated_cells_per_s": int(rows * len(layout.columns) / max(t2 - t1, 1e-9)),
+    }
+    assert result.accepted_rows == upload.accepted_rows
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("stage", "seconds", title=f"clinical import: {rows} rows x {figures['columns']} columns")
+    for key in ("read_s", "validate_s", "stage_preview_s", "write_confirm_s", "import_total_s",
+                "other_parts_receivers_s"):
+        table.add_row(key.removesuffix("_s"), f"{figures[key]:.2f}")
+    Console().print(table)
+    Console().print(f"target {TARGET_SECONDS} s: {'met' if figures['within_target'] else 'NOT met'}")
+    out = HERE / "output"
+    out.mkdir(exist_ok=True)
+    name = "clinical.json" if not args.small and not args.rows else "clinical-small.json"
+    (out / name).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
