@@ -6,6 +6,7 @@ Kept apart from the views so the pages and their tests read the same facts.
 from __future__ import annotations
 
 import io
+import re
 import tomllib
 from functools import lru_cache
 from importlib import resources
@@ -134,42 +135,35 @@ def guidance_context(user) -> dict:
 
 # ---- uploads and studies, as the pages show them -------------------------------------------
 
-_COUNT_NAMES = {
-    "n_rows": ("n_rows", "rows_total", "total_rows", "rows"),
-    "n_accepted": ("n_accepted", "rows_accepted", "accepted"),
-    "n_new": ("n_new", "rows_new", "new"),
-    "n_updated": ("n_updated", "rows_updated", "updated"),
-    "n_unchanged": ("n_unchanged", "rows_unchanged", "unchanged"),
-    "n_rejected": ("n_rejected", "rows_rejected", "rejected"),
-}
-
-
-def _first(obj, names, default=None):
-    counts = getattr(obj, "counts", None)
-    for name in names:
-        if isinstance(counts, dict) and name in counts:
-            return counts[name]
-        value = getattr(obj, name, None)
-        if value is not None and not callable(value):
-            return value
-    return default
+_OTHER_KIND = re.compile(r"the (positive|negative|isaric) template, not the")
 
 
 def upload_facts(upload) -> dict:
-    """An upload's status, counts and errors under one set of names for the templates."""
-    facts = {key: _first(upload, names, 0) or 0 for key, names in _COUNT_NAMES.items()}
-    errors = list(getattr(upload, "errors", None) or [])
-    facts.update({
-        "status": str(getattr(upload, "status", "")),
-        "kind": str(getattr(upload, "kind", "")),
-        "detected_kind": _first(upload, ("detected_kind",), "") or "",
-        "version": _first(upload, ("template_version", "version"), "") or "",
-        "created": _first(upload, ("created", "created_at", "uploaded_at"), None),
-        "errors": errors,
+    """An upload's status, counts, errors and warnings under the names the templates use."""
+    problems = list(upload.errors or [])
+    errors = [p for p in problems if p.get("severity", "error") == "error"]
+    message = upload.message or ""
+    other = _OTHER_KIND.search(message)
+    return {
+        "status": upload.status,
+        "status_label": upload.get_status_display(),
+        "kind": upload.kind,
+        "detected_kind": other.group(1) if other else "",
+        "version": upload.template_version,
+        "created": upload.created,
+        "message": message,
+        "n_rows": upload.total_rows,
+        "n_accepted": upload.accepted_rows,
+        "n_rejected": upload.rejected_rows,
+        "n_new": upload.new_records,
+        "n_updated": upload.updated_records,
+        "n_unchanged": upload.unchanged_records,
+        "problems": problems,
         "n_errors": len(errors),
-        "error_rows": len({e.get("row") for e in errors if e.get("row")}),
-    })
-    return facts
+        "n_warnings": len(problems) - len(errors),
+        "error_rows": len({p.get("row") for p in errors if p.get("row")}),
+        "sheet_warnings": list(upload.sheet_warnings or []),
+    }
 
 
 def studies_for_site(site) -> tuple[list[dict], bool]:
