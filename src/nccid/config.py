@@ -106,7 +106,7 @@ def get_settings() -> Settings:
     def pick(key: str, default):
         # The NCCID_ name wins: a machine may hold a DATABASE_URL meant for another program.
         env = os.environ.get("NCCID_" + key.upper()) or os.environ.get(key.upper())
-        return env if env is not None else file_cfg.get(key, default)
+        return env if env else file_cfg.get(key, default)  # an empty variable is unset
 
     storage_options = dict(file_cfg.get("storage_options", {}))
     if os.environ.get("NCCID_S3_ENDPOINT"):

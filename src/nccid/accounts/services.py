@@ -6,7 +6,7 @@ import re
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from .models import Role, Site, SplitRule, User
 
@@ -32,9 +32,16 @@ def add_site(code: str, name: str, ae_title: str | None = None,
         clash = Site.objects.filter(ae_title=ae_title).exclude(code=code).first()
         if clash:
             raise AccountError(f"AE title {ae_title!r} already belongs to site {clash.code}")
+    if not name or not name.strip():
+        raise AccountError("a site needs a name (--name)")
     if Site.objects.filter(code=code).exists():
         raise AccountError(f"site {code} already exists")
-    return Site.objects.create(code=code, name=name.strip(), ae_title=ae_title, split_rule=split)
+    try:
+        with transaction.atomic():
+            return Site.objects.create(code=code, name=name.strip(), ae_title=ae_title,
+                                       split_rule=split)
+    except IntegrityError as exc:  # a concurrent add of the same code or AE title
+        raise AccountError(f"site {code} or AE title {ae_title!r} already exists") from exc
 
 
 def add_user(username: str, role: str, password: str, site_code: str | None = None,
@@ -48,6 +55,10 @@ def add_user(username: str, role: str, password: str, site_code: str | None = No
             raise AccountError(f"no site with code {site_code!r} (add it with 'nccid site add')")
     if role == Role.UPLOADER and site is None:
         raise AccountError("a site uploader needs --site CODE")
+    try:
+        User.username_validator(username)
+    except ValidationError as exc:
+        raise AccountError(f"username {username!r}: letters, digits and @ . + - _ only") from exc
     if User.objects.filter(username=username).exists():
         raise AccountError(f"user {username!r} already exists")
     user = User(username=username, role=role, site=site, email=email)
@@ -58,6 +69,9 @@ def add_user(username: str, role: str, password: str, site_code: str | None = No
     user.set_password(password)
     user.is_staff = role in (Role.DATA_MANAGER, Role.ADMIN)
     user.is_superuser = role == Role.ADMIN
-    with transaction.atomic():
-        user.save()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:  # a concurrent add of the same username
+        raise AccountError(f"user {username!r} already exists") from exc
     return user
