@@ -1,5 +1,142 @@
-"""Synthetic demo sites, accounts and data for 'make run' (filled in as the parts land)."""
+"""Synthetic demo sites, accounts and data for 'make run'.
+
+Everything here is invented: NHS numbers from the 999 test range, made-up names and images that
+are drawn phantoms. Loading is idempotent: a home that already has the demo sites is left as is.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+DEMO_PASSWORD = "nccid-demo-only-2020"
 
 
-def load_demo(console=None) -> None:
-    pass
+@dataclass(frozen=True)
+class DemoSite:
+    code: str
+    name: str
+    ae_title: str
+    split: str
+    seed: int
+
+
+SITES = [
+    DemoSite("RTH", "Royal Test Hospital", "RTH_PACS", "split", 11),
+    DemoSite("NTH", "Northern Test Hospital", "NTH_PACS", "split", 12),
+    DemoSite("VTH", "Valley Test Hospital", "VTH_PACS", "validation", 13),
+]
+ACCOUNTS = [
+    ("rth.uploader", "uploader", "RTH"),
+    ("nth.uploader", "uploader", "NTH"),
+    ("vth.uploader", "uploader", "VTH"),
+    ("data.manager", "data-manager", None),
+    ("researcher", "researcher", None),
+    ("admin", "admin", None),
+]
+PATIENTS_PER_SITE = 30
+
+
+def chest_phantom(rows: int, columns: int, seed: int) -> np.ndarray:
+    """A drawn chest-like image (body, two lungs, spine), so thumbnails look like something."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:rows, 0:columns]
+    cy, cx = rows / 2, columns / 2
+    image = np.full((rows, columns), 300.0)
+    body = ((x - cx) / (0.46 * columns)) ** 2 + ((y - cy) / (0.5 * rows)) ** 2 < 1
+    image[body] = 2200
+    for side in (-1, 1):
+        lung = ((x - cx - side * 0.2 * columns) / (0.15 * columns)) ** 2 + ((y - cy) / (0.33 * rows)) ** 2 < 1
+        image[lung] = 700 + rng.normal(0, 60, size=lung.sum())
+    spine = np.abs(x - cx) < 0.04 * columns
+    image[spine & body] = 3400
+    image += rng.normal(0, 40, size=image.shape)
+    return np.clip(image, 0, 4095).astype(np.uint16)
+
+
+def _print(console: Console | None, text: str) -> None:
+    if console is not None:
+        console.print(text)
+
+
+def load_demo(console: Console | None = None) -> bool:
+    """Create the demo sites, accounts, clinical records and images. False if already there."""
+    from nccid.accounts.models import Site
+
+    if Site.objects.filter(code=SITES[0].code).exists():
+        if console is not None:
+            print_accounts(console)
+        return False
+    _print(console, "Loading synthetic demo sites, accounts and data …")
+    _create_sites_and_accounts()
+    with tempfile.TemporaryDirectory(prefix="nccid-demo-") as scratch:
+        for demo_site in SITES:
+            _load_site(demo_site, Path(scratch))
+    from nccid.warehouse.catalogue import refresh_catalogue
+
+    refresh_catalogue()
+    if console is not None:
+        print_accounts(console)
+    return True
+
+
+def _create_sites_and_accounts() -> None:
+    from nccid.accounts.services import add_site, add_user
+
+    for s in SITES:
+        add_site(s.code, s.name, s.ae_title, s.split)
+    for username, role, site_code in ACCOUNTS:
+        add_user(username, role, DEMO_PASSWORD, site_code)
+
+
+def _load_site(demo_site: DemoSite, scratch: Path) -> None:
+    from nccid.accounts.models import Site, User
+    from nccid.clinical.services import import_file
+    from nccid.synthetic.clinical import write_sheet
+    from nccid.synthetic.people import people
+
+    site = Site.objects.get(code=demo_site.code)
+    uploader = User.objects.get(username=f"{demo_site.code.lower()}.uploader")
+    patients = people(PATIENTS_PER_SITE + 4, seed=demo_site.seed, site_prefix=demo_site.code)
+    positive, negative, unlinked = patients[:18], patients[18:PATIENTS_PER_SITE], patients[PATIENTS_PER_SITE:]
+    for kind, group in (("positive", positive), ("negative", negative), ("isaric", positive[:8])):
+        path = scratch / f"{demo_site.code}-{kind}.xlsx"
+        write_sheet(kind, group, path, seed=demo_site.seed)
+        import_file(site, kind, path, uploader)
+    # Images: most patients identified by NHS number, some by hospital number only, and a few
+    # whose clinical record has not arrived (they wait, encrypted, to be linked).
+    for index, person in enumerate(patients):
+        by_nhs = index % 3 != 0
+        _send_images(site, person, index, use_nhs=by_nhs)
+
+
+def _send_images(site, person, index: int, use_nhs: bool) -> None:
+    from nccid.imaging.intake import ingest
+    from nccid.synthetic.dicom import synthetic_instance, to_bytes
+
+    patient_id = person.nhs_number if use_nhs else person.hospital_number
+    modality_plan = [("DX", 1, 256)]
+    if index % 4 == 0:
+        modality_plan.append(("CT", 6, 128))
+    if index % 9 == 0:
+        modality_plan.append(("MR", 3, 128))
+    for study, (modality, count, size) in enumerate(modality_plan, start=1):
+        for instance in range(1, count + 1):
+            ds = synthetic_instance(person, modality=modality, study=study, series=1,
+                                    instance=instance, rows=size, columns=size, bits=12,
+                                    patient_id=patient_id, plant=False)
+            ds.PixelData = chest_phantom(size, size, seed=index * 100 + instance).tobytes()
+            ds.WindowCenter, ds.WindowWidth = 1800, 3600
+            ingest(to_bytes(ds), site, source="demo")
+
+
+def print_accounts(console: Console) -> None:
+    table = Table("Username", "Role", "Site", "Password", title="Demo accounts (synthetic data only)")
+    for username, role, site_code in ACCOUNTS:
+        table.add_row(username, role, site_code or "all", DEMO_PASSWORD)
+    console.print(table)

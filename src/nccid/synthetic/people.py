@@ -20,6 +20,8 @@ def nhs_test_numbers(count: int, start: int = 0) -> list[str]:
     numbers: list[str] = []
     stem = start
     while len(numbers) < count:
+        if stem > 999_999:
+            raise ValueError("the 999 test range holds no more numbers past this start")
         base = f"999{stem:06d}"
         stem += 1
         total = sum(int(d) * w for d, w in zip(base, range(10, 1, -1), strict=True))
@@ -71,9 +73,13 @@ class Person:
 
 
 def people(count: int, seed: int = 1, site_prefix: str = "RX") -> list[Person]:
-    """``count`` reproducible synthetic people; names combine so each family name is unique."""
+    """``count`` reproducible synthetic people; names combine so each family name is unique.
+
+    Seeds 0-99 draw NHS numbers from separate blocks of 10,000 (larger counts run into the
+    next seed's block).
+    """
     rng = random.Random(seed)
-    numbers = nhs_test_numbers(count, start=seed * 100_000)
+    numbers = nhs_test_numbers(count, start=(seed % 100) * 10_000)
     result = []
     for i, number in enumerate(numbers):
         born = date(1930, 1, 1) + timedelta(days=rng.randrange(0, 365 * 80))
