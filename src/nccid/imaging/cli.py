@@ -76,11 +76,9 @@ def _print_summary(summary) -> None:
     for status in ("stored", "duplicate", "pending", "held", "rejected"):
         table.add_row(status, str(summary.counts.get(status, 0)))
     console.print(table)
-    if summary.rejected:
-        rejected = Table("File", "Reason", title="Rejected files")
-        for name, reason in summary.rejected:
-            rejected.add_row(name, reason)
-        console.print(rejected)
+    for name, reason in summary.rejected:  # one line each: paths are never cut or wrapped
+        console.print(f"rejected: {name}: {reason}", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 @images_app.command("purge-pending")
