@@ -1,7 +1,124 @@
-"""Commands of the warehouse part."""
+"""``nccid warehouse …``: refresh the catalogue, verify stored objects, show figures."""
+
+from __future__ import annotations
+
+from typing import Annotated
 
 import typer
+from rich.table import Table
+
+from nccid.cli.common import UserError, console, setup_django
+
+warehouse_app = typer.Typer(help="The image warehouse and its catalogue.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``nccid`` CLI."""
+    app.add_typer(warehouse_app, name="warehouse")
+
+
+def _storage_errors():
+    from .storage import StorageError
+
+    return (StorageError, OSError, PermissionError)
+
+
+@warehouse_app.command("catalogue")
+def catalogue(
+    compact_at: Annotated[int, typer.Option(help="Merge image parts once there are more than this.")] = 32,
+) -> None:
+    """Bring the Parquet catalogue up to date (incremental) and print its row counts."""
+    setup_django()
+    from .catalogue import refresh_catalogue
+
+    try:
+        result = refresh_catalogue(compact_at=compact_at)
+    except _storage_errors() as exc:
+        raise UserError(f"catalogue not refreshed: {exc}") from exc
+    table = Table("Table", "Rows")
+    for view in ("images", "studies", "clinical", "patients"):
+        table.add_row(view, f"{result[view]:,}")
+    console.print(table)
+    console.print(f"version {result['version']}: {result['new_images']:,} new image(s), "
+                  f"{result['parts']} image part(s)")
+
+
+@warehouse_app.command("verify")
+def verify(
+    sample: Annotated[int, typer.Option(help="How many images to re-check (a random sample).")] = 200,
+    all_objects: Annotated[bool, typer.Option("--all", help="Re-check every image.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+) -> None:
+    """Re-read stored images and compare size and SHA-256 with the catalogue."""
+    setup_django()
+    from .service import uncatalogued_images, verify_objects
+
+    if sample < 1 and not all_objects:
+        raise UserError("--sample must be at least 1 (or use --all)")
+    try:
+        report = verify_objects(None if all_objects else sample, seed)
+    except _storage_errors() as exc:
+        raise UserError(f"cannot read the warehouse: {exc}") from exc
+    pending = uncatalogued_images()
+    for key in report.missing:
+        console.print(f"[red]missing[/]   {key}", highlight=False, soft_wrap=True)
+    for key in report.mismatched:
+        console.print(f"[red]mismatch[/]  {key}", highlight=False, soft_wrap=True)
+    console.print(f"checked {report.checked:,} image(s): {len(report.missing)} missing, "
+                  f"{len(report.mismatched)} mismatched")
+    if pending:
+        console.print(f"{pending:,} image(s) stored since the last refresh are not checked: "
+                      "run 'nccid warehouse catalogue' first")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@warehouse_app.command("stats")
+def stats() -> None:
+    """Images, studies, patients and bytes by set and modality folder (from the catalogue)."""
+    setup_django()
+    from nccid.config import mask_url_password
+
+    from .catalogue import catalogue_counts, connect_catalogue
+    from .service import get_warehouse, uncatalogued_images
+
+    try:
+        con = connect_catalogue()
+        counts = catalogue_counts()
+    except _storage_errors() as exc:
+        raise UserError(f"cannot read the catalogue: {exc}") from exc
+    rows = con.execute(
+        "SELECT set_name, folder, count(DISTINCT pseudonym), count(DISTINCT study_uid), count(*), "
+        "sum(size) FROM images GROUP BY ALL ORDER BY ALL").fetchall()
+    table = Table("Set", "Folder", "Patients", "Studies", "Images", "Bytes")
+    for set_name, folder, patients, studies, images, size in rows:
+        table.add_row(set_name, folder, f"{patients:,}", f"{studies:,}", f"{images:,}", _size(size))
+    console.print(f"warehouse {mask_url_password(get_warehouse().url)}, catalogue version "
+                  f"{counts.get('version', 0)}", highlight=False)
+    console.print(table)
+    patients, clinical = con.execute("SELECT (SELECT count(*) FROM patients), "
+                                     "(SELECT count(*) FROM clinical)").fetchone()
+    console.print(f"{patients:,} patient(s), {clinical:,} clinical record(s); "
+                  f"{uncatalogued_images():,} image(s) not yet in the catalogue")
+
+
+@warehouse_app.command("sync-clinical")
+def sync_clinical() -> None:
+    """Rewrite every clinical record's JSON in the warehouse from the database (repair)."""
+    setup_django()
+    from .service import sync_clinical as sync
+
+    try:
+        written = sync()
+    except _storage_errors() as exc:
+        raise UserError(f"clinical records not written: {exc}") from exc
+    console.print(f"wrote {written:,} clinical record(s)")
+
+
+def _size(value: int | None) -> str:
+    value = float(value or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return ""

@@ -313,3 +313,38 @@ def catalogue_dir():
     from .catalogue import catalogue_dir as directory
 
     return directory()
+
+
+# -- integrity ----------------------------------------------------------------------------------
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    mismatched: list[str] | None = None  # keys whose bytes no longer match size or checksum
+    missing: list[str] | None = None     # keys the catalogue names but the store lacks
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatched and not self.missing
+
+
+def verify_objects(sample: int | None = 200, seed: int = 0) -> VerifyReport:
+    """Re-read and re-hash stored images against the catalogue (a sample, or all with None)."""
+    con = connect_catalogue()
+    query = "SELECT storage_key, size, sha256 FROM images"
+    if sample is not None:
+        query += f" USING SAMPLE reservoir({int(sample)} ROWS) REPEATABLE ({int(seed)})"
+    rows = con.execute(query + " ORDER BY storage_key").fetchall()
+    warehouse = get_warehouse()
+    report = VerifyReport(0, [], [])
+    for key, size, digest in rows:
+        report.checked += 1
+        if not warehouse.exists(key):
+            report.missing.append(key)
+        elif warehouse.size(key) != size or warehouse.sha256(key) != digest:
+            report.mismatched.append(key)
+    return report
+
+
+def uncatalogued_images() -> int:
+    """Stored images the catalogue does not show yet (until the next refresh)."""
+    return ImageRecord.objects.filter(catalogue_part=None).count()
