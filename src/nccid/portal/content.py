@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import re
 import tomllib
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from nccid.config import get_settings
@@ -30,7 +30,7 @@ TYPE_WORDS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema(kind: str) -> dict:
     text = resources.files("nccid.clinical").joinpath("schema", f"{kind}.toml").read_text("utf-8")
     return tomllib.loads(text)

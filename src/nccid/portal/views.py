@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -87,7 +88,8 @@ def upload(request: HttpRequest, kind: str) -> HttpResponse:
     if not auth.can_upload(request.user):
         raise Http404("uploads are for site uploaders")
     admin = not request.user.is_uploader
-    form = UploadForm(request.POST or None, request.FILES or None, acting_for_any_site=admin)
+    bound = (request.POST, request.FILES) if request.method == "POST" else (None, None)
+    form = UploadForm(*bound, acting_for_any_site=admin)
     if request.method == "POST" and form.is_valid():
         site = auth.upload_site_for(request.user, form.cleaned_data.get("site"))
         made = _preview(request, form, site, kind)
@@ -203,6 +205,8 @@ def upload_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def my_uploads(request: HttpRequest) -> HttpResponse:
+    if request.user.role == "researcher":  # researchers: summary and research access only
+        raise PermissionDenied("site uploads are for site uploaders and data managers")
     site = auth.visible_site(request.user, request.GET.get("site"))
     uploads, studies, imaging_ready = [], [], False
     if site is not None:

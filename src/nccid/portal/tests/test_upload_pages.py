@@ -1,0 +1,198 @@
+"""Upload, preview, confirm and cancel through the portal pages, and site isolation."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models.signals import pre_save
+
+from nccid.synthetic.clinical import write_sheet
+from nccid.synthetic.people import people
+
+pytestmark = pytest.mark.django_db(databases=["default", "vault"])
+
+
+def sheet(tmp_path, kind="positive", count=4, errors=0, seed=2, name=None):
+    path = tmp_path / (name or f"{kind}-{errors}.xlsx")
+    planted = write_sheet(kind, people(count, seed=seed), path, errors=errors, seed=seed)
+    return SimpleUploadedFile(path.name, path.read_bytes()), planted
+
+
+def upload(client, kind, file, **extra):
+    return client.post(f"/upload/{kind}/", {"file": file, **extra})
+
+
+def records():
+    from nccid.clinical.models import ClinicalRecord
+
+    return ClinicalRecord.objects.count()
+
+
+@pytest.fixture
+def uploader(client, site, make_user):
+    user = make_user("uploader", site)
+    client.force_login(user)
+    return user
+
+
+def test_upload_redirects_to_a_preview_listing_every_error(client, uploader, tmp_path):
+    file, planted = sheet(tmp_path, errors=2)
+    response = upload(client, "positive", file)
+    assert response.status_code == 302 and "/uploads/" in response["Location"]
+    page = client.get(response["Location"])
+    body = page.content.decode()
+    assert "Check your upload" in body and "There is a problem with this file" in body
+    for row, header in planted:
+        assert f'<td class="nhsuk-table__cell">{row}</td>' in body
+        assert header in body
+    facts = page.context["facts"]
+    assert facts["n_rejected"] == 2 and facts["n_accepted"] == 2 and facts["n_new"] == 2
+    assert records() == 0  # nothing saved before confirmation
+    csv = client.get(response["Location"] + "errors.csv")
+    assert csv["Content-Type"].startswith("text/csv")
+    assert len(csv.content.decode().strip().splitlines()) == 1 + len(planted)
+
+
+def test_confirm_twice_imports_once(client, uploader, tmp_path):
+    file, _ = sheet(tmp_path, count=5)
+    preview_url = upload(client, "positive", file)["Location"]
+    confirm_url = preview_url + "confirm/"
+    first = client.post(confirm_url, follow=True)
+    assert "Upload accepted: 5 new" in first.content.decode()
+    assert records() == 5
+    second = client.post(confirm_url, follow=True)
+    assert "already accepted" in second.content.decode()
+    assert records() == 5
+    from nccid.clinical.models import Upload
+
+    assert Upload.objects.get().new_records == 5
+
+
+def test_uploading_the_same_sheet_again_changes_nothing(client, uploader, tmp_path):
+    file, _ = sheet(tmp_path, count=3)
+    client.post(upload(client, "positive", file)["Location"] + "confirm/")
+    again, _ = sheet(tmp_path, count=3, name="again.xlsx")
+    page = client.get(upload(client, "positive", again)["Location"])
+    assert page.context["facts"]["n_unchanged"] == 3 and page.context["facts"]["n_new"] == 0
+
+
+def test_cancel_saves_nothing_and_cannot_then_be_confirmed(client, uploader, tmp_path):
+    file, _ = sheet(tmp_path)
+    preview_url = upload(client, "positive", file)["Location"]
+    assert client.post(preview_url + "cancel/").status_code == 302
+    after = client.post(preview_url + "confirm/", follow=True)
+    assert "cannot be confirmed" in after.content.decode()
+    assert records() == 0
+
+
+def test_an_import_failing_half_way_leaves_nothing_behind(client, uploader, tmp_path):
+    """The database fails after the records are written (injected at the audit row written in
+    the same transaction): the records are rolled back and the upload can be confirmed later."""
+    from django.db import IntegrityError
+
+    from nccid.accounts.models import AuditEvent
+    from nccid.clinical.models import Upload
+
+    file, _ = sheet(tmp_path, count=5)
+    preview_url = upload(client, "positive", file)["Location"]
+
+    def fail_after_records(sender, instance, **kwargs):
+        if instance.action == "clinical.upload.confirm":
+            assert records() == 5  # the failure really is half-way
+            raise IntegrityError("disk full (injected)")
+
+    pre_save.connect(fail_after_records, sender=AuditEvent)
+    try:
+        page = client.post(preview_url + "confirm/", follow=True)
+    finally:
+        pre_save.disconnect(fail_after_records, sender=AuditEvent)
+    body = page.content.decode()
+    assert "could not be imported and nothing was saved" in body
+    assert records() == 0
+    assert Upload.objects.get().status == "preview"
+    # Once the fault is gone, confirming works.
+    client.post(preview_url + "confirm/")
+    assert records() == 5
+
+
+def test_a_file_of_another_kind_is_flagged_with_a_link_to_the_right_page(client, uploader, tmp_path):
+    file, _ = sheet(tmp_path, kind="negative")
+    page = client.get(upload(client, "positive", file)["Location"])
+    body = page.content.decode()
+    assert page.context["facts"]["detected_kind"] == "negative"
+    assert "This looks like the negative template" in body and 'href="/upload/negative/"' in body
+    assert "Confirm and import" not in body
+
+
+def test_a_file_that_is_not_a_spreadsheet_is_refused_with_a_clear_error(client, uploader):
+    bad = SimpleUploadedFile("notes.txt", b"hello")
+    response = upload(client, "positive", bad)
+    assert response.status_code == 400
+    assert "must be a spreadsheet" in response.content.decode()
+    corrupt = SimpleUploadedFile("broken.xlsx", b"PK\x03\x04 not really a workbook")
+    page = client.get(upload(client, "positive", corrupt)["Location"])
+    assert "Upload rejected" in page.content.decode() and records() == 0
+
+
+def test_missing_file_shows_the_error_summary(client, uploader):
+    response = client.post("/upload/isaric/", {})
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "There is a problem" in body and "Select the spreadsheet to upload" in body
+
+
+def test_a_user_of_another_site_can_never_see_or_act_on_an_upload(client, site, other_site, make_user, tmp_path):
+    owner = make_user("uploader", site)
+    client.force_login(owner)
+    file, _ = sheet(tmp_path, errors=1)
+    preview_url = upload(client, "positive", file)["Location"]
+    client.force_login(make_user("uploader", other_site))
+    for url in (preview_url, preview_url + "errors.csv"):
+        assert client.get(url).status_code == 404
+    for url in (preview_url + "confirm/", preview_url + "cancel/"):
+        assert client.post(url).status_code == 404
+    body = client.get("/uploads/").content.decode()
+    assert preview_url not in body and other_site.name in body
+    assert client.get(f"/uploads/?site={site.code}").context["site"] == other_site  # param ignored
+    assert records() == 0
+    from nccid.clinical.models import Upload
+
+    assert Upload.objects.get().status == "preview"
+
+
+def test_researchers_and_data_managers_cannot_confirm(client, site, make_user, tmp_path):
+    client.force_login(make_user("uploader", site))
+    file, _ = sheet(tmp_path)
+    preview_url = upload(client, "positive", file)["Location"]
+    client.force_login(make_user("researcher"))
+    assert client.get(preview_url).status_code == 404
+    client.force_login(make_user("data-manager"))
+    assert client.get(preview_url).status_code == 200           # may look, across sites
+    assert client.post(preview_url + "confirm/").status_code == 404
+    assert records() == 0
+
+
+def test_an_admin_uploads_for_a_chosen_site(client, site, make_user, tmp_path):
+    client.force_login(make_user("admin"))
+    file, _ = sheet(tmp_path, count=2)
+    response = upload(client, "positive", file, site=site.code)
+    client.post(response["Location"] + "confirm/")
+    from nccid.clinical.models import ClinicalRecord
+
+    assert set(ClinicalRecord.objects.values_list("site__code", flat=True)) == {site.code}
+    listing = client.get(f"/uploads/?site={site.code}").content.decode()
+    assert "Accepted" in listing
+
+
+def test_my_uploads_lists_studies_without_identifiers(client, uploader, site):
+    from django.utils import timezone
+
+    from nccid.imaging.models import StudyReceipt
+
+    now = timezone.now()
+    StudyReceipt.objects.create(site=site, study_uid="2.25.1", patient="NCCID-ABCDEFGHJKMNPQRS",
+                                modality="DX", source="node", instances=2, first_received=now,
+                                last_received=now, status="waiting")
+    body = client.get("/uploads/").content.decode()
+    assert "NCCID-ABCDEFGHJKMNPQRS" in body and "Waiting for clinical record" in body
+    assert "2.25.1" not in body
