@@ -1,0 +1,149 @@
+"""Whole-file refusals: each with a clear message, and the size limit checked before parsing."""
+
+import io
+import zipfile
+
+import pytest
+
+from nccid.clinical import reader
+from nccid.clinical.reader import SpreadsheetRejected
+from nccid.clinical.schema import get_template
+
+from .helpers import csv_bytes, positive_row, run, xlsx_bytes
+
+
+def refused(data: bytes, kind: str = "positive") -> str:
+    with pytest.raises(SpreadsheetRejected) as caught:
+        sheet = reader.read_bytes(data)
+        reader.layout(sheet, kind)
+    return str(caught.value)
+
+
+def good_sheet(**kwargs) -> bytes:
+    headers, row = positive_row(age=40)
+    return xlsx_bytes(headers, [row], **kwargs)
+
+
+def test_not_a_spreadsheet():
+    assert "not a spreadsheet" in refused(b"%PDF-1.7\n\x00\x01binary" * 10)
+    assert "not a spreadsheet" in refused(_zip({"hello.txt": b"hi"}))
+
+
+def test_old_excel_format():
+    assert ".xls" in refused(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100)
+
+
+def test_empty_file_and_sheet_without_rows():
+    assert refused(b"") == "the file is empty"
+    assert "no header row" in refused(xlsx_bytes([], []))
+    assert "headers but no rows" in refused(xlsx_bytes(get_template("positive").headers, []))
+
+
+def test_a_200_mb_file_is_refused_from_its_size_alone(tmp_path):
+    big = tmp_path / "big.xlsx"
+    with open(big, "wb") as handle:
+        handle.truncate(200 * 1024 * 1024)  # sparse: nothing to parse, only the size is known
+    with pytest.raises(SpreadsheetRejected, match="the file is 200 MB; the limit is 50 MB"):
+        reader.read_path(big)
+
+
+def test_formulas_are_refused():
+    def add_formula(workbook):
+        workbook.active["D2"] = "=40+1"
+
+    assert "contains formulas" in refused(good_sheet(build=add_formula))
+
+
+def test_csv_formula_is_refused_with_its_place():
+    headers, row = positive_row(age="=1+1")
+    message = refused(csv_bytes(headers, [["" if v is None else v for v in row]]))
+    assert message == "row 2, column 4 holds a formula: upload values only"
+
+
+def test_merged_cells_are_refused():
+    def merge(workbook):
+        workbook.active.merge_cells("D2:E2")
+
+    assert "merged cells (D2:E2)" in refused(good_sheet(build=merge))
+
+
+def test_hidden_sheets_are_refused():
+    def hide(workbook):
+        workbook.create_sheet("Lookups").sheet_state = "hidden"
+
+    assert "hidden sheets (Lookups)" in refused(good_sheet(build=hide))
+
+
+def test_wrong_template_is_named():
+    negative = get_template("negative")
+    data = xlsx_bytes(negative.headers, [["9990000018", "", "", "2020-04-01", 0]])
+    assert "this looks like the negative template, not the positive template" in refused(data)
+
+
+def test_stamped_workbook_of_another_kind_or_unknown_version():
+    assert "this is the negative template" in refused(good_sheet(keywords="nccid-template:negative:1.0"))
+    message = refused(good_sheet(keywords="nccid-template:positive:1.3"))
+    assert message.startswith("template version 1.3 of the positive template is not supported")
+
+
+def test_title_of_an_older_version_is_refused():
+    message = refused(good_sheet(title="Covid-19 Data (Positive) Template v1.4"))
+    assert "template version 1.4 of the positive template is not supported" in message
+
+
+def test_missing_required_column():
+    headers, row = positive_row(age=40)
+    message = refused(xlsx_bytes(headers[1:], [row[1:]]))
+    assert message == "required columns are missing: 'NHS/CHI Number'"
+
+
+def test_no_template_column_at_all():
+    assert "no column of the" in refused(xlsx_bytes(["Name", "Address"], [["x", "y"]]))
+
+
+def test_duplicate_columns_are_refused():
+    headers, row = positive_row(age=40)
+    message = refused(xlsx_bytes(headers + ["AGE"], [row + [41]]))
+    assert "are both 'Age'" in message
+
+
+def test_unknown_extra_column_is_a_warning_not_a_refusal():
+    headers, row = positive_row(age=40)
+    sheet = reader.read_bytes(xlsx_bytes(headers + ["Favourite colour"], [row + ["blue"]]))
+    layout = reader.layout(sheet, "positive")
+    assert layout.warnings == [f"column {_letter(len(headers))} 'Favourite colour' is not part of the "
+                               "Covid-19 Data (Positive) Template v1.5 and was ignored"]
+
+
+def _letter(index: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(index + 1)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252"])
+def test_csv_encodings(encoding):
+    headers, row = positive_row(age=40, hospital="Ysbyty Gwynedd – Bangor °")
+    result = run(csv_bytes(headers, [["" if v is None else v for v in row]], encoding=encoding))
+    assert result.errors == [] and result.records[0].cleaned["hospital"] == "Ysbyty Gwynedd – Bangor °"
+
+
+def test_semicolon_csv_and_row_numbers_skip_blank_lines():
+    headers, row = positive_row(age=40)
+    text = ";".join(headers) + "\r\n\r\n" + ";".join("" if v is None else str(v) for v in row) + "\r\n"
+    sheet = reader.read_bytes(text.encode())
+    assert [n for n, _ in sheet.rows] == [3]
+
+
+def test_xlsx_row_numbers_are_sheet_rows():
+    headers, row = positive_row(age=40)
+    data = xlsx_bytes(headers, [row, [None] * len(row), list(row)])
+    assert [n for n, _ in reader.read_bytes(data).rows] == [2, 4]
+
+
+def _zip(files: dict) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
