@@ -78,7 +78,11 @@ class ConfigError(Exception):
 
 
 def _read_toml(home: Path) -> dict:
-    path = Path(os.environ.get("NCCID_CONFIG", home / "nccid.toml"))
+    if os.environ.get("NCCID_CONFIG"):
+        path = Path(os.environ["NCCID_CONFIG"])
+        if not path.is_file():
+            raise ConfigError(f"NCCID_CONFIG names {path}, which is not a file")
+    path = Path(os.environ.get("NCCID_CONFIG") or home / "nccid.toml")
     if not path.exists():
         local = Path("nccid.toml")
         path = local if local.exists() and "NCCID_CONFIG" not in os.environ else path

@@ -118,3 +118,10 @@ def test_every_part_registers_its_commands():
 
     names = set(get_command(typer_app).commands)
     assert {"init", "config", "site", "user", "link", "vault", "key"} <= names
+
+
+def test_nccid_config_naming_a_missing_file_is_an_error(configured, monkeypatch, tmp_path):
+    monkeypatch.setenv("NCCID_CONFIG", str(tmp_path / "absent.toml"))
+    reset_settings_cache()
+    with pytest.raises(ConfigError, match="NCCID_CONFIG names .*absent.toml, which is not a file"):
+        get_settings()
