@@ -1,24 +1,64 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from .models import ApiToken, AuditEvent, Site, User
+from .models import ApiToken, AuditEvent, Role, Site, User
+
+
+class DataManagerAccess:
+    """Data managers manage sites and accounts here without being superusers (no deleting)."""
+
+    def _manager(self, request) -> bool:
+        return request.user.is_active and getattr(request.user, "is_data_manager", False)
+
+    def has_module_permission(self, request):
+        return self._manager(request) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._manager(request) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return self._manager(request) or super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._manager(request) or super().has_change_permission(request, obj)
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(DataManagerAccess, admin.ModelAdmin):
     list_display = ("code", "name", "ae_title", "split_rule", "created")
     search_fields = ("code", "name", "ae_title")
 
 
 @admin.register(User)
-class NccidUserAdmin(UserAdmin):
+class NccidUserAdmin(DataManagerAccess, UserAdmin):
     list_display = ("username", "role", "site", "is_active", "last_login")
     list_filter = ("role", "site", "is_active")
     fieldsets = UserAdmin.fieldsets + (("nccid", {"fields": ("role", "site", "research_sets")}),)
 
+    def get_readonly_fields(self, request, obj=None):
+        # Only superusers grant superuser, staff or Django permissions (no self-promotion).
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += ["is_superuser", "is_staff", "groups", "user_permissions"]
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        if not request.user.is_superuser and obj.role == Role.ADMIN:
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied("only administrators may create or edit administrators")
+        obj.is_staff = obj.role in (Role.DATA_MANAGER, Role.ADMIN) or obj.is_superuser
+        super().save_model(request, obj, form, change)
+
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
+    def has_module_permission(self, request):
+        return getattr(request.user, "is_data_manager", False) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return getattr(request.user, "is_data_manager", False) or super().has_view_permission(request, obj)
+
     list_display = ("at", "username", "action", "pseudonym", "reason")
     list_filter = ("action",)
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
