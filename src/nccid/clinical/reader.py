@@ -283,6 +283,11 @@ def layout(sheet: Sheet, kind: str) -> Layout:
         columns.append(column)
     missing = [c.header for c in template.columns if c.required and c.field not in seen]
     if missing:
+        if not seen and sheet.format == "csv" and len(sheet.headers) <= 1:
+            raise SpreadsheetRejected(
+                "the file is not a spreadsheet (no columns found): upload the filled template as "
+                ".xlsx or CSV"
+            )
         if not seen:
             raise SpreadsheetRejected(
                 f"no column of the {template.title} was found in the first row: is this the right "

@@ -147,3 +147,7 @@ def _zip(files: dict) -> bytes:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def test_plain_text_without_columns_is_not_a_spreadsheet():
+    assert "not a spreadsheet (no columns found)" in refused(b"Dear colleague\nplease find attached\n")
