@@ -1,0 +1,88 @@
+"""The data managers' dashboard: figures from the database, SVG charts with table alternatives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.urls import reverse
+
+from nccid.portal import charts, summary
+
+from .figures_factories import add_clinical, add_images, pseudonym
+
+pytestmark = pytest.mark.django_db
+
+MARCH, APRIL = datetime(2020, 3, 15, tzinfo=UTC), datetime(2020, 4, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+def data(site, other_site):
+    summary.forget()
+    add_images(site, pseudonym(1), "1", "DX", count=2, when=MARCH, size=500)
+    add_images(site, pseudonym(2), "2", "CT", count=3, when=APRIL, size=1000, set_name="validation")
+    add_images(other_site, pseudonym(3), "3", "CR", when=APRIL, size=200)
+    add_clinical(site, pseudonym(1), "positive", age=34, sex="Female", ethnicity="White")
+    add_clinical(site, pseudonym(2), "negative", swabs=[], latest_swab_status="Negative",
+                 any_positive_swab=False)
+    add_clinical(other_site, pseudonym(3), "isaric", age=71, sex="Male")
+    add_clinical(other_site, pseudonym(4), "positive", age=38, sex="Male", ethnicity=None)
+
+
+def test_dashboard_figures_come_from_the_database(data, site, other_site):
+    board = charts.get_dashboard(force=True)
+    by_modality = board["studies_by_modality"]
+    assert by_modality["months"] == ["2020-03", "2020-04"]
+    assert by_modality["series"]["X-ray"] == [["2020-03", 1], ["2020-04", 2]]  # cumulative
+    assert by_modality["series"]["CT"] == [["2020-03", 0], ["2020-04", 1]]
+    assert board["studies_by_centre"]["series"][site.code][-1] == ["2020-04", 2]
+    status_final = {k: v[-1][1] for k, v in board["patients_by_status"]["series"].items()}
+    assert status_final == {"positive": 2, "negative": 1, "unknown": 1}
+    set_final = {k: v[-1][1] for k, v in board["patients_by_set"]["series"].items()}
+    assert set_final == {"training": 2, "validation": 1, "unassigned": 1}
+    assert board["demographics"]["age_bands"] == [["30-34", 1], ["35-39", 1], ["70-74", 1]]
+    assert dict(board["demographics"]["sex"]) == {"Female": 1, "Male": 2}
+    centres = {c["code"]: c for c in board["centres"]}
+    assert (centres[site.code]["patients"], centres[site.code]["studies"],
+            centres[site.code]["images"], centres[site.code]["bytes"]) == (2, 2, 5, 4000)
+    assert centres[other_site.code]["first"].startswith("2020-04-10")
+    completeness = {(r["kind"], r["field"]): r["cells"] for r in board["completeness"]["rows"]}
+    sites = board["completeness"]["sites"]
+    assert completeness[("positive", "ethnicity")][sites.index(other_site.code)] == 0.0
+    assert completeness[("positive", "age")][sites.index(site.code)] == 100.0
+
+
+def test_dashboard_is_recomputed_only_when_the_data_change(data, site, django_assert_max_num_queries):
+    first = charts.get_dashboard(force=True)
+    with django_assert_max_num_queries(4):  # the version probe only
+        assert charts.get_dashboard() is first
+    add_images(site, pseudonym(9), "9", "MR", when=APRIL)
+    charts.FigureState.objects.filter(name=charts.DASHBOARD).update(
+        updated=datetime(2020, 1, 1, tzinfo=UTC))  # older than the refresh interval
+    summary.forget()
+    assert charts.get_dashboard()["studies_by_modality"]["series"]["MRI"][-1] == ["2020-04", 1]
+
+
+def test_data_manager_page_has_every_chart_with_a_text_alternative(client, data, make_user):
+    client.force_login(make_user("data-manager"))
+    page = client.get(reverse("figures:dashboard"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    for name in charts.CHARTS:
+        url = reverse("figures:chart", args=[name])
+        assert f'src="{url}"' in html
+        svg = client.get(url)
+        assert svg.status_code == 200 and svg["Content-Type"] == "image/svg+xml"
+        assert svg.content.startswith(b"<?xml") and b"<svg" in svg.content
+    assert html.count('alt="') >= len(charts.CHARTS)
+    for table in ("table-studies-by-centre", "table-age", "table-sex", "table-centres",
+                  "table-completeness"):
+        assert f'id="{table}"' in html
+    assert client.get(reverse("figures:chart", args=["nope"])).status_code == 404
+    assert pseudonym(1) not in html
+
+
+def test_dashboard_is_for_data_managers_only(client, site, make_user):
+    client.force_login(make_user("uploader", site=site))
+    assert client.get(reverse("figures:dashboard")).status_code == 403
+    assert client.get(reverse("figures:chart", args=["age"])).status_code == 403
