@@ -1,0 +1,255 @@
+"""Imaging intake figures, side by side on one synthetic corpus the bench generates.
+
+- ``cp -r`` of the corpus (the floor for any import);
+- ``nccid images import`` (single process, de-identification included) and its peak RSS;
+- ``dicom-anonymizer`` (PyPI) on the same files;
+- the DICOM node end to end (dcmtk ``storescu`` -> ``nccid node`` -> warehouse) and its peak
+  RSS, next to dcmtk's own ``storescp`` and a bare pynetdicom receiver that only writes bytes.
+
+Full size: ~200 patients, a 2048x2048 16-bit chest X-ray each and a 512x512 CT series for
+one in five (2 GB+). ``--small`` runs the same at a tenth of the size. Writes
+``bench/output/imaging.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).parent
+NCCID = [sys.executable, "-m", "nccid.cli.main"]
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+BARE_RECEIVER = r"""
+import sys, threading
+from pathlib import Path
+from pynetdicom import AE, AllStoragePresentationContexts, ALL_TRANSFER_SYNTAXES, evt
+out = Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
+count = [0]; lock = threading.Lock()
+def store(event):
+    data = event.encoded_dataset()
+    with lock:
+        count[0] += 1; n = count[0]
+    (out / f"{n}.dcm").write_bytes(data)
+    return 0
+ae = AE(ae_title="BARE")
+ae.maximum_pdu_size = 0
+for cx in AllStoragePresentationContexts:
+    ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+ae.start_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=[(evt.EVT_C_STORE, store)])
+"""
+
+
+def make_corpus(root: Path, patients: int, console: Console) -> tuple[int, int]:
+    """Write the corpus; returns (files, bytes)."""
+    from nccid.synthetic.dicom import synthetic_instance, to_bytes
+    from nccid.synthetic.people import people
+
+    files = size = 0
+    crowd = people(patients, seed=1, site_prefix="BN")
+    started = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    for i, person in enumerate(crowd):
+        # One flat folder: dicom-anonymizer does not walk sub-folders.
+        cxr = synthetic_instance(person, modality="DX", rows=2048, columns=2048, bits=12,
+                                 patient_id=person.nhs_number, plant=False, pixel_seed=i)
+        data = to_bytes(cxr)
+        (root / f"p{i:04d}-cxr.dcm").write_bytes(data)
+        files, size = files + 1, size + len(data)
+        if i % 5 == 0:
+            for s in range(1, 41):
+                ct = synthetic_instance(person, modality="CT", study=2, instance=s, rows=512,
+                                        columns=512, patient_id=person.nhs_number, plant=False,
+                                        pixel_seed=s)
+                data = to_bytes(ct)
+                (root / f"p{i:04d}-ct{s:03d}.dcm").write_bytes(data)
+                files, size = files + 1, size + len(data)
+    console.print(f"corpus: {files} files, {size / 1e9:.2f} GB in "
+                  f"{time.perf_counter() - started:.0f} s")
+    return files, size
+
+
+def timed(cmd: list[str], env=None, cwd=None) -> tuple[float, int, int]:
+    """Run ``cmd``; (seconds, exit status, peak RSS of that process in MB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        sys.stderr.write(proc.stderr.read().decode(errors="replace")[-2000:])
+    proc.stderr.close()
+    return seconds, proc.returncode, usage.ru_maxrss // 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def fresh_home(base: Path, name: str) -> dict:
+    home = base / name
+    env = {**os.environ, "NCCID_HOME": str(home)}
+    for key in ("DATABASE_URL", "VAULT_DATABASE_URL", "STORAGE_URL"):
+        env.pop(key, None)
+    subprocess.run([*NCCID, "init"], env=env, check=True, capture_output=True)
+    subprocess.run([*NCCID, "site", "add", "BENCH", "--name", "Bench Hospital", "--ae-title",
+                    "BENCH_PACS"], env=env, check=True, capture_output=True)
+    return env
+
+
+def receive(server_cmd: list[str], port: int, corpus: Path, env=None) -> tuple[float, int]:
+    """Start a receiver, send the corpus with dcmtk storescu; (seconds, receiver peak RSS MB)."""
+    server = subprocess.Popen(server_cmd, env=env or DCMTK_ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    peak = 0
+    try:
+        wait_port(port)
+        seconds, status, _ = timed(["storescu", "-aet", "BENCH_PACS", "-aec", "NCCID", "+sd", "+r",
+                                    "-nh", "127.0.0.1", str(port), str(corpus)], env=DCMTK_ENV)
+        if status:
+            raise RuntimeError(f"storescu failed ({status}) sending to {server_cmd[0:3]}")
+        peak = peak_rss_mb(server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    return seconds, peak
+
+
+def peak_rss_mb(pid: int) -> int:
+    """The process's high-water mark of resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def count_records(env: dict) -> int:
+    import sqlite3
+
+    with sqlite3.connect(Path(env["NCCID_HOME"]) / "nccid.sqlite3") as db:
+        return db.execute("select count(*) from warehouse_imagerecord").fetchone()[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="a tenth of the size (~20 patients)")
+    parser.add_argument("--patients", type=int, default=None)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--skip-anonymizer", action="store_true")
+    args, _ = parser.parse_known_args(argv)
+    import warnings
+
+    warnings.filterwarnings("ignore", module="pydicom")  # synthetic UIDs the generator writes
+    patients = args.patients or (20 if args.small else 200)
+    console = Console()
+    base = Path(tempfile.mkdtemp(prefix="nccid-bench-imaging-", dir=args.workdir))
+    figures: dict = {"patients": patients}
+    try:
+        corpus = base / "corpus"
+        files, size = make_corpus(corpus, patients, console)
+        figures.update(files=files, corpus_gb=round(size / 1e9, 3))
+        mb = size / 1e6
+
+        subprocess.run(["sync"], check=False)
+        seconds, _, _ = timed(["cp", "-r", str(corpus), str(base / "copy")])
+        figures["cp_r_s"] = round(seconds, 2)
+        console.print(f"cp -r: {seconds:.1f} s")
+        shutil.rmtree(base / "copy")
+
+        env = fresh_home(base, "import-home")
+        seconds, status, rss = timed([*NCCID, "images", "import", "--site", "BENCH", str(corpus)],
+                                     env=env)
+        assert status == 0 and count_records(env) == files, "import did not store every file"
+        figures.update(import_s=round(seconds, 2), import_mb_s=round(mb / seconds, 1),
+                       import_peak_rss_mb=rss)
+        console.print(f"import: {seconds:.1f} s, peak RSS {rss} MB")
+        seconds, _, _ = timed([*NCCID, "images", "import", "--site", "BENCH", str(corpus)], env=env)
+        figures["import_rerun_s"] = round(seconds, 2)
+        shutil.rmtree(base / "import-home")
+
+        if not args.skip_anonymizer:
+            anonymizer = Path(sys.executable).parent / "dicom-anonymizer"
+            (base / "anon").mkdir()
+            seconds, status, rss = timed([str(anonymizer), str(corpus), str(base / "anon")])
+            written = len(list((base / "anon").rglob("*")))
+            figures.update(dicom_anonymizer_s=round(seconds, 2), dicom_anonymizer_status=status,
+                           dicom_anonymizer_files=written)
+            console.print(f"dicom-anonymizer: {seconds:.1f} s, {written} files written")
+            shutil.rmtree(base / "anon", ignore_errors=True)
+
+        port = free_port()
+        (base / "storescp").mkdir()
+        seconds, _ = receive(["storescp", "-od", str(base / "storescp"), "+B", str(port)], port,
+                             corpus)
+        figures.update(storescp_s=round(seconds, 2), storescp_mb_s=round(mb / seconds, 1))
+        shutil.rmtree(base / "storescp", ignore_errors=True)
+
+        port = free_port()
+        script = base / "bare.py"
+        script.write_text(BARE_RECEIVER)
+        seconds, _ = receive([sys.executable, str(script), str(port), str(base / "bare")], port,
+                             corpus)
+        figures.update(bare_pynetdicom_s=round(seconds, 2), bare_pynetdicom_mb_s=round(mb / seconds, 1))
+        shutil.rmtree(base / "bare", ignore_errors=True)
+
+        env = fresh_home(base, "node-home")
+        port = free_port()
+        seconds, rss = receive([*NCCID, "node", "--port", str(port)], port, corpus,
+                               env={**env, "TCP_NODELAY": "1"})
+        stored = count_records(env)
+        figures.update(node_s=round(seconds, 2), node_mb_s=round(mb / seconds, 1),
+                       node_peak_rss_mb=rss, node_stored=stored)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    cp = figures["cp_r_s"]
+    figures["import_vs_cp_r"] = round(figures["import_s"] / cp, 2) if cp else None
+    if "dicom_anonymizer_s" in figures:
+        figures["import_speedup_vs_dicom_anonymizer"] = round(
+            figures["dicom_anonymizer_s"] / figures["import_s"], 2)
+    figures["targets"] = {
+        "import_within_2x_cp_r": figures["import_vs_cp_r"] is not None and figures["import_vs_cp_r"] <= 2,
+        "import_3x_faster_than_dicom_anonymizer":
+            figures.get("import_speedup_vs_dicom_anonymizer", 0) >= 3,
+        "node_150_mb_s": figures["node_mb_s"] >= 150,
+        "peak_rss_under_500_mb": max(figures["import_peak_rss_mb"], figures["node_peak_rss_mb"]) < 500,
+    }
+    table = Table("figure", "value", title=f"imaging intake ({files} files, {size / 1e9:.2f} GB)")
+    for key, value in figures.items():
+        if key != "targets":
+            table.add_row(key, str(value))
+    for key, value in figures["targets"].items():
+        table.add_row(f"target: {key}", "met" if value else "NOT met")
+    console.print(table)
+    (HERE / "output").mkdir(exist_ok=True)
+    (HERE / "output" / "imaging.json").write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
