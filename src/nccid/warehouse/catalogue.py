@@ -236,8 +236,23 @@ def catalogue_dir() -> Path:
     temp.parent.mkdir(parents=True, exist_ok=True)
     temp.write_text(json.dumps(state))
     os.replace(temp, root / cs.STATE_FILE)
+    _prune_cache(root, state)
     _synced[warehouse.url] = (time.monotonic(), root)
     return root
+
+
+CACHE_GRACE = 600  # seconds a file no version names stays cached (open connections may read it)
+
+
+def _prune_cache(root: Path, state: dict) -> None:
+    named = {root / e["key"] for view in cs.VIEWS for e in state.get("files", {}).get(view, [])}
+    cutoff = time.time() - CACHE_GRACE
+    for path in root.rglob("*.parquet"):
+        try:
+            if path not in named and path.stat().st_mtime < cutoff:
+                path.unlink()
+        except FileNotFoundError:  # another process pruned it first
+            continue
 
 
 def connect_catalogue(read_only: bool = True, *, directory: str | Path | None = None
