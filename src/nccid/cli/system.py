@@ -27,14 +27,17 @@ def initialise(demo: bool = False, quiet: bool = False) -> None:
     from django.core.management import call_command
 
     from nccid.identity.keys import KeyFileError, create_key_file
-    from nccid.identity.models import KeyCheck
-    from nccid.identity.service import check_installation_key, record_installation_key
+    from nccid.identity.service import (
+        check_installation_key,
+        installation_has_data,
+        record_installation_key,
+    )
 
     verbosity = 0
     call_command("migrate", database="default", verbosity=verbosity, interactive=False)
     call_command("migrate", database="vault", verbosity=verbosity, interactive=False)
     if not settings.key_file.exists():
-        if KeyCheck.objects.exists():
+        if installation_has_data():  # never a silent new key over existing data
             raise KeyFileError(
                 f"key file {settings.key_file} is missing but this installation already holds "
                 "data made with a key: restore the key file from backup (see docs/keys.md)"

@@ -82,9 +82,14 @@ def link(
                           highlight=False)
 
 
-def _login(username: str, password_stdin: bool, action: str):
-    """The active data-manager account ``username`` after a password check; refusals audited."""
+def _login(username: str, password_stdin: bool, action: str, pseudonym: str = "",
+           reason: str = ""):
+    """The active data-manager account ``username`` after a password check; refusals audited
+    with what was asked for (the pseudonym only if it is one, the reason only if it holds no
+    patient number)."""
     from nccid.accounts.models import User, audit
+    from nccid.identity.numbers import looks_like_patient_number
+    from nccid.identity.service import normalise_pseudonym
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -97,7 +102,9 @@ def _login(username: str, password_stdin: bool, action: str):
     elif not user.is_active or not user.is_data_manager:
         cause = "only data managers may use the vault"
     if cause:
-        audit(f"{username} ({_cli_actor()})", f"{action}.denied", cause=cause)
+        audit(f"{username} ({_cli_actor()})", f"{action}.denied", cause=cause,
+              pseudonym=normalise_pseudonym(pseudonym) or "",
+              reason="" if looks_like_patient_number(reason) else reason.strip())
         raise UserError(cause)
     return user
 
@@ -113,7 +120,7 @@ def vault_reveal(
     setup_django()
     from nccid.identity.service import ReasonRequired, UnknownPseudonym, VaultAccessDenied, reveal
 
-    account = _login(user, password_stdin, "vault.reveal")
+    account = _login(user, password_stdin, "vault.reveal", pseudonym, reason)
     try:
         number = reveal(account, pseudonym, reason)
     except (VaultAccessDenied, ReasonRequired, UnknownPseudonym) as exc:

@@ -11,29 +11,10 @@ import pytest
 
 from nccid.cli.tests.clirun import run_nccid
 from nccid.identity.keys import create_key_file
+from nccid.identity.tests.conftest import init
 from nccid.synthetic.people import nhs_test_numbers, spaced
 
 NUMBERS = nhs_test_numbers(5, start=60_606)
-
-
-@pytest.fixture(scope="module")
-def template_home(tmp_path_factory):
-    """One initialised home per module; tests get copies (an init costs seconds)."""
-    home = tmp_path_factory.mktemp("template") / "home"
-    init(home)
-    return home
-
-
-@pytest.fixture
-def home(template_home, nccid_home):
-    shutil.copytree(template_home, nccid_home, copy_function=shutil.copy2)
-    return nccid_home
-
-
-def init(home):
-    result = run_nccid("init", env={"NCCID_HOME": str(home)})
-    assert result.code == 0, result.err
-    return result
 
 
 def link_pseudonyms(home, tmp_path) -> list[str]:

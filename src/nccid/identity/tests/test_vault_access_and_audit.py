@@ -149,7 +149,10 @@ def test_cli_reveal_refuses_wrong_password_and_other_roles(stored, make_user, si
         assert "Traceback" not in result.err and stored[0][1] not in result.err
     assert "wrong password" in wrong.err_text
     assert "only data managers" in denied.err_text
-    assert len(events("vault.reveal.denied")) == 2
+    refusals = events("vault.reveal.denied")
+    assert [e.pseudonym for e in refusals] == [stored[0][0]] * 2
+    assert [e.reason for e in refusals] == ["x", "x"]
+    assert refusals[0].username.startswith(manager.username + " (cli:")
     assert not events("vault.reveal")
 
 
