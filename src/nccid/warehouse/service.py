@@ -99,6 +99,7 @@ class StoredImage:
 
 
 _OMITTED = "nccid:omitted"
+_PIXEL_TAGS = ("7FE00008", "7FE00009", "7FE00010")  # Float, Double Float and Pixel Data
 _AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY]?)\s*$")
 
 
@@ -124,6 +125,8 @@ def header_json(data: bytes | None = None, dataset=None) -> bytes:
     body = dataset.to_json_dict(bulk_data_threshold=1024,
                                 bulk_data_element_handler=lambda _elem: _OMITTED,
                                 suppress_invalid_tags=True)
+    for tag in _PIXEL_TAGS:  # small images' pixels fall under the bulk threshold
+        body.pop(tag, None)
     return json.dumps(_strip_bulk(body), sort_keys=True, separators=(",", ":")).encode()
 
 

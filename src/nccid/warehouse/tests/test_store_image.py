@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import pytest
@@ -33,6 +34,18 @@ def test_store_writes_image_header_and_record(site, backend, make_image):
     assert header["00100020"]["Value"] == [pseudonym]                   # Patient ID
     assert "7FE00010" not in header                                       # no pixel data
     assert len(backend.read(record.metadata_key)) < 4000
+
+
+def test_header_from_a_parsed_dataset_has_no_pixels(site, local_warehouse, make_image):
+    import pydicom
+
+    pseudonym, data, meta = make_image(5, "CR")
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    assert len(dataset.PixelData) <= 1024  # small enough to be inlined if not dropped
+    record = store_image(site, pseudonym, data, meta, dataset=dataset).record
+    header = json.loads(local_warehouse.read(record.metadata_key))
+    assert "7FE00010" not in header
+    assert header["00080060"]["Value"] == ["CR"]
 
 
 def test_second_store_of_same_sop_uid_writes_nothing(site, backend, make_image):
