@@ -191,7 +191,7 @@ def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None
         raise
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     retired = key_file.with_name(f"{key_file.name}.retired-{stamp}")
-    os.link(key_file, retired)
+    write_key_file(retired, key_file.read_text(encoding="utf-8"))  # 0600 from the start
     os.replace(staged, key_file)
     reset_keyring_cache()
     audit(account, "vault.rekey", entries=count, old_vault_key=old.vault_fingerprint,

@@ -72,8 +72,25 @@ def write_key_file(path: Path, text: str) -> None:
             raise KeyFileError(
                 f"{path} already exists: refusing to replace a key (data would be lost)"
             ) from exc
+        except OSError:  # a filesystem without hard links: exclusive create instead
+            _write_exclusive(path, text)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_exclusive(path: Path, text: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{path} already exists: refusing to replace a key") from exc
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def create_key_file(path: Path) -> None:
