@@ -103,7 +103,8 @@ def _load_site(demo_site: DemoSite, scratch: Path) -> None:
     site = Site.objects.get(code=demo_site.code)
     uploader = User.objects.get(username=f"{demo_site.code.lower()}.uploader")
     patients = people(PATIENTS_PER_SITE + 4, seed=demo_site.seed, site_prefix=demo_site.code)
-    positive, negative, unlinked = patients[:18], patients[18:PATIENTS_PER_SITE], patients[PATIENTS_PER_SITE:]
+    # The last few patients get images but no clinical record: their images wait to be linked.
+    positive, negative = patients[:18], patients[18:PATIENTS_PER_SITE]
     for kind, group in (("positive", positive), ("negative", negative), ("isaric", positive[:8])):
         path = scratch / f"{demo_site.code}-{kind}.xlsx"
         write_sheet(kind, group, path, seed=demo_site.seed)
