@@ -124,19 +124,27 @@ class _Dir:
         return (self.root / key).is_file()
 
 
+def _peak_rss_mb() -> float:
+    """This process's own high-water mark (VmHWM; ru_maxrss would carry the parent's over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _export_child(root: str, dest: str, queue) -> None:
     from nccid.research.cohort import Cohort, CohortFilter
     from nccid.research.export import write_export
     from nccid.research.source import Source
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = _peak_rss_mb()
     root_path = Path(root)
     source = Source(connect=lambda: _connect(root_path / "catalogue"), warehouse=_Dir(root_path / "warehouse"))
     t0 = time.perf_counter()
     result = write_export(Cohort(CohortFilter(), ("training",), source), Path(dest), ("parquet", "csv", "dicom"))
     seconds = time.perf_counter() - t0
     queue.put({"rss_after_imports_mb": baseline, "seconds": seconds, "files": result.files, "bytes": result.bytes,
-               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "peak_rss_mb": _peak_rss_mb()})
 
 
 def _plain_copy(src: Path, dest: Path) -> float:

@@ -347,10 +347,10 @@ class Cohort:
 
     def counts(self) -> Counts:
         if self._counts is None:
+            # img only holds cohort patients' images (img ⊆ pat, and cp is img's patients
+            # whenever an image criterion is set), so one pass over img gives both counts.
             row = self._execute(
-                "SELECT (SELECT count(*) FROM cp), "
-                "(SELECT count(DISTINCT study_uid) FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp)), "
-                "(SELECT count(*) FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp))"
+                "SELECT (SELECT count(*) FROM cp), count(DISTINCT study_uid), count(*) FROM img"
             ).fetchone()
             self._counts = Counts(int(row[0]), int(row[1]), int(row[2]))
         return self._counts
@@ -360,13 +360,13 @@ class Cohort:
                              "ORDER BY p.pseudonym" + _page(limit), _page_params(limit, offset)).df()
 
     def images(self, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
-        return self._execute("SELECT * FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp) "
+        return self._execute("SELECT * FROM img "
                              "ORDER BY pseudonym, study_uid, series_uid, sop_uid" + _page(limit),
                              _page_params(limit, offset)).df()
 
     def image_rows(self, columns: str = "storage_key, size, sha256, folder, set_name"):
         """Images as a streaming cursor of tuples (for exports and datasets: no frame in memory)."""
-        return self._execute(f"SELECT {columns} FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp) "
+        return self._execute(f"SELECT {columns} FROM img "
                              "ORDER BY pseudonym, study_uid, series_uid, sop_uid")
 
     def clinical(self) -> pd.DataFrame:

@@ -168,7 +168,7 @@ def _write_tables(cohort: Cohort, writer: _Writer, formats: tuple[str, ...]) -> 
     queries = {
         "clinical": "SELECT c.* FROM clinical c WHERE list_contains($sets, c.set_name) "
                     "AND c.pseudonym IN (SELECT pseudonym FROM cp) ORDER BY c.pseudonym, c.kind, c.site",
-        "images": "SELECT * FROM img WHERE pseudonym IN (SELECT pseudonym FROM cp) "
+        "images": "SELECT * FROM img "
                   "ORDER BY pseudonym, study_uid, series_uid, sop_uid",
     }
     for name, sql in queries.items():
