@@ -44,7 +44,10 @@ def images_import(
     from nccid.accounts.models import Site
 
     from .importer import collect, import_sources
+    from .logsafe import protect_logs
     from .outcome import IngestOutcome, IngestStatus
+
+    protect_logs()
 
     site_obj = Site.objects.filter(code=site.strip().upper()).first()
     if site_obj is None:

@@ -21,7 +21,9 @@ from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
@@ -36,7 +38,7 @@ from nccid.identity.service import get_keyring
 
 from . import deps
 from .deid import DeidError
-from .models import HeldImage, PendingImage, StudyReceipt
+from .models import HeldImage, PendingImage, ReceiptStatus, StudyReceipt
 from .outcome import IngestOutcome, IngestStatus
 
 log = logging.getLogger("nccid.imaging.intake")
@@ -269,12 +271,13 @@ def _ingest(data: bytes, site, source: str) -> IngestOutcome:
     if patient.pseudonym is None:
         return _keep_pending(out, meta, site, source, patient.hospital_hash)
     clinical = deps.has_clinical_record(patient.pseudonym)
-    stored = deps.store_image(site, patient.pseudonym, out, meta, linked=clinical,
-                              dataset=result.dataset)
-    if not stored.created:
-        return IngestOutcome(IngestStatus.DUPLICATE, "already stored", meta.sop_uid)
-    record_receipt(site, meta, patient.pseudonym, source, len(out), stored=1,
-                   has_clinical=clinical)
+    with transaction.atomic():  # one commit for the image row and its receipt
+        stored = deps.store_image(site, patient.pseudonym, out, meta, linked=clinical,
+                                  dataset=result.dataset)
+        if not stored.created:
+            return IngestOutcome(IngestStatus.DUPLICATE, "already stored", meta.sop_uid)
+        record_receipt(site, meta, patient.pseudonym, source, len(out), stored=1,
+                       has_clinical=clinical)
     return IngestOutcome(IngestStatus.STORED, "", meta.sop_uid)
 
 
@@ -323,30 +326,39 @@ def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) ->
 
 def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: int = 0,
                    pending: int = 0, held: int = 0, has_clinical: bool = False) -> None:
-    """Count one new instance into its study's receipt (created on the study's first one)."""
-    from django.db.models import F
+    """Count one new instance into its study's receipt (created on the study's first one).
 
+    One UPDATE in the usual case: the status is computed in SQL from the new counts.
+    """
     now = timezone.now()
     changes = dict(instances=F("instances") + 1, bytes=F("bytes") + size,
                    stored=F("stored") + stored, pending=F("pending") + pending,
-                   held=F("held") + held, last_received=now)
+                   held=F("held") + held, last_received=now,
+                   status=_status_sql(held, pending))
     query = StudyReceipt.objects.filter(site=site, study_uid=meta.study_uid)
-    if not query.update(**changes):
-        try:
-            StudyReceipt.objects.create(
-                site=site, study_uid=meta.study_uid, patient=patient,
-                modality=meta.modality or "", source=source, instances=1, bytes=size,
-                stored=stored, pending=pending, held=held, first_received=now,
-                last_received=now, status="stored",
-                has_clinical=has_clinical,
-            )
-        except IntegrityError:  # the study's first instances raced: count into the winner
-            query.update(**changes)
-    refresh_receipt_status(query)
+    if query.update(**changes):
+        return
+    first = StudyReceipt(site=site, study_uid=meta.study_uid, patient=patient,
+                         modality=meta.modality or "", source=source, instances=1, bytes=size,
+                         stored=stored, pending=pending, held=held, first_received=now,
+                         last_received=now, has_clinical=has_clinical)
+    first.status = first.derive_status()
+    try:
+        with transaction.atomic():
+            first.save(force_insert=True)
+    except IntegrityError:  # the study's first instances raced: count into the winner
+        query.update(**changes)
+
+
+def _status_sql(held: int = 0, pending: int = 0):
+    """The receipt's status after adding ``held``/``pending`` (same rule as derive_status)."""
+    return Case(
+        When(GreaterThan(F("held") + held, 0), then=Value(ReceiptStatus.HELD)),
+        When(GreaterThan(F("pending") + pending, 0), then=Value(ReceiptStatus.PENDING)),
+        When(has_clinical=True, then=Value(ReceiptStatus.STORED)),
+        default=Value(ReceiptStatus.WAITING),
+    )
 
 
 def refresh_receipt_status(query) -> None:
-    for receipt in query:
-        status = receipt.derive_status()
-        if status != receipt.status:
-            StudyReceipt.objects.filter(pk=receipt.pk).update(status=status)
+    query.update(status=_status_sql())

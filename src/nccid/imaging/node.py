@@ -171,6 +171,9 @@ def make_ae(ae_title: str | None = None) -> NodeAE:
 def start_node(host: str | None = None, port: int | None = None,
                ae_title: str | None = None) -> ThreadedAssociationServer:
     """Start the node in background threads; call ``.shutdown()`` on the result to stop it."""
+    from .logsafe import protect_logs
+
+    protect_logs()
     settings = get_settings()
     ae = make_ae(ae_title)
     address = (host or settings.node_host, settings.node_port if port is None else port)

@@ -1,0 +1,46 @@
+"""Keep DICOM libraries from writing header values into logs.
+
+pydicom and pynetdicom quote the offending value when they warn about a non-conformant
+element (e.g. "Non-conformant 'Affected SOP Instance UID' value '1.2.826...'"): an original
+UID or a name would then reach the log files. Their warnings keep their text, minus values.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+class RedactValues(logging.Filter):
+    """Replace every quoted value in a record's message by '…'."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string: drop its arguments
+            message = str(record.msg)
+        record.msg, record.args = _QUOTED.sub("'…'", message), None
+        return True
+
+
+def protect_logs() -> None:
+    """Redact the DICOM libraries' log records and silence their Python warnings."""
+    redact = RedactValues()
+    for name in ("pynetdicom", "pydicom"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactValues) for f in logger.filters):
+            logger.addFilter(redact)  # records logged on the logger itself
+        for handler in logger.handlers:  # records propagated from child loggers
+            if not any(isinstance(f, RedactValues) for f in handler.filters):
+                handler.addFilter(redact)
+        if not logger.handlers:
+            logger.propagate = False
+            quiet = logging.StreamHandler()  # what Python's last-resort handler would do
+            quiet.setLevel(logging.WARNING)
+            quiet.addFilter(redact)
+            logger.addHandler(quiet)
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
+    warnings.filterwarnings("ignore", module=r"pynetdicom(\..*)?$")
