@@ -12,9 +12,12 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.messages import get_messages
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -37,11 +40,26 @@ def data_manager_required(view):
     return wrapped
 
 
+# A user's rendered summary page is reused for a few seconds while the figures are unchanged:
+# under load most views then cost a session look-up and a dictionary read.
+PAGE_SECONDS = 5
+
+
 @login_required
 @require_GET
 def summary_page(request: HttpRequest) -> HttpResponse:
     figures = get_summary()
-    return render(request, "portal/summary.html", {"figures": figures, "rows": figures.rows()})
+    key = f"figures:summary:{request.session.session_key}:{'.'.join(map(str, figures.version))}"
+    pending = list(get_messages(request))  # a page showing messages is never reused
+    content = None if pending else cache.get(key)
+    if content is None:
+        response = render(request, "portal/summary.html", {"figures": figures, "rows": figures.rows()})
+        if not pending:
+            cache.set(key, response.content, PAGE_SECONDS)
+    else:
+        response = HttpResponse(content)
+    patch_cache_control(response, private=True)
+    return response
 
 
 @data_manager_required
