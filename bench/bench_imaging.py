@@ -83,15 +83,15 @@ def make_corpus(root: Path, patients: int, console: Console) -> tuple[int, int]:
 
 def timed(cmd: list[str], env=None, cwd=None) -> tuple[float, int, int]:
     """Run ``cmd``; (seconds, exit status, peak RSS of that process in MB)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        sys.stderr.write(proc.stderr.read().decode(errors="replace")[-2000:])
-    proc.stderr.close()
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a full pipe stalls the child
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            errors.seek(0)
+            sys.stderr.write(errors.read().decode(errors="replace")[-2000:])
     return seconds, proc.returncode, usage.ru_maxrss // 1024
 
 
