@@ -152,7 +152,8 @@ def _covid_status() -> dict[str, str]:
     status: dict[str, str] = {}
     rows = clinical_model().objects.values_list("pseudonym", "kind", "cleaned__any_positive_swab")
     for pseudonym, kind, positive_swab in rows.iterator(chunk_size=5000):
-        if kind == "positive" or positive_swab is True:
+        # JSON true may come back as True or 1, depending on the database.
+        if kind == "positive" or positive_swab in (True, "true"):
             status[pseudonym] = "positive"
         elif kind == "negative":
             status.setdefault(pseudonym, "negative")

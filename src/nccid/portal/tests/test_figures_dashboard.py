@@ -27,19 +27,22 @@ def data(site, other_site):
                  any_positive_swab=False)
     add_clinical(other_site, pseudonym(3), "isaric", age=71, sex="Male")
     add_clinical(other_site, pseudonym(4), "positive", age=38, sex="Male", ethnicity=None)
+    add_images(other_site, pseudonym(5), "5", "DX", when=APRIL)
+    add_clinical(other_site, pseudonym(5), "negative", swabs=[], latest_swab_status="Positive",
+                 any_positive_swab=True)  # a later positive swab on the negative template
 
 
 def test_dashboard_figures_come_from_the_database(data, site, other_site):
     board = charts.get_dashboard(force=True)
     by_modality = board["studies_by_modality"]
     assert by_modality["months"] == ["2020-03", "2020-04"]
-    assert by_modality["series"]["X-ray"] == [["2020-03", 1], ["2020-04", 2]]  # cumulative
+    assert by_modality["series"]["X-ray"] == [["2020-03", 1], ["2020-04", 3]]  # cumulative
     assert by_modality["series"]["CT"] == [["2020-03", 0], ["2020-04", 1]]
     assert board["studies_by_centre"]["series"][site.code][-1] == ["2020-04", 2]
     status_final = {k: v[-1][1] for k, v in board["patients_by_status"]["series"].items()}
-    assert status_final == {"positive": 2, "negative": 1, "unknown": 1}
+    assert status_final == {"positive": 3, "negative": 1, "unknown": 1}
     set_final = {k: v[-1][1] for k, v in board["patients_by_set"]["series"].items()}
-    assert set_final == {"training": 2, "validation": 1, "unassigned": 1}
+    assert set_final == {"training": 3, "validation": 1, "unassigned": 1}
     assert board["demographics"]["age_bands"] == [["30-34", 1], ["35-39", 1], ["70-74", 1]]
     assert dict(board["demographics"]["sex"]) == {"Female": 1, "Male": 2}
     centres = {c["code"]: c for c in board["centres"]}
