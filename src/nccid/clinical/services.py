@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -71,10 +71,33 @@ def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> U
 
     ``filename`` is only a hint and is never stored (it may carry a patient's name).
     """
+    upload, staged = _prepare(site, kind, data, user)
+    if upload.status == Upload.Status.REJECTED:
+        return upload
+    plan = _plan(site, kind, staged["records"])
+    upload.new_records, upload.updated_records, upload.unchanged_records = (
+        len(plan["new"]), len(plan["updated"]), len(plan["unchanged"]))
+    upload.staged = staged
+    upload.save()
+    _previewed(upload, user)
+    return upload
+
+
+def _previewed(upload: Upload, user) -> None:
+    audit(_username(user), "clinical.upload.preview", upload=upload.pk, site=upload.site.code,
+          kind=upload.kind, rows=upload.total_rows, rejected=upload.rejected_rows)
+    log.info("clinical upload %s (%s, %s): %s rows, %s rejected", upload.pk, upload.site.code,
+             upload.kind, upload.total_rows, upload.rejected_rows)
+
+
+def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | None]:
+    """Read, validate and pseudonymise: an unsaved ``preview`` upload and its staged records,
+    or a saved ``rejected`` upload."""
     if kind not in KINDS:
         raise ValueError(f"unknown template kind {kind!r}: use one of {', '.join(KINDS)}")
     upload = Upload(site=site, kind=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                    uploaded_by=_user_or_none(user), uploaded_by_name=_username(user))
+                    uploaded_by=_user_or_none(user), uploaded_by_name=_username(user),
+                    status=Upload.Status.PREVIEW)
     try:
         sheet = reader.read_bytes(data, max_bytes())
         upload.file_format = sheet.format
@@ -82,7 +105,7 @@ def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> U
         upload.template_version = layout.template.version
         result = validate(sheet, layout, site_rules(site), get_keyring())
     except (reader.SpreadsheetRejected, ConfigurationError) as exc:
-        return _refuse(upload, str(exc))
+        return _refuse(upload, str(exc)), None
     upload.total_rows = result.total_rows
     upload.rejected_rows = len(result.rejected_rows)
     upload.accepted_rows = result.accepted_rows
@@ -90,33 +113,22 @@ def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> U
     upload.sheet_warnings = result.sheet_warnings
     if not result.records:
         return _refuse(upload, f"no row could be accepted: all {result.total_rows} rows have errors "
-                               "(see the list of errors)")
+                               "(see the list of errors)"), None
     vault = {p: base64.b64encode(encrypt_for_vault(p, digits)).decode("ascii")
              for p, digits in result.vault_numbers.items()}
     records = [{"pseudonym": r.pseudonym, "hospital_hash": r.hospital_hash, "data": r.data,
                 "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows} for r in result.records]
-    for record in records:
-        record["digest"] = _digest(record)
-    upload.staged = {
-        "records": records,
-        "vault": vault,
-    }
-    plan = _plan(site, kind, upload.staged["records"])
-    upload.new_records, upload.updated_records, upload.unchanged_records = (
-        len(plan["new"]), len(plan["updated"]), len(plan["unchanged"]))
-    upload.status = Upload.Status.PREVIEW
-    upload.save()
-    audit(_username(user), "clinical.upload.preview", upload=upload.pk, site=site.code, kind=kind,
-          rows=upload.total_rows, rejected=upload.rejected_rows)
-    log.info("clinical upload %s (%s, %s): %s rows, %s rejected", upload.pk, site.code, kind,
-             upload.total_rows, upload.rejected_rows)
-    return upload
+    return upload, {"records": records, "vault": vault}
 
 
-def _digest(record: dict) -> str:
-    body = json.dumps([record.get("hospital_hash"), record["data"], record["cleaned"], record["flags"]],
-                      sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(body.encode()).hexdigest()
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str, check_circular=False)
+
+
+def _encode(record: dict) -> dict:
+    """The record with its JSON texts (encoded once: for the digest and for the insert)."""
+    texts = tuple(_ENCODER.encode(record[k]) for k in ("data", "cleaned", "flags"))
+    body = "\x1f".join((record.get("hospital_hash") or "", *texts))
+    return {**record, "json": texts, "digest": hashlib.sha256(body.encode()).hexdigest()}
 
 
 def _existing(site: Site, kind: str, pseudonyms: list[str]) -> dict[str, ClinicalRecord]:
@@ -131,15 +143,13 @@ def _existing(site: Site, kind: str, pseudonyms: list[str]) -> dict[str, Clinica
 def _merged(kind: str, old: ClinicalRecord | None, staged: dict) -> dict:
     """The record as it will be after this upload (negative sheets add swabs to earlier ones)."""
     if kind != "negative" or old is None:
-        return staged if "digest" in staged else {**staged, "digest": _digest(staged)}
+        return _encode(staged)
     data = dict(staged["data"])
     data["swabs"] = merge_swab_lists(old.data.get("swabs", []), staged["data"].get("swabs", []))
     data.setdefault("hospital", old.data.get("hospital"))
-    record = {**staged, "data": data, "cleaned": clean_negative(data),
-              "flags": sorted(set(old.flags or []) | set(staged["flags"])),
-              "hospital_hash": staged.get("hospital_hash") or old.hospital_hash or None}
-    record["digest"] = _digest(record)
-    return record
+    return _encode({**staged, "data": data, "cleaned": clean_negative(data),
+                    "flags": sorted(set(old.flags or []) | set(staged["flags"])),
+                    "hospital_hash": staged.get("hospital_hash") or old.hospital_hash or None})
 
 
 def _plan(site: Site, kind: str, staged: list[dict]) -> dict:
@@ -159,6 +169,10 @@ def _plan(site: Site, kind: str, staged: list[dict]) -> dict:
 
 def confirm_upload(upload: Upload, user) -> Upload:
     """Write a previewed upload. Confirming twice (or concurrently) imports once."""
+    return _confirm(upload, user, upload.staged)
+
+
+def _confirm(upload: Upload, user, staged: dict | None) -> Upload:
     with transaction.atomic():
         claimed = Upload.objects.filter(pk=upload.pk, status=Upload.Status.PREVIEW).update(
             status=Upload.Status.ACCEPTED, confirmed_at=timezone.now())
@@ -172,8 +186,8 @@ def confirm_upload(upload: Upload, user) -> Upload:
                    .get(pk=upload.pk))
         # Staged data never changes while an upload is in preview, and the claim above made
         # this call the only writer: the caller's copy can be used instead of re-reading it.
-        staged = upload.staged if upload.staged is not None else (
-            Upload.objects.values_list("staged", flat=True).get(pk=upload.pk))
+        if staged is None:
+            staged = Upload.objects.values_list("staged", flat=True).get(pk=upload.pk)
         accepted = _write(current, staged or {})
         audit(_username(user), "clinical.upload.confirm", upload=current.pk, site=current.site.code,
               kind=current.kind, new=current.new_records, updated=current.updated_records,
@@ -193,15 +207,11 @@ def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
     store_in_vault(vault)
     site, kind = upload.site, upload.kind
     plan = _plan(site, kind, staged.get("records", []))
-    new = [ClinicalRecord(site=site, pseudonym=r["pseudonym"], kind=kind,
-                          hospital_hash=r.get("hospital_hash") or "", data=r["data"],
-                          cleaned=r["cleaned"], flags=r["flags"], digest=r["digest"], last_upload=upload)
-           for r in plan["new"]]
-    ClinicalRecord.objects.bulk_create(new, batch_size=1000)
-    if new and new[0].pk is None:  # backends that do not return ids from bulk inserts
-        ids = _existing(site, kind, [r.pseudonym for r in new])
-        for record in new:
-            record.pk = ids[record.pseudonym].pk
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    _insert(ClinicalRecord, ["site_id", "pseudonym", "kind", "hospital_hash", "data", "cleaned", "flags",
+                             "digest", "last_upload_id", "created", "updated"],
+            [(site.pk, r["pseudonym"], kind, r.get("hospital_hash") or "", *r["json"], r["digest"],
+              upload.pk, now, now) for r in plan["new"]])
     changed, superseded = [], []
     for old, merged in plan["updated"]:
         superseded.append(ClinicalRecordVersion(
@@ -217,7 +227,7 @@ def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
         batch_size=500)
     ClinicalRecordVersion.objects.bulk_create(superseded, batch_size=1000)
     link_warnings = _link(site, staged.get("records", []))
-    upload.new_records, upload.updated_records = len(new), len(changed)
+    upload.new_records, upload.updated_records = len(plan["new"]), len(changed)
     upload.unchanged_records = len(plan["unchanged"])
     upload.sheet_warnings = list(upload.sheet_warnings or []) + link_warnings
     upload.staged = None
@@ -245,10 +255,26 @@ def _link(site: Site, records: Iterable[dict]) -> list[str]:
             where = f"row {rows[0]}" if rows else "a row"
             warnings.append(f"{where}: the hospital number is already linked to a different NHS/CHI "
                             "number at this site; the earlier link was kept (check the sheet)")
-    PatientLink.objects.bulk_create(
-        [PatientLink(site=site, hospital_hash=h, pseudonym=p) for h, (p, _) in wanted.items()
-         if h not in known], batch_size=1000, ignore_conflicts=True)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    _insert(PatientLink, ["site_id", "hospital_hash", "pseudonym", "created"],
+            [(site.pk, h, p, now) for h, (p, _) in wanted.items() if h not in known],
+            ignore_conflicts=True)
     return warnings
+
+
+def _insert(model, columns: list[str], rows: list[tuple], ignore_conflicts: bool = False) -> None:
+    """Plain multi-row INSERT for the large first imports: the ORM's per-field preparation of
+    tens of thousands of objects costs more than validating them. JSON comes pre-encoded."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(c) for c in columns)}) "
+           f"VALUES ({', '.join(['%s'] * len(columns))})")
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 2000):
+            cursor.executemany(sql, rows[start:start + 2000])
 
 
 def cancel_upload(upload: Upload, user) -> Upload:
@@ -274,10 +300,14 @@ def import_file(site: Site, kind: str, path: Path, user) -> Upload:
             reader.check_size(size, max_bytes())
         except reader.SpreadsheetRejected as exc:
             return _refuse(upload, str(exc))
-    upload = preview_upload(site, kind, path.name, path.read_bytes(), user)
-    if upload.status == Upload.Status.PREVIEW:
-        upload = confirm_upload(upload, user)
-    return upload
+    upload, staged = _prepare(site, kind, path.read_bytes(), user)
+    if upload.status == Upload.Status.REJECTED:
+        return upload
+    # Preview and confirm in one transaction; the staged records stay in memory.
+    with transaction.atomic():
+        upload.save()
+        _previewed(upload, user)
+        return _confirm(upload, user, staged)
 
 
 def pseudonym_for_hospital_number(site: Site, hospital_hash: str) -> str | None:
