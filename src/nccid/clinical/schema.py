@@ -233,3 +233,26 @@ def get_template(kind: str) -> Template:
 @cache
 def isaric4c_rules() -> dict:
     return _read("isaric4c.toml")
+
+
+def describe() -> str:
+    """The schema as a Markdown reference (``python -m nccid.clinical.describe`` writes FIELDS.md)."""
+    lines = ["# Clinical template fields", "",
+             "Generated from the TOML files beside this one by `python -m nccid.clinical.describe`;",
+             "a test fails when it is out of date. Edit the TOML, then regenerate.", ""]
+    for template in templates().values():
+        lines += [f"## {template.title} (`{template.kind}`)", "",
+                  "| header | also accepted | field | type | codes / range | unit (alternatives) | required |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in template.columns:
+            codes = c.codes.legend() if c.codes else (
+                f"{c.min if c.min is not None else ''}–{c.max if c.max is not None else ''}"
+                if c.min is not None or c.max is not None else "")
+            units = (c.unit or "") + (f" ({', '.join(c.units)})" if c.units else "")
+            aliases = ", ".join(f"`{a}`" for a in c.aliases)
+            header = c.header.replace("|", "\\|").replace("  ", "&nbsp;&nbsp;")
+            note = "" if c.in_template else " (not in the download)"
+            lines.append(f"| {header}{note} | {aliases} | `{c.field}` | {c.type} | {codes} | {units} | "
+                         f"{'yes' if c.required else ''} |")
+        lines.append("")
+    return "\n".join(lines)

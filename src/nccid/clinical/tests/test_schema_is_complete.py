@@ -109,3 +109,11 @@ def test_units_and_conversions_are_declared():
     fio2 = positive.field("fio2")
     assert fio2.unit == "%" and fio2.text_values["BLUE"] == 24 and fio2.text_values["GREEN"] == 60
     assert positive.field("temperature").min == 25 and positive.field("temperature").max == 45
+
+
+def test_fields_reference_is_up_to_date():
+    from nccid.clinical.describe import FIELDS_MD
+    from nccid.clinical.schema import describe
+
+    assert FIELDS_MD.read_text(encoding="utf-8") == describe(), (
+        "regenerate with: python -m nccid.clinical.describe")
