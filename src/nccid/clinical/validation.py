@@ -21,7 +21,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
+from nccid.identity.numbers import (
+    InvalidPatientNumber,
+    looks_like_patient_number,
+    validate_patient_number,
+)
 
 from .reader import Layout, Sheet
 from .schema import Column, Template, isaric4c_rules
@@ -312,6 +316,8 @@ def _code(column: Column) -> Callable:
             return code, labels[code]
         if codes.subcodes and len(key) == 2 and key[0] in lookup and key.isalpha():
             return key, labels[lookup[key[0]]]
+        if codes.free_text and looks_like_patient_number(key):
+            raise CellError(IDENTIFIER_IN_WRONG_COLUMN)
         for needle, rule_code in codes.text_rules:
             if needle in key:
                 return (_shown(value) if codes.free_text else rule_code), labels[rule_code]
@@ -323,11 +329,26 @@ def _code(column: Column) -> Callable:
     return convert
 
 
+IDENTIFIER_IN_WRONG_COLUMN = ("looks like an NHS/CHI number: identifiers belong only in the "
+                              "NHS/CHI Number column, so this row was not imported")
+
+
+def _problem(row: int, header: str, label: str, value: object, reason: str,
+             severity: str = "error") -> Problem:
+    """A problem whose value and reason never repeat something that looks like an NHS/CHI number."""
+    shown = _shown(value)
+    if looks_like_patient_number(shown):
+        return Problem(row, header, label, "", IDENTIFIER_IN_WRONG_COLUMN, "error")
+    return Problem(row, header, label, shown, reason, severity)
+
+
 def _text(column: Column) -> Callable:
     limit = column.max_length
 
     def convert(value: object) -> tuple[object, object]:
         text = _shown(value).strip()
+        if looks_like_patient_number(text):
+            raise CellError(IDENTIFIER_IN_WRONG_COLUMN)
         if limit and len(text) > limit:
             raise CellError(f"is longer than {limit} characters")
         return text, text
@@ -415,12 +436,16 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
             try:
                 data[column.field], cleaned[column.field] = convert(value)
             except CellError as exc:
-                problems.append(Problem(rownum, header, column.label, _shown(value), str(exc)))
+                problems.append(_problem(rownum, header, column.label, value, str(exc)))
                 bad = True
             except CellWarning as warn:
+                problem = _problem(rownum, header, column.label, value, warn.reason, "warning")
+                problems.append(problem)
+                if problem.severity == "error":  # an identifier where it does not belong
+                    bad = True
+                    continue
                 data[column.field], cleaned[column.field] = warn.data, warn.clean
                 flags.append(column.field)
-                problems.append(Problem(rownum, header, column.label, _shown(value), warn.reason, "warning"))
         if pseudonym is not None and template.one_row_per_patient and not bad:
             if pseudonym in first_row_of:
                 problems.append(Problem(

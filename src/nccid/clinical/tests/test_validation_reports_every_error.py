@@ -286,3 +286,26 @@ def test_every_positive_field_is_present_in_the_cleaned_view():
     result, _ = one("age", 44)
     fields = {c.field for c in get_template("positive").columns if not c.identifier}
     assert set(result.records[0].cleaned) == fields
+
+
+@pytest.mark.parametrize("field", ["hospital", "ethnicity"])
+def test_nhs_number_typed_in_a_text_column_is_refused_and_not_echoed(field):
+    number = spaced(PEOPLE[5].nhs_number)
+    result, problems = one(field, f"White {number}" if field == "ethnicity" else number)
+    problem = only(problems)
+    assert "looks like an NHS/CHI number" in problem.reason and problem.value == ""
+    assert result.records == [] and number not in repr(result.problems)
+
+
+@pytest.mark.parametrize("field, typed", [
+    ("crp", "spaced"), ("date_of_admission", "spaced"), ("smoking_status", "spaced"),
+    ("ferritin", "float"),  # out of range: would be kept raw as a warning, but not this
+])
+def test_nhs_number_in_another_column_is_never_echoed_or_kept(field, typed):
+    number = spaced(PEOPLE[5].nhs_number) if typed == "spaced" else float(PEOPLE[5].nhs_number)
+    result, problems = one(field, number)
+    problem = only(problems)
+    assert problem.value == "" and "looks like an NHS/CHI number" in problem.reason
+    shown = repr([p.as_dict() for p in result.problems])
+    assert PEOPLE[5].nhs_number not in shown and spaced(PEOPLE[5].nhs_number) not in shown
+    assert result.records == [] and result.rejected_rows == {2}
