@@ -19,6 +19,8 @@ from xml.etree import ElementTree
 
 from python_calamine import CalamineWorkbook
 
+from nccid.identity.numbers import looks_like_patient_number
+
 from .schema import KINDS, Column, Template, get_template, normalise_header, templates
 
 MAX_BYTES = 50 * 1024 * 1024
@@ -268,8 +270,10 @@ def layout(sheet: Sheet, kind: str) -> Layout:
         column = template.column_for(header) if header else None
         if column is None:
             if header:
+                shown = "(a header that looks like an NHS/CHI number)" if looks_like_patient_number(header) \
+                    else f"'{header}'"
                 warnings.append(
-                    f"column {_column_letter(index)} '{header}' is not part of the {template.title} "
+                    f"column {_column_letter(index)} {shown} is not part of the {template.title} "
                     "and was ignored"
                 )
             columns.append(None)

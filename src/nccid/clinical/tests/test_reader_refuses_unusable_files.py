@@ -151,3 +151,12 @@ def _zip(files: dict) -> bytes:
 
 def test_plain_text_without_columns_is_not_a_spreadsheet():
     assert "not a spreadsheet (no columns found)" in refused(b"Dear colleague\nplease find attached\n")
+
+
+def test_a_header_that_is_an_nhs_number_is_not_repeated():
+    from .helpers import PEOPLE
+
+    headers, row = positive_row(age=40)
+    sheet = reader.read_bytes(xlsx_bytes(headers + [PEOPLE[7].nhs_number], [row + ["x"]]))
+    (warning,) = reader.layout(sheet, "positive").warnings
+    assert PEOPLE[7].nhs_number not in warning and "looks like an NHS/CHI number" in warning
