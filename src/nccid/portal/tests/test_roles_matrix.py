@@ -120,13 +120,11 @@ def test_every_page_and_operation_has_a_rule():
 
 # ---------------------------------------------------------------- fixtures: two sites' data
 
-def _upload(site, user, seed: int) -> Upload:
-    buffer = io.BytesIO()
-    path = f"/tmp/nccid-matrix-{seed}.xlsx"
-    write_sheet("positive", people(2, seed=seed), path, errors=1, seed=seed)
-    with open(path, "rb") as handle:
-        buffer.write(handle.read())
-    return clinical.preview_upload(site, "positive", "sheet.xlsx", buffer.getvalue(), user)
+def _sheet(folder, seed: int) -> bytes:
+    path = folder / f"matrix-{seed}.xlsx"
+    if not path.exists():
+        write_sheet("positive", people(2, seed=seed), path, errors=1, seed=seed)
+    return path.read_bytes()
 
 
 _instances = itertools.count(1)
@@ -141,12 +139,14 @@ def _held(site, seed: int) -> HeldImage:
 
 
 @pytest.fixture
-def world(site, other_site, make_user, keyring):
+def world(site, other_site, make_user, keyring, tmp_path):
     """Users of each role (the uploader at site A) and a set of objects at site A and site B."""
     users = _Users(make_user, site)
 
     def objects(owner_site, seed):
-        return {"upload": _upload(owner_site, None, seed), "held": _held(owner_site, seed)}
+        sheet = _sheet(tmp_path, seed)
+        upload = clinical.preview_upload(owner_site, "positive", "sheet.xlsx", sheet, None)
+        return {"upload": upload, "held": _held(owner_site, seed), "sheet": sheet}
 
     return {"users": users, "A": site, "B": other_site,
             "make": {"A": lambda n: objects(site, n), "B": lambda n: objects(other_site, n)}}
@@ -235,7 +235,7 @@ def _check_api(client, role: str, key, rule: Rule, objects: dict, own: bool, tok
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
     before = _state(objects)
     if key == ("POST", "/api/uploads"):
-        sheet = io.BytesIO(open("/tmp/nccid-matrix-1.xlsx", "rb").read())
+        sheet = io.BytesIO(objects["sheet"])
         sheet.name = "sheet.xlsx"
         data = {"kind": "positive", "file": sheet}
         if role == "admin":
