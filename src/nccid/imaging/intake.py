@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
+from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
-from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_preamble
@@ -38,6 +38,7 @@ from nccid.identity.service import get_keyring
 
 from . import deps
 from .deid import DeidError
+from .deid.engine import parse_header
 from .models import HeldImage, PendingImage, ReceiptStatus, StudyReceipt
 from .outcome import IngestOutcome, IngestStatus
 
@@ -79,16 +80,20 @@ def read_header(data: bytes) -> Dataset:
 
     Pixel data is not read here: the de-identifier checks its length against the file's.
     """
+    return _parse(data)[0]
+
+
+def _parse(data: bytes) -> tuple[Dataset, int]:
+    """``read_header`` and the offset where the header ends (for the de-identifier)."""
     if len(data) < 132 or data[128:132] != b"DICM":
         raise Rejected("not a DICOM file (no 'DICM' marker at byte 128)")
-    fp = BytesIO(data)
     try:
-        ds = dcmread(fp, force=False, stop_before_pixels=True)
+        ds, start = parse_header(data, force=False)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
         raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
     _check_complete(ds, len(data))
-    _check_native_pixels(ds, data, fp.tell())
-    return ds
+    _check_native_pixels(ds, data, start)
+    return ds, start
 
 
 def _check_complete(ds: Dataset, size: int) -> None:
@@ -225,60 +230,137 @@ def remove_encrypted(name: str) -> None:
 
 def already_taken(sop_uid: str) -> bool:
     """True when this de-identified SOP Instance UID is stored, pending or held."""
-    return (
-        deps.image_exists(sop_uid)
-        or PendingImage.objects.filter(sop_uid=sop_uid).exists()
-        or HeldImage.objects.filter(sop_uid=sop_uid).exists()
-    )
+    return bool(taken_uids([sop_uid]))
+
+
+def taken_uids(sop_uids) -> set[str]:
+    """Those of these de-identified SOP Instance UIDs already stored, pending or held."""
+    wanted = sorted(set(sop_uids))
+    found: set[str] = set()
+    for first in range(0, len(wanted), 500):
+        chunk = wanted[first:first + 500]
+        found.update(deps.images_existing(chunk))
+        for model in (PendingImage, HeldImage):
+            found.update(model.objects.filter(sop_uid__in=chunk).values_list("sop_uid", flat=True))
+    return found
 
 
 def ingest(data: bytes, site, source: str) -> IngestOutcome:
     """Take in one DICOM file; never raises (a failure is a REJECTED outcome with a reason)."""
+    return ingest_many([data], site, source)[0]
+
+
+def ingest_many(items: list[bytes], site, source: str) -> list[IngestOutcome]:
+    """``ingest`` for several files at once, outcomes in input order; never raises.
+
+    Same rules file by file, but the duplicate check is a few queries for all of them, the
+    files to store are written while the next ones are de-identified and made durable
+    together, and one transaction records them with their receipts.
+    """
+    outcomes: list[IngestOutcome | None] = [None] * len(items)
     try:
-        return _ingest(data, site, source)
-    except Rejected as exc:
-        return IngestOutcome(IngestStatus.REJECTED, str(exc))
-    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a node or an import
-        # The message of a parsing or database error may quote a value: log where, not what.
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
-        log.error("intake failed for a file from %s (%s at %s)", source, type(exc).__name__, where)
-        return IngestOutcome(IngestStatus.REJECTED, f"internal error ({type(exc).__name__})")
+        _ingest_many(items, site, source, outcomes)
+    except Exception as exc:  # noqa: BLE001 - one bad batch must never stop a node or an import
+        failed = _internal_error(exc, source)
+        outcomes = [o if o is not None else failed for o in outcomes]
+    return outcomes  # type: ignore[return-value]
 
 
-def _ingest(data: bytes, site, source: str) -> IngestOutcome:
+def _internal_error(exc: Exception, source: str) -> IngestOutcome:
+    # The message of a parsing or database error may quote a value: log where, not what.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
+    log.error("intake failed for a file from %s (%s at %s)", source, type(exc).__name__, where)
+    return IngestOutcome(IngestStatus.REJECTED, f"internal error ({type(exc).__name__})")
+
+
+class _ToStore(NamedTuple):
+    index: int
+    pseudonym: str
+    meta: object
+    has_clinical: bool
+
+
+def _ingest_many(items, site, source, outcomes) -> None:
+    from nccid.warehouse.service import ImageBatch
+
     keyring = get_keyring()
-    quick = original_sop_uid(data)
-    if quick and already_taken(keyring.uid(quick)):
-        return IngestOutcome(IngestStatus.DUPLICATE, "already received", keyring.uid(quick))
-    ds = read_header(data)
+    keyed = []
+    for data in items:
+        quick = original_sop_uid(data)
+        keyed.append(keyring.uid(quick) if quick else None)
+    taken = taken_uids(k for k in keyed if k)
+    batch, to_store, clinical, seen = None, [], {}, set()
+    for index, data in enumerate(items):
+        if keyed[index] in taken or keyed[index] in seen:
+            outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", keyed[index])
+            continue
+        try:
+            prepared = _prepare(data, site, keyring, keyed[index], seen)
+            if isinstance(prepared, IngestOutcome):
+                outcomes[index] = prepared
+                continue
+            patient, parts, result, meta = prepared
+            seen.add(meta.sop_uid)
+            if result.held_reason:
+                outcomes[index] = _hold(b"".join(parts), meta, site, source, patient,
+                                        result.held_reason)
+            elif patient.pseudonym is None:
+                outcomes[index] = _keep_pending(b"".join(parts), meta, site, source,
+                                                patient.hospital_hash)
+            else:
+                if patient.pseudonym not in clinical:
+                    clinical[patient.pseudonym] = deps.has_clinical_record(patient.pseudonym)
+                has_clinical = clinical[patient.pseudonym]
+                batch = batch or ImageBatch(site)
+                batch.add(patient.pseudonym, parts, meta, dataset=result.dataset,
+                          linked=has_clinical)
+                to_store.append(_ToStore(index, patient.pseudonym, meta, has_clinical))
+        except Rejected as exc:
+            outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            outcomes[index] = _internal_error(exc, source)
+    if batch is not None:
+        stored = batch.commit(lambda results: _count_stored(site, source, to_store, results))
+        for item in to_store:
+            outcomes[item.index] = (
+                IngestOutcome(IngestStatus.STORED, "", item.meta.sop_uid)
+                if stored[item.meta.sop_uid].created
+                else IngestOutcome(IngestStatus.DUPLICATE, "already stored", item.meta.sop_uid))
+
+
+def _prepare(data: bytes, site, keyring, quick_uid: str | None, seen: set[str]):
+    """Parse once, find the patient, de-identify: (patient, parts, result, meta) or an outcome."""
+    ds, start = _parse(data)
     sop_uid = keyring.uid(str(ds.SOPInstanceUID).strip("\x00 "))
-    if (quick is None or keyring.uid(quick) != sop_uid) and already_taken(sop_uid):
+    if sop_uid != quick_uid and (sop_uid in seen or already_taken(sop_uid)):
         return IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
     patient = identify(ds, site)
-    del ds
     try:
-        out, result = deps.deidentifier().deidentify_bytes(
-            data, pseudonym=patient.pseudonym, placeholder_id=patient.hospital_hash or ""
-        )
+        parts, result = deps.deidentifier().deidentify_parts(
+            data, pseudonym=patient.pseudonym, placeholder_id=patient.hospital_hash or "",
+            header=(ds, start))
     except DeidError as exc:
         raise Rejected(str(exc)) from None
-    meta = deps.image_meta(result.dataset)
-    if result.held_reason:
-        return _hold(out, meta, site, source, patient, result.held_reason)
-    if patient.pseudonym is None:
-        return _keep_pending(out, meta, site, source, patient.hospital_hash)
-    clinical = deps.has_clinical_record(patient.pseudonym)
-    with transaction.atomic():  # one commit for the image row and its receipt
-        stored = deps.store_image(site, patient.pseudonym, out, meta, linked=clinical,
-                                  dataset=result.dataset)
-        if not stored.created:
-            return IngestOutcome(IngestStatus.DUPLICATE, "already stored", meta.sop_uid)
-        record_receipt(site, meta, patient.pseudonym, source, len(out), stored=1,
-                       has_clinical=clinical)
-    return IngestOutcome(IngestStatus.STORED, "", meta.sop_uid)
+    return patient, parts, result, deps.image_meta(result.dataset)
+
+
+def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:
+    """The receipts of a committed batch: one update per study, in the batch's transaction."""
+    created = {r.record.sop_uid: r.record for r in results if r.created}
+    studies: dict[str, list] = {}
+    for item in to_store:
+        record = created.pop(item.meta.sop_uid, None)
+        if record is None:
+            continue
+        group = studies.setdefault(item.meta.study_uid, [item, 0, 0])
+        group[1] += 1
+        group[2] += record.size
+    for item, count, size in studies.values():
+        record_receipt(site, item.meta, item.pseudonym, source, size, stored=count,
+                       has_clinical=item.has_clinical, count=count)
 
 
 def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> IngestOutcome:
@@ -325,13 +407,15 @@ def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) ->
 
 
 def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: int = 0,
-                   pending: int = 0, held: int = 0, has_clinical: bool = False) -> None:
-    """Count one new instance into its study's receipt (created on the study's first one).
+                   pending: int = 0, held: int = 0, has_clinical: bool = False,
+                   count: int = 1) -> None:
+    """Count ``count`` new instances (``size`` bytes in all) into their study's receipt
+    (created on the study's first one).
 
     One UPDATE in the usual case: the status is computed in SQL from the new counts.
     """
     now = timezone.now()
-    changes = dict(instances=F("instances") + 1, bytes=F("bytes") + size,
+    changes = dict(instances=F("instances") + count, bytes=F("bytes") + size,
                    stored=F("stored") + stored, pending=F("pending") + pending,
                    held=F("held") + held, last_received=now,
                    status=_status_sql(held, pending))
@@ -339,7 +423,7 @@ def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: 
     if query.update(**changes):
         return
     first = StudyReceipt(site=site, study_uid=meta.study_uid, patient=patient,
-                         modality=meta.modality or "", source=source, instances=1, bytes=size,
+                         modality=meta.modality or "", source=source, instances=count, bytes=size,
                          stored=stored, pending=pending, held=held, first_received=now,
                          last_received=now, has_clinical=has_clinical)
     first.status = first.derive_status()

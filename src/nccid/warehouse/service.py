@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from io import BytesIO
@@ -22,14 +22,14 @@ from . import layout
 from .meta import ImageMeta
 from .models import ImageRecord, PatientSet
 from .split import choose_set
-from .storage import StorageError, Warehouse
+from .storage import Buffers, StorageError, Warehouse
 
 log = logging.getLogger("nccid.warehouse")
 _CHUNK = 500  # rows per IN (...) query: well under SQLite's variable limit
 
 __all__ = [
     "StoredImage", "Warehouse", "StorageError", "get_warehouse", "assign_set", "assign_sets",
-    "store_image", "store_images", "write_clinical_records", "header_json",
+    "ImageBatch", "store_image", "store_images", "write_clinical_records", "header_json",
     "refresh_catalogue", "connect_catalogue", "catalogue_dir",
 ]
 
@@ -205,44 +205,104 @@ def store_image(site, pseudonym: str, data: bytes, meta: ImageMeta, *, linked: b
     return StoredImage(record, True)
 
 
+class ImageBatch:
+    """Images stored together with one durability step and one transaction.
+
+    ``add()`` starts writing an image and its header at once (temporary names, fsynced on a
+    thread pool while the caller prepares the next image); ``commit()`` inserts the batch's
+    rows, publishes their objects (rename, one fsync per folder) and runs ``in_transaction``
+    (e.g. receipts) in the same transaction: the commit stays the single point where an
+    image becomes stored. A crash before it leaves at most unnamed temporaries or objects
+    that a retry rewrites under the same keys. An image whose SOP UID another writer stored
+    first is not published: its temporaries are removed and it comes back not created.
+    """
+
+    def __init__(self, site) -> None:
+        self.site = site
+        self.warehouse = get_warehouse()
+        self._writes = self.warehouse.batch()
+        self._records: dict[str, ImageRecord] = {}
+        self._sets: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def add(self, pseudonym: str, data: Buffers, meta: ImageMeta, *, dataset=None,
+            linked: bool = True) -> bool:
+        """Start storing one image; False if its SOP UID is already in this batch."""
+        if meta.sop_uid in self._records:
+            return False
+        if pseudonym not in self._sets:
+            self._sets.update(assign_sets(self.site, [pseudonym]))
+        parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+        record = _new_record(self.site, pseudonym, self._sets[pseudonym], b"", meta)
+        record.size = sum(len(p) for p in parts)
+        record.linked = linked
+        header = header_json(b"".join(parts) if dataset is None else None, dataset)
+        self._writes.put(record.storage_key, parts)
+        self._writes.put(record.metadata_key, header)
+        self._records[meta.sop_uid] = record
+        return True
+
+    def commit(self, in_transaction: Callable[[list[StoredImage]], None] | None = None
+               ) -> dict[str, StoredImage]:
+        """Make the batch durable and recorded; SOP UID -> StoredImage."""
+        try:
+            digests = self._writes.digests()
+            for record in self._records.values():
+                record.sha256 = digests[record.storage_key]
+            with transaction.atomic():
+                results = self._insert()
+                created = [r.record for r in results.values() if r.created]
+                self._writes.publish([k for r in created for k in (r.storage_key, r.metadata_key)])
+                if in_transaction is not None:
+                    in_transaction(list(results.values()))
+        finally:
+            self._writes.discard()
+        return results
+
+    def _insert(self) -> dict[str, StoredImage]:
+        records = list(self._records.values())
+        try:
+            with transaction.atomic():
+                ImageRecord.objects.bulk_create(records, batch_size=_CHUNK)
+            return {r.sop_uid: StoredImage(r, True) for r in records}
+        except IntegrityError:  # another writer stored some first: theirs stand
+            pass
+        results = {}
+        for record in records:
+            try:
+                with transaction.atomic():
+                    record.save(force_insert=True)
+                results[record.sop_uid] = StoredImage(record, True)
+            except IntegrityError:
+                record.pk = None
+                results[record.sop_uid] = StoredImage(ImageRecord.objects.get(sop_uid=record.sop_uid),
+                                                      False)
+        return results
+
+
 def store_images(site, items: Sequence[tuple[str, bytes, ImageMeta]], *,
                  linked: bool = True) -> list[StoredImage]:
-    """``store_image`` for a batch ``[(pseudonym, data, meta), ...]`` with a few queries and,
-    on S3, concurrent PUTs. Results are in input order. Falls back to one by one on a conflict."""
+    """``store_image`` for a batch ``[(pseudonym, data, meta), ...]``: a few queries, one
+    durability step (concurrent PUTs on S3) and one transaction. Results are in input order."""
     sop_uids = [meta.sop_uid for _, _, meta in items]
     existing = {r.sop_uid: r for start in range(0, len(sop_uids), _CHUNK)
                 for r in ImageRecord.objects.filter(sop_uid__in=sop_uids[start:start + _CHUNK])}
-    sets = assign_sets(site, {p for p, _, m in items if m.sop_uid not in existing})
-    fresh: dict[str, tuple[ImageRecord, bytes]] = {}
+    batch = ImageBatch(site)
     for pseudonym, data, meta in items:
-        if meta.sop_uid in existing or meta.sop_uid in fresh:
-            continue
-        record = _new_record(site, pseudonym, sets[pseudonym], data, meta)
-        record.linked = linked
-        fresh[meta.sop_uid] = (record, data)
-    if fresh:
-        objects: dict[str, bytes] = {}
-        for record, data in fresh.values():
-            objects[record.storage_key] = data
-            objects[record.metadata_key] = header_json(data)
-        warehouse = get_warehouse()
-        try:
-            with transaction.atomic():
-                ImageRecord.objects.bulk_create([r for r, _ in fresh.values()], batch_size=_CHUNK)
-                digests = warehouse.write_many(objects)
-                for record, _ in fresh.values():
-                    if digests[record.storage_key] != record.sha256:
-                        raise StorageError(f"{record.storage_key}: checksum changed while writing")
-        except IntegrityError:
-            return [store_image(site, p, d, m, linked=linked) for p, d, m in items]
+        if meta.sop_uid not in existing:
+            batch.add(pseudonym, data, meta, linked=linked)
+    stored = batch.commit() if len(batch) else {}
     results, seen = [], set()
     for _, _, meta in items:
-        if meta.sop_uid in fresh and meta.sop_uid not in seen:
-            results.append(StoredImage(fresh[meta.sop_uid][0], True))
-            seen.add(meta.sop_uid)
+        if meta.sop_uid in existing:
+            results.append(StoredImage(existing[meta.sop_uid], False))
+        elif meta.sop_uid in seen:
+            results.append(StoredImage(stored[meta.sop_uid].record, False))
         else:
-            record = existing.get(meta.sop_uid) or fresh[meta.sop_uid][0]
-            results.append(StoredImage(record, False))
+            results.append(stored[meta.sop_uid])
+            seen.add(meta.sop_uid)
     return results
 
 

@@ -5,6 +5,11 @@ same on every backend. Writes are atomic: a reader sees the whole object or noth
 - local: write to a hidden temporary name in the same folder, fsync, rename (and fsync the folder);
 - S3: a single PUT (or a multipart upload, completed in one request) is atomic by itself.
 Every write returns the SHA-256 of what was written and checks the stored size.
+
+``WriteBatch`` writes many objects with one durability step: each object is written and
+fsynced under its temporary name by a small thread pool as soon as it is handed over (the
+caller goes on preparing the next one), then ``publish()`` renames them all and fsyncs each
+folder once. The caller decides when to publish (e.g. under its database lock).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -145,11 +152,21 @@ class Warehouse:
         return result
 
     def write_many(self, items: dict[str, bytes]) -> dict[str, str]:
-        """Write several small objects; on S3 the PUTs run concurrently. Returns key -> SHA-256."""
-        if self.is_local or len(items) < 2:
+        """Write several objects, durable together on return; on S3 the PUTs run concurrently.
+        Returns key -> SHA-256."""
+        if len(items) < 2:
             return {key: self.write_atomic(key, data) for key, data in items.items()}
-        self.fs.pipe({self.path(k): v for k, v in items.items()})
-        return {key: hashlib.sha256(data).hexdigest() for key, data in items.items()}
+        batch = self.batch()
+        try:
+            for key, data in items.items():
+                batch.put(key, data)
+            return batch.publish()
+        finally:
+            batch.discard()
+
+    def batch(self) -> WriteBatch:
+        """A ``WriteBatch`` on this warehouse."""
+        return WriteBatch(self)
 
     def _local_commit(self, path: str, writer) -> None:
         folder = os.path.dirname(path)
@@ -239,6 +256,145 @@ class Warehouse:
     def local_path(self, key: str) -> Path | None:
         """The object's file on a local backend (for zero-copy readers), else None."""
         return Path(self.path(key)) if self.is_local else None
+
+
+Buffers = bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _writer_pool() -> ThreadPoolExecutor:
+    """Threads for hashing, writing and fsync (all release the GIL); shared by every batch."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nccid-write")
+        return _pool
+
+
+def _parts(data: Buffers) -> list:
+    return [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+
+
+def _write_all(fd: int, parts: list) -> int:
+    """``writev`` until every byte is out (a call may write less than asked)."""
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    total = 0
+    while views:
+        written = os.writev(fd, views[:512])
+        total += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
+    return total
+
+
+def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
+    """A durable temporary file in ``folder`` holding ``parts``: (path, SHA-256, size)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+    try:
+        size = _write_all(fd, parts)
+        os.fchmod(fd, 0o644)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    os.close(fd)
+    return temp, digest.hexdigest(), size
+
+
+class WriteBatch:
+    """Objects written together and made durable once (see the module docstring).
+
+    ``put(key, data)`` starts writing at once (``data`` is bytes or a sequence of buffers,
+    written without joining them); ``digests()`` waits for every write; ``publish(keys)``
+    renames the temporaries to their keys (all, or the given ones) and fsyncs each folder
+    once, after which the objects survive a crash; ``discard()`` removes whatever was not
+    published. On S3 nothing is sent before ``publish`` (one concurrent PUT per object).
+    """
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self._pending: dict[str, Future | list] = {}
+        self._folders: set[str] = set()   # folders known to exist
+        self._to_sync: set[str] = set()   # folders whose entries must be made durable
+
+    def put(self, key: str, data: Buffers) -> None:
+        path = self.warehouse.path(key)
+        parts = _parts(data)
+        if key in self._pending:
+            raise StorageError(f"{key}: written twice in one batch")
+        if not self.warehouse.is_local:
+            self._pending[key] = parts
+            return
+        folder = os.path.dirname(path)
+        self._ensure_folder(folder)
+        self._pending[key] = _writer_pool().submit(_write_temp, folder, parts)
+
+    def _ensure_folder(self, folder: str) -> None:
+        if folder in self._folders:
+            return
+        missing = []
+        probe = folder
+        while not os.path.isdir(probe):
+            missing.append(probe)
+            probe = os.path.dirname(probe)
+        for new in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(new)
+            self._to_sync.add(os.path.dirname(new))  # the new folder's own entry
+        self._folders.add(folder)
+
+    def digests(self) -> dict[str, str]:
+        """Wait for every write; key -> SHA-256. The first failure is raised."""
+        if not self.warehouse.is_local:
+            return {k: hashlib.sha256(b"".join(p)).hexdigest() if len(p) > 1
+                    else hashlib.sha256(p[0] if p else b"").hexdigest()
+                    for k, p in self._pending.items()}
+        return {k: f.result()[1] for k, f in self._pending.items()}
+
+    def publish(self, keys: Iterable[str] | None = None) -> dict[str, str]:
+        """Make the objects visible and durable; key -> SHA-256 of those published."""
+        keys = list(self._pending) if keys is None else list(keys)
+        if not self.warehouse.is_local:
+            items = {self.warehouse.path(k): b"".join(self._pending[k]) for k in keys}
+            if items:
+                self.warehouse.fs.pipe(items)
+            done = {k: hashlib.sha256(items[self.warehouse.path(k)]).hexdigest() for k in keys}
+            for k in keys:
+                self._pending.pop(k)
+            return done
+        done: dict[str, str] = {}
+        folders = set(self._to_sync)
+        for key in keys:
+            temp, digest, _size = self._pending[key].result()
+            path = self.warehouse.path(key)
+            os.replace(temp, path)
+            del self._pending[key]
+            folders.add(os.path.dirname(path))
+            done[key] = digest
+        list(_writer_pool().map(_fsync_dir, sorted(folders)))
+        self._to_sync.clear()
+        return done
+
+    def discard(self) -> None:
+        """Remove every temporary not published (after waiting for its write)."""
+        pending, self._pending = self._pending, {}
+        for value in pending.values():
+            if isinstance(value, Future):
+                try:
+                    temp = value.result()[0]
+                except Exception:  # noqa: BLE001 - a failed write already removed its file
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
 
 
 def _fsync_dir(folder: str) -> None:

@@ -169,9 +169,21 @@ class Deidentifier:
         self, data: bytes, *, pseudonym: str | None, placeholder_id: str = ""
     ) -> tuple[bytes, DeidResult]:
         """De-identify an encoded file (any transfer syntax, with or without preamble/meta)."""
-        ds, pixel = _read_header(data)
+        parts, result = self.deidentify_parts(data, pseudonym=pseudonym,
+                                              placeholder_id=placeholder_id)
+        return b"".join(parts), result
+
+    def deidentify_parts(
+        self, data: bytes, *, pseudonym: str | None, placeholder_id: str = "",
+        header: tuple[Dataset, int] | None = None,
+    ) -> tuple[list, DeidResult]:
+        """``deidentify_bytes`` without joining: [encoded header, pixel data element as a
+        memoryview of ``data``]. ``header`` is ``(dataset, end offset)`` when the caller has
+        already parsed ``data`` up to the Pixel Data (``parse_header``): it is not read again
+        and is de-identified in place."""
+        ds, pixel = _read_header(data) if header is None else _after_header(data, *header)
         result = self.deidentify(ds, pseudonym=pseudonym, placeholder_id=placeholder_id)
-        return _encode(ds, pixel), result
+        return _encode_parts(ds, pixel), result
 
     def assign_patient_bytes(self, data: bytes, pseudonym: str) -> bytes:
         """``assign_patient`` for a de-identified placeholder file kept as bytes."""
@@ -422,6 +434,16 @@ def _reduce_birth_date(ds: Dataset) -> None:
 # ---- bytes in, bytes out ------------------------------------------------------------------------
 
 
+def parse_header(data: bytes, *, force: bool = True) -> tuple[Dataset, int]:
+    """Parse everything before the Pixel Data: (dataset, offset where the header ends).
+
+    pydicom's own exceptions pass through (their messages may quote values: callers must
+    not show them)."""
+    fp = BytesIO(data)
+    ds = dcmread(fp, force=force, stop_before_pixels=True)
+    return ds, fp.tell()
+
+
 def _read_header(data: bytes) -> tuple[Dataset, memoryview | None]:
     """Parse everything before the Pixel Data; return it and the raw pixel element bytes."""
     fp = BytesIO(data)
@@ -429,6 +451,10 @@ def _read_header(data: bytes) -> tuple[Dataset, memoryview | None]:
         ds = dcmread(fp, force=True, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types for bad input; messages may quote values
         raise DeidError(f"not readable as DICOM ({type(exc).__name__} near byte {fp.tell()})") from None
+    return _after_header(data, ds, fp.tell())
+
+
+def _after_header(data: bytes, ds: Dataset, start: int) -> tuple[Dataset, memoryview | None]:
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax == DeflatedExplicitVRLittleEndian:
@@ -440,7 +466,6 @@ def _read_header(data: bytes) -> tuple[Dataset, memoryview | None]:
         _check_elements(ds)
         return ds, None
     _check_elements(ds)
-    start = fp.tell()
     if start >= len(data):
         return ds, None
     implicit, little = getattr(ds, "original_encoding", (None, None))
@@ -507,11 +532,14 @@ def _pixel_element(data: bytes, start: int, implicit: bool, little: bool) -> mem
 
 
 def _encode(ds: Dataset, pixel: memoryview | None) -> bytes:
+    return b"".join(_encode_parts(ds, pixel))
+
+
+def _encode_parts(ds: Dataset, pixel: memoryview | None) -> list:
+    """The encoded header, then the pixel data element exactly as received (not copied)."""
     buffer = BytesIO()
     try:
         dcmwrite(buffer, ds, enforce_file_format=True)
     except Exception as exc:
         raise DeidError(f"cannot encode the de-identified file ({type(exc).__name__})") from None
-    if pixel is None:
-        return buffer.getvalue()
-    return b"".join((buffer.getbuffer(), pixel))
+    return [buffer.getvalue()] if pixel is None else [buffer.getvalue(), pixel]
