@@ -268,13 +268,22 @@ def _insert(model, columns: list[str], rows: list[tuple], ignore_conflicts: bool
     if not rows:
         return
     quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(c) for c in columns)}) "
-           f"VALUES ({', '.join(['%s'] * len(columns))})")
-    if ignore_conflicts:
-        sql += " ON CONFLICT DO NOTHING"
+    table, names = quote(model._meta.db_table), ", ".join(quote(c) for c in columns)
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), 2000):
-            cursor.executemany(sql, rows[start:start + 2000])
+        if connection.vendor == "postgresql" and not ignore_conflicts:
+            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # psycopg 3
+                for row in rows:
+                    copy.write_row(row)
+            return
+        # Many rows per statement (one round trip each), within the backend's parameter limit.
+        one = f"({', '.join(['%s'] * len(columns))})"
+        tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+        limit = connection.features.max_query_params or 10_000
+        per_statement = max(1, min(1000, limit // len(columns)))
+        for start in range(0, len(rows), per_statement):
+            batch = rows[start:start + per_statement]
+            cursor.execute(f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(batch)) + tail,
+                           [value for row in batch for value in row])
 
 
 def cancel_upload(upload: Upload, user) -> Upload:
