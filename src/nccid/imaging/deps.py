@@ -11,7 +11,7 @@ from nccid.imaging.deid import Deidentifier, image_meta
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import store_image
 
-__all__ = ["deidentifier", "has_clinical_record", "image_exists", "images_existing", "image_meta",
+__all__ = ["clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing", "image_meta",
            "pseudonym_for_hospital_number", "store_image"]
 
 
@@ -49,3 +49,17 @@ def has_clinical_record(pseudonym: str) -> bool:
     except ImportError:  # TEMPORARY: until the clinical models land
         return False
     return ClinicalRecord.objects.filter(pseudonym=pseudonym).exists()
+
+
+def clinical_pseudonyms(pseudonyms: set[str]) -> set[str]:
+    """Those of these patients named by any clinical record (at any site)."""
+    if not pseudonyms:
+        return set()
+    try:
+        from nccid.clinical.models import ClinicalRecord
+    except ImportError:  # TEMPORARY: until the clinical models land
+        return set()
+    wanted = sorted(pseudonyms)
+    return {p for first in range(0, len(wanted), 500)
+            for p in ClinicalRecord.objects.filter(pseudonym__in=wanted[first:first + 500])
+            .values_list("pseudonym", flat=True).distinct()}

@@ -163,19 +163,24 @@ _vaulted: set[str] = set()
 _vault_lock = threading.Lock()
 
 
-def _remember_in_vault(pseudonym: str, digits: str) -> None:
-    """Keep the number in the vault (once per process) so a data manager can reveal it."""
-    if pseudonym in _vaulted:
+def _remember_in_vault(numbers: dict[str, str]) -> None:
+    """Keep {pseudonym: number} in the vault (once per process) so a data manager can reveal
+    it: one vault transaction for all of them."""
+    new = {p: d for p, d in numbers.items() if p not in _vaulted}
+    if not new:
         return
     from nccid.identity.service import encrypt_for_vault, store_in_vault
 
-    store_in_vault({pseudonym: encrypt_for_vault(pseudonym, digits)})
+    store_in_vault({p: encrypt_for_vault(p, d) for p, d in new.items()})
     with _vault_lock:
-        _vaulted.add(pseudonym)
+        _vaulted.update(new)
 
 
-def identify(ds: Dataset, site) -> Patient:
-    """The patient's pseudonym (from an NHS/CHI number or the site's patient link)."""
+def identify(ds: Dataset, site, to_vault: dict[str, str] | None = None) -> Patient:
+    """The patient's pseudonym (from an NHS/CHI number or the site's patient link).
+
+    A number found goes to the vault now, or into ``to_vault`` for the caller to store with
+    others (before anything of the file is kept)."""
     keyring = get_keyring()
     for raw in _candidate_numbers(ds):
         if not raw.strip():
@@ -185,7 +190,10 @@ def identify(ds: Dataset, site) -> Patient:
         except InvalidPatientNumber:
             continue
         pseudonym = keyring.pseudonym(digits)
-        _remember_in_vault(pseudonym, digits)
+        if to_vault is None:
+            _remember_in_vault({pseudonym: digits})
+        else:
+            to_vault[pseudonym] = digits
         return Patient(pseudonym, None)
     patient_id = str(ds.get("PatientID", "") or "").strip()
     if not patient_id:
@@ -258,11 +266,16 @@ def ingest_many(items: list[bytes], site, source: str) -> list[IngestOutcome]:
     together, and one transaction records them with their receipts.
     """
     outcomes: list[IngestOutcome | None] = [None] * len(items)
+    repeats: list[int] = []  # a SOP UID met twice: the repeat waits for the first's outcome
     try:
-        _ingest_many(items, site, source, outcomes)
+        _ingest_many(items, site, source, outcomes, repeats)
     except Exception as exc:  # noqa: BLE001 - one bad batch must never stop a node or an import
         failed = _internal_error(exc, source)
-        outcomes = [o if o is not None else failed for o in outcomes]
+        outcomes = [o if o is not None or i in repeats else failed for i, o in enumerate(outcomes)]
+    if repeats:
+        for index, outcome in zip(repeats, ingest_many([items[i] for i in repeats], site, source),
+                                  strict=True):
+            outcomes[index] = outcome
     return outcomes  # type: ignore[return-value]
 
 
@@ -283,27 +296,30 @@ class _ToStore(NamedTuple):
     has_clinical: bool
 
 
-def _ingest_many(items, site, source, outcomes) -> None:
+class _Parsed(NamedTuple):
+    index: int
+    header: tuple[Dataset, int]
+    patient: Patient
+
+
+def _ingest_many(items, site, source, outcomes, repeats) -> None:
+    """Two passes: parse and identify every file (then the vault, the patients' sets and
+    their clinical records in a few queries), then de-identify and store or keep each."""
     from nccid.warehouse.service import ImageBatch
 
-    keyring = get_keyring()
-    keyed = []
-    for data in items:
-        quick = original_sop_uid(data)
-        keyed.append(keyring.uid(quick) if quick else None)
-    taken = taken_uids(k for k in keyed if k)
-    batch, to_store, clinical, seen = None, [], {}, set()
-    for index, data in enumerate(items):
-        if keyed[index] in taken or keyed[index] in seen:
-            outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", keyed[index])
-            continue
+    to_vault: dict[str, str] = {}
+    parsed = _parse_all(items, site, source, outcomes, to_vault, repeats)
+    if not parsed:
+        return
+    _remember_in_vault(to_vault)
+    pseudonyms = {p.patient.pseudonym for p in parsed if p.patient.pseudonym}
+    clinical = deps.clinical_pseudonyms(pseudonyms)
+    batch = ImageBatch(site)
+    batch.assign_sets(pseudonyms)
+    to_store: list[_ToStore] = []
+    for index, header, patient in parsed:
         try:
-            prepared = _prepare(data, site, keyring, keyed[index], seen)
-            if isinstance(prepared, IngestOutcome):
-                outcomes[index] = prepared
-                continue
-            patient, parts, result, meta = prepared
-            seen.add(meta.sop_uid)
+            parts, result, meta = _deidentify(items[index], patient, header)
             if result.held_reason:
                 outcomes[index] = _hold(b"".join(parts), meta, site, source, patient,
                                         result.held_reason)
@@ -311,18 +327,14 @@ def _ingest_many(items, site, source, outcomes) -> None:
                 outcomes[index] = _keep_pending(b"".join(parts), meta, site, source,
                                                 patient.hospital_hash)
             else:
-                if patient.pseudonym not in clinical:
-                    clinical[patient.pseudonym] = deps.has_clinical_record(patient.pseudonym)
-                has_clinical = clinical[patient.pseudonym]
-                batch = batch or ImageBatch(site)
-                batch.add(patient.pseudonym, parts, meta, dataset=result.dataset,
-                          linked=has_clinical)
-                to_store.append(_ToStore(index, patient.pseudonym, meta, has_clinical))
+                linked = patient.pseudonym in clinical
+                batch.add(patient.pseudonym, parts, meta, dataset=result.dataset, linked=linked)
+                to_store.append(_ToStore(index, patient.pseudonym, meta, linked))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
-    if batch is not None:
+    if to_store:
         stored = batch.commit(lambda results: _count_stored(site, source, to_store, results))
         for item in to_store:
             outcomes[item.index] = (
@@ -331,20 +343,49 @@ def _ingest_many(items, site, source, outcomes) -> None:
                 else IngestOutcome(IngestStatus.DUPLICATE, "already stored", item.meta.sop_uid))
 
 
-def _prepare(data: bytes, site, keyring, quick_uid: str | None, seen: set[str]):
-    """Parse once, find the patient, de-identify: (patient, parts, result, meta) or an outcome."""
-    ds, start = _parse(data)
-    sop_uid = keyring.uid(str(ds.SOPInstanceUID).strip("\x00 "))
-    if sop_uid != quick_uid and (sop_uid in seen or already_taken(sop_uid)):
-        return IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
-    patient = identify(ds, site)
+def _parse_all(items, site, source, outcomes, to_vault, repeats) -> list[_Parsed]:
+    """Parse each file once, drop duplicates (a few queries for all), find each patient."""
+    keyring = get_keyring()
+    keyed = []
+    for data in items:
+        quick = original_sop_uid(data)
+        keyed.append(keyring.uid(quick) if quick else None)
+    taken = taken_uids(k for k in keyed if k)
+    parsed, seen = [], set()
+    for index, data in enumerate(items):
+        if keyed[index] in taken:
+            outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", keyed[index])
+            continue
+        if keyed[index] in seen:
+            repeats.append(index)
+            continue
+        try:
+            ds, start = _parse(data)
+            sop_uid = keyring.uid(str(ds.SOPInstanceUID).strip("\x00 "))
+            if sop_uid != keyed[index] and sop_uid in seen:
+                repeats.append(index)
+                continue
+            if sop_uid != keyed[index] and already_taken(sop_uid):
+                outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
+                continue
+            seen.add(sop_uid)
+            parsed.append(_Parsed(index, (ds, start), identify(ds, site, to_vault)))
+        except Rejected as exc:
+            outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
+        except Exception as exc:  # noqa: BLE001
+            outcomes[index] = _internal_error(exc, source)
+    return parsed
+
+
+def _deidentify(data: bytes, patient: Patient, header: tuple[Dataset, int]):
+    """(parts of the de-identified file, result, catalogue meta); header parsed already."""
     try:
         parts, result = deps.deidentifier().deidentify_parts(
             data, pseudonym=patient.pseudonym, placeholder_id=patient.hospital_hash or "",
-            header=(ds, start))
+            header=header)
     except DeidError as exc:
         raise Rejected(str(exc)) from None
-    return patient, parts, result, deps.image_meta(result.dataset)
+    return parts, result, deps.image_meta(result.dataset)
 
 
 def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:

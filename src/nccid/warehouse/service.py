@@ -227,6 +227,12 @@ class ImageBatch:
     def __len__(self) -> int:
         return len(self._records)
 
+    def assign_sets(self, pseudonyms: Iterable[str]) -> None:
+        """Decide the sets of these patients at once (else ``add`` does it one by one)."""
+        wanted = [p for p in pseudonyms if p not in self._sets]
+        if wanted:
+            self._sets.update(assign_sets(self.site, wanted))
+
     def add(self, pseudonym: str, data: Buffers, meta: ImageMeta, *, dataset=None,
             linked: bool = True) -> bool:
         """Start storing one image; False if its SOP UID is already in this batch."""
