@@ -27,15 +27,20 @@ class RedactValues(logging.Filter):
 
 
 def protect_logs() -> None:
-    """Redact the DICOM libraries' log records and silence their Python warnings."""
+    """Redact the DICOM libraries' log records and silence their Python warnings.
+
+    Filters go on the libraries' own loggers (and their existing children), never on handlers:
+    a handler may be shared with other loggers (ours, or a test runner's), whose messages must
+    keep their text. Records of children created later are redacted by the `dicom_file`
+    handler that the settings give these libraries.
+    """
     redact = RedactValues()
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in ("pynetdicom", "pydicom"):
+            _add_once(logger, redact)
     for name in ("pynetdicom", "pydicom"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactValues) for f in logger.filters):
-            logger.addFilter(redact)  # records logged on the logger itself
-        for handler in logger.handlers:  # records propagated from child loggers
-            if not any(isinstance(f, RedactValues) for f in handler.filters):
-                handler.addFilter(redact)
+        _add_once(logger, redact)
         if not logger.handlers:
             logger.propagate = False
             quiet = logging.StreamHandler()  # what Python's last-resort handler would do
@@ -44,3 +49,8 @@ def protect_logs() -> None:
             logger.addHandler(quiet)
     warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
     warnings.filterwarnings("ignore", module=r"pynetdicom(\..*)?$")
+
+
+def _add_once(logger: logging.Logger, redact: RedactValues) -> None:
+    if not any(isinstance(f, RedactValues) for f in logger.filters):
+        logger.addFilter(redact)

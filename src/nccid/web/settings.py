@@ -154,6 +154,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # The DICOM libraries quote header values (UIDs, names) in their warnings: their records go
+    # through a handler of their own that redacts quoted values, never through the shared one.
+    "filters": {"redact_values": {"()": "nccid.imaging.logsafe.RedactValues"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
         "file": {
@@ -162,10 +165,18 @@ LOGGING = {
             "formatter": "plain",
             "delay": True,
         },
+        "dicom_file": {
+            "class": "logging.handlers.WatchedFileHandler",
+            "filename": str(NCCID.log_dir / "nccid.log"),
+            "formatter": "plain",
+            "delay": True,
+            "filters": ["redact_values"],
+        },
     },
     "loggers": {
         "nccid": {"handlers": ["console", "file"], "level": "INFO", "propagate": False},
-        "pynetdicom": {"handlers": ["file"], "level": "WARNING", "propagate": False},
+        "pynetdicom": {"handlers": ["dicom_file"], "level": "WARNING", "propagate": False},
+        "pydicom": {"handlers": ["dicom_file"], "level": "WARNING", "propagate": False},
         "django.request": {"handlers": ["console", "file"], "level": "ERROR", "propagate": False},
     },
 }
