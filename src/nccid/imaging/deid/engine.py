@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from io import BytesIO
 
 from pydicom import config, dcmread, dcmwrite
+from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,
@@ -537,9 +541,66 @@ def _encode(ds: Dataset, pixel: memoryview | None) -> bytes:
 
 def _encode_parts(ds: Dataset, pixel: memoryview | None) -> list:
     """The encoded header, then the pixel data element exactly as received (not copied)."""
-    buffer = BytesIO()
     try:
-        dcmwrite(buffer, ds, enforce_file_format=True)
+        header = _fast_encode(ds)
+        if header is None:
+            buffer = BytesIO()
+            dcmwrite(buffer, ds, enforce_file_format=True)
+            header = buffer.getvalue()
     except Exception as exc:
         raise DeidError(f"cannot encode the de-identified file ({type(exc).__name__})") from None
-    return [buffer.getvalue()] if pixel is None else [buffer.getvalue(), pixel]
+    return [header] if pixel is None else [header, pixel]
+
+
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OW", "OV", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _fast_encode(ds: Dataset) -> bytes | None:
+    """``dcmwrite(enforce_file_format=True)`` byte for byte, for a dataset read from a
+    little-endian file and written back in its own encoding: elements still as read
+    (``RawDataElement``) are copied with a struct header instead of pydicom's per-element
+    machinery; changed ones are written by pydicom. None when another case applies (the
+    caller then uses dcmwrite)."""
+    meta = ds.file_meta
+    syntax = meta.get("TransferSyntaxUID")
+    encoding = getattr(ds, "original_encoding", (None, None))
+    if syntax is None or syntax == DeflatedExplicitVRLittleEndian or not syntax.is_transfer_syntax \
+            or syntax.is_private or encoding != (syntax.is_implicit_VR, True) \
+            or ds.original_character_set != ds._character_set \
+            or meta.get("MediaStorageSOPInstanceUID") != ds.get("SOPInstanceUID") \
+            or meta.get("MediaStorageSOPClassUID") != ds.get("SOPClassUID") \
+            or "PixelData" in ds or len(getattr(ds, "preamble", b"") or b"") != 128:
+        return None
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, True
+    fp.write(ds.preamble)
+    fp.write(b"DICM")
+    write_file_meta_info(fp, deepcopy(meta), enforce_standard=True)  # it may add to the meta
+    implicit = syntax.is_implicit_VR
+    charset = ds.get("SpecificCharacterSet", default_encoding)
+    write = fp.write
+    pack = struct.pack
+    for tag in sorted(ds.keys()):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are not written
+        elem = ds.get_item(tag)
+        vr = elem.VR
+        if not isinstance(elem, RawDataElement) or (not implicit and (not vr or len(vr) != 2)):
+            write_data_element(fp, elem, charset)
+            continue
+        value = elem.value or b""
+        undefined = elem.length == 0xFFFFFFFF
+        length = 0xFFFFFFFF if undefined else len(value)
+        if implicit:
+            write(pack("<HHL", tag >> 16, tag & 0xFFFF, length))
+        elif vr in _LONG_VRS:
+            write(pack("<HH2s2xL", tag >> 16, tag & 0xFFFF, vr.encode(), length))
+        elif length > 0xFFFF:
+            return None  # pydicom rewrites such an element as UN
+        else:
+            write(pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length))
+        write(value)
+        if undefined:
+            write(_SEQ_DELIMITER)
+    return fp.getvalue()
