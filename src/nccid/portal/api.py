@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import File, Form, NinjaAPI, Router, Schema
+from ninja import File, Form, NinjaAPI, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
@@ -316,7 +316,7 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
         if not _clinical_user_error(exc):
             raise
         raise HttpError(422, str(exc)) from exc
-    return 201, _upload_out(made, with_errors=True)
+    return Status(201, _upload_out(made, with_errors=True))
 
 
 @api.get("/uploads", response=list[UploadOut], tags=["uploads"], summary="My site's uploads, newest first")
