@@ -16,6 +16,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The tests also drive the optional PyTorch extra (a CPU build, pinned in pyproject.toml).
+$(BIN)/.installed-torch: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,torch]'
+	touch $@
+
 setup: $(BIN)/.installed
 
 system-deps:
@@ -27,7 +32,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check src tests conftest.py tools bench
 
-test: setup system-deps lint test-sqlite test-postgres
+test: setup $(BIN)/.installed-torch system-deps lint test-sqlite test-postgres
 
 test-sqlite:
 	mkdir -p $(OUT)
