@@ -456,10 +456,12 @@ def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: 
     One UPDATE in the usual case: the status is computed in SQL from the new counts.
     """
     now = timezone.now()
-    changes = dict(instances=F("instances") + count, bytes=F("bytes") + size,
-                   stored=F("stored") + stored, pending=F("pending") + pending,
-                   held=F("held") + held, last_received=now,
-                   status=_status_sql(held, pending))
+    changes = dict(instances=F("instances") + count, bytes=F("bytes") + size, last_received=now)
+    for name, added in (("stored", stored), ("pending", pending), ("held", held)):
+        if added:
+            changes[name] = F(name) + added
+    if held or pending:  # the status depends on held, pending and has_clinical only
+        changes["status"] = _status_sql(held, pending)
     query = StudyReceipt.objects.filter(site=site, study_uid=meta.study_uid)
     if query.update(**changes):
         return

@@ -27,6 +27,7 @@ from pynetdicom import (
     evt,
 )
 from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
@@ -80,6 +81,25 @@ class _DjangoAssociation(Association):
             connections.close_all()
 
 
+class _QuickDUL(DULServiceProvider):
+    """pynetdicom's network reactor sleeps 1 ms whenever a poll found nothing: on a single
+    association that is one wait per instance at least. While data flows (the last PDU came
+    less than ``BUSY`` seconds ago) it polls every 0.1 ms instead; idle, as pynetdicom does."""
+
+    BUSY = 0.05
+
+    @property
+    def _run_loop_delay(self) -> float:  # type: ignore[override]
+        timer = self._idle_timer
+        if timer.timeout is not None and timer.timeout - timer.remaining < self.BUSY:
+            return 0.0001
+        return 0.001
+
+    @_run_loop_delay.setter
+    def _run_loop_delay(self, value: float) -> None:
+        pass  # set by pynetdicom's __init__; the property decides
+
+
 class _NoDelayHandler(RequestHandler):
     def handle(self) -> None:
         try:
@@ -91,6 +111,7 @@ class _NoDelayHandler(RequestHandler):
     def _create_association(self) -> Association:
         assoc = super()._create_association()
         assoc.__class__ = _DjangoAssociation
+        assoc.dul.__class__ = _QuickDUL
         return assoc
 
 
