@@ -1,0 +1,84 @@
+"""ingest_many(): a batch gives each file the outcome ingest() would, is durable as a whole,
+and a failure of its durability step stores nothing that a retry would then store twice."""
+
+from __future__ import annotations
+
+import os
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from nccid.config import get_settings
+from nccid.imaging.intake import ingest, ingest_many
+from nccid.imaging.models import StudyReceipt
+from nccid.imaging.outcome import IngestStatus
+from nccid.synthetic.dicom import synthetic_instance, to_bytes
+from nccid.warehouse import storage
+from nccid.warehouse.models import ImageRecord
+
+pytestmark = pytest.mark.django_db(databases=["default", "vault"])
+S = IngestStatus
+
+
+def _study(person, count: int, **kw) -> list[bytes]:
+    return [to_bytes(synthetic_instance(person, modality="CT", instance=i, **kw))
+            for i in range(1, count + 1)]
+
+
+def test_each_file_of_a_mixed_batch_gets_its_own_outcome(site, keyring, person_factory):
+    a, b, c = person_factory(61), person_factory(62), person_factory(63)
+    a1, a2, a3 = _study(a, 3, patient_id=a.nhs_number)
+    waiting = _study(b, 1, plant=False)[0]             # hospital number, no clinical record
+    burned = synthetic_instance(c, patient_id=c.nhs_number)
+    burned.BurnedInAnnotation = "YES"
+    assert ingest(a1, site, "test").status is S.STORED
+
+    batch = [a1, a2[:-700], a2, a3, a3, waiting, to_bytes(burned), b"not dicom"]
+    outcomes = ingest_many(batch, site, "test")
+
+    assert [o.status for o in outcomes] == [S.DUPLICATE, S.REJECTED, S.STORED, S.STORED,
+                                            S.DUPLICATE, S.PENDING, S.HELD, S.REJECTED]
+    assert "truncated" in outcomes[1].reason and "not a DICOM file" in outcomes[7].reason
+    # The good copy of the truncated file was not taken for a repeat of it.
+    assert outcomes[2].sop_uid == keyring.uid(str(dcmread(BytesIO(a2)).SOPInstanceUID))
+    pseudonym = keyring.pseudonym(a.nhs_number)
+    assert ImageRecord.objects.filter(pseudonym=pseudonym).count() == 3
+    receipt = StudyReceipt.objects.get(site=site, patient=pseudonym)
+    assert (receipt.instances, receipt.stored, receipt.status) == (3, 3, "waiting")
+    assert receipt.bytes == sum(ImageRecord.objects.filter(pseudonym=pseudonym)
+                                .values_list("size", flat=True))
+
+
+def test_a_failed_durability_step_stores_nothing_and_the_retry_stores_once(
+        site, keyring, person_factory, monkeypatch):
+    person = person_factory(64)
+    files = _study(person, 4, patient_id=person.nhs_number)
+    real_fsync = os.fsync
+
+    def disk_gone(fd: int) -> None:
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(storage.os, "fsync", disk_gone)
+    failed = ingest_many(files, site, "test")
+    monkeypatch.setattr(storage.os, "fsync", real_fsync)
+
+    assert [o.status for o in failed] == [S.REJECTED] * 4
+    assert all("internal error (OSError)" == o.reason for o in failed)
+    assert not ImageRecord.objects.exists() and not StudyReceipt.objects.exists()
+    pseudonym = keyring.pseudonym(person.nhs_number)
+    assert not _files(pseudonym)  # no object published, no temporary left behind
+
+    again = ingest_many(files, site, "test")
+    assert [o.status for o in again] == [S.STORED] * 4
+    assert ImageRecord.objects.count() == 4
+    assert sorted(p.suffix for p in _files(pseudonym)) == [".dcm"] * 4 + [".json"] * 4
+    assert StudyReceipt.objects.get(site=site).instances == 4
+
+
+def _files(pseudonym: str) -> list[Path]:
+    """Every file (temporaries included) in the patient's folders of the warehouse."""
+    root = Path(get_settings().storage_url)
+    return [p for folder in root.glob(f"*/*/{pseudonym}") for p in folder.rglob("*")
+            if p.is_file()]
