@@ -10,10 +10,12 @@ process killed mid-batch loses only that batch, which the re-run stores.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from .outcome import IngestOutcome, IngestStatus
 MAX_FILE_BYTES = 4 * 1024**3  # a single DICOM file larger than this is refused, not read
 BATCH_FILES = 32               # files made durable and committed together
 BATCH_BYTES = 64 * 1024**2     # ... or fewer, when they are big (bounds memory)
+READ_AHEAD = 4                 # files read ahead by a thread
 
 
 @dataclass
@@ -67,7 +70,7 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _expand(path: Path) -> Iterator[Source | tuple[str, str]]:
-    if zipfile.is_zipfile(path) and path.suffix.lower() == ".zip":
+    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
@@ -113,24 +116,46 @@ def import_sources(sources: list[Source], site, source: str = "import",
 def _import_each(sources, site, source, progress, summary, archives) -> None:
     batch: list[tuple[Source, bytes]] = []
     held = 0
-    for item in sources:
-        if item.size > MAX_FILE_BYTES:
-            summary.add(item.name, IngestOutcome(IngestStatus.REJECTED, "file too large"), 0)
-            _advance(progress, item)
-            continue
-        try:
-            data = item.read(archives)
-        except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
-            outcome = IngestOutcome(IngestStatus.REJECTED, f"unreadable ({type(exc).__name__})")
-            summary.add(item.name, outcome, 0)
-            _advance(progress, item)
-            continue
-        batch.append((item, data))
-        held += len(data)
-        if len(batch) >= BATCH_FILES or held >= BATCH_BYTES:
-            _flush(batch, site, source, progress, summary)
-            batch, held = [], 0
+    with contextlib.closing(_read_ahead(sources, archives)) as reads:  # reader done on exit
+        for item, data in reads:
+            if isinstance(data, IngestOutcome):
+                summary.add(item.name, data, 0)
+                _advance(progress, item)
+                continue
+            batch.append((item, data))
+            held += len(data)
+            if len(batch) >= BATCH_FILES or held >= BATCH_BYTES:
+                _flush(batch, site, source, progress, summary)
+                batch, held = [], 0
     _flush(batch, site, source, progress, summary)
+
+
+def _read_ahead(sources, archives, window: int = READ_AHEAD) -> Iterator[tuple[Source, object]]:
+    """(source, bytes or a REJECTED outcome) in order; the next files are read by a thread
+    while the current ones are de-identified (reads release the GIL). Only that thread
+    touches ``archives``."""
+    with ThreadPoolExecutor(1, thread_name_prefix="nccid-read") as reader:
+        queue: deque = deque()
+        remaining = iter(sources)
+        for item in remaining:
+            queue.append((item, reader.submit(_read_one, item, archives)))
+            if len(queue) >= window:
+                break
+        while queue:
+            item, future = queue.popleft()
+            following = next(remaining, None)
+            if following is not None:
+                queue.append((following, reader.submit(_read_one, following, archives)))
+            yield item, future.result()
+
+
+def _read_one(item: Source, archives) -> bytes | IngestOutcome:
+    if item.size > MAX_FILE_BYTES:
+        return IngestOutcome(IngestStatus.REJECTED, "file too large")
+    try:
+        return item.read(archives)
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+        return IngestOutcome(IngestStatus.REJECTED, f"unreadable ({type(exc).__name__})")
 
 
 def _flush(batch, site, source, progress, summary) -> None:
