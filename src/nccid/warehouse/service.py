@@ -122,12 +122,19 @@ def header_json(data: bytes | None = None, dataset=None) -> bytes:
 
     if dataset is None:
         dataset = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, force=True)
-    body = dataset.to_json_dict(bulk_data_threshold=1024,
-                                bulk_data_element_handler=lambda _elem: _OMITTED,
+    omitted = []
+
+    def omit(_elem) -> str:
+        omitted.append(True)
+        return _OMITTED
+
+    body = dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=omit,
                                 suppress_invalid_tags=True)
     for tag in _PIXEL_TAGS:  # small images' pixels fall under the bulk threshold
         body.pop(tag, None)
-    return json.dumps(_strip_bulk(body), sort_keys=True, separators=(",", ":")).encode()
+    if omitted:  # most headers have no bulk value: no need to walk the tree
+        body = _strip_bulk(body)
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _strip_bulk(node):

@@ -21,6 +21,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -346,6 +347,8 @@ class WriteBatch:
         while not os.path.isdir(probe):
             missing.append(probe)
             probe = os.path.dirname(probe)
+        if not missing:
+            _remove_stale_temporaries(folder)
         for new in reversed(missing):
             with contextlib.suppress(FileExistsError):
                 os.mkdir(new)
@@ -395,6 +398,22 @@ class WriteBatch:
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)
+
+
+STALE_TEMPORARY = 3600  # seconds: no live write keeps a temporary that long
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Temporaries left in ``folder`` by a process killed mid-write (invisible, but they take
+    space): removed when a later batch writes to the same folder, e.g. the re-run."""
+    limit = time.time() - STALE_TEMPORARY
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(TEMP_PREFIX)]
+        for entry in entries:
+            if entry.stat(follow_symlinks=False).st_mtime < limit:
+                os.unlink(entry.path)
+    except OSError:  # another process removed it first, or the folder went away: harmless
+        pass
 
 
 def _fsync_dir(folder: str) -> None:

@@ -38,3 +38,25 @@ def test_write_many_is_durable_in_one_step_and_overwrites(backend):
     digests = backend.write_many({"a/x.json": b"new", "a/y.json": b"y", "b/z.json": b"z"})
     assert digests["a/x.json"] == hashlib.sha256(b"new").hexdigest()
     assert [backend.read(k) for k in ("a/x.json", "a/y.json", "b/z.json")] == [b"new", b"y", b"z"]
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed_by_the_next_batch(local_warehouse):
+    import os
+    import time
+    from pathlib import Path
+
+    from nccid.warehouse.storage import STALE_TEMPORARY
+
+    local_warehouse.write_atomic("s/1/a.dcm", b"a")
+    folder = Path(local_warehouse.root) / "s" / "1"
+    stale, fresh = folder / f"{TEMP_PREFIX}killed", folder / f"{TEMP_PREFIX}in-progress"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    old = time.time() - STALE_TEMPORARY - 60
+    os.utime(stale, (old, old))
+
+    batch = local_warehouse.batch()
+    batch.put("s/1/b.dcm", b"b")
+    batch.publish()
+    assert not stale.exists() and fresh.exists()  # a live writer's temporary is left alone
+    assert local_warehouse.list("s") == ["s/1/a.dcm", "s/1/b.dcm"]
