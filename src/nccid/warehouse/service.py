@@ -251,8 +251,8 @@ class ImageBatch:
         record = _new_record(self.site, pseudonym, self._sets[pseudonym], b"", meta)
         record.size = sum(len(p) for p in parts)
         record.linked = linked
+        self._writes.put(record.storage_key, parts)  # written while the header JSON is made
         header = header_json(b"".join(parts) if dataset is None else None, dataset)
-        self._writes.put(record.storage_key, parts)
         self._writes.put(record.metadata_key, header)
         self._records[meta.sop_uid] = record
         return True
