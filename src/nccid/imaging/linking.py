@@ -27,6 +27,9 @@ log = logging.getLogger("nccid.imaging.linking")
 STALE_CLAIM = timedelta(minutes=10)
 
 
+_CHUNK = 500  # values per IN (...) query: well under every database's parameter limit
+
+
 def _claimable(now) -> Q:
     return Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - STALE_CLAIM)
 
@@ -74,21 +77,36 @@ def _move_receipt(site, study_uid: str, pseudonym: str) -> None:
 
 def mark_clinical(pseudonyms: set[str]) -> None:
     """Studies stored by NHS number stop 'waiting for clinical record' once one arrives."""
-    query = StudyReceipt.objects.filter(patient__in=pseudonyms, has_clinical=False)
-    pks = list(query.values_list("pk", flat=True))
-    if pks:
-        StudyReceipt.objects.filter(pk__in=pks).update(has_clinical=True)
-        refresh_receipt_status(StudyReceipt.objects.filter(pk__in=pks))
+    ordered = sorted(pseudonyms)
+    for start in range(0, len(ordered), _CHUNK):
+        query = StudyReceipt.objects.filter(patient__in=ordered[start:start + _CHUNK],
+                                            has_clinical=False)
+        pks = list(query.values_list("pk", flat=True))
+        if pks:
+            StudyReceipt.objects.filter(pk__in=pks).update(has_clinical=True)
+            refresh_receipt_status(StudyReceipt.objects.filter(pk__in=pks))
+
+
+def hashes_with_pending(site, hospital_hashes: set[str]) -> set[str]:
+    """Which of these hospital hashes have images waiting at this site (a few queries, not one each)."""
+    ordered = sorted(hospital_hashes)
+    found: set[str] = set()
+    for start in range(0, len(ordered), _CHUNK):
+        found.update(PendingImage.objects.filter(
+            site=site, hospital_hash__in=ordered[start:start + _CHUNK]
+        ).values_list("hospital_hash", flat=True).distinct())
+    return found
 
 
 def on_records_accepted(sender, site, records, **kwargs) -> None:
     """Receiver of ``clinical.signals.records_accepted``: link whatever was waiting."""
     try:
         mark_clinical({r.pseudonym for r in records if r.pseudonym})
-        seen = set()
-        for record in records:
-            if record.hospital_hash and record.hospital_hash not in seen:
-                seen.add(record.hospital_hash)
-                link_pending(site, record.hospital_hash, record.pseudonym)
+        pseudonym_of: dict[str, str] = {}
+        for record in records:  # the first record naming a hospital number decides
+            if record.hospital_hash:
+                pseudonym_of.setdefault(record.hospital_hash, record.pseudonym)
+        for hospital_hash in sorted(hashes_with_pending(site, set(pseudonym_of))):
+            link_pending(site, hospital_hash, pseudonym_of[hospital_hash])
     except Exception as exc:  # noqa: BLE001 - never fail the clinical upload; pending stays
         log.error("linking after a clinical upload failed (%s)", type(exc).__name__)
