@@ -7,6 +7,12 @@ warehouse, keeps it encrypted until its clinical record arrives (pending), or ho
 data manager's review (suspected burned-in text). Only de-identified bytes are ever written;
 waiting ones only encrypted. It knows nothing of sockets or folders, and never raises: a file
 it cannot use comes back REJECTED with a reason that names no identifier.
+
+``ingest_many(items, site, source)`` does the same for a batch (the importer's): each file
+is parsed once, duplicates are found in a few queries, the images to store are written while
+the next ones are de-identified, made durable together and recorded with their receipts in
+one transaction (``warehouse.service.ImageBatch``). ``ingest`` is a batch of one (the node's,
+whose sender waits for each instance to be stored).
 """
 
 from __future__ import annotations
