@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, connections, router, transaction
 
 from nccid.config import get_settings
 from nccid.identity.keys import PSEUDONYM_PATTERN, KeyFileError, Keyring, load_keyring
@@ -128,26 +128,43 @@ def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
 
 
 def store_in_vault(entries: dict[str, bytes]) -> int:
-    """Store {pseudonym: ciphertext} pairs not yet in the vault; returns how many were new."""
+    """Store {pseudonym: ciphertext} pairs not yet in the vault; returns how many were new.
+
+    An entry already in the vault is kept as it is (ON CONFLICT DO NOTHING, which also covers
+    two imports racing). Plain SQL rather than the ORM: a first import of a large sheet stores
+    tens of thousands of entries, and preparing that many model instances costs seconds.
+    """
+    from django.utils import timezone
+
     from .models import VaultEntry
 
+    if not entries:
+        return 0
+    connection = connections[router.db_for_write(VaultEntry)]
+    quote = connection.ops.quote_name
+    table = quote(VaultEntry._meta.db_table)
+    names = ", ".join(quote(c) for c in ("pseudonym", "ciphertext", "key_fingerprint", "created"))
     fingerprint = get_keyring().vault_fingerprint
-    existing: set[str] = set()
-    for chunk in _chunks(list(entries)):
-        existing.update(
-            VaultEntry.objects.filter(pseudonym__in=chunk).values_list("pseudonym", flat=True)
-        )
-    new = [
-        VaultEntry(pseudonym=p, ciphertext=c, key_fingerprint=fingerprint)
-        for p, c in entries.items()
-        if p not in existing
-    ]
-    try:
-        with transaction.atomic(using=VAULT_DB):
-            VaultEntry.objects.bulk_create(new, batch_size=_CHUNK, ignore_conflicts=True)
-    except IntegrityError:  # pragma: no cover - ignore_conflicts covers races on both backends
-        pass
-    return len(new)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    pseudonyms, ciphertexts = list(entries), [bytes(c) for c in entries.values()]
+    inserted = 0
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One statement whatever the size: the two columns go as arrays.
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) SELECT p, c, %s, %s FROM unnest(%s::text[], %s::bytea[])"
+                " AS t(p, c) ON CONFLICT (pseudonym) DO NOTHING",
+                [fingerprint, now, pseudonyms, ciphertexts])
+            return cursor.rowcount
+        per_statement = max(1, min(1000, (connection.features.max_query_params or 999) // 4))
+        for start in range(0, len(pseudonyms), per_statement):
+            batch = range(start, min(start + per_statement, len(pseudonyms)))
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) VALUES " + ", ".join(["(%s, %s, %s, %s)"] * len(batch))
+                + " ON CONFLICT (pseudonym) DO NOTHING",
+                [v for i in batch for v in (pseudonyms[i], ciphertexts[i], fingerprint, now)])
+            inserted += cursor.rowcount
+    return inserted
 
 
 @dataclass(frozen=True)
