@@ -132,7 +132,9 @@ def _encode(record: dict) -> dict:
 
 
 def _existing(site: Site, kind: str, pseudonyms: list[str]) -> dict[str, ClinicalRecord]:
-    found = {}
+    found: dict[str, ClinicalRecord] = {}
+    if not ClinicalRecord.objects.filter(site=site, kind=kind).exists():
+        return found  # a site's first upload of this kind: no need to look patients up
     for start in range(0, len(pseudonyms), CHUNK):
         chunk = pseudonyms[start:start + CHUNK]
         for record in ClinicalRecord.objects.filter(site=site, kind=kind, pseudonym__in=chunk):
@@ -246,7 +248,8 @@ def _link(site: Site, records: Iterable[dict]) -> list[str]:
             wanted.setdefault(r["hospital_hash"], (r["pseudonym"], r.get("rows", [])))
     hashes = list(wanted)
     known: dict[str, str] = {}
-    for start in range(0, len(hashes), CHUNK):
+    has_links = PatientLink.objects.filter(site=site).exists()
+    for start in range(0, len(hashes) if has_links else 0, CHUNK):
         known.update(PatientLink.objects.filter(site=site, hospital_hash__in=hashes[start:start + CHUNK])
                      .values_list("hospital_hash", "pseudonym"))
     warnings = []
@@ -270,10 +273,8 @@ def _insert(model, columns: list[str], rows: list[tuple], ignore_conflicts: bool
     quote = connection.ops.quote_name
     table, names = quote(model._meta.db_table), ", ".join(quote(c) for c in columns)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and not ignore_conflicts:
-            with cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # psycopg 3
-                for row in rows:
-                    copy.write_row(row)
+        if connection.vendor == "postgresql":
+            _copy(cursor.cursor, table, names, rows, ignore_conflicts)
             return
         # Many rows per statement (one round trip each), within the backend's parameter limit.
         one = f"({', '.join(['%s'] * len(columns))})"
@@ -284,6 +285,21 @@ def _insert(model, columns: list[str], rows: list[tuple], ignore_conflicts: bool
             batch = rows[start:start + per_statement]
             cursor.execute(f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(batch)) + tail,
                            [value for row in batch for value in row])
+
+
+def _copy(cursor, table: str, names: str, rows: list[tuple], ignore_conflicts: bool) -> None:
+    """COPY (psycopg 3) the rows in; to skip conflicting rows, COPY into a scratch table first
+    (a multi-row INSERT of thousands of parameters costs more to build than to run)."""
+    target = table
+    if ignore_conflicts:
+        target = "nccid_scratch_insert"
+        cursor.execute(f"CREATE TEMPORARY TABLE {target} AS SELECT {names} FROM {table} WITH NO DATA")
+    with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    if ignore_conflicts:
+        cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {target} ON CONFLICT DO NOTHING")
+        cursor.execute(f"DROP TABLE {target}")
 
 
 def cancel_upload(upload: Upload, user) -> Upload:
