@@ -17,6 +17,7 @@ no regular expression is compiled per cell.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,9 +135,13 @@ def _number(value: object) -> tuple[float, str | None]:
         raise CellError(f"'{_shown(value)}' is a date or time, not a number")
     text = str(value).strip()
     try:
-        return float(text), None
+        number = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):  # "nan", "inf": Python parses them, JSON cannot hold them
+            raise CellError(f"'{text}' is not a number")
+        return number, None
     match = _NUMBER_WITH_UNIT.match(text)
     if match is None:
         raise CellError(f"'{text}' is not a number")

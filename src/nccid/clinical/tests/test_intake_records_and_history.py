@@ -166,3 +166,22 @@ def test_original_filename_is_not_stored(site, make_user):
     upload = preview(site, positive_sheet([50]), make_user("uploader", site=site))
     stored = repr(Upload.objects.filter(pk=upload.pk).values().get())
     assert "Testperson" not in stored
+
+
+def test_reupload_of_a_record_stored_with_an_older_digest_encoding_is_unchanged(site, make_user):
+    # Records written before the JSON encoder change hold digests of ASCII-escaped JSON.
+    import hashlib
+    import json
+
+    user = make_user("uploader", site=site)
+    sheet = sheet_of("positive", [{"age": 50, "hospital": "Hôpital Saint-Étienne"}], PEOPLE)
+    services.confirm_upload(preview(site, sheet, user), user)
+    record = ClinicalRecord.objects.get()
+    texts = [json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+             for v in (record.data, record.cleaned, record.flags)]
+    legacy = hashlib.sha256("\x1f".join([record.hospital_hash, *texts]).encode()).hexdigest()
+    assert legacy != record.digest  # the escaped form really differs for this content
+    ClinicalRecord.objects.filter(pk=record.pk).update(digest=legacy)
+    again = services.confirm_upload(preview(site, sheet, user), user)
+    assert (again.new_records, again.updated_records, again.unchanged_records) == (0, 0, 1)
+    assert ClinicalRecordVersion.objects.count() == 0

@@ -88,6 +88,13 @@ def test_text_in_a_number_field():
     assert (problem.label, problem.value, problem.reason) == ("Heart rate on admission", "fast", "'fast' is not a number")
 
 
+def test_nan_and_infinity_in_a_number_field_are_not_numbers():
+    # Python's float() parses them, but JSON cannot store them: the row is rejected.
+    for typed in ("nan", "inf", "-Infinity"):
+        problem = only(one("heart_rate", typed)[1])
+        assert (problem.severity, problem.reason) == ("error", f"'{typed}' is not a number")
+
+
 def test_decimal_in_a_whole_number_field():
     problem = only(one("age", 65.889)[1])
     assert problem.reason == "'65.889' is not a whole number"
