@@ -261,6 +261,8 @@ class Warehouse:
 
 Buffers = bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]
 _pool: ThreadPoolExecutor | None = None
+# Folders this process made or found (and swept of stale temporaries): not checked again.
+_known_folders: set[str] = set()
 _pool_lock = threading.Lock()
 
 
@@ -297,12 +299,17 @@ def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+    try:
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+    except OSError:
+        _known_folders.discard(folder)  # gone? the next batch checks and makes it again
+        raise
     try:
         size = _write_all(fd, parts)
         os.fchmod(fd, 0o644)
         os.fsync(fd)
     except BaseException:
+        _known_folders.discard(folder)
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
@@ -342,6 +349,9 @@ class WriteBatch:
     def _ensure_folder(self, folder: str) -> None:
         if folder in self._folders:
             return
+        if folder in _known_folders:  # made or checked (and swept) earlier by this process
+            self._folders.add(folder)
+            return
         missing = []
         probe = folder
         while not os.path.isdir(probe):
@@ -354,6 +364,9 @@ class WriteBatch:
                 os.mkdir(new)
             self._to_sync.add(os.path.dirname(new))  # the new folder's own entry
         self._folders.add(folder)
+        if len(_known_folders) > 20000:  # bounded: a long-running node sees many series
+            _known_folders.clear()
+        _known_folders.add(folder)
 
     def digests(self) -> dict[str, str]:
         """Wait for every write; key -> SHA-256. The first failure is raised."""
