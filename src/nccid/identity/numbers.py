@@ -34,7 +34,7 @@ class InvalidPatientNumber(ValueError):
 def normalise(raw: object) -> str:
     """Ten ASCII digits, spaces and dashes removed.
 
-    Numbers typed as numbers by spreadsheets (9434765919.0) are accepted. A 9-digit value
+    Numbers typed as numbers by spreadsheets (9990000018.0) are accepted. A 9-digit value
     gets its leading zero back only when that makes a CHI date (spreadsheets drop the zero
     of people born on days 01-09); any other 9-digit value is a typing error.
     """
