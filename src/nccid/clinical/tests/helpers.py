@@ -44,9 +44,16 @@ def csv_bytes(headers: list, rows: list[list], encoding: str = "utf-8") -> bytes
 def positive_row(person=None, **values) -> tuple[list[str], list]:
     """Headers of the positive template and one row: the person's identifiers plus ``values``
     given by field name (everything else blank)."""
-    person = person or PEOPLE[0]
     template = get_template("positive")
-    headers = template.headers
+    values = dict(values)
+    row = template_row(template, person or PEOPLE[0], values)
+    assert not values, f"unknown fields {values}"
+    return template.headers, row
+
+
+def template_row(template, person, values: dict) -> list:
+    """One row in template column order: the person's identifiers unless ``values`` overrides
+    them, then the fields named in ``values`` (taken out of it), everything else blank."""
     row = []
     for column in template.template_columns():
         if column.field == "nhs_number":
@@ -55,8 +62,7 @@ def positive_row(person=None, **values) -> tuple[list[str], list]:
             row.append(values.pop("hospital_number", person.hospital_number))
         else:
             row.append(values.pop(column.field, None))
-    assert not values, f"unknown fields {values}"
-    return headers, row
+    return row
 
 
 def sheet_of(kind: str, rows_by_field: list[dict], people_list=None) -> bytes:
@@ -64,16 +70,7 @@ def sheet_of(kind: str, rows_by_field: list[dict], people_list=None) -> bytes:
     people_list = people_list or PEOPLE
     rows = []
     for person, values in zip(people_list, rows_by_field, strict=False):
-        values = dict(values)
-        row = []
-        for column in template.template_columns():
-            if column.field == "nhs_number":
-                row.append(values.pop("nhs_number", person.nhs_number))
-            elif column.field == "hospital_number":
-                row.append(values.pop("hospital_number", person.hospital_number))
-            else:
-                row.append(values.pop(column.field, None))
-        rows.append(row)
+        rows.append(template_row(template, person, dict(values)))
     return xlsx_bytes(template.headers, rows)
 
 
