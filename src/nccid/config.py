@@ -28,6 +28,10 @@ class Settings:
     node_ae_title: str = "NCCID"
     node_host: str = "127.0.0.1"
     node_port: int = 11112
+    # The node acknowledges from an encrypted, durable spool; a drain thread stores from it.
+    spool_dir: Path = Path("var/spool")
+    spool_segment_bytes: int = 256 * 1024 * 1024
+    node_drain: bool = True  # false: the node only spools (an operator's pause switch)
     portal_host: str = "127.0.0.1"
     portal_port: int = 8000
     deid_profile: str = "retain-dates"
@@ -101,6 +105,22 @@ def _int(name: str, value) -> int:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
 
 
+def _positive(name: str, value) -> int:
+    number = _int(name, value)
+    if number <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {number}")
+    return number
+
+
+def _flag(name: str, value) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The effective settings. ``NCCID_HOME`` (default ``./var``) anchors every default path."""
@@ -135,6 +155,10 @@ def get_settings() -> Settings:
         node_ae_title=pick("node_ae_title", "NCCID"),
         node_host=pick("node_host", "127.0.0.1"),
         node_port=_int("node_port", pick("node_port", 11112)),
+        spool_dir=Path(pick("spool_dir", home / "spool")),
+        spool_segment_bytes=_positive("spool_segment_bytes",
+                                      pick("spool_segment_bytes", 256 * 1024 * 1024)),
+        node_drain=_flag("node_drain", pick("node_drain", "true")),
         portal_host=pick("portal_host", "127.0.0.1"),
         portal_port=_int("portal_port", pick("portal_port", 8000)),
         deid_profile=profile,

@@ -176,7 +176,8 @@ class Keyring:
 
     @cached_property
     def _subkeys(self) -> dict[str, bytes]:
-        purposes = ("pseudonym", "hospital", "uid", "split", "date-shift", "vault", "django", "pending")
+        purposes = ("pseudonym", "hospital", "uid", "split", "date-shift", "vault", "django", "pending",
+                    "spool")
         keys = {p: self.subkey(p) for p in purposes}
         if self.vault_key is not None:
             keys["vault"] = self.vault_key

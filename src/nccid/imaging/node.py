@@ -1,7 +1,13 @@
-"""The DICOM node: a pynetdicom storage SCP that hands every received file to ``ingest``.
+"""The DICOM node: a pynetdicom storage SCP that acknowledges from a durable, encrypted spool.
 
 - C-ECHO, and C-STORE for every storage SOP class in every common transfer syntax; the file
   is built from the dataset bytes exactly as received (never decoded here, never transcoded).
+- A C-STORE is answered once the file passed a structural check (``intake.read_header``: a
+  corrupt, truncated or non-DICOM file is refused at once) and sits encrypted and fdatasync'd
+  in the spool (``spool.py``). A drain thread takes the spool in order, in per-site batches,
+  through ``intake.ingest_many`` (de-identify, store, link); it deletes a segment once each of
+  its records has an outcome. ``ingest_many`` is idempotent, so a crash between storing and
+  deleting only replays files that come back DUPLICATE.
 - One calling AE title per site (``Site.ae_title``), read from the database at each
   association, so a site added while the node runs is accepted at once; any other calling AE
   title is refused with A-ASSOCIATE-RJ.
@@ -15,8 +21,9 @@ import logging
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pynetdicom import (
     AE as ApplicationEntity,
@@ -33,7 +40,8 @@ from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from nccid.config import get_settings
 
-from .outcome import IngestStatus
+from .outcome import IngestOutcome, IngestStatus
+from .spool import Backlog, Batch, Spool, SpoolError
 
 log = logging.getLogger("nccid.imaging.node")
 
@@ -41,6 +49,11 @@ log = logging.getLogger("nccid.imaging.node")
 SUCCESS = 0x0000
 CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
+# A drain batch: at most this many files or bytes (or whatever waits when the spool is idle).
+BATCH_FILES = 32
+BATCH_BYTES = 64 * 1024 * 1024
+# Retries of files whose ingest failed for an internal reason (a database or storage outage).
+RETRIES = (1.0, 5.0)
 # Longer than any AE title (16 chars): matches no caller, so "no site" refuses everyone.
 _NO_SITE = "-no-site-registered-"
 
@@ -143,9 +156,9 @@ def _log_summary(assoc) -> None:
              tally.bytes / 1e6, seconds)
 
 
-def handle_store(event) -> int:
-    """C-STORE: the raw file bytes go to the intake pipeline; its outcome sets the status."""
-    from .intake import ingest
+def handle_store(event, spool: Spool) -> int:
+    """C-STORE: a structurally sound file is spooled (encrypted, durable), then acknowledged."""
+    from .intake import Rejected, read_header
 
     assoc = event.assoc
     tally = _tally(assoc)
@@ -158,18 +171,134 @@ def handle_store(event) -> int:
         tally.site = site.code
     try:
         data = event.encoded_dataset()
+        read_header(data)
+    except Rejected as exc:
+        log.warning("site %s: an instance was rejected: %s", site.code, exc)
+        tally.counts["rejected"] += 1
+        return CANNOT_UNDERSTAND
     except Exception as exc:  # noqa: BLE001
         log.warning("site %s sent a dataset that could not be encoded (%s)", site.code,
                     type(exc).__name__)
         tally.counts["rejected"] += 1
         return CANNOT_UNDERSTAND
-    outcome = ingest(data, site, source="node")
-    tally.counts[outcome.status.value] += 1
+    try:
+        spool.append(site.code, "node", data)
+    except SpoolError as exc:
+        log.error("site %s: an instance could not be spooled: %s", site.code, exc)
+        tally.counts["not spooled"] += 1
+        return OUT_OF_RESOURCES
+    tally.counts["received"] += 1
     tally.bytes += len(data)
-    if outcome.status is IngestStatus.REJECTED:
-        log.warning("site %s: an instance was rejected: %s", site.code, outcome.reason)
-        return CANNOT_UNDERSTAND
     return SUCCESS
+
+
+class Drain:
+    """The thread that takes the spool, in order and in per-site batches, to ``ingest_many``."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nccid-node-drain", daemon=True)
+        self._tallies: dict[str, Counter] = defaultdict(Counter)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 300.0) -> None:
+        """Finish the batch in hand, leave the rest in the spool."""
+        self._stop.set()
+        self.spool.wake()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("the spool drain did not stop within %.0f s", timeout)
+
+    def _run(self) -> None:
+        from django.db import connections
+
+        try:
+            while not self._stop.is_set():
+                seen = self.spool.appends
+                batch = self.spool.read_batch(BATCH_FILES, BATCH_BYTES)
+                if batch.records or batch.skipped or batch.finished:
+                    if self._process(batch):
+                        self.spool.release(batch)
+                    continue
+                self._log_tallies()
+                self.spool.wait_for_more(seen, timeout=60.0)
+        except Exception as exc:  # noqa: BLE001 - say where, never what: it may quote a value
+            log.critical("the spool drain stopped (%s); received files stay in the spool "
+                         "until the node is restarted", type(exc).__name__)
+        finally:
+            connections.close_all()
+
+    def _process(self, batch: Batch) -> bool:
+        """Ingest every record of ``batch``; False if stopped first (the batch stays)."""
+        groups: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+        for record in batch.records:
+            groups[(record.site_code, record.source)].append(record.data)
+        for (code, source), items in groups.items():
+            outcomes = self._ingest(code, source, items)
+            if outcomes is None:
+                return False
+            for outcome in outcomes:
+                self._tallies[code][outcome.status.value] += 1
+                if outcome.status is IngestStatus.REJECTED:
+                    log.warning("site %s: an instance was rejected: %s", code, outcome.reason)
+        return True
+
+    def _ingest(self, code: str, source: str, items: list[bytes]) -> list[IngestOutcome] | None:
+        from nccid.accounts.models import Site
+
+        from .intake import ingest_many
+
+        if not self._database_ready():
+            return None
+        site = Site.objects.filter(code=code).first()
+        if site is None:
+            return [IngestOutcome(IngestStatus.REJECTED, "the site is no longer registered")
+                    ] * len(items)
+        outcomes = ingest_many(items, site, source)
+        for delay in RETRIES:  # ingest_many is idempotent: a retry stores each file once
+            failed = [i for i, o in enumerate(outcomes) if _internal(o)]
+            if not failed:
+                break
+            log.warning("site %s: %d instance(s) failed for an internal reason; retrying in "
+                        "%.0f s", code, len(failed), delay)
+            if self._stop.wait(delay) or not self._database_ready():
+                return None
+            for index, outcome in zip(failed, ingest_many([items[i] for i in failed], site,
+                                                          source), strict=True):
+                outcomes[index] = outcome
+        return outcomes
+
+    def _database_ready(self) -> bool:
+        """Wait (backing off) until the database answers; False if stopped meanwhile."""
+        from django.db import DatabaseError, close_old_connections, connection
+
+        delay = 1.0
+        while not self._stop.is_set():
+            close_old_connections()
+            try:
+                connection.ensure_connection()
+                return True
+            except DatabaseError as exc:
+                log.error("the spool drain cannot reach the database (%s); retrying in %.0f s",
+                          type(exc).__name__, delay)
+                connection.close()
+            self._stop.wait(delay)
+            delay = min(delay * 2, 60.0)
+        return False
+
+    def _log_tallies(self) -> None:
+        for code, counts in sorted(self._tallies.items()):
+            parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            log.info("spool drained for site %s: %s", code, parts)
+        self._tallies.clear()
+
+
+def _internal(outcome: IngestOutcome) -> bool:
+    return outcome.status is IngestStatus.REJECTED and outcome.reason.startswith("internal error")
 
 
 def handle_echo(event) -> int:
@@ -189,20 +318,69 @@ def make_ae(ae_title: str | None = None) -> NodeAE:
     return ae
 
 
+class NodeServer(ThreadedAssociationServer):
+    """The listening node with its spool and drain; ``shutdown()`` stops all three."""
+
+    spool: Spool
+    drain: Drain | None = None
+
+    def wait_drained(self, timeout: float) -> bool:
+        """True once everything received has an outcome (stored, rejected, …)."""
+        return self.spool.wait_empty(timeout)
+
+    def spool_backlog(self) -> Backlog:
+        return self.spool.backlog()
+
+    def shutdown(self) -> None:
+        """Stop accepting, let the drain finish its batch in hand, close the spool."""
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
+        super().shutdown()
+        if self.drain is not None:
+            self.drain.stop()
+        self.spool.close()
+
+
+def open_spool(directory: Path | None = None) -> Spool:
+    from nccid.identity.service import get_keyring
+
+    settings = get_settings()
+    return Spool(directory or settings.spool_dir, get_keyring(), settings.spool_segment_bytes)
+
+
 def start_node(host: str | None = None, port: int | None = None,
-               ae_title: str | None = None) -> ThreadedAssociationServer:
-    """Start the node in background threads; call ``.shutdown()`` on the result to stop it."""
+               ae_title: str | None = None, spool_dir: Path | None = None) -> NodeServer:
+    """Start the node in background threads; call ``.shutdown()`` on the result to stop it.
+
+    What an earlier run left in the spool is drained first, before anything received now."""
     from .logsafe import protect_logs
 
     protect_logs()
     settings = get_settings()
+    spool = open_spool(spool_dir)
+    backlog = spool.backlog()
+    if backlog.records:
+        log.info("recovering %d instance(s) (%.1f MB) left in the spool", backlog.records,
+                 backlog.bytes / 1e6)
     ae = make_ae(ae_title)
     address = (host or settings.node_host, settings.node_port if port is None else port)
-    handlers = [(evt.EVT_C_STORE, handle_store), (evt.EVT_C_ECHO, handle_echo)]
-    server = ThreadedAssociationServer(
-        ae, address, ae.ae_title, ae.supported_contexts, None, evt_handlers=handlers,
-        request_handler=_NoDelayHandler,
-    )
+    handlers = [(evt.EVT_C_STORE, handle_store, [spool]), (evt.EVT_C_ECHO, handle_echo)]
+    try:
+        server = NodeServer(
+            ae, address, ae.ae_title, ae.supported_contexts, None, evt_handlers=handlers,
+            request_handler=_NoDelayHandler,
+        )
+    except BaseException:
+        spool.close()
+        raise
+    server.spool = spool
+    if settings.node_drain:
+        server.drain = Drain(spool)
+        server.drain.start()
+    else:
+        log.warning("node_drain is off: received instances stay in the spool (%s) until a "
+                    "node runs with node_drain on", spool.directory)
     thread = threading.Thread(target=server.serve_forever, name="nccid-node", daemon=True)
     thread.start()
     ae._servers.append(server)

@@ -62,15 +62,27 @@ def person_factory():
     return make
 
 
+class RunningNode:
+    """A node started by the ``node`` fixture: its port, and a bounded wait for its drain."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.port = server.server_address[1]
+
+    def drained(self, timeout: float = 60.0) -> None:
+        assert self.server.wait_drained(timeout), (
+            f"the spool still holds {self.server.spool_backlog()} after {timeout} s")
+
+
 @pytest.fixture
-def node(transactional_db, site):
-    """A real DICOM node in this process on a free port; yields its port."""
+def node(transactional_db, site, tmp_path):
+    """A real DICOM node in this process on a free port, with its own spool folder."""
     from nccid.imaging.node import start_node
 
     port = free_port()
-    server = start_node("127.0.0.1", port)
+    server = start_node("127.0.0.1", port, spool_dir=tmp_path / "node-spool")
     wait_for_port(port)
-    yield port
+    yield RunningNode(server)
     server.shutdown()
     server.server_close()
 

@@ -1,4 +1,7 @@
-"""The DICOM node, a real pynetdicom SCP on a free port, fed by dcmtk and pynetdicom clients."""
+"""The DICOM node, a real pynetdicom SCP on a free port, fed by dcmtk and pynetdicom clients.
+
+The node acknowledges from its spool and stores in the background: each test waits for the
+drain (``node.drained()``, a bounded wait on a condition) before looking at what was stored."""
 
 from __future__ import annotations
 
@@ -45,8 +48,9 @@ def _assert_deidentified(record: ImageRecord, person) -> None:
 def test_dcmtk_storescu_study_lands_deidentified(node, site, keyring, tmp_path, person_factory):
     person = person_factory(21)
     files = write_study(tmp_path, person, count=4, patient_id=person.nhs_number)
-    result = _storescu_dcmtk(node, files)
+    result = _storescu_dcmtk(node.port, files)
     assert result.returncode == 0, result.stderr
+    node.drained()
     records = _stored(keyring, files)
     assert len(records) == 4
     assert {r.pseudonym for r in records} == {keyring.pseudonym(person.nhs_number)}
@@ -58,10 +62,11 @@ def test_pynetdicom_storescu_study_lands_deidentified(node, site, keyring, tmp_p
     person = person_factory(22)
     files = write_study(tmp_path / "study", person, count=3, modality="DX")
     result = subprocess.run(
-        [sys.executable, "-m", "pynetdicom", "storescu", "127.0.0.1", str(node),
+        [sys.executable, "-m", "pynetdicom", "storescu", "127.0.0.1", str(node.port),
          str(tmp_path / "study"), "-aet", "RTEST_PACS", "-aec", "NCCID", "-r"],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+    node.drained()
     records = _stored(keyring, files)
     assert len(records) == 3
     _assert_deidentified(records[0], person)
@@ -69,11 +74,11 @@ def test_pynetdicom_storescu_study_lands_deidentified(node, site, keyring, tmp_p
 
 @pytest.mark.dcmtk
 def test_echo_answers_and_unknown_ae_title_is_refused(node, site):
-    ok = subprocess.run(["echoscu", "-aet", "RTEST_PACS", "-aec", "NCCID", "127.0.0.1", str(node)],
+    ok = subprocess.run(["echoscu", "-aet", "RTEST_PACS", "-aec", "NCCID", "127.0.0.1", str(node.port)],
                         env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
     assert ok.returncode == 0, ok.stderr
     refused = subprocess.run(["echoscu", "-aet", "STRANGER", "-aec", "NCCID", "127.0.0.1",
-                              str(node)], env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
+                              str(node.port)], env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0
     assert "Rejected" in refused.stderr or "rejected" in refused.stderr.lower()
 
@@ -88,10 +93,10 @@ def _associate(port: int, calling: str, contexts=None):
 def test_a_site_added_while_running_is_accepted_without_restart(node, site):
     from nccid.accounts.services import add_site
 
-    before = _associate(node, "NEWSITE_PACS")
+    before = _associate(node.port, "NEWSITE_PACS")
     assert before.is_rejected
     add_site("NEWSITE", "New Site Hospital", "NEWSITE_PACS")
-    after = _associate(node, "NEWSITE_PACS")
+    after = _associate(node.port, "NEWSITE_PACS")
     assert after.is_established
     assert after.send_c_echo().Status == 0x0000
     after.release()
@@ -117,8 +122,9 @@ def test_a_study_sent_twice_is_stored_once(node, site, keyring, tmp_path, person
     person = person_factory(23)
     files = write_study(tmp_path, person, count=3, patient_id=person.nhs_number)
     datasets = [dcmread(f) for f in files]
-    assert _send(node, datasets) == [0, 0, 0]
-    assert _send(node, datasets) == [0, 0, 0]  # duplicates are success for the sender
+    assert _send(node.port, datasets) == [0, 0, 0]
+    assert _send(node.port, datasets) == [0, 0, 0]  # duplicates are success for the sender
+    node.drained()
     assert len(_stored(keyring, files)) == 3
     assert ImageRecord.objects.filter(pseudonym=keyring.pseudonym(person.nhs_number)).count() == 3
 
@@ -128,9 +134,11 @@ def test_a_dropped_association_then_resent_stores_each_file_once(node, site, key
     person = person_factory(24)
     files = write_study(tmp_path, person, count=6, patient_id=person.nhs_number)
     datasets = [dcmread(f) for f in files]
-    assert _send(node, datasets, abort_after=3) == [0, 0, 0]
+    assert _send(node.port, datasets, abort_after=3) == [0, 0, 0]
+    node.drained()
     assert len(_stored(keyring, files)) == 3
-    assert _send(node, datasets) == [0] * 6
+    assert _send(node.port, datasets) == [0] * 6
+    node.drained()
     records = _stored(keyring, files)
     assert len(records) == 6 and len({r.sop_uid for r in records}) == 6
     for record in records:
@@ -145,8 +153,11 @@ def test_hostile_datasets_fail_and_the_node_keeps_serving(node, site, keyring, t
     broken.PixelData = broken.PixelData[:100]  # declared 32x32x16 bits, 100 bytes present
     no_uid = dcmread(files[1])
     del no_uid.StudyInstanceUID
-    statuses = _send(node, [broken, no_uid])
-    assert all(s != 0 for s in statuses)
+    statuses = _send(node.port, [broken, no_uid])
+    assert statuses == [0xC000, 0xC000]  # refused at once, before anything is spooled
+    assert node.server.spool_backlog().records == 0
+    node.drained()
     assert not _stored(keyring, files)
-    assert _send(node, [dcmread(f) for f in files]) == [0, 0]  # the next association works
+    assert _send(node.port, [dcmread(f) for f in files]) == [0, 0]  # the next association works
+    node.drained()
     assert len(_stored(keyring, files)) == 2

@@ -1,0 +1,424 @@
+"""A durable, encrypted, append-only spool of received DICOM instances (the node's inbox).
+
+The node acknowledges an instance once it is here: encrypted with AES-256-GCM (the keyring's
+``spool`` sub-key) and ``fdatasync``'d. A drain thread then takes records out in order and
+stores them; a segment file is deleted once every record in it has an outcome.
+
+On disk (folder 0700, files 0600), ``segment-<16-digit seq>.log``:
+
+- a file header ``NCSPOOL\\x01``;
+- records: ``NCSR`` + token length (8 bytes, big-endian) + token, where the token is
+  ``keyring.encrypt(site code, source, file bytes)`` with the segment name and the record's
+  offset as associated data, so a record moved elsewhere fails authentication.
+
+A crash mid-append leaves a torn last record (short, or failing its GCM tag): it was never
+acknowledged, and is cut off on the next start. A record failing authentication anywhere else
+is skipped and its segment kept as ``….corrupt`` for an operator. Pure Python: no Django.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import struct
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+
+log = logging.getLogger("nccid.imaging.spool")
+
+FILE_MAGIC = b"NCSPOOL\x01"
+RECORD = struct.Struct(">4sQ")  # magic, token length
+RECORD_MAGIC = b"NCSR"
+MAX_TOKEN = 1 << 40  # no DICOM file is a terabyte: a bigger length is a torn or foreign header
+_NAME = re.compile(r"segment-(\d{16})\.log")
+_CONTEXT = "nccid-spool-v1:{name}:{offset}"
+
+
+class SpoolError(Exception):
+    """The spool cannot take or give records (disk full, closed, in use by another node)."""
+
+
+@dataclass(frozen=True)
+class Backlog:
+    records: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Record:
+    site_code: str
+    source: str
+    data: bytes
+    segment: int
+    offset: int
+
+
+@dataclass
+class Batch:
+    """Records read in order; ``release(batch)`` once each has an outcome."""
+
+    records: list[Record] = field(default_factory=list)
+    skipped: int = 0  # records that failed authentication (counted out of the backlog)
+    disk_bytes: int = 0  # on-disk size of records and skipped ones
+    position: tuple[int, int] = (0, 0)  # where the next read starts
+    finished: list[int] = field(default_factory=list)  # sealed segments read to their end
+
+
+def segment_name(seq: int) -> str:
+    return f"segment-{seq:016d}.log"
+
+
+def _segments(directory: Path) -> list[int]:
+    found = (_NAME.fullmatch(p.name) for p in directory.iterdir()) if directory.is_dir() else ()
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _scan(path: Path) -> tuple[int, int, int]:
+    """(records, token bytes, end of the last well-framed record) of a segment file."""
+    size = path.stat().st_size
+    records = total = 0
+    with open(path, "rb") as handle:
+        if handle.read(len(FILE_MAGIC)) != FILE_MAGIC:
+            return 0, 0, 0
+        offset = len(FILE_MAGIC)
+        while offset + RECORD.size <= size:
+            magic, length = RECORD.unpack(handle.read(RECORD.size))
+            if magic != RECORD_MAGIC or length > MAX_TOKEN or offset + RECORD.size + length > size:
+                break
+            records, total = records + 1, total + length
+            offset += RECORD.size + length
+            handle.seek(offset)
+    return records, total, offset
+
+
+def spool_backlog(directory: Path) -> Backlog:
+    """Records and bytes in the spool folder, read from the record headers (nothing decrypted).
+
+    For a running node this counts the segments not yet deleted (a partly drained one whole);
+    ``Spool.backlog()`` is exact."""
+    records = total = 0
+    for seq in _segments(Path(directory)):
+        try:
+            n, size, _ = _scan(Path(directory) / segment_name(seq))
+        except FileNotFoundError:  # drained and deleted meanwhile
+            continue
+        records, total = records + n, total + size
+    return Backlog(records, total)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _encode(site_code: str, source: str, data: bytes) -> bytes:
+    site, src = site_code.encode(), source.encode()
+    if len(site) > 255 or len(src) > 255:
+        raise ValueError("site code and source must be at most 255 bytes")
+    return b"".join((bytes((len(site), len(src))), site, src, data))
+
+
+def _decode(plain: bytes) -> tuple[str, str, bytes]:
+    a, b = plain[0], plain[1]
+    return (plain[2:2 + a].decode(), plain[2 + a:2 + a + b].decode(),
+            plain[2 + a + b:])
+
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    parts, got = [data], len(data)
+    while got < length:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class Spool:
+    """One node's spool. ``append`` from any thread; ``read_batch``/``release`` from one drain."""
+
+    def __init__(self, directory: Path, keyring, segment_bytes: int = 256 * 1024 * 1024) -> None:
+        self.directory = Path(directory)
+        self._keyring = keyring
+        self._segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        self._lock_fd = self._take_folder()
+        self._sizes: dict[int, int] = {}  # segment -> end of its last record
+        self._corrupt: set[int] = set()
+        self._read_fds: dict[int, int] = {}
+        self._active: int | None = None  # the segment appended to, and its descriptor
+        self._active_fd = -1
+        self._records = self._bytes = 0
+        self._appends = 0
+        self._woken = False
+        self._closed = False
+        self._recover()
+        self._run_start = self._next_seq  # segments below it were left by an earlier run
+        first = min(self._sizes, default=self._next_seq)
+        self._position = (first, len(FILE_MAGIC))
+
+    # -- start -------------------------------------------------------------------------------
+
+    def _take_folder(self) -> int:
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SpoolError(f"spool {self.directory} is in use by another node process") from None
+        return fd
+
+    def _recover(self) -> None:
+        """Count what a previous run left; cut torn tails (never acknowledged)."""
+        seqs = _segments(self.directory)
+        self._next_seq = (seqs[-1] + 1) if seqs else 1
+        changed = False
+        for seq in seqs:
+            path = self.directory / segment_name(seq)
+            records, total, end = _scan(path)
+            if end == 0:  # shorter than its header, or not a spool file: nothing acknowledged
+                changed = self._set_aside(seq, path, "has no spool header")
+                continue
+            if end < path.stat().st_size:
+                log.warning("spool %s: a torn record at offset %d cut off (it was never "
+                            "acknowledged)", path.name, end)
+                os.truncate(path, end)
+                changed = True
+            if records == 0:
+                path.unlink()
+                changed = True
+                continue
+            os.chmod(path, 0o600)
+            self._sizes[seq] = end
+            self._records += records
+            self._bytes += total
+        if changed:
+            _fsync_dir(self.directory)
+
+    def _set_aside(self, seq: int, path: Path, why: str) -> bool:
+        if path.stat().st_size <= len(FILE_MAGIC):
+            path.unlink()
+        else:
+            log.error("spool %s %s: kept as %s.corrupt for an operator", path.name, why, path.name)
+            path.rename(path.with_name(path.name + ".corrupt"))
+        return True
+
+    # -- append ------------------------------------------------------------------------------
+
+    def append(self, site_code: str, source: str, data: bytes) -> None:
+        """Encrypt and append one instance; returns once it is on stable storage."""
+        plain = _encode(site_code, source, data)
+        with self._changed:
+            if self._closed:
+                raise SpoolError("the spool is closed")
+            size = RECORD.size + len(plain) + 28  # nonce 12 + GCM tag 16
+            if self._active is None or (self._sizes[self._active] + size > self._segment_bytes
+                                        and self._sizes[self._active] > len(FILE_MAGIC)):
+                self._open_segment()
+            seq, offset = self._active, self._sizes[self._active]
+            context = _CONTEXT.format(name=segment_name(seq), offset=offset)
+            token = self._keyring.encrypt(plain, context, purpose="spool")
+            del plain
+            self._write(RECORD.pack(RECORD_MAGIC, len(token)), token, offset)
+            self._sizes[seq] = offset + RECORD.size + len(token)
+            self._records += 1
+            self._bytes += len(token)
+            self._appends += 1
+            self._changed.notify_all()
+
+    def _write(self, header: bytes, token: bytes, offset: int) -> None:
+        fd = self._active_fd
+        try:
+            views = [memoryview(header), memoryview(token)]
+            while views:
+                written = os.writev(fd, views)
+                while views and written >= len(views[0]):
+                    written -= len(views[0])
+                    views.pop(0)
+                if views:
+                    views[0] = views[0][written:]
+            os.fdatasync(fd)
+        except OSError as exc:
+            try:  # leave no half record: the next append must start at a record boundary
+                os.ftruncate(fd, offset)
+            except OSError:
+                pass
+            raise SpoolError(f"cannot write to the spool {self.directory} "
+                             f"({exc.strerror or type(exc).__name__})") from None
+
+    def _open_segment(self) -> None:
+        if self._active is not None:
+            os.close(self._active_fd)  # sealed: stays until drained
+        seq = self._next_seq
+        self._next_seq += 1
+        path = self.directory / segment_name(seq)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, FILE_MAGIC)
+            os.fdatasync(fd)
+            _fsync_dir(self.directory)  # the new name survives a power cut too
+        except OSError as exc:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise SpoolError(f"cannot create a spool segment in {self.directory} "
+                             f"({exc.strerror or type(exc).__name__})") from None
+        self._active, self._active_fd = seq, fd
+        self._sizes[seq] = len(FILE_MAGIC)
+
+    # -- drain -------------------------------------------------------------------------------
+
+    def read_batch(self, max_records: int = 32, max_bytes: int = 64 * 1024 * 1024) -> Batch:
+        """The next records in order (at least one if any wait), up to the limits; never waits."""
+        with self._lock:
+            sizes, active = dict(self._sizes), self._active
+        seq, offset = self._position
+        batch = Batch(position=(seq, offset))
+        for seq in sorted(s for s in sizes if s >= batch.position[0]):
+            end = sizes[seq]
+            if seq != batch.position[0]:
+                offset = len(FILE_MAGIC)
+            while offset < end and len(batch.records) < max_records:
+                if batch.records and batch.disk_bytes >= max_bytes:
+                    break
+                offset = self._read_one(seq, offset, end, batch)
+                end = min(end, self._sizes.get(seq, end))  # a torn tail may have been cut
+            batch.position = (seq, offset)
+            if offset < end or seq == active:  # the active one may grow: never finished here
+                break
+            batch.finished.append(seq)
+        return batch
+
+    def _read_one(self, seq: int, offset: int, end: int, batch: Batch) -> int:
+        """Read the record at ``offset`` into ``batch``; returns the next record's offset."""
+        fd = self._read_fd(seq)
+        magic, length = RECORD.unpack(_pread_exact(fd, RECORD.size, offset))
+        if magic != RECORD_MAGIC or offset + RECORD.size + length > end:
+            self._cut(seq, offset, "a torn record")  # only if the file changed since the start
+            return offset
+        token = _pread_exact(fd, length, offset + RECORD.size)
+        context = _CONTEXT.format(name=segment_name(seq), offset=offset)
+        nxt = offset + RECORD.size + length
+        batch.disk_bytes += length
+        try:
+            plain = self._keyring.decrypt(token, context, purpose="spool")
+        except InvalidTag:
+            if nxt == end and seq < self._run_start:  # the last record a crash left
+                batch.disk_bytes -= length
+                self._cut(seq, offset, "a torn record (failed its GCM tag)", length)
+                return offset
+            log.error("spool %s: the record at offset %d fails authentication (moved, altered "
+                      "or written with another key): skipped; the segment will be kept",
+                      segment_name(seq), offset)
+            self._corrupt.add(seq)
+            batch.skipped += 1
+            return nxt
+        site_code, source, data = _decode(plain)
+        batch.records.append(Record(site_code, source, data, seq, offset))
+        return nxt
+
+    def _cut(self, seq: int, offset: int, what: str, counted: int | None = None) -> None:
+        """Cut a torn tail off; ``counted``: its token length, if the backlog counted it."""
+        with self._lock:
+            log.warning("spool %s: %s at offset %d cut off (it was never acknowledged)",
+                        segment_name(seq), what, offset)
+            os.truncate(self.directory / segment_name(seq), offset)
+            self._sizes[seq] = offset
+            if counted is not None:
+                self._records -= 1
+                self._bytes -= counted
+            self._changed.notify_all()
+
+    def _read_fd(self, seq: int) -> int:
+        fd = self._read_fds.get(seq)
+        if fd is None:
+            fd = self._read_fds[seq] = os.open(self.directory / segment_name(seq), os.O_RDONLY)
+        return fd
+
+    def release(self, batch: Batch) -> None:
+        """Every record of ``batch`` has an outcome: forget them, delete finished segments."""
+        with self._changed:
+            self._records -= len(batch.records) + batch.skipped
+            self._bytes -= batch.disk_bytes
+            self._position = batch.position
+            done = list(batch.finished)
+            seq, offset = batch.position
+            if seq == self._active and offset >= self._sizes[seq]:  # caught up: start afresh
+                os.close(self._active_fd)
+                self._active, self._active_fd = None, -1
+                done.append(seq)
+                self._position = (self._next_seq, len(FILE_MAGIC))
+            for seq in done:
+                self._remove(seq)
+            if done:
+                _fsync_dir(self.directory)
+            self._changed.notify_all()
+
+    def _remove(self, seq: int) -> None:
+        fd = self._read_fds.pop(seq, None)
+        if fd is not None:
+            os.close(fd)
+        self._sizes.pop(seq, None)
+        path = self.directory / segment_name(seq)
+        if seq in self._corrupt:
+            self._corrupt.discard(seq)
+            path.rename(path.with_name(path.name + ".corrupt"))
+            log.error("spool %s kept as %s.corrupt (a record failed authentication)",
+                      path.name, path.name)
+        else:
+            path.unlink(missing_ok=True)
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def backlog(self) -> Backlog:
+        with self._lock:
+            return Backlog(self._records, self._bytes)
+
+    @property
+    def appends(self) -> int:
+        return self._appends
+
+    def wait_for_more(self, seen_appends: int, timeout: float) -> None:
+        """Wait until something is appended after ``seen_appends``, ``wake()``, or timeout."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._appends != seen_appends or self._woken, timeout)
+            self._woken = False
+
+    def wake(self) -> None:
+        with self._changed:
+            self._woken = True
+            self._changed.notify_all()
+
+    def wait_empty(self, timeout: float) -> bool:
+        """True once every record has an outcome (False on timeout)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._records == 0, timeout)
+
+    def close(self) -> None:
+        """Close the files (what is not drained stays for the next start)."""
+        with self._changed:
+            if self._closed:
+                return
+            self._closed = True
+            if self._active is not None:
+                os.close(self._active_fd)
+                self._active, self._active_fd = None, -1
+            for fd in self._read_fds.values():
+                os.close(fd)
+            self._read_fds.clear()
+            os.close(self._lock_fd)
+            self._changed.notify_all()

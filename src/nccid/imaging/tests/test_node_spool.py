@@ -1,0 +1,268 @@
+"""The node's spool: encrypted, durable, ordered; torn tails cut, moved records refused; and a
+node killed with received files still in the spool stores each exactly once after a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nccid.identity.keys import load_keyring
+from nccid.imaging.spool import (
+    FILE_MAGIC,
+    RECORD,
+    Spool,
+    SpoolError,
+    spool_backlog,
+)
+from nccid.synthetic.dicom import synthetic_instance, to_bytes
+from nccid.synthetic.leakscan import find_leaks
+from nccid.synthetic.people import people
+
+from .conftest import free_port, original_sop, wait_for_port, write_study
+
+NCCID = [sys.executable, "-m", "nccid.cli.main"]
+
+
+def _segments(folder) -> list:
+    return sorted(folder.glob("segment-*.log"))
+
+
+def _drain_all(spool: Spool) -> list:
+    records = []
+    while True:
+        batch = spool.read_batch(max_records=2)
+        if not (batch.records or batch.skipped or batch.finished):
+            return records
+        records += batch.records
+        spool.release(batch)
+
+
+def test_records_come_back_in_order_and_the_drained_spool_is_empty(tmp_path, keyring):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring, segment_bytes=100)  # every record gets its own segment
+    sent = [("RTEST", "node", b"first" * 50), ("OTHER", "node", b"second"),
+            ("RTEST", "import", b"third" * 10)]
+    for item in sent:
+        spool.append(*item)
+    assert len(_segments(folder)) == 3
+    spool.close()
+
+    again = Spool(folder, keyring, segment_bytes=100)  # a restart replays what is there
+    assert again.backlog().records == 3
+    assert spool_backlog(folder).records == 3
+    batch = again.read_batch(max_records=10)
+    assert [(r.site_code, r.source, r.data) for r in batch.records] == sent
+    assert again.backlog().records == 3  # nothing is forgotten before it has an outcome
+    again.release(batch)
+    assert again.backlog().records == 0 and again.wait_empty(0)
+    assert _segments(folder) == []
+    again.append("RTEST", "node", b"after the restart")
+    assert [r.data for r in _drain_all(again)] == [b"after the restart"]
+    assert _segments(folder) == []
+    again.close()
+
+
+def test_an_unreleased_batch_is_read_again_after_a_restart(tmp_path, keyring):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring)
+    for i in range(5):
+        spool.append("RTEST", "node", f"instance {i}".encode())
+    first = spool.read_batch(max_records=2)
+    spool.release(first)
+    spool.read_batch(max_records=2)  # in hand when the process dies: no release
+    spool.close()
+    # The whole segment stays until every record in it has an outcome: the replay starts at
+    # its beginning (ingest_many is idempotent, so the first two come back DUPLICATE).
+    again = Spool(folder, keyring)
+    assert [r.data for r in _drain_all(again)] == [f"instance {i}".encode() for i in range(5)]
+    again.close()
+
+
+def test_a_torn_last_record_is_cut_and_earlier_records_survive(tmp_path, keyring):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring)
+    for i in range(3):
+        spool.append("RTEST", "node", bytes([i]) * 1000)
+    spool.close()
+    path = _segments(folder)[0]
+    whole = path.stat().st_size
+    os.truncate(path, whole - 300)  # the crash came in the middle of the third append
+
+    again = Spool(folder, keyring)
+    assert again.backlog().records == 2
+    assert path.stat().st_size == whole - (RECORD.size + 28 + 2 + 5 + 4 + 1000)
+    assert [r.data for r in _drain_all(again)] == [bytes([0]) * 1000, bytes([1]) * 1000]
+    again.close()
+
+
+def test_a_last_record_failing_its_tag_is_cut_as_torn(tmp_path, keyring):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring)
+    for i in range(2):
+        spool.append("RTEST", "node", bytes([i]) * 100)
+    spool.close()
+    path = _segments(folder)[0]
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF  # full length on disk, but the blocks never reached it whole
+    path.write_bytes(bytes(raw))
+
+    again = Spool(folder, keyring)
+    assert [r.data for r in _drain_all(again)] == [bytes([0]) * 100]
+    assert again.backlog().records == 0 and _segments(folder) == []
+    assert not list(folder.glob("*.corrupt"))
+    again.close()
+
+
+def _record_spans(path) -> list[tuple[int, int]]:
+    data = path.read_bytes()
+    spans, offset = [], len(FILE_MAGIC)
+    while offset < len(data):
+        _, length = RECORD.unpack_from(data, offset)
+        spans.append((offset, offset + RECORD.size + length))
+        offset += RECORD.size + length
+    return spans
+
+
+def test_a_record_moved_to_another_offset_or_segment_fails_authentication(tmp_path, keyring):
+    folder = tmp_path / "spool"
+    size = len(FILE_MAGIC) + 3 * (RECORD.size + 28 + 2 + 5 + 4 + 64)
+    spool = Spool(folder, keyring, segment_bytes=size)  # three records per segment
+    for letter in b"ABCDEF":
+        spool.append("RTEST", "node", bytes([letter]) * 64)
+    spool.close()
+    one, two = _segments(folder)
+    raw1, raw2 = one.read_bytes(), two.read_bytes()
+    (a0, a1), (b0, b1), _ = _record_spans(one)
+    (d0, d1), _, _ = _record_spans(two)
+    # D to A's place (same offset, other segment), A to B's place (same segment, other
+    # offset), B to D's place (both). C, E and F stay where they were written.
+    one.write_bytes(raw1[:a0] + raw2[d0:d1] + raw1[a0:a1] + raw1[b1:])
+    two.write_bytes(raw2[:d0] + raw1[b0:b1] + raw2[d1:])
+
+    again = Spool(folder, keyring, segment_bytes=size)
+    assert again.backlog().records == 6
+    assert [r.data for r in _drain_all(again)] == [b"C" * 64, b"E" * 64, b"F" * 64]
+    assert again.backlog().records == 0
+    assert sorted(p.name for p in folder.glob("*.corrupt")) == [
+        one.name + ".corrupt", two.name + ".corrupt"]  # kept for an operator
+    assert _segments(folder) == []
+    again.close()
+
+
+def test_spool_files_are_private_and_hold_no_identifier(tmp_path, keyring):
+    person = people(1, seed=31)[0]
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring)
+    ds = synthetic_instance(person, modality="CT", plant=True, patient_id=person.nhs_number)
+    data = to_bytes(ds)
+    needles = [*person.identifiers(), str(ds.SOPInstanceUID), str(ds.StudyInstanceUID)]
+    assert find_leaks([tmp_path / "x"], needles) == []
+    (tmp_path / "x").write_bytes(data)
+    assert find_leaks([tmp_path / "x"], needles)  # the planted identifiers are really there
+    spool.append("RTEST", "node", data)
+    spool.append("RTEST", "node", data)
+
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = [p for p in folder.iterdir() if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    assert find_leaks([folder], needles) == []
+    spool.close()
+
+
+def test_one_spool_folder_serves_one_node(tmp_path, keyring):
+    spool = Spool(tmp_path / "spool", keyring)
+    with pytest.raises(SpoolError, match="in use by another node"):
+        Spool(tmp_path / "spool", keyring)
+    spool.close()
+    Spool(tmp_path / "spool", keyring).close()  # free again once closed
+
+
+# -- a node killed with files in its spool --------------------------------------------------
+
+
+def _stored(db_path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db_path, timeout=10) as db:
+        return db.execute("select sop_uid, storage_key from warehouse_imagerecord").fetchall()
+
+
+def _wait_until(condition, timeout: float, what: str, process=None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the node exited ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout} s")
+        time.sleep(0.05)  # polling interval of a bounded wait on another process
+
+
+def _start_node(port: int, log_path, **env) -> subprocess.Popen:
+    node = subprocess.Popen([*NCCID, "node", "--port", str(port)],
+                            env={**os.environ, **env}, stdout=open(log_path, "a"),
+                            stderr=subprocess.STDOUT)
+    wait_for_port(port, timeout=60, process=node)
+    return node
+
+
+def _storescu(port: int, folder) -> None:
+    sent = subprocess.run(["storescu", "-aet", "KILL_PACS", "-aec", "NCCID", "+sd", "+r",
+                           "127.0.0.1", str(port), str(folder)],
+                          env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True,
+                          text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+
+
+@pytest.mark.dcmtk
+def test_node_killed_with_spooled_files_stores_each_exactly_once_after_restart(
+        nccid_home, tmp_path, person_factory):
+    run = dict(check=True, capture_output=True, timeout=180)
+    subprocess.run([*NCCID, "init"], **run)
+    subprocess.run([*NCCID, "site", "add", "KILL", "--name", "Kill Test Hospital",
+                    "--ae-title", "KILL_PACS"], **run)
+    a, b = person_factory(60), person_factory(61)
+    first = write_study(tmp_path / "first", a, count=8, rows=128, patient_id=a.nhs_number,
+                        plant=False)
+    second = write_study(tmp_path / "second", b, count=8, rows=128, patient_id=b.nhs_number,
+                         plant=False)
+    db_path, spool = nccid_home / "nccid.sqlite3", nccid_home / "spool"
+    log_path = tmp_path / "node.log"
+
+    # 1. Drain paused (the operator's switch): every acknowledged file is only in the spool.
+    port = free_port()
+    node = _start_node(port, log_path, NCCID_NODE_DRAIN="false")
+    _storescu(port, tmp_path / "first")
+    node.send_signal(signal.SIGKILL)
+    node.wait(timeout=30)
+    assert spool_backlog(spool).records == 8 and _stored(db_path) == []
+
+    # 2. Restarted with the drain on, then killed as soon as the next study is acknowledged:
+    #    the drain is somewhere in the first study, or the second, or done.
+    port = free_port()
+    node = _start_node(port, log_path)
+    _storescu(port, tmp_path / "second")
+    node.send_signal(signal.SIGKILL)
+    node.wait(timeout=30)
+
+    # 3. Restarted: whatever was left is replayed; each file stored exactly once.
+    port = free_port()
+    node = _start_node(port, log_path)
+    try:
+        _wait_until(lambda: spool_backlog(spool).records == 0, 120, "the spool drained", node)
+    finally:
+        node.send_signal(signal.SIGTERM)
+        node.wait(timeout=60)
+    assert node.returncode == 0, log_path.read_text()[-2000:]
+    rows = _stored(db_path)
+    keyring = load_keyring(nccid_home / "secret.key")  # the key 'nccid init' made there
+    expected = {keyring.uid(original_sop(p)) for p in first + second}
+    assert len(rows) == 16 and {uid for uid, _ in rows} == expected
+    warehouse = nccid_home / "warehouse"
+    assert all((warehouse / key).is_file() for _, key in rows)
+    assert len(list(warehouse.rglob("*.dcm"))) == 16
+    assert _segments(spool) == [] and not list(spool.glob("*.corrupt"))
