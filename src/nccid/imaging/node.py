@@ -204,33 +204,43 @@ class Drain:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 300.0) -> None:
-        """Finish the batch in hand, leave the rest in the spool."""
+    def stop(self, timeout: float = 300.0) -> bool:
+        """Finish the batch in hand, leave the rest in the spool; True once stopped."""
         self._stop.set()
         self.spool.wake()
         if self._thread.is_alive():
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("the spool drain did not stop within %.0f s", timeout)
+                return False
+        return True
 
     def _run(self) -> None:
         from django.db import connections
 
+        delay = 1.0
         try:
             while not self._stop.is_set():
-                seen = self.spool.appends
-                batch = self.spool.read_batch(BATCH_FILES, BATCH_BYTES)
-                if batch.records or batch.skipped or batch.finished:
-                    if self._process(batch):
-                        self.spool.release(batch)
-                    continue
-                self._log_tallies()
-                self.spool.wait_for_more(seen, timeout=60.0)
-        except Exception as exc:  # noqa: BLE001 - say where, never what: it may quote a value
-            log.critical("the spool drain stopped (%s); received files stay in the spool "
-                         "until the node is restarted", type(exc).__name__)
+                try:
+                    self._step()
+                    delay = 1.0
+                except Exception as exc:  # noqa: BLE001 - never die: the spool keeps the files
+                    log.error("the spool drain failed (%s at %s); retrying in %.0f s",
+                              type(exc).__name__, _where(exc), delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 60.0)
         finally:
             connections.close_all()
+
+    def _step(self) -> None:
+        seen = self.spool.appends
+        batch = self.spool.read_batch(BATCH_FILES, BATCH_BYTES)
+        if batch.records or batch.skipped or batch.finished:
+            if self._process(batch):
+                self.spool.release(batch)
+            return
+        self._log_tallies()
+        self.spool.wait_for_more(seen, timeout=60.0)
 
     def _process(self, batch: Batch) -> bool:
         """Ingest every record of ``batch``; False if stopped first (the batch stays)."""
@@ -297,6 +307,14 @@ class Drain:
         self._tallies.clear()
 
 
+def _where(exc: Exception) -> str:
+    """File and line an exception came from (its message may quote a value: never logged)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
+
+
 def _internal(outcome: IngestOutcome) -> bool:
     return outcome.status is IngestStatus.REJECTED and outcome.reason.startswith("internal error")
 
@@ -337,9 +355,8 @@ class NodeServer(ThreadedAssociationServer):
             return
         self._stopped = True
         super().shutdown()
-        if self.drain is not None:
-            self.drain.stop()
-        self.spool.close()
+        if self.drain is None or self.drain.stop():
+            self.spool.close()  # not under a drain still running: the process ends anyway
 
 
 def open_spool(directory: Path | None = None) -> Spool:

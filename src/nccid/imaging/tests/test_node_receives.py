@@ -161,3 +161,22 @@ def test_hostile_datasets_fail_and_the_node_keeps_serving(node, site, keyring, t
     assert _send(node.port, [dcmread(f) for f in files]) == [0, 0]  # the next association works
     node.drained()
     assert len(_stored(keyring, files)) == 2
+
+
+def test_a_file_refused_after_its_acknowledgement_is_logged_and_the_node_carries_on(
+        node, site, keyring, tmp_path, person_factory, caplog):
+    person = person_factory(26)
+    files = write_study(tmp_path, person, count=2, patient_id=person.nhs_number)
+    nameless = dcmread(files[0])
+    del nameless.PatientID  # structurally sound: acknowledged, then refused by the drain
+    del nameless.OtherPatientIDs
+    with caplog.at_level("WARNING", logger="nccid.imaging.node"):
+        assert _send(node.port, [nameless]) == [0]
+        node.drained()
+    refused = [r.getMessage() for r in caplog.records if "was rejected" in r.getMessage()]
+    assert refused == ["site RTEST: an instance was rejected: no Patient ID and no NHS/CHI "
+                       "number in Other Patient IDs"]
+    assert not _stored(keyring, files)
+    assert _send(node.port, [dcmread(files[1])]) == [0]
+    node.drained()
+    assert len(_stored(keyring, files)) == 1

@@ -1,15 +1,19 @@
 """The privacy test: identifiers planted everywhere, imported by node and by folder, then no
-byte written anywhere (warehouse, catalogue, databases, pending, logs) holds any of them."""
+byte written anywhere (node spool, warehouse, catalogue, databases, pending, logs) holds any
+of them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+from nccid.imaging.spool import spool_backlog
 from nccid.synthetic.dicom import original_uid, synthetic_instance, to_bytes
 from nccid.synthetic.leakscan import find_leaks
 from nccid.synthetic.people import people
@@ -34,6 +38,21 @@ def _write(folder, person, *, pending: bool, modality: str) -> list[str]:
     return needles
 
 
+@contextlib.contextmanager
+def _running_node(log, **env):
+    """``nccid node`` as a subprocess on a free port; stopped by SIGTERM on leaving."""
+    port = free_port()
+    node = subprocess.Popen([*NCCID, "node", "--port", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, **env})
+    try:
+        wait_for_port(port, timeout=60, process=node)
+        yield port
+    finally:
+        node.send_signal(signal.SIGTERM)
+        node.wait(timeout=60)
+    assert node.returncode == 0
+
+
 @pytest.mark.dcmtk
 def test_planted_identifiers_never_reach_any_byte_written(nccid_home, tmp_path):
     crowd = [p for p in people(12, seed=8) if p.birth_date.strftime("%m%d") != "0101"][:8]
@@ -49,21 +68,25 @@ def test_planted_identifiers_never_reach_any_byte_written(nccid_home, tmp_path):
     subprocess.run([*NCCID, "init"], **run)
     subprocess.run([*NCCID, "site", "add", "PRIV", "--name", "Privacy Test Hospital",
                     "--ae-title", "PRIV_PACS"], **run)
-    port = free_port()
+    # The node first runs with its drain paused, so the spool's bytes can be scanned while it
+    # holds every file sent; then again with the drain on, until the spool is empty.
     node_log = open(nccid_home / "logs" / "node-console.log", "w")
-    node = subprocess.Popen([*NCCID, "node", "--port", str(port)], stdout=node_log,
-                            stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, timeout=60, process=node)
+    spool = nccid_home / "spool"
+    with _running_node(node_log, NCCID_NODE_DRAIN="false") as port:
         sent = subprocess.run(["storescu", "-aet", "PRIV_PACS", "-aec", "NCCID", "+sd", "+r",
                                "127.0.0.1", str(port), str(by_node)],
                               env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True,
                               text=True, timeout=120)
         assert sent.returncode == 0, sent.stderr
-    finally:
-        node.send_signal(signal.SIGTERM)
-        node.wait(timeout=60)
-        node_log.close()
+    assert spool_backlog(spool).records == 8
+    spooled_leaks = find_leaks([spool], needles)
+    assert not spooled_leaks, "\n".join(spooled_leaks[:40])
+    with _running_node(node_log):
+        deadline = time.monotonic() + 120
+        while spool_backlog(spool).records and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling interval of a bounded wait on another process
+        assert spool_backlog(spool).records == 0
+    node_log.close()
     imported = subprocess.run([*NCCID, "images", "import", "--site", "PRIV", str(by_folder)],
                               capture_output=True, text=True, timeout=180)
     (nccid_home / "logs" / "import-console.log").write_text(imported.stdout + imported.stderr)
