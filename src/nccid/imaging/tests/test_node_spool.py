@@ -3,6 +3,7 @@ node killed with received files still in the spool stores each exactly once afte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -210,6 +211,22 @@ def _start_node(port: int, log_path, **env) -> subprocess.Popen:
     return node
 
 
+def _terminate(node: subprocess.Popen, log_path) -> None:
+    """SIGTERM, and the node must exit cleanly within a minute (its stacks logged if not)."""
+    node.send_signal(signal.SIGTERM)
+    try:
+        node.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        node.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack to the log
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.wait(timeout=2)  # a moment to write them (diagnostics only)
+        node.kill()
+        node.wait(timeout=30)
+        raise AssertionError("the node did not stop on SIGTERM:\n"
+                             + log_path.read_text()[-6000:]) from None
+    assert node.returncode == 0, log_path.read_text()[-2000:]
+
+
 def _storescu(port: int, folder) -> None:
     sent = subprocess.run(["storescu", "-aet", "KILL_PACS", "-aec", "NCCID", "+sd", "+r",
                            "127.0.0.1", str(port), str(folder)],
@@ -255,9 +272,7 @@ def test_node_killed_with_spooled_files_stores_each_exactly_once_after_restart(
     try:
         _wait_until(lambda: spool_backlog(spool).records == 0, 120, "the spool drained", node)
     finally:
-        node.send_signal(signal.SIGTERM)
-        node.wait(timeout=60)
-    assert node.returncode == 0, log_path.read_text()[-2000:]
+        _terminate(node, log_path)
     rows = _stored(db_path)
     keyring = load_keyring(nccid_home / "secret.key")  # the key 'nccid init' made there
     expected = {keyring.uid(original_sop(p)) for p in first + second}
