@@ -413,7 +413,12 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1`: thread stacks (code places only)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before listening: no early kill
-    server = start_node(host, port)
+    try:
+        server = start_node(host, port)
+    except SpoolError as exc:
+        from nccid.cli.common import UserError
+
+        raise UserError(str(exc)) from None
     try:
         while not stop.wait(1.0):  # a timed wait: the handler runs between waits
             pass
