@@ -153,6 +153,9 @@ class Spool:
         self.directory = Path(directory)
         self._keyring = keyring
         self._segment_bytes = segment_bytes
+        # Appends are serialised by _write_lock, held through the fdatasync; the counters and
+        # sizes the drain reads are under _lock, held only for moments.
+        self._write_lock = threading.Lock()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -223,7 +226,7 @@ class Spool:
     def append(self, site_code: str, source: str, data: bytes) -> None:
         """Encrypt and append one instance; returns once it is on stable storage."""
         plain = _encode(site_code, source, data)
-        with self._changed:
+        with self._write_lock:
             if self._closed:
                 raise SpoolError("the spool is closed")
             size = RECORD.size + len(plain) + 28  # nonce 12 + GCM tag 16
@@ -235,11 +238,12 @@ class Spool:
             token = self._keyring.encrypt(plain, context, purpose="spool")
             del plain
             self._write(RECORD.pack(RECORD_MAGIC, len(token)), token, offset)
-            self._sizes[seq] = offset + RECORD.size + len(token)
-            self._records += 1
-            self._bytes += len(token)
-            self._appends += 1
-            self._changed.notify_all()
+            with self._changed:  # now the drain may read it
+                self._sizes[seq] = offset + RECORD.size + len(token)
+                self._records += 1
+                self._bytes += len(token)
+                self._appends += 1
+                self._changed.notify_all()
 
     def _write(self, header: bytes, token: bytes, offset: int) -> None:
         fd = self._active_fd
@@ -262,8 +266,9 @@ class Spool:
                              f"({exc.strerror or type(exc).__name__})") from None
 
     def _open_segment(self) -> None:
+        """A new segment to append to (under the write lock); the old one stays until drained."""
         if self._active is not None:
-            os.close(self._active_fd)  # sealed: stays until drained
+            os.close(self._active_fd)
         seq = self._next_seq
         self._next_seq += 1
         path = self.directory / segment_name(seq)
@@ -277,8 +282,9 @@ class Spool:
             path.unlink(missing_ok=True)
             raise SpoolError(f"cannot create a spool segment in {self.directory} "
                              f"({exc.strerror or type(exc).__name__})") from None
-        self._active, self._active_fd = seq, fd
-        self._sizes[seq] = len(FILE_MAGIC)
+        with self._lock:
+            self._active, self._active_fd = seq, fd
+            self._sizes[seq] = len(FILE_MAGIC)
 
     # -- drain -------------------------------------------------------------------------------
 
@@ -351,22 +357,29 @@ class Spool:
 
     def release(self, batch: Batch) -> None:
         """Every record of ``batch`` has an outcome: forget them, delete finished segments."""
-        with self._changed:
-            self._records -= len(batch.records) + batch.skipped
-            self._bytes -= batch.disk_bytes
-            self._position = batch.position
-            done = list(batch.finished)
-            seq, offset = batch.position
-            if seq == self._active and offset >= self._sizes[seq]:  # caught up: start afresh
-                os.close(self._active_fd)
-                self._active, self._active_fd = None, -1
-                done.append(seq)
-                self._position = (self._next_seq, len(FILE_MAGIC))
-            for seq in done:
-                self._remove(seq)
-            if done:
-                _fsync_dir(self.directory)
-            self._changed.notify_all()
+        # Caught up with the appends: the active segment goes too (next append starts a new
+        # one), unless an append is under way (then it is not caught up for long).
+        writing = not self._write_lock.acquire(blocking=False)
+        try:
+            with self._changed:
+                self._records -= len(batch.records) + batch.skipped
+                self._bytes -= batch.disk_bytes
+                self._position = batch.position
+                done = list(batch.finished)
+                seq, offset = batch.position
+                if not writing and seq == self._active and offset >= self._sizes[seq]:
+                    os.close(self._active_fd)
+                    self._active, self._active_fd = None, -1
+                    done.append(seq)
+                    self._position = (self._next_seq, len(FILE_MAGIC))
+                for seq in done:
+                    self._remove(seq)
+                if done:
+                    _fsync_dir(self.directory)
+                self._changed.notify_all()
+        finally:
+            if not writing:
+                self._write_lock.release()
 
     def _remove(self, seq: int) -> None:
         fd = self._read_fds.pop(seq, None)
@@ -410,7 +423,7 @@ class Spool:
 
     def close(self) -> None:
         """Close the files (what is not drained stays for the next start)."""
-        with self._changed:
+        with self._write_lock, self._changed:
             if self._closed:
                 return
             self._closed = True
