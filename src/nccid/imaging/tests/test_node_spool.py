@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -84,6 +85,46 @@ def test_an_unreleased_batch_is_read_again_after_a_restart(tmp_path, keyring):
     again = Spool(folder, keyring)
     assert [r.data for r in _drain_all(again)] == [f"instance {i}".encode() for i in range(5)]
     again.close()
+
+
+def test_concurrent_appends_and_a_drain_see_every_record_once_in_order(tmp_path, keyring):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring, segment_bytes=2000)  # many segments come and go
+    writers, each = 4, 60
+    received: list[bytes] = []
+    failures: list[BaseException] = []
+
+    def drain() -> None:
+        deadline = time.monotonic() + 60
+        try:
+            while len(received) < writers * each and time.monotonic() < deadline:
+                seen = spool.appends
+                batch = spool.read_batch(max_records=7)
+                if batch.records or batch.skipped or batch.finished:
+                    received.extend(r.data for r in batch.records)
+                    spool.release(batch)
+                else:
+                    spool.wait_for_more(seen, timeout=1.0)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+
+    def write(n: int) -> None:
+        for i in range(each):
+            spool.append("RTEST", "node", f"{n}:{i:03d}".encode() * 20)
+
+    threads = [threading.Thread(target=drain)] + [
+        threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not failures and not any(t.is_alive() for t in threads)
+    assert len(received) == writers * each
+    for n in range(writers):  # each sender's records in the order it sent them, once
+        mine = [r for r in received if r.startswith(f"{n}:".encode())]
+        assert mine == [f"{n}:{i:03d}".encode() * 20 for i in range(each)]
+    assert spool.wait_empty(0) and _segments(folder) == []
+    spool.close()
 
 
 def test_a_torn_last_record_is_cut_and_earlier_records_survive(tmp_path, keyring):
