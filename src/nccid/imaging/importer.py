@@ -1,8 +1,9 @@
 """Import DICOM files from folders (recursively), single files and .zip archives.
 
 Each file goes through the intake pipeline exactly like a file received by the node, in
-batches (``intake.ingest_many``: at most ``BATCH_FILES`` files or ``BATCH_BYTES`` bytes) so
-that a batch is made durable and recorded at once. Zip members are read into memory one at
+batches (``intake.prepare_many`` then ``finish_many``: at most ``BATCH_FILES`` files or
+``BATCH_BYTES`` bytes) so that a batch is made durable and recorded at once, on another thread
+while the next batch is de-identified. Zip members are read into memory one at
 a time (never extracted to disk). Re-running an import is cheap: a file whose keyed SOP
 Instance UID is already stored, pending or held is skipped before it is de-identified; a
 process killed mid-batch loses only that batch, which the re-run stores.
@@ -11,21 +12,28 @@ process killed mid-batch loses only that batch, which the re-run stores.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
+import threading
 import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .intake import ingest_many
+from .intake import finish_many, prepare_many
 from .outcome import IngestOutcome, IngestStatus
 
 MAX_FILE_BYTES = 4 * 1024**3  # a single DICOM file larger than this is refused, not read
 BATCH_FILES = 32               # files made durable and committed together
 BATCH_BYTES = 64 * 1024**2     # ... or fewer, when they are big (bounds memory)
-READ_AHEAD = 4                 # files read ahead by a thread
+READ_AHEAD = 16                # files read ahead ...
+READ_AHEAD_BYTES = 48 * 1024**2  # ... or fewer, when they are big (bounds memory)
+READERS = 2                    # threads reading ahead
+_archives_lock = threading.Lock()
+MAP_FROM_BYTES = 256 * 1024    # bigger files are memory-mapped rather than read
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: page the file in at once
 
 
 @dataclass
@@ -54,12 +62,29 @@ class Source:
     path: Path
     member: str | None = None
 
-    def read(self, archives: dict[Path, zipfile.ZipFile]) -> bytes:
+    def read(self, archives: dict[Path, zipfile.ZipFile]) -> bytes | mmap.mmap:
         if self.member is None:
-            return self.path.read_bytes()
-        if self.path not in archives:
-            archives[self.path] = zipfile.ZipFile(self.path)
-        return archives[self.path].read(self.member)
+            return _map(self.path) if self.size >= MAP_FROM_BYTES else self.path.read_bytes()
+        with _archives_lock:  # ZipFile reads are locked inside; opening one is not
+            if self.path not in archives:
+                archives[self.path] = zipfile.ZipFile(self.path)
+            archive = archives[self.path]
+        return archive.read(self.member)
+
+
+def _map(path: Path) -> mmap.mmap:
+    """The file mapped read-only and paged in by the reader thread: no copy into the heap,
+    and the pixel data goes from the page cache to the warehouse file directly."""
+    with open(path, "rb") as handle:
+        return mmap.mmap(handle.fileno(), 0, flags=mmap.MAP_SHARED | _POPULATE,
+                         prot=mmap.PROT_READ)
+
+
+def _release(data) -> None:
+    """Unmap a file once its batch is done (or leave it to the collector if still in use)."""
+    if isinstance(data, mmap.mmap):
+        with contextlib.suppress(BufferError):
+            data.close()
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -116,7 +141,8 @@ def import_sources(sources: list[Source], site, source: str = "import",
 def _import_each(sources, site, source, progress, summary, archives) -> None:
     batch: list[tuple[Source, bytes]] = []
     held = 0
-    with contextlib.closing(_read_ahead(sources, archives)) as reads:  # reader done on exit
+    with _Committer(site, source, progress, summary) as committer, \
+            contextlib.closing(_read_ahead(sources, archives)) as reads:  # reader done on exit
         for item, data in reads:
             if isinstance(data, IngestOutcome):
                 summary.add(item.name, data, 0)
@@ -125,27 +151,85 @@ def _import_each(sources, site, source, progress, summary, archives) -> None:
             batch.append((item, data))
             held += len(data)
             if len(batch) >= BATCH_FILES or held >= BATCH_BYTES:
-                _flush(batch, site, source, progress, summary)
+                committer.submit(batch)
                 batch, held = [], 0
-    _flush(batch, site, source, progress, summary)
+        committer.submit(batch)
+
+
+class _Committer:
+    """Batches de-identified here and finished (made durable, recorded) on one other thread,
+    so that the disk syncs one batch while the next is de-identified. One batch finishes at
+    a time, in order; a batch is prepared only once the one before the last has finished
+    (at most two batches in memory)."""
+
+    def __init__(self, site, source, progress, summary) -> None:
+        from django.db import connection
+
+        self.site, self.source, self.progress, self.summary = site, source, progress, summary
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="nccid-commit")
+        self._finishing: tuple[list, Future] | None = None
+        # Inside the caller's transaction another connection would not see its rows: finish
+        # on this thread then, within that transaction.
+        self._inline = connection.in_atomic_block
+
+    def __enter__(self) -> _Committer:
+        return self
+
+    def submit(self, batch: list) -> None:
+        if not batch:
+            return
+        prepared = prepare_many([data for _, data in batch], self.site, self.source)
+        self._collect()
+        if self._inline:
+            done: Future = Future()
+            done.set_result(finish_many(prepared))
+            self._finishing = (batch, done)
+        else:
+            self._finishing = (batch, self._thread.submit(finish_many, prepared))
+
+    def _collect(self) -> None:
+        if self._finishing is None:
+            return
+        batch, future = self._finishing
+        self._finishing = None
+        for (item, data), outcome in zip(batch, future.result(), strict=True):
+            self.summary.add(item.name, outcome, len(data))
+            _advance(self.progress, item)
+        for _, data in batch:
+            _release(data)
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self._collect()  # also after an interrupt: what was prepared is finished, once
+        finally:
+            self._thread.submit(_close_connections).result()
+            self._thread.shutdown()
+
+
+def _close_connections() -> None:
+    """The finishing thread's own database connections, closed when the import ends."""
+    from django.db import connections
+
+    connections.close_all()
 
 
 def _read_ahead(sources, archives, window: int = READ_AHEAD) -> Iterator[tuple[Source, object]]:
-    """(source, bytes or a REJECTED outcome) in order; the next files are read by a thread
-    while the current ones are de-identified (reads release the GIL). Only that thread
-    touches ``archives``."""
-    with ThreadPoolExecutor(1, thread_name_prefix="nccid-read") as reader:
+    """(source, bytes or a REJECTED outcome) in order; the next files (at most ``window``, or
+    ``READ_AHEAD_BYTES``) are read by two threads while the current ones are de-identified
+    (reads release the GIL)."""
+    with ThreadPoolExecutor(READERS, thread_name_prefix="nccid-read") as reader:
         queue: deque = deque()
+        ahead = 0
         remaining = iter(sources)
-        for item in remaining:
-            queue.append((item, reader.submit(_read_one, item, archives)))
-            if len(queue) >= window:
-                break
-        while queue:
-            item, future = queue.popleft()
-            following = next(remaining, None)
-            if following is not None:
+        following = next(remaining, None)
+        while following is not None or queue:
+            while following is not None and (not queue or (len(queue) < window
+                                                            and ahead < READ_AHEAD_BYTES)):
                 queue.append((following, reader.submit(_read_one, following, archives)))
+                ahead += following.size
+                following = next(remaining, None)
+            item, future = queue.popleft()
+            ahead -= item.size
             yield item, future.result()
 
 
@@ -154,18 +238,8 @@ def _read_one(item: Source, archives) -> bytes | IngestOutcome:
         return IngestOutcome(IngestStatus.REJECTED, "file too large")
     try:
         return item.read(archives)
-    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, RuntimeError) as exc:
         return IngestOutcome(IngestStatus.REJECTED, f"unreadable ({type(exc).__name__})")
-
-
-def _flush(batch, site, source, progress, summary) -> None:
-    if not batch:
-        return
-    outcomes = ingest_many([data for _, data in batch], site, source)
-    for (item, data), outcome in zip(batch, outcomes, strict=True):
-        summary.add(item.name, outcome, len(data))
-        _advance(progress, item)
-    batch.clear()
 
 
 def _advance(progress, item) -> None:

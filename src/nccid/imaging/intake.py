@@ -52,6 +52,7 @@ log = logging.getLogger("nccid.imaging.intake")
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_META_PEEK = 64 * 1024  # the file meta of a mapped file is read from its first bytes only
 
 
 class Rejected(Exception):
@@ -70,7 +71,7 @@ class Patient:
 def original_sop_uid(data: bytes) -> str | None:
     """The SOP Instance UID in the file meta, read without parsing the dataset (resume check)."""
     try:
-        fp = BytesIO(data)
+        fp = BytesIO(data if isinstance(data, bytes) else bytes(memoryview(data)[:_META_PEEK]))
         read_preamble(fp, force=False)
         from pydicom.filereader import _read_file_meta_info
 
@@ -271,16 +272,57 @@ def ingest_many(items: list[bytes], site, source: str) -> list[IngestOutcome]:
     files to store are written while the next ones are de-identified and made durable
     together, and one transaction records them with their receipts.
     """
-    outcomes: list[IngestOutcome | None] = [None] * len(items)
-    repeats: list[int] = []  # a SOP UID met twice: the repeat waits for the first's outcome
+    return finish_many(prepare_many(items, site, source))
+
+
+@dataclass
+class PreparedBatch:
+    """A batch de-identified, its images being written (``prepare_many``); ``finish_many``
+    makes it durable and recorded and gives the outcomes. An importer prepares the next
+    batch while this one finishes on another thread."""
+
+    items: list
+    site: object
+    source: str
+    outcomes: list
+    repeats: list[int]  # a SOP UID met twice: the repeat waits for the first's outcome
+    batch: object = None  # warehouse.service.ImageBatch of the images to store
+    to_store: list = None  # type: ignore[assignment]
+
+    def fail(self, exc: Exception) -> None:
+        failed = _internal_error(exc, self.source)
+        self.outcomes = [o if o is not None or i in self.repeats else failed
+                         for i, o in enumerate(self.outcomes)]
+        self.to_store = []
+        if self.batch is not None:
+            self.batch.discard()
+
+
+def prepare_many(items: list, site, source: str) -> PreparedBatch:
+    """Parse, identify and de-identify ``items``; files to store start being written, held
+    and waiting ones are kept encrypted now. Never raises."""
+    prepared = PreparedBatch(list(items), site, source, [None] * len(items), [], None, [])
     try:
-        _ingest_many(items, site, source, outcomes, repeats)
+        _prepare(prepared)
     except Exception as exc:  # noqa: BLE001 - one bad batch must never stop a node or an import
-        failed = _internal_error(exc, source)
-        outcomes = [o if o is not None or i in repeats else failed for i, o in enumerate(outcomes)]
-    if repeats:
-        for index, outcome in zip(repeats, ingest_many([items[i] for i in repeats], site, source),
-                                  strict=True):
+        prepared.fail(exc)
+    return prepared
+
+
+def finish_many(prepared: PreparedBatch) -> list[IngestOutcome]:
+    """Make a prepared batch durable and recorded; its outcomes in input order. Never raises.
+
+    Safe on another thread than ``prepare_many``'s (it uses that thread's DB connection)."""
+    if prepared.to_store:
+        try:
+            _commit(prepared)
+        except Exception as exc:  # noqa: BLE001
+            prepared.fail(exc)
+    outcomes = prepared.outcomes
+    if prepared.repeats:
+        again = ingest_many([prepared.items[i] for i in prepared.repeats], prepared.site,
+                            prepared.source)
+        for index, outcome in zip(prepared.repeats, again, strict=True):
             outcomes[index] = outcome
     return outcomes  # type: ignore[return-value]
 
@@ -308,21 +350,22 @@ class _Parsed(NamedTuple):
     patient: Patient
 
 
-def _ingest_many(items, site, source, outcomes, repeats) -> None:
+def _prepare(prepared: PreparedBatch) -> None:
     """Two passes: parse and identify every file (then the vault, the patients' sets and
     their clinical records in a few queries), then de-identify and store or keep each."""
     from nccid.warehouse.service import ImageBatch
 
+    items, site, source, outcomes = (prepared.items, prepared.site, prepared.source,
+                                     prepared.outcomes)
     to_vault: dict[str, str] = {}
-    parsed = _parse_all(items, site, source, outcomes, to_vault, repeats)
+    parsed = _parse_all(items, site, source, outcomes, to_vault, prepared.repeats)
     if not parsed:
         return
     _remember_in_vault(to_vault)
     pseudonyms = {p.patient.pseudonym for p in parsed if p.patient.pseudonym}
     clinical = deps.clinical_pseudonyms(pseudonyms)
-    batch = ImageBatch(site)
+    batch = prepared.batch = ImageBatch(site)
     batch.assign_sets(pseudonyms)
-    to_store: list[_ToStore] = []
     for index, header, patient in parsed:
         try:
             parts, result, meta = _deidentify(items[index], patient, header)
@@ -335,18 +378,21 @@ def _ingest_many(items, site, source, outcomes, repeats) -> None:
             else:
                 linked = patient.pseudonym in clinical
                 batch.add(patient.pseudonym, parts, meta, dataset=result.dataset, linked=linked)
-                to_store.append(_ToStore(index, patient.pseudonym, meta, linked))
+                prepared.to_store.append(_ToStore(index, patient.pseudonym, meta, linked))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
-    if to_store:
-        stored = batch.commit(lambda results: _count_stored(site, source, to_store, results))
-        for item in to_store:
-            outcomes[item.index] = (
-                IngestOutcome(IngestStatus.STORED, "", item.meta.sop_uid)
-                if stored[item.meta.sop_uid].created
-                else IngestOutcome(IngestStatus.DUPLICATE, "already stored", item.meta.sop_uid))
+
+
+def _commit(prepared: PreparedBatch) -> None:
+    site, source, to_store = prepared.site, prepared.source, prepared.to_store
+    stored = prepared.batch.commit(lambda results: _count_stored(site, source, to_store, results))
+    for item in to_store:
+        prepared.outcomes[item.index] = (
+            IngestOutcome(IngestStatus.STORED, "", item.meta.sop_uid)
+            if stored[item.meta.sop_uid].created
+            else IngestOutcome(IngestStatus.DUPLICATE, "already stored", item.meta.sop_uid))
 
 
 def _parse_all(items, site, source, outcomes, to_vault, repeats) -> list[_Parsed]:

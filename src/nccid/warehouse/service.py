@@ -12,13 +12,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from io import BytesIO
 
 from django.db import IntegrityError, transaction
 
 from nccid.config import get_settings
 
 from . import layout
+from .dicom_json import header_json
 from .meta import ImageMeta
 from .models import ImageRecord, PatientSet
 from .split import choose_set
@@ -98,8 +98,6 @@ class StoredImage:
     created: bool  # False: the SOP Instance UID was already stored, nothing was written
 
 
-_OMITTED = "nccid:omitted"
-_PIXEL_TAGS = ("7FE00008", "7FE00009", "7FE00010")  # Float, Double Float and Pixel Data
 _AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY]?)\s*$")
 
 
@@ -114,36 +112,6 @@ def age_in_years(age: str | int | None) -> int | None:
         return None
     number, unit = int(match.group(1)), match.group(2) or "Y"
     return number if unit == "Y" else 0
-
-
-def header_json(data: bytes | None = None, dataset=None) -> bytes:
-    """The DICOM JSON (PS3.18 F.2) header of an image without pixel data or other bulk data."""
-    import pydicom
-
-    if dataset is None:
-        dataset = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, force=True)
-    omitted = []
-
-    def omit(_elem) -> str:
-        omitted.append(True)
-        return _OMITTED
-
-    body = dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=omit,
-                                suppress_invalid_tags=True)
-    for tag in _PIXEL_TAGS:  # small images' pixels fall under the bulk threshold
-        body.pop(tag, None)
-    if omitted:  # most headers have no bulk value: no need to walk the tree
-        body = _strip_bulk(body)
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _strip_bulk(node):
-    if isinstance(node, dict):
-        return {k: _strip_bulk(v) for k, v in node.items()
-                if not (isinstance(v, dict) and v.get("BulkDataURI") == _OMITTED)}
-    if isinstance(node, list):
-        return [_strip_bulk(v) for v in node]
-    return node
 
 
 def _new_record(site, pseudonym: str, set_name: str, data: bytes, meta: ImageMeta) -> ImageRecord:
@@ -256,6 +224,11 @@ class ImageBatch:
         self._writes.put(record.metadata_key, header)
         self._records[meta.sop_uid] = record
         return True
+
+    def discard(self) -> None:
+        """Give up the batch: wait for its writes and remove their temporaries."""
+        self._writes.discard()
+        self._records.clear()
 
     def commit(self, in_transaction: Callable[[list[StoredImage]], None] | None = None
                ) -> dict[str, StoredImage]:

@@ -7,6 +7,7 @@ bytes path parses the header only and copies the pixel data element as received.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterable
 from copy import deepcopy
@@ -30,6 +31,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from nccid.dicomvalues import Memo, charset_key, is_constant, mark_constant, value_key
 from nccid.identity.keys import Keyring
 
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
@@ -120,6 +122,18 @@ class Deidentifier:
         self._burned = load_data("burned_in.json")
         self._dummies = self.profile.rules["dummies"]
         self._well_known = tuple(self.profile.rules["well_known_uid_prefixes"])
+        self._method_code_sequence = mark_constant(self._method_codes())
+
+    def _method_codes(self) -> Sequence:
+        """Built once and shared by every file this de-identifier writes (never changed)."""
+        codes = []
+        for value in self.spec["method_codes"]:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = _METHOD_CODES[value]
+            codes.append(item)
+        return Sequence(codes)
 
     # ---- public API ---------------------------------------------------------------------------
 
@@ -357,14 +371,7 @@ class Deidentifier:
             "PS3.15 E.1-1 2024b+2026c, keyed UIDs",
             self.spec["description"][:64],
         ]
-        codes = []
-        for value in self.spec["method_codes"]:
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = _METHOD_CODES[value]
-            codes.append(item)
-        ds.DeidentificationMethodCodeSequence = codes
+        ds.DeidentificationMethodCodeSequence = self._method_code_sequence
         ds.LongitudinalTemporalInformationModified = self.spec["longitudinal_temporal"]
 
 
@@ -443,9 +450,18 @@ def parse_header(data: bytes, *, force: bool = True) -> tuple[Dataset, int]:
 
     pydicom's own exceptions pass through (their messages may quote values: callers must
     not show them)."""
-    fp = BytesIO(data)
+    fp = _reader(data)
     ds = dcmread(fp, force=force, stop_before_pixels=True)
     return ds, fp.tell()
+
+
+def _reader(data) -> BytesIO | mmap.mmap:
+    """A file object over ``data`` that copies nothing up front: bytes are shared by BytesIO,
+    a memory-mapped file is its own reader (only the header is ever read from it)."""
+    if isinstance(data, mmap.mmap):
+        data.seek(0)
+        return data
+    return BytesIO(data)
 
 
 def _read_header(data: bytes) -> tuple[Dataset, memoryview | None]:
@@ -552,6 +568,57 @@ def _encode_parts(ds: Dataset, pixel: memoryview | None) -> list:
     return [header] if pixel is None else [header, pixel]
 
 
+_ENCODED = Memo()  # (tag, VR, implicit, charset, value key) -> the element's bytes
+
+
+def _encoded_element(elem: DataElement, tag: int, implicit: bool, charset, charset_id) -> bytes:
+    """A changed element's bytes as pydicom writes them, memoised on what determines them
+    (a study's files share most values: UIDs of the series, markers, emptied fields)."""
+    vr = elem.VR
+    value = elem.value
+    value_id = value_key(value) if vr and " or " not in vr else None
+    key = None if value_id is None else (tag, vr, implicit, charset_id, value_id)
+    if key is not None:
+        known = _ENCODED.get(key)
+        if known is not None:
+            return known
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = implicit, True
+    write_data_element(buffer, elem, charset)
+    encoded = buffer.getvalue()
+    if key is not None:
+        _ENCODED.remember(key, encoded, value if is_constant(value) else None)
+    return encoded
+
+
+_META_VRS = {0x00020001: "OB", 0x00020002: "UI", 0x00020003: "UI", 0x00020010: "UI",
+             0x00020012: "UI", 0x00020013: "SH"}
+
+
+def _encode_file_meta(meta: FileMetaDataset) -> bytes | None:
+    """The file meta group as ``write_file_meta_info(enforce_standard=True)`` writes it, for
+    the meta ``_rebuild_file_meta`` makes; None for anything else (pydicom writes it then)."""
+    tags = set(meta.keys())
+    if not tags <= set(_META_VRS) or not {0x00020002, 0x00020003, 0x00020010,
+                                               0x00020012} <= tags:
+        return None
+    body = [_meta_element(0x00020001, b"\x00\x01", "OB")]
+    for tag in sorted(tags - {0x00020001}):
+        vr = _META_VRS[tag]
+        value = str(meta[tag].value).encode("ascii")
+        if len(value) % 2:
+            value += b"\x00" if vr == "UI" else b" "
+        body.append(_meta_element(tag, value, vr))
+    content = b"".join(body)
+    return _meta_element(0x00020000, struct.pack("<L", len(content)), "UL") + content
+
+
+def _meta_element(tag: int, value: bytes, vr: str) -> bytes:
+    if vr == "OB":
+        return struct.pack("<HH2s2xL", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+
+
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OW", "OV", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
@@ -576,9 +643,14 @@ def _fast_encode(ds: Dataset) -> bytes | None:
     fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, True
     fp.write(ds.preamble)
     fp.write(b"DICM")
-    write_file_meta_info(fp, deepcopy(meta), enforce_standard=True)  # it may add to the meta
+    meta_bytes = _encode_file_meta(meta)
+    if meta_bytes is None:
+        write_file_meta_info(fp, deepcopy(meta), enforce_standard=True)  # it may add to the meta
+    else:
+        fp.write(meta_bytes)
     implicit = syntax.is_implicit_VR
     charset = ds.get("SpecificCharacterSet", default_encoding)
+    charset_id = charset_key(charset)
     write = fp.write
     pack = struct.pack
     for tag in sorted(ds.keys()):
@@ -586,7 +658,10 @@ def _fast_encode(ds: Dataset) -> bytes | None:
             continue  # retired group lengths are not written
         elem = ds.get_item(tag)
         vr = elem.VR
-        if not isinstance(elem, RawDataElement) or (not implicit and (not vr or len(vr) != 2)):
+        if not isinstance(elem, RawDataElement):
+            write(_encoded_element(elem, tag, implicit, charset, charset_id))
+            continue
+        if not implicit and (not vr or len(vr) != 2):
             write_data_element(fp, elem, charset)
             continue
         value = elem.value or b""

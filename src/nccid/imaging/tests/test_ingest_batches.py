@@ -3,7 +3,6 @@ and a failure of its durability step stores nothing that a retry would then stor
 
 from __future__ import annotations
 
-import os
 from io import BytesIO
 from pathlib import Path
 
@@ -51,19 +50,25 @@ def test_each_file_of_a_mixed_batch_gets_its_own_outcome(site, keyring, person_f
                                 .values_list("size", flat=True))
 
 
+@pytest.mark.parametrize("failing_sync", [1, 2], ids=["data-sync", "names-sync"])
 def test_a_failed_durability_step_stores_nothing_and_the_retry_stores_once(
-        site, keyring, person_factory, monkeypatch):
+        site, keyring, person_factory, monkeypatch, failing_sync):
     person = person_factory(64)
     files = _study(person, 4, patient_id=person.nhs_number)
-    real_fsync = os.fsync
+    real_sync = storage.sync_filesystem
+    calls = []
 
-    def disk_gone(fd: int) -> None:
-        raise OSError("the disk went away")
+    def disk_gone(path: str) -> None:
+        calls.append(path)
+        if len(calls) == failing_sync:
+            raise OSError("the disk went away")
+        real_sync(path)
 
-    monkeypatch.setattr(storage.os, "fsync", disk_gone)
+    monkeypatch.setattr(storage, "sync_filesystem", disk_gone)
     failed = ingest_many(files, site, "test")
-    monkeypatch.setattr(storage.os, "fsync", real_fsync)
+    monkeypatch.setattr(storage, "sync_filesystem", real_sync)
 
+    assert len(calls) == failing_sync
     assert [o.status for o in failed] == [S.REJECTED] * 4
     assert all("internal error (OSError)" == o.reason for o in failed)
     assert not ImageRecord.objects.exists() and not StudyReceipt.objects.exists()

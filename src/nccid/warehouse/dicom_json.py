@@ -1,0 +1,108 @@
+"""The DICOM JSON (PS3.18 F.2) header stored beside each image (pure: no Django).
+
+The same as pydicom's ``Dataset.to_json_dict`` with bulk data left out, element by element,
+but each element's JSON is memoised on what determines it (tag, VR, encoding, character set
+and raw or de-identified value): the files of a series repeat almost every value, so most
+elements cost a dictionary lookup instead of a conversion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from io import BytesIO
+
+import pydicom
+from pydicom import config
+from pydicom.charset import default_encoding
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+from nccid.dicomvalues import Memo, charset_key, is_constant, value_key
+
+log = logging.getLogger("nccid.warehouse")
+
+OMITTED = "nccid:omitted"
+BULK_THRESHOLD = 1024
+PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # Float, Double Float, Pixel Data
+_JSON = Memo()  # element key -> (its JSON, whether bulk data was left out inside it)
+
+
+def header_json(data: bytes | None = None, dataset: Dataset | None = None) -> bytes:
+    """The header of an image as DICOM JSON, without pixel data or other bulk data."""
+    if dataset is None:
+        dataset = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, force=True)
+    charset_id = charset_key(dataset.get("SpecificCharacterSet", default_encoding))
+    body = {}
+    for tag in dataset.keys():
+        if tag in PIXEL_TAGS:  # small images' pixels fall under the bulk threshold
+            continue
+        entry = _element_json(dataset, tag, charset_id)
+        if entry is None:
+            continue
+        value, has_bulk = entry
+        if has_bulk:
+            if value.get("BulkDataURI") == OMITTED:
+                continue
+            value = _strip_bulk(value)
+        body[f"{tag:08X}"] = value
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] | None:
+    key = _key(dataset.get_item(tag), tag, charset_id)
+    if key is not None:
+        known = _JSON.get(key)
+        if known is not None:
+            return known
+    try:
+        with config.strict_reading():  # an invalid value raises: the element is left out
+            element = dataset[tag]
+            omitted: list[bool] = []
+            value = element.to_json_dict(
+                bulk_data_element_handler=lambda _e: omitted.append(True) or OMITTED,
+                bulk_data_threshold=BULK_THRESHOLD)
+    except Exception as exc:  # noqa: BLE001 - pydicom's message may quote the value
+        log.warning("header JSON: element (%04X,%04X) left out (%s)", tag >> 16, tag & 0xFFFF,
+                    type(exc).__name__)
+        return None
+    entry = (value, bool(omitted))
+    if key is not None:
+        keep = element.value if is_constant(element.value) else None
+        _JSON.remember(key, entry, keep)
+    return entry
+
+
+def _key(element, tag: int, charset_id):
+    """What determines the element's JSON, or None when the conversion depends on more
+    (ambiguous VRs resolved from other elements, private tags read by their creator)."""
+    if (tag >> 16) & 1:
+        return None
+    vr = element.VR
+    if isinstance(element, RawDataElement):
+        if element.value is None:
+            return None
+        if vr is None:
+            try:
+                if " or " in dictionary_VR(tag):
+                    return None
+            except KeyError:
+                return None
+        elif " or " in vr:
+            return None
+        return (tag, vr, element.is_implicit_VR, element.is_little_endian, charset_id,
+                element.value)
+    if not vr or " or " in vr:
+        return None
+    identity = value_key(element.value)
+    return None if identity is None else (tag, vr, charset_id, identity)
+
+
+def _strip_bulk(node):
+    if isinstance(node, dict):
+        return {k: _strip_bulk(v) for k, v in node.items()
+                if not (isinstance(v, dict) and v.get("BulkDataURI") == OMITTED)}
+    if isinstance(node, list):
+        return [_strip_bulk(v) for v in node]
+    return node
