@@ -174,8 +174,8 @@ def test_a_file_refused_after_its_acknowledgement_is_logged_and_the_node_carries
         assert _send(node.port, [nameless]) == [0]
         node.drained()
     refused = [r.getMessage() for r in caplog.records if "was rejected" in r.getMessage()]
-    assert refused == ["site RTEST: an instance was rejected: no Patient ID and no NHS/CHI "
-                       "number in Other Patient IDs"]
+    assert len(refused) == 1  # with the intake's reason, which names no value
+    assert refused[0].startswith("site RTEST: an instance was rejected: no Patient ID")
     assert not _stored(keyring, files)
     assert _send(node.port, [dcmread(files[1])]) == [0]
     node.drained()
