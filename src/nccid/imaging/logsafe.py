@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 import warnings
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -23,7 +24,20 @@ class RedactValues(logging.Filter):
         except Exception:  # noqa: BLE001 - a broken format string: drop its arguments
             message = str(record.msg)
         record.msg, record.args = _QUOTED.sub("'…'", message), None
+        if record.exc_info:  # an exception's message may quote values (pydicom's do)
+            record.exc_text = _traceback_without_message(record.exc_info)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = "(traceback withheld: it may quote a value)"
         return True
+
+
+def _traceback_without_message(exc_info) -> str:
+    """Where it failed (frames hold code, never data) and the exception's type, not its text."""
+    kind, _value, tb = exc_info
+    frames = "".join(traceback.format_tb(tb))
+    name = getattr(kind, "__name__", "Exception")
+    return f"Traceback (most recent call last):\n{frames}{name}: (message withheld: it may quote a value)"
 
 
 def protect_logs() -> None:

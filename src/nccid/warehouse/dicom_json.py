@@ -13,7 +13,6 @@ import logging
 from io import BytesIO
 
 import pydicom
-from pydicom import config
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
@@ -56,13 +55,15 @@ def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] |
         known = _JSON.get(key)
         if known is not None:
             return known
+    # No ``config.strict_reading()`` here (pydicom's to_json_dict uses it): it switches a
+    # process-wide setting, and a node thread receiving meanwhile would then refuse a sender's
+    # non-conformant UID. A value that cannot be converted still leaves its element out.
     try:
-        with config.strict_reading():  # an invalid value raises: the element is left out
-            element = dataset[tag]
-            omitted: list[bool] = []
-            value = element.to_json_dict(
-                bulk_data_element_handler=lambda _e: omitted.append(True) or OMITTED,
-                bulk_data_threshold=BULK_THRESHOLD)
+        element = dataset[tag]
+        omitted: list[bool] = []
+        value = element.to_json_dict(
+            bulk_data_element_handler=lambda _e: omitted.append(True) or OMITTED,
+            bulk_data_threshold=BULK_THRESHOLD)
     except Exception as exc:  # noqa: BLE001 - pydicom's message may quote the value
         log.warning("header JSON: element (%04X,%04X) left out (%s)", tag >> 16, tag & 0xFFFF,
                     type(exc).__name__)

@@ -180,3 +180,20 @@ def test_a_file_refused_after_its_acknowledgement_is_logged_and_the_node_carries
     assert _send(node.port, [dcmread(files[1])]) == [0]
     node.drained()
     assert len(_stored(keyring, files)) == 1
+
+
+def test_non_conformant_uids_from_a_sender_are_accepted_and_replaced(node, site, keyring,
+                                                                     tmp_path, person_factory):
+    """Real PACS send UIDs with leading zeros in a component; pydicom would refuse them if
+    anything in the node switched its validation to strict (as to_json_dict does)."""
+    person = person_factory(27)
+    files = write_study(tmp_path, person, count=4, patient_id=person.nhs_number)
+    datasets = [dcmread(f) for f in files]
+    for i, ds in enumerate(datasets):
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.9.7433.0100829.2.1.{i + 1}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    assert _send(node.port, datasets) == [0] * 4
+    node.drained()
+    uids = [keyring.uid(str(ds.SOPInstanceUID)) for ds in datasets]
+    assert ImageRecord.objects.filter(sop_uid__in=uids).count() == 4
+    assert all(u.startswith("2.25.") for u in uids)

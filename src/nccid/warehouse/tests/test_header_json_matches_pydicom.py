@@ -22,12 +22,17 @@ PYDICOM_FILES = sorted((Path(pydicom.data.__file__).parent / "test_files").rglob
 
 
 def _reference(ds) -> dict:
-    """pydicom's own JSON of the header, bulk data and pixel data left out."""
-    body = ds.to_json_dict(bulk_data_threshold=1024,
-                           bulk_data_element_handler=lambda _e: "omitted",
-                           suppress_invalid_tags=True)
-    for tag in ("7FE00008", "7FE00009", "7FE00010"):
-        body.pop(tag, None)
+    """pydicom's own JSON of each element (none remembered), bulk data and pixel data left
+    out, an element whose value cannot be converted left out."""
+    body = {}
+    for tag in ds.keys():
+        if f"{tag:08X}" in ("7FE00008", "7FE00009", "7FE00010"):
+            continue
+        try:
+            body[f"{tag:08X}"] = ds[tag].to_json_dict(
+                bulk_data_element_handler=lambda _e: "omitted", bulk_data_threshold=1024)
+        except Exception:  # noqa: BLE001, S112 - pydicom's own refusal: left out
+            continue
 
     def strip(node):
         if isinstance(node, dict):
@@ -102,3 +107,19 @@ def test_a_changed_value_is_never_answered_from_the_memo(deid):
     assert second["00200013"]["Value"] == [977]
     assert second["00081030"]["Value"] == ["CHANGED"]
     assert first["00200013"]["Value"] != [977]
+
+
+def test_making_json_never_switches_pydicoms_process_wide_validation(monkeypatch):
+    """pydicom's to_json_dict(suppress_invalid_tags=True) sets a process-wide strict mode: a
+    node thread receiving meanwhile would then refuse a sender's non-conformant UID."""
+    from pydicom import config
+
+    def forbidden():
+        raise AssertionError("strict_reading switches validation for every thread")
+
+    monkeypatch.setattr(config, "strict_reading", forbidden)
+    person = people(1, seed=5)[0]
+    ds = _fresh(to_bytes(synthetic_instance(person, modality="CT", plant=False)))
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.9.7433.0100829.2.1"  # a leading zero
+    body = json.loads(header_json(dataset=ds))
+    assert body["0020000D"]["Value"] == ["1.2.826.0.1.3680043.9.7433.0100829.2.1"]
