@@ -34,6 +34,7 @@ READERS = 2                    # threads reading ahead
 _archives_lock = threading.Lock()
 MAP_FROM_BYTES = 256 * 1024    # bigger files are memory-mapped rather than read
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: page the file in at once
+_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
 @dataclass
@@ -75,9 +76,21 @@ class Source:
 def _map(path: Path) -> mmap.mmap:
     """The file mapped read-only and paged in by the reader thread: no copy into the heap,
     and the pixel data goes from the page cache to the warehouse file directly."""
-    with open(path, "rb") as handle:
-        return mmap.mmap(handle.fileno(), 0, flags=mmap.MAP_SHARED | _POPULATE,
-                         prot=mmap.PROT_READ)
+    fd = _open_quietly(path)
+    try:
+        return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+
+
+def _open_quietly(path: Path) -> int:
+    """Open for reading without updating the access time where we may (our own files): a
+    first read of a new file otherwise writes its inode, which waits behind the warehouse's
+    filesystem syncs when source and warehouse share a disk."""
+    try:
+        return os.open(path, os.O_RDONLY | _NOATIME)
+    except PermissionError:  # O_NOATIME needs the file's owner (or root)
+        return os.open(path, os.O_RDONLY)
 
 
 def _release(data) -> None:
