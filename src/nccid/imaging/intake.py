@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 from pydicom.dataelem import RawDataElement
@@ -348,25 +348,47 @@ class _Parsed(NamedTuple):
     index: int
     header: tuple[Dataset, int]
     patient: Patient
+    study: _Study
+
+
+class _Study(NamedTuple):
+    """The receipt a file counts into (its keyed study UID), kept from before de-identifying."""
+
+    study_uid: str
+    modality: str
+
+
+def _study_of(ds: Dataset, keyring) -> _Study:
+    modality = str(ds.get("Modality", "") or "").strip().upper()[:16]
+    return _Study(keyring.uid(str(ds.StudyInstanceUID).strip("\x00 ")), modality)
 
 
 def _prepare(prepared: PreparedBatch) -> None:
     """Two passes: parse and identify every file (then the vault, the patients' sets and
     their clinical records in a few queries), then de-identify and store or keep each."""
+    items, site, source, outcomes = (prepared.items, prepared.site, prepared.source,
+                                     prepared.outcomes)
+    to_vault: dict[str, str] = {}
+    refused: list[tuple[_Study, str, str]] = []
+    try:
+        parsed = _parse_all(items, site, source, outcomes, to_vault, prepared.repeats, refused)
+        if parsed:
+            _prepare_parsed(prepared, parsed, to_vault, refused)
+    finally:
+        _count_refused(site, source, refused)
+
+
+def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, refused) -> None:
     from nccid.warehouse.service import ImageBatch
 
     items, site, source, outcomes = (prepared.items, prepared.site, prepared.source,
                                      prepared.outcomes)
-    to_vault: dict[str, str] = {}
-    parsed = _parse_all(items, site, source, outcomes, to_vault, prepared.repeats)
-    if not parsed:
-        return
     _remember_in_vault(to_vault)
     pseudonyms = {p.patient.pseudonym for p in parsed if p.patient.pseudonym}
     clinical = deps.clinical_pseudonyms(pseudonyms)
     batch = prepared.batch = ImageBatch(site)
     batch.assign_sets(pseudonyms)
-    for index, header, patient in parsed:
+    for index, header, patient, study in parsed:
         try:
             parts, result, meta = _deidentify(items[index], patient, header)
             if result.held_reason:
@@ -381,8 +403,19 @@ def _prepare(prepared: PreparedBatch) -> None:
                 prepared.to_store.append(_ToStore(index, patient.pseudonym, meta, linked))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
+            refused.append((study, patient.pseudonym or patient.hospital_hash or "", str(exc)))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
+
+
+def _count_refused(site, source: str, refused) -> None:
+    """Each refused file counts into its study's receipt with the reason, for the site to see
+    (a file the node acknowledged before its refusal has no other way back to the site)."""
+    for study, patient, reason in refused:
+        try:
+            record_receipt(site, study, patient, source, 0, rejected=1, problem=reason)
+        except Exception as exc:  # noqa: BLE001 - a receipt must never fail the batch
+            _internal_error(exc, source)
 
 
 def _commit(prepared: PreparedBatch) -> None:
@@ -395,8 +428,9 @@ def _commit(prepared: PreparedBatch) -> None:
             else IngestOutcome(IngestStatus.DUPLICATE, "already stored", item.meta.sop_uid))
 
 
-def _parse_all(items, site, source, outcomes, to_vault, repeats) -> list[_Parsed]:
-    """Parse each file once, drop duplicates (a few queries for all), find each patient."""
+def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> list[_Parsed]:
+    """Parse each file once, drop duplicates (a few queries for all), find each patient.
+    A file refused once its header is read goes into ``refused`` for its study's receipt."""
     keyring = get_keyring()
     keyed = []
     for data in items:
@@ -421,7 +455,13 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats) -> list[_Parsed
                 outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
                 continue
             seen.add(sop_uid)
-            parsed.append(_Parsed(index, (ds, start), identify(ds, site, to_vault)))
+            study = _study_of(ds, keyring)
+            try:
+                patient = identify(ds, site, to_vault)
+            except Rejected as exc:
+                refused.append((study, "", str(exc)))
+                raise
+            parsed.append(_Parsed(index, (ds, start), patient, study))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
         except Exception as exc:  # noqa: BLE001
@@ -500,27 +540,30 @@ def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) ->
 
 
 def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: int = 0,
-                   pending: int = 0, held: int = 0, has_clinical: bool = False,
-                   count: int = 1) -> None:
+                   pending: int = 0, held: int = 0, rejected: int = 0, problem: str = "",
+                   has_clinical: bool = False, count: int = 1) -> None:
     """Count ``count`` new instances (``size`` bytes in all) into their study's receipt
-    (created on the study's first one).
+    (created on the study's first one). ``rejected`` of them were refused for ``problem``.
 
     One UPDATE in the usual case: the status is computed in SQL from the new counts.
     """
     now = timezone.now()
     changes = dict(instances=F("instances") + count, bytes=F("bytes") + size, last_received=now)
-    for name, added in (("stored", stored), ("pending", pending), ("held", held)):
+    for name, added in (("stored", stored), ("pending", pending), ("held", held),
+                        ("rejected", rejected)):
         if added:
             changes[name] = F(name) + added
-    if held or pending:  # the status depends on held, pending and has_clinical only
-        changes["status"] = _status_sql(held, pending)
+    if problem:
+        changes["problem"] = problem[:200]
+    changes["status"] = _status_sql(held, pending, stored, rejected)
     query = StudyReceipt.objects.filter(site=site, study_uid=meta.study_uid)
     if query.update(**changes):
         return
     first = StudyReceipt(site=site, study_uid=meta.study_uid, patient=patient,
                          modality=meta.modality or "", source=source, instances=count, bytes=size,
-                         stored=stored, pending=pending, held=held, first_received=now,
-                         last_received=now, has_clinical=has_clinical)
+                         stored=stored, pending=pending, held=held, rejected=rejected,
+                         problem=problem[:200], first_received=now, last_received=now,
+                         has_clinical=has_clinical)
     first.status = first.derive_status()
     try:
         with transaction.atomic():
@@ -529,11 +572,13 @@ def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: 
         query.update(**changes)
 
 
-def _status_sql(held: int = 0, pending: int = 0):
-    """The receipt's status after adding ``held``/``pending`` (same rule as derive_status)."""
+def _status_sql(held: int = 0, pending: int = 0, stored: int = 0, rejected: int = 0):
+    """The receipt's status after adding these counts (same rule as derive_status)."""
     return Case(
         When(GreaterThan(F("held") + held, 0), then=Value(ReceiptStatus.HELD)),
         When(GreaterThan(F("pending") + pending, 0), then=Value(ReceiptStatus.PENDING)),
+        When(Q(rejected__gt=-rejected) & Q(stored__lte=-stored),
+             then=Value(ReceiptStatus.REJECTED)),
         When(has_clinical=True, then=Value(ReceiptStatus.STORED)),
         default=Value(ReceiptStatus.WAITING),
     )

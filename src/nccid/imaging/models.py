@@ -64,6 +64,7 @@ class ReceiptStatus(models.TextChoices):
     WAITING = "waiting", "Waiting for clinical record"
     PENDING = "pending", "Pending link"
     HELD = "held", "Held for review"
+    REJECTED = "rejected", "Refused"
 
 
 class StudyReceipt(models.Model):
@@ -79,6 +80,8 @@ class StudyReceipt(models.Model):
     stored = models.IntegerField(default=0)
     pending = models.IntegerField(default=0)
     held = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)  # files refused after they were received
+    problem = models.CharField(max_length=200, blank=True)  # the latest refusal's reason
     has_clinical = models.BooleanField(default=False)
     first_received = models.DateTimeField()
     last_received = models.DateTimeField()
@@ -95,4 +98,6 @@ class StudyReceipt(models.Model):
             return ReceiptStatus.HELD
         if self.pending:
             return ReceiptStatus.PENDING
+        if self.rejected and not self.stored:
+            return ReceiptStatus.REJECTED
         return ReceiptStatus.STORED if self.has_clinical else ReceiptStatus.WAITING

@@ -199,6 +199,8 @@ class StudyOut(Schema):
     stored: int
     pending: int
     held: int
+    rejected: int  # refused after they were received (e.g. no patient identifier)
+    problem: str   # why the latest of them was refused
     status: str
     first_received: datetime
     last_received: datetime
@@ -374,7 +376,8 @@ def study_list(request, site: str | None = None, limit: int = 200):
     return [
         {"site": r.site.code, "study_uid": r.study_uid, "patient": r.patient,
          "modality": r.modality, "source": r.source, "instances": r.instances,
-         "stored": r.stored, "pending": r.pending, "held": r.held, "status": r.status,
+         "stored": r.stored, "pending": r.pending, "held": r.held, "rejected": r.rejected,
+         "problem": r.problem, "status": r.status,
          "first_received": r.first_received, "last_received": r.last_received}
         for r in rows
     ]

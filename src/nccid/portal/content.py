@@ -183,5 +183,7 @@ def studies_for_site(site) -> tuple[list[dict], bool]:
         "status": receipt.get_status_display(),
         "status_code": receipt.status,
         "who": receipt.patient or "–",
+        "refused": receipt.rejected,
+        "problem": receipt.problem,
     } for receipt in imaging_studies(site)]
     return rows, True

@@ -103,4 +103,9 @@ def test_bad_files_are_rejected_with_a_reason(site, person_factory, make_bad, re
     outcome = ingest(make_bad(_good(person_factory(15))), site, "test")
     assert outcome.status is IngestStatus.REJECTED
     assert reason in outcome.reason
-    assert not StudyReceipt.objects.exists()
+    # Nothing kept; a file whose header could be read counts as refused in its study's receipt.
+    receipts = list(StudyReceipt.objects.all())
+    assert len(receipts) <= 1
+    for receipt in receipts:
+        assert (receipt.stored, receipt.pending, receipt.held, receipt.rejected) == (0, 0, 0, 1)
+        assert reason in receipt.problem and receipt.status == "rejected"

@@ -15,6 +15,7 @@ from pydicom import dcmread
 from pynetdicom import AE, StoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from nccid.imaging.models import StudyReceipt
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import get_warehouse
 
@@ -177,9 +178,16 @@ def test_a_file_refused_after_its_acknowledgement_is_logged_and_the_node_carries
     assert len(refused) == 1  # with the intake's reason, which names no value
     assert refused[0].startswith("site RTEST: an instance was rejected: no Patient ID")
     assert not _stored(keyring, files)
+    # The site sees it on its receipts (My uploads, the API): counted, refused, and why.
+    receipt = StudyReceipt.objects.get(site=site, study_uid=keyring.uid(str(nameless.StudyInstanceUID)))
+    assert (receipt.instances, receipt.rejected, receipt.stored) == (1, 1, 0)
+    assert receipt.status == "rejected" and receipt.problem.startswith("no Patient ID")
     assert _send(node.port, [dcmread(files[1])]) == [0]
     node.drained()
     assert len(_stored(keyring, files)) == 1
+    receipt.refresh_from_db()
+    assert (receipt.instances, receipt.rejected, receipt.stored) == (2, 1, 1)
+    assert receipt.status == "waiting"  # one stored: the study waits for its clinical record
 
 
 def test_non_conformant_uids_from_a_sender_are_accepted_and_replaced(node, site, keyring,

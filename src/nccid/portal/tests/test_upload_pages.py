@@ -196,3 +196,18 @@ def test_my_uploads_lists_studies_without_identifiers(client, uploader, site):
     body = client.get("/uploads/").content.decode()
     assert "NCCID-ABCDEFGHJKMNPQRS" in body and "Waiting for clinical record" in body
     assert "2.25.1" not in body
+
+
+def test_my_uploads_shows_files_refused_after_receipt_and_why(client, uploader, site):
+    from django.utils import timezone
+
+    from nccid.imaging.models import StudyReceipt
+
+    now = timezone.now()
+    StudyReceipt.objects.create(site=site, study_uid="2.25.2", patient="", modality="CT",
+                                source="node", instances=3, rejected=3, first_received=now,
+                                last_received=now, status="rejected",
+                                problem="no Patient ID and no NHS/CHI number in Other Patient IDs")
+    body = client.get("/uploads/").content.decode()
+    assert "Rejected" in body
+    assert "3: no Patient ID and no NHS/CHI number in Other Patient IDs" in body
