@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -46,7 +45,6 @@ from .spool import Backlog, Batch, Spool, SpoolError
 
 log = logging.getLogger("nccid.imaging.node")
 
-SWITCH_INTERVAL = 0.0005  # seconds; see serve()
 # C-STORE statuses (PS3.4 B.2.3): success, and "cannot understand" for a file we refuse.
 SUCCESS = 0x0000
 CANNOT_UNDERSTAND = 0xC000
@@ -433,10 +431,6 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     import faulthandler
     import signal
 
-    # The receiving threads release the GIL at every socket read; the drain's de-identification
-    # then holds it for up to a switch interval (5 ms by default) before they get it back.
-    # A shorter interval lets them answer senders sooner (measured: ~35 s -> ~30 s for 2.5 GB).
-    sys.setswitchinterval(SWITCH_INTERVAL)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1`: thread stacks (code places only)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before listening: no early kill
