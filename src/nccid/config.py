@@ -32,6 +32,7 @@ class Settings:
     spool_dir: Path = Path("var/spool")
     spool_segment_bytes: int = 256 * 1024 * 1024
     node_drain: bool = True  # false: the node only spools (an operator's pause switch)
+    node_worker_process: bool = True  # `nccid node` de-identifies in a child process
     portal_host: str = "127.0.0.1"
     portal_port: int = 8000
     deid_profile: str = "retain-dates"
@@ -159,6 +160,7 @@ def get_settings() -> Settings:
         spool_segment_bytes=_positive("spool_segment_bytes",
                                       pick("spool_segment_bytes", 256 * 1024 * 1024)),
         node_drain=_flag("node_drain", pick("node_drain", "true")),
+        node_worker_process=_flag("node_worker_process", pick("node_worker_process", "true")),
         portal_host=pick("portal_host", "127.0.0.1"),
         portal_port=_int("portal_port", pick("portal_port", 8000)),
         deid_profile=profile,

@@ -322,3 +322,46 @@ def test_node_killed_with_spooled_files_stores_each_exactly_once_after_restart(
     assert all((warehouse / key).is_file() for _, key in rows)
     assert len(list(warehouse.rglob("*.dcm"))) == 16
     assert _segments(spool) == [] and not list(spool.glob("*.corrupt"))
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux: /proc/<pid>/task/*/children)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):
+            found += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+    return found
+
+
+@pytest.mark.dcmtk
+def test_the_deidentification_process_killed_is_restarted_and_each_file_stored_once(
+        nccid_home, tmp_path, person_factory):
+    """`nccid node` de-identifies in a child process: killing it loses nothing and repeats
+    nothing; the node restarts it and the batch it had is taken again from the spool."""
+    run = dict(check=True, capture_output=True, timeout=180)
+    subprocess.run([*NCCID, "init"], **run)
+    subprocess.run([*NCCID, "site", "add", "KILL", "--name", "Kill Test Hospital",
+                    "--ae-title", "KILL_PACS"], **run)
+    person = person_factory(62)
+    files = write_study(tmp_path / "study", person, count=12, rows=128,
+                        patient_id=person.nhs_number, plant=False)
+    db_path, spool = nccid_home / "nccid.sqlite3", nccid_home / "spool"
+    log_path = tmp_path / "node.log"
+    port = free_port()
+    node = _start_node(port, log_path)
+    try:
+        _storescu(port, tmp_path / "study")
+        _wait_until(lambda: _children(node.pid), 60, "the de-identification process", node)
+        first = _children(node.pid)
+        for child in first:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        _storescu(port, tmp_path / "study")  # sent again: duplicates, success for the sender
+        _wait_until(lambda: spool_backlog(spool).records == 0, 120, "the spool drained", node)
+        assert set(_children(node.pid)).isdisjoint(first)  # a new process took over
+    finally:
+        _terminate(node, log_path)
+    keyring = load_keyring(nccid_home / "secret.key")
+    rows = _stored(db_path)
+    assert sorted(uid for uid, _ in rows) == sorted(keyring.uid(original_sop(p)) for p in files)
+    assert len(list((nccid_home / "warehouse").rglob("*.dcm"))) == 12
