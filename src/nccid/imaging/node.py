@@ -376,8 +376,8 @@ class WorkerProcess:
     for 2.5 GB). Batches go over a pipe; a dead child is restarted at the next batch, and the
     batch it had stays in the spool (intake is idempotent: each file is stored once).
 
-    The child ignores SIGINT/SIGTERM (the node stops it after the batch in hand) and exits
-    when the node's end of the pipe closes, e.g. when the node was killed."""
+    The child ignores SIGINT (the node stops it after the batch in hand) and exits when the
+    node's end of the pipe closes, e.g. when the node was killed."""
 
     def __init__(self) -> None:
         self._context = multiprocessing.get_context("spawn")  # no copied threads or sockets
@@ -434,8 +434,10 @@ def _worker_main(conn) -> None:
     """The child: batches in, outcomes out, until the pipe closes or ``None`` arrives."""
     import signal
 
+    # Ctrl-C reaches the whole process group: the node stops this process itself, after the
+    # batch in hand. SIGTERM keeps its default (multiprocessing's exit handler and service
+    # managers use it): a batch cut short stays in the spool and is taken again.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from nccid.cli.common import setup_django
 
     setup_django()
