@@ -127,13 +127,19 @@ def test_concurrent_appends_and_a_drain_see_every_record_once_in_order(tmp_path,
     spool.close()
 
 
+def _closed_spool_of(folder, keyring, count: int, size: int):
+    """A spool holding ``count`` records of ``size`` bytes (record i is byte i), closed as a
+    crash would leave it; its only segment's path."""
+    spool = Spool(folder, keyring)
+    for i in range(count):
+        spool.append("RTEST", "node", bytes([i]) * size)
+    spool.close()
+    return _segments(folder)[0]
+
+
 def test_a_torn_last_record_is_cut_and_earlier_records_survive(tmp_path, keyring):
     folder = tmp_path / "spool"
-    spool = Spool(folder, keyring)
-    for i in range(3):
-        spool.append("RTEST", "node", bytes([i]) * 1000)
-    spool.close()
-    path = _segments(folder)[0]
+    path = _closed_spool_of(folder, keyring, 3, 1000)
     whole = path.stat().st_size
     os.truncate(path, whole - 300)  # the crash came in the middle of the third append
 
@@ -146,11 +152,7 @@ def test_a_torn_last_record_is_cut_and_earlier_records_survive(tmp_path, keyring
 
 def test_a_last_record_failing_its_tag_is_cut_as_torn(tmp_path, keyring):
     folder = tmp_path / "spool"
-    spool = Spool(folder, keyring)
-    for i in range(2):
-        spool.append("RTEST", "node", bytes([i]) * 100)
-    spool.close()
-    path = _segments(folder)[0]
+    path = _closed_spool_of(folder, keyring, 2, 100)
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0xFF  # full length on disk, but the blocks never reached it whole
     path.write_bytes(bytes(raw))
