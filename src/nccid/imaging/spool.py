@@ -119,11 +119,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _encode(site_code: str, source: str, data: bytes) -> bytes:
+def _prefix(site_code: str, source: str) -> bytes:
+    """What precedes the file in a record's plaintext: the lengths, then site and source."""
     site, src = site_code.encode(), source.encode()
     if len(site) > 255 or len(src) > 255:
         raise ValueError("site code and source must be at most 255 bytes")
-    return b"".join((bytes((len(site), len(src))), site, src, data))
+    return bytes((len(site), len(src))) + site + src
 
 
 def _decode(plain: bytes) -> tuple[str, str, bytes]:
@@ -225,30 +226,32 @@ class Spool:
 
     def append(self, site_code: str, source: str, data: bytes) -> None:
         """Encrypt and append one instance; returns once it is on stable storage."""
-        plain = _encode(site_code, source, data)
+        prefix = _prefix(site_code, source)
         with self._write_lock:
             if self._closed:
                 raise SpoolError("the spool is closed")
-            size = RECORD.size + len(plain) + 28  # nonce 12 + GCM tag 16
+            size = RECORD.size + len(prefix) + len(data) + 28  # nonce 12 + GCM tag 16
             if self._active is None or (self._sizes[self._active] + size > self._segment_bytes
                                         and self._sizes[self._active] > len(FILE_MAGIC)):
                 self._open_segment()
             seq, offset = self._active, self._sizes[self._active]
             context = _CONTEXT.format(name=segment_name(seq), offset=offset)
-            token = self._keyring.encrypt(plain, context, purpose="spool")
-            del plain
-            self._write(RECORD.pack(RECORD_MAGIC, len(token)), token, offset)
+            # The token (nonce, ciphertext, tag) in pieces: the image is never copied whole.
+            token = self._keyring.encrypt_parts([prefix, data], context, purpose="spool")
+            length = sum(len(piece) for piece in token)
+            self._write([RECORD.pack(RECORD_MAGIC, length), *token], offset)
+            del token
             with self._changed:  # now the drain may read it
-                self._sizes[seq] = offset + RECORD.size + len(token)
+                self._sizes[seq] = offset + RECORD.size + length
                 self._records += 1
-                self._bytes += len(token)
+                self._bytes += length
                 self._appends += 1
                 self._changed.notify_all()
 
-    def _write(self, header: bytes, token: bytes, offset: int) -> None:
+    def _write(self, pieces: list[bytes], offset: int) -> None:
         fd = self._active_fd
         try:
-            views = [memoryview(header), memoryview(token)]
+            views = [memoryview(piece) for piece in pieces if len(piece)]
             while views:
                 written = os.writev(fd, views)
                 while views and written >= len(views[0]):

@@ -117,3 +117,18 @@ def test_fingerprint_identifies_a_backup_copy(home, tmp_path):
 def test_commands_before_init_say_run_nccid_init(nccid_home, command):
     result = run_nccid(*command, stdin="x\n")
     assert result.code == 1 and "nccid init" in result.err_text and "Traceback" not in result.err
+
+
+def test_encrypting_in_parts_gives_a_token_decrypt_reads_and_binds_the_context():
+    from cryptography.exceptions import InvalidTag
+
+    from nccid.identity.keys import Keyring
+
+    keyring = Keyring(bytes(range(32)))
+    parts = [b"\x03\x04RTHnode", bytes(range(256)) * 4097, b"", b"tail"]
+    token = b"".join(keyring.encrypt_parts(parts, "segment-1:offset-8", purpose="spool"))
+    assert len(token) == 12 + sum(map(len, parts)) + 16  # nonce, ciphertext, tag
+    assert keyring.decrypt(token, "segment-1:offset-8", purpose="spool") == b"".join(parts)
+    for context, purpose in (("segment-1:offset-9", "spool"), ("segment-1:offset-8", "vault")):
+        with pytest.raises(InvalidTag):
+            keyring.decrypt(token, context, purpose=purpose)
