@@ -90,6 +90,39 @@ def read_header(data: bytes) -> Dataset:
     return _parse(data)[0]
 
 
+HEADER_PEEK = 64 * 1024  # bytes of a received dataset parsed first (more if its header is longer)
+_PIXEL_TAGS = ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009))
+
+
+def read_received(head: bytes, body) -> Dataset:
+    """``read_header`` for the file ``head + body`` (file meta, then the dataset as received)
+    without joining them: the header is parsed from the first bytes of ``body``, more only if
+    the header is longer, and the pixel data is never copied. Raises Rejected like it."""
+    size = len(head) + len(body)
+    peek = HEADER_PEEK
+    while peek < len(body):
+        prefix = head + bytes(body[:peek])
+        try:
+            ds, start = parse_header(prefix, force=False)
+        except Exception:  # noqa: BLE001 - cut mid-element, perhaps: read more
+            ds = None
+        if ds is not None and _stopped_at_pixels(ds, prefix, start):
+            _check_complete(ds, size)
+            _check_native_pixels(ds, prefix, start, size)
+            return ds
+        peek *= 4
+    return _parse(head + bytes(body))[0]  # a small file, or a header longer than the peeks
+
+
+def _stopped_at_pixels(ds: Dataset, prefix: bytes, start: int) -> bool:
+    """The parse of a prefix reached the pixel data (so the whole header was in it)."""
+    if start + 12 > len(prefix) or len(prefix) < 132 or prefix[128:132] != b"DICM":
+        return False
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    order = ">" if syntax == "1.2.840.10008.1.2.2" else "<"
+    return struct.unpack_from(order + "HH", prefix, start) in _PIXEL_TAGS
+
+
 def _parse(data: bytes) -> tuple[Dataset, int]:
     """``read_header`` and the offset where the header ends (for the de-identifier)."""
     if len(data) < 132 or data[128:132] != b"DICM":
@@ -130,8 +163,9 @@ def _ends_with_delimiter(elem: RawDataElement, size: int) -> bool:
     return elem.value_tell + len(value) + len(_SEQUENCE_DELIMITER) <= size
 
 
-def _check_native_pixels(ds: Dataset, data: bytes, start: int) -> None:
-    """Uncompressed pixel data must hold every pixel the header declares."""
+def _check_native_pixels(ds: Dataset, data: bytes, start: int, size: int | None = None) -> None:
+    """Uncompressed pixel data must hold every pixel the header declares, and the file every
+    byte its pixel data declares (``size``: the file's length, if ``data`` is only its start)."""
     syntax = UID(str(ds.file_meta.TransferSyntaxUID))
     if start + 12 > len(data) or syntax.is_encapsulated or syntax.is_deflated:
         return
@@ -144,6 +178,9 @@ def _check_native_pixels(ds: Dataset, data: bytes, start: int) -> None:
     (length,) = struct.unpack_from(order + "L", data, start + offset)
     if length == 0xFFFFFFFF:
         return
+    present = (len(data) if size is None else size) - (start + offset + 4)
+    if length > present:
+        raise Rejected(f"truncated: the pixel data declares {length} bytes, {present} present")
     try:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)

@@ -35,6 +35,7 @@ from pynetdicom import (
     evt,
 )
 from pynetdicom.association import Association
+from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
@@ -180,7 +181,7 @@ def _log_summary(assoc) -> None:
 
 def handle_store(event, spool: Spool) -> int:
     """C-STORE: a structurally sound file is spooled (encrypted, durable), then acknowledged."""
-    from .intake import Rejected, read_header
+    from .intake import Rejected, read_received
 
     assoc = event.assoc
     tally = _tally(assoc)
@@ -192,8 +193,12 @@ def handle_store(event, spool: Spool) -> int:
         assoc._nccid_site = site
         tally.site = site.code
     try:
-        data = event.encoded_dataset()
-        read_header(data)
+        # The file as pynetdicom's encoded_dataset() makes it, without its two copies of the
+        # dataset: the file meta, then a view of the bytes as received.
+        head = b"\x00" * 128 + b"DICM" + encode_file_meta(event.file_meta)
+        body = event.request.DataSet.getbuffer()
+        size = len(head) + len(body)
+        read_received(head, body)
     except Rejected as exc:
         log.warning("site %s: an instance was rejected: %s", site.code, exc)
         tally.counts["rejected"] += 1
@@ -204,13 +209,15 @@ def handle_store(event, spool: Spool) -> int:
         tally.counts["rejected"] += 1
         return CANNOT_UNDERSTAND
     try:
-        spool.append(site.code, "node", data)
+        spool.append(site.code, "node", [head, body])
     except SpoolError as exc:
         log.error("site %s: an instance could not be spooled: %s", site.code, exc)
         tally.counts["not spooled"] += 1
         return OUT_OF_RESOURCES
+    finally:
+        body.release()
     tally.counts["received"] += 1
-    tally.bytes += len(data)
+    tally.bytes += size
     return SUCCESS
 
 

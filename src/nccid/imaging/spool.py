@@ -224,20 +224,22 @@ class Spool:
 
     # -- append ------------------------------------------------------------------------------
 
-    def append(self, site_code: str, source: str, data: bytes) -> None:
-        """Encrypt and append one instance; returns once it is on stable storage."""
+    def append(self, site_code: str, source: str, data) -> None:
+        """Encrypt and append one instance (bytes, or a list of buffers that make it up);
+        returns once it is on stable storage."""
+        parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
         prefix = _prefix(site_code, source)
         with self._write_lock:
             if self._closed:
                 raise SpoolError("the spool is closed")
-            size = RECORD.size + len(prefix) + len(data) + 28  # nonce 12 + GCM tag 16
+            size = RECORD.size + len(prefix) + sum(map(len, parts)) + 28  # nonce 12, tag 16
             if self._active is None or (self._sizes[self._active] + size > self._segment_bytes
                                         and self._sizes[self._active] > len(FILE_MAGIC)):
                 self._open_segment()
             seq, offset = self._active, self._sizes[self._active]
             context = _CONTEXT.format(name=segment_name(seq), offset=offset)
             # The token (nonce, ciphertext, tag) in pieces: the image is never copied whole.
-            token = self._keyring.encrypt_parts([prefix, data], context, purpose="spool")
+            token = self._keyring.encrypt_parts([prefix, *parts], context, purpose="spool")
             length = sum(len(piece) for piece in token)
             self._write([RECORD.pack(RECORD_MAGIC, length), *token], offset)
             del token

@@ -1,0 +1,52 @@
+"""The node's structural check of a received file, made without joining file meta and
+dataset: the same answer as read_header on the whole file, whatever the header's length."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from pydicom.dataelem import DataElement
+
+from nccid.imaging.intake import HEADER_PEEK, Rejected, read_header, read_received
+from nccid.synthetic.dicom import synthetic_instance, to_bytes
+from nccid.synthetic.people import people
+
+
+def _split(data: bytes) -> tuple[bytes, memoryview]:
+    """(preamble, DICM and file meta; the dataset), as the node has them."""
+    (meta_length,) = struct.unpack_from("<L", data, 140)
+    end = 144 + meta_length
+    return data[:end], memoryview(data)[end:]
+
+
+def _file(rows: int, comments: str | None = None) -> bytes:
+    ds = synthetic_instance(people(1, seed=4)[0], modality="CT", rows=rows, columns=rows,
+                            plant=False)
+    if comments is not None:  # Image Comments (LT), before the pixel data
+        ds[0x00204000] = DataElement(0x00204000, "LT", comments)
+    return to_bytes(ds)
+
+
+@pytest.mark.parametrize("data", [
+    _file(512),                                        # pixel data far beyond the first peek
+    _file(16),                                         # the whole file within the first peek
+    _file(512, comments="x" * (HEADER_PEEK * 2)),     # a header longer than the first peek
+], ids=["big-pixels", "small-file", "long-header"])
+def test_a_sound_file_reads_as_read_header_reads_it(data):
+    head, body = _split(data)
+    assert read_received(head, body).SOPInstanceUID == read_header(data).SOPInstanceUID
+
+
+@pytest.mark.parametrize("cut", [
+    lambda data: data[:-1000],                     # pixel data short of what the header declares
+    lambda data: data[:len(_split(data)[0]) + 200],  # the dataset cut inside its header
+], ids=["truncated-pixels", "truncated-header"])
+def test_a_damaged_file_is_refused_with_read_headers_reason(cut):
+    data = cut(_file(512))
+    head, body = _split(data)
+    with pytest.raises(Rejected) as whole:
+        read_header(data)
+    with pytest.raises(Rejected) as parts:
+        read_received(head, body)
+    assert str(parts.value) == str(whole.value)
