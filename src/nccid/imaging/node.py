@@ -53,7 +53,7 @@ CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
 # A drain batch: at most this many files or bytes (or whatever waits when the spool is idle).
 BATCH_FILES = 32
-BATCH_BYTES = 64 * 1024 * 1024
+BATCH_BYTES = 32 * 1024 * 1024  # bounds what the node and its worker hold (two copies each)
 # Retries of files whose ingest failed for an internal reason (a database or storage outage).
 RETRIES = (1.0, 5.0)
 # Longer than any AE title (16 chars): matches no caller, so "no site" refuses everyone.
