@@ -23,8 +23,8 @@ def _split(data: bytes) -> tuple[bytes, memoryview]:
 def _file(rows: int, comments: str | None = None) -> bytes:
     ds = synthetic_instance(people(1, seed=4)[0], modality="CT", rows=rows, columns=rows,
                             plant=False)
-    if comments is not None:  # Image Comments (LT), before the pixel data
-        ds[0x00204000] = DataElement(0x00204000, "LT", comments)
+    if comments is not None:  # Text Value (UT: any length), before the pixel data
+        ds[0x0040A160] = DataElement(0x0040A160, "UT", comments)
     return to_bytes(ds)
 
 
