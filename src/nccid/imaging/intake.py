@@ -52,7 +52,7 @@ log = logging.getLogger("nccid.imaging.intake")
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-_META_PEEK = 64 * 1024  # the file meta of a mapped file is read from its first bytes only
+HEADER_PEEK = 64 * 1024  # bytes read first for a file's meta or header (more if it is longer)
 
 
 class Rejected(Exception):
@@ -71,7 +71,7 @@ class Patient:
 def original_sop_uid(data: bytes) -> str | None:
     """The SOP Instance UID in the file meta, read without parsing the dataset (resume check)."""
     try:
-        fp = BytesIO(data if isinstance(data, bytes) else bytes(memoryview(data)[:_META_PEEK]))
+        fp = BytesIO(data if isinstance(data, bytes) else bytes(memoryview(data)[:HEADER_PEEK]))
         read_preamble(fp, force=False)
         from pydicom.filereader import _read_file_meta_info
 
@@ -90,7 +90,6 @@ def read_header(data: bytes) -> Dataset:
     return _parse(data)[0]
 
 
-HEADER_PEEK = 64 * 1024  # bytes of a received dataset parsed first (more if its header is longer)
 _PIXEL_TAGS = ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009))
 
 

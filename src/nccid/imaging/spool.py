@@ -29,6 +29,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 
+from nccid.warehouse.storage import write_all
+
 log = logging.getLogger("nccid.imaging.spool")
 
 FILE_MAGIC = b"NCSPOOL\x01"
@@ -253,14 +255,7 @@ class Spool:
     def _write(self, pieces: list[bytes], offset: int) -> None:
         fd = self._active_fd
         try:
-            views = [memoryview(piece) for piece in pieces if len(piece)]
-            while views:
-                written = os.writev(fd, views)
-                while views and written >= len(views[0]):
-                    written -= len(views[0])
-                    views.pop(0)
-                if views:
-                    views[0] = views[0][written:]
+            write_all(fd, pieces)
             os.fdatasync(fd)
         except OSError as exc:
             try:  # leave no half record: the next append must start at a record boundary

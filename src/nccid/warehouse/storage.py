@@ -283,7 +283,7 @@ def _parts(data: Buffers) -> list:
     return [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
 
 
-def _write_all(fd: int, parts: list) -> int:
+def write_all(fd: int, parts: list) -> int:
     """``writev`` until every byte is out (a call may write less than asked)."""
     views = [memoryview(p).cast("B") for p in parts if len(p)]
     total = 0
@@ -311,7 +311,7 @@ def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
         _known_folders.discard(folder)  # gone? the next batch checks and makes it again
         raise
     try:
-        size = _write_all(fd, parts)
+        size = write_all(fd, parts)
         os.fchmod(fd, 0o644)
         _start_writeback(fd)
     except BaseException:
