@@ -37,6 +37,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nccid.imaging.dcmtk import dcmtk_tool
+
 HERE = Path(__file__).parent
 NCCID = [sys.executable, "-m", "nccid.cli.main"]
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -145,8 +147,9 @@ def receive(server_cmd: list[str], port: int, corpus: Path, env=None,
     try:
         wait_port(port)
         started = time.perf_counter()
-        _, status, _ = timed(["storescu", "-aet", "BENCH_PACS", "-aec", "NCCID", "+sd", "+r",
-                              "-nh", "127.0.0.1", str(port), str(corpus)], env=DCMTK_ENV)
+        _, status, _ = timed([dcmtk_tool("storescu"), "-aet", "BENCH_PACS", "-aec", "NCCID",
+                              "+sd", "+r", "-nh", "127.0.0.1", str(port), str(corpus)],
+                             env=DCMTK_ENV)
         if status:
             raise RuntimeError(f"storescu failed ({status}) sending to {server_cmd[0:3]}")
         deadline = time.monotonic() + 600
@@ -252,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
             return _report(figures, files, size, console)
         port = free_port()
         (base / "storescp").mkdir()
-        seconds, _ = receive(["storescp", "-od", str(base / "storescp"), "+B", str(port)], port,
-                             corpus)
+        seconds, _ = receive([dcmtk_tool("storescp"), "-od", str(base / "storescp"), "+B",
+                              str(port)], port, corpus)
         figures.update(storescp_s=round(seconds, 2), storescp_mb_s=round(mb / seconds, 1))
         shutil.rmtree(base / "storescp", ignore_errors=True)
 

@@ -15,11 +15,14 @@ from pydicom import dcmread
 from pynetdicom import AE, StoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from nccid.imaging.dcmtk import dcmtk_tool
 from nccid.imaging.models import StudyReceipt
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import get_warehouse
 
 from .conftest import original_sop, write_study
+
+STORESCU = dcmtk_tool("storescu")  # dcmtk's, not pynetdicom's script of that name
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "vault"])
 
@@ -27,7 +30,7 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 def _storescu_dcmtk(port: int, files, calling: str = "RTEST_PACS") -> subprocess.CompletedProcess:
-    return subprocess.run(["storescu", "-aet", calling, "-aec", "NCCID", "127.0.0.1", str(port),
+    return subprocess.run([STORESCU, "-aet", calling, "-aec", "NCCID", "127.0.0.1", str(port),
                            *map(str, files)], env=DCMTK_ENV, capture_output=True, text=True,
                           timeout=60)
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from nccid.imaging.dcmtk import dcmtk_tool
 from nccid.imaging.spool import spool_backlog
 from nccid.synthetic.dicom import original_uid, synthetic_instance, to_bytes
 from nccid.synthetic.leakscan import find_leaks
@@ -20,6 +21,8 @@ from nccid.synthetic.people import people
 
 from .conftest import free_port, wait_for_port
 from .planting import plant_everywhere
+
+STORESCU = dcmtk_tool("storescu")  # dcmtk's, not pynetdicom's script of that name
 
 NCCID = [sys.executable, "-m", "nccid.cli.main"]
 
@@ -73,7 +76,7 @@ def test_planted_identifiers_never_reach_any_byte_written(nccid_home, tmp_path):
     node_log = open(nccid_home / "logs" / "node-console.log", "w")
     spool = nccid_home / "spool"
     with _running_node(node_log, NCCID_NODE_DRAIN="false") as port:
-        sent = subprocess.run(["storescu", "-aet", "PRIV_PACS", "-aec", "NCCID", "+sd", "+r",
+        sent = subprocess.run([STORESCU, "-aet", "PRIV_PACS", "-aec", "NCCID", "+sd", "+r",
                                "127.0.0.1", str(port), str(by_node)],
                               env={**os.environ, "TCP_NODELAY": "1"}, capture_output=True,
                               text=True, timeout=120)
