@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .intake import finish_many, prepare_many
+from .intake import finish_many, long_run_collector, prepare_many
 from .outcome import IngestOutcome, IngestStatus
 
 MAX_FILE_BYTES = 4 * 1024**3  # a single DICOM file larger than this is refused, not read
@@ -144,7 +144,8 @@ def import_sources(sources: list[Source], site, source: str = "import",
     summary = ImportSummary()
     archives: dict[Path, zipfile.ZipFile] = {}
     try:
-        _import_each(sources, site, source, progress, summary, archives)
+        with long_run_collector():
+            _import_each(sources, site, source, progress, summary, archives)
     finally:
         for archive in archives.values():
             archive.close()
@@ -191,25 +192,25 @@ class _Committer:
     def submit(self, batch: list) -> None:
         if not batch:
             return
-        prepared = prepare_many([data for _, data in batch], self.site, self.source)
+        datas = [data for _, data in batch]
+        prepared = prepare_many(datas, self.site, self.source)
         self._collect()
+        sized = [(item, len(data)) for item, data in batch]
         if self._inline:
             done: Future = Future()
-            done.set_result(finish_many(prepared))
-            self._finishing = (batch, done)
+            done.set_result(_finish_and_release(prepared, datas))
+            self._finishing = (sized, done)
         else:
-            self._finishing = (batch, self._thread.submit(finish_many, prepared))
+            self._finishing = (sized, self._thread.submit(_finish_and_release, prepared, datas))
 
     def _collect(self) -> None:
         if self._finishing is None:
             return
-        batch, future = self._finishing
+        sized, future = self._finishing
         self._finishing = None
-        for (item, data), outcome in zip(batch, future.result(), strict=True):
-            self.summary.add(item.name, outcome, len(data))
+        for (item, size), outcome in zip(sized, future.result(), strict=True):
+            self.summary.add(item.name, outcome, size)
             _advance(self.progress, item)
-        for _, data in batch:
-            _release(data)
 
     def __exit__(self, *exc_info) -> None:
         try:
@@ -217,6 +218,16 @@ class _Committer:
         finally:
             self._thread.submit(_close_connections).result()
             self._thread.shutdown()
+
+
+def _finish_and_release(prepared, datas: list) -> list[IngestOutcome]:
+    """``finish_many``, then the batch's files unmapped (on the finishing thread: unmapping
+    big files is not free, and the de-identifying thread is the busy one)."""
+    try:
+        return finish_many(prepared)
+    finally:
+        for data in datas:
+            _release(data)
 
 
 def _close_connections() -> None:

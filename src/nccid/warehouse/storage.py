@@ -313,7 +313,6 @@ def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
     try:
         size = write_all(fd, parts)
         os.fchmod(fd, 0o644)
-        _start_writeback(fd)
     except BaseException:
         _known_folders.discard(folder)
         os.close(fd)
@@ -339,24 +338,13 @@ def _ensure_folder(folder: str) -> None:
 
 
 _libc = None
-_SYNC_FILE_RANGE_WRITE = 2
 
 
 def _linux_libc():
     global _libc
     if _libc is None and sys.platform.startswith("linux"):
         _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
-                                          ctypes.c_uint]
     return _libc
-
-
-def _start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing the file out now, without waiting: by the time the
-    batch is synced most of it is on disk, written while the next files were prepared."""
-    libc = _linux_libc()
-    if libc is not None:
-        libc.sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # advisory: errors ignored
 
 
 def sync_filesystem(path: str) -> None:

@@ -4,6 +4,8 @@ dataset: the same answer as read_header on the whole file, whatever the header's
 from __future__ import annotations
 
 import struct
+from io import BytesIO
+from pathlib import Path
 
 import pytest
 from pydicom.dataelem import DataElement
@@ -50,3 +52,36 @@ def test_a_damaged_file_is_refused_with_read_headers_reason(cut):
     with pytest.raises(Rejected) as parts:
         read_received(head, body)
     assert str(parts.value) == str(whole.value)
+
+
+def test_the_quick_sop_uid_read_matches_pydicom_or_declines(person_factory):
+    """The resume check walks the file meta as bytes: it must give pydicom's answer for
+    every file pydicom's own test files hold, or None (then the file is parsed in full)."""
+    import warnings
+
+    import pydicom.data
+    from pydicom import dcmread
+
+    from nccid.imaging.intake import original_sop_uid
+
+    checked = 0
+    for path in sorted((Path(pydicom.data.__file__).parent / "test_files").rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        quick = original_sop_uid(data)
+        if quick is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = dcmread(path, stop_before_pixels=True, force=True).file_meta
+        assert quick == str(meta.MediaStorageSOPInstanceUID).strip("\x00 "), path
+        checked += 1
+    assert checked > 100
+    person = person_factory(91)
+    data = to_bytes(synthetic_instance(person, modality="CT"))
+    assert original_sop_uid(data) == str(dcmread(BytesIO(data)).file_meta
+                                         .MediaStorageSOPInstanceUID)
+    assert original_sop_uid(data[:140]) is None          # cut inside the meta
+    assert original_sop_uid(b"\x00" * 132) is None       # no DICM marker
+    assert original_sop_uid(data[:132] + b"\x02\x00\x03\x00\x00\x00") is None  # not a VR
