@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from pynetdicom import (
     AE as ApplicationEntity,
 )
@@ -43,7 +44,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 from nccid.config import get_settings
 
 from .outcome import IngestOutcome, IngestStatus
-from .spool import Backlog, Batch, Spool, SpoolError
+from .spool import Backlog, Batch, Record, Spool, SpoolError, open_record
 
 log = logging.getLogger("nccid.imaging.node")
 
@@ -252,7 +253,7 @@ class Drain:
             return self.worker.ingest(site.code, source, items)
         from .intake import ingest_many
 
-        return ingest_many(items, site, source)
+        return ingest_many([bytes(item) for item in items], site, source)
 
     def _run(self) -> None:
         from django.db import connections
@@ -273,7 +274,7 @@ class Drain:
 
     def _step(self) -> None:
         seen = self.spool.appends
-        batch = self.spool.read_batch(BATCH_FILES, BATCH_BYTES)
+        batch = self.spool.read_batch(BATCH_FILES, BATCH_BYTES, sealed=self.worker is not None)
         if batch.records or batch.skipped or batch.finished:
             if self._process(batch):
                 self.spool.release(batch)
@@ -282,21 +283,26 @@ class Drain:
         self.spool.wait_for_more(seen, timeout=60.0)
 
     def _process(self, batch: Batch) -> bool:
-        """Ingest every record of ``batch``; False if stopped first (the batch stays)."""
-        groups: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+        """Give every record of ``batch`` an outcome; False if stopped first (it stays)."""
+        groups: dict[tuple[str, str], list] = defaultdict(list)
         for record in batch.records:
-            groups[(record.site_code, record.source)].append(record.data)
+            if not record.sealed:
+                groups[(record.site_code, record.source)].append(record.data)
         for (code, source), items in groups.items():
             outcomes = self._ingest(code, source, items)
             if outcomes is None:
                 return False
-            for outcome in outcomes:
-                self._tallies[code][outcome.status.value] += 1
-                if outcome.status is IngestStatus.REJECTED:
-                    log.warning("site %s: an instance was rejected: %s", code, outcome.reason)
-        return True
+            self._count(code, outcomes)
+        sealed = [record for record in batch.records if record.sealed]
+        return not sealed or self._ingest_sealed(sealed)
 
-    def _ingest(self, code: str, source: str, items: list[bytes]) -> list[IngestOutcome] | None:
+    def _count(self, code: str, outcomes: list[IngestOutcome]) -> None:
+        for outcome in outcomes:
+            self._tallies[code][outcome.status.value] += 1
+            if outcome.status is IngestStatus.REJECTED:
+                log.warning("site %s: an instance was rejected: %s", code, outcome.reason)
+
+    def _ingest(self, code: str, source: str, items: list) -> list[IngestOutcome] | None:
         from nccid.accounts.models import Site
 
         if not self._database_ready():
@@ -305,17 +311,46 @@ class Drain:
         if site is None:
             return [IngestOutcome(IngestStatus.REJECTED, "the site is no longer registered")
                     ] * len(items)
-        outcomes = self._ingest_many(items, site, source)
-        for delay in RETRIES:  # ingest_many is idempotent: a retry stores each file once
-            failed = [i for i, o in enumerate(outcomes) if _internal(o)]
+        return self._retrying(lambda indices: self._ingest_many([items[i] for i in indices],
+                                                                site, source), len(items), code)
+
+    def _ingest_sealed(self, records: list) -> bool:
+        """Records the worker process reads from the spool itself; False if stopped first."""
+        if not self._database_ready():
+            return False
+        sites: list[str] = [""] * len(records)
+
+        def attempt(indices: list[int]) -> list[IngestOutcome]:
+            outcomes = []
+            for i, (code, outcome) in zip(indices, self.worker.ingest_records(
+                    self.spool.directory, [records[i] for i in indices]), strict=True):
+                sites[i] = code or sites[i]
+                outcomes.append(outcome)
+            return outcomes
+
+        outcomes = self._retrying(attempt, len(records), "(spool)")
+        if outcomes is None:
+            return False
+        for record, code, outcome in zip(records, sites, outcomes, strict=True):
+            if outcome is None:
+                self.spool.record_corrupt(record)
+            else:
+                self._count(code, [outcome])
+        return True
+
+    def _retrying(self, ingest, count: int, code: str) -> list | None:
+        """``ingest(indices)`` for all, then again for those that failed for an internal
+        reason (ingest is idempotent: a retry stores each file once); None if stopped."""
+        outcomes = ingest(list(range(count)))
+        for delay in RETRIES:
+            failed = [i for i, o in enumerate(outcomes) if o is not None and _internal(o)]
             if not failed:
                 break
             log.warning("site %s: %d instance(s) failed for an internal reason; retrying in "
                         "%.0f s", code, len(failed), delay)
             if self._stop.wait(delay) or not self._database_ready():
                 return None
-            for index, outcome in zip(failed, self._ingest_many([items[i] for i in failed], site,
-                                                          source), strict=True):
+            for index, outcome in zip(failed, ingest(failed), strict=True):
                 outcomes[index] = outcome
         return outcomes
 
@@ -400,12 +435,22 @@ class WorkerProcess:
         child.close()
         self._conn, self._process = parent, process
 
-    def ingest(self, site_code: str, source: str, items: list[bytes]) -> list[IngestOutcome]:
+    def ingest(self, site_code: str, source: str, items: list) -> list[IngestOutcome]:
+        """``ingest_many`` of these files (bytes or views), sent over the pipe."""
+        return self._ask(("files", site_code, source, len(items)), items)
+
+    def ingest_records(self, directory: Path, records: list) -> list[tuple[str, IngestOutcome]]:
+        """Sealed spool records, which the child reads and decrypts itself: (site code,
+        outcome) for each, in order; (\"\", None) for a record that fails authentication."""
+        places = [(r.segment, r.offset, r.length) for r in records]
+        return self._ask(("records", str(directory), places), [])
+
+    def _ask(self, message: tuple, items: list):
         with self._lock:
             if self._process is None or not self._process.is_alive():
                 self._start()
             try:
-                self._conn.send((site_code, source, len(items)))
+                self._conn.send(message)
                 for item in items:
                     self._conn.send_bytes(item)
                 reply = self._conn.recv()
@@ -448,36 +493,72 @@ def _worker_main(conn) -> None:
     from nccid.cli.common import setup_django
 
     setup_django()
-    from nccid.accounts.models import Site
-
-    from .intake import ingest_many
+    from .intake import long_run_collector
     from .logsafe import protect_logs
 
     protect_logs()
+    with long_run_collector():
+        _serve_batches(conn)
+
+
+def _serve_batches(conn) -> None:
     while True:
         try:
             message = conn.recv()
             if message is None:
                 return
-            code, source, count = message
-            items = [conn.recv_bytes() for _ in range(count)]
+            if message[0] == "files":
+                _, code, source, count = message
+                items = [conn.recv_bytes() for _ in range(count)]
         except (EOFError, OSError):
             return  # the node is gone
         try:
-            site = Site.objects.filter(code=code).first()
-            outcomes = (ingest_many(items, site, source) if site is not None else
-                        [IngestOutcome(IngestStatus.REJECTED, "the site is no longer registered")]
-                        * len(items))
-            reply = outcomes
+            if message[0] == "files":
+                reply = _ingest_files(code, source, items)
+                del items
+            else:
+                reply = _ingest_records(Path(message[1]), message[2])
         except Exception as exc:  # noqa: BLE001 - reported by type: messages may quote values
             log.error("the de-identification process failed (%s at %s)", type(exc).__name__,
                       _where(exc))
             reply = type(exc).__name__
-        del items
         try:
             conn.send(reply)
         except OSError:
             return
+
+
+def _ingest_files(code: str, source: str, items: list) -> list[IngestOutcome]:
+    from nccid.accounts.models import Site
+
+    from .intake import ingest_many
+
+    site = Site.objects.filter(code=code).first()
+    if site is None:
+        return [IngestOutcome(IngestStatus.REJECTED, "the site is no longer registered")
+                ] * len(items)
+    return ingest_many(items, site, source)
+
+
+def _ingest_records(directory: Path, places: list) -> list[tuple[str, IngestOutcome | None]]:
+    """The child's side of ``WorkerProcess.ingest_records``: open, group by site, ingest."""
+    from nccid.identity.service import get_keyring
+
+    keyring = get_keyring()
+    replies: list = [("", None)] * len(places)
+    groups: dict[tuple[str, str], list[tuple[int, memoryview]]] = defaultdict(list)
+    for index, (segment, offset, length) in enumerate(places):
+        try:
+            code, source, data = open_record(directory, keyring,
+                                             Record("", "", None, segment, offset, length))
+        except InvalidTag:
+            continue  # the node keeps its segment for an operator
+        groups[(code, source)].append((index, data))
+    for (code, source), items in groups.items():
+        outcomes = _ingest_files(code, source, [bytes(data) for _, data in items])
+        for (index, _), outcome in zip(items, outcomes, strict=True):
+            replies[index] = (code, outcome)
+    return replies
 
 
 class NodeServer(ThreadedAssociationServer):

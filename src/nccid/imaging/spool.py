@@ -53,11 +53,17 @@ class Backlog:
 
 @dataclass(frozen=True)
 class Record:
-    site_code: str
+    site_code: str  # "" while sealed
     source: str
-    data: bytes
+    data: memoryview | None  # the file, a view of the decrypted record; None while sealed
     segment: int
     offset: int
+    length: int = 0  # the token's length on disk
+
+    @property
+    def sealed(self) -> bool:
+        """Not decrypted yet: ``open_record`` reads it (in the node's worker process)."""
+        return self.data is None
 
 
 @dataclass
@@ -129,10 +135,29 @@ def _prefix(site_code: str, source: str) -> bytes:
     return bytes((len(site), len(src))) + site + src
 
 
-def _decode(plain: bytes) -> tuple[str, str, bytes]:
+def _decode(plain: bytes) -> tuple[str, str, memoryview]:
+    """(site code, source, the file): the file as a view of the plaintext, not a copy of it."""
     a, b = plain[0], plain[1]
     return (plain[2:2 + a].decode(), plain[2 + a:2 + a + b].decode(),
-            plain[2 + a + b:])
+            memoryview(plain)[2 + a + b:])
+
+
+def _open_token(keyring, seq: int, offset: int, token: bytes) -> tuple[str, str, memoryview]:
+    context = _CONTEXT.format(name=segment_name(seq), offset=offset)
+    return _decode(keyring.decrypt(token, context, purpose="spool"))
+
+
+def open_record(directory: Path, keyring, record: Record) -> tuple[str, str, memoryview]:
+    """(site code, source, file) of a sealed record, read from its segment and decrypted;
+    raises InvalidTag when it fails authentication, OSError when it cannot be read."""
+    fd = os.open(Path(directory) / segment_name(record.segment), os.O_RDONLY)
+    try:
+        token = _pread_exact(fd, record.length, record.offset + RECORD.size)
+    finally:
+        os.close(fd)
+    if len(token) != record.length:
+        raise OSError(f"spool {segment_name(record.segment)}: a record is shorter than written")
+    return _open_token(keyring, record.segment, record.offset, token)
 
 
 def _pread_exact(fd: int, length: int, offset: int) -> bytes:
@@ -288,8 +313,14 @@ class Spool:
 
     # -- drain -------------------------------------------------------------------------------
 
-    def read_batch(self, max_records: int = 32, max_bytes: int = 64 * 1024 * 1024) -> Batch:
-        """The next records in order (at least one if any wait), up to the limits; never waits."""
+    def read_batch(self, max_records: int = 32, max_bytes: int = 64 * 1024 * 1024,
+                   sealed: bool = False) -> Batch:
+        """The next records in order (at least one if any wait), up to the limits; never waits.
+
+        ``sealed``: the records this process appended come back unread (``Record.sealed``),
+        for the node's worker process to read and decrypt itself (``open_record``) rather
+        than have this one, which is receiving, decrypt them and pipe them across. What an
+        earlier run left is always read here, where a torn tail can be cut."""
         with self._lock:
             sizes, active = dict(self._sizes), self._active
         seq, offset = self._position
@@ -301,7 +332,7 @@ class Spool:
             while offset < end and len(batch.records) < max_records:
                 if batch.records and batch.disk_bytes >= max_bytes:
                     break
-                offset = self._read_one(seq, offset, end, batch)
+                offset = self._read_one(seq, offset, end, batch, sealed)
                 end = min(end, self._sizes.get(seq, end))  # a torn tail may have been cut
             batch.position = (seq, offset)
             if offset < end or seq == active:  # the active one may grow: never finished here
@@ -309,33 +340,39 @@ class Spool:
             batch.finished.append(seq)
         return batch
 
-    def _read_one(self, seq: int, offset: int, end: int, batch: Batch) -> int:
+    def _read_one(self, seq: int, offset: int, end: int, batch: Batch, sealed: bool) -> int:
         """Read the record at ``offset`` into ``batch``; returns the next record's offset."""
         fd = self._read_fd(seq)
         magic, length = RECORD.unpack(_pread_exact(fd, RECORD.size, offset))
         if magic != RECORD_MAGIC or offset + RECORD.size + length > end:
             self._cut(seq, offset, "a torn record")  # only if the file changed since the start
             return offset
-        token = _pread_exact(fd, length, offset + RECORD.size)
-        context = _CONTEXT.format(name=segment_name(seq), offset=offset)
         nxt = offset + RECORD.size + length
         batch.disk_bytes += length
+        if sealed and seq >= self._run_start:
+            batch.records.append(Record("", "", None, seq, offset, length))
+            return nxt
         try:
-            plain = self._keyring.decrypt(token, context, purpose="spool")
+            site_code, source, data = _open_token(self._keyring, seq, offset,
+                                                  _pread_exact(fd, length, offset + RECORD.size))
         except InvalidTag:
             if nxt == end and seq < self._run_start:  # the last record a crash left
                 batch.disk_bytes -= length
                 self._cut(seq, offset, "a torn record (failed its GCM tag)", length)
                 return offset
-            log.error("spool %s: the record at offset %d fails authentication (moved, altered "
-                      "or written with another key): skipped; the segment will be kept",
-                      segment_name(seq), offset)
-            self._corrupt.add(seq)
+            self.record_corrupt(Record("", "", None, seq, offset, length))
             batch.skipped += 1
             return nxt
-        site_code, source, data = _decode(plain)
-        batch.records.append(Record(site_code, source, data, seq, offset))
+        batch.records.append(Record(site_code, source, data, seq, offset, length))
         return nxt
+
+    def record_corrupt(self, record: Record) -> None:
+        """``record`` failed authentication (moved, altered or written with another key): it
+        gets no outcome, and its segment is kept for an operator once drained."""
+        log.error("spool %s: the record at offset %d fails authentication (moved, altered "
+                  "or written with another key): skipped; the segment will be kept",
+                  segment_name(record.segment), record.offset)
+        self._corrupt.add(record.segment)
 
     def _cut(self, seq: int, offset: int, what: str, counted: int | None = None) -> None:
         """Cut a torn tail off; ``counted``: its token length, if the backlog counted it."""

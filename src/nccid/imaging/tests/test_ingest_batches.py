@@ -89,3 +89,39 @@ def _files(pseudonym: str) -> list[Path]:
     root = Path(get_settings().storage_url)
     return [p for folder in root.glob(f"*/*/{pseudonym}") for p in folder.rglob("*")
             if p.is_file()]
+
+
+def test_the_node_worker_opens_sealed_spool_records_and_reports_one_failing_authentication(
+        site, keyring, person_factory, tmp_path):
+    from nccid.imaging.node import _ingest_records
+    from nccid.imaging.spool import Spool
+
+    person = person_factory(64)
+    files = _study(person, 3, patient_id=person.nhs_number)
+    spool = Spool(tmp_path / "spool", keyring)
+    for data in files:
+        spool.append(site.code, "node", data)
+    segment = next((tmp_path / "spool").glob("segment-*.log"))
+    raw = bytearray(segment.read_bytes())
+    raw[-1] ^= 0xFF  # the third record altered on disk
+    segment.write_bytes(bytes(raw))
+    batch = spool.read_batch(sealed=True)
+
+    replies = _ingest_records(tmp_path / "spool", [
+        (r.segment, r.offset, r.length) for r in batch.records])
+
+    assert [(code, o.status if o else None) for code, o in replies] == [
+        (site.code, S.STORED), (site.code, S.STORED), ("", None)]
+    assert ImageRecord.objects.count() == 2
+    spool.close()
+
+
+def test_a_long_run_freezes_what_exists_for_the_collector_and_restores_it_after():
+    import gc
+
+    from nccid.imaging.intake import long_run_collector
+
+    before = gc.get_threshold()
+    with long_run_collector(threshold=12_345):
+        assert gc.get_threshold()[0] == 12_345 and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
