@@ -57,6 +57,7 @@ BATCH_FILES = 32
 BATCH_BYTES = 32 * 1024 * 1024  # bounds what the node and its worker hold (two copies each)
 # Retries of files whose ingest failed for an internal reason (a database or storage outage).
 RETRIES = (1.0, 5.0)
+SPARES_IDLE_SECONDS = 5.0  # nothing received for this long: the spool's spares are deleted
 # Longer than any AE title (16 chars): matches no caller, so "no site" refuses everyone.
 _NO_SITE = "-no-site-registered-"
 
@@ -280,6 +281,10 @@ class Drain:
                 self.spool.release(batch)
             return
         self._log_tallies()
+        if self.spool.has_spares:  # old records, encrypted: gone once the node is idle
+            if not self.spool.wait_for_more(seen, timeout=SPARES_IDLE_SECONDS):
+                self.spool.discard_spares()
+            return
         self.spool.wait_for_more(seen, timeout=60.0)
 
     def _process(self, batch: Batch) -> bool:

@@ -2,7 +2,16 @@
 
 The node acknowledges an instance once it is here: encrypted with AES-256-GCM (the keyring's
 ``spool`` sub-key) and ``fdatasync``'d. A drain thread then takes records out in order and
-stores them; a segment file is deleted once every record in it has an outcome.
+stores them; a segment whose every record has an outcome is deleted, or kept as a spare.
+
+Spares: a flush of data written over blocks the file already has is one write and a cache
+flush; a flush of an appended block also writes the file's new size and allocation (measured
+here: 0.28 against 0.55 ms for a 512 KB record, 3 against 6-25 ms for 8 MB). So up to
+``SPARES`` drained segments are renamed ``spare-<seq>.log`` and overwritten by the next new
+segments. What they hold beyond the new records is old records, encrypted and bound to
+their old segment's name, which never authenticate under the new one; an ``END`` mark (a
+record header of zeros) written after every record is where a scan stops. Spares are deleted
+when the node goes idle (``discard_spares``), when it stops, and when it starts.
 
 On disk (folder 0700, files 0600), ``segment-<16-digit seq>.log``:
 
@@ -12,7 +21,8 @@ On disk (folder 0700, files 0600), ``segment-<16-digit seq>.log``:
   offset as associated data, so a record moved elsewhere fails authentication.
 
 A crash mid-append leaves a torn last record (short, or failing its GCM tag): it was never
-acknowledged, and is cut off on the next start. A record failing authentication anywhere else
+acknowledged, and is cut off on the next start (the newest segment is authenticated record by
+record then: in a reused segment a torn record may be followed by old ones). A record failing authentication anywhere else
 is skipped and its segment kept as ``….corrupt`` for an operator. Pure Python: no Django.
 """
 
@@ -36,8 +46,11 @@ log = logging.getLogger("nccid.imaging.spool")
 FILE_MAGIC = b"NCSPOOL\x01"
 RECORD = struct.Struct(">4sQ")  # magic, token length
 RECORD_MAGIC = b"NCSR"
+END = bytes(RECORD.size)  # after the last record: a scan stops here
+SPARES = 2  # drained segments kept to be overwritten (see the module docstring)
 MAX_TOKEN = 1 << 40  # no DICOM file is a terabyte: a bigger length is a torn or foreign header
 _NAME = re.compile(r"segment-(\d{16})\.log")
+_SPARE_GLOB = "spare-*.log"
 _CONTEXT = "nccid-spool-v1:{name}:{offset}"
 
 
@@ -119,6 +132,12 @@ def spool_backlog(directory: Path) -> Backlog:
     return Backlog(records, total)
 
 
+def _at_end_mark(path: Path, offset: int) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(RECORD.size) in (END, b"")
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -192,6 +211,7 @@ class Spool:
         self._sizes: dict[int, int] = {}  # segment -> end of its last record
         self._corrupt: set[int] = set()
         self._read_fds: dict[int, int] = {}
+        self._spares: list[Path] = []  # drained segments to overwrite (under _lock)
         self._active: int | None = None  # the segment appended to, and its descriptor
         self._active_fd = -1
         self._records = self._bytes = 0
@@ -226,8 +246,9 @@ class Spool:
                 changed = self._set_aside(seq, path, "has no spool header")
                 continue
             if end < path.stat().st_size:
-                log.warning("spool %s: a torn record at offset %d cut off (it was never "
-                            "acknowledged)", path.name, end)
+                if not _at_end_mark(path, end):
+                    log.warning("spool %s: a torn record at offset %d cut off (it was never "
+                                "acknowledged)", path.name, end)
                 os.truncate(path, end)
                 changed = True
             if records == 0:
@@ -238,8 +259,48 @@ class Spool:
             self._sizes[seq] = end
             self._records += records
             self._bytes += total
+        if self._sizes:
+            changed |= self._authenticate_tail(max(self._sizes))
+        for spare in self.directory.glob(_SPARE_GLOB):  # old records only: never needed again
+            spare.unlink()
+            changed = True
         if changed:
             _fsync_dir(self.directory)
+
+    def _authenticate_tail(self, seq: int) -> bool:
+        """Cut the newest segment after its last record that authenticates: a crash mid-append
+        may have left a torn record there, followed (in a reused segment) by old ones that
+        still look well framed. True if anything was cut."""
+        path = self.directory / segment_name(seq)
+        offset, end, last_good = len(FILE_MAGIC), self._sizes[seq], len(FILE_MAGIC)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            while offset < end:
+                _, length = RECORD.unpack(_pread_exact(fd, RECORD.size, offset))
+                nxt = offset + RECORD.size + length
+                try:
+                    _open_token(self._keyring, seq, offset,
+                                _pread_exact(fd, length, offset + RECORD.size))
+                    last_good = nxt
+                except InvalidTag:
+                    pass  # torn, or corrupt if a good one follows (the drain decides)
+                offset = nxt
+        finally:
+            os.close(fd)
+        if last_good == end:
+            return False
+        records, total, _ = _scan(path)
+        os.truncate(path, last_good)
+        kept, kept_total, _ = _scan(path)
+        log.warning("spool %s: %d torn record(s) from offset %d cut off (never acknowledged)",
+                    path.name, records - kept, last_good)
+        self._records -= records - kept
+        self._bytes -= total - kept_total
+        self._sizes[seq] = last_good
+        if kept == 0:
+            path.unlink()
+            del self._sizes[seq]
+        return True
 
     def _set_aside(self, seq: int, path: Path, why: str) -> bool:
         if path.stat().st_size <= len(FILE_MAGIC):
@@ -280,7 +341,7 @@ class Spool:
     def _write(self, pieces: list[bytes], offset: int) -> None:
         fd = self._active_fd
         try:
-            write_all(fd, pieces)
+            write_all(fd, [*pieces, END], offset)
             os.fdatasync(fd)
         except OSError as exc:
             try:  # leave no half record: the next append must start at a record boundary
@@ -297,9 +358,19 @@ class Spool:
         seq = self._next_seq
         self._next_seq += 1
         path = self.directory / segment_name(seq)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        with self._lock:
+            spare = self._spares.pop() if self._spares else None
         try:
-            os.write(fd, FILE_MAGIC)
+            if spare is not None:
+                os.rename(spare, path)
+                fd = os.open(path, os.O_WRONLY)
+            else:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise SpoolError(f"cannot create a spool segment in {self.directory} "
+                             f"({exc.strerror or type(exc).__name__})") from None
+        try:
+            write_all(fd, [FILE_MAGIC, END], 0)
             os.fdatasync(fd)
             _fsync_dir(self.directory)  # the new name survives a power cut too
         except OSError as exc:
@@ -429,6 +500,10 @@ class Spool:
             path.rename(path.with_name(path.name + ".corrupt"))
             log.error("spool %s kept as %s.corrupt (a record failed authentication)",
                       path.name, path.name)
+        elif len(self._spares) < SPARES and path.exists():
+            spare = path.with_name(f"spare-{seq:016d}.log")
+            path.rename(spare)
+            self._spares.append(spare)
         else:
             path.unlink(missing_ok=True)
 
@@ -442,11 +517,26 @@ class Spool:
     def appends(self) -> int:
         return self._appends
 
-    def wait_for_more(self, seen_appends: int, timeout: float) -> None:
-        """Wait until something is appended after ``seen_appends``, ``wake()``, or timeout."""
+    def wait_for_more(self, seen_appends: int, timeout: float) -> bool:
+        """Wait until something is appended after ``seen_appends``, ``wake()``, or timeout;
+        True if something was appended."""
         with self._changed:
             self._changed.wait_for(lambda: self._appends != seen_appends or self._woken, timeout)
             self._woken = False
+            return self._appends != seen_appends
+
+    @property
+    def has_spares(self) -> bool:
+        return bool(self._spares)
+
+    def discard_spares(self) -> None:
+        """Delete the spare segments (old records, encrypted): an idle node keeps none."""
+        with self._lock:
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.unlink(missing_ok=True)
+        if spares:
+            _fsync_dir(self.directory)
 
     def wake(self) -> None:
         with self._changed:
@@ -470,5 +560,8 @@ class Spool:
             for fd in self._read_fds.values():
                 os.close(fd)
             self._read_fds.clear()
+            for spare in self._spares:
+                spare.unlink(missing_ok=True)
+            self._spares.clear()
             os.close(self._lock_fd)
             self._changed.notify_all()

@@ -283,12 +283,16 @@ def _parts(data: Buffers) -> list:
     return [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
 
 
-def write_all(fd: int, parts: list) -> int:
-    """``writev`` until every byte is out (a call may write less than asked)."""
+def write_all(fd: int, parts: list, offset: int | None = None) -> int:
+    """``writev`` until every byte is out (a call may write less than asked); at ``offset``
+    (``pwritev``) if given, else at the file's position."""
     views = [memoryview(p).cast("B") for p in parts if len(p)]
     total = 0
     while views:
-        written = os.writev(fd, views[:512])
+        if offset is None:
+            written = os.writev(fd, views[:512])
+        else:
+            written = os.pwritev(fd, views[:512], offset + total)
         total += written
         while views and written >= len(views[0]):
             written -= len(views[0])

@@ -94,7 +94,7 @@ def _files(pseudonym: str) -> list[Path]:
 def test_the_node_worker_opens_sealed_spool_records_and_reports_one_failing_authentication(
         site, keyring, person_factory, tmp_path):
     from nccid.imaging.node import _ingest_records
-    from nccid.imaging.spool import Spool
+    from nccid.imaging.spool import END, Spool
 
     person = person_factory(64)
     files = _study(person, 3, patient_id=person.nhs_number)
@@ -103,7 +103,7 @@ def test_the_node_worker_opens_sealed_spool_records_and_reports_one_failing_auth
         spool.append(site.code, "node", data)
     segment = next((tmp_path / "spool").glob("segment-*.log"))
     raw = bytearray(segment.read_bytes())
-    raw[-1] ^= 0xFF  # the third record altered on disk
+    raw[-len(END) - 1] ^= 0xFF  # the third record altered on disk (before the END mark)
     segment.write_bytes(bytes(raw))
     batch = spool.read_batch(sealed=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from io import BytesIO
 
 import pytest
@@ -208,3 +209,23 @@ def test_non_conformant_uids_from_a_sender_are_accepted_and_replaced(node, site,
     uids = [keyring.uid(str(ds.SOPInstanceUID)) for ds in datasets]
     assert ImageRecord.objects.filter(sop_uid__in=uids).count() == 4
     assert all(u.startswith("2.25.") for u in uids)
+
+
+def test_an_idle_node_keeps_no_spare_segments(node, site, keyring, tmp_path, person_factory,
+                                              monkeypatch):
+    """Drained segments are kept to be overwritten while files arrive (old records,
+    encrypted); once nothing has arrived for a while they are deleted."""
+    from nccid.imaging import node as node_module
+
+    monkeypatch.setattr(node_module, "SPARES_IDLE_SECONDS", 0.2)
+    person = person_factory(28)
+    files = write_study(tmp_path, person, count=3, patient_id=person.nhs_number)
+    assert _send(node.port, [dcmread(f) for f in files]) == [0, 0, 0]
+    node.drained()
+    spool = node.server.spool
+    deadline = time.monotonic() + 30
+    while spool.has_spares and time.monotonic() < deadline:
+        spool.wait_for_more(spool.appends, 0.05)  # a bounded poll of the drain's idle step
+    assert not spool.has_spares
+    assert not list(spool.directory.glob("spare-*.log"))
+    assert len(_stored(keyring, files)) == 3

@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from nccid.identity.keys import load_keyring
 from nccid.imaging.dcmtk import dcmtk_tool
 from nccid.imaging.spool import (
+    END,
     FILE_MAGIC,
     RECORD,
     Spool,
@@ -150,7 +151,8 @@ def test_a_torn_last_record_is_cut_and_earlier_records_survive(tmp_path, keyring
 
     again = Spool(folder, keyring)
     assert again.backlog().records == 2
-    assert path.stat().st_size == whole - (RECORD.size + 28 + 2 + 5 + 4 + 1000)
+    # (the segment ends with the END mark after its last record)
+    assert path.stat().st_size == whole - len(END) - (RECORD.size + 28 + 2 + 5 + 4 + 1000)
     assert [r.data for r in _drain_all(again)] == [bytes([0]) * 1000, bytes([1]) * 1000]
     again.close()
 
@@ -159,7 +161,7 @@ def test_a_last_record_failing_its_tag_is_cut_as_torn(tmp_path, keyring):
     folder = tmp_path / "spool"
     path = _closed_spool_of(folder, keyring, 2, 100)
     raw = bytearray(path.read_bytes())
-    raw[-1] ^= 0xFF  # full length on disk, but the blocks never reached it whole
+    raw[-len(END) - 1] ^= 0xFF  # full length on disk, but the blocks never reached it whole
     path.write_bytes(bytes(raw))
 
     again = Spool(folder, keyring)
@@ -173,7 +175,9 @@ def _record_spans(path) -> list[tuple[int, int]]:
     data = path.read_bytes()
     spans, offset = [], len(FILE_MAGIC)
     while offset < len(data):
-        _, length = RECORD.unpack_from(data, offset)
+        magic, length = RECORD.unpack_from(data, offset)
+        if magic != b"NCSR":  # the END mark after the last record
+            break
         spans.append((offset, offset + RECORD.size + length))
         offset += RECORD.size + length
     return spans
@@ -250,6 +254,80 @@ def test_a_sealed_record_failing_authentication_keeps_its_segment_for_an_operato
     spool.append("RTEST", "node", b"C" * 64)  # appends go on, to a new segment
     assert [p.name for p in folder.glob("*.corrupt")] == [path.name + ".corrupt"]
     spool.close()
+
+
+def _spares(folder) -> list:
+    return sorted(folder.glob("spare-*.log"))
+
+
+def test_a_drained_segment_is_overwritten_by_the_next_and_its_old_records_never_return(
+        tmp_path, keyring):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring)
+    for letter in b"ABC":
+        spool.append("RTEST", "node", bytes([letter]) * 500)
+    assert [bytes(r.data) for r in _drain_all(spool)] == [b"A" * 500, b"B" * 500, b"C" * 500]
+    (spare,) = _spares(folder)  # drained: kept to be overwritten, not deleted
+    assert _segments(folder) == []
+    inode = spare.stat().st_ino
+
+    spool.append("RTEST", "node", b"new" * 10)  # shorter: old records lie beyond it
+    (segment,) = _segments(folder)
+    assert segment.stat().st_ino == inode and _spares(folder) == []
+    assert spool_backlog(folder).records == 1  # a scan stops at the END mark
+    spool.close()
+
+    again = Spool(folder, keyring)
+    assert again.backlog().records == 1
+    assert [bytes(r.data) for r in _drain_all(again)] == [b"new" * 10]
+    assert not list(folder.glob("*.corrupt"))
+    again.close()
+
+
+def test_a_torn_append_into_a_reused_segment_is_cut_and_old_records_are_not_replayed(
+        tmp_path, keyring, caplog):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring)
+    for letter in b"ABC":  # same sizes as the records below: their frames line up
+        spool.append("RTEST", "node", bytes([letter]) * 500)
+    _drain_all(spool)
+    (spare,) = _spares(folder)
+    old = spare.read_bytes()
+    spool.append("RTEST", "node", b"D" * 500)
+    spool.append("RTEST", "node", b"E" * 500)  # torn: only its header reached the disk
+    spool.close()
+    (segment,) = _segments(folder)
+    new = segment.read_bytes()
+    _, (e0, _) = _record_spans(segment)
+    segment.write_bytes(new[:e0 + RECORD.size] + old[e0 + RECORD.size:])
+    # On disk now: D; E's header followed by B's old token; the old C; the old END mark.
+
+    again = Spool(folder, keyring)
+    assert again.backlog().records == 1
+    assert "torn record(s)" in caplog.text
+    assert [bytes(r.data) for r in _drain_all(again)] == [b"D" * 500]
+    assert not list(folder.glob("*.corrupt"))
+    again.close()
+
+
+def test_spares_go_when_asked_when_the_spool_closes_and_when_it_starts(tmp_path, keyring):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring, segment_bytes=100)  # a segment per record
+    for i in range(3):
+        spool.append("RTEST", "node", bytes([i]) * 100)
+    _drain_all(spool)
+    assert len(_spares(folder)) == 2 and spool.has_spares  # at most two are kept
+    spool.discard_spares()
+    assert _spares(folder) == [] and not spool.has_spares
+    for i in range(2):
+        spool.append("RTEST", "node", bytes([i]) * 100)
+    _drain_all(spool)
+    assert _spares(folder)
+    spool.close()
+    assert _spares(folder) == []
+    (folder / f"spare-{7:016d}.log").write_bytes(b"left by a crash")
+    Spool(folder, keyring).close()
+    assert _spares(folder) == []
 
 
 def test_spool_files_are_private_and_hold_no_identifier(tmp_path, keyring):
