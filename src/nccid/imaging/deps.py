@@ -11,7 +11,7 @@ from nccid.imaging.deid import Deidentifier, image_meta
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import store_image
 
-__all__ = ["clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing", "image_meta",
+__all__ = ["clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta",
            "pseudonym_for_hospital_number", "store_image"]
 
 
@@ -29,9 +29,10 @@ def image_exists(sop_uid: str) -> bool:
     return ImageRecord.objects.filter(sop_uid=sop_uid).exists()
 
 
-def images_existing(sop_uids: list[str]) -> list[str]:
-    """Those of these SOP Instance UIDs (a few hundred at most) already stored."""
-    return list(ImageRecord.objects.filter(sop_uid__in=sop_uids).values_list("sop_uid", flat=True))
+def images_existing_query(sop_uids: list[str]):
+    """Those of these SOP Instance UIDs (a few hundred at most) already stored, as a query
+    of ``sop_uid`` values (to combine with others into one)."""
+    return ImageRecord.objects.filter(sop_uid__in=sop_uids).values_list("sop_uid", flat=True)
 
 
 def pseudonym_for_hospital_number(site, hospital_hash: str) -> str | None:

@@ -309,9 +309,9 @@ def taken_uids(sop_uids) -> set[str]:
     found: set[str] = set()
     for first in range(0, len(wanted), 500):
         chunk = wanted[first:first + 500]
-        found.update(deps.images_existing(chunk))
-        for model in (PendingImage, HeldImage):
-            found.update(model.objects.filter(sop_uid__in=chunk).values_list("sop_uid", flat=True))
+        waiting = [model.objects.filter(sop_uid__in=chunk).order_by()
+                   .values_list("sop_uid", flat=True) for model in (PendingImage, HeldImage)]
+        found.update(deps.images_existing_query(chunk).order_by().union(*waiting, all=True))
     return found
 
 

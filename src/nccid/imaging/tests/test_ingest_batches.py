@@ -125,3 +125,21 @@ def test_a_long_run_freezes_what_exists_for_the_collector_and_restores_it_after(
     with long_run_collector(threshold=12_345):
         assert gc.get_threshold()[0] == 12_345 and gc.get_freeze_count() > 0
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_stored_waiting_and_held_instances_are_all_found_taken_in_one_query(
+        site, keyring, person_factory, django_assert_num_queries):
+    from nccid.imaging.intake import taken_uids
+
+    a, b, c = person_factory(65), person_factory(66), person_factory(67)
+    stored = _study(a, 1, patient_id=a.nhs_number)[0]
+    waiting = _study(b, 1, plant=False)[0]
+    burned = synthetic_instance(c, patient_id=c.nhs_number)
+    burned.BurnedInAnnotation = "YES"
+    outcomes = ingest_many([stored, waiting, to_bytes(burned)], site, "test")
+    assert [o.status for o in outcomes] == [S.STORED, S.PENDING, S.HELD]
+    taken = {o.sop_uid for o in outcomes}
+
+    with django_assert_num_queries(1):
+        found = taken_uids([*taken, keyring.uid("1.2.3.4.5.6.7.8.9")])
+    assert found == taken
