@@ -44,7 +44,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 from nccid.config import get_settings
 
 from .outcome import IngestOutcome, IngestStatus
-from .spool import Backlog, Batch, Record, Spool, SpoolError, open_record
+from .spool import Backlog, Batch, Spool, SpoolError, open_record
 
 log = logging.getLogger("nccid.imaging.node")
 
@@ -54,7 +54,7 @@ CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
 # A drain batch: at most this many files or bytes (or whatever waits when the spool is idle).
 BATCH_FILES = 32
-BATCH_BYTES = 32 * 1024 * 1024  # bounds what the node and its worker hold (two copies each)
+BATCH_BYTES = 32 * 1024 * 1024  # bounds what the worker holds (a batch, decrypted and copied)
 # Retries of files whose ingest failed for an internal reason (a database or storage outage).
 RETRIES = (1.0, 5.0)
 SPARES_IDLE_SECONDS = 5.0  # nothing received for this long: the spool's spares are deleted
@@ -447,8 +447,7 @@ class WorkerProcess:
     def ingest_records(self, directory: Path, records: list) -> list[tuple[str, IngestOutcome]]:
         """Sealed spool records, which the child reads and decrypts itself: (site code,
         outcome) for each, in order; (\"\", None) for a record that fails authentication."""
-        places = [(r.segment, r.offset, r.length) for r in records]
-        return self._ask(("records", str(directory), places), [])
+        return self._ask(("records", str(directory), records), [])  # places only, no data
 
     def _ask(self, message: tuple, items: list):
         with self._lock:
@@ -545,17 +544,16 @@ def _ingest_files(code: str, source: str, items: list) -> list[IngestOutcome]:
     return ingest_many(items, site, source)
 
 
-def _ingest_records(directory: Path, places: list) -> list[tuple[str, IngestOutcome | None]]:
+def _ingest_records(directory: Path, records: list) -> list[tuple[str, IngestOutcome | None]]:
     """The child's side of ``WorkerProcess.ingest_records``: open, group by site, ingest."""
     from nccid.identity.service import get_keyring
 
     keyring = get_keyring()
-    replies: list = [("", None)] * len(places)
+    replies: list = [("", None)] * len(records)
     groups: dict[tuple[str, str], list[tuple[int, memoryview]]] = defaultdict(list)
-    for index, (segment, offset, length) in enumerate(places):
+    for index, record in enumerate(records):
         try:
-            code, source, data = open_record(directory, keyring,
-                                             Record("", "", None, segment, offset, length))
+            code, source, data = open_record(directory, keyring, record)
         except InvalidTag:
             continue  # the node keeps its segment for an operator
         groups[(code, source)].append((index, data))

@@ -22,8 +22,9 @@ On disk (folder 0700, files 0600), ``segment-<16-digit seq>.log``:
 
 A crash mid-append leaves a torn last record (short, or failing its GCM tag): it was never
 acknowledged, and is cut off on the next start (the newest segment is authenticated record by
-record then: in a reused segment a torn record may be followed by old ones). A record failing authentication anywhere else
-is skipped and its segment kept as ``….corrupt`` for an operator. Pure Python: no Django.
+record then: in a reused segment a torn record may be followed by old ones). A record failing
+authentication anywhere else is skipped and its segment kept as ``….corrupt`` for an operator.
+Pure Python: no Django.
 """
 
 from __future__ import annotations

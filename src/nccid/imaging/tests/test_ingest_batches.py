@@ -107,8 +107,7 @@ def test_the_node_worker_opens_sealed_spool_records_and_reports_one_failing_auth
     segment.write_bytes(bytes(raw))
     batch = spool.read_batch(sealed=True)
 
-    replies = _ingest_records(tmp_path / "spool", [
-        (r.segment, r.offset, r.length) for r in batch.records])
+    replies = _ingest_records(tmp_path / "spool", batch.records)
 
     assert [(code, o.status if o else None) for code, o in replies] == [
         (site.code, S.STORED), (site.code, S.STORED), ("", None)]
