@@ -22,8 +22,9 @@ ORIGINAL_ROOT = "1.2.826.0.1.3680043.9.7433."  # an invented root for "original"
 
 
 def original_uid(person: Person, *parts: int) -> str:
-    """A stable 'original' UID for a person's study/series/instance (so resends match)."""
-    return ORIGINAL_ROOT + person.nhs_number[3:] + "." + ".".join(str(p) for p in parts)
+    """A stable 'original' UID for a person's study/series/instance (so resends match).
+    A valid UID: no component starts with a zero (hence ``int``)."""
+    return ORIGINAL_ROOT + str(int(person.nhs_number[3:])) + "." + ".".join(map(str, parts))
 
 
 def synthetic_instance(

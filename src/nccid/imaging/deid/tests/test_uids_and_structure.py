@@ -135,3 +135,17 @@ def test_image_meta_reads_the_catalogue_fields(deid, person):
     assert meta.study_date.isoformat() == "2020-04-02" and meta.pixel_spacing == "0.139\\0.139"
     assert meta.view_position == "PA" and meta.body_part == "CHEST" and meta.patient_sex == person.sex
     assert meta.transfer_syntax == "1.2.840.10008.1.2.1"
+
+
+def test_synthetic_original_uids_are_valid_uids():
+    """The demo and bench corpora are valid DICOM: no UID component starts with a zero, even
+    for NHS numbers whose last seven digits do (here 999 010 0004)."""
+    from pydicom.uid import UID
+
+    from nccid.synthetic.people import people
+
+    for person in people(30, seed=1, site_prefix="BN"):
+        ds = synthetic_instance(person)
+        for uid in (ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                    ds.FrameOfReferenceUID, original_uid(person, 9, 9, 9)):
+            assert UID(uid).is_valid, uid
