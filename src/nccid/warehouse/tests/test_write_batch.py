@@ -60,3 +60,74 @@ def test_stale_temporaries_of_a_killed_writer_are_removed_by_the_next_batch(loca
     batch.publish()
     assert not stale.exists() and fresh.exists()  # a live writer's temporary is left alone
     assert local_warehouse.list("s") == ["s/1/a.dcm", "s/1/b.dcm"]
+
+
+def _direct_io_allowed(folder) -> bool:
+    """Whether this filesystem takes O_DIRECT (ext4 and xfs do; tmpfs does not)."""
+    import errno
+    import os
+
+    probe = os.path.join(folder, "probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError as exc:
+        assert exc.errno == errno.EINVAL
+        return False
+    os.unlink(probe)
+    return True
+
+
+def test_big_objects_bypass_the_page_cache_and_come_back_whole(local_warehouse, monkeypatch):
+    import mmap
+
+    from nccid.warehouse import storage
+
+    monkeypatch.setattr(storage, "_direct_refused", set())
+    direct = []
+    real = storage._write_direct
+    monkeypatch.setattr(storage, "_write_direct",
+                        lambda fd, parts: direct.append(fd) or real(fd, parts))
+    pixels = bytes(range(251)) * (storage.DIRECT_CHUNK // 100)  # not a multiple of a block
+    mapped = mmap.mmap(-1, storage.DIRECT_CHUNK)
+    mapped[:5] = b"tail!"
+    objects = {
+        "x/1.dcm": [b"H" * 333, memoryview(pixels)[7:]],              # spans chunks, odd end
+        "x/2.dcm": [bytes(storage.DIRECT_CHUNK - 10), mapped[:10]],  # exactly one chunk
+        "x/3.dcm": [b"s" * storage.DIRECT_FROM_BYTES],                 # the smallest direct one
+        "x/4.dcm": [b"small" * 100],                                   # through the page cache
+        "x/5.dcm": [mapped],                                           # a memory map, whole
+    }
+    batch = local_warehouse.batch()
+    for key, parts in objects.items():
+        batch.put(key, parts)
+    published = batch.publish()
+
+    for key, parts in objects.items():
+        whole = b"".join(bytes(p) for p in parts)
+        assert local_warehouse.read(key) == whole, key
+        assert published[key] == hashlib.sha256(whole).hexdigest(), key
+        assert local_warehouse.size(key) == len(whole)
+    assert len(direct) == (4 if _direct_io_allowed(local_warehouse.root) else 0)
+
+
+def test_a_direct_write_refused_midway_is_written_again_through_the_page_cache(
+        local_warehouse, monkeypatch):
+    import errno
+    import os
+
+    from nccid.warehouse import storage
+
+    monkeypatch.setattr(storage, "_direct_refused", set())
+
+    def refused_after_a_partial_write(fd, parts):
+        os.write(fd, b"half written garbage")
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(storage, "_write_direct", refused_after_a_partial_write)
+    data = bytes(range(256)) * (storage.DIRECT_FROM_BYTES // 200)
+    published = local_warehouse.write_many({"y/1.dcm": data, "y/2.dcm": data[::-1]})
+    assert local_warehouse.read("y/1.dcm") == data
+    assert local_warehouse.read("y/2.dcm") == data[::-1]
+    assert published["y/1.dcm"] == hashlib.sha256(data).hexdigest()
+    if _direct_io_allowed(local_warehouse.root):  # and that filesystem is not asked again
+        assert storage._direct_refused == {os.stat(local_warehouse.root).st_dev}
