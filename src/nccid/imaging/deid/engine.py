@@ -234,6 +234,11 @@ class Deidentifier:
         for words, why in rules["image_type_contains"].items():
             if words in image_type:
                 return f"image type on the burned-in list: {why}"
+        fields: dict[str, str] = {}
+        for rule in rules.get("device_rules", ()):
+            if all(_field_matches(ds, fields, field, pattern)
+                   for field, pattern in rule["all"].items()):
+                return f"device on the burned-in list: {rule['why']}"
         return None
 
     def method_codes(self) -> list[str]:
@@ -376,6 +381,21 @@ class Deidentifier:
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+
+def _field_matches(ds: Dataset, seen: dict[str, str], keyword: str, pattern: str) -> bool:
+    """A ``burned_in.json`` device-rule condition: ``A|B`` (contains A or B) or ``=A|B``
+    (is A or B; ``=`` alone: missing or empty), case-insensitive; ``seen`` caches field texts."""
+    text = seen.get(keyword)
+    if text is None:
+        try:
+            value = ds.get(keyword, None)
+        except Exception:  # noqa: BLE001 - a malformed value matches nothing but emptiness
+            value = None
+        text = seen[keyword] = "\\".join(_text(v) for v in _values(value)).strip().upper()
+    if pattern.startswith("="):
+        return text in pattern[1:].upper().split("|")
+    return any(word in text for word in pattern.upper().split("|"))
 
 
 def _vr(elem) -> str:

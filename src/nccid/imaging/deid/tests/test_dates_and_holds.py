@@ -76,3 +76,54 @@ def test_burned_in_text_is_held(deid, person, change, held):
     else:
         assert held in result.held_reason and result.held
         assert person.family_name not in result.held_reason
+
+
+_NUMERIC = {"Rows", "Columns"}
+
+
+def _device_rules() -> list[dict]:
+    from nccid.imaging.deid.profile import load_data
+
+    return load_data("burned_in.json")["device_rules"]
+
+
+def _apply_fields(ds, fields: dict[str, str]) -> None:
+    """Give ``ds`` values that meet (or, via ``fields``' values, miss) device-rule patterns."""
+    for keyword, value in fields.items():
+        if value is None:
+            if keyword in ds:
+                delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, int(value) if keyword in _NUMERIC else value)
+
+
+def _meeting(pattern: str) -> str | None:
+    first = pattern.lstrip("=").split("|")[0]
+    return None if pattern == "=" else first.title() if not pattern.startswith("=") else first
+
+
+def _missing(pattern: str) -> str:
+    return "Acme" if pattern == "=" else "7" if pattern.startswith("=") else "Zzz"
+
+
+@pytest.mark.parametrize("rule", _device_rules(), ids=lambda r: "+".join(r["all"]))
+def test_every_device_rule_holds_its_devices_and_only_them(deid, person, rule):
+    """A file meeting all of a rule's conditions is held, with the rule's reason; missing any
+    one of them, it is not (mixed case on purpose: matching ignores case)."""
+    met = {keyword: _meeting(pattern) for keyword, pattern in rule["all"].items()}
+    ds = synthetic_instance(person)
+    _apply_fields(ds, met)
+    result = deid.deidentify(ds, pseudonym="NCCID-A")
+    assert result.held and result.held_reason == f"device on the burned-in list: {rule['why']}"
+    for keyword, pattern in rule["all"].items():
+        ds = synthetic_instance(person)
+        _apply_fields(ds, {**met, keyword: _missing(pattern)})
+        assert deid.deidentify(ds, pseudonym="NCCID-A").held_reason is None, keyword
+
+
+def test_device_rules_are_well_formed():
+    rules = _device_rules()
+    assert len(rules) >= 15
+    for rule in rules:
+        assert rule["why"] and rule["all"]
+        assert all(isinstance(p, str) and p.strip() for p in rule["all"].values())
