@@ -9,8 +9,12 @@ memoised, encoded by pydicom each time).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Hashable
 
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
@@ -71,3 +75,53 @@ class Memo(dict):
             self._alive.append(keep)
         self[key] = result
         return result
+
+
+# -- element text without pydicom's conversion ---------------------------------------------
+
+_PLAIN_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "LO", "SH", "UI"})
+_UNSIGNED_SHORT = {True: struct.Struct("<H"), False: struct.Struct(">H")}
+
+
+def element_text(ds: Dataset, tag: int) -> str:
+    """An element's value as text (values of a multi-valued one joined by a backslash), or ""
+    when absent: what ``str(ds[tag].value)`` gives, stripped of spaces and NULs.
+
+    A header element that is still raw (not yet converted by pydicom) and is a single plain
+    ASCII value of a short text VR, or one US number, is read straight from its bytes: the
+    catalogue fields and the burned-in checks would otherwise convert a dozen elements per
+    file. Anything else goes through pydicom (``_converted_text``)."""
+    element = ds.get_item(tag)
+    if element is None:
+        return ""
+    if isinstance(element, RawDataElement):
+        raw = element.value
+        if raw is None:
+            return ""
+        vr = element.VR or _dictionary_vr(tag)
+        if vr in _PLAIN_TEXT_VRS and b"\\" not in raw and raw.isascii():
+            return raw.decode("ascii").strip(" \x00")
+        if vr == "US" and len(raw) == 2:
+            return str(_UNSIGNED_SHORT[element.is_little_endian].unpack(raw)[0])
+    return _converted_text(ds, tag)
+
+
+def _converted_text(ds: Dataset, tag: int) -> str:
+    try:
+        value = ds[tag].value
+    except Exception:  # noqa: BLE001 - a malformed value must not stop cataloguing or checks
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, MultiValue)):
+        return "\\".join(str(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1", errors="replace").strip(" \x00")
+    return str(value).strip(" \x00")
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None

@@ -17,7 +17,7 @@ from io import BytesIO
 
 from pydicom import config, dcmread, dcmwrite
 from pydicom.charset import default_encoding
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -31,7 +31,14 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from nccid.dicomvalues import Memo, charset_key, is_constant, mark_constant, value_key
+from nccid.dicomvalues import (
+    Memo,
+    charset_key,
+    element_text,
+    is_constant,
+    mark_constant,
+    value_key,
+)
 from nccid.identity.keys import Keyring
 
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
@@ -120,6 +127,7 @@ class Deidentifier:
         entries = default_safe_private() if safe_private is None else list(safe_private)
         self._safe_private = {(s.group, s.creator.strip().upper(), s.element) for s in entries}
         self._burned = load_data("burned_in.json")
+        self._device_rules = _compile_device_rules(self._burned.get("device_rules", ()))
         self._dummies = self.profile.rules["dummies"]
         self._well_known = tuple(self.profile.rules["well_known_uid_prefixes"])
         self._method_code_sequence = mark_constant(self._method_codes())
@@ -213,32 +221,36 @@ class Deidentifier:
         """Why this image may carry burned-in text, or None. Reasons never quote header values
         other than the modality and SOP class (which identify no one)."""
         rules = self._burned
-        if _text(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        seen: dict[int, str] = {}
+
+        def text_of(keyword: str) -> str:
+            return _field_text(ds, seen, _BURNED_TAGS[keyword])
+
+        if text_of("BurnedInAnnotation") == "YES":
             return "Burned In Annotation is YES"
-        modality = _text(ds.get("Modality", "")).upper()
+        modality = text_of("Modality")
         if modality in rules["modalities"]:
             return f"modality {modality}: {rules['modalities'][modality]}"
-        sop_class = _text(ds.get("SOPClassUID", ""))
+        sop_class = element_text(ds, _BURNED_TAGS["SOPClassUID"])
         for prefix, why in rules["sop_class_prefixes"].items():
             if sop_class == prefix or sop_class.startswith(prefix + "."):
                 return f"SOP class {sop_class}: {why}"
-        manufacturer = _text(ds.get("Manufacturer", "")).upper()
+        manufacturer = text_of("Manufacturer")
         for name, why in rules["manufacturers"].items():
             if name in manufacturer:
                 return f"manufacturer on the burned-in list: {why}"
-        description = _text(ds.get("SeriesDescription", "")).upper()
+        description = text_of("SeriesDescription")
         for words, why in rules["series_description_contains"].items():
             if words in description:
                 return f"series description on the burned-in list: {why}"
-        image_type = "\\".join(_text(v) for v in _values(ds.get("ImageType", None))).upper()
+        image_type = text_of("ImageType")
         for words, why in rules["image_type_contains"].items():
             if words in image_type:
                 return f"image type on the burned-in list: {why}"
-        fields: dict[str, str] = {}
-        for rule in rules.get("device_rules", ()):
-            if all(_field_matches(ds, fields, field, pattern)
-                   for field, pattern in rule["all"].items()):
-                return f"device on the burned-in list: {rule['why']}"
+        for why, conditions in self._device_rules:
+            if all(_meets(_field_text(ds, seen, tag), equals, alternatives)
+                   for tag, equals, alternatives in conditions):
+                return f"device on the burned-in list: {why}"
         return None
 
     def method_codes(self) -> list[str]:
@@ -383,19 +395,40 @@ class Deidentifier:
 # ---- helpers ------------------------------------------------------------------------------------
 
 
-def _field_matches(ds: Dataset, seen: dict[str, str], keyword: str, pattern: str) -> bool:
-    """A ``burned_in.json`` device-rule condition: ``A|B`` (contains A or B) or ``=A|B``
-    (is A or B; ``=`` alone: missing or empty), case-insensitive; ``seen`` caches field texts."""
-    text = seen.get(keyword)
+_BURNED_TAGS = {keyword: tag_for_keyword(keyword) for keyword in (
+    "BurnedInAnnotation", "Modality", "SOPClassUID", "Manufacturer", "SeriesDescription",
+    "ImageType")}
+
+
+def _compile_device_rules(rules) -> list[tuple[str, list[tuple[int, bool, tuple[str, ...]]]]]:
+    """``burned_in.json``'s device rules as (why, [(tag, equals, alternatives)]): ``A|B``
+    means the field contains A or B, ``=A|B`` that it is A or B (``=`` alone: missing or
+    empty); case-insensitive."""
+    compiled = []
+    for rule in rules:
+        conditions = []
+        for keyword, pattern in rule["all"].items():
+            tag = tag_for_keyword(keyword)
+            if tag is None:
+                raise ValueError(f"burned_in.json: no DICOM keyword {keyword!r}")
+            equals = pattern.startswith("=")
+            conditions.append((tag, equals, tuple(pattern.removeprefix("=").upper().split("|"))))
+        compiled.append((rule["why"], conditions))
+    return compiled
+
+
+def _field_text(ds: Dataset, seen: dict[int, str], tag: int) -> str:
+    """The element's text, upper case (remembered in ``seen`` for the other rules)."""
+    text = seen.get(tag)
     if text is None:
-        try:
-            value = ds.get(keyword, None)
-        except Exception:  # noqa: BLE001 - a malformed value matches nothing but emptiness
-            value = None
-        text = seen[keyword] = "\\".join(_text(v) for v in _values(value)).strip().upper()
-    if pattern.startswith("="):
-        return text in pattern[1:].upper().split("|")
-    return any(word in text for word in pattern.upper().split("|"))
+        text = seen[tag] = element_text(ds, tag).upper()
+    return text
+
+
+def _meets(text: str, equals: bool, alternatives: tuple[str, ...]) -> bool:
+    if equals:
+        return text in alternatives
+    return any(word in text for word in alternatives)
 
 
 def _vr(elem) -> str:

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from datetime import date
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
+from nccid.dicomvalues import element_text
 from nccid.warehouse.meta import ImageMeta
+
+_TAGS = {keyword: tag_for_keyword(keyword) for keyword in (
+    "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "Modality",
+    "StudyDate", "SeriesDate", "BodyPartExamined", "Manufacturer", "ManufacturerModelName",
+    "Rows", "Columns", "PixelSpacing", "ImagerPixelSpacing", "ViewPosition", "PatientSex",
+    "PatientAge")}
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    try:
-        value = ds.get(keyword, "")
-    except Exception:  # a malformed value must not stop cataloguing
-        return ""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value).strip(" \x00")
+    return element_text(ds, _TAGS[keyword])
 
 
 def _date(ds: Dataset, keyword: str) -> date | None:
@@ -30,10 +30,10 @@ def _date(ds: Dataset, keyword: str) -> date | None:
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
+    text = _text(ds, keyword)
     try:
-        value = ds.get(keyword, None)
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        return int(text) if text else None
+    except ValueError:
         return None
 
 
