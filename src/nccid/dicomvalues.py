@@ -103,7 +103,8 @@ def element_text(ds: Dataset, tag: int) -> str:
             return raw.decode("ascii").strip(" \x00")
         if vr == "US" and len(raw) == 2:
             return str(_UNSIGNED_SHORT[element.is_little_endian].unpack(raw)[0])
-    return _converted_text(ds, tag)
+        return _converted_text(ds, tag)
+    return _as_text(element.value)  # converted already (or set by the de-identification)
 
 
 def _converted_text(ds: Dataset, tag: int) -> str:
@@ -111,6 +112,10 @@ def _converted_text(ds: Dataset, tag: int) -> str:
         value = ds[tag].value
     except Exception:  # noqa: BLE001 - a malformed value must not stop cataloguing or checks
         return ""
+    return _as_text(value)
+
+
+def _as_text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, tuple, MultiValue)):

@@ -55,7 +55,13 @@ def test_element_text_is_pydicoms_text_for_every_element(name, data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for tag in list(fast.keys()):
-            assert element_text(fast, tag) == _converted_text(slow, tag), f"{name} {tag:08X}"
+            expected = _converted_text(slow, tag)
+            assert element_text(fast, tag) == expected, f"{name} {tag:08X} raw"
+            try:
+                fast[tag]  # converted now, as the de-identification leaves many elements
+            except Exception:  # noqa: BLE001, S112 - pydicom cannot convert it: stays raw
+                continue
+            assert element_text(fast, tag) == expected, f"{name} {tag:08X} converted"
     absent = 0x00771077  # a private tag no file here has
     assert absent not in fast and element_text(fast, absent) == ""
 
