@@ -563,9 +563,46 @@ def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:
         group = studies.setdefault(item.meta.study_uid, [item, 0, 0])
         group[1] += 1
         group[2] += record.size
-    for item, count, size in studies.values():
-        record_receipt(site, item.meta, item.pseudonym, source, size, stored=count,
-                       has_clinical=item.has_clinical, count=count)
+    if studies:
+        _add_stored(site, source, list(studies.values()))
+
+
+# Count stored instances into their studies' receipts, creating the missing ones, in one
+# statement per batch (executemany of an upsert, the same in SQLite and PostgreSQL): the
+# ORM's update-then-insert per study cost ~4 ms of Python each on the finishing thread,
+# where every millisecond holds the GIL the de-identifying thread needs. The status rule is
+# ``derive_status`` for a row gaining stored instances only (so never REJECTED).
+_ADD_STORED = """
+INSERT INTO {t} (site_id, study_uid, patient, modality, source, instances, bytes, stored,
+                 pending, held, rejected, problem, has_clinical, first_received,
+                 last_received, status)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0, '', %s, %s, %s, %s)
+ON CONFLICT (site_id, study_uid) DO UPDATE SET
+    instances = {t}.instances + excluded.instances,
+    bytes = {t}.bytes + excluded.bytes,
+    stored = {t}.stored + excluded.stored,
+    last_received = excluded.last_received,
+    status = CASE WHEN {t}.held > 0 THEN %s WHEN {t}.pending > 0 THEN %s
+                  WHEN {t}.has_clinical THEN %s ELSE %s END
+"""
+
+
+def _add_stored(site, source: str, studies: list) -> None:
+    """``record_receipt(stored=count)`` for each (item, count, size) of a batch, at once."""
+    from django.db import connection
+
+    table = connection.ops.quote_name(StudyReceipt._meta.db_table)
+    now = StudyReceipt._meta.get_field("last_received").get_db_prep_value(
+        timezone.now(), connection, prepared=False)
+    rows = []
+    for item, count, size in studies:
+        first = ReceiptStatus.STORED if item.has_clinical else ReceiptStatus.WAITING
+        rows.append((site.pk, item.meta.study_uid, item.pseudonym, item.meta.modality or "",
+                     source, count, size, count, item.has_clinical, now, now, first,
+                     ReceiptStatus.HELD, ReceiptStatus.PENDING, ReceiptStatus.STORED,
+                     ReceiptStatus.WAITING))
+    with connection.cursor() as cursor:
+        cursor.executemany(_ADD_STORED.format(t=table), rows)
 
 
 def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> IngestOutcome:

@@ -142,3 +142,39 @@ def test_stored_waiting_and_held_instances_are_all_found_taken_in_one_query(
     with django_assert_num_queries(1):
         found = taken_uids([*taken, keyring.uid("1.2.3.4.5.6.7.8.9")])
     assert found == taken
+
+
+def test_batches_count_into_their_studies_receipts_keeping_held_and_clinical_status(
+        site, keyring, person_factory):
+    """The receipts of stored batches (one upsert per batch) follow derive_status: a study
+    with a held instance stays held; one whose patient has a clinical record is stored."""
+    from nccid.imaging.tests.test_linking_pending import _accept
+
+    held_person, linked = person_factory(64), person_factory(65)
+    first, second, third = _study(held_person, 3, patient_id=held_person.nhs_number)
+    burned = dcmread(BytesIO(first))
+    burned.BurnedInAnnotation = "YES"
+    assert ingest(to_bytes(burned), site, "test").status is S.HELD
+    receipt = StudyReceipt.objects.get(site=site, patient=keyring.pseudonym(held_person.nhs_number))
+    began = receipt.first_received
+    assert [o.status for o in ingest_many([second, third], site, "test")] == [S.STORED] * 2
+    receipt.refresh_from_db()
+    assert (receipt.instances, receipt.stored, receipt.held, receipt.status) == (3, 2, 1, "held")
+    assert receipt.first_received == began and receipt.last_received >= began
+
+    one, two, three = _study(linked, 3, patient_id=linked.nhs_number)
+    assert ingest(one, site, "test").status is S.STORED
+    _accept(site, keyring, linked)  # linking marks the stored study as having a record
+    ingest_many([two, three], site, "test")
+    pseudonym = keyring.pseudonym(linked.nhs_number)
+    receipt = StudyReceipt.objects.get(site=site, patient=pseudonym)
+    assert (receipt.instances, receipt.stored, receipt.status) == (3, 3, "stored")
+
+    from nccid.clinical.models import ClinicalRecord, Upload
+
+    upload = Upload.objects.create(site=site, kind="positive", sha256="0" * 64)
+    ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind="positive",
+                                  digest="0" * 64, last_upload=upload)
+    ingest_many(_study(linked, 2, patient_id=linked.nhs_number, study=2), site, "test")
+    receipts = StudyReceipt.objects.filter(site=site, patient=pseudonym)
+    assert sorted((r.instances, r.status) for r in receipts) == [(2, "stored"), (3, "stored")]
