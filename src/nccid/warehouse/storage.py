@@ -3,7 +3,8 @@
 Pure library (no Django). Keys are ``/``-separated paths relative to the warehouse root, the
 same on every backend. Writes are atomic: a reader sees the whole object or nothing.
 - local: write to a hidden temporary name in the same folder, fsync, rename (and fsync the folder);
-  a batch: write every temporary, sync the filesystem once, rename them all, sync again;
+  a batch: write every temporary, sync the filesystem once, rename them all, sync again (a
+  batch's objects of 1 MB and more are written with O_DIRECT, see ``_write_direct``);
 - S3: a single PUT (or a multipart upload, completed in one request) is atomic by itself.
 Every write returns the SHA-256 of what was written and checks the stored size.
 
