@@ -2,7 +2,7 @@
 
 Everything that makes a file unusable as a whole is refused here, with one clear message:
 too large (checked before any parsing), not a spreadsheet, empty, formulas, merged cells,
-hidden sheets, wrong template, unknown template version, missing required columns. The
+hidden sheets, values in hidden rows or columns, wrong template, unknown template version, missing required columns. The
 structural checks of an xlsx read its zip XML directly, which is fast; cell values are read
 with python-calamine. Messages name rows and columns, never a cell's value.
 """
@@ -32,6 +32,10 @@ _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}
 _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
 _MERGE = re.compile(rb"<(?:\w+:)?mergeCell\s[^>]*ref=\"([A-Z0-9:]+)\"")
+# A hidden row: <row r="5" ... hidden="1">; hidden columns: <col min="3" max="4" ... hidden="1"/>.
+_HIDDEN_ROW = re.compile(rb"<(?:\w+:)?row(?=\s)(?=[^>]*\shidden=\"(?:1|true)\")[^>]*\sr=\"(\d+)\"")
+_HIDDEN_COLUMNS = re.compile(rb"<(?:\w+:)?col(?=\s)(?=[^>]*\shidden=\"(?:1|true)\")"
+                             rb"(?=[^>]*\smin=\"(\d+)\")[^>]*\smax=\"(\d+)\"")
 _VERSION_IN_TEXT = re.compile(r"v(?:ersion)?\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
 
 
@@ -117,7 +121,50 @@ def _read_xlsx(data: bytes) -> Sheet:
         values = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except Exception as exc:  # calamine raises several types for damaged files
         raise SpreadsheetRejected("the spreadsheet could not be read (it may be damaged)") from exc
+    _refuse_hidden_values(xml, values, sheet_name)
     return _sheet(values, "xlsx", stamp, title)
+
+
+def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str) -> None:
+    """Values in hidden rows or columns are refused, like hidden sheets: the site would send
+    data it cannot see (a hidden column of names, say). Hidden empty rows and columns (Excel's
+    way of tidying the unused part of a sheet) are fine. Named by row number and letter."""
+    if b"hidden=" not in xml:  # the common case, decided without a regular expression
+        return
+
+    def filled(cell) -> bool:
+        return cell is not None and cell != ""
+
+    rows = [int(r) for r in _HIDDEN_ROW.findall(xml)]
+    rows = [r for r in rows if r <= len(values) and any(filled(c) for c in values[r - 1])]
+    columns = []
+    for low, high in _HIDDEN_COLUMNS.findall(xml):
+        low, high = int(low), min(int(high), max((len(row) for row in values), default=0))
+        used = [c for c in range(low, high + 1)
+                if any(c <= len(row) and filled(row[c - 1]) for row in values)]
+        columns += [_column_letters(c) for c in used]
+    problems = []
+    if rows:
+        problems.append("hidden rows holding values (" + _some(str(r) for r in rows) + ")")
+    if columns:
+        problems.append("hidden columns holding values (" + _some(columns) + ")")
+    if problems:
+        raise SpreadsheetRejected(
+            f"sheet '{sheet_name}' has {' and '.join(problems)}: unhide them, check what they "
+            "hold, and upload again")
+
+
+def _some(items) -> str:
+    items = list(items)
+    return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")
+
+
+def _column_letters(number: int) -> str:
+    text = ""
+    while number:
+        number, rest = divmod(number - 1, 26)
+        text = chr(65 + rest) + text
+    return text
 
 
 def _first_sheet(archive: zipfile.ZipFile) -> tuple[str, str]:

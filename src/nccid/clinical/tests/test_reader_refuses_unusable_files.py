@@ -74,6 +74,38 @@ def test_hidden_sheets_are_refused():
     assert "hidden sheets (Lookups)" in refused(good_sheet(build=hide))
 
 
+def test_values_in_hidden_columns_or_rows_are_refused_and_named():
+    def hide_age(workbook):
+        workbook.active.column_dimensions["D"].hidden = True
+
+    assert "hidden columns holding values (D)" in refused(good_sheet(build=hide_age))
+
+    headers, row = positive_row(age=40)
+    _, other = positive_row(age=41)
+
+    def hide_second_patient(workbook):
+        workbook.active.row_dimensions[3].hidden = True
+
+    message = refused(xlsx_bytes(headers, [row, other], build=hide_second_patient))
+    assert message.startswith("sheet '") and "hidden rows holding values (3)" in message
+
+
+def test_hidden_empty_columns_and_rows_are_accepted():
+    """Excel users hide the unused part of a sheet; nothing is hidden there."""
+    def tidy(workbook):
+        workbook.active.column_dimensions.group("DA", "DD", hidden=True)
+        workbook.active.row_dimensions[40].hidden = True
+
+    sheet = reader.read_bytes(good_sheet(build=tidy))
+    reader.layout(sheet, "positive")
+    assert b'hidden="1"' in _sheet_xml(good_sheet(build=tidy))  # the sheet did hide them
+
+
+def _sheet_xml(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read("xl/worksheets/sheet1.xml")
+
+
 def test_wrong_template_is_named():
     negative = get_template("negative")
     data = xlsx_bytes(negative.headers, [["9990000018", "", "", "2020-04-01", 0]])
