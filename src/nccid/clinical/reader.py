@@ -2,9 +2,9 @@
 
 Everything that makes a file unusable as a whole is refused here, with one clear message:
 too large (checked before any parsing), not a spreadsheet, empty, formulas, merged cells,
-hidden sheets, values in hidden rows or columns, wrong template, unknown template version, missing required columns. The
-structural checks of an xlsx read its zip XML directly, which is fast; cell values are read
-with python-calamine. Messages name rows and columns, never a cell's value.
+hidden sheets, values in hidden rows or columns, wrong template, unknown template version,
+missing required columns. The structural checks of an xlsx read its zip XML directly, which
+is fast; cell values are read with python-calamine. Messages name rows and columns, never a cell's value.
 """
 
 from __future__ import annotations
@@ -111,9 +111,9 @@ def _read_xlsx(data: bytes) -> Sheet:
         )
     merged = _MERGE.findall(xml) if b"mergeCell" in xml else []
     if merged:
-        shown = ", ".join(m.decode() for m in merged[:5]) + (" ..." if len(merged) > 5 else "")
         raise SpreadsheetRejected(
-            f"sheet '{sheet_name}' has merged cells ({shown}): unmerge them, one value per cell"
+            f"sheet '{sheet_name}' has merged cells ({_some(m.decode() for m in merged)}): "
+            "unmerge them, one value per cell"
         )
     stamp, title = _stamp(archive, names)
     try:
@@ -131,18 +131,14 @@ def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str) -> No
     way of tidying the unused part of a sheet) are fine. Named by row number and letter."""
     if b"hidden=" not in xml:  # the common case, decided without a regular expression
         return
-
-    def filled(cell) -> bool:
-        return cell is not None and cell != ""
-
     rows = [int(r) for r in _HIDDEN_ROW.findall(xml)]
-    rows = [r for r in rows if r <= len(values) and any(filled(c) for c in values[r - 1])]
+    rows = [r for r in rows if r <= len(values) and any(_filled(c) for c in values[r - 1])]
     columns = []
     for low, high in _HIDDEN_COLUMNS.findall(xml):
         low, high = int(low), min(int(high), max((len(row) for row in values), default=0))
         used = [c for c in range(low, high + 1)
-                if any(c <= len(row) and filled(row[c - 1]) for row in values)]
-        columns += [_column_letters(c) for c in used]
+                if any(c <= len(row) and _filled(row[c - 1]) for row in values)]
+        columns += [_column_letter(c - 1) for c in used]
     problems = []
     if rows:
         problems.append("hidden rows holding values (" + _some(str(r) for r in rows) + ")")
@@ -157,14 +153,6 @@ def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str) -> No
 def _some(items) -> str:
     items = list(items)
     return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")
-
-
-def _column_letters(number: int) -> str:
-    text = ""
-    while number:
-        number, rest = divmod(number - 1, 26)
-        text = chr(65 + rest) + text
-    return text
 
 
 def _first_sheet(archive: zipfile.ZipFile) -> tuple[str, str]:
