@@ -44,6 +44,7 @@ from nccid.identity.service import get_keyring
 
 from . import deps
 from .deid import DeidError
+from .deid.by_element import deidentify_by_element
 from .deid.engine import parse_header
 from .models import HeldImage, PendingImage, ReceiptStatus, StudyReceipt
 from .outcome import IngestOutcome, IngestStatus
@@ -462,7 +463,7 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
     batch.assign_sets(pseudonyms)
     for index, header, patient, study in parsed:
         try:
-            parts, result, meta = _deidentify(items[index], patient, header)
+            parts, result, meta, header_json = _deidentify(items[index], patient, header)
             if result.held_reason:
                 outcomes[index] = _hold(b"".join(parts), meta, site, source, patient,
                                         result.held_reason)
@@ -471,7 +472,8 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
                                                 patient.hospital_hash)
             else:
                 linked = patient.pseudonym in clinical
-                batch.add(patient.pseudonym, parts, meta, dataset=result.dataset, linked=linked)
+                batch.add(patient.pseudonym, parts, meta, dataset=result.dataset,
+                          header=header_json, linked=linked)
                 prepared.to_store.append(_ToStore(index, patient.pseudonym, meta, linked))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
@@ -543,13 +545,17 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
 
 def _deidentify(data: bytes, patient: Patient, header: tuple[Dataset, int]):
     """(parts of the de-identified file, result, catalogue meta); header parsed already."""
+    deidentifier = deps.deidentifier()
     try:
-        parts, result = deps.deidentifier().deidentify_parts(
+        known = deidentify_by_element(deidentifier, data, header, patient.pseudonym)
+        if known is not None:
+            return known
+        parts, result = deidentifier.deidentify_parts(
             data, pseudonym=patient.pseudonym, placeholder_id=patient.hospital_hash or "",
             header=header)
     except DeidError as exc:
         raise Rejected(str(exc)) from None
-    return parts, result, deps.image_meta(result.dataset)
+    return parts, result, deps.image_meta(result.dataset), None
 
 
 def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:

@@ -35,18 +35,31 @@ def header_json(data: bytes | None = None, dataset: Dataset | None = None) -> by
     charset_id = charset_key(dataset.get("SpecificCharacterSet", default_encoding))
     body = {}
     for tag in dataset.keys():
-        if tag in PIXEL_TAGS:  # small images' pixels fall under the bulk threshold
-            continue
-        entry = _element_json(dataset, tag, charset_id)
-        if entry is None:
-            continue
-        value, has_bulk = entry
-        if has_bulk:
-            if value.get("BulkDataURI") == OMITTED:
-                continue
-            value = _strip_bulk(value)
-        body[f"{tag:08X}"] = value
+        value = element_json(dataset, tag, charset_id)
+        if value is not None:
+            body[f"{tag:08X}"] = value
+    return dump_json(body)
+
+
+def dump_json(body: dict) -> bytes:
+    """The stored form of a header's DICOM JSON object (tags as keys)."""
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def element_json(dataset: Dataset, tag: int, charset_id) -> dict | None:
+    """One element of ``header_json``: its DICOM JSON value, or None when it is left out
+    (pixel data, bulk data, or a value that cannot be converted)."""
+    if tag in PIXEL_TAGS:  # small images' pixels fall under the bulk threshold
+        return None
+    entry = _element_json(dataset, tag, charset_id)
+    if entry is None:
+        return None
+    value, has_bulk = entry
+    if has_bulk:
+        if value.get("BulkDataURI") == OMITTED:
+            return None
+        value = _strip_bulk(value)
+    return value
 
 
 def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] | None:

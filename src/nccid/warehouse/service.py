@@ -209,8 +209,9 @@ class ImageBatch:
             self._sets.update(assign_sets(self.site, wanted))
 
     def add(self, pseudonym: str, data: Buffers, meta: ImageMeta, *, dataset=None,
-            linked: bool = True) -> bool:
-        """Start storing one image; False if its SOP UID is already in this batch."""
+            header: bytes | None = None, linked: bool = True) -> bool:
+        """Start storing one image; False if its SOP UID is already in this batch. Its header
+        JSON is ``header`` if given, else made from ``dataset`` (or from the file)."""
         if meta.sop_uid in self._records:
             return False
         if pseudonym not in self._sets:
@@ -220,7 +221,8 @@ class ImageBatch:
         record.size = sum(len(p) for p in parts)
         record.linked = linked
         self._writes.put(record.storage_key, parts)  # written while the header JSON is made
-        header = header_json(b"".join(parts) if dataset is None else None, dataset)
+        if header is None:
+            header = header_json(b"".join(parts) if dataset is None else None, dataset)
         self._writes.put(record.metadata_key, header)
         self._records[meta.sop_uid] = record
         return True

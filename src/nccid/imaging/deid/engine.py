@@ -83,7 +83,7 @@ class LinkIds:
 
 @dataclass
 class DeidResult:
-    dataset: Dataset = field(repr=False)
+    dataset: Dataset | None = field(repr=False)  # None from by_element (no dataset built)
     sop_uid: str
     study_uid: str
     series_uid: str
@@ -157,15 +157,7 @@ class Deidentifier:
             raise DeidError("no SOP Instance UID: not a storable DICOM instance")
         held = self.burned_in_reason(ds)
         link = self._link_ids(ds)
-        patient = pseudonym if pseudonym is not None else placeholder_id
-        try:
-            self._clean(ds, patient, top=True)
-        except RecursionError:
-            raise DeidError("sequences nested too deeply") from None
-        except DeidError:
-            raise
-        except Exception as exc:  # a malformed value; pydicom's message may quote it, so not passed on
-            raise DeidError(f"malformed DICOM element ({type(exc).__name__})") from None
+        self.clean(ds, pseudonym if pseudonym is not None else placeholder_id)
         self._rebuild_file_meta(ds)
         self._write_markers(ds)
         result = DeidResult(
@@ -178,6 +170,19 @@ class Deidentifier:
         if pseudonym is not None:
             self.assign_patient(ds, pseudonym, result)
         return result
+
+    def clean(self, ds: Dataset, patient: str) -> None:
+        """The walk of ``deidentify``: every element's action, at any depth (no file meta, no
+        markers). Each top-level element's outcome depends on that element alone (private
+        blocks on their creators), which ``by_element`` relies on."""
+        try:
+            self._clean(ds, patient, top=True)
+        except RecursionError:
+            raise DeidError("sequences nested too deeply") from None
+        except DeidError:
+            raise
+        except Exception as exc:  # a malformed value; pydicom's message may quote it, so not passed on
+            raise DeidError(f"malformed DICOM element ({type(exc).__name__})") from None
 
     def assign_patient(self, ds: Dataset, pseudonym: str, result: DeidResult | None = None) -> None:
         """Finalise a placeholder dataset: the pseudonym in, and the date shift if the profile has one."""
@@ -655,10 +660,21 @@ def _encode_file_meta(meta: FileMetaDataset) -> bytes | None:
     if not tags <= set(_META_VRS) or not {0x00020002, 0x00020003, 0x00020010,
                                                0x00020012} <= tags:
         return None
+    return _meta_bytes({tag: str(meta[tag].value) for tag in tags - {0x00020001}})
+
+
+def file_meta_bytes(sop_class_uid: str, sop_uid: str, transfer_syntax: str) -> bytes:
+    """The encoded file meta group ``_rebuild_file_meta`` makes for these UIDs."""
+    return _meta_bytes({0x00020002: sop_class_uid, 0x00020003: sop_uid,
+                        0x00020010: transfer_syntax, 0x00020012: IMPLEMENTATION_CLASS_UID,
+                        0x00020013: IMPLEMENTATION_VERSION})
+
+
+def _meta_bytes(values: dict[int, str]) -> bytes:
     body = [_meta_element(0x00020001, b"\x00\x01", "OB")]
-    for tag in sorted(tags - {0x00020001}):
+    for tag in sorted(values):
         vr = _META_VRS[tag]
-        value = str(meta[tag].value).encode("ascii")
+        value = values[tag].encode("ascii")
         if len(value) % 2:
             value += b"\x00" if vr == "UI" else b" "
         body.append(_meta_element(tag, value, vr))
@@ -704,31 +720,36 @@ def _fast_encode(ds: Dataset) -> bytes | None:
     implicit = syntax.is_implicit_VR
     charset = ds.get("SpecificCharacterSet", default_encoding)
     charset_id = charset_key(charset)
-    write = fp.write
-    pack = struct.pack
     for tag in sorted(ds.keys()):
-        if tag & 0xFFFF == 0 and tag >> 16 > 6:
-            continue  # retired group lengths are not written
-        elem = ds.get_item(tag)
-        vr = elem.VR
-        if not isinstance(elem, RawDataElement):
-            write(_encoded_element(elem, tag, implicit, charset, charset_id))
-            continue
-        if not implicit and (not vr or len(vr) != 2):
-            write_data_element(fp, elem, charset)
-            continue
-        value = elem.value or b""
-        undefined = elem.length == 0xFFFFFFFF
-        length = 0xFFFFFFFF if undefined else len(value)
-        if implicit:
-            write(pack("<HHL", tag >> 16, tag & 0xFFFF, length))
-        elif vr in _LONG_VRS:
-            write(pack("<HH2s2xL", tag >> 16, tag & 0xFFFF, vr.encode(), length))
-        elif length > 0xFFFF:
-            return None  # pydicom rewrites such an element as UN
-        else:
-            write(pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length))
-        write(value)
-        if undefined:
-            write(_SEQ_DELIMITER)
+        if not encode_element(fp, ds.get_item(tag), tag, implicit, charset, charset_id):
+            return None
     return fp.getvalue()
+
+
+def encode_element(fp: DicomBytesIO, elem, tag: int, implicit: bool, charset, charset_id) -> bool:
+    """Write one top-level element as ``dcmwrite`` would (nothing for a retired group
+    length); False when pydicom would rewrite it (a long value in a short-VR header: UN)."""
+    if tag & 0xFFFF == 0 and tag >> 16 > 6:
+        return True  # retired group lengths are not written
+    vr = elem.VR
+    if not isinstance(elem, RawDataElement):
+        fp.write(_encoded_element(elem, tag, implicit, charset, charset_id))
+        return True
+    if not implicit and (not vr or len(vr) != 2):
+        write_data_element(fp, elem, charset)
+        return True
+    value = elem.value or b""
+    undefined = elem.length == 0xFFFFFFFF
+    length = 0xFFFFFFFF if undefined else len(value)
+    if implicit:
+        fp.write(struct.pack("<HHL", tag >> 16, tag & 0xFFFF, length))
+    elif vr in _LONG_VRS:
+        fp.write(struct.pack("<HH2s2xL", tag >> 16, tag & 0xFFFF, vr.encode(), length))
+    elif length > 0xFFFF:
+        return False
+    else:
+        fp.write(struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length))
+    fp.write(value)
+    if undefined:
+        fp.write(_SEQ_DELIMITER)
+    return True

@@ -15,48 +15,52 @@ _TAGS = {keyword: tag_for_keyword(keyword) for keyword in (
     "StudyDate", "SeriesDate", "BodyPartExamined", "Manufacturer", "ManufacturerModelName",
     "Rows", "Columns", "PixelSpacing", "ImagerPixelSpacing", "ViewPosition", "PatientSex",
     "PatientAge")}
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    return element_text(ds, _TAGS[keyword])
-
-
-def _date(ds: Dataset, keyword: str) -> date | None:
-    text = _text(ds, keyword)
-    try:
-        return date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
-    except (ValueError, IndexError):
-        return None
-
-
-def _int(ds: Dataset, keyword: str) -> int | None:
-    text = _text(ds, keyword)
-    try:
-        return int(text) if text else None
-    except ValueError:
-        return None
+META_TAGS = frozenset(_TAGS.values())  # the elements the catalogue reads
 
 
 def image_meta(ds: Dataset) -> ImageMeta:
     """Catalogue fields; call on a de-identified dataset only (UIDs are taken as they are)."""
     meta = getattr(ds, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    return image_meta_from({tag: element_text(ds, tag) for tag in META_TAGS}, syntax)
+
+
+def image_meta_from(texts: dict[int, str], transfer_syntax: str) -> ImageMeta:
+    """Catalogue fields from the texts of the ``META_TAGS`` elements (a missing one: "")."""
+
+    def text(keyword: str) -> str:
+        return texts.get(_TAGS[keyword], "")
+
+    def day(keyword: str) -> date | None:
+        value = text(keyword)
+        try:
+            return date(int(value[0:4]), int(value[4:6]), int(value[6:8]))
+        except (ValueError, IndexError):
+            return None
+
+    def number(keyword: str) -> int | None:
+        value = text(keyword)
+        try:
+            return int(value) if value else None
+        except ValueError:
+            return None
+
     return ImageMeta(
-        sop_uid=_text(ds, "SOPInstanceUID"),
-        study_uid=_text(ds, "StudyInstanceUID"),
-        series_uid=_text(ds, "SeriesInstanceUID"),
-        sop_class_uid=_text(ds, "SOPClassUID"),
-        modality=_text(ds, "Modality").upper(),
-        transfer_syntax=syntax,
-        study_date=_date(ds, "StudyDate"),
-        series_date=_date(ds, "SeriesDate"),
-        body_part=_text(ds, "BodyPartExamined"),
-        manufacturer=_text(ds, "Manufacturer"),
-        model=_text(ds, "ManufacturerModelName"),
-        rows=_int(ds, "Rows"),
-        columns=_int(ds, "Columns"),
-        pixel_spacing=_text(ds, "PixelSpacing") or _text(ds, "ImagerPixelSpacing"),
-        view_position=_text(ds, "ViewPosition"),
-        patient_sex=_text(ds, "PatientSex"),
-        patient_age=_text(ds, "PatientAge"),
+        sop_uid=text("SOPInstanceUID"),
+        study_uid=text("StudyInstanceUID"),
+        series_uid=text("SeriesInstanceUID"),
+        sop_class_uid=text("SOPClassUID"),
+        modality=text("Modality").upper(),
+        transfer_syntax=transfer_syntax,
+        study_date=day("StudyDate"),
+        series_date=day("SeriesDate"),
+        body_part=text("BodyPartExamined"),
+        manufacturer=text("Manufacturer"),
+        model=text("ManufacturerModelName"),
+        rows=number("Rows"),
+        columns=number("Columns"),
+        pixel_spacing=text("PixelSpacing") or text("ImagerPixelSpacing"),
+        view_position=text("ViewPosition"),
+        patient_sex=text("PatientSex"),
+        patient_age=text("PatientAge"),
     )
