@@ -9,10 +9,10 @@ DICOM JSON, its catalogue text, or nothing when removed) is remembered, and a fi
 elements were all met before is assembled from the memo without building a dataset.
 
 The outcomes are always the engine's own: elements not met before are de-identified
-together by ``Deidentifier.deidentify`` on a small dataset holding them (with the SOP UIDs
-and the character set it needs), and the result is remembered. The elements the engine
-adds or overwrites whatever the file holds (the pseudonym, the de-identification markers)
-are kept per pseudonym, from the same small dataset.
+together by the engine (its walk and the patient's assignment) on a small dataset holding
+them and the character set, and the result is remembered. The elements the engine adds or
+overwrites whatever the file holds (the pseudonym, the de-identification markers) are kept
+per pseudonym, from a whole ``Deidentifier.deidentify`` of such a small dataset.
 
 Files this cannot treat exactly like the engine go the engine's way (``None``): a patient
 not known yet, a file held for burned-in text, big-endian or deflated encodings, a private
@@ -65,7 +65,8 @@ def deidentify_by_element(deid: Deidentifier, data, header: tuple[Dataset, int],
     ds, pixel = _after_header(data, *header)
     if pseudonym is None or ds.get_item(SOP_INSTANCE_UID) is None:
         return None
-    syntax = ds.file_meta.get("TransferSyntaxUID")
+    file_meta = getattr(ds, "file_meta", None)
+    syntax = None if file_meta is None else file_meta.get("TransferSyntaxUID")
     if syntax is None or syntax == DeflatedExplicitVRLittleEndian or not syntax.is_transfer_syntax \
             or syntax.is_private or getattr(ds, "original_encoding", None) != (syntax.is_implicit_VR, True):
         return None
