@@ -544,7 +544,9 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
 
 
 def _deidentify(data: bytes, patient: Patient, header: tuple[Dataset, int]):
-    """(parts of the de-identified file, result, catalogue meta); header parsed already."""
+    """(parts of the de-identified file, result, catalogue meta, header JSON or None when
+    the batch makes it from ``result.dataset``); header parsed already. A known patient's
+    file is assembled from remembered element outcomes where it can be (``by_element``)."""
     deidentifier = deps.deidentifier()
     try:
         known = deidentify_by_element(deidentifier, data, header, patient.pseudonym)
