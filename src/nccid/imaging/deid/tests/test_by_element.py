@@ -143,3 +143,52 @@ def test_files_the_memo_cannot_answer_exactly_go_the_engines_way(kr, person):
     # ...while the same files with a known patient, no listed creator, explicit VR do not
     assert _assert_same_as_engine(deid, to_bytes(safe_block))
     assert _assert_same_as_engine(deid, to_bytes(ambiguous()))
+
+
+def _undefined_lengths(ds: Dataset) -> Dataset:
+    for elem in ds.iterall():
+        if elem.VR == "SQ":
+            elem.is_undefined_length = True
+            for item in elem.value:
+                item.is_undefined_length_sequence_item = True
+    return ds
+
+
+def _without_patient(ds: Dataset) -> Dataset:
+    del ds.PatientID, ds.PatientName
+    return ds
+
+
+def _markers_already(ds: Dataset) -> Dataset:
+    return _with(ds, PatientIdentityRemoved="NO", DeidentificationMethod="by hand at the site",
+                 LongitudinalTemporalInformationModified="UNMODIFIED")
+
+
+def _big_values(ds: Dataset) -> Dataset:
+    ds.add_new(0x00282000, "OB", bytes(range(256)) * 16)  # ICC Profile, 4 KB: kept
+    return _with(ds, ImageComments="long comment " * 200)  # 2.6 KB of free text: removed
+
+
+def _unicode(ds: Dataset) -> Dataset:
+    return _with(ds, SpecificCharacterSet="ISO_IR 192", PatientName="Ørsted^Zoë",
+                 InstitutionName="Hôpital Saint-Éloi", BodyPartExamined="CHEST")
+
+
+VARIANTS = {
+    "implicit VR": lambda ds: ds,
+    "undefined-length sequences": _undefined_lengths,
+    "no Patient ID or Patient's Name": _without_patient,
+    "markers already present": _markers_already,
+    "values over the memo's limit": _big_values,
+    "UTF-8 character set": _unicode,
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_unusual_files_come_out_as_the_engine_writes_them(kr, person, variant):
+    deid = Deidentifier(kr, "shift-dates")
+    for instance in (1, 2):
+        ds = VARIANTS[variant](synthetic_instance(person, modality="CT", instance=instance))
+        syntax = ImplicitVRLittleEndian if variant == "implicit VR" else None
+        data = _encoded(ds, syntax) if syntax else to_bytes(ds)
+        assert _assert_same_as_engine(deid, data), variant
