@@ -209,7 +209,7 @@ def _vr_from_context(tag: int) -> bool:
 def _private_blocks_dropped(deid: Deidentifier, ds: Dataset) -> bool:
     """True when the engine drops every private element of ``ds`` (no creator on the safe
     list, judged conservatively: a creator that is not plain ASCII counts as listed)."""
-    safe = deid._safe_private
+    safe = deid.safe_creators  # (group, creator) pairs with an element on the safe list
     if not safe:
         return True
     for tag, elem in ds._dict.items():
@@ -218,7 +218,7 @@ def _private_blocks_dropped(deid: Deidentifier, ds: Dataset) -> bool:
             if not isinstance(raw, bytes) or not raw.isascii():
                 return False
             creator = raw.decode("ascii").strip(" \x00").upper()
-            if any(group == tag >> 16 and name == creator for group, name, _ in safe):
+            if (tag >> 16, creator) in safe:
                 return False
     return True
 

@@ -126,6 +126,7 @@ class Deidentifier:
             safe_private = []
         entries = default_safe_private() if safe_private is None else list(safe_private)
         self._safe_private = {(s.group, s.creator.strip().upper(), s.element) for s in entries}
+        self.safe_creators = frozenset((group, creator) for group, creator, _ in self._safe_private)
         self._burned = load_data("burned_in.json")
         self._device_rules = _compile_device_rules(self._burned.get("device_rules", ()))
         self._dummies = self.profile.rules["dummies"]
