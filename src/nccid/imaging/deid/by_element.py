@@ -63,7 +63,7 @@ def deidentify_by_element(deid: Deidentifier, data, header: tuple[Dataset, int],
     """``deid.deidentify_parts`` of a parsed file, plus its catalogue fields and header JSON,
     assembled from remembered elements; None when the file must go the engine's way."""
     ds, pixel = _after_header(data, *header)
-    if pseudonym is None or ds.get_item(SOP_INSTANCE_UID) is None:
+    if pseudonym is None or ds._dict.get(SOP_INSTANCE_UID) is None:
         return None
     file_meta = getattr(ds, "file_meta", None)
     syntax = None if file_meta is None else file_meta.get("TransferSyntaxUID")
@@ -76,7 +76,7 @@ def deidentify_by_element(deid: Deidentifier, data, header: tuple[Dataset, int],
     original_sop = _text(ds.get("SOPInstanceUID", ""))
     link = deid._link_ids(ds)
     memo = _memo_of(deid)
-    charset = ds.get_item(SPECIFIC_CHARACTER_SET)
+    charset = ds._dict.get(SPECIFIC_CHARACTER_SET)
     context = (implicit, _identity(charset), pseudonym if deid.spec.get("date_shift") else None)
     if charset is not None and context[1] is None:
         return None
@@ -96,7 +96,7 @@ def deidentify_by_element(deid: Deidentifier, data, header: tuple[Dataset, int],
             missing.append((tag, key))
         else:
             outcomes.extend(known)
-    present = [(tag, _identity(ds.get_item(tag))) for tag in ADDED if tag in ds._dict]
+    present = [(tag, _identity(ds._dict.get(tag))) for tag in ADDED if tag in ds._dict]
     added_key = None if any(i is None for _, i in present) else (context, pseudonym, tuple(present))
     added = None if added_key is None else memo.get(added_key)
     if missing or added is None:
@@ -147,7 +147,7 @@ def _deidentify_together(deid: Deidentifier, ds: Dataset, tags: list[int], pseud
     context = (SPECIFIC_CHARACTER_SET, SOP_CLASS_UID, SOP_INSTANCE_UID, *ADDED) if with_added \
         else (SPECIFIC_CHARACTER_SET,)
     for tag in (*context, *tags):
-        elem = ds.get_item(tag)
+        elem = ds._dict.get(tag)
         if elem is not None:  # a converted sequence is changed in place: the file keeps its own
             small._dict[tag] = elem if isinstance(elem, RawDataElement) \
                 else deepcopy(elem) if elem.VR == "SQ" else copy(elem)

@@ -18,6 +18,7 @@ from pydicom.errors import InvalidDicomError
 from nccid.identity.keys import PSEUDONYM_PREFIX
 from nccid.identity.numbers import looks_like_patient_number
 
+from .engine import safe_private_value, temporal_ok
 from .profile import SafePrivate, default_safe_private, load_data
 
 KEYED_UID_ROOT = "2.25."
@@ -28,6 +29,7 @@ POSTCODE = re.compile(r"\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}\b")
 STREET = re.compile(r"\b\d+[A-Za-z]?,? +[A-Za-z' ]+ (Road|Rd|Street|St|Lane|Ln|Close|Avenue|Ave|Drive|Dr|Way|Crescent|Place|Court|Gardens|Terrace|Grove|Hill|Park|Square)\b", re.I)
 PHONE = re.compile(r"(?<![\d.])(?:\+44 ?|\(?0)\d{2,4}\)?[ -]?\d{3,4}[ -]?\d{3,4}(?![\d.])")
 DATE_IN_TEXT = re.compile(r"(?<!\d)(?:(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)\d{2})(?!\d)")
+UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){3,}(?![\d.])")
 BIRTH_DATE_KEYWORDS = {"PatientBirthDate", "PatientBirthDateInAlternativeCalendar"}
 
 
@@ -50,7 +52,8 @@ def mask(value: str) -> str:
 class Checker:
     def __init__(self, safe_private: Iterable[SafePrivate] | None = None) -> None:
         entries = default_safe_private() if safe_private is None else list(safe_private)
-        self.safe_private = {(s.group, s.creator.strip().upper(), s.element) for s in entries}
+        self.safe_private = {(s.group, s.creator.strip().upper(), s.element): s.vr.upper()
+                             for s in entries}
         rules = load_data("rules.json")
         self.well_known = tuple(rules["well_known_uid_prefixes"])
         self.uid_keep = set(rules["uid_keep_keywords"])
@@ -85,9 +88,14 @@ class Checker:
                 if elem.tag.is_private_creator:
                     continue
                 creator = creators.get((elem.tag.group, elem.tag.element >> 8), "")
-                if (elem.tag.group, creator, elem.tag.element & 0xFF) not in self.safe_private:
+                safe_vr = self.safe_private.get((elem.tag.group, creator, elem.tag.element & 0xFF))
+                if safe_vr is None:
                     found.append(Finding(file, where, keyword or "(private)",
                                          "private attribute not on the safe list", mask(_str(elem.value))))
+                elif not safe_private_value(elem, safe_vr):
+                    found.append(Finding(file, where, keyword or "(private)",
+                                         f"safe-listed private attribute that is not a {safe_vr or 'number'}",
+                                         mask(_str(elem.value))))
                 continue
             if elem.VR == "SQ":
                 for index, item in enumerate(elem.value or ()):
@@ -113,7 +121,12 @@ class Checker:
                     yield "birth date more precise than the year", value
                 continue
             if vr in ("DA", "DT"):
+                if not temporal_ok(value, vr):
+                    yield "date with more in it than a date", value
                 continue
+            uid = UID_IN_TEXT.search(value)
+            if uid and not uid.group().startswith((KEYED_UID_ROOT, *self.well_known)):
+                yield "UID-shaped text not under the keyed 2.25 root (an original UID?)", value
             if vr == "PN":
                 if not PSEUDONYM.fullmatch(value) and value != "REMOVED":
                     yield "person name that is not a pseudonym", value

@@ -7,7 +7,9 @@ bytes path parses the header only and copies the pixel data element as received.
 
 from __future__ import annotations
 
+import math
 import mmap
+import re
 import struct
 from collections.abc import Iterable
 from copy import deepcopy
@@ -125,7 +127,9 @@ class Deidentifier:
         if "rtnSafePrivOpt" not in self.spec["options"]:
             safe_private = []
         entries = default_safe_private() if safe_private is None else list(safe_private)
-        self._safe_private = {(s.group, s.creator.strip().upper(), s.element) for s in entries}
+        # (group, creator, low byte) -> the VR the value must conform to (see safe_private_value)
+        self._safe_private = {(s.group, s.creator.strip().upper(), s.element): s.vr.upper()
+                              for s in entries}
         self.safe_creators = frozenset((group, creator) for group, creator, _ in self._safe_private)
         self._burned = load_data("burned_in.json")
         self._device_rules = _compile_device_rules(self._burned.get("device_rules", ()))
@@ -240,7 +244,7 @@ class Deidentifier:
         sop_class = element_text(ds, _BURNED_TAGS["SOPClassUID"])
         for prefix, why in rules["sop_class_prefixes"].items():
             if sop_class == prefix or sop_class.startswith(prefix + "."):
-                return f"SOP class {sop_class}: {why}"
+                return f"SOP class {prefix}: {why}"  # the list's UID, never the file's
         manufacturer = text_of("Manufacturer")
         for name, why in rules["manufacturers"].items():
             if name in manufacturer:
@@ -277,8 +281,11 @@ class Deidentifier:
             if references_only and action != "U" and tag not in self.profile.reference_keep_tags:
                 action = "X"  # inside X/Z/U* sequences only the references survive
             if action == "K":
-                if _vr(elem) == "SQ":
+                vr = _vr(elem)
+                if vr == "SQ":
                     self._clean_items(ds, tag, patient, references_only)
+                elif vr in _TEMPORAL and not _temporal_ok(elem, vr):
+                    _set(ds, tag, vr, "")  # a date or time with more in it than a date or time
                 continue
             self._apply(ds, elem, tag, action, patient, top)
         if private:
@@ -347,7 +354,8 @@ class Deidentifier:
             block = element >> 8
             if element >= 0x1000 and not references_only:
                 creator = creators.get((group, block))
-                if creator is not None and (group, creator, element & 0xFF) in self._safe_private:
+                safe_vr = None if creator is None else self._safe_private.get((group, creator, element & 0xFF))
+                if safe_vr is not None and safe_private_value(ds.get_item(tag), safe_vr):
                     keep_creators.add((group, block))
                     continue
             if element < 0x10 or element > 0xFF:
@@ -475,21 +483,53 @@ def _shift_dates(ds: Dataset, days: int) -> None:
                 _shift_dates(item, days)
         elif vr in ("DA", "DT") and (tag >> 16) & 1 == 0:
             values = [_text(v) for v in _values(ds[tag].value)]
-            shifted = [_shift_one(v, days) for v in values]
+            shifted = [_shift_one(v, days, vr) for v in values]
             if any(s is None for s in shifted):
                 del ds[tag]  # cannot shift what cannot be read: removing is the safe choice
             else:
                 ds[tag] = DataElement(tag, vr, shifted if len(shifted) > 1 else (shifted[0] if shifted else ""))
 
 
-def _shift_one(value: str, days: int) -> str | None:
+def _shift_one(value: str, days: int, vr: str = "DA") -> str | None:
+    """A DA or DT value moved by ``days``; None when it is not a well-formed value (a range,
+    trailing text), which the caller removes rather than half-shift."""
     if not value:
         return value
+    if not _TEMPORAL[vr].fullmatch(value) or len(value) < 8:
+        return None
     try:
         moved = date(int(value[0:4]), int(value[4:6]), int(value[6:8])) + timedelta(days=days)
-    except (ValueError, IndexError):
+    except ValueError:
         return None
     return moved.strftime("%Y%m%d") + value[8:]
+
+
+# Well-formed DA, TM and DT values (PS3.5 6.2): a kept value that is not one may carry text.
+_TEMPORAL = {
+    "DA": re.compile(r"[0-9]{8}"),
+    "TM": re.compile(r"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?"),
+    "DT": re.compile(r"[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?)?)?)?"
+                     r"([+-][0-9]{4})?"),
+}
+
+
+def temporal_ok(text: str, vr: str) -> bool:
+    """True when ``text`` is one well-formed DA, TM or DT value (or empty)."""
+    text = text.strip(" \x00")
+    return not text or _TEMPORAL[vr].fullmatch(text) is not None
+
+
+def _temporal_ok(elem, vr: str) -> bool:
+    value = elem.value
+    if isinstance(elem, RawDataElement):
+        if not value:
+            return True
+        if not isinstance(value, bytes) or not value.isascii():
+            return False
+        texts = value.decode("ascii").split("\\")
+    else:
+        texts = [str(v) for v in _values(value)]
+    return all(temporal_ok(t, vr) for t in texts)
 
 
 def _reduce_birth_date(ds: Dataset) -> None:
@@ -553,8 +593,64 @@ def _after_header(data: bytes, ds: Dataset, start: int) -> tuple[Dataset, memory
     return ds, _pixel_element(data, start, bool(implicit), little is not False)
 
 
+_PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+
+
+# What a kept safe-listed private value may look like, by the VR the safe list declares: the
+# list names numeric parameters, so anything else (text, a sequence, the wrong VR) is removed.
+_SAFE_TEXT = {
+    "IS": re.compile(r" *[+-]?[0-9]{1,12} *"),
+    "DS": re.compile(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *"),
+    "CS": re.compile(r"[A-Z0-9 _]{0,16}"),
+}
+_SAFE_BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+SAFE_PRIVATE_MAX_BYTES = 1024
+
+
+def safe_private_value(elem, vr: str) -> bool:
+    """True when a safe-listed private element holds what its declared VR allows (numbers, or
+    short code strings): the safe list vouches for a vendor's parameter, not for whatever a
+    file puts under its tag."""
+    if elem is None:
+        return False
+    if not vr:  # an entry that declares no VR: the element's own, if it is a numeric one
+        vr = elem.VR if elem.VR in _SAFE_BINARY or elem.VR in _SAFE_TEXT else ""
+    if not vr or elem.VR not in (None, "UN", vr):
+        return False
+    if isinstance(elem, RawDataElement) or isinstance(elem.value, bytes):  # as read, or UN
+        raw = elem.value
+        if raw is None or getattr(elem, "length", 0) == 0xFFFFFFFF or not isinstance(raw, bytes):
+            return False
+    elif vr in _SAFE_BINARY and elem.VR == vr:
+        return all(isinstance(v, (int, float)) and math.isfinite(v) for v in _values(elem.value))
+    elif vr in _SAFE_TEXT and elem.VR == vr:
+        raw = "\\".join(str(v) for v in _values(elem.value)).encode("latin-1", "replace")
+    else:
+        return False
+    if len(raw) > SAFE_PRIVATE_MAX_BYTES:
+        return False
+    if vr in _SAFE_BINARY:
+        code = _SAFE_BINARY[vr]
+        size = struct.calcsize(code)
+        if len(raw) % size:
+            return False
+        order = "<" if getattr(elem, "is_little_endian", True) is not False else ">"
+        return all(math.isfinite(v) for (v,) in struct.iter_unpack(order + code, raw))
+    pattern = _SAFE_TEXT.get(vr)
+    if pattern is None or not raw.isascii():
+        return False
+    return all(pattern.fullmatch(v) for v in raw.decode("ascii").rstrip("\x00 ").split("\\"))
+
+
 def _check_length(elem) -> None:
-    """A value shorter than its declared length means the file was cut (or lies about a length)."""
+    """A value shorter than its declared length means the file was cut (or lies about a length);
+    an undefined length belongs to sequences and encapsulated pixel data only (anything else
+    read to a delimiter could hide items in a value that is kept)."""
+    if isinstance(elem, RawDataElement) and elem.length == 0xFFFFFFFF \
+            and int(elem.tag) not in _PIXEL_DATA_TAGS and _vr(elem) != "SQ":
+        tag = int(elem.tag)
+        raise DeidError(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) has an undefined length "
+                        "but is not a sequence")
     if isinstance(elem, RawDataElement) and elem.value is not None and elem.length != 0xFFFFFFFF \
             and len(elem.value) < elem.length:
         tag = int(elem.tag)
@@ -563,7 +659,7 @@ def _check_length(elem) -> None:
 
 
 def _check_elements(ds: Dataset) -> None:
-    for elem in ds.elements():
+    for elem in ds._dict.values():  # as read: converting here would fail on a malformed value
         _check_length(elem)
     if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
         raise DeidError("no SOP Class/Instance UID: not a storable DICOM instance (or not DICOM)")
