@@ -169,7 +169,7 @@ def _check_complete(ds: Dataset, size: int) -> None:
     if not tags:
         raise Rejected("empty DICOM dataset")
     last = ds._dict[tags[-1]]  # the raw element: its offsets show whether the file was cut
-    if isinstance(last, RawDataElement):
+    if isinstance(last, RawDataElement) and not UID(str(tsuid)).is_deflated:  # inflated offsets
         if last.length == 0xFFFFFFFF:
             if not _ends_with_delimiter(last, size):
                 raise Rejected("truncated: the file ends inside an undefined-length element")
@@ -186,7 +186,13 @@ def _check_native_pixels(ds: Dataset, data: bytes, start: int, size: int | None 
     """Uncompressed pixel data must hold every pixel the header declares, and the file every
     byte its pixel data declares (``size``: the file's length, if ``data`` is only its start)."""
     syntax = UID(str(ds.file_meta.TransferSyntaxUID))
-    if start + 12 > len(data) or syntax.is_encapsulated or syntax.is_deflated:
+    if syntax.is_deflated:
+        return  # offsets are in the inflated stream; a cut stream fails to inflate instead
+    # pydicom stops at the pixel data's whole header, or at the end of a file cut inside it
+    if start >= (len(data) if size is None else size) and 0x00280010 in ds._dict:  # Rows
+        raise Rejected("truncated: the header describes an image, the file ends before its "
+                       "pixel data")
+    if start + 12 > len(data) or syntax.is_encapsulated:
         return
     little = syntax != "1.2.840.10008.1.2.2"
     order = "<" if little else ">"

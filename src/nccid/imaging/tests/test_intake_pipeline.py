@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import pytest
-from pydicom import dcmread
+from pydicom import dcmread, dcmwrite
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from nccid.config import get_settings
 from nccid.imaging import deps
-from nccid.imaging.intake import ingest
+from nccid.imaging.intake import ingest, read_header
 from nccid.imaging.models import HeldImage, PendingImage, StudyReceipt
 from nccid.imaging.outcome import IngestStatus
 from nccid.imaging.services import held_images, reject_held, release_held, studies_for_site
@@ -84,6 +87,9 @@ def test_burned_in_annotation_is_held_until_a_data_manager_decides(site, keyring
     assert (receipt.held, receipt.stored, receipt.status) == (0, 1, "waiting")
 
 
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"
+
+
 def _good(person) -> bytes:
     return to_bytes(synthetic_instance(person, patient_id=person.nhs_number, rows=64, columns=64))
 
@@ -96,8 +102,12 @@ def _good(person) -> bytes:
         (lambda good: good[:-1000], "truncated"),
         (lambda good: good[:400], "incomplete"),
         (lambda good: good[:132] + b"\xff" * 300, "unreadable"),
+        (lambda good: good[:good.rfind(_PIXEL_TAG) + 10], "unreadable"),
+        (lambda good: good[:good.rfind(_PIXEL_TAG) + 6], "ends before its pixel data"),
+        (lambda good: good[:good.rfind(_PIXEL_TAG)], "ends before its pixel data"),
     ],
-    ids=["empty", "not-dicom", "truncated-pixels", "truncated-header", "garbage-after-marker"],
+    ids=["empty", "not-dicom", "truncated-pixels", "truncated-header", "garbage-after-marker",
+         "cut-in-pixel-length", "cut-in-pixel-tag", "cut-before-pixels"],
 )
 def test_bad_files_are_rejected_with_a_reason(site, person_factory, make_bad, reason):
     outcome = ingest(make_bad(_good(person_factory(15))), site, "test")
@@ -109,3 +119,14 @@ def test_bad_files_are_rejected_with_a_reason(site, person_factory, make_bad, re
     for receipt in receipts:
         assert (receipt.stored, receipt.pending, receipt.held, receipt.rejected) == (0, 0, 0, 1)
         assert reason in receipt.problem and receipt.status == "rejected"
+
+
+def test_a_deflated_file_is_not_taken_for_a_truncated_one(site, person_factory):
+    """Its elements' offsets are in the inflated stream, longer than the file."""
+    ds = synthetic_instance(person_factory(16), rows=64, columns=64)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    assert read_header(buffer.getvalue()).SOPInstanceUID == ds.SOPInstanceUID
+    cut = ingest(buffer.getvalue()[:-50], site, "test")
+    assert cut.status is IngestStatus.REJECTED and "unreadable" in cut.reason
