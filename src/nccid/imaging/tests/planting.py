@@ -61,4 +61,23 @@ def plant_everywhere(ds: Dataset, person: Person, profile: str = "retain-dates")
     deep = Dataset()
     deep.add_new(0x00100020, "LO", person.nhs_number)
     block.add_new(0x10, "SQ", [deep])
+    needles += _plant_where_values_are_kept(ds, person)
     return needles
+
+
+def _plant_where_values_are_kept(ds: Dataset, person: Person) -> list[str]:
+    """Identifiers under tags whose element the profile keeps, or does not list: a sequence
+    and text under safe-listed private tags, URLs, retired order numbers, alternative-calendar
+    birth dates, a date with a name after it."""
+    hidden_uid = planted_uid(person, 20_000)
+    safe = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    item = Dataset()
+    item.PatientName, item.PatientID = person.dicom_name, person.hospital_number
+    item.ReferencedSOPInstanceUID = hidden_uid
+    safe.add_new(0x0C, "SQ", [item])                       # B_value (IS) on the safe list
+    safe.add_new(0x0D, "LO", person.family_name)           # declared CS
+    ds.RetrieveURL = f"https://pacs.example/wado?studyUID={planted_uid(person, 20_001)}"
+    ds.PlacerOrderNumberProcedure = person.hospital_number
+    ds.PatientBirthDateInAlternativeCalendar = person.family_name
+    ds.ContentDate = "20200403" + person.family_name[:8]
+    return [hidden_uid, planted_uid(person, 20_001)]
