@@ -130,7 +130,7 @@ def _assemble(deid, outcomes, pixel, syntax, pseudonym, original_sop, link):
         sop_class_uid=sop_class, modality=texts.get(0x00080060, ""), transfer_syntax=str(syntax),
         profile=deid.profile.name, pseudonym=pseudonym,
         dates_shifted=bool(deid.spec.get("date_shift")), original_sop_uid=original_sop, link=link)
-    parts = [encoded] if pixel is None else [encoded, pixel]
+    parts = [encoded] if pixel is None else [encoded, *pixel]
     return parts, result, meta, dump_json(body)
 
 

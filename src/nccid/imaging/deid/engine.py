@@ -563,7 +563,7 @@ def _reader(data) -> BytesIO | mmap.mmap:
     return BytesIO(data)
 
 
-def _read_header(data: bytes) -> tuple[Dataset, memoryview | None]:
+def _read_header(data: bytes) -> tuple[Dataset, list | None]:
     """Parse everything before the Pixel Data; return it and the raw pixel element bytes."""
     fp = BytesIO(data)
     try:
@@ -573,7 +573,8 @@ def _read_header(data: bytes) -> tuple[Dataset, memoryview | None]:
     return _after_header(data, ds, fp.tell())
 
 
-def _after_header(data: bytes, ds: Dataset, start: int) -> tuple[Dataset, memoryview | None]:
+def _after_header(data: bytes, ds: Dataset, start: int) -> tuple[Dataset, list | None]:
+    """The dataset checked, and its pixel data element as parts of the received bytes."""
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax == DeflatedExplicitVRLittleEndian:
@@ -590,7 +591,33 @@ def _after_header(data: bytes, ds: Dataset, start: int) -> tuple[Dataset, memory
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if implicit is None:
         implicit, little = ds.is_implicit_VR, ds.is_little_endian
-    return ds, _pixel_element(data, start, bool(implicit), little is not False)
+    little = little is not False
+    return ds, _without_surplus(ds, _pixel_element(data, start, bool(implicit), little),
+                                bool(implicit), little)
+
+
+def _without_surplus(ds: Dataset, pixel: memoryview, implicit: bool, little: bool) -> list:
+    """Native pixel data cut to the bytes its image needs: anything a file carries after the
+    last pixel is not image and is not passed on (nothing is decoded or rewritten)."""
+    header = 8 if implicit else 12
+    order = "<" if little else ">"
+    (length,) = struct.unpack_from(order + "L", pixel, header - 4)
+    expected = None if length == 0xFFFFFFFF else _native_pixel_bytes(ds)
+    if expected is None or length <= expected:
+        return [pixel]
+    return [bytes(pixel[:header - 4]) + struct.pack(order + "L", expected),
+            pixel[header:header + expected]]
+
+
+def _native_pixel_bytes(ds: Dataset) -> int | None:
+    """Rows × Columns × samples × frames × bits, in bytes rounded up to even; None when the
+    header does not say (then the pixel data is left as it is)."""
+    try:
+        total = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+                 * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) + 7) // 8
+    except Exception:  # noqa: BLE001 - missing or malformed: no basis to cut anything
+        return None
+    return total + (total & 1) if total > 0 else None
 
 
 _PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
@@ -706,12 +733,12 @@ def _pixel_element(data: bytes, start: int, implicit: bool, little: bool) -> mem
             raise DeidError("encapsulated Pixel Data fragment truncated")
 
 
-def _encode(ds: Dataset, pixel: memoryview | None) -> bytes:
+def _encode(ds: Dataset, pixel: list | None) -> bytes:
     return b"".join(_encode_parts(ds, pixel))
 
 
-def _encode_parts(ds: Dataset, pixel: memoryview | None) -> list:
-    """The encoded header, then the pixel data element exactly as received (not copied)."""
+def _encode_parts(ds: Dataset, pixel: list | None) -> list:
+    """The encoded header, then the pixel data element as received (not copied)."""
     try:
         header = _fast_encode(ds)
         if header is None:
@@ -720,7 +747,7 @@ def _encode_parts(ds: Dataset, pixel: memoryview | None) -> list:
             header = buffer.getvalue()
     except Exception as exc:
         raise DeidError(f"cannot encode the de-identified file ({type(exc).__name__})") from None
-    return [header] if pixel is None else [header, pixel]
+    return [header] if pixel is None else [header, *pixel]
 
 
 _ENCODED = Memo()  # (tag, VR, implicit, charset, value key) -> the element's bytes

@@ -24,10 +24,12 @@ def planted_uid(person: Person, n: int) -> str:
     return f"{ORIGINAL_ROOT}{person.nhs_number[3:]}.77.{n}"
 
 
-def plant_everywhere(ds: Dataset, person: Person, profile: str = "retain-dates") -> list[str]:
+def plant_everywhere(ds: Dataset, person: Person, profile: str = "retain-dates", *,
+                     where_kept: bool = True) -> list[str]:
     """Write an identifier into each profile attribute (text, UID or sequence) the profile
-    does not keep by design; returns the extra needles (UIDs) planted. Dates, numbers and
-    code strings cannot hold a name and are left as the synthetic file has them."""
+    does not keep by design, and (``where_kept``) where elements are kept but their values
+    must not be; returns the extra needles (UIDs) planted. Dates, numbers and code strings
+    cannot hold a name and are left as the synthetic file has them."""
     from nccid.imaging.deid.profile import compile_profile
 
     compiled = compile_profile(profile)
@@ -61,14 +63,13 @@ def plant_everywhere(ds: Dataset, person: Person, profile: str = "retain-dates")
     deep = Dataset()
     deep.add_new(0x00100020, "LO", person.nhs_number)
     block.add_new(0x10, "SQ", [deep])
-    needles += _plant_where_values_are_kept(ds, person)
+    if where_kept:
+        needles += plant_kept_private(ds, person) + plant_kept_public(ds, person)
     return needles
 
 
-def _plant_where_values_are_kept(ds: Dataset, person: Person) -> list[str]:
-    """Identifiers under tags whose element the profile keeps, or does not list: a sequence
-    and text under safe-listed private tags, URLs, retired order numbers, alternative-calendar
-    birth dates, a date with a name after it."""
+def plant_kept_private(ds: Dataset, person: Person) -> list[str]:
+    """A sequence and text under tags of the private safe list (kept only when numeric)."""
     hidden_uid = planted_uid(person, 20_000)
     safe = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
     item = Dataset()
@@ -76,8 +77,14 @@ def _plant_where_values_are_kept(ds: Dataset, person: Person) -> list[str]:
     item.ReferencedSOPInstanceUID = hidden_uid
     safe.add_new(0x0C, "SQ", [item])                       # B_value (IS) on the safe list
     safe.add_new(0x0D, "LO", person.family_name)           # declared CS
+    return [hidden_uid]
+
+
+def plant_kept_public(ds: Dataset, person: Person) -> list[str]:
+    """Public attributes the table does not list, or keeps, holding identifiers: a retrieve
+    URL, a retired order number, an alternative-calendar birth date, a date with a name."""
     ds.RetrieveURL = f"https://pacs.example/wado?studyUID={planted_uid(person, 20_001)}"
     ds.PlacerOrderNumberProcedure = person.hospital_number
     ds.PatientBirthDateInAlternativeCalendar = person.family_name
     ds.ContentDate = "20200403" + person.family_name[:8]
-    return [hidden_uid, planted_uid(person, 20_001)]
+    return [planted_uid(person, 20_001)]

@@ -16,7 +16,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, Imp
 from nccid.imaging.deid import Deidentifier, DeidError, SafePrivate, image_meta
 from nccid.imaging.deid.by_element import deidentify_by_element
 from nccid.imaging.deid.engine import parse_header
-from nccid.imaging.tests.planting import plant_everywhere
+from nccid.imaging.tests.planting import plant_everywhere, plant_kept_public
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.synthetic.people import people
 from nccid.warehouse.dicom_json import header_json
@@ -75,7 +75,8 @@ def test_a_planted_series_comes_out_as_the_engine_writes_it(kr, profile, modalit
     for person in people(2, seed=5):
         for instance in range(1, 4):  # later files of a series come from the memo
             ds = synthetic_instance(person, modality=modality, instance=instance)
-            plant_everywhere(ds, person, profile)
+            plant_everywhere(ds, person, profile, where_kept=False)
+            plant_kept_public(ds, person)  # (a safe-listed private block goes the engine's way)
             assert _assert_same_as_engine(deid, to_bytes(ds), f"NCCID-{person.nhs_number}")
 
 
