@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import socket
+import struct
 import threading
 import time
 from collections import Counter, defaultdict
@@ -117,6 +118,54 @@ class _QuickDUL(DULServiceProvider):
         pass  # set by pynetdicom's __init__; the property decides
 
 
+    def _read_pdu_data(self) -> None:  # type: ignore[override]
+        """pynetdicom's PDU reading, with the declared length checked before anything is
+        allocated for it (a peer could otherwise declare 4 GB in six bytes) and the PDU read
+        straight into one buffer (pynetdicom copies it once more)."""
+        sock = self.socket
+        try:
+            header = sock.recv(6)
+        except (OSError, TimeoutError):
+            self.event_queue.put("Evt17")  # transport closed
+            return
+        if len(header) < 6:
+            self.event_queue.put("Evt17")
+            return
+        pdu_type, _, length = struct.unpack(">BBL", header)
+        limit = P_DATA_LIMIT if pdu_type == 0x04 and self.assoc.is_established else CONTROL_PDU_LIMIT
+        if pdu_type not in _PDU_TYPES or length > limit:
+            log.warning("refused a PDU of type 0x%02X declaring %d bytes (limit %d): association "
+                        "aborted", pdu_type, length, limit)
+            self.event_queue.put("Evt19")  # invalid PDU: A-ABORT
+            return
+        bytestream = bytearray(6 + length)
+        bytestream[:6] = header
+        try:
+            complete = sock.recv_exactly(memoryview(bytestream)[6:])
+        except (OSError, TimeoutError):
+            complete = False
+        if not complete:
+            self.event_queue.put("Evt17")
+            return
+        try:
+            pdu, event = self._decode_pdu(bytestream)
+        except Exception:  # noqa: BLE001 - as pynetdicom: an undecodable PDU aborts
+            log.warning("refused a PDU of type 0x%02X that could not be decoded: association "
+                        "aborted", pdu_type)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
+
+# PDU lengths the node accepts: P-DATA up to the maximum it negotiates, anything else (an
+# association request with its presentation contexts and user identity) up to 1 MB.
+MAXIMUM_PDU = 16 * 1024 * 1024
+P_DATA_LIMIT = MAXIMUM_PDU
+CONTROL_PDU_LIMIT = 1024 * 1024
+_PDU_TYPES = frozenset(range(0x01, 0x08))
+
+
 class _NoDelayHandler(RequestHandler):
     def handle(self) -> None:
         try:
@@ -135,22 +184,19 @@ class _NoDelayHandler(RequestHandler):
 
 class _BulkSocket(AssociationSocket):
     """pynetdicom reads a PDU 4 KB per ``recv`` and appends each piece to a bytearray: for an
-    8 MB image that is 2,000 system calls and copies. Here the PDU is read straight into one
-    buffer of its size with ``recv_into``, as much per call as the kernel has."""
+    8 MB image that is 2,000 system calls and copies. Here the PDU (its length checked first,
+    see ``_QuickDUL._read_pdu_data``) is read straight into one buffer of its size with
+    ``recv_into``, as much per call as the kernel has."""
 
-    def recv(self, nr_bytes: int) -> bytearray:  # same contract as pynetdicom's
-        buffer = bytearray(nr_bytes)
-        view = memoryview(buffer)
-        read = 0
-        while read < nr_bytes:
-            got = self.socket.recv_into(view[read:], nr_bytes - read)
-            if not got:  # the peer closed the connection: what was read, as pynetdicom does
-                view.release()
-                del buffer[read:]
-                return buffer
+    def recv_exactly(self, view: memoryview) -> bool:
+        """Fill ``view`` from the socket; False when the peer closed the connection first."""
+        read, size = 0, len(view)
+        while read < size:
+            got = self.socket.recv_into(view[read:], size - read)
+            if not got:
+                return False
             read += got
-        view.release()
-        return buffer
+        return True
 
 
 @dataclass
@@ -405,7 +451,7 @@ def make_ae(ae_title: str | None = None) -> NodeAE:
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES[:4])
-    ae.maximum_pdu_size = 0  # no limit: senders use big PDUs, far fewer Python round trips
+    ae.maximum_pdu_size = MAXIMUM_PDU  # big PDUs: few Python round trips; bounded memory
     ae.maximum_associations = 32
     ae.network_timeout = 120
     ae.dimse_timeout = 120

@@ -6,6 +6,8 @@ drain (``node.drained()``, a bounded wait on a condition) before looking at what
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -105,6 +107,20 @@ def test_a_site_added_while_running_is_accepted_without_restart(node, site):
     assert after.is_established
     assert after.send_c_echo().Status == 0x0000
     after.release()
+
+
+@pytest.mark.parametrize("declared", [64 * 1024 * 1024, 0xFFFFFFFF])
+def test_a_pdu_declaring_more_than_the_node_takes_is_aborted_before_anything_is_read(
+        node, site, declared):
+    """Six bytes from anyone who can connect (no AE title yet) must not make the node set
+    aside what they declare: the association is aborted at once and the node serves on."""
+    with socket.create_connection(("127.0.0.1", node.port), timeout=20) as attacker:
+        attacker.sendall(struct.pack(">BBL", 0x01, 0, declared))  # A-ASSOCIATE-RQ header
+        answer = attacker.recv(6)
+    assert answer[:1] == b"\x07"  # A-ABORT, not a wait for the bytes declared
+    assoc = _associate(node.port, "RTEST_PACS")
+    assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+    assoc.release()
 
 
 def _send(port: int, datasets, abort_after: int | None = None) -> list[int]:
