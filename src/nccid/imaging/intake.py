@@ -70,30 +70,85 @@ class Patient:
 
 
 def original_sop_uid(data) -> str | None:
-    """The SOP Instance UID in the file meta, found without parsing the dataset (the resume
-    check): group 0002 is always explicit VR little endian, so its elements are walked as
-    bytes. None when the meta is not that (the file is then parsed in full and checked)."""
+    """The SOP Instance UID of a file, found without parsing it (the resume check): group 0002
+    is always explicit VR little endian, so the file meta is walked as bytes, then the
+    dataset's first elements up to (0008,0018) when it is little endian. The UID comes back
+    only when the file meta and the dataset name the same instance; None otherwise (the file
+    is then parsed in full and checked, and a mismatch refused)."""
     try:
         if bytes(data[128:132]) != b"DICM":
             return None
-        offset, end = 132, min(len(data), HEADER_PEEK)
-        while offset + 8 <= end:
-            group, element = struct.unpack_from("<HH", data, offset)
+        meta, offset = _walk_explicit_meta(data)
+        uid, syntax = meta.get(3), meta.get(0x10)
+        if not uid or syntax not in _QUICK_SYNTAXES:
+            return None
+        return uid if _dataset_sop_uid(data, offset, syntax == _IMPLICIT_LE) == uid else None
+    except (struct.error, UnicodeDecodeError, ValueError, TypeError):
+        return None
+
+
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+# Little-endian syntaxes whose dataset can be walked as bytes (not deflated, not big endian).
+_QUICK_SYNTAXES = frozenset({_IMPLICIT_LE, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50",
+                             "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                             "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
+                             "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90",
+                             "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5"})
+
+
+def _uid_text(data, offset: int, length: int) -> str:
+    return bytes(data[offset:offset + length]).decode("ascii").strip("\x00 ")
+
+
+def _walk_explicit_meta(data) -> tuple[dict[int, str], int]:
+    """The file meta's UI values by element number, and where the dataset starts."""
+    values: dict[int, str] = {}
+    offset, end = 132, min(len(data), HEADER_PEEK)
+    while offset + 8 <= end:
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group != 2:
+            return values, offset
+        vr = bytes(data[offset + 4:offset + 6])
+        if not vr.isalpha() or not vr.isupper():
+            raise ValueError("not explicit VR")
+        if vr in _LONG_LENGTH_VRS:
+            (length,) = struct.unpack_from("<I", data, offset + 8)
+            offset += 12
+        else:
+            (length,) = struct.unpack_from("<H", data, offset + 6)
+            offset += 8
+        if offset + length > end:
+            raise ValueError("cut")
+        if vr == b"UI":
+            values[element] = _uid_text(data, offset, length)
+        offset += length
+    raise ValueError("no dataset within the first bytes")
+
+
+def _dataset_sop_uid(data, offset: int, implicit: bool) -> str | None:
+    """(0008,0018) of the dataset starting at ``offset``, walking the elements before it."""
+    end = min(len(data), offset + HEADER_PEEK)
+    while offset + 8 <= end:
+        group, element = struct.unpack_from("<HH", data, offset)
+        tag = group << 16 | element
+        if tag > 0x00080018:
+            return None
+        if implicit:
+            (length,) = struct.unpack_from("<I", data, offset + 4)
+            offset += 8
+        else:
             vr = bytes(data[offset + 4:offset + 6])
-            if group != 2 or not vr.isalpha() or not vr.isupper():
-                return None
             if vr in _LONG_LENGTH_VRS:
                 (length,) = struct.unpack_from("<I", data, offset + 8)
                 offset += 12
             else:
                 (length,) = struct.unpack_from("<H", data, offset + 6)
                 offset += 8
-            if element == 3:
-                uid = bytes(data[offset:offset + length]).decode("ascii").strip("\x00 ")
-                return uid if vr == b"UI" and uid and offset + length <= end else None
-            offset += length
-    except (struct.error, UnicodeDecodeError, ValueError, TypeError):
-        return None
+        if length == 0xFFFFFFFF or offset + length > end:
+            return None
+        if tag == 0x00080018:
+            return _uid_text(data, offset, length)
+        offset += length
     return None
 
 
@@ -165,6 +220,10 @@ def _check_complete(ds: Dataset, size: int) -> None:
         raise Rejected(f"unreadable DICOM header ({type(exc).__name__})") from None
     if missing:
         raise Rejected(f"incomplete DICOM: no {', '.join(missing)} (truncated file?)")
+    named = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "").strip("\x00 ")
+    if named and named != str(ds.SOPInstanceUID).strip("\x00 "):
+        raise Rejected("the file meta (or the C-STORE request) names another SOP instance than "
+                       "the dataset it carries")
     tags = list(ds.keys())
     if not tags:
         raise Rejected("empty DICOM dataset")

@@ -130,3 +130,19 @@ def test_a_deflated_file_is_not_taken_for_a_truncated_one(site, person_factory):
     assert read_header(buffer.getvalue()).SOPInstanceUID == ds.SOPInstanceUID
     cut = ingest(buffer.getvalue()[:-50], site, "test")
     assert cut.status is IngestStatus.REJECTED and "unreadable" in cut.reason
+
+
+def test_a_file_whose_meta_names_a_stored_instance_is_refused_not_skipped(site, person_factory):
+    """Its dataset is another instance: skipping it as a duplicate of the one its file meta
+    names would lose it without a word."""
+    person = person_factory(17)
+    stored = synthetic_instance(person, patient_id=person.nhs_number, instance=1)
+    assert ingest(to_bytes(stored), site, "test").status is not IngestStatus.REJECTED
+    other = to_bytes(synthetic_instance(person, patient_id=person.nhs_number, instance=2))
+    theirs = synthetic_instance(person, instance=2).SOPInstanceUID.encode()
+    ours = stored.SOPInstanceUID.encode().ljust(len(theirs), b"\x00")
+    assert len(ours) == len(theirs)
+    at = other.index(theirs)  # in the file meta, which comes first
+    outcome = ingest(other[:at] + ours + other[at + len(theirs):], site, "test")
+    assert outcome.status is IngestStatus.REJECTED
+    assert "names another SOP instance" in outcome.reason

@@ -55,8 +55,9 @@ def test_a_damaged_file_is_refused_with_read_headers_reason(cut):
 
 
 def test_the_quick_sop_uid_read_matches_pydicom_or_declines(person_factory):
-    """The resume check walks the file meta as bytes: it must give pydicom's answer for
-    every file pydicom's own test files hold, or None (then the file is parsed in full)."""
+    """The resume check walks the file meta and the dataset's first elements as bytes: for
+    every file pydicom's own test files hold it must give the SOP Instance UID both name, or
+    None (then the file is parsed in full)."""
     import warnings
 
     import pydicom.data
@@ -74,8 +75,9 @@ def test_the_quick_sop_uid_read_matches_pydicom_or_declines(person_factory):
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            meta = dcmread(path, stop_before_pixels=True, force=True).file_meta
-        assert quick == str(meta.MediaStorageSOPInstanceUID).strip("\x00 "), path
+            read = dcmread(path, stop_before_pixels=True, force=True)
+        assert quick == str(read.file_meta.MediaStorageSOPInstanceUID).strip("\x00 "), path
+        assert quick == str(read.SOPInstanceUID).strip("\x00 "), path
         checked += 1
     assert checked > 100
     person = person_factory(91)
@@ -85,3 +87,19 @@ def test_the_quick_sop_uid_read_matches_pydicom_or_declines(person_factory):
     assert original_sop_uid(data[:140]) is None          # cut inside the meta
     assert original_sop_uid(b"\x00" * 132) is None       # no DICM marker
     assert original_sop_uid(data[:132] + b"\x02\x00\x03\x00\x00\x00") is None  # not a VR
+
+
+def test_the_quick_sop_uid_read_declines_when_meta_and_dataset_disagree(person_factory):
+    from nccid.imaging.intake import original_sop_uid
+
+    ds = synthetic_instance(person_factory(92), modality="CT")
+    agreeing = to_bytes(ds)
+    assert original_sop_uid(agreeing) == ds.SOPInstanceUID
+    uid = ds.SOPInstanceUID.encode()
+    in_meta = agreeing.index(uid)  # the file meta comes first
+    other = uid[:-1] + (b"8" if uid[-1:] != b"8" else b"7")
+    disagreeing = agreeing[:in_meta] + other + agreeing[in_meta + len(uid):]
+    assert agreeing.index(uid, in_meta + 1) > in_meta  # the dataset still names the first
+    assert original_sop_uid(disagreeing) is None
+    with pytest.raises(Rejected, match="names another SOP instance"):
+        read_header(disagreeing)
