@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import stat
 import threading
 import zipfile
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +28,7 @@ from .intake import finish_many, long_run_collector, prepare_many
 from .outcome import IngestOutcome, IngestStatus
 
 MAX_FILE_BYTES = 4 * 1024**3  # a single DICOM file larger than this is refused, not read
+MAX_MEMBER_BYTES = 128 * 1024**2  # a zip member is read into memory: bigger ones are refused
 BATCH_FILES = 32               # files made durable and committed together
 BATCH_BYTES = 64 * 1024**2     # ... or fewer, when they are big (bounds memory)
 READ_AHEAD = 16                # files read ahead ...
@@ -61,7 +64,7 @@ class Source:
     name: str
     size: int
     path: Path
-    member: str | None = None
+    member: zipfile.ZipInfo | None = None  # by entry, not name: two entries may share a name
 
     def read(self, archives: dict[Path, zipfile.ZipFile]) -> bytes | mmap.mmap:
         if self.member is None:
@@ -100,24 +103,76 @@ def _release(data) -> None:
             data.close()
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):
+def _walk(root: Path, problems: list[tuple[str, str]]) -> Iterator[Path]:
+    """Every file under ``root``, following links to folders (each folder once, so a link
+    back up cannot loop); a folder that cannot be listed is reported."""
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(error: OSError) -> None:
+        problems.append((str(error.filename), f"unreadable folder ({type(error).__name__})"))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+        try:
+            status = os.stat(folder)
+        except OSError as exc:
+            unreadable(exc)
+            dirs.clear()
+            continue
+        if (status.st_dev, status.st_ino) in seen:
+            dirs.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
         dirs.sort()
         for name in sorted(files):
             yield Path(folder) / name
 
 
+# Not images: the index file of a DICOM disc is skipped like hidden files.
+SKIPPED_NAMES = frozenset({"DICOMDIR"})
+
+
 def _expand(path: Path) -> Iterator[Source | tuple[str, str]]:
-    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                for info in archive.infolist():
-                    if not info.is_dir():
-                        yield Source(f"{path}!{info.filename}", info.file_size, path, info.filename)
-        except (zipfile.BadZipFile, OSError) as exc:
-            yield (str(path), f"unreadable zip archive ({type(exc).__name__})")
+    try:
+        status = path.stat()  # follows a link to what it names
+    except FileNotFoundError:
+        yield (str(path), "broken symbolic link" if path.is_symlink() else "no such file")
         return
-    yield Source(str(path), path.stat().st_size, path)
+    except OSError as exc:
+        yield (str(path), f"unreadable ({type(exc).__name__})")
+        return
+    if not stat.S_ISREG(status.st_mode):
+        yield (str(path), "not a regular file (a pipe, socket or device): not read")
+        return
+    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+        yield from _expand_zip(path, status.st_size)
+        return
+    yield Source(str(path), status.st_size, path)
+
+
+def _expand_zip(path: Path, size: int) -> Iterator[Source | tuple[str, str]]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = [info for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        yield (str(path), f"unreadable zip archive ({type(exc).__name__})")
+        return
+    if infos and min(info.header_offset for info in infos) > 0:
+        # Its directory does not start at its first bytes: a damaged archive whose last
+        # directory found belongs to a zip stored inside it, or a self-extracting one.
+        yield (str(path), "damaged zip archive (its directory does not cover the whole file)")
+        return
+    for info in infos:
+        name = f"{path}!{info.filename}"
+        if Path(info.filename).name.upper() in SKIPPED_NAMES:
+            continue
+        if info.filename.lower().endswith(".zip"):
+            yield (name, "a zip archive inside a zip archive: extract it and import the folder")
+        elif info.file_size > MAX_MEMBER_BYTES:
+            yield (name, f"zip member of {info.file_size:,} bytes, over the "
+                         f"{MAX_MEMBER_BYTES:,} read into memory: extract the archive and "
+                         "import the folder")
+        else:
+            yield Source(name, info.file_size, path, info)
 
 
 def collect(paths: list[Path]) -> tuple[list[Source], list[tuple[str, str]]]:
@@ -129,9 +184,9 @@ def collect(paths: list[Path]) -> tuple[list[Source], list[tuple[str, str]]]:
         if not root.exists():
             problems.append((str(root), "no such file or folder"))
             continue
-        files = _walk(root) if root.is_dir() else [root]
+        files = _walk(root, problems) if root.is_dir() else [root]
         for file in files:
-            if file.name.startswith(".") or file.is_symlink() and not file.exists():
+            if file.name.startswith(".") or file.name.upper() in SKIPPED_NAMES:
                 continue
             for item in _expand(file):
                 (sources if isinstance(item, Source) else problems).append(item)
@@ -258,11 +313,20 @@ def _read_ahead(sources, archives, window: int = READ_AHEAD) -> Iterator[tuple[S
 
 
 def _read_one(item: Source, archives) -> bytes | IngestOutcome:
+    """The file's bytes, or why it could not be read: a read that fails, whatever the cause
+    (a damaged or encrypted zip member, a file that vanished), costs that file only."""
     if item.size > MAX_FILE_BYTES:
         return IngestOutcome(IngestStatus.REJECTED, "file too large")
     try:
         return item.read(archives)
-    except (OSError, ValueError, zipfile.BadZipFile, RuntimeError) as exc:
+    except RuntimeError as exc:  # zipfile's word for a member it needs a password for
+        reason = "encrypted zip member" if "encrypt" in str(exc) else f"unreadable ({type(exc).__name__})"
+        return IngestOutcome(IngestStatus.REJECTED, reason)
+    except (zlib.error, zipfile.BadZipFile, EOFError) as exc:
+        why = {zlib.error: "corrupt compressed data", EOFError: "cut short"}.get(
+            type(exc), "bad checksum or header")
+        return IngestOutcome(IngestStatus.REJECTED, f"damaged zip member ({why})")
+    except Exception as exc:  # noqa: BLE001 - one unreadable file never stops an import
         return IngestOutcome(IngestStatus.REJECTED, f"unreadable ({type(exc).__name__})")
 
 
