@@ -54,6 +54,9 @@ log = logging.getLogger("nccid.imaging.intake")
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 HEADER_PEEK = 64 * 1024  # bytes read first for a file's meta or header (more if it is longer)
+# Top-level elements (sequences count as one): real headers hold hundreds; a batch of files
+# holding hundreds of thousands each would hold gigabytes of parsed elements.
+MAX_HEADER_ELEMENTS = 50_000
 
 
 class Rejected(Exception):
@@ -214,6 +217,12 @@ def _check_complete(ds: Dataset, size: int) -> None:
     tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if not tsuid:
         raise Rejected("unreadable file meta information (no transfer syntax)")
+    if not UID(str(tsuid).strip("\x00 ")).is_transfer_syntax:
+        raise Rejected("unknown transfer syntax (not one of the DICOM standard's): its pixel "
+                       "data cannot be read")
+    if len(ds._dict) > MAX_HEADER_ELEMENTS:
+        raise Rejected(f"more than {MAX_HEADER_ELEMENTS:,} elements in the header: not an "
+                       "image header")
     try:
         missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip("\x00 ")]
     except Exception as exc:  # noqa: BLE001

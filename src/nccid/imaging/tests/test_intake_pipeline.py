@@ -146,3 +146,21 @@ def test_a_file_whose_meta_names_a_stored_instance_is_refused_not_skipped(site, 
     outcome = ingest(other[:at] + ours + other[at + len(theirs):], site, "test")
     assert outcome.status is IngestStatus.REJECTED
     assert "names another SOP instance" in outcome.reason
+
+
+def test_an_unknown_transfer_syntax_is_named_not_an_internal_error(site, person_factory):
+    data = to_bytes(synthetic_instance(person_factory(18), rows=16, columns=16))
+    explicit = b"1.2.840.10008.1.2.1\x00"
+    assert data.count(explicit) == 1  # in the file meta
+    outcome = ingest(data.replace(explicit, b"1.2.3.4.5.6.7.8.9.1\x00"), site, "test")  # nobody's
+    assert outcome.status is IngestStatus.REJECTED
+    assert outcome.reason.startswith("unknown transfer syntax")
+
+
+def test_a_header_of_implausibly_many_elements_is_refused(site, person_factory, monkeypatch):
+    from nccid.imaging import intake
+
+    ds = synthetic_instance(person_factory(19), rows=16, columns=16)
+    monkeypatch.setattr(intake, "MAX_HEADER_ELEMENTS", 10)
+    outcome = ingest(to_bytes(ds), site, "test")
+    assert outcome.status is IngestStatus.REJECTED and "elements in the header" in outcome.reason
