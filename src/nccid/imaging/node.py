@@ -37,6 +37,7 @@ from pynetdicom import (
     evt,
 )
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -86,7 +87,24 @@ class NodeAE(ApplicationEntity):
 
 
 class _DjangoAssociation(Association):
-    """An association thread that gives back its database connection when it ends."""
+    """An association thread that gives back its database connection when it ends, and that
+    answers a C-STORE request it cannot read."""
+
+    def _serve_request(self, msg, context_id: int) -> None:
+        """pynetdicom ignores a request whose command it cannot read (an invalid Affected SOP
+        Instance UID, say), and its sender then waits for an answer until a timeout. A C-STORE
+        with a message ID gets a failure status at once instead."""
+        if (isinstance(msg, C_STORE) and not msg.is_valid_request and not self._sent_release
+                and msg.MessageID is not None):
+            log.warning("a C-STORE request from AE %s whose command cannot be read (an "
+                        "invalid UID?): refused", self.requestor.ae_title)
+            _tally(self).counts["rejected"] += 1
+            answer = C_STORE()
+            answer.MessageIDBeingRespondedTo = msg.MessageID
+            answer.Status = CANNOT_UNDERSTAND
+            self.dimse.send_msg(answer, context_id)
+            return
+        super()._serve_request(msg, context_id)
 
     def run(self) -> None:
         from django.db import close_old_connections, connections

@@ -23,7 +23,7 @@ from nccid.imaging.models import StudyReceipt
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import get_warehouse
 
-from .conftest import original_sop, write_study
+from .conftest import original_sop, synthetic_instance, to_bytes, write_study
 
 STORESCU = dcmtk_tool("storescu")  # dcmtk's, not pynetdicom's script of that name
 
@@ -120,6 +120,31 @@ def test_a_pdu_declaring_more_than_the_node_takes_is_aborted_before_anything_is_
     assert answer[:1] == b"\x07"  # A-ABORT, not a wait for the bytes declared
     assoc = _associate(node.port, "RTEST_PACS")
     assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+
+
+def test_a_c_store_whose_command_cannot_be_read_gets_a_failure_at_once(node, site, tmp_path,
+                                                                        person_factory,
+                                                                        monkeypatch):
+    """pynetdicom drops a request it cannot read and its sender would wait for an answer
+    until a timeout; the node answers it, and the association carries on."""
+    from pynetdicom import _config
+
+    person = person_factory(27)
+    ds = synthetic_instance(person, patient_id=person.nhs_number)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "\x00\x00"
+    unreadable = tmp_path / "nul.dcm"
+    unreadable.write_bytes(to_bytes(ds))
+    good = write_study(tmp_path / "good", person, count=1, modality="DX",
+                       patient_id=person.nhs_number)[0]
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)  # the file as it is
+    ae = AE(ae_title="RTEST_PACS")
+    ae.dimse_timeout = 30
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="NCCID")
+    assert assoc.is_established
+    assert assoc.send_c_store(unreadable).Status == 0xC000
+    assert assoc.send_c_store(good).Status == 0x0000
     assoc.release()
 
 
