@@ -464,6 +464,14 @@ def handle_echo(event) -> int:
     return SUCCESS
 
 
+def handle_rejected(event) -> None:
+    """Say who was turned away: a site whose AE title is not (or no longer) registered
+    otherwise fails without a trace on this side."""
+    requestor = event.assoc.requestor
+    log.warning("refused an association from AE %s at %s (not a registered site's AE title, "
+                "or the node called by another title)", requestor.ae_title, requestor.address)
+
+
 def make_ae(ae_title: str | None = None) -> NodeAE:
     ae = NodeAE(ae_title=ae_title or get_settings().node_ae_title)
     for context in AllStoragePresentationContexts:
@@ -677,7 +685,8 @@ def start_node(host: str | None = None, port: int | None = None,
                  backlog.bytes / 1e6)
     ae = make_ae(ae_title)
     address = (host or settings.node_host, settings.node_port if port is None else port)
-    handlers = [(evt.EVT_C_STORE, handle_store, [spool]), (evt.EVT_C_ECHO, handle_echo)]
+    handlers = [(evt.EVT_C_STORE, handle_store, [spool]), (evt.EVT_C_ECHO, handle_echo),
+                (evt.EVT_REJECTED, handle_rejected)]
     try:
         server = NodeServer(
             ae, address, ae.ae_title, ae.supported_contexts, None, evt_handlers=handlers,

@@ -80,7 +80,7 @@ def test_pynetdicom_storescu_study_lands_deidentified(node, site, keyring, tmp_p
 
 
 @pytest.mark.dcmtk
-def test_echo_answers_and_unknown_ae_title_is_refused(node, site):
+def test_echo_answers_and_unknown_ae_title_is_refused(node, site, caplog):
     ok = subprocess.run(["echoscu", "-aet", "RTEST_PACS", "-aec", "NCCID", "127.0.0.1", str(node.port)],
                         env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
     assert ok.returncode == 0, ok.stderr
@@ -88,6 +88,7 @@ def test_echo_answers_and_unknown_ae_title_is_refused(node, site):
                               str(node.port)], env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0
     assert "Rejected" in refused.stderr or "rejected" in refused.stderr.lower()
+    assert "refused an association from AE STRANGER" in caplog.text  # the node says so too
 
 
 def _associate(port: int, calling: str, contexts=None):
