@@ -111,21 +111,26 @@ def _walk_explicit_meta(data) -> tuple[dict[int, str], int]:
         group, element = struct.unpack_from("<HH", data, offset)
         if group != 2:
             return values, offset
-        vr = bytes(data[offset + 4:offset + 6])
+        vr, length, offset = _element_header(data, offset, implicit=False)
         if not vr.isalpha() or not vr.isupper():
             raise ValueError("not explicit VR")
-        if vr in _LONG_LENGTH_VRS:
-            (length,) = struct.unpack_from("<I", data, offset + 8)
-            offset += 12
-        else:
-            (length,) = struct.unpack_from("<H", data, offset + 6)
-            offset += 8
         if offset + length > end:
             raise ValueError("cut")
         if vr == b"UI":
             values[element] = _uid_text(data, offset, length)
         offset += length
     raise ValueError("no dataset within the first bytes")
+
+
+def _element_header(data, offset: int, implicit: bool) -> tuple[bytes, int, int]:
+    """(VR or b"", value length, where the value starts) of the little-endian element at
+    ``offset``."""
+    if implicit:
+        return b"", struct.unpack_from("<I", data, offset + 4)[0], offset + 8
+    vr = bytes(data[offset + 4:offset + 6])
+    if vr in _LONG_LENGTH_VRS:
+        return vr, struct.unpack_from("<I", data, offset + 8)[0], offset + 12
+    return vr, struct.unpack_from("<H", data, offset + 6)[0], offset + 8
 
 
 def _dataset_sop_uid(data, offset: int, implicit: bool) -> str | None:
@@ -136,17 +141,7 @@ def _dataset_sop_uid(data, offset: int, implicit: bool) -> str | None:
         tag = group << 16 | element
         if tag > 0x00080018:
             return None
-        if implicit:
-            (length,) = struct.unpack_from("<I", data, offset + 4)
-            offset += 8
-        else:
-            vr = bytes(data[offset + 4:offset + 6])
-            if vr in _LONG_LENGTH_VRS:
-                (length,) = struct.unpack_from("<I", data, offset + 8)
-                offset += 12
-            else:
-                (length,) = struct.unpack_from("<H", data, offset + 6)
-                offset += 8
+        _vr, length, offset = _element_header(data, offset, implicit)
         if length == 0xFFFFFFFF or offset + length > end:
             return None
         if tag == 0x00080018:
