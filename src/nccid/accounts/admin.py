@@ -35,6 +35,15 @@ class NccidUserAdmin(DataManagerAccess, UserAdmin):
     list_filter = ("role", "site", "is_active")
     fieldsets = UserAdmin.fieldsets + (("nccid", {"fields": ("role", "site", "research_sets")}),)
 
+    def has_change_permission(self, request, obj=None):
+        """A data manager edits site staff, researchers and their own account; other data
+        managers' and administrators' accounts (passwords included: the vault trusts a data
+        manager's sign-in) only a superuser may change."""
+        if obj is not None and not request.user.is_superuser and obj.pk != request.user.pk \
+                and (obj.is_superuser or obj.role in (Role.DATA_MANAGER, Role.ADMIN)):
+            return False
+        return super().has_change_permission(request, obj)
+
     def get_readonly_fields(self, request, obj=None):
         # Only superusers grant superuser, staff or Django permissions (no self-promotion).
         fields = list(super().get_readonly_fields(request, obj))

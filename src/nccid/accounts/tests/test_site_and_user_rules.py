@@ -95,3 +95,21 @@ def test_audit_records_who_what_when_and_why(make_user):
     assert event.at is not None and named.username == "cli:operator"
     assert list(AuditEvent.objects.values_list("action", flat=True)) == [
         "identity.link", "export.create"]  # newest first
+
+
+@pytest.mark.django_db
+def test_a_data_manager_cannot_change_another_managers_or_an_administrators_password(site, client):
+    """Django's password view asks only for change permission: without this rule a data
+    manager could set the administrator's password and sign in as them."""
+    manager = add_user("dm2", Role.DATA_MANAGER, GOOD_PASSWORD)
+    peer = add_user("dm3", Role.DATA_MANAGER, GOOD_PASSWORD)
+    admin = add_user("ad2", Role.ADMIN, GOOD_PASSWORD)
+    uploader = add_user("up2", Role.UPLOADER, GOOD_PASSWORD, "rtest")
+    client.force_login(manager)
+    chosen = "Taken-Over-By-Another-7"
+    for target, allowed in ((admin, False), (peer, False), (uploader, True)):
+        response = client.post(f"/admin/accounts/user/{target.pk}/password/",
+                               {"password1": chosen, "password2": chosen, "usable_password": "true"})
+        target.refresh_from_db()
+        assert target.check_password(chosen) is allowed, target.username
+        assert (response.status_code == 403) is not allowed
