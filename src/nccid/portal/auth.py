@@ -31,8 +31,8 @@ def check_site_access(user: User, site_id: int) -> None:
     """Raise 404 (not 403: do not confirm the object exists) unless the user may see that site."""
     if sees_all_sites(user):
         return
-    if user.site_id is None or user.site_id != site_id:
-        raise Http404("not found")
+    if user.role != Role.UPLOADER or user.site_id is None or user.site_id != site_id:
+        raise Http404("not found")  # a researcher attached to a site sees none of its uploads
 
 
 def visible_site(user: User, code: str | None) -> Site | None:

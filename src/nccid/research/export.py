@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -151,13 +152,20 @@ def _writer_for(destination: Path) -> _Writer:
     return _DirWriter(destination)
 
 
+# A cell a spreadsheet would run as a formula (or DDE) when the CSV is opened.
+FORMULA_START = r"^([=+\-@\t\r])"
+
+
 def _csv_ready(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Nested columns (lists, structs) as JSON text, which CSV can hold."""
+    """Nested columns (lists, structs) as JSON text, which CSV can hold; text a spreadsheet
+    would run as a formula (a site's manufacturer field, say) starts with an apostrophe."""
     columns, names = [], []
     for column, spec in zip(batch.columns, batch.schema, strict=True):
         if pa.types.is_nested(spec.type):
             column = pa.array([json.dumps(v, default=str) if v is not None else None
                                for v in column.to_pylist()], pa.string())
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pc.replace_substring_regex(column, pattern=FORMULA_START, replacement="'\\1")
         columns.append(column)
         names.append(spec.name)
     return pa.RecordBatch.from_arrays(columns, names=names)

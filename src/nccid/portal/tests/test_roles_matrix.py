@@ -160,7 +160,10 @@ class _Users(dict):
         self.make_user, self.site = make_user, site
 
     def __missing__(self, role: str):
-        self[role] = self.make_user(role, site=self.site if role == "uploader" else None)
+        # The researcher too is attached to the site (the CLI allows it): that must not open
+        # the site's uploads to them.
+        attached = role in ("uploader", "researcher")
+        self[role] = self.make_user(role, site=self.site if attached else None)
         return self[role]
 
 

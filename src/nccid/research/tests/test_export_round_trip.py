@@ -111,3 +111,23 @@ def test_existing_destination_and_bad_format_are_refused(world, researcher, tmp_
     with pytest.raises(ExportError, match="choose from"):
         export_cohort(researcher, CohortFilter(), tmp_path / "y", formats="tiff",
                       source=world.source())
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted():
+    """A site's free text (a manufacturer, a model name) reaches the images table: opened in a
+    spreadsheet, a cell starting with = + - @, a tab or a return would run as a formula."""
+    import pyarrow as pa
+
+    from nccid.research.export import _csv_ready
+
+    batch = pa.RecordBatch.from_pydict({
+        "manufacturer": ['=HYPERLINK("http://x.example","Open")', "@SUM(1+1)", "+1", "-2+3",
+                         "\tx", "Acme", None],
+        "rows": [1, 2, 3, 4, 5, 6, 7],
+        "codes": [["=1"], [], None, ["a"], ["b"], ["c"], ["d"]],
+    })
+    out = _csv_ready(batch).to_pydict()
+    assert out["manufacturer"] == ['\'=HYPERLINK("http://x.example","Open")', "'@SUM(1+1)", "'+1",
+                                   "'-2+3", "'\tx", "Acme", None]
+    assert out["rows"] == [1, 2, 3, 4, 5, 6, 7]
+    assert out["codes"][0] == '["=1"]'  # JSON text starts with a bracket: nothing to quote
