@@ -338,6 +338,24 @@ IDENTIFIER_IN_WRONG_COLUMN = ("looks like an NHS/CHI number: identifiers belong 
                               "NHS/CHI Number column, so this row was not imported")
 
 
+HOSPITAL_NUMBER_IN_WRONG_COLUMN = ("holds the row's hospital number: identifiers belong only in "
+                                   "their own columns, so this row was not imported")
+MIN_HOSPITAL_NUMBER_SEARCHED = 4  # shorter numbers match too much ordinary text
+
+
+def _hospital_number_elsewhere(number: str, data: dict, active, rownum: int,
+                               problems: list) -> bool:
+    """True (and a problem naming the column, not the value) when a text cell of the row
+    holds the row's own hospital number: it would reach researchers with the record."""
+    needle = number.upper()
+    for _index, column, header, _convert in active:
+        value = data.get(column.field)
+        if type(value) is str and needle in value.upper():
+            problems.append(Problem(rownum, header, column.label, "", HOSPITAL_NUMBER_IN_WRONG_COLUMN))
+            return True
+    return False
+
+
 def _problem(row: int, header: str, label: str, value: object, reason: str,
              severity: str = "error") -> Problem:
     """A problem whose value and reason never repeat something that looks like an NHS/CHI number."""
@@ -419,7 +437,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
             header = headers[patient_index] if patient_index is not None else "NHS/CHI Number"
             problems.append(Problem(rownum, header, "NHS/CHI Number", "", reason))
             bad = True
-        hospital_hash = None
+        hospital_hash, number = None, ""
         if hospital_index is not None:
             number = _shown(cells[hospital_index]).strip() if cells[hospital_index] is not None else ""
             if len(number) > hospital_limit:
@@ -451,6 +469,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
                     continue
                 data[column.field], cleaned[column.field] = warn.data, warn.clean
                 flags.append(column.field)
+        if len(number) >= MIN_HOSPITAL_NUMBER_SEARCHED and not bad:
+            bad = _hospital_number_elsewhere(number, data, active, rownum, problems)
         if pseudonym is not None and template.one_row_per_patient and not bad:
             if pseudonym in first_row_of:
                 problems.append(Problem(

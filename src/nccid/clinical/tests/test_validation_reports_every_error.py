@@ -316,3 +316,19 @@ def test_nhs_number_in_another_column_is_never_echoed_or_kept(field, typed):
     shown = repr([p.as_dict() for p in result.problems])
     assert PEOPLE[5].nhs_number not in shown and spaced(PEOPLE[5].nhs_number) not in shown
     assert result.records == [] and result.rejected_rows == {2}
+
+
+@pytest.mark.parametrize("typed", ["{number}", "seen at {number} clinic", "{lower}"])
+def test_the_rows_hospital_number_typed_in_a_text_column_is_refused_and_not_echoed(typed):
+    """It would reach researchers with the record (the hospital number itself is only kept
+    as a keyed hash)."""
+    number = PEOPLE[0].hospital_number
+    result, problems = one("hospital", typed.format(number=number, lower=number.lower()))
+    problem = only(problems)
+    assert "holds the row's hospital number" in problem.reason and problem.value == ""
+    assert result.records == [] and number not in repr(result.problems)
+
+
+def test_a_text_column_may_hold_other_text_with_digits():
+    result, problems = one("hospital", "Ward 12, Royal Example")
+    assert problems == [] and len(result.records) == 1
