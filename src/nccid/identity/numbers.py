@@ -159,7 +159,9 @@ def is_valid_chi_number(raw: object) -> bool:
     return is_chi_range(digits)
 
 
-_CANDIDATE = re.compile(r"(?<!\d)(\d{3}[ -]?\d{3}[ -]?\d{4})(?!\d)")
+# The separators ``normalise`` accepts (any space, typographic dashes), at most one each.
+_SEPARATOR = r"[\s\-\u2010\u2011\u2012\u2013\u2014\u2212]?"
+_CANDIDATE = re.compile(rf"(?<!\d)(\d{{3}}{_SEPARATOR}\d{{3}}{_SEPARATOR}\d{{4}})(?!\d)")
 
 
 def looks_like_patient_number(text: str) -> bool:

@@ -168,5 +168,8 @@ def test_property_swapping_two_different_adjacent_digits_is_caught(number, posit
 
 def test_leak_scanner_helper_spots_valid_numbers_inside_text_only():
     assert looks_like_patient_number("patient 999 000 0018 seen")
+    # Whatever separators the validator accepts, the scanner sees through too.
+    assert looks_like_patient_number("999\u00a0000\u00a00018")      # non-breaking spaces
+    assert looks_like_patient_number("999\u2013000\u20130018")      # en dashes
     assert not looks_like_patient_number("order 9990000019 shipped")
     assert not looks_like_patient_number("19990000018")  # part of a longer number
