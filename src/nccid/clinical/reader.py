@@ -13,6 +13,7 @@ import csv
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree
@@ -24,7 +25,12 @@ from nccid.identity.numbers import looks_like_patient_number
 from .schema import KINDS, Column, Template, get_template, normalise_header, templates
 
 MAX_BYTES = 50 * 1024 * 1024
-MAX_UNCOMPRESSED = 1024 * 1024 * 1024  # a zip that inflates beyond this is refused
+MAX_UNCOMPRESSED = 512 * 1024 * 1024  # a zip that inflates beyond this is refused
+# The reader builds the sheet's whole used range: a single cell far away (XFD1048576) would
+# make it set aside hundreds of gigabytes. A cell beyond these is refused before reading.
+MAX_COLUMNS = 702       # column ZZ: the templates have fewer than 100 columns
+MAX_ROWS = 99_999       # rows: split bigger sheets
+_FAR_CELL = re.compile(rb'<(?:\w+:)?(?:c|row) r="(?:[A-Z]{0,2}\d{6,}|[A-Z]{3,})')
 STAMP_PREFIX = "nccid-template"  # keywords of our templates: "nccid-template:positive:1.5"
 
 _NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -102,17 +108,22 @@ def _read_xlsx(data: bytes) -> Sheet:
     if sum(i.file_size for i in archive.infolist()) > MAX_UNCOMPRESSED:
         raise SpreadsheetRejected("the spreadsheet is too large once unpacked: split it into smaller files")
     sheet_path, sheet_name = _first_sheet(archive)
-    xml = archive.read(sheet_path)
+    xml = _unpacked(archive, sheet_path)
+    if _FAR_CELL.search(xml):
+        raise SpreadsheetRejected(
+            f"the first sheet reaches beyond column {_column_letter(MAX_COLUMNS - 1)} or row "
+            f"{MAX_ROWS:,}: delete what lies beyond the template's columns and split the rows "
+            "into smaller files")
     # The regular expressions are slow on a large sheet: a plain substring test rules most out.
     if (b"<f" in xml or b":f" in xml) and _FORMULA.search(xml):
         raise SpreadsheetRejected(
-            f"sheet '{sheet_name}' contains formulas: paste the values only (Paste Special > Values) "
+            f"sheet {sheet_name} contains formulas: paste the values only (Paste Special > Values) "
             "and upload again"
         )
     merged = _MERGE.findall(xml) if b"mergeCell" in xml else []
     if merged:
         raise SpreadsheetRejected(
-            f"sheet '{sheet_name}' has merged cells ({_some(m.decode() for m in merged)}): "
+            f"sheet {sheet_name} has merged cells ({_some(m.decode() for m in merged)}): "
             "unmerge them, one value per cell"
         )
     stamp, title = _stamp(archive, names)
@@ -146,7 +157,7 @@ def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str) -> No
         problems.append("hidden columns holding values (" + _some(columns) + ")")
     if problems:
         raise SpreadsheetRejected(
-            f"sheet '{sheet_name}' has {' and '.join(problems)}: unhide them, check what they "
+            f"sheet {sheet_name} has {' and '.join(problems)}: unhide them, check what they "
             "hold, and upload again")
 
 
@@ -155,27 +166,37 @@ def _some(items) -> str:
     return ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")
 
 
-def _first_sheet(archive: zipfile.ZipFile) -> tuple[str, str]:
+def _unpacked(archive: zipfile.ZipFile, name: str) -> bytes:
+    """One part of the xlsx, or a refusal if it cannot be unpacked (a damaged entry)."""
     try:
-        workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-        rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as exc:
+        raise SpreadsheetRejected("the spreadsheet is damaged (a part of it cannot be unpacked)") from exc
+
+
+def _first_sheet(archive: zipfile.ZipFile) -> tuple[str, str]:
+    """The first sheet's path in the archive, and how messages name it. Sheets are named by
+    position, never by their name: a sheet's name may be anything (a patient's, say)."""
+    try:
+        workbook = ElementTree.fromstring(_unpacked(archive, "xl/workbook.xml"))
+        rels = ElementTree.fromstring(_unpacked(archive, "xl/_rels/workbook.xml.rels"))
     except (KeyError, ElementTree.ParseError) as exc:
         raise SpreadsheetRejected("the spreadsheet's structure is damaged") from exc
     sheets = workbook.findall(f"{_NS_MAIN}sheets/{_NS_MAIN}sheet")
     if not sheets:
         raise SpreadsheetRejected("the spreadsheet has no sheets")
-    hidden = [s.get("name", "?") for s in sheets if s.get("state") in ("hidden", "veryHidden")]
+    hidden = [str(n) for n, s in enumerate(sheets, 1) if s.get("state") in ("hidden", "veryHidden")]
     if hidden:
         raise SpreadsheetRejected(
-            f"the spreadsheet has hidden sheets ({', '.join(hidden)}): delete them (or unhide and "
-            "check them) and upload again"
+            f"the spreadsheet has hidden sheets (sheet {', '.join(hidden)} in order): delete them "
+            "(or unhide and check them) and upload again"
         )
     targets = {r.get("Id"): r.get("Target", "") for r in rels.findall(f"{_NS_PKG_REL}Relationship")}
     target = targets.get(sheets[0].get(f"{_NS_REL}id"), "")
     path = target.lstrip("/") if target.startswith("/") else str(PurePosixPath("xl") / target)
     if path not in archive.namelist():
         raise SpreadsheetRejected("the spreadsheet's first sheet is missing")
-    return path, sheets[0].get("name", "Sheet1")
+    return path, "1"
 
 
 def _stamp(archive: zipfile.ZipFile, names: set[str]) -> tuple[tuple[str, str] | None, str]:
@@ -183,7 +204,7 @@ def _stamp(archive: zipfile.ZipFile, names: set[str]) -> tuple[tuple[str, str] |
     if "docProps/core.xml" not in names:
         return None, ""
     try:
-        core = ElementTree.fromstring(archive.read("docProps/core.xml"))
+        core = ElementTree.fromstring(_unpacked(archive, "docProps/core.xml"))
     except ElementTree.ParseError:
         return None, ""
     texts = {el.tag.rsplit("}", 1)[-1]: (el.text or "") for el in core}

@@ -9,7 +9,7 @@ from nccid.clinical import reader
 from nccid.clinical.reader import SpreadsheetRejected
 from nccid.clinical.schema import get_template
 
-from .helpers import csv_bytes, positive_row, run, xlsx_bytes
+from .helpers import PEOPLE, csv_bytes, positive_row, run, xlsx_bytes
 
 
 def refused(data: bytes, kind: str = "positive") -> str:
@@ -67,11 +67,14 @@ def test_merged_cells_are_refused():
     assert "merged cells (D2:E2)" in refused(good_sheet(build=merge))
 
 
-def test_hidden_sheets_are_refused():
-    def hide(workbook):
-        workbook.create_sheet("Lookups").sheet_state = "hidden"
+def test_hidden_sheets_are_refused_and_named_by_position_not_name():
+    name = f"Lookups {PEOPLE[2].nhs_number}"  # a sheet's name may be anything
 
-    assert "hidden sheets (Lookups)" in refused(good_sheet(build=hide))
+    def hide(workbook):
+        workbook.create_sheet(name).sheet_state = "hidden"
+
+    message = refused(good_sheet(build=hide))
+    assert "hidden sheets (sheet 2 in order)" in message and PEOPLE[2].nhs_number not in message
 
 
 def test_values_in_hidden_columns_or_rows_are_refused_and_named():
@@ -87,7 +90,7 @@ def test_values_in_hidden_columns_or_rows_are_refused_and_named():
         workbook.active.row_dimensions[3].hidden = True
 
     message = refused(xlsx_bytes(headers, [row, other], build=hide_second_patient))
-    assert message.startswith("sheet '") and "hidden rows holding values (3)" in message
+    assert message.startswith("sheet 1 ") and "hidden rows holding values (3)" in message
 
 
 def test_hidden_empty_columns_and_rows_are_accepted():
@@ -192,3 +195,28 @@ def test_a_header_that_is_an_nhs_number_is_not_repeated():
     sheet = reader.read_bytes(xlsx_bytes(headers + [PEOPLE[7].nhs_number], [row + ["x"]]))
     (warning,) = reader.layout(sheet, "positive").warnings
     assert PEOPLE[7].nhs_number not in warning and "looks like an NHS/CHI number" in warning
+
+
+def test_a_cell_far_beyond_the_template_is_refused_before_the_sheet_is_read():
+    """The reader builds the whole used range: one cell at XFD1048576 in a 7 KB file would make
+    it set aside half a terabyte and kill the process."""
+    def far(workbook):
+        workbook.active["XFD1048576"] = "x"
+
+    def far_down(workbook):
+        workbook.active["A100000"] = "x"
+
+    for build in (far, far_down):
+        message = refused(good_sheet(build=build))
+        assert message.startswith("the first sheet reaches beyond column ZZ or row 99,999")
+
+
+def test_a_damaged_part_of_an_xlsx_is_refused_not_a_crash():
+    data = bytearray(good_sheet())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+    crc_at = info.header_offset + 14  # the local header's CRC-32
+    data[crc_at:crc_at + 4] = bytes(4 - i for i in range(4))
+    central = data.index(b"xl/worksheets/sheet1.xml", info.header_offset + 30 + 1) - 46 + 16
+    data[central:central + 4] = bytes(4 - i for i in range(4))
+    assert "damaged" in refused(bytes(data))
