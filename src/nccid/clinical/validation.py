@@ -357,12 +357,23 @@ def _hospital_number_elsewhere(number: str, data: dict, active, rownum: int,
 
 
 def _problem(row: int, header: str, label: str, value: object, reason: str,
-             severity: str = "error") -> Problem:
-    """A problem whose value and reason never repeat something that looks like an NHS/CHI number."""
+             severity: str = "error", hospital_number: str = "") -> Problem:
+    """A problem whose value and reason never repeat something that looks like an NHS/CHI
+    number, the row's hospital number, or words that could be a name: the problems are kept
+    with the upload, in the main database. Numbers, dates and single words are shown, so the
+    site can see what to correct; other values are named by row and column only."""
     shown = _shown(value)
     if looks_like_patient_number(shown):
         return Problem(row, header, label, "", IDENTIFIER_IN_WRONG_COLUMN, "error")
+    if len(hospital_number) >= MIN_HOSPITAL_NUMBER_SEARCHED and hospital_number.upper() in shown.upper():
+        return Problem(row, header, label, "", HOSPITAL_NUMBER_IN_WRONG_COLUMN, "error")
+    if _WORDS.search(shown):
+        return Problem(row, header, label, "", f"{reason} (value not shown: it holds words, "
+                       "which could be a name)", severity)
     return Problem(row, header, label, shown, reason, severity)
+
+
+_WORDS = re.compile(r"[^\W\d_]{2,}[^\w]+[^\W\d_]{2,}")  # two words of letters
 
 
 def _text(column: Column) -> Callable:
@@ -459,10 +470,12 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
             try:
                 data[column.field], cleaned[column.field] = convert(value)
             except CellError as exc:
-                problems.append(_problem(rownum, header, column.label, value, str(exc)))
+                problems.append(_problem(rownum, header, column.label, value, str(exc),
+                                         hospital_number=number))
                 bad = True
             except CellWarning as warn:
-                problem = _problem(rownum, header, column.label, value, warn.reason, "warning")
+                problem = _problem(rownum, header, column.label, value, warn.reason, "warning",
+                                   hospital_number=number)
                 problems.append(problem)
                 if problem.severity == "error":  # an identifier where it does not belong
                     bad = True

@@ -332,3 +332,15 @@ def test_the_rows_hospital_number_typed_in_a_text_column_is_refused_and_not_echo
 def test_a_text_column_may_hold_other_text_with_digits():
     result, problems = one("hospital", "Ward 12, Royal Example")
     assert problems == [] and len(result.records) == 1
+
+
+def test_words_that_could_be_a_name_are_not_echoed_but_numbers_and_single_words_are():
+    """Problems are kept with the upload in the main database: a name typed in the wrong
+    column must not be, while '45kg' or 'maybe' still show the site what to correct."""
+    _, problems = one("age", "Fakename Jones")
+    problem = only(problems)
+    assert problem.value == "" and "value not shown" in problem.reason
+    assert "Fakename" not in repr(problem.as_dict())
+    for typed in ("maybe", "45kg"):
+        _, problems = one("age", typed)
+        assert only(problems).value == typed
