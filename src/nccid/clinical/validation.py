@@ -368,6 +368,7 @@ def _problem(row: int, header: str, label: str, value: object, reason: str,
     if len(hospital_number) >= MIN_HOSPITAL_NUMBER_SEARCHED and hospital_number.upper() in shown.upper():
         return Problem(row, header, label, "", HOSPITAL_NUMBER_IN_WRONG_COLUMN, "error")
     if _WORDS.search(shown):
+        reason = reason.replace(f"'{shown}'", "the value").replace(shown, "the value")
         return Problem(row, header, label, "", f"{reason} (value not shown: it holds words, "
                        "which could be a name)", severity)
     return Problem(row, header, label, shown, reason, severity)
