@@ -30,6 +30,7 @@ MAX_UNCOMPRESSED = 512 * 1024 * 1024  # a zip that inflates beyond this is refus
 # make it set aside hundreds of gigabytes. A cell beyond these is refused before reading.
 MAX_COLUMNS = 702       # column ZZ: the templates have fewer than 100 columns
 MAX_ROWS = 99_999       # rows: split bigger sheets
+TOO_MANY_ROWS = f"the file has more than {MAX_ROWS:,} rows: split it into smaller files"
 _FAR_CELL = re.compile(rb'<(?:\w+:)?(?:c|row) r="(?:[A-Z]{0,2}\d{6,}|[A-Z]{3,})')
 STAMP_PREFIX = "nccid-template"  # keywords of our templates: "nccid-template:positive:1.5"
 
@@ -229,6 +230,8 @@ def _decode(data: bytes) -> str:
 
 
 def _read_csv(data: bytes) -> Sheet:
+    if data.count(b"\n") > MAX_ROWS + 1:  # counted before parsing (quoted line breaks aside)
+        raise SpreadsheetRejected(TOO_MANY_ROWS)
     text = _decode(data)
     if not text.strip():
         raise SpreadsheetRejected("the file is empty")

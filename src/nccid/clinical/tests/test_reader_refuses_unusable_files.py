@@ -220,3 +220,11 @@ def test_a_damaged_part_of_an_xlsx_is_refused_not_a_crash():
     central = data.index(b"xl/worksheets/sheet1.xml", info.header_offset + 30 + 1) - 46 + 16
     data[central:central + 4] = bytes(4 - i for i in range(4))
     assert "damaged" in refused(bytes(data))
+
+
+def test_a_csv_of_more_rows_than_the_limit_is_refused_before_it_is_parsed(monkeypatch):
+    monkeypatch.setattr(reader, "MAX_ROWS", 3)
+    headers, row = positive_row(age=40)
+    message = refused(csv_bytes(headers, [row] * 5))
+    assert message.startswith("the file has more than")
+    assert reader.read_bytes(csv_bytes(headers, [row] * 2)).rows  # within the limit: read
