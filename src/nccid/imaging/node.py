@@ -135,7 +135,6 @@ class _QuickDUL(DULServiceProvider):
     def _run_loop_delay(self, value: float) -> None:
         pass  # set by pynetdicom's __init__; the property decides
 
-
     def _read_pdu_data(self) -> None:  # type: ignore[override]
         """pynetdicom's PDU reading, with the declared length checked before anything is
         allocated for it (a peer could otherwise declare 4 GB in six bytes) and the PDU read
