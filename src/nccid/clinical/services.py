@@ -387,4 +387,4 @@ def errors_as_csv(upload: Upload) -> str:
 def _safe(value: object) -> str:
     """Text a spreadsheet will not run as a formula when the site opens the errors file."""
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

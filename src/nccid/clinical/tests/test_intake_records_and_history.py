@@ -185,3 +185,10 @@ def test_reupload_of_a_record_stored_with_an_older_digest_encoding_is_unchanged(
     again = services.confirm_upload(preview(site, sheet, user), user)
     assert (again.new_records, again.updated_records, again.unchanged_records) == (0, 0, 1)
     assert ClinicalRecordVersion.objects.count() == 0
+
+
+def test_errors_csv_cells_that_a_spreadsheet_would_run_are_quoted():
+    from nccid.clinical.services import _safe
+
+    assert [_safe(v) for v in ("=1+1", "+1", "-1", "@A1", "\t=1", "\r=1", "fine", None)] == [
+        "'=1+1", "'+1", "'-1", "'@A1", "'\t=1", "'\r=1", "fine", ""]
