@@ -45,7 +45,7 @@ from nccid.identity.service import get_keyring
 from . import deps
 from .deid import DeidError
 from .deid.by_element import deidentify_by_element
-from .deid.engine import parse_header
+from .deid.engine import native_pixel_bytes, parse_header
 from .models import HeldImage, PendingImage, ReceiptStatus, StudyReceipt
 from .outcome import IngestOutcome, IngestStatus
 
@@ -269,12 +269,10 @@ def _check_native_pixels(ds: Dataset, data: bytes, start: int, size: int | None 
     present = (len(data) if size is None else size) - (start + offset + 4)
     if length > present:
         raise Rejected(f"truncated: the pixel data declares {length} bytes, {present} present")
-    try:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
-                    * frames * int(ds.BitsAllocated) + 7) // 8
-    except Exception as exc:  # noqa: BLE001
-        raise Rejected(f"unreadable image attributes ({type(exc).__name__})") from None
+    expected = native_pixel_bytes(ds)
+    if expected is None:
+        raise Rejected("unreadable image attributes (Rows, Columns, Bits Allocated, Samples per "
+                       "Pixel or Number of Frames)")
     if length < expected:
         raise Rejected(f"pixel data too short: {length} of {expected} bytes (truncated?)")
 

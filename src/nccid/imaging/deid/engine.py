@@ -602,22 +602,25 @@ def _without_surplus(ds: Dataset, pixel: memoryview, implicit: bool, little: boo
     header = 8 if implicit else 12
     order = "<" if little else ">"
     (length,) = struct.unpack_from(order + "L", pixel, header - 4)
-    expected = None if length == 0xFFFFFFFF else _native_pixel_bytes(ds)
-    if expected is None or length <= expected:
+    expected = None if length == 0xFFFFFFFF else native_pixel_bytes(ds)
+    if not expected:  # compressed, or the header does not say: nothing to cut by
+        return [pixel]
+    expected += expected & 1  # values have even lengths
+    if length <= expected:
         return [pixel]
     return [bytes(pixel[:header - 4]) + struct.pack(order + "L", expected),
             pixel[header:header + expected]]
 
 
-def _native_pixel_bytes(ds: Dataset) -> int | None:
-    """Rows × Columns × samples × frames × bits, in bytes rounded up to even; None when the
-    header does not say (then the pixel data is left as it is)."""
+def native_pixel_bytes(ds: Dataset) -> int | None:
+    """The bytes an uncompressed image needs: Rows × Columns × samples × frames × bits; None
+    when the header does not say (missing or malformed attributes)."""
     try:
         total = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
                  * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) + 7) // 8
-    except Exception:  # noqa: BLE001 - missing or malformed: no basis to cut anything
+    except Exception:  # noqa: BLE001 - pydicom raises several types for malformed values
         return None
-    return total + (total & 1) if total > 0 else None
+    return total
 
 
 _PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
