@@ -225,15 +225,25 @@ class Keyring:
         nonce = secrets.token_bytes(12)
         return nonce + AESGCM(self._subkeys[purpose]).encrypt(nonce, plaintext, context.encode())
 
-    def encrypt_parts(self, parts: Sequence[bytes], context: str,
-                      purpose: str = "vault") -> list[bytes]:
+    def encrypt_parts(self, parts: Sequence[bytes], context: str, purpose: str = "vault",
+                      into: bytearray | None = None) -> list:
         """``encrypt`` of the concatenated ``parts`` without ever joining them (an 8 MB image
-        is not copied twice): [nonce, ciphertext of each part…, tag]. Their concatenation is
-        the token ``encrypt`` would give, and ``decrypt`` reads it."""
+        is not copied twice): [nonce, ciphertext…, tag]. Their concatenation is the token
+        ``encrypt`` would give, and ``decrypt`` reads it. With ``into`` (grown as needed) the
+        ciphertext is written there, a view of it returned: no fresh memory for each call."""
         nonce = secrets.token_bytes(12)
         encryptor = Cipher(algorithms.AES(self._subkeys[purpose]), modes.GCM(nonce)).encryptor()
         encryptor.authenticate_additional_data(context.encode())
-        pieces = [nonce, *(encryptor.update(part) for part in parts)]
+        if into is None:
+            pieces = [nonce, *(encryptor.update(part) for part in parts)]
+        else:
+            size = sum(map(len, parts))
+            if len(into) < size + 16:  # update_into wants a block's room to spare
+                into.extend(bytes(size + 16 - len(into)))
+            view, position = memoryview(into), 0
+            for part in parts:
+                position += encryptor.update_into(part, view[position:])
+            pieces = [nonce, view[:position]]
         pieces.append(encryptor.finalize())
         pieces.append(encryptor.tag)
         return pieces

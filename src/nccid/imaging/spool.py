@@ -48,6 +48,8 @@ FILE_MAGIC = b"NCSPOOL\x01"
 RECORD = struct.Struct(">4sQ")  # magic, token length
 RECORD_MAGIC = b"NCSR"
 END = bytes(RECORD.size)  # after the last record: a scan stops here
+CIPHERTEXT_BUFFER_LIMIT = 32 * 1024 * 1024  # records up to this size are encrypted into one
+# reused buffer (fresh memory for every image cost more than the encryption); larger: fresh
 SPARES = 2  # drained segments kept to be overwritten (see the module docstring)
 MAX_TOKEN = 1 << 40  # no DICOM file is a terabyte: a bigger length is a torn or foreign header
 _NAME = re.compile(r"segment-(\d{16})\.log")
@@ -215,6 +217,7 @@ class Spool:
         self._spares: list[Path] = []  # drained segments to overwrite (under _lock)
         self._active: int | None = None  # the segment appended to, and its descriptor
         self._active_fd = -1
+        self._ciphertext = bytearray()  # under _write_lock
         self._records = self._bytes = 0
         self._appends = 0
         self._woken = False
@@ -328,7 +331,9 @@ class Spool:
             seq, offset = self._active, self._sizes[self._active]
             context = _CONTEXT.format(name=segment_name(seq), offset=offset)
             # The token (nonce, ciphertext, tag) in pieces: the image is never copied whole.
-            token = self._keyring.encrypt_parts([prefix, *parts], context, purpose="spool")
+            into = self._ciphertext if size <= CIPHERTEXT_BUFFER_LIMIT else None
+            token = self._keyring.encrypt_parts([prefix, *parts], context, purpose="spool",
+                                                into=into)
             length = sum(len(piece) for piece in token)
             self._write([RECORD.pack(RECORD_MAGIC, length), *token], offset)
             del token

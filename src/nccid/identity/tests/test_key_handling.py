@@ -132,3 +132,18 @@ def test_encrypting_in_parts_gives_a_token_decrypt_reads_and_binds_the_context()
     for context, purpose in (("segment-1:offset-9", "spool"), ("segment-1:offset-8", "vault")):
         with pytest.raises(InvalidTag):
             keyring.decrypt(token, context, purpose=purpose)
+
+
+def test_encrypting_in_parts_into_a_reused_buffer_gives_the_same_kind_of_token():
+    """The spool encrypts every image into one buffer: it grows for a larger record, and a
+    smaller record after it is not mixed with what the larger one left."""
+    from nccid.identity.keys import Keyring
+
+    keyring = Keyring(bytes(range(32)))
+    into = bytearray()
+    for parts in ([b"head", bytes(range(256)) * 4097], [b"small"], [b"", b"x" * 33, b"tail"]):
+        pieces = keyring.encrypt_parts(parts, "segment-2:offset-8", purpose="spool", into=into)
+        token = b"".join(pieces)
+        assert len(into) >= sum(map(len, parts))
+        assert len(token) == 12 + sum(map(len, parts)) + 16
+        assert keyring.decrypt(token, "segment-2:offset-8", purpose="spool") == b"".join(parts)
