@@ -167,13 +167,16 @@ _PIXEL_TAGS = ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009))
 
 
 def read_received(head: bytes, body) -> Dataset:
-    """``read_header`` for the file ``head + body`` (file meta, then the dataset as received)
-    without joining them: the header is parsed from the first bytes of ``body``, more only if
-    the header is longer, and the pixel data is never copied. Raises Rejected like it."""
-    size = len(head) + len(body)
+    """``read_header`` for the file ``head + body`` (file meta, then the dataset as received:
+    one buffer or a list of them) without joining them: the header is parsed from the first
+    bytes of ``body``, more only if the header is longer, and the pixel data is never copied.
+    Raises Rejected like it."""
+    parts = body if isinstance(body, list) else [body]
+    length = sum(map(len, parts))
+    size = len(head) + length
     peek = HEADER_PEEK
-    while peek < len(body):
-        prefix = head + bytes(body[:peek])
+    while peek < length:
+        prefix = head + _first_bytes(parts, peek)
         try:
             ds, start = parse_header(prefix, force=False)
         except Exception:  # noqa: BLE001 - cut mid-element, perhaps: read more
@@ -183,7 +186,18 @@ def read_received(head: bytes, body) -> Dataset:
             _check_native_pixels(ds, prefix, start, size)
             return ds
         peek *= 4
-    return _parse(head + bytes(body))[0]  # a small file, or a header longer than the peeks
+    return _parse(head + _first_bytes(parts, length))[0]  # small, or a header beyond the peeks
+
+
+def _first_bytes(parts: list, count: int) -> bytes:
+    """The first ``count`` bytes of the buffers ``parts`` together."""
+    pieces = []
+    for part in parts:
+        if count <= 0:
+            break
+        pieces.append(bytes(part[:count]))
+        count -= len(pieces[-1])
+    return b"".join(pieces)
 
 
 def _stopped_at_pixels(ds: Dataset, prefix: bytes, start: int) -> bool:
