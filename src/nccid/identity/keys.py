@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -225,28 +224,15 @@ class Keyring:
         nonce = secrets.token_bytes(12)
         return nonce + AESGCM(self._subkeys[purpose]).encrypt(nonce, plaintext, context.encode())
 
-    def encrypt_parts(self, parts: Sequence[bytes], context: str, purpose: str = "vault",
-                      into: bytearray | None = None) -> list:
-        """``encrypt`` of the concatenated ``parts`` without ever joining them (an 8 MB image
-        is not copied twice): [nonce, ciphertext…, tag]. Their concatenation is the token
-        ``encrypt`` would give, and ``decrypt`` reads it. With ``into`` (grown as needed) the
-        ciphertext is written there, a view of it returned: no fresh memory for each call."""
+    def encryptor(self, context: str, purpose: str = "vault"):
+        """(nonce, AES-256-GCM encryptor with ``context`` bound) for a token made piece by
+        piece: nonce, then each ``update``'s ciphertext, then the ``tag`` after ``finalize``.
+        Their concatenation is the token ``encrypt`` would give, and ``decrypt`` reads it; an
+        8 MB image is encrypted and written in pieces, never copied whole."""
         nonce = secrets.token_bytes(12)
         encryptor = Cipher(algorithms.AES(self._subkeys[purpose]), modes.GCM(nonce)).encryptor()
         encryptor.authenticate_additional_data(context.encode())
-        if into is None:
-            pieces = [nonce, *(encryptor.update(part) for part in parts)]
-        else:
-            size = sum(map(len, parts))
-            if len(into) < size + 16:  # update_into wants a block's room to spare
-                into.extend(bytes(size + 16 - len(into)))
-            view, position = memoryview(into), 0
-            for part in parts:
-                position += encryptor.update_into(part, view[position:])
-            pieces = [nonce, view[:position]]
-        pieces.append(encryptor.finalize())
-        pieces.append(encryptor.tag)
-        return pieces
+        return nonce, encryptor
 
     def decrypt(self, token: bytes, context: str, purpose: str = "vault") -> bytes:
         view = memoryview(token)  # slices of a view: the ciphertext is not copied first

@@ -20,8 +20,12 @@ On disk (folder 0700, files 0600), ``segment-<16-digit seq>.log``:
   ``keyring.encrypt(site code, source, file bytes)`` with the segment name and the record's
   offset as associated data, so a record moved elsewhere fails authentication.
 
-A crash mid-append leaves a torn last record (short, or failing its GCM tag): it was never
-acknowledged, and is cut off on the next start (the newest segment is authenticated record by
+A record is encrypted and written in pieces of ``PIECE_BYTES``, each piece's writeback
+started at once (``sync_file_range``), so the disk writes while the next piece is encrypted
+and the ``fdatasync`` before the acknowledgement waits only for the last; the record's header
+is written last, over the ``END`` mark before it, so a scan never reaches a record still being
+written. A crash mid-append leaves either nothing visible or a torn last record (short, or
+failing its GCM tag): it was never acknowledged, and is cut off on the next start (the newest segment is authenticated record by
 record then: in a reused segment a torn record may be followed by old ones). A record failing
 authentication anywhere else is skipped and its segment kept as ``….corrupt`` for an operator.
 Pure Python: no Django.
@@ -40,7 +44,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 
-from nccid.warehouse.storage import write_all
+from nccid.warehouse.storage import start_writeback, write_all
 
 log = logging.getLogger("nccid.imaging.spool")
 
@@ -48,8 +52,10 @@ FILE_MAGIC = b"NCSPOOL\x01"
 RECORD = struct.Struct(">4sQ")  # magic, token length
 RECORD_MAGIC = b"NCSR"
 END = bytes(RECORD.size)  # after the last record: a scan stops here
-CIPHERTEXT_BUFFER_LIMIT = 32 * 1024 * 1024  # records up to this size are encrypted into one
-# reused buffer (fresh memory for every image cost more than the encryption); larger: fresh
+# A record is encrypted and written in pieces of this size, each one's writeback started at
+# once: the disk writes a piece while the next is encrypted, and the fdatasync before the
+# acknowledgement waits only for the last. One reused buffer holds a piece's ciphertext.
+PIECE_BYTES = 1024 * 1024
 SPARES = 2  # drained segments kept to be overwritten (see the module docstring)
 MAX_TOKEN = 1 << 40  # no DICOM file is a terabyte: a bigger length is a torn or foreign header
 _NAME = re.compile(r"segment-(\d{16})\.log")
@@ -149,6 +155,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _pieces(parts: list, size: int):
+    """``parts`` (buffers) regrouped as lists of views of ``size`` bytes together (the last
+    one shorter): each is one write."""
+    group, filled = [], 0
+    for part in parts:
+        view = memoryview(part).cast("B")
+        while view:
+            take = view[:size - filled]
+            group.append(take)
+            filled += len(take)
+            view = view[len(take):]
+            if filled == size:
+                yield group
+                group, filled = [], 0
+    if group:
+        yield group
+
+
 def _prefix(site_code: str, source: str) -> bytes:
     """What precedes the file in a record's plaintext: the lengths, then site and source."""
     site, src = site_code.encode(), source.encode()
@@ -217,7 +241,7 @@ class Spool:
         self._spares: list[Path] = []  # drained segments to overwrite (under _lock)
         self._active: int | None = None  # the segment appended to, and its descriptor
         self._active_fd = -1
-        self._ciphertext = bytearray()  # under _write_lock
+        self._ciphertext = bytearray(PIECE_BYTES + 16)  # under _write_lock
         self._records = self._bytes = 0
         self._appends = 0
         self._woken = False
@@ -330,13 +354,8 @@ class Spool:
                 self._open_segment()
             seq, offset = self._active, self._sizes[self._active]
             context = _CONTEXT.format(name=segment_name(seq), offset=offset)
-            # The token (nonce, ciphertext, tag) in pieces: the image is never copied whole.
-            into = self._ciphertext if size <= CIPHERTEXT_BUFFER_LIMIT else None
-            token = self._keyring.encrypt_parts([prefix, *parts], context, purpose="spool",
-                                                into=into)
-            length = sum(len(piece) for piece in token)
-            self._write([RECORD.pack(RECORD_MAGIC, length), *token], offset)
-            del token
+            length = size - RECORD.size  # the token: nonce, ciphertext, tag
+            self._write([prefix, *parts], context, length, offset)
             with self._changed:  # now the drain may read it
                 self._sizes[seq] = offset + RECORD.size + length
                 self._records += 1
@@ -344,10 +363,28 @@ class Spool:
                 self._appends += 1
                 self._changed.notify_all()
 
-    def _write(self, pieces: list[bytes], offset: int) -> None:
+    def _write(self, plain: list, context: str, length: int, offset: int) -> None:
+        """The record (header, nonce, ciphertext, tag, then the END mark) at ``offset``,
+        encrypted and written piece by piece; on stable storage when this returns. The header
+        goes last, over the END mark that ended the spool so far: until then every scan
+        stops before the record, whole or torn."""
         fd = self._active_fd
+        nonce, encryptor = self._keyring.encryptor(context, purpose="spool")
+        cipher = memoryview(self._ciphertext)
+        head = [nonce]
+        position = offset + RECORD.size
         try:
-            write_all(fd, [*pieces, END], offset)
+            for piece in _pieces(plain, PIECE_BYTES):
+                filled = 0
+                for view in piece:
+                    filled += encryptor.update_into(view, cipher[filled:])
+                written = write_all(fd, [*head, cipher[:filled]], position)
+                start_writeback(fd, position, written)
+                position += written
+                head = []
+            encryptor.finalize()
+            write_all(fd, [*head, encryptor.tag, END], position)
+            write_all(fd, [RECORD.pack(RECORD_MAGIC, length)], offset)
             os.fdatasync(fd)
         except OSError as exc:
             try:  # leave no half record: the next append must start at a record boundary

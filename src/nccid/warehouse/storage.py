@@ -430,6 +430,19 @@ def _linux_libc():
     return _libc
 
 
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing ``length`` bytes at ``offset`` to the disk now, without
+    waiting (``sync_file_range``): a later ``fdatasync`` then waits only for what is left.
+    Nothing where the call is missing (not Linux); not a durability promise on its own."""
+    libc = _linux_libc()
+    if libc is not None:
+        libc.sync_file_range(ctypes.c_int(fd), ctypes.c_longlong(offset),
+                             ctypes.c_longlong(length), ctypes.c_uint(_SYNC_FILE_RANGE_WRITE))
+
+
 def sync_filesystem(path: str) -> None:
     """Make every write to the filesystem holding ``path`` durable: data, new files, renames.
 

@@ -497,3 +497,45 @@ def test_the_deidentification_process_killed_is_restarted_and_each_file_stored_o
     rows = _stored(db_path)
     assert sorted(uid for uid, _ in rows) == sorted(keyring.uid(original_sop(p)) for p in files)
     assert len(list((nccid_home / "warehouse").rglob("*.dcm"))) == 12
+
+
+def test_a_record_of_many_pieces_comes_back_whole(tmp_path, keyring):
+    """Records are encrypted and written a piece at a time (1 MB): one spanning several
+    pieces, and made of several buffers, reads back byte for byte."""
+    spool = Spool(tmp_path / "spool", keyring)
+    big = [bytes(range(256)) * 4096, b"", memoryview(bytes(range(255, -1, -1)) * 6000)]
+    spool.append("RTEST", "node", big)
+    spool.append("RTEST", "node", b"small")
+    assert [bytes(r.data) for r in _drain_all(spool)] == [b"".join(big), b"small"]
+    spool.close()
+
+
+def test_an_append_killed_before_its_header_leaves_the_spool_as_it_was(tmp_path, keyring,
+                                                                      monkeypatch):
+    """The header is written last, over the END mark: a crash while the pieces are written
+    leaves a spool whose every scan (a live backlog count too) stops before them."""
+    from nccid.imaging import spool as spool_module
+
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring)
+    spool.append("RTEST", "node", b"A" * 500)
+    written = []
+    real_write_all = spool_module.write_all
+
+    def killed_at_the_header(fd, parts, offset=None):
+        if parts and bytes(parts[0][:4]) == b"NCSR":
+            raise KeyboardInterrupt  # the process dies here: nothing is tidied up
+        written.append(real_write_all(fd, parts, offset))
+        return written[-1]
+
+    monkeypatch.setattr(spool_module, "write_all", killed_at_the_header)
+    with pytest.raises(KeyboardInterrupt):
+        spool.append("RTEST", "node", bytes(3 * 1024 * 1024))
+    monkeypatch.setattr(spool_module, "write_all", real_write_all)
+    assert sum(written) > 3 * 1024 * 1024  # the pieces, the tag and the END mark were written
+    assert spool_backlog(folder).records == 1
+    spool.close()
+    again = Spool(folder, keyring)
+    assert again.backlog().records == 1
+    assert [bytes(r.data) for r in _drain_all(again)] == [b"A" * 500]
+    again.close()
