@@ -25,8 +25,9 @@ started at once (``sync_file_range``), so the disk writes while the next piece i
 and the ``fdatasync`` before the acknowledgement waits only for the last; the record's header
 is written last, over the ``END`` mark before it, so a scan never reaches a record still being
 written. A crash mid-append leaves either nothing visible or a torn last record (short, or
-failing its GCM tag): it was never acknowledged, and is cut off on the next start (the newest segment is authenticated record by
-record then: in a reused segment a torn record may be followed by old ones). A record failing
+failing its GCM tag): it was never acknowledged, and is cut off on the next start (the
+newest segment is authenticated record by record then: in a reused segment a torn record may
+be followed by old ones). A record failing
 authentication anywhere else is skipped and its segment kept as ``….corrupt`` for an operator.
 Pure Python: no Django.
 """
