@@ -41,14 +41,13 @@ from pynetdicom import (
 )
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from nccid.config import get_settings
 
-from .fastpath import ProtocolError, StoreFastPath
+from .fastpath import ProtocolError, StoreFastPath, file_meta_bytes
 from .outcome import IngestOutcome, IngestStatus
 from .spool import Backlog, Batch, Spool, SpoolError, open_record
 
@@ -312,17 +311,16 @@ def _log_summary(assoc) -> None:
 
 
 def handle_store(event, spool: Spool) -> int:
-    """C-STORE through pynetdicom (the short path calls ``store_instance`` itself)."""
-    body = event.request.DataSet.getbuffer()
+    """C-STORE through pynetdicom, should one reach it: the node binds this handler, and the
+    short path (``fastpath.py``) finds the spool by it and calls ``store_instance`` itself."""
+    request = event.request
+    body = request.DataSet.getbuffer()
     try:
-        return store_instance(event.assoc, lambda: file_head(event.file_meta), body, spool)
+        return store_instance(event.assoc, lambda: file_meta_bytes(
+            request.AffectedSOPClassUID, request.AffectedSOPInstanceUID,
+            event.context.transfer_syntax), body, spool)
     finally:
         body.release()
-
-
-def file_head(file_meta) -> bytes:
-    """Preamble, ``DICM`` and the file meta, as pynetdicom's ``encoded_dataset()`` writes."""
-    return b"\x00" * 128 + b"DICM" + encode_file_meta(file_meta)
 
 
 def store_instance(assoc, make_head: Callable[[], bytes], body, spool: Spool) -> int:

@@ -178,3 +178,20 @@ def test_an_instance_larger_than_the_limit_aborts_its_association(node, site, tm
     again = _associate(node.port)
     assert again.send_c_store(dcmread(small)).Status == 0
     again.release()
+
+
+@on_a_node
+def test_without_the_short_path_pynetdicom_stores_the_same_files(node, site, keyring, tmp_path,
+                                                                person_factory, monkeypatch):
+    """``handle_store`` (pynetdicom's path) gives the same file head and the same result."""
+    from nccid.imaging.node import _QuickDUL
+
+    monkeypatch.setattr(_QuickDUL, "_fast_path", lambda self: None)
+    person = person_factory(43)
+    files = write_study(tmp_path, person, count=2, rows=64, patient_id=person.nhs_number)
+    assoc = _associate(node.port, 4096)
+    assert [assoc.send_c_store(dcmread(f)).Status for f in files] == [0, 0]
+    assoc.release()
+    node.drained()
+    for path in files:
+        assert _pixels_stored(keyring, path) == dcmread(path).PixelData
