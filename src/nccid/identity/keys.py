@@ -237,3 +237,15 @@ class Keyring:
     def decrypt(self, token: bytes, context: str, purpose: str = "vault") -> bytes:
         view = memoryview(token)  # slices of a view: the ciphertext is not copied first
         return AESGCM(self._subkeys[purpose]).decrypt(view[:12], view[12:], context.encode())
+
+    def decryptor(self, token: bytes, context: str, purpose: str = "vault"):
+        """(ciphertext, AES-256-GCM decryptor) of a token read piece by piece: each ``update``
+        gives the plaintext of the ciphertext it is given, and ``finalize`` raises InvalidTag
+        unless the whole token is authentic (nothing may be used before it returns). A
+        spooled record's file comes out as one ``bytes``, without its prefix copied off."""
+        view = memoryview(token)
+        cipher = Cipher(algorithms.AES(self._subkeys[purpose]),
+                        modes.GCM(bytes(view[:12]), bytes(view[-16:])))
+        decryptor = cipher.decryptor()
+        decryptor.authenticate_additional_data(context.encode())
+        return view[12:-16], decryptor

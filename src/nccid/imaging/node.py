@@ -25,10 +25,13 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from pynetdicom import (
@@ -373,6 +376,9 @@ class Drain:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nccid-node-drain", daemon=True)
         self._tallies: dict[str, Counter] = defaultdict(Counter)
+        # Batches sent to the worker whose outcomes are not taken yet, oldest first (at most
+        # two: it prepares the second while the first is made durable).
+        self._in_flight: deque[Batch] = deque()
 
     def start(self) -> None:
         self._thread.start()
@@ -411,12 +417,19 @@ class Drain:
                               type(exc).__name__, _where(exc), delay)
                     self._stop.wait(delay)
                     delay = min(delay * 2, 60.0)
+            self._take_in_flight()
         finally:
             connections.close_all()
 
     def _step(self) -> None:
         seen = self.spool.appends
-        batch = self.spool.read_batch(BATCH_FILES, BATCH_BYTES, sealed=self.worker is not None)
+        batch = self.spool.read_batch(BATCH_FILES, BATCH_BYTES, sealed=self.worker is not None,
+                                      after=self._in_flight[-1] if self._in_flight else None)
+        if self._sent_ahead(batch):
+            return
+        if self._in_flight:  # nothing to send ahead: the batch in flight is answered first
+            self._take_reply()
+            return
         if batch.records or batch.skipped or batch.finished:
             if self._process(batch):
                 self.spool.release(batch)
@@ -427,6 +440,50 @@ class Drain:
                 self.spool.discard_spares()
             return
         self.spool.wait_for_more(seen, timeout=60.0)
+
+    def _sent_ahead(self, batch: Batch) -> bool:
+        """Send a batch of sealed records to the worker without waiting for it, then take the
+        reply to the batch before it, if any; False if ``batch`` is not one for that."""
+        if (self.worker is None or not batch.records or batch.skipped
+                or not all(record.sealed for record in batch.records)
+                or not self._database_ready()):
+            return False
+        try:
+            self.worker.send_records(self.spool.directory, batch.records)
+        except WorkerGone:
+            self._in_flight.clear()  # they stay in the spool: read again after the last release
+            raise
+        self._in_flight.append(batch)
+        if len(self._in_flight) > 1:
+            self._take_reply()
+        return True
+
+    def _take_reply(self) -> None:
+        """Outcomes for the oldest batch in flight, then its release. A batch with failures to
+        retry waits for the worker's other reply first: retries are asked one at a time."""
+        try:
+            answered = [(self._in_flight.popleft(), self.worker.next_reply())]
+            if self._in_flight and any(o is not None and _internal(o)
+                                       for _, o in answered[0][1]):
+                answered.append((self._in_flight.popleft(), self.worker.next_reply()))
+        except WorkerGone:
+            self._in_flight.clear()
+            raise
+        for batch, replies in answered:
+            if not self._ingest_sealed(batch.records, replies):
+                self._in_flight.clear()  # stopped: this batch and the next stay in the spool
+                return
+            self.spool.release(batch)
+
+    def _take_in_flight(self) -> None:
+        """On stopping: the replies to batches in flight taken (the worker finishes them)."""
+        while self._in_flight:
+            try:
+                self._take_reply()
+            except Exception as exc:  # noqa: BLE001 - they stay in the spool for the next start
+                log.error("the spool drain stopped with batches unanswered (%s)",
+                          type(exc).__name__)
+                self._in_flight.clear()
 
     def _process(self, batch: Batch) -> bool:
         """Give every record of ``batch`` an outcome; False if stopped first (it stays)."""
@@ -460,11 +517,12 @@ class Drain:
         return self._retrying(lambda indices: self._ingest_many([items[i] for i in indices],
                                                                 site, source), len(items), code)
 
-    def _ingest_sealed(self, records: list) -> bool:
-        """Records the worker process reads from the spool itself; False if stopped first."""
-        if not self._database_ready():
+    def _ingest_sealed(self, records: list, replies: list | None = None) -> bool:
+        """Records the worker process reads from the spool itself; False if stopped first.
+        ``replies``: the worker's first answer, if already taken (then only retries are asked)."""
+        if replies is None and not self._database_ready():
             return False
-        sites: list[str] = [""] * len(records)
+        sites: list[str] = [code for code, _ in replies] if replies else [""] * len(records)
 
         def attempt(indices: list[int]) -> list[IngestOutcome]:
             outcomes = []
@@ -474,7 +532,8 @@ class Drain:
                 outcomes.append(outcome)
             return outcomes
 
-        outcomes = self._retrying(attempt, len(records), "(spool)")
+        first = [outcome for _, outcome in replies] if replies is not None else None
+        outcomes = self._retrying(attempt, len(records), "(spool)", first)
         if outcomes is None:
             return False
         for record, code, outcome in zip(records, sites, outcomes, strict=True):
@@ -484,10 +543,11 @@ class Drain:
                 self._count(code, [outcome])
         return True
 
-    def _retrying(self, ingest, count: int, code: str) -> list | None:
-        """``ingest(indices)`` for all, then again for those that failed for an internal
-        reason (ingest is idempotent: a retry stores each file once); None if stopped."""
-        outcomes = ingest(list(range(count)))
+    def _retrying(self, ingest, count: int, code: str, first: list | None = None) -> list | None:
+        """``ingest(indices)`` for all (unless ``first`` has their outcomes), then again for
+        those that failed for an internal reason (ingest is idempotent: a retry stores each
+        file once); None if stopped."""
+        outcomes = first if first is not None else ingest(list(range(count)))
         for delay in RETRIES:
             failed = [i for i, o in enumerate(outcomes) if o is not None and _internal(o)]
             if not failed:
@@ -580,6 +640,7 @@ class WorkerProcess:
         self._conn = None
         self._process = None
         self._lock = threading.Lock()
+        self._in_flight = 0  # messages sent whose replies have not been taken
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
@@ -598,22 +659,54 @@ class WorkerProcess:
         outcome) for each, in order; (\"\", None) for a record that fails authentication."""
         return self._ask(("records", str(directory), records), [])  # places only, no data
 
+    def send_records(self, directory: Path, records: list) -> None:
+        """``ingest_records`` started, not waited for: ``next_reply`` gives its answer. The
+        child prepares one batch while the batch before it is made durable and recorded."""
+        with self._lock:
+            self._send(("records", str(directory), records), [])
+
+    def next_reply(self) -> list[tuple[str, IngestOutcome]]:
+        """The reply to the oldest message sent and not yet answered."""
+        with self._lock:
+            return self._receive()
+
     def _ask(self, message: tuple, items: list):
         with self._lock:
-            if self._process is None or not self._process.is_alive():
-                self._start()
-            try:
-                self._conn.send(message)
-                for item in items:
-                    self._conn.send_bytes(item)
-                reply = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                self._stop_process()
-                raise WorkerGone(f"the de-identification process ended ({type(exc).__name__})") \
-                    from None
+            if self._in_flight:
+                raise RuntimeError("a reply is still awaited: take it before asking again")
+            self._send(message, items)
+            return self._receive()
+
+    def _send(self, message: tuple, items: list) -> None:
+        if self._process is None or not self._process.is_alive():
+            if self._in_flight:  # what it had stays in the spool and is taken again
+                self._gone("died with batches in hand")
+            self._start()
+        try:
+            self._conn.send(message)
+            for item in items:
+                self._conn.send_bytes(item)
+        except (EOFError, OSError) as exc:
+            self._gone(f"ended ({type(exc).__name__})")
+        self._in_flight += 1
+
+    def _receive(self):
+        if self._conn is None or not self._in_flight:
+            raise WorkerGone("the de-identification process has no reply to give")
+        try:
+            reply = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._gone(f"ended ({type(exc).__name__})")
+        self._in_flight -= 1
         if isinstance(reply, str):  # the child's own failure, by type name only
+            if self._in_flight:  # replies still due would answer the wrong questions
+                self._stop_process()
             raise WorkerGone(f"the de-identification process failed ({reply})")
         return reply
+
+    def _gone(self, why: str) -> NoReturn:
+        self._stop_process()
+        raise WorkerGone(f"the de-identification process {why}") from None
 
     def close(self, timeout: float = 60.0) -> None:
         with self._lock:
@@ -633,6 +726,7 @@ class WorkerProcess:
         if self._conn is not None:
             self._conn.close()
         self._conn = self._process = None
+        self._in_flight = 0
 
 
 def _worker_main(conn) -> None:
@@ -656,30 +750,90 @@ def _worker_main(conn) -> None:
 
 
 def _serve_batches(conn) -> None:
-    while True:
-        try:
-            message = conn.recv()
-            if message is None:
-                return
+    replies = _Replies(conn)
+    try:
+        while True:
+            try:
+                message = conn.recv()
+                if message is None:
+                    return
+                if message[0] == "files":
+                    _, code, source, count = message
+                    items = [conn.recv_bytes() for _ in range(count)]
+            except (EOFError, OSError):
+                return  # the node is gone
             if message[0] == "files":
-                _, code, source, count = message
-                items = [conn.recv_bytes() for _ in range(count)]
-        except (EOFError, OSError):
-            return  # the node is gone
-        try:
-            if message[0] == "files":
-                reply = _ingest_files(code, source, items)
+                answered = replies.now(partial(_ingest_files, code, source, items))
                 del items
             else:
-                reply = _ingest_records(Path(message[1]), message[2])
-        except Exception as exc:  # noqa: BLE001 - reported by type: messages may quote values
-            log.error("the de-identification process failed (%s at %s)", type(exc).__name__,
-                      _where(exc))
-            reply = type(exc).__name__
+                answered = replies.later(partial(_prepare_records, Path(message[1]), message[2]),
+                                         _finish_records)
+            if not answered:
+                return
+    finally:
+        replies.close()
+
+
+class _Replies:
+    """The child's answers, in the order asked. A batch of spool records is prepared (read,
+    decrypted, de-identified, its writes started) on the calling thread and finished (made
+    durable, recorded, answered) on one other thread, so that the next batch is prepared
+    meanwhile: the import's overlap, for the node. At most one batch finishes at a time."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="nccid-finish")
+        self._finishing: Future | None = None
+
+    def now(self, work: Callable[[], object]) -> bool:
+        """Answer ``work()``, done here once the batch finishing has been answered; False
+        once the node is gone."""
+        return self._wait() and self._send(_attempt(work))
+
+    def later(self, prepare: Callable[[], object], finish: Callable[[object], object]) -> bool:
+        """``prepare()`` here, then ``finish`` of it answered from the finishing thread."""
+        prepared = _attempt(prepare)
+        if not self._wait():
+            return False
+        if isinstance(prepared, str):  # failed: answered now, in its turn
+            return self._send(prepared)
+        self._finishing = self._thread.submit(self._finish, finish, prepared)
+        return True
+
+    def _finish(self, finish: Callable[[object], object], prepared: object) -> bool:
+        return self._send(_attempt(partial(finish, prepared)))
+
+    def _wait(self) -> bool:
+        finishing, self._finishing = self._finishing, None
+        return finishing is None or finishing.result()
+
+    def _send(self, reply) -> bool:
         try:
-            conn.send(reply)
+            self._conn.send(reply)
+            return True
         except OSError:
-            return
+            return False
+
+    def close(self) -> None:
+        self._wait()  # the batch in hand is finished (its files stored once) before exiting
+        self._thread.submit(_close_connections).result()
+        self._thread.shutdown()
+
+
+def _attempt(work: Callable[[], object]):
+    """``work()``, or the type name of its failure (messages may quote values: never sent)."""
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001 - reported by type
+        log.error("the de-identification process failed (%s at %s)", type(exc).__name__,
+                  _where(exc))
+        return type(exc).__name__
+
+
+def _close_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
 
 
 def _ingest_files(code: str, source: str, items: list) -> list[IngestOutcome]:
@@ -694,13 +848,28 @@ def _ingest_files(code: str, source: str, items: list) -> list[IngestOutcome]:
     return ingest_many(items, site, source)
 
 
+@dataclass
+class _PreparedRecords:
+    replies: list  # (site code, outcome) per record; ("", None) if it failed authentication
+    groups: list = field(default_factory=list)  # (site code, record indices, PreparedBatch)
+
+
 def _ingest_records(directory: Path, records: list) -> list[tuple[str, IngestOutcome | None]]:
     """The child's side of ``WorkerProcess.ingest_records``: open, group by site, ingest."""
+    return _finish_records(_prepare_records(directory, records))
+
+
+def _prepare_records(directory: Path, records: list) -> _PreparedRecords:
+    """Open (read and decrypt) each record, group them by site and source, and prepare each
+    group (``intake.prepare_many``)."""
+    from nccid.accounts.models import Site
     from nccid.identity.service import get_keyring
 
+    from .intake import prepare_many
+
     keyring = get_keyring()
-    replies: list = [("", None)] * len(records)
-    groups: dict[tuple[str, str], list[tuple[int, memoryview]]] = defaultdict(list)
+    prepared = _PreparedRecords([("", None)] * len(records))
+    groups: dict[tuple[str, str], list[tuple[int, bytes]]] = defaultdict(list)
     for index, record in enumerate(records):
         try:
             code, source, data = open_record(directory, keyring, record)
@@ -708,8 +877,24 @@ def _ingest_records(directory: Path, records: list) -> list[tuple[str, IngestOut
             continue  # the node keeps its segment for an operator
         groups[(code, source)].append((index, data))
     for (code, source), items in groups.items():
-        outcomes = _ingest_files(code, source, [bytes(data) for _, data in items])
-        for (index, _), outcome in zip(items, outcomes, strict=True):
+        indices = [index for index, _ in items]
+        site = Site.objects.filter(code=code).first()
+        if site is None:
+            gone = IngestOutcome(IngestStatus.REJECTED, "the site is no longer registered")
+            for index in indices:
+                prepared.replies[index] = (code, gone)
+            continue
+        batch = prepare_many([data for _, data in items], site, source)
+        prepared.groups.append((code, indices, batch))
+    return prepared
+
+
+def _finish_records(prepared: _PreparedRecords) -> list[tuple[str, IngestOutcome | None]]:
+    from .intake import finish_many
+
+    replies = prepared.replies
+    for code, indices, batch in prepared.groups:
+        for index, outcome in zip(indices, finish_many(batch), strict=True):
             replies[index] = (code, outcome)
     return replies
 

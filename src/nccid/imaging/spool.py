@@ -78,7 +78,7 @@ class Backlog:
 class Record:
     site_code: str  # "" while sealed
     source: str
-    data: memoryview | None  # the file, a view of the decrypted record; None while sealed
+    data: bytes | None  # the file, decrypted; None while sealed
     segment: int
     offset: int
     length: int = 0  # the token's length on disk
@@ -182,19 +182,21 @@ def _prefix(site_code: str, source: str) -> bytes:
     return bytes((len(site), len(src))) + site + src
 
 
-def _decode(plain: bytes) -> tuple[str, str, memoryview]:
-    """(site code, source, the file): the file as a view of the plaintext, not a copy of it."""
-    a, b = plain[0], plain[1]
-    return (plain[2:2 + a].decode(), plain[2 + a:2 + a + b].decode(),
-            memoryview(plain)[2 + a + b:])
-
-
-def _open_token(keyring, seq: int, offset: int, token: bytes) -> tuple[str, str, memoryview]:
+def _open_token(keyring, seq: int, offset: int, token: bytes) -> tuple[str, str, bytes]:
+    """(site code, source, the file) of a record's token; raises InvalidTag unless authentic.
+    The file is decrypted apart from the prefix, into a ``bytes`` of its own (no copy)."""
+    if len(token) < 12 + 2 + 16:
+        raise InvalidTag  # too short to be a token: as unauthentic as an altered one
     context = _CONTEXT.format(name=segment_name(seq), offset=offset)
-    return _decode(keyring.decrypt(token, context, purpose="spool"))
+    ciphertext, decryptor = keyring.decryptor(token, context, purpose="spool")
+    a, b = decryptor.update(ciphertext[:2])
+    names = decryptor.update(ciphertext[2:2 + a + b])
+    data = decryptor.update(ciphertext[2 + a + b:])
+    decryptor.finalize()
+    return names[:a].decode(), names[a:].decode(), data
 
 
-def open_record(directory: Path, keyring, record: Record) -> tuple[str, str, memoryview]:
+def open_record(directory: Path, keyring, record: Record) -> tuple[str, str, bytes]:
     """(site code, source, file) of a sealed record, read from its segment and decrypted;
     raises InvalidTag when it fails authentication, OSError when it cannot be read."""
     fd = os.open(Path(directory) / segment_name(record.segment), os.O_RDONLY)
@@ -429,16 +431,19 @@ class Spool:
     # -- drain -------------------------------------------------------------------------------
 
     def read_batch(self, max_records: int = 32, max_bytes: int = 64 * 1024 * 1024,
-                   sealed: bool = False) -> Batch:
+                   sealed: bool = False, after: Batch | None = None) -> Batch:
         """The next records in order (at least one if any wait), up to the limits; never waits.
 
         ``sealed``: the records this process appended come back unread (``Record.sealed``),
         for the node's worker process to read and decrypt itself (``open_record``) rather
         than have this one, which is receiving, decrypt them and pipe them across. What an
-        earlier run left is always read here, where a torn tail can be cut."""
+        earlier run left is always read here, where a torn tail can be cut.
+
+        ``after``: a batch read but not released yet; the records that follow it (a drain
+        keeps one batch in flight while the next is read). Release them in order."""
         with self._lock:
             sizes, active = dict(self._sizes), self._active
-        seq, offset = self._position
+        seq, offset = after.position if after is not None else self._position
         batch = Batch(position=(seq, offset))
         for seq in sorted(s for s in sizes if s >= batch.position[0]):
             end = sizes[seq]

@@ -77,6 +77,30 @@ def test_records_come_back_in_order_and_the_drained_spool_is_empty(tmp_path, key
     again.close()
 
 
+def test_a_batch_read_after_one_in_flight_continues_it_and_both_release_in_order(
+        tmp_path, keyring):
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring, segment_bytes=200)  # two records to a segment
+    sent = [b"%d" % n * 40 for n in range(6)]
+    for data in sent:
+        spool.append("RTEST", "node", data)
+    assert len(_segments(folder)) == 3
+
+    one = spool.read_batch(max_records=3)
+    two = spool.read_batch(max_records=3, after=one)  # read before ``one`` is released
+    assert [r.data for r in one.records + two.records] == sent
+    assert one.finished and two.finished and not set(one.finished) & set(two.finished)
+    assert spool.read_batch(after=two).records == []
+    assert spool.backlog().records == 6  # nothing forgotten before its outcome
+
+    spool.release(one)
+    assert spool.backlog().records == 3
+    spool.release(two)
+    assert spool.backlog().records == 0 and _drain_all(spool) == []
+    assert _segments(folder) == []
+    spool.close()
+
+
 def test_an_unreleased_batch_is_read_again_after_a_restart(tmp_path, keyring):
     folder = tmp_path / "spool"
     spool = Spool(folder, keyring)
@@ -497,6 +521,55 @@ def test_the_deidentification_process_killed_is_restarted_and_each_file_stored_o
     rows = _stored(db_path)
     assert sorted(uid for uid, _ in rows) == sorted(keyring.uid(original_sop(p)) for p in files)
     assert len(list((nccid_home / "warehouse").rglob("*.dcm"))) == 12
+
+
+def test_the_worker_answers_batches_in_flight_in_order_and_a_failed_one_costs_no_mixup(
+        nccid_home, tmp_path, person_factory):
+    """The drain keeps two batches in flight: their replies come back in the order sent. A
+    batch the worker cannot read, with another in flight, stops the worker (the reply still
+    due would answer the wrong question); what was sent again is stored once."""
+    from nccid.imaging.node import WorkerGone, WorkerProcess
+    from nccid.imaging.outcome import IngestStatus as S
+    from nccid.imaging.spool import Record
+
+    run = dict(check=True, capture_output=True, timeout=180)
+    subprocess.run([*NCCID, "init"], **run)
+    subprocess.run([*NCCID, "site", "add", "PIPE", "--name", "Pipeline Test Hospital",
+                    "--ae-title", "PIPE_PACS"], **run)
+    keyring = load_keyring(nccid_home / "secret.key")
+    a, b = person_factory(63), person_factory(64)
+    files = (write_study(tmp_path / "a", a, count=3, rows=64, patient_id=a.nhs_number,
+                         plant=False)
+             + write_study(tmp_path / "b", b, count=2, rows=64, patient_id=b.nhs_number,
+                           plant=False))
+    spool = Spool(tmp_path / "spool", keyring)
+    for path in files:
+        spool.append("PIPE", "node", path.read_bytes())
+    one = spool.read_batch(max_records=3, sealed=True)
+    two = spool.read_batch(max_records=3, sealed=True, after=one)
+    unreadable = Record("", "", None, segment=999, offset=len(FILE_MAGIC), length=64)
+    worker = WorkerProcess()
+    try:
+        worker.send_records(spool.directory, one.records)
+        worker.send_records(spool.directory, two.records)
+        with pytest.raises(RuntimeError):  # a question asked before the replies due
+            worker.ingest_records(spool.directory, one.records)
+        assert [(c, o.status) for c, o in worker.next_reply()] == [("PIPE", S.STORED)] * 3
+        assert [(c, o.status) for c, o in worker.next_reply()] == [("PIPE", S.STORED)] * 2
+
+        worker.send_records(spool.directory, [unreadable])
+        worker.send_records(spool.directory, two.records)
+        with pytest.raises(WorkerGone, match="FileNotFoundError"):
+            worker.next_reply()
+        with pytest.raises(WorkerGone):  # the second reply is gone with the process
+            worker.next_reply()
+        again = worker.ingest_records(spool.directory, two.records)
+        assert [(c, o.status) for c, o in again] == [("PIPE", S.DUPLICATE)] * 2
+    finally:
+        worker.close()
+        spool.close()
+    rows = _stored(nccid_home / "nccid.sqlite3")
+    assert sorted(uid for uid, _ in rows) == sorted(keyring.uid(original_sop(p)) for p in files)
 
 
 def test_a_record_of_many_pieces_comes_back_whole(tmp_path, keyring):
