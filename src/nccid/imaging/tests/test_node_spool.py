@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidTag
 
 from nccid.identity.keys import load_keyring
 from nccid.imaging.dcmtk import dcmtk_tool
+from nccid.imaging.outcome import IngestOutcome, IngestStatus
 from nccid.imaging.spool import (
     END,
     FILE_MAGIC,
@@ -570,6 +571,65 @@ def test_the_worker_answers_batches_in_flight_in_order_and_a_failed_one_costs_no
         spool.close()
     rows = _stored(nccid_home / "nccid.sqlite3")
     assert sorted(uid for uid, _ in rows) == sorted(keyring.uid(original_sop(p)) for p in files)
+
+
+class _OrderedWorker:
+    """The worker process's pipe as the drain sees it: replies in the order sent, and a
+    question asked outright only when no reply is due (the real process is tested above).
+    The first reply to the first batch sent fails its first file for an internal reason."""
+
+    def __init__(self) -> None:
+        self.due: list[list] = []
+        self.asked: list[str] = []
+        self.failed_once = False
+
+    def send_records(self, directory, records: list) -> None:
+        self.due.append(records)
+
+    def next_reply(self) -> list:
+        records = self.due.pop(0)
+        replies = [("PIPE", _STORED) for _ in records]
+        if not self.failed_once:
+            self.failed_once = True
+            replies[0] = ("PIPE", _INTERNAL)
+        self.asked.append(f"reply {len(records)}")
+        return replies
+
+    def ingest_records(self, directory, records: list) -> list:
+        assert not self.due, "a question asked while replies were due"
+        self.asked.append(f"retry {len(records)}")
+        return [("PIPE", _STORED) for _ in records]
+
+    def close(self) -> None:
+        pass
+
+
+_STORED = IngestOutcome(IngestStatus.STORED, "")
+_INTERNAL = IngestOutcome(IngestStatus.REJECTED, "internal error (OperationalError)")
+
+
+def test_the_drain_keeps_two_batches_in_flight_releases_in_order_and_retries_one_at_a_time(
+        db, tmp_path, keyring, monkeypatch):
+    from nccid.imaging import node
+
+    monkeypatch.setattr(node, "RETRIES", (0.0,))
+    monkeypatch.setattr(node, "BATCH_FILES", 2)
+    spool = Spool(tmp_path / "spool", keyring)
+    for n in range(5):
+        spool.append("PIPE", "node", b"file %d" % n)
+    worker = _OrderedWorker()
+    drain = node.Drain(spool, worker)
+
+    drain._step()  # the first batch sent, nothing waited for
+    assert len(worker.due) == 1 and spool.backlog().records == 5
+    drain._step()  # the second sent; the first's reply has a failure: both replies taken
+    assert worker.asked == ["reply 2", "reply 2", "retry 1"]
+    assert spool.backlog().records == 1  # both released, in order
+    drain._step()  # the last record sent
+    drain._step()  # nothing more to send: its reply taken
+    assert worker.asked[-1] == "reply 1" and spool.backlog().records == 0
+    assert drain._tallies["PIPE"] == {"stored": 5}
+    spool.close()
 
 
 def test_a_record_of_many_pieces_comes_back_whole(tmp_path, keyring):
