@@ -330,8 +330,6 @@ def store_instance(assoc, make_head: Callable[[], bytes], body, spool: Spool) ->
     """C-STORE: a structurally sound file is spooled (encrypted, durable), then acknowledged.
     The file is ``make_head()`` (preamble, ``DICM``, file meta), then ``body``: the dataset as
     received (one buffer, or the list of its fragments)."""
-    from .intake import Rejected, read_received
-
     tally = _tally(assoc)
     site = getattr(assoc, "_nccid_site", None)
     if site is None:
@@ -344,27 +342,41 @@ def store_instance(assoc, make_head: Callable[[], bytes], body, spool: Spool) ->
         # The file as pynetdicom's encoded_dataset() makes it, without its two copies of the
         # dataset: the file meta, then the bytes as received.
         head = make_head()
-        parts = body if isinstance(body, list) else [body]
-        size = len(head) + sum(map(len, parts))
-        read_received(head, parts)
-    except Rejected as exc:
-        log.warning("site %s: an instance was rejected: %s", site.code, exc)
-        tally.counts["rejected"] += 1
-        return CANNOT_UNDERSTAND
     except Exception as exc:  # noqa: BLE001
         log.warning("site %s sent a dataset that could not be encoded (%s)", site.code,
                     type(exc).__name__)
         tally.counts["rejected"] += 1
         return CANNOT_UNDERSTAND
+    parts = body if isinstance(body, list) else [body]
+    size = len(head) + sum(map(len, parts))
     try:
-        spool.append(site.code, "node", [head, *parts])
+        # Checked while the disk writes the encrypted body; refused, it never becomes a record.
+        refused = spool.append(site.code, "node", [head, *parts],
+                               check=partial(_refusal, head, parts))
     except SpoolError as exc:
         log.error("site %s: an instance could not be spooled: %s", site.code, exc)
         tally.counts["not spooled"] += 1
         return OUT_OF_RESOURCES
+    if refused is not None:
+        log.warning("site %s: an instance was rejected: %s", site.code, refused)
+        tally.counts["rejected"] += 1
+        return CANNOT_UNDERSTAND
     tally.counts["received"] += 1
     tally.bytes += size
     return SUCCESS
+
+
+def _refusal(head: bytes, parts: list) -> str | None:
+    """Why the received file is refused (``intake.read_received``'s structural check), or None."""
+    from .intake import Rejected, read_received
+
+    try:
+        read_received(head, parts)
+    except Rejected as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - a message may quote a value: the type only
+        return f"the dataset could not be read ({type(exc).__name__})"
+    return None
 
 
 class Drain:

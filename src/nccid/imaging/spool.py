@@ -40,6 +40,7 @@ import os
 import re
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,9 +344,15 @@ class Spool:
 
     # -- append ------------------------------------------------------------------------------
 
-    def append(self, site_code: str, source: str, data) -> None:
+    def append(self, site_code: str, source: str, data,
+               check: Callable[[], str | None] | None = None) -> str | None:
         """Encrypt and append one instance (bytes, or a list of buffers that make it up);
-        returns once it is on stable storage."""
+        returns once it is on stable storage.
+
+        ``check()``, if given, runs once the record's body is written and before its header:
+        the disk writes the body meanwhile. What it returns, if anything, is a reason to
+        refuse the file: the record is left without a header (never seen, overwritten by the
+        next) and ``append`` returns that reason."""
         parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
         prefix = _prefix(site_code, source)
         with self._write_lock:
@@ -358,19 +365,23 @@ class Spool:
             seq, offset = self._active, self._sizes[self._active]
             context = _CONTEXT.format(name=segment_name(seq), offset=offset)
             length = size - RECORD.size  # the token: nonce, ciphertext, tag
-            self._write([prefix, *parts], context, length, offset)
+            refused = self._write([prefix, *parts], context, length, offset, check)
+            if refused is not None:
+                return refused
             with self._changed:  # now the drain may read it
                 self._sizes[seq] = offset + RECORD.size + length
                 self._records += 1
                 self._bytes += length
                 self._appends += 1
                 self._changed.notify_all()
+        return None
 
-    def _write(self, plain: list, context: str, length: int, offset: int) -> None:
+    def _write(self, plain: list, context: str, length: int, offset: int,
+               check: Callable[[], str | None] | None) -> str | None:
         """The record (header, nonce, ciphertext, tag, then the END mark) at ``offset``,
         encrypted and written piece by piece; on stable storage when this returns. The header
         goes last, over the END mark that ended the spool so far: until then every scan
-        stops before the record, whole or torn."""
+        stops before the record, whole or torn. ``check``'s refusal, if any, comes first."""
         fd = self._active_fd
         nonce, encryptor = self._keyring.encryptor(context, purpose="spool")
         cipher = memoryview(self._ciphertext)
@@ -387,6 +398,9 @@ class Spool:
                 head = []
             encryptor.finalize()
             write_all(fd, [*head, encryptor.tag, END], position)
+            refused = check() if check is not None else None
+            if refused is not None:
+                return refused
             write_all(fd, [RECORD.pack(RECORD_MAGIC, length)], offset)
             os.fdatasync(fd)
         except OSError as exc:

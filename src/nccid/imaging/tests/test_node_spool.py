@@ -672,3 +672,29 @@ def test_an_append_killed_before_its_header_leaves_the_spool_as_it_was(tmp_path,
     assert again.backlog().records == 1
     assert [bytes(r.data) for r in _drain_all(again)] == [b"A" * 500]
     again.close()
+
+
+def test_a_file_refused_by_the_check_after_its_body_is_written_never_becomes_a_record(
+        tmp_path, keyring):
+    """``append(check=)``: the check runs once the body is on its way to the disk (the node
+    checks a received file meanwhile); a refusal leaves no record, and the next append and a
+    restart see only what was accepted."""
+    folder = tmp_path / "spool"
+    spool = Spool(folder, keyring)
+    assert spool.append("RTEST", "node", b"A" * 500, check=lambda: None) is None
+    segment = _segments(folder)[0]
+    before = segment.stat().st_size
+    seen = []
+
+    def refuse() -> str:
+        seen.append(segment.stat().st_size)  # the body is written when the check runs
+        return "no SOP Instance UID"
+
+    assert spool.append("RTEST", "node", b"B" * 4000, check=refuse) == "no SOP Instance UID"
+    assert seen[0] > before + 4000
+    assert spool.backlog().records == 1 and spool_backlog(folder).records == 1
+    spool.append("RTEST", "node", b"C" * 300)
+    spool.close()
+    again = Spool(folder, keyring)  # a restart
+    assert [bytes(r.data) for r in _drain_all(again)] == [b"A" * 500, b"C" * 300]
+    again.close()
