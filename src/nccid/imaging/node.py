@@ -144,13 +144,16 @@ class _QuickDUL(DULServiceProvider):
     def _run_loop_delay(self, value: float) -> None:
         pass  # set by pynetdicom's __init__; the property decides
 
-    def run_reactor(self) -> None:
+    def run(self) -> None:
+        """The DUL thread; its database connection (the C-STORE short path looks the site up
+        here) is closed when it ends. ``run``, not ``run_reactor``: pynetdicom binds the
+        thread's target to ``run_reactor`` before the node swaps this class in."""
         from django.db import connections
 
         try:
-            super().run_reactor()
+            super().run()
         finally:
-            connections.close_all()  # the C-STORE short path queried the database here
+            connections.close_all()
 
     def _fast_path(self) -> StoreFastPath | None:
         """The C-STORE short path (``fastpath.py``) when the node's own handler is bound."""

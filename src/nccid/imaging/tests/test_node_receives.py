@@ -293,3 +293,41 @@ def test_an_idle_node_keeps_no_spare_segments(node, site, keyring, tmp_path, per
     assert not spool.has_spares
     assert not list(spool.directory.glob("spare-*.log"))
     assert len(_stored(keyring, files)) == 3
+
+
+@pytest.mark.dcmtk
+def test_every_association_thread_closes_its_database_connection(node, site, tmp_path,
+                                                                 person_factory, monkeypatch):
+    """A node serves for months: each association's threads (pynetdicom's network thread,
+    where the C-STORE short path looks the site up, and the association's own) close their
+    database connections when they end, rather than leave them to the garbage collector.
+    (SQLite's in-memory test database ignores a close: the closing itself is what is seen.)"""
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    opened, closed = [], []
+    close_all = connections.close_all
+
+    def record(sender, connection, **kwargs):
+        opened.append(threading.current_thread())
+
+    def closing() -> None:
+        closed.append(threading.current_thread())
+        close_all()
+
+    monkeypatch.setattr(connections, "close_all", closing)
+    connection_created.connect(record)
+    try:
+        person = person_factory(24)
+        files = write_study(tmp_path, person, count=2, patient_id=person.nhs_number)
+        result = _storescu_dcmtk(node.port, files)
+        assert result.returncode == 0, result.stderr
+        node.drained()
+    finally:
+        connection_created.disconnect(record)
+    network = [t for t in opened if "run_reactor" in t.name or "Acceptor" in t.name]
+    assert any("run_reactor" in thread.name for thread in network)
+    for thread in network:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert thread in closed, f"{thread.name} ended with its connection open"
