@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .intake import finish_many, long_run_collector, prepare_many
+from .intake import close_thread_connections, finish_many, long_run_collector, prepare_many
 from .outcome import IngestOutcome, IngestStatus
 
 MAX_FILE_BYTES = 4 * 1024**3  # a single DICOM file larger than this is refused, not read
@@ -271,7 +271,7 @@ class _Committer:
         try:
             self._collect()  # also after an interrupt: what was prepared is finished, once
         finally:
-            self._thread.submit(_close_connections).result()
+            self._thread.submit(close_thread_connections).result()
             self._thread.shutdown()
 
 
@@ -283,13 +283,6 @@ def _finish_and_release(prepared, datas: list) -> list[IngestOutcome]:
     finally:
         for data in datas:
             _release(data)
-
-
-def _close_connections() -> None:
-    """The finishing thread's own database connections, closed when the import ends."""
-    from django.db import connections
-
-    connections.close_all()
 
 
 def _read_ahead(sources, archives, window: int = READ_AHEAD) -> Iterator[tuple[Source, object]]:

@@ -380,6 +380,14 @@ def remove_encrypted(name: str) -> None:
 # -- the pipeline --------------------------------------------------------------------------
 
 
+def close_thread_connections() -> None:
+    """The calling thread's own database connections, closed: a thread that finishes
+    batches (the import's, the node worker's) runs this as its last task."""
+    from django.db import connections
+
+    connections.close_all()
+
+
 def already_taken(sop_uid: str) -> bool:
     """True when this de-identified SOP Instance UID is stored, pending or held."""
     return bool(taken_uids([sop_uid]))

@@ -830,8 +830,10 @@ class _Replies:
             return False
 
     def close(self) -> None:
+        from .intake import close_thread_connections
+
         self._wait()  # the batch in hand is finished (its files stored once) before exiting
-        self._thread.submit(_close_connections).result()
+        self._thread.submit(close_thread_connections).result()
         self._thread.shutdown()
 
 
@@ -843,12 +845,6 @@ def _attempt(work: Callable[[], object]):
         log.error("the de-identification process failed (%s at %s)", type(exc).__name__,
                   _where(exc))
         return type(exc).__name__
-
-
-def _close_connections() -> None:
-    from django.db import connections
-
-    connections.close_all()
 
 
 def _ingest_files(code: str, source: str, items: list) -> list[IngestOutcome]:
