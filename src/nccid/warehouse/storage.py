@@ -4,7 +4,7 @@ Pure library (no Django). Keys are ``/``-separated paths relative to the warehou
 same on every backend. Writes are atomic: a reader sees the whole object or nothing.
 - local: write to a hidden temporary name in the same folder, fsync, rename (and fsync the folder);
   a batch: write every temporary, sync the filesystem once, rename them all, sync again (a
-  batch's objects of 1 MB and more are written with O_DIRECT, see ``_write_direct``);
+  batch's objects of 64 KB and more are written with O_DIRECT, see ``_write_direct``);
 - S3: a single PUT (or a multipart upload, completed in one request) is atomic by itself.
 Every write returns the SHA-256 of what was written and checks the stored size.
 
@@ -22,12 +22,12 @@ import ctypes
 import errno
 import fcntl
 import hashlib
+import itertools
 import mmap
 import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -180,13 +180,12 @@ class Warehouse:
     def _local_commit(self, path: str, writer) -> None:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+        fd, temp, _ = _create_temporary(folder, False, 0)
         try:
             with os.fdopen(fd, "wb") as handle:
                 writer(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.chmod(temp, 0o644)
             os.replace(temp, path)
         except BaseException:
             # An error (or an interrupt) before the rename leaves nothing visible behind.
@@ -269,8 +268,9 @@ class Warehouse:
 
 Buffers = bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]
 _pool: ThreadPoolExecutor | None = None
-# Folders this process made or found (and swept of stale temporaries): not checked again.
-_known_folders: set[str] = set()
+# Folders this process made or found (and swept of stale temporaries), with their device:
+# not checked again.
+_known_folders: dict[str, int] = {}
 _pool_lock = threading.Lock()
 
 
@@ -284,7 +284,8 @@ def _writer_pool() -> ThreadPoolExecutor:
 
 
 def _parts(data: Buffers) -> list:
-    return [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+    """The buffers of ``data``: a list or tuple of them, or one (bytes, a view, a memory map)."""
+    return list(data) if isinstance(data, (list, tuple)) else [data]
 
 
 def write_all(fd: int, parts: list, offset: int | None = None) -> int:
@@ -309,17 +310,18 @@ def write_all(fd: int, parts: list, offset: int | None = None) -> int:
 def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
     """A temporary file in ``folder`` (made if missing) holding ``parts``: (path, SHA-256,
     size). Not yet durable: ``WriteBatch.publish`` makes the whole batch durable at once."""
-    _ensure_folder(folder)
+    device = _ensure_folder(folder)
+    size = sum(len(part) for part in parts)
+    direct = bool(_O_DIRECT) and size >= DIRECT_FROM_BYTES and device not in _direct_refused
     try:
-        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+        fd, temp, direct = _create_temporary(folder, direct, device)
     except OSError:
-        _known_folders.discard(folder)  # gone? the next batch checks and makes it again
+        _known_folders.pop(folder, None)  # gone? the next batch checks and makes it again
         raise
     try:
-        digest, size = _write_contents(fd, parts)
-        os.fchmod(fd, 0o644)
+        digest, size = _write_contents(fd, parts, direct, device)
     except BaseException:
-        _known_folders.discard(folder)
+        _known_folders.pop(folder, None)
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
@@ -328,7 +330,28 @@ def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
     return temp, digest, size
 
 
-DIRECT_FROM_BYTES = 1024 * 1024  # bigger objects bypass the page cache (see _write_direct)
+_temporary_numbers = itertools.count()
+
+
+def _create_temporary(folder: str, direct: bool, device: int) -> tuple[int, str, bool]:
+    """A new empty file in ``folder`` for one object, in one ``open``: (fd, path, direct).
+    Its mode is 0644 less the umask, as the object it becomes will have. Opened for direct
+    writes if asked, unless the filesystem refuses them (tmpfs), which is remembered."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    while True:
+        temp = f"{folder}/{TEMP_PREFIX}{os.getpid()}-{next(_temporary_numbers)}"
+        try:
+            return os.open(temp, flags | (_O_DIRECT if direct else 0), 0o644), temp, direct
+        except FileExistsError:
+            continue  # left by a killed process that had the same pid: take the next number
+        except OSError as exc:
+            if not (direct and exc.errno == errno.EINVAL):
+                raise
+            _direct_refused.add(device)
+            direct = False
+
+
+DIRECT_FROM_BYTES = 64 * 1024    # bigger objects bypass the page cache (see _write_direct)
 DIRECT_CHUNK = 4 * 1024 * 1024   # the staging buffer of each writer thread
 DIRECT_ALIGN = 4096              # O_DIRECT wants aligned memory, offsets and lengths
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -336,17 +359,17 @@ _staging = threading.local()
 _direct_refused: set[int] = set()  # devices whose filesystem refused O_DIRECT
 
 
-def _write_contents(fd: int, parts: list) -> tuple[str, int]:
-    """Write ``parts`` to the empty file ``fd``: (SHA-256, size). Big objects go directly to
-    the disk where the filesystem allows it, the rest through the page cache."""
-    if sum(len(part) for part in parts) >= DIRECT_FROM_BYTES and _direct_io(fd, True):
+def _write_contents(fd: int, parts: list, direct: bool, device: int) -> tuple[str, int]:
+    """Write ``parts`` to the empty file ``fd`` (opened with O_DIRECT if ``direct``): (SHA-256,
+    size). A direct write the filesystem refuses midway is done again through the page cache."""
+    if direct:
         try:
             return _write_direct(fd, parts)
         except OSError as exc:
             if exc.errno != errno.EINVAL:  # EINVAL: alignment refused; start again buffered
                 raise
-            _direct_refused.add(os.fstat(fd).st_dev)
-            _direct_io(fd, False)
+            _direct_refused.add(device)
+            _buffered(fd)
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
     digest = hashlib.sha256()
@@ -355,17 +378,9 @@ def _write_contents(fd: int, parts: list) -> tuple[str, int]:
     return digest.hexdigest(), write_all(fd, parts)
 
 
-def _direct_io(fd: int, on: bool) -> bool:
-    """Turn O_DIRECT on or off for ``fd``; False where the filesystem refuses it (tmpfs)."""
-    if not _O_DIRECT or on and os.fstat(fd).st_dev in _direct_refused:
-        return False
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
-    except OSError:
-        _direct_refused.add(os.fstat(fd).st_dev)
-        return False
-    return True
+def _buffered(fd: int) -> None:
+    """Turn O_DIRECT off for ``fd`` (the other flags F_SETFL sets are never ours)."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, 0)
 
 
 def _write_direct(fd: int, parts: list) -> tuple[str, int]:
@@ -374,9 +389,11 @@ def _write_direct(fd: int, parts: list) -> tuple[str, int]:
 
     Why: a warehouse object is written once and seldom read back soon. Copying it into fresh
     page-cache pages, which the kernel then writes back, cost about three times the CPU of
-    copying it into a reused buffer the disk reads directly (docs/benchmarks.md). The last
-    block is padded with zeros and the file cut back to its size. Durability is unchanged:
-    ``WriteBatch.publish`` syncs the filesystem, which flushes the disk's cache and sizes."""
+    copying it into a reused buffer the disk reads directly (docs/benchmarks.md). The whole
+    blocks go directly; the last partial block goes through the page cache, at its offset:
+    padding it and cutting the file back instead made the kernel read that block back from
+    the disk, 3-4 ms a file. Durability is unchanged: ``WriteBatch.publish`` syncs the
+    filesystem, which writes that block and flushes the disk's cache and sizes."""
     staging = getattr(_staging, "buffer", None)
     if staging is None:
         staging = _staging.buffer = mmap.mmap(-1, DIRECT_CHUNK)  # page-aligned
@@ -396,28 +413,35 @@ def _write_direct(fd: int, parts: list) -> tuple[str, int]:
                     filled = 0
         if filled:
             digest.update(view[:filled])
-            padded = -(-filled // DIRECT_ALIGN) * DIRECT_ALIGN
-            view[filled:padded] = bytes(padded - filled)
-            write_all(fd, [view[:padded]])
-            size += filled
-            os.ftruncate(fd, size)
+            whole = filled - filled % DIRECT_ALIGN
+            if whole:
+                size += write_all(fd, [view[:whole]])
+            if whole < filled:
+                _buffered(fd)
+                size += write_all(fd, [view[whole:filled]])
         return digest.hexdigest(), size
     finally:
         view.release()
 
 
-def _ensure_folder(folder: str) -> None:
-    """Make ``folder`` if missing; a folder met for the first time by this process is swept of
-    temporaries left by a killed process. Runs on the writer threads (it may wait on disk)."""
-    if folder in _known_folders:
-        return
-    if os.path.isdir(folder):
-        _remove_stale_temporaries(folder)
-    else:
+def _ensure_folder(folder: str) -> int:
+    """Make ``folder`` if missing, and return its device; a folder met for the first time by
+    this process is swept of temporaries left by a killed process. Runs on the writer
+    threads (it may wait on disk)."""
+    device = _known_folders.get(folder)
+    if device is not None:
+        return device
+    try:
+        device = os.stat(folder).st_dev
+    except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
+        device = os.stat(folder).st_dev
+    else:
+        _remove_stale_temporaries(folder)
     if len(_known_folders) > 20000:  # bounded: a long-running node sees many series
         _known_folders.clear()
-    _known_folders.add(folder)
+    _known_folders[folder] = device
+    return device
 
 
 _libc = None

@@ -131,3 +131,66 @@ def test_a_direct_write_refused_midway_is_written_again_through_the_page_cache(
     assert published["y/1.dcm"] == hashlib.sha256(data).hexdigest()
     if _direct_io_allowed(local_warehouse.root):  # and that filesystem is not asked again
         assert storage._direct_refused == {os.stat(local_warehouse.root).st_dev}
+
+
+def test_a_filesystem_that_refuses_direct_writes_at_open_gets_buffered_ones(
+        local_warehouse, monkeypatch):
+    import errno
+    import os
+
+    from nccid.warehouse import storage
+
+    monkeypatch.setattr(storage, "_direct_refused", set())
+    real_open, opened = os.open, []
+
+    def like_tmpfs(path, flags, mode=0o777):  # tmpfs answers O_DIRECT with EINVAL at open
+        if TEMP_PREFIX in str(path):
+            opened.append(bool(flags & storage._O_DIRECT))
+        if flags & storage._O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(storage.os, "open", like_tmpfs)
+    data = bytes(range(256)) * (storage.DIRECT_FROM_BYTES // 100)
+    local_warehouse.write_many({"t/1.dcm": data, "t/2.dcm": data[1:]})
+    monkeypatch.undo()
+    assert local_warehouse.read("t/1.dcm") == data and local_warehouse.read("t/2.dcm") == data[1:]
+    if storage._O_DIRECT:  # asked once, then that filesystem is not asked again
+        assert opened.count(True) == 1 and opened.count(False) == 2
+
+
+def test_a_leftover_temporary_with_the_same_name_is_stepped_over(local_warehouse, monkeypatch):
+    import itertools
+    import os
+    from pathlib import Path
+
+    from nccid.warehouse import storage
+
+    monkeypatch.setattr(storage, "_temporary_numbers", itertools.count(7))
+    folder = Path(local_warehouse.root) / "u"
+    folder.mkdir()
+    leftover = folder / f"{TEMP_PREFIX}{os.getpid()}-7"  # a killed process that had our pid
+    leftover.write_bytes(b"not ours")
+    local_warehouse.write_many({"u/1.json": b"one", "u/2.json": b"two"})
+    assert leftover.read_bytes() == b"not ours"
+    assert [local_warehouse.read(k) for k in ("u/1.json", "u/2.json")] == [b"one", b"two"]
+
+
+def test_objects_are_readable_by_all_less_the_umask(local_warehouse):
+    import os
+    import stat
+
+    from nccid.warehouse import storage
+
+    big = b"b" * (storage.DIRECT_FROM_BYTES + 5)
+    modes = {}
+    for mask in (0o022, 0o027):
+        previous = os.umask(mask)
+        try:
+            local_warehouse.write_many({f"m/{mask:o}.dcm": big, f"m/{mask:o}.json": b"{}"})
+            local_warehouse.write_atomic(f"m/{mask:o}.one", b"written alone")
+        finally:
+            os.umask(previous)
+        modes[mask] = {stat.S_IMODE(os.stat(local_warehouse.path(f"m/{mask:o}.{kind}")).st_mode)
+                       for kind in ("dcm", "json", "one")}
+    assert modes == {0o022: {0o644}, 0o027: {0o640}}
