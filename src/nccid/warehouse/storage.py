@@ -180,7 +180,7 @@ class Warehouse:
     def _local_commit(self, path: str, writer) -> None:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        fd, temp, _ = _create_temporary(folder, False, 0)
+        fd, temp, _ = _create_temporary(folder)
         try:
             with os.fdopen(fd, "wb") as handle:
                 writer(handle)
@@ -333,10 +333,12 @@ def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
 _temporary_numbers = itertools.count()
 
 
-def _create_temporary(folder: str, direct: bool, device: int) -> tuple[int, str, bool]:
+def _create_temporary(folder: str, direct: bool = False,
+                      device: int | None = None) -> tuple[int, str, bool]:
     """A new empty file in ``folder`` for one object, in one ``open``: (fd, path, direct).
     Its mode is 0644 less the umask, as the object it becomes will have. Opened for direct
-    writes if asked, unless the filesystem refuses them (tmpfs), which is remembered."""
+    writes if asked, unless the filesystem (on ``device``) refuses them, as tmpfs does: that
+    is remembered."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     while True:
         temp = f"{folder}/{TEMP_PREFIX}{os.getpid()}-{next(_temporary_numbers)}"
