@@ -307,6 +307,14 @@ def write_all(fd: int, parts: list, offset: int | None = None) -> int:
     return total
 
 
+DIRECT_FROM_BYTES = 64 * 1024    # bigger objects bypass the page cache (see _write_direct)
+DIRECT_CHUNK = 4 * 1024 * 1024   # the staging buffer of each writer thread
+DIRECT_ALIGN = 4096              # O_DIRECT wants aligned memory, offsets and lengths
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_staging = threading.local()
+_direct_refused: set[int] = set()  # devices whose filesystem refused O_DIRECT
+
+
 def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
     """A temporary file in ``folder`` (made if missing) holding ``parts``: (path, SHA-256,
     size). Not yet durable: ``WriteBatch.publish`` makes the whole batch durable at once."""
@@ -351,14 +359,6 @@ def _create_temporary(folder: str, direct: bool = False,
                 raise
             _direct_refused.add(device)
             direct = False
-
-
-DIRECT_FROM_BYTES = 64 * 1024    # bigger objects bypass the page cache (see _write_direct)
-DIRECT_CHUNK = 4 * 1024 * 1024   # the staging buffer of each writer thread
-DIRECT_ALIGN = 4096              # O_DIRECT wants aligned memory, offsets and lengths
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
-_staging = threading.local()
-_direct_refused: set[int] = set()  # devices whose filesystem refused O_DIRECT
 
 
 def _write_contents(fd: int, parts: list, direct: bool, device: int) -> tuple[str, int]:
