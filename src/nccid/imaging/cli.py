@@ -11,7 +11,7 @@ from rich.table import Table
 
 from nccid.cli.common import UserError, console, err_console, setup_django
 
-images_app = typer.Typer(help="DICOM images: import, pending and held images.",
+images_app = typer.Typer(help="DICOM images: import; images pending a link or held for review.",
                          no_args_is_help=True)
 
 
@@ -107,6 +107,40 @@ def pending_list() -> None:
                 .annotate(n=Count("id"), first=Min("expires_at")).order_by("site__code")):
         table.add_row(row["site__code"], str(row["n"]), f"{row['first']:%Y-%m-%d}")
     console.print(table)
+
+
+@images_app.command("held")
+def held_list(
+    site: Annotated[str | None, typer.Option("--site", help="List this site's held images one by one.")] = None,
+) -> None:
+    """Images held for review (possible burned-in text): how many per site, or one site's list."""
+    setup_django()
+    from django.db.models import Count, Min
+
+    from nccid.accounts.models import Site
+
+    from .services import held_images
+
+    if site is None:
+        table = Table("Site", "Held images", "Oldest received", title="Held for review")
+        for row in (held_images().values("site__code")
+                    .annotate(n=Count("id"), first=Min("received_at")).order_by("site__code")):
+            table.add_row(row["site__code"], str(row["n"]), f"{row['first']:%Y-%m-%d %H:%M}")
+    else:
+        found = Site.objects.filter(code=site.strip().upper()).first()
+        if found is None:
+            raise UserError(f"no site with code {site!r} (see 'nccid site list')")
+        table = Table("Id", "Received", "Modality", "Patient", "Why held", "Size",
+                      title=f"Held for review at {found.code}")
+        for held in held_images(found).order_by("received_at", "id"):
+            table.add_row(str(held.pk), f"{held.received_at:%Y-%m-%d %H:%M}", held.modality,
+                          held.pseudonym or "not linked yet", held.reason, f"{held.size:,} B")
+    if not table.row_count:
+        console.print("No images are held for review.")
+        return
+    console.print(table)
+    console.print("Release or reject them on the portal's review page (/review/).",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:
