@@ -130,11 +130,13 @@ def held_list(
         found = Site.objects.filter(code=site.strip().upper()).first()
         if found is None:
             raise UserError(f"no site with code {site!r} (see 'nccid site list')")
-        table = Table("Id", "Received", "Modality", "Patient", "Why held", "Size",
-                      title=f"Held for review at {found.code}")
+        table = Table(title=f"Held for review at {found.code}")
+        for header in ("Id", "Received", "Modality", "Patient"):  # never cut or wrapped
+            table.add_column(header, no_wrap=True)
+        table.add_column("Why held", ratio=1)
         for held in held_images(found).order_by("received_at", "id"):
             table.add_row(str(held.pk), f"{held.received_at:%Y-%m-%d %H:%M}", held.modality,
-                          held.pseudonym or "not linked yet", held.reason, f"{held.size:,} B")
+                          held.pseudonym or "not linked yet", held.reason)
     if not table.row_count:
         console.print("No images are held for review.")
         return

@@ -25,8 +25,8 @@ from .pending import purge_expired
 
 log = logging.getLogger("nccid.imaging.services")
 
-__all__ = ["HeldDecisionError", "held_images", "purge_expired", "reject_held", "release_held",
-           "studies_for_site"]
+__all__ = ["HeldDecisionError", "held_image", "held_images", "purge_expired", "reject_held",
+           "release_held", "studies_for_site"]
 
 
 class HeldDecisionError(PermissionError):
@@ -42,6 +42,22 @@ def held_images(site=None) -> QuerySet[HeldImage]:
     """Images waiting for a data manager's decision, oldest first."""
     query = HeldImage.objects.filter(status=HeldStatus.HELD).select_related("site")
     return query.filter(site=site) if site is not None else query
+
+
+def held_image(held: HeldImage, user):
+    """The held image as it would enter the warehouse (de-identified header; its pixels may
+    show burned-in text), for a data manager deciding on it. Every look is audited."""
+    if not getattr(user, "is_data_manager", False):
+        raise HeldDecisionError("only data managers may see held images")
+    if held.status != HeldStatus.HELD or not held.file_name:
+        raise HeldDecisionError("this image has already been decided")
+    try:
+        data = read_encrypted(held.file_name, held.site.code, held.sop_uid)
+    except FileNotFoundError:  # decided by someone else meanwhile
+        raise HeldDecisionError("this image has already been decided") from None
+    audit(user, "imaging.held.view", pseudonym=held.pseudonym, site=held.site.code,
+          sop_uid=held.sop_uid)
+    return _parse(data)
 
 
 def _claim(held: HeldImage, user, status: str) -> HeldImage:
@@ -102,10 +118,14 @@ def reject_held(held: HeldImage, user, reason: str = "") -> None:
 
 
 def _parse_header(data: bytes):
+    return _parse(data, stop_before_pixels=True)
+
+
+def _parse(data: bytes, stop_before_pixels: bool = False):
     from io import BytesIO
 
     from pydicom import dcmread
 
-    return dcmread(BytesIO(data), stop_before_pixels=True)
+    return dcmread(BytesIO(data), stop_before_pixels=stop_before_pixels)
 
 

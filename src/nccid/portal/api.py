@@ -414,6 +414,23 @@ def _decide(request, held_id: int, action: str) -> dict:
     return {"id": held.pk, "status": held.status}
 
 
+@api.get("/review/held/{held_id}/image.png", tags=["review"],
+         summary="A held image's first frame as a PNG (audited, never cached); data managers only",
+         openapi_extra={"responses": {200: {"description": "PNG",
+                                            "content": {"image/png": {}}},
+                                      415: {"description": "Cannot be shown here: why"}}})
+def held_image_png(request, held_id: int):
+    from nccid.imaging.models import HeldImage
+
+    from .dashboard import held_preview
+
+    require_data_manager(request)
+    held = HeldImage.objects.select_related("site").filter(pk=held_id).first()
+    if held is None:
+        raise Http404("No such held image.")
+    return held_preview(held, _user(request))
+
+
 @api.post("/review/held/{held_id}/release", response=DecisionOut, tags=["review"],
           summary="Release a held image into the warehouse; data managers only")
 def held_release(request, held_id: int):

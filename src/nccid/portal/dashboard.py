@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.cache import patch_cache_control
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -107,6 +107,42 @@ def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         done = "released into the warehouse" if action == "release" else "rejected and deleted"
         messages.success(request, f"Image {held.pk} from {held.site.code} {done}.")
     return redirect("figures:review")
+
+
+PREVIEW_PIXELS = 1024  # the longest side of a held image's preview
+
+
+@data_manager_required
+@require_GET
+def review_image(request: HttpRequest, pk: int) -> HttpResponse:
+    """A held image's first frame as a PNG, for the data manager deciding on it (audited)."""
+    from nccid.imaging.models import HeldImage
+
+    held = HeldImage.objects.select_related("site").filter(pk=pk).first()
+    if held is None:
+        raise Http404("no such held image")
+    return held_preview(held, request.user)
+
+
+def held_preview(held, user) -> HttpResponse:
+    """The PNG of ``held`` for ``user`` (a data manager), or 415 saying why it cannot be
+    shown; Http404 once it has been decided. Never cached: the pixels may show a name."""
+    from nccid.imaging import services
+    from nccid.research.dataset import preview_png
+
+    try:
+        dataset = services.held_image(held, user)
+    except services.HeldDecisionError as exc:
+        raise Http404(str(exc)) from exc
+    try:
+        response = HttpResponse(preview_png(dataset, PREVIEW_PIXELS), content_type="image/png")
+    except Exception as exc:  # noqa: BLE001 - no pixels, or a compression nothing here decodes
+        log.warning("held image %s cannot be previewed (%s)", held.pk, type(exc).__name__)
+        response = HttpResponse(f"Image {held.pk} cannot be shown here ({type(exc).__name__}): "
+                                "open it in a DICOM viewer, or reject it.", status=415,
+                                content_type="text/plain; charset=utf-8")
+    add_never_cache_headers(response)
+    return response
 
 
 @never_cache

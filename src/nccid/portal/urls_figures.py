@@ -10,6 +10,7 @@ urlpatterns = [
     path("dashboard/", dashboard.dashboard_page, name="dashboard"),
     path("dashboard/charts/<slug:name>.svg", dashboard.chart_svg, name="chart"),
     path("review/", dashboard.review_page, name="review"),
+    path("review/<int:pk>/image.png", dashboard.review_image, name="review_image"),
     path("review/<int:pk>/<str:action>/", dashboard.review_decide, name="review_decide"),
     path("vault/", dashboard.vault_page, name="vault"),
 ]

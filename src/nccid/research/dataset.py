@@ -86,6 +86,24 @@ def pixels_to_array(ds: pydicom.Dataset, window: Window = "auto",
     return _chw(values, ds)
 
 
+def preview_png(ds: pydicom.Dataset, size: int) -> bytes:
+    """The image's first frame as an 8-bit PNG at most ``size`` pixels on either side: grey,
+    or colour for a colour image; windowed as by ``pixels_to_array(ds, "auto", "unit")``."""
+    import io
+
+    from PIL import Image
+
+    values = pixels_to_array(ds, "auto", "unit")
+    colour = int(ds.get("SamplesPerPixel", 1)) > 1
+    single = int(ds.get("NumberOfFrames", 1) or 1) == 1
+    frame = np.moveaxis(values, 0, -1) if colour and single else values[0]  # H×W(×C)
+    image = Image.fromarray(np.round(np.clip(frame, 0.0, 1.0) * 255).astype(np.uint8))
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _chw(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     if values.ndim == 2:
         values = values[np.newaxis]

@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pydicom
 from django.db import IntegrityError, transaction
-from PIL import Image
 from pydicom.uid import generate_uid
 
 from .cohort import HANDED_OUT_SETS
-from .dataset import pixels_to_array
+from .dataset import preview_png
 from .models import TeachingCase, TeachingCollection
 from .services import require_data_manager
 from .source import Source, default_source
@@ -106,11 +104,7 @@ def _relabel(ds: pydicom.Dataset, label: str, uids: dict[str, str]) -> None:
 
 
 def _thumbnail(ds: pydicom.Dataset, path: Path) -> None:
-    values = pixels_to_array(ds, "auto", "unit")
-    frame = values[0] if values.shape[0] != 3 else np.moveaxis(values, 0, -1)
-    image = Image.fromarray(np.round(frame * 255).astype(np.uint8))
-    image.thumbnail((THUMBNAIL, THUMBNAIL))
-    image.save(path, format="PNG")
+    path.write_bytes(preview_png(ds, THUMBNAIL))
 
 
 def export_collection(user: Any, name: str, directory: str | Path,

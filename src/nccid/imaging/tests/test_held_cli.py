@@ -65,11 +65,10 @@ def test_no_held_images_and_an_unknown_site_are_said_plainly(site, keyring, pers
     assert "no site with code 'NOPE'" in str(unknown.exception) + unknown.output
 
 
-def test_a_decided_image_is_no_longer_listed(site, keyring, person_factory, django_user_model):
+def test_a_decided_image_is_no_longer_listed(site, keyring, person_factory, make_user):
     from nccid.imaging.services import held_images, reject_held
 
     _held(person_factory(74), site)
-    manager = django_user_model.objects.create_user("dm.held", password="x-Long-Enough-1",
-                                                    role="data-manager")
+    manager = make_user("data-manager")
     reject_held(held_images(site).get(), manager, reason="name burned into the corner")
     assert "No images are held for review." in _images_held("--site", "RTEST").output

@@ -181,3 +181,46 @@ def test_site_user_walks_every_page_of_the_header(portal, page, tmp_path):
     page.get_by_label("Password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(re.compile(r"/uploads/$"))
+
+
+@pytest.fixture(scope="module")
+def review_portal(tmp_path_factory):
+    """A portal with a data manager and one image held at intake for burned-in text."""
+    from nccid.synthetic.dicom import synthetic_instance, to_bytes
+    from nccid.synthetic.people import people
+
+    home = tmp_path_factory.mktemp("review-home")
+    env = server_env(home)
+    run_cli(env, "init")
+    run_cli(env, "site", "add", SITE, "--name", SITE_NAME, "--ae-title", "RBROW_PACS")
+    run_cli(env, "user", "add", "dora", "--role", "data-manager", "--password-stdin",
+            stdin=PASSWORD + "\n")
+    person = people(1, seed=8)[0]
+    ds = synthetic_instance(person, modality="CR", patient_id=person.nhs_number, rows=256,
+                            columns=256)
+    ds.BurnedInAnnotation = "YES"
+    burned = home / "burned.dcm"
+    burned.write_bytes(to_bytes(ds))
+    summary = run_cli(env, "images", "import", "--site", SITE, str(burned))
+    assert re.search(r"held\s+│\s+1\s", summary), summary
+    with live_portal(env, home / "serve.log") as url:
+        yield url
+
+
+def test_a_data_manager_sees_a_held_image_then_rejects_it(review_portal, page):
+    page.goto(review_portal + "/review/")
+    page.get_by_label("Username").fill("dora")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Review queue", level=1).wait_for()
+    preview = page.locator(".portal-held-preview img")
+    assert preview.count() == 1
+    preview.scroll_into_view_if_needed()  # loaded lazily
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.portal-held-preview img');"
+        " return i.complete && i.naturalWidth === 256 && i.naturalHeight === 256; }")
+    shot(page, "20-review-queue")
+    page.get_by_role("button", name="Reject image").click()
+    page.get_by_text("rejected and deleted").wait_for()
+    assert page.locator(".portal-held-preview img").count() == 0
+    assert "No image is waiting for review" in page.locator("main").inner_text()

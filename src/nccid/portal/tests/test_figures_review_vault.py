@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
 from django.urls import reverse
+from PIL import Image
 
 from nccid.accounts.models import ApiToken, AuditEvent
 from nccid.identity.service import encrypt_for_vault, pseudonymise, store_in_vault
@@ -47,6 +49,59 @@ def test_data_manager_releases_and_rejects_held_images_from_the_queue(client, ma
     assert "No image is waiting for review" in client.get(reverse("figures:review")).content.decode()
 
 
+def test_a_data_manager_sees_each_held_image_before_deciding_and_each_look_is_audited(
+        client, make_user, held):
+    manager = make_user("data-manager")
+    client.force_login(manager)
+    page = client.get(reverse("figures:review")).content.decode()
+    sources = [reverse("figures:review_image", args=[h.pk]) for h in held]
+    assert all(f'src="{source}"' in page for source in sources)
+
+    shown = client.get(sources[0])
+    assert shown.status_code == 200 and shown["Content-Type"] == "image/png"
+    assert "no-store" in shown["Cache-Control"] and "private" in shown["Cache-Control"]
+    image = Image.open(io.BytesIO(shown.content))
+    assert max(image.size) <= 1024 and image.size[0] > 0
+    looks = AuditEvent.objects.filter(action="imaging.held.view")
+    assert list(looks.values_list("username", "detail__sop_uid")) == [
+        (manager.username, held[0].sop_uid)]
+
+
+def test_held_images_are_shown_to_data_managers_only_and_only_while_held(
+        client, site, make_user, held):
+    source = reverse("figures:review_image", args=[held[0].pk])
+    assert client.get(source).status_code == 302  # to the login page
+    for role in ("uploader", "researcher"):
+        client.force_login(make_user(role, site=site if role == "uploader" else None))
+        assert client.get(source).status_code == 403
+    manager = make_user("data-manager")
+    client.force_login(manager)
+    client.post(reverse("figures:review_decide", args=[held[0].pk, "reject"]))
+    assert client.get(source).status_code == 404
+    assert client.get(reverse("figures:review_image", args=[999_999])).status_code == 404
+    assert not AuditEvent.objects.filter(action="imaging.held.view").exists()
+
+
+def test_a_held_image_nothing_here_can_decode_is_said_so_instead_of_a_broken_picture(
+        client, site, keyring, make_user):
+    """JPEG-LS needs a decoder this installation does not have: the image is stored as
+    received (never transcoded), and its preview says why it cannot be shown."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    person = people(1, seed=5)[0]
+    ds = synthetic_instance(person, patient_id=person.nhs_number)
+    ds.BurnedInAnnotation = "YES"
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + bytes(60) + b"\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    assert ingest(to_bytes(ds), site, "test").status == "held"
+    client.force_login(make_user("data-manager"))
+    shown = client.get(reverse("figures:review_image", args=[HeldImage.objects.get().pk]))
+    assert shown.status_code == 415
+    assert "cannot be shown here" in shown.content.decode()
+
+
 def test_review_queue_over_the_api_for_data_managers_only(client, site, make_user, held):
     manager, uploader = make_user("data-manager"), make_user("uploader", site=site)
     _, manager_token = ApiToken.issue(manager, "t")
@@ -57,6 +112,12 @@ def test_review_queue_over_the_api_for_data_managers_only(client, site, make_use
     denied = client.post(f"/api/review/held/{held[0].pk}/release",
                          HTTP_AUTHORIZATION=f"Bearer {uploader_token}")
     assert denied.status_code == 403 and "data managers" in denied.json()["detail"]
+    image = f"/api/review/held/{held[0].pk}/image.png"
+    shown = client.get(image, HTTP_AUTHORIZATION=f"Bearer {manager_token}")
+    assert shown.status_code == 200 and shown["Content-Type"] == "image/png"
+    assert "no-store" in shown["Cache-Control"]
+    assert Image.open(io.BytesIO(shown.content)).format == "PNG"
+    assert client.get(image, HTTP_AUTHORIZATION=f"Bearer {uploader_token}").status_code == 403
     done = client.post(f"/api/review/held/{held[0].pk}/reject",
                        HTTP_AUTHORIZATION=f"Bearer {manager_token}")
     assert done.json() == {"id": held[0].pk, "status": "rejected"}
@@ -64,6 +125,8 @@ def test_review_queue_over_the_api_for_data_managers_only(client, site, make_use
                         HTTP_AUTHORIZATION=f"Bearer {manager_token}")
     assert twice.status_code == 409
     assert HeldImage.objects.get(pk=held[0].pk).status == "rejected"
+    gone = client.get(image, HTTP_AUTHORIZATION=f"Bearer {manager_token}")
+    assert gone.status_code == 404 and "already been decided" in gone.json()["detail"]
 
 
 @pytest.fixture

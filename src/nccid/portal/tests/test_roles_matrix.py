@@ -67,6 +67,7 @@ PAGES: dict[str, Rule] = {
     "figures:chart": Rule("GET", MANAGERS),
     "figures:review": Rule("GET", MANAGERS),
     "figures:review_decide": Rule("POST", MANAGERS, site_scoped=True),
+    "figures:review_image": Rule("GET", MANAGERS, site_scoped=True),
     "figures:vault": Rule("GET", MANAGERS),
 }
 # Pages with their own tests: the login page (for everyone) and logout (POST, any session).
@@ -83,6 +84,7 @@ API: dict[tuple[str, str], Rule] = {
     ("POST", "/api/uploads/{upload_id}/cancel"): Rule("POST", UPLOADERS, site_scoped=True),
     ("GET", "/api/studies"): Rule("GET", SITE_DATA),
     ("GET", "/api/review/held"): Rule("GET", MANAGERS),
+    ("GET", "/api/review/held/{held_id}/image.png"): Rule("GET", MANAGERS, site_scoped=True),
     ("POST", "/api/review/held/{held_id}/release"): Rule("POST", MANAGERS, site_scoped=True),
     ("POST", "/api/review/held/{held_id}/reject"): Rule("POST", MANAGERS, site_scoped=True),
     ("POST", "/api/research/cohort/count"): Rule("POST", RESEARCHERS, json={}, not_refused=True),
