@@ -98,3 +98,14 @@ def test_researcher_cannot_ask_for_the_validation_set(demo):
     result = nccid(home, "research", "cohort", "--user", "researcher", "--site", "VTH")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("0 patients"), result.stdout
+
+
+def test_each_demo_site_has_an_image_held_for_review(demo):
+    """The review queue is not empty in the demo: each site sent one image with a label
+    burned into its pixels."""
+    home, _ = demo
+    result = nccid(home, "images", "held")
+    assert result.returncode == 0, result.stderr
+    counts = {line.split()[1]: line.split()[3] for line in result.stdout.splitlines()
+              if line.startswith("│")}
+    assert counts == {site.code: "1" for site in SITES}

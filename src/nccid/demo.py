@@ -114,6 +114,26 @@ def _load_site(demo_site: DemoSite, scratch: Path) -> None:
     for index, person in enumerate(patients):
         by_nhs = index % 3 != 0
         _send_images(site, person, index, use_nhs=by_nhs)
+    _send_held_image(site, patients[1], demo_site.seed)
+
+
+def _send_held_image(site, person, seed: int) -> None:
+    """A portable radiograph with a (drawn, meaningless) label burned into its corner and
+    Burned In Annotation = YES: held at intake, so the review queue has something to show."""
+    from nccid.imaging.intake import ingest
+    from nccid.synthetic.dicom import synthetic_instance, to_bytes
+
+    size = 256
+    pixels = chest_phantom(size, size, seed=seed)
+    pixels[8:40, 8:120] = 4095  # the label's box
+    for column in range(14, 114, 10):  # its "characters"
+        pixels[16:32, column:column + 6] = 0
+    ds = synthetic_instance(person, modality="CR", study=9, series=1, instance=1, rows=size,
+                            columns=size, bits=12, patient_id=person.nhs_number, plant=False)
+    ds.PixelData = pixels.tobytes()
+    ds.WindowCenter, ds.WindowWidth = 1800, 3600
+    ds.BurnedInAnnotation = "YES"
+    ingest(to_bytes(ds), site, source="demo")
 
 
 def _send_images(site, person, index: int, use_nhs: bool) -> None:
