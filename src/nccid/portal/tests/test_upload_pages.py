@@ -211,3 +211,13 @@ def test_my_uploads_shows_files_refused_after_receipt_and_why(client, uploader, 
     body = client.get("/uploads/").content.decode()
     assert "Rejected" in body
     assert "3: no Patient ID and no NHS/CHI number in Other Patient IDs" in body
+
+
+def test_a_data_manager_is_asked_to_choose_a_site_before_any_is_shown(client, site, make_user):
+    client.force_login(make_user("data-manager"))
+    body = client.get("/uploads/").content.decode()
+    assert '<option value="" selected disabled>Choose a site</option>' in body
+    assert "Choose a site above to see" in body and 'id="upload-table"' not in body
+    chosen = client.get(f"/uploads/?site={site.code}").content.decode()
+    assert "Choose a site</option>" not in chosen
+    assert f'<option value="{site.code}" selected>' in chosen
