@@ -5,6 +5,7 @@ The imaging part registers this with ``register_deid(app)``. Pure: no database n
 
 from __future__ import annotations
 
+from itertools import groupby
 from pathlib import Path
 
 import typer
@@ -25,12 +26,16 @@ def register_deid(app: typer.Typer) -> None:
         if missing:
             raise UserError(f"no such file or folder: {', '.join(missing)}")
         findings, scanned, skipped = check_paths(paths)
-        if findings:
-            table = Table(title=f"{len(findings)} possibly identifying value(s)")
-            for column in ("file", "tag", "keyword", "reason", "value (masked)"):
-                table.add_column(column, overflow="fold")
-            for f in findings:
-                table.add_row(f.file, f.tag, f.keyword, f.reason, f.masked)
+        for file, found in groupby(findings, key=lambda finding: finding.file):
+            found = list(found)
+            table = Table(title=f"{file}: {len(found)} possibly identifying value(s)",
+                          title_justify="left")
+            table.add_column("tag", no_wrap=True)
+            table.add_column("keyword", overflow="fold")
+            table.add_column("reason", ratio=1)
+            table.add_column("value (masked)", overflow="fold")
+            for f in found:
+                table.add_row(f.tag, f.keyword, f.reason, f.masked)
             console.print(table)
         console.print(f"{scanned} DICOM file(s) checked, {skipped} other file(s) skipped, "
                       f"{len(findings)} finding(s)", highlight=False)

@@ -60,12 +60,19 @@ def test_scanner_finds_planted_identifiers_and_none_after_deidentification(tmp_p
     assert clean == [] and scanned == 8 and skipped == 1
 
 
-def test_check_command_exit_status_and_masked_table(tmp_path, deid, kr):
+def test_check_command_exit_status_and_masked_table(tmp_path, deid, kr, monkeypatch):
+    from nccid.cli.common import console
+
+    monkeypatch.setattr(console, "width", 400)  # titles (the files' paths) kept on one line
     raw_dir, clean_dir, folk = _corpus(tmp_path, deid, kr)
     runner = CliRunner()
-    dirty = runner.invoke(_app(), ["deid", "check", str(raw_dir)], terminal_width=200)
+    dirty = runner.invoke(_app(), ["deid", "check", str(raw_dir)])
     assert dirty.exit_code == 1
     assert "PatientName" in dirty.output and "finding" in dirty.output
+    files = {f.file for f in check_paths([raw_dir])[0]}  # one table per file, titled by it
+    titles = [line for line in dirty.output.splitlines() if "possibly identifying" in line]
+    assert len(files) > 1 and len(titles) == len(files)
+    assert {title.split(": ")[0] for title in titles} == files
     for person in folk:
         assert person.nhs_number not in dirty.output and person.family_name not in dirty.output
     ok = runner.invoke(_app(), ["deid", "check", str(clean_dir)])
