@@ -47,8 +47,15 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
+    manager = request.user.is_data_manager
+    held = None
+    if manager:  # what waits for them
+        from nccid.imaging.services import held_images
+
+        held = held_images().count()
     return render(request, "portal/home.html", {
         "kinds": content.kinds().values(), "can_upload": auth.can_upload(request.user),
+        "is_manager": manager, "held": held,
     })
 
 

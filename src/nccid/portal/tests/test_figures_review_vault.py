@@ -102,6 +102,14 @@ def test_a_held_image_nothing_here_can_decode_is_said_so_instead_of_a_broken_pic
     assert "cannot be shown here" in shown.content.decode()
 
 
+def test_the_home_page_tells_data_managers_what_waits_for_review(client, site, make_user, held):
+    client.force_login(make_user("data-manager"))
+    card = client.get(reverse("portal:home")).content.decode()
+    assert "2 images held for review" in card and f'href="{reverse("figures:review")}"' in card
+    client.force_login(make_user("uploader", site=site))
+    assert 'id="review-card"' not in client.get(reverse("portal:home")).content.decode()
+
+
 def test_review_queue_over_the_api_for_data_managers_only(client, site, make_user, held):
     manager, uploader = make_user("data-manager"), make_user("uploader", site=site)
     _, manager_token = ApiToken.issue(manager, "t")
