@@ -56,6 +56,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/home.html", {
         "kinds": content.kinds().values(), "can_upload": auth.can_upload(request.user),
         "is_manager": manager, "held": held,
+        "is_researcher": request.user.role in ("researcher", "admin"),
     })
 
 

@@ -107,7 +107,16 @@ def test_the_home_page_tells_data_managers_what_waits_for_review(client, site, m
     card = client.get(reverse("portal:home")).content.decode()
     assert "2 images held for review" in card and f'href="{reverse("figures:review")}"' in card
     client.force_login(make_user("uploader", site=site))
-    assert 'id="review-card"' not in client.get(reverse("portal:home")).content.decode()
+    home = client.get(reverse("portal:home")).content.decode()
+    assert 'id="review-card"' not in home and 'id="research-card"' not in home
+
+
+def test_the_home_page_shows_researchers_where_research_access_is(client, make_user):
+    client.force_login(make_user("researcher"))
+    home = client.get(reverse("portal:home")).content.decode()
+    assert 'id="research-card"' in home and 'href="/api/docs#/research"' in home
+    assert 'id="review-card"' not in home
+    assert client.get("/api/docs").status_code == 200
 
 
 def test_review_queue_over_the_api_for_data_managers_only(client, site, make_user, held):
