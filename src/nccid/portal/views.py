@@ -16,6 +16,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse, reverse_lazy
 from django.views.decorators.http import require_GET, require_POST
 
@@ -47,17 +48,50 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    manager = request.user.is_data_manager
-    held = None
-    if manager:  # what waits for them
+    return render(request, "portal/home.html", {"cards": _home_cards(request.user)})
+
+
+def _home_cards(user) -> list[dict]:
+    """The home page's cards for this user's role: what they can do here, most used first."""
+    from django.urls import reverse
+
+    def card(title: str, url: str, text: str, card_id: str = "") -> dict:
+        return {"title": title, "href": url if url.startswith("/") else reverse(url),
+                "text": text, "id": card_id}
+
+    cards = []
+    uploads = reverse("portal:my_uploads")
+    if auth.can_upload(user):
+        cards += [card(kind["nav"], kind["url_name"],
+                       f"Upload a spreadsheet made from the {kind['title']}.")
+                  for kind in content.kinds().values()]
+        cards.append(card("My uploads", uploads,
+                          "What your site has sent: spreadsheets and images received."))
+    if user.is_data_manager:
         from nccid.imaging.services import held_images
 
         held = held_images().count()
-    return render(request, "portal/home.html", {
-        "kinds": content.kinds().values(), "can_upload": auth.can_upload(request.user),
-        "is_manager": manager, "held": held,
-        "is_researcher": request.user.role in ("researcher", "admin"),
-    })
+        cards.append(card("Review queue", "figures:review",
+                          f"{held} image{pluralize(held)} held for review: look at each, then "
+                          "release or reject it." if held else "No image is waiting for review.",
+                          "review-card"))
+        cards.append(card("Dashboard", "figures:dashboard", "Arrivals over time, age and sex, "
+                          "and how complete each centre's clinical data are."))
+        if not auth.can_upload(user):
+            cards.append(card("Uploads by site", uploads,
+                              "What each site has sent: spreadsheets and images received."))
+    if user.role in ("researcher", "admin"):
+        cards.append(card("Research access", "/api/docs#/research",
+                          "Count, list and export cohorts of the training set through the API, "
+                          "or with the nccid research command and nccid.research.open in Python.",
+                          "research-card"))
+    return cards + [
+        card("Summary", "figures:summary",
+             "The national figures: patients, images and studies received so far."),
+        card("Guidance And Documentation", "portal:guidance",
+             "How to fill the templates, send images and what happens to the data."),
+        card("FAQ", "portal:faq", "Answers to the questions sites ask most."),
+    ]
 
 
 @login_required
