@@ -138,9 +138,10 @@ def held_preview(held, user) -> HttpResponse:
         response = HttpResponse(preview_png(dataset, PREVIEW_PIXELS), content_type="image/png")
     except Exception as exc:  # noqa: BLE001 - no pixels, or a compression nothing here decodes
         log.warning("held image %s cannot be previewed (%s)", held.pk, type(exc).__name__)
-        response = HttpResponse(f"Image {held.pk} cannot be shown here ({type(exc).__name__}): "
-                                "open it in a DICOM viewer, or reject it.", status=415,
-                                content_type="text/plain; charset=utf-8")
+        response = HttpResponse(f"Image {held.pk} cannot be shown here ({type(exc).__name__}: "
+                                "no pixels, or a compression this server cannot decode). "
+                                "Reject it, or ask the site to send it uncompressed.",
+                                status=415, content_type="text/plain; charset=utf-8")
     add_never_cache_headers(response)
     return response
 
