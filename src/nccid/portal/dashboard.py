@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -80,12 +81,24 @@ def chart_svg(request: HttpRequest, name: str) -> HttpResponse:
     return response
 
 
+PREVIEW_PIXELS = 1024  # the longest side of a held image's preview
+REVIEW_PAGE_SIZE = 20  # held images per page of the review queue
+
+
 @data_manager_required
 @require_GET
 def review_page(request: HttpRequest) -> HttpResponse:
+    """The held images, oldest first, a page at a time (each row loads its own preview)."""
+    from django.core.paginator import Paginator
+
     from nccid.imaging.services import held_images
 
-    return render(request, "portal/review.html", {"held": list(held_images())})
+    pages = Paginator(held_images().order_by("received_at", "pk"), REVIEW_PAGE_SIZE)
+    page = pages.get_page(request.GET.get("page"))
+    return render(request, "portal/review.html", {
+        "held": list(page.object_list), "page": page, "total": pages.count,
+        "page_range": list(pages.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+    })
 
 
 @data_manager_required
@@ -106,10 +119,9 @@ def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     else:
         done = "released into the warehouse" if action == "release" else "rejected and deleted"
         messages.success(request, f"Image {held.pk} from {held.site.code} {done}.")
-    return redirect("figures:review")
-
-
-PREVIEW_PIXELS = 1024  # the longest side of a held image's preview
+    page = request.POST.get("page", "")
+    back = reverse("figures:review")
+    return redirect(f"{back}?page={page}" if page.isdigit() else back)  # the page it was on
 
 
 @data_manager_required

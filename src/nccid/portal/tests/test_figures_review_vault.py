@@ -49,6 +49,28 @@ def test_data_manager_releases_and_rejects_held_images_from_the_queue(client, ma
     assert "No image is waiting for review" in client.get(reverse("figures:review")).content.decode()
 
 
+def test_the_review_queue_comes_a_page_at_a_time_and_a_decision_keeps_the_page(
+        client, make_user, held, monkeypatch):
+    from nccid.portal import dashboard
+
+    monkeypatch.setattr(dashboard, "REVIEW_PAGE_SIZE", 1)
+    client.force_login(make_user("data-manager"))
+    review = reverse("figures:review")
+    first = client.get(review).content.decode()
+    second = client.get(review + "?page=2").content.decode()
+    image = [reverse("figures:review_image", args=[h.pk]) for h in held]
+    assert image[0] in first and image[1] not in first
+    assert image[1] in second and image[0] not in second
+    assert "2 images held for review" in first and "1 to 1, oldest first" in first
+    assert 'href="?page=2" aria-label="Page 2"' in first and 'rel="next"' in first
+    assert 'rel="prev"' in second and 'aria-current="page">2<' in second
+    decided = client.post(reverse("figures:review_decide", args=[held[1].pk, "reject"]),
+                          {"page": "2"})
+    assert decided["Location"] == review + "?page=2"
+    after = client.get(decided["Location"]).content.decode()  # past the end: the last page
+    assert image[0] in after and "nhsuk-pagination" not in after
+
+
 def test_a_data_manager_sees_each_held_image_before_deciding_and_each_look_is_audited(
         client, make_user, held):
     manager = make_user("data-manager")
