@@ -400,12 +400,11 @@ def _held_out(held) -> dict:
 
 def _decide(request, held_id: int, action: str) -> dict:
     from nccid.imaging import services
-    from nccid.imaging.models import HeldImage
+
+    from .dashboard import held_or_404
 
     require_data_manager(request)
-    held = HeldImage.objects.select_related("site").filter(pk=held_id).first()
-    if held is None:
-        raise Http404("No such held image.")
+    held = held_or_404(held_id)
     try:
         getattr(services, f"{action}_held")(held, _user(request))
     except services.HeldDecisionError as exc:
@@ -420,15 +419,10 @@ def _decide(request, held_id: int, action: str) -> dict:
                                             "content": {"image/png": {}}},
                                       415: {"description": "Cannot be shown here: why"}}})
 def held_image_png(request, held_id: int):
-    from nccid.imaging.models import HeldImage
-
-    from .dashboard import held_preview
+    from .dashboard import held_or_404, held_preview
 
     require_data_manager(request)
-    held = HeldImage.objects.select_related("site").filter(pk=held_id).first()
-    if held is None:
-        raise Http404("No such held image.")
-    return held_preview(held, _user(request))
+    return held_preview(held_or_404(held_id), _user(request))
 
 
 @api.post("/review/held/{held_id}/release", response=DecisionOut, tags=["review"],

@@ -105,13 +105,10 @@ def review_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     from nccid.imaging import services
-    from nccid.imaging.models import HeldImage
 
     if action not in ("release", "reject"):
         raise Http404("no such action")
-    held = HeldImage.objects.select_related("site").filter(pk=pk).first()
-    if held is None:
-        raise Http404("no such held image")
+    held = held_or_404(pk)
     try:
         getattr(services, f"{action}_held")(held, request.user)
     except services.HeldDecisionError as exc:
@@ -128,12 +125,17 @@ def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @require_GET
 def review_image(request: HttpRequest, pk: int) -> HttpResponse:
     """A held image's first frame as a PNG, for the data manager deciding on it (audited)."""
+    return held_preview(held_or_404(pk), request.user)
+
+
+def held_or_404(pk: int):
+    """The held image ``pk`` (with its site), or Http404."""
     from nccid.imaging.models import HeldImage
 
     held = HeldImage.objects.select_related("site").filter(pk=pk).first()
     if held is None:
-        raise Http404("no such held image")
-    return held_preview(held, request.user)
+        raise Http404("No such held image.")
+    return held
 
 
 def held_preview(held, user) -> HttpResponse:

@@ -61,7 +61,8 @@ def _home_cards(user) -> list[dict]:
 
     cards = []
     uploads = reverse("portal:my_uploads")
-    if auth.can_upload(user):
+    uploader = auth.can_upload(user)
+    if uploader:
         cards += [card(kind["nav"], kind["url_name"],
                        f"Upload a spreadsheet made from the {kind['title']}.")
                   for kind in content.kinds().values()]
@@ -77,7 +78,7 @@ def _home_cards(user) -> list[dict]:
                           "review-card"))
         cards.append(card("Dashboard", "figures:dashboard", "Arrivals over time, age and sex, "
                           "and how complete each centre's clinical data are."))
-        if not auth.can_upload(user):
+        if not uploader:
             cards.append(card("Uploads by site", uploads,
                               "What each site has sent: spreadsheets and images received."))
     if user.role in ("researcher", "admin"):
