@@ -82,7 +82,7 @@ def _home_cards(user) -> list[dict]:
             cards.append(card("Uploads by site", uploads,
                               "What each site has sent: spreadsheets and images received."))
     if user.role in ("researcher", "admin"):
-        cards.append(card("Research access", "/api/docs#/research",
+        cards.append(card("Research access", "/api/docs",
                           "Count, list and export cohorts of the training set through the API, "
                           "or with the nccid research command and nccid.research.open in Python.",
                           "research-card"))

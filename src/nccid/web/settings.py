@@ -47,10 +47,13 @@ INSTALLED_APPS = [
     "nccid.warehouse",
     "nccid.research",
     "nccid.portal",
+    "ninja",  # after the portal, whose ninja/swagger.html replaces ninja's; its static files
+    # (Swagger UI) are then served from here instead of a CDN
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "nccid.web.headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

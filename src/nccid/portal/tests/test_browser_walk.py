@@ -15,9 +15,6 @@ from .live_server import live_portal, run_cli, server_env
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 REPO = Path(__file__).resolve().parents[4]
 SCREENSHOTS = Path(os.environ.get("NCCID_TEST_OUTPUT", REPO / "test-output")) / "screenshots"
 PASSWORD = "Walnut-Harbour-Lantern-7"
@@ -27,8 +24,6 @@ SITE, SITE_NAME = "RBROW", "Royal Browser Infirmary"
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/system-deps.sh (apt-get install chromium)")
     home = tmp_path_factory.mktemp("portal-home")
     env = server_env(home)
     run_cli(env, "init")
@@ -37,24 +32,6 @@ def portal(tmp_path_factory):
             "--password-stdin", stdin=PASSWORD + "\n")
     with live_portal(env, home / "serve.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as play:
-        chromium = play.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    yield context.new_page()
-    context.close()
 
 
 def shot(page, name: str) -> None:
