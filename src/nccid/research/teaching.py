@@ -174,11 +174,13 @@ def _index(coll: TeachingCollection, cases: list[CaseExport]) -> str:
                     f"<br>{html.escape(c.study_date)}</td><td>{html.escape(c.note)}</td>"
                     f"<td>{links}</td></tr>")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(coll.name)}</title>
+<html lang="en-GB"><head><meta charset="utf-8"><title>{html.escape(coll.name)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:Arial,sans-serif;margin:2em;color:#212b32}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #d8dde0;padding:.5em;vertical-align:top}}</style>
-</head><body><h1>{html.escape(coll.name)}</h1><p>{html.escape(coll.description)}</p>
+</head><body><main><h1>{html.escape(coll.name)}</h1><p>{html.escape(coll.description)}</p>
 <p>{len(cases)} case(s). Images are de-identified DICOM; open them in any DICOM viewer.</p>
-<table><tr><th>Case</th><th>Image</th><th>Modality / date</th><th>Note</th><th>DICOM files</th></tr>
-{''.join(rows)}</table></body></html>
+<table><tr><th scope="col">Case</th><th scope="col">Image</th><th scope="col">Modality / date</th>
+<th scope="col">Note</th><th scope="col">DICOM files</th></tr>
+{''.join(rows)}</table></main></body></html>
 """
