@@ -11,6 +11,7 @@ if one of them stops occurring, so the list never outlives its reason.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -163,8 +164,76 @@ def test_every_page_meets_wcag_22_aa_and_loads_only_from_the_portal(demo_portal,
             page.get_by_role("button", name="Change password").click()
             page.locator(".nhsuk-error-summary").wait_for()
             audit.check(page, f"{username} password change with an error")
+        if username == "data.manager":
+            page.goto(demo_portal + "/vault/")
+            page.get_by_role("button", name="Reveal").click()
+            page.locator(".nhsuk-error-summary").wait_for()
+            audit.check(page, f"{username} vault form with errors")
         page.context.close()
 
-    assert audit.pages == 2 + sum(len(paths) for paths in PAGES.values()) + 2
+    assert audit.pages == 2 + sum(len(paths) for paths in PAGES.values()) + 3
     assert not audit.problems, "\n".join(audit.problems)
     assert audit.excused == set(UPSTREAM), "an UPSTREAM finding no longer occurs: drop it"
+
+
+def test_every_form_works_without_javascript(demo_portal, browser, tmp_path):
+    """The NHS.UK frontend's script only enhances: with JavaScript off, a site uploader still
+    uploads, confirms and changes their password, and a data manager still chooses a site,
+    decides on a held image and reveals an NHS number from the vault."""
+    from nccid.synthetic.clinical import write_sheet
+    from nccid.synthetic.people import people
+
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+
+    def sign_in(username: str) -> None:
+        page.goto(demo_portal + "/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(demo_portal + "/")
+
+    sign_in("nth.uploader")
+    sheet = tmp_path / "positive.xlsx"
+    write_sheet("positive", people(3, seed=23, site_prefix="NTH"), sheet, seed=2)
+    page.goto(demo_portal + "/upload/positive/")
+    assert page.locator("input[type=file][name=file]").is_visible()  # the browser's own control
+    page.locator("input[type=file][name=file]").set_input_files(str(sheet))
+    page.get_by_role("button", name="Check the file").click()
+    page.get_by_role("heading", name="Check your upload").wait_for()
+    assert page.locator("#count-new").inner_text().strip() == "3"
+    page.get_by_role("button", name=re.compile("Confirm and import")).click()
+    page.wait_for_url(re.compile(r"/uploads/$"))
+    assert "Accepted" in page.locator("#upload-table").inner_text()
+
+    page.get_by_role("link", name="Change Password").click()
+    page.get_by_label("Old password").fill(DEMO_PASSWORD)
+    page.get_by_label("New password", exact=True).fill("Copper-Meadow-Falcon-31")
+    page.get_by_label("New password confirmation").fill("Copper-Meadow-Falcon-31")
+    page.get_by_role("button", name="Change password").click()
+    page.get_by_text("Your password has been changed.").wait_for()
+    page.get_by_role("button", name="Logout").click()
+    page.wait_for_url(re.compile(r"/login/"))
+
+    sign_in("data.manager")
+    page.goto(demo_portal + "/uploads/")
+    page.get_by_label("Site").select_option("NTH")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(r"site=NTH"))
+    assert "Accepted" in page.locator("#upload-table").inner_text()
+
+    page.goto(demo_portal + "/review/")
+    held = page.get_by_role("button", name="Reject image").count()
+    pseudonym = re.search(r"NCCID-[A-Z0-9]{16}", page.locator("main").inner_text()).group()
+    page.get_by_role("button", name="Reject image").first.click()
+    page.get_by_text("rejected and deleted").wait_for()
+    assert page.get_by_role("button", name="Reject image").count() == held - 1
+
+    page.goto(demo_portal + "/vault/")
+    page.get_by_label("Pseudonym").fill(pseudonym)
+    page.get_by_label("Reason").fill("Accessibility test: the vault form without JavaScript")
+    page.get_by_role("button", name="Reveal").click()
+    number = page.locator("#revealed-number").inner_text().replace(" ", "")
+    assert re.fullmatch(r"999\d{7}", number)
+    context.close()
