@@ -68,6 +68,14 @@ def test_the_openapi_schema_and_docs_are_served(client):
     assert client.get("/api/docs").status_code == 200
 
 
+def test_the_openapi_schema_is_valid_for_client_generators(client):
+    from openapi_spec_validator import validate
+
+    schema = client.get("/api/openapi.json").json()
+    assert schema["openapi"].startswith("3.1")
+    validate(schema)  # raises with the path of the first error
+
+
 def test_unknown_objects_and_bad_input_get_clear_json_errors(client, site, make_user):
     user = make_user("uploader", site=site)
     _, token = ApiToken.issue(user, "script")
