@@ -69,3 +69,9 @@ def test_the_server_error_page_needs_no_context_and_no_database():
     body = render_to_string("500.html")
     assert "Sorry, there is a problem with the service" in body
     assert "/static/nhsuk/nhsuk-frontend.min.css" in body
+
+
+def test_the_browsers_favicon_request_finds_the_nhs_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert client.get(response["Location"]).status_code == 200
