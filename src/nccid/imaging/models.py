@@ -92,6 +92,12 @@ class StudyReceipt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["site", "study_uid"], name="imaging_receipt_site_study")
         ]
+        # My uploads: a site's studies newest first, all or of one status, a page at a time
+        indexes = [
+            models.Index(fields=["site", "-last_received"], name="imaging_receipt_site_recent"),
+            models.Index(fields=["site", "status", "-last_received"],
+                         name="imaging_receipt_site_status"),
+        ]
 
     def derive_status(self) -> str:
         if self.held:

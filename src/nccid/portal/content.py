@@ -166,16 +166,33 @@ def upload_facts(upload) -> dict:
     }
 
 
-def studies_for_site(site) -> tuple[list[dict], bool]:
-    """DICOM studies the site sent, from the imaging part; (rows, True if imaging is installed).
-
-    A receipt names its patient by pseudonym, or by hospital-number hash until linked.
-    """
+def studies_for_site(site, status: str = ""):
+    """DICOM studies the site sent, newest first, from the imaging part (only those of
+    ``status`` if it is one of the receipts' statuses); None if imaging is not installed."""
     try:
         from nccid.imaging.services import studies_for_site as imaging_studies
     except ImportError:
-        return [], False
-    rows = [{
+        return None
+    studies = imaging_studies(site)
+    return studies.filter(status=status) if status else studies
+
+
+def study_statuses(site) -> list[dict]:
+    """Each receipt status with how many of the site's studies have it (none: left out)."""
+    from django.db.models import Count
+
+    from nccid.imaging.models import ReceiptStatus, StudyReceipt
+
+    counts = dict(StudyReceipt.objects.filter(site=site).values_list("status")
+                  .annotate(n=Count("id")).order_by())
+    return [{"code": code, "label": label, "count": counts[code]}
+            for code, label in ReceiptStatus.choices if counts.get(code)]
+
+
+def study_row(receipt) -> dict:
+    """A receipt as My uploads shows it: the patient by pseudonym, or by hospital-number hash
+    until linked."""
+    return {
         "date": receipt.last_received,
         "first": receipt.first_received,
         "modality": receipt.modality,
@@ -185,5 +202,4 @@ def studies_for_site(site) -> tuple[list[dict], bool]:
         "who": receipt.patient or "–",
         "refused": receipt.rejected,
         "problem": receipt.problem,
-    } for receipt in imaging_studies(site)]
-    return rows, True
+    }

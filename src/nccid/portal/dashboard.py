@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import charts
+from .paging import paginate
 from .summary import get_summary
 
 log = logging.getLogger("nccid.portal")
@@ -89,16 +90,11 @@ REVIEW_PAGE_SIZE = 20  # held images per page of the review queue
 @require_GET
 def review_page(request: HttpRequest) -> HttpResponse:
     """The held images, oldest first, a page at a time (each row loads its own preview)."""
-    from django.core.paginator import Paginator
-
     from nccid.imaging.services import held_images
 
-    pages = Paginator(held_images().order_by("received_at", "pk"), REVIEW_PAGE_SIZE)
-    page = pages.get_page(request.GET.get("page"))
-    return render(request, "portal/review.html", {
-        "held": list(page.object_list), "page": page, "total": pages.count,
-        "page_range": list(pages.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
-    })
+    pages = paginate(request, held_images().order_by("received_at", "pk"), REVIEW_PAGE_SIZE,
+                     label="Pages of held images")
+    return render(request, "portal/review.html", {"pages": pages})
 
 
 @data_manager_required

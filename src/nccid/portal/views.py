@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import auth, content
 from .forms import UploadForm
+from .paging import paginate
 
 log = logging.getLogger("nccid.portal")
 
@@ -251,19 +252,47 @@ def my_uploads(request: HttpRequest) -> HttpResponse:
     if request.user.role == "researcher":  # researchers: summary and research access only
         raise PermissionDenied("site uploads are for site uploaders and data managers")
     site = auth.visible_site(request.user, request.GET.get("site"))
-    uploads, studies, imaging_ready = [], [], False
+    context: dict = {"uploads": None, "studies": None, "imaging_ready": False}
     if site is not None:
-        from nccid.clinical import services
-
-        uploads = [content.upload_facts(u) | {"pk": u.pk} for u in services.uploads_for_site(site)]
-        studies, imaging_ready = content.studies_for_site(site)
+        context.update(_site_history(request, site))
     sites = None
     if auth.sees_all_sites(request.user):
         from nccid.accounts.models import Site
 
         sites = Site.objects.order_by("code")
-    return render(request, "portal/my_uploads.html", {
-        "site": site, "uploads": uploads, "studies": studies, "imaging_ready": imaging_ready,
-        "sites": sites, "node": content.node_details(),
+    return render(request, "portal/my_uploads.html", context | {
+        "site": site, "sites": sites, "node": content.node_details(),
         "max_mb": settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024),
     })
+
+
+UPLOADS_PAGE_SIZE = 20  # spreadsheet uploads per page of My uploads
+STUDIES_PAGE_SIZE = 50  # DICOM studies per page: a large site sends tens of thousands
+
+
+def _site_history(request: HttpRequest, site) -> dict:
+    """My uploads' two paged lists: the site's spreadsheets, and its DICOM studies (all, or
+    those of the status chosen), with how many studies have each status."""
+    from nccid.clinical import services
+
+    uploads = paginate(request, services.uploads_for_site(site), UPLOADS_PAGE_SIZE,
+                       param="uploads_page", label="Pages of spreadsheet uploads")
+    context = {"uploads": uploads,
+               "upload_rows": [content.upload_facts(u) | {"pk": u.pk} for u in uploads.items]}
+    statuses = content.study_statuses(site)
+    status = request.GET.get("status", "")
+    status = status if status in {s["code"] for s in statuses} else ""
+    studies = content.studies_for_site(site, status)
+    if studies is None:
+        return context
+    studies = paginate(request, studies, STUDIES_PAGE_SIZE, label="Pages of DICOM studies")
+    filters = request.GET.copy()
+    filters.pop("status", None)
+    filters.pop("page", None)
+    return context | {
+        "imaging_ready": True, "studies": studies,
+        "study_rows": [content.study_row(r) for r in studies.items],
+        "statuses": statuses, "status": status,
+        "all_studies": sum(s["count"] for s in statuses),
+        "filter_prefix": filters.urlencode() + "&" if filters else "",
+    }

@@ -37,7 +37,8 @@ UPSTREAM = {
 }
 PAGES = {
     "rth.uploader": ["/", "/guidance/", "/faq/", "/upload/positive/", "/upload/negative/",
-                     "/upload/isaric/", "/uploads/", "/summary/", "/password/", "/review/",
+                     "/upload/isaric/", "/uploads/", "/uploads/?status=waiting", "/summary/",
+                     "/password/", "/review/",
                      "/no-such-page/"],
     "data.manager": ["/", "/summary/", "/dashboard/", "/review/", "/vault/", "/uploads/",
                      "/uploads/?site=RTH"],

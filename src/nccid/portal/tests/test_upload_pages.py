@@ -221,3 +221,61 @@ def test_a_data_manager_is_asked_to_choose_a_site_before_any_is_shown(client, si
     chosen = client.get(f"/uploads/?site={site.code}").content.decode()
     assert "Choose a site</option>" not in chosen
     assert f'<option value="{site.code}" selected>' in chosen
+
+
+def receipts(site, count: int, status: str = "stored", start: int = 0) -> None:
+    """``count`` study receipts, one a minute, the newest last."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from nccid.imaging.models import StudyReceipt
+
+    now = timezone.now()
+    StudyReceipt.objects.bulk_create(
+        StudyReceipt(site=site, study_uid=f"2.25.{start + n}", patient=f"NCCID-P{start + n:015d}",
+                     modality="DX", source="node", instances=1,
+                     first_received=now + timedelta(minutes=start + n),
+                     last_received=now + timedelta(minutes=start + n), status=status)
+        for n in range(count))
+
+
+def study_patients(body: str) -> list[str]:
+    import re
+
+    table = body[body.index('id="study-table"'):body.index("</table>", body.index('id="study-table"'))]
+    return re.findall(r"NCCID-P\d{15}", table)
+
+
+def test_my_uploads_shows_studies_fifty_a_page_newest_first(client, uploader, site):
+    receipts(site, 120)
+    first = client.get("/uploads/").content.decode()
+    assert study_patients(first) == [f"NCCID-P{n:015d}" for n in range(119, 69, -1)]
+    assert "Studies 1 to 50 of 120" in first
+    assert 'href="?page=3" aria-label="Page 3"' in first
+    last = client.get("/uploads/?page=3").content.decode()
+    assert study_patients(last) == [f"NCCID-P{n:015d}" for n in range(19, -1, -1)]
+    assert client.get("/uploads/?page=banana").status_code == 200  # a bad number: page 1
+
+
+def test_my_uploads_filters_studies_by_status_with_counts(client, uploader, site):
+    receipts(site, 3, "stored")
+    receipts(site, 2, "waiting", start=10)
+    body = client.get("/uploads/").content.decode()
+    assert '<strong aria-current="true">All (5)</strong>' in body
+    assert 'href="?status=waiting">Waiting for clinical record (2)</a>' in body
+    assert "Held for review" not in body  # no study has it: no link to an empty list
+    waiting = client.get("/uploads/?status=waiting").content.decode()
+    assert study_patients(waiting) == ["NCCID-P000000000000011", "NCCID-P000000000000010"]
+    assert '<strong aria-current="true">Waiting for clinical record (2)</strong>' in waiting
+    assert len(study_patients(client.get("/uploads/?status=nonsense").content.decode())) == 5
+
+
+def test_a_data_managers_site_and_filter_survive_paging(client, site, make_user):
+    client.force_login(make_user("data-manager"))
+    receipts(site, 60, "waiting")
+    body = client.get(f"/uploads/?site={site.code}&status=waiting").content.decode()
+    assert f'href="?site={site.code}&amp;status=waiting&amp;page=2"' in body
+    assert f'<a href="?site={site.code}&amp;">All (60)</a>' in body  # back to all, same site
+    page_two = client.get(f"/uploads/?site={site.code}&status=waiting&page=2").content.decode()
+    assert len(study_patients(page_two)) == 10
