@@ -138,10 +138,12 @@ def guidance_context(user) -> dict:
 _OTHER_KIND = re.compile(r"the (positive|negative|isaric) template, not the")
 
 
-def upload_facts(upload) -> dict:
-    """An upload's status, counts, errors and warnings under the names the templates use."""
-    problems = list(upload.errors or [])
-    errors = [p for p in problems if p.get("severity", "error") == "error"]
+PREVIEW_PROBLEMS = 200  # problems listed on the check page; the CSV has every one
+PROBLEM_GROUPS = 50  # kinds of problem (column and reason) summarised above the list
+
+
+def upload_summary(upload) -> dict:
+    """An upload's status and counts, without its problems (My uploads lists many)."""
     message = upload.message or ""
     other = _OTHER_KIND.search(message)
     return {
@@ -158,12 +160,42 @@ def upload_facts(upload) -> dict:
         "n_new": upload.new_records,
         "n_updated": upload.updated_records,
         "n_unchanged": upload.unchanged_records,
-        "problems": problems,
-        "n_errors": len(errors),
-        "n_warnings": len(problems) - len(errors),
-        "error_rows": len({p.get("row") for p in errors if p.get("row")}),
+    }
+
+
+def upload_facts(upload) -> dict:
+    """An upload's status, counts, errors and warnings under the names the templates use.
+
+    A sheet with a systematic mistake (a date format, an old template) has a problem in every
+    row: the page lists the first ``PREVIEW_PROBLEMS`` and summarises all of them by column and
+    reason; the CSV has every one."""
+    problems = list(upload.errors or [])
+    n_errors = sum(1 for p in problems if p.get("severity", "error") == "error")
+    return upload_summary(upload) | {
+        "problems": problems[:PREVIEW_PROBLEMS],
+        "n_problems": len(problems),
+        "problem_groups": _problem_groups(problems),
+        "n_errors": n_errors,
+        "n_warnings": len(problems) - n_errors,
+        "error_rows": len({p.get("row") for p in problems
+                           if p.get("row") and p.get("severity", "error") == "error"}),
         "sheet_warnings": list(upload.sheet_warnings or []),
     }
+
+
+def _problem_groups(problems: list[dict]) -> list[dict]:
+    """Problems of the same severity, column and reason counted together, most frequent first,
+    each with the first rows it occurs in."""
+    groups: dict[tuple, dict] = {}
+    for problem in problems:
+        key = (problem.get("severity", "error"), problem.get("column") or "", problem.get("reason", ""))
+        group = groups.setdefault(key, {"severity": key[0], "column": key[1], "reason": key[2],
+                                        "count": 0, "rows": []})
+        group["count"] += 1
+        if problem.get("row") and len(group["rows"]) < 3:
+            group["rows"].append(problem["row"])
+    ranked = sorted(groups.values(), key=lambda g: (g["severity"] != "error", -g["count"]))
+    return ranked[:PROBLEM_GROUPS]
 
 
 def studies_for_site(site, status: str = ""):

@@ -192,7 +192,7 @@ def upload_confirm(request: HttpRequest, pk: int) -> HttpResponse:
 
     found = _upload_or_404(request, pk)
     auth.check_can_act_on(request.user, found.site_id)
-    status = content.upload_facts(found)["status"]
+    status = found.status
     if status == "accepted":
         # A second press of Confirm, or a resubmitted form: the first one already imported it.
         messages.info(request, "This upload was already accepted; nothing was imported twice.")
@@ -222,7 +222,7 @@ def upload_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
     found = _upload_or_404(request, pk)
     auth.check_can_act_on(request.user, found.site_id)
-    if content.upload_facts(found)["status"] == "preview":
+    if found.status == "preview":
         services.cancel_upload(found, request.user)
         messages.info(request, "Upload cancelled: nothing from this file was saved.")
     else:
@@ -275,10 +275,10 @@ def _site_history(request: HttpRequest, site) -> dict:
     those of the status chosen), with how many studies have each status."""
     from nccid.clinical import services
 
-    uploads = paginate(request, services.uploads_for_site(site), UPLOADS_PAGE_SIZE,
-                       param="uploads_page", label="Pages of spreadsheet uploads")
+    uploads = paginate(request, services.uploads_for_site(site).defer("errors"),
+                       UPLOADS_PAGE_SIZE, param="uploads_page", label="Pages of spreadsheet uploads")
     context = {"uploads": uploads,
-               "upload_rows": [content.upload_facts(u) | {"pk": u.pk} for u in uploads.items]}
+               "upload_rows": [content.upload_summary(u) | {"pk": u.pk} for u in uploads.items]}
     statuses = content.study_statuses(site)
     status = request.GET.get("status", "")
     status = status if status in {s["code"] for s in statuses} else ""

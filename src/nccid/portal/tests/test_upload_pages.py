@@ -279,3 +279,31 @@ def test_a_data_managers_site_and_filter_survive_paging(client, site, make_user)
     assert f'<a href="?site={site.code}&amp;">All (60)</a>' in body  # back to all, same site
     page_two = client.get(f"/uploads/?site={site.code}&status=waiting&page=2").content.decode()
     assert len(study_patients(page_two)) == 10
+
+
+def test_a_sheet_with_a_problem_in_every_row_is_summarised_not_listed_whole(client, uploader,
+                                                                             site):
+    from nccid.clinical.models import Upload
+
+    problems = [{"row": r, "column": "Date of Positive Covid Swab", "value": "31/02/2020",
+                 "severity": "error", "reason": "not a date"} for r in range(2, 1002)]
+    problems += [{"row": r, "column": "Age", "value": "130", "severity": "warning",
+                  "reason": "outside 0-120"} for r in range(5, 8)]
+    upload = Upload.objects.create(site=site, kind="positive", sha256="0" * 64, status="rejected",
+                                   total_rows=1000, rejected_rows=1000, errors=problems)
+    body = client.get(f"/uploads/{upload.pk}/").content.decode()
+    listed = body[body.index('id="error-table"'):]
+    assert listed.count('<tr class="nhsuk-table__row">') == 1 + 200  # the header row and 200
+    assert "The first 200 of 1003 problems." in body
+    groups = body[body.index('id="problem-groups"'):body.index('id="error-table"')]
+    assert groups.index("Not a date") < groups.index("Outside 0-120")  # errors first
+    assert ">1000</td>" in groups and ">2, 3, 4</td>" in groups and ">5, 6, 7</td>" in groups
+    csv_rows = client.get(f"/uploads/{upload.pk}/errors.csv").content.decode().splitlines()
+    assert len(csv_rows) == 1 + 1003  # the CSV keeps every problem
+
+
+def test_a_few_problems_are_listed_without_a_summary(client, uploader, tmp_path):
+    file, planted = sheet(tmp_path, errors=2)
+    body = client.get(upload(client, "positive", file)["Location"]).content.decode()
+    assert 'id="error-table"' in body
+    assert 'id="problem-groups"' not in body and 'id="problems-truncated"' not in body
