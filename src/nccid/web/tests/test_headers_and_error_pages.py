@@ -41,20 +41,17 @@ def test_the_api_reference_is_served_from_the_portal_not_a_cdn(client, site, mak
     assert client.get("/static/ninja/swagger-ui-bundle.js").status_code == 200
 
 
-def test_an_unknown_page_gets_the_portals_not_found_page(client, site, make_user):
+@pytest.mark.parametrize(("url", "status", "says"), [
+    ("/uploads/no-such-upload/", 404, ["<h1>Page not found</h1>"]),
+    ("/review/", 403, ["<h1>You cannot see this page</h1>", "(Site uploader)"]),
+])
+def test_an_unknown_or_forbidden_page_gets_a_portal_page_saying_so(client, site, make_user,
+                                                                    url, status, says):
     client.force_login(make_user("uploader", site))
-    response = client.get("/uploads/no-such-upload/")
+    response = client.get(url)
     body = response.content.decode()
-    assert response.status_code == 404
-    assert "<h1>Page not found</h1>" in body and "nhsuk-header" in body
-
-
-def test_a_page_the_role_may_not_see_says_so_in_the_portal(client, site, make_user):
-    client.force_login(make_user("uploader", site))
-    response = client.get("/review/")
-    body = response.content.decode()
-    assert response.status_code == 403
-    assert "<h1>You cannot see this page</h1>" in body and "(Site uploader)" in body
+    assert response.status_code == status and "nhsuk-header" in body
+    assert all(text in body for text in says), says
 
 
 def test_a_form_sent_without_its_csrf_token_is_refused_with_a_clear_page(site, make_user):
