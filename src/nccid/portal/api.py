@@ -10,11 +10,13 @@ unsafe methods) for the browser. Errors are JSON ``{"detail": "..."}`` with 401,
 from __future__ import annotations
 
 import importlib
+import json
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.utils import timezone
 from ninja import File, Form, NinjaAPI, Router, Schema, Status, Swagger
 from ninja.errors import HttpError
@@ -62,6 +64,19 @@ class SessionAuth(APIKeyCookie):
         return user if user.is_authenticated and user.is_active else None
 
 
+class PortalSwagger(Swagger):
+    """django-ninja's Swagger UI in the portal's page (``portal/api_docs.html``), its files
+    served by the portal. Ninja renders its own page from a CDN unless it is an installed app,
+    which the portal avoids (``STATICFILES_DIRS`` in the settings says why)."""
+
+    def render_page(self, request: HttpRequest, api: NinjaAPI, **kwargs) -> HttpResponse:
+        self.settings["url"] = self.get_openapi_url(api, kwargs)
+        return render(request, "portal/api_docs.html", {
+            "swagger_settings": json.dumps(self.settings, indent=1), "api": api,
+            "add_csrf": any(getattr(auth, "csrf", False) for auth in api.auth or ()),
+        })
+
+
 api = NinjaAPI(
     title="nccid API",
     version="1",
@@ -73,7 +88,7 @@ api = NinjaAPI(
                  "`Authorization: Bearer <token>` (ask your data manager for a token)."),
     # Deep links put a link inside each operation's toggle button (nested controls a screen
     # reader cannot reach, targets under 24 px): without them the page passes WCAG 2.2 AA.
-    docs=Swagger(settings={"deepLinking": False}),
+    docs=PortalSwagger(settings={"deepLinking": False}),
 )
 
 
