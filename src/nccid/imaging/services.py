@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from nccid.accounts.models import audit
@@ -20,13 +20,13 @@ from .intake import (
     write_encrypted,
 )
 from .linking import finalise
-from .models import HeldImage, HeldStatus, PendingImage, StudyReceipt
+from .models import HeldImage, HeldStatus, PendingImage, ReceiptStatus, StudyReceipt
 from .pending import purge_expired
 
 log = logging.getLogger("nccid.imaging.services")
 
 __all__ = ["HeldDecisionError", "held_image", "held_images", "purge_expired", "reject_held",
-           "release_held", "studies_for_site"]
+           "release_held", "studies_for_site", "study_status_counts"]
 
 
 class HeldDecisionError(PermissionError):
@@ -36,6 +36,13 @@ class HeldDecisionError(PermissionError):
 def studies_for_site(site) -> QuerySet[StudyReceipt]:
     """The site's received studies, newest first (status: stored / waiting / pending / held)."""
     return StudyReceipt.objects.filter(site=site).order_by("-last_received")
+
+
+def study_status_counts(site) -> list[tuple[str, str, int]]:
+    """(status, its label, how many of the site's studies have it) for each status some have."""
+    counts = dict(StudyReceipt.objects.filter(site=site).values_list("status")
+                  .annotate(n=Count("id")).order_by())
+    return [(code, label, counts[code]) for code, label in ReceiptStatus.choices if code in counts]
 
 
 def held_images(site=None) -> QuerySet[HeldImage]:
