@@ -28,8 +28,14 @@ def paginate(request: HttpRequest, items, per_page: int, *, param: str = "page",
     missing, malformed or too-large number gets the first or last page, never an error."""
     paginator = Paginator(items, per_page)
     page = paginator.get_page(request.GET.get(param))
-    others = request.GET.copy()
-    others.pop(param, None)
-    prefix = others.urlencode() + "&" if others else ""
+    prefix = query_prefix(request, param)
     page_range = list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1))
     return Pages(page, list(page.object_list), paginator.count, page_range, param, prefix, label)
+
+
+def query_prefix(request: HttpRequest, *dropped: str) -> str:
+    """The request's query parameters but ``dropped``, ready to precede another: "a=1&" or ""."""
+    kept = request.GET.copy()
+    for name in dropped:
+        kept.pop(name, None)
+    return kept.urlencode() + "&" if kept else ""

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import auth, content
 from .forms import UploadForm
-from .paging import paginate
+from .paging import paginate, query_prefix
 
 log = logging.getLogger("nccid.portal")
 
@@ -286,13 +286,10 @@ def _site_history(request: HttpRequest, site) -> dict:
     if studies is None:
         return context
     studies = paginate(request, studies, STUDIES_PAGE_SIZE, label="Pages of DICOM studies")
-    filters = request.GET.copy()
-    filters.pop("status", None)
-    filters.pop("page", None)
     return context | {
         "imaging_ready": True, "studies": studies,
         "study_rows": [content.study_row(r) for r in studies.items],
         "statuses": statuses, "status": status,
         "all_studies": sum(s["count"] for s in statuses),
-        "filter_prefix": filters.urlencode() + "&" if filters else "",
+        "filter_prefix": query_prefix(request, "status", "page"),
     }

@@ -22,14 +22,20 @@ NEW_PASSWORD = "Copper-Meadow-Falcon-31"
 SITE, SITE_NAME = "RBROW", "Royal Browser Infirmary"
 
 
-@pytest.fixture(scope="module")
-def portal(tmp_path_factory):
-    home = tmp_path_factory.mktemp("portal-home")
+def home_with_site(tmp_path_factory, name: str, username: str, *role: str):
+    """A fresh initialised home with the test site and one account (``role``: CLI options)."""
+    home = tmp_path_factory.mktemp(name)
     env = server_env(home)
     run_cli(env, "init")
     run_cli(env, "site", "add", SITE, "--name", SITE_NAME, "--ae-title", "RBROW_PACS")
-    run_cli(env, "user", "add", "alice", "--role", "uploader", "--site", SITE,
-            "--password-stdin", stdin=PASSWORD + "\n")
+    run_cli(env, "user", "add", username, *role, "--password-stdin", stdin=PASSWORD + "\n")
+    return home, env
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory):
+    home, env = home_with_site(tmp_path_factory, "portal-home", "alice",
+                               "--role", "uploader", "--site", SITE)
     with live_portal(env, home / "serve.log") as url:
         yield url
 
@@ -166,12 +172,7 @@ def review_portal(tmp_path_factory):
     from nccid.synthetic.dicom import synthetic_instance, to_bytes
     from nccid.synthetic.people import people
 
-    home = tmp_path_factory.mktemp("review-home")
-    env = server_env(home)
-    run_cli(env, "init")
-    run_cli(env, "site", "add", SITE, "--name", SITE_NAME, "--ae-title", "RBROW_PACS")
-    run_cli(env, "user", "add", "dora", "--role", "data-manager", "--password-stdin",
-            stdin=PASSWORD + "\n")
+    home, env = home_with_site(tmp_path_factory, "review-home", "dora", "--role", "data-manager")
     person = people(1, seed=8)[0]
     ds = synthetic_instance(person, modality="CR", patient_id=person.nhs_number, rows=256,
                             columns=256)
