@@ -96,3 +96,36 @@ def s3_server(tmp_path_factory):
 
     with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
         yield server
+
+
+def _fresh_warehouse(monkeypatch, url: str, env: dict | None = None):
+    """Point the installation's warehouse at ``url`` (for this test) and create it."""
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("STORAGE_URL", url)
+    reset_settings_cache()
+    from nccid.warehouse.service import get_warehouse
+
+    warehouse = get_warehouse()
+    warehouse.ensure()
+    return warehouse
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def backend(request, tmp_path, monkeypatch):
+    """The installation's warehouse on a fresh local folder, then on a fresh bucket of real S3."""
+    if request.param == "local":
+        yield _fresh_warehouse(monkeypatch, str(tmp_path / "warehouse"))
+    else:
+        server = request.getfixturevalue("s3_server")
+        yield _fresh_warehouse(monkeypatch, f"s3://{server.make_bucket('wh')}/nccid", server.env)
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
+@pytest.fixture
+def local_warehouse(tmp_path, monkeypatch):
+    """The installation's warehouse on a fresh local folder only."""
+    yield _fresh_warehouse(monkeypatch, str(tmp_path / "warehouse"))
+    monkeypatch.undo()
+    reset_settings_cache()

@@ -1,4 +1,5 @@
-"""Fixtures of the warehouse tests: a fresh warehouse per test, on a local folder or real S3."""
+"""Fixtures of the warehouse tests (the fresh warehouses, ``backend`` and ``local_warehouse``, are
+in the root conftest: other parts use them too)."""
 
 from __future__ import annotations
 
@@ -7,47 +8,9 @@ from datetime import date
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
-from nccid.config import reset_settings_cache
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.synthetic.people import people
 from nccid.warehouse.meta import ImageMeta
-
-
-def _use_storage(monkeypatch, url: str, env: dict | None = None) -> None:
-    for name, value in (env or {}).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("STORAGE_URL", url)
-    reset_settings_cache()
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def backend(request, tmp_path, monkeypatch):
-    """The installation's warehouse on a fresh local folder, then on a fresh bucket of real S3."""
-    if request.param == "local":
-        _use_storage(monkeypatch, str(tmp_path / "warehouse"))
-    else:
-        server = request.getfixturevalue("s3_server")
-        _use_storage(monkeypatch, f"s3://{server.make_bucket('wh')}/nccid", server.env)
-    from nccid.warehouse.service import get_warehouse
-
-    warehouse = get_warehouse()
-    warehouse.ensure()
-    yield warehouse
-    monkeypatch.undo()
-    reset_settings_cache()
-
-
-@pytest.fixture
-def local_warehouse(tmp_path, monkeypatch):
-    """The installation's warehouse on a fresh local folder only."""
-    _use_storage(monkeypatch, str(tmp_path / "warehouse"))
-    from nccid.warehouse.service import get_warehouse
-
-    warehouse = get_warehouse()
-    warehouse.ensure()
-    yield warehouse
-    monkeypatch.undo()
-    reset_settings_cache()
 
 
 @pytest.fixture
