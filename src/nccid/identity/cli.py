@@ -82,7 +82,7 @@ def link(
                           highlight=False)
 
 
-def _login(username: str, password_stdin: bool, action: str, pseudonym: str = "",
+def login_data_manager(username: str, password_stdin: bool, action: str, pseudonym: str = "",
            reason: str = ""):
     """The active data-manager account ``username`` after a password check; refusals audited
     with what was asked for (the pseudonym only if it is one, the reason only if it holds no
@@ -120,7 +120,7 @@ def vault_reveal(
     setup_django()
     from nccid.identity.service import ReasonRequired, UnknownPseudonym, VaultAccessDenied, reveal
 
-    account = _login(user, password_stdin, "vault.reveal", pseudonym, reason)
+    account = login_data_manager(user, password_stdin, "vault.reveal", pseudonym, reason)
     try:
         number = reveal(account, pseudonym, reason)
     except (VaultAccessDenied, ReasonRequired, UnknownPseudonym) as exc:
@@ -143,7 +143,7 @@ def vault_audit(
     setup_django()
     from nccid.accounts.models import AuditEvent
 
-    _login(user, password_stdin, "audit.view")
+    login_data_manager(user, password_stdin, "audit.view")
     events = AuditEvent.objects.all()
     if action:
         events = events.filter(action__startswith=action)
@@ -176,7 +176,7 @@ def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None
     from nccid.identity.keys import write_key_file
     from nccid.identity.service import get_keyring, rekey_vault, reset_keyring_cache
 
-    account = _login(user, password_stdin, "vault.rekey")
+    account = login_data_manager(user, password_stdin, "vault.rekey")
     key_file = get_settings().key_file
     staged = key_file.with_name(key_file.name + ".new")
     if staged.exists():
