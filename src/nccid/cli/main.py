@@ -13,6 +13,7 @@ from nccid.imaging import cli as imaging_cli
 from nccid.portal import cli as portal_cli
 from nccid.research import cli as research_cli
 from nccid.warehouse import cli as warehouse_cli
+from nccid.withdrawal import cli as withdrawal_cli
 
 from . import system
 from .common import UserError, fail
@@ -26,7 +27,7 @@ typer_app = typer.Typer(
 )
 
 for module in (system, accounts_cli, identity_cli, clinical_cli, imaging_cli, warehouse_cli,
-               portal_cli, research_cli):
+               portal_cli, research_cli, withdrawal_cli):
     module.register(typer_app)
 
 

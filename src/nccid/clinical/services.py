@@ -25,12 +25,21 @@ from django.utils import timezone
 
 from nccid.accounts.models import Site, audit
 from nccid.identity.service import encrypt_for_vault, get_keyring, store_in_vault
+from nccid.withdrawal.services import withdrawn_among
 
 from . import reader
 from .models import ClinicalRecord, ClinicalRecordVersion, PatientLink, Upload
 from .schema import KINDS
 from .signals import AcceptedRecord, records_accepted
-from .validation import ConfigurationError, SiteRules, clean_negative, merge_swab_lists, validate
+from .validation import (
+    ConfigurationError,
+    Problem,
+    Result,
+    SiteRules,
+    clean_negative,
+    merge_swab_lists,
+    validate,
+)
 
 log = logging.getLogger("nccid.clinical")
 CHUNK = 500  # rows per IN (...) query: well under every backend's parameter limit
@@ -107,6 +116,7 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
         result = validate(sheet, layout, site_rules(site), get_keyring())
     except (reader.SpreadsheetRejected, ConfigurationError) as exc:
         return _refuse(upload, str(exc)), None
+    _refuse_withdrawn(result, layout)
     upload.total_rows = result.total_rows
     upload.rejected_rows = len(result.rejected_rows)
     upload.accepted_rows = result.accepted_rows
@@ -120,6 +130,25 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
     records = [{"pseudonym": r.pseudonym, "hospital_hash": r.hospital_hash, "data": r.data,
                 "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows} for r in result.records]
     return upload, {"records": records, "vault": vault}
+
+
+WITHDRAWN_ROW = "this patient has been withdrawn from the database: the row is not stored"
+
+
+def _refuse_withdrawn(result: Result, layout: reader.Layout) -> None:
+    """Rows of withdrawn patients become errors: nothing of them is kept, not even the number."""
+    withdrawn = withdrawn_among(r.pseudonym for r in result.records)
+    if not withdrawn:
+        return
+    header = next((c.header for c in layout.template.columns if c.identifier == "patient_number"),
+                  "NHS number")
+    for record in result.records:
+        if record.pseudonym in withdrawn:
+            result.problems.extend(Problem(row, header, header, "", WITHDRAWN_ROW) for row in record.rows)
+            result.rejected_rows.update(record.rows)
+            result.vault_numbers.pop(record.pseudonym, None)
+    result.records = [r for r in result.records if r.pseudonym not in withdrawn]
+    result.problems.sort(key=lambda p: (p.row, p.severity != "error"))
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str, check_circular=False)
@@ -226,6 +255,11 @@ def _confirm(upload: Upload, user, staged: dict | None) -> Upload:
 
 
 def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
+    # A patient withdrawn between the check and the confirmation is left out here too.
+    withdrawn = withdrawn_among(r["pseudonym"] for r in staged.get("records", []))
+    if withdrawn:
+        staged = {"records": [r for r in staged["records"] if r["pseudonym"] not in withdrawn],
+                  "vault": {p: c for p, c in staged.get("vault", {}).items() if p not in withdrawn}}
     vault = {p: base64.b64decode(c) for p, c in staged.get("vault", {}).items()}
     # The vault is a separate database: entries stored before a later failure here are
     # harmless (ciphertext of a pseudonym that then has no record) and stored idempotently.

@@ -1,5 +1,6 @@
-"""The other parts intake relies on, behind one seam: de-identification, the warehouse and
-the clinical patient links, each exactly the other part's contract (docs/architecture.md)."""
+"""The other parts intake relies on, behind one seam: de-identification, the warehouse, the
+clinical patient links and the withdrawal list, each exactly the other part's contract
+(docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from nccid.identity.service import get_keyring
 from nccid.imaging.deid import Deidentifier, image_meta
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import store_image
+from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
+from nccid.withdrawal.services import withdrawn_among
 
-__all__ = ["clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta",
-           "pseudonym_for_hospital_number", "store_image"]
+__all__ = ["WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta",
+           "pseudonym_for_hospital_number", "store_image", "withdrawn_among"]
 
 
 @lru_cache(maxsize=4)
@@ -36,19 +39,15 @@ def images_existing_query(sop_uids: list[str]):
 
 
 def pseudonym_for_hospital_number(site, hospital_hash: str) -> str | None:
-    try:
-        from nccid.clinical.services import pseudonym_for_hospital_number as lookup
-    except ImportError:  # TEMPORARY: until the clinical services land, no link is known
-        return None
+    from nccid.clinical.services import pseudonym_for_hospital_number as lookup
+
     return lookup(site, hospital_hash)
 
 
 def has_clinical_record(pseudonym: str) -> bool:
     """Whether any clinical record names this patient (at any site)."""
-    try:
-        from nccid.clinical.models import ClinicalRecord
-    except ImportError:  # TEMPORARY: until the clinical models land
-        return False
+    from nccid.clinical.models import ClinicalRecord
+
     return ClinicalRecord.objects.filter(pseudonym=pseudonym).exists()
 
 
@@ -56,10 +55,8 @@ def clinical_pseudonyms(pseudonyms: set[str]) -> set[str]:
     """Those of these patients named by any clinical record (at any site)."""
     if not pseudonyms:
         return set()
-    try:
-        from nccid.clinical.models import ClinicalRecord
-    except ImportError:  # TEMPORARY: until the clinical models land
-        return set()
+    from nccid.clinical.models import ClinicalRecord
+
     wanted = sorted(pseudonyms)
     return {p for first in range(0, len(wanted), 500)
             for p in ClinicalRecord.objects.filter(pseudonym__in=wanted[first:first + 500])

@@ -534,10 +534,28 @@ def _prepare(prepared: PreparedBatch) -> None:
     refused: list[tuple[_Study, str, str]] = []
     try:
         parsed = _parse_all(items, site, source, outcomes, to_vault, prepared.repeats, refused)
+        parsed = _refuse_withdrawn(parsed, outcomes, to_vault, refused)
         if parsed:
             _prepare_parsed(prepared, parsed, to_vault, refused)
     finally:
         _count_refused(site, source, refused)
+
+
+def _refuse_withdrawn(parsed: list[_Parsed], outcomes, to_vault, refused) -> list[_Parsed]:
+    """Files of withdrawn patients are refused: nothing of them is kept, not even the number
+    for the vault (one query per batch)."""
+    withdrawn = deps.withdrawn_among({p.patient.pseudonym for p in parsed if p.patient.pseudonym})
+    if not withdrawn:
+        return parsed
+    kept = []
+    for item in parsed:
+        if item.patient.pseudonym in withdrawn:
+            outcomes[item.index] = IngestOutcome(IngestStatus.REJECTED, deps.WITHDRAWN_REFUSAL)
+            refused.append((item.study, item.patient.pseudonym, deps.WITHDRAWN_REFUSAL))
+            to_vault.pop(item.patient.pseudonym, None)
+        else:
+            kept.append(item)
+    return kept
 
 
 def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, refused) -> None:

@@ -53,6 +53,9 @@ def _read_state(warehouse: Warehouse) -> dict:
 # -- refresh ------------------------------------------------------------------------------------
 def refresh_catalogue(*, compact_at: int = COMPACT_AT) -> dict:
     """Bring the catalogue up to date with the database; returns row counts and what changed."""
+    from nccid.withdrawal.services import sweep
+
+    sweep()  # a withdrawn patient's data that raced the withdrawal never reaches researchers
     warehouse = get_warehouse()
     warehouse.ensure()
     old = _read_state(warehouse)

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "nccid.imaging",
     "nccid.warehouse",
     "nccid.research",
+    "nccid.withdrawal",
     "nccid.portal",
 ]
 
@@ -82,11 +83,13 @@ TEMPLATES = [
 ]
 
 
-def _database(url: str) -> dict:
+def _database(url: str, *, secure_delete: bool = False) -> dict:
     config = dj_database_url.parse(url, conn_max_age=60)
     if config["ENGINE"].endswith("sqlite3"):
         # WAL lets the portal read while the node writes; the timeout waits out short locks.
-        config["OPTIONS"] = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
+        # secure_delete overwrites a deleted row's bytes (a withdrawn patient's vault entry).
+        pragmas = "PRAGMA journal_mode=WAL;" + (" PRAGMA secure_delete=ON;" if secure_delete else "")
+        config["OPTIONS"] = {"timeout": 30, "init_command": pragmas}
         config["CONN_MAX_AGE"] = 0
     return config
 
@@ -94,7 +97,7 @@ def _database(url: str) -> dict:
 # The key vault is a separate database: identifiers never share a store with the main tables.
 DATABASES = {
     "default": _database(NCCID.database_url),
-    "vault": _database(NCCID.vault_database_url),
+    "vault": _database(NCCID.vault_database_url, secure_delete=True),
 }
 DATABASE_ROUTERS = ["nccid.identity.routers.VaultRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

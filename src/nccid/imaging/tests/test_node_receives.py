@@ -258,6 +258,26 @@ def test_a_file_refused_after_its_acknowledgement_is_logged_and_the_node_carries
     assert receipt.status == "waiting"  # one stored: the study waits for its clinical record
 
 
+@pytest.mark.dcmtk
+def test_a_withdrawn_patient_sent_to_the_node_is_refused_and_nothing_kept(
+        node, site, keyring, tmp_path, person_factory, make_user):
+    from nccid.identity.models import VaultEntry
+    from nccid.withdrawal.services import REFUSAL, withdraw
+
+    person = person_factory(27)
+    pseudonym = keyring.pseudonym(person.nhs_number)
+    withdraw(make_user("data-manager"), pseudonym, "Patient objected", refresh=False)
+    files = write_study(tmp_path, person, count=3, patient_id=person.nhs_number)
+    result = _storescu_dcmtk(node.port, files)
+    assert result.returncode == 0, result.stderr  # acknowledged from the spool, then refused
+    node.drained()
+    assert not _stored(keyring, files)
+    assert not VaultEntry.objects.filter(pseudonym=pseudonym).exists()
+    receipt = StudyReceipt.objects.get(site=site)
+    assert (receipt.instances, receipt.rejected, receipt.status, receipt.problem) == (
+        3, 3, "rejected", REFUSAL)
+
+
 def test_non_conformant_uids_from_a_sender_are_accepted_and_replaced(node, site, keyring,
                                                                      tmp_path, person_factory):
     """Real PACS send UIDs with leading zeros in a component; pydicom would refuse them if

@@ -1,0 +1,1 @@
+"""Withdrawing a patient from the database: everything of theirs removed, and kept out."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WithdrawalConfig(AppConfig):
+    name = "nccid.withdrawal"
+    label = "withdrawal"

@@ -1,0 +1,147 @@
+"""``nccid patient …``: withdraw a patient from the database, list withdrawals, reinstate.
+
+The commands take an NHS/CHI number or a pseudonym and print only pseudonyms.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from nccid.cli.common import UserError, console, err_console, setup_django
+
+patient_app = typer.Typer(help="Patients: what is held of one, withdraw one from the database, "
+                               "reinstate.", no_args_is_help=True)
+
+PatientArgument = Annotated[str, typer.Argument(
+    help="The patient's NHS/CHI number or pseudonym (NCCID-…).", show_default=False)]
+UserOption = Annotated[str, typer.Option("--user", help="Your data-manager account.")]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
+                                             help="Read the account's password from standard input.")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept with the withdrawal and "
+                                                            "in the audit log).")]
+
+
+def _pseudonym(text: str) -> str:
+    from nccid.withdrawal.services import WithdrawalError, patient_pseudonym
+
+    try:
+        return patient_pseudonym(text)
+    except WithdrawalError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _describe(pseudonym: str) -> None:
+    from nccid.withdrawal.services import holdings
+
+    held = holdings(pseudonym)
+    table = Table("What", "How many", title=f"Held of {pseudonym}", title_justify="left")
+    table.add_row("Images", f"{held.images:,} in {held.studies:,} studies ({held.bytes / 1e6:,.1f} MB)")
+    table.add_row("Clinical records", f"{held.clinical_records:,}")
+    table.add_row("Held for review", f"{held.held:,}")
+    table.add_row("Waiting for a link", f"{held.pending:,}")
+    table.add_row("Teaching cases", f"{held.teaching_cases:,}")
+    table.add_row("Sites", ", ".join(held.sites) or "-")
+    table.add_row("Set", held.set_name or "-")
+    console.print(table)
+    if held.withdrawal is not None:
+        w = held.withdrawal
+        state = "complete" if w.completed_at else "interrupted: withdraw again to complete it"
+        console.print(f"Withdrawn {w.requested_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC by "
+                      f"{w.requested_by} ({state}).", highlight=False)
+    if held.handed_out:
+        console.print(f"Research hand-outs since the patient's data arrived that may include it "
+                      f"({len(held.handed_out)}):", highlight=False)
+        for event in held.handed_out:
+            console.print(f"  {event.at.astimezone(UTC):%Y-%m-%d %H:%M} {event.username} "
+                          f"{event.action} ({', '.join(event.sets) or 'sets not recorded'})",
+                          highlight=False)
+
+
+@patient_app.command("show")
+def patient_show(patient: PatientArgument, user: UserOption, password_stdin: PasswordStdin = False) -> None:
+    """What the database holds of a patient, and which research hand-outs may include it."""
+    setup_django()
+    from nccid.identity.cli import login_data_manager
+
+    login_data_manager(user, password_stdin, "patient.show")
+    _describe(_pseudonym(patient))
+
+
+@patient_app.command("withdraw")
+def patient_withdraw(
+    patient: PatientArgument,
+    reason: ReasonOption,
+    user: UserOption,
+    password_stdin: PasswordStdin = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove everything held of a patient and refuse them from now on (cannot be undone).
+
+    Images, header and clinical JSON leave the warehouse; image, clinical, held, waiting and
+    teaching rows leave the database; the vault forgets the number; the catalogue is
+    refreshed without them. Running it again completes an interrupted withdrawal.
+    """
+    setup_django()
+    from nccid.identity.cli import login_data_manager
+    from nccid.withdrawal.services import WithdrawalError, withdraw
+
+    account = login_data_manager(user, password_stdin, "patient.withdraw", reason=reason)
+    pseudonym = _pseudonym(patient)
+    _describe(pseudonym)
+    if not yes and not typer.confirm(f"Withdraw {pseudonym}? This deletes the data above and "
+                                     "cannot be undone", err=True):
+        raise UserError("nothing was changed")
+    try:
+        removed = withdraw(account, pseudonym, reason)
+    except WithdrawalError as exc:
+        raise UserError(str(exc)) from None
+    console.print(f"Withdrew {pseudonym}: removed {removed.images:,} images, "
+                  f"{removed.clinical_records:,} clinical records, {removed.held:,} held and "
+                  f"{removed.pending:,} waiting images, {removed.teaching_cases:,} teaching cases, "
+                  f"{removed.objects:,} objects from the warehouse; {removed.receipts:,} site "
+                  "receipts marked removed. Intake now refuses this patient.", highlight=False)
+    err_console.print("Tell the recipients of the hand-outs listed above, if any.", highlight=False)
+
+
+@patient_app.command("withdrawn")
+def patient_withdrawn(user: UserOption, password_stdin: PasswordStdin = False,
+                      limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 100) -> None:
+    """List withdrawn patients, newest first."""
+    setup_django()
+    from nccid.identity.cli import login_data_manager
+    from nccid.withdrawal.models import Withdrawal
+
+    login_data_manager(user, password_stdin, "patient.withdrawn")
+    table = Table("Pseudonym", "When (UTC)", "By", "Why", "State")
+    for w in Withdrawal.objects.all()[:limit]:
+        table.add_row(w.pseudonym, f"{w.requested_at.astimezone(UTC):%Y-%m-%d %H:%M}", w.requested_by,
+                      w.reason, "complete" if w.completed_at else "interrupted")
+    console.print(table)
+
+
+@patient_app.command("reinstate")
+def patient_reinstate(patient: PatientArgument, reason: ReasonOption, user: UserOption,
+                      password_stdin: PasswordStdin = False) -> None:
+    """Take a patient off the withdrawal list: intake accepts them again (nothing comes back)."""
+    setup_django()
+    from nccid.identity.cli import login_data_manager
+    from nccid.withdrawal.services import WithdrawalError, reinstate
+
+    account = login_data_manager(user, password_stdin, "patient.reinstate", reason=reason)
+    pseudonym = _pseudonym(patient)
+    try:
+        if not reinstate(account, pseudonym, reason):
+            raise UserError(f"{pseudonym} is not withdrawn")
+    except WithdrawalError as exc:
+        raise UserError(str(exc)) from None
+    console.print(f"{pseudonym} is no longer withdrawn: sites may send this patient again.",
+                  highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this part's commands to the ``nccid`` CLI."""
+    app.add_typer(patient_app, name="patient")

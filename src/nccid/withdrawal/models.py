@@ -1,0 +1,24 @@
+"""The withdrawal list: one row per withdrawn patient, by pseudonym (never an identifier)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Withdrawal(models.Model):
+    """A patient withdrawn from the database. While the row exists, intake refuses the patient."""
+
+    pseudonym = models.CharField(max_length=32, unique=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.CharField(max_length=150)
+    reason = models.TextField()
+    # Set once everything of the patient is removed; empty while a withdrawal is interrupted.
+    completed_at = models.DateTimeField(null=True, blank=True)
+    removed = models.JSONField(default=dict, blank=True)  # what was removed, as counts
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.pseudonym} withdrawn {self.requested_at:%Y-%m-%d}"

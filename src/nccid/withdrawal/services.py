@@ -1,0 +1,386 @@
+"""Withdrawing a patient: everything of theirs leaves the database, and stays out.
+
+A withdrawal (the patient objects, consent is withdrawn, or a site sent the wrong person)
+removes, for one pseudonym: the images, their header JSON and the clinical JSON from the
+warehouse; the image, clinical, held, pending-image, teaching-case and set rows from the main
+database; the vault entry; and the patient's rows from the catalogue, which is refreshed twice
+so that no Parquet file of the previous version names them either. The site's receipts stay,
+emptied and marked removed, so a site still sees what it sent and what became of it.
+
+The pseudonym stays on the withdrawal list (who, when, why) and intake refuses the patient
+from then on, whatever the site or the way in (DICOM node, import, portal, spreadsheet). The
+site-scoped links from hospital numbers to the pseudonym are kept for the same reason: an
+image that names the patient only by hospital number is still recognised and refused.
+
+Order: the list entry first, committed, so intake stops taking the patient; then objects
+before rows, so a crash can leave rows naming missing objects (a re-run removes them) but never
+objects that no row names. Withdrawing again completes an interrupted withdrawal, and every
+catalogue refresh sweeps withdrawn patients first, so data that raced the withdrawal into
+the database never reaches researchers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from nccid.accounts.models import AuditEvent, audit
+from nccid.identity.numbers import InvalidPatientNumber, looks_like_patient_number
+from nccid.identity.service import normalise_pseudonym, pseudonymise
+
+from .models import Withdrawal
+
+log = logging.getLogger("nccid.withdrawal")
+
+# What intake tells a site that sends a withdrawn patient (no identifier, no date).
+REFUSAL = "not kept: this patient has been withdrawn from the database"
+# What a site's receipt of a removed study says.
+REMOVED = "removed: the patient was withdrawn from the database"
+# Audited actions that hand data to researchers (cohort counts and validation scores do not).
+HANDED_OUT = ("research.export", "research.open", "research.modelling", "research.teaching.export")
+_CHUNK = 500
+
+
+class WithdrawalError(Exception):
+    """A withdrawal that cannot be made as asked; the message says why (never a number)."""
+
+
+@dataclass(frozen=True)
+class HandedOut:
+    """Data given to a researcher while the patient was in the database (audited)."""
+
+    at: datetime
+    username: str
+    action: str
+    sets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What the database holds of one patient, and who may have received it."""
+
+    pseudonym: str
+    images: int = 0
+    studies: int = 0
+    bytes: int = 0
+    clinical_records: int = 0
+    held: int = 0
+    pending: int = 0
+    teaching_cases: int = 0
+    sites: tuple[str, ...] = ()
+    set_name: str | None = None
+    first_arrived: datetime | None = None
+    handed_out: tuple[HandedOut, ...] = ()
+    withdrawal: Withdrawal | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.images or self.clinical_records or self.held or self.pending
+                    or self.teaching_cases)
+
+
+@dataclass
+class Removed:
+    """What one withdrawal removed (counts only)."""
+
+    images: int = 0
+    objects: int = 0
+    clinical_records: int = 0
+    held: int = 0
+    pending: int = 0
+    teaching_cases: int = 0
+    receipts: int = 0
+    vault_entries: int = 0
+    sets: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        counts = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        return {**counts, **self.extra}
+
+
+# -- who ------------------------------------------------------------------------------------
+def patient_pseudonym(text: str) -> str:
+    """The pseudonym of a patient named by NHS/CHI number or by pseudonym."""
+    pseudonym = normalise_pseudonym(text)
+    if pseudonym:
+        return pseudonym
+    try:
+        return pseudonymise((text or "").strip())[0]
+    except InvalidPatientNumber:
+        raise WithdrawalError("enter the patient's NHS/CHI number (with a valid check digit) "
+                              "or their pseudonym, like NCCID-ABCDEFGHIJKLMNOP") from None
+
+
+def withdrawn_among(pseudonyms: Iterable[str]) -> set[str]:
+    """Those of these patients on the withdrawal list (a query per 500)."""
+    wanted = sorted({p for p in pseudonyms if p})
+    if not wanted or not Withdrawal.objects.exists():
+        return set()
+    found: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        found.update(Withdrawal.objects.filter(pseudonym__in=wanted[start:start + _CHUNK])
+                     .values_list("pseudonym", flat=True))
+    return found
+
+
+# -- what is held ---------------------------------------------------------------------------
+def _links(pseudonym: str) -> list[tuple[int, str]]:
+    from nccid.clinical.models import PatientLink
+
+    return list(PatientLink.objects.filter(pseudonym=pseudonym)
+                .values_list("site_id", "hospital_hash"))
+
+
+def _by_hospital_number(links: list[tuple[int, str]]) -> Q | None:
+    query = None
+    for site_id, hospital_hash in links:
+        one = Q(site_id=site_id, hospital_hash=hospital_hash)
+        query = one if query is None else query | one
+    return query
+
+
+def _held_query(pseudonym: str, links):
+    from nccid.imaging.models import HeldImage
+
+    query = Q(pseudonym=pseudonym)
+    by_number = _by_hospital_number(links)
+    return HeldImage.objects.filter(query | by_number if by_number is not None else query)
+
+
+def _pending_query(links):
+    from nccid.imaging.models import PendingImage
+
+    by_number = _by_hospital_number(links)
+    return PendingImage.objects.filter(by_number) if by_number is not None else PendingImage.objects.none()
+
+
+def holdings(pseudonym: str) -> Holdings:
+    """What the database holds of ``pseudonym`` (to show before withdrawing)."""
+    from nccid.clinical.models import ClinicalRecord
+    from nccid.research.models import TeachingCase
+    from nccid.warehouse.models import ImageRecord, PatientSet
+
+    links = _links(pseudonym)
+    images = ImageRecord.objects.filter(pseudonym=pseudonym)
+    clinical = ClinicalRecord.objects.filter(pseudonym=pseudonym)
+    totals = images.aggregate(bytes=Sum("size"))
+    sites = (set(images.values_list("site__code", flat=True).distinct())
+             | set(clinical.values_list("site__code", flat=True).distinct()))
+    arrivals = [d for d in (images.order_by("received_at").values_list("received_at", flat=True).first(),
+                            clinical.order_by("created").values_list("created", flat=True).first())
+                if d is not None]
+    set_name = PatientSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True).first()
+    first = min(arrivals) if arrivals else None
+    return Holdings(
+        pseudonym=pseudonym,
+        images=images.count(),
+        studies=images.values("study_uid").distinct().count(),
+        bytes=totals["bytes"] or 0,
+        clinical_records=clinical.count(),
+        held=_held_query(pseudonym, links).filter(file_name__gt="").count(),
+        pending=_pending_query(links).count(),
+        teaching_cases=TeachingCase.objects.filter(pseudonym=pseudonym).count(),
+        sites=tuple(sorted(sites)),
+        set_name=set_name,
+        first_arrived=first,
+        handed_out=_handed_out(first, set_name),
+        withdrawal=Withdrawal.objects.filter(pseudonym=pseudonym).first(),
+    )
+
+
+def _handed_out(since: datetime | None, set_name: str | None) -> tuple[HandedOut, ...]:
+    """Research hand-outs since the patient's data first arrived that could include it."""
+    if since is None:
+        return ()
+    found = []
+    for event in AuditEvent.objects.filter(action__in=HANDED_OUT, at__gte=since).order_by("at"):
+        sets = tuple(event.detail.get("sets") or ())
+        if set_name is None or not sets or set_name in sets:
+            found.append(HandedOut(event.at, event.username, event.action, sets))
+    return tuple(found)
+
+
+# -- withdrawing ----------------------------------------------------------------------------
+def _check_request(user, reason: str) -> str:
+    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
+        raise WithdrawalError("only data managers may withdraw a patient")
+    reason = (reason or "").strip()
+    if not reason:
+        raise WithdrawalError("a reason is required (it is kept with the withdrawal)")
+    if looks_like_patient_number(reason):
+        raise WithdrawalError("the reason must not contain an NHS/CHI number")
+    return reason
+
+
+def withdraw(user, pseudonym: str, reason: str, *, refresh: bool = True) -> Removed:
+    """Withdraw a patient: remove everything of theirs and refuse them from now on.
+
+    Running it again for a withdrawn patient completes what an interrupted run left."""
+    reason = _check_request(user, reason)
+    if not normalise_pseudonym(pseudonym):
+        raise WithdrawalError("not a pseudonym")
+    entry, created = Withdrawal.objects.get_or_create(
+        pseudonym=pseudonym, defaults={"requested_by": user.username, "reason": reason})
+    removed = purge(pseudonym)
+    if refresh:
+        _refresh_catalogue_twice()
+    totals = removed.as_dict()
+    if not created:
+        totals = {k: v + int(entry.removed.get(k, 0) or 0) for k, v in totals.items()}
+    Withdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now(), removed=totals)
+    audit(user, "patient.withdraw" if created else "patient.withdraw.again",
+          pseudonym=pseudonym, reason=reason, **removed.as_dict())
+    log.info("withdrew %s: %s", pseudonym, removed.as_dict())
+    return removed
+
+
+def reinstate(user, pseudonym: str, reason: str) -> bool:
+    """Take a patient off the withdrawal list (intake accepts them again); False if not on it.
+
+    Nothing removed comes back: the site must send it again."""
+    reason = _check_request(user, reason)
+    deleted, _ = Withdrawal.objects.filter(pseudonym=pseudonym).delete()
+    if deleted:
+        audit(user, "patient.reinstate", pseudonym=pseudonym, reason=reason)
+    return bool(deleted)
+
+
+def _refresh_catalogue_twice() -> None:
+    """The first refresh drops the rows; the second drops the files of the version before,
+    which a refresh keeps for readers that opened it."""
+    from nccid.warehouse.catalogue import refresh_catalogue
+
+    refresh_catalogue()
+    refresh_catalogue()
+
+
+def purge(pseudonym: str) -> Removed:
+    """Remove everything held of ``pseudonym`` except its withdrawal entry and its links."""
+    removed = Removed()
+    links = _links(pseudonym)
+    _purge_waiting(pseudonym, links, removed)
+    _purge_images(pseudonym, removed)
+    _purge_clinical(pseudonym, removed)
+    _purge_research(pseudonym, removed)
+    _mark_receipts(pseudonym, links, removed)
+    _purge_identity(pseudonym, removed)
+    return removed
+
+
+def _purge_waiting(pseudonym: str, links, removed: Removed) -> None:
+    """Held and pending images: encrypted files first, then their rows."""
+    from nccid.imaging.intake import remove_encrypted
+
+    for query, counter in ((_held_query(pseudonym, links), "held"), (_pending_query(links), "pending")):
+        for pk, name in query.values_list("pk", "file_name"):
+            remove_encrypted(name)
+            if name:
+                setattr(removed, counter, getattr(removed, counter) + 1)
+            query.model.objects.filter(pk=pk).delete()
+
+
+def _purge_images(pseudonym: str, removed: Removed) -> None:
+    from nccid.warehouse.models import ImageRecord
+    from nccid.warehouse.service import get_warehouse
+
+    warehouse = get_warehouse()
+    rows = list(ImageRecord.objects.filter(pseudonym=pseudonym)
+                .values_list("pk", "storage_key", "metadata_key", "catalogue_part"))
+    for _pk, storage_key, metadata_key, _part in rows:
+        for key in (storage_key, metadata_key):
+            warehouse.delete(key)
+            removed.objects += 1
+    parts = {part for *_, part in rows if part is not None}
+    with transaction.atomic():
+        # The catalogue parts that held the patient are written again without them.
+        (ImageRecord.objects.filter(catalogue_part__in=parts).exclude(pseudonym=pseudonym)
+         .update(catalogue_part=None))
+        removed.images += ImageRecord.objects.filter(pseudonym=pseudonym).delete()[0]
+
+
+def _purge_clinical(pseudonym: str, removed: Removed) -> None:
+    from nccid.clinical.models import ClinicalRecord
+    from nccid.warehouse.layout import SETS
+    from nccid.warehouse.service import get_warehouse
+
+    warehouse = get_warehouse()
+    for set_name in SETS:
+        for key in warehouse.list(f"{set_name}/data/{pseudonym}"):
+            warehouse.delete(key)
+            removed.objects += 1
+    records = ClinicalRecord.objects.filter(pseudonym=pseudonym)
+    removed.clinical_records += records.count()
+    records.delete()  # their earlier versions go with them
+
+
+def _purge_research(pseudonym: str, removed: Removed) -> None:
+    from nccid.research.models import TeachingCase
+
+    removed.teaching_cases += TeachingCase.objects.filter(pseudonym=pseudonym).delete()[0]
+
+
+def _mark_receipts(pseudonym: str, links, removed: Removed) -> None:
+    from nccid.imaging.intake import refresh_receipt_status
+    from nccid.imaging.models import StudyReceipt
+
+    names = {pseudonym} | {hospital_hash for _, hospital_hash in links}
+    receipts = StudyReceipt.objects.filter(patient__in=names).exclude(problem=REMOVED,
+                                                                     stored=0, pending=0, held=0)
+    removed.receipts += receipts.update(stored=0, pending=0, held=0, rejected=F("instances"),
+                                        has_clinical=False, problem=REMOVED)
+    refresh_receipt_status(StudyReceipt.objects.filter(patient__in=names))
+
+
+def _purge_identity(pseudonym: str, removed: Removed) -> None:
+    from nccid.identity.models import VaultEntry
+    from nccid.warehouse.models import PatientSet
+
+    removed.sets += PatientSet.objects.filter(pseudonym=pseudonym).delete()[0]
+    removed.vault_entries += VaultEntry.objects.filter(pseudonym=pseudonym).delete()[0]
+    _forget_deleted_vault_pages()
+
+
+def _forget_deleted_vault_pages() -> None:
+    """On SQLite the vault overwrites deleted rows (secure_delete, see the settings); this also
+    empties the write-ahead log, which still holds the page as it was. PostgreSQL keeps a dead
+    row until its space is reused: ``nccid vault rekey`` then leaves it undecryptable."""
+    from django.db import connections, router
+
+    from nccid.identity.models import VaultEntry
+
+    connection = connections[router.db_for_write(VaultEntry)]
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+# -- keeping withdrawn patients out ---------------------------------------------------------
+def sweep() -> list[str]:
+    """Remove whatever of a withdrawn patient reached the database after its withdrawal (an
+    intake that raced it); the pseudonyms swept. Run before every catalogue refresh."""
+    from nccid.clinical.models import ClinicalRecord
+    from nccid.imaging.models import HeldImage
+    from nccid.warehouse.models import ImageRecord
+
+    withdrawn = list(Withdrawal.objects.values_list("pseudonym", flat=True))
+    if not withdrawn:
+        return []
+    found: set[str] = set()
+    for start in range(0, len(withdrawn), _CHUNK):
+        chunk = withdrawn[start:start + _CHUNK]
+        for model in (ImageRecord, ClinicalRecord, HeldImage):
+            found.update(model.objects.filter(pseudonym__in=chunk)
+                         .values_list("pseudonym", flat=True).distinct())
+    for pseudonym in sorted(found):
+        removed = purge(pseudonym)
+        audit("system", "patient.withdraw.sweep", pseudonym=pseudonym, **removed.as_dict())
+        log.warning("removed data of withdrawn patient %s that arrived after its withdrawal: %s",
+                    pseudonym, removed.as_dict())
+    return sorted(found)
