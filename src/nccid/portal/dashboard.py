@@ -184,3 +184,37 @@ def vault_page(request: HttpRequest) -> HttpResponse:
     response = render(request, "portal/vault.html", context, status=status)
     response["Cache-Control"] = "no-store"
     return response
+
+
+@never_cache
+@data_manager_required
+@require_http_methods(["GET", "POST"])
+def withdraw_page(request: HttpRequest) -> HttpResponse:
+    """Find a patient (NHS/CHI number or pseudonym), see what is held of them, withdraw them.
+
+    The number typed is turned into the pseudonym at once and never rendered back."""
+    from nccid.identity.numbers import looks_like_patient_number
+    from nccid.withdrawal.models import Withdrawal
+    from nccid.withdrawal.services import WithdrawalError, holdings, patient_pseudonym, withdraw
+
+    context: dict = {"errors": {}, "step": "find", "reason": "",
+                     "withdrawals": Withdrawal.objects.all()[:20]}
+    status = 200
+    if request.method == "POST":
+        try:
+            pseudonym = patient_pseudonym(request.POST.get("patient", ""))
+        except WithdrawalError as exc:
+            context["errors"]["patient"] = str(exc)[0].upper() + str(exc)[1:]
+        else:
+            context.update(step="confirm", pseudonym=pseudonym, held=holdings(pseudonym))
+            if request.POST.get("step") == "withdraw":
+                context["reason"] = request.POST.get("reason", "").strip()
+                try:
+                    context.update(step="done", removed=withdraw(request.user, pseudonym,
+                                                                 context["reason"]))
+                except WithdrawalError as exc:
+                    context["errors"]["reason"] = str(exc)[0].upper() + str(exc)[1:]
+                    if looks_like_patient_number(context["reason"]):
+                        context["reason"] = ""  # never rendered back
+        status = 400 if context["errors"] else 200
+    return render(request, "portal/withdraw.html", context, status=status)  # never_cache: not kept

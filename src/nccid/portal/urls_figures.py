@@ -13,4 +13,5 @@ urlpatterns = [
     path("review/<int:pk>/image.png", dashboard.review_image, name="review_image"),
     path("review/<int:pk>/<str:action>/", dashboard.review_decide, name="review_decide"),
     path("vault/", dashboard.vault_page, name="vault"),
+    path("withdraw/", dashboard.withdraw_page, name="withdraw"),
 ]

@@ -79,6 +79,10 @@ def _home_cards(user) -> list[dict]:
                           "review-card"))
         cards.append(card("Dashboard", "figures:dashboard", "Arrivals over time, age and sex, "
                           "and how complete each centre's clinical data are."))
+        cards.append(card("Withdraw a patient", "figures:withdraw",
+                          "When a patient objects or a site sent the wrong patient: see what is "
+                          "held of them, then remove it and refuse them from now on.",
+                          "withdraw-card"))
         if not uploader:
             cards.append(card("Uploads by site", uploads,
                               "What each site has sent: spreadsheets and images received."))

@@ -40,8 +40,8 @@ PAGES = {
                      "/upload/isaric/", "/uploads/", "/uploads/?status=waiting", "/summary/",
                      "/password/", "/review/",
                      "/no-such-page/"],
-    "data.manager": ["/", "/summary/", "/dashboard/", "/review/", "/vault/", "/uploads/",
-                     "/uploads/?site=RTH"],
+    "data.manager": ["/", "/summary/", "/dashboard/", "/review/", "/vault/", "/withdraw/",
+                     "/uploads/", "/uploads/?site=RTH"],
     "researcher": ["/", "/summary/", "/api/docs"],
 }
 # Listens from the first byte of every document, so blocked scripts or styles are seen.
@@ -171,9 +171,20 @@ def test_every_page_meets_wcag_22_aa_and_loads_only_from_the_portal(demo_portal,
             page.get_by_role("button", name="Reveal").click()
             page.locator(".nhsuk-error-summary").wait_for()
             audit.check(page, f"{username} vault form with errors")
+            page.goto(demo_portal + "/withdraw/")
+            page.get_by_role("button", name="Find the patient").click()
+            page.locator(".nhsuk-error-summary").wait_for()
+            audit.check(page, f"{username} withdrawal form with errors")
+            page.goto(demo_portal + "/review/")
+            pseudonym = re.search(r"NCCID-[A-Z0-9]{16}", page.locator("main").inner_text()).group()
+            page.goto(demo_portal + "/withdraw/")
+            page.get_by_label("NHS/CHI number or pseudonym").fill(pseudonym)
+            page.get_by_role("button", name="Find the patient").click()
+            page.get_by_role("button", name="Withdraw this patient").wait_for()
+            audit.check(page, f"{username} withdrawal: what is held, before confirming")
         page.context.close()
 
-    assert audit.pages == 2 + sum(len(paths) for paths in PAGES.values()) + 3
+    assert audit.pages == 2 + sum(len(paths) for paths in PAGES.values()) + 5
     assert not audit.problems, "\n".join(audit.problems)
     assert audit.excused == set(UPSTREAM), "an UPSTREAM finding no longer occurs: drop it"
 
@@ -238,6 +249,17 @@ def test_every_form_works_without_javascript(demo_portal, browser, tmp_path):
     page.get_by_role("button", name="Reveal").click()
     number = page.locator("#revealed-number").inner_text().replace(" ", "")
     assert re.fullmatch(r"999\d{7}", number)
+
+    page.goto(demo_portal + "/withdraw/")
+    page.get_by_label("NHS/CHI number or pseudonym").fill(number)
+    page.get_by_role("button", name="Find the patient").click()
+    assert page.locator("#pseudonym").inner_text() == pseudonym
+    assert number not in page.content()  # the number typed is never rendered back
+    page.get_by_label("Reason").fill("Accessibility test: patient objected (ref 12)")
+    page.get_by_role("button", name="Withdraw this patient").click()
+    assert pseudonym in page.locator("#withdrawn").inner_text()
+    page.goto(demo_portal + "/withdraw/")
+    assert pseudonym in page.locator("#withdrawals").inner_text()
     context.close()
 
 

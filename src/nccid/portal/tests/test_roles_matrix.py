@@ -69,6 +69,7 @@ PAGES: dict[str, Rule] = {
     "figures:review_decide": Rule("POST", MANAGERS, site_scoped=True),
     "figures:review_image": Rule("GET", MANAGERS, site_scoped=True),
     "figures:vault": Rule("GET", MANAGERS),
+    "figures:withdraw": Rule("GET", MANAGERS),
 }
 # Pages with their own tests: the login page (for everyone) and logout (POST, any session).
 NOT_IN_MATRIX = {"portal:login", "portal:logout"}

@@ -1,0 +1,56 @@
+"""The data managers' withdrawal page: find a patient, see what is held, withdraw them."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from nccid.imaging.intake import ingest_many
+from nccid.synthetic.dicom import synthetic_instance, to_bytes
+from nccid.synthetic.people import people
+from nccid.warehouse.models import ImageRecord
+from nccid.withdrawal.models import Withdrawal
+
+pytestmark = pytest.mark.django_db(databases=["default", "vault"])
+
+
+@pytest.fixture
+def patient(site, keyring, local_warehouse):
+    """A patient with a study of two images, in a fresh local warehouse."""
+    person = people(1, seed=31)[0]
+    outcomes = ingest_many([to_bytes(synthetic_instance(person, patient_id=person.nhs_number, instance=i))
+                            for i in (1, 2)], site, "test")
+    assert {o.status for o in outcomes} == {"stored"}
+    return person, keyring.pseudonym(person.nhs_number)
+
+
+def test_a_data_manager_finds_a_patient_by_number_then_withdraws_them(client, make_user, patient):
+    person, pseudonym = patient
+    client.force_login(make_user("data-manager"))
+    page = reverse("figures:withdraw")
+    found = client.post(page, {"patient": person.nhs_number}).content.decode()
+    assert pseudonym in found and "2 in 1 study" in found and "Withdraw this patient" in found
+    assert person.nhs_number not in found
+    assert not Withdrawal.objects.exists()  # finding deletes nothing
+    no_reason = client.post(page, {"patient": pseudonym, "step": "withdraw", "reason": " "})
+    assert no_reason.status_code == 400 and "A reason is required" in no_reason.content.decode()
+    number_in_reason = client.post(page, {"patient": pseudonym, "step": "withdraw",
+                                          "reason": f"patient {person.nhs_number} objected"})
+    assert number_in_reason.status_code == 400
+    assert person.nhs_number not in number_in_reason.content.decode()
+    assert ImageRecord.objects.filter(pseudonym=pseudonym).count() == 2
+    done = client.post(page, {"patient": pseudonym, "step": "withdraw", "reason": "Objected (ref 3)"})
+    assert done.status_code == 200 and "has been withdrawn" in done.content.decode()
+    assert "no-store" in done["Cache-Control"]
+    assert not ImageRecord.objects.filter(pseudonym=pseudonym).exists()
+    listed = client.get(page).content.decode()
+    assert pseudonym in listed and "Objected (ref 3)" in listed
+
+
+def test_a_mistyped_number_is_refused_without_echoing_it(client, make_user, patient):
+    person, _ = patient
+    client.force_login(make_user("data-manager"))
+    wrong = person.nhs_number[:-1] + str((int(person.nhs_number[-1]) + 1) % 10)
+    answer = client.post(reverse("figures:withdraw"), {"patient": wrong})
+    assert answer.status_code == 400
+    assert "valid check digit" in answer.content.decode() and wrong not in answer.content.decode()
