@@ -70,6 +70,9 @@ def test_withdrawal_removes_every_trace_and_keeps_the_other_patient(site, other_
     refresh_catalogue()
     assert {gone.pseudonym, kept.pseudonym} <= _catalogue_pseudonyms()
     assert _keys_naming(warehouse, gone.pseudonym)
+    from nccid.portal.summary import get_summary
+
+    summary_before = get_summary(max_age=0)
     before = holdings(gone.pseudonym)
     assert (before.images, before.studies, before.clinical_records, before.held, before.pending,
             before.teaching_cases) == (3, 1, 1, 1, 3, 1)
@@ -92,6 +95,10 @@ def test_withdrawal_removes_every_trace_and_keeps_the_other_patient(site, other_
     assert not PatientSet.objects.filter(pseudonym=gone.pseudonym).exists()
     assert not VaultEntry.objects.filter(pseudonym=gone.pseudonym).exists()
     assert holdings(gone.pseudonym).empty
+    summary = get_summary(max_age=0)  # the published figures drop the patient at once
+    assert (summary.images, summary.total_patients, summary.patients_with_images) == (
+        summary_before.images - 3, summary_before.total_patients - 1,
+        summary_before.patients_with_images - 1)
     # the other patient is whole
     assert ImageRecord.objects.filter(pseudonym=kept.pseudonym).count() == 3
     assert ClinicalRecord.objects.filter(pseudonym=kept.pseudonym).count() == 1
