@@ -71,8 +71,9 @@ PAGES: dict[str, Rule] = {
     "figures:vault": Rule("GET", MANAGERS),
     "figures:withdraw": Rule("GET", MANAGERS),
 }
-# Pages with their own tests: the login page (for everyone) and logout (POST, any session).
-NOT_IN_MATRIX = {"portal:login", "portal:logout"}
+# Pages with their own tests: the login page (for everyone), logout (POST, any session) and the
+# health check (for everyone: load balancers; web/tests/test_health.py).
+NOT_IN_MATRIX = {"portal:login", "portal:logout", "healthz"}
 
 API: dict[tuple[str, str], Rule] = {
     ("GET", "/api/me"): Rule("GET", SIGNED_IN),
