@@ -12,10 +12,10 @@ from nccid.imaging.deid import Deidentifier, image_meta
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import store_image
 from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
-from nccid.withdrawal.services import withdrawn_among
+from nccid.withdrawal.services import STUDY_REFUSAL, removed_studies_among, withdrawn_among
 
-__all__ = ["WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta",
-           "pseudonym_for_hospital_number", "store_image", "withdrawn_among"]
+__all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta",
+           "pseudonym_for_hospital_number", "removed_studies_among", "store_image", "withdrawn_among"]
 
 
 @lru_cache(maxsize=4)

@@ -542,19 +542,26 @@ def _prepare(prepared: PreparedBatch) -> None:
 
 
 def _refuse_withdrawn(parsed: list[_Parsed], outcomes, to_vault, refused) -> list[_Parsed]:
-    """Files of withdrawn patients are refused: nothing of them is kept, not even the number
-    for the vault (one query per batch)."""
+    """Files of withdrawn patients, and of studies removed from the database, are refused:
+    nothing of them is kept (of a withdrawn patient, not even the number for the vault). Two
+    queries per batch, none while nothing was ever withdrawn."""
     withdrawn = deps.withdrawn_among({p.patient.pseudonym for p in parsed if p.patient.pseudonym})
-    if not withdrawn:
+    removed = deps.removed_studies_among({p.study.study_uid for p in parsed})
+    if not withdrawn and not removed:
         return parsed
     kept = []
     for item in parsed:
-        if item.patient.pseudonym in withdrawn:
-            outcomes[item.index] = IngestOutcome(IngestStatus.REJECTED, deps.WITHDRAWN_REFUSAL)
-            refused.append((item.study, item.patient.pseudonym, deps.WITHDRAWN_REFUSAL))
-            to_vault.pop(item.patient.pseudonym, None)
+        patient = item.patient.pseudonym
+        if patient in withdrawn:
+            reason = deps.WITHDRAWN_REFUSAL
+            to_vault.pop(patient, None)
+        elif item.study.study_uid in removed:
+            reason = deps.STUDY_REFUSAL
         else:
             kept.append(item)
+            continue
+        outcomes[item.index] = IngestOutcome(IngestStatus.REJECTED, reason)
+        refused.append((item.study, patient or item.patient.hospital_hash or "", reason))
     return kept
 
 

@@ -1,6 +1,7 @@
-"""``nccid patient …``: withdraw a patient from the database, list withdrawals, reinstate.
+"""``nccid patient …``: withdraw a patient from the database, list withdrawals, reinstate;
+``nccid study …``: remove one study from the database.
 
-The commands take an NHS/CHI number or a pseudonym and print only pseudonyms.
+The patient commands take an NHS/CHI number or a pseudonym and print only pseudonyms.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from nccid.cli.common import UserError, console, err_console, setup_django
 
 patient_app = typer.Typer(help="Patients: what is held of one, withdraw one from the database, "
                                "reinstate.", no_args_is_help=True)
+
+study_app = typer.Typer(help="Studies: remove one from the database (an identifier found in an "
+                             "image, a study sent in error).", no_args_is_help=True)
 
 PatientArgument = Annotated[str, typer.Argument(
     help="The patient's NHS/CHI number or pseudonym (NCCID-…).", show_default=False)]
@@ -71,7 +75,11 @@ def patient_show(patient: PatientArgument, user: UserOption, password_stdin: Pas
     _describe(_pseudonym(patient))
 
 
-@patient_app.command("withdraw")
+@patient_app.command("withdraw", help=(
+    "Remove everything held of a patient and refuse them from now on (cannot be undone).\n\n"
+    "Images, header and clinical JSON leave the warehouse; image, clinical, held, waiting and "
+    "teaching rows leave the database; the vault forgets the number; the catalogue is "
+    "refreshed without them. Running it again completes an interrupted withdrawal."))
 def patient_withdraw(
     patient: PatientArgument,
     reason: ReasonOption,
@@ -79,12 +87,7 @@ def patient_withdraw(
     password_stdin: PasswordStdin = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Remove everything held of a patient and refuse them from now on (cannot be undone).
-
-    Images, header and clinical JSON leave the warehouse; image, clinical, held, waiting and
-    teaching rows leave the database; the vault forgets the number; the catalogue is
-    refreshed without them. Running it again completes an interrupted withdrawal.
-    """
+    """Withdraw a patient (``withdrawal.services.withdraw``), after showing what is held."""
     setup_django()
     from nccid.identity.cli import login_data_manager
     from nccid.withdrawal.services import WithdrawalError, withdraw
@@ -142,6 +145,45 @@ def patient_reinstate(patient: PatientArgument, reason: ReasonOption, user: User
                   highlight=False)
 
 
+@study_app.command("remove", help=(
+    "Remove one study everywhere and refuse it from now on (cannot be undone).\n\n"
+    "Its images, header JSON, held and waiting images and teaching cases go; the patient's "
+    "other studies and clinical records stay. The site's receipt says the study was removed."))
+def study_remove(
+    study_uid: Annotated[str, typer.Argument(
+        help="The Study Instance UID as stored (as researchers see it) or as the site sent it.",
+        show_default=False)],
+    reason: ReasonOption,
+    user: UserOption,
+    password_stdin: PasswordStdin = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove a study (``withdrawal.services.remove_study``), after showing what is held."""
+    setup_django()
+    from nccid.identity.cli import login_data_manager
+    from nccid.warehouse.models import ImageRecord
+    from nccid.withdrawal.services import WithdrawalError, remove_study, study_uid_held
+
+    account = login_data_manager(user, password_stdin, "study.remove", reason=reason)
+    try:
+        stored_uid = study_uid_held(study_uid)
+    except WithdrawalError as exc:
+        raise UserError(str(exc)) from None
+    images = ImageRecord.objects.filter(study_uid=stored_uid)
+    console.print(f"Study {stored_uid}: {images.count():,} stored images of "
+                  f"{images.values('pseudonym').distinct().count()} patient(s).", highlight=False)
+    if not yes and not typer.confirm("Remove this study? This cannot be undone", err=True):
+        raise UserError("nothing was changed")
+    try:
+        removed = remove_study(account, stored_uid, reason)
+    except WithdrawalError as exc:
+        raise UserError(str(exc)) from None
+    console.print(f"Removed study {stored_uid}: {removed.images:,} images, {removed.held:,} held "
+                  f"and {removed.pending:,} waiting, {removed.teaching_cases:,} teaching cases. "
+                  "Intake now refuses this study.", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``nccid`` CLI."""
     app.add_typer(patient_app, name="patient")
+    app.add_typer(study_app, name="study")

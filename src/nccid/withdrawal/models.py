@@ -22,3 +22,20 @@ class Withdrawal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pseudonym} withdrawn {self.requested_at:%Y-%m-%d}"
+
+
+class StudyWithdrawal(models.Model):
+    """A study removed from the database (by its de-identified UID); intake refuses it from then on."""
+
+    study_uid = models.CharField(max_length=64, unique=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.CharField(max_length=150)
+    reason = models.TextField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    removed = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"study {self.study_uid} removed {self.requested_at:%Y-%m-%d}"

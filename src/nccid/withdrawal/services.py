@@ -34,7 +34,7 @@ from nccid.accounts.models import AuditEvent, audit
 from nccid.identity.numbers import InvalidPatientNumber, looks_like_patient_number
 from nccid.identity.service import normalise_pseudonym, pseudonymise
 
-from .models import Withdrawal
+from .models import StudyWithdrawal, Withdrawal
 
 log = logging.getLogger("nccid.withdrawal")
 
@@ -275,10 +275,15 @@ def purge(pseudonym: str) -> Removed:
 
 
 def _purge_waiting(pseudonym: str, links, removed: Removed) -> None:
+    _delete_waiting((_held_query(pseudonym, links), _pending_query(links)), removed)
+
+
+def _delete_waiting(queries, removed: Removed) -> None:
     """Held and pending images: encrypted files first, then their rows."""
     from nccid.imaging.intake import remove_encrypted
 
-    for query, counter in ((_held_query(pseudonym, links), "held"), (_pending_query(links), "pending")):
+    for query in queries:
+        counter = "held" if query.model.__name__ == "HeldImage" else "pending"
         for pk, name in query.values_list("pk", "file_name"):
             remove_encrypted(name)
             if name:
@@ -288,21 +293,29 @@ def _purge_waiting(pseudonym: str, links, removed: Removed) -> None:
 
 def _purge_images(pseudonym: str, removed: Removed) -> None:
     from nccid.warehouse.models import ImageRecord
+
+    _delete_images(ImageRecord.objects.filter(pseudonym=pseudonym), removed)
+
+
+def _delete_images(images, removed: Removed) -> None:
+    """Stored images: their objects and header JSON, then their rows (other images of the same
+    catalogue parts are catalogued again)."""
+    from nccid.warehouse.models import ImageRecord
     from nccid.warehouse.service import get_warehouse
 
     warehouse = get_warehouse()
-    rows = list(ImageRecord.objects.filter(pseudonym=pseudonym)
-                .values_list("pk", "storage_key", "metadata_key", "catalogue_part"))
+    rows = list(images.values_list("pk", "storage_key", "metadata_key", "catalogue_part"))
     for _pk, storage_key, metadata_key, _part in rows:
         for key in (storage_key, metadata_key):
             warehouse.delete(key)
             removed.objects += 1
     parts = {part for *_, part in rows if part is not None}
+    ids = [pk for pk, *_ in rows]
     with transaction.atomic():
-        # The catalogue parts that held the patient are written again without them.
-        (ImageRecord.objects.filter(catalogue_part__in=parts).exclude(pseudonym=pseudonym)
+        (ImageRecord.objects.filter(catalogue_part__in=parts).exclude(pk__in=ids)
          .update(catalogue_part=None))
-        removed.images += ImageRecord.objects.filter(pseudonym=pseudonym).delete()[0]
+        for start in range(0, len(ids), _CHUNK):
+            removed.images += ImageRecord.objects.filter(pk__in=ids[start:start + _CHUNK]).delete()[0]
 
 
 def _purge_clinical(pseudonym: str, removed: Removed) -> None:
@@ -327,15 +340,20 @@ def _purge_research(pseudonym: str, removed: Removed) -> None:
 
 
 def _mark_receipts(pseudonym: str, links, removed: Removed) -> None:
-    from nccid.imaging.intake import refresh_receipt_status
     from nccid.imaging.models import StudyReceipt
 
     names = {pseudonym} | {hospital_hash for _, hospital_hash in links}
-    receipts = StudyReceipt.objects.filter(patient__in=names).exclude(problem=REMOVED,
-                                                                     stored=0, pending=0, held=0)
-    removed.receipts += receipts.update(stored=0, pending=0, held=0, rejected=F("instances"),
-                                        has_clinical=False, problem=REMOVED)
-    refresh_receipt_status(StudyReceipt.objects.filter(patient__in=names))
+    _mark_removed(StudyReceipt.objects.filter(patient__in=names), REMOVED, removed)
+
+
+def _mark_removed(receipts, problem: str, removed: Removed) -> None:
+    """The sites' receipts stay, emptied, saying why (a site sees what became of what it sent)."""
+    from nccid.imaging.intake import refresh_receipt_status
+
+    pending = receipts.exclude(problem=problem, stored=0, pending=0, held=0)
+    removed.receipts += pending.update(stored=0, pending=0, held=0, rejected=F("instances"),
+                                       has_clinical=False, problem=problem)
+    refresh_receipt_status(receipts)
 
 
 def _purge_identity(pseudonym: str, removed: Removed) -> None:
@@ -361,26 +379,103 @@ def _forget_deleted_vault_pages() -> None:
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+# -- studies --------------------------------------------------------------------------------
+STUDY_REFUSAL = "not kept: this study has been removed from the database"
+STUDY_REMOVED = "removed from the database by its data managers"
+
+
+def study_uid_held(text: str) -> str:
+    """The stored (de-identified) Study Instance UID named by ``text``: the UID as researchers
+    and the catalogue know it, or the original one a site knows (turned into the same keyed
+    UID). Raises WithdrawalError when no study of that UID is held."""
+    from nccid.identity.service import get_keyring
+    from nccid.imaging.models import StudyReceipt
+
+    text = (text or "").strip()
+    if not text or len(text) > 64 or not all(c.isdigit() or c == "." for c in text):
+        raise WithdrawalError("enter a Study Instance UID (digits and dots)")
+    for candidate in (text, get_keyring().uid(text)):
+        if StudyReceipt.objects.filter(study_uid=candidate).exists() or _study_images(candidate).exists():
+            return candidate
+    raise WithdrawalError("no study with this Study Instance UID is held (as stored or as sent)")
+
+
+def _study_images(study_uid: str):
+    from nccid.warehouse.models import ImageRecord
+
+    return ImageRecord.objects.filter(study_uid=study_uid)
+
+
+def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> Removed:
+    """Remove one study everywhere (an image found to show an identifier, a study sent in
+    error) and refuse it from now on; the patient's other studies and records stay."""
+    from nccid.imaging.models import HeldImage, PendingImage, StudyReceipt
+    from nccid.research.models import TeachingCase
+
+    reason = _check_request(user, reason)
+    entry, created = StudyWithdrawal.objects.get_or_create(
+        study_uid=study_uid, defaults={"requested_by": user.username, "reason": reason})
+    removed = Removed()
+    _delete_waiting((HeldImage.objects.filter(study_uid=study_uid),
+                     PendingImage.objects.filter(study_uid=study_uid)), removed)
+    _delete_images(_study_images(study_uid), removed)
+    removed.teaching_cases += TeachingCase.objects.filter(study_uid=study_uid).delete()[0]
+    _mark_removed(StudyReceipt.objects.filter(study_uid=study_uid), STUDY_REMOVED, removed)
+    if refresh:
+        _refresh_catalogue_twice()
+    StudyWithdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now(),
+                                                       removed=removed.as_dict())
+    audit(user, "study.remove" if created else "study.remove.again", reason=reason,
+          study_uid=study_uid, **removed.as_dict())
+    log.info("removed study %s: %s", study_uid, removed.as_dict())
+    return removed
+
+
+def removed_studies_among(study_uids: Iterable[str]) -> set[str]:
+    """Those of these (de-identified) Study Instance UIDs removed from the database."""
+    wanted = sorted({u for u in study_uids if u})
+    if not wanted or not StudyWithdrawal.objects.exists():
+        return set()
+    found: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        found.update(StudyWithdrawal.objects.filter(study_uid__in=wanted[start:start + _CHUNK])
+                     .values_list("study_uid", flat=True))
+    return found
+
+
 # -- keeping withdrawn patients out ---------------------------------------------------------
 def sweep() -> list[str]:
-    """Remove whatever of a withdrawn patient reached the database after its withdrawal (an
-    intake that raced it); the pseudonyms swept. Run before every catalogue refresh."""
+    """Remove whatever of a withdrawn patient or a removed study reached the database after its
+    withdrawal (an intake that raced it); what was swept (pseudonyms and study UIDs). Runs
+    before every catalogue refresh."""
     from nccid.clinical.models import ClinicalRecord
     from nccid.imaging.models import HeldImage
     from nccid.warehouse.models import ImageRecord
 
-    withdrawn = list(Withdrawal.objects.values_list("pseudonym", flat=True))
-    if not withdrawn:
-        return []
     found: set[str] = set()
+    withdrawn = list(Withdrawal.objects.values_list("pseudonym", flat=True))
     for start in range(0, len(withdrawn), _CHUNK):
         chunk = withdrawn[start:start + _CHUNK]
         for model in (ImageRecord, ClinicalRecord, HeldImage):
             found.update(model.objects.filter(pseudonym__in=chunk)
                          .values_list("pseudonym", flat=True).distinct())
     for pseudonym in sorted(found):
-        removed = purge(pseudonym)
-        audit("system", "patient.withdraw.sweep", pseudonym=pseudonym, **removed.as_dict())
-        log.warning("removed data of withdrawn patient %s that arrived after its withdrawal: %s",
-                    pseudonym, removed.as_dict())
-    return sorted(found)
+        _swept(pseudonym, purge(pseudonym), pseudonym=pseudonym)
+    studies: set[str] = set()
+    removed_studies = list(StudyWithdrawal.objects.values_list("study_uid", flat=True))
+    for start in range(0, len(removed_studies), _CHUNK):
+        chunk = removed_studies[start:start + _CHUNK]
+        for model in (ImageRecord, HeldImage):
+            studies.update(model.objects.filter(study_uid__in=chunk)
+                           .values_list("study_uid", flat=True).distinct())
+    for study_uid in sorted(studies):
+        removed = Removed()
+        _delete_waiting((HeldImage.objects.filter(study_uid=study_uid),), removed)
+        _delete_images(ImageRecord.objects.filter(study_uid=study_uid), removed)
+        _swept(study_uid, removed, study_uid=study_uid)
+    return sorted(found | studies)
+
+
+def _swept(what: str, removed: Removed, **named) -> None:
+    audit("system", "withdrawal.sweep", **named, **removed.as_dict())
+    log.warning("removed data of %s that arrived after its withdrawal: %s", what, removed.as_dict())

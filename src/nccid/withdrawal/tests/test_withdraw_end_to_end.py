@@ -139,3 +139,14 @@ def test_a_patient_withdrawn_by_nhs_number_leaves_no_trace_and_is_refused_after(
     assert _query(vault, "SELECT count(*) FROM identity_vaultentry WHERE pseudonym = ?", pseudonym) == [(0,)]
     listed = _cli("patient", "withdrawn", "--user", "manager", "--password-stdin", stdin=PASSWORD + "\n")
     assert pseudonym in listed.stdout and "complete" in listed.stdout
+
+    # one study of the other patient removed (an identifier found in an image): named by the
+    # UID the site sent, it goes from every byte of the warehouse; the patient's record stays
+    [(study_uid,)] = _query(db, "SELECT DISTINCT study_uid FROM warehouse_imagerecord")
+    original = str(synthetic_instance(kept, modality="DX", study=2, instance=1,
+                                      patient_id=kept.nhs_number).StudyInstanceUID)
+    removed = _cli("study", "remove", original, "--reason", "Name burned in (report 9)", "--user",
+                   "manager", "--password-stdin", "--yes", stdin=PASSWORD + "\n")
+    assert f"Removed study {study_uid}: 3 images" in removed.stdout
+    assert not find_leaks([warehouse], [study_uid])
+    assert find_leaks([warehouse], [kept_pseudonym])  # the clinical record's JSON

@@ -182,7 +182,7 @@ def test_data_that_raced_the_withdrawal_is_swept_before_the_catalogue_shows_it(
     assert gone.pseudonym not in _catalogue_pseudonyms()
     assert not ImageRecord.objects.filter(pseudonym=gone.pseudonym).exists()
     assert not any(local_warehouse.exists(key) for key in raced)
-    assert AuditEvent.objects.filter(action="patient.withdraw.sweep", pseudonym=gone.pseudonym).exists()
+    assert AuditEvent.objects.filter(action="withdrawal.sweep", pseudonym=gone.pseudonym).exists()
 
 
 def test_an_interrupted_withdrawal_is_completed_by_withdrawing_again(site, patients, manager,
