@@ -195,7 +195,7 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
     The number typed is turned into the pseudonym at once and never rendered back."""
     from nccid.identity.numbers import looks_like_patient_number
     from nccid.withdrawal.models import Withdrawal
-    from nccid.withdrawal.services import WithdrawalError, holdings, patient_pseudonym, withdraw
+    from nccid.withdrawal.services import WithdrawalError, look_up, patient_pseudonym, withdraw
 
     context: dict = {"errors": {}, "step": "find", "reason": "",
                      "withdrawals": Withdrawal.objects.all()[:20]}
@@ -206,7 +206,7 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
         except WithdrawalError as exc:
             context["errors"]["patient"] = str(exc)[0].upper() + str(exc)[1:]
         else:
-            context.update(step="confirm", pseudonym=pseudonym, held=holdings(pseudonym))
+            context.update(step="confirm", pseudonym=pseudonym, held=look_up(request.user, pseudonym))
             if request.POST.get("step") == "withdraw":
                 context["reason"] = request.POST.get("reason", "").strip()
                 try:

@@ -252,6 +252,19 @@ class Warehouse:
         elif self.fs.exists(path):
             self.fs.rm_file(path)
 
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete these objects (missing ones are fine); how many keys were asked for. On S3
+        one request per thousand keys instead of one per key."""
+        keys = list(keys)
+        if self.is_local or not keys:
+            for key in keys:
+                self.delete(key)
+            return len(keys)
+        paths = [self.path(k) for k in keys]
+        for start in range(0, len(paths), 1000):
+            self.fs.rm(paths[start:start + 1000])
+        return len(keys)
+
     def download(self, key: str, local_path: str | Path) -> None:
         """Copy an object to a local file (written under a temporary name, then renamed)."""
         local_path = Path(local_path)

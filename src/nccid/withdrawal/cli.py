@@ -38,10 +38,10 @@ def _pseudonym(text: str) -> str:
         raise UserError(str(exc)) from None
 
 
-def _describe(pseudonym: str) -> None:
-    from nccid.withdrawal.services import holdings
+def _describe(account, pseudonym: str) -> None:
+    from nccid.withdrawal.services import look_up
 
-    held = holdings(pseudonym)
+    held = look_up(account, pseudonym)
     table = Table("What", "How many", title=f"Held of {pseudonym}", title_justify="left")
     table.add_row("Images", f"{held.images:,} in {held.studies:,} studies ({held.bytes / 1e6:,.1f} MB)")
     table.add_row("Clinical records", f"{held.clinical_records:,}")
@@ -71,8 +71,8 @@ def patient_show(patient: PatientArgument, user: UserOption, password_stdin: Pas
     setup_django()
     from nccid.identity.cli import login_data_manager
 
-    login_data_manager(user, password_stdin, "patient.show")
-    _describe(_pseudonym(patient))
+    account = login_data_manager(user, password_stdin, "patient.show")
+    _describe(account, _pseudonym(patient))
 
 
 @patient_app.command("withdraw", help=(
@@ -94,7 +94,7 @@ def patient_withdraw(
 
     account = login_data_manager(user, password_stdin, "patient.withdraw", reason=reason)
     pseudonym = _pseudonym(patient)
-    _describe(pseudonym)
+    _describe(account, pseudonym)
     if not yes and not typer.confirm(f"Withdraw {pseudonym}? This deletes the data above and "
                                      "cannot be undone", err=True):
         raise UserError("nothing was changed")

@@ -195,6 +195,15 @@ def holdings(pseudonym: str) -> Holdings:
     )
 
 
+def look_up(user, pseudonym: str) -> Holdings:
+    """``holdings`` for a data manager, audited: finding a patient by number tells whether they
+    are in the database, so every look-up is recorded like a vault reveal."""
+    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
+        raise WithdrawalError("only data managers may look a patient up")
+    audit(user, "patient.look-up", pseudonym=pseudonym)
+    return holdings(pseudonym)
+
+
 def _handed_out(since: datetime | None, set_name: str | None) -> tuple[HandedOut, ...]:
     """Research hand-outs since the patient's data first arrived that could include it."""
     if since is None:
@@ -305,10 +314,8 @@ def _delete_images(images, removed: Removed) -> None:
 
     warehouse = get_warehouse()
     rows = list(images.values_list("pk", "storage_key", "metadata_key", "catalogue_part"))
-    for _pk, storage_key, metadata_key, _part in rows:
-        for key in (storage_key, metadata_key):
-            warehouse.delete(key)
-            removed.objects += 1
+    removed.objects += warehouse.delete_many(key for _pk, data, header, _part in rows
+                                             for key in (data, header))
     parts = {part for *_, part in rows if part is not None}
     ids = [pk for pk, *_ in rows]
     with transaction.atomic():
@@ -325,9 +332,7 @@ def _purge_clinical(pseudonym: str, removed: Removed) -> None:
 
     warehouse = get_warehouse()
     for set_name in SETS:
-        for key in warehouse.list(f"{set_name}/data/{pseudonym}"):
-            warehouse.delete(key)
-            removed.objects += 1
+        removed.objects += warehouse.delete_many(warehouse.list(f"{set_name}/data/{pseudonym}"))
     records = ClinicalRecord.objects.filter(pseudonym=pseudonym)
     removed.clinical_records += records.count()
     records.delete()  # their earlier versions go with them

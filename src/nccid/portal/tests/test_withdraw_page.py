@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from nccid.accounts.models import AuditEvent
 from nccid.imaging.intake import ingest_many
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.synthetic.people import people
@@ -31,7 +32,8 @@ def test_a_data_manager_finds_a_patient_by_number_then_withdraws_them(client, ma
     found = client.post(page, {"patient": person.nhs_number}).content.decode()
     assert pseudonym in found and "2 in 1 study" in found and "Withdraw this patient" in found
     assert person.nhs_number not in found
-    assert not Withdrawal.objects.exists()  # finding deletes nothing
+    assert not Withdrawal.objects.exists()  # finding deletes nothing, and is audited
+    assert AuditEvent.objects.filter(action="patient.look-up", pseudonym=pseudonym).count() == 1
     no_reason = client.post(page, {"patient": pseudonym, "step": "withdraw", "reason": " "})
     assert no_reason.status_code == 400 and "A reason is required" in no_reason.content.decode()
     number_in_reason = client.post(page, {"patient": pseudonym, "step": "withdraw",

@@ -127,3 +127,13 @@ def test_s3_writes_are_objects_in_the_bucket(s3_server):
     warehouse.write_atomic("training/xray/P/1/1.1/1.1.1.dcm", b"dicom")
     # Seen through an independent client, under the URL's prefix.
     assert s3_server.filesystem().cat_file(f"{bucket}/pre/fix/training/xray/P/1/1.1/1.1.1.dcm") == b"dicom"
+
+
+def test_delete_many_removes_the_named_objects_and_ignores_missing_ones(backend):
+    for name in ("a", "b", "c"):
+        backend.write_atomic(f"training/data/NCCID-TEST/{name}.json", b"{}")
+    asked = backend.delete_many(["training/data/NCCID-TEST/a.json", "training/data/NCCID-TEST/b.json",
+                                 "training/data/NCCID-TEST/never-written.json"])
+    assert asked == 3
+    assert backend.list("training/data/NCCID-TEST") == ["training/data/NCCID-TEST/c.json"]
+    assert backend.delete_many([]) == 0

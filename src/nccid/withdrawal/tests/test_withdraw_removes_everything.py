@@ -188,22 +188,20 @@ def test_data_that_raced_the_withdrawal_is_swept_before_the_catalogue_shows_it(
 def test_an_interrupted_withdrawal_is_completed_by_withdrawing_again(site, patients, manager,
                                                                     local_warehouse, monkeypatch):
     gone, _kept = patients
-    deleted = []
-    real_delete = type(local_warehouse).delete
+    real_delete = type(local_warehouse).delete_many
 
-    def delete_then_crash(self, key):
-        if len(deleted) == 2:
-            raise OSError("disk gone")
-        deleted.append(key)
-        real_delete(self, key)
+    def crash_after_the_first_image(self, keys):
+        keys = list(keys)
+        real_delete(self, keys[:2])  # one image and its header JSON, then the disk goes
+        raise OSError("disk gone")
 
-    monkeypatch.setattr(type(local_warehouse), "delete", delete_then_crash)
+    monkeypatch.setattr(type(local_warehouse), "delete_many", crash_after_the_first_image)
     with pytest.raises(OSError):
         withdraw(manager, gone.pseudonym, "Consent withdrawn")
     # already refused at intake, not yet complete
     assert services.withdrawn_among([gone.pseudonym]) == {gone.pseudonym}
     assert Withdrawal.objects.get().completed_at is None
-    monkeypatch.setattr(type(local_warehouse), "delete", real_delete)
+    monkeypatch.setattr(type(local_warehouse), "delete_many", real_delete)
     removed = withdraw(manager, gone.pseudonym, "Consent withdrawn")
     assert removed.images == 3
     assert not ImageRecord.objects.filter(pseudonym=gone.pseudonym).exists()
