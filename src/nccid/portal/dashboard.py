@@ -218,3 +218,42 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
                         context["reason"] = ""  # never rendered back
         status = 400 if context["errors"] else 200
     return render(request, "portal/withdraw.html", context, status=status)  # never_cache: not kept
+
+
+AUDIT_PAGE_SIZE = 50
+# The kinds of audited action (the part before the first dot), as the filter offers them.
+AUDIT_KINDS = {
+    "vault": "Key vault (reveals, re-keys)",
+    "patient": "Patients (look-ups, withdrawals)",
+    "study": "Study removals",
+    "clinical": "Clinical uploads",
+    "imaging": "Images (held, pending)",
+    "research": "Research access",
+    "identity": "Linkage files",
+    "withdrawal": "Withdrawal sweeps",
+    "audit": "Audit log views",
+}
+
+
+@never_cache
+@data_manager_required
+@require_GET
+def audit_page(request: HttpRequest) -> HttpResponse:
+    """The audit log, newest first, by kind of action, account and pseudonym, 50 a page."""
+    from nccid.accounts.models import AuditEvent
+
+    kind = request.GET.get("kind", "")
+    username = request.GET.get("user", "").strip()
+    pseudonym = request.GET.get("pseudonym", "").strip().upper()
+    events = AuditEvent.objects.order_by("-at", "-id")
+    if kind in AUDIT_KINDS:
+        events = events.filter(action__startswith=kind + ".")
+    if username:
+        events = events.filter(username__startswith=username)
+    if pseudonym:
+        events = events.filter(pseudonym=pseudonym)
+    pages = paginate(request, events, AUDIT_PAGE_SIZE, label="Pages of the audit log")
+    return render(request, "portal/audit.html", {
+        "pages": pages, "kinds": AUDIT_KINDS, "kind": kind if kind in AUDIT_KINDS else "",
+        "user_filter": username, "pseudonym": pseudonym,
+        "filtered": bool(kind in AUDIT_KINDS or username or pseudonym)})

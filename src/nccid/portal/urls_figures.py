@@ -14,4 +14,5 @@ urlpatterns = [
     path("review/<int:pk>/<str:action>/", dashboard.review_decide, name="review_decide"),
     path("vault/", dashboard.vault_page, name="vault"),
     path("withdraw/", dashboard.withdraw_page, name="withdraw"),
+    path("audit/", dashboard.audit_page, name="audit"),
 ]

@@ -83,6 +83,8 @@ def _home_cards(user) -> list[dict]:
                           "When a patient objects or a site sent the wrong patient: see what is "
                           "held of them, then remove it and refuse them from now on.",
                           "withdraw-card"))
+        cards.append(card("Audit log", "figures:audit", "Who revealed, looked up, withdrew, "
+                          "uploaded, queried or exported what, when and why."))
         if not uploader:
             cards.append(card("Uploads by site", uploads,
                               "What each site has sent: spreadsheets and images received."))

@@ -41,7 +41,7 @@ PAGES = {
                      "/password/", "/review/",
                      "/no-such-page/"],
     "data.manager": ["/", "/summary/", "/dashboard/", "/review/", "/vault/", "/withdraw/",
-                     "/uploads/", "/uploads/?site=RTH"],
+                     "/audit/", "/audit/?kind=clinical", "/uploads/", "/uploads/?site=RTH"],
     "researcher": ["/", "/summary/", "/api/docs"],
 }
 # Listens from the first byte of every document, so blocked scripts or styles are seen.

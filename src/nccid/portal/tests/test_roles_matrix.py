@@ -70,6 +70,7 @@ PAGES: dict[str, Rule] = {
     "figures:review_image": Rule("GET", MANAGERS, site_scoped=True),
     "figures:vault": Rule("GET", MANAGERS),
     "figures:withdraw": Rule("GET", MANAGERS),
+    "figures:audit": Rule("GET", MANAGERS),
 }
 # Pages with their own tests: the login page (for everyone), logout (POST, any session) and the
 # health check (for everyone: load balancers; web/tests/test_health.py).
