@@ -257,3 +257,34 @@ def audit_page(request: HttpRequest) -> HttpResponse:
         "pages": pages, "kinds": AUDIT_KINDS, "kind": kind if kind in AUDIT_KINDS else "",
         "user_filter": username, "pseudonym": pseudonym,
         "filtered": bool(kind in AUDIT_KINDS or username or pseudonym)})
+
+
+@never_cache
+@data_manager_required
+@require_http_methods(["GET", "POST"])
+def remove_study_page(request: HttpRequest) -> HttpResponse:
+    """Find a study by UID (stored or as sent), see what is held of it, remove it."""
+    from nccid.warehouse.models import ImageRecord
+    from nccid.withdrawal.models import StudyWithdrawal
+    from nccid.withdrawal.services import WithdrawalError, remove_study, study_uid_held
+
+    context: dict = {"errors": {}, "step": "find", "reason": "",
+                     "removals": StudyWithdrawal.objects.all()[:20]}
+    if request.method == "POST":
+        try:
+            study_uid = study_uid_held(request.POST.get("study", ""))
+        except WithdrawalError as exc:
+            context["errors"]["study"] = str(exc)[0].upper() + str(exc)[1:]
+        else:
+            images = ImageRecord.objects.filter(study_uid=study_uid)
+            context.update(step="confirm", study_uid=study_uid, images=images.count(),
+                           patients=sorted(set(images.values_list("pseudonym", flat=True))))
+            if request.POST.get("step") == "remove":
+                context["reason"] = request.POST.get("reason", "").strip()
+                try:
+                    context.update(step="done", removed=remove_study(request.user, study_uid,
+                                                                     context["reason"]))
+                except WithdrawalError as exc:
+                    context["errors"]["reason"] = str(exc)[0].upper() + str(exc)[1:]
+    return render(request, "portal/remove_study.html", context,
+                  status=400 if context["errors"] else 200)

@@ -15,4 +15,5 @@ urlpatterns = [
     path("vault/", dashboard.vault_page, name="vault"),
     path("withdraw/", dashboard.withdraw_page, name="withdraw"),
     path("audit/", dashboard.audit_page, name="audit"),
+    path("remove-study/", dashboard.remove_study_page, name="remove_study"),
 ]

@@ -71,6 +71,7 @@ PAGES: dict[str, Rule] = {
     "figures:vault": Rule("GET", MANAGERS),
     "figures:withdraw": Rule("GET", MANAGERS),
     "figures:audit": Rule("GET", MANAGERS),
+    "figures:remove_study": Rule("GET", MANAGERS),
 }
 # Pages with their own tests: the login page (for everyone), logout (POST, any session) and the
 # health check (for everyone: load balancers; web/tests/test_health.py).

@@ -1,4 +1,5 @@
-"""The data managers' withdrawal page: find a patient, see what is held, withdraw them."""
+"""The data managers' withdrawal pages: find a patient, see what is held, withdraw them; find a
+study, remove it."""
 
 from __future__ import annotations
 
@@ -56,3 +57,20 @@ def test_a_mistyped_number_is_refused_without_echoing_it(client, make_user, pati
     answer = client.post(reverse("figures:withdraw"), {"patient": wrong})
     assert answer.status_code == 400
     assert "valid check digit" in answer.content.decode() and wrong not in answer.content.decode()
+
+
+def test_a_data_manager_finds_a_study_then_removes_it(client, make_user, patient):
+    person, pseudonym = patient
+    study_uid = ImageRecord.objects.filter(pseudonym=pseudonym).values_list("study_uid", flat=True)[0]
+    client.force_login(make_user("data-manager"))
+    page = reverse("figures:remove_study")
+    unknown = client.post(page, {"study": "1.2.3.4"})
+    assert unknown.status_code == 400 and "No study with this Study Instance UID" in unknown.content.decode()
+    found = client.post(page, {"study": study_uid}).content.decode()
+    assert pseudonym in found and "Remove this study" in found
+    assert ImageRecord.objects.filter(study_uid=study_uid).count() == 2
+    assert client.post(page, {"study": study_uid, "step": "remove", "reason": ""}).status_code == 400
+    done = client.post(page, {"study": study_uid, "step": "remove", "reason": "Name burned in"})
+    assert done.status_code == 200 and "has been removed" in done.content.decode()
+    assert not ImageRecord.objects.filter(study_uid=study_uid).exists()
+    assert study_uid in client.get(page).content.decode()
