@@ -217,9 +217,9 @@ def _handed_out(since: datetime | None, set_name: str | None) -> tuple[HandedOut
 
 
 # -- withdrawing ----------------------------------------------------------------------------
-def _check_request(user, reason: str) -> str:
+def _check_request(user, reason: str, what: str = "withdraw a patient") -> str:
     if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
-        raise WithdrawalError("only data managers may withdraw a patient")
+        raise WithdrawalError(f"only data managers may {what}")
     reason = (reason or "").strip()
     if not reason:
         raise WithdrawalError("a reason is required (it is kept with the withdrawal)")
@@ -254,7 +254,7 @@ def reinstate(user, pseudonym: str, reason: str) -> bool:
     """Take a patient off the withdrawal list (intake accepts them again); False if not on it.
 
     Nothing removed comes back: the site must send it again."""
-    reason = _check_request(user, reason)
+    reason = _check_request(user, reason, "reinstate a patient")
     deleted, _ = Withdrawal.objects.filter(pseudonym=pseudonym).delete()
     if deleted:
         audit(user, "patient.reinstate", pseudonym=pseudonym, reason=reason)
@@ -417,7 +417,7 @@ def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> 
     from nccid.imaging.models import HeldImage, PendingImage, StudyReceipt
     from nccid.research.models import TeachingCase
 
-    reason = _check_request(user, reason)
+    reason = _check_request(user, reason, "remove a study")
     entry, created = StudyWithdrawal.objects.get_or_create(
         study_uid=study_uid, defaults={"requested_by": user.username, "reason": reason})
     removed = Removed()
