@@ -186,6 +186,12 @@ def vault_page(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _sentence(exc: Exception) -> str:
+    """An error's message as a sentence for an error summary (capital first letter)."""
+    text = str(exc)
+    return text[:1].upper() + text[1:]
+
+
 @never_cache
 @data_manager_required
 @require_http_methods(["GET", "POST"])
@@ -204,7 +210,7 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
         try:
             pseudonym = patient_pseudonym(request.POST.get("patient", ""))
         except WithdrawalError as exc:
-            context["errors"]["patient"] = str(exc)[0].upper() + str(exc)[1:]
+            context["errors"]["patient"] = _sentence(exc)
         else:
             context.update(step="confirm", pseudonym=pseudonym, held=look_up(request.user, pseudonym))
             if request.POST.get("step") == "withdraw":
@@ -213,7 +219,7 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
                     context.update(step="done", removed=withdraw(request.user, pseudonym,
                                                                  context["reason"]))
                 except WithdrawalError as exc:
-                    context["errors"]["reason"] = str(exc)[0].upper() + str(exc)[1:]
+                    context["errors"]["reason"] = _sentence(exc)
                     if looks_like_patient_number(context["reason"]):
                         context["reason"] = ""  # never rendered back
         status = 400 if context["errors"] else 200
@@ -274,7 +280,7 @@ def remove_study_page(request: HttpRequest) -> HttpResponse:
         try:
             study_uid = study_uid_held(request.POST.get("study", ""))
         except WithdrawalError as exc:
-            context["errors"]["study"] = str(exc)[0].upper() + str(exc)[1:]
+            context["errors"]["study"] = _sentence(exc)
         else:
             images = ImageRecord.objects.filter(study_uid=study_uid)
             context.update(step="confirm", study_uid=study_uid, images=images.count(),
@@ -285,6 +291,6 @@ def remove_study_page(request: HttpRequest) -> HttpResponse:
                     context.update(step="done", removed=remove_study(request.user, study_uid,
                                                                      context["reason"]))
                 except WithdrawalError as exc:
-                    context["errors"]["reason"] = str(exc)[0].upper() + str(exc)[1:]
+                    context["errors"]["reason"] = _sentence(exc)
     return render(request, "portal/remove_study.html", context,
                   status=400 if context["errors"] else 200)

@@ -25,6 +25,7 @@ PatientArgument = Annotated[str, typer.Argument(
 UserOption = Annotated[str, typer.Option("--user", help="Your data-manager account.")]
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
                                              help="Read the account's password from standard input.")]
+YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept with the withdrawal and "
                                                             "in the audit log).")]
 
@@ -85,7 +86,7 @@ def patient_withdraw(
     reason: ReasonOption,
     user: UserOption,
     password_stdin: PasswordStdin = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
 ) -> None:
     """Withdraw a patient (``withdrawal.services.withdraw``), after showing what is held."""
     setup_django()
@@ -156,7 +157,7 @@ def study_remove(
     reason: ReasonOption,
     user: UserOption,
     password_stdin: PasswordStdin = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
 ) -> None:
     """Remove a study (``withdrawal.services.remove_study``), after showing what is held."""
     setup_django()

@@ -120,13 +120,18 @@ def patient_pseudonym(text: str) -> str:
 
 def withdrawn_among(pseudonyms: Iterable[str]) -> set[str]:
     """Those of these patients on the withdrawal list (a query per 500)."""
-    wanted = sorted({p for p in pseudonyms if p})
-    if not wanted or not Withdrawal.objects.exists():
+    return _listed(Withdrawal, "pseudonym", pseudonyms)
+
+
+def _listed(model, field: str, values: Iterable[str]) -> set[str]:
+    """Those of ``values`` that a row of ``model`` names in ``field`` (none asked of an empty list)."""
+    wanted = sorted({v for v in values if v})
+    if not wanted or not model.objects.exists():
         return set()
     found: set[str] = set()
     for start in range(0, len(wanted), _CHUNK):
-        found.update(Withdrawal.objects.filter(pseudonym__in=wanted[start:start + _CHUNK])
-                     .values_list("pseudonym", flat=True))
+        found.update(model.objects.filter(**{f"{field}__in": wanted[start:start + _CHUNK]})
+                     .values_list(field, flat=True))
     return found
 
 
@@ -438,14 +443,7 @@ def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> 
 
 def removed_studies_among(study_uids: Iterable[str]) -> set[str]:
     """Those of these (de-identified) Study Instance UIDs removed from the database."""
-    wanted = sorted({u for u in study_uids if u})
-    if not wanted or not StudyWithdrawal.objects.exists():
-        return set()
-    found: set[str] = set()
-    for start in range(0, len(wanted), _CHUNK):
-        found.update(StudyWithdrawal.objects.filter(study_uid__in=wanted[start:start + _CHUNK])
-                     .values_list("study_uid", flat=True))
-    return found
+    return _listed(StudyWithdrawal, "study_uid", study_uids)
 
 
 # -- keeping withdrawn patients out ---------------------------------------------------------
