@@ -109,7 +109,7 @@ def test_a_patient_withdrawn_by_nhs_number_leaves_no_trace_and_is_refused_after(
     assert _query(db, "SELECT count(*) FROM withdrawal_withdrawal") == [(0,)]
     done = _cli("patient", "withdraw", gone.nhs_number, "--reason", "Patient objected (ref 7)",
                 "--user", "manager", "--password-stdin", "--yes", stdin=PASSWORD + "\n")
-    assert "removed 3 images, 1 clinical records" in done.stdout
+    assert "removed 3 images, 1 clinical record," in done.stdout
     assert gone.nhs_number not in done.stdout + done.stderr
 
     # warehouse and catalogue: no byte names the patient, their images or their UIDs
