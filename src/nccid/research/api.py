@@ -103,3 +103,17 @@ def export_zip(request, body: FilterIn, formats: str = "parquet,csv,dicom"):
     folder.rmdir()
     return FileResponse(handle, as_attachment=True, filename="cohort.zip",
                         content_type="application/zip")
+
+
+@router.get("/withdrawn")
+def withdrawn(request, since: str | None = None):
+    """Patients withdrawn and studies removed (on or after ``since``, YYYY-MM-DD) from your
+    sets: delete them from copies made earlier. Pseudonyms and de-identified UIDs only."""
+    from nccid.withdrawal.services import WithdrawalError, parse_since, withdrawn_for
+
+    try:
+        return withdrawn_for(_user(request), parse_since(since))
+    except WithdrawalError as exc:
+        raise HttpError(400, str(exc)) from exc
+    except ScopeError as exc:
+        raise HttpError(403, str(exc)) from exc

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nccid.cli.common import UserError, console, setup_django
+from nccid.cli.common import UserError, console, err_console, setup_django
 
 research_app = typer.Typer(help="Research access: cohorts, exports, modelling data, teaching.",
                            no_args_is_help=True)
@@ -162,6 +162,33 @@ def modelling_cmd(user: UserOpt,
         raise UserError(str(exc)) from exc
     console.print(f"{result['records']} clinical records -> "
                   + ", ".join(str(p) for p in result["files"]), highlight=False)
+
+
+@research_app.command("withdrawn")
+def withdrawn_cmd(user: UserOpt,
+                  since: Annotated[str | None, typer.Option(
+                      "--since", help="Only those on or after this date (YYYY-MM-DD).")] = None,
+                  as_json: Annotated[bool, typer.Option("--json", help="JSON instead of lines.")] = False,
+                  ) -> None:
+    """Patients withdrawn and studies removed from your sets: delete them from earlier copies."""
+    import json
+
+    account = _user(user)
+    from nccid.withdrawal.services import WithdrawalError, parse_since, withdrawn_for
+
+    try:
+        answer = withdrawn_for(account, parse_since(since))
+    except (WithdrawalError, *_errors()) as exc:
+        raise UserError(str(exc)) from exc
+    if as_json:
+        console.print_json(json.dumps(answer))
+        return
+    for row in answer["patients"]:
+        console.print(f"patient {row['pseudonym']} withdrawn {row['withdrawn_at']}", highlight=False)
+    for row in answer["studies"]:
+        console.print(f"study {row['study_uid']} removed {row['withdrawn_at']}", highlight=False)
+    err_console.print(f"{len(answer['patients'])} patient(s) withdrawn, {len(answer['studies'])} "
+                      "study(ies) removed: delete them from copies you made earlier.", highlight=False)
 
 
 @teaching_app.command("add")

@@ -240,15 +240,20 @@ def withdraw(user, pseudonym: str, reason: str, *, refresh: bool = True) -> Remo
     reason = _check_request(user, reason)
     if not normalise_pseudonym(pseudonym):
         raise WithdrawalError("not a pseudonym")
+    from nccid.warehouse.models import PatientSet
+
     entry, created = Withdrawal.objects.get_or_create(
         pseudonym=pseudonym, defaults={"requested_by": user.username, "reason": reason})
+    set_name = (PatientSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True)
+                .first() or entry.removed.get("set_name"))  # kept for researchers' feed
     removed = purge(pseudonym)
     if refresh:
         _refresh_catalogue_twice()
     totals = removed.as_dict()
     if not created:
         totals = {k: v + int(entry.removed.get(k, 0) or 0) for k, v in totals.items()}
-    Withdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now(), removed=totals)
+    Withdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now(),
+                                                  removed={**totals, "set_name": set_name})
     audit(user, "patient.withdraw" if created else "patient.withdraw.again",
           pseudonym=pseudonym, reason=reason, **removed.as_dict())
     log.info("withdrew %s: %s", pseudonym, removed.as_dict())
@@ -425,6 +430,8 @@ def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> 
     reason = _check_request(user, reason, "remove a study")
     entry, created = StudyWithdrawal.objects.get_or_create(
         study_uid=study_uid, defaults={"requested_by": user.username, "reason": reason})
+    set_name = (_study_images(study_uid).values_list("set_name", flat=True).first()
+                or entry.removed.get("set_name"))
     removed = Removed()
     _delete_waiting((HeldImage.objects.filter(study_uid=study_uid),
                      PendingImage.objects.filter(study_uid=study_uid)), removed)
@@ -433,8 +440,8 @@ def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> 
     _mark_removed(StudyReceipt.objects.filter(study_uid=study_uid), STUDY_REMOVED, removed)
     if refresh:
         _refresh_catalogue_twice()
-    StudyWithdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now(),
-                                                       removed=removed.as_dict())
+    StudyWithdrawal.objects.filter(pk=entry.pk).update(
+        completed_at=timezone.now(), removed={**removed.as_dict(), "set_name": set_name})
     audit(user, "study.remove" if created else "study.remove.again", reason=reason,
           study_uid=study_uid, **removed.as_dict())
     log.info("removed study %s: %s", study_uid, removed.as_dict())
@@ -444,6 +451,40 @@ def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> 
 def removed_studies_among(study_uids: Iterable[str]) -> set[str]:
     """Those of these (de-identified) Study Instance UIDs removed from the database."""
     return _listed(StudyWithdrawal, "study_uid", study_uids)
+
+
+# -- what researchers must delete from their copies ------------------------------------------
+def parse_since(text: str | None) -> datetime | None:
+    """``YYYY-MM-DD`` as the start of that day (local time), or None for no date."""
+    from datetime import time
+
+    if not text:
+        return None
+    try:
+        day = datetime.strptime(text.strip(), "%Y-%m-%d").date()
+    except ValueError:
+        raise WithdrawalError("the date must be written YYYY-MM-DD") from None
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def withdrawn_for(user, since: datetime | None = None) -> dict[str, list[dict]]:
+    """The patients withdrawn and studies removed (since ``since``) from the sets ``user`` may
+    query: what a researcher must delete from copies made earlier. Audited."""
+    from nccid.research.cohort import scope_for
+
+    sets = scope_for(user)  # raises ScopeError for anyone but a researcher with a set
+
+    def rows(model, name: str) -> list[dict]:
+        query = model.objects.order_by("requested_at", "id")
+        if since is not None:
+            query = query.filter(requested_at__gte=since)
+        return [{name: getattr(row, name), "withdrawn_at": row.requested_at.isoformat()}
+                for row in query if (row.removed or {}).get("set_name") in sets]
+
+    answer = {"patients": rows(Withdrawal, "pseudonym"), "studies": rows(StudyWithdrawal, "study_uid")}
+    audit(user, "research.withdrawn", since=since.isoformat() if since else None,
+          patients=len(answer["patients"]), studies=len(answer["studies"]))
+    return answer
 
 
 # -- keeping withdrawn patients out ---------------------------------------------------------

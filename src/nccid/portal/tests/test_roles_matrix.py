@@ -94,6 +94,7 @@ API: dict[tuple[str, str], Rule] = {
     ("POST", "/api/research/cohort/count"): Rule("POST", RESEARCHERS, json={}, not_refused=True),
     ("POST", "/api/research/cohort/list"): Rule("POST", RESEARCHERS, json={}, not_refused=True),
     ("POST", "/api/research/export"): Rule("POST", RESEARCHERS, json={}, not_refused=True),
+    ("GET", "/api/research/withdrawn"): Rule("GET", RESEARCHERS, not_refused=True),
 }
 
 
