@@ -16,6 +16,11 @@ class UserError(Exception):
     """A mistake the user can fix: printed as one line on stderr, exit status 1, no traceback."""
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 image``, ``3 images``, ``2 studies``: a count with its noun in the right number."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise SystemExit(code)

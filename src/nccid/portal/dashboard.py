@@ -192,6 +192,23 @@ def _sentence(exc: Exception) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _act_on_confirmation(request: HttpRequest, context: dict, step: str, act) -> None:
+    """The confirmation form of a removal page, if it was sent (``step``): ``act(reason)``,
+    then the page says what was removed, or why not (a reason holding a number is not shown)."""
+    from nccid.identity.numbers import looks_like_patient_number
+    from nccid.withdrawal.services import WithdrawalError
+
+    if request.POST.get("step") != step:
+        return
+    context["reason"] = request.POST.get("reason", "").strip()
+    try:
+        context.update(step="done", removed=act(context["reason"]))
+    except WithdrawalError as exc:
+        context["errors"]["reason"] = _sentence(exc)
+        if looks_like_patient_number(context["reason"]):
+            context["reason"] = ""  # never rendered back
+
+
 @never_cache
 @data_manager_required
 @require_http_methods(["GET", "POST"])
@@ -199,7 +216,6 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
     """Find a patient (NHS/CHI number or pseudonym), see what is held of them, withdraw them.
 
     The number typed is turned into the pseudonym at once and never rendered back."""
-    from nccid.identity.numbers import looks_like_patient_number
     from nccid.withdrawal.models import Withdrawal
     from nccid.withdrawal.services import WithdrawalError, look_up, patient_pseudonym, withdraw
 
@@ -213,15 +229,8 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
             context["errors"]["patient"] = _sentence(exc)
         else:
             context.update(step="confirm", pseudonym=pseudonym, held=look_up(request.user, pseudonym))
-            if request.POST.get("step") == "withdraw":
-                context["reason"] = request.POST.get("reason", "").strip()
-                try:
-                    context.update(step="done", removed=withdraw(request.user, pseudonym,
-                                                                 context["reason"]))
-                except WithdrawalError as exc:
-                    context["errors"]["reason"] = _sentence(exc)
-                    if looks_like_patient_number(context["reason"]):
-                        context["reason"] = ""  # never rendered back
+            _act_on_confirmation(request, context, "withdraw",
+                                 lambda reason: withdraw(request.user, pseudonym, reason))
         status = 400 if context["errors"] else 200
     return render(request, "portal/withdraw.html", context, status=status)  # never_cache: not kept
 
@@ -285,12 +294,7 @@ def remove_study_page(request: HttpRequest) -> HttpResponse:
             images = ImageRecord.objects.filter(study_uid=study_uid)
             context.update(step="confirm", study_uid=study_uid, images=images.count(),
                            patients=sorted(set(images.values_list("pseudonym", flat=True))))
-            if request.POST.get("step") == "remove":
-                context["reason"] = request.POST.get("reason", "").strip()
-                try:
-                    context.update(step="done", removed=remove_study(request.user, study_uid,
-                                                                     context["reason"]))
-                except WithdrawalError as exc:
-                    context["errors"]["reason"] = _sentence(exc)
+            _act_on_confirmation(request, context, "remove",
+                                 lambda reason: remove_study(request.user, study_uid, reason))
     return render(request, "portal/remove_study.html", context,
                   status=400 if context["errors"] else 200)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nccid.cli.common import UserError, console, err_console, setup_django
+from nccid.cli.common import UserError, console, counted, err_console, setup_django
 
 research_app = typer.Typer(help="Research access: cohorts, exports, modelling data, teaching.",
                            no_args_is_help=True)
@@ -187,8 +187,9 @@ def withdrawn_cmd(user: UserOpt,
         console.print(f"patient {row['pseudonym']} withdrawn {row['withdrawn_at']}", highlight=False)
     for row in answer["studies"]:
         console.print(f"study {row['study_uid']} removed {row['withdrawn_at']}", highlight=False)
-    err_console.print(f"{len(answer['patients'])} patient(s) withdrawn, {len(answer['studies'])} "
-                      "study(ies) removed: delete them from copies you made earlier.", highlight=False)
+    err_console.print(f"{counted(len(answer['patients']), 'patient')} withdrawn, "
+                      f"{counted(len(answer['studies']), 'study', 'studies')} removed: delete them "
+                      "from copies you made earlier.", highlight=False)
 
 
 @teaching_app.command("add")

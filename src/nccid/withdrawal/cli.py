@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nccid.cli.common import UserError, console, err_console, setup_django
+from nccid.cli.common import UserError, console, counted, err_console, setup_django
 
 patient_app = typer.Typer(help="Patients: what is held of one, withdraw one from the database, "
                                "reinstate.", no_args_is_help=True)
@@ -30,11 +30,6 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept with the 
                                                             "in the audit log).")]
 
 
-def _n(count: int, noun: str, plural: str | None = None) -> str:
-    """``1 image``, ``3 images``, ``2 studies``."""
-    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
-
-
 def _pseudonym(text: str) -> str:
     from nccid.withdrawal.services import WithdrawalError, patient_pseudonym
 
@@ -49,7 +44,7 @@ def _describe(account, pseudonym: str) -> None:
 
     held = look_up(account, pseudonym)
     table = Table("What", "How many", title=f"Held of {pseudonym}", title_justify="left")
-    table.add_row("Images", f"{held.images:,} in {_n(held.studies, 'study', 'studies')} "
+    table.add_row("Images", f"{held.images:,} in {counted(held.studies, 'study', 'studies')} "
                             f"({held.bytes / 1e6:,.1f} MB)")
     table.add_row("Clinical records", f"{held.clinical_records:,}")
     table.add_row("Held for review", f"{held.held:,}")
@@ -109,11 +104,11 @@ def patient_withdraw(
         removed = withdraw(account, pseudonym, reason)
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
-    console.print(f"Withdrew {pseudonym}: removed {_n(removed.images, 'image')}, "
-                  f"{_n(removed.clinical_records, 'clinical record')}, {removed.held:,} held and "
-                  f"{_n(removed.pending, 'waiting image')}, {_n(removed.teaching_cases, 'teaching case')}, "
-                  f"{_n(removed.objects, 'object')} from the warehouse; "
-                  f"{_n(removed.receipts, 'site receipt')} marked removed. Intake now refuses this "
+    console.print(f"Withdrew {pseudonym}: removed {counted(removed.images, 'image')}, "
+                  f"{counted(removed.clinical_records, 'clinical record')}, {removed.held:,} held and "
+                  f"{counted(removed.pending, 'waiting image')}, {counted(removed.teaching_cases, 'teaching case')}, "
+                  f"{counted(removed.objects, 'object')} from the warehouse; "
+                  f"{counted(removed.receipts, 'site receipt')} marked removed. Intake now refuses this "
                   "patient.", highlight=False)
     err_console.print("Tell the recipients of the hand-outs listed above, if any.", highlight=False)
 
@@ -178,16 +173,16 @@ def study_remove(
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
     images = ImageRecord.objects.filter(study_uid=stored_uid)
-    console.print(f"Study {stored_uid}: {_n(images.count(), 'stored image')} of "
-                  f"{_n(images.values('pseudonym').distinct().count(), 'patient')}.", highlight=False)
+    console.print(f"Study {stored_uid}: {counted(images.count(), 'stored image')} of "
+                  f"{counted(images.values('pseudonym').distinct().count(), 'patient')}.", highlight=False)
     if not yes and not typer.confirm("Remove this study? This cannot be undone", err=True):
         raise UserError("nothing was changed")
     try:
         removed = remove_study(account, stored_uid, reason)
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
-    console.print(f"Removed study {stored_uid}: {_n(removed.images, 'image')}, {removed.held:,} "
-                  f"held and {removed.pending:,} waiting, {_n(removed.teaching_cases, 'teaching case')}. "
+    console.print(f"Removed study {stored_uid}: {counted(removed.images, 'image')}, {removed.held:,} "
+                  f"held and {removed.pending:,} waiting, {counted(removed.teaching_cases, 'teaching case')}. "
                   "Intake now refuses this study.", highlight=False)
 
 

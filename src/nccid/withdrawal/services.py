@@ -294,15 +294,15 @@ def purge(pseudonym: str) -> Removed:
 
 
 def _purge_waiting(pseudonym: str, links, removed: Removed) -> None:
-    _delete_waiting((_held_query(pseudonym, links), _pending_query(links)), removed)
+    _delete_waiting({"held": _held_query(pseudonym, links), "pending": _pending_query(links)},
+                    removed)
 
 
-def _delete_waiting(queries, removed: Removed) -> None:
-    """Held and pending images: encrypted files first, then their rows."""
+def _delete_waiting(queries: dict, removed: Removed) -> None:
+    """Held and pending images ({counter: query}): encrypted files first, then their rows."""
     from nccid.imaging.intake import remove_encrypted
 
-    for query in queries:
-        counter = "held" if query.model.__name__ == "HeldImage" else "pending"
+    for counter, query in queries.items():
         for pk, name in query.values_list("pk", "file_name"):
             remove_encrypted(name)
             if name:
@@ -433,8 +433,8 @@ def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> 
     set_name = (_study_images(study_uid).values_list("set_name", flat=True).first()
                 or entry.removed.get("set_name"))
     removed = Removed()
-    _delete_waiting((HeldImage.objects.filter(study_uid=study_uid),
-                     PendingImage.objects.filter(study_uid=study_uid)), removed)
+    _delete_waiting({"held": HeldImage.objects.filter(study_uid=study_uid),
+                     "pending": PendingImage.objects.filter(study_uid=study_uid)}, removed)
     _delete_images(_study_images(study_uid), removed)
     removed.teaching_cases += TeachingCase.objects.filter(study_uid=study_uid).delete()[0]
     _mark_removed(StudyReceipt.objects.filter(study_uid=study_uid), STUDY_REMOVED, removed)
@@ -456,12 +456,12 @@ def removed_studies_among(study_uids: Iterable[str]) -> set[str]:
 # -- what researchers must delete from their copies ------------------------------------------
 def parse_since(text: str | None) -> datetime | None:
     """``YYYY-MM-DD`` as the start of that day (local time), or None for no date."""
-    from datetime import time
+    from datetime import date, time
 
     if not text:
         return None
     try:
-        day = datetime.strptime(text.strip(), "%Y-%m-%d").date()
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise WithdrawalError("the date must be written YYYY-MM-DD") from None
     return timezone.make_aware(datetime.combine(day, time.min))
@@ -514,7 +514,7 @@ def sweep() -> list[str]:
                            .values_list("study_uid", flat=True).distinct())
     for study_uid in sorted(studies):
         removed = Removed()
-        _delete_waiting((HeldImage.objects.filter(study_uid=study_uid),), removed)
+        _delete_waiting({"held": HeldImage.objects.filter(study_uid=study_uid)}, removed)
         _delete_images(ImageRecord.objects.filter(study_uid=study_uid), removed)
         _swept(study_uid, removed, study_uid=study_uid)
     return sorted(found | studies)
