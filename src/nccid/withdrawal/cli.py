@@ -104,12 +104,14 @@ def patient_withdraw(
         removed = withdraw(account, pseudonym, reason)
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
-    console.print(f"Withdrew {pseudonym}: removed {counted(removed.images, 'image')}, "
-                  f"{counted(removed.clinical_records, 'clinical record')}, {removed.held:,} held and "
-                  f"{counted(removed.pending, 'waiting image')}, {counted(removed.teaching_cases, 'teaching case')}, "
-                  f"{counted(removed.objects, 'object')} from the warehouse; "
-                  f"{counted(removed.receipts, 'site receipt')} marked removed. Intake now refuses this "
-                  "patient.", highlight=False)
+    parts = (counted(removed.images, "image"),
+             counted(removed.clinical_records, "clinical record"),
+             f"{removed.held:,} held and {counted(removed.pending, 'waiting image')}",
+             counted(removed.teaching_cases, "teaching case"),
+             f"{counted(removed.objects, 'object')} from the warehouse")
+    console.print(f"Withdrew {pseudonym}: removed {', '.join(parts)}; "
+                  f"{counted(removed.receipts, 'site receipt')} marked removed. "
+                  "Intake now refuses this patient.", highlight=False)
     err_console.print("Tell the recipients of the hand-outs listed above, if any.", highlight=False)
 
 
@@ -173,16 +175,18 @@ def study_remove(
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
     images = ImageRecord.objects.filter(study_uid=stored_uid)
+    patients = images.values("pseudonym").distinct().count()
     console.print(f"Study {stored_uid}: {counted(images.count(), 'stored image')} of "
-                  f"{counted(images.values('pseudonym').distinct().count(), 'patient')}.", highlight=False)
+                  f"{counted(patients, 'patient')}.", highlight=False)
     if not yes and not typer.confirm("Remove this study? This cannot be undone", err=True):
         raise UserError("nothing was changed")
     try:
         removed = remove_study(account, stored_uid, reason)
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
-    console.print(f"Removed study {stored_uid}: {counted(removed.images, 'image')}, {removed.held:,} "
-                  f"held and {removed.pending:,} waiting, {counted(removed.teaching_cases, 'teaching case')}. "
+    console.print(f"Removed study {stored_uid}: {counted(removed.images, 'image')}, "
+                  f"{removed.held:,} held and {removed.pending:,} waiting, "
+                  f"{counted(removed.teaching_cases, 'teaching case')}. "
                   "Intake now refuses this study.", highlight=False)
 
 
