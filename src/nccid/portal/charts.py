@@ -292,13 +292,21 @@ def _draw(name: str, board: dict) -> str:
     return out.getvalue()
 
 
+# Each series its own marker and line style, markers smaller series by series: centres that
+# sent the same numbers draw on top of each other, and every one of them stays visible.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def _lines(ax, data: dict) -> None:
     months = data["months"]
     x = list(range(len(months)))
-    for label, points in data["series"].items():
-        ax.plot(x, [v for _, v in points], marker="o", markersize=3, label=label)
+    for index, (label, points) in enumerate(data["series"].items()):
+        ax.plot(x, [v for _, v in points], label=label, marker=MARKERS[index % len(MARKERS)],
+                markersize=max(3.0, 8.0 - 1.5 * index), linestyle=LINE_STYLES[index % len(LINE_STYLES)])
     step = max(1, len(months) // 12)
     ax.set_xticks(x[::step], months[::step], rotation=45, fontsize=7)
+    ax.set_ylim(bottom=0)  # counts: an axis from zero does not magnify small differences
     if data["series"]:
         ax.legend(fontsize=7, loc="upper left", ncols=2)
     ax.grid(alpha=0.3)

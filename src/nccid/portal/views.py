@@ -49,7 +49,21 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/home.html", {"cards": _home_cards(request.user)})
+    return render(request, "portal/home.html", {"cards": _home_cards(request.user),
+                                                "purpose": _home_purpose(request.user)})
+
+
+def _home_purpose(user) -> str:
+    """The home page's opening line: what this service is for, to this user's role."""
+    if user.is_data_manager:  # administrators too: they run the service
+        return ("Run the national database: see what has arrived from every site, review held "
+                "images, withdraw patients and read the audit log. Identifiers stay in the key "
+                "vault.")
+    if auth.can_upload(user):
+        return ("Send your site's chest imaging and clinical data to the national database. "
+                "Patient identifiers are replaced by pseudonyms as the data arrive.")
+    return ("Pseudonymised chest imaging and clinical data for research: count, list and "
+            "export cohorts of the training set. Nothing here identifies a patient.")
 
 
 def _home_cards(user) -> list[dict]:

@@ -1,8 +1,23 @@
 """Small template helpers of the portal."""
 
+from datetime import datetime
+
 from django import template
+from django.utils.dateparse import parse_datetime
 
 register = template.Library()
+
+
+@register.filter
+def iso_datetime(value) -> datetime | None:
+    """``text|iso_datetime|date:"j M Y"``: an ISO 8601 time kept as text (the dashboard's
+    saved figures are JSON) as a datetime, so the portal shows it as it shows every other."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        return parse_datetime(value) if value else None
+    except ValueError:
+        return None
 
 
 @register.filter

@@ -195,6 +195,21 @@ def test_every_page_meets_wcag_22_aa_and_loads_only_from_the_portal(demo_portal,
     assert audit.excused == set(UPSTREAM), "an UPSTREAM finding no longer occurs: drop it"
 
 
+# Tablets and small laptops: tables are still tables down to 769 px (the frontend stacks them
+# below), where the widest of them (the review queue, the centres) pushed pages sideways.
+@pytest.mark.parametrize("width", [1024, 769])
+def test_no_page_is_wider_than_the_window_between_phone_and_desktop(demo_portal, browser, width):
+    audit = Audit(demo_portal, width)
+    for username, paths in PAGES.items():
+        page = sign_in(browser, audit, username)
+        for path in paths:
+            page.goto(demo_portal + path)
+            audit.check(page, f"{username} {path}", axe=False)
+        page.context.close()
+    assert audit.pages == sum(len(paths) for paths in PAGES.values())
+    assert not audit.problems, "\n".join(audit.problems)
+
+
 def test_every_form_works_without_javascript(demo_portal, browser, tmp_path):
     """The NHS.UK frontend's script only enhances: with JavaScript off, a site uploader still
     uploads, confirms and changes their password, and a data manager still chooses a site,

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils.timezone import localtime
 
 from nccid.accounts.models import audit
 
@@ -49,3 +50,16 @@ def test_the_audit_log_comes_fifty_events_a_page(client, make_user):
     second = client.get(reverse("figures:audit"), {"page": 2}).content.decode()
     assert (len(_rows(first)), len(_rows(second))) == (50, 1)
     assert "filter={&quot;n&quot;:0}" in second and "51 events" in first
+
+
+def test_an_events_time_and_detail_are_shown_whole(client, make_user):
+    manager = make_user("data-manager")
+    audit(manager, "imaging.held.view", site="RTH", sop_uid="2.25." + "7" * 39)
+    client.force_login(manager)
+    html = client.get(reverse("figures:audit")).content.decode()
+    (row,) = _rows(html)
+    shown = localtime().strftime("%-d %b %Y")
+    assert f">{shown} " in row  # as every page of the portal shows a date
+    detail = re.search(r'<td class="[^"]*portal-audit-detail[^"]*">(.*?)</td>', row, re.S).group(1)
+    assert detail == "site=RTH; sop_uid=2.25." + "7" * 39
+    assert "portal-wrap" in row  # a long UID wraps in its cell instead of being cut off

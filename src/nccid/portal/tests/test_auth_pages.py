@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from conftest import TEST_PASSWORD
 from django.test import Client
@@ -51,6 +53,19 @@ def test_data_manager_sees_dashboard_and_review_links_but_no_upload_pages(client
     assert "Dashboard" in body and "Review queue" in body and "Summary" in body
     assert "Upload Covid (Positive) Data" not in body
     assert client.get("/upload/positive/").status_code == 404
+
+
+@pytest.mark.parametrize(("role", "opening"), [
+    ("uploader", "Send your site's chest imaging"),
+    ("data-manager", "Run the national database"),
+    ("admin", "Run the national database"),
+    ("researcher", "Pseudonymised chest imaging and clinical data for research"),
+])
+def test_home_opens_with_what_the_service_is_for_to_this_role(client, site, make_user, role,
+                                                                opening):
+    client.force_login(make_user(role, site if role == "uploader" else None))
+    lede = client.get("/").content.decode().split('class="nhsuk-lede-text">', 1)[1]
+    assert html.unescape(lede).startswith(opening)
 
 
 def test_researcher_cannot_reach_upload_pages(client, make_user):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from nccid.portal import charts, summary
 
@@ -83,6 +84,34 @@ def test_data_manager_page_has_every_chart_with_a_text_alternative(client, data,
         assert f'id="{table}"' in html
     assert client.get(reverse("figures:chart", args=["nope"])).status_code == 404
     assert pseudonym(1) not in html
+
+
+def test_dashboard_shows_its_times_as_the_portal_shows_dates(client, data, make_user):
+    client.force_login(make_user("data-manager"))
+    html = client.get(reverse("figures:dashboard")).content.decode()
+    computed = charts.get_dashboard()["computed_at"]
+    shown = datetime.fromisoformat(computed).astimezone(timezone.get_current_timezone())
+    assert f"Computed {shown:%-d %b %Y at %H:%M};" in html
+    assert computed not in html  # never the raw ISO text
+    centres = html.split('id="table-centres"', 1)[1].split("</table>", 1)[0]
+    today = f"{timezone.localdate():%-d %b %Y}"  # the clinical records arrived today
+    assert (centres.count("15 Mar 2020"), centres.count("10 Apr 2020"), centres.count(today)) \
+        == (1, 1, 2)
+    assert "2020-0" not in centres
+    assert centres.count("nhsuk-table-responsive__heading") == 2 * 7  # labelled when stacked
+
+
+def test_line_charts_count_from_zero_and_keep_overlapping_series_visible():
+    from matplotlib.figure import Figure
+
+    same = [["2020-03", 40], ["2020-04", 45]]
+    ax = Figure().add_subplot()
+    charts._lines(ax, {"months": ["2020-03", "2020-04"], "series": {"A": same, "B": same, "C": same}})
+    assert ax.get_ylim()[0] == 0
+    lines = ax.get_lines()
+    assert len({line.get_marker() for line in lines}) == 3
+    assert [line.get_markersize() for line in lines] == sorted(
+        (line.get_markersize() for line in lines), reverse=True)  # later ones drawn smaller
 
 
 def test_dashboard_is_for_data_managers_only(client, site, make_user):
