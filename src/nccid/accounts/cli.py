@@ -49,7 +49,7 @@ def user_add(
     role: Annotated[str, typer.Option("--role", help="uploader, data-manager, researcher or admin.")],
     site: Annotated[str | None, typer.Option("--site", help="Site code (required for uploaders).")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
-    email: Annotated[str, typer.Option("--email")] = "",
+    email: Annotated[str, typer.Option("--email", help="Contact address (data managers' is shown to sites on the guidance page).")] = "",
 ) -> None:
     """Create an account."""
     setup_django()
@@ -78,7 +78,7 @@ def user_list() -> None:
 
 
 @user_app.command("token")
-def user_token(username: str, name: Annotated[str, typer.Option("--name")] = "cli") -> None:
+def user_token(username: str, name: Annotated[str, typer.Option("--name", help="A label for the token, to tell it from the account's others.")] = "cli") -> None:
     """Issue an API token for an account (shown once)."""
     setup_django()
     from nccid.accounts.models import ApiToken, User

@@ -72,9 +72,9 @@ def config_show() -> None:
 
 
 def run(
-    host: Annotated[str | None, typer.Option("--host")] = None,
-    port: Annotated[int | None, typer.Option("--port")] = None,
-    node_port: Annotated[int | None, typer.Option("--node-port")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address the portal listens on (default: portal_host).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="The portal's port (default: portal_port).")] = None,
+    node_port: Annotated[int | None, typer.Option("--node-port", help="The DICOM node's port (default: node_port).")] = None,
 ) -> None:
     """Initialise with demo data if new, then run the portal and the DICOM node together."""
     initialise(demo=True)

@@ -134,9 +134,9 @@ def vault_reveal(
 def vault_audit(
     user: UserOption,
     password_stdin: PasswordStdin = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most this many events.")] = 50,
     action: Annotated[str | None, typer.Option("--action", help="Only actions starting with this, e.g. vault.")] = None,
-    pseudonym: Annotated[str | None, typer.Option("--pseudonym")] = None,
+    pseudonym: Annotated[str | None, typer.Option("--pseudonym", help="Only events about this pseudonym.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """List recent audit events, newest first (data managers)."""

@@ -73,10 +73,11 @@ def _filter_options(fn):
         "site": Annotated[list[str] | None, typer.Option("--site", help="Site code.")],
         "date_from": Annotated[str | None, typer.Option("--from", help="Study date on or after (YYYY-MM-DD).")],
         "date_to": Annotated[str | None, typer.Option("--to", help="Study date on or before (YYYY-MM-DD).")],
-        "age_min": Annotated[int | None, typer.Option("--age-min")],
-        "age_max": Annotated[int | None, typer.Option("--age-max")],
+        "age_min": Annotated[int | None, typer.Option("--age-min", help="Age in years at least this.")],
+        "age_max": Annotated[int | None, typer.Option("--age-max", help="Age in years at most this.")],
         "sex": Annotated[list[str] | None, typer.Option("--sex", help="Male, Female or Unknown.")],
-        "ethnicity": Annotated[list[str] | None, typer.Option("--ethnicity")],
+        "ethnicity": Annotated[list[str] | None, typer.Option(
+            "--ethnicity", help="White, Mixed/Multiple, Asian, Black, Other or Unknown (any case).")],
         "clinical": Annotated[list[str] | None, typer.Option(
             "--clinical", help="A cleaned field test, e.g. itu_admission=Yes or age>=60.")],
         "within_days": Annotated[int | None, typer.Option(
@@ -194,10 +195,11 @@ def withdrawn_cmd(user: UserOpt,
 
 @teaching_app.command("add")
 def teaching_add(collection: str, user: UserOpt,
-                 pseudonym: Annotated[str, typer.Option("--pseudonym")],
+                 pseudonym: Annotated[str, typer.Option("--pseudonym", help="The patient's pseudonym (NCCID-...).")],
                  study: Annotated[str, typer.Option("--study", help="Study Instance UID (de-identified).")],
-                 note: Annotated[str, typer.Option("--note")] = "",
-                 description: Annotated[str, typer.Option("--description")] = "") -> None:
+                 note: Annotated[str, typer.Option("--note", help="What the case teaches.")] = "",
+                 description: Annotated[str, typer.Option(
+                     "--description", help="The collection's description, when this makes it.")] = "") -> None:
     """Mark a study as a case of a teaching collection (made on first use)."""
     from .teaching import add_case
 

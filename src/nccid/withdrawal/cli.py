@@ -117,7 +117,8 @@ def patient_withdraw(
 
 @patient_app.command("withdrawn")
 def patient_withdrawn(user: UserOption, password_stdin: PasswordStdin = False,
-                      limit: Annotated[int, typer.Option("--limit", min=1, max=100_000)] = 100) -> None:
+                      limit: Annotated[int, typer.Option("--limit", min=1, max=100_000,
+                                                          help="At most this many patients.")] = 100) -> None:
     """List withdrawn patients, newest first."""
     setup_django()
     from nccid.identity.cli import login_data_manager
