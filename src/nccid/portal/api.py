@@ -18,7 +18,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from ninja import File, Form, NinjaAPI, Router, Schema, Status, Swagger
+from ninja import File, Form, NinjaAPI, P, Path, Query, Router, Schema, Status, Swagger
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
@@ -260,7 +260,7 @@ def summary(request):
 
 @api.get("/templates/{kind}", tags=["uploads"], summary="Download the current blank template of a kind",
          response={200: None})
-def template(request, kind: str):
+def template(request, kind: Path[str, P(description="positive, negative or isaric.")]):
     from . import content
 
     if kind not in content.kinds():
@@ -340,7 +340,8 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
 
 
 @api.get("/uploads", response=list[UploadOut], tags=["uploads"], summary="My site's uploads, newest first")
-def upload_list(request, site: str | None = None, limit: int = 100):
+def upload_list(request, site: Query[str | None, P(description="A site code: data managers and admins choose a site; an uploader always gets their own.")] = None,
+                limit: Query[int, P(description="At most this many uploads (1-1000).")] = 100):
     from nccid.clinical.models import Upload
 
     require_site_role(request)
@@ -351,7 +352,7 @@ def upload_list(request, site: str | None = None, limit: int = 100):
 
 @api.get("/uploads/{upload_id}", response=UploadDetailOut, tags=["uploads"],
          summary="One upload with every error (row, column, value, reason)")
-def upload_detail(request, upload_id: int):
+def upload_detail(request, upload_id: Path[int, P(description="The upload's number, as the upload answer gives it.")]):
     require_site_role(request)
     return _upload_out(_upload_or_404(request, upload_id), with_errors=True)
 
@@ -373,19 +374,20 @@ def _act_on_upload(request, upload_id: int, action: str):
 
 @api.post("/uploads/{upload_id}/confirm", response=UploadDetailOut, tags=["uploads"],
           summary="Accept a previewed upload (confirming twice imports once)")
-def upload_confirm(request, upload_id: int):
+def upload_confirm(request, upload_id: Path[int, P(description="The upload's number, as the upload answer gives it.")]):
     return _act_on_upload(request, upload_id, "confirm")
 
 
 @api.post("/uploads/{upload_id}/cancel", response=UploadDetailOut, tags=["uploads"],
           summary="Cancel a previewed upload")
-def upload_cancel(request, upload_id: int):
+def upload_cancel(request, upload_id: Path[int, P(description="The upload's number, as the upload answer gives it.")]):
     return _act_on_upload(request, upload_id, "cancel")
 
 
 @api.get("/studies", response=list[StudyOut], tags=["images"],
          summary="DICOM studies my site has sent (pseudonyms and keyed UIDs only)")
-def study_list(request, site: str | None = None, limit: int = 200):
+def study_list(request, site: Query[str | None, P(description="A site code: data managers and admins choose a site; an uploader always gets their own.")] = None,
+               limit: Query[int, P(description="At most this many studies (1-1000).")] = 200):
     from nccid.imaging.models import StudyReceipt
 
     require_site_role(request)
@@ -436,7 +438,7 @@ def _decide(request, held_id: int, action: str) -> dict:
          openapi_extra={"responses": {200: {"description": "PNG",
                                             "content": {"image/png": {}}},
                                       415: {"description": "Cannot be shown here: why"}}})
-def held_image_png(request, held_id: int):
+def held_image_png(request, held_id: Path[int, P(description="The held image's number, as /review/held lists it.")]):
     from .dashboard import held_or_404, held_preview
 
     require_data_manager(request)
@@ -445,13 +447,13 @@ def held_image_png(request, held_id: int):
 
 @api.post("/review/held/{held_id}/release", response=DecisionOut, tags=["review"],
           summary="Release a held image into the warehouse; data managers only")
-def held_release(request, held_id: int):
+def held_release(request, held_id: Path[int, P(description="The held image's number, as /review/held lists it.")]):
     return _decide(request, held_id, "release")
 
 
 @api.post("/review/held/{held_id}/reject", response=DecisionOut, tags=["review"],
           summary="Reject (delete) a held image; data managers only")
-def held_reject(request, held_id: int):
+def held_reject(request, held_id: Path[int, P(description="The held image's number, as /review/held lists it.")]):
     return _decide(request, held_id, "reject")
 
 

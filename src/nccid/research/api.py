@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from django.http import FileResponse
-from ninja import Router, Schema
+from ninja import P, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.security import HttpBearer, django_auth
 
@@ -76,7 +76,9 @@ def cohort_count(request, body: FilterIn):
 
 
 @router.post("/cohort/list")
-def cohort_list(request, body: FilterIn, limit: int = 100, offset: int = 0):
+def cohort_list(request, body: FilterIn,
+                limit: Query[int, P(description="Images in this page (1-10000).")] = 100,
+                offset: Query[int, P(description="Images skipped before this page.")] = 0):
     """Counts, then a page of the matching images."""
     if not 0 < limit <= 10_000 or offset < 0:
         raise HttpError(400, "limit must be 1-10000 and offset not negative")
@@ -87,7 +89,8 @@ def cohort_list(request, body: FilterIn, limit: int = 100, offset: int = 0):
 
 
 @router.post("/export")
-def export_zip(request, body: FilterIn, formats: str = "parquet,csv,dicom"):
+def export_zip(request, body: FilterIn,
+               formats: Query[str, P(description="Comma-separated: parquet, csv and dicom (the images in the bucket layout).")] = "parquet,csv,dicom"):
     """The cohort as a zip (tables, DICOM in the bucket layout, manifest.csv)."""
     folder = Path(tempfile.mkdtemp(prefix="nccid-export-"))
     path = folder / "cohort.zip"
@@ -106,7 +109,7 @@ def export_zip(request, body: FilterIn, formats: str = "parquet,csv,dicom"):
 
 
 @router.get("/withdrawn")
-def withdrawn(request, since: str | None = None):
+def withdrawn(request, since: Query[str | None, P(description="Only withdrawals and removals on or after this date (YYYY-MM-DD).")] = None):
     """Patients withdrawn and studies removed (on or after ``since``, YYYY-MM-DD) from your
     sets: delete them from copies made earlier. Pseudonyms and de-identified UIDs only."""
     from nccid.withdrawal.services import WithdrawalError, parse_since, withdrawn_for

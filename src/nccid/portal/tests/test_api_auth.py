@@ -76,6 +76,22 @@ def test_the_openapi_schema_is_valid_for_client_generators(client):
     validate(schema)  # raises with the path of the first error
 
 
+def test_every_operation_and_parameter_of_the_reference_says_what_it_is(client):
+    """Swagger UI and generated clients show these: a bare name is not enough to use it by."""
+    schema = client.get("/api/openapi.json").json()
+    missing, parameters = [], 0
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if not (operation.get("summary") or operation.get("description")):
+                missing.append(f"{method.upper()} {path}")
+            for parameter in operation.get("parameters", []):
+                parameters += 1
+                if not parameter.get("description"):
+                    missing.append(f"{method.upper()} {path} {parameter['name']}")
+    assert parameters >= 15 and "/api/research/withdrawn" in schema["paths"]
+    assert not missing, "undescribed: " + ", ".join(missing)
+
+
 def test_unknown_objects_and_bad_input_get_clear_json_errors(client, site, make_user):
     user = make_user("uploader", site=site)
     _, token = ApiToken.issue(user, "script")
