@@ -82,10 +82,12 @@ api = NinjaAPI(
     version="1",
     urls_namespace="api",
     auth=[TokenAuth(), SessionAuth()],
-    description=("Automate what the site portal does: download templates, upload clinical "
-                 "spreadsheets (preview, then confirm or cancel), follow your uploads and DICOM "
-                 "studies, read the summary figures. Authenticate with "
-                 "`Authorization: Bearer <token>` (ask your data manager for a token)."),
+    description=("Sites automate what the portal does: download templates, upload clinical "
+                 "spreadsheets (preview, then confirm or cancel), follow their uploads and DICOM "
+                 "studies, read the summary figures. Data managers work the review queue. "
+                 "Researchers count, list and export cohorts of their sets and learn what was "
+                 "withdrawn. Authenticate with `Authorization: Bearer <token>` (ask your data "
+                 "manager for a token); what a role may not do answers 403."),
     # Deep links put a link inside each operation's toggle button (nested controls a screen
     # reader cannot reach, targets under 24 px): without them the page passes WCAG 2.2 AA.
     docs=PortalSwagger(settings={"deepLinking": False}),

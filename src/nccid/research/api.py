@@ -69,13 +69,13 @@ def _cohort(request, body: FilterIn, source: Source):
         raise HttpError(400, str(exc)) from exc
 
 
-@router.post("/cohort/count", response=CountsOut)
+@router.post("/cohort/count", response=CountsOut, summary="Count the patients, studies and images of a cohort")
 def cohort_count(request, body: FilterIn):
     """Patients, studies and images matching the filter (the user's sets only)."""
     return _cohort(request, body, source_factory()).counts().as_dict()
 
 
-@router.post("/cohort/list")
+@router.post("/cohort/list", summary="A cohort's counts and a page of its images")
 def cohort_list(request, body: FilterIn,
                 limit: Query[int, P(description="Images in this page (1-10000).")] = 100,
                 offset: Query[int, P(description="Images skipped before this page.")] = 0):
@@ -88,7 +88,7 @@ def cohort_list(request, body: FilterIn,
             "images": rows.astype(object).where(rows.notna(), None).to_dict(orient="records")}
 
 
-@router.post("/export")
+@router.post("/export", summary="Export a cohort as a zip (tables, DICOM, manifest with checksums)")
 def export_zip(request, body: FilterIn,
                formats: Query[str, P(description="Comma-separated: parquet, csv and dicom (the images in the bucket layout).")] = "parquet,csv,dicom"):
     """The cohort as a zip (tables, DICOM in the bucket layout, manifest.csv)."""
@@ -108,7 +108,7 @@ def export_zip(request, body: FilterIn,
                         content_type="application/zip")
 
 
-@router.get("/withdrawn")
+@router.get("/withdrawn", summary="Patients withdrawn and studies removed: delete them from your copies")
 def withdrawn(request, since: Query[str | None, P(description="Only withdrawals and removals on or after this date (YYYY-MM-DD).")] = None):
     """Patients withdrawn and studies removed (on or after ``since``, YYYY-MM-DD) from your
     sets: delete them from copies made earlier. Pseudonyms and de-identified UIDs only."""

@@ -82,7 +82,8 @@ def test_every_operation_and_parameter_of_the_reference_says_what_it_is(client):
     missing, parameters = [], 0
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            if not (operation.get("summary") or operation.get("description")):
+            summary = operation.get("summary", "")
+            if not summary or summary.istitle():  # ninja's default: the function's name
                 missing.append(f"{method.upper()} {path}")
             for parameter in operation.get("parameters", []):
                 parameters += 1
