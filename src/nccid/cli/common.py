@@ -21,6 +21,26 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
+def require_free_port(host: str, port: int, what: str, option: str) -> None:
+    """Fail with one clear line when ``host:port`` is taken, before anything starts on it
+    (gunicorn would retry for seconds, then exit with its own messages)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"cannot listen on {host}:{port} for the {what}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port} for the {what}: {exc.strerror} "
+                            f"(is nccid already running? stop it, or choose another port with "
+                            f"{option})") from None
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise SystemExit(code)

@@ -13,7 +13,7 @@ import typer
 
 from nccid.config import get_settings
 
-from .common import UserError, console, setup_django
+from .common import UserError, console, require_free_port, setup_django
 
 config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
 
@@ -77,8 +77,10 @@ def run(
     node_port: Annotated[int | None, typer.Option("--node-port", help="The DICOM node's port (default: node_port).")] = None,
 ) -> None:
     """Initialise with demo data if new, then run the portal and the DICOM node together."""
-    initialise(demo=True)
     settings = get_settings()
+    require_free_port(host or settings.portal_host, port or settings.portal_port, "portal", "--port")
+    require_free_port(settings.node_host, node_port or settings.node_port, "DICOM node", "--node-port")
+    initialise(demo=True)
     exe = [sys.executable, "-m", "nccid.cli.main"]
     portal = exe + ["serve", "--host", host or settings.portal_host, "--port", str(port or settings.portal_port)]
     node = exe + ["node", "--port", str(node_port or settings.node_port)]

@@ -940,6 +940,10 @@ def open_spool(directory: Path | None = None) -> Spool:
     return Spool(directory or settings.spool_dir, get_keyring(), settings.spool_segment_bytes)
 
 
+class NodeListenError(Exception):
+    """The node cannot listen on its address; the message says which and why."""
+
+
 def start_node(host: str | None = None, port: int | None = None,
                ae_title: str | None = None, spool_dir: Path | None = None,
                worker_process: bool = False) -> NodeServer:
@@ -966,6 +970,11 @@ def start_node(host: str | None = None, port: int | None = None,
             ae, address, ae.ae_title, ae.supported_contexts, None, evt_handlers=handlers,
             request_handler=_NoDelayHandler,
         )
+    except OSError as exc:  # the address is taken, or not this host's
+        spool.close()
+        raise NodeListenError(f"cannot listen on {address[0]}:{address[1]}: "
+                              f"{exc.strerror or exc} (is another node running? choose another "
+                              "port with --port or node_port)") from None
     except BaseException:
         spool.close()
         raise
@@ -993,7 +1002,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before listening: no early kill
     try:
         server = start_node(host, port, worker_process=get_settings().node_worker_process)
-    except SpoolError as exc:
+    except (SpoolError, NodeListenError) as exc:
         from nccid.cli.common import UserError
 
         raise UserError(str(exc)) from None

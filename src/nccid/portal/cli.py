@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nccid.cli.common import UserError, console, setup_django
+from nccid.cli.common import UserError, console, require_free_port, setup_django
 
 
 def _check_initialised() -> None:
@@ -66,8 +66,9 @@ def serve(
     from nccid.config import get_settings
 
     _check_initialised()
-    _collect_static()
     settings = get_settings()
+    require_free_port(host or settings.portal_host, port or settings.portal_port, "portal", "--port")
+    _collect_static()
     options = gunicorn_options(host or settings.portal_host, port or settings.portal_port,
                                workers, threads)
 
