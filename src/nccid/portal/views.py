@@ -81,8 +81,9 @@ def _home_cards(user) -> list[dict]:
         cards += [card(kind["nav"], kind["url_name"],
                        f"Upload a spreadsheet made from the {kind['title']}.")
                   for kind in content.kinds().values()]
-        cards.append(card("My uploads", uploads,
-                          "What your site has sent: spreadsheets and images received."))
+        if user.site_id is not None:
+            cards.append(card("My uploads", uploads,
+                              "What your site has sent: spreadsheets and images received."))
     if user.is_data_manager:
         from nccid.imaging.services import held_images
 
@@ -99,9 +100,12 @@ def _home_cards(user) -> list[dict]:
                           "withdraw-card"))
         cards.append(card("Audit log", "figures:audit", "Who revealed, looked up, withdrew, "
                           "uploaded, queried or exported what, when and why."))
-        if not uploader:
+        if user.site_id is None:
             cards.append(card("Uploads by site", uploads,
                               "What each site has sent: spreadsheets and images received."))
+    if user.role == "admin":
+        cards.append(card("Administration", "/admin/", "Sites, accounts and API tokens, and the "
+                          "records behind every page (Django's admin site).", "admin-card"))
     if user.role in ("researcher", "admin"):
         cards.append(card("Research access", "/api/docs",
                           "Count, list and export cohorts of the training set through the API, "

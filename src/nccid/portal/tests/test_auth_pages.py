@@ -68,6 +68,16 @@ def test_home_opens_with_what_the_service_is_for_to_this_role(client, site, make
     assert html.unescape(lede).startswith(opening)
 
 
+def test_an_admins_home_links_the_admin_site_and_every_sites_uploads(client, site, make_user):
+    client.force_login(make_user("admin"))
+    cards = client.get("/").content.decode().split('nhsuk-card-group">', 1)[1]
+    assert 'id="admin-card"' in cards and 'href="/admin/"' in cards
+    assert "Uploads by site" in cards and "What your site has sent" not in cards
+    client.force_login(make_user("uploader", site))
+    cards = client.get("/").content.decode().split('nhsuk-card-group">', 1)[1]
+    assert "What your site has sent" in cards and 'href="/admin/"' not in cards
+
+
 def test_researcher_cannot_reach_upload_pages(client, make_user):
     client.force_login(make_user("researcher"))
     assert client.get("/upload/isaric/").status_code == 404
