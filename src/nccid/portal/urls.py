@@ -12,6 +12,7 @@ urlpatterns = [
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
     path("guidance/", views.guidance, name="guidance"),
     path("faq/", views.faq, name="faq"),
+    path("research/", views.research, name="research"),
     path("upload/positive/", views.upload, {"kind": "positive"}, name="upload_positive"),
     path("upload/negative/", views.upload, {"kind": "negative"}, name="upload_negative"),
     path("upload/isaric/", views.upload, {"kind": "isaric"}, name="upload_isaric"),

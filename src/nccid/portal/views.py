@@ -107,7 +107,7 @@ def _home_cards(user) -> list[dict]:
         cards.append(card("Administration", "/admin/", "Sites, accounts and API tokens, and the "
                           "records behind every page (Django's admin site).", "admin-card"))
     if user.role in ("researcher", "admin"):
-        cards.append(card("Research access", "/api/docs",
+        cards.append(card("Research access", "portal:research",
                           "Count, list and export cohorts of the training set through the API, "
                           "or with the nccid research command and nccid.research.open in Python.",
                           "research-card"))
@@ -118,6 +118,19 @@ def _home_cards(user) -> list[dict]:
              "How to fill the templates, send images and what happens to the data."),
         card("FAQ", "portal:faq", "Answers to the questions sites ask most."),
     ]
+
+
+@login_required
+@require_GET
+def research(request: HttpRequest) -> HttpResponse:
+    """How a researcher gets at the data: their sets, the API with a token, the server-side
+    Python and CLI, and the withdrawn list."""
+    if not request.user.is_researcher:
+        raise PermissionDenied("research access is for researchers and administrators")
+    return render(request, "portal/research.html", {
+        "sets": request.user.allowed_sets(),  # what the research scope allows (never validation)
+        "api_base": request.build_absolute_uri("/api/"),
+    })
 
 
 @login_required

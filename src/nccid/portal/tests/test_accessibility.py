@@ -43,7 +43,7 @@ PAGES = {
     "data.manager": ["/", "/summary/", "/dashboard/", "/review/", "/vault/", "/withdraw/",
                      "/remove-study/", "/audit/", "/audit/?kind=clinical", "/uploads/",
                      "/uploads/?site=RTH"],
-    "researcher": ["/", "/summary/", "/api/docs"],
+    "researcher": ["/", "/summary/", "/research/", "/api/docs"],
 }
 # Listens from the first byte of every document, so blocked scripts or styles are seen.
 CSP_LISTENER = ("window.__csp = []; document.addEventListener('securitypolicyviolation', "

@@ -78,6 +78,26 @@ def test_an_admins_home_links_the_admin_site_and_every_sites_uploads(client, sit
     assert "What your site has sent" in cards and 'href="/admin/"' not in cards
 
 
+def test_a_researcher_finds_how_to_reach_the_data_on_research_access(client, site, make_user):
+    researcher = make_user("researcher")
+    client.force_login(researcher)
+    home = client.get("/").content.decode()
+    assert home.count('href="/research/"') == 2  # the header and the home page's card
+    page = client.get("/research/")
+    assert page.status_code == 200
+    text = html.unescape(page.content.decode())
+    assert "Sets you may query</dt>" in text and ">training</dd>" in text
+    assert f"nccid user token {researcher.username}" in text  # how to get a token
+    assert "http://testserver/api/research/cohort/count" in text
+    assert f'nccid.research.open("{researcher.username}"' in text
+    assert 'href="/api/docs"' in text and "/api/research/withdrawn" in text
+    for role, who in (("uploader", site), ("data-manager", None)):
+        client.force_login(make_user(role, who))
+        assert client.get("/research/").status_code == 403
+    client.force_login(make_user("admin"))
+    assert client.get("/research/").status_code == 200
+
+
 def test_researcher_cannot_reach_upload_pages(client, make_user):
     client.force_login(make_user("researcher"))
     assert client.get("/upload/isaric/").status_code == 404

@@ -53,6 +53,7 @@ PAGES: dict[str, Rule] = {
     "portal:password_change": Rule("GET", SIGNED_IN),
     "portal:guidance": Rule("GET", SIGNED_IN),
     "portal:faq": Rule("GET", SIGNED_IN),
+    "portal:research": Rule("GET", RESEARCHERS),
     "portal:template_download": Rule("GET", SIGNED_IN),
     "portal:upload_positive": Rule("GET", UPLOADERS),
     "portal:upload_negative": Rule("GET", UPLOADERS),
