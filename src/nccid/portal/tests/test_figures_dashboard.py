@@ -82,6 +82,9 @@ def test_data_manager_page_has_every_chart_with_a_text_alternative(client, data,
     for table in ("table-studies-by-centre", "table-age", "table-sex", "table-centres",
                   "table-completeness"):
         assert f'id="{table}"' in html
+    # A column a month: years of them scroll inside their region, never widen the page.
+    series = html.split('id="table-studies-by-centre"', 1)[0].rsplit("<div", 1)[1]
+    assert 'class="nhsuk-details__text portal-table-scroll"' in series and 'tabindex="0"' in series
     assert client.get(reverse("figures:chart", args=["nope"])).status_code == 404
     assert pseudonym(1) not in html
 
