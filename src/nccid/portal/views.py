@@ -104,7 +104,7 @@ def _home_cards(user) -> list[dict]:
             cards.append(card("Uploads by site", uploads,
                               "What each site has sent: spreadsheets and images received."))
     if user.role == "admin":
-        cards.append(card("Administration", "/admin/", "Sites, accounts and API tokens, and the "
+        cards.append(card("Administration", "admin:index", "Sites, accounts and API tokens, and the "
                           "records behind every page (Django's admin site).", "admin-card"))
     if user.role in ("researcher", "admin"):
         cards.append(card("Research access", "portal:research",
