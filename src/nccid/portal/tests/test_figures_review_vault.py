@@ -136,8 +136,10 @@ def test_the_home_page_tells_data_managers_what_waits_for_review(client, site, m
 def test_the_home_page_shows_researchers_where_research_access_is(client, make_user):
     client.force_login(make_user("researcher"))
     home = client.get(reverse("portal:home")).content.decode()
-    assert 'id="research-card"' in home and 'href="/api/docs"' in home
+    card = home.split('id="research-card"', 1)[1].split("</div>", 1)[0]
+    assert 'href="/research/"' in card  # the page that says how, then the reference
     assert 'id="review-card"' not in home
+    assert 'href="/api/docs"' in client.get("/research/").content.decode()
     assert client.get("/api/docs").status_code == 200
 
 
