@@ -78,18 +78,17 @@ def run(
 ) -> None:
     """Initialise with demo data if new, then run the portal and the DICOM node together."""
     settings = get_settings()
-    require_free_port(host or settings.portal_host, port or settings.portal_port, "portal", "--port")
-    require_free_port(settings.node_host, node_port or settings.node_port, "DICOM node", "--node-port")
+    host, port = host or settings.portal_host, port or settings.portal_port
+    node_port = node_port or settings.node_port
+    require_free_port(host, port, "portal", "--port")
+    require_free_port(settings.node_host, node_port, "DICOM node", "--node-port")
     initialise(demo=True)
     exe = [sys.executable, "-m", "nccid.cli.main"]
-    portal = exe + ["serve", "--host", host or settings.portal_host, "--port", str(port or settings.portal_port)]
-    node = exe + ["node", "--port", str(node_port or settings.node_port)]
+    portal = exe + ["serve", "--host", host, "--port", str(port)]
+    node = exe + ["node", "--port", str(node_port)]
     children = [subprocess.Popen(portal), subprocess.Popen(node)]
-    console.print(
-        f"Portal: http://{host or settings.portal_host}:{port or settings.portal_port}/  "
-        f"DICOM node: AE title {settings.node_ae_title} on port {node_port or settings.node_port}. "
-        "Ctrl-C stops both."
-    )
+    console.print(f"Portal: http://{host}:{port}/  DICOM node: AE title {settings.node_ae_title} "
+                  f"on port {node_port}. Ctrl-C stops both.")
 
     def stop(*_):
         for child in children:

@@ -67,10 +67,10 @@ def serve(
 
     _check_initialised()
     settings = get_settings()
-    require_free_port(host or settings.portal_host, port or settings.portal_port, "portal", "--port")
+    host, port = host or settings.portal_host, port or settings.portal_port
+    require_free_port(host, port, "portal", "--port")
     _collect_static()
-    options = gunicorn_options(host or settings.portal_host, port or settings.portal_port,
-                               workers, threads)
+    options = gunicorn_options(host, port, workers, threads)
 
     class PortalServer(BaseApplication):
         def load_config(self) -> None:
