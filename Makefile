@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make run` and `make test`. Everything else is set up here.
-PYTHON ?= python3
+# The distribution's optimised python3 first (scripts/python.sh says why).
+PYTHON ?= $(shell scripts/python.sh)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PG_DIR ?= /tmp/nccid-pg-$(shell id -u)

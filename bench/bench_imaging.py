@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -254,7 +255,10 @@ def main(argv: list[str] | None = None) -> None:
     patients = args.patients or (20 if args.small else 200)
     console = Console()
     base = Path(tempfile.mkdtemp(prefix="nccid-bench-imaging-", dir=args.workdir))
-    figures: dict = {"patients": patients}
+    # Every leg but cp -r and storescp is Python: its interpreter's build moves the figures
+    # (docs/benchmarks.md, fifteenth session).
+    figures: dict = {"python": f"{platform.python_version()} ({sys.base_prefix})",
+                     "patients": patients}
     try:
         corpus = base / "corpus"
         files, size = make_corpus(corpus, patients, console)
