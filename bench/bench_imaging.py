@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     base = Path(tempfile.mkdtemp(prefix="nccid-bench-imaging-", dir=args.workdir))
     # Every leg but cp -r and storescp is Python: its interpreter's build moves the figures
-    # (docs/benchmarks.md, fifteenth session).
+    # (docs/benchmarks.md, sixteenth session).
     figures: dict = {"python": f"{platform.python_version()} ({sys.base_prefix})",
                      "patients": patients}
     try:

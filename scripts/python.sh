@@ -3,7 +3,7 @@
 #
 # The distribution's python3 comes first: Debian and Ubuntu build it with profile-guided and
 # link-time optimisation, and de-identification, which is pure Python, needs about a sixth
-# less CPU on it than on pyenv's or a plain source build (docs/benchmarks.md, fifteenth
+# less CPU on it than on pyenv's or a plain source build (docs/benchmarks.md, sixteenth
 # session). Otherwise the python3 on the PATH. Either must be 3.11+ and able to make a venv
 # (Debian's needs the python3-venv package for that); `make PYTHON=...` overrides the choice.
 for candidate in /usr/bin/python3 python3; do
