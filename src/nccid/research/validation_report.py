@@ -2,8 +2,13 @@
 
 The caller supplies the ground truth (``Truth`` per patient); the report carries aggregate
 metrics only: AUC with a DeLong 95% CI, sensitivity/specificity at an operating point, the
-ROC curve as an embedded PNG, and the same by site, sex, age band and ethnicity. Subgroups
-smaller than ``min_group`` are suppressed, so no single patient's status can be read off.
+ROC curve as an embedded PNG, and the same by site, sex, age band and ethnicity.
+
+No patient's status may be read off a report: predictions must cover at least ``min_group``
+positive and ``min_group`` negative patients, a subgroup is shown only when it has that many
+of each too, and when some of a breakdown's groups are suppressed, the smallest shown ones
+join them until the suppressed groups together hold that many of each (complementary
+suppression), so no suppressed figure follows by subtracting the shown rows from the overall.
 """
 
 from __future__ import annotations
@@ -73,8 +78,10 @@ def _safe(value: str) -> str:
     return f" ({value})" if _SAFE_ID.match(value) else ""
 
 
-def read_predictions(text: str, truth: GroundTruth) -> Scored:
-    """Parse and check a predictions CSV; every problem is reported with its line number."""
+def read_predictions(text: str, truth: GroundTruth, min_group: int = MIN_GROUP) -> Scored:
+    """Parse and check a predictions CSV; every problem is reported with its line number.
+
+    Predictions covering fewer than ``min_group`` patients of either class are refused."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip().lower().replace(" ", "_") for h in next(reader, [])]
     id_col = next((header.index(c) for c in ID_COLUMNS if c in header), None)
@@ -132,10 +139,30 @@ def read_predictions(text: str, truth: GroundTruth) -> Scored:
         labels.append(person.label)
         truths.append(person)
         pseudonyms.append(pseudonym)
-    if not scores:
-        raise PredictionError(["no prediction has a known COVID status to score against"])
-    return Scored(unit, np.asarray(scores, float), np.asarray(labels, int), truths, pseudonyms,
-                  skipped)
+    scored = Scored(unit, np.asarray(scores, float), np.asarray(labels, int), truths, pseudonyms,
+                    skipped)
+    require_enough_cases(scored, min_group)
+    return scored
+
+
+def _patients_by_class(scored: Scored, mask: np.ndarray | None = None) -> tuple[set[str], set[str]]:
+    """The distinct patients (not images) with a positive and with a negative status."""
+    chosen = range(len(scored.labels)) if mask is None else np.flatnonzero(mask)
+    positive = {scored.pseudonyms[i] for i in chosen if scored.labels[i] == 1}
+    negative = {scored.pseudonyms[i] for i in chosen if scored.labels[i] == 0}
+    return positive, negative
+
+
+def require_enough_cases(scored: Scored, min_group: int = MIN_GROUP) -> None:
+    """Refuse a report on too few patients of either class: its counts would give their status.
+
+    The message never says which class falls short, or by how much."""
+    positive, negative = _patients_by_class(scored)
+    if min(len(positive), len(negative)) < min_group:
+        raise PredictionError([
+            f"too few patients to report on: the predictions must cover at least {min_group} "
+            f"COVID-positive and {min_group} COVID-negative validation patients, so that no "
+            "patient's status can be read off the report"])
 
 
 # ---------------------------------------------------------------- metrics
@@ -236,6 +263,7 @@ class Report:
 
 def evaluate(scored: Scored, truth: GroundTruth, operating_point: str | float = 0.5,
              min_group: int = MIN_GROUP) -> Report:
+    require_enough_cases(scored, min_group)
     s, y = scored.scores, scored.labels
     if str(operating_point).lower() == "youden":
         threshold, described = youden_threshold(s, y), "Youden index (max sensitivity + specificity - 1)"
@@ -245,18 +273,41 @@ def evaluate(scored: Scored, truth: GroundTruth, operating_point: str | float = 
         except ValueError as exc:
             raise ValueError(f"operating point {operating_point!r}: give a number or 'youden'") from exc
         described = f"score ≥ {threshold:g}"
-    groups: dict[str, list[tuple[str, dict | None]]] = {}
-    for name, key in SUBGROUPS.items():
-        values = np.array([key(t) for t in scored.truths])
-        rows = []
-        for value in sorted(set(values)):
-            mask = values == value
-            rows.append((value, metrics(s[mask], y[mask], threshold) if mask.sum() >= min_group else None))
-        groups[name] = rows
+    groups = {name: _breakdown(scored, np.array([key(t) for t in scored.truths]), threshold, min_group)
+              for name, key in SUBGROUPS.items()}
     fpr, tpr, _ = roc_curve(s, y)
     covered = len(set(scored.pseudonyms))
     return Report(scored.unit, described, threshold, metrics(s, y, threshold), groups, (fpr, tpr),
                   scored.skipped_unknown_status, (covered, len(truth.patients)), min_group)
+
+
+def _breakdown(scored: Scored, values: np.ndarray, threshold: float,
+               min_group: int) -> list[tuple[str, dict | None]]:
+    """One row per group; None for a suppressed group."""
+    masks = {value: values == value for value in sorted(set(values))}
+    hidden = suppressed_groups({v: _patients_by_class(scored, m) for v, m in masks.items()}, min_group)
+    return [(v, None if v in hidden else metrics(scored.scores[m], scored.labels[m], threshold))
+            for v, m in masks.items()]
+
+
+def suppressed_groups(patients: dict[str, tuple[set[str], set[str]]], min_group: int) -> set[str]:
+    """The groups to suppress, given each group's (positive, negative) patients.
+
+    A group with fewer than ``min_group`` of either class is suppressed; then, while the
+    suppressed groups together hold fewer than that, the smallest shown group joins them, so
+    their combined figures (the overall less the shown rows) are as safe as a shown group."""
+    def short(groups: set[str]) -> bool:
+        positive = set().union(*(patients[g][0] for g in groups))
+        negative = set().union(*(patients[g][1] for g in groups))
+        return min(len(positive), len(negative)) < min_group
+
+    hidden = {g for g in patients if short({g})}
+    by_size = sorted(set(patients) - hidden, key=lambda g: (len(patients[g][0] | patients[g][1]), g))
+    for group in by_size:
+        if not hidden or not short(hidden):
+            break
+        hidden.add(group)
+    return hidden
 
 
 # ---------------------------------------------------------------- HTML
@@ -288,7 +339,8 @@ def _fmt(triple: tuple) -> str:
 def _row(name: str, m: dict | None, min_group: int) -> str:
     if m is None:
         return (f"<tr><td>{html.escape(name)}</td><td colspan=6>suppressed: fewer than "
-                f"{min_group} cases</td></tr>")
+                f"{min_group} positive or negative patients, here or in the suppressed groups "
+                "together</td></tr>")
     cells = [name, str(m["n"]), str(m["positives"]), str(m["negatives"]),
              _fmt(m["auc"]), _fmt(m["sensitivity"]), _fmt(m["specificity"])]
     return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"

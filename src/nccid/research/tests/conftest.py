@@ -19,3 +19,9 @@ def researcher(make_user):
 @pytest.fixture
 def data_manager(make_user):
     return make_user("data-manager", username="dora")
+
+
+@pytest.fixture(scope="session")
+def validation_world(tmp_path_factory):
+    """Enough validation patients (20 positive, 10 negative) for a report to be allowed."""
+    return build_world(tmp_path_factory.mktemp("research-validation-world"), n_people=60)

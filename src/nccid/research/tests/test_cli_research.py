@@ -60,18 +60,30 @@ def test_export_and_bad_filter(run, researcher, tmp_path):
     assert "study_date_from" in str(bad.exception) and not (tmp_path / "x").exists()
 
 
-def test_validate_and_modelling_and_teaching(run, world, data_manager, researcher, tmp_path):
-    status = {p["pseudonym"]: p["covid_status"] for p in world.patients}
+def test_validate(validation_world, data_manager, researcher, tmp_path, monkeypatch):
+    monkeypatch.setattr(research_cli, "_source", validation_world.source)
+    runner = CliRunner()
+    status = {p["pseudonym"]: p["covid_status"] for p in validation_world.patients}
     preds = tmp_path / "predictions.csv"
-    preds.write_text("pseudonym,score\n" + "".join(
-        f"{p},{0.7 if status[p] == 'positive' else 0.2}\n" for p in sorted(world.pseudonyms("validation"))))
-    result = run("validate", preds, "--user", "dora", "-o", tmp_path / "report.html",
-                 "--operating-point", "youden")
+    preds.write_text("pseudonym,score\n" + "".join(f"{p},{0.7 if status[p] == 'positive' else 0.2}\n"
+                                                   for p in sorted(validation_world.pseudonyms("validation"))))
+    args = ["validate", str(preds), "-o", str(tmp_path / "report.html"), "--operating-point", "youden"]
+    result = runner.invoke(typer_app, [*args, "--user", "dora"])
     assert result.exit_code == 0, result.output
     assert "AUC 1.000" in result.output and (tmp_path / "report.html").read_text().startswith("<!doctype")
-    denied = run("validate", preds, "--user", "rita", "-o", tmp_path / "r2.html")
+    denied = runner.invoke(typer_app, ["validate", str(preds), "--user", "rita", "-o", str(tmp_path / "r2.html")])
     assert "only data managers" in str(denied.exception) and not (tmp_path / "r2.html").exists()
 
+
+def test_validate_refuses_too_few_patients_as_one_line(run, world, data_manager, tmp_path):
+    preds = tmp_path / "one.csv"
+    preds.write_text(f"pseudonym,score\n{sorted(world.pseudonyms('validation'))[0]},0.4\n")
+    result = run("validate", preds, "--user", "dora", "-o", tmp_path / "report.html")
+    assert result.exit_code != 0 and "too few patients to report on" in str(result.exception)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_modelling_and_teaching(run, world, data_manager, researcher, tmp_path):
     result = run("research", "modelling", "--user", "rita", "-o", tmp_path / "m")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m" / "weekly_counts.csv").exists()

@@ -13,6 +13,7 @@ from nccid.accounts.models import AuditEvent
 from nccid.research.cohort import ScopeError
 from nccid.research.services import validate_predictions
 from nccid.research.validation_report import (
+    MIN_GROUP,
     GroundTruth,
     PredictionError,
     Truth,
@@ -88,13 +89,13 @@ def test_operating_points_and_subgroups():
 
 
 def test_small_subgroups_are_suppressed_and_html_is_self_contained():
-    truth, scores = synthetic_truth(40)
+    truth, scores = synthetic_truth(80)
     scored = read_predictions(csv_of(truth, scores), truth)
     report = evaluate(scored, truth, 0.5, min_group=25)
     bands = dict(report.subgroups["Age band"])
     assert any(m is None for m in bands.values())
     page = render_html(report)
-    assert "suppressed: fewer than 25 cases" in page
+    assert "suppressed: fewer than 25 positive or negative patients" in page
     png = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
     assert base64.b64decode(png).startswith(b"\x89PNG")
     assert "http://" not in page and "https://" not in page
@@ -121,7 +122,9 @@ def test_bad_predictions_are_reported_by_line_without_echoing_identifiers():
         read_predictions("id;value\n", truth)
 
 
-def test_service_scores_validation_patients_and_refuses_training_ids(world, data_manager, researcher):
+def test_service_scores_validation_patients_and_refuses_training_ids(validation_world, data_manager,
+                                                                     researcher):
+    world = validation_world
     validation = sorted(world.pseudonyms("validation"))
     status = {p["pseudonym"]: p["covid_status"] for p in world.patients}
     text = "pseudonym,score\n" + "".join(
@@ -141,7 +144,8 @@ def test_service_scores_validation_patients_and_refuses_training_ids(world, data
         validate_predictions(researcher, text, 0.5, world.source())
 
 
-def test_image_level_predictions_by_sop_instance_uid(world, data_manager):
+def test_image_level_predictions_by_sop_instance_uid(validation_world, data_manager):
+    world = validation_world
     images = [i for i in world.images if i["set_name"] == "validation"]
     status = {p["pseudonym"]: p["covid_status"] for p in world.patients}
     text = "SOP Instance UID,score\n" + "".join(
@@ -149,3 +153,77 @@ def test_image_level_predictions_by_sop_instance_uid(world, data_manager):
     report = validate_predictions(data_manager, text, 0.5, world.source()).report
     assert report.unit == "image" and report.overall["n"] == len(images)
     assert report.overall["sensitivity"][0] == 1.0 and report.overall["specificity"][0] == 1.0
+
+
+def pseudonym(i):
+    return "NCCID-" + f"{i:016d}".translate(str.maketrans("0123456789", "ABCDEFGHIJ"))
+
+
+def test_a_single_prediction_is_refused_without_revealing_the_status(validation_world, data_manager):
+    truth, _ = synthetic_truth(40)
+    first = next(iter(truth.patients))
+    with pytest.raises(PredictionError, match="too few patients to report on") as caught:
+        read_predictions(f"pseudonym,score\n{first},0.3\n", truth)
+    assert "positive: " not in str(caught.value) and " 1 " not in str(caught.value)
+    # Nine of one class is still too few, however many of the other.
+    labels = {p: t.label for p, t in truth.patients.items()}
+    nine = [p for p in truth.patients if labels[p] == 1][:9] + [p for p in truth.patients if labels[p] == 0]
+    with pytest.raises(PredictionError, match="too few patients"):
+        read_predictions("pseudonym,score\n" + "".join(f"{p},0.5\n" for p in nine), truth)
+    # The service refuses too, and the refusal is audited.
+    one = sorted(validation_world.pseudonyms("validation"))[0]
+    with pytest.raises(PredictionError, match="too few patients"):
+        validate_predictions(data_manager, f"pseudonym,score\n{one},0.3\n", 0.5, validation_world.source())
+    assert AuditEvent.objects.filter(action="research.validate.rejected").count() == 1
+    assert not AuditEvent.objects.filter(action="research.validate").exists()
+
+
+def test_a_lone_small_group_cannot_be_recovered_by_subtraction():
+    # 25 White patients (12 positive) and one positive "Other": overall 13 - White 12 would be 1.
+    patients = {pseudonym(i): Truth(i % 2, "RTEST", "Male", 50, "White") for i in range(25)}
+    patients[pseudonym(99)] = Truth(1, "RTEST", "Female", 50, "Other")
+    truth = GroundTruth(patients, {})
+    report = evaluate(read_predictions("pseudonym,score\n" + "".join(f"{p},0.5\n" for p in patients),
+                                       truth), truth)
+    assert report.overall["positives"] == 13
+    assert dict(report.subgroups["Ethnicity"]) == {"Other": None, "White": None}
+    assert dict(report.subgroups["Sex"]) == {"Female": None, "Male": None}
+    page = render_html(report)
+    assert not re.search(r"<td>White</td><td>\d", page)
+
+
+def test_suppressed_groups_together_always_hold_enough_of_each_class():
+    """Whatever the mix, overall minus the shown rows never leaves fewer than min_group of a class."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n = int(rng.integers(20, 120))
+        patients = {pseudonym(i): Truth(int(rng.random() < 0.4), "RTEST", "Male",
+                                        int(rng.integers(0, 100)),
+                                        str(rng.choice(["White", "Asian", "Black", "Other"],
+                                                       p=[0.7, 0.15, 0.1, 0.05])))
+                    for i in range(n)}
+        truth = GroundTruth(patients, {})
+        text = "pseudonym,score\n" + "".join(f"{p},{rng.random():.3f}\n" for p in patients)
+        try:
+            report = evaluate(read_predictions(text, truth), truth)
+        except PredictionError:
+            labels = [t.label for t in patients.values()]
+            assert min(sum(labels), len(labels) - sum(labels)) < MIN_GROUP
+            continue
+        for name, rows in report.subgroups.items():
+            shown = [m for _, m in rows if m is not None]
+            for cls in ("positives", "negatives"):
+                assert all(m[cls] >= MIN_GROUP for m in shown), (trial, name)
+                left = report.overall[cls] - sum(m[cls] for m in shown)
+                assert left == 0 or left >= MIN_GROUP, (trial, name, cls, left)
+
+
+def test_a_group_of_one_class_only_is_suppressed():
+    """Twelve patients of one site, all positive, would tell anyone at that site their status."""
+    patients = {pseudonym(i): Truth(i % 2, "RTEST", "Male", 50, "White") for i in range(40)}
+    patients |= {pseudonym(100 + i): Truth(1, "OTHER", "Male", 50, "White") for i in range(12)}
+    truth = GroundTruth(patients, {})
+    report = evaluate(read_predictions("pseudonym,score\n" + "".join(f"{p},0.5\n" for p in patients),
+                                       truth), truth)
+    assert dict(report.subgroups["Site"]) == {"OTHER": None, "RTEST": None}
+    assert report.overall["positives"] == 32
