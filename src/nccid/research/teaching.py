@@ -2,8 +2,9 @@
 plus an offline ``index.html`` with PNG thumbnails.
 
 Only studies of sets handed out to researchers (training) can be marked. On export each case
-is relabelled (``CASE001``…), its UIDs replaced by fresh ones and private elements dropped, so
-the material cannot be linked back to the research pseudonym.
+is relabelled (``CASE001``…), every instance UID (nested references included) replaced by a
+fresh one and private elements dropped, so the material cannot be linked back to the research
+pseudonym through the catalogue.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 import pydicom
 from django.db import IntegrityError, transaction
-from pydicom.uid import generate_uid
+from pydicom.dataelem import DataElement
+from pydicom.multival import MultiValue
+from pydicom.uid import UID_dictionary, generate_uid
 
 from .cohort import HANDED_OUT_SETS
 from .dataset import preview_png
@@ -27,7 +30,6 @@ from .services import require_data_manager
 from .source import Source, default_source
 
 THUMBNAIL = 256
-_UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 
 
 class TeachingError(ValueError):
@@ -95,12 +97,31 @@ def _relabel(ds: pydicom.Dataset, label: str, uids: dict[str, str]) -> None:
                     "PatientBirthDate", "StudyID"):
         if keyword in ds:
             delattr(ds, keyword)
-    for keyword in _UID_KEYWORDS:
-        if keyword in ds:
-            old = str(ds.data_element(keyword).value)
-            setattr(ds, keyword, uids.setdefault(old, generate_uid()))
+    _replace_uids(ds, uids)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.PatientIdentityRemoved = "YES"
+
+
+def _replace_uids(ds: pydicom.Dataset, uids: dict[str, str]) -> None:
+    """Give every UI element, in sequences too, a fresh UID: the warehouse's UIDs are keyed and
+    repeatable, so any one left (a ReferencedSOPInstanceUID, an IrradiationEventUID) would
+    find the case's pseudonym in the catalogue. Well-known UIDs (SOP classes, transfer syntaxes,
+    coding schemes) stay; ``uids`` maps old to new, so references within the case still agree."""
+    def fresh(value: str) -> str:
+        text = str(value)
+        if not text or text in UID_dictionary:
+            return value
+        return uids.setdefault(text, generate_uid())
+
+    def visit(_: pydicom.Dataset, element: DataElement) -> None:
+        if element.VR != "UI" or element.value is None:
+            return
+        if isinstance(element.value, MultiValue):
+            element.value = [fresh(v) for v in element.value]
+        else:
+            element.value = fresh(element.value)
+
+    ds.walk(visit)
 
 
 def _thumbnail(ds: pydicom.Dataset, path: Path) -> None:

@@ -7,11 +7,15 @@ import re
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.dataset import Dataset
 
 from nccid.accounts.models import AuditEvent
 from nccid.research.cohort import ScopeError
 from nccid.research.teaching import TeachingError, add_case, export_collection, list_collections
+from nccid.synthetic.dicom import to_bytes
 from nccid.synthetic.leakscan import find_leaks
+
+from .world import build_world, uid_of
 
 
 def training_studies(world):
@@ -64,3 +68,56 @@ def test_only_training_studies_and_only_data_managers(world, data_manager, resea
     add_case(data_manager, "C", study["pseudonym"], study["study_uid"], source=world.source())
     with pytest.raises(TeachingError, match="already a case"):
         add_case(data_manager, "C", study["pseudonym"], study["study_uid"], source=world.source())
+
+
+def _rewrite(world, image, change):
+    """Give a warehouse object extra elements (the catalogue's checksum is not read here)."""
+    ds = pydicom.dcmread(world.warehouse.open(image["storage_key"]))
+    change(ds)
+    world.warehouse.write(image["storage_key"], to_bytes(ds))
+
+
+def test_export_leaves_no_catalogue_uid_in_nested_references(tmp_path, data_manager):
+    world = build_world(tmp_path / "w", n_people=2)
+    mine = [i for i in world.images if i["set_name"] == "training"]
+    [ct] = [i for i in mine if i["modality"] == "CT"]
+    dx_first, dx_second = sorted((i for i in mine if i["modality"] == "DX"), key=lambda i: i["sop_uid"])
+
+    def references_across_studies(ds):
+        ds.IrradiationEventUID = uid_of(ct["pseudonym"], "irradiation")
+        ds.ReferencedImageSequence = [Dataset()]
+        ds.ReferencedImageSequence[0].ReferencedSOPClassUID = dx_first["sop_class_uid"]
+        ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = dx_first["sop_uid"]
+        ds.ReferencedStudySequence = [Dataset()]
+        ds.ReferencedStudySequence[0].ReferencedSOPInstanceUID = dx_first["study_uid"]
+
+    def references_within_study(ds):
+        ds.SourceImageSequence = [Dataset()]
+        ds.SourceImageSequence[0].ReferencedSOPClassUID = dx_second["sop_class_uid"]
+        ds.SourceImageSequence[0].ReferencedSOPInstanceUID = dx_second["sop_uid"]
+
+    _rewrite(world, ct, references_across_studies)
+    _rewrite(world, dx_first, references_within_study)
+    for study in (ct, dx_first):
+        add_case(data_manager, "Nested", study["pseudonym"], study["study_uid"], source=world.source())
+    out = export_collection(data_manager, "Nested", tmp_path / "teach", world.source())
+
+    catalogue = {i[k] for i in world.images for k in ("study_uid", "series_uid", "sop_uid")}
+    keyed = catalogue | {uid_of(ct["pseudonym"], "irradiation")}
+    exported = {}
+    for path in sorted(out.rglob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        exported[path] = ds
+        found = set()
+        ds.walk(lambda _, e, found=found: found.add(str(e.value)) if e.VR == "UI" else None)
+        assert not found & keyed, path
+        assert not [u for u in keyed if u.encode() in path.read_bytes()]
+    assert not [u for u in keyed if u in (out / "index.html").read_text()]
+    # Inside the DX case, the source reference names the exported second image.
+    by_sop = {str(ds.SOPInstanceUID): ds for ds in exported.values()}
+    [citing] = [ds for ds in exported.values() if "SourceImageSequence" in ds]
+    cited = citing.SourceImageSequence[0]
+    assert str(cited.ReferencedSOPInstanceUID) in by_sop
+    assert cited.ReferencedSOPClassUID == dx_second["sop_class_uid"]  # a well-known UID stays
+    [ct_out] = [ds for ds in exported.values() if ds.Modality == "CT"]
+    assert ct_out.IrradiationEventUID and str(ct_out.IrradiationEventUID) not in keyed
