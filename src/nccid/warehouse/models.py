@@ -1,4 +1,5 @@
-"""Warehouse models: each patient's set (decided once) and one row per stored image.
+"""Warehouse models: each patient's set (decided once, remembered through a withdrawal) and
+one row per stored image.
 
 Only pseudonyms and de-identified UIDs are stored here, never an identifier.
 """
@@ -28,6 +29,23 @@ class PatientSet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pseudonym} -> {self.set_name}"
+
+
+class KeptSet(models.Model):
+    """The set of a patient whose ``PatientSet`` a withdrawal removed: a reinstated patient who
+    is sent again goes back to it (one set per patient, for good). The pseudonym is a keyed
+    hash, and nothing else of the patient is kept here."""
+
+    pseudonym = models.CharField(max_length=32, unique=True)
+    set_name = models.CharField(max_length=16, choices=WarehouseSet.choices)
+    # The site whose rule decided the set (empty if that site is gone, or not recorded).
+    site = models.ForeignKey("accounts.Site", on_delete=models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    kept_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.pseudonym} -> {self.set_name} (kept)"
 
 
 class ImageRecord(models.Model):

@@ -20,7 +20,7 @@ from nccid.config import get_settings
 from . import layout
 from .dicom_json import header_json
 from .meta import ImageMeta
-from .models import ImageRecord, PatientSet
+from .models import ImageRecord, KeptSet, PatientSet
 from .split import choose_set
 from .storage import Buffers, StorageError, Warehouse
 
@@ -29,6 +29,7 @@ _CHUNK = 500  # rows per IN (...) query: well under SQLite's variable limit
 
 __all__ = [
     "StoredImage", "Warehouse", "StorageError", "get_warehouse", "assign_set", "assign_sets",
+    "retire_set",
     "ImageBatch", "store_image", "store_images", "write_clinical_records", "header_json",
     "refresh_catalogue", "connect_catalogue", "catalogue_dir",
 ]
@@ -59,7 +60,8 @@ def _split_inputs(validation_percent: int | None) -> tuple[object, int]:
 
 
 def assign_set(site, pseudonym: str, *, validation_percent: int | None = None) -> str:
-    """The patient's set, decided by ``site``'s rule the first time and persisted for good."""
+    """The patient's set, decided by ``site``'s rule the first time and persisted for good
+    (a withdrawn patient's set is kept: reinstated and sent again, they return to it)."""
     return assign_sets(site, [pseudonym], validation_percent=validation_percent)[pseudonym]
 
 
@@ -69,18 +71,47 @@ def assign_sets(site, pseudonyms: Iterable[str], *, validation_percent: int | No
     known = _known_sets(wanted)
     new = [p for p in wanted if p not in known]
     if new:
-        keyring, percent = _split_inputs(validation_percent)
-        rows = [PatientSet(pseudonym=p, site=site,
-                           set_name=choose_set(site.split_rule, keyring.split_fraction(p), percent))
-                for p in new]
         # A concurrent writer may have decided some first: theirs stands (unique constraint),
         # and we read back whatever is now stored.
-        PatientSet.objects.bulk_create(rows, ignore_conflicts=True, batch_size=_CHUNK)
+        PatientSet.objects.bulk_create(_new_sets(site, new, validation_percent),
+                                       ignore_conflicts=True, batch_size=_CHUNK)
         known.update(_known_sets(new))
     missing = [p for p in wanted if p not in known]
     if missing:
         raise RuntimeError(f"could not record the set of {len(missing)} patient(s)")
     return known
+
+
+def _new_sets(site, pseudonyms: Sequence[str], validation_percent: int | None) -> list[PatientSet]:
+    """Set rows for patients without one: a reinstated patient's kept set, else ``site``'s rule."""
+    kept = _kept_sets(pseudonyms)
+    rows = [PatientSet(pseudonym=p, set_name=k.set_name, site_id=k.site_id or site.pk,
+                       assigned_at=k.assigned_at or k.kept_at) for p, k in kept.items()]
+    fresh = [p for p in pseudonyms if p not in kept]
+    if fresh:
+        keyring, percent = _split_inputs(validation_percent)
+        rows += [PatientSet(pseudonym=p, site=site,
+                            set_name=choose_set(site.split_rule, keyring.split_fraction(p), percent))
+                 for p in fresh]
+    return rows
+
+
+def _kept_sets(pseudonyms: Sequence[str]) -> dict[str, KeptSet]:
+    found: dict[str, KeptSet] = {}
+    for start in range(0, len(pseudonyms), _CHUNK):
+        chunk = pseudonyms[start:start + _CHUNK]
+        found.update((k.pseudonym, k) for k in KeptSet.objects.filter(pseudonym__in=chunk))
+    return found
+
+
+def retire_set(pseudonym: str) -> int:
+    """Remove the patient's set row (a withdrawal) but keep the set, so that if they are
+    reinstated and sent again they return to it; how many set rows were removed."""
+    with transaction.atomic():
+        for row in PatientSet.objects.filter(pseudonym=pseudonym):
+            KeptSet.objects.update_or_create(pseudonym=pseudonym, defaults={
+                "set_name": row.set_name, "site_id": row.site_id, "assigned_at": row.assigned_at})
+        return PatientSet.objects.filter(pseudonym=pseudonym).delete()[0]
 
 
 def _known_sets(pseudonyms: Sequence[str]) -> dict[str, str]:

@@ -10,7 +10,8 @@ emptied and marked removed, so a site still sees what it sent and what became of
 The pseudonym stays on the withdrawal list (who, when, why) and intake refuses the patient
 from then on, whatever the site or the way in (DICOM node, import, portal, spreadsheet). The
 site-scoped links from hospital numbers to the pseudonym are kept for the same reason: an
-image that names the patient only by hospital number is still recognised and refused.
+image that names the patient only by hospital number is still recognised and refused. The
+patient's set is kept too (``KeptSet``), so a reinstated patient returns to the same set.
 
 Order: the list entry first, committed, so intake stops taking the patient; then objects
 before rows, so a crash can leave rows naming missing objects (a re-run removes them) but never
@@ -373,9 +374,9 @@ def _mark_removed(receipts, problem: str, removed: Removed) -> None:
 
 def _purge_identity(pseudonym: str, removed: Removed) -> None:
     from nccid.identity.models import VaultEntry
-    from nccid.warehouse.models import PatientSet
+    from nccid.warehouse.service import retire_set
 
-    removed.sets += PatientSet.objects.filter(pseudonym=pseudonym).delete()[0]
+    removed.sets += retire_set(pseudonym)  # the set itself is kept: a reinstated patient returns to it
     removed.vault_entries += VaultEntry.objects.filter(pseudonym=pseudonym).delete()[0]
     _forget_deleted_vault_pages()
 

@@ -20,10 +20,11 @@ from .conftest import synthetic_instance, to_bytes
 NCCID = [sys.executable, "-m", "nccid.cli.main"]
 PASSWORD = "Withdrawal-Test-Password-7"
 # Tables that keep a withdrawn patient's pseudonym, and why: the withdrawal list (to refuse
-# them), the audit log, the site-scoped hospital-number links (to recognise them) and the
-# sites' receipts (emptied, marked removed). Nothing else may name them.
+# them), the audit log, the site-scoped hospital-number links (to recognise them), the
+# sites' receipts (emptied, marked removed) and the patient's set (a reinstated patient
+# returns to it). Nothing else may name them.
 KEEPS_PSEUDONYM = {"withdrawal_withdrawal", "accounts_auditevent", "clinical_patientlink",
-                   "imaging_studyreceipt"}
+                   "imaging_studyreceipt", "warehouse_keptset"}
 
 
 def _cli(*args, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
