@@ -43,6 +43,12 @@ def _errors():
     return (CohortError, ScopeError, ExportError, TeachingError, PermissionError)
 
 
+def _not_written(output: Path, exc: OSError) -> str:
+    """An OS failure as one line: the reason only, not the failing path (it may be the store's)."""
+    return (f"{output}: the export was not written ({exc.strerror or exc.__class__.__name__}); "
+            "nothing partial was left")
+
+
 def _build_filter(covid, modality, site, date_from, date_to, age_min, age_max, sex, ethnicity,
                   clinical, within_days, of_field, filter_json):
     from .cohort import CohortFilter
@@ -145,7 +151,10 @@ def export_cmd(flt, user: UserOpt,
     """Export a cohort (tables, DICOM in the bucket layout, manifest with checksums)."""
     from .export import export_cohort
 
-    result = export_cohort(_user(user), flt, output, formats, _source())
+    try:
+        result = export_cohort(_user(user), flt, output, formats, _source())
+    except OSError as exc:
+        raise UserError(_not_written(output, exc)) from exc
     console.print(f"Exported {_counts_line(result.counts)}: {result.files} files, "
                   f"{result.bytes / 1e6:.1f} MB to {result.destination}", highlight=False)
 
@@ -241,6 +250,8 @@ def teaching_export(collection: str, user: UserOpt,
         out = export_collection(_user(user), collection, output, _source())
     except _errors() as exc:
         raise UserError(str(exc)) from exc
+    except OSError as exc:
+        raise UserError(_not_written(output, exc)) from exc
     console.print(f"Wrote {out / 'index.html'}", highlight=False)
 
 

@@ -210,16 +210,45 @@ def metadata_key(storage_key: str, folder: str) -> str:
     return f"{set_name}/{folder}-metadata/{tail.removesuffix('.dcm')}.json"
 
 
+class _WarehouseObject:
+    """A warehouse object opened for copying. The catalogue can name an object the store no
+    longer holds (a withdrawal deletes objects before rows): opening or reading it fails as an
+    ExportError naming the key, so the failure is audited and shown as one line. The key holds
+    only a pseudonym and keyed UIDs; the store's own path and message are not repeated."""
+
+    def __init__(self, source: Source, key: str) -> None:
+        self.key = key
+        self.stream = self._guard(source.open_object, key)
+
+    def _guard(self, action, *args):
+        try:
+            return action(*args)
+        except FileNotFoundError as exc:
+            raise ExportError(f"{self.key}: missing from the warehouse") from exc
+        except OSError as exc:
+            raise ExportError(f"{self.key}: could not be read from the warehouse "
+                              f"({exc.__class__.__name__})") from exc
+
+    def read(self, size: int = -1) -> bytes:
+        return self._guard(self.stream.read, size)
+
+    def __enter__(self) -> _WarehouseObject:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stream.close()
+
+
 def _write_objects(cohort: Cohort, writer: _Writer) -> None:
     source = cohort.source
     cursor = cohort.image_rows("storage_key, size, sha256, folder")
     while batch := cursor.fetchmany(1000):
         for key, size, sha, folder in batch:
-            with source.open_object(key) as src:
+            with _WarehouseObject(source, key) as src:
                 writer.copy(key, src, sha, size)
             meta = metadata_key(key, folder)
             if source.exists(meta):
-                with source.open_object(meta) as src:
+                with _WarehouseObject(source, meta) as src:
                     writer.copy(meta, src)
     clinical = cohort._execute(
         "SELECT DISTINCT set_name, pseudonym, kind, site FROM clinical c "
@@ -228,7 +257,7 @@ def _write_objects(cohort: Cohort, writer: _Writer) -> None:
     for set_name, pseudonym, kind, site in clinical:
         key = f"{set_name}/data/{pseudonym}/{kind}-{site}.json"
         if source.exists(key):
-            with source.open_object(key) as src:
+            with _WarehouseObject(source, key) as src:
                 writer.copy(key, src)
 
 
@@ -262,8 +291,10 @@ def export_cohort(user: Any, flt: CohortFilter, destination: str | Path,
     cohort = Cohort(flt, scope_for(user), source)
     try:
         result = write_export(cohort, Path(destination), formats)
-    except ExportError as exc:
-        audit(user, "research.export.failed", filter=flt.to_dict(), error=str(exc))
+    except Exception as exc:
+        # Any failure is audited; only an ExportError's message (keys, never a store path) is kept.
+        error = str(exc) if isinstance(exc, ExportError) else exc.__class__.__name__
+        audit(user, "research.export.failed", filter=flt.to_dict(), error=error)
         raise
     finally:
         cohort.close()

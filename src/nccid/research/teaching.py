@@ -124,6 +124,19 @@ def _replace_uids(ds: pydicom.Dataset, uids: dict[str, str]) -> None:
     ds.walk(visit)
 
 
+def _read_object(source: Source, key: str) -> pydicom.Dataset:
+    """A case's image; one the store lacks (a withdrawal removes objects first) is a
+    TeachingError naming the key (a pseudonym and keyed UIDs, no store path)."""
+    try:
+        with source.open_object(key) as handle:
+            return pydicom.dcmread(handle)
+    except FileNotFoundError as exc:
+        raise TeachingError(f"{key}: missing from the warehouse") from exc
+    except OSError as exc:
+        raise TeachingError(f"{key}: could not be read from the warehouse "
+                            f"({exc.__class__.__name__})") from exc
+
+
 def _thumbnail(ds: pydicom.Dataset, path: Path) -> None:
     path.write_bytes(preview_png(ds, THUMBNAIL))
 
@@ -169,8 +182,7 @@ def _export_case(con, source: Source, case: TeachingCase, number: int, root: Pat
     uids: dict[str, str] = {}
     files, thumbnail = [], None
     for index, (key, _, _) in enumerate(rows, start=1):
-        with source.open_object(key) as handle:
-            ds = pydicom.dcmread(handle)
+        ds = _read_object(source, key)
         _relabel(ds, label, uids)
         name = f"{label.lower()}/IMG{index:04d}.dcm"
         buffer = io.BytesIO()

@@ -97,3 +97,55 @@ def test_modelling_and_teaching(run, world, data_manager, researcher, tmp_path):
     result = run("research", "teaching", "export", "Demo", "--user", "dora", "-o", tmp_path / "t")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "t" / "index.html").exists()
+
+
+def test_export_of_an_object_missing_from_the_warehouse_is_one_line(researcher, tmp_path, monkeypatch):
+    from nccid.accounts.models import AuditEvent
+    from nccid.cli.common import UserError
+
+    from .world import build_world
+
+    small = build_world(tmp_path / "w", n_people=2)
+    victim = next(i for i in small.images if i["set_name"] == "training")
+    (small.warehouse.root / victim["storage_key"]).unlink()
+    monkeypatch.setattr(research_cli, "_source", small.source)
+    result = CliRunner().invoke(typer_app, ["research", "export", "--user", "rita",
+                                            "-o", str(tmp_path / "c.zip")])
+    assert isinstance(result.exception, UserError), result.exception
+    assert str(result.exception) == f"{victim['storage_key']}: missing from the warehouse"
+    assert not (tmp_path / "c.zip").exists()
+    assert AuditEvent.objects.filter(action="research.export.failed").count() == 1
+
+
+def test_teaching_export_of_an_object_missing_from_the_warehouse_is_one_line(data_manager, tmp_path,
+                                                                            monkeypatch):
+    from nccid.cli.common import UserError
+
+    from .world import build_world
+
+    small = build_world(tmp_path / "w", n_people=2)
+    victim = next(i for i in small.images if i["set_name"] == "training")
+    monkeypatch.setattr(research_cli, "_source", small.source)
+    runner = CliRunner()
+    added = runner.invoke(typer_app, ["research", "teaching", "add", "Lost", "--user", "dora",
+                                      "--pseudonym", victim["pseudonym"], "--study", victim["study_uid"]])
+    assert added.exit_code == 0, added.output
+    (small.warehouse.root / victim["storage_key"]).unlink()
+    result = runner.invoke(typer_app, ["research", "teaching", "export", "Lost", "--user", "dora",
+                                       "-o", str(tmp_path / "t")])
+    assert isinstance(result.exception, UserError), result.exception
+    assert str(result.exception) == f"{victim['storage_key']}: missing from the warehouse"
+    assert not (tmp_path / "t").exists()
+
+
+def test_export_to_an_unwritable_place_is_one_line_and_audited(run, researcher, tmp_path):
+    from nccid.accounts.models import AuditEvent
+    from nccid.cli.common import UserError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run("research", "export", "--user", "rita", "-o", blocker / "out")
+    assert isinstance(result.exception, UserError), result.exception
+    assert "the export was not written" in str(result.exception)
+    assert AuditEvent.objects.get(action="research.export.failed").detail["error"] in (
+        "FileExistsError", "NotADirectoryError")

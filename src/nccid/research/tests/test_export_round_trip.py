@@ -131,3 +131,39 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted():
                                    "'-2+3", "'\tx", "Acme", None]
     assert out["rows"] == [1, 2, 3, 4, 5, 6, 7]
     assert out["codes"][0] == '["=1"]'  # JSON text starts with a bracket: nothing to quote
+
+
+def test_an_object_missing_from_the_warehouse_fails_the_export_audited_with_its_key(researcher, tmp_path):
+    # A withdrawal deletes objects before the catalogue's rows: the catalogue names a lost object.
+    small = build_world(tmp_path / "w", n_people=2)
+    victim = next(i for i in small.images if i["set_name"] == "training")
+    (small.warehouse.root / victim["storage_key"]).unlink()
+    for out in (tmp_path / "folder", tmp_path / "c.zip"):
+        with pytest.raises(ExportError) as caught:
+            export_cohort(researcher, CohortFilter(), out, source=small.source())
+        assert str(caught.value) == f"{victim['storage_key']}: missing from the warehouse"
+        assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+    failed = AuditEvent.objects.filter(action="research.export.failed")
+    assert [e.detail["error"] for e in failed] == [f"{victim['storage_key']}: missing from the warehouse"] * 2
+    assert not [e for e in failed if str(small.root) in e.detail["error"]]
+
+
+class _FailingRead(io.RawIOBase):
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        raise OSError(5, "Input/output error", "/srv/warehouse/some/path")
+
+
+def test_a_read_error_mid_object_is_an_audited_export_error(world, researcher, tmp_path):
+    victim = next(i for i in world.images if i["set_name"] == "training")
+    source = world.source()
+    opener = source.open_object
+    source.open_object = lambda key: _FailingRead() if key == victim["storage_key"] else opener(key)
+    with pytest.raises(ExportError, match="could not be read from the warehouse") as caught:
+        export_cohort(researcher, CohortFilter(), tmp_path / "out", source=source)
+    assert victim["storage_key"] in str(caught.value) and "/srv/" not in str(caught.value)
+    assert not (tmp_path / "out").exists()
+    assert AuditEvent.objects.filter(action="research.export.failed").count() == 1
