@@ -35,6 +35,10 @@ class Settings:
     node_worker_process: bool = True  # `nccid node` de-identifies in a child process
     portal_host: str = "127.0.0.1"
     portal_port: int = 8000
+    # The https origin users reach behind the reverse proxy (empty: the portal is reached
+    # directly, as by `make run`); and how many proxies stand in front of it.
+    public_url: str = ""
+    trusted_proxies: int = 0
     deid_profile: str = "retain-dates"
     validation_percent: int = 20
     pending_retention_days: int = 90
@@ -113,6 +117,30 @@ def _positive(name: str, value) -> int:
     return number
 
 
+def _public_url(value) -> str:
+    """An origin (scheme and host, optional port, nothing after): what browsers send as Origin."""
+    text = str(value).strip().rstrip("/")
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ConfigError(f"public_url has a malformed port: {value!r}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query \
+            or parts.fragment or parts.username:
+        raise ConfigError("public_url must be an origin such as https://nccid.example.nhs.uk "
+                          f"(scheme and host, no path), got {value!r}")
+    return text
+
+
+def _not_negative(name: str, value) -> int:
+    number = _int(name, value)
+    if number < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {number}")
+    return number
+
+
 def _flag(name: str, value) -> bool:
     text = str(value).strip().lower()
     if text in ("1", "true", "yes", "on"):
@@ -163,6 +191,8 @@ def get_settings() -> Settings:
         node_worker_process=_flag("node_worker_process", pick("node_worker_process", "true")),
         portal_host=pick("portal_host", "127.0.0.1"),
         portal_port=_int("portal_port", pick("portal_port", 8000)),
+        public_url=_public_url(pick("public_url", "")),
+        trusted_proxies=_not_negative("trusted_proxies", pick("trusted_proxies", 0)),
         deid_profile=profile,
         validation_percent=percent,
         pending_retention_days=_int("pending_retention_days", pick("pending_retention_days", 90)),

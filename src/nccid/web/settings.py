@@ -11,6 +11,7 @@ import dj_database_url
 
 from nccid.config import get_settings
 from nccid.identity.keys import KeyFileError, load_keyring
+from nccid.web.proxy import proxy_settings
 
 # A test session never touches the developer's ./var: it gets a fresh home of its own.
 if "PYTEST_VERSION" in os.environ and "NCCID_HOME" not in os.environ:
@@ -31,7 +32,14 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = NCCID.debug
-ALLOWED_HOSTS = ["*"]
+# Hosts, trusted origins and Secure cookies from public_url, the proxy count from
+# trusted_proxies (see nccid.web.proxy). Without public_url: any host, plain http.
+_REACHED = proxy_settings(NCCID.public_url, NCCID.trusted_proxies)
+ALLOWED_HOSTS = _REACHED["ALLOWED_HOSTS"]
+CSRF_TRUSTED_ORIGINS = _REACHED["CSRF_TRUSTED_ORIGINS"]
+SESSION_COOKIE_SECURE = _REACHED["SESSION_COOKIE_SECURE"]
+CSRF_COOKIE_SECURE = _REACHED["CSRF_COOKIE_SECURE"]
+NCCID_TRUSTED_PROXIES = _REACHED["NCCID_TRUSTED_PROXIES"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -130,6 +138,8 @@ CSRF_COOKIE_HTTPONLY = True
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The client's own address behind the reverse proxy, not the proxy's (shared by everyone).
+AXES_CLIENT_IP_CALLABLE = "nccid.web.proxy.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "portal/locked.html"  # the portal's page saying when to try again
