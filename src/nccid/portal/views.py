@@ -11,9 +11,11 @@ import logging
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import authenticate
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.forms import PasswordChangeForm
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -36,9 +38,28 @@ class LogoutView(auth_views.LogoutView):
     """POST only (Django 5): a link or image cannot sign a user out."""
 
 
+class AxesCountedPasswordChangeForm(PasswordChangeForm):
+    """Checks the old password through authenticate(), so django-axes counts a wrong one as a
+    failed sign-in and its lockout applies: a signed-in session cannot guess without limit."""
+
+    def __init__(self, user, *args, request: HttpRequest, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self) -> str:
+        old_password = self.cleaned_data["old_password"]
+        if authenticate(self.request, username=self.user.get_username(), password=old_password) is None:
+            raise ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password
+
+
 class PasswordChangeView(auth_views.PasswordChangeView):
     template_name = "portal/password_change.html"
     success_url = reverse_lazy("portal:home")
+    form_class = AxesCountedPasswordChangeForm
+
+    def get_form_kwargs(self) -> dict:
+        return {**super().get_form_kwargs(), "request": self.request}
 
     def form_valid(self, form):
         response = super().form_valid(form)

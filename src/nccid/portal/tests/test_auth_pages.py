@@ -166,6 +166,28 @@ def test_change_password_applies_djangos_validators(client, site, make_user):
     assert client.get("/").status_code == 200
 
 
+def change_password(client: Client, old_password: str):
+    new = "Amber-Lantern-Quarry-42"
+    return client.post("/password/", {"old_password": old_password,
+                                      "new_password1": new, "new_password2": new})
+
+
+def test_wrong_old_passwords_count_as_failed_sign_ins_and_lock(client, site, make_user):
+    user = make_user("uploader", site)
+    client.force_login(user)
+    for guess in range(4):
+        wrong = change_password(client, f"guess-{guess}")
+        assert wrong.status_code == 200 and "There is a problem" in wrong.content.decode()
+    assert change_password(client, "guess-4").status_code == 429
+    # Locked: neither a sixth guess nor the right old password is tried.
+    assert change_password(client, "guess-5").status_code == 429
+    assert change_password(client, TEST_PASSWORD).status_code == 429
+    user.refresh_from_db()
+    assert user.check_password(TEST_PASSWORD)
+    # The lock is the sign-in lock: the account cannot sign in elsewhere either.
+    assert sign_in(Client(), user.username).status_code == 429
+
+
 def test_session_expires(settings):
     assert settings.SESSION_COOKIE_AGE <= 12 * 60 * 60
     assert settings.SESSION_EXPIRE_AT_BROWSER_CLOSE is True
