@@ -18,7 +18,7 @@ from pydicom.errors import InvalidDicomError
 from nccid.identity.keys import PSEUDONYM_PREFIX
 from nccid.identity.numbers import looks_like_patient_number
 
-from .engine import safe_private_value, temporal_ok
+from .engine import contradicted_vr, safe_private_value, temporal_ok
 from .profile import SafePrivate, default_safe_private, load_data
 
 KEYED_UID_ROOT = "2.25."
@@ -67,12 +67,20 @@ class Checker:
         return findings
 
     def check_file(self, path: Path) -> list[Finding] | None:
-        """Findings for one file, or None when it is not DICOM (skipped)."""
+        """Findings for one file, or None when it is not DICOM (skipped). A DICOM file that
+        cannot be read or walked to its end is one finding (its path and the error's type,
+        never pydicom's message, which may quote a value): what could not be checked may
+        still hold an identifier, and the other files are checked all the same."""
         try:
             ds = dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError):
+        except InvalidDicomError:
             return None
-        return self.check_dataset(ds, str(path))
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
+            return [_unreadable(path, exc)]
+        try:
+            return self.check_dataset(ds, str(path))
+        except Exception as exc:  # noqa: BLE001
+            return [_unreadable(path, exc)]
 
     def _walk(self, ds: Dataset, file: str, prefix: str) -> Iterator[Finding]:
         found: list[Finding] = []
@@ -97,6 +105,10 @@ class Checker:
                                          f"safe-listed private attribute that is not a {safe_vr or 'number'}",
                                          mask(_str(elem.value))))
                 continue
+            dictionary_vr = contradicted_vr(int(elem.tag), elem.VR)
+            if dictionary_vr is not None:  # de-identification would not keep it as declared
+                found.append(Finding(file, where, keyword, f"declared VR {elem.VR} contradicts "
+                                     f"the dictionary's {dictionary_vr}", mask(_str(elem.value))))
             if elem.VR == "SQ":
                 for index, item in enumerate(elem.value or ()):
                     found += self._walk(item, file, f"{where}[{index}]")
@@ -141,6 +153,10 @@ class Checker:
                 yield "telephone number", value
             if vr in FREE_TEXT_VRS and DATE_IN_TEXT.search(value):
                 yield "date in free text", value
+
+
+def _unreadable(path: Path, exc: Exception) -> Finding:
+    return Finding(str(path), "", "", f"unreadable DICOM, not checked ({type(exc).__name__})", "")
 
 
 def _str(value) -> str:

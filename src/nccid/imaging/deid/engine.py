@@ -280,6 +280,10 @@ class Deidentifier:
             action = action_for(tag)
             if references_only and action != "U" and tag not in self.profile.reference_keep_tags:
                 action = "X"  # inside X/Z/U* sequences only the references survive
+            dictionary_vr = contradicted_vr(tag, elem.VR)
+            if dictionary_vr is not None:
+                self._apply_by_dictionary(ds, elem, tag, action, dictionary_vr, patient, top)
+                continue
             if action == "K":
                 vr = _vr(elem)
                 if vr == "SQ":
@@ -295,8 +299,27 @@ class Deidentifier:
         for item in ds[tag].value or ():
             self._clean(item, patient, top=False, references_only=references_only)
 
-    def _apply(self, ds: Dataset, elem, tag: int, action: str, patient: str, top: bool) -> None:
-        vr = _vr(elem)
+    def _apply_by_dictionary(self, ds: Dataset, elem, tag: int, action: str, vr: str,
+                             patient: str, top: bool) -> None:
+        """An element whose declared VR contradicts its tag's dictionary VR is treated as the
+        dictionary says (a date sent as LO is a date): a kept value must be a well-formed value
+        of that VR (a date is then shifted like any other) or it is emptied; anything else kept
+        is removed, as is a sequence that is not encoded as one (its items cannot be cleaned)."""
+        if action == "K":
+            if vr not in _TEMPORAL:
+                del ds[tag]
+            elif _temporal_ok(elem, vr):
+                _set(ds, tag, vr, _temporal_value(elem))
+            else:
+                _set(ds, tag, vr, "")
+        elif action == "REF":
+            del ds[tag]
+        else:
+            self._apply(ds, elem, tag, action, patient, top, vr)
+
+    def _apply(self, ds: Dataset, elem, tag: int, action: str, patient: str, top: bool,
+               vr: str | None = None) -> None:
+        vr = vr or _vr(elem)
         if action == "X":
             del ds[tag]
         elif action == "U":
@@ -445,6 +468,30 @@ def _meets(text: str, equals: bool, alternatives: tuple[str, ...]) -> bool:
     return any(word in text for word in alternatives)
 
 
+# tag -> (the dictionary's first VR, every VR it allows), None for a tag it does not know
+_DICTIONARY_VRS: dict[int, tuple[str, frozenset[str]] | None] = {}
+
+
+def contradicted_vr(tag: int, declared: str | None) -> str | None:
+    """The dictionary VR of a public ``tag`` whose ``declared`` VR contradicts it, else None.
+    No VR (implicit) and UN defer to the dictionary; a declared VR that is one of the
+    dictionary's alternatives (US or SS, OB or OW) agrees; private and unknown tags have no
+    dictionary VR to contradict."""
+    if declared is None or declared == "UN" or (tag >> 16) & 1:
+        return None
+    known = _DICTIONARY_VRS.get(tag, False)
+    if known is False:
+        try:
+            alternatives = dictionary_VR(tag).split(" or ")
+            known = (alternatives[0], frozenset(alternatives))
+        except KeyError:
+            known = None
+        _DICTIONARY_VRS[tag] = known
+    if known is None or declared in known[1] or " or " in declared:
+        return None  # (an element made in memory may still carry the dictionary's "OB or OW")
+    return known[0]
+
+
 def _vr(elem) -> str:
     vr = elem.VR
     if vr is None or vr == "UN" or " or " in str(vr):
@@ -532,13 +579,29 @@ def _temporal_ok(elem, vr: str) -> bool:
     return all(temporal_ok(t, vr) for t in texts)
 
 
+def _temporal_value(elem) -> str | list[str]:
+    """A kept DA, DT or TM element's value as text (one string, or a list when multi-valued)."""
+    value = elem.value
+    if isinstance(value, bytes):
+        texts = value.decode("ascii").split("\\")
+    else:
+        texts = [str(v) for v in _values(value)]
+    texts = [t.strip(" \x00") for t in texts]
+    return texts if len(texts) > 1 else (texts[0] if texts else "")
+
+
+_PATIENT_BIRTH_DATE = 0x00100030
+
+
 def _reduce_birth_date(ds: Dataset) -> None:
-    """PatientBirthDate to 1 January of its year; an unreadable birth date is emptied."""
-    if "PatientBirthDate" not in ds:
+    """PatientBirthDate to 1 January of its year; an unreadable birth date is emptied. Always
+    written as DA (a birth date sent under another VR is still a date, and shifted as one)."""
+    if _PATIENT_BIRTH_DATE not in ds:
         return
-    text = _text(ds["PatientBirthDate"].value)
+    text = _text(ds[_PATIENT_BIRTH_DATE].value)
     year = text[:4]
-    ds.PatientBirthDate = f"{year}0101" if len(text) >= 4 and year.isdigit() else ""
+    ds[_PATIENT_BIRTH_DATE] = DataElement(_PATIENT_BIRTH_DATE, "DA",
+                                          f"{year}0101" if len(text) >= 4 and year.isdigit() else "")
 
 
 # ---- bytes in, bytes out ------------------------------------------------------------------------
