@@ -647,6 +647,7 @@ def _after_header(data: bytes, ds: Dataset, start: int) -> tuple[Dataset, list |
         except Exception as exc:
             raise DeidError(f"not readable as deflated DICOM ({type(exc).__name__})") from None
         _check_elements(ds)
+        _trim_pixel_surplus(ds)
         return ds, None
     _check_elements(ds)
     if start >= len(data):
@@ -673,6 +674,21 @@ def _without_surplus(ds: Dataset, pixel: memoryview, implicit: bool, little: boo
         return [pixel]
     return [bytes(pixel[:header - 4]) + struct.pack(order + "L", expected),
             pixel[header:header + expected]]
+
+
+def _trim_pixel_surplus(ds: Dataset) -> None:
+    """``_without_surplus`` for a dataset read whole (deflated: its pixel data is inside the
+    compressed stream): what follows the last pixel is not passed on."""
+    elem = ds.get_item(PIXEL_DATA)
+    value = None if elem is None else elem.value
+    if not isinstance(value, bytes) or getattr(elem, "length", 0) == 0xFFFFFFFF:
+        return
+    expected = native_pixel_bytes(ds)
+    if not expected:
+        return
+    expected += expected & 1  # values have even lengths
+    if len(value) > expected:
+        ds[PIXEL_DATA] = DataElement(PIXEL_DATA, elem.VR or "OW", value[:expected])
 
 
 def native_pixel_bytes(ds: Dataset) -> int | None:
