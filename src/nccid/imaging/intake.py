@@ -46,7 +46,7 @@ from . import deps
 from .deid import DeidError
 from .deid.by_element import deidentify_by_element
 from .deid.engine import native_pixel_bytes, parse_header
-from .models import HeldImage, PendingImage, ReceiptStatus, StudyReceipt
+from .models import HeldImage, HeldStatus, PendingImage, ReceiptStatus, StudyReceipt
 from .outcome import IngestOutcome, IngestStatus
 
 log = logging.getLogger("nccid.imaging.intake")
@@ -394,13 +394,16 @@ def already_taken(sop_uid: str) -> bool:
 
 
 def taken_uids(sop_uids) -> set[str]:
-    """Those of these de-identified SOP Instance UIDs already stored, pending or held."""
+    """Those of these de-identified SOP Instance UIDs already stored, pending or held (still
+    awaiting a decision: a decided row is only a record, its file is gone, and a re-send is
+    de-identified and held again, ``_hold``)."""
     wanted = sorted(set(sop_uids))
     found: set[str] = set()
     for first in range(0, len(wanted), 500):
         chunk = wanted[first:first + 500]
-        waiting = [model.objects.filter(sop_uid__in=chunk).order_by()
-                   .values_list("sop_uid", flat=True) for model in (PendingImage, HeldImage)]
+        pending = PendingImage.objects.filter(sop_uid__in=chunk)
+        held = HeldImage.objects.filter(sop_uid__in=chunk, status=HeldStatus.HELD)
+        waiting = [query.order_by().values_list("sop_uid", flat=True) for query in (pending, held)]
         found.update(deps.images_existing_query(chunk).order_by().union(*waiting, all=True))
     return found
 
@@ -754,14 +757,20 @@ def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> In
 def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) -> IngestOutcome:
     name = f"{meta.sop_uid}.held"
     size = write_encrypted(name, out, site.code, meta.sop_uid)
+    fields = dict(site=site, pseudonym=patient.pseudonym or "",
+                  hospital_hash=patient.hospital_hash or "", study_uid=meta.study_uid,
+                  modality=meta.modality or "", reason=reason[:200], file_name=name, size=size,
+                  source=source)
     try:
-        HeldImage.objects.create(
-            site=site, pseudonym=patient.pseudonym or "", hospital_hash=patient.hospital_hash or "",
-            sop_uid=meta.sop_uid, study_uid=meta.study_uid, modality=meta.modality or "",
-            reason=reason[:200], file_name=name, size=size, source=source,
-        )
+        with transaction.atomic():  # the update below must still run after a refusal
+            HeldImage.objects.create(sop_uid=meta.sop_uid, **fields)
     except IntegrityError:
-        return IngestOutcome(IngestStatus.DUPLICATE, "already held", meta.sop_uid)
+        # Decided before (released, then purged while pending; or rejected): its row is only a
+        # record. The copy sent again waits for a decision of its own.
+        again = HeldImage.objects.filter(sop_uid=meta.sop_uid).exclude(status=HeldStatus.HELD)
+        if not again.update(status=HeldStatus.HELD, decided_by="", decided_at=None,
+                            received_at=timezone.now(), **fields):
+            return IngestOutcome(IngestStatus.DUPLICATE, "already held", meta.sop_uid)
     record_receipt(site, meta, patient.pseudonym or patient.hospital_hash or "", source,
                    len(out), held=1)
     return IngestOutcome(IngestStatus.HELD, reason, meta.sop_uid)

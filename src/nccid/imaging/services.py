@@ -80,8 +80,28 @@ def _claim(held: HeldImage, user, status: str) -> HeldImage:
 
 
 def release_held(held: HeldImage, user) -> str:
-    """A data manager found no burned-in identifier: store it (or let it wait for linking)."""
-    held = _claim(held, user, HeldStatus.RELEASED)
+    """A data manager found no burned-in identifier: store it (or let it wait for linking).
+
+    The claim and the move are one transaction: if the move fails, the image is still held
+    (in the review queue, its file kept) and the release can be tried again."""
+    pending_name = f"{held.sop_uid}.pending"
+    try:
+        with transaction.atomic():
+            held = _claim(held, user, HeldStatus.RELEASED)
+            pseudonym, outcome = _move_released(held)
+            HeldImage.objects.filter(pk=held.pk).update(file_name="")
+            audit(user, "imaging.held.release", pseudonym=pseudonym or "", site=held.site.code,
+                  sop_uid=held.sop_uid, outcome=outcome)
+    except Exception:
+        if not PendingImage.objects.filter(file_name=pending_name).exists():
+            remove_encrypted(pending_name)  # written for a move that was rolled back
+        raise
+    remove_encrypted(held.file_name)  # only once the release is committed
+    return outcome
+
+
+def _move_released(held: HeldImage) -> tuple[str | None, str]:
+    """Store a released image, or keep it pending its link: (pseudonym or None, outcome)."""
     data = read_encrypted(held.file_name, held.site.code, held.sop_uid)
     pseudonym = held.pseudonym or deps.pseudonym_for_hospital_number(held.site, held.hospital_hash)
     receipt = StudyReceipt.objects.filter(site=held.site, study_uid=held.study_uid)
@@ -105,11 +125,7 @@ def release_held(held: HeldImage, user) -> str:
         receipt.update(held=F("held") - 1, pending=F("pending") + 1)
         outcome = "pending"
     refresh_receipt_status(receipt)
-    remove_encrypted(held.file_name)
-    HeldImage.objects.filter(pk=held.pk).update(file_name="")
-    audit(user, "imaging.held.release", pseudonym=pseudonym or "", site=held.site.code,
-          sop_uid=held.sop_uid, outcome=outcome)
-    return outcome
+    return pseudonym, outcome
 
 
 def reject_held(held: HeldImage, user, reason: str = "") -> None:
