@@ -30,7 +30,7 @@ from . import catalogue_schema as cs
 from .layout import CATALOGUE_PREFIX
 from .models import ImageRecord, PatientSet
 from .service import get_warehouse
-from .storage import Warehouse
+from .storage import STALE_TEMPORARY, TEMP_PREFIX, Warehouse
 
 COMPACT_AT = 32  # merge image parts once there are more than this many
 _ROW_CHUNK = 20_000
@@ -203,7 +203,7 @@ def _local_copy(warehouse: Warehouse, state: dict) -> Path:
         for entry in state.get("files", {}).get(view, []):
             target = root / entry["key"]
             if not target.exists() or _cached_sha(target) != entry["sha256"]:
-                warehouse.download(_key(entry["key"]), target)
+                warehouse.download(_key(entry["key"]), target, entry["sha256"])
                 _cached_sha(target, refresh=True)
     return root
 
@@ -248,11 +248,13 @@ CACHE_GRACE = 600  # seconds a file no version names stays cached (open connecti
 
 
 def _prune_cache(root: Path, state: dict) -> None:
+    """Drop cached files no version names, and temporaries of downloads killed mid-way."""
     named = {root / e["key"] for view in cs.VIEWS for e in state.get("files", {}).get(view, [])}
-    cutoff = time.time() - CACHE_GRACE
-    for path in root.rglob("*.parquet"):
+    cutoff, stale = time.time() - CACHE_GRACE, time.time() - STALE_TEMPORARY
+    for path in [*root.rglob("*.parquet"), *root.rglob(f"{TEMP_PREFIX}*")]:
         try:
-            if path not in named and path.stat().st_mtime < cutoff:
+            too_old = stale if path.name.startswith(TEMP_PREFIX) else cutoff
+            if path not in named and path.stat().st_mtime < too_old:
                 path.unlink()
         except FileNotFoundError:  # another process pruned it first
             continue

@@ -26,7 +26,6 @@ import itertools
 import mmap
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -266,18 +265,53 @@ class Warehouse:
             self.fs.rm(paths[start:start + 1000])
         return len(keys)
 
-    def download(self, key: str, local_path: str | Path) -> None:
-        """Copy an object to a local file (written under a temporary name, then renamed)."""
+    def download(self, key: str, local_path: str | Path, expected_sha256: str | None = None) -> None:
+        """Copy an object to a local file, checked against ``expected_sha256`` if given.
+
+        Several processes may mirror the same object into one cache folder at once: each
+        writes its own temporary (a unique name) and renames it only once its hash is checked,
+        so none clobbers another's file and the target is always whole. A target that already
+        holds the expected bytes (another process was first) is left as it is."""
         local_path = Path(local_path)
+        if expected_sha256 and _holds(local_path, expected_sha256):
+            return
         local_path.parent.mkdir(parents=True, exist_ok=True)
-        temp = local_path.with_name(TEMP_PREFIX + local_path.name)
-        with self.open(key) as source, open(temp, "wb") as target:
-            shutil.copyfileobj(source, target, CHUNK)
-        os.replace(temp, local_path)
+        fd, temp, _ = _create_temporary(str(local_path.parent))
+        try:
+            with os.fdopen(fd, "wb") as target, self.open(key) as source:
+                digest = _copy_hashing(source, target)
+            if expected_sha256 and digest != expected_sha256:
+                if _holds(local_path, expected_sha256):
+                    os.unlink(temp)
+                    return
+                raise StorageError(f"{key}: the downloaded object's SHA-256 is {digest[:16]}…, "
+                                   f"expected {expected_sha256[:16]}… (it changed or is damaged); "
+                                   f"{local_path.name} was not replaced")
+            os.replace(temp, local_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
 
     def local_path(self, key: str) -> Path | None:
         """The object's file on a local backend (for zero-copy readers), else None."""
         return Path(self.path(key)) if self.is_local else None
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """``path`` exists with these bytes (it may vanish meanwhile: then it does not)."""
+    try:
+        return sha256_file(path) == sha256
+    except FileNotFoundError:
+        return False
+
+
+def _copy_hashing(source: BinaryIO, target: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+        target.write(chunk)
+    return digest.hexdigest()
 
 
 Buffers = bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]
