@@ -29,7 +29,7 @@ from nccid.withdrawal.services import withdrawn_among
 
 from . import reader
 from .models import ClinicalRecord, ClinicalRecordVersion, PatientLink, Upload
-from .schema import KINDS
+from .schema import KINDS, get_template
 from .signals import AcceptedRecord, records_accepted
 from .validation import (
     ConfigurationError,
@@ -37,6 +37,7 @@ from .validation import (
     Result,
     SiteRules,
     clean_negative,
+    isaric_4c_score,
     merge_swab_lists,
     validate,
 )
@@ -84,9 +85,10 @@ def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> U
     upload, staged = _prepare(site, kind, data, user)
     if upload.status == Upload.Status.REJECTED:
         return upload
-    plan = _plan(site, kind, staged["records"])
+    plan = _plan(site, kind, staged)
     upload.new_records, upload.updated_records, upload.unchanged_records = (
         len(plan["new"]), len(plan["updated"]), len(plan["unchanged"]))
+    upload.sheet_warnings = _with_cleared_warning(upload.sheet_warnings, plan)
     upload.staged = staged
     upload.save()
     _previewed(upload, user)
@@ -116,6 +118,7 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
         result = validate(sheet, layout, site_rules(site), get_keyring())
     except (reader.SpreadsheetRejected, ConfigurationError) as exc:
         return _refuse(upload, str(exc)), None
+    _refuse_shared_hospital_numbers(result, layout)
     _refuse_withdrawn(result, layout)
     upload.total_rows = result.total_rows
     upload.rejected_rows = len(result.rejected_rows)
@@ -129,10 +132,54 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
              for p, digits in result.vault_numbers.items()}
     records = [{"pseudonym": r.pseudonym, "hospital_hash": r.hospital_hash, "data": r.data,
                 "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows} for r in result.records]
-    return upload, {"records": records, "vault": vault}
+    # The fields the sheet has columns for: a re-upload changes only these (see _merged).
+    fields = [c.field for c in layout.columns if c is not None and c.identifier is None]
+    return upload, {"records": records, "vault": vault, "fields": fields}
 
 
 WITHDRAWN_ROW = "this patient has been withdrawn from the database: the row is not stored"
+
+
+def _refuse_shared_hospital_numbers(result: Result, layout: reader.Layout) -> None:
+    """Rows giving one hospital number to two different NHS/CHI numbers become errors: images
+    carrying that number could not be linked to the right patient. Neither row is kept; the
+    messages name the rows, never the number."""
+    patients: dict[str, dict[str, list[int]]] = {}
+    for record in result.records:
+        if record.hospital_hash:
+            patients.setdefault(record.hospital_hash, {}).setdefault(record.pseudonym, []).extend(record.rows)
+    shared = {h: by_patient for h, by_patient in patients.items() if len(by_patient) > 1}
+    if not shared:
+        return
+    header = _identifier_header(layout, "hospital_number", "Hospital (Internal) Number")
+    refused: set[str] = set()
+    for by_patient in shared.values():
+        rows = sorted(row for patient_rows in by_patient.values() for row in patient_rows)
+        for row in rows:
+            others = _row_list([r for r in rows if r != row])
+            result.problems.append(Problem(
+                row, header, "Hospital (Internal) Number", "",
+                f"the same hospital number is given to a different NHS/CHI number in {others}: a "
+                "hospital number belongs to one patient, so none of these rows was imported "
+                "(correct the sheet and upload again)"))
+        result.rejected_rows.update(rows)
+        refused.update(by_patient)
+    for pseudonym in refused:
+        result.vault_numbers.pop(pseudonym, None)
+    result.records = [r for r in result.records if r.pseudonym not in refused]
+    result.problems.sort(key=lambda p: (p.row, p.severity != "error"))
+
+
+def _row_list(rows: list[int]) -> str:
+    shown = [str(r) for r in rows]
+    if len(shown) == 1:
+        return f"row {shown[0]}"
+    return "rows " + ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def _identifier_header(layout: reader.Layout, identifier: str, default: str) -> str:
+    """The template's header of an identifier column."""
+    return next((c.header for c in layout.template.columns if c.identifier == identifier), default)
 
 
 def _refuse_withdrawn(result: Result, layout: reader.Layout) -> None:
@@ -194,31 +241,91 @@ def _existing(site: Site, kind: str, pseudonyms: list[str]) -> dict[str, Clinica
     return found
 
 
-def _merged(kind: str, old: ClinicalRecord | None, staged: dict) -> dict:
-    """The record as it will be after this upload (negative sheets add swabs to earlier ones)."""
-    if kind != "negative" or old is None:
+def _merged(kind: str, old: ClinicalRecord | None, staged: dict, fields: set[str]) -> dict:
+    """The record as it will be after this upload: negative sheets add swabs to earlier ones;
+    the other kinds update, field by field, the fields the sheet has columns for (``fields``).
+    A column the sheet lacks keeps the stored value; a blank cell in a column it has clears
+    it (how a site corrects a wrong value to unknown)."""
+    if old is None:
         return _encode(staged)
-    data = dict(staged["data"])
-    data["swabs"] = merge_swab_lists(old.data.get("swabs", []), staged["data"].get("swabs", []))
-    data.setdefault("hospital", old.data.get("hospital"))
-    return _encode({**staged, "data": data, "cleaned": clean_negative(data),
-                    "flags": sorted(set(old.flags or []) | set(staged["flags"])),
-                    "hospital_hash": staged.get("hospital_hash") or old.hospital_hash or None})
+    if kind == "negative":
+        data = dict(staged["data"])
+        data["swabs"] = merge_swab_lists(old.data.get("swabs", []), staged["data"].get("swabs", []))
+        data.setdefault("hospital", old.data.get("hospital"))
+        return _encode({**staged, "data": data, "cleaned": clean_negative(data),
+                        "flags": sorted(set(old.flags or []) | set(staged["flags"])),
+                        "hospital_hash": staged.get("hospital_hash") or old.hospital_hash or None})
+    kept = {f: v for f, v in (old.data or {}).items() if f not in fields}
+    data = {**kept, **staged["data"]}
+    # Each cleaned value comes from the same upload as its typed value: the conversion (units,
+    # the site's date format) was done by validation when that upload was read.
+    cleaned = {f: (staged["cleaned"].get(f) if f in fields else (old.cleaned or {}).get(f))
+               for f in {**(old.cleaned or {}), **staged["cleaned"]}}
+    flags = [f for f in old.flags or [] if f not in fields] + list(staged["flags"])
+    if kind == "isaric":
+        flags = _rescored(cleaned, flags)
+    cleared = sum(1 for f in fields if f in (old.data or {}) and f not in staged["data"])
+    return {**_encode({**staged, "data": data, "cleaned": cleaned, "flags": sorted(set(flags)),
+                       "hospital_hash": staged.get("hospital_hash") or old.hospital_hash or None}),
+            "cleared": cleared}
 
 
-def _plan(site: Site, kind: str, staged: list[dict]) -> dict:
-    existing = _existing(site, kind, [r["pseudonym"] for r in staged])
+def _rescored(cleaned: dict, flags: list[str]) -> list[str]:
+    """Recompute the ISARIC 4C score from the merged fields, and whether a supplied score
+    differs from it (flagged, as validation flags it for a single upload)."""
+    score = cleaned["isaric_4c_score"] = isaric_4c_score(cleaned)
+    supplied = cleaned.get("isaric_4c_score_supplied")
+    if supplied is None:  # absent, or flagged as implausible: that flag stands
+        return flags
+    flags = [f for f in flags if f != "isaric_4c_score_supplied"]
+    if score is not None and supplied != score:
+        flags.append("isaric_4c_score_supplied")
+    return flags
+
+
+def _staged_fields(kind: str, staged: dict) -> set[str]:
+    """The fields the staged sheet has columns for; every template field for uploads staged
+    before this was recorded (they replaced records whole)."""
+    if "fields" in staged:
+        return set(staged["fields"])
+    return {c.field for c in get_template(kind).columns if c.identifier is None}
+
+
+def _plan(site: Site, kind: str, staged: dict) -> dict:
+    records = staged.get("records", [])
+    fields = _staged_fields(kind, staged)
+    existing = _existing(site, kind, [r["pseudonym"] for r in records])
     plan: dict[str, list] = {"new": [], "updated": [], "unchanged": []}
-    for item in staged:
+    cleared = cleared_records = 0
+    for item in records:
         old = existing.get(item["pseudonym"])
-        merged = _merged(kind, old, item)
+        merged = _merged(kind, old, item, fields)
         if old is None:
             plan["new"].append(merged)
         elif _unchanged(old, merged):
             plan["unchanged"].append(merged)
         else:
             plan["updated"].append((old, merged))
+            cleared += merged.get("cleared", 0)
+            cleared_records += 1 if merged.get("cleared") else 0
+    plan["cleared"] = [cleared, cleared_records]
     return plan
+
+
+CLEARED = "blank cells cleared "
+
+
+def _with_cleared_warning(warnings: list[str] | None, plan: dict) -> list[str]:
+    """The sheet's warnings with one saying how many stored values blank cells clear (replacing
+    the preview's, whose count may be out of date at confirmation)."""
+    kept = [w for w in warnings or [] if not w.startswith(CLEARED)]
+    fields, records = plan["cleared"]
+    if fields:
+        kept.append(f"{CLEARED}{fields} stored value{'s' if fields != 1 else ''} of {records} "
+                    f"patient{'s' if records != 1 else ''}: a blank cell in a column the sheet has "
+                    "clears what an earlier upload stored (leave a column out of the sheet to keep "
+                    "its stored values)")
+    return kept
 
 
 def confirm_upload(upload: Upload, user) -> Upload:
@@ -258,14 +365,14 @@ def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
     # A patient withdrawn between the check and the confirmation is left out here too.
     withdrawn = withdrawn_among(r["pseudonym"] for r in staged.get("records", []))
     if withdrawn:
-        staged = {"records": [r for r in staged["records"] if r["pseudonym"] not in withdrawn],
+        staged = {**staged, "records": [r for r in staged["records"] if r["pseudonym"] not in withdrawn],
                   "vault": {p: c for p, c in staged.get("vault", {}).items() if p not in withdrawn}}
     vault = {p: base64.b64decode(c) for p, c in staged.get("vault", {}).items()}
     # The vault is a separate database: entries stored before a later failure here are
     # harmless (ciphertext of a pseudonym that then has no record) and stored idempotently.
     store_in_vault(vault)
     site, kind = upload.site, upload.kind
-    plan = _plan(site, kind, staged.get("records", []))
+    plan = _plan(site, kind, staged)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     _insert(ClinicalRecord, ["site_id", "pseudonym", "kind", "hospital_hash", "data", "cleaned", "flags",
                              "digest", "last_upload_id", "created", "updated"],
@@ -288,7 +395,7 @@ def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
     link_warnings = _link(site, staged.get("records", []))
     upload.new_records, upload.updated_records = len(plan["new"]), len(changed)
     upload.unchanged_records = len(plan["unchanged"])
-    upload.sheet_warnings = list(upload.sheet_warnings or []) + link_warnings
+    upload.sheet_warnings = _with_cleared_warning(upload.sheet_warnings, plan) + link_warnings
     upload.staged = None
     upload.save(update_fields=["new_records", "updated_records", "unchanged_records",
                                "sheet_warnings", "staged"])
