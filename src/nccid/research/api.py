@@ -3,6 +3,7 @@ zip exports. Bearer token (``nccid user token``) or a logged-in session; trainin
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,8 @@ from ninja import P, Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.security import HttpBearer, django_auth
 
-from .cohort import CohortError, CohortFilter, ScopeError, select_cohort
-from .export import ExportError, export_cohort
+from .cohort import CohortError, CohortFilter, ScopeError, scope_for, select_cohort
+from .export import ExportError, export_cohort, parse_formats
 from .source import Source, default_source
 
 
@@ -75,13 +76,19 @@ def cohort_count(request, body: FilterIn):
     return _cohort(request, body, source_factory()).counts().as_dict()
 
 
+MAX_LIMIT = 10_000
+MAX_OFFSET = 2**31 - 1  # beyond any catalogue; a bigger number would overflow the query
+
+
 @router.post("/cohort/list", summary="A cohort's counts and a page of its images")
 def cohort_list(request, body: FilterIn,
-                limit: Query[int, P(description="Images in this page (1-10000).")] = 100,
-                offset: Query[int, P(description="Images skipped before this page.")] = 0):
+                limit: Query[int, P(description=f"Images in this page (1-{MAX_LIMIT}).")] = 100,
+                offset: Query[int, P(description=f"Images skipped before this page (0-{MAX_OFFSET}).")] = 0):
     """Counts, then a page of the matching images."""
-    if not 0 < limit <= 10_000 or offset < 0:
-        raise HttpError(400, "limit must be 1-10000 and offset not negative")
+    if not 0 < limit <= MAX_LIMIT:
+        raise HttpError(400, f"limit must be 1-{MAX_LIMIT}, got {limit}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise HttpError(400, f"offset must be 0-{MAX_OFFSET}, got {offset}")
     cohort = _cohort(request, body, source_factory())
     rows = cohort.images(limit=limit, offset=offset)
     return {"counts": cohort.counts().as_dict(), "limit": limit, "offset": offset,
@@ -91,21 +98,37 @@ def cohort_list(request, body: FilterIn,
 @router.post("/export", summary="Export a cohort as a zip (tables, DICOM, manifest with checksums)")
 def export_zip(request, body: FilterIn,
                formats: Query[str, P(description="Comma-separated: parquet, csv and dicom (the images in the bucket layout).")] = "parquet,csv,dicom"):
-    """The cohort as a zip (tables, DICOM in the bucket layout, manifest.csv)."""
-    folder = Path(tempfile.mkdtemp(prefix="nccid-export-"))
-    path = folder / "cohort.zip"
+    """The cohort as a zip (tables, DICOM in the bucket layout, manifest.csv). A warehouse
+    object missing or damaged answers 503 naming its key."""
+    user = _user(request)
     try:
-        export_cohort(_user(request), CohortFilter.from_dict(body.dict()), path, formats,
-                      source_factory())
+        scope_for(user)
+        chosen = parse_formats(formats)
+        flt = CohortFilter.from_dict(body.dict())
     except ScopeError as exc:
         raise HttpError(403, str(exc)) from exc
     except (CohortError, ExportError) as exc:
         raise HttpError(400, str(exc)) from exc
-    handle = path.open("rb")
-    path.unlink()  # the open handle keeps the data until the response is sent
-    folder.rmdir()
+    # Only a request that can be served gets a folder, and every outcome removes it.
+    folder = Path(tempfile.mkdtemp(prefix="nccid-export-"))
+    try:
+        handle = _export_to(folder / "cohort.zip", user, flt, chosen)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # an open handle keeps its data until sent
     return FileResponse(handle, as_attachment=True, filename="cohort.zip",
                         content_type="application/zip")
+
+
+def _export_to(path: Path, user, flt: CohortFilter, formats: tuple[str, ...]):
+    try:
+        export_cohort(user, flt, path, formats, source_factory())
+    except ScopeError as exc:
+        raise HttpError(403, str(exc)) from exc
+    except CohortError as exc:
+        raise HttpError(400, str(exc)) from exc
+    except ExportError as exc:  # the warehouse, not the request: the message names keys only
+        raise HttpError(503, str(exc)) from exc
+    return path.open("rb")
 
 
 @router.get("/withdrawn", summary="Patients withdrawn and studies removed: delete them from your copies")

@@ -26,6 +26,7 @@ FOLDERS = ("xray", "mri")  # folder names that are not also a modality code (CT 
 OPERATORS = ("!=", ">=", "<=", "=", ">", "<")
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _RESERVED = {"pseudonym", "site", "kind", "set_name", "updated_at", "cleaned"}
+MAX_DAYS = 36_500  # a century either side of a clinical date is as wide as a window gets
 
 
 class CohortError(ValueError):
@@ -86,6 +87,8 @@ class CohortFilter:
             raise CohortError("study date range: --from is after --to")
         if self.within and (self.within.days_before < 0 or self.within.days_after < 0):
             raise CohortError("days before/after a clinical date cannot be negative")
+        if self.within and max(self.within.days_before, self.within.days_after) > MAX_DAYS:
+            raise CohortError(f"days before/after a clinical date: at most {MAX_DAYS}")
 
     @property
     def has_image_criteria(self) -> bool:
@@ -183,11 +186,22 @@ def _parse_within(value: Any) -> RelativeDate:
         return value
     if not isinstance(value, dict):
         raise CohortError("within: give {field, days_before, days_after} or {field, days}")
-    days = value.get("days")
-    before = value.get("days_before", days if days is not None else 7)
-    after = value.get("days_after", days if days is not None else 7)
+
+    def day_count(key: str) -> int:
+        name = key if value.get(key) is not None else "days"  # `days` sets both sides
+        given = value.get(name)
+        return 7 if given is None else _parse_day_count(f"within.{name}", given)
+
     return RelativeDate(str(value.get("field", "date_of_positive_covid_swab")).lower(),
-                        _parse_int("days_before", before), _parse_int("days_after", after))
+                        day_count("days_before"), day_count("days_after"))
+
+
+def _parse_day_count(name: str, value: Any) -> int:
+    # Bounded here, so an absurd count is the user's error, not an overflow inside the query.
+    days = _parse_int(name, value)
+    if not 0 <= days <= MAX_DAYS:
+        raise CohortError(f"{name}: {days} is out of range (0-{MAX_DAYS} days)")
+    return days
 
 
 # ---------------------------------------------------------------- scope (the one place)

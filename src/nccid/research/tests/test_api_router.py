@@ -59,3 +59,61 @@ def test_export_zip_round_trips(client, world, researcher):
         dcm = [n for n in zf.namelist() if n.endswith(".dcm")]
     want = {i["storage_key"] for i in world.images if i["set_name"] == "training" and i["modality"] == "CT"}
     assert set(dcm) == want
+
+
+@pytest.mark.parametrize(("query", "filters", "field"), [
+    ("/cohort/list?offset=9223372036854775808", {}, "offset"),
+    ("/cohort/list?offset=-1", {}, "offset"),
+    ("/cohort/list?limit=10001", {}, "limit"),
+    ("/cohort/count", {"within": {"days": 1099511627776}}, "within.days"),
+    ("/cohort/count", {"within": {"days_before": 36_501, "days_after": 7}}, "within.days_before"),
+    ("/cohort/list", {"within": {"days": 7, "days_after": -1}}, "within.days_after"),
+])
+def test_out_of_range_numbers_answer_400_naming_the_field_before_any_audit(client, researcher,
+                                                                           query, filters, field):
+    answer = client.post(query, json=filters, headers=bearer(researcher))
+    assert answer.status_code == 400
+    assert answer.json()["detail"].startswith(field)
+    assert not AuditEvent.objects.filter(action="research.cohort").exists()
+
+
+def test_the_widest_allowed_window_and_last_offset_are_answered(client, researcher):
+    wide = client.post("/cohort/list?offset=2147483647", json={"within": {"days": 36_500}},
+                       headers=bearer(researcher))
+    assert wide.status_code == 200 and wide.json()["images"] == []
+
+
+@pytest.fixture
+def export_tmp(tmp_path, monkeypatch):
+    """The folder the API's temporary export folders are made in (this test's own)."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_refused_and_failed_exports_leave_no_temporary_folder(client, make_user, researcher,
+                                                             export_tmp):
+    uploader = make_user("uploader")
+    assert client.post("/export", json={}, headers=bearer(uploader)).status_code == 403
+    assert client.post("/export?formats=nope", json={}, headers=bearer(researcher)).status_code == 400
+    assert client.post("/export", json={"sex": ["maybe"]}, headers=bearer(researcher)).status_code == 400
+    assert client.post("/export?formats=csv", json={}, headers=bearer(researcher)).status_code == 200
+    assert list(export_tmp.iterdir()) == []
+
+
+def test_an_object_missing_from_the_warehouse_answers_503_json_and_cleans_up(
+        researcher, tmp_path, monkeypatch, export_tmp):
+    from .world import build_world
+
+    small = build_world(tmp_path / "w", n_people=2)
+    victim = next(i for i in small.images if i["set_name"] == "training")
+    (small.warehouse.root / victim["storage_key"]).unlink()
+    monkeypatch.setattr(api, "source_factory", small.source)
+    answer = TestClient(api.router).post("/export", json={}, headers=bearer(researcher))
+    assert answer.status_code == 503
+    assert answer.json() == {"detail": f"{victim['storage_key']}: missing from the warehouse"}
+    assert list(export_tmp.iterdir()) == []
+    assert AuditEvent.objects.filter(action="research.export.failed").count() == 1
