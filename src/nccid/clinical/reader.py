@@ -237,9 +237,8 @@ def _read_csv(data: bytes) -> Sheet:
     text = _decode(data)
     if not text.strip():
         raise SpreadsheetRejected("the file is empty")
-    first = text.split("\n", 1)[0]
-    delimiter = max((",", ";", "\t"), key=first.count)
-    if first.count(delimiter) == 0 and len(first) > 200:
+    delimiter, first = _delimiter(text)
+    if len(first) <= 1 and len(text.split("\n", 1)[0]) > 200:
         raise SpreadsheetRejected("the file is not a spreadsheet: no columns found in its first line")
     try:
         values = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
@@ -252,6 +251,34 @@ def _read_csv(data: bytes) -> Sheet:
                     f"row {number}, column {index + 1} holds a formula: upload values only"
                 )
     return _sheet(values, "csv", None, "")
+
+
+DELIMITERS = (",", ";", "\t")
+
+
+def _delimiter(text: str) -> tuple[str, list[str]]:
+    """The separator whose first row matches most template headers, and that row. Counting
+    characters misleads: the ISARIC headers hold more commas (in their code lists) than a
+    semicolon- or tab-separated file has separators. Ties go to the most columns, then to
+    the order of ``DELIMITERS``."""
+    head = text[:65536]  # the header row; a quoted line break may sit inside a header
+
+    def first_row(delimiter: str) -> list[str]:
+        try:
+            return next(csv.reader(io.StringIO(head, newline=""), delimiter=delimiter), [])
+        except csv.Error:
+            return []
+
+    rows = {d: first_row(d) for d in DELIMITERS}
+    every = templates().values()
+
+    def score(delimiter: str) -> tuple[int, int]:
+        cells = [c for c in rows[delimiter] if c.strip()]
+        matched = sum(1 for c in cells if any(t.column_for(c) is not None for t in every))
+        return matched, len(cells)
+
+    best = max(DELIMITERS, key=score)  # max keeps the first of equals
+    return best, rows[best]
 
 
 # --- common -------------------------------------------------------------------------------
