@@ -238,7 +238,7 @@ def _check_complete(ds: Dataset, size: int) -> None:
         raise Rejected(f"unreadable DICOM header ({type(exc).__name__})") from None
     if missing:
         raise Rejected(f"incomplete DICOM: no {', '.join(missing)} (truncated file?)")
-    named = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or "").strip("\x00 ")
+    named = str(header_value(ds.file_meta, "MediaStorageSOPInstanceUID") or "").strip("\x00 ")
     if named and named != str(ds.SOPInstanceUID).strip("\x00 "):
         raise Rejected("the file meta (or the C-STORE request) names another SOP instance than "
                        "the dataset it carries")
@@ -294,13 +294,23 @@ def _check_native_pixels(ds: Dataset, data: bytes, start: int, size: int | None 
 # -- the patient ---------------------------------------------------------------------------
 
 
+def header_value(ds: Dataset, keyword: str):
+    """The value of the element ``keyword`` (None when absent), or Rejected naming the element
+    when pydicom cannot read it (a corrupt VR or value: the file's fault, never an outage).
+    pydicom's message may quote the value: only its type is passed on."""
+    try:
+        return ds.get(keyword, None)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a malformed element
+        raise Rejected(f"unreadable DICOM header: {keyword} ({type(exc).__name__})") from None
+
+
 def _candidate_numbers(ds: Dataset) -> Iterator[str]:
-    yield str(ds.get("PatientID", "") or "")
-    others = ds.get("OtherPatientIDs", None)
+    yield str(header_value(ds, "PatientID") or "")
+    others = header_value(ds, "OtherPatientIDs")
     if others:
         yield from (str(v) for v in (others if isinstance(others, MultiValue) else [others]))
-    for item in ds.get("OtherPatientIDsSequence", None) or []:
-        yield str(item.get("PatientID", "") or "")
+    for item in header_value(ds, "OtherPatientIDsSequence") or []:
+        yield str(header_value(item, "PatientID") or "")
 
 
 _vaulted: set[str] = set()
@@ -339,7 +349,7 @@ def identify(ds: Dataset, site, to_vault: dict[str, str] | None = None) -> Patie
         else:
             to_vault[pseudonym] = digits
         return Patient(pseudonym, None)
-    patient_id = str(ds.get("PatientID", "") or "").strip()
+    patient_id = str(header_value(ds, "PatientID") or "").strip()
     if not patient_id:
         raise Rejected("no Patient ID and no NHS/CHI number in Other Patient IDs")
     hospital_hash = keyring.hospital_hash(site.code, patient_id)
@@ -523,9 +533,18 @@ class _Study(NamedTuple):
     modality: str
 
 
+# The receipt of refused files whose study cannot be read, for the site to see them all the same.
+UNREADABLE_STUDY = _Study("(no readable Study Instance UID)", "")
+
+
 def _study_of(ds: Dataset, keyring) -> _Study:
-    modality = str(ds.get("Modality", "") or "").strip().upper()[:16]
-    return _Study(keyring.uid(str(ds.StudyInstanceUID).strip("\x00 ")), modality)
+    """The file's study, its modality not read yet (the UID is readable: ``_check_complete``
+    read it); ``_with_modality`` then reads that (Rejected if it cannot)."""
+    return _Study(keyring.uid(str(ds.StudyInstanceUID).strip("\x00 ")), "")
+
+
+def _with_modality(study: _Study, ds: Dataset) -> _Study:
+    return study._replace(modality=str(header_value(ds, "Modality") or "").strip().upper()[:16])
 
 
 def _prepare(prepared: PreparedBatch) -> None:
@@ -630,6 +649,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
     taken = taken_uids(k for k in keyed if k)
     parsed, seen = [], set()
     for index, data in enumerate(items):
+        study = None
         if keyed[index] in taken:
             outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", keyed[index])
             continue
@@ -647,14 +667,13 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
                 continue
             seen.add(sop_uid)
             study = _study_of(ds, keyring)
-            try:
-                patient = identify(ds, site, to_vault)
-            except Rejected as exc:
-                refused.append((study, "", str(exc)))
-                raise
+            study = _with_modality(study, ds)
+            patient = identify(ds, site, to_vault)
             parsed.append(_Parsed(index, (ds, start), patient, study))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
+            if bytes(data[128:132]) == b"DICM":  # (not a DICOM file at all: nothing to tell)
+                refused.append((study or UNREADABLE_STUDY, "", str(exc)))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
     return parsed

@@ -391,12 +391,12 @@ class Deidentifier:
     # ---- before and after the walk ------------------------------------------------------------
 
     def _link_ids(self, ds: Dataset) -> LinkIds:
-        others = [_text(v) for v in _values(ds.get("OtherPatientIDs", None))]
-        for item in ds.get("OtherPatientIDsSequence", None) or ():
-            others.append(_text(item.get("PatientID", "")))
+        others = [_text(v) for v in _values(_readable(ds, "OtherPatientIDs"))]
+        for item in _readable(ds, "OtherPatientIDsSequence") or ():
+            others.append(_text(_readable(item, "PatientID")))
         return LinkIds(
-            patient_id=_text(ds.get("PatientID", "")),
-            issuer=_text(ds.get("IssuerOfPatientID", "")),
+            patient_id=_text(_readable(ds, "PatientID")),
+            issuer=_text(_readable(ds, "IssuerOfPatientID")),
             other_ids=tuple(o for o in others if o),
         )
 
@@ -490,6 +490,15 @@ def contradicted_vr(tag: int, declared: str | None) -> str | None:
     if known is None or declared in known[1] or " or " in declared:
         return None  # (an element made in memory may still carry the dictionary's "OB or OW")
     return known[0]
+
+
+def _readable(ds: Dataset, keyword: str):
+    """``ds.get(keyword)``, or DeidError naming the element pydicom cannot read (its message
+    may quote the value: only its type is passed on)."""
+    try:
+        return ds.get(keyword, None)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a malformed element
+        raise DeidError(f"unreadable DICOM header: {keyword} ({type(exc).__name__})") from None
 
 
 def _vr(elem) -> str:
