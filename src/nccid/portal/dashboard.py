@@ -161,15 +161,21 @@ def held_preview(held, user) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def vault_page(request: HttpRequest) -> HttpResponse:
     """Pseudonym + reason -> the NHS/CHI number, shown once in this response only (audited)."""
-    from nccid.identity.service import UnknownPseudonym, VaultAccessDenied, reveal
+    from nccid.identity.service import (
+        ReasonRequired,
+        UnknownPseudonym,
+        VaultAccessDenied,
+        normalise_pseudonym,
+        reveal,
+    )
 
     context: dict = {"errors": {}, "pseudonym": "", "reason": "", "number": None}
     status = 200
     if request.method == "POST":
-        pseudonym = request.POST.get("pseudonym", "").strip().upper()
+        pseudonym = normalise_pseudonym(request.POST.get("pseudonym", ""))
         reason = request.POST.get("reason", "").strip()
-        context.update(pseudonym=pseudonym, reason=reason)
-        if not pseudonym.startswith("NCCID-"):
+        context.update(_vault_form_shown_back(pseudonym, reason))
+        if pseudonym is None:
             context["errors"]["pseudonym"] = "Enter a pseudonym, like NCCID-ABCDEFGHIJKLMNOP"
         if not reason:
             context["errors"]["reason"] = "Enter the reason you need this NHS/CHI number"
@@ -178,12 +184,23 @@ def vault_page(request: HttpRequest) -> HttpResponse:
                 context["number"] = reveal(request.user, pseudonym, reason)
             except UnknownPseudonym:
                 context["errors"]["pseudonym"] = "No vault entry for this pseudonym"
+            except ReasonRequired as exc:  # a form error, not a refusal: caught before its base
+                context["errors"]["reason"] = _sentence(exc)
             except VaultAccessDenied as exc:
                 raise PermissionDenied(str(exc)) from exc
         status = 400 if context["errors"] else 200
     response = render(request, "portal/vault.html", context, status=status)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _vault_form_shown_back(pseudonym: str | None, reason: str) -> dict:
+    """What the vault form may show back: what was typed may be an identifier, so only a
+    well-formed pseudonym, and a reason only when it holds no patient number."""
+    from nccid.identity.numbers import looks_like_patient_number
+
+    return {"pseudonym": pseudonym or "",
+            "reason": "" if looks_like_patient_number(reason) else reason}
 
 
 def _sentence(exc: Exception) -> str:

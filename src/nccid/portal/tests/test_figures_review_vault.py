@@ -207,6 +207,46 @@ def test_vault_reveal_needs_a_reason_and_a_known_pseudonym(client, make_user, in
     assert not AuditEvent.objects.filter(action="vault.reveal").exists()
 
 
+def _never_shown(number: str, page) -> None:
+    body = page.content.decode()
+    assert number not in body and number.replace(" ", "") not in body
+
+
+def test_an_nhs_number_typed_as_the_pseudonym_is_not_shown_back(client, make_user, in_vault):
+    typed = people(1, seed=6)[0].nhs_number
+    client.force_login(make_user("data-manager"))
+    page = client.post(reverse("figures:vault"), {"pseudonym": typed, "reason": "site query 7"})
+    assert page.status_code == 400 and "Enter a pseudonym" in page.content.decode()
+    _never_shown(typed, page)
+    assert "site query 7" in page.content.decode()  # a harmless reason is kept
+
+
+def test_a_reason_holding_an_nhs_number_is_not_shown_back_beside_a_wrong_pseudonym(
+        client, make_user, in_vault):
+    typed = people(1, seed=6)[0].nhs_number
+    client.force_login(make_user("data-manager"))
+    page = client.post(reverse("figures:vault"),
+                       {"pseudonym": "NCCID-BADPSEUDONYM", "reason": f"asked about {typed}"})
+    assert page.status_code == 400
+    _never_shown(typed, page)
+
+
+def test_a_reason_holding_an_nhs_number_is_a_form_error_not_a_refusal(client, make_user, in_vault):
+    pseudonym, digits = in_vault
+    typed = people(1, seed=6)[0].nhs_number
+    client.force_login(make_user("data-manager"))
+    page = client.post(reverse("figures:vault"), {"pseudonym": pseudonym, "reason": f"re {typed}"})
+    body = page.content.decode()
+    assert page.status_code == 400
+    assert 'id="reason-error"' in body and "must not contain an NHS/CHI number" in body
+    assert pseudonym in body  # a well-formed pseudonym is kept for the second try
+    _never_shown(typed, page)
+    _never_shown(digits, page)
+    denied = AuditEvent.objects.get(action="vault.reveal.denied")
+    assert typed.replace(" ", "") not in str(denied.detail) + denied.reason
+    assert not AuditEvent.objects.filter(action="vault.reveal").exists()
+
+
 @pytest.mark.parametrize("role", ["uploader", "researcher"])
 def test_other_roles_cannot_reveal(client, site, make_user, in_vault, role):
     pseudonym, digits = in_vault
