@@ -313,21 +313,24 @@ def _candidate_numbers(ds: Dataset) -> Iterator[str]:
         yield str(header_value(item, "PatientID") or "")
 
 
-_vaulted: set[str] = set()
-_vault_lock = threading.Lock()
-
-
 def _remember_in_vault(numbers: dict[str, str]) -> None:
-    """Keep {pseudonym: number} in the vault (once per process) so a data manager can reveal
-    it: one vault transaction for all of them."""
-    new = {p: d for p, d in numbers.items() if p not in _vaulted}
-    if not new:
+    """Keep {pseudonym: number} in the vault so a data manager can reveal it: one read for all
+    of them, and one vault transaction for those it lacks. Asked every batch, never remembered
+    in the process: a withdrawal deletes the entry, and a reinstated patient's next file must
+    put it back."""
+    if not numbers:
         return
+    from nccid.identity.models import VaultEntry
     from nccid.identity.service import encrypt_for_vault, store_in_vault
 
-    store_in_vault({p: encrypt_for_vault(p, d) for p, d in new.items()})
-    with _vault_lock:
-        _vaulted.update(new)
+    wanted = list(numbers)
+    present: set[str] = set()
+    for first in range(0, len(wanted), 500):
+        present.update(VaultEntry.objects.filter(pseudonym__in=wanted[first:first + 500])
+                       .values_list("pseudonym", flat=True))
+    new = {p: encrypt_for_vault(p, d) for p, d in numbers.items() if p not in present}
+    if new:
+        store_in_vault(new)  # (ON CONFLICT DO NOTHING: a racing batch's entry is kept)
 
 
 def identify(ds: Dataset, site, to_vault: dict[str, str] | None = None) -> Patient:
