@@ -141,12 +141,18 @@ def require_site_role(request: HttpRequest) -> None:
         raise PermissionDenied("Your account is not attached to a site.")
 
 
+def _site_of_code(code: str) -> Site | None:
+    """The site of a code as typed; one holding a NUL (PostgreSQL refuses it) is none."""
+    code = code.strip().upper()
+    return None if "\x00" in code else Site.objects.filter(code=code).first()
+
+
 def _site_filter(request: HttpRequest, site_code: str | None) -> dict:
     """Filter for the site a list may show: one's own, or any (or one chosen) for data managers."""
     user = _user(request)
     if access.sees_all_sites(user):
         if site_code:
-            site = Site.objects.filter(code=site_code.strip().upper()).first()
+            site = _site_of_code(site_code)
             if site is None:
                 raise Http404(f"No site with code {site_code!r}.")
             return {"site": site}
@@ -323,7 +329,7 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
         raise HttpError(422, f"Unknown kind {kind!r}: use one of {', '.join(content.kinds())}.")
     chosen = None
     if site:
-        chosen = Site.objects.filter(code=site.strip().upper()).first()
+        chosen = _site_of_code(site)
         if chosen is None or (user.role == Role.UPLOADER and chosen.pk != user.site_id):
             raise Http404(f"No site with code {site!r}.")
     elif user.role == Role.ADMIN:

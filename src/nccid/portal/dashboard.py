@@ -278,6 +278,8 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     username = request.GET.get("user", "").strip()
     pseudonym = request.GET.get("pseudonym", "").strip().upper()
     events = AuditEvent.objects.order_by("-at", "-id")
+    if "\x00" in username + pseudonym:  # in no account or pseudonym (PostgreSQL refuses it)
+        events = events.none()
     if kind in AUDIT_KINDS:
         events = events.filter(action__startswith=kind + ".")
     if username:

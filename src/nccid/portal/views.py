@@ -309,7 +309,10 @@ def upload_errors_csv(request: HttpRequest, pk: int) -> HttpResponse:
 def my_uploads(request: HttpRequest) -> HttpResponse:
     if request.user.role == "researcher":  # researchers: summary and research access only
         raise PermissionDenied("site uploads are for site uploaders and data managers")
-    site = auth.visible_site(request.user, request.GET.get("site"))
+    code = request.GET.get("site")
+    if code and "\x00" in code:  # in no site code (and PostgreSQL refuses it in a query)
+        raise Http404("no such site")
+    site = auth.visible_site(request.user, code)
     context: dict = {"uploads": None, "studies": None, "imaging_ready": False}
     if site is not None:
         context.update(_site_history(request, site))
