@@ -25,15 +25,26 @@ from nccid.identity.numbers import looks_like_patient_number
 from .schema import KINDS, Column, Template, get_template, normalise_header, templates
 
 MAX_BYTES = 50 * 1024 * 1024
-MAX_UNCOMPRESSED = 512 * 1024 * 1024  # a zip that inflates beyond this is refused
-# The reader builds the sheet's whole used range: a single cell far away (XFD1048576) would
-# make it set aside hundreds of gigabytes. A cell beyond these is refused before reading.
-MAX_COLUMNS = 702       # column ZZ: the templates have fewer than 100 columns
-MAX_ROWS = 99_999       # rows: split bigger sheets
+MAX_UNCOMPRESSED = 512 * 1024 * 1024  # a zip declaring more than this unpacked is refused unread
+# The parts that are parsed, each measured while it is unpacked (a zip can understate sizes):
+# python-calamine holds every shared string in memory, at about 2.5 times its XML's size.
+PART_LIMITS = {"sheet": 160 * 1024 * 1024, "xl/sharedStrings.xml": 32 * 1024 * 1024}
+OTHER_PART_LIMIT = 16 * 1024 * 1024  # workbook, relationships, styles, properties
+PARSED_PARTS = ("xl/workbook.xml", "xl/_rels/workbook.xml.rels", "xl/sharedStrings.xml",
+                "xl/styles.xml", "docProps/core.xml", "[Content_Types].xml")
+# The reader builds the rectangle from the first to the last cell holding a value, about 40
+# bytes a cell even when empty: one value far away (ZZ99999) took 2.7 GB. Cells beyond these
+# limits are refused before reading, which bounds that rectangle to 5 million cells (~200 MB).
+MAX_COLUMNS = 100       # column CV: the widest template has 62 columns, the rest is margin
+MAX_ROWS = 49_999       # rows: split bigger sheets
 TOO_MANY_ROWS = f"the file has more than {MAX_ROWS:,} rows: split it into smaller files"
-# A row or cell reference (` r="…"`, a literal the regex engine finds fast) of six digits or
-# three letters.
-_FAR_CELL = re.compile(rb' r="(?:[A-Z]{0,2}[0-9]{6}|[A-Z]{3})')
+# A row or cell reference (` r="…"`, a literal the regex engine finds fast) beyond column CV
+# (three letters, D* to Z*, CW to CZ) or at row 50,000 or beyond.
+_FAR_CELL = re.compile(rb' r="(?:[A-Z]{3}|[D-Z][A-Z]|C[W-Z]|[A-Z]{0,2}(?:[0-9]{6}|[5-9][0-9]{4}))')
+# A row or cell without a reference: its place follows from the elements before it.
+_UNPLACED = re.compile(rb'<(?:row|c)(?=[\s/>])(?! r=")')
+_ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s/>])([^>]*)>")
+_REFERENCE = re.compile(rb'\sr="([A-Z]*)([0-9]*)"')
 STAMP_PREFIX = "nccid-template"  # keywords of our templates: "nccid-template:positive:1.5"
 
 _NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -111,12 +122,11 @@ def _read_xlsx(data: bytes) -> Sheet:
     if sum(i.file_size for i in archive.infolist()) > MAX_UNCOMPRESSED:
         raise SpreadsheetRejected("the spreadsheet is too large once unpacked: split it into smaller files")
     sheet_path, sheet_name = _first_sheet(archive)
-    xml = _unpacked(archive, sheet_path)
-    if _FAR_CELL.search(xml):
-        raise SpreadsheetRejected(
-            f"the first sheet reaches beyond column {_column_letter(MAX_COLUMNS - 1)} or row "
-            f"{MAX_ROWS:,}: delete what lies beyond the template's columns and split the rows "
-            "into smaller files")
+    for name in PARSED_PARTS:
+        if name in names:
+            _inflated(archive, name, PART_LIMITS.get(name, OTHER_PART_LIMIT), keep=False)
+    xml = _inflated(archive, sheet_path, PART_LIMITS["sheet"])
+    _refuse_far_cells(xml)
     # The regular expressions are slow on a large sheet: a plain substring test rules most out.
     if (b"<f" in xml or b":f" in xml) and _FORMULA.search(xml):
         raise SpreadsheetRejected(
@@ -137,6 +147,74 @@ def _read_xlsx(data: bytes) -> Sheet:
         raise SpreadsheetRejected("the spreadsheet could not be read (it may be damaged)") from exc
     _refuse_hidden_values(xml, values, sheet_name)
     return _sheet(values, "xlsx", stamp, title)
+
+
+def _inflated(archive: zipfile.ZipFile, name: str, limit: int, keep: bool = True) -> bytes:
+    """A part of the xlsx, unpacked a megabyte at a time and refused once beyond ``limit``
+    (the size the zip declares is not trusted; a part whose real size differs fails its
+    checksum and is refused as damaged)."""
+    chunks, size = [], 0
+    try:
+        with archive.open(name) as part:
+            while chunk := part.read(1024 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise SpreadsheetRejected(_too_large(name, limit))
+                if keep:
+                    chunks.append(chunk)
+    except (KeyError, zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as exc:
+        raise SpreadsheetRejected("the spreadsheet is damaged (a part of it cannot be unpacked)") from exc
+    return b"".join(chunks)
+
+
+def _too_large(name: str, limit: int) -> str:
+    megabytes = limit // 1024 // 1024
+    if name == "xl/sharedStrings.xml":
+        return (f"the spreadsheet's text (its shared strings) is more than {megabytes} MB once "
+                "unpacked: split the rows into smaller files, or save it as CSV")
+    if name.startswith("xl/worksheets/"):
+        return (f"the first sheet is more than {megabytes} MB once unpacked: split the rows into "
+                "smaller files")
+    return f"a part of the spreadsheet ({name}) is more than {megabytes} MB once unpacked"
+
+
+def _refuse_far_cells(xml: bytes) -> None:
+    """Refuse a sheet whose cells reach beyond MAX_COLUMNS or MAX_ROWS, before it is read."""
+    if _FAR_CELL.search(xml):
+        far = True
+    elif b":sheetData" in xml or _UNPLACED.search(xml):  # placed by position: follow them
+        rows, columns = _extent(xml)
+        far = rows > MAX_ROWS or columns > MAX_COLUMNS
+    else:
+        far = False
+    if far:
+        raise SpreadsheetRejected(
+            f"the first sheet reaches beyond column {_column_letter(MAX_COLUMNS - 1)} or has more "
+            f"than {MAX_ROWS:,} rows: delete what lies beyond the template's columns and split "
+            "the rows into smaller files")
+
+
+def _extent(xml: bytes) -> tuple[int, int]:
+    """The last row and column any row or cell element reaches, placing those without a
+    reference after the one before, as the reader does (slow: only for such sheets)."""
+    row = column = last_row = last_column = 0
+    for match in _ROW_OR_CELL.finditer(xml):
+        reference = _REFERENCE.search(match.group(2))
+        letters, digits = reference.groups() if reference else (b"", b"")
+        if match.group(1) == b"row":
+            row, column = (int(digits) if digits else row + 1), 0
+        else:
+            column = _column_number(letters.decode()) if letters else column + 1
+            row = int(digits) if digits else row
+        last_row, last_column = max(last_row, row), max(last_column, column)
+    return last_row, last_column
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + ord(letter) - 64
+    return number
 
 
 def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str) -> None:

@@ -208,7 +208,7 @@ def test_a_cell_far_beyond_the_template_is_refused_before_the_sheet_is_read():
 
     for build in (far, far_down):
         message = refused(good_sheet(build=build))
-        assert message.startswith("the first sheet reaches beyond column ZZ or row 99,999")
+        assert message.startswith("the first sheet reaches beyond column CV or has more than 49,999 rows")
 
 
 def test_a_damaged_part_of_an_xlsx_is_refused_not_a_crash():
