@@ -150,9 +150,107 @@ def _dataset_sop_uid(data, offset: int, implicit: bool) -> str | None:
     return None
 
 
-# Explicit VRs with a 4-byte length (PS3.5 7.1.2).
+_TOO_MANY_ELEMENTS = "more than {:,} elements in the header: not an image header"
+
+
+def _check_element_count(data) -> bool | None:
+    """Rejected when the dataset has more than MAX_HEADER_ELEMENTS top-level elements before
+    its pixel data, counted by walking the bytes before anything is parsed (parsing a million
+    elements costs seconds and hundreds of MB). ``data`` may be only the file's start: the
+    walk stops where it ends, and says whether the header ended within it (True: the pixel
+    data was reached; False: not). None when the dataset cannot be walked so (deflated, big
+    endian, a malformed element): the parser decides, and ``_check_complete`` counts after."""
+    try:
+        syntax, offset = _syntax_and_dataset_start(data)
+    except (struct.error, UnicodeDecodeError, ValueError):
+        return None
+    if syntax not in _QUICK_SYNTAXES:
+        return None
+    implicit = syntax == _IMPLICIT_LE
+    # Every file of an import and of the node passes here: one struct call per element.
+    unpack, long_length = (_IMPLICIT_HEADER if implicit else _EXPLICIT_HEADER).unpack_from, _LENGTH.unpack_from
+    last, limit = len(data) - 12, MAX_HEADER_ELEMENTS
+    count = 0
+    while offset <= last:
+        group, element, vr, length = unpack(data, offset)
+        if group == 0x7FE0 and element in (0x0008, 0x0009, 0x0010):
+            return True  # the pixel data: the header ends here
+        count += 1
+        if count > limit:
+            raise Rejected(_TOO_MANY_ELEMENTS.format(limit))
+        if implicit:
+            offset += 8
+        elif vr in _LONG_LENGTH_VRS:
+            (length,) = long_length(data, offset + 8)
+            offset += 12
+        elif vr in _SHORT_LENGTH_VRS:
+            offset += 8
+        else:
+            return None  # not a VR: the parser says what this is
+        if length == 0xFFFFFFFF:
+            offset = _after_undefined_length(data, offset, implicit or vr == b"UN")
+            if offset is None:
+                return False
+        else:
+            offset += length
+    return False
+
+
+def _syntax_and_dataset_start(data) -> tuple[str | None, int]:
+    """The transfer syntax UID and where the dataset starts: from the file meta's group length
+    and a search for (0002,0010) when the file has them, else walking the meta."""
+    if bytes(data[132:140]) == b"\x02\x00\x00\x00UL\x04\x00" and hasattr(data, "find"):
+        start = 144 + struct.unpack_from("<I", data, 140)[0]
+        at = data.find(b"\x02\x00\x10\x00UI", 144, start)
+        if at > 0 and start <= len(data):
+            (length,) = struct.unpack_from("<H", data, at + 6)
+            return _uid_text(data, at + 8, length), start
+    meta, start = _walk_explicit_meta(data)
+    return meta.get(0x10), start
+
+
+def _after_undefined_length(data, offset: int, implicit: bool) -> int | None:
+    """Where the undefined-length value (a sequence) starting at ``offset`` ends, past its
+    delimiter; None when the bytes end first or are not items. Walked without recursion, so
+    no nesting is too deep for it."""
+    end = len(data)
+    open_values = [implicit]  # undefined-length sequences and items: is each implicit VR?
+    while offset + 8 <= end:
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group == 0xFFFE:
+            (length,) = struct.unpack_from("<I", data, offset + 4)
+            offset += 8
+            if element in (0xE00D, 0xE0DD):  # item or sequence delimiter
+                open_values.pop()
+                if not open_values:
+                    return offset
+            elif element != 0xE000:
+                return None
+            elif length == 0xFFFFFFFF:
+                open_values.append(open_values[-1])
+            else:
+                offset += length
+            continue
+        if offset + 12 > end:
+            return None
+        vr, length, offset = _element_header(data, offset, open_values[-1])
+        if length == 0xFFFFFFFF:  # a sequence (UN: its items are implicit VR, PS3.5 6.2.2)
+            open_values.append(open_values[-1] or vr == b"UN")
+        else:
+            offset += length
+    return None
+
+
+# Explicit VRs with a 4-byte length (PS3.5 7.1.2), and the others.
 _LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC",
                               b"UN", b"UR", b"UT", b"UV"})
+_SHORT_LENGTH_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL",
+                               b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM",
+                               b"UI", b"UL", b"US"})
+# (group, element, VR, length) of a little-endian element (implicit VR: the VR is b"").
+_EXPLICIT_HEADER = struct.Struct("<HH2sH")
+_IMPLICIT_HEADER = struct.Struct("<HH0sI")
+_LENGTH = struct.Struct("<I")
 
 
 def read_header(data: bytes) -> Dataset:
@@ -177,6 +275,9 @@ def read_received(head: bytes, body) -> Dataset:
     peek = HEADER_PEEK
     while peek < length:
         prefix = head + _first_bytes(parts, peek)
+        if _check_element_count(prefix) is False:  # the header goes on: no use parsing this
+            peek *= 4
+            continue
         try:
             ds, start = parse_header(prefix, force=False)
         except Exception:  # noqa: BLE001 - cut mid-element, perhaps: read more
@@ -213,6 +314,7 @@ def _parse(data: bytes) -> tuple[Dataset, int]:
     """``read_header`` and the offset where the header ends (for the de-identifier)."""
     if len(data) < 132 or data[128:132] != b"DICM":
         raise Rejected("not a DICOM file (no 'DICM' marker at byte 128)")
+    _check_element_count(data)
     try:
         ds, start = parse_header(data, force=False)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
@@ -229,9 +331,8 @@ def _check_complete(ds: Dataset, size: int) -> None:
     if not UID(str(tsuid).strip("\x00 ")).is_transfer_syntax:
         raise Rejected("unknown transfer syntax (not one of the DICOM standard's): its pixel "
                        "data cannot be read")
-    if len(ds._dict) > MAX_HEADER_ELEMENTS:
-        raise Rejected(f"more than {MAX_HEADER_ELEMENTS:,} elements in the header: not an "
-                       "image header")
+    if len(ds._dict) > MAX_HEADER_ELEMENTS:  # (one the byte walk could not count)
+        raise Rejected(_TOO_MANY_ELEMENTS.format(MAX_HEADER_ELEMENTS))
     try:
         missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip("\x00 ")]
     except Exception as exc:  # noqa: BLE001
