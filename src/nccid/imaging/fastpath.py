@@ -46,6 +46,10 @@ C_STORE_RQ_FIELD = 0x0001
 NO_DATASET = 0x0101
 UNABLE_TO_PROCESS = 0xC211  # what pynetdicom answers when a handler raises
 MAX_INSTANCE_BYTES = 1 << 30  # a larger dataset aborts the association (it is held in memory)
+# A command set is a few hundred bytes (a handful of UIDs, numbers and AE titles; PS3.7 has no
+# element longer than 64 characters but an attribute list); pynetdicom sets no limit. A larger
+# one aborts the association: it and the PDUs it came in are held until its last fragment.
+MAX_COMMAND_BYTES = 64 * 1024
 SPARE_BYTES = 24 * 1024 * 1024  # PDU buffers kept for the next message, per association
 _COMMAND, _LAST = 0x01, 0x02  # the message control header's bits (PS3.8 E.2)
 _ITEM = struct.Struct(">LBB")  # PDV item: length, presentation context ID, control header
@@ -138,6 +142,9 @@ class StoreFastPath:
         if message.request is None:
             if not control & _COMMAND:
                 raise ProtocolError("a dataset fragment arrived before its command ended")
+            if len(message.command) + len(data) > MAX_COMMAND_BYTES:
+                self.message = None  # what it held goes now, not with the association
+                raise ProtocolError(f"a command set larger than {MAX_COMMAND_BYTES:,} bytes")
             message.command += data
             if control & _LAST:
                 self._command_done(message)
