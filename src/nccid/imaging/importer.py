@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import re
 import stat
+import struct
 import threading
+import tomllib
 import zipfile
 import zlib
 from collections import Counter, deque
@@ -29,13 +32,17 @@ from .outcome import IngestOutcome, IngestStatus
 
 MAX_FILE_BYTES = 4 * 1024**3  # a single DICOM file larger than this is refused, not read
 MAX_MEMBER_BYTES = 128 * 1024**2  # a zip member is read into memory: bigger ones are refused
+MAX_ARCHIVE_BYTES = 64 * 1024**3  # an archive declaring more, uncompressed, is refused whole
+MAX_MEMBER_RATIO = 200         # a member inflating more than this many times is refused ...
+RATIO_FROM_BYTES = 1024**2     # ... once over this size (an image compresses 1-20:1 at most)
 BATCH_FILES = 32               # files made durable and committed together
 BATCH_BYTES = 64 * 1024**2     # ... or fewer, when they are big (bounds memory)
 READ_AHEAD = 16                # files read ahead ...
 READ_AHEAD_BYTES = 48 * 1024**2  # ... or fewer, when they are big (bounds memory)
 READERS = 2                    # threads reading ahead
 _archives_lock = threading.Lock()
-MAP_FROM_BYTES = 256 * 1024    # bigger files are memory-mapped rather than read
+MAP_FROM_BYTES = 256 * 1024    # bigger files are memory-mapped rather than read (local disks)
+CHANGED = "changed while being imported (import it again once it is complete)"
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 0)
 
@@ -65,10 +72,11 @@ class Source:
     size: int
     path: Path
     member: zipfile.ZipInfo | None = None  # by entry, not name: two entries may share a name
+    mappable: bool = False  # big, and on a local disk: memory-mapped rather than read
 
     def read(self, archives: dict[Path, zipfile.ZipFile]) -> bytes | mmap.mmap:
         if self.member is None:
-            return _map(self.path) if self.size >= MAP_FROM_BYTES else self.path.read_bytes()
+            return _map(self.path, self.size) if self.mappable else self.path.read_bytes()
         with _archives_lock:  # ZipFile reads are locked inside; opening one is not
             if self.path not in archives:
                 archives[self.path] = zipfile.ZipFile(self.path)
@@ -76,7 +84,12 @@ class Source:
         return archive.read(self.member)
 
 
-def _map(path: Path) -> mmap.mmap:
+class ChangedWhileImported(Exception):
+    """A mapped file's size is not the one it had when collected: touching the pages it lost
+    would kill the process (SIGBUS), so it is not used."""
+
+
+def _map(path: Path, expected_size: int) -> mmap.mmap:
     """The file mapped read-only: no copy into the heap, and the pixel data goes from the
     page cache to the warehouse file directly. The reader thread asks the kernel to read the
     file ahead (without the GIL) rather than mapping it with MAP_POPULATE: Python's ``mmap``
@@ -86,9 +99,73 @@ def _map(path: Path) -> mmap.mmap:
     try:
         if _WILLNEED:
             os.posix_fadvise(fd, 0, 0, _WILLNEED)
-        return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        mapped = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
     finally:
         os.close(fd)
+    if _changed(mapped, expected_size):
+        mapped.close()
+        raise ChangedWhileImported
+    return mapped
+
+
+def _changed(mapped: mmap.mmap, expected_size: int) -> bool:
+    """Whether the file behind ``mapped`` is no longer ``expected_size`` bytes (``size()`` is
+    an fstat of the descriptor the map keeps: the very file mapped, even if renamed over)."""
+    return len(mapped) != expected_size or mapped.size() != expected_size
+
+
+class _Mounts:
+    """The mount table (/proc/self/mountinfo), read once per collect: which filesystem type
+    holds a file, to map files only where a read error is unlikely (a local disk)."""
+
+    def __init__(self, text: str) -> None:
+        self.by_device: dict[int, str] = {}
+        self.by_point: list[tuple[str, str]] = []
+        for line in text.splitlines():
+            fields = line.split()
+            if "-" not in fields[5:]:
+                continue
+            major, _, minor = fields[2].partition(":")
+            kind = fields[fields.index("-", 5) + 1]
+            self.by_device[os.makedev(int(major), int(minor))] = kind
+            self.by_point.append((_unescape(fields[4]), kind))
+
+    @classmethod
+    def read(cls) -> _Mounts:
+        try:
+            return cls(Path("/proc/self/mountinfo").read_text())
+        except OSError:  # no /proc: nothing is known to be local, every file is read
+            return cls("")
+
+    def filesystem(self, path: Path, device: int) -> str | None:
+        """By the file's device; else (a btrfs subvolume has a device of its own) by the
+        longest mount point above it, the last mounted winning; None if neither is known."""
+        if device in self.by_device:
+            return self.by_device[device]
+        real, found, longest = os.path.realpath(path), None, -1
+        for point, kind in self.by_point:
+            under = real == point or real.startswith(point.rstrip("/") + "/")
+            if under and len(point) >= longest:
+                found, longest = kind, len(point)
+        return found
+
+    def local(self, path: Path, device: int) -> bool:
+        kind = self.filesystem(path, device)
+        return kind is not None and kind not in _READ_NOT_MAPPED and not kind.startswith(
+            _READ_NOT_MAPPED_PREFIXES)
+
+
+def _unescape(field_text: str) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field_text)
+
+
+def _filesystem_table() -> tuple[frozenset[str], tuple[str, ...]]:
+    table = tomllib.loads(Path(__file__).with_name("filesystems.toml").read_text())
+    return frozenset(table["network"] + table["removable"]), tuple(table["prefixes"])
+
+
+_READ_NOT_MAPPED, _READ_NOT_MAPPED_PREFIXES = _filesystem_table()
 
 
 def _open_quietly(path: Path) -> int:
@@ -136,7 +213,7 @@ def _walk(root: Path, problems: list[tuple[str, str]]) -> Iterator[Path]:
 SKIPPED_NAMES = frozenset({"DICOMDIR"})
 
 
-def _expand(path: Path) -> Iterator[Source | tuple[str, str]]:
+def _expand(path: Path, mounts: _Mounts) -> Iterator[Source | tuple[str, str]]:
     try:
         status = path.stat()  # follows a link to what it names
     except FileNotFoundError:
@@ -151,39 +228,96 @@ def _expand(path: Path) -> Iterator[Source | tuple[str, str]]:
     if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
         yield from _expand_zip(path, status.st_size)
         return
-    yield Source(str(path), status.st_size, path)
+    mappable = status.st_size >= MAP_FROM_BYTES and mounts.local(path, status.st_dev)
+    yield Source(str(path), status.st_size, path, mappable=mappable)
 
 
 def _expand_zip(path: Path, size: int) -> Iterator[Source | tuple[str, str]]:
     try:
         with zipfile.ZipFile(path) as archive:
-            infos = [info for info in archive.infolist() if not info.is_dir()]
+            entries = archive.infolist()
+            overlapping = _overlapping_entry(path, entries, archive.start_dir)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         yield (str(path), f"unreadable zip archive ({type(exc).__name__})")
         return
+    infos = [info for info in entries if not info.is_dir()]
     if infos and min(info.header_offset for info in infos) > 0:
         # Its directory does not start at its first bytes: a damaged archive whose last
         # directory found belongs to a zip stored inside it, or a self-extracting one.
         yield (str(path), "damaged zip archive (its directory does not cover the whole file)")
         return
-    for info in infos:
-        name = f"{path}!{info.filename}"
-        if Path(info.filename).name.upper() in SKIPPED_NAMES:
-            continue
-        if info.filename.lower().endswith(".zip"):
-            yield (name, "a zip archive inside a zip archive: extract it and import the folder")
-        elif info.file_size > MAX_MEMBER_BYTES:
-            yield (name, f"zip member of {info.file_size:,} bytes, over the "
-                         f"{MAX_MEMBER_BYTES:,} read into memory: extract the archive and "
-                         "import the folder")
-        else:
-            yield Source(name, info.file_size, path, info)
+    if overlapping is not None:
+        # No zip tool writes this: it is how a small archive declares terabytes (a zip bomb).
+        yield (f"{path}!{overlapping.filename}", "zip entry whose data overlaps another "
+               "entry's (a zip bomb or a damaged archive): the archive is refused whole")
+        return
+    members = [(f"{path}!{info.filename}", info) for info in infos
+               if Path(info.filename).name.upper() not in SKIPPED_NAMES]
+    refusals = {name: why for name, info in members if (why := _member_refusal(info))}
+    declared = sum(info.file_size for name, info in members if name not in refusals)
+    if declared > MAX_ARCHIVE_BYTES:
+        yield (str(path), f"zip archive declaring {declared:,} bytes uncompressed, over the "
+                          f"{MAX_ARCHIVE_BYTES:,} of one archive: extract it and import the "
+                          "folder")
+        return
+    for name, info in members:
+        yield (name, refusals[name]) if name in refusals else Source(name, info.file_size,
+                                                                     path, info)
+
+
+def _member_refusal(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member is not read, judged by what its entry declares (zipfile stops reading
+    at the declared sizes, so they bound the work); None: it is read."""
+    if info.filename.lower().endswith(".zip"):
+        return "a zip archive inside a zip archive: extract it and import the folder"
+    if info.file_size > MAX_MEMBER_BYTES:
+        return (f"zip member of {info.file_size:,} bytes, over the {MAX_MEMBER_BYTES:,} read "
+                "into memory: extract the archive and import the folder")
+    if info.file_size > RATIO_FROM_BYTES and info.file_size > MAX_MEMBER_RATIO * max(
+            info.compress_size, 1):
+        return (f"zip member inflating {info.compress_size:,} bytes to {info.file_size:,}, "
+                f"over {MAX_MEMBER_RATIO}:1 (images compress far less): a zip bomb or a "
+                "damaged archive")
+    return None
+
+
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra field length
+
+
+def _overlapping_entry(path: Path, entries: list[zipfile.ZipInfo],
+                       directory_start: int) -> zipfile.ZipInfo | None:
+    """The first entry whose local header and data run into the next entry's (or into the
+    central directory), if any. Python 3.11's zipfile does not check this: entries sharing
+    one deflated stream each inflate it in full."""
+    ordered = sorted(entries, key=lambda info: info.header_offset)
+    with path.open("rb") as handle:
+        ends = [_data_end(handle, info) for info in ordered]
+    starts = [info.header_offset for info in ordered[1:]] + [directory_start]
+    for info, end, following in zip(ordered, ends, starts, strict=True):
+        if end > following:
+            return info
+    return None
+
+
+def _data_end(handle, info: zipfile.ZipInfo) -> int:
+    """Where an entry's compressed data ends, by its local header (whose name and extra
+    field may differ in length from the central directory's). An entry pointing at no
+    local header is judged by its directory entry: reading it fails, and costs it only."""
+    handle.seek(info.header_offset)
+    header = handle.read(_LOCAL_HEADER.size)
+    if len(header) == _LOCAL_HEADER.size and header[:4] == zipfile.stringFileHeader:
+        _, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+    else:
+        name_length, extra_length = len(info.orig_filename.encode("utf-8", "replace")), 0
+    return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length + \
+        info.compress_size
 
 
 def collect(paths: list[Path]) -> tuple[list[Source], list[tuple[str, str]]]:
     """Every file to import under ``paths``, plus (path, reason) for paths that cannot be read."""
     sources: list[Source] = []
     problems: list[tuple[str, str]] = []
+    mounts = _Mounts.read()
     for root in paths:
         root = Path(root)
         if not root.exists():
@@ -193,7 +327,7 @@ def collect(paths: list[Path]) -> tuple[list[Source], list[tuple[str, str]]]:
         for file in files:
             if file.name.startswith(".") or file.name.upper() in SKIPPED_NAMES:
                 continue
-            for item in _expand(file):
+            for item in _expand(file, mounts):
                 (sources if isinstance(item, Source) else problems).append(item)
     return sources, problems
 
@@ -250,6 +384,7 @@ class _Committer:
         return self
 
     def submit(self, batch: list) -> None:
+        batch = self._without_changed(batch)
         if not batch:
             return
         datas = [data for _, data in batch]
@@ -262,6 +397,19 @@ class _Committer:
             self._finishing = (sized, done)
         else:
             self._finishing = (sized, self._thread.submit(_finish_and_release, prepared, datas))
+
+    def _without_changed(self, batch: list) -> list:
+        """The batch less the mapped files whose size changed since they were mapped (checked
+        again here, just before they are used: one truncated since would be a SIGBUS)."""
+        kept = []
+        for item, data in batch:
+            if isinstance(data, mmap.mmap) and _changed(data, item.size):
+                _release(data)
+                self.summary.add(item.name, IngestOutcome(IngestStatus.REJECTED, CHANGED), 0)
+                _advance(self.progress, item)
+            else:
+                kept.append((item, data))
+        return kept
 
     def _collect(self) -> None:
         if self._finishing is None:
@@ -312,11 +460,15 @@ def _read_ahead(sources, archives, window: int = READ_AHEAD) -> Iterator[tuple[S
 
 def _read_one(item: Source, archives) -> bytes | IngestOutcome:
     """The file's bytes, or why it could not be read: a read that fails, whatever the cause
-    (a damaged or encrypted zip member, a file that vanished), costs that file only."""
+    (a damaged or encrypted zip member, a file that vanished), costs that file only. A mapped
+    file is the exception left: cut short after its last size check (``_Committer``) and
+    before its use, or failing a hardware read, it is a SIGBUS (the import is resumable)."""
     if item.size > MAX_FILE_BYTES:
         return IngestOutcome(IngestStatus.REJECTED, "file too large")
     try:
         return item.read(archives)
+    except ChangedWhileImported:
+        return IngestOutcome(IngestStatus.REJECTED, CHANGED)
     except RuntimeError as exc:  # zipfile's word for a member it needs a password for
         reason = "encrypted zip member" if "encrypt" in str(exc) else f"unreadable ({type(exc).__name__})"
         return IngestOutcome(IngestStatus.REJECTED, reason)
