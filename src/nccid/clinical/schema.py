@@ -19,6 +19,7 @@ KINDS = ("positive", "negative", "isaric")
 TYPES = ("identifier", "text", "integer", "decimal", "date", "code")
 
 _SPACES = re.compile(r"\s+")
+_NOT_WORD = re.compile(r"[^A-Z0-9]+")
 
 
 class SchemaError(Exception):
@@ -47,19 +48,44 @@ def normalise_header(header: object) -> str:
     return strip_legend(text).casefold()
 
 
+def phrase(text: str) -> str:
+    """Upper case, punctuation and runs of spaces as one space: ``"White - British"`` and
+    ``"WHITE BRITISH"`` are the same phrase."""
+    return _NOT_WORD.sub(" ", text.upper()).strip()
+
+
+@dataclass(frozen=True)
+class LabText:
+    """How laboratory report text reads as a result: words that mean positive (unless negated),
+    words that mean negative, negations, and words that make a report unclear."""
+
+    positive: frozenset[str]
+    negative: frozenset[str]
+    negations: frozenset[str]
+    negating_prefixes: tuple[str, ...]
+    unclear: frozenset[str]
+
+
 @dataclass(frozen=True)
 class CodeList:
     name: str
     codes: dict[str, str]  # code -> label
-    lookup: dict[str, str]  # upper-cased typed text -> code
+    lookup: dict[str, str]  # upper-cased typed text, and its phrase(), -> code or sub-code
     unknown: frozenset[str] = frozenset()
-    text_rules: tuple[tuple[str, str], ...] = ()
+    text_rules: tuple[tuple[tuple[str, ...], str], ...] = ()  # (words, code), most specific first
     specify: bool = False
-    subcodes: bool = False
+    subcodes: dict[str, str] = field(default_factory=dict)  # published sub-code -> description
     free_text: bool = False
+    lab_text: LabText | None = None
+    expected: str = ""  # what the column takes, for messages (default: the legend)
+    aliases: dict[str, str] = field(default_factory=dict)  # other spellings, as written -> code
 
     def legend(self) -> str:
         return ", ".join(f"{label} = {code}" for code, label in self.codes.items())
+
+    def label(self, code: str) -> str:
+        """The label of a code or of a sub-code (the label of the code it refines)."""
+        return self.codes[code] if code in self.codes else self.codes[code[0]]
 
     def dropdown(self) -> list[str]:
         return list(self.codes)
@@ -140,21 +166,49 @@ def _read(name: str) -> dict:
 
 def _code_list(name: str, spec: dict) -> CodeList:
     codes = {str(code): label for code, label in spec["codes"]}
-    lookup = {code.upper(): code for code in codes}
-    for alias, code in spec.get("aliases", {}).items():
-        if code not in codes:
+    subcodes = {code.upper(): text for code, text in spec.get("subcodes", {}).items()}
+    for code in subcodes:
+        if code[0] not in codes:
+            raise SchemaError(f"code list {name}: sub-code {code!r} refines no code")
+    known = set(codes) | set(subcodes)
+    lookup = {code.upper(): code for code in known}
+    named = [(text, code) for code, text in subcodes.items()] + list(spec.get("aliases", {}).items())
+    for alias, code in named:
+        if code not in known:
             raise SchemaError(f"code list {name}: alias {alias!r} points at unknown code {code!r}")
-        lookup[alias.upper()] = code
-    rules = tuple((needle.upper(), code) for needle, code in spec.get("text_rules", []))
-    for _, code in rules:
-        if code not in codes:
-            raise SchemaError(f"code list {name}: text rule points at unknown code {code!r}")
+        for key in (alias.upper(), phrase(alias)):
+            if lookup.setdefault(key, code) != code:
+                raise SchemaError(f"code list {name}: {alias!r} names two codes")
     return CodeList(
         name=name, codes=codes, lookup=lookup,
         unknown=frozenset(u.upper() for u in spec.get("unknown", [])),
-        text_rules=rules, specify=spec.get("specify", False),
-        subcodes=spec.get("subcodes", False), free_text=spec.get("free_text", False),
+        text_rules=_text_rules(name, spec.get("text_rules", []), known),
+        specify=spec.get("specify", False), subcodes=subcodes,
+        free_text=spec.get("free_text", False), lab_text=_lab_text(spec.get("lab_text")),
+        expected=spec.get("expected", ""), aliases=dict(spec.get("aliases", {})),
     )
+
+
+def _text_rules(name: str, rules: list, known: set[str]) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """Rules as word sequences, the most specific (most words, then longest) first."""
+    for _, code in rules:
+        if code not in known:
+            raise SchemaError(f"code list {name}: text rule points at unknown code {code!r}")
+    words = [(tuple(phrase(needle).split()), code) for needle, code in rules]
+    return tuple(sorted(words, key=lambda rule: (-len(rule[0]), -len(" ".join(rule[0])))))
+
+
+def _lab_text(spec: dict | None) -> LabText | None:
+    if spec is None:
+        return None
+
+    def upper(key: str) -> frozenset[str]:
+        return frozenset(w.upper() for w in spec.get(key, []))
+
+    return LabText(positive=upper("positive"), negative=upper("negative"),
+                   negations=upper("negations"),
+                   negating_prefixes=tuple(p.upper() for p in spec.get("negating_prefixes", [])),
+                   unclear=upper("unclear"))
 
 
 def _conversion(value: float | list) -> tuple[float, float]:
@@ -255,4 +309,20 @@ def describe() -> str:
             lines.append(f"| {header}{note} | {aliases} | `{c.field}` | {c.type} | {codes} | {units} | "
                          f"{'yes' if c.required else ''} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _describe_code_lists())
+
+
+def _describe_code_lists() -> list[str]:
+    lines = ["## Other accepted text in coded columns", "",
+             "Matched ignoring case, spaces and punctuation. Other text is read as `codes.toml` says",
+             "(laboratory text word by word, negation-aware; other ethnicity text by whole words, with",
+             "a warning) or is an error for the cell: a code is never guessed.", ""]
+    for codes in code_lists().values():
+        if not codes.aliases and not codes.subcodes:
+            continue
+        lines.append(f"- `{codes.name}`: " + "; ".join(f"{text} = {code}" for text, code in codes.aliases.items()))
+        if codes.subcodes:
+            lines.append("  - sub-codes (the group of their first letter): "
+                         + "; ".join(f"{code} {text}" for code, text in codes.subcodes.items()))
+    lines.append("")
+    return lines

@@ -29,28 +29,46 @@ from nccid.identity.numbers import (
 )
 
 from .reader import Layout, Sheet
-from .schema import Column, Template, isaric4c_rules
+from .schema import CodeList, Column, LabText, Template, isaric4c_rules, phrase
 
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 DATE_MIN = dt.date(2019, 12, 1)  # plausible clinical dates: the pandemic era up to today
 DATE_FORMATS = {"DMY": "DD/MM/YYYY", "MDY": "MM/DD/YYYY"}
 
-_NUMBER_WITH_UNIT = re.compile(r"^([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([^\d\s.].*)?$")
-_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
-_SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$")
+_NUMBER_WITH_UNIT = re.compile(r"^([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([^\d\s.].*)?$", re.ASCII)
+_COMMA_NUMBER = re.compile(r"^[-+]?\d+(?:,\d+)+(?:\.\d*)?(?:\s*\D.*)?$", re.ASCII)
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$", re.ASCII)
+_SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$",
+                         re.ASCII)
 _SPECIFY = re.compile(r"^(\w{1,3})\s*[-:–]\s*\S")
+_CLAUSES = re.compile(r"[,;:.()\[\]]+")
+_WORD = re.compile(r"[A-Z0-9]+")
+
+# A date where no date belongs, or one before the study, may be a birth date: it is never shown
+# in a message (problems are kept in the main database) nor kept in the record's data.
+DATE_IN_WRONG_COLUMN = ("is a date, and this column does not take dates (value not shown: it may "
+                        "be a birth date)")
+DATE_BEFORE_STUDY = (f"is a date before {DATE_MIN:%-d %B %Y}, the start of the study, so not a "
+                     "clinical date (value not shown: it may be a birth date); left out of the data")
+INVALID_EARLY_DATE = (f"is not a valid date, and its year is before the study ({DATE_MIN.year}); "
+                      "value not shown: it may be a birth date")
 
 
 class CellError(ValueError):
-    """The cell cannot be used: the row is rejected."""
+    """The cell cannot be used: the row is rejected. ``hide``: never show the value."""
+
+    def __init__(self, reason: str, *, hide: bool = False):
+        super().__init__(reason)
+        self.hide = hide
 
 
 class CellWarning(Exception):
-    """The cell is kept as typed but is implausible or unknown: flagged, cleaned to ``clean``."""
+    """The cell is kept as typed but is implausible or unknown: flagged, cleaned to ``clean``.
+    ``hide``: the value is neither shown nor kept (``data`` is then None)."""
 
-    def __init__(self, reason: str, data: object, clean: object = None):
+    def __init__(self, reason: str, data: object, clean: object = None, *, hide: bool = False):
         super().__init__(reason)
-        self.reason, self.data, self.clean = reason, data, clean
+        self.reason, self.data, self.clean, self.hide = reason, data, clean, hide
 
 
 @dataclass(frozen=True)
@@ -130,22 +148,27 @@ def _shown(value: object) -> str:
 
 
 def _number(value: object) -> tuple[float, str | None]:
-    """A number and the unit typed after it, if any."""
-    if isinstance(value, bool) or isinstance(value, dt.date | dt.time | dt.timedelta):
-        raise CellError(f"'{_shown(value)}' is a date or time, not a number")
+    """A finite number and the unit typed after it, if any."""
+    if isinstance(value, bool):
+        raise CellError("is a TRUE/FALSE cell, not a number")
+    if isinstance(value, dt.time | dt.timedelta):
+        raise CellError("is a time, not a number", hide=True)
     text = str(value).strip()
+    typed_unit = None
     try:
         number = float(text)
     except ValueError:
-        pass
-    else:
-        if not math.isfinite(number):  # "nan", "inf": Python parses them, JSON cannot hold them
-            raise CellError(f"'{text}' is not a number")
-        return number, None
-    match = _NUMBER_WITH_UNIT.match(text)
-    if match is None:
-        raise CellError(f"'{text}' is not a number")
-    return float(match.group(1)), match.group(2).strip() if match.group(2) else None
+        if _COMMA_NUMBER.match(text):
+            raise CellError(f"'{text}' has a comma: type numbers without thousands separators, "
+                            "with a point for decimals (1234 or 1.5)") from None
+        match = _NUMBER_WITH_UNIT.match(text)
+        if match is None:
+            raise CellError(f"'{text}' is not a number") from None
+        number = float(match.group(1))
+        typed_unit = match.group(2).strip() if match.group(2) else None
+    if not math.isfinite(number):  # "nan", "inf", 400 digits: JSON cannot hold them
+        raise CellError(f"'{text}' is not a number" if len(text) < 20 else "is not a number (too large)")
+    return number, typed_unit
 
 
 def _out_of_range(column: Column, typed: object) -> CellWarning:
@@ -192,14 +215,14 @@ def _numeric(column: Column, declared_unit: str | None) -> Callable:
         if typed_unit is not None:
             unit = units.get(typed_unit.casefold())
             if unit is None:
-                raise CellError(
-                    f"'{_shown(value)}': unit '{typed_unit}' is not one of {', '.join(column.accepted_units())}"
-                )
+                raise CellError(_unit_refused(column, value, typed_unit))
         if integer:
             if number != int(number):
                 raise CellError(f"'{_shown(value)}' is not a whole number")
             number = int(number)
-        if fraction_at_most is not None and unit == column.unit and 0 < number <= fraction_at_most:
+        # A percent-formatted spreadsheet cell holds 0.95 for 95%: no percentage is that small.
+        if fraction_at_most is not None and typed_unit is None and unit == canonical_unit \
+                and 0 < number <= fraction_at_most:
             unit = "fraction"
         if unit == canonical_unit:
             canonical = number
@@ -212,6 +235,32 @@ def _numeric(column: Column, declared_unit: str | None) -> Callable:
         return number, canonical
 
     return convert
+
+
+def _unit_refused(column: Column, value: object, typed_unit: str) -> str:
+    accepted = column.accepted_units()
+    if not accepted:
+        return f"'{_shown(value)}': this column takes a plain number, without a unit"
+    return f"'{_shown(value)}': unit '{typed_unit}' is not one of {', '.join(accepted)}"
+
+
+def _refusing_dates(convert: Callable) -> Callable:
+    """For every column but dates: a date typed here is refused, and never shown."""
+
+    def guarded(value: object) -> tuple[object, object]:
+        kind = type(value)
+        if kind is float or kind is int:
+            return convert(value)
+        if isinstance(value, dt.date) or (kind is str and _looks_like_date(value)):
+            raise CellError(DATE_IN_WRONG_COLUMN, hide=True)
+        return convert(value)
+
+    return guarded
+
+
+def _looks_like_date(text: str) -> bool:
+    text = text.strip()
+    return bool(_ISO_DATE.match(text) or _SLASH_DATE.match(text))
 
 
 def _date(column: Column, date_format: str) -> Callable:
@@ -246,36 +295,64 @@ def _date(column: Column, date_format: str) -> Callable:
                 f"{why}{hint}"
             ) from None
 
-    def convert(value: object) -> tuple[object, object]:
+    def parse_text(text: str) -> dt.date:
+        if match := _ISO_DATE.match(text):
+            try:
+                return dt.date(int(match[1]), int(match[2]), int(match[3]))
+            except ValueError:
+                raise CellError(f"'{text}' is not a valid date (YYYY-MM-DD)") from None
+        if match := _SLASH_DATE.match(text):
+            year = int(match[3]) + (2000 if len(match[3]) == 2 else 0)
+            return slash(text, int(match[1]), int(match[2]), year)
+        if text.isascii() and text.isdigit():  # "²" is a digit to isdigit(), not to int()
+            return _serial(int(text))
+        raise CellError(f"'{text}' is not a date: use YYYY-MM-DD or {declared or 'DD/MM/YYYY'}")
+
+    def parse(value: object) -> dt.date:
         if isinstance(value, dt.datetime):
-            day = value.date()
-        elif isinstance(value, dt.date):
-            day = value
-        elif type(value) is float or type(value) is int:
-            day = _serial(value)
-        else:
-            text = str(value).strip()
-            if match := _ISO_DATE.match(text):
-                try:
-                    day = dt.date(int(match[1]), int(match[2]), int(match[3]))
-                except ValueError:
-                    raise CellError(f"'{text}' is not a valid date (YYYY-MM-DD)") from None
-            elif match := _SLASH_DATE.match(text):
-                year = int(match[3]) + (2000 if len(match[3]) == 2 else 0)
-                day = slash(text, int(match[1]), int(match[2]), year)
-            elif text.isdigit():
-                day = _serial(int(text))
-            else:
-                raise CellError(f"'{text}' is not a date: use YYYY-MM-DD or {declared or 'DD/MM/YYYY'}")
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        if type(value) is float or type(value) is int:
+            return _serial(value)
+        text = str(value).strip()
+        try:
+            return parse_text(text)
+        except CellError:
+            if _has_early_year(text):  # "31/02/1950", "4/3/1950" (ambiguous): a birth date?
+                raise CellError(INVALID_EARLY_DATE, hide=True) from None
+            raise
+
+    def convert(value: object) -> tuple[object, object]:
+        day = parse(value)
+        if day < DATE_MIN:
+            raise CellWarning(DATE_BEFORE_STUDY, data=None, hide=True)
         iso = day.isoformat()
-        if not DATE_MIN <= day <= today:
+        if day > today:
             raise CellWarning(
-                f"'{iso}' is outside the plausible range {DATE_MIN.isoformat()} to today: kept as "
-                "typed, left out of the cleaned data", data=iso,
+                f"'{iso}' is after today: kept as typed, left out of the cleaned data", data=iso,
             )
         return iso, iso
 
     return convert
+
+
+_YEAR = re.compile(r"(?<!\d)[12]\d{3}(?!\d)", re.ASCII)
+
+
+def _has_early_year(text: str) -> bool:
+    return any(int(year) < DATE_MIN.year for year in _YEAR.findall(text))
+
+
+def plausible_date(iso: str | None) -> str | None:
+    """An ISO date kept in data, or None when it is outside the study period (to today)."""
+    if not iso:
+        return None
+    try:
+        day = dt.date.fromisoformat(iso)
+    except ValueError:
+        return None
+    return iso if DATE_MIN <= day <= dt.date.today() else None
 
 
 def _spell(day: int, month: int, year: int) -> str:
@@ -295,43 +372,90 @@ def _serial(number: float) -> dt.date:
 def _code(column: Column) -> Callable:
     codes = column.codes
     assert codes is not None
-    lookup, labels = codes.lookup, codes.codes
-    legend = codes.legend()
+    lookup, label = codes.lookup, codes.label
+    expected = codes.expected or codes.legend()
     numeric = {float(k): c for k, c in lookup.items() if k.isdigit()}  # spreadsheets give 1.0
 
     def convert(value: object) -> tuple[object, object]:
         kind = type(value)
         if (kind is float or kind is int) and value in numeric:
             code = numeric[value]
-            return code, labels[code]
+            return code, label(code)
         if kind is float and value.is_integer():
             key = str(int(value))
         else:
             key = str(value).strip().upper()
             if key.endswith(".0") and key[:-2].isdigit():
                 key = key[:-2]
-        code = lookup.get(key)
+        code = lookup.get(key) or lookup.get(phrase(key))
         if code is not None:
-            return code, labels[code]
+            return code, label(code)
         if key in codes.unknown:
-            raise CellWarning(f"'{_shown(value)}' is not one of {legend}: recorded as Unknown",
+            raise CellWarning(f"'{_shown(value)}' is not one of {expected}: recorded as Unknown",
                               data=_shown(value), clean="Unknown")
         if codes.specify and (match := _SPECIFY.match(key)) and match[1] in lookup:
             code = lookup[match[1]]
-            return code, labels[code]
-        if codes.subcodes and len(key) == 2 and key[0] in lookup and key.isalpha():
-            return key, labels[lookup[key[0]]]
+            return code, label(code)
         if codes.free_text and looks_like_patient_number(key):
             raise CellError(IDENTIFIER_IN_WRONG_COLUMN)
-        for needle, rule_code in codes.text_rules:
-            if needle in key:
-                return (_shown(value) if codes.free_text else rule_code), labels[rule_code]
-        if codes.free_text:
-            raise CellWarning(f"'{_shown(value)}' is not a known code or description: recorded as Unknown",
-                              data=_shown(value), clean="Unknown")
-        raise CellError(f"'{_shown(value)}' is not one of {legend}")
+        if codes.lab_text is not None:
+            code = _lab_result(codes.lab_text, key, value)
+            return code, label(code)
+        if codes.text_rules:
+            code = _read_by_words(codes, key, value)
+            raise CellWarning(f"'{_shown(value)}' is not a code or an exact description: read as "
+                              f"{label(code)} (code {code}); please use the code", data=code,
+                              clean=label(code))
+        raise CellError(f"'{_shown(value)}' is not one of {expected}")
 
     return convert
+
+
+def _lab_result(words: LabText, key: str, value: object) -> str:
+    """"0" or "1" from laboratory report text, negation-aware; anything unclear is an error."""
+    results = set()
+    for clause in _CLAUSES.split(key):
+        negated = False
+        for word in _WORD.findall(clause):
+            if word in words.unclear:
+                raise CellError(f"'{_shown(value)}' is not a clear result (it says {word.lower()}): "
+                                "enter Negative = 0 or Positive = 1")
+            if word in words.negations:
+                negated = True
+            elif word in words.positive:
+                results.add("0" if negated else "1")
+            elif any(word.startswith(p) and word[len(p):] in words.positive for p in words.negating_prefixes):
+                results.add("0")
+            elif word in words.negative:
+                if negated:
+                    raise CellError(f"'{_shown(value)}' negates a negative result: enter Negative = 0 "
+                                    "or Positive = 1")
+                results.add("0")
+    if len(results) != 1:
+        found = "both a positive and a negative result" if results else "no recognised result"
+        raise CellError(f"'{_shown(value)}' holds {found}: enter Negative = 0 or Positive = 1")
+    return results.pop()
+
+
+def _read_by_words(codes: CodeList, key: str, value: object) -> str:
+    """The code of the most specific text rule found as whole words; an error when no rule
+    matches or the rules found name different groups."""
+    words = phrase(key).split()
+    used = [False] * len(words)
+    found: list[str] = []
+    for needle, code in codes.text_rules:
+        for start in range(len(words) - len(needle) + 1):
+            span = range(start, start + len(needle))
+            if tuple(words[start:start + len(needle)]) == needle and not any(used[i] for i in span):
+                for i in span:
+                    used[i] = True
+                found.append(code)
+    groups = sorted({codes.label(code) for code in found})
+    if not groups:
+        raise CellError(f"'{_shown(value)}' is not {codes.expected or codes.legend()}")
+    if len(groups) > 1:
+        raise CellError(f"'{_shown(value)}' could be {' or '.join(groups)}: please use the code")
+    return found[0]
 
 
 IDENTIFIER_IN_WRONG_COLUMN = ("looks like an NHS/CHI number: identifiers belong only in the "
@@ -357,19 +481,23 @@ def _hospital_number_elsewhere(number: str, data: dict, active, rownum: int,
 
 
 def _problem(row: int, header: str, label: str, value: object, reason: str,
-             severity: str = "error", hospital_number: str = "") -> Problem:
+             severity: str = "error", hospital_number: str = "", hide: bool = False) -> Problem:
     """A problem whose value and reason never repeat something that looks like an NHS/CHI
-    number, the row's hospital number, or words that could be a name: the problems are kept
-    with the upload, in the main database. Numbers, dates and single words are shown, so the
-    site can see what to correct; other values are named by row and column only."""
+    number, the row's hospital number, a possible birth date (``hide``) or words that could be
+    a name: the problems are kept with the upload, in the main database. Numbers, clinical
+    dates and single words are shown, so the site can see what to correct; other values are
+    named by row and column only."""
     shown = _shown(value)
     if looks_like_patient_number(shown):
         return Problem(row, header, label, "", IDENTIFIER_IN_WRONG_COLUMN, "error")
     if len(hospital_number) >= MIN_HOSPITAL_NUMBER_SEARCHED and hospital_number.upper() in shown.upper():
         return Problem(row, header, label, "", HOSPITAL_NUMBER_IN_WRONG_COLUMN, "error")
+    if hide:
+        return Problem(row, header, label, "", reason, severity)
     if _WORDS.search(shown):
         reason = reason.replace(f"'{shown}'", "the value").replace(shown, "the value")
-        return Problem(row, header, label, "", f"{reason} (value not shown: it holds words, "
+        kept = ", nor kept" if severity == "warning" else ""
+        return Problem(row, header, label, "", f"{reason} (value not shown{kept}: it holds words, "
                        "which could be a name)", severity)
     return Problem(row, header, label, shown, reason, severity)
 
@@ -398,13 +526,13 @@ def compile_column(column: Column, site: SiteRules) -> Callable:
             f"the site's declared unit for {column.label} is '{declared}', which is not one of "
             f"{', '.join(column.accepted_units()) or 'no unit'}: ask a data manager to correct it"
         )
-    if column.type in ("integer", "decimal"):
-        return _numeric(column, declared)
     if column.type == "date":
         return _date(column, site.date_format)
+    if column.type in ("integer", "decimal"):
+        return _refusing_dates(_numeric(column, declared))
     if column.type == "code":
-        return _code(column)
-    return _text(column)
+        return _refusing_dates(_code(column))
+    return _refusing_dates(_text(column))
 
 
 # --- the row loop -------------------------------------------------------------------------
@@ -472,17 +600,21 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
                 data[column.field], cleaned[column.field] = convert(value)
             except CellError as exc:
                 problems.append(_problem(rownum, header, column.label, value, str(exc),
-                                         hospital_number=number))
+                                         hospital_number=number, hide=exc.hide))
                 bad = True
             except CellWarning as warn:
                 problem = _problem(rownum, header, column.label, value, warn.reason, "warning",
-                                   hospital_number=number)
+                                   hospital_number=number, hide=warn.hide)
                 problems.append(problem)
                 if problem.severity == "error":  # an identifier where it does not belong
                     bad = True
                     continue
-                data[column.field], cleaned[column.field] = warn.data, warn.clean
+                data[column.field], cleaned[column.field] = _kept(warn, value, problem), warn.clean
                 flags.append(column.field)
+            except (ValueError, ArithmeticError):  # a converter's bug must not hide the cell
+                problems.append(_problem(rownum, header, column.label, value, "could not be read",
+                                         hospital_number=number))
+                bad = True
         if len(number) >= MIN_HOSPITAL_NUMBER_SEARCHED and not bad:
             bad = _hospital_number_elsewhere(number, data, active, rownum, problems)
         if pseudonym is not None and template.one_row_per_patient and not bad:
@@ -506,10 +638,18 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
                   rejected_rows=rejected, vault_numbers=vault, sheet_warnings=list(layout.warnings))
 
 
+def _kept(warn: CellWarning, typed: object, problem: Problem) -> object:
+    """What a warned cell keeps in data: never a value the message could not show (typed text
+    that could be a name), so the main database does not hold it either."""
+    if problem.value == "" and type(warn.data) is str and warn.data.strip() == _shown(typed).strip():
+        return None
+    return warn.data
+
+
 def _combine(template: Template, accepted: list, problems: list[Problem], headers: list[str],
              layout: Layout) -> list[PatientRecord]:
     if template.kind == "negative":
-        return _merge_swabs(accepted)
+        return _merge_swabs(accepted, problems, headers, layout)
     records = []
     score_header = None
     if template.kind == "isaric":
@@ -524,8 +664,10 @@ def _combine(template: Template, accepted: list, problems: list[Problem], header
 
 # --- negative sheets: several swabs per patient --------------------------------------------
 
-def _merge_swabs(accepted: list) -> list[PatientRecord]:
+def _merge_swabs(accepted: list, problems: list[Problem], headers: list[str],
+                 layout: Layout) -> list[PatientRecord]:
     by_patient: dict[str, PatientRecord] = {}
+    status_header = _header_of(layout, headers, "swab_status")
     for rownum, pseudonym, hospital_hash, data, _cleaned, flags in accepted:
         record = by_patient.get(pseudonym)
         if record is None:
@@ -534,38 +676,74 @@ def _merge_swabs(accepted: list) -> list[PatientRecord]:
         record.hospital_hash = record.hospital_hash or hospital_hash
         if data.get("hospital"):
             record.data["hospital"] = data["hospital"]
-        record.data["swabs"].append({"date": data.get("swab_date"), "status": data.get("swab_status")})
+        swab = {"date": data.get("swab_date"), "status": data.get("swab_status")}
+        _note_same_day(record, swab, rownum, problems, status_header)
+        record.data["swabs"].append(swab)
         record.flags.extend(f for f in flags if f not in record.flags)
         record.rows.append(rownum)
     for record in by_patient.values():
-        record.data["swabs"] = merge_swab_lists([], record.data["swabs"])
+        record.data["swabs"] = _distinct(record.data["swabs"])
         record.cleaned = clean_negative(record.data)
     return list(by_patient.values())
 
 
+def _header_of(layout: Layout, headers: list[str], field_name: str) -> str:
+    index = next((i for i, c in enumerate(layout.columns) if c and c.field == field_name), None)
+    return headers[index] if index is not None else field_name
+
+
+def _note_same_day(record: PatientRecord, swab: dict, rownum: int, problems: list[Problem],
+                   header: str) -> None:
+    """Two swabs of one day with different results are both kept (two tests can be taken on
+    one day; a positive is never dropped), with a warning so the site can check them."""
+    for earlier, row in zip(record.data["swabs"], record.rows, strict=True):
+        if swab["date"] and earlier["date"] == swab["date"] and earlier["status"] != swab["status"]:
+            problems.append(Problem(
+                rownum, header, "Swab status", "",
+                f"the same patient has a swab on the same date with a different status in row {row}: "
+                "both swabs are kept", "warning"))
+            return
+
+
+def _distinct(swabs: list[dict]) -> list[dict]:
+    """One entry per (date, status), by date: a row repeated in a sheet adds nothing."""
+    unique = {(s["date"], s["status"]): s for s in swabs}
+    return sorted(unique.values(), key=lambda s: (s["date"] or "", s["status"] or ""))
+
+
 def merge_swab_lists(old: list[dict], new: list[dict]) -> list[dict]:
-    """Union of swabs by date; a later upload's status for the same date wins (a correction)."""
-    by_date = {s["date"]: s for s in old}
-    for swab in new:
-        by_date[swab["date"]] = swab
-    return sorted(by_date.values(), key=lambda s: s["date"] or "")
+    """Union of swabs by date: a later upload's swabs for a date replace the earlier upload's
+    swabs of that date (a correction); within one upload every swab of a date is kept."""
+    new_dates = {s["date"] for s in new}
+    return _distinct([s for s in old if s["date"] not in new_dates] + list(new))
 
 
 def clean_negative(data: dict) -> dict:
+    """The research view of a patient's swabs: a date outside the study period (to today) is
+    None in the cleaned swab and never the latest; its status still counts."""
     from .schema import code_lists
 
     labels = code_lists()["rt_pcr_result"].codes
-    swabs = [{"date": s["date"], "status": labels.get(s["status"]) if s["status"] is not None else None}
+    swabs = [{"date": plausible_date(s["date"]),
+              "status": labels.get(s["status"]) if s["status"] is not None else None}
              for s in data.get("swabs", [])]
-    dated = [s for s in swabs if s["date"]]
-    latest = dated[-1] if dated else None
+    dated = sorted((s for s in swabs if s["date"]), key=lambda s: s["date"])
+    latest_date = dated[-1]["date"] if dated else None
+    latest = [s["status"] for s in dated if s["date"] == latest_date]
     return {
         "hospital": data.get("hospital"),
         "swabs": swabs,
-        "latest_swab_date": latest["date"] if latest else None,
-        "latest_swab_status": latest["status"] if latest else None,
+        "latest_swab_date": latest_date,
+        "latest_swab_status": _latest_status(latest),
         "any_positive_swab": any(s["status"] == "Positive" for s in swabs),
     }
+
+
+def _latest_status(statuses: list) -> str | None:
+    """The status of the latest day's swabs: Positive if any of them was."""
+    if not statuses:
+        return None
+    return "Positive" if "Positive" in statuses else statuses[-1]
 
 
 # --- ISARIC 4C mortality score --------------------------------------------------------------

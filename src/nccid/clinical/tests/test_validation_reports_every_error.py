@@ -169,10 +169,11 @@ def test_ethnicity_codes_subcodes_and_text_to_groups(typed, group):
     assert problems == [] and result.records[0].cleaned["ethnicity"] == group
 
 
-def test_unrecognised_ethnicity_text_is_unknown_and_flagged():
+def test_unrecognised_ethnicity_text_is_an_error_for_the_cell():
     result, problems = one("ethnicity", "zzz")
-    assert only(problems, "warning").label == "Ethnicity"
-    assert result.records[0].cleaned["ethnicity"] == "Unknown" and result.records[0].flags == ["ethnicity"]
+    problem = only(problems, "error")
+    assert (problem.row, problem.label, problem.value) == (2, "Ethnicity", "zzz")
+    assert "NHS ethnic category code" in problem.reason and result.records == []
 
 
 @pytest.mark.parametrize("typed, label", [
