@@ -2,8 +2,11 @@
 
 All problems are collected, never just the first: each is ``{row, column, value, reason}``
 in plain English. Errors reject their row (bad NHS/CHI number, unparseable date, text in a
-number field, unknown code); warnings keep it (implausible values are kept as typed in
-``data``, set to ``None`` in ``cleaned`` and the field is listed in ``flags``).
+number field, unknown code or unclear result text); warnings keep it (implausible values are
+kept as typed in ``data``, set to ``None`` in ``cleaned`` and the field is listed in ``flags``).
+
+A possible birth date (a date where no date belongs, or one before the study) and words that
+could be a name are never shown in a message nor kept in ``data``.
 
 Identifiers are replaced as soon as they are read: the NHS/CHI number by its pseudonym, the
 hospital number by its site-scoped keyed hash. No identifier value is ever put in a message
