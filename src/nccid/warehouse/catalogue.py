@@ -5,7 +5,8 @@ database under a new part number and written as one new Parquet part; the small 
 (``clinical``, ``patients``, ``studies``) are rebuilt; ``state.json`` is written last and names
 every file of the new version, so readers never see a half-written refresh. Parts are merged
 when they grow many. Each row belongs to exactly one part (``ImageRecord.catalogue_part``), so
-a crash or a late-committing transaction can neither lose nor duplicate a row.
+a crash or a late-committing transaction can neither lose nor duplicate a row. Refreshes run
+one at a time across processes (``refresh_lock``).
 
 ``connect_catalogue()`` opens the views ``images``, ``studies``, ``clinical``, ``patients``
 (docs/architecture.md). On S3 the catalogue's files are mirrored into a local cache first
@@ -14,15 +15,20 @@ a crash or a late-committing transaction can neither lose nor duplicate a row.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from django.db import connections, router
 
 from nccid.config import get_settings
 
@@ -32,6 +38,7 @@ from .models import ImageRecord, PatientSet
 from .service import get_warehouse
 from .storage import STALE_TEMPORARY, TEMP_PREFIX, Warehouse
 
+log = logging.getLogger("nccid.warehouse")
 COMPACT_AT = 32  # merge image parts once there are more than this many
 _ROW_CHUNK = 20_000
 STATE_KEY = f"{CATALOGUE_PREFIX}/{cs.STATE_FILE}"
@@ -52,7 +59,16 @@ def _read_state(warehouse: Warehouse) -> dict:
 
 # -- refresh ------------------------------------------------------------------------------------
 def refresh_catalogue(*, compact_at: int = COMPACT_AT) -> dict:
-    """Bring the catalogue up to date with the database; returns row counts and what changed."""
+    """Bring the catalogue up to date with the database; returns row counts and what changed.
+
+    One refresh at a time, across processes (a withdrawal's refreshes, the cron job, the CLI):
+    two at once would compute the same version and file names, delete each other's files and
+    could publish a state read before a purge."""
+    with refresh_lock():
+        return _refresh(compact_at)
+
+
+def _refresh(compact_at: int) -> dict:
     from nccid.withdrawal.services import sweep
 
     sweep()  # a withdrawn patient's data that raced the withdrawal never reaches researchers
@@ -86,6 +102,63 @@ def refresh_catalogue(*, compact_at: int = COMPACT_AT) -> dict:
     _delete_unreferenced(warehouse, old, state)
     _synced.pop(warehouse.url, None)  # this process sees the new version at once
     return {**state["counts"], "new_images": new_rows, "parts": len(entries), "version": version}
+
+
+WAITING = "catalogue refresh: waiting for another refresh to finish"
+_ADVISORY_LOCK = 0x4E434944  # PostgreSQL advisory lock key of catalogue refreshes ("NCID")
+
+
+@contextmanager
+def refresh_lock() -> Iterator[None]:
+    """Held by one catalogue refresh at a time, across every process of the installation.
+
+    PostgreSQL: a session advisory lock (no transaction is held open, so intake and withdrawals
+    go on meanwhile). SQLite: every process using the database runs on its host, so a file lock
+    beside it serialises them just as well, without taking SQLite's single write lock for the
+    length of a refresh (that would make intake give up with "database is locked")."""
+    connection = connections[router.db_for_write(ImageRecord)]
+    if connection.vendor == "postgresql":
+        with _advisory_lock(connection):
+            yield
+    else:
+        with _file_lock(_lock_file(connection)):
+            yield
+
+
+@contextmanager
+def _advisory_lock(connection) -> Iterator[None]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_ADVISORY_LOCK])
+        if not cursor.fetchone()[0]:
+            log.info(WAITING)
+            cursor.execute("SELECT pg_advisory_lock(%s)", [_ADVISORY_LOCK])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_ADVISORY_LOCK])
+
+
+def _lock_file(connection) -> Path:
+    """Beside the SQLite database (NCCID_HOME for an in-memory one, as in tests)."""
+    if connection.is_in_memory_db():
+        return get_settings().home / "catalogue-refresh.lock"
+    return Path(f"{connection.settings_dict['NAME']}.catalogue-refresh.lock")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:  # flock: each open is its own lock, even in one process
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(WAITING)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _claim_rows(old_state: dict, compact_at: int) -> tuple[int, list[int]]:
