@@ -489,7 +489,14 @@ def contradicted_vr(tag: int, declared: str | None) -> str | None:
         _DICTIONARY_VRS[tag] = known
     if known is None or declared in known[1] or " or " in declared:
         return None  # (an element made in memory may still carry the dictionary's "OB or OW")
+    if any(declared in kind and not kind.isdisjoint(known[1]) for kind in _SAME_KIND):
+        return None  # a number for a number: kept as declared, as a number is anyway
     return known[0]
+
+
+# VRs that hold the same kind of value, numbers: one declared for another (Rows as SS, a
+# rescale slope as FD) is a sender's slip that hides nothing the dictionary VR would not.
+_SAME_KIND = (frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"}), frozenset({"IS", "DS"}))
 
 
 def _readable(ds: Dataset, keyword: str):

@@ -78,13 +78,18 @@ def test_a_date_declared_under_another_vr_is_kept_only_as_a_date_and_shifted(kr,
         assert b"SMITH" not in to_bytes(out)
 
 
-def test_values_under_their_dictionary_vr_or_an_allowed_alternative_are_untouched(kr, person):
+def test_values_under_their_dictionary_vr_an_alternative_or_a_number_for_a_number_are_kept(
+        kr, person):
     deid = Deidentifier(kr)
     ds = synthetic_instance(person, plant=False, patient_id=person.nhs_number)
     ds.SmallestImagePixelValue = 0  # US or SS in the dictionary: US agrees
     ds[0x00280106].VR = "US"
-    out = deid.deidentify(ds, pseudonym="NCCID-A").dataset
+    ds[0x00280010] = DataElement(0x00280010, "SS", ds.Rows)  # Rows: US in the dictionary
+    ds[0x00281053] = DataElement(0x00281053, "IS", "2")  # Rescale Slope: DS
+    out = _both_paths(deid, to_bytes(ds), "NCCID-A")
     assert out.SmallestImagePixelValue == 0 and out.StudyDate == "20200402"
+    assert (out[0x00280010].VR, out.Rows) == ("SS", ds.Rows)
+    assert (out[0x00281053].VR, out.RescaleSlope) == ("IS", 2)
 
 
 def test_check_flags_a_kept_value_whose_declared_vr_contradicts_the_dictionary(person):
