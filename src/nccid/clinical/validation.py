@@ -43,6 +43,8 @@ _COMMA_NUMBER = re.compile(r"^[-+]?\d+(?:,\d+)+(?:\.\d*)?(?:\s*\D.*)?$", re.ASCI
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$", re.ASCII)
 _SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$",
                          re.ASCII)
+# Text that starts like a date (ISO or day/month/year): one match, cheap on non-dates.
+_DATE_LIKE = re.compile(r"\s*(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4})(?![\d/.\-])", re.ASCII)
 _SPECIFY = re.compile(r"^(\w{1,3})\s*[-:–]\s*\S")
 _CLAUSES = re.compile(r"[,;:.()\[\]]+")
 _WORD = re.compile(r"[A-Z0-9]+")
@@ -250,20 +252,18 @@ def _unit_refused(column: Column, value: object, typed_unit: str) -> str:
 def _refusing_dates(convert: Callable) -> Callable:
     """For every column but dates: a date typed here is refused, and never shown."""
 
+    date_like = _DATE_LIKE.match
+
     def guarded(value: object) -> tuple[object, object]:
         kind = type(value)
-        if kind is float or kind is int:
-            return convert(value)
-        if isinstance(value, dt.date) or (kind is str and _looks_like_date(value)):
+        if kind is str:
+            if date_like(value):
+                raise CellError(DATE_IN_WRONG_COLUMN, hide=True)
+        elif isinstance(value, dt.date):
             raise CellError(DATE_IN_WRONG_COLUMN, hide=True)
         return convert(value)
 
     return guarded
-
-
-def _looks_like_date(text: str) -> bool:
-    text = text.strip()
-    return bool(_ISO_DATE.match(text) or _SLASH_DATE.match(text))
 
 
 def _date(column: Column, date_format: str) -> Callable:
@@ -311,14 +311,7 @@ def _date(column: Column, date_format: str) -> Callable:
             return _serial(int(text))
         raise CellError(f"'{text}' is not a date: use YYYY-MM-DD or {declared or 'DD/MM/YYYY'}")
 
-    def parse(value: object) -> dt.date:
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, dt.date):
-            return value
-        if type(value) is float or type(value) is int:
-            return _serial(value)
-        text = str(value).strip()
+    def parse(text: str) -> dt.date:
         try:
             return parse_text(text)
         except CellError:
@@ -327,7 +320,14 @@ def _date(column: Column, date_format: str) -> Callable:
             raise
 
     def convert(value: object) -> tuple[object, object]:
-        day = parse(value)
+        if isinstance(value, dt.datetime):
+            day = value.date()
+        elif isinstance(value, dt.date):
+            day = value
+        elif type(value) is float or type(value) is int:
+            day = _serial(value)
+        else:
+            day = parse(str(value).strip())
         if day < DATE_MIN:
             raise CellWarning(DATE_BEFORE_STUDY, data=None, hide=True)
         iso = day.isoformat()
