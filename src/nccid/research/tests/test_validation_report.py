@@ -26,11 +26,15 @@ from nccid.research.validation_report import (
 from nccid.research.validation_report import roc_curve as our_roc
 
 
+def pseudonym(i):
+    return "NCCID-" + f"{i:016d}".translate(str.maketrans("0123456789", "ABCDEFGHIJ"))
+
+
 def synthetic_truth(n=300, seed=3):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
     scores = np.round(rng.normal(labels * 1.2, 1.0), 2)  # rounding makes ties, as real scores do
-    patients = {f"NCCID-{i:016d}".translate(str.maketrans("0123456789", "ABCDEFGHIJ")): Truth(
+    patients = {pseudonym(i): Truth(
         int(labels[i]), ("RTEST", "OTHER")[i % 2], ("Male", "Female")[i % 3 == 0],
         int(20 + i % 70), ("White", "Asian", "Black")[i % 3]) for i in range(n)}
     return GroundTruth(patients, {}), scores
@@ -153,10 +157,6 @@ def test_image_level_predictions_by_sop_instance_uid(validation_world, data_mana
     report = validate_predictions(data_manager, text, 0.5, world.source()).report
     assert report.unit == "image" and report.overall["n"] == len(images)
     assert report.overall["sensitivity"][0] == 1.0 and report.overall["specificity"][0] == 1.0
-
-
-def pseudonym(i):
-    return "NCCID-" + f"{i:016d}".translate(str.maketrans("0123456789", "ABCDEFGHIJ"))
 
 
 def test_a_single_prediction_is_refused_without_revealing_the_status(validation_world, data_manager):
