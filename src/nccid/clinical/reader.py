@@ -3,7 +3,9 @@
 Everything that makes a file unusable as a whole is refused here, with one clear message:
 too large (checked before any parsing), not a spreadsheet, empty, formulas, merged cells,
 hidden sheets, values in hidden rows or columns, wrong template, unknown template version,
-missing required columns. The structural checks of an xlsx read its zip XML directly, which
+missing required columns. Excel error cells (#N/A, #VALUE! ...) are not values: the sheet
+lists them apart (``Sheet.cell_errors``) and holds None in their place, so validation reports
+each. Columns holding values under no header are listed too (``Sheet.unheaded_columns``). The structural checks of an xlsx read its zip XML directly, which
 is fast; cell values are read with python-calamine. Messages name rows and columns, never a cell's value.
 """
 
@@ -57,6 +59,16 @@ _HIDDEN_ROW = re.compile(rb"<(?:\w+:)?row(?=\s)(?=[^>]*\shidden=\"(?:1|true)\")[
 _HIDDEN_COLUMNS = re.compile(rb"<(?:\w+:)?col(?=\s)(?=[^>]*\shidden=\"(?:1|true)\")"
                              rb"(?=[^>]*\smin=\"(\d+)\")[^>]*\smax=\"(\d+)\"")
 _VERSION_IN_TEXT = re.compile(r"v(?:ersion)?\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
+# What Excel shows for a formula that failed. An xlsx marks such a cell t="e" (python-calamine
+# reads it as an empty string); a CSV, or a cell of text, holds the code as text.
+EXCEL_ERRORS = frozenset({"#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NAME?", "#NUM!", "#NULL!",
+                          "#GETTING_DATA", "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!",
+                          "#CONNECT!", "#BUSY!", "#UNKNOWN!"})
+_ERROR_TEXT = "#(?:" + "|".join(re.escape(e[1:]) for e in sorted(EXCEL_ERRORS)) + ")"
+_ERROR_TEXT_STR = re.compile(_ERROR_TEXT)  # a hint only: the cells are then compared exactly
+_ERROR_TEXT_BYTES = re.compile(_ERROR_TEXT.encode())
+_ERROR_CELL = re.compile(rb'<(?:\w+:)?c((?=\s)[^>]*\st="e"[^>]*)>')
+_CELL_VALUE = re.compile(rb'<(?:\w+:)?v>([^<]*)<|</(?:\w+:)?c>')
 
 
 class SpreadsheetRejected(ValueError):
@@ -70,6 +82,9 @@ class Sheet:
     format: str  # "xlsx" | "csv"
     stamp: tuple[str, str] | None = None  # (kind, version) stated by the workbook, if any
     title: str = ""
+    # Excel error cells of data rows: row number -> {column index -> code ("" if not a known one)}
+    cell_errors: dict[int, dict[int, str]] = field(default_factory=dict)
+    unheaded_columns: list[int] = field(default_factory=list)  # hold values but have no header
 
 
 @dataclass
@@ -122,9 +137,13 @@ def _read_xlsx(data: bytes) -> Sheet:
     if sum(i.file_size for i in archive.infolist()) > MAX_UNCOMPRESSED:
         raise SpreadsheetRejected("the spreadsheet is too large once unpacked: split it into smaller files")
     sheet_path, sheet_name = _first_sheet(archive)
+    error_text = False  # does the shared text hold an Excel error code (as text)?
     for name in PARSED_PARTS:
         if name in names:
-            _inflated(archive, name, PART_LIMITS.get(name, OTHER_PART_LIMIT), keep=False)
+            shared = name == "xl/sharedStrings.xml"
+            part = _inflated(archive, name, PART_LIMITS.get(name, OTHER_PART_LIMIT), keep=shared)
+            error_text = error_text or (shared and b"#" in part and bool(_ERROR_TEXT_BYTES.search(part)))
+            del part
     xml = _inflated(archive, sheet_path, PART_LIMITS["sheet"])
     _refuse_far_cells(xml)
     # The regular expressions are slow on a large sheet: a plain substring test rules most out.
@@ -146,7 +165,43 @@ def _read_xlsx(data: bytes) -> Sheet:
     except Exception as exc:  # calamine raises several types for damaged files
         raise SpreadsheetRejected("the spreadsheet could not be read (it may be damaged)") from exc
     _refuse_hidden_values(xml, values, sheet_name)
-    return _sheet(values, "xlsx", stamp, title)
+    errors = _error_cells(xml)
+    if error_text or (b"#" in xml and _ERROR_TEXT_BYTES.search(xml)):  # inline text too
+        errors.update(_error_texts(values))
+    return _sheet(values, "xlsx", stamp, title, errors)
+
+
+def _error_cells(xml: bytes) -> dict[tuple[int, int], str]:
+    """The cells of type error, by (row, column) index from 0, and their codes ("" for a code
+    that is not a known one: the sheet's text is never echoed). Found in the XML, because
+    python-calamine reads them as empty strings; a plain substring test decides most sheets."""
+    if b't="e"' not in xml:
+        return {}
+    if b":sheetData" in xml or _UNPLACED.search(xml):  # placed by position: follow them
+        return {place: _error_code(xml, match.group(2), match.end())
+                for place, match in _placed_cells(xml) if _ERROR_CELL.match(match.group(0))}
+    errors = {}
+    for match in _ERROR_CELL.finditer(xml):
+        letters, digits = _REFERENCE.search(match.group(1)).groups()
+        place = (int(digits) - 1, _column_number(letters.decode()) - 1)
+        errors[place] = _error_code(xml, match.group(1), match.end())
+    return errors
+
+
+def _error_code(xml: bytes, attributes: bytes, start: int) -> str:
+    """The code in the value of the error cell whose opening tag (``attributes``) ends at
+    ``start``; "" for an empty cell or a code that is not a known one."""
+    if attributes.endswith(b"/"):
+        return ""
+    value = _CELL_VALUE.search(xml, start)
+    code = value.group(1).decode(errors="replace").strip() if value and value.group(1) is not None else ""
+    return code if code in EXCEL_ERRORS else ""
+
+
+def _error_texts(values: list[list]) -> dict[tuple[int, int], str]:
+    """Cells whose text is an Excel error code (slow: only when the text holds one)."""
+    return {(r, c): v.strip() for r, row in enumerate(values) for c, v in enumerate(row)
+            if type(v) is str and v.strip() in EXCEL_ERRORS}
 
 
 def _inflated(archive: zipfile.ZipFile, name: str, limit: int, keep: bool = True) -> bytes:
@@ -197,7 +252,16 @@ def _refuse_far_cells(xml: bytes) -> None:
 def _extent(xml: bytes) -> tuple[int, int]:
     """The last row and column any row or cell element reaches, placing those without a
     reference after the one before, as the reader does (slow: only for such sheets)."""
-    row = column = last_row = last_column = 0
+    last_row = last_column = 0
+    for (row, column), _match in _placed(xml):
+        last_row, last_column = max(last_row, row + 1), max(last_column, column + 1)
+    return last_row, last_column
+
+
+def _placed(xml: bytes):
+    """Each row and cell element with its (row, column) index from 0 (a row's column is -1),
+    placing those without a reference after the one before."""
+    row = column = 0
     for match in _ROW_OR_CELL.finditer(xml):
         reference = _REFERENCE.search(match.group(2))
         letters, digits = reference.groups() if reference else (b"", b"")
@@ -206,8 +270,11 @@ def _extent(xml: bytes) -> tuple[int, int]:
         else:
             column = _column_number(letters.decode()) if letters else column + 1
             row = int(digits) if digits else row
-        last_row, last_column = max(last_row, row), max(last_column, column)
-    return last_row, last_column
+        yield (row - 1, column - 1), match
+
+
+def _placed_cells(xml: bytes):
+    return ((place, match) for place, match in _placed(xml) if match.group(1) == b"c")
 
 
 def _column_number(letters: str) -> int:
@@ -328,7 +395,8 @@ def _read_csv(data: bytes) -> Sheet:
                 raise SpreadsheetRejected(
                     f"row {number}, column {index + 1} holds a formula: upload values only"
                 )
-    return _sheet(values, "csv", None, "")
+    errors = _error_texts(values) if "#" in text and _ERROR_TEXT_STR.search(text) else {}
+    return _sheet(values, "csv", None, "", errors)
 
 
 DELIMITERS = (",", ";", "\t")
@@ -361,22 +429,52 @@ def _delimiter(text: str) -> tuple[str, list[str]]:
 
 # --- common -------------------------------------------------------------------------------
 
-def _sheet(values: list[list], fmt: str, stamp, title: str) -> Sheet:
-    header_index = next((i for i, row in enumerate(values) if any(_filled(v) for v in row)), None)
+def _sheet(values: list[list], fmt: str, stamp, title: str,
+           errors: dict[tuple[int, int], str] | None = None) -> Sheet:
+    """Headers and data rows. ``errors``: Excel error cells by (row, column) index from 0; in
+    the rows they become None, listed in ``cell_errors``."""
+    error_rows: dict[int, dict[int, str]] = {}
+    for (row, column), code in (errors or {}).items():
+        error_rows.setdefault(row, {})[column] = code
+    header_index = next((i for i, row in enumerate(values)
+                         if i in error_rows or any(_filled(v) for v in row)), None)
     if header_index is None:
         raise SpreadsheetRejected("the spreadsheet is empty: it has no header row")
     headers = [str(v).strip() if _filled(v) else "" for v in values[header_index]]
     while headers and not headers[-1]:
         headers.pop()
     width = len(headers)
-    rows = []
+    rows, cell_errors = [], {}
     for index in range(header_index + 1, len(values)):
         cells = values[index]
-        if not any(_filled(v) for v in cells[:width]):
+        failed = {c: code for c, code in error_rows[index].items() if c < width} \
+            if index in error_rows else None
+        if not failed and not any(_filled(v) for v in cells[:width]):
             continue
         cells = list(cells[:width]) + [""] * (width - len(cells))
+        if failed:
+            for column in failed:
+                cells[column] = None
+            cell_errors[index + 1] = failed
         rows.append((index + 1, cells))
-    return Sheet(headers=headers, rows=rows, format=fmt, stamp=stamp, title=title)
+    return Sheet(headers=headers, rows=rows, format=fmt, stamp=stamp, title=title,
+                 cell_errors=cell_errors,
+                 unheaded_columns=_unheaded_columns(values, header_index, headers, error_rows))
+
+
+def _unheaded_columns(values: list[list], header_index: int, headers: list[str],
+                      error_rows: dict[int, dict[int, str]]) -> list[int]:
+    """Columns below the header row that hold a value (or an error cell) but have no header:
+    their values are not read. Only columns without a header are looked at, so a sheet whose
+    headers cover its width costs one length per row."""
+    body = range(header_index + 1, len(values))
+    reach = max((len(values[i]) for i in body), default=0)
+    blank = [c for c in range(reach) if c >= len(headers) or not headers[c]]
+    if not blank:
+        return []
+    with_errors = {c for r, cells in error_rows.items() if r > header_index for c in cells}
+    return [c for c in blank if c in with_errors
+            or any(c < len(values[i]) and _filled(values[i][c]) for i in body)]
 
 
 def _filled(value: object) -> bool:
@@ -452,6 +550,8 @@ def layout(sheet: Sheet, kind: str) -> Layout:
             )
         seen[column.field] = index
         columns.append(column)
+    if sheet.unheaded_columns:
+        warnings.append(_unheaded_warning(sheet.unheaded_columns))
     missing = [c.header for c in template.columns if c.required and c.field not in seen]
     if missing:
         if not seen and sheet.format == "csv" and len(sheet.headers) <= 1:
@@ -470,6 +570,14 @@ def layout(sheet: Sheet, kind: str) -> Layout:
     if not sheet.rows:
         raise SpreadsheetRejected("the spreadsheet has headers but no rows of data")
     return Layout(template=template, columns=columns, warnings=warnings)
+
+
+def _unheaded_warning(columns: list[int]) -> str:
+    letters = [_column_letter(c) for c in columns]
+    shown = ", ".join(letters[:10]) + (f" and {len(letters) - 10} more" if len(letters) > 10 else "")
+    if len(letters) == 1:
+        return f"column {shown} holds values but has no header: they were not read"
+    return f"columns {shown} hold values but have no header: they were not read"
 
 
 def _check_title_version(title: str, template: Template) -> None:

@@ -55,6 +55,8 @@ DATE_IN_WRONG_COLUMN = ("is a date, and this column does not take dates (value n
                         "be a birth date)")
 DATE_BEFORE_STUDY = (f"is a date before {DATE_MIN:%-d %B %Y}, the start of the study, so not a "
                      "clinical date (value not shown: it may be a birth date); left out of the data")
+EXCEL_ERROR = ("the cell holds {error} (a formula that failed): type the value, or leave the "
+               "cell empty if it is not known")
 INVALID_EARLY_DATE = (f"is not a valid date, and its year is before the study ({DATE_MIN.year}); "
                       "value not shown: it may be a birth date")
 
@@ -565,9 +567,15 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
     accepted: list[tuple[int, str, str | None, dict, dict, list]] = []
     first_row_of: dict[str, int] = {}
     hospital_limit = template.field("hospital_number").max_length or 20
+    cell_errors = sheet.cell_errors
 
     for rownum, cells in sheet.rows:
         bad = False
+        columns = active
+        failed = cell_errors.get(rownum) if cell_errors else None
+        if failed:  # Excel error cells: reported, and their columns not read
+            bad = _excel_errors(rownum, failed, layout, headers, problems)
+            columns = [entry for entry in active if entry[0] not in failed]
         # Identifiers first: replaced at once, never echoed.
         pseudonym = None
         raw = cells[patient_index] if patient_index is not None else None
@@ -578,7 +586,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
             reason = "is missing: every row needs the patient's NHS or CHI number" if str(exc) == "is empty" \
                 else f"is not a valid NHS/CHI number: it {exc}"
             header = headers[patient_index] if patient_index is not None else "NHS/CHI Number"
-            problems.append(Problem(rownum, header, "NHS/CHI Number", "", reason))
+            if not (failed and patient_index in failed):  # already reported as an error cell
+                problems.append(Problem(rownum, header, "NHS/CHI Number", "", reason))
             bad = True
         hospital_hash, number = None, ""
         if hospital_index is not None:
@@ -592,7 +601,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
         data: dict = {}
         cleaned = dict(blank_cleaned)
         flags: list[str] = []
-        for index, column, header, convert in active:
+        for index, column, header, convert in columns:
             value = cells[index]
             if value is None or (type(value) is str and not value.strip()):
                 if column.required:
@@ -639,6 +648,21 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
     return Result(template=template, total_rows=len(sheet.rows), records=records,
                   problems=sorted(problems, key=lambda p: (p.row, p.severity != "error")),
                   rejected_rows=rejected, vault_numbers=vault, sheet_warnings=list(layout.warnings))
+
+
+def _excel_errors(rownum: int, failed: dict[int, str], layout: Layout, headers: list[str],
+                  problems: list[Problem]) -> bool:
+    """A problem for each Excel error cell in a column of the template (identifiers included;
+    columns the template lacks are ignored, as their values are); True if there was one."""
+    found = False
+    for index, code in sorted(failed.items()):
+        column = layout.columns[index] if index < len(layout.columns) else None
+        if column is None:
+            continue
+        error = f"the Excel error {code}" if code else "an Excel error"
+        problems.append(Problem(rownum, headers[index], column.label, "", EXCEL_ERROR.format(error=error)))
+        found = True
+    return found
 
 
 def _kept(warn: CellWarning, typed: object, problem: Problem) -> object:
