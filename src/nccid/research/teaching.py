@@ -90,16 +90,46 @@ class CaseExport:
     thumbnail: str | None
 
 
-def _relabel(ds: pydicom.Dataset, label: str, uids: dict[str, str]) -> None:
+# Elements that name the patient or the study's booking, wherever they sit: the warehouse
+# writes the pseudonym into every PatientID, nested ones too (a Request Attributes or Source
+# Patient sequence), and the pseudonym finds the case in the catalogue.
+_RELABELLED = ("PatientID", "PatientName")
+_REMOVED = ("OtherPatientIDs", "OtherPatientIDsSequence", "IssuerOfPatientID",
+            "AccessionNumber", "PatientBirthDate", "StudyID")
+_TEXT_VRS = {"AE", "CS", "DS", "IS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"}
+
+
+def _relabel(ds: pydicom.Dataset, label: str, uids: dict[str, str], pseudonym: str) -> None:
     ds.remove_private_tags()
     ds.PatientID = ds.PatientName = label
-    for keyword in ("OtherPatientIDs", "OtherPatientIDsSequence", "AccessionNumber",
-                    "PatientBirthDate", "StudyID"):
-        if keyword in ds:
-            delattr(ds, keyword)
+    _relabel_nested(ds, label, pseudonym)
     _replace_uids(ds, uids)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.PatientIdentityRemoved = "YES"
+
+
+def _relabel_nested(ds: pydicom.Dataset, label: str, pseudonym: str) -> None:
+    """Relabel or remove the patient's elements at any depth, and replace the pseudonym
+    wherever else a text element carries it."""
+    for item in ds:
+        if item.VR == "SQ":
+            for child in item.value:
+                _relabel_nested(child, label, pseudonym)
+    for keyword in _REMOVED:
+        if keyword in ds:
+            delattr(ds, keyword)
+    for keyword in _RELABELLED:
+        if keyword in ds:
+            setattr(ds, keyword, label)
+    for item in ds:
+        if item.VR in _TEXT_VRS and item.value is not None and pseudonym in str(item.value):
+            item.value = _without(item.value, pseudonym, label)
+
+
+def _without(value: Any, pseudonym: str, label: str) -> Any:
+    if isinstance(value, MultiValue):
+        return [str(v).replace(pseudonym, label) for v in value]
+    return str(value).replace(pseudonym, label)
 
 
 def _replace_uids(ds: pydicom.Dataset, uids: dict[str, str]) -> None:
@@ -183,7 +213,7 @@ def _export_case(con, source: Source, case: TeachingCase, number: int, root: Pat
     files, thumbnail = [], None
     for index, (key, _, _) in enumerate(rows, start=1):
         ds = _read_object(source, key)
-        _relabel(ds, label, uids)
+        _relabel(ds, label, uids, case.pseudonym)
         name = f"{label.lower()}/IMG{index:04d}.dcm"
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)

@@ -121,3 +121,36 @@ def test_export_leaves_no_catalogue_uid_in_nested_references(tmp_path, data_mana
     assert cited.ReferencedSOPClassUID == dx_second["sop_class_uid"]  # a well-known UID stays
     [ct_out] = [ds for ds in exported.values() if ds.Modality == "CT"]
     assert ct_out.IrradiationEventUID and str(ct_out.IrradiationEventUID) not in keyed
+
+
+def test_export_leaves_no_pseudonym_in_nested_patient_elements(tmp_path, data_manager):
+    world = build_world(tmp_path / "w", n_people=2)
+    [ct] = [i for i in world.images if i["set_name"] == "training" and i["modality"] == "CT"]
+    pseudonym = ct["pseudonym"]
+
+    def pseudonym_at_depth(ds):
+        request = Dataset()
+        request.PatientID = request.PatientName = pseudonym
+        request.IssuerOfPatientID = "NCCID"
+        request.AccessionNumber = "ACC1"
+        source = Dataset()
+        source.PatientID = pseudonym
+        source.OtherPatientIDsSequence = [Dataset()]
+        source.OtherPatientIDsSequence[0].PatientID = pseudonym
+        request.SourcePatientGroupIdentificationSequence = [source]
+        ds.RequestAttributesSequence = [request]
+        ds.DerivationDescription = f"derived for {pseudonym}"
+
+    _rewrite(world, ct, pseudonym_at_depth)
+    add_case(data_manager, "Nested IDs", pseudonym, ct["study_uid"], source=world.source())
+    out = export_collection(data_manager, "Nested IDs", tmp_path / "teach", world.source())
+
+    [path] = list(out.rglob("*.dcm"))
+    assert pseudonym.encode() not in path.read_bytes()
+    ds = pydicom.dcmread(path)
+    [request] = ds.RequestAttributesSequence
+    assert request.PatientID == "CASE001" and str(request.PatientName) == "CASE001"
+    assert "AccessionNumber" not in request and "IssuerOfPatientID" not in request
+    [source] = request.SourcePatientGroupIdentificationSequence
+    assert source.PatientID == "CASE001" and "OtherPatientIDsSequence" not in source
+    assert ds.DerivationDescription == "derived for CASE001"
