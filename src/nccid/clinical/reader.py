@@ -447,8 +447,8 @@ def _sheet(values: list[list], fmt: str, stamp, title: str,
     rows, cell_errors = [], {}
     for index in range(header_index + 1, len(values)):
         cells = values[index]
-        failed = {c: code for c, code in error_rows[index].items() if c < width} \
-            if index in error_rows else None
+        failed = {c: code for c, code in error_rows[index].items() if c < width and headers[c]} \
+            if index in error_rows else None  # under no header: only the sheet warning
         if not failed and not any(_filled(v) for v in cells[:width]):
             continue
         cells = list(cells[:width]) + [""] * (width - len(cells))

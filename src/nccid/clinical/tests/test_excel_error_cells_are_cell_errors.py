@@ -82,3 +82,20 @@ def test_an_error_cell_without_its_code_is_still_an_error():
     [problem] = run(data).problems
     assert (problem.label, problem.value) == ("Age", "")
     assert problem.reason == f"the cell holds an Excel error {ADVICE}"
+
+
+def test_a_row_whose_only_content_is_an_error_cell_under_no_header_is_skipped():
+    from nccid.clinical import reader
+
+    from .helpers import positive_row, xlsx_bytes
+
+    headers, row = positive_row()
+    headers = [*headers[:3], "", *headers[3:]]
+    filled = [*row[:3], "", *row[3:]]
+    stray = [""] * len(headers)
+    stray[3] = "#N/A"  # under the blank header, alone on its row
+    sheet = reader.read_bytes(xlsx_bytes(headers, [filled, stray]))
+    assert [number for number, _ in sheet.rows] == [2]
+    assert sheet.cell_errors == {} and sheet.unheaded_columns == [3]
+    result = run(xlsx_bytes(headers, [filled, stray]))
+    assert (result.total_rows, result.errors, result.rejected_rows) == (1, [], set())
