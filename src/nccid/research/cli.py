@@ -35,7 +35,10 @@ def _user(name: str):
 
 
 def _errors():
-    """Research errors the user can fix, to be shown as one line."""
+    """Research errors the user can fix, to be shown as one line.
+
+    Only after Django is set up (``_user`` or ``setup_django``): importing ``.teaching`` loads
+    models, and an ``except _errors()`` is evaluated when the error is raised."""
     from .cohort import CohortError, ScopeError
     from .export import ExportError
     from .teaching import TeachingError
@@ -100,6 +103,7 @@ def _filter_options(fn):
     @functools.wraps(fn)
     def wrapper(**kwargs):
         picked = {n: kwargs.pop(n) for n in options}
+        setup_django()  # before the filter: a bad one is reported through _errors()
         try:
             flt = _build_filter(**picked)
             return fn(flt=flt, **kwargs)
@@ -164,10 +168,11 @@ def modelling_cmd(user: UserOpt,
                   output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the CSV and PNG.")]
                   ) -> None:
     """Weekly counts by site and intervals between events, from cleaned clinical records."""
+    account = _user(user)
     from .services import modelling_outputs
 
     try:
-        result = modelling_outputs(_user(user), output, _source())
+        result = modelling_outputs(account, output, _source())
     except _errors() as exc:
         raise UserError(str(exc)) from exc
     console.print(f"{result['records']} clinical records -> "
@@ -210,10 +215,11 @@ def teaching_add(collection: str, user: UserOpt,
                  description: Annotated[str, typer.Option(
                      "--description", help="The collection's description, when this makes it.")] = "") -> None:
     """Mark a study as a case of a teaching collection (made on first use)."""
+    account = _user(user)  # sets Django up, which .teaching's models need
     from .teaching import add_case
 
     try:
-        case = add_case(_user(user), collection, pseudonym, study, note, description, _source())
+        case = add_case(account, collection, pseudonym, study, note, description, _source())
     except _errors() as exc:
         raise UserError(str(exc)) from exc
     console.print(f"Added case {case.pk} to {case.collection.name}", highlight=False)
@@ -222,11 +228,12 @@ def teaching_add(collection: str, user: UserOpt,
 @teaching_app.command("list")
 def teaching_list(user: UserOpt, collection: Annotated[str | None, typer.Argument()] = None) -> None:
     """List collections, or the cases of one collection."""
+    account = _user(user)  # sets Django up, which .teaching's models need
     from .services import require_data_manager
     from .teaching import get_collection, list_collections
 
     try:
-        require_data_manager(_user(user))
+        require_data_manager(account)
         if collection is None:
             table = Table("Collection", "Cases", "Created by", "Description")
             for c in list_collections():
@@ -244,10 +251,11 @@ def teaching_list(user: UserOpt, collection: Annotated[str | None, typer.Argumen
 def teaching_export(collection: str, user: UserOpt,
                     output: Annotated[Path, typer.Option("-o", "--output", help="A new folder.")]) -> None:
     """Export a collection as de-identified DICOM with an offline index.html."""
+    account = _user(user)  # sets Django up, which .teaching's models need
     from .teaching import export_collection
 
     try:
-        out = export_collection(_user(user), collection, output, _source())
+        out = export_collection(account, collection, output, _source())
     except _errors() as exc:
         raise UserError(str(exc)) from exc
     except OSError as exc:
@@ -268,8 +276,9 @@ def validate_cmd(predictions: Annotated[Path, typer.Argument(help="CSV: pseudony
         text = predictions.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{predictions}: cannot read ({exc.__class__.__name__})") from exc
+    account = _user(user)
     try:
-        outcome = validate_predictions(_user(user), text, operating_point, _source(),
+        outcome = validate_predictions(account, text, operating_point, _source(),
                                        title=f"AI validation report: {predictions.name}")
     except PredictionError as exc:
         raise UserError(str(exc)) from exc
