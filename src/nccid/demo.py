@@ -1,12 +1,16 @@
 """Synthetic demo sites, accounts and data for 'make run'.
 
 Everything here is invented: NHS numbers from the 999 test range, made-up names and images that
-are drawn phantoms. Loading is idempotent: a home that already has the demo sites is left as is.
+are drawn phantoms. Loading is idempotent and resumable: two audit events mark its start and its
+end, so a load that was interrupted (Ctrl-C during the first 'make run') is completed by the next
+run, step by step (a sheet already accepted is not sent again; images sent again are duplicates
+intake skips), and a finished one is left as is.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +44,9 @@ ACCOUNTS = [
     ("admin", "admin", None),
 ]
 PATIENTS_PER_SITE = 30
+DEMO_ACTOR = "nccid-demo"
+STARTED, LOADED = "demo.started", "demo.loaded"  # audit actions marking the load's progress
+SHEETS = ("positive", "negative", "isaric")
 
 
 def chest_phantom(rows: int, columns: int, seed: int) -> np.ndarray:
@@ -65,37 +72,68 @@ def _print(console: Console | None, text: str) -> None:
 
 
 def load_demo(console: Console | None = None) -> bool:
-    """Create the demo sites, accounts, clinical records and images. False if already there."""
-    from nccid.accounts.models import Site
-
-    if Site.objects.filter(code=SITES[0].code).exists():
+    """Create the demo sites, accounts, clinical records and images, or finish an interrupted
+    load. False if the demo is already loaded, or the home has a site RTH of its own."""
+    state = demo_state()
+    if state in ("loaded", "not a demo home"):
         if console is not None:
             print_accounts(console)
         return False
-    _print(console, "Loading synthetic demo sites, accounts and data …")
-    _create_sites_and_accounts()
-    with tempfile.TemporaryDirectory(prefix="nccid-demo-") as scratch:
-        for demo_site in SITES:
-            _load_site(demo_site, Path(scratch))
+    from nccid.accounts.models import audit
+    from nccid.cli.progress import progress_bar
     from nccid.warehouse.catalogue import refresh_catalogue
 
-    refresh_catalogue()
+    if state == "new":
+        audit(DEMO_ACTOR, STARTED)
+        _print(console, "Loading synthetic demo sites, accounts and data …")
+    else:
+        _print(console, "Finishing the synthetic demo load that was interrupted …")
+    _create_sites_and_accounts()
+    with tempfile.TemporaryDirectory(prefix="nccid-demo-") as scratch, \
+            progress_bar("Loading the demo", total=len(SITES) * _steps_per_site()) as bar:
+        for demo_site in SITES:
+            _load_site(demo_site, Path(scratch), bar.advance)
+    refresh_catalogue()  # before the end mark: an interrupted refresh is redone next time
+    audit(DEMO_ACTOR, LOADED)
     if console is not None:
         print_accounts(console)
     return True
 
 
+def demo_state() -> str:
+    """'loaded', 'interrupted' (started, not finished), 'new', or 'not a demo home' (a site
+    RTH that no demo load made: a home from before these marks, or an operator's own)."""
+    from nccid.accounts.models import AuditEvent, Site
+
+    marks = set(AuditEvent.objects.filter(username=DEMO_ACTOR, action__in=(STARTED, LOADED))
+                .values_list("action", flat=True))
+    if LOADED in marks:
+        return "loaded"
+    if STARTED in marks:
+        return "interrupted"
+    return "not a demo home" if Site.objects.filter(code=SITES[0].code).exists() else "new"
+
+
+def _steps_per_site() -> int:
+    return len(SHEETS) + PATIENTS_PER_SITE + 4 + 1  # sheets, each patient's images, the held one
+
+
 def _create_sites_and_accounts() -> None:
+    """Those not made yet (an interrupted load may have made some)."""
+    from nccid.accounts.models import Site, User
     from nccid.accounts.services import add_site, add_user
 
     for s in SITES:
-        add_site(s.code, s.name, s.ae_title, s.split)
+        if not Site.objects.filter(code=s.code).exists():
+            add_site(s.code, s.name, s.ae_title, s.split)
     for username, role, site_code in ACCOUNTS:
-        add_user(username, role, DEMO_PASSWORD, site_code)
+        if not User.objects.filter(username=username).exists():
+            add_user(username, role, DEMO_PASSWORD, site_code)
 
 
-def _load_site(demo_site: DemoSite, scratch: Path) -> None:
+def _load_site(demo_site: DemoSite, scratch: Path, step: Callable[[], None]) -> None:
     from nccid.accounts.models import Site, User
+    from nccid.clinical.models import Upload
     from nccid.clinical.services import import_file
     from nccid.synthetic.clinical import write_sheet
     from nccid.synthetic.people import people
@@ -105,16 +143,22 @@ def _load_site(demo_site: DemoSite, scratch: Path) -> None:
     patients = people(PATIENTS_PER_SITE + 4, seed=demo_site.seed, site_prefix=demo_site.code)
     # The last few patients get images but no clinical record: their images wait to be linked.
     positive, negative = patients[:18], patients[18:PATIENTS_PER_SITE]
-    for kind, group in (("positive", positive), ("negative", negative), ("isaric", positive[:8])):
-        path = scratch / f"{demo_site.code}-{kind}.xlsx"
-        write_sheet(kind, group, path, seed=demo_site.seed)
-        import_file(site, kind, path, uploader)
+    groups = {"positive": positive, "negative": negative, "isaric": positive[:8]}
+    for kind in SHEETS:
+        # Sent again, an accepted sheet would add an upload of unchanged records to the list.
+        if not Upload.objects.filter(site=site, kind=kind, status=Upload.Status.ACCEPTED).exists():
+            path = scratch / f"{demo_site.code}-{kind}.xlsx"
+            write_sheet(kind, groups[kind], path, seed=demo_site.seed)
+            import_file(site, kind, path, uploader)
+        step()
     # Images: most patients identified by NHS number, some by hospital number only, and a few
     # whose clinical record has not arrived (they wait, encrypted, to be linked).
     for index, person in enumerate(patients):
         by_nhs = index % 3 != 0
         _send_images(site, person, index, use_nhs=by_nhs)
+        step()
     _send_held_image(site, patients[1], demo_site.seed)
+    step()
 
 
 def _send_held_image(site, person, seed: int) -> None:
