@@ -31,14 +31,16 @@ class Bar:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None = None) -> Iterator[Bar]:
-    """A bar counting steps (``total`` None: a pulse with the time taken, for work whose size is
-    not known, or happens where it cannot be counted). Gone when the work ends."""
+def progress_bar(description: str, total: int | None = None, *, counted: bool = True
+                 ) -> Iterator[Bar]:
+    """A bar counting steps (``total`` None until known), or with ``counted`` False a pulse and
+    the time taken, for work done where it cannot be counted. Gone when the work ends."""
     from nccid.cli import common  # looked up now: tests swap in a terminal console
 
     console = common.err_console
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = [TextColumn("[progress.description]{task.description}"), BarColumn()]
+    columns += ([MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()] if counted
+                else [TimeElapsedColumn()])
     with Progress(*columns, console=console, disable=not console.is_terminal,
                   transient=True) as progress:
         yield Bar(progress, progress.add_task(description, total=total))

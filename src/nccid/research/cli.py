@@ -153,10 +153,13 @@ def export_cmd(flt, user: UserOpt,
                formats: Annotated[str, typer.Option("--format", help="Any of parquet,csv,dicom.")] = "parquet,csv,dicom",
                ) -> None:
     """Export a cohort (tables, DICOM in the bucket layout, manifest with checksums)."""
+    from nccid.cli.progress import progress_bar
+
     from .export import export_cohort
 
     try:
-        result = export_cohort(_user(user), flt, output, formats, _source())
+        with progress_bar("Copying images") as bar:
+            result = export_cohort(_user(user), flt, output, formats, _source(), bar.reached)
     except OSError as exc:
         raise UserError(_not_written(output, exc)) from exc
     console.print(f"Exported {_counts_line(result.counts)}: {result.files} files, "

@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -239,8 +240,12 @@ class _WarehouseObject:
         self.stream.close()
 
 
-def _write_objects(cohort: Cohort, writer: _Writer) -> None:
+Progress = Callable[[int, int], None]  # (images copied, images in the cohort)
+
+
+def _write_objects(cohort: Cohort, writer: _Writer, progress: Progress | None = None) -> None:
     source = cohort.source
+    total, done = cohort.counts().images, 0
     cursor = cohort.image_rows("storage_key, size, sha256, folder")
     while batch := cursor.fetchmany(1000):
         for key, size, sha, folder in batch:
@@ -250,6 +255,9 @@ def _write_objects(cohort: Cohort, writer: _Writer) -> None:
             if source.exists(meta):
                 with _WarehouseObject(source, meta) as src:
                     writer.copy(meta, src)
+            done += 1
+            if progress is not None:
+                progress(done, total)
     clinical = cohort._execute(
         "SELECT DISTINCT set_name, pseudonym, kind, site FROM clinical c "
         "WHERE list_contains($sets, c.set_name) AND c.pseudonym IN (SELECT pseudonym FROM cp) "
@@ -261,13 +269,15 @@ def _write_objects(cohort: Cohort, writer: _Writer) -> None:
                 writer.copy(key, src)
 
 
-def write_export(cohort: Cohort, destination: Path, formats: tuple[str, ...]) -> ExportResult:
-    """Write ``cohort`` to ``destination`` (folder or ``.zip``), all or nothing."""
+def write_export(cohort: Cohort, destination: Path, formats: tuple[str, ...],
+                 progress: Progress | None = None) -> ExportResult:
+    """Write ``cohort`` to ``destination`` (folder or ``.zip``), all or nothing; ``progress``
+    hears of each image as it is copied."""
     writer = _writer_for(Path(destination))
     try:
         _write_tables(cohort, writer, formats)
         if "dicom" in formats:
-            _write_objects(cohort, writer)
+            _write_objects(cohort, writer, progress)
         info = {"filter": cohort.filter.to_dict(), "sets": list(cohort.sets),
                 "counts": cohort.counts().as_dict(), "formats": list(formats)}
         path = writer.staging / ".cohort.json"
@@ -283,14 +293,15 @@ def write_export(cohort: Cohort, destination: Path, formats: tuple[str, ...]) ->
 
 
 def export_cohort(user: Any, flt: CohortFilter, destination: str | Path,
-                  formats: str | tuple[str, ...] = FORMATS, source: Source | None = None) -> ExportResult:
+                  formats: str | tuple[str, ...] = FORMATS, source: Source | None = None,
+                  progress: Progress | None = None) -> ExportResult:
     """Export the cohort ``user`` may see; the export is audited (filter, counts, size)."""
     from nccid.accounts.models import audit
 
     formats = parse_formats(formats)
     cohort = Cohort(flt, scope_for(user), source)
     try:
-        result = write_export(cohort, Path(destination), formats)
+        result = write_export(cohort, Path(destination), formats, progress)
     except Exception as exc:
         # Any failure is audited; only an ExportError's message (keys, never a store path) is kept.
         error = str(exc) if isinstance(exc, ExportError) else exc.__class__.__name__

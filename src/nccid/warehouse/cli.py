@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from nccid.cli.common import UserError, console, setup_django
+from nccid.cli.progress import progress_bar
 
 warehouse_app = typer.Typer(help="The image warehouse and its catalogue.", no_args_is_help=True)
 
@@ -32,7 +33,8 @@ def catalogue(
     from .catalogue import refresh_catalogue
 
     try:
-        result = refresh_catalogue(compact_at=compact_at)
+        with progress_bar("Refreshing the catalogue", counted=False):
+            result = refresh_catalogue(compact_at=compact_at)
     except _storage_errors() as exc:
         raise UserError(f"catalogue not refreshed: {exc}") from exc
     table = Table("Table", "Rows")
@@ -56,7 +58,8 @@ def verify(
     if sample < 1 and not all_objects:
         raise UserError("--sample must be at least 1 (or use --all)")
     try:
-        report = verify_objects(None if all_objects else sample, seed)
+        with progress_bar(_verifying(None if all_objects else sample), counted=False):
+            report = verify_objects(None if all_objects else sample, seed)
     except _storage_errors() as exc:
         raise UserError(f"cannot read the warehouse: {exc}") from exc
     pending = uncatalogued_images()
@@ -109,10 +112,19 @@ def sync_clinical() -> None:
     from .service import sync_clinical as sync
 
     try:
-        written = sync()
+        with progress_bar("Writing clinical records", counted=False):
+            written = sync()
     except _storage_errors() as exc:
         raise UserError(f"clinical records not written: {exc}") from exc
     console.print(f"wrote {written:,} clinical record(s)")
+
+
+def _verifying(sample: int | None) -> str:
+    """What the verify bar says: how many images are re-hashed (counted in the catalogue)."""
+    from .catalogue import catalogue_counts
+
+    images = catalogue_counts().get("images", 0)
+    return f"Re-hashing {images if sample is None else min(sample, images):,} image(s)"
 
 
 def _size(value: int | None) -> str:

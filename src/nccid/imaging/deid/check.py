@@ -7,7 +7,7 @@ are never reported in full: ``mask()`` keeps a couple of characters and the leng
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,14 +182,17 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def check_paths(paths: Iterable[Path], safe_private: Iterable[SafePrivate] | None = None
-                ) -> tuple[list[Finding], int, int]:
-    """(findings, files scanned, files skipped as not DICOM) for files and folders."""
+def check_paths(paths: Iterable[Path], safe_private: Iterable[SafePrivate] | None = None,
+                on_file: Callable[[], None] | None = None) -> tuple[list[Finding], int, int]:
+    """(findings, files scanned, files skipped as not DICOM) for files and folders; ``on_file``
+    is called after each file (a progress bar)."""
     checker = Checker(safe_private)
     findings: list[Finding] = []
     scanned = skipped = 0
     for file in iter_files(paths):
         result = checker.check_file(file)
+        if on_file is not None:
+            on_file()
         if result is None:
             skipped += 1
             continue

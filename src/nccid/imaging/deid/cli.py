@@ -20,12 +20,15 @@ def register_deid(app: typer.Typer) -> None:
     @deid.command("check")
     def check(paths: list[Path] = typer.Argument(..., help="DICOM files or folders")) -> None:
         """Report attributes whose values still look identifying; exit 1 if any are found."""
+        from nccid.cli.progress import progress_bar
+
         from .check import check_paths
 
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise UserError(f"no such file or folder: {', '.join(missing)}")
-        findings, scanned, skipped = check_paths(paths)
+        with progress_bar("Checking files") as bar:
+            findings, scanned, skipped = check_paths(paths, on_file=bar.advance)
         for file, found in groupby(findings, key=lambda finding: finding.file):
             found = list(found)
             table = Table(title=f"{file}: {len(found)} possibly identifying value(s)",

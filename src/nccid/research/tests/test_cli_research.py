@@ -149,3 +149,24 @@ def test_export_to_an_unwritable_place_is_one_line_and_audited(run, researcher, 
     assert "the export was not written" in str(result.exception)
     assert AuditEvent.objects.get(action="research.export.failed").detail["error"] in (
         "FileExistsError", "NotADirectoryError")
+
+
+def test_export_shows_the_images_copied_on_a_terminal_only(run, researcher, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from nccid.cli import common
+
+    bars = []
+    for terminal in (False, True):
+        bars.append(io.StringIO())
+        monkeypatch.setattr(common, "err_console",
+                            Console(file=bars[-1], force_terminal=terminal, width=120))
+        result = run("research", "export", "--user", "rita", "--modality", "CT",
+                     "-o", tmp_path / f"ct-{terminal}", "--format", "csv,dicom")
+        assert result.exit_code == 0, result.output
+        images = json.loads((tmp_path / f"ct-{terminal}" / "cohort.json").read_text())["counts"]["images"]
+        assert images > 0 and "Exported " in result.stdout
+    assert bars[0].getvalue() == ""
+    assert "Copying images" in bars[1].getvalue() and f"{images}/{images}" in bars[1].getvalue()
