@@ -8,9 +8,13 @@ travel as query parameters; field names are checked against the catalogue's colu
 from __future__ import annotations
 
 import json
+import math
 import re
+import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import duckdb
@@ -27,6 +31,9 @@ OPERATORS = ("!=", ">=", "<=", "=", ">", "<")
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _RESERVED = {"pseudonym", "site", "kind", "set_name", "updated_at", "cleaned"}
 MAX_DAYS = 36_500  # a century either side of a clinical date is as wide as a window gets
+MAX_AGE = 150  # years; a bigger bound is a typing error, and past 2**127 DuckDB cannot bind it
+WITHIN_KEYS = ("field", "days", "days_before", "days_after")
+DEFAULT_WITHIN_FIELD = "date_of_positive_covid_swab"
 
 
 class CohortError(ValueError):
@@ -57,7 +64,7 @@ class ClinicalCondition:
 class RelativeDate:
     """Images taken from ``days_before`` before to ``days_after`` after a clinical date."""
 
-    field: str = "date_of_positive_covid_swab"
+    field: str = DEFAULT_WITHIN_FIELD
     days_before: int = 7
     days_after: int = 7
 
@@ -80,6 +87,10 @@ class CohortFilter:
         bad = [s for s in self.covid_status if s not in COVID_STATUSES]
         if bad:
             raise CohortError(f"covid status {bad[0]!r}: use {', '.join(COVID_STATUSES)}")
+        for name in ("age_min", "age_max"):
+            age = getattr(self, name)
+            if age is not None and not 0 <= age <= MAX_AGE:
+                raise CohortError(f"{name}: {age} is out of range (0-{MAX_AGE} years)")
         if self.age_min is not None and self.age_max is not None and self.age_min > self.age_max:
             raise CohortError(f"age range {self.age_min}-{self.age_max} is empty")
         if (self.study_date_from and self.study_date_to
@@ -175,10 +186,20 @@ def _parse_date(name: str, value: Any) -> date:
 
 
 def _parse_int(name: str, value: Any) -> int:
+    """A whole number from JSON or text: 7, "7" or 7.0; never a bool, a fraction or infinity."""
+    problem = CohortError(f"{name}: {_shown(value)} is not a whole number")
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise problem  # int() would read true as 1 and cut 2.5 to 2
     try:
         return int(value)
-    except (TypeError, ValueError) as exc:
-        raise CohortError(f"{name}: {value!r} is not a whole number") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise problem from exc
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, cut short: a huge number echoed whole would swamp it."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _parse_within(value: Any) -> RelativeDate:
@@ -186,13 +207,18 @@ def _parse_within(value: Any) -> RelativeDate:
         return value
     if not isinstance(value, dict):
         raise CohortError("within: give {field, days_before, days_after} or {field, days}")
+    unknown = sorted(set(value) - set(WITHIN_KEYS))
+    if unknown:  # a misspelt day count would otherwise fall back to 7 days unnoticed
+        raise CohortError(f"within: unknown key(s) {', '.join(map(repr, unknown))}: "
+                          f"use {', '.join(WITHIN_KEYS)}")
 
     def day_count(key: str) -> int:
         name = key if value.get(key) is not None else "days"  # `days` sets both sides
         given = value.get(name)
         return 7 if given is None else _parse_day_count(f"within.{name}", given)
 
-    return RelativeDate(str(value.get("field", "date_of_positive_covid_swab")).lower(),
+    name = value.get("field")
+    return RelativeDate(DEFAULT_WITHIN_FIELD if name is None else str(name).lower(),
                         day_count("days_before"), day_count("days_after"))
 
 
@@ -239,20 +265,66 @@ def clinical_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows} - _RESERVED
 
 
+@cache
+def known_fields() -> frozenset[str]:
+    """The cleaned fields: the clinical templates' (identifiers are never cleaned) and the
+    derived ones the warehouse flattens (``any_positive_swab``, ``isaric_4c_score`` ...)."""
+    from nccid.clinical.schema import templates
+    from nccid.warehouse.catalogue_schema import clinical_columns as flattened
+
+    return frozenset({c.field for t in templates().values() for c in t.columns
+                      if c.type != "identifier"} | set(flattened()))
+
+
 def _field_expr(name: str, columns: set[str], params: dict[str, Any], key: str) -> str:
     """A typed column when the catalogue flattens the field, else the cleaned JSON."""
     if not _FIELD_NAME.match(name) or name in _RESERVED:
         raise CohortError(f"clinical field {name!r} is not a cleaned clinical field name")
+    known = columns | known_fields()
+    if name not in known:  # a misspelt field would match no one, silently
+        raise CohortError(f"clinical field {name!r} is not a clinical field; known fields: "
+                          f"{', '.join(sorted(known))}")
     if name in columns:
         return f'c."{name}"'
     params[key] = "$." + name
     return f"json_extract_string(c.cleaned, ${key})"
 
 
+@cache
+def boolean_spellings() -> dict[str, list[str]]:
+    """Each lower-cased yes/no word -> every spelling of its side (``data/clinical_values.toml``)."""
+    text = resources.files("nccid.research").joinpath("data/clinical_values.toml").read_text()
+    sides = tomllib.loads(text)["booleans"].values()
+    return {word: list(side) for side in sides for word in side}
+
+
+def _finite_number(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _equality_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], key: str) -> str:
+    """Numbers compare as numbers (a site's 38 and 38.0 are one value), yes/no words as any
+    spelling of their side (Yes, true), the rest as case-blind text."""
+    number = _finite_number(cond.value)
+    if number is not None:
+        params[key] = number
+        return f"TRY_CAST({expr} AS DOUBLE) {cond.op} ${key}"
+    spellings = boolean_spellings().get(cond.value.lower())
+    if spellings:
+        params[key] = spellings
+        test = f"list_contains(${key}, lower(CAST({expr} AS VARCHAR)))"
+        return test if cond.op == "=" else f"NOT {test}"
+    params[key] = cond.value.lower()
+    return f"lower(CAST({expr} AS VARCHAR)) {cond.op} ${key}"
+
+
 def _condition_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], key: str) -> str:
     if cond.op in ("=", "!="):
-        params[key] = cond.value.lower()
-        return f"lower(CAST({expr} AS VARCHAR)) {cond.op} ${key}"
+        return _equality_sql(cond, expr, params, key)
     try:
         params[key] = float(cond.value)
         return f"TRY_CAST({expr} AS DOUBLE) {cond.op} ${key}"
@@ -345,7 +417,11 @@ class Cohort:
         self.sets = sets
         self.source = source or default_source()
         self.con = self.source.connect()
-        self.compiled = compile_filter(flt, sets, clinical_columns(self.con))
+        try:
+            self.compiled = compile_filter(flt, sets, clinical_columns(self.con))
+        except BaseException:
+            self.con.close()  # a refused filter must not leave the catalogue open
+            raise
         self._counts: Counts | None = None
 
     def _execute(self, select: str, extra: dict[str, Any] | None = None):
@@ -406,6 +482,10 @@ def select_cohort(user: Any, flt: CohortFilter, source: Source | None = None,
     from nccid.accounts.models import audit
 
     cohort = Cohort(flt, scope_for(user), source)
-    counts = cohort.counts()
-    audit(user, action, filter=flt.to_dict(), sets=list(cohort.sets), **counts.as_dict())
+    try:
+        counts = cohort.counts()
+        audit(user, action, filter=flt.to_dict(), sets=list(cohort.sets), **counts.as_dict())
+    except BaseException:
+        cohort.close()
+        raise
     return cohort
