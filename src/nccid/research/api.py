@@ -1,52 +1,67 @@
 """JSON API for researchers (mounted at /api/research/ by the portal): cohort counts, lists and
-zip exports. Bearer token (``nccid user token``) or a logged-in session; training set only."""
+zip exports. Bearer token (``nccid user token``) or a logged-in session; training set only.
+Bad input of any kind answers 400 with one ``detail`` text naming the field."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from django.http import FileResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import P, Query, Router, Schema
-from ninja.errors import HttpError
-from ninja.security import HttpBearer, django_auth
+from ninja.errors import HttpError, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field
 
-from .cohort import CohortError, CohortFilter, ScopeError, scope_for, select_cohort
+from .cohort import MAX_AGE, CohortError, CohortFilter, ScopeError, scope_for, select_cohort
 from .export import ExportError, export_cohort, parse_formats
 from .source import Source, default_source
 
+MOUNT = "research/"  # where the portal mounts this router, under its API root
+# The router exists before the portal is imported: the portal imports this module to mount
+# it, so whichever of the two is imported first, the portal finds the router.
+router = Router(tags=["research"])
 
-class TokenAuth(HttpBearer):
-    def authenticate(self, request, token: str):
-        from django.utils import timezone
+from nccid.portal import api as portal  # noqa: E402  (the cycle just described)
 
-        from nccid.accounts.models import ApiToken
-
-        found = ApiToken.objects.select_related("user").filter(digest=ApiToken.digest_of(token)).first()
-        if found is None or not found.user.is_active:
-            return None
-        ApiToken.objects.filter(pk=found.pk).update(last_used=timezone.now())
-        return found.user
-
-
-router = Router(auth=[TokenAuth(), django_auth], tags=["research"])
+# The portal's own credentials: no credentials or a bad token is 401, a session needs CSRF.
+router.auth = [portal.TokenAuth(), portal.SessionAuth()]
 # Tests point this at their own catalogue; production reads the installation's.
 source_factory = default_source
 
 
+def _one_or_many(value: Any) -> Any:
+    """A bare value is a one-item list, as ``CohortFilter.from_dict`` reads it."""
+    return [value] if isinstance(value, str) else value
+
+
+def _conditions(value: Any) -> Any:
+    """``{"itu_admission": "Yes"}`` is ``["itu_admission=Yes"]``, as ``from_dict`` reads it."""
+    if isinstance(value, dict):
+        return [f"{name}={wanted}" for name, wanted in value.items()]
+    return _one_or_many(value)
+
+
+Values = Annotated[list[str], BeforeValidator(_one_or_many)]
+Age = Annotated[int | None, Field(ge=0, le=MAX_AGE)]
+
+
 class FilterIn(Schema):
-    covid_status: list[str] = []
-    modality: list[str] = []
-    site: list[str] = []
+    """A cohort filter (docs/research.md); a key not listed here is refused, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    covid_status: Values = []
+    modality: Values = []
+    site: Values = []
     study_date_from: str | None = None
     study_date_to: str | None = None
-    age_min: int | None = None
-    age_max: int | None = None
-    sex: list[str] = []
-    ethnicity: list[str] = []
-    clinical: list[str] = []
+    age_min: Age = None
+    age_max: Age = None
+    sex: Values = []
+    ethnicity: Values = []
+    clinical: Annotated[list[str], BeforeValidator(_conditions)] = []
     within: dict[str, Any] | None = None
 
 
@@ -73,7 +88,11 @@ def _cohort(request, body: FilterIn, source: Source):
 @router.post("/cohort/count", response=CountsOut, summary="Count the patients, studies and images of a cohort")
 def cohort_count(request, body: FilterIn):
     """Patients, studies and images matching the filter (the user's sets only)."""
-    return _cohort(request, body, source_factory()).counts().as_dict()
+    cohort = _cohort(request, body, source_factory())
+    try:
+        return cohort.counts().as_dict()
+    finally:
+        cohort.close()
 
 
 MAX_LIMIT = 10_000
@@ -90,8 +109,12 @@ def cohort_list(request, body: FilterIn,
     if not 0 <= offset <= MAX_OFFSET:
         raise HttpError(400, f"offset must be 0-{MAX_OFFSET}, got {offset}")
     cohort = _cohort(request, body, source_factory())
-    rows = cohort.images(limit=limit, offset=offset)
-    return {"counts": cohort.counts().as_dict(), "limit": limit, "offset": offset,
+    try:
+        rows = cohort.images(limit=limit, offset=offset)
+        counts = cohort.counts().as_dict()
+    finally:
+        cohort.close()
+    return {"counts": counts, "limit": limit, "offset": offset,
             "images": rows.astype(object).where(rows.notna(), None).to_dict(orient="records")}
 
 
@@ -143,3 +166,33 @@ def withdrawn(request, since: Query[str | None, P(description="Only withdrawals 
         raise HttpError(400, str(exc)) from exc
     except ScopeError as exc:
         raise HttpError(403, str(exc)) from exc
+
+
+# ---------------------------------------------------------------- bad input: 400 here
+
+def _is_research(request: HttpRequest) -> bool:
+    from django.urls import reverse
+
+    return request.path.startswith(reverse(f"{portal.api.urls_namespace}:api-root") + MOUNT)
+
+
+def _field_of(error: dict) -> str:
+    """``age_min`` or ``modality.0`` from ninja's location (source, then the body's name)."""
+    loc = [str(part) for part in error.get("loc", ())]
+    return ".".join(loc[2:] if loc[:1] == ["body"] else loc[1:]) or "body"
+
+
+def _problem(error: dict) -> str:
+    if error.get("type") == "extra_forbidden":
+        return f"unknown filter field (use {', '.join(FilterIn.model_fields)})"
+    return error.get("msg", "invalid")
+
+
+@portal.api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    """Research requests answer 400 naming each field, as their other bad input does; the
+    portal's other routers keep ninja's 422 with a list (docs/api.md)."""
+    if not _is_research(request):
+        return portal.api.create_response(request, {"detail": exc.errors}, status=422)
+    detail = "; ".join(f"{_field_of(e)}: {_problem(e)}" for e in exc.errors)
+    return portal.api.create_response(request, {"detail": detail}, status=400)
