@@ -122,7 +122,8 @@ def _counts_line(counts) -> str:
 @_filter_options
 def cohort_cmd(flt, user: UserOpt,
                list_: Annotated[bool, typer.Option("--list", help="Also list the images.")] = False,
-               limit: Annotated[int, typer.Option("--limit", help="At most this many rows listed.")] = 100,
+               limit: Annotated[int, typer.Option(
+                   "--limit", min=1, max=10_000, help="At most this many rows listed (1-10000).")] = 100,
                as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Count (and list) the patients, studies and images matching a filter (training set)."""
     from .cohort import select_cohort

@@ -59,3 +59,10 @@ def test_bad_cohort_filters_are_one_line_in_a_fresh_process(home, tmp_path):
     assert "study_date_from" in one_line_error(
         nccid("research", "export", "--user", "rita", "--from", "2020-13-01", "-o", str(out)))
     assert not out.exists()
+
+
+def test_a_list_limit_out_of_range_is_refused_before_the_query(home):
+    for limit in ("-1", "0", "10001"):
+        refused = nccid("research", "cohort", "--user", "rita", "--list", "--limit", limit)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert "Invalid value for '--limit'" in refused.stderr
