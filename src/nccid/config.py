@@ -6,6 +6,7 @@ Pure Python: no Django import here, so the CLI and the pure libraries can read s
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -75,51 +76,158 @@ def _mask_options(options: dict) -> dict:
 
 
 def mask_url_password(url: str) -> str:
+    """``url`` with its password, and any credential-like query parameter
+    (``?password=``, ``sslpassword=``, ``secret=``...), shown as ``****``."""
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        parts = parts._replace(query=_mask_query(parts.query))
+    return urlunsplit(parts)
+
+
+def _mask_query(query: str) -> str:
+    """Each ``name=value`` pair kept as written, the value masked when the name looks secret."""
+    pairs = []
+    for pair in query.split("&"):
+        name, sep, _ = pair.partition("=")
+        secret = sep and any(word in name.lower() for word in _SECRET_WORDS)
+        pairs.append(f"{name}=****" if secret else pair)
+    return "&".join(pairs)
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message says which and how to fix it."""
 
 
-def _read_toml(home: Path) -> dict:
-    if os.environ.get("NCCID_CONFIG"):
-        path = Path(os.environ["NCCID_CONFIG"])
-        if not path.is_file():
-            raise ConfigError(f"NCCID_CONFIG names {path}, which is not a file")
-    path = Path(os.environ.get("NCCID_CONFIG") or home / "nccid.toml")
-    if not path.exists():
-        local = Path("nccid.toml")
-        path = local if local.exists() and "NCCID_CONFIG" not in os.environ else path
-    if not path.exists():
+def _config_path(home: Path) -> Path | None:
+    """The TOML file to read: ``$NCCID_CONFIG`` (must exist), else in the home, else ``./``.
+    An empty ``NCCID_CONFIG`` counts as unset, like every other variable."""
+    named = os.environ.get("NCCID_CONFIG")
+    if named:
+        if not Path(named).is_file():
+            raise ConfigError(f"NCCID_CONFIG names {named}, which is not a file")
+        return Path(named)
+    for path in (home / "nccid.toml", Path("nccid.toml")):
+        if path.exists():
+            return path
+    return None
+
+
+def _read_toml(path: Path | None) -> dict:
+    if path is None:
         return {}
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text: byte {exc.start})") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def _int(name: str, value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
+# A DICOM AE title: 1-16 characters of the default repertoire, no backslash or control
+# character (leading and trailing spaces are not significant, so they are dropped).
+_AE_TITLE = re.compile(r"[ -\[\]-~]{1,16}")
 
 
-def _positive(name: str, value) -> int:
-    number = _int(name, value)
-    if number <= 0:
-        raise ConfigError(f"{name} must be greater than 0, got {number}")
-    return number
+class _Picker:
+    """Raw values, environment over TOML over default, each with where it came from, so an
+    error names the variable or the file to fix."""
+
+    def __init__(self, file_cfg: dict, path: Path | None):
+        self.file_cfg, self.path = file_cfg, path
+
+    def raw(self, key: str, default) -> tuple[object, str]:
+        # The NCCID_ name wins: a machine may hold a DATABASE_URL meant for another program.
+        for name in ("NCCID_" + key.upper(), key.upper()):
+            if os.environ.get(name):  # an empty variable is unset
+                return os.environ[name], f"from {name}"
+        if key in self.file_cfg:
+            return self.file_cfg[key], f"in {self.path}"
+        return default, "the default"
+
+    def text(self, key: str, default: str) -> str:
+        value, where = self.raw(key, default)
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r} ({where})")
+        return value
+
+    def path_(self, key: str, default: Path) -> Path:
+        value, where = self.raw(key, default)
+        if not isinstance(value, str | Path) or not str(value):
+            raise ConfigError(f"{key} must be a path (a string), got {value!r} ({where})")
+        return Path(value)
+
+    def whole(self, key: str, default: int, low: int | None = None, high: int | None = None) -> int:
+        value, where = self.raw(key, default)
+        number = _whole_number(value)
+        if number is None:
+            raise ConfigError(f"{key} must be a whole number, got {value!r} ({where})")
+        if low is not None and high is not None and not low <= number <= high:
+            raise ConfigError(f"{key} must be between {low} and {high}, got {number} ({where})")
+        if low is not None and number < low:
+            raise ConfigError(f"{key} must be {low} or more, got {number} ({where})")
+        return number
+
+    def flag(self, key: str, default: bool) -> bool:
+        value, where = self.raw(key, default)
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be true or false, got {value!r} ({where})")
+
+    def table(self, key: str) -> dict:
+        value = self.file_cfg.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table ([{key}]), got {value!r} (in {self.path})")
+        return dict(value)
+
+    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
+        value, where = self.raw(key, default)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r} ({where})")
+        return value
+
+    def ae_title(self, key: str, default: str) -> str:
+        value = self.text(key, default).strip()
+        if not _AE_TITLE.fullmatch(value):
+            _, where = self.raw(key, default)
+            raise ConfigError(f"{key} must be 1 to 16 characters (letters, digits, spaces and "
+                              f"punctuation other than a backslash), got {value!r} ({where})")
+        return value
+
+    def public_url(self, key: str) -> str:
+        value, where = self.raw(key, "")
+        try:
+            return _public_url(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} ({where})") from None
+
+
+def _whole_number(value) -> int | None:
+    """An int, or a string of one; never a bool or a float (TOML ``11112.5`` is not cut)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _public_url(value) -> str:
     """An origin (scheme and host, optional port, nothing after): what browsers send as Origin."""
-    text = str(value).strip().rstrip("/")
+    if not isinstance(value, str):
+        raise ConfigError(f"public_url must be a string, got {value!r}")
+    text = value.strip().rstrip("/")
     if not text:
         return ""
     parts = urlsplit(text)
@@ -134,69 +242,45 @@ def _public_url(value) -> str:
     return text
 
 
-def _not_negative(name: str, value) -> int:
-    number = _int(name, value)
-    if number < 0:
-        raise ConfigError(f"{name} must be 0 or more, got {number}")
-    return number
-
-
-def _flag(name: str, value) -> bool:
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {value!r}")
+PORTS = (1, 65535)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The effective settings. ``NCCID_HOME`` (default ``./var``) anchors every default path."""
-    home = Path(os.environ.get("NCCID_HOME", "var")).resolve()
-    file_cfg = _read_toml(home)
+    home = Path(os.environ.get("NCCID_HOME") or "var").resolve()  # empty counts as unset
+    path = _config_path(home)
+    pick = _Picker(_read_toml(path), path)
 
-    def pick(key: str, default):
-        # The NCCID_ name wins: a machine may hold a DATABASE_URL meant for another program.
-        env = os.environ.get("NCCID_" + key.upper()) or os.environ.get(key.upper())
-        return env if env else file_cfg.get(key, default)  # an empty variable is unset
-
-    storage_options = dict(file_cfg.get("storage_options", {}))
+    storage_options = pick.table("storage_options")
     if os.environ.get("NCCID_S3_ENDPOINT"):
         storage_options["endpoint_url"] = os.environ["NCCID_S3_ENDPOINT"]
 
-    profile = pick("deid_profile", "retain-dates")
-    if profile not in DEID_PROFILES:
-        raise ConfigError(f"deid_profile must be one of {', '.join(DEID_PROFILES)}, got {profile!r}")
-    percent = _int("validation_percent", pick("validation_percent", 20))
-    if not 0 <= percent <= 100:
-        raise ConfigError(f"validation_percent must be between 0 and 100, got {percent}")
-
     return Settings(
         home=home,
-        database_url=pick("database_url", f"sqlite:///{home / 'nccid.sqlite3'}"),
-        vault_database_url=pick("vault_database_url", f"sqlite:///{home / 'vault.sqlite3'}"),
-        storage_url=pick("storage_url", str(home / "warehouse")),
+        database_url=pick.text("database_url", f"sqlite:///{home / 'nccid.sqlite3'}"),
+        vault_database_url=pick.text("vault_database_url", f"sqlite:///{home / 'vault.sqlite3'}"),
+        storage_url=pick.text("storage_url", str(home / "warehouse")),
         storage_options=storage_options,
-        key_file=Path(pick("key_file", home / "secret.key")),
-        log_dir=Path(pick("log_dir", home / "logs")),
-        pending_dir=Path(pick("pending_dir", home / "pending")),
-        node_ae_title=pick("node_ae_title", "NCCID"),
-        node_host=pick("node_host", "127.0.0.1"),
-        node_port=_int("node_port", pick("node_port", 11112)),
-        spool_dir=Path(pick("spool_dir", home / "spool")),
-        spool_segment_bytes=_positive("spool_segment_bytes",
-                                      pick("spool_segment_bytes", 256 * 1024 * 1024)),
-        node_drain=_flag("node_drain", pick("node_drain", "true")),
-        node_worker_process=_flag("node_worker_process", pick("node_worker_process", "true")),
-        portal_host=pick("portal_host", "127.0.0.1"),
-        portal_port=_int("portal_port", pick("portal_port", 8000)),
-        public_url=_public_url(pick("public_url", "")),
-        trusted_proxies=_not_negative("trusted_proxies", pick("trusted_proxies", 0)),
-        deid_profile=profile,
-        validation_percent=percent,
-        pending_retention_days=_int("pending_retention_days", pick("pending_retention_days", 90)),
-        debug=str(pick("debug", "")).lower() in ("1", "true", "yes"),
+        key_file=pick.path_("key_file", home / "secret.key"),
+        log_dir=pick.path_("log_dir", home / "logs"),
+        pending_dir=pick.path_("pending_dir", home / "pending"),
+        node_ae_title=pick.ae_title("node_ae_title", "NCCID"),
+        node_host=pick.text("node_host", "127.0.0.1"),
+        node_port=pick.whole("node_port", 11112, *PORTS),
+        spool_dir=pick.path_("spool_dir", home / "spool"),
+        spool_segment_bytes=pick.whole("spool_segment_bytes", 256 * 1024 * 1024, low=1),
+        node_drain=pick.flag("node_drain", True),
+        node_worker_process=pick.flag("node_worker_process", True),
+        portal_host=pick.text("portal_host", "127.0.0.1"),
+        portal_port=pick.whole("portal_port", 8000, *PORTS),
+        public_url=pick.public_url("public_url"),
+        trusted_proxies=pick.whole("trusted_proxies", 0, low=0),
+        deid_profile=pick.choice("deid_profile", "retain-dates", DEID_PROFILES),
+        validation_percent=pick.whole("validation_percent", 20, 0, 100),
+        # At least a day: 0 or less would expire every waiting image the moment it arrives.
+        pending_retention_days=pick.whole("pending_retention_days", 90, low=1),
+        debug=str(pick.raw("debug", "")[0]).lower() in ("1", "true", "yes"),
     )
 
 

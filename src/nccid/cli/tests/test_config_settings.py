@@ -125,3 +125,16 @@ def test_nccid_config_naming_a_missing_file_is_an_error(configured, monkeypatch,
     reset_settings_cache()
     with pytest.raises(ConfigError, match="NCCID_CONFIG names .*absent.toml, which is not a file"):
         get_settings()
+
+
+@pytest.mark.parametrize("query", ["password=q-pass-1", "sslpassword=q-pass-1",
+                                   "sslmode=require&password=q-pass-1&application_name=nccid",
+                                   "secret=q-pass-1", "auth_token=q-pass-1"])
+def test_config_show_masks_secrets_in_a_url_query(configured, monkeypatch, query):
+    monkeypatch.setenv("NCCID_DATABASE_URL", f"postgres://nccid@db.example/nccid?{query}")
+    reset_settings_cache()
+    result = run_cli(monkeypatch, "config", "show")
+    assert result.code == 0, result.err
+    shown = json.loads(result.out)["database_url"]
+    assert "q-pass-1" not in result.out
+    assert shown == f"postgres://nccid@db.example/nccid?{query.replace('q-pass-1', '****')}"
