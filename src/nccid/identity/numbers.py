@@ -159,11 +159,33 @@ def is_valid_chi_number(raw: object) -> bool:
     return is_chi_range(digits)
 
 
-# The separators ``normalise`` accepts (any space, typographic dashes), at most one each.
-_SEPARATOR = r"[\s\-\u2010\u2011\u2012\u2013\u2014\u2212]?"
-_CANDIDATE = re.compile(rf"(?<!\d)(\d{{3}}{_SEPARATOR}\d{{3}}{_SEPARATOR}\d{{4}})(?!\d)")
+# What may stand between the digits of a number written in free text: any space, dashes of
+# every kind, dots, slashes. The guard is wider than ``normalise`` on purpose: it must find a
+# number however it was typed, and a false alarm only hides a value.
+_GUARD_SEPARATORS = r"\s\-\u2010-\u2015\u2212\ufe58\ufe63\uff0d./\\"
+_DIGIT_GROUPS = re.compile(rf"[0-9]+(?:[{_GUARD_SEPARATORS}]+[0-9]+)*")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def looks_like_patient_number(text: str) -> bool:
-    """True when ``text`` holds a 10-digit run that passes a check digit (for leak scanners)."""
-    return any(is_valid_patient_number(m.group(1)) for m in _CANDIDATE.finditer(text))
+    """True when ``text`` holds a valid NHS/CHI number, however it is spaced or punctuated.
+
+    A candidate is whole groups of digits (never part of a longer group) joined by any run
+    of separators, 10 digits in all, or 9 that make a CHI once the leading zero is back;
+    it counts when it passes a check digit. For leak scanners: audit reasons, free text,
+    file warnings.
+    """
+    return any(_groups_hold_a_number(_DIGITS.findall(run.group()))
+               for run in _DIGIT_GROUPS.finditer(text or ""))
+
+
+def _groups_hold_a_number(groups: list[str]) -> bool:
+    for start in range(len(groups)):
+        digits = ""
+        for group in groups[start:]:
+            digits += group
+            if len(digits) > 10:
+                break
+            if len(digits) >= 9 and is_valid_patient_number(digits):
+                return True
+    return False
