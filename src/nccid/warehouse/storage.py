@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import fsspec
+import fsspec.asyn
 import numpy
 
 TEMP_PREFIX = ".tmp-"  # local temporaries; never listed, never a valid key
@@ -253,17 +254,41 @@ class Warehouse:
             self.fs.rm_file(path)
 
     def delete_many(self, keys: Iterable[str]) -> int:
-        """Delete these objects (missing ones are fine); how many keys were asked for. On S3
-        one request per thousand keys instead of one per key."""
-        keys = list(keys)
-        if self.is_local or not keys:
-            for key in keys:
-                self.delete(key)
-            return len(keys)
-        paths = [self.path(k) for k in keys]
-        for start in range(0, len(paths), 1000):
-            self.fs.rm(paths[start:start + 1000])
-        return len(keys)
+        """Delete these objects (missing ones are fine); how many were deleted.
+
+        On S3, one request per thousand keys. S3 answers such a request with success and lists
+        the keys it could not delete (InternalError, SlowDown, AccessDenied): those raise
+        StorageError naming them, once the others are deleted, so no caller takes an object
+        for gone that is not. S3 does not say whether a key existed: there a missing key
+        counts as deleted."""
+        keys = list(dict.fromkeys(keys))
+        if self.is_local:
+            return sum(self._delete_local(key) for key in keys)
+        deleted, failed = 0, {}
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            answer = fsspec.asyn.sync(self.fs.loop, self.fs._call_s3, "delete_objects",
+                                      Bucket=self.bucket, Delete={
+                "Objects": [{"Key": self.path(k).split("/", 1)[1]} for k in chunk], "Quiet": True})
+            errors = answer.get("Errors") or []
+            failed.update({self._key_of(f"{self.bucket}/{e['Key']}"): e.get("Code", "Error")
+                           for e in errors})
+            deleted += len(chunk) - len(errors)
+        for folder in {self.path(k).rsplit("/", 1)[0] for k in keys}:
+            self.fs.invalidate_cache(folder)  # s3fs caches listings
+        if failed:
+            named = ", ".join(f"{key} ({code})" for key, code in sorted(failed.items())[:10])
+            more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+            raise StorageError(f"S3 did not delete {len(failed)} of {len(keys)} objects: "
+                               f"{named}{more}; delete them again")
+        return deleted
+
+    def _delete_local(self, key: str) -> bool:
+        try:
+            os.unlink(self.path(key))
+        except FileNotFoundError:
+            return False
+        return True
 
     def download(self, key: str, local_path: str | Path, expected_sha256: str | None = None) -> None:
         """Copy an object to a local file, checked against ``expected_sha256`` if given.

@@ -132,8 +132,8 @@ def test_s3_writes_are_objects_in_the_bucket(s3_server):
 def test_delete_many_removes_the_named_objects_and_ignores_missing_ones(backend):
     for name in ("a", "b", "c"):
         backend.write_atomic(f"training/data/NCCID-TEST/{name}.json", b"{}")
-    asked = backend.delete_many(["training/data/NCCID-TEST/a.json", "training/data/NCCID-TEST/b.json",
-                                 "training/data/NCCID-TEST/never-written.json"])
-    assert asked == 3
+    deleted = backend.delete_many(["training/data/NCCID-TEST/a.json", "training/data/NCCID-TEST/b.json",
+                                   "training/data/NCCID-TEST/never-written.json"])
+    assert deleted == (2 if backend.is_local else 3)  # S3 does not say a key was missing
     assert backend.list("training/data/NCCID-TEST") == ["training/data/NCCID-TEST/c.json"]
     assert backend.delete_many([]) == 0
