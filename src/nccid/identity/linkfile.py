@@ -60,9 +60,35 @@ def find_column(headers: list[str], wanted: str) -> int:
     if len(loose) == 1:
         return loose[0]
     if not loose:
-        shown = ", ".join(repr(h) for h in headers[:30])
-        raise LinkFileError(f"no column {wanted!r} in the header row; the columns are: {shown}")
+        raise LinkFileError(f"no column {wanted!r} in the header row: {_describe_headers(headers)}")
     raise LinkFileError(f"column {wanted!r} appears {len(loose)} times in the header row")
+
+
+# A digit or two words of letters: a header holding one may be a patient's number, birth date
+# or name (a file without a header row), so it is never repeated in a message.
+_MAYBE_IDENTIFYING = re.compile(r"[0-9]|[^\W\d_]{2,}[^\w]+[^\W\d_]{2,}")
+
+
+def _describe_headers(headers: list[str]) -> str:
+    """The header row in words safe to print: headers that could identify are named by position."""
+    count = f"{len(headers)} column{'s' if len(headers) != 1 else ''}"
+    if any(looks_like_patient_number(h) or re.search(r"[0-9]{2}", h) for h in headers):
+        return (f"{count}, and the first row looks like data, not headers (it holds numbers or "
+                "dates; not shown): add a header row, naming the NHS/CHI number column "
+                "nhs_number or giving its header with --column")
+    shown = [f"column {i + 1} (not shown)" if _MAYBE_IDENTIFYING.search(h) else repr(h)
+             for i, h in enumerate(headers[:30])]
+    more = f" and {len(headers) - 30} more" if len(headers) > 30 else ""
+    return f"{count}: {', '.join(shown)}{more}; give the NHS/CHI number column's header with --column"
+
+
+def check_output_path(target: Path) -> None:
+    """LinkFileError unless ``target`` can be a new file: its folder exists, it is no folder."""
+    target = Path(target)
+    if target.is_dir():
+        raise LinkFileError(f"the output {target} is a folder: give a file name, e.g. {target / 'linked.csv'}")
+    if not target.parent.is_dir():
+        raise LinkFileError(f"the output folder {target.parent} does not exist: create it first")
 
 
 def _check_not_binary(path: Path) -> None:
@@ -95,6 +121,7 @@ def link_csv(
         raise LinkFileError(f"{source} is not a file")
     if target.resolve() == source.resolve():
         raise LinkFileError("the output file must not be the input file")
+    check_output_path(target)
     _check_not_binary(source)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
     try:
@@ -111,6 +138,9 @@ def link_csv(
         ) from None
     except csv.Error as exc:
         raise LinkFileError(f"{source.name} is not a readable CSV file: {exc}") from None
+    except OSError as exc:  # e.g. no permission to write in the output folder
+        raise LinkFileError(f"cannot read {source.name} or write {target}: "
+                            f"{exc.strerror or type(exc).__name__}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
