@@ -24,7 +24,12 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from nccid.accounts.models import Site, audit
-from nccid.identity.service import encrypt_for_vault, get_keyring, store_in_vault
+from nccid.identity.service import (
+    StagedNumbersUnreadable,
+    get_keyring,
+    seal_for_staging,
+    store_staged_in_vault,
+)
 from nccid.withdrawal.services import withdrawn_among
 
 from . import reader
@@ -128,15 +133,18 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
     if not result.records:
         return _refuse(upload, f"no row could be accepted: all {result.total_rows} rows have errors "
                                "(see the list of errors)"), None
-    vault = {p: base64.b64encode(encrypt_for_vault(p, digits)).decode("ascii")
-             for p, digits in result.vault_numbers.items()}
+    # Sealed under a staging key, not the vault key: a vault re-key before the confirmation
+    # leaves them readable, and they are re-encrypted for the vault when confirmed.
+    sealed = {p: base64.b64encode(seal_for_staging(p, digits)).decode("ascii")
+              for p, digits in result.vault_numbers.items()}
     records = [{"pseudonym": r.pseudonym, "hospital_hash": r.hospital_hash, "data": r.data,
                 "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows} for r in result.records]
     # The fields the sheet has columns for: a re-upload changes only these (see _merged).
     fields = [c.field for c in layout.columns if c is not None and c.identifier is None]
-    return upload, {"records": records, "vault": vault, "fields": fields}
+    return upload, {"records": records, SEALED: sealed, "fields": fields}
 
 
+SEALED = "vault_sealed"  # staged numbers; "vault" held vault ciphertext in earlier versions
 WITHDRAWN_ROW = "this patient has been withdrawn from the database: the row is not stored"
 
 
@@ -365,12 +373,15 @@ def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
     # A patient withdrawn between the check and the confirmation is left out here too.
     withdrawn = withdrawn_among(r["pseudonym"] for r in staged.get("records", []))
     if withdrawn:
-        staged = {**staged, "records": [r for r in staged["records"] if r["pseudonym"] not in withdrawn],
-                  "vault": {p: c for p, c in staged.get("vault", {}).items() if p not in withdrawn}}
-    vault = {p: base64.b64decode(c) for p, c in staged.get("vault", {}).items()}
+        staged = {**staged, "records": [r for r in staged["records"] if r["pseudonym"] not in withdrawn]}
+    numbers = {name: {p: base64.b64decode(c) for p, c in staged.get(name, {}).items()
+                      if p not in withdrawn} for name in (SEALED, "vault")}
     # The vault is a separate database: entries stored before a later failure here are
     # harmless (ciphertext of a pseudonym that then has no record) and stored idempotently.
-    store_in_vault(vault)
+    try:
+        store_staged_in_vault(numbers[SEALED], legacy=numbers["vault"])
+    except StagedNumbersUnreadable as exc:  # the claim is rolled back: still waiting
+        raise UploadStateError(f"upload {upload.pk}: {exc}") from None
     site, kind = upload.site, upload.kind
     plan = _plan(site, kind, staged)
     now = connection.ops.adapt_datetimefield_value(timezone.now())

@@ -44,12 +44,16 @@ def link(
     delimiter: Annotated[str, typer.Option("--delimiter", help="Field delimiter.")] = ",",
 ) -> None:
     """Replace a column of NHS/CHI numbers by the warehouse's pseudonyms (the numbers are dropped)."""
-    from nccid.identity.linkfile import LinkFileError, link_csv
+    from nccid.identity.linkfile import LinkFileError, check_output_path, link_csv
 
     if len(delimiter) != 1:
         raise UserError("--delimiter must be one character")
     if not file.is_file():
         raise UserError(f"{file} is not a file")
+    try:
+        check_output_path(output)
+    except LinkFileError as exc:
+        raise UserError(str(exc)) from exc
     setup_django()
     from nccid.accounts.models import audit
     from nccid.identity.service import get_keyring
@@ -174,7 +178,7 @@ def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None
     from nccid.accounts.models import audit
     from nccid.config import get_settings
     from nccid.identity.keys import write_key_file
-    from nccid.identity.service import get_keyring, rekey_vault, reset_keyring_cache
+    from nccid.identity.service import get_keyring, rekey_vault
 
     account = login_data_manager(user, password_stdin, "vault.rekey")
     key_file = get_settings().key_file
@@ -184,18 +188,18 @@ def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None
     old = get_keyring()
     new = old.with_new_vault_key()
     write_key_file(staged, new.key_file_text())
+    despite = ""
     try:
         count = rekey_vault(new)
-    except BaseException:
-        staged.unlink(missing_ok=True)  # the vault is unchanged: the old key stays valid
-        raise
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    retired = key_file.with_name(f"{key_file.name}.retired-{stamp}")
-    write_key_file(retired, key_file.read_text(encoding="utf-8"))  # 0600 from the start
-    os.replace(staged, key_file)
-    reset_keyring_cache()
+    except BaseException as exc:  # Ctrl-C too: the staged key must be settled either way
+        count, despite = _after_failed_rekey(account, exc, staged, key_file, new.vault_fingerprint)
+    retired = _install_new_key(key_file, staged)
     audit(account, "vault.rekey", entries=count, old_vault_key=old.vault_fingerprint,
-          new_vault_key=new.vault_fingerprint)
+          new_vault_key=new.vault_fingerprint, **({"error_reported": despite} if despite else {}))
+    if despite:
+        err_console.print(f"[yellow]warning:[/] the database reported an error ({despite}) but "
+                          "the re-key was committed: every vault entry is under the new vault key, "
+                          "so the new key file was put in place.", highlight=False)
     console.print(
         f"Re-encrypted {count} vault entries under vault key {new.vault_fingerprint}.\n"
         f"The key file {key_file} now holds the new vault key; the previous file is {retired}.\n"
@@ -203,6 +207,73 @@ def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None
         "('nccid key fingerprint --file COPY'), then destroy the retired file and old copies.",
         highlight=False,
     )
+
+
+def _install_new_key(key_file: Path, staged: Path) -> Path:
+    """Keep the current key file as ``.retired-<time>`` and move the staged one into place."""
+    from nccid.identity.keys import write_key_file
+    from nccid.identity.service import reset_keyring_cache
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    retired = key_file.with_name(f"{key_file.name}.retired-{stamp}")
+    write_key_file(retired, key_file.read_text(encoding="utf-8"))  # 0600 from the start
+    os.replace(staged, key_file)
+    reset_keyring_cache()
+    return retired
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _after_failed_rekey(account, exc: BaseException, staged: Path, key_file: Path,
+                        new_vault_key: str) -> tuple[int, str]:
+    """Settle the staged key after ``rekey_vault`` failed, by what the vault now holds (an
+    error may come after the commit, e.g. a lost connection while COMMIT is acknowledged).
+
+    Returns (entries, cause) when every entry is under the new key (the caller puts it in
+    place); otherwise audits the failure and raises UserError (KeyboardInterrupt as itself).
+    """
+    from nccid.accounts.models import audit
+
+    cause = _one_line(exc)
+    in_use = _vault_keys_after_error()
+    if in_use is not None and set(in_use) == {new_vault_key}:
+        return in_use[new_vault_key], cause
+    if in_use is not None and new_vault_key not in in_use:
+        staged.unlink(missing_ok=True)
+        outcome, what = "unchanged", "the vault is unchanged and the key file still works"
+    else:
+        outcome = "unknown"
+        what = (f"the new vault key {new_vault_key} is kept in {staged} and {key_file} is "
+                "unchanged: run 'nccid key check' (it lists the vault keys in use); if the "
+                f"vault is under vault key {new_vault_key}, copy {key_file} aside and move "
+                f"{staged} to {key_file} (see docs/keys.md)")
+    try:
+        audit(account, "vault.rekey.failed", cause=cause, outcome=outcome,
+              new_vault_key=new_vault_key)
+    except Exception as audit_error:  # noqa: BLE001 - the operator must still learn the state
+        what += f" (the failure could not be audited: {_one_line(audit_error)})"
+    if isinstance(exc, KeyboardInterrupt):
+        err_console.print(f"Re-key interrupted: {what}.", highlight=False)
+        raise exc
+    raise UserError(f"re-key failed ({cause}): {what}") from exc
+
+
+def _vault_keys_after_error() -> dict[str, int] | None:
+    """{vault key: entries} read afresh, or None when the vault cannot be read."""
+    from django.db import DatabaseError, connections
+
+    from nccid.identity.service import VAULT_DB, vault_keys_in_use
+
+    connection = connections[VAULT_DB]
+    try:
+        if not connection.in_atomic_block:  # a broken connection is replaced, not reused
+            connection.close_if_unusable_or_obsolete()
+        return vault_keys_in_use()
+    except DatabaseError:
+        return None
 
 
 @key_app.command("fingerprint")
@@ -224,12 +295,21 @@ def key_fingerprint(
 
 @key_app.command("check")
 def key_check() -> None:
-    """Check the key file is the one this installation's data was made with."""
-    setup_django()
-    from nccid.identity.service import get_keyring
+    """Check the key file is the one this installation's data was made with, vault key included."""
+    setup_django()  # refuses a key file of another installation, or one older than a re-key
+    from nccid.identity.service import get_keyring, vault_keys_in_use
 
+    keyring = get_keyring()
+    others = {key: n for key, n in vault_keys_in_use().items() if key != keyring.vault_fingerprint}
+    if others:
+        listed = ", ".join(f"{n} under vault key {key}" for key, n in sorted(others.items()))
+        raise UserError(
+            f"the key file holds vault key {keyring.vault_fingerprint}, but the vault has entries "
+            f"it cannot decrypt ({listed}): those cannot be revealed or re-keyed; restore the "
+            "vault database, or the key file holding that vault key, from backup (see docs/keys.md)"
+        )
     console.print(f"OK: the key file matches this installation (fingerprint "
-                  f"{get_keyring().fingerprint}).", highlight=False)
+                  f"{keyring.fingerprint}, vault key {keyring.vault_fingerprint}).", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

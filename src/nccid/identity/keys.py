@@ -178,7 +178,7 @@ class Keyring:
     @cached_property
     def _subkeys(self) -> dict[str, bytes]:
         purposes = ("pseudonym", "hospital", "uid", "split", "date-shift", "vault", "django", "pending",
-                    "spool")
+                    "spool", "vault-staging")
         keys = {p: self.subkey(p) for p in purposes}
         if self.vault_key is not None:
             keys["vault"] = self.vault_key

@@ -40,8 +40,20 @@ class UnknownPseudonym(LookupError):
     pass
 
 
-class VaultKeyMismatch(KeyFileError):
+class VaultEntryUnreadable(KeyFileError):
+    """A vault entry cannot be decrypted with the key file: the message says why and what to do."""
+
+
+class VaultKeyMismatch(VaultEntryUnreadable):
     """A vault entry was encrypted under a vault key the key file does not hold."""
+
+
+class VaultEntryDamaged(VaultEntryUnreadable):
+    """A vault entry labelled with the key file's vault key does not decrypt: it was altered."""
+
+
+class StagedNumbersUnreadable(ValueError):
+    """A checked upload's staged numbers no longer decrypt (its key changed since the check)."""
 
 
 @lru_cache(maxsize=1)
@@ -107,6 +119,36 @@ def check_installation_key() -> None:
             f"installation was created with (fingerprint {known}): restore the original key "
             "file (see docs/keys.md); nothing was changed"
         )
+    latest = latest_vault_key()
+    if latest is not None and latest != keyring.vault_fingerprint:
+        raise KeyFileError(
+            f"the key file {key_file} holds vault key {keyring.vault_fingerprint}, but the vault "
+            f"is encrypted under vault key {latest}: it is a copy from before a 'nccid vault "
+            f"rekey'. Restore the current key file (vault key {latest}; check a copy with 'nccid "
+            "key fingerprint --file COPY', see docs/keys.md); nothing was changed"
+        )
+
+
+def latest_vault_key() -> str | None:
+    """The vault key fingerprint of the newest vault entry (None for an empty vault).
+
+    A re-key relabels every entry and intake labels new ones with the key file's vault key,
+    so the newest entry names the vault key a usable key file must hold: one indexed read,
+    cheap enough for every start-up.
+    """
+    from .models import VaultEntry
+
+    return VaultEntry.objects.order_by("-id").values_list("key_fingerprint", flat=True).first()
+
+
+def vault_keys_in_use() -> dict[str, int]:
+    """{vault key fingerprint: entries} over the whole vault (for 'nccid key check')."""
+    from django.db.models import Count
+
+    from .models import VaultEntry
+
+    rows = VaultEntry.objects.values("key_fingerprint").annotate(n=Count("id")).order_by()
+    return {row["key_fingerprint"]: row["n"] for row in rows}
 
 
 # --- pseudonyms and vault ---------------------------------------------------------------
@@ -122,6 +164,42 @@ def encrypt_for_vault(pseudonym: str, digits: str) -> bytes:
     return get_keyring().encrypt(digits.encode("ascii"), context=pseudonym)
 
 
+# The key of numbers staged with a checked upload until it is confirmed: derived from the
+# master key, which a vault re-key keeps, so a re-key between check and confirmation leaves
+# them readable; they reach the vault only re-encrypted under the vault key of that moment.
+STAGING_PURPOSE = "vault-staging"
+
+
+def seal_for_staging(pseudonym: str, digits: str) -> bytes:
+    """The number encrypted for an upload's staged data (never the vault's own ciphertext)."""
+    return get_keyring().encrypt(digits.encode("ascii"), context=pseudonym, purpose=STAGING_PURPOSE)
+
+
+def store_staged_in_vault(sealed: dict[str, bytes], legacy: dict[str, bytes] | None = None) -> int:
+    """Store a confirmed upload's numbers: each ``sealed`` one (``seal_for_staging``) is
+    decrypted, checked and re-encrypted under the current vault key. ``legacy`` holds vault
+    ciphertext staged by older versions, checked to decrypt under the current vault key.
+
+    Raises StagedNumbersUnreadable (nothing stored) when one does not decrypt.
+    """
+    keyring = get_keyring()
+    numbers = {p: _unseal(keyring, p, token, STAGING_PURPOSE) for p, token in sealed.items()}
+    numbers.update({p: _unseal(keyring, p, token, "vault") for p, token in (legacy or {}).items()})
+    return _insert_entries({p: keyring.encrypt(d.encode("ascii"), p) for p, d in numbers.items()},
+                           keyring.vault_fingerprint)
+
+
+def _unseal(keyring: Keyring, pseudonym: str, token: bytes, purpose: str) -> str:
+    try:
+        return validate_patient_number(keyring.decrypt(token, pseudonym, purpose).decode("ascii"))
+    except (InvalidTag, ValueError):  # ValueError: too short, not ASCII, not a valid number
+        raise StagedNumbersUnreadable(
+            "the numbers of this checked upload cannot be read with the current key file (the "
+            "vault was re-keyed or the key file changed since the check): check the "
+            "spreadsheet again"
+        ) from None
+
+
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -134,6 +212,10 @@ def store_in_vault(entries: dict[str, bytes]) -> int:
     two imports racing). Plain SQL rather than the ORM: a first import of a large sheet stores
     tens of thousands of entries, and preparing that many model instances costs seconds.
     """
+    return _insert_entries(entries, get_keyring().vault_fingerprint)
+
+
+def _insert_entries(entries: dict[str, bytes], fingerprint: str) -> int:
     from django.utils import timezone
 
     from .models import VaultEntry
@@ -144,7 +226,6 @@ def store_in_vault(entries: dict[str, bytes]) -> int:
     quote = connection.ops.quote_name
     table = quote(VaultEntry._meta.db_table)
     names = ", ".join(quote(c) for c in ("pseudonym", "ciphertext", "key_fingerprint", "created"))
-    fingerprint = get_keyring().vault_fingerprint
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     pseudonyms, ciphertexts = list(entries), [bytes(c) for c in entries.values()]
     inserted = 0
@@ -177,13 +258,20 @@ class RevealRequest:
 def _deny(request: RevealRequest, pseudonym: str, cause: str,
           exc_type: type[Exception] = VaultAccessDenied) -> NoReturn:
     """Audit a refused reveal, then raise. Never audits a value that might be an identifier."""
+    audit_refused_reveal(request.user, pseudonym, request.reason, cause)
+    raise exc_type(cause)
+
+
+def audit_refused_reveal(user, typed_pseudonym: str, reason: str, cause: str) -> None:
+    """Record a refused reveal (``vault.reveal.denied``): the pseudonym only when it is one,
+    the reason only when it holds no patient number (e.g. a portal form sent incomplete)."""
     from nccid.accounts.models import audit
 
-    reason = (request.reason or "").strip()
+    reason = (reason or "").strip()
     if looks_like_patient_number(reason):
         reason = "[withheld: the reason held a patient number]"
-    audit(request.user, "vault.reveal.denied", pseudonym=pseudonym, reason=reason, cause=cause)
-    raise exc_type(cause)
+    audit(user, "vault.reveal.denied", pseudonym=normalise_pseudonym(typed_pseudonym) or "",
+          reason=reason, cause=cause)
 
 
 def reveal(user, pseudonym: str, reason: str) -> str:
@@ -211,7 +299,10 @@ def reveal(user, pseudonym: str, reason: str) -> str:
     entry = VaultEntry.objects.filter(pseudonym=name).first()
     if entry is None:
         _deny(request, name, f"no vault entry for {name}", UnknownPseudonym)
-    number = _decrypt_entry(entry)
+    try:
+        number = _decrypt_entry(entry)
+    except VaultEntryUnreadable as exc:
+        _deny(request, name, str(exc), type(exc))
     # Audited before the number is returned: a failed audit write means no number.
     audit(user, "vault.reveal", pseudonym=name, reason=reason.strip())
     return number
@@ -221,7 +312,12 @@ def _decrypt_entry(entry) -> str:
     keyring = get_keyring()
     try:
         return keyring.decrypt(bytes(entry.ciphertext), context=entry.pseudonym).decode("ascii")
-    except InvalidTag:
+    except (InvalidTag, ValueError):  # ValueError: shorter than a nonce, or not ASCII inside
+        if entry.key_fingerprint == keyring.vault_fingerprint:
+            raise VaultEntryDamaged(
+                f"the vault entry for {entry.pseudonym} is damaged (it does not decrypt with "
+                "its own vault key): restore the vault database from backup (see docs/keys.md)"
+            ) from None
         raise VaultKeyMismatch(
             f"the vault entry for {entry.pseudonym} was encrypted with vault key "
             f"{entry.key_fingerprint}, but the key file holds vault key "
@@ -264,17 +360,25 @@ def rekey_vault(new_keyring: Keyring) -> int:
 __all__ = [
     "KeyFileError",
     "ReasonRequired",
+    "StagedNumbersUnreadable",
     "UnknownPseudonym",
     "VaultAccessDenied",
+    "VaultEntryDamaged",
+    "VaultEntryUnreadable",
     "VaultKeyMismatch",
+    "audit_refused_reveal",
     "check_installation_key",
     "encrypt_for_vault",
     "get_keyring",
     "installation_has_data",
+    "latest_vault_key",
     "normalise_pseudonym",
     "pseudonymise",
     "record_installation_key",
     "rekey_vault",
     "reveal",
+    "seal_for_staging",
     "store_in_vault",
+    "store_staged_in_vault",
+    "vault_keys_in_use",
 ]
