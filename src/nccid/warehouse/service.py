@@ -265,20 +265,54 @@ class ImageBatch:
 
     def commit(self, in_transaction: Callable[[list[StoredImage]], None] | None = None
                ) -> dict[str, StoredImage]:
-        """Make the batch durable and recorded; SOP UID -> StoredImage."""
+        """Make the batch durable and recorded; SOP UID -> StoredImage.
+
+        If the transaction fails after the objects were published, they are removed again
+        (inside it, while the rows' locks still hold off a writer of the same images), so no
+        object is left that no row names; an object stored under the same key before this
+        batch stays."""
+        ours: list[str] = []  # published by this batch, not stored before it
         try:
             digests = self._writes.digests()
             for record in self._records.values():
                 record.sha256 = digests[record.storage_key]
+            stored_before = self._stored_already()
             with transaction.atomic():
                 results = self._insert()
-                created = [r.record for r in results.values() if r.created]
-                self._writes.publish([k for r in created for k in (r.storage_key, r.metadata_key)])
-                if in_transaction is not None:
-                    in_transaction(list(results.values()))
+                keys = [k for r in results.values() if r.created
+                        for k in (r.record.storage_key, r.record.metadata_key)]
+                ours = [k for k in keys if k not in stored_before]
+                try:
+                    self._writes.publish(keys)
+                    if in_transaction is not None:
+                        in_transaction(list(results.values()))
+                except BaseException:
+                    self._unpublish(ours)
+                    ours = []
+                    raise
+        except BaseException:
+            self._unpublish(ours)  # the commit itself failed (nothing if removed above)
+            raise
         finally:
             self._writes.discard()
         return results
+
+    def _stored_already(self) -> set[str]:
+        """The batch's keys already in the warehouse (one listing per series folder)."""
+        keys = {k for r in self._records.values() for k in (r.storage_key, r.metadata_key)}
+        folders = {key.rsplit("/", 1)[0] for key in keys}
+        return {key for folder in folders for key in self.warehouse.list(folder)} & keys
+
+    def _unpublish(self, keys: list[str]) -> None:
+        """Remove objects this batch published for rows that were never committed."""
+        if not keys:
+            return
+        try:
+            self.warehouse.delete_many(keys)
+        except Exception:  # noqa: BLE001 - the transaction's own error is the one to raise
+            log.exception("could not remove %d objects of a failed intake batch; withdrawing "
+                          "the patient, or the same images sent again, replaces or removes them",
+                          len(keys))
 
     def _insert(self) -> dict[str, StoredImage]:
         records = list(self._records.values())

@@ -1,0 +1,80 @@
+"""An intake batch publishes its objects inside its transaction; when the transaction fails
+after that, the objects it wrote are removed again, so none is left that no row names. An
+object stored under the same key before the batch stays."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import OperationalError
+
+from nccid.warehouse.models import ImageRecord
+from nccid.warehouse.service import ImageBatch
+
+
+def _batch(site, make_image, instances):
+    batch = ImageBatch(site)
+    images = [make_image(3, "CT", instance=n) for n in instances]
+    for pseudonym, data, meta in images:
+        batch.add(pseudonym, data, meta)
+    return batch, images
+
+
+def _database_gone(_results):
+    raise OperationalError("server closed the connection unexpectedly")
+
+
+def test_objects_of_a_batch_whose_transaction_failed_are_removed(site, backend, make_image):
+    batch, images = _batch(site, make_image, (1, 2, 3))
+    with pytest.raises(OperationalError):
+        batch.commit(_database_gone)
+    pseudonym = images[0][0]
+    assert not ImageRecord.objects.exists()
+    assert [k for k in backend.list("") if pseudonym in k] == []
+
+
+def test_an_object_stored_before_the_batch_stays_when_the_batch_fails(site, backend, make_image):
+    batch, images = _batch(site, make_image, (1, 2))
+    keys = [r.storage_key for r in batch._records.values()]
+    backend.write_atomic(keys[0], images[0][1])  # left by an earlier attempt, say
+    with pytest.raises(OperationalError):
+        batch.commit(_database_gone)
+    assert backend.exists(keys[0])
+    assert not backend.exists(keys[1])
+
+
+def test_a_batch_whose_commit_fails_removes_its_objects(site, local_warehouse, make_image,
+                                                        monkeypatch):
+    from django.db import transaction
+
+    batch, images = _batch(site, make_image, (1,))
+    real_atomic = transaction.atomic
+    published = []
+    real_publish = batch._writes.publish
+    monkeypatch.setattr(batch._writes, "publish", lambda keys: published.extend(keys) or real_publish(keys))
+
+    class CommitFails:
+        """The batch's transaction: its block runs without error, then COMMIT fails."""
+
+        def __init__(self, *args, **kwargs):
+            self.inner = real_atomic(*args, **kwargs)
+
+        def __enter__(self):
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc):
+            if exc[0] is not None:
+                return self.inner.__exit__(*exc)
+            self.inner.__exit__(OperationalError, OperationalError("commit failed"), None)
+            raise OperationalError("could not commit: connection lost")
+
+    def outer_commit_fails(*args, **kwargs):
+        monkeypatch.setattr("nccid.warehouse.service.transaction.atomic", real_atomic)  # not nested ones
+        return CommitFails(*args, **kwargs)
+
+    monkeypatch.setattr("nccid.warehouse.service.transaction.atomic", outer_commit_fails)
+    with pytest.raises(OperationalError, match="could not commit"):
+        batch.commit()
+    monkeypatch.undo()
+    assert len(published) == 2  # the image and its header were published, then removed
+    assert [k for k in local_warehouse.list("") if images[0][0] in k] == []
+    assert not ImageRecord.objects.exists()
