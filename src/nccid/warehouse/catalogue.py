@@ -308,26 +308,44 @@ def catalogue_dir() -> Path:
         return checked[1]
     state = _read_state(warehouse)
     root = _local_copy(warehouse, state)
+    if cs.read_state(root).get("version") != state.get("version") or warehouse.url not in _synced:
+        _prune_cache(root, state, warehouse)  # once per version, and per process
     temp = root / f".state-{os.getpid()}.json"
     temp.parent.mkdir(parents=True, exist_ok=True)
     temp.write_text(json.dumps(state))
     os.replace(temp, root / cs.STATE_FILE)
-    _prune_cache(root, state)
     _synced[warehouse.url] = (time.monotonic(), root)
     return root
 
 
-CACHE_GRACE = 600  # seconds a file no version names stays cached (open connections may read it)
+def prune_catalogue_cache() -> None:
+    """Drop this host's cached catalogue files that neither the current nor the previous
+    version names, however recent (a withdrawal: the patient's rows must leave every disk).
+    Other hosts prune theirs when they next read the catalogue (docs/withdrawal.md)."""
+    warehouse = get_warehouse()
+    if not warehouse.is_local:
+        _prune_cache(_cache_root(warehouse), _read_state(warehouse), warehouse)
 
 
-def _prune_cache(root: Path, state: dict) -> None:
-    """Drop cached files no version names, and temporaries of downloads killed mid-way."""
-    named = {root / e["key"] for view in cs.VIEWS for e in state.get("files", {}).get(view, [])}
-    cutoff, stale = time.time() - CACHE_GRACE, time.time() - STALE_TEMPORARY
+def _held_files(warehouse: Warehouse) -> set[str]:
+    """The catalogue's Parquet files in the warehouse, relative to ``catalogue/``: a refresh
+    keeps exactly those of its version and of the one before (readers mid-query use them)."""
+    prefix = len(CATALOGUE_PREFIX) + 1
+    return {key[prefix:] for key in warehouse.list(CATALOGUE_PREFIX) if key.endswith(".parquet")}
+
+
+def _prune_cache(root: Path, state: dict, warehouse: Warehouse | None = None) -> None:
+    """Drop cached files that neither ``state`` nor ``warehouse`` holds, whatever their age,
+    and temporaries of downloads killed mid-way. A file downloaded after the listing began is
+    another process's newer version, and stays."""
+    started = time.time()
+    keep = {root / relative for relative in (_held_files(warehouse) if warehouse else ())}
+    keep |= {root / e["key"] for view in cs.VIEWS for e in state.get("files", {}).get(view, [])}
+    stale = started - STALE_TEMPORARY
     for path in [*root.rglob("*.parquet"), *root.rglob(f"{TEMP_PREFIX}*")]:
         try:
-            too_old = stale if path.name.startswith(TEMP_PREFIX) else cutoff
-            if path not in named and path.stat().st_mtime < too_old:
+            too_old = stale if path.name.startswith(TEMP_PREFIX) else started
+            if path not in keep and path.stat().st_mtime < too_old:
                 path.unlink()
         except FileNotFoundError:  # another process pruned it first
             continue
