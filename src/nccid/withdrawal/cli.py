@@ -88,14 +88,27 @@ def patient_withdraw(
     user: UserOption,
     password_stdin: PasswordStdin = False,
     yes: YesOption = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Withdraw even when nothing in the database names the patient (to "
+                        "refuse a patient not yet sent); without it, such a pseudonym is taken "
+                        "for a typing error.")] = False,
 ) -> None:
     """Withdraw a patient (``withdrawal.services.withdraw``), after showing what is held."""
     setup_django()
     from nccid.identity.cli import login_data_manager
-    from nccid.withdrawal.services import WithdrawalError, withdraw
+    from nccid.withdrawal.services import WithdrawalError, check_reason, refuse_unknown, withdraw
 
     account = login_data_manager(user, password_stdin, "patient.withdraw", reason=reason)
     pseudonym = _pseudonym(patient)
+    try:
+        check_reason(reason)  # before showing what is held and asking
+    except WithdrawalError as exc:
+        raise UserError(str(exc)) from None
+    if not force:
+        try:
+            refuse_unknown(pseudonym)
+        except WithdrawalError as exc:
+            raise UserError(f"{exc} (to refuse a patient not yet sent, add --force)") from None
     _describe(account, pseudonym)
     if not yes and not typer.confirm(f"Withdraw {pseudonym}? This deletes the data above and "
                                      "cannot be undone", err=True):

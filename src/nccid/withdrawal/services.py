@@ -15,17 +15,21 @@ patient's set is kept too (``KeptSet``), so a reinstated patient returns to the 
 
 Order: the list entry first, committed, so intake stops taking the patient; then objects
 before rows, so a crash can leave rows naming missing objects (a re-run removes them) but never
-objects that no row names. Withdrawing again completes an interrupted withdrawal, and every
+objects that no row names; and the patient's folders are emptied by listing them too, for
+objects an intake published before its transaction failed. The set, a start event and the
+counts are recorded as it goes. Withdrawing again completes an interrupted withdrawal, and every
 catalogue refresh sweeps withdrawn patients first, so data that raced the withdrawal into
-the database never reaches researchers.
+the database never reaches researchers; research reads leave listed patients out meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from django.db import transaction
 from django.db.models import F, Q, Sum
@@ -226,6 +230,12 @@ def _handed_out(since: datetime | None, set_name: str | None) -> tuple[HandedOut
 def _check_request(user, reason: str, what: str = "withdraw a patient") -> str:
     if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
         raise WithdrawalError(f"only data managers may {what}")
+    return check_reason(reason)
+
+
+def check_reason(reason: str) -> str:
+    """The reason, stripped; WithdrawalError if empty or holding an NHS/CHI number (checked
+    before anything is shown or asked, so a bad reason costs no confirmation)."""
     reason = (reason or "").strip()
     if not reason:
         raise WithdrawalError("a reason is required (it is kept with the withdrawal)")
@@ -234,63 +244,114 @@ def _check_request(user, reason: str, what: str = "withdraw a patient") -> str:
     return reason
 
 
+def named_anywhere(pseudonym: str) -> bool:
+    """Whether anything held names ``pseudonym``: a link, a receipt, an image (stored or held),
+    a clinical record, a vault entry, a teaching case, a set (kept or current), a withdrawal."""
+    from nccid.clinical.models import ClinicalRecord, PatientLink
+    from nccid.identity.models import VaultEntry
+    from nccid.imaging.models import HeldImage, StudyReceipt
+    from nccid.research.models import TeachingCase
+    from nccid.warehouse.models import ImageRecord, KeptSet, PatientSet
+
+    return any(model.objects.filter(**{field: pseudonym}).exists() for model, field in (
+        (Withdrawal, "pseudonym"), (PatientLink, "pseudonym"), (StudyReceipt, "patient"),
+        (ImageRecord, "pseudonym"), (HeldImage, "pseudonym"), (ClinicalRecord, "pseudonym"),
+        (VaultEntry, "pseudonym"), (TeachingCase, "pseudonym"), (PatientSet, "pseudonym"),
+        (KeptSet, "pseudonym")))
+
+
+def refuse_unknown(pseudonym: str) -> None:
+    """WithdrawalError when nothing names ``pseudonym`` (a typing error, most likely): the
+    command line then withdraws only with ``--force`` (a patient not yet sent), the page never."""
+    if not named_anywhere(pseudonym):
+        raise WithdrawalError(f"nothing in the database names {pseudonym}: check the NHS/CHI "
+                              "number or pseudonym")
+
+
 def withdraw(user, pseudonym: str, reason: str, *, refresh: bool = True) -> Removed:
     """Withdraw a patient: remove everything of theirs and refuse them from now on.
 
-    Running it again for a withdrawn patient completes what an interrupted run left."""
+    Running it again for a withdrawn patient completes what an interrupted run left. The
+    patient's set and the counts are saved after every step, so an interrupted run still
+    tells researchers (``withdrawn_for``) and the re-run adds to what the first removed."""
     reason = _check_request(user, reason)
     if not normalise_pseudonym(pseudonym):
         raise WithdrawalError("not a pseudonym")
-    from nccid.warehouse.models import PatientSet
-
     entry, created = Withdrawal.objects.get_or_create(
         pseudonym=pseudonym, defaults={"requested_by": user.username, "reason": reason})
-    set_name = (PatientSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True)
-                .first() or entry.removed.get("set_name"))  # kept for researchers' feed
-    removed = purge(pseudonym)
+    earlier = {k: v for k, v in entry.removed.items() if isinstance(v, int)}
+    set_name = _set_of(pseudonym, entry)
+    removed = Removed()
+
+    def save_counts() -> None:
+        totals = {k: v + earlier.get(k, 0) for k, v in removed.as_dict().items()}
+        Withdrawal.objects.filter(pk=entry.pk).update(removed={**totals, "set_name": set_name})
+
+    save_counts()  # the set is recorded before anything is deleted
+    action = "patient.withdraw" if created else "patient.withdraw.again"
+    audit(user, f"{action}.start", pseudonym=pseudonym, reason=reason)
+    purge(pseudonym, removed, after_step=save_counts)
     if refresh:
         _refresh_catalogue_twice()
-    totals = removed.as_dict()
-    if not created:
-        totals = {k: v + int(entry.removed.get(k, 0) or 0) for k, v in totals.items()}
-    Withdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now(),
-                                                  removed={**totals, "set_name": set_name})
-    audit(user, "patient.withdraw" if created else "patient.withdraw.again",
-          pseudonym=pseudonym, reason=reason, **removed.as_dict())
+    Withdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now())
+    audit(user, action, pseudonym=pseudonym, reason=reason, **removed.as_dict())
     log.info("withdrew %s: %s", pseudonym, removed.as_dict())
     return removed
+
+
+def _set_of(pseudonym: str, entry: Withdrawal) -> str | None:
+    """The patient's set, for researchers' feed: current, else recorded by an earlier run,
+    else the one kept when the set row was retired."""
+    from nccid.warehouse.models import KeptSet, PatientSet
+
+    return (PatientSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True).first()
+            or entry.removed.get("set_name")
+            or KeptSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True).first())
 
 
 def reinstate(user, pseudonym: str, reason: str) -> bool:
     """Take a patient off the withdrawal list (intake accepts them again); False if not on it.
 
-    Nothing removed comes back: the site must send it again."""
+    Nothing removed comes back: the site must send it again. An interrupted withdrawal is
+    refused: what it had not yet removed would go back to researchers, half a patient."""
     reason = _check_request(user, reason, "reinstate a patient")
-    deleted, _ = Withdrawal.objects.filter(pseudonym=pseudonym).delete()
-    if deleted:
-        audit(user, "patient.reinstate", pseudonym=pseudonym, reason=reason)
-    return bool(deleted)
+    entry = Withdrawal.objects.filter(pseudonym=pseudonym).first()
+    if entry is None:
+        return False
+    if entry.completed_at is None:
+        raise WithdrawalError(f"the withdrawal of {pseudonym} was interrupted: complete the "
+                              "withdrawal first (withdraw the patient again), then reinstate")
+    entry.delete()
+    audit(user, "patient.reinstate", pseudonym=pseudonym, reason=reason)
+    return True
 
 
 def _refresh_catalogue_twice() -> None:
     """The first refresh drops the rows; the second drops the files of the version before,
     which a refresh keeps for readers that opened it."""
-    from nccid.warehouse.catalogue import refresh_catalogue
+    from nccid.warehouse.catalogue import prune_catalogue_cache, refresh_catalogue
 
     refresh_catalogue()
     refresh_catalogue()
+    prune_catalogue_cache()  # this host's copies of the files of the version before go too
 
 
-def purge(pseudonym: str) -> Removed:
-    """Remove everything held of ``pseudonym`` except its withdrawal entry and its links."""
-    removed = Removed()
+def purge(pseudonym: str, removed: Removed | None = None, *,
+          after_step: Callable[[], None] | None = None) -> Removed:
+    """Remove everything held of ``pseudonym`` except its withdrawal entry and its links,
+    counting into ``removed``; ``after_step`` runs after each kind of thing is removed."""
+    removed = Removed() if removed is None else removed
     links = _links(pseudonym)
-    _purge_waiting(pseudonym, links, removed)
-    _purge_images(pseudonym, removed)
-    _purge_clinical(pseudonym, removed)
-    _purge_research(pseudonym, removed)
-    _mark_receipts(pseudonym, links, removed)
-    _purge_identity(pseudonym, removed)
+    for step in (lambda: _purge_waiting(pseudonym, links, removed),
+                 lambda: _purge_images(pseudonym, removed),
+                 lambda: _purge_objects(pseudonym, removed),
+                 lambda: _purge_clinical(pseudonym, removed),
+                 lambda: _purge_research(pseudonym, removed),
+                 lambda: _mark_receipts(pseudonym, links, removed),
+                 lambda: _purge_identity(pseudonym, removed)):
+        step()
+        if after_step is not None:
+            after_step()
     return removed
 
 
@@ -336,14 +397,48 @@ def _delete_images(images, removed: Removed) -> None:
             removed.images += ImageRecord.objects.filter(pk__in=ids[start:start + _CHUNK]).delete()[0]
 
 
-def _purge_clinical(pseudonym: str, removed: Removed) -> None:
-    from nccid.clinical.models import ClinicalRecord
-    from nccid.warehouse.layout import SETS
+def _purge_objects(pseudonym: str, removed: Removed) -> None:
+    """Every object under the patient's folders, whether or not a row names it: images an
+    intake published before its transaction failed, clinical JSON, temporaries."""
     from nccid.warehouse.service import get_warehouse
 
     warehouse = get_warehouse()
+    for prefix in _patient_prefixes(warehouse, pseudonym):
+        # (an S3 listing of an emptied folder may name the folder itself: not an object)
+        removed.objects += warehouse.delete_many(k for k in warehouse.list(prefix) if k != prefix)
+        if warehouse.is_local:
+            _remove_local_folder(Path(warehouse.root) / prefix)
+
+
+def _patient_prefixes(warehouse, pseudonym: str) -> list[str]:
+    """``{set}/{folder}/{pseudonym}`` for every folder of both sets (images, headers, data)."""
+    from nccid.warehouse.layout import SETS
+
+    prefixes = []
     for set_name in SETS:
-        removed.objects += warehouse.delete_many(warehouse.list(f"{set_name}/data/{pseudonym}"))
+        try:
+            folders = warehouse.fs.ls(f"{warehouse.root}/{set_name}", detail=False, refresh=True)
+        except FileNotFoundError:
+            continue
+        prefixes += [f"{set_name}/{folder.rstrip('/').rsplit('/', 1)[-1]}/{pseudonym}"
+                     for folder in folders]
+    return prefixes
+
+
+def _remove_local_folder(folder: Path) -> None:
+    """The patient's emptied folder, with any temporaries an interrupted write left in it."""
+    def gone_already(_function, _path, exc_info) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):
+            raise exc_info[1]
+
+    if folder.is_dir():
+        shutil.rmtree(folder, onerror=gone_already)
+
+
+def _purge_clinical(pseudonym: str, removed: Removed) -> None:
+    """The clinical rows (their JSON went with the patient's folders)."""
+    from nccid.clinical.models import ClinicalRecord
+
     records = ClinicalRecord.objects.filter(pseudonym=pseudonym)
     removed.clinical_records += records.count()
     records.delete()  # their earlier versions go with them
@@ -433,6 +528,8 @@ def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> 
         study_uid=study_uid, defaults={"requested_by": user.username, "reason": reason})
     set_name = (_study_images(study_uid).values_list("set_name", flat=True).first()
                 or entry.removed.get("set_name"))
+    # recorded first: a run interrupted after the images went would otherwise lose it
+    StudyWithdrawal.objects.filter(pk=entry.pk).update(removed={**entry.removed, "set_name": set_name})
     removed = Removed()
     _delete_waiting({"held": HeldImage.objects.filter(study_uid=study_uid),
                      "pending": PendingImage.objects.filter(study_uid=study_uid)}, removed)
