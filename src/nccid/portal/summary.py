@@ -185,13 +185,13 @@ def _add_rows(counts: dict, image_lo: int, image_hi: int, clinical_lo: int, clin
                             ~Exists(earlier(Clinical, clinical_lo, "pseudonym")))
         .values("pseudonym").distinct().count()
     )
-    # Studies: study UIDs of new rows that no earlier image row names, by modality.
+    # Studies: each counted once, when its first row arrives, in the category of that row's
+    # modality (a study whose images say CR and DX, or CT then MR, is one study): the new
+    # rows that no row with a smaller id of the same study precedes.
     categories = modality_categories()
-    first_studies = (
-        new_images.filter(~Exists(earlier(Image, image_lo, "study_uid")))
-        .values("modality").annotate(n=Count("study_uid", distinct=True))
-    )
-    for row in first_studies:
+    preceded = Image.objects.filter(study_uid=OuterRef("study_uid"), pk__lt=OuterRef("pk"))
+    first_rows = new_images.filter(~Exists(preceded)).values("modality").annotate(n=Count("pk"))
+    for row in first_rows:
         column = categories.get((row["modality"] or "").upper(), "other")
         counts["studies"][column] += row["n"]
     sites = set(counts["centres"])
