@@ -209,9 +209,13 @@ def _sentence(exc: Exception) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _act_on_confirmation(request: HttpRequest, context: dict, step: str, act) -> None:
+def _act_on_confirmation(request: HttpRequest, context: dict, step: str, act,
+                         interrupted=None) -> None:
     """The confirmation form of a removal page, if it was sent (``step``): ``act(reason)``,
-    then the page says what was removed, or why not (a reason holding a number is not shown)."""
+    then the page says what was removed, or why not (a reason holding a number is not shown).
+
+    ``interrupted()`` says whether a failure part-way (the warehouse, the database) left
+    the removal listed but not complete: the page then says so instead of failing."""
     from nccid.identity.numbers import looks_like_patient_number
     from nccid.withdrawal.services import WithdrawalError
 
@@ -222,8 +226,17 @@ def _act_on_confirmation(request: HttpRequest, context: dict, step: str, act) ->
         context.update(step="done", removed=act(context["reason"]))
     except WithdrawalError as exc:
         context["errors"]["reason"] = _sentence(exc)
-        if looks_like_patient_number(context["reason"]):
-            context["reason"] = ""  # never rendered back
+    except Exception:
+        if interrupted is None or not interrupted():
+            raise
+        log.exception("a removal was interrupted part-way")
+        context["errors"]["pseudonym"] = INTERRUPTED
+    if looks_like_patient_number(context["reason"]):
+        context["reason"] = ""  # never rendered back
+
+
+INTERRUPTED = ("The withdrawal was interrupted part-way (the warehouse or the database failed). "
+               "Intake already refuses this patient. Withdraw the patient again to complete it.")
 
 
 @never_cache
@@ -232,9 +245,17 @@ def _act_on_confirmation(request: HttpRequest, context: dict, step: str, act) ->
 def withdraw_page(request: HttpRequest) -> HttpResponse:
     """Find a patient (NHS/CHI number or pseudonym), see what is held of them, withdraw them.
 
-    The number typed is turned into the pseudonym at once and never rendered back."""
+    The number typed is turned into the pseudonym at once and never rendered back. A
+    pseudonym nothing in the database names (most likely a typing error) is refused."""
     from nccid.withdrawal.models import Withdrawal
-    from nccid.withdrawal.services import WithdrawalError, look_up, patient_pseudonym, withdraw
+    from nccid.withdrawal.services import (
+        WithdrawalError,
+        holdings,
+        look_up,
+        patient_pseudonym,
+        refuse_unknown,
+        withdraw,
+    )
 
     context: dict = {"errors": {}, "step": "find", "reason": "",
                      "withdrawals": Withdrawal.objects.all()[:20]}
@@ -242,12 +263,16 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             pseudonym = patient_pseudonym(request.POST.get("patient", ""))
+            refuse_unknown(pseudonym)
         except WithdrawalError as exc:
             context["errors"]["patient"] = _sentence(exc)
         else:
             context.update(step="confirm", pseudonym=pseudonym, held=look_up(request.user, pseudonym))
             _act_on_confirmation(request, context, "withdraw",
-                                 lambda reason: withdraw(request.user, pseudonym, reason))
+                                 lambda reason: withdraw(request.user, pseudonym, reason),
+                                 lambda: Withdrawal.objects.filter(pseudonym=pseudonym).exists())
+            if "pseudonym" in context["errors"]:  # interrupted: show what is still held
+                context["held"] = holdings(pseudonym)
         status = 400 if context["errors"] else 200
     return render(request, "portal/withdraw.html", context, status=status)  # never_cache: not kept
 
