@@ -157,41 +157,65 @@ def held_preview(held, user) -> HttpResponse:
 
 
 @never_cache
-@data_manager_required
+@login_required
 @require_http_methods(["GET", "POST"])
 def vault_page(request: HttpRequest) -> HttpResponse:
-    """Pseudonym + reason -> the NHS/CHI number, shown once in this response only (audited)."""
-    from nccid.identity.service import (
-        ReasonRequired,
-        UnknownPseudonym,
-        VaultAccessDenied,
-        normalise_pseudonym,
-        reveal,
-    )
+    """Pseudonym + reason -> the NHS/CHI number, shown once in this response only.
+
+    Every POST is audited, refused ones included (a form sent incomplete, another role).
+    """
+    from nccid.identity.service import VaultAccessDenied, reveal
 
     context: dict = {"errors": {}, "pseudonym": "", "reason": "", "number": None}
     status = 200
-    if request.method == "POST":
-        pseudonym = normalise_pseudonym(request.POST.get("pseudonym", ""))
-        reason = request.POST.get("reason", "").strip()
-        context.update(_vault_form_shown_back(pseudonym, reason))
-        if pseudonym is None:
-            context["errors"]["pseudonym"] = "Enter a pseudonym, like NCCID-ABCDEFGHIJKLMNOP"
-        if not reason:
-            context["errors"]["reason"] = "Enter the reason you need this NHS/CHI number"
-        if not context["errors"]:
-            try:
-                context["number"] = reveal(request.user, pseudonym, reason)
-            except UnknownPseudonym:
-                context["errors"]["pseudonym"] = "No vault entry for this pseudonym"
-            except ReasonRequired as exc:  # a form error, not a refusal: caught before its base
-                context["errors"]["reason"] = _sentence(exc)
+    if not request.user.is_data_manager:
+        if request.method == "POST":
+            try:  # refuses before any look-up, and audits the attempt
+                reveal(request.user, request.POST.get("pseudonym", ""), request.POST.get("reason", ""))
             except VaultAccessDenied as exc:
                 raise PermissionDenied(str(exc)) from exc
+        raise PermissionDenied("data managers only")
+    if request.method == "POST":
+        _vault_post(request, context)
         status = 400 if context["errors"] else 200
     response = render(request, "portal/vault.html", context, status=status)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _vault_post(request: HttpRequest, context: dict) -> None:
+    """Fill ``context`` with the revealed number or the form's errors; refusals are audited."""
+    from nccid.identity.service import (
+        ReasonRequired,
+        UnknownPseudonym,
+        VaultAccessDenied,
+        VaultEntryUnreadable,
+        audit_refused_reveal,
+        normalise_pseudonym,
+        reveal,
+    )
+
+    pseudonym = normalise_pseudonym(request.POST.get("pseudonym", ""))
+    reason = request.POST.get("reason", "").strip()
+    context.update(_vault_form_shown_back(pseudonym, reason))
+    errors = context["errors"]
+    if pseudonym is None:
+        errors["pseudonym"] = "Enter a pseudonym, like NCCID-ABCDEFGHIJKLMNOP"
+    if not reason:
+        errors["reason"] = "Enter the reason you need this NHS/CHI number"
+    if errors:
+        audit_refused_reveal(request.user, pseudonym or "", reason, "; ".join(errors.values()))
+        return
+    try:
+        context["number"] = reveal(request.user, pseudonym, reason)
+    except UnknownPseudonym:
+        errors["pseudonym"] = "No vault entry for this pseudonym"
+    except ReasonRequired as exc:  # a form error, not a refusal: caught before its base
+        errors["reason"] = _sentence(exc)
+    except VaultEntryUnreadable as exc:  # damaged, or another vault key: audited by reveal
+        errors["pseudonym"] = _sentence(exc)
+    except VaultAccessDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
 
 
 def _vault_form_shown_back(pseudonym: str | None, reason: str) -> dict:
