@@ -64,3 +64,12 @@ def test_reinstating_an_interrupted_withdrawal_is_refused(patients, manager, mon
                         "--user", manager.username, "--password-stdin")
     assert code == 1 and "complete the withdrawal first" in output
     assert Withdrawal.objects.filter(pseudonym=gone.pseudonym).exists()
+
+
+@pytest.mark.parametrize("spacing", [".", "/", "  ", " - "])
+def test_a_reason_holding_a_number_however_punctuated_is_refused(patients, spacing):
+    gone, _kept = patients
+    digits = gone.person.nhs_number
+    typed = spacing.join((digits[:3], digits[3:6], digits[6:]))
+    with pytest.raises(services.WithdrawalError, match="must not contain an NHS/CHI number"):
+        services.check_reason(f"patient {typed} objected")
