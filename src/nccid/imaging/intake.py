@@ -470,15 +470,25 @@ def _context(site_code: str, sop_uid: str) -> str:
 def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int:
     """Encrypt ``data`` into ``pending_dir/name`` atomically; returns the size written."""
     folder = get_settings().pending_dir
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # (only its owner may list it)
     token = get_keyring().encrypt(data, _context(site_code, sop_uid), purpose="pending")
     tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "wb") as handle:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as handle:
         handle.write(token)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, folder / name)
+    _fsync_dir(folder)  # the new name survives a power cut too: the file is all it has
     return len(token)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_encrypted(name: str, site_code: str, sop_uid: str) -> bytes:
