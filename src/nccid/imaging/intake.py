@@ -46,7 +46,14 @@ from . import deps
 from .deid import DeidError
 from .deid.by_element import deidentify_by_element
 from .deid.engine import native_pixel_bytes, parse_header
-from .models import HeldImage, HeldStatus, PendingImage, ReceiptStatus, StudyReceipt
+from .models import (
+    HeldImage,
+    HeldStatus,
+    PendingImage,
+    ReceiptStatus,
+    RefusedInstance,
+    StudyReceipt,
+)
 from .outcome import IngestOutcome, IngestStatus
 
 log = logging.getLogger("nccid.imaging.intake")
@@ -638,6 +645,7 @@ class _Parsed(NamedTuple):
     header: tuple[Dataset, int]
     patient: Patient
     study: _Study
+    sop_uid: str  # keyed
 
 
 class _Study(NamedTuple):
@@ -667,7 +675,7 @@ def _prepare(prepared: PreparedBatch) -> None:
     items, site, source, outcomes = (prepared.items, prepared.site, prepared.source,
                                      prepared.outcomes)
     to_vault: dict[str, str] = {}
-    refused: list[tuple[_Study, str, str]] = []
+    refused: list[tuple[_Study, str, str, str]] = []  # (study, patient, reason, keyed SOP UID)
     try:
         parsed = _parse_all(items, site, source, outcomes, to_vault, prepared.repeats, refused)
         parsed = _refuse_withdrawn(parsed, outcomes, to_vault, refused)
@@ -697,7 +705,8 @@ def _refuse_withdrawn(parsed: list[_Parsed], outcomes, to_vault, refused) -> lis
             kept.append(item)
             continue
         outcomes[item.index] = IngestOutcome(IngestStatus.REJECTED, reason)
-        refused.append((item.study, patient or item.patient.hospital_hash or "", reason))
+        refused.append((item.study, patient or item.patient.hospital_hash or "", reason,
+                        item.sop_uid))
     return kept
 
 
@@ -711,7 +720,7 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
     clinical = deps.clinical_pseudonyms(pseudonyms)
     batch = prepared.batch = ImageBatch(site)
     batch.assign_sets(pseudonyms)
-    for index, header, patient, study in parsed:
+    for index, header, patient, study, sop_uid in parsed:
         try:
             parts, result, meta, header_json = _deidentify(items[index], patient, header)
             if result.held_reason:
@@ -727,7 +736,8 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
                 prepared.to_store.append(_ToStore(index, patient.pseudonym, meta, linked))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
-            refused.append((study, patient.pseudonym or patient.hospital_hash or "", str(exc)))
+            refused.append((study, patient.pseudonym or patient.hospital_hash or "", str(exc),
+                            sop_uid))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
 
@@ -735,9 +745,9 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
 def _count_refused(site, source: str, refused) -> None:
     """Each refused file counts into its study's receipt with the reason, for the site to see
     (a file the node acknowledged before its refusal has no other way back to the site)."""
-    for study, patient, reason in refused:
+    for study, patient, reason, sop_uid in refused:
         try:
-            record_receipt(site, study, patient, source, 0, rejected=1, problem=reason)
+            count_refusal(site, study, patient, source, reason, sop_uid)
         except Exception as exc:  # noqa: BLE001 - a receipt must never fail the batch
             _internal_error(exc, source)
 
@@ -763,7 +773,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
     taken = taken_uids(k for k in keyed if k)
     parsed, seen = [], set()
     for index, data in enumerate(items):
-        study = None
+        study, sop_uid = None, keyed[index]
         if keyed[index] in taken:
             outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", keyed[index])
             continue
@@ -783,11 +793,11 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
             study = _study_of(ds, keyring)
             study = _with_modality(study, ds)
             patient = identify(ds, site, to_vault)
-            parsed.append(_Parsed(index, (ds, start), patient, study))
+            parsed.append(_Parsed(index, (ds, start), patient, study, sop_uid))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
             if bytes(data[128:132]) == b"DICM":  # (not a DICOM file at all: nothing to tell)
-                refused.append((study or UNREADABLE_STUDY, "", str(exc)))
+                refused.append((study or UNREADABLE_STUDY, "", str(exc), sop_uid or ""))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
     return parsed
@@ -813,6 +823,8 @@ def _deidentify(data: bytes, patient: Patient, header: tuple[Dataset, int]):
 def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:
     """The receipts of a committed batch: one update per study, in the batch's transaction."""
     created = {r.record.sop_uid: r.record for r in results if r.created}
+    if created:
+        take_back_refusals(site, list(created))
     studies: dict[str, list] = {}
     for item in to_store:
         record = created.pop(item.meta.sop_uid, None)
@@ -876,6 +888,7 @@ def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> In
     except IntegrityError:  # another connection took the same instance a moment ago
         return IngestOutcome(IngestStatus.DUPLICATE, "already pending", meta.sop_uid)
     record_receipt(site, meta, hospital_hash, source, len(out), pending=1)
+    take_back_refusals(site, [meta.sop_uid])
     # A clinical record may have arrived while this file was being de-identified.
     pseudonym = deps.pseudonym_for_hospital_number(site, hospital_hash)
     if pseudonym:
@@ -906,6 +919,7 @@ def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) ->
             return IngestOutcome(IngestStatus.DUPLICATE, "already held", meta.sop_uid)
     record_receipt(site, meta, patient.pseudonym or patient.hospital_hash or "", source,
                    len(out), held=1)
+    take_back_refusals(site, [meta.sop_uid])
     return IngestOutcome(IngestStatus.HELD, reason, meta.sop_uid)
 
 
@@ -959,3 +973,59 @@ def _status_sql(held: int = 0, pending: int = 0, stored: int = 0, rejected: int 
 
 def refresh_receipt_status(query) -> None:
     query.update(status=_status_sql())
+
+
+def count_refusal(site, study, patient: str, source: str, reason: str, sop_uid: str) -> None:
+    """Count a refused file into its study's receipt, once per keyed SOP UID: a study sent
+    again (or a spool replayed) does not count its refused files twice; the reason and the
+    time are updated. A file whose SOP UID could not be read is counted each time."""
+    with transaction.atomic():
+        if sop_uid:
+            _, new = RefusedInstance.objects.get_or_create(
+                site=site, sop_uid=sop_uid, defaults={"study_uid": study.study_uid})
+            if not new:
+                StudyReceipt.objects.filter(site=site, study_uid=study.study_uid).update(
+                    problem=reason[:200], last_received=timezone.now())
+                return
+        record_receipt(site, study, patient, source, 0, rejected=1, problem=reason)
+
+
+def count_deleted(site, study_uid: str, sop_uid: str, was: str, problem: str) -> None:
+    """An instance counted ``was`` ("pending" or "held") in its receipt was deleted (its
+    retention ran out, or a data manager rejected it): it now counts as refused, with
+    ``problem`` for the site to see, so the study no longer says its images wait."""
+    receipt = StudyReceipt.objects.filter(site=site, study_uid=study_uid)
+    with transaction.atomic():
+        _, new = RefusedInstance.objects.get_or_create(
+            site=site, sop_uid=sop_uid, defaults={"study_uid": study_uid})
+        if new:
+            receipt.update(**{was: F(was) - 1}, rejected=F("rejected") + 1,
+                           problem=problem[:200], status=_status_after(was, rejected=1))
+        else:  # (counted refused already: it stays one instance)
+            receipt.update(**{was: F(was) - 1}, instances=F("instances") - 1,
+                           status=_status_after(was))
+
+
+def _status_after(was: str, rejected: int = 0):
+    return _status_sql(**{was: -1}, rejected=rejected)
+
+
+def take_back_refusals(site, sop_uids: list[str]) -> None:
+    """Instances now stored, pending or held that were counted refused before: their
+    refusals are taken back (the new count has them), and a receipt left with none loses
+    its reason. One query when, as usual, none was refused."""
+    refusals = []
+    for first in range(0, len(sop_uids), 500):
+        refusals += RefusedInstance.objects.filter(
+            site=site, sop_uid__in=sop_uids[first:first + 500]).values_list("pk", "study_uid")
+    if not refusals:
+        return
+    RefusedInstance.objects.filter(pk__in=[pk for pk, _ in refusals]).delete()
+    per_study: dict[str, int] = {}
+    for _, study_uid in refusals:
+        per_study[study_uid] = per_study.get(study_uid, 0) + 1
+    for study_uid, count in per_study.items():
+        StudyReceipt.objects.filter(site=site, study_uid=study_uid).update(
+            instances=F("instances") - count, rejected=F("rejected") - count,
+            problem=Case(When(rejected__lte=count, then=Value("")), default=F("problem")),
+            status=_status_sql(rejected=-count))

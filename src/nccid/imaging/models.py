@@ -107,3 +107,18 @@ class StudyReceipt(models.Model):
         if self.rejected and not self.stored:
             return ReceiptStatus.REJECTED
         return ReceiptStatus.STORED if self.has_clinical else ReceiptStatus.WAITING
+
+
+class RefusedInstance(models.Model):
+    """An instance counted as refused (or deleted) in its study's receipt, by its keyed SOP
+    Instance UID (never the original): sent again, it is not counted twice; stored, pending
+    or held later, its refusal is taken back, so a receipt counts distinct instances."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="+")
+    study_uid = models.CharField(max_length=64)  # the receipt it is counted in
+    sop_uid = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "sop_uid"], name="imaging_refused_site_sop")
+        ]

@@ -14,6 +14,7 @@ from nccid.config import get_settings
 
 from . import deps
 from .intake import (
+    count_deleted,
     read_encrypted,
     refresh_receipt_status,
     remove_encrypted,
@@ -27,6 +28,11 @@ log = logging.getLogger("nccid.imaging.services")
 
 __all__ = ["HeldDecisionError", "held_image", "held_images", "purge_expired", "reject_held",
            "release_held", "studies_for_site", "study_status_counts"]
+
+
+# What the site's receipt says of an image a data manager rejected (the reviewer's own words
+# stay in the audit: they may describe what the text showed).
+REJECTED_HELD_PROBLEM = "deleted after review: burned-in text that could identify the patient"
 
 
 class HeldDecisionError(PermissionError):
@@ -133,9 +139,7 @@ def reject_held(held: HeldImage, user, reason: str = "") -> None:
     held = _claim(held, user, HeldStatus.REJECTED)
     remove_encrypted(held.file_name)
     HeldImage.objects.filter(pk=held.pk).update(file_name="")
-    receipt = StudyReceipt.objects.filter(site=held.site, study_uid=held.study_uid)
-    receipt.update(held=F("held") - 1)
-    refresh_receipt_status(receipt)
+    count_deleted(held.site, held.study_uid, held.sop_uid, "held", REJECTED_HELD_PROBLEM)
     audit(user, "imaging.held.reject", pseudonym=held.pseudonym, reason=reason,
           site=held.site.code, sop_uid=held.sop_uid)
 
