@@ -145,6 +145,63 @@ def held_list(
                   highlight=False)
 
 
+@images_app.command("quarantine")
+def quarantine_list(
+    retry: Annotated[bool, typer.Option(
+        "--retry", help="Put them back into the spool (stop the node first): its next run "
+                        "takes them again.")] = False,
+) -> None:
+    """Received images the node's worker process could not survive, kept encrypted for an
+    operator: list them, or put them back into the spool."""
+    setup_django()
+    from cryptography.exceptions import InvalidTag
+
+    from nccid.config import get_settings
+    from nccid.identity.service import get_keyring
+
+    from .spool import open_quarantined, quarantined
+
+    directory = get_settings().spool_dir
+    if retry:
+        _requeue(directory)
+        return
+    table = Table("File", "Site", "Bytes", title=f"Quarantined in {directory}")
+    keyring = get_keyring()
+    for path in quarantined(directory):
+        try:
+            code = open_quarantined(keyring, path)[0]
+        except InvalidTag:
+            code = "(fails authentication)"
+        table.add_row(path.name, code, str(path.stat().st_size))
+    if not table.row_count:
+        console.print("No received images are quarantined.")
+        return
+    console.print(table)
+    console.print("Once the cause is fixed (see the node's log), stop the node and run "
+                  "'nccid images quarantine --retry'.", highlight=False)
+
+
+def _requeue(directory: Path) -> None:
+    from cryptography.exceptions import InvalidTag
+
+    from .node import open_spool
+    from .spool import SpoolError, requeue_quarantined
+
+    try:
+        spool = open_spool(directory)
+    except SpoolError as exc:  # the node runs: it holds the spool
+        raise UserError(f"{exc}: stop the node first") from None
+    try:
+        count = requeue_quarantined(spool)
+    except InvalidTag:
+        raise UserError("a quarantined record fails authentication (altered, or written "
+                        "under another key): move it away and try again") from None
+    finally:
+        spool.close()
+    console.print(f"{count} image(s) put back into the spool; the node takes them at its "
+                  "next start.", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``nccid`` CLI."""
     app.command("node")(node)

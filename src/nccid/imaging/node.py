@@ -63,8 +63,15 @@ OUT_OF_RESOURCES = 0xA700
 # A drain batch: at most this many files or bytes (or whatever waits when the spool is idle).
 BATCH_FILES = 32
 BATCH_BYTES = 32 * 1024 * 1024  # bounds what the worker holds (a batch, decrypted and copied)
-# Retries of files whose ingest failed for an internal reason (a database or storage outage).
-RETRIES = (1.0, 5.0)
+# Files whose ingest failed for an internal reason (the warehouse full or unreachable, the
+# database down) are retried after pauses growing from the first to the longest: they stay in
+# the spool, with everything after them, until they have an outcome of their own.
+FIRST_BACKOFF = 1.0
+LONGEST_BACKOFF = 60.0
+# The worker process died this often with the same first record in hand: the next records
+# (two batches: as many as were in flight) are taken one at a time, and a record that kills
+# it this often alone is quarantined for an operator (``Spool.quarantine``).
+WORKER_DEATHS = 3
 # The worker yields the CPU to the receiving side: a sender waits for each acknowledgement,
 # while the spool lets the worker catch up in the sender's pauses.
 WORKER_NICENESS = 5
@@ -394,6 +401,10 @@ class Drain:
         # Batches sent to the worker whose outcomes are not taken yet, oldest first (at most
         # two: it prepares the second while the first is made durable).
         self._in_flight: deque[Batch] = deque()
+        # Worker deaths with the same first unreleased record (position), and how many records
+        # are still to be taken one at a time after such deaths.
+        self._deaths: tuple[tuple[int, int], int] = ((0, 0), 0)
+        self._one_at_a_time = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -437,8 +448,17 @@ class Drain:
             connections.close_all()
 
     def _step(self) -> None:
+        try:
+            self._take_next()
+        except WorkerGone:
+            self._in_flight.clear()  # what it had stays in the spool: read again
+            self._worker_died()
+            raise
+
+    def _take_next(self) -> None:
         seen = self.spool.appends
-        batch = self.spool.read_batch(BATCH_FILES, BATCH_BYTES, sealed=self.worker is not None,
+        batch = self.spool.read_batch(1 if self._one_at_a_time else BATCH_FILES, BATCH_BYTES,
+                                      sealed=self.worker is not None,
                                       after=self._in_flight[-1] if self._in_flight else None)
         if self._sent_ahead(batch):
             return
@@ -448,6 +468,7 @@ class Drain:
         if batch.records or batch.skipped or batch.finished:
             if self._process(batch):
                 self.spool.release(batch)
+                self._one_at_a_time = max(0, self._one_at_a_time - len(batch.records))
             return
         self._log_tallies()
         if self.spool.has_spares:  # old records, encrypted: gone once the node is idle
@@ -456,10 +477,37 @@ class Drain:
             return
         self.spool.wait_for_more(seen, timeout=60.0)
 
+    def _worker_died(self) -> None:
+        """Count the worker's death against the first record without an outcome. After
+        ``WORKER_DEATHS`` the records go one at a time (one in flight: a death is that
+        record's); a record that killed it that often alone is quarantined, and the rest
+        drains: one file the worker cannot survive must not hold up every site's."""
+        position = self.spool.position
+        where, deaths = self._deaths
+        deaths = deaths + 1 if where == position else 1
+        self._deaths = (position, deaths)
+        if deaths < WORKER_DEATHS:
+            return
+        self._deaths = (position, 0)
+        if not self._one_at_a_time:
+            log.error("the de-identification process ended %d times on the same batch: its "
+                      "records are taken one at a time", deaths)
+            self._one_at_a_time = 2 * BATCH_FILES  # the batches that were in flight
+            return
+        batch = self.spool.read_batch(1, BATCH_BYTES, sealed=True)
+        for record in batch.records:
+            code, place = self.spool.quarantine(record)
+            log.error("site %s: a received instance ended the de-identification process %d "
+                      "times on its own: moved to %s for an operator (nccid images "
+                      "quarantine)", code or "?", deaths, place)
+            self._tallies[code or "?"]["quarantined"] += 1
+            _count_quarantined(code)
+        self.spool.release(batch)
+
     def _sent_ahead(self, batch: Batch) -> bool:
         """Send a batch of sealed records to the worker without waiting for it, then take the
         reply to the batch before it, if any; False if ``batch`` is not one for that."""
-        if (self.worker is None or not batch.records or batch.skipped
+        if (self.worker is None or self._one_at_a_time or not batch.records or batch.skipped
                 or not all(record.sealed for record in batch.records)
                 or not self._database_ready()):
             return False
@@ -559,20 +607,22 @@ class Drain:
         return True
 
     def _retrying(self, ingest, count: int, code: str, first: list | None = None) -> list | None:
-        """``ingest(indices)`` for all (unless ``first`` has their outcomes), then again for
-        those that failed for an internal reason (ingest is idempotent: a retry stores each
-        file once); None if stopped."""
+        """``ingest(indices)`` for all (unless ``first`` has their outcomes), then again, after
+        growing pauses, for those that failed for an internal reason, until none does: such a
+        file was acknowledged and is never given up (ingest is idempotent: a retry stores each
+        file once). The batch, and so everything after it, waits meanwhile. None if stopped."""
         outcomes = first if first is not None else ingest(list(range(count)))
-        for delay in RETRIES:
-            failed = [i for i, o in enumerate(outcomes) if o is not None and _internal(o)]
-            if not failed:
-                break
-            log.warning("site %s: %d instance(s) failed for an internal reason; retrying in "
-                        "%.0f s", code, len(failed), delay)
+        delay = FIRST_BACKOFF
+        while failed := [i for i, o in enumerate(outcomes) if o is not None and _internal(o)]:
+            log.warning("site %s: %d instance(s) could not be stored for an internal reason "
+                        "(%s; is the warehouse full or unreachable?): kept in the spool with "
+                        "everything after them; retrying in %.0f s", code, len(failed),
+                        outcomes[failed[0]].reason, delay)
             if self._stop.wait(delay) or not self._database_ready():
                 return None
             for index, outcome in zip(failed, ingest(failed), strict=True):
                 outcomes[index] = outcome
+            delay = min(max(delay * 2, FIRST_BACKOFF), LONGEST_BACKOFF)
         return outcomes
 
     def _database_ready(self) -> bool:
@@ -606,6 +656,30 @@ def _where(exc: Exception) -> str:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
+
+
+# The receipt quarantined files count into: their study is not read (reading the file is
+# what the worker could not survive), so one receipt per site gathers them.
+QUARANTINED_STUDY = "(quarantined by the node)"
+QUARANTINED_PROBLEM = ("the de-identification process ended on this file: kept for an "
+                       "operator (nccid images quarantine)")
+
+
+def _count_quarantined(code: str) -> None:
+    """Count a quarantined file into its site's receipts as refused (no bytes, as a refusal
+    counts), for the site to see."""
+    from nccid.accounts.models import Site
+
+    from .intake import UNREADABLE_STUDY, record_receipt
+
+    try:
+        site = Site.objects.filter(code=code).first() if code else None
+        if site is not None:
+            record_receipt(site, UNREADABLE_STUDY._replace(study_uid=QUARANTINED_STUDY), "",
+                           "node", 0, rejected=1, problem=QUARANTINED_PROBLEM)
+    except Exception as exc:  # noqa: BLE001 - the file is kept; only its count is missing
+        log.error("site %s: a quarantined instance could not be counted on a receipt (%s)",
+                  code, type(exc).__name__)
 
 
 def _internal(outcome: IngestOutcome) -> bool:

@@ -40,6 +40,7 @@ import os
 import re
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ MAX_TOKEN = 1 << 40  # no DICOM file is a terabyte: a bigger length is a torn or
 _NAME = re.compile(r"segment-(\d{16})\.log")
 _SPARE_GLOB = "spare-*.log"
 _CONTEXT = "nccid-spool-v1:{name}:{offset}"
+# Segment numbers start again at 1 once a spool was emptied: the time keeps names apart.
+_QUARANTINED = "segment-{seq:016d}-at-{offset:012d}-{ns}.record"
+_QUARANTINED_NAME = re.compile(r"segment-(\d{16})-at-(\d{12})-\d+\.record")
 
 
 class SpoolError(Exception):
@@ -141,6 +145,42 @@ def spool_backlog(directory: Path) -> Backlog:
             continue
         records, total = records + n, total + size
     return Backlog(records, total)
+
+
+def quarantine_dir(directory: Path) -> Path:
+    """Where records the node's worker could not survive are kept for an operator."""
+    return Path(directory) / "quarantine"
+
+
+def quarantined(directory: Path) -> list[Path]:
+    """The quarantined records of a spool folder, oldest first."""
+    folder = quarantine_dir(directory)
+    found = (p for p in folder.iterdir() if _QUARANTINED_NAME.fullmatch(p.name)) \
+        if folder.is_dir() else ()
+    return sorted(found)
+
+
+def open_quarantined(keyring, path: Path) -> tuple[str, str, bytes]:
+    """(site code, source, file) of a quarantined record; InvalidTag unless authentic."""
+    match = _QUARANTINED_NAME.fullmatch(Path(path).name)
+    if match is None:
+        raise ValueError(f"{Path(path).name} is not a quarantined spool record")
+    return _open_token(keyring, int(match.group(1)), int(match.group(2)),
+                       Path(path).read_bytes())
+
+
+def requeue_quarantined(spool: Spool) -> int:
+    """Append every quarantined record to ``spool`` again (a new record, encrypted anew) and
+    delete its quarantined copy once the new record is durable; how many. One failing
+    authentication stays where it is (InvalidTag)."""
+    count = 0
+    for path in quarantined(spool.directory):
+        code, source, data = open_quarantined(spool._keyring, path)
+        spool.append(code, source, data)
+        path.unlink()
+        _fsync_dir(path.parent)
+        count += 1
+    return count
 
 
 def _at_end_mark(path: Path, offset: int) -> bool:
@@ -569,6 +609,42 @@ class Spool:
             self._spares.append(spare)
         else:
             path.unlink(missing_ok=True)
+
+    # -- quarantine --------------------------------------------------------------------------
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(segment, offset) where the first record without an outcome is read."""
+        with self._lock:
+            return self._position
+
+    def quarantine(self, record: Record) -> tuple[str, Path]:
+        """Copy ``record`` (still encrypted, as in its segment) to the ``quarantine`` folder
+        for an operator, durably, before it is released: (its site code, or "" if it fails
+        authentication; the copy). Its name keeps the segment and offset its encryption is
+        bound to, so ``open_quarantined`` can still read it."""
+        folder = quarantine_dir(self.directory)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(self.directory / segment_name(record.segment), os.O_RDONLY)
+        try:
+            token = _pread_exact(fd, record.length, record.offset + RECORD.size)
+        finally:
+            os.close(fd)
+        place = folder / _QUARANTINED.format(seq=record.segment, offset=record.offset,
+                                             ns=time.time_ns())
+        out = os.open(place, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            write_all(out, [token], 0)
+            os.fsync(out)
+        finally:
+            os.close(out)
+        _fsync_dir(folder)
+        _fsync_dir(self.directory)
+        try:
+            code = _open_token(self._keyring, record.segment, record.offset, token)[0]
+        except InvalidTag:
+            code = ""
+        return code, place
 
     # -- waiting -----------------------------------------------------------------------------
 

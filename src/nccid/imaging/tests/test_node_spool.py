@@ -612,7 +612,7 @@ def test_the_drain_keeps_two_batches_in_flight_releases_in_order_and_retries_one
         db, tmp_path, keyring, monkeypatch):
     from nccid.imaging import node
 
-    monkeypatch.setattr(node, "RETRIES", (0.0,))
+    monkeypatch.setattr(node, "FIRST_BACKOFF", 0.0)
     monkeypatch.setattr(node, "BATCH_FILES", 2)
     spool = Spool(tmp_path / "spool", keyring)
     for n in range(5):
