@@ -23,6 +23,7 @@ import logging
 import os
 import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,6 +65,11 @@ HEADER_PEEK = 64 * 1024  # bytes read first for a file's meta or header (more if
 # Top-level elements (sequences count as one): real headers hold hundreds; a batch of files
 # holding hundreds of thousands each would hold gigabytes of parsed elements.
 MAX_HEADER_ELEMENTS = 50_000
+# A deflated dataset is inflated here, never by pydicom (which inflates it whole, at every
+# parse): at most this many bytes, the node's limit for one instance (fastpath's), a chunk
+# at a time.
+MAX_INFLATED_BYTES = 1 << 30
+INFLATE_CHUNK = 1 << 20
 
 
 class Rejected(Exception):
@@ -260,6 +266,93 @@ _IMPLICIT_HEADER = struct.Struct("<HH0sI")
 _LENGTH = struct.Struct("<I")
 
 
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
+
+def inflate_deflated(data):
+    """A Deflated Explicit VR Little Endian file as the same file in Explicit VR Little Endian
+    (inflated within MAX_INFLATED_BYTES, or Rejected); any other file as it is. Inflated
+    once here, pydicom and the de-identifier never inflate it again."""
+    if len(data) < 132 or bytes(data[128:132]) != b"DICM":
+        return data
+    try:
+        _, start = _meta_elements(data)
+    except (struct.error, ValueError):
+        return data  # (the parser says what is wrong with it)
+    inflated = _inflated_file(memoryview(data)[:start], [memoryview(data)[start:]])
+    return data if inflated is None else inflated
+
+
+def _inflated_file(head, parts: list) -> bytearray | None:
+    """``head`` (preamble and file meta) and the dataset in ``parts`` as an Explicit VR Little
+    Endian file when the meta says the dataset is deflated; None when it does not."""
+    try:
+        meta, _ = _meta_elements(head)
+    except (struct.error, ValueError):
+        return None  # (the parser says what is wrong with it)
+    if meta.get(0x10, b"").rstrip(b"\x00 ") != _DEFLATED.encode():
+        return None
+    meta[0x10] = _EXPLICIT_LE.encode() + b"\x00"
+    body = b"".join(_meta_element(element, value) for element, value in sorted(meta.items())
+                    if element in _META_VRS)
+    file = bytearray(bytes(head[:128]) + b"DICM")
+    file += struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(body)) + body
+    _inflate_into(file, parts, MAX_INFLATED_BYTES)
+    return file
+
+
+def _meta_elements(data) -> tuple[dict[int, bytes], int]:
+    """The file meta's values by element number (raw bytes), walked as explicit VR, and where
+    the dataset starts."""
+    values: dict[int, bytes] = {}
+    offset = 132
+    while offset + 8 <= len(data) and struct.unpack_from("<H", data, offset)[0] == 2:
+        element = struct.unpack_from("<H", data, offset + 2)[0]
+        vr, length, offset = _element_header(data, offset, implicit=False)
+        if not vr.isalpha() or offset + length > len(data):
+            raise ValueError("not an explicit VR file meta")
+        values[element] = bytes(data[offset:offset + length])
+        offset += length
+    return values, offset
+
+
+# The file meta's elements and their VRs (PS3.10 7.1); no other is carried over.
+_META_VRS = {0x0001: b"OB", 0x0002: b"UI", 0x0003: b"UI", 0x0010: b"UI", 0x0012: b"UI",
+             0x0013: b"SH", 0x0016: b"AE", 0x0017: b"AE", 0x0018: b"AE", 0x0026: b"UR",
+             0x0100: b"UI", 0x0102: b"OB"}
+
+
+def _meta_element(element: int, value: bytes) -> bytes:
+    vr = _META_VRS[element]
+    if vr in _LONG_LENGTH_VRS:
+        return struct.pack("<HH2sHI", 2, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
+
+
+def _inflate_into(file: bytearray, parts: list, limit: int) -> None:
+    """Append the raw deflate stream in ``parts`` inflated, a chunk at a time: the inflater is
+    never asked for more than ``limit`` + 1 bytes in all, so a bomb costs at most that."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    try:
+        for pending in parts:
+            while not inflater.eof:
+                chunk = inflater.decompress(pending, min(INFLATE_CHUNK, limit + 1 - total))
+                pending = inflater.unconsumed_tail
+                if not chunk and not pending:
+                    break  # this part is used up (the stream may go on in the next)
+                total += len(chunk)
+                if total > limit:
+                    raise Rejected(f"deflated data inflates beyond {limit:,} bytes (the limit "
+                                   "for one instance)")
+                file += chunk
+    except zlib.error:
+        raise Rejected("unreadable deflated data: not a deflate stream") from None
+    if not inflater.eof:
+        raise Rejected("unreadable deflated data: the stream ends before its end (truncated file?)")
+
+
 def read_header(data: bytes) -> Dataset:
     """Parse the header of a DICOM Part 10 file and check it is complete, or raise Rejected.
 
@@ -277,6 +370,9 @@ def read_received(head: bytes, body) -> Dataset:
     bytes of ``body``, more only if the header is longer, and the pixel data is never copied.
     Raises Rejected like it."""
     parts = body if isinstance(body, list) else [body]
+    inflated = _inflated_file(head, parts)
+    if inflated is not None:
+        return _parse(inflated)[0]
     length = sum(map(len, parts))
     size = len(head) + length
     peek = HEADER_PEEK
@@ -321,6 +417,7 @@ def _parse(data: bytes) -> tuple[Dataset, int]:
     """``read_header`` and the offset where the header ends (for the de-identifier)."""
     if len(data) < 132 or data[128:132] != b"DICM":
         raise Rejected("not a DICOM file (no 'DICM' marker at byte 128)")
+    data = inflate_deflated(data)
     _check_element_count(data)
     try:
         ds, start = parse_header(data, force=False)
@@ -766,8 +863,12 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
     """Parse each file once, drop duplicates (a few queries for all), find each patient.
     A file refused once its header is read goes into ``refused`` for its study's receipt."""
     keyring = get_keyring()
-    keyed = []
-    for data in items:
+    keyed, unusable = [], {}
+    for index, data in enumerate(items):
+        try:  # inflated once, here: the parser and the de-identifier then read it as it is
+            data = items[index] = inflate_deflated(data)
+        except Rejected as exc:
+            unusable[index] = exc
         quick = original_sop_uid(data)
         keyed.append(keyring.uid(quick) if quick else None)
     taken = taken_uids(k for k in keyed if k)
@@ -781,6 +882,8 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
             repeats.append(index)
             continue
         try:
+            if index in unusable:
+                raise unusable[index]
             ds, start = _parse(data)
             sop_uid = keyring.uid(str(ds.SOPInstanceUID).strip("\x00 "))
             if sop_uid != keyed[index] and sop_uid in seen:
