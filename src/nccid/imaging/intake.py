@@ -284,7 +284,7 @@ def inflate_deflated(data):
     return data if inflated is None else inflated
 
 
-def _inflated_file(head, parts: list) -> bytearray | None:
+def _inflated_file(head, parts: list) -> bytes | None:
     """``head`` (preamble and file meta) and the dataset in ``parts`` as an Explicit VR Little
     Endian file when the meta says the dataset is deflated; None when it does not."""
     try:
@@ -296,10 +296,9 @@ def _inflated_file(head, parts: list) -> bytearray | None:
     meta[0x10] = _EXPLICIT_LE.encode() + b"\x00"
     body = b"".join(_meta_element(element, value) for element, value in sorted(meta.items())
                     if element in _META_VRS)
-    file = bytearray(bytes(head[:128]) + b"DICM")
-    file += struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(body)) + body
+    file = [bytes(head[:128]), b"DICM", struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(body)), body]
     _inflate_into(file, parts, MAX_INFLATED_BYTES)
-    return file
+    return b"".join(file)  # (bytes: a BytesIO over them copies nothing, over a bytearray all)
 
 
 def _meta_elements(data) -> tuple[dict[int, bytes], int]:
@@ -330,7 +329,7 @@ def _meta_element(element: int, value: bytes) -> bytes:
     return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
 
 
-def _inflate_into(file: bytearray, parts: list, limit: int) -> None:
+def _inflate_into(file: list[bytes], parts: list, limit: int) -> None:
     """Append the raw deflate stream in ``parts`` inflated, a chunk at a time: the inflater is
     never asked for more than ``limit`` + 1 bytes in all, so a bomb costs at most that."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
@@ -346,7 +345,7 @@ def _inflate_into(file: bytearray, parts: list, limit: int) -> None:
                 if total > limit:
                     raise Rejected(f"deflated data inflates beyond {limit:,} bytes (the limit "
                                    "for one instance)")
-                file += chunk
+                file.append(chunk)
     except zlib.error:
         raise Rejected("unreadable deflated data: not a deflate stream") from None
     if not inflater.eof:
