@@ -596,7 +596,8 @@ class Drain:
             return outcomes
 
         first = [outcome for _, outcome in replies] if replies is not None else None
-        outcomes = self._retrying(attempt, len(records), "(spool)", first)
+        label = ", ".join(sorted({code for code in sites if code})) or "(spool)"
+        outcomes = self._retrying(attempt, len(records), label, first)
         if outcomes is None:
             return False
         for record, code, outcome in zip(records, sites, outcomes, strict=True):

@@ -98,7 +98,7 @@ class _StorageDownWorker:
 
 
 def test_records_failing_in_the_worker_stay_in_order_until_storage_is_back(
-        db, tmp_path, keyring, monkeypatch):
+        db, tmp_path, keyring, monkeypatch, caplog):
     monkeypatch.setattr(node, "BATCH_FILES", 2)
     spool = Spool(tmp_path / "spool", keyring)
     for n in range(5):
@@ -114,14 +114,17 @@ def test_records_failing_in_the_worker_stay_in_order_until_storage_is_back(
         return False
 
     monkeypatch.setattr(drain._stop, "wait", pause)
-    for _ in range(10):
-        drain._step()
-        if not spool.backlog().records:
-            break
+    with caplog.at_level(logging.WARNING, logger="nccid.imaging.node"):
+        for _ in range(10):
+            drain._step()
+            if not spool.backlog().records:
+                break
 
     # Nothing released while storage was down; the second batch, answered while it was
     # down too, is retried once the first is released.
     assert backlog_at_pauses == [5, 5, 5, 3]
+    assert all(m.startswith("site PIPE: 2 instance(s) could not be stored")
+               for m in caplog.messages)  # the operator sees whose files wait
     assert spool.backlog().records == 0
     assert drain._tallies["PIPE"] == {"stored": 5}
     assert len(worker.stored) == len(set(worker.stored)) == 5  # each once, none given up
