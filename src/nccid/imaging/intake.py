@@ -66,9 +66,10 @@ HEADER_PEEK = 64 * 1024  # bytes read first for a file's meta or header (more if
 # holding hundreds of thousands each would hold gigabytes of parsed elements.
 MAX_HEADER_ELEMENTS = 50_000
 # A deflated dataset is inflated here, never by pydicom (which inflates it whole, at every
-# parse): at most this many bytes, the node's limit for one instance (fastpath's), a chunk
-# at a time.
-MAX_INFLATED_BYTES = 1 << 30
+# parse): a chunk at a time, to at most this many bytes. Taking it in costs about twice its
+# inflated size, so the bound keeps a process under the 500 MB memory target; deflate is used
+# for structured reports and the like, and a chest image is a few tens of megabytes at most.
+MAX_INFLATED_BYTES = 192 << 20
 INFLATE_CHUNK = 1 << 20
 
 
@@ -344,7 +345,7 @@ def _inflate_into(file: list[bytes], parts: list, limit: int) -> None:
                 total += len(chunk)
                 if total > limit:
                     raise Rejected(f"deflated data inflates beyond {limit:,} bytes (the limit "
-                                   "for one instance)")
+                                   "for a deflated instance: send it uncompressed)")
                 file.append(chunk)
     except zlib.error:
         raise Rejected("unreadable deflated data: not a deflate stream") from None
