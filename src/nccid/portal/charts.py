@@ -12,7 +12,7 @@ import io
 import threading
 from collections import Counter, defaultdict
 
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from .models import FigureState
@@ -107,9 +107,14 @@ def _cumulative(per_month: dict[str, Counter]) -> dict:
 
 
 def _studies_over_time(field: str) -> dict:
-    """Studies by the month their first image arrived, per value of ``field``."""
+    """Studies by the month their first image arrived, per value of ``field`` in the study's
+    first stored row (the rule of the summary's study counts: a study whose images say CT then
+    MR counts once, in both, as CT)."""
     per_month: dict[str, Counter] = defaultdict(Counter)
-    rows = (image_model().objects.values("study_uid").annotate(first=Min("received_at"), key=Min(field)))
+    Image = image_model()
+    first_row = Image.objects.filter(study_uid=OuterRef("study_uid")).order_by("pk").values(field)[:1]
+    rows = (Image.objects.values("study_uid")
+            .annotate(first=Min("received_at"), key=Subquery(first_row)))
     for row in rows.iterator(chunk_size=5000):
         per_month[_month(row["first"])][row["key"] or "unknown"] += 1
     return _cumulative(per_month)
