@@ -27,6 +27,8 @@ def require_free_port(host: str, port: int, what: str, option: str) -> None:
     (gunicorn would retry for seconds, then exit with its own messages)."""
     import socket
 
+    if not 1 <= port <= 65535:
+        raise UserError(f"{option} must be a port between 1 and 65535, got {port}")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -50,30 +52,103 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 _django_ready = False
 
+# Each Django database alias and the setting an operator changes to fix it.
+DATABASE_SETTINGS = {"default": "database_url", "vault": "vault_database_url"}
+_USABLE_ENGINES = ("django.db.backends.sqlite3", "django.db.backends.postgresql")
+_URL_HINT = "use sqlite:///path/to/file or postgres://user@host:port/dbname"
+
 
 def setup_django(check_key: bool = True) -> None:
-    """Start Django once; unless told otherwise, refuse to run with a missing or wrong key."""
+    """Start Django once; unless told otherwise, refuse to run against databases that cannot
+    be reached or are not migrated, or with a missing or wrong key."""
     global _django_ready
     if not _django_ready:
+        from nccid.config import get_settings
+
+        settings = get_settings()
+        check_database_urls(settings)
+        _check_log_dir(settings.log_dir)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nccid.web.settings")
         import django
 
         django.setup()
         _django_ready = True
     if check_key:
-        from django.db import DatabaseError
-
+        check_databases(migrated=True)
         from nccid.identity.service import check_installation_key
 
+        check_installation_key()
+
+
+def check_database_urls(settings) -> None:
+    """Refuse a database URL Django could not use, naming the setting (never the URL: it may
+    hold a password)."""
+    import dj_database_url
+
+    for name in DATABASE_SETTINGS.values():
+        url = getattr(settings, name)
         try:
-            check_installation_key()
-        except DatabaseError as exc:
-            # Not migrated, or the server is unreachable: say so without a traceback.
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(
-                f"the database is not ready ({first_line}): run 'nccid init', "
-                "or check DATABASE_URL / VAULT_DATABASE_URL ('nccid config show')"
-            ) from exc
+            engine = dj_database_url.parse(url)["ENGINE"]
+        except dj_database_url.UnknownSchemeError:
+            engine = None
+        except ValueError:  # ParseError: a port that is not a number, an unquoted character
+            raise UserError(f"{name} is not a valid URL (is the port a number? are special "
+                            f"characters %-quoted?): {_URL_HINT}") from None
+        if "://" not in url:
+            raise UserError(f"{name} is not a database URL: {_URL_HINT}")
+        if engine not in _USABLE_ENGINES:
+            raise UserError(f"{name} has the scheme {url.partition('://')[0]!r}, which nccid "
+                            f"cannot use: {_URL_HINT}")
+
+
+def _check_log_dir(log_dir) -> None:
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "nccid.log", "a"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write the log folder {log_dir} (log_dir): {exc.strerror}") from None
+
+
+def check_databases(migrated: bool) -> None:
+    """Connect to both databases (and, if asked, find every migration applied), so a server
+    that is down or a database never set up is one line naming the setting to check."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError, connections
+
+    for alias, name in DATABASE_SETTINGS.items():
+        connection = connections[alias]
+        try:
+            connection.ensure_connection()
+            pending = _unapplied_migrations(connection) if migrated else 0
+        except (DatabaseError, ImproperlyConfigured) as exc:
+            hint = ("that its folder exists and can be written" if connection.vendor == "sqlite"
+                    else "that the server is running")
+            raise UserError(f"cannot use the database in {name}{_sqlite_file(connection)} "
+                            f"({first_line(exc)}): check {name} ('nccid config show') and "
+                            f"{hint}") from None
+        if pending:
+            raise UserError(f"the database in {name}{_sqlite_file(connection)} is not set up "
+                            f"({counted(pending, 'migration')} not applied): run 'nccid init'")
+
+
+def _unapplied_migrations(connection) -> int:
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+
+
+def _sqlite_file(connection) -> str:
+    """`` (file …)`` for SQLite, where the path is the thing to check; nothing for a server."""
+    if connection.vendor == "sqlite":
+        return f" (file {connection.settings_dict['NAME']})"
+    return ""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text, or its class name when it has none."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def read_password(password_stdin: bool, prompt: str = "Password") -> str:
