@@ -13,7 +13,7 @@ import typer
 
 from nccid.config import get_settings
 
-from .common import UserError, console, require_free_port, setup_django
+from .common import UserError, check_databases, console, require_free_port, setup_django
 
 config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
 
@@ -21,9 +21,10 @@ config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
 def initialise(demo: bool = False, quiet: bool = False) -> None:
     """Create the data directory, databases, key file and warehouse. Safe to run again."""
     settings = get_settings()
-    for folder in (settings.home, settings.log_dir, settings.pending_dir):
-        folder.mkdir(parents=True, exist_ok=True)
+    for name in ("home", "log_dir", "pending_dir"):
+        _make_folder(getattr(settings, name), name)
     setup_django(check_key=False)
+    check_databases(migrated=False)  # a server that is down: one line naming the setting
     from django.core.management import call_command
 
     from nccid.identity.keys import KeyFileError, create_key_file
@@ -58,6 +59,14 @@ def initialise(demo: bool = False, quiet: bool = False) -> None:
         console.print(f"Initialised nccid in {settings.home}")
 
 
+def _make_folder(folder, name: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        setting = "NCCID_HOME" if name == "home" else name
+        raise UserError(f"cannot create the folder {folder} ({setting}): {exc.strerror}") from None
+
+
 def init(
     demo: Annotated[bool, typer.Option("--demo", help="Also load synthetic demo sites, accounts and data.")] = False,
 ) -> None:
@@ -78,24 +87,60 @@ def run(
 ) -> None:
     """Initialise with demo data if new, then run the portal and the DICOM node together."""
     settings = get_settings()
-    host, port = host or settings.portal_host, port or settings.portal_port
-    node_port = node_port or settings.node_port
+    host = host or settings.portal_host
+    port = settings.portal_port if port is None else port  # --port 0 is refused, not the default
+    node_port = settings.node_port if node_port is None else node_port
     require_free_port(host, port, "portal", "--port")
     require_free_port(settings.node_host, node_port, "DICOM node", "--node-port")
     initialise(demo=True)
     exe = [sys.executable, "-m", "nccid.cli.main"]
     portal = exe + ["serve", "--host", host, "--port", str(port)]
     node = exe + ["node", "--port", str(node_port)]
-    children = [subprocess.Popen(portal), subprocess.Popen(node)]
+    children = [_start_child(portal), _start_child(node)]
     console.print(f"Portal: http://{host}:{port}/  DICOM node: AE title {settings.node_ae_title} "
                   f"on port {node_port}. Ctrl-C stops both.")
+    _supervise(children)
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL)]
+    if failed:
+        raise UserError("a service stopped unexpectedly; see the messages above")
 
-    def stop(*_):
+
+# Each stops both services: TERM (systemd, docker, kill), HUP (the terminal closed), QUIT.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+_STOP_GRACE_SECONDS = 30
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _start_child(command: list[str]) -> subprocess.Popen:
+    """A service in a session of its own, so a terminal's HUP or Ctrl-C reaches only this
+    parent, which stops the children with TERM; on Linux the child is also sent TERM if the
+    parent dies without doing so (killed with -9), so no service outlives it holding a port."""
+    on_linux = sys.platform.startswith("linux")
+    return subprocess.Popen(command, start_new_session=True,
+                            preexec_fn=_die_with_parent(os.getpid()) if on_linux else None)
+
+
+def _die_with_parent(parent_pid: int):
+    def arrange() -> None:  # runs in the child between fork and exec
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
+
+
+def _supervise(children: list[subprocess.Popen]) -> None:
+    """Wait until a stop signal, Ctrl-C or either child ending; then stop both and wait."""
+
+    def stop(*_) -> None:
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, stop)
     try:
         while all(child.poll() is None for child in children):
             try:
@@ -107,10 +152,11 @@ def run(
     finally:
         stop()
         for child in children:
-            child.wait()
-    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
-    if failed:
-        raise UserError("a service stopped unexpectedly; see the messages above")
+            try:
+                child.wait(timeout=_STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def manage(ctx: typer.Context) -> None:
