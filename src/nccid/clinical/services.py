@@ -489,6 +489,29 @@ def cancel_upload(upload: Upload, user) -> Upload:
     return current
 
 
+def forget_in_previews(pseudonym: str) -> int:
+    """Remove a withdrawn patient's staged rows and sealed number from every upload still
+    waiting for confirmation (an abandoned check would otherwise keep them in the main
+    database for good); returns how many previews held them. A confirmation leaves withdrawn
+    patients out anyway; this is about what is kept meanwhile."""
+    changed = 0
+    with transaction.atomic():
+        for upload in Upload.objects.select_for_update().filter(status=Upload.Status.PREVIEW).only("staged"):
+            staged = upload.staged or {}
+            records = staged.get("records", [])
+            kept = [r for r in records if r.get("pseudonym") != pseudonym]
+            numbers = {name: staged.get(name, {}) for name in (SEALED, "vault")}
+            if len(kept) == len(records) and not any(pseudonym in n for n in numbers.values()):
+                continue
+            staged = {**staged, "records": kept}
+            for name, held in numbers.items():
+                if pseudonym in held:
+                    staged[name] = {p: c for p, c in held.items() if p != pseudonym}
+            Upload.objects.filter(pk=upload.pk).update(staged=staged)
+            changed += 1
+    return changed
+
+
 def import_file(site: Site, kind: str, path: Path, user) -> Upload:
     """Preview and confirm a file from disk (the CLI). A file over the limit is refused unread."""
     path = Path(path)

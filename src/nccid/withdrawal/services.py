@@ -346,6 +346,7 @@ def purge(pseudonym: str, removed: Removed | None = None, *,
                  lambda: _purge_images(pseudonym, removed),
                  lambda: _purge_objects(pseudonym, removed),
                  lambda: _purge_clinical(pseudonym, removed),
+                 lambda: _purge_previews(pseudonym, removed),
                  lambda: _purge_research(pseudonym, removed),
                  lambda: _mark_receipts(pseudonym, links, removed),
                  lambda: _purge_identity(pseudonym, removed)):
@@ -442,6 +443,15 @@ def _purge_clinical(pseudonym: str, removed: Removed) -> None:
     records = ClinicalRecord.objects.filter(pseudonym=pseudonym)
     removed.clinical_records += records.count()
     records.delete()  # their earlier versions go with them
+
+
+def _purge_previews(pseudonym: str, removed: Removed) -> None:
+    """Checked spreadsheets waiting for confirmation keep their rows and sealed numbers."""
+    from nccid.clinical.services import forget_in_previews
+
+    previews = forget_in_previews(pseudonym)
+    if previews:
+        removed.extra["checked_uploads"] = removed.extra.get("checked_uploads", 0) + previews
 
 
 def _purge_research(pseudonym: str, removed: Removed) -> None:
