@@ -16,7 +16,8 @@ images_app = typer.Typer(help="DICOM images: import; images pending a link or he
 
 
 def node(
-    port: Annotated[int | None, typer.Option("--port", help="TCP port (default: node_port).")] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", min=1, max=65535, help="TCP port (default: node_port).")] = None,
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
 ) -> None:
     """Run the DICOM node (C-ECHO, C-STORE) until stopped."""
