@@ -30,13 +30,13 @@ import duckdb
 import pyarrow as pa
 from django.db import connections, router
 
-from nccid.config import get_settings
+from nccid.config import get_settings, mask_url_password
 
 from . import catalogue_schema as cs
 from .layout import CATALOGUE_PREFIX
 from .models import ImageRecord, PatientSet
 from .service import get_warehouse
-from .storage import STALE_TEMPORARY, TEMP_PREFIX, Warehouse
+from .storage import STALE_TEMPORARY, TEMP_PREFIX, StorageError, Warehouse
 
 log = logging.getLogger("nccid.warehouse")
 COMPACT_AT = 32  # merge image parts once there are more than this many
@@ -52,9 +52,19 @@ def _key(relative: str) -> str:
 
 
 def _read_state(warehouse: Warehouse) -> dict:
-    if not warehouse.exists(STATE_KEY):
-        return cs.empty_state()
-    return json.loads(warehouse.read(STATE_KEY))
+    """The catalogue's current state; the empty state only for a warehouse never catalogued.
+
+    A missing ``state.json`` while the database has catalogued images means the store is not
+    the one written (an unmounted folder, a wrong bucket): reading it as empty would give empty
+    cohorts and exports, and a refresh would restart the catalogue at version 1."""
+    if warehouse.exists(STATE_KEY):
+        return json.loads(warehouse.read(STATE_KEY))
+    catalogued = ImageRecord.objects.exclude(catalogue_part=None).count()
+    if catalogued:
+        raise StorageError(
+            f"the warehouse at {mask_url_password(warehouse.url)} has no catalogue although "
+            f"{catalogued:,} images are catalogued: is the store mounted/reachable?")
+    return cs.empty_state()
 
 
 # -- refresh ------------------------------------------------------------------------------------
@@ -302,6 +312,7 @@ def catalogue_dir() -> Path:
     """A local directory with the current catalogue (``state.json`` + Parquet files)."""
     warehouse = get_warehouse()
     if warehouse.is_local:
+        _read_state(warehouse)  # refuses a folder that lost its catalogue (not mounted)
         return Path(warehouse.path(CATALOGUE_PREFIX))
     checked = _synced.get(warehouse.url)
     if checked and time.monotonic() - checked[0] < SYNC_INTERVAL:

@@ -69,6 +69,10 @@ def verify(
         console.print(f"[red]mismatch[/]  {key}", highlight=False, soft_wrap=True)
     console.print(f"checked {report.checked:,} image(s): {len(report.missing)} missing, "
                   f"{len(report.mismatched)} mismatched")
+    if report.counts_differ:
+        console.print(f"[red]the catalogue lists {report.in_catalogue:,} image(s) but the database "
+                      f"has {report.in_database:,} catalogued[/]: is the warehouse mounted/reachable "
+                      "(or did a refresh fail? run 'nccid warehouse catalogue')", highlight=False)
     if pending:
         console.print(f"{pending:,} image(s) stored since the last refresh are not checked: "
                       "run 'nccid warehouse catalogue' first")

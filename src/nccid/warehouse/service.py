@@ -202,13 +202,38 @@ def store_image(site, pseudonym: str, data: bytes, meta: ImageMeta, *, linked: b
     record.linked = linked
     header = header_json(data, dataset)
     warehouse = get_warehouse()
+    ours: list[str] = []  # keys this call writes that held no object before it
     try:
         with transaction.atomic():
             record.save(force_insert=True)
-            _write_objects(warehouse, record, data, header)
+            keys = (record.storage_key, record.metadata_key)
+            ours = [key for key in keys if not warehouse.exists(key)]
+            try:
+                _write_objects(warehouse, record, data, header)
+            except BaseException:
+                # Removed while the row's lock still holds off another writer of this image.
+                _remove_unrecorded(warehouse, ours)
+                ours = []
+                raise
     except IntegrityError:
         return StoredImage(ImageRecord.objects.get(sop_uid=meta.sop_uid), False)
+    except BaseException:
+        _remove_unrecorded(warehouse, ours)  # the commit itself failed
+        raise
     return StoredImage(record, True)
+
+
+def _remove_unrecorded(warehouse: Warehouse, keys: list[str]) -> None:
+    """Remove objects written for rows that were never committed (no row would name them,
+    and a withdrawal would miss them)."""
+    if not keys:
+        return
+    try:
+        warehouse.delete_many(keys)
+    except Exception:  # noqa: BLE001 - the transaction's own error is the one to raise
+        log.exception("could not remove %d objects of a failed image store; withdrawing the "
+                      "patient, or the same images sent again, replaces or removes them",
+                      len(keys))
 
 
 class ImageBatch:
@@ -271,7 +296,8 @@ class ImageBatch:
         (inside it, while the rows' locks still hold off a writer of the same images), so no
         object is left that no row names; an object stored under the same key before this
         batch stays."""
-        ours: list[str] = []  # published by this batch, not stored before it
+        ours: list[str] = []  # the keys this batch publishes, until removed on a failure
+        stored_before: set[str] = set()
         try:
             digests = self._writes.digests()
             for record in self._records.values():
@@ -281,38 +307,40 @@ class ImageBatch:
                 results = self._insert()
                 keys = [k for r in results.values() if r.created
                         for k in (r.record.storage_key, r.record.metadata_key)]
-                ours = [k for k in keys if k not in stored_before]
+                ours = keys
                 try:
                     self._writes.publish(keys)
                     if in_transaction is not None:
                         in_transaction(list(results.values()))
                 except BaseException:
-                    self._unpublish(ours)
+                    self._unpublish(self._added(keys, stored_before))
                     ours = []
                     raise
         except BaseException:
-            self._unpublish(ours)  # the commit itself failed (nothing if removed above)
+            self._unpublish(self._added(ours, stored_before))  # the commit itself failed
             raise
         finally:
             self._writes.discard()
         return results
 
     def _stored_already(self) -> set[str]:
-        """The batch's keys already in the warehouse (one listing per series folder)."""
-        keys = {k for r in self._records.values() for k in (r.storage_key, r.metadata_key)}
-        folders = {key.rsplit("/", 1)[0] for key in keys}
-        return {key for folder in folders for key in self.warehouse.list(folder)} & keys
+        """On S3, the batch's keys already in the warehouse (one listing per folder). A local
+        batch learns it as it publishes, from each rename (``WriteBatch.replaced``)."""
+        if self.warehouse.is_local:
+            return set()
+        return self.warehouse.existing(k for r in self._records.values()
+                                       for k in (r.storage_key, r.metadata_key))
+
+    def _added(self, keys: list[str], stored_before: set[str]) -> list[str]:
+        """Which of ``keys`` this batch added to the warehouse (never one stored before it)."""
+        if self.warehouse.is_local:
+            published = set(self._writes.published) - self._writes.replaced
+            return [k for k in keys if k in published]
+        return [k for k in keys if k not in stored_before]
 
     def _unpublish(self, keys: list[str]) -> None:
         """Remove objects this batch published for rows that were never committed."""
-        if not keys:
-            return
-        try:
-            self.warehouse.delete_many(keys)
-        except Exception:  # noqa: BLE001 - the transaction's own error is the one to raise
-            log.exception("could not remove %d objects of a failed intake batch; withdrawing "
-                          "the patient, or the same images sent again, replaces or removes them",
-                          len(keys))
+        _remove_unrecorded(self.warehouse, keys)
 
     def _insert(self) -> dict[str, StoredImage]:
         records = list(self._records.values())
@@ -437,21 +465,31 @@ class VerifyReport:
     checked: int = 0
     mismatched: list[str] | None = None  # keys whose bytes no longer match size or checksum
     missing: list[str] | None = None     # keys the catalogue names but the store lacks
+    in_catalogue: int = 0                # images the catalogue lists
+    in_database: int = 0                 # images the database says are catalogued
+
+    @property
+    def counts_differ(self) -> bool:
+        """The catalogue read is not the one the database describes (a wrong or stale store)."""
+        return self.in_catalogue != self.in_database
 
     @property
     def ok(self) -> bool:
-        return not self.mismatched and not self.missing
+        return not self.mismatched and not self.missing and not self.counts_differ
 
 
 def verify_objects(sample: int | None = 200, seed: int = 0) -> VerifyReport:
-    """Re-read and re-hash stored images against the catalogue (a sample, or all with None)."""
+    """Re-read and re-hash stored images against the catalogue (a sample, or all with None),
+    and compare how many images the catalogue lists with how many the database catalogued."""
     con = connect_catalogue()
+    report = VerifyReport(0, [], [])
+    report.in_catalogue = con.execute("SELECT count(*) FROM images").fetchone()[0]
+    report.in_database = ImageRecord.objects.exclude(catalogue_part=None).count()
     query = "SELECT storage_key, size, sha256 FROM images"
     if sample is not None:
         query += f" USING SAMPLE reservoir({int(sample)} ROWS) REPEATABLE ({int(seed)})"
     rows = con.execute(query + " ORDER BY storage_key").fetchall()
     warehouse = get_warehouse()
-    report = VerifyReport(0, [], [])
     for key, size, digest in rows:
         report.checked += 1
         if not warehouse.exists(key):

@@ -80,6 +80,15 @@ def s3_filesystem_options(options: dict) -> dict:
     return known
 
 
+def _local_file_exists(path: str) -> bool:
+    """Only "no such file" is no: an unreadable folder raises rather than pass for empty."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
 class Warehouse:
     """The warehouse's object store at ``url`` (a folder path, ``file://…`` or ``s3://bucket/prefix``)."""
 
@@ -213,7 +222,27 @@ class Warehouse:
         return self.fs.open(self.path(key), mode)
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.isfile(self.path(key)))
+        """Whether an object is stored under ``key``. Only "not found" means no: any other
+        failure (S3 unreachable, access denied, an unreadable folder) raises StorageError, so
+        a store that cannot be read never passes for one without the object."""
+        try:
+            info = self.fs.info(self.path(key))
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # botocore and aiohttp raise many kinds
+            raise StorageError(f"cannot tell whether {key!r} is stored: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        return info.get("type") == "file"
+
+    def existing(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` hold an object. Local: one stat per key (a listing of each folder
+        cost more, its folders holding earlier batches' files); S3: one listing per folder
+        (a request per thousand keys, against one HEAD per key)."""
+        keys = set(keys)
+        if self.is_local:
+            return {key for key in keys if _local_file_exists(self.path(key))}
+        folders = {key.rsplit("/", 1)[0] for key in keys}
+        return {key for folder in folders for key in self.iter_keys(folder)} & keys
 
     def size(self, key: str) -> int:
         try:
@@ -536,6 +565,32 @@ def _linux_libc():
     return _libc
 
 
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _rename_into_place(source: str, target: str) -> bool:
+    """Rename ``source`` to ``target``, replacing any object there; whether one was there.
+
+    One ``renameat2(RENAME_NOREPLACE)`` says so at no extra cost (a failed batch must know
+    which objects it added, never to delete one stored before it); where the kernel or the
+    filesystem lacks it, one ``stat`` first."""
+    renameat2 = getattr(_linux_libc(), "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+                     _RENAME_NOREPLACE) == 0:
+            return False
+        error = ctypes.get_errno()
+        if error not in (errno.EEXIST, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(error, os.strerror(error), target)
+        if error == errno.EEXIST:
+            os.replace(source, target)
+            return True
+    existed = os.path.lexists(target)
+    os.replace(source, target)
+    return existed
+
+
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -581,6 +636,8 @@ class WriteBatch:
     def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
         self._pending: dict[str, Future | list] = {}
+        self.published: list[str] = []  # local: keys renamed into place by publish()
+        self.replaced: set[str] = set()  # local: those of them that replaced an object
 
     def put(self, key: str, data: Buffers) -> None:
         path = self.warehouse.path(key)
@@ -617,14 +674,17 @@ class WriteBatch:
         # Data first, then names: a crash can never leave a named object with missing bytes.
         sync_filesystem(self.warehouse.root)
         for key, (temp, _digest, _size) in written.items():
-            os.replace(temp, self.warehouse.path(key))
+            if _rename_into_place(temp, self.warehouse.path(key)):
+                self.replaced.add(key)
+            self.published.append(key)
             del self._pending[key]
         try:
             sync_filesystem(self.warehouse.root)
         except BaseException:
             for key in written:  # not durable, so not published: the caller records none
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.warehouse.path(key))
+                if key not in self.replaced:  # an object stored before stays
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.warehouse.path(key))
             raise
         return {key: digest for key, (_temp, digest, _size) in written.items()}
 

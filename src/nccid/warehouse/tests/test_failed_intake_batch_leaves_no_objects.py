@@ -78,3 +78,27 @@ def test_a_batch_whose_commit_fails_removes_its_objects(site, local_warehouse, m
     assert len(published) == 2  # the image and its header were published, then removed
     assert [k for k in local_warehouse.list("") if images[0][0] in k] == []
     assert not ImageRecord.objects.exists()
+
+
+def test_without_renameat2_an_object_stored_before_the_batch_still_stays(
+        site, local_warehouse, make_image, monkeypatch):
+    """A kernel or filesystem without RENAME_NOREPLACE: publish asks with a stat instead."""
+    import ctypes
+
+    from nccid.warehouse import storage
+
+    class NoRenameat2:
+        def __getattr__(self, name):
+            if name == "renameat2":
+                raise AttributeError(name)
+            return getattr(ctypes.CDLL(None, use_errno=True), name)
+
+    monkeypatch.setattr(storage, "_libc", NoRenameat2())
+    batch, images = _batch(site, make_image, (1, 2))
+    keys = [r.storage_key for r in batch._records.values()]
+    local_warehouse.write_atomic(keys[0], images[0][1])
+    with pytest.raises(OperationalError):
+        batch.commit(_database_gone)
+    assert local_warehouse.exists(keys[0])
+    assert not local_warehouse.exists(keys[1])
+    assert batch._writes.replaced == {keys[0]}
