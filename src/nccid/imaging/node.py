@@ -68,6 +68,12 @@ BATCH_BYTES = 32 * 1024 * 1024  # bounds what the worker holds (a batch, decrypt
 # the spool, with everything after them, until they have an outcome of their own.
 FIRST_BACKOFF = 1.0
 LONGEST_BACKOFF = 60.0
+# A batch whose files still fail for an internal reason after this many pauses is taken one
+# record at a time from the first without an outcome: a record that fails on its own while
+# the record after it, alone, goes in (storage and the database work) fails for a reason of
+# its own (a bug in intake that raises for that file) and is quarantined; when the later
+# record fails too, it is an outage and both wait.
+PAUSES_BEFORE_ONE_AT_A_TIME = 3
 # The worker process died this often with the same first record in hand: the next records
 # (two batches: as many as were in flight) are taken one at a time, and a record that kills
 # it this often alone is quarantined for an operator (``Spool.quarantine``).
@@ -405,6 +411,7 @@ class Drain:
         # are still to be taken one at a time after such deaths.
         self._deaths: tuple[tuple[int, int], int] = ((0, 0), 0)
         self._one_at_a_time = 0
+        self._backoff = 0.0  # the last pause for files failing for an internal reason
 
     def start(self) -> None:
         self._thread.start()
@@ -449,7 +456,11 @@ class Drain:
 
     def _step(self) -> None:
         try:
-            self._take_next()
+            try:
+                self._take_next()
+            except _StillFailing as failing:
+                self._in_flight.clear()  # its replies are taken: read again from the first
+                self._still_failing(failing)
         except WorkerGone:
             self._in_flight.clear()  # what it had stays in the spool: read again
             self._worker_died()
@@ -494,14 +505,66 @@ class Drain:
                       "records are taken one at a time", deaths)
             self._one_at_a_time = 2 * BATCH_FILES  # the batches that were in flight
             return
-        batch = self.spool.read_batch(1, BATCH_BYTES, sealed=True)
+        self._quarantine(self.spool.read_batch(1, BATCH_BYTES, sealed=True),
+                         f"ended the de-identification process {deaths} times on its own",
+                         QUARANTINED_PROBLEM)
+
+    def _still_failing(self, failing: _StillFailing) -> None:
+        """Files failed for an internal reason again and again: a file intake cannot take, or
+        an outage? A batch is taken again one record at a time. A record failing alone is
+        quarantined if the record after it, alone, goes in and it fails once more; if that
+        one fails too, or none follows yet, both wait, with pauses growing as before."""
+        if not self._one_at_a_time:
+            log.warning("site %s: instances failed for an internal reason (%s) %d times: "
+                        "the records are taken one at a time, to tell a file that fails "
+                        "from an outage", failing.code, failing.reason,
+                        PAUSES_BEFORE_ONE_AT_A_TIME + 1)
+            self._one_at_a_time = 2 * BATCH_FILES  # the batches that were in flight
+            return
+        sealed = self.worker is not None
+        head = self.spool.read_batch(1, BATCH_BYTES, sealed=sealed)
+        later = self.spool.read_batch(1, BATCH_BYTES, sealed=sealed, after=head)
+        if not head.records or not later.records:
+            self._pause_after(failing, "no later instance yet to tell it from an outage")
+            return
+        try:
+            if not self._process(later):
+                return  # stopped: both stay in the spool
+        except _StillFailing:
+            self._pause_after(failing, "a later instance failed too: is the warehouse full "
+                                       "or unreachable?")
+            return
+        try:  # storage works: the first once more, then it is the file's own failure
+            if not self._process(head):
+                return
+            self.spool.release(head)
+        except _StillFailing as again:
+            self._quarantine(head, f"failed for an internal reason ({again.reason}) on its "
+                                   "own while a later one went in", QUARANTINED_INTERNAL_PROBLEM)
+        self.spool.release(later)
+        self._one_at_a_time = max(0, self._one_at_a_time - 2)
+
+    def _pause_after(self, failing: _StillFailing, why: str) -> None:
+        delay = self._next_backoff()
+        log.warning("site %s: an instance could not be stored for an internal reason (%s; "
+                    "%s): kept in the spool with everything after it; retrying in %.0f s",
+                    failing.code, failing.reason, why, delay)
+        self._stop.wait(delay)
+
+    def _next_backoff(self) -> float:
+        """The next pause for files failing for an internal reason: doubling, to a minute."""
+        self._backoff = min(max(self._backoff * 2, FIRST_BACKOFF), LONGEST_BACKOFF)
+        return self._backoff
+
+    def _quarantine(self, batch: Batch, why: str, problem: str) -> None:
+        """Copy the records of ``batch`` (one) to the quarantine folder for an operator,
+        count them on their site's receipt with ``problem``, and release them."""
         for record in batch.records:
             code, place = self.spool.quarantine(record)
-            log.error("site %s: a received instance ended the de-identification process %d "
-                      "times on its own: moved to %s for an operator (nccid images "
-                      "quarantine)", code or "?", deaths, place)
+            log.error("site %s: a received instance %s: moved to %s for an operator (nccid "
+                      "images quarantine)", code or "?", why, place)
             self._tallies[code or "?"]["quarantined"] += 1
-            _count_quarantined(code)
+            _count_quarantined(code, problem)
         self.spool.release(batch)
 
     def _sent_ahead(self, batch: Batch) -> bool:
@@ -609,21 +672,29 @@ class Drain:
 
     def _retrying(self, ingest, count: int, code: str, first: list | None = None) -> list | None:
         """``ingest(indices)`` for all (unless ``first`` has their outcomes), then again, after
-        growing pauses, for those that failed for an internal reason, until none does: such a
-        file was acknowledged and is never given up (ingest is idempotent: a retry stores each
-        file once). The batch, and so everything after it, waits meanwhile. None if stopped."""
+        growing pauses, for those that failed for an internal reason: such a file was
+        acknowledged and is never given up (ingest is idempotent: a retry stores each file
+        once). The batch, and so everything after it, waits meanwhile. Still failing after
+        ``PAUSES_BEFORE_ONE_AT_A_TIME`` pauses (a record taken alone: at once), it raises
+        ``_StillFailing`` for ``_still_failing`` to tell a file from an outage. None if
+        stopped."""
         outcomes = first if first is not None else ingest(list(range(count)))
-        delay = FIRST_BACKOFF
+        pauses = 0
         while failed := [i for i, o in enumerate(outcomes) if o is not None and _internal(o)]:
+            reason = outcomes[failed[0]].reason
+            if self._one_at_a_time or pauses == PAUSES_BEFORE_ONE_AT_A_TIME:
+                raise _StillFailing(code, reason)
+            delay = self._next_backoff()
             log.warning("site %s: %d instance(s) could not be stored for an internal reason "
                         "(%s; is the warehouse full or unreachable?): kept in the spool with "
                         "everything after them; retrying in %.0f s", code, len(failed),
-                        outcomes[failed[0]].reason, delay)
+                        reason, delay)
             if self._stop.wait(delay) or not self._database_ready():
                 return None
             for index, outcome in zip(failed, ingest(failed), strict=True):
                 outcomes[index] = outcome
-            delay = min(max(delay * 2, FIRST_BACKOFF), LONGEST_BACKOFF)
+            pauses += 1
+        self._backoff = 0.0
         return outcomes
 
     def _database_ready(self) -> bool:
@@ -664,9 +735,19 @@ def _where(exc: Exception) -> str:
 QUARANTINED_STUDY = "(quarantined by the node)"
 QUARANTINED_PROBLEM = ("the de-identification process ended on this file: kept for an "
                        "operator (nccid images quarantine)")
+QUARANTINED_INTERNAL_PROBLEM = ("could not be processed (internal error): kept for an "
+                                "operator (nccid images quarantine)")
 
 
-def _count_quarantined(code: str) -> None:
+class _StillFailing(Exception):
+    """Files still fail for an internal reason after the pauses allowed (``Drain._retrying``)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def _count_quarantined(code: str, problem: str) -> None:
     """Count a quarantined file into its site's receipts as refused (no bytes, as a refusal
     counts), for the site to see."""
     from nccid.accounts.models import Site
@@ -677,7 +758,7 @@ def _count_quarantined(code: str) -> None:
         site = Site.objects.filter(code=code).first() if code else None
         if site is not None:
             record_receipt(site, UNREADABLE_STUDY._replace(study_uid=QUARANTINED_STUDY), "",
-                           "node", 0, rejected=1, problem=QUARANTINED_PROBLEM)
+                           "node", 0, rejected=1, problem=problem)
     except Exception as exc:  # noqa: BLE001 - the file is kept; only its count is missing
         log.error("site %s: a quarantined instance could not be counted on a receipt (%s)",
                   code, type(exc).__name__)

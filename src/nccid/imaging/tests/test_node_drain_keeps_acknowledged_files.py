@@ -1,7 +1,8 @@
 """The node's drain never gives up a file it acknowledged: a file that could not be stored for
 an internal reason (the warehouse full or unreachable) stays in the spool, with everything
 after it, until storing works again; and one file the worker process cannot survive is
-quarantined for an operator instead of holding up every site's files."""
+quarantined for an operator instead of holding up every site's files, as is one that intake
+fails on, alone, for an internal reason while the file after it goes in."""
 
 from __future__ import annotations
 
@@ -40,25 +41,32 @@ def test_a_full_warehouse_keeps_every_file_in_the_spool_until_it_stores_each_onc
     real_sync = storage.sync_filesystem
     seen_while_full: list[tuple] = []
 
-    def full_for_four_attempts(path: str) -> None:
-        if len(seen_while_full) < 4:  # the disk is full: no batch can be made durable
+    def full_for_eight_attempts(path: str) -> None:
+        if len(seen_while_full) < 8:  # the disk is full: no batch can be made durable
             seen_while_full.append((spool.backlog().records, spool.position))
             raise OSError(28, "No space left on device")
         real_sync(path)
 
-    monkeypatch.setattr(storage, "sync_filesystem", full_for_four_attempts)
+    monkeypatch.setattr(storage, "sync_filesystem", full_for_eight_attempts)
     monkeypatch.setattr(node, "FIRST_BACKOFF", 0.0)
     drain = node.Drain(spool)  # intake in this process: the real store, failing
     start = spool.position
     with caplog.at_level(logging.WARNING, logger="nccid.imaging.node"):
-        drain._step()
+        for _ in range(10):  # what Drain._run does
+            drain._step()
+            if not spool.backlog().records:
+                break
 
-    assert seen_while_full == [(3, start)] * 4  # nothing released while storing failed
-    backoffs = [r.getMessage() for r in caplog.records if "internal reason" in r.getMessage()]
-    assert len(backoffs) == 4 and all("kept in the spool" in m for m in backoffs)
-    assert not any(s in m for m in backoffs
+    # The batch and its 3 retries, then the first file alone and the next alone, twice: an
+    # outage, not a file of its own. Nothing released while storing failed.
+    assert seen_while_full == [(3, start)] * 8
+    pauses = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(pauses) == 5 and all("kept in the spool" in m for m in pauses)
+    assert sum("a later instance failed too" in m for m in pauses) == 2
+    assert not any(s in r.getMessage() for r in caplog.records
                    for s in (person.nhs_number, person.family_name, person.given_name))
     assert spool.backlog().records == 0
+    assert quarantined(spool.directory) == []
     assert drain._tallies[site.code] == {"stored": 3}
     assert ImageRecord.objects.count() == 3
     receipt = StudyReceipt.objects.get(site=site)
@@ -242,4 +250,177 @@ def test_an_operator_lists_quarantined_files_and_puts_them_back_with_the_node_st
     spool = Spool(spool_dir, keyring)
     [record] = spool.read_batch(5).records
     assert (record.site_code, record.source, record.data) == (site.code, "node", b"poison")
+    spool.close()
+
+
+def test_a_file_intake_always_fails_on_is_quarantined_once_a_later_file_goes_in(
+        site, other_site, keyring, person_factory, monkeypatch, tmp_path, caplog):
+    from nccid.imaging import intake
+
+    first, second = person_factory(72), person_factory(73)
+    files = [(site, first, n) for n in (1, 2, 3)] + [(other_site, second, n) for n in (1, 2, 3)]
+    poison = (first.nhs_number, 2)
+    spool = Spool(tmp_path / "spool", keyring)
+    for where, person, n in files:
+        spool.append(where.code, "node", _study(person, 3)[n - 1])
+    real_identify = intake.identify
+    identified: list[tuple] = []
+
+    def identify_failing_on_one_file(ds, *args, **kwargs):  # a bug in intake, for one file
+        if (str(ds.PatientID), int(ds.InstanceNumber)) == poison:
+            raise TypeError("a bug that raises for this file only")
+        patient = real_identify(ds, *args, **kwargs)
+        identified.append((str(ds.PatientID), int(ds.InstanceNumber)))
+        return patient
+
+    monkeypatch.setattr(intake, "identify", identify_failing_on_one_file)
+    monkeypatch.setattr(node, "FIRST_BACKOFF", 0.0)
+    monkeypatch.setattr(node, "BATCH_FILES", 2)
+    drain = node.Drain(spool)
+    with caplog.at_level(logging.WARNING, logger="nccid.imaging.node"):
+        for _ in range(20):  # what Drain._run does
+            drain._step()
+            if not spool.backlog().records:
+                break
+
+    assert spool.backlog().records == 0
+    wanted = [(p.nhs_number, n) for _, p, n in files if (p.nhs_number, n) != poison]
+    assert identified == wanted  # each other file taken in once, in the spool's order
+    assert ImageRecord.objects.count() == 5
+    [kept] = quarantined(spool.directory)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    code, source, data = open_quarantined(keyring, kept)
+    assert (code, source, data) == (site.code, "node", _study(first, 3)[1])
+    assert drain._tallies[site.code]["quarantined"] == 1
+    [moved] = [r.getMessage() for r in caplog.records if "moved to" in r.getMessage()]
+    assert site.code in moved and "internal error (TypeError)" in moved
+    assert not any(s in r.getMessage() for r in caplog.records for p in (first, second)
+                   for s in (p.nhs_number, p.family_name, p.given_name))
+    receipt = StudyReceipt.objects.get(site=site, study_uid=node.QUARANTINED_STUDY)
+    assert (receipt.instances, receipt.rejected) == (1, 1)
+    assert receipt.problem.startswith("could not be processed (internal error): kept for an "
+                                      "operator")
+    spool.close()
+
+
+class _PoisonWorker:
+    """The worker process's pipe as the drain sees it: intake fails for an internal reason on
+    the record ``b"poison"`` every time, and on every record while ``down`` is set; it stores
+    each other file once (a file stored already comes back DUPLICATE, as intake's do)."""
+
+    def __init__(self, spool: Spool, down: bool = False) -> None:
+        self.spool, self.due, self.down, self.stored = spool, [], down, []
+
+    def send_records(self, directory, records: list) -> None:
+        self.due.append(records)
+
+    def next_reply(self) -> list:
+        return self._answer(self.due.pop(0))
+
+    def ingest_records(self, directory, records: list) -> list:
+        assert not self.due, "a question asked while replies were due"
+        return self._answer(records)
+
+    def _answer(self, records: list) -> list:
+        replies = []
+        for record in records:
+            code, _, data = open_record(self.spool.directory, self.spool._keyring, record)
+            if self.down or data == b"poison":
+                replies.append((code, _INTERNAL))
+            elif data in self.stored:
+                replies.append((code, IngestOutcome(IngestStatus.DUPLICATE, "already stored")))
+            else:
+                self.stored.append(data)
+                replies.append((code, _STORED))
+        return replies
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_record_the_worker_always_fails_on_is_quarantined_and_the_rest_drains_in_order(
+        tmp_path, keyring, site, other_site, monkeypatch):
+    monkeypatch.setattr(node, "FIRST_BACKOFF", 0.0)
+    spool = Spool(tmp_path / "spool", keyring)
+    spool.append(site.code, "node", b"file before")
+    spool.append(site.code, "node", b"poison")
+    later = [b"file %d" % n for n in range(40)]
+    for data in later:  # two batches in flight, and more: of another site
+        spool.append(other_site.code, "node", data)
+    worker = _PoisonWorker(spool)
+    drain = node.Drain(spool, worker)
+    for _ in range(100):  # what Drain._run does
+        drain._step()
+        if not spool.backlog().records:
+            break
+
+    assert spool.backlog().records == 0
+    assert worker.stored == [b"file before", *later]  # each once, in order
+    [kept] = quarantined(spool.directory)
+    assert open_quarantined(keyring, kept) == (site.code, "node", b"poison")
+    # The files stored with the two batches in flight are taken again one at a time: intake
+    # answers that they are stored already.
+    assert drain._tallies[site.code] == {"duplicate": 1, "quarantined": 1}
+    assert drain._tallies[other_site.code] == {"duplicate": 40}
+    spool.close()
+
+
+def test_an_outage_longer_than_the_retries_quarantines_nothing_and_stores_each_file_once(
+        tmp_path, keyring, site, monkeypatch):
+    monkeypatch.setattr(node, "BATCH_FILES", 2)
+    spool = Spool(tmp_path / "spool", keyring)
+    files = [b"file %d" % n for n in range(5)]
+    for data in files:
+        spool.append(site.code, "node", data)
+    worker = _PoisonWorker(spool, down=True)
+    drain = node.Drain(spool, worker)
+    pauses: list[tuple] = []
+
+    def pause(seconds: float) -> bool:  # the drain's backoff: storage is back after eight
+        pauses.append((spool.backlog().records, seconds))
+        worker.down = len(pauses) < 8
+        return False
+
+    monkeypatch.setattr(drain._stop, "wait", pause)
+    for _ in range(30):
+        drain._step()
+        if not spool.backlog().records:
+            break
+
+    # Nothing released during the outage; the pauses keep growing to the longest.
+    assert [left for left, _ in pauses] == [5] * 8
+    assert [seconds for _, seconds in pauses] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert quarantined(spool.directory) == []
+    assert worker.stored == files
+    assert drain._tallies[site.code] == {"stored": 5}
+    spool.close()
+
+
+def test_a_failing_file_with_none_after_it_waits_until_a_later_file_tells_it_from_an_outage(
+        tmp_path, keyring, site, monkeypatch):
+    spool = Spool(tmp_path / "spool", keyring)
+    spool.append(site.code, "node", b"poison")
+    worker = _PoisonWorker(spool)
+    drain = node.Drain(spool, worker)
+    pauses: list[int] = []
+
+    def pause(seconds: float) -> bool:
+        pauses.append(spool.backlog().records)
+        return False
+
+    monkeypatch.setattr(drain._stop, "wait", pause)
+    for _ in range(10):
+        drain._step()
+        if len(pauses) == 8:  # the batch's 3, then one per try alone
+            break
+
+    assert pauses == [1] * 8  # never given up
+    assert spool.backlog().records == 1 and quarantined(spool.directory) == []
+    spool.append(site.code, "node", b"file after")
+    drain._step()
+
+    assert spool.backlog().records == 0
+    assert worker.stored == [b"file after"]
+    [kept] = quarantined(spool.directory)
+    assert open_quarantined(keyring, kept) == (site.code, "node", b"poison")
     spool.close()
