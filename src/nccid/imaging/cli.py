@@ -152,8 +152,9 @@ def quarantine_list(
         "--retry", help="Put them back into the spool (stop the node first): its next run "
                         "takes them again.")] = False,
 ) -> None:
-    """Received images the node's worker process could not survive, kept encrypted for an
-    operator: list them, or put them back into the spool."""
+    """Received images the node could not process (its worker died on them, or intake failed
+    on them alone while later files went in), kept encrypted for an operator: list them, or
+    put them back into the spool."""
     setup_django()
     from cryptography.exceptions import InvalidTag
 
