@@ -682,9 +682,8 @@ class WriteBatch:
             sync_filesystem(self.warehouse.root)
         except BaseException:
             for key in written:  # not durable, so not published: the caller records none
-                if key not in self.replaced:  # an object stored before stays
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.warehouse.path(key))
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.warehouse.path(key))
             raise
         return {key: digest for key, (_temp, digest, _size) in written.items()}
 
