@@ -74,16 +74,11 @@ def test_a_full_warehouse_keeps_every_file_in_the_spool_until_it_stores_each_onc
     spool.close()
 
 
-class _StorageDownWorker:
-    """The worker process's pipe as the drain sees it (replies in the order sent): every
-    file fails for an internal reason while ``down`` is set, and the drain's pause before a
-    retry is what brings storage back after ``pauses_until_up`` of them."""
+class _FakeWorker:
+    """The worker process's pipe as the drain sees it: replies in the order sent, each made
+    by ``_answer``."""
 
-    def __init__(self, pauses_until_up: int) -> None:
-        self.due: list[list] = []
-        self.down = True
-        self.stored: list[tuple] = []
-        self.pauses_until_up = pauses_until_up
+    due: list[list]
 
     def send_records(self, directory, records: list) -> None:
         self.due.append(records)
@@ -95,14 +90,26 @@ class _StorageDownWorker:
         assert not self.due, "a question asked while replies were due"
         return self._answer(records)
 
+    def close(self) -> None:
+        pass
+
+
+class _StorageDownWorker(_FakeWorker):
+    """The worker process's pipe as the drain sees it (replies in the order sent): every
+    file fails for an internal reason while ``down`` is set, and the drain's pause before a
+    retry is what brings storage back after ``pauses_until_up`` of them."""
+
+    def __init__(self, pauses_until_up: int) -> None:
+        self.due: list[list] = []
+        self.down = True
+        self.stored: list[tuple] = []
+        self.pauses_until_up = pauses_until_up
+
     def _answer(self, records: list) -> list:
         if self.down:
             return [("PIPE", _INTERNAL) for _ in records]
         self.stored += [(r.segment, r.offset) for r in records]
         return [("PIPE", _STORED) for _ in records]
-
-    def close(self) -> None:
-        pass
 
 
 def test_records_failing_in_the_worker_stay_in_order_until_storage_is_back(
@@ -139,18 +146,12 @@ def test_records_failing_in_the_worker_stay_in_order_until_storage_is_back(
     spool.close()
 
 
-class _DyingWorker:
+class _DyingWorker(_FakeWorker):
     """As the real WorkerProcess behaves when its child is killed (OOM, a native crash)
     reading the record ``b"poison"``: the batches in hand get no reply."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool, self.due, self.deaths, self.stored = spool, [], 0, []
-
-    def send_records(self, directory, records: list) -> None:
-        self.due.append(records)
-
-    def next_reply(self) -> list:
-        return self._answer(self.due.pop(0))
 
     def ingest_records(self, directory, records: list) -> list:
         return self._answer(records)
@@ -163,9 +164,6 @@ class _DyingWorker:
             raise node.WorkerGone("the de-identification process ended (EOFError)")
         self.stored += [data for _, _, data in opened]
         return [(code, _STORED) for code, _, _ in opened]
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_file_that_kills_the_worker_is_quarantined_and_every_other_file_drains(
@@ -303,23 +301,13 @@ def test_a_file_intake_always_fails_on_is_quarantined_once_a_later_file_goes_in(
     spool.close()
 
 
-class _PoisonWorker:
+class _PoisonWorker(_FakeWorker):
     """The worker process's pipe as the drain sees it: intake fails for an internal reason on
     the record ``b"poison"`` every time, and on every record while ``down`` is set; it stores
     each other file once (a file stored already comes back DUPLICATE, as intake's do)."""
 
     def __init__(self, spool: Spool, down: bool = False) -> None:
         self.spool, self.due, self.down, self.stored = spool, [], down, []
-
-    def send_records(self, directory, records: list) -> None:
-        self.due.append(records)
-
-    def next_reply(self) -> list:
-        return self._answer(self.due.pop(0))
-
-    def ingest_records(self, directory, records: list) -> list:
-        assert not self.due, "a question asked while replies were due"
-        return self._answer(records)
 
     def _answer(self, records: list) -> list:
         replies = []
@@ -333,9 +321,6 @@ class _PoisonWorker:
                 self.stored.append(data)
                 replies.append((code, _STORED))
         return replies
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_record_the_worker_always_fails_on_is_quarantined_and_the_rest_drains_in_order(

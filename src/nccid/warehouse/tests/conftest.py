@@ -45,3 +45,30 @@ def make_image(keyring):
         return pseudonym, to_bytes(ds), meta
 
     return make
+
+
+def make_the_next_commit_fail(monkeypatch) -> None:
+    """The warehouse service's next outermost transaction runs its block without error, then
+    its COMMIT fails (a connection lost at that moment); nested ones are left alone."""
+    from django.db import OperationalError, transaction
+
+    real_atomic = transaction.atomic
+
+    class CommitFails:
+        def __init__(self, *args, **kwargs):
+            self.inner = real_atomic(*args, **kwargs)
+
+        def __enter__(self):
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc):
+            if exc[0] is not None:
+                return self.inner.__exit__(*exc)
+            self.inner.__exit__(OperationalError, OperationalError("commit failed"), None)
+            raise OperationalError("could not commit: connection lost")
+
+    def outer_commit_fails(*args, **kwargs):
+        monkeypatch.setattr("nccid.warehouse.service.transaction.atomic", real_atomic)
+        return CommitFails(*args, **kwargs)
+
+    monkeypatch.setattr("nccid.warehouse.service.transaction.atomic", outer_commit_fails)

@@ -10,6 +10,8 @@ from django.db import OperationalError
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import ImageBatch
 
+from .conftest import make_the_next_commit_fail
+
 
 def _batch(site, make_image, instances):
     batch = ImageBatch(site)
@@ -44,34 +46,11 @@ def test_an_object_stored_before_the_batch_stays_when_the_batch_fails(site, back
 
 def test_a_batch_whose_commit_fails_removes_its_objects(site, local_warehouse, make_image,
                                                         monkeypatch):
-    from django.db import transaction
-
     batch, images = _batch(site, make_image, (1,))
-    real_atomic = transaction.atomic
     published = []
     real_publish = batch._writes.publish
     monkeypatch.setattr(batch._writes, "publish", lambda keys: published.extend(keys) or real_publish(keys))
-
-    class CommitFails:
-        """The batch's transaction: its block runs without error, then COMMIT fails."""
-
-        def __init__(self, *args, **kwargs):
-            self.inner = real_atomic(*args, **kwargs)
-
-        def __enter__(self):
-            return self.inner.__enter__()
-
-        def __exit__(self, *exc):
-            if exc[0] is not None:
-                return self.inner.__exit__(*exc)
-            self.inner.__exit__(OperationalError, OperationalError("commit failed"), None)
-            raise OperationalError("could not commit: connection lost")
-
-    def outer_commit_fails(*args, **kwargs):
-        monkeypatch.setattr("nccid.warehouse.service.transaction.atomic", real_atomic)  # not nested ones
-        return CommitFails(*args, **kwargs)
-
-    monkeypatch.setattr("nccid.warehouse.service.transaction.atomic", outer_commit_fails)
+    make_the_next_commit_fail(monkeypatch)
     with pytest.raises(OperationalError, match="could not commit"):
         batch.commit()
     monkeypatch.undo()

@@ -11,6 +11,8 @@ from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import StorageError, assign_set, store_image
 from nccid.warehouse.storage import Warehouse
 
+from .conftest import make_the_next_commit_fail
+
 
 @pytest.fixture
 def header_write_fails(monkeypatch):
@@ -52,32 +54,9 @@ def test_an_image_object_stored_before_stays_when_the_header_write_fails(
 
 
 def test_a_failed_commit_removes_both_objects(site, local_warehouse, make_image, monkeypatch):
-    from django.db import transaction
-
-    real_atomic = transaction.atomic
-
-    class CommitFails:
-        """store_image's transaction: its block runs without error, then COMMIT fails."""
-
-        def __init__(self, *args, **kwargs):
-            self.inner = real_atomic(*args, **kwargs)
-
-        def __enter__(self):
-            return self.inner.__enter__()
-
-        def __exit__(self, *exc):
-            if exc[0] is not None:
-                return self.inner.__exit__(*exc)
-            self.inner.__exit__(OperationalError, OperationalError("commit failed"), None)
-            raise OperationalError("could not commit: connection lost")
-
-    def outer_commit_fails(*args, **kwargs):
-        monkeypatch.setattr("nccid.warehouse.service.transaction.atomic", real_atomic)  # not nested ones
-        return CommitFails(*args, **kwargs)
-
     pseudonym, data, meta = make_image(2, "CT")
     assign_set(site, pseudonym)  # decided before: store_image's transaction is the first one
-    monkeypatch.setattr("nccid.warehouse.service.transaction.atomic", outer_commit_fails)
+    make_the_next_commit_fail(monkeypatch)
     with pytest.raises(OperationalError, match="could not commit"):
         store_image(site, pseudonym, data, meta)
     monkeypatch.undo()
