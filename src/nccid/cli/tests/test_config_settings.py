@@ -7,6 +7,7 @@ import json
 import pytest
 
 from nccid.cli.tests.clirun import run_cli, run_nccid
+from nccid.cli.tests.settings_env import fresh_settings
 from nccid.config import ConfigError, get_settings, reset_settings_cache
 
 TOML = """
@@ -32,14 +33,8 @@ def configured(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     (home / "nccid.toml").write_text(TOML)
-    monkeypatch.setenv("NCCID_HOME", str(home))
-    for name in ("DATABASE_URL", "VAULT_DATABASE_URL", "STORAGE_URL", "NCCID_CONFIG",
-                 "NCCID_DATABASE_URL", "NCCID_S3_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    reset_settings_cache()
-    yield home
-    monkeypatch.undo()
-    reset_settings_cache()
+    with fresh_settings(monkeypatch, NCCID_HOME=str(home)):
+        yield home
 
 
 def test_defaults_live_under_nccid_home(tmp_path, monkeypatch):

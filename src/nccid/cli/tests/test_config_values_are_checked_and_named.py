@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from nccid.cli.tests.clirun import run_nccid
-from nccid.config import ConfigError, get_settings, reset_settings_cache
+from nccid.cli.tests.settings_env import fresh_settings
+from nccid.config import ConfigError, get_settings
 
 
 @pytest.fixture
@@ -15,15 +16,9 @@ def clean_env(tmp_path, monkeypatch):
     """A fresh home and working folder, and none of the session's settings variables."""
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv("NCCID_HOME", str(home))
     monkeypatch.chdir(tmp_path)
-    for name in ("DATABASE_URL", "VAULT_DATABASE_URL", "STORAGE_URL", "NCCID_CONFIG",
-                 "NCCID_DATABASE_URL", "NCCID_S3_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    reset_settings_cache()
-    yield home
-    monkeypatch.undo()
-    reset_settings_cache()
+    with fresh_settings(monkeypatch, NCCID_HOME=str(home)):
+        yield home
 
 
 @pytest.mark.parametrize(("toml", "message"), [

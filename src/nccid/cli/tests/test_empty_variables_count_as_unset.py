@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from nccid.config import get_settings, reset_settings_cache
+from nccid.cli.tests.settings_env import fresh_settings
+from nccid.config import get_settings
 
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for name in ("DATABASE_URL", "VAULT_DATABASE_URL", "STORAGE_URL", "NCCID_DATABASE_URL",
-                 "NCCID_S3_ENDPOINT", "NCCID_VALIDATION_PERCENT", "VALIDATION_PERCENT"):
-        monkeypatch.delenv(name, raising=False)
-    reset_settings_cache()
-    yield tmp_path
-    monkeypatch.undo()
-    reset_settings_cache()
+    with fresh_settings(monkeypatch):
+        yield tmp_path
 
 
 def test_an_empty_nccid_home_means_var(workdir, monkeypatch):
