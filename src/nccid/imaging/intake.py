@@ -56,6 +56,7 @@ from .models import (
     StudyReceipt,
 )
 from .outcome import IngestOutcome, IngestStatus
+from .spool import fsync_dir
 
 log = logging.getLogger("nccid.imaging.intake")
 
@@ -583,16 +584,8 @@ def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, folder / name)
-    _fsync_dir(folder)  # the new name survives a power cut too: the file is all it has
+    fsync_dir(folder)  # the new name survives a power cut too: the file is all it has
     return len(token)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_encrypted(name: str, site_code: str, sop_uid: str) -> bytes:

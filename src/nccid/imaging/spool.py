@@ -178,7 +178,7 @@ def requeue_quarantined(spool: Spool) -> int:
         code, source, data = open_quarantined(spool._keyring, path)
         spool.append(code, source, data)
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         count += 1
     return count
 
@@ -189,7 +189,8 @@ def _at_end_mark(path: Path, offset: int) -> bool:
         return handle.read(RECORD.size) in (END, b"")
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or new name in ``directory`` survive a power cut (POSIX)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -337,7 +338,7 @@ class Spool:
             spare.unlink()
             changed = True
         if changed:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def _authenticate_tail(self, seq: int) -> bool:
         """Cut the newest segment after its last record that authenticates: a crash mid-append
@@ -472,7 +473,7 @@ class Spool:
         try:
             write_all(fd, [FILE_MAGIC, END], 0)
             os.fdatasync(fd)
-            _fsync_dir(self.directory)  # the new name survives a power cut too
+            fsync_dir(self.directory)  # the new name survives a power cut too
         except OSError as exc:
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -586,7 +587,7 @@ class Spool:
                 for seq in done:
                     self._remove(seq)
                 if done:
-                    _fsync_dir(self.directory)
+                    fsync_dir(self.directory)
                 self._changed.notify_all()
         finally:
             if not writing:
@@ -638,8 +639,8 @@ class Spool:
             os.fsync(out)
         finally:
             os.close(out)
-        _fsync_dir(folder)
-        _fsync_dir(self.directory)
+        fsync_dir(folder)
+        fsync_dir(self.directory)
         try:
             code = _open_token(self._keyring, record.segment, record.offset, token)[0]
         except InvalidTag:
@@ -675,7 +676,7 @@ class Spool:
         for spare in spares:
             spare.unlink(missing_ok=True)
         if spares:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def wake(self) -> None:
         with self._changed:
