@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "nccid.web.unavailable.WarehouseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "nccid.web.urls"

@@ -1,6 +1,7 @@
 """A warehouse that is missing (an unmounted folder, a wrong bucket) or unreachable (S3 down)
 never reads as an empty one: cohorts, exports, verify and refresh raise a clear StorageError
-instead of answering "0 patients" with exit status 0."""
+instead of answering "0 patients" with exit status 0, and the API answers 503 saying the
+warehouse cannot be reached (not a 500)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,19 @@ def test_an_empty_folder_where_the_warehouse_should_be_is_refused(
     with pytest.raises(StorageError, match=NO_CATALOGUE):
         refresh_catalogue()
     assert sorted(p.name for p in empty.iterdir()) == []  # a refresh wrote nothing there
+
+
+def test_the_api_says_the_warehouse_cannot_be_reached(
+        site, local_warehouse, make_image, researcher, tmp_path, monkeypatch, client, caplog):
+    _catalogued_warehouse(site, make_image)
+    _point_at(monkeypatch, str(tmp_path / "unmounted"))
+    client.force_login(researcher)
+
+    api = client.post("/api/research/cohort/count", {}, content_type="application/json")
+    assert (api.status_code, api["Retry-After"]) == (503, "300")
+    assert api.json() == {"detail": "The image warehouse cannot be reached; try again later."}
+
+    assert "has no catalogue although 3 images" in caplog.text  # the reason: in the log only
 
 
 def test_verify_on_an_empty_folder_fails_with_one_line(site, local_warehouse, make_image, tmp_path,

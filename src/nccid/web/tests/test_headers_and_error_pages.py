@@ -72,3 +72,18 @@ def test_the_browsers_favicon_request_finds_the_nhs_icon(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 301
     assert client.get(response["Location"]).status_code == 200
+
+
+def test_a_page_the_warehouse_cannot_serve_says_so_with_503_and_keeps_the_reason_in_the_log(
+        rf, caplog):
+    from nccid.warehouse.storage import StorageError
+    from nccid.web.unavailable import WarehouseUnavailableMiddleware
+
+    middleware = WarehouseUnavailableMiddleware(lambda request: None)
+    failure = StorageError("cannot tell whether 'catalogue/state.json' is stored: /mnt/gone")
+    response = middleware.process_exception(rf.post("/withdraw/"), failure)
+    body = response.content.decode()
+    assert (response.status_code, response["Retry-After"]) == (503, "300")
+    assert "<h1>The image warehouse cannot be reached</h1>" in body and "nhsuk-header" in body
+    assert "/mnt/gone" not in body and "/mnt/gone" in caplog.text
+    assert middleware.process_exception(rf.get("/"), ValueError("a bug")) is None  # still a 500
