@@ -58,8 +58,8 @@ def verify(
     if sample < 1 and not all_objects:
         raise UserError("--sample must be at least 1 (or use --all)")
     try:
-        with progress_bar(_verifying(None if all_objects else sample), counted=False):
-            report = verify_objects(None if all_objects else sample, seed)
+        with progress_bar("Re-hashing images") as bar:
+            report = verify_objects(None if all_objects else sample, seed, on_progress=bar.reached)
     except _storage_errors() as exc:
         raise UserError(f"cannot read the warehouse: {exc}") from exc
     pending = uncatalogued_images()
@@ -116,19 +116,11 @@ def sync_clinical() -> None:
     from .service import sync_clinical as sync
 
     try:
-        with progress_bar("Writing clinical records", counted=False):
-            written = sync()
+        with progress_bar("Writing clinical records") as bar:
+            written = sync(on_progress=bar.reached)
     except _storage_errors() as exc:
         raise UserError(f"clinical records not written: {exc}") from exc
     console.print(f"wrote {written:,} clinical record(s)")
-
-
-def _verifying(sample: int | None) -> str:
-    """What the verify bar says: how many images are re-hashed (counted in the catalogue)."""
-    from .catalogue import catalogue_counts
-
-    images = catalogue_counts().get("images", 0)
-    return f"Re-hashing {images if sample is None else min(sample, images):,} image(s)"
 
 
 def _size(value: int | None) -> str:

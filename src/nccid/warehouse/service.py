@@ -26,6 +26,7 @@ from .storage import Buffers, StorageError, Warehouse
 
 log = logging.getLogger("nccid.warehouse")
 _CHUNK = 500  # rows per IN (...) query: well under SQLite's variable limit
+Progress = Callable[[int, int], None]  # (done, in all): what a CLI progress bar is told
 
 __all__ = [
     "StoredImage", "Warehouse", "StorageError", "get_warehouse", "assign_set", "assign_sets",
@@ -425,18 +426,27 @@ def on_records_accepted(sender, site, records, **kwargs) -> None:
     log.info("wrote %d clinical record(s) of site %s to the warehouse", written, site.code)
 
 
-def sync_clinical() -> int:
-    """Rewrite every clinical record's JSON from the database (repair after a failed write)."""
+def sync_clinical(on_progress: Progress | None = None) -> int:
+    """Rewrite every clinical record's JSON from the database (repair after a failed write);
+    ``on_progress(records written, records in all)`` after each batch."""
     from nccid.clinical.models import ClinicalRecord
 
+    records_in_all = ClinicalRecord.objects.count()
     total = 0
     by_site: dict = {}
+
+    def write(site, records) -> None:
+        nonlocal total
+        total += write_clinical_records(site, records)
+        if on_progress:
+            on_progress(total, records_in_all)
+
     for record in ClinicalRecord.objects.select_related("site").iterator(chunk_size=2000):
         by_site.setdefault(record.site, []).append(record)
         if len(by_site[record.site]) >= 2000:
-            total += write_clinical_records(record.site, by_site.pop(record.site))
+            write(record.site, by_site.pop(record.site))
     for site, records in by_site.items():
-        total += write_clinical_records(site, records)
+        write(site, records)
     return total
 
 
@@ -478,9 +488,11 @@ class VerifyReport:
         return not self.mismatched and not self.missing and not self.counts_differ
 
 
-def verify_objects(sample: int | None = 200, seed: int = 0) -> VerifyReport:
+def verify_objects(sample: int | None = 200, seed: int = 0,
+                   on_progress: Progress | None = None) -> VerifyReport:
     """Re-read and re-hash stored images against the catalogue (a sample, or all with None),
-    and compare how many images the catalogue lists with how many the database catalogued."""
+    and compare how many images the catalogue lists with how many the database catalogued;
+    ``on_progress(images checked, images to check)`` after each image."""
     con = connect_catalogue()
     report = VerifyReport(0, [], [])
     report.in_catalogue = con.execute("SELECT count(*) FROM images").fetchone()[0]
@@ -496,6 +508,8 @@ def verify_objects(sample: int | None = 200, seed: int = 0) -> VerifyReport:
             report.missing.append(key)
         elif warehouse.size(key) != size or warehouse.sha256(key) != digest:
             report.mismatched.append(key)
+        if on_progress:
+            on_progress(report.checked, len(rows))
     return report
 
 

@@ -1,5 +1,6 @@
-"""warehouse catalogue / verify --all / sync-clinical show a bar on a terminal's standard error;
-their standard output and exit codes are the same with or without one."""
+"""warehouse catalogue / verify --all / sync-clinical show a bar on a terminal's standard error
+(verify and sync-clinical count what they have done of how many); their standard output and
+exit codes are the same with or without one."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def test_long_warehouse_commands_draw_a_bar_on_a_terminal_only(monkeypatch, site
     on_terminal = _run_on(monkeypatch, True, "verify", "--all")
     assert piped[0] == on_terminal[0] == 1 and piped[1] == on_terminal[1]
     assert "checked 3 image(s): 1 missing" in piped[1]
-    assert piped[2] == "" and "Re-hashing 3 image(s)" in on_terminal[2]
+    assert piped[2] == "" and "Re-hashing images" in on_terminal[2] and "3/3" in on_terminal[2]
+    _clinical_records(site, [make_image(i)[0] for i in (5, 6)])
     code, out, bar = _run_on(monkeypatch, True, "sync-clinical")
-    assert code == 0 and "clinical record(s)" in out and "Writing clinical records" in bar
+    assert code == 0 and "wrote 2 clinical record(s)" in out
+    assert "Writing clinical records" in bar and "2/2" in bar
+
+
+def _clinical_records(site, pseudonyms: list[str]) -> None:
+    from nccid.clinical.models import ClinicalRecord, Upload
+
+    upload = Upload.objects.create(site=site, kind="positive", sha256="1" * 64)
+    for pseudonym in pseudonyms:
+        ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind="positive",
+                                      cleaned={"age": 70}, digest="d", last_upload=upload)
