@@ -5,13 +5,16 @@ too large (checked before any parsing), not a spreadsheet, empty, formulas, merg
 hidden sheets, values in hidden rows or columns, wrong template, unknown template version,
 missing required columns. Excel error cells (#N/A, #VALUE! ...) are not values: the sheet
 lists them apart (``Sheet.cell_errors``) and holds None in their place, so validation reports
-each. Columns holding values under no header are listed too (``Sheet.unheaded_columns``). The structural checks of an xlsx read its zip XML directly, which
-is fast; cell values are read with python-calamine. Messages name rows and columns, never a cell's value.
+each. Columns holding values under no header are listed too (``Sheet.unheaded_columns``).
+The structural checks of an xlsx read its zip XML directly, which is fast; cell values are read
+with python-calamine. Messages name rows and columns (by letter), never a cell's value nor a
+header the template lacks.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import re
 import zipfile
@@ -21,8 +24,6 @@ from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree
 
 from python_calamine import CalamineWorkbook
-
-from nccid.identity.numbers import looks_like_patient_number
 
 from .schema import KINDS, Column, Template, get_template, normalise_header, templates
 
@@ -535,12 +536,7 @@ def layout(sheet: Sheet, kind: str) -> Layout:
         column = template.column_for(header) if header else None
         if column is None:
             if header:
-                shown = "(a header that looks like an NHS/CHI number)" if looks_like_patient_number(header) \
-                    else f"'{header}'"
-                warnings.append(
-                    f"column {_column_letter(index)} {shown} is not part of the {template.title} "
-                    "and was ignored"
-                )
+                warnings.append(_ignored_column_warning(template, index, header))
             columns.append(None)
             continue
         if column.field in seen:
@@ -570,6 +566,29 @@ def layout(sheet: Sheet, kind: str) -> Layout:
     if not sheet.rows:
         raise SpreadsheetRejected("the spreadsheet has headers but no rows of data")
     return Layout(template=template, columns=columns, warnings=warnings)
+
+
+# How alike (difflib's ratio) a header must be to a template column's to be called a misspelling.
+RESEMBLANCE = 0.85
+
+
+def _ignored_column_warning(template: Template, index: int, header: str) -> str:
+    """A column the template lacks, named by its letter only: its header is never repeated
+    (a pasted record or a patient row in the header row puts names, dates of birth and
+    hospital numbers there). A header like a template column's says which, in the
+    template's words."""
+    warning = f"column {_column_letter(index)} is not part of the {template.title} and was ignored"
+    like = _resembling(template, header)
+    if like is not None:
+        warning += f" (its header looks like a misspelling of '{like.label}': check it)"
+    return warning
+
+
+def _resembling(template: Template, header: str) -> Column | None:
+    """The template column whose header (or an alias) the header most resembles, if closely."""
+    close = difflib.get_close_matches(normalise_header(header), list(template.by_key), n=1,
+                                      cutoff=RESEMBLANCE)
+    return template.by_key[close[0]] if close else None
 
 
 def _unheaded_warning(columns: list[int]) -> str:

@@ -90,7 +90,7 @@ class SiteRules:
 @dataclass
 class Problem:
     row: int
-    column: str  # the header as it appears in the uploaded sheet
+    column: str  # the template's header of the column (a sheet's own header can hold anything)
     label: str  # the column's short name used in messages
     value: str  # as typed; always blank for identifier columns
     reason: str
@@ -558,9 +558,9 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
         elif column.identifier == "hospital_number":
             hospital_index = index
         else:
-            active.append((index, column, sheet.headers[index], compile_column(column, site)))
+            active.append((index, column, column.header, compile_column(column, site)))
     blank_cleaned = {c.field: None for c in template.columns if c.identifier is None}
-    headers = sheet.headers
+    headers = template_headers(layout)
     problems: list[Problem] = []
     rejected: set[int] = set()
     vault: dict[str, str] = {}
@@ -648,6 +648,12 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
     return Result(template=template, total_rows=len(sheet.rows), records=records,
                   problems=sorted(problems, key=lambda p: (p.row, p.severity != "error")),
                   rejected_rows=rejected, vault_numbers=vault, sheet_warnings=list(layout.warnings))
+
+
+def template_headers(layout: Layout) -> list[str]:
+    """Each sheet column's name in messages: the template's header, never the sheet's own text
+    (a trailing bracket is ignored when matching, so "Age (a patient's name)" is the Age column)."""
+    return [column.header if column is not None else "" for column in layout.columns]
 
 
 def _excel_errors(rownum: int, failed: dict[int, str], layout: Layout, headers: list[str],

@@ -146,7 +146,7 @@ def test_unknown_extra_column_is_a_warning_not_a_refusal():
     headers, row = positive_row(age=40)
     sheet = reader.read_bytes(xlsx_bytes(headers + ["Favourite colour"], [row + ["blue"]]))
     layout = reader.layout(sheet, "positive")
-    assert layout.warnings == [f"column {_letter(len(headers))} 'Favourite colour' is not part of the "
+    assert layout.warnings == [f"column {_letter(len(headers))} is not part of the "
                                "Covid-19 Data (Positive) Template v1.5 and was ignored"]
 
 
@@ -194,7 +194,7 @@ def test_a_header_that_is_an_nhs_number_is_not_repeated():
     headers, row = positive_row(age=40)
     sheet = reader.read_bytes(xlsx_bytes(headers + [PEOPLE[7].nhs_number], [row + ["x"]]))
     (warning,) = reader.layout(sheet, "positive").warnings
-    assert PEOPLE[7].nhs_number not in warning and "looks like an NHS/CHI number" in warning
+    assert PEOPLE[7].nhs_number not in warning and warning.startswith(f"column {_letter(len(headers))} is")
 
 
 def test_a_cell_far_beyond_the_template_is_refused_before_the_sheet_is_read():
