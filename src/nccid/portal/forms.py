@@ -7,7 +7,12 @@ from django.conf import settings
 
 from nccid.accounts.models import Site
 
-SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".csv")
+# What the clinical reader reads (nccid.clinical.reader): Excel's xlsx (xlsm is the same with
+# macros) and CSV. An old .xls or an OpenDocument .ods is refused here, saying how to convert it.
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".csv")
+WRONG_FORMAT = ("The selected file must be an Excel workbook (.xlsx) or a CSV file (.csv). "
+                "If it is another kind of spreadsheet (.xls, .ods, .numbers), open it in Excel or "
+                "LibreOffice, choose Save As, save it as .xlsx or CSV, and upload that file")
 
 
 class UploadForm(forms.Form):
@@ -15,7 +20,8 @@ class UploadForm(forms.Form):
 
     file = forms.FileField(
         label="Upload a file",
-        help_text="An Excel workbook (.xlsx) made from the template above, or a CSV file with the same headers.",
+        help_text="An Excel workbook (.xlsx) made from the template above, or a CSV file with the "
+                  "same headers. Another kind of spreadsheet: save it as .xlsx or CSV first.",
         error_messages={"required": "Select the spreadsheet to upload",
                         "empty": "The selected file is empty"},
     )
@@ -35,8 +41,7 @@ class UploadForm(forms.Form):
         upload = self.cleaned_data["file"]
         name = (upload.name or "").lower()
         if not name.endswith(SPREADSHEET_SUFFIXES):
-            raise forms.ValidationError(
-                "The selected file must be a spreadsheet: " + ", ".join(SPREADSHEET_SUFFIXES))
+            raise forms.ValidationError(WRONG_FORMAT)
         limit = settings.NCCID_MAX_SPREADSHEET_BYTES
         if upload.size > limit:
             raise forms.ValidationError(

@@ -128,7 +128,7 @@ def test_a_file_that_is_not_a_spreadsheet_is_refused_with_a_clear_error(client, 
     bad = SimpleUploadedFile("notes.txt", b"hello")
     response = upload(client, "positive", bad)
     assert response.status_code == 400
-    assert "must be a spreadsheet" in response.content.decode()
+    assert "must be an Excel workbook (.xlsx) or a CSV file" in response.content.decode()
     corrupt = SimpleUploadedFile("broken.xlsx", b"PK\x03\x04 not really a workbook")
     page = client.get(upload(client, "positive", corrupt)["Location"])
     assert "Upload rejected" in page.content.decode() and records() == 0
