@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from django.http import Http404
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest
 
 from nccid.accounts.models import Role, Site, User
 
@@ -53,3 +57,21 @@ def check_can_act_on(user: User, site_id: int) -> None:
         return
     if not can_upload(user) or user.site_id != site_id:
         raise Http404("not found")
+
+
+def signed_in_or_back_to(page: Callable[..., str]):
+    """A view decorator like ``login_required``, for actions (POST only): signed out, the user
+    signs in and comes back to ``page(request, **view_kwargs)``, the page the action was pressed
+    on, never to the action's own URL (the browser would GET it after signing in: 405). They
+    then see the state it is in and press again: a replayed request never acts."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(page(request, **kwargs))
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

@@ -35,7 +35,15 @@ class LoginView(auth_views.LoginView):
 
 
 class LogoutView(auth_views.LogoutView):
-    """POST only (Django 5): a link or image cannot sign a user out."""
+    """Signs out on a POST only (Django 5): a link or image cannot sign a user out. A GET (an
+    address typed, or where signing in led back to) shows a page with the Sign out button."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect(settings.LOGIN_URL)
+        return render(request, "portal/logout.html")
 
 
 class AxesCountedPasswordChangeForm(PasswordChangeForm):
@@ -119,6 +127,12 @@ def _home_cards(user) -> list[dict]:
                           "When a patient objects or a site sent the wrong patient: see what is "
                           "held of them, then remove it and refuse them from now on.",
                           "withdraw-card"))
+        cards.append(card("Remove a study", "figures:remove_study",
+                          "When an image shows an identifier the review did not catch, or a site "
+                          "sent a study in error: remove that one study.", "remove-study-card"))
+        cards.append(card("Reveal an NHS/CHI number", "figures:vault",
+                          "The number behind a pseudonym, when a site's query needs it: shown "
+                          "once, with your reason recorded in the audit log.", "vault-card"))
         cards.append(card("Audit log", "figures:audit", "Who revealed, looked up, withdrew, "
                           "uploaded, queried or exported what, when and why."))
         if user.site_id is None:
@@ -127,6 +141,10 @@ def _home_cards(user) -> list[dict]:
     if user.role == "admin":
         cards.append(card("Administration", "admin:index", "Sites, accounts and API tokens, and the "
                           "records behind every page (Django's admin site).", "admin-card"))
+    elif user.is_data_manager and user.is_staff:  # what accounts/admin.py lets them change
+        cards.append(card("Sites and accounts", "admin:index", "Add and change sites, and the "
+                          "accounts of site staff and researchers (Django's admin site).",
+                          "admin-card"))
     if user.role in ("researcher", "admin"):
         cards.append(card("Research access", "portal:research",
                           "Count, list and export cohorts of the training set through the API, "
@@ -230,6 +248,11 @@ def _upload_or_404(request: HttpRequest, pk: int):
     return found
 
 
+def _check_page(request: HttpRequest, pk: int) -> str:
+    """The check-upload page of upload ``pk``, where Confirm and Cancel are pressed."""
+    return reverse("portal:upload_preview", kwargs={"pk": pk})
+
+
 @login_required
 @require_GET
 def upload_preview(request: HttpRequest, pk: int) -> HttpResponse:
@@ -243,7 +266,7 @@ def upload_preview(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
-@login_required
+@auth.signed_in_or_back_to(_check_page)
 @require_POST
 def upload_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     from nccid.clinical import services
@@ -273,7 +296,7 @@ def upload_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(reverse("portal:my_uploads") + _site_query(request, found.site))
 
 
-@login_required
+@auth.signed_in_or_back_to(_check_page)
 @require_POST
 def upload_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     from nccid.clinical import services

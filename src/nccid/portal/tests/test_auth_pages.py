@@ -139,12 +139,15 @@ def test_csrf_is_enforced_on_login_logout_and_upload(site, make_user):
     assert strict.post("/logout/", {"csrfmiddlewaretoken": str(token)}).status_code == 302
 
 
-def test_logout_is_post_only(client, site, make_user):
+def test_logout_signs_out_on_a_post_only(client, site, make_user):
     client.force_login(make_user("uploader", site))
-    assert client.get("/logout/").status_code == 405
+    asked = client.get("/logout/")  # a page with the Sign out button, signing nobody out
+    assert asked.status_code == 200 and "Sign out</button>" in asked.content.decode()
     assert client.get("/").status_code == 200
     assert client.post("/logout/").status_code == 302
     assert client.get("/").status_code == 302
+    signed_out = client.get("/logout/")
+    assert signed_out.status_code == 302 and signed_out["Location"] == "/login/"
 
 
 def test_change_password_applies_djangos_validators(client, site, make_user):
