@@ -70,10 +70,13 @@ FIRST_BACKOFF = 1.0
 LONGEST_BACKOFF = 60.0
 # A batch whose files still fail for an internal reason after this many pauses is taken one
 # record at a time from the first without an outcome: a record that fails on its own while
-# the record after it, alone, goes in (storage and the database work) fails for a reason of
-# its own (a bug in intake that raises for that file) and is quarantined; when the later
-# record fails too, it is an outage and both wait.
+# a later record, alone, goes in (storage and the database work) fails for a reason of its
+# own (a bug in intake that raises for that file) and is quarantined; when every later
+# record tried fails too, it is an outage and all wait.
 PAUSES_BEFORE_ONE_AT_A_TIME = 3
+# The later records tried: the next, then 2, 4, 8 … records further on, this many in all
+# (to 1,023 records on). One fault often trips every file of a study or series, in a row.
+LATER_RECORDS_TRIED = 10
 # The worker process died this often with the same first record in hand: the next records
 # (two batches: as many as were in flight) are taken one at a time, and a record that kills
 # it this often alone is quarantined for an operator (``Spool.quarantine``).
@@ -512,8 +515,9 @@ class Drain:
     def _still_failing(self, failing: _StillFailing) -> None:
         """Files failed for an internal reason again and again: a file intake cannot take, or
         an outage? A batch is taken again one record at a time. A record failing alone is
-        quarantined if the record after it, alone, goes in and it fails once more; if that
-        one fails too, or none follows yet, both wait, with pauses growing as before."""
+        quarantined if a later record, alone, goes in (``_later_one_going_in``) and it fails
+        once more; if every later one tried fails too, or none follows yet, all wait, with
+        pauses growing as before."""
         if not self._one_at_a_time:
             log.warning("site %s: instances failed for an internal reason (%s) %d times: "
                         "the records are taken one at a time, to tell a file that fails "
@@ -527,12 +531,11 @@ class Drain:
         if not head.records or not later.records:
             self._pause_after(failing, "no later instance yet to tell it from an outage")
             return
-        try:
-            if not self._process(later):
-                return  # stopped: both stay in the spool
-        except _StillFailing:
-            self._pause_after(failing, "a later instance failed too: is the warehouse full "
-                                       "or unreachable?")
+        went_in = self._later_one_going_in(later)
+        if went_in is None:
+            if not self._stop.is_set():
+                self._pause_after(failing, "later instances failed too: is the warehouse full "
+                                           "or unreachable?")
             return
         try:  # storage works: the first once more, then it is the file's own failure
             if not self._process(head):
@@ -541,8 +544,29 @@ class Drain:
         except _StillFailing as again:
             self._quarantine(head, f"failed for an internal reason ({again.reason}) on its "
                                    "own while a later one went in", QUARANTINED_INTERNAL_PROBLEM)
-        self.spool.release(later)
+        if went_in is later:  # (one further on is taken again in its turn: a duplicate)
+            self.spool.release(later)
         self._one_at_a_time = max(0, self._one_at_a_time - 2)
+
+    def _later_one_going_in(self, later: Batch) -> Batch | None:
+        """The first record that goes in, alone, of the record after a failing one (``later``)
+        and those 2, 4, 8 … further on (``LATER_RECORDS_TRIED`` in all): proof that storage
+        works. None if each one tried failed too, or the drain was stopped."""
+        sealed = self.worker is not None
+        probe, distance = later, 1
+        for _ in range(LATER_RECORDS_TRIED):
+            try:
+                return probe if self._process(probe) else None
+            except _StillFailing:
+                pass
+            if distance > 1:  # the records between: not read into memory when sealed
+                probe = self.spool.read_batch(distance - 1, BATCH_BYTES, sealed=sealed,
+                                              after=probe)
+            probe = self.spool.read_batch(1, BATCH_BYTES, sealed=sealed, after=probe)
+            if not probe.records:
+                return None
+            distance *= 2
+        return None
 
     def _pause_after(self, failing: _StillFailing, why: str) -> None:
         delay = self._next_backoff()
