@@ -120,7 +120,8 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
         upload.file_format = sheet.format
         layout = reader.layout(sheet, kind)
         upload.template_version = layout.template.version
-        result = validate(sheet, layout, site_rules(site), get_keyring())
+        result = validate(sheet, layout, site_rules(site), get_keyring(),
+                          known_hospital_hashes=lambda hashes: _linked_hashes(site, hashes))
     except (reader.SpreadsheetRejected, ConfigurationError) as exc:
         return _refuse(upload, str(exc)), None
     _refuse_shared_hospital_numbers(result, layout)
@@ -142,6 +143,17 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
     # The fields the sheet has columns for: a re-upload changes only these (see _merged).
     fields = [c.field for c in layout.columns if c is not None and c.identifier is None]
     return upload, {"records": records, SEALED: sealed, "fields": fields}
+
+
+def _linked_hashes(site: Site, hashes: set[str]) -> set[str]:
+    """Those of ``hashes`` that a patient of the site is linked by (its known hospital numbers)."""
+    wanted, found = list(hashes), set()
+    if not PatientLink.objects.filter(site=site).exists():
+        return found
+    for start in range(0, len(wanted), CHUNK):
+        found.update(PatientLink.objects.filter(site=site, hospital_hash__in=wanted[start:start + CHUNK])
+                     .values_list("hospital_hash", flat=True))
+    return found
 
 
 SEALED = "vault_sealed"  # staged numbers; "vault" held vault ciphertext in earlier versions

@@ -31,6 +31,8 @@ from nccid.identity.numbers import (
     validate_patient_number,
 )
 
+from . import hospital_numbers
+from .hospital_numbers import NO_NUMBERS, UploadNumbers
 from .reader import Layout, Sheet
 from .schema import CodeList, Column, LabText, Template, isaric4c_rules, phrase
 
@@ -467,36 +469,35 @@ IDENTIFIER_IN_WRONG_COLUMN = ("looks like an NHS/CHI number: identifiers belong 
                               "NHS/CHI Number column, so this row was not imported")
 
 
-HOSPITAL_NUMBER_IN_WRONG_COLUMN = ("holds the row's hospital number: identifiers belong only in "
-                                   "their own columns, so this row was not imported")
-MIN_HOSPITAL_NUMBER_SEARCHED = 4  # shorter numbers match too much ordinary text
-
-
-def _hospital_number_elsewhere(number: str, data: dict, active, rownum: int,
-                               problems: list) -> bool:
-    """True (and a problem naming the column, not the value) when a text cell of the row
-    holds the row's own hospital number: it would reach researchers with the record."""
-    needle = number.upper()
-    for _index, column, header, _convert in active:
-        value = data.get(column.field)
-        if type(value) is str and needle in value.upper():
-            problems.append(Problem(rownum, header, column.label, "", HOSPITAL_NUMBER_IN_WRONG_COLUMN))
+def _hospital_number_in_text(numbers: UploadNumbers, own: str, data: dict, by_field: dict[str, Column],
+                             rownum: int, problems: list) -> bool:
+    """True (and a problem naming the column, not the value) when a cell of the row keeps text
+    holding a hospital number of the upload, or in a free-text column one of their pattern: it
+    would reach researchers with the record."""
+    for name, value in data.items():
+        if type(value) is not str or len(value) < numbers.shortest:
+            continue
+        column = by_field[name]
+        reason = numbers.free_text_reason(value, own) if column.type == "text" else numbers.reason(value, own)
+        if reason:
+            problems.append(Problem(rownum, column.header, column.label, "", reason))
             return True
     return False
 
 
 def _problem(row: int, header: str, label: str, value: object, reason: str,
-             severity: str = "error", hospital_number: str = "", hide: bool = False) -> Problem:
+             severity: str = "error", numbers: UploadNumbers = NO_NUMBERS, own: str = "",
+             hide: bool = False) -> Problem:
     """A problem whose value and reason never repeat something that looks like an NHS/CHI
-    number, the row's hospital number, a possible birth date (``hide``) or words that could be
-    a name: the problems are kept with the upload, in the main database. Numbers, clinical
-    dates and single words are shown, so the site can see what to correct; other values are
-    named by row and column only."""
+    number, a hospital number of the upload (``numbers``; ``own`` is the row's), a possible
+    birth date (``hide``) or words that could be a name: the problems are kept with the
+    upload, in the main database. Numbers, clinical dates and single words are shown, so the
+    site can see what to correct; other values are named by row and column only."""
     shown = _shown(value)
     if looks_like_patient_number(shown):
         return Problem(row, header, label, "", IDENTIFIER_IN_WRONG_COLUMN, "error")
-    if len(hospital_number) >= MIN_HOSPITAL_NUMBER_SEARCHED and hospital_number.upper() in shown.upper():
-        return Problem(row, header, label, "", HOSPITAL_NUMBER_IN_WRONG_COLUMN, "error")
+    if identifier := numbers.free_text_reason(shown, own):
+        return Problem(row, header, label, "", identifier, "error")
     if hide:
         return Problem(row, header, label, "", reason, severity)
     if _WORDS.search(shown):
@@ -542,8 +543,11 @@ def compile_column(column: Column, site: SiteRules) -> Callable:
 
 # --- the row loop -------------------------------------------------------------------------
 
-def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
-    """Validate and pseudonymise every row. ``keyring`` is an ``identity.keys.Keyring``."""
+def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
+             known_hospital_hashes: Callable[[set[str]], set[str]] | None = None) -> Result:
+    """Validate and pseudonymise every row. ``keyring`` is an ``identity.keys.Keyring``;
+    ``known_hospital_hashes`` picks, of the hospital-number hashes given, those the site's
+    patients are linked by: text holding one of those numbers is refused too."""
     template = layout.template
     for column in template.columns:  # unknown declared units refuse the file, even if unused
         if column.type in ("integer", "decimal"):
@@ -568,6 +572,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
     first_row_of: dict[str, int] = {}
     hospital_limit = template.field("hospital_number").max_length or 20
     cell_errors = sheet.cell_errors
+    numbers = _upload_numbers(sheet, hospital_index, hospital_limit)
+    by_field = {column.field: column for column in template.columns}
 
     for rownum, cells in sheet.rows:
         bad = False
@@ -612,11 +618,11 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
                 data[column.field], cleaned[column.field] = convert(value)
             except CellError as exc:
                 problems.append(_problem(rownum, header, column.label, value, str(exc),
-                                         hospital_number=number, hide=exc.hide))
+                                         numbers=numbers, own=number, hide=exc.hide))
                 bad = True
             except CellWarning as warn:
                 problem = _problem(rownum, header, column.label, value, warn.reason, "warning",
-                                   hospital_number=number, hide=warn.hide)
+                                   numbers=numbers, own=number, hide=warn.hide)
                 problems.append(problem)
                 if problem.severity == "error":  # an identifier where it does not belong
                     bad = True
@@ -625,10 +631,10 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
                 flags.append(column.field)
             except (ValueError, ArithmeticError):  # a converter's bug must not hide the cell
                 problems.append(_problem(rownum, header, column.label, value, "could not be read",
-                                         hospital_number=number))
+                                         numbers=numbers, own=number))
                 bad = True
-        if len(number) >= MIN_HOSPITAL_NUMBER_SEARCHED and not bad:
-            bad = _hospital_number_elsewhere(number, data, active, rownum, problems)
+        if not bad:
+            bad = _hospital_number_in_text(numbers, number, data, by_field, rownum, problems)
         if pseudonym is not None and template.one_row_per_patient and not bad:
             if pseudonym in first_row_of:
                 problems.append(Problem(
@@ -644,10 +650,56 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring) -> Result:
         vault[pseudonym] = digits
         accepted.append((rownum, pseudonym, hospital_hash, data, cleaned, flags))
 
+    if known_hospital_hashes is not None:
+        refused = _site_hospital_numbers(known_hospital_hashes, lambda text: keyring.hospital_hash(
+            site.code, text), hospital_limit, template, accepted, problems)
+        rejected |= refused
+        accepted = [entry for entry in accepted if entry[0] not in refused]
+        vault = {p: vault[p] for p in {entry[1] for entry in accepted}}
     records = _combine(template, accepted, problems, headers, layout)
     return Result(template=template, total_rows=len(sheet.rows), records=records,
                   problems=sorted(problems, key=lambda p: (p.row, p.severity != "error")),
                   rejected_rows=rejected, vault_numbers=vault, sheet_warnings=list(layout.warnings))
+
+
+def _upload_numbers(sheet: Sheet, hospital_index: int | None, limit: int) -> UploadNumbers:
+    """Every hospital number of the sheet, to refuse text cells holding one (any row's)."""
+    if hospital_index is None:
+        return NO_NUMBERS
+    return UploadNumbers.of([(rownum, _shown(cells[hospital_index])) for rownum, cells in sheet.rows
+                             if cells[hospital_index] is not None], limit)
+
+
+def _site_hospital_numbers(known: Callable[[set[str]], set[str]], hospital_hash: Callable[[str], str],
+                           limit: int, template: Template, accepted: list,
+                           problems: list[Problem]) -> set[int]:
+    """The rows whose free text, or a value a problem shows, holds a hospital number a patient of
+    the site is linked by (compared as keyed hashes). Each such cell becomes an error naming its
+    row and column, never the number. Only text columns keep typed text in ``data``."""
+    text_fields = {c.field for c in template.columns if c.type == "text"}
+    places: dict[str, list[tuple[int, str] | int]] = {}  # hash -> (row, field), or problem index
+    for rownum, _pseudonym, _hash, data, _cleaned, _flags in accepted:
+        for name in text_fields & data.keys():
+            for part in hospital_numbers.candidates(str(data[name]), limit):
+                places.setdefault(hospital_hash(part), []).append((rownum, name))
+    for index, problem in enumerate(problems):
+        for part in hospital_numbers.candidates(problem.value, limit):
+            places.setdefault(hospital_hash(part), []).append(index)
+    found = known(set(places)) if places else set()
+    refused: set[int] = set()
+    cells: set[tuple[int, str]] = set()
+    for place in (place for key in found for place in places[key]):
+        if isinstance(place, int):
+            old = problems[place]
+            problems[place] = Problem(old.row, old.column, old.label, "", hospital_numbers.A_SITE_PATIENTS_NUMBER)
+            refused.add(old.row)
+        else:
+            cells.add(place)
+    for rownum, name in sorted(cells):
+        column = template.field(name)
+        problems.append(Problem(rownum, column.header, column.label, "", hospital_numbers.A_SITE_PATIENTS_NUMBER))
+        refused.add(rownum)
+    return refused
 
 
 def template_headers(layout: Layout) -> list[str]:

@@ -1,0 +1,118 @@
+"""Hospital numbers where they do not belong: in a free-text cell (the Hospital column, say) or
+a value a message would show, a hospital number would reach the main database, and with the
+record the warehouse and researchers. Pure: no Django.
+
+Three things are searched for: every hospital number of the same upload (any row's, found
+inside any text); in free text, a word with the pattern of letters and digits of the upload's
+hospital numbers (another patient's number, of the same form); and the hospital numbers a
+site's patients are already linked by, known only as keyed hashes (so only whole words of a
+text, or a few of them together, can be compared). Only text holding a digit is compared:
+hospital numbers have digits, hospital names rarely do.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+
+MIN_LENGTH = 4  # shorter numbers match too much ordinary text
+SPAN = 3  # words taken together: a number may be typed spaced ("RX 4200 0002")
+# Patterns shorter than this are not compared: a site code ("RX101") is five characters.
+MIN_PATTERN_LENGTH = 6
+
+OWN_NUMBER = ("holds the row's hospital number: identifiers belong only in their own columns, so "
+              "this row was not imported")
+ANOTHER_ROWS_NUMBER = ("holds the hospital number of row {row}: identifiers belong only in their "
+                       "own columns, so this row was not imported")
+SHAPED_LIKE_A_NUMBER = ("holds what looks like a hospital number (its letters and digits follow the "
+                        "pattern of this sheet's hospital numbers): identifiers belong only in their "
+                        "own columns, so this row was not imported")
+A_SITE_PATIENTS_NUMBER = ("holds the hospital number of a patient of this site: identifiers belong "
+                          "only in their own columns, so this row was not imported")
+
+_ALPHANUMERIC_RUN = re.compile(r"[^\W_]+")
+
+
+def folded(text: str) -> str:
+    """Case and spaces folded, as the keyed hospital-number hash folds them."""
+    return "".join(text.split()).upper()
+
+
+def pattern(text: str) -> str:
+    """Letters as A, digits as 9, anything else as it is: "RX42000002" -> "AA99999999"."""
+    return "".join("9" if c.isdigit() else "A" if c.isalpha() else c for c in text)
+
+
+@dataclass(frozen=True)
+class UploadNumbers:
+    """The hospital numbers of one upload, folded, each with the first row that gives it, and
+    their patterns of letters and digits."""
+
+    first_row: dict[str, int]
+    lengths: tuple[int, ...]
+    patterns: frozenset[str] = frozenset()
+    limit: int = 20
+
+    @classmethod
+    def of(cls, numbers: list[tuple[int, str]], limit: int) -> UploadNumbers:
+        """From (row, hospital number) pairs; numbers too short to search or too long to be
+        one (the row is refused for its length) are left out."""
+        first_row: dict[str, int] = {}
+        for row, number in numbers:
+            key = folded(number)
+            if MIN_LENGTH <= len(key) <= limit:
+                first_row.setdefault(key, row)
+        patterns = frozenset(p for p in map(pattern, first_row)
+                             if len(p) >= MIN_PATTERN_LENGTH and "9" in p)
+        return cls(first_row, tuple(sorted({len(k) for k in first_row})), patterns, limit)
+
+    @property
+    def shortest(self) -> int:
+        """No text shorter than this can hold one of the numbers (or their patterns)."""
+        return self.lengths[0] if self.lengths else MIN_LENGTH
+
+    def find(self, text: str) -> tuple[str, int] | None:
+        """The first of the numbers found inside ``text`` (spaces and case folded), and its row.
+        A few set lookups per character: the upload's numbers have one or two lengths."""
+        if not self.lengths or len(text) < self.lengths[0]:
+            return None
+        key = folded(text)
+        for length in self.lengths:
+            for start in range(len(key) - length + 1):
+                row = self.first_row.get(key[start:start + length])
+                if row is not None:
+                    return key[start:start + length], row
+        return None
+
+    def reason(self, text: str, own: str) -> str | None:
+        """Why ``text`` cannot be kept nor shown in a row whose hospital number is ``own``, or
+        None. Rows are named, never the number."""
+        found = self.find(text)
+        if found is None:
+            return None
+        number, row = found
+        return OWN_NUMBER if number == folded(own) else ANOTHER_ROWS_NUMBER.format(row=row)
+
+    def shaped(self, text: str) -> bool:
+        """Does ``text`` hold a word (or a few) with the pattern of the upload's numbers?"""
+        return bool(self.patterns) and any(
+            pattern(part) in self.patterns for part in candidates(text, self.limit))
+
+    def free_text_reason(self, text: str, own: str) -> str | None:
+        """Why free text (or a value a message would show) cannot be kept, or None."""
+        return self.reason(text, own) or (SHAPED_LIKE_A_NUMBER if self.shaped(text) else None)
+
+
+NO_NUMBERS = UploadNumbers({}, ())
+
+
+def candidates(text: str, limit: int) -> set[str]:
+    """The parts of ``text`` that could be a hospital number, to hash: each word, each run of
+    up to SPAN words (edge punctuation stripped) and each run of letters and digits, holding a
+    digit and of a hospital number's length."""
+    words = [w.strip(string.punctuation) for w in text.split()]
+    parts = {"".join(words[start:end]) for start in range(len(words))
+             for end in range(start + 1, min(start + SPAN, len(words)) + 1)}
+    parts.update(_ALPHANUMERIC_RUN.findall(text))
+    return {p for p in parts if MIN_LENGTH <= len(p) <= limit and any(c.isdigit() for c in p)}
