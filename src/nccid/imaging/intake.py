@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import logging
 import os
 import struct
@@ -893,10 +894,18 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
             if bytes(data[128:132]) == b"DICM":  # (not a DICOM file at all: nothing to tell)
-                refused.append((study or UNREADABLE_STUDY, "", str(exc), sop_uid or ""))
+                refused.append((study or UNREADABLE_STUDY, "", str(exc),
+                                sop_uid or _content_uid(keyring, data)))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
     return parsed
+
+
+def _content_uid(keyring, data) -> str:
+    """A keyed UID for a refused file whose SOP Instance UID could not be read, made from its
+    bytes: the same file sent again is counted once on its receipt (never an original UID's:
+    no UID has a colon)."""
+    return keyring.uid("content:" + hashlib.sha256(data).hexdigest())
 
 
 def _deidentify(data: bytes, patient: Patient, header: tuple[Dataset, int]):
@@ -1074,7 +1083,8 @@ def refresh_receipt_status(query) -> None:
 def count_refusal(site, study, patient: str, source: str, reason: str, sop_uid: str) -> None:
     """Count a refused file into its study's receipt, once per keyed SOP UID: a study sent
     again (or a spool replayed) does not count its refused files twice; the reason and the
-    time are updated. A file whose SOP UID could not be read is counted each time."""
+    time are updated. A file whose SOP UID could not be read comes with a keyed UID of its
+    bytes (``_content_uid``): counted once too."""
     with transaction.atomic():
         if sop_uid:
             _, new = RefusedInstance.objects.get_or_create(

@@ -64,3 +64,14 @@ def test_a_refused_dicom_file_without_a_readable_study_counts_into_a_receipt_of_
     assert (receipt.rejected, receipt.problem, receipt.status) == (1, outcome.reason, "rejected")
     assert ingest(b"name,nhs_number\n" * 20, site, "node").status is IngestStatus.REJECTED
     assert StudyReceipt.objects.get(site=site).rejected == 1  # not DICOM: no receipt to add to
+
+
+def test_a_refused_file_without_a_readable_sop_uid_sent_again_is_counted_once(
+        site, person_factory):
+    whole = to_bytes(synthetic_instance(person_factory(52), plant=False))
+    cut = whole[:140]  # the preamble, "DICM" and a few bytes: no UID can be read
+    for _ in range(2):
+        assert ingest(cut, site, "node").status is IngestStatus.REJECTED
+    assert StudyReceipt.objects.get(site=site).rejected == 1
+    assert ingest(whole[:150], site, "node").status is IngestStatus.REJECTED  # another file
+    assert StudyReceipt.objects.get(site=site).rejected == 2
