@@ -43,7 +43,10 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict:
         "timeout": 120,           # a 50 MB spreadsheet is validated inside the request
         "graceful_timeout": 20,
         "keepalive": 5,
-        "accesslog": "-",         # URLs hold upload ids only, never identifiers
+        "accesslog": "-",
+        # a query string (or a Referer's) holds what was typed in a search box, an NHS number
+        # sometimes: the access log keeps paths only
+        "logger_class": "nccid.portal.accesslog.PathOnlyAccessLogger",
         "errorlog": "-",
         "loglevel": "info",
         "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
