@@ -327,6 +327,11 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     username = request.GET.get("user", "").strip()
     pseudonym = request.GET.get("pseudonym", "").strip().upper()
     events = AuditEvent.objects.order_by("-at", "-id")
+    errors = _audit_filter_errors(username, pseudonym)
+    if errors:  # a patient number typed into a filter: refused, never shown back
+        username = "" if "user" in errors else username
+        pseudonym = "" if "pseudonym" in errors else pseudonym
+        events = events.none()
     if "\x00" in username + pseudonym:  # in no account or pseudonym (PostgreSQL refuses it)
         events = events.none()
     if kind in AUDIT_KINDS:
@@ -338,8 +343,23 @@ def audit_page(request: HttpRequest) -> HttpResponse:
     pages = paginate(request, events, AUDIT_PAGE_SIZE, label="Pages of the audit log")
     return render(request, "portal/audit.html", {
         "pages": pages, "kinds": AUDIT_KINDS, "kind": kind if kind in AUDIT_KINDS else "",
-        "user_filter": username, "pseudonym": pseudonym,
-        "filtered": bool(kind in AUDIT_KINDS or username or pseudonym)})
+        "user_filter": username, "pseudonym": pseudonym, "errors": errors,
+        "filtered": bool(kind in AUDIT_KINDS or username or pseudonym or errors)},
+        status=400 if errors else 200)
+
+
+def _audit_filter_errors(username: str, pseudonym: str) -> dict[str, str]:
+    """Field id -> error for a filter holding an NHS/CHI number (the audit log names
+    patients by pseudonym only); the messages never repeat what was typed."""
+    from nccid.identity.numbers import looks_like_patient_number
+
+    errors = {}
+    if looks_like_patient_number(username):
+        errors["user"] = "That looks like an NHS/CHI number: enter a user name"
+    if looks_like_patient_number(pseudonym):
+        errors["pseudonym"] = ("That looks like an NHS/CHI number: the audit log names patients "
+                               "by pseudonym only (NCCID- and 16 letters or digits)")
+    return errors
 
 
 @never_cache
