@@ -89,10 +89,10 @@ def link(
 def login_data_manager(username: str, password_stdin: bool, action: str, pseudonym: str = "",
            reason: str = ""):
     """The active data-manager account ``username`` after a password check; refusals audited
-    with what was asked for (the pseudonym only if it is one, the reason only if it holds no
-    patient number)."""
+    with what was asked for (the pseudonym only if it is one, the reason only if it seems to
+    hold no identifier)."""
     from nccid.accounts.models import User, audit
-    from nccid.identity.numbers import looks_like_patient_number
+    from nccid.identity.reasons import identifier_in_reason
     from nccid.identity.service import normalise_pseudonym
 
     if password_stdin:
@@ -108,7 +108,7 @@ def login_data_manager(username: str, password_stdin: bool, action: str, pseudon
     if cause:
         audit(f"{username} ({_cli_actor()})", f"{action}.denied", cause=cause,
               pseudonym=normalise_pseudonym(pseudonym) or "",
-              reason="" if looks_like_patient_number(reason) else reason.strip())
+              reason="" if identifier_in_reason(reason.strip()) else reason.strip())
         raise UserError(cause)
     return user
 
@@ -116,7 +116,9 @@ def login_data_manager(username: str, password_stdin: bool, action: str, pseudon
 @vault_app.command("reveal")
 def vault_reveal(
     pseudonym: Annotated[str, typer.Argument(help="The pseudonym, NCCID-….")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log): "
+                                                          "no names, dates, hospital or NHS/CHI "
+                                                          "numbers.")],
     user: UserOption,
     password_stdin: PasswordStdin = False,
 ) -> None:

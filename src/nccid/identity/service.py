@@ -18,11 +18,8 @@ from django.db import DatabaseError, connections, router, transaction
 
 from nccid.config import get_settings
 from nccid.identity.keys import PSEUDONYM_PATTERN, KeyFileError, Keyring, load_keyring
-from nccid.identity.numbers import (
-    InvalidPatientNumber,
-    looks_like_patient_number,
-    validate_patient_number,
-)
+from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
+from nccid.identity.reasons import identifier_in_reason
 
 VAULT_DB = "vault"
 _CHUNK = 2000  # well under SQLite's and PostgreSQL's bound-parameter limits
@@ -33,7 +30,7 @@ class VaultAccessDenied(PermissionError):
 
 
 class ReasonRequired(VaultAccessDenied, ValueError):
-    """A reveal without a usable reason (empty, or itself holding a patient number)."""
+    """A reveal without a usable reason (empty, or seeming to hold an identifier)."""
 
 
 class UnknownPseudonym(LookupError):
@@ -264,12 +261,12 @@ def _deny(request: RevealRequest, pseudonym: str, cause: str,
 
 def audit_refused_reveal(user, typed_pseudonym: str, reason: str, cause: str) -> None:
     """Record a refused reveal (``vault.reveal.denied``): the pseudonym only when it is one,
-    the reason only when it holds no patient number (e.g. a portal form sent incomplete)."""
+    the reason only when it seems to hold no identifier (e.g. a portal form sent incomplete)."""
     from nccid.accounts.models import audit
 
     reason = (reason or "").strip()
-    if looks_like_patient_number(reason):
-        reason = "[withheld: the reason held a patient number]"
+    if identifier_in_reason(reason):
+        reason = "[withheld: the reason may hold an identifier]"
     audit(user, "vault.reveal.denied", pseudonym=normalise_pseudonym(typed_pseudonym) or "",
           reason=reason, cause=cause)
 
@@ -294,8 +291,9 @@ def reveal(user, pseudonym: str, reason: str) -> str:
               UnknownPseudonym)
     if not reason or not reason.strip():
         _deny(request, name, "a reason is required to reveal an NHS/CHI number", ReasonRequired)
-    if looks_like_patient_number(reason):
-        _deny(request, name, "the reason must not contain an NHS/CHI number", ReasonRequired)
+    problem = identifier_in_reason(reason.strip())
+    if problem:
+        _deny(request, name, problem, ReasonRequired)
     entry = VaultEntry.objects.filter(pseudonym=name).first()
     if entry is None:
         _deny(request, name, f"no vault entry for {name}", UnknownPseudonym)

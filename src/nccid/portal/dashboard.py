@@ -220,11 +220,11 @@ def _vault_post(request: HttpRequest, context: dict) -> None:
 
 def _vault_form_shown_back(pseudonym: str | None, reason: str) -> dict:
     """What the vault form may show back: what was typed may be an identifier, so only a
-    well-formed pseudonym, and a reason only when it holds no patient number."""
-    from nccid.identity.numbers import looks_like_patient_number
+    well-formed pseudonym, and a reason only when it seems to hold none."""
+    from nccid.identity.reasons import identifier_in_reason
 
     return {"pseudonym": pseudonym or "",
-            "reason": "" if looks_like_patient_number(reason) else reason}
+            "reason": "" if identifier_in_reason(reason) else reason}
 
 
 def _sentence(exc: Exception) -> str:
@@ -236,11 +236,12 @@ def _sentence(exc: Exception) -> str:
 def _act_on_confirmation(request: HttpRequest, context: dict, step: str, act,
                          interrupted=None) -> None:
     """The confirmation form of a removal page, if it was sent (``step``): ``act(reason)``,
-    then the page says what was removed, or why not (a reason holding a number is not shown).
+    then the page says what was removed, or why not (a reason that may hold an identifier
+    is not shown back).
 
     ``interrupted()`` says whether a failure part-way (the warehouse, the database) left
     the removal listed but not complete: the page then says so instead of failing."""
-    from nccid.identity.numbers import looks_like_patient_number
+    from nccid.identity.reasons import identifier_in_reason
     from nccid.withdrawal.services import WithdrawalError
 
     if request.POST.get("step") != step:
@@ -255,7 +256,7 @@ def _act_on_confirmation(request: HttpRequest, context: dict, step: str, act,
             raise
         log.exception("a removal was interrupted part-way")
         context["errors"]["pseudonym"] = INTERRUPTED
-    if looks_like_patient_number(context["reason"]):
+    if identifier_in_reason(context["reason"]):
         context["reason"] = ""  # never rendered back
 
 

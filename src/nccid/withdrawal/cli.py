@@ -27,7 +27,8 @@ PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
                                              help="Read the account's password from standard input.")]
 YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept with the withdrawal and "
-                                                            "in the audit log).")]
+                                                            "in the audit log): no names, dates, "
+                                                            "hospital or NHS/CHI numbers.")]
 
 
 def _pseudonym(text: str) -> str:

@@ -36,7 +36,8 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from nccid.accounts.models import AuditEvent, audit
-from nccid.identity.numbers import InvalidPatientNumber, looks_like_patient_number
+from nccid.identity.numbers import InvalidPatientNumber
+from nccid.identity.reasons import identifier_in_reason
 from nccid.identity.service import normalise_pseudonym, pseudonymise
 
 from .models import StudyWithdrawal, Withdrawal
@@ -234,13 +235,15 @@ def _check_request(user, reason: str, what: str = "withdraw a patient") -> str:
 
 
 def check_reason(reason: str) -> str:
-    """The reason, stripped; WithdrawalError if empty or holding an NHS/CHI number (checked
-    before anything is shown or asked, so a bad reason costs no confirmation)."""
+    """The reason, stripped; WithdrawalError if empty or seeming to hold an identifier (an
+    NHS/CHI or hospital number, a date: ``identity.reasons``), checked before anything is
+    shown or asked, so a bad reason costs no confirmation."""
     reason = (reason or "").strip()
     if not reason:
         raise WithdrawalError("a reason is required (it is kept with the withdrawal)")
-    if looks_like_patient_number(reason):
-        raise WithdrawalError("the reason must not contain an NHS/CHI number")
+    problem = identifier_in_reason(reason)
+    if problem:
+        raise WithdrawalError(problem)
     return reason
 
 

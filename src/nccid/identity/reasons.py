@@ -1,0 +1,45 @@
+"""Free-text reasons data managers type (vault reveal, withdrawal, reinstatement, study
+removal): refused when they seem to hold an identifier, since they are stored in the audit
+log and shown on the audit page. One check for every form and command.
+
+What is refused besides an NHS/CHI number is data: ``reasons.toml``. Messages never repeat
+the reason, so they are safe to show, log and store.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from functools import lru_cache
+from importlib import resources
+
+from nccid.identity.keys import PSEUDONYM_PATTERN
+from nccid.identity.numbers import looks_like_patient_number
+
+PATIENT_NUMBER_MESSAGE = "the reason must not contain an NHS/CHI number"
+MAX_REASON_LENGTH = 1000  # a sentence and a reference; also bounds the checks' work
+TOO_LONG_MESSAGE = f"the reason must be at most {MAX_REASON_LENGTH} characters"
+
+
+def identifier_in_reason(reason: str) -> str | None:
+    """Why ``reason`` may not be kept (it seems to hold an identifier, or is too long to
+    check), or None when it may. The message never repeats the reason."""
+    text = reason or ""
+    if len(text) > MAX_REASON_LENGTH:
+        return TOO_LONG_MESSAGE
+    if looks_like_patient_number(text):
+        return PATIENT_NUMBER_MESSAGE
+    text = re.sub(PSEUDONYM_PATTERN.pattern, " ", text, flags=re.IGNORECASE)
+    for message, patterns in _refused():
+        if any(pattern.search(text) for pattern in patterns):
+            return message
+    return None
+
+
+@lru_cache(maxsize=1)
+def _refused() -> tuple[tuple[str, tuple[re.Pattern, ...]], ...]:
+    table = tomllib.loads(resources.files("nccid.identity").joinpath("reasons.toml").read_text())
+    month = table["month"]
+    return tuple((kind["message"], tuple(re.compile(p.replace("{month}", month), re.IGNORECASE)
+                                         for p in kind["patterns"]))
+                 for kind in table["refused"])
