@@ -8,6 +8,7 @@ once into a response that must not be cached, and never logged, stored or put in
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from functools import wraps
 
 from django.contrib import messages
@@ -23,16 +24,23 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import charts
+from .auth import signed_in_or_back_to
 from .paging import paginate
 from .summary import get_summary
 
 log = logging.getLogger("nccid.portal")
 
 
-def data_manager_required(view):
-    """Signed in (else to the login page) and a data manager or administrator (else 403)."""
+def data_manager_required(view=None, *, signed_out_to=None):
+    """Signed in (else to the login page) and a data manager or administrator (else 403).
 
-    @login_required
+    ``signed_out_to(request, **kwargs)``: the page to come back to after signing in, for an
+    action a session that ended sent (see ``signed_in_or_back_to``)."""
+    if view is None:
+        return lambda later: data_manager_required(later, signed_out_to=signed_out_to)
+    guard = signed_in_or_back_to(signed_out_to) if signed_out_to else login_required
+
+    @guard
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs):
         if not request.user.is_data_manager:
@@ -97,7 +105,14 @@ def review_page(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/review.html", {"pages": pages})
 
 
-@data_manager_required
+def _review_page_of(request: HttpRequest, **_) -> str:
+    """The review queue's page a decision was sent from."""
+    page = request.POST.get("page", "")
+    back = reverse("figures:review")
+    return f"{back}?page={page}" if page.isdigit() else back
+
+
+@data_manager_required(signed_out_to=_review_page_of)
 @require_POST
 def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     from nccid.imaging import services
@@ -112,9 +127,7 @@ def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     else:
         done = "released into the warehouse" if action == "release" else "rejected and deleted"
         messages.success(request, f"Image {held.pk} from {held.site.code} {done}.")
-    page = request.POST.get("page", "")
-    back = reverse("figures:review")
-    return redirect(f"{back}?page={page}" if page.isdigit() else back)  # the page it was on
+    return redirect(_review_page_of(request))  # the page it was on
 
 
 @data_manager_required
@@ -298,8 +311,46 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
                                  lambda: Withdrawal.objects.filter(pseudonym=pseudonym).exists())
             if "pseudonym" in context["errors"]:  # interrupted: show what is still held
                 context["held"] = holdings(pseudonym)
+            if context["step"] == "done":  # the result is a page of its own: a reload re-runs nothing
+                return _withdrawn_page(request, Withdrawal.objects.get(pseudonym=pseudonym),
+                                       context["held"].handed_out)
         status = 400 if context["errors"] else 200
+    else:
+        context.update(_withdrawal_done(request))
     return render(request, "portal/withdraw.html", context, status=status)  # never_cache: not kept
+
+
+WITHDRAWN_KEY = "portal.withdrawn"  # the session's note of the last withdrawal's hand-outs
+
+
+def _withdrawn_page(request: HttpRequest, withdrawal, handed_out) -> HttpResponse:
+    """Redirect to the result of ``withdrawal`` (GET ``?done=<id>``). The research hand-outs
+    it listed, found from data now deleted, are kept in the session for that page."""
+    request.session[WITHDRAWN_KEY] = {"id": withdrawal.pk, "handed_out": [
+        {"at": event.at.isoformat(), "username": event.username, "action": event.action,
+         "sets": list(event.sets)} for event in handed_out]}
+    return redirect(f"{reverse('figures:withdraw')}?done={withdrawal.pk}")
+
+
+def _withdrawal_done(request: HttpRequest) -> dict:
+    """The result page of a completed withdrawal (``?done=<id>``): its pseudonym and the counts
+    it stored; nothing is removed or audited again. Empty (the find form) for an unknown id."""
+    from nccid.withdrawal.models import Withdrawal
+
+    done = _done_id(request)
+    withdrawal = Withdrawal.objects.filter(pk=done, completed_at__isnull=False).first() if done else None
+    if withdrawal is None:
+        return {}
+    noted = request.session.get(WITHDRAWN_KEY) or {}
+    handed_out = [event | {"at": datetime.fromisoformat(event["at"])}
+                  for event in noted.get("handed_out", ())] if noted.get("id") == withdrawal.pk else []
+    return {"step": "done", "pseudonym": withdrawal.pseudonym, "removed": withdrawal.removed,
+            "held": {"handed_out": handed_out}}
+
+
+def _done_id(request: HttpRequest) -> int | None:
+    done = request.GET.get("done", "")
+    return int(done) if done.isdigit() and len(done) < 18 else None
 
 
 AUDIT_PAGE_SIZE = 50
@@ -385,5 +436,22 @@ def remove_study_page(request: HttpRequest) -> HttpResponse:
                            patients=sorted(set(images.values_list("pseudonym", flat=True))))
             _act_on_confirmation(request, context, "remove",
                                  lambda reason: remove_study(request.user, study_uid, reason))
+            if context["step"] == "done":  # the result is a page of its own: a reload re-runs nothing
+                removal = StudyWithdrawal.objects.get(study_uid=study_uid)
+                return redirect(f"{reverse('figures:remove_study')}?done={removal.pk}")
+    else:
+        context.update(_study_removal_done(request))
     return render(request, "portal/remove_study.html", context,
                   status=400 if context["errors"] else 200)
+
+
+def _study_removal_done(request: HttpRequest) -> dict:
+    """The result page of a completed study removal (``?done=<id>``): the study's UID and the
+    counts it stored. Empty (the find form) for an unknown id."""
+    from nccid.withdrawal.models import StudyWithdrawal
+
+    done = _done_id(request)
+    removal = StudyWithdrawal.objects.filter(pk=done, completed_at__isnull=False).first() if done else None
+    if removal is None:
+        return {}
+    return {"step": "done", "study_uid": removal.study_uid, "removed": removal.removed}

@@ -42,7 +42,8 @@ def test_a_data_manager_finds_a_patient_by_number_then_withdraws_them(client, ma
     assert number_in_reason.status_code == 400
     assert person.nhs_number not in number_in_reason.content.decode()
     assert ImageRecord.objects.filter(pseudonym=pseudonym).count() == 2
-    done = client.post(page, {"patient": pseudonym, "step": "withdraw", "reason": "Objected (ref 3)"})
+    done = client.post(page, {"patient": pseudonym, "step": "withdraw", "reason": "Objected (ref 3)"},
+                       follow=True)
     assert done.status_code == 200 and "has been withdrawn" in done.content.decode()
     assert "no-store" in done["Cache-Control"]
     assert not ImageRecord.objects.filter(pseudonym=pseudonym).exists()
@@ -70,7 +71,8 @@ def test_a_data_manager_finds_a_study_then_removes_it(client, make_user, patient
     assert pseudonym in found and "Remove this study" in found
     assert ImageRecord.objects.filter(study_uid=study_uid).count() == 2
     assert client.post(page, {"study": study_uid, "step": "remove", "reason": ""}).status_code == 400
-    done = client.post(page, {"study": study_uid, "step": "remove", "reason": "Name burned in"})
+    done = client.post(page, {"study": study_uid, "step": "remove", "reason": "Name burned in"},
+                       follow=True)
     assert done.status_code == 200 and "has been removed" in done.content.decode()
     assert not ImageRecord.objects.filter(study_uid=study_uid).exists()
     assert study_uid in client.get(page).content.decode()

@@ -42,7 +42,8 @@ def test_a_warehouse_failure_part_way_says_the_withdrawal_was_interrupted(
     assert Withdrawal.objects.get().completed_at is None
 
     monkeypatch.undo()
-    again = client.post(page, {"patient": patient, "step": "withdraw", "reason": "Objected"})
+    again = client.post(page, {"patient": patient, "step": "withdraw", "reason": "Objected"},
+                        follow=True)
     assert again.status_code == 200 and "has been withdrawn" in again.content.decode()
     assert Withdrawal.objects.get().completed_at is not None
     assert not ImageRecord.objects.filter(pseudonym=patient).exists()
