@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.template.loader import render_to_string
+from django.shortcuts import render
 
 log = logging.getLogger("nccid.web")
 
@@ -46,6 +46,6 @@ class WarehouseUnavailableMiddleware:
         if request.path.startswith("/api/"):
             response = JsonResponse({"detail": API_MESSAGE}, status=503)
         else:
-            response = HttpResponse(render_to_string("503_warehouse.html"), status=503)
+            response = render(request, "503_warehouse.html", status=503)
         response["Retry-After"] = RETRY_AFTER_SECONDS
         return response

@@ -75,13 +75,15 @@ def test_the_browsers_favicon_request_finds_the_nhs_icon(client):
 
 
 def test_a_page_the_warehouse_cannot_serve_says_so_with_503_and_keeps_the_reason_in_the_log(
-        rf, caplog):
+        rf, caplog, site, make_user):
     from nccid.warehouse.storage import StorageError
     from nccid.web.unavailable import WarehouseUnavailableMiddleware
 
     middleware = WarehouseUnavailableMiddleware(lambda request: None)
     failure = StorageError("cannot tell whether 'catalogue/state.json' is stored: /mnt/gone")
-    response = middleware.process_exception(rf.post("/withdraw/"), failure)
+    request = rf.post("/withdraw/")
+    request.user = make_user("data-manager")
+    response = middleware.process_exception(request, failure)
     body = response.content.decode()
     assert (response.status_code, response["Retry-After"]) == (503, "300")
     assert "<h1>The image warehouse cannot be reached</h1>" in body and "nhsuk-header" in body
