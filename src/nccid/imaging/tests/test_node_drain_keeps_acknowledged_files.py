@@ -331,21 +331,29 @@ class _PoisonWorker(_FakeWorker):
         return replies
 
 
+def _drain_past_poison(spool: Spool, site, other_site, poisoned: int, steps: int):
+    """A file, ``poisoned`` poison records of ``site``, then 40 files of ``other_site`` (two
+    batches in flight, and more), drained with a ``_PoisonWorker``: (worker, drain, the 40)."""
+    spool.append(site.code, "node", b"file before")
+    for _ in range(poisoned):
+        spool.append(site.code, "node", b"poison")
+    later = [b"file %d" % n for n in range(40)]
+    for data in later:
+        spool.append(other_site.code, "node", data)
+    worker = _PoisonWorker(spool)
+    drain = node.Drain(spool, worker)
+    for _ in range(steps):  # what Drain._run does
+        drain._step()
+        if not spool.backlog().records:
+            break
+    return worker, drain, later
+
+
 def test_a_record_the_worker_always_fails_on_is_quarantined_and_the_rest_drains_in_order(
         tmp_path, keyring, site, other_site, monkeypatch):
     monkeypatch.setattr(node, "FIRST_BACKOFF", 0.0)
     spool = Spool(tmp_path / "spool", keyring)
-    spool.append(site.code, "node", b"file before")
-    spool.append(site.code, "node", b"poison")
-    later = [b"file %d" % n for n in range(40)]
-    for data in later:  # two batches in flight, and more: of another site
-        spool.append(other_site.code, "node", data)
-    worker = _PoisonWorker(spool)
-    drain = node.Drain(spool, worker)
-    for _ in range(100):  # what Drain._run does
-        drain._step()
-        if not spool.backlog().records:
-            break
+    worker, drain, later = _drain_past_poison(spool, site, other_site, 1, steps=100)
 
     assert spool.backlog().records == 0
     assert worker.stored == [b"file before", *later]  # each once, in order
@@ -364,18 +372,7 @@ def test_files_in_a_row_the_worker_always_fails_on_are_each_quarantined_and_the_
     for an outage when a file further on goes in."""
     monkeypatch.setattr(node, "FIRST_BACKOFF", 0.0)
     spool = Spool(tmp_path / "spool", keyring)
-    spool.append(site.code, "node", b"file before")
-    for _ in range(6):
-        spool.append(site.code, "node", b"poison")
-    later = [b"file %d" % n for n in range(40)]
-    for data in later:
-        spool.append(other_site.code, "node", data)
-    worker = _PoisonWorker(spool)
-    drain = node.Drain(spool, worker)
-    for _ in range(200):  # what Drain._run does
-        drain._step()
-        if not spool.backlog().records:
-            break
+    worker, drain, later = _drain_past_poison(spool, site, other_site, 6, steps=200)
 
     assert spool.backlog().records == 0
     assert sorted(worker.stored) == sorted([b"file before", *later])  # each stored once
