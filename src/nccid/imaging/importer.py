@@ -241,7 +241,8 @@ def _expand_zip(path: Path, size: int) -> Iterator[Source | tuple[str, str]]:
         yield (str(path), f"unreadable zip archive ({type(exc).__name__})")
         return
     infos = [info for info in entries if not info.is_dir()]
-    if infos and min(info.header_offset for info in infos) > 0:
+    # (folder entries count: `zip -r` and most tools write the top folder's entry first)
+    if entries and min(info.header_offset for info in entries) > 0:
         # Its directory does not start at its first bytes: a damaged archive whose last
         # directory found belongs to a zip stored inside it, or a self-extracting one.
         yield (str(path), "damaged zip archive (its directory does not cover the whole file)")

@@ -6,6 +6,7 @@ rule; nothing else in the import is lost, and nothing is read without bound."""
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 
 import pytest
@@ -93,6 +94,21 @@ def test_zip_members_are_read_by_entry_and_refused_when_nested_or_too_big(
     reasons = _reasons(summary)
     assert reasons["inner.zip"].startswith("a zip archive inside a zip archive")
     assert reasons["big.dcm"].startswith("zip member of") and _stored(keyring, [big]) == 0
+
+
+def test_a_zip_of_a_folder_tree_with_folder_entries_is_imported(site, keyring, tmp_path,
+                                                                 person_factory):
+    """What `zip -r` and desktop "compress" tools make: the folders' own entries first."""
+    person = person_factory(65)
+    files = write_study(tmp_path / "tree" / "studies" / "one", person, count=2,
+                        patient_id=person.nhs_number)
+    archive = shutil.make_archive(str(tmp_path / "in" / "studies"), "zip", tmp_path / "tree")
+    with zipfile.ZipFile(archive) as handle:
+        assert handle.infolist()[0].is_dir() and handle.infolist()[0].header_offset == 0
+
+    summary = import_paths([archive], site)
+    assert summary.rejected == []
+    assert _stored(keyring, files) == 2
 
 
 def test_a_zip_whose_directory_does_not_cover_it_is_refused_whole(site, tmp_path, person_factory):
