@@ -9,7 +9,8 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nccid.cli.common import UserError, console, err_console, setup_django
+from nccid.cli import common
+from nccid.cli.common import UserError, console, setup_django
 
 images_app = typer.Typer(help="DICOM images: import; images pending a link or held for review.",
                          no_args_is_help=True)
@@ -58,7 +59,9 @@ def images_import(
         raise UserError("no files found under the given paths")
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                DownloadColumn(), TextColumn("{task.fields[files]} files"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=False) as progress:
+    bar_console = common.err_console  # (looked up now: tests swap in a terminal console)
+    with Progress(*columns, console=bar_console, transient=False,
+                  disable=not bar_console.is_terminal) as progress:
         task = progress.add_task("Importing", total=sum(s.size for s in sources), files=0)
         done = 0
 
