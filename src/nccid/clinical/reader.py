@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import html
 import io
 import re
 import zipfile
@@ -25,7 +26,17 @@ from xml.etree import ElementTree
 
 from python_calamine import CalamineWorkbook
 
-from .schema import KINDS, Column, Template, get_template, normalise_header, templates
+from .schema import (
+    KINDS,
+    Column,
+    Template,
+    folded,
+    get_template,
+    harmless_brackets,
+    header_bracket,
+    normalise_header,
+    templates,
+)
 
 MAX_BYTES = 50 * 1024 * 1024
 MAX_UNCOMPRESSED = 512 * 1024 * 1024  # a zip declaring more than this unpacked is refused unread
@@ -86,6 +97,9 @@ class Sheet:
     # Excel error cells of data rows: row number -> {column index -> code ("" if not a known one)}
     cell_errors: dict[int, dict[int, str]] = field(default_factory=dict)
     unheaded_columns: list[int] = field(default_factory=list)  # hold values but have no header
+    # The workbook counts days from 1904 (older Mac Excel): a date typed as a plain number is
+    # a day count from 1 January 1904, not from 1900.
+    date1904: bool = False
 
 
 @dataclass
@@ -95,6 +109,9 @@ class Layout:
     template: Template
     columns: list[Column | None]  # per sheet column; None = not in the template (ignored)
     warnings: list[str] = field(default_factory=list)
+    # Sheet column index -> the unit its header names, when not the template's own header:
+    # its values are read in that unit (over the site's declared unit).
+    header_units: dict[int, str] = field(default_factory=dict)
 
 
 def check_size(size: int, max_bytes: int = MAX_BYTES) -> None:
@@ -119,6 +136,12 @@ def read_bytes(data: bytes, max_bytes: int = MAX_BYTES) -> Sheet:
     if data[:4] == b"PK\x03\x04":
         return _read_xlsx(data)
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        # A password-protected .xlsx is an Office container too, holding an EncryptedPackage
+        # stream (directory entry names are UTF-16).
+        if "EncryptedPackage".encode("utf-16-le") in data:
+            raise SpreadsheetRejected(
+                "the file is password-protected: remove the password (File > Info > Protect "
+                "Workbook) and upload again")
         raise SpreadsheetRejected(
             "this is an old Excel (.xls) or other Office file: save it as .xlsx or CSV and upload again"
         )
@@ -134,10 +157,14 @@ def _read_xlsx(data: bytes) -> Sheet:
     except (zipfile.BadZipFile, ValueError) as exc:
         raise SpreadsheetRejected("the file is not a spreadsheet (a damaged or non-Excel zip file)") from exc
     if "xl/workbook.xml" not in names:
+        if _is_opendocument(archive, names):
+            raise SpreadsheetRejected("this is an OpenDocument (.ods) file: save it as .xlsx or CSV "
+                                      "and upload again")
         raise SpreadsheetRejected("the file is not a spreadsheet: upload the filled template as .xlsx or CSV")
     if sum(i.file_size for i in archive.infolist()) > MAX_UNCOMPRESSED:
         raise SpreadsheetRejected("the spreadsheet is too large once unpacked: split it into smaller files")
-    sheet_path, sheet_name = _first_sheet(archive)
+    parts = _sheet_parts(archive)
+    sheet_path, sheet_name = parts.first, "1"
     error_text = False  # does the shared text hold an Excel error code (as text)?
     for name in PARSED_PARTS:
         if name in names:
@@ -169,7 +196,11 @@ def _read_xlsx(data: bytes) -> Sheet:
     errors = _error_cells(xml)
     if error_text or (b"#" in xml and _ERROR_TEXT_BYTES.search(xml)):  # inline text too
         errors.update(_error_texts(values))
-    return _sheet(values, "xlsx", stamp, title, errors)
+    del xml
+    _refuse_template_headers_elsewhere(archive, parts.others)
+    sheet = _sheet(values, "xlsx", stamp, title, errors)
+    sheet.date1904 = parts.date1904
+    return sheet
 
 
 def _error_cells(xml: bytes) -> dict[tuple[int, int], str]:
@@ -323,8 +354,15 @@ def _unpacked(archive: zipfile.ZipFile, name: str) -> bytes:
         raise SpreadsheetRejected("the spreadsheet is damaged (a part of it cannot be unpacked)") from exc
 
 
-def _first_sheet(archive: zipfile.ZipFile) -> tuple[str, str]:
-    """The first sheet's path in the archive, and how messages name it. Sheets are named by
+@dataclass(frozen=True)
+class _SheetParts:
+    first: str  # the first sheet's path in the archive
+    others: list[tuple[str, str]]  # (position as messages name it, path) of the other worksheets
+    date1904: bool
+
+
+def _sheet_parts(archive: zipfile.ZipFile) -> _SheetParts:
+    """The sheets' paths in the archive, and the workbook's date system. Sheets are named by
     position, never by their name: a sheet's name may be anything (a patient's, say)."""
     try:
         workbook = ElementTree.fromstring(_unpacked(archive, "xl/workbook.xml"))
@@ -341,11 +379,92 @@ def _first_sheet(archive: zipfile.ZipFile) -> tuple[str, str]:
             "(or unhide and check them) and upload again"
         )
     targets = {r.get("Id"): r.get("Target", "") for r in rels.findall(f"{_NS_PKG_REL}Relationship")}
-    target = targets.get(sheets[0].get(f"{_NS_REL}id"), "")
-    path = target.lstrip("/") if target.startswith("/") else str(PurePosixPath("xl") / target)
-    if path not in archive.namelist():
+    paths = [_part_path(targets.get(s.get(f"{_NS_REL}id"), "")) for s in sheets]
+    names = set(archive.namelist())
+    if paths[0] not in names:
         raise SpreadsheetRejected("the spreadsheet's first sheet is missing")
-    return path, "1"
+    others = [(str(n), path) for n, path in enumerate(paths[1:], 2)
+              if path in names and path.startswith("xl/worksheets/")]  # not chart sheets
+    properties = workbook.find(f"{_NS_MAIN}workbookPr")
+    date1904 = properties is not None and properties.get("date1904", "") in ("1", "true")
+    return _SheetParts(paths[0], others, date1904)
+
+
+def _part_path(target: str) -> str:
+    return target.lstrip("/") if target.startswith("/") else str(PurePosixPath("xl") / target)
+
+
+def _is_opendocument(archive: zipfile.ZipFile, names: set[str]) -> bool:
+    if "mimetype" not in names:
+        return False
+    return _inflated(archive, "mimetype", 1024).startswith(b"application/vnd.oasis.opendocument")
+
+
+# --- rows on other sheets: only the first sheet is read --------------------------------------
+
+_ROW_ELEMENT = re.compile(rb"<(?:\w+:)?row(?=[\s/>])[^>]*?(?:/>|>(.*?)</(?:\w+:)?row>)", re.DOTALL)
+_CELL_ELEMENT = re.compile(rb"<(?:\w+:)?c(?=[\s/>])([^>]*?)(?:/>|>(.*?)</(?:\w+:)?c>)", re.DOTALL)
+_CELL_TYPE = re.compile(rb'\st="(\w+)"')
+_VALUE_TEXT = re.compile(rb"<(?:\w+:)?(?:v|t)(?:\s[^>]*)?>([^<]*)<", re.DOTALL)
+MIN_HEADERS_ELSEWHERE = 2  # template headers a sheet's first row needs to hold rows of data
+
+
+def _refuse_template_headers_elsewhere(archive: zipfile.ZipFile, others: list[tuple[str, str]]) -> None:
+    """Only the first sheet is read: another sheet whose first filled row holds template
+    headers holds rows that would be silently left out (a second batch of patients, or the
+    sheet that was active when the file was saved). Our template's About sheet holds prose."""
+    every = templates().values()
+    for position, path in others:
+        row = _first_filled_row(archive, path)
+        matched = [c for c in (t.column_for(text) for text in row for t in every) if c is not None]
+        if len({c.field for c in matched}) >= MIN_HEADERS_ELSEWHERE \
+                or any(c.identifier == "patient_number" for c in matched):
+            raise SpreadsheetRejected(
+                f"sheet {position} (in order) also holds template columns in its first row: only "
+                "the first sheet is read, so put every row on the first sheet and delete the "
+                "others (or their headers), then upload again")
+
+
+def _first_filled_row(archive: zipfile.ZipFile, path: str) -> list[str]:
+    """The texts of the first row of a sheet holding a value, read from its XML without
+    loading the sheet (it may be large); shared strings are looked up as far as needed."""
+    xml = _inflated(archive, path, PART_LIMITS["sheet"])
+    for row in _ROW_ELEMENT.finditer(xml):
+        cells = [(_CELL_TYPE.search(attrs), _VALUE_TEXT.findall(body or b""))
+                 for attrs, body in _CELL_ELEMENT.findall(row.group(1) or b"")]
+        filled = [(kind[1] if kind else b"n", b"".join(texts)) for kind, texts in cells if texts]
+        if any(text.strip() for _, text in filled):
+            return _cell_texts(archive, filled)
+    return []
+
+
+def _cell_texts(archive: zipfile.ZipFile, cells: list[tuple[bytes, bytes]]) -> list[str]:
+    wanted = {int(text) for kind, text in cells if kind == b"s" and text.strip().isdigit()}
+    shared = _shared_strings(archive, wanted)
+    return [shared.get(int(text), "") if kind == b"s" and text.strip().isdigit()
+            else html.unescape(text.decode("utf-8", "replace")) for kind, text in cells]
+
+
+def _shared_strings(archive: zipfile.ZipFile, wanted: set[int]) -> dict[int, str]:
+    """The shared strings at the ``wanted`` positions, parsed only as far as the last one."""
+    if not wanted or "xl/sharedStrings.xml" not in archive.namelist():
+        return {}
+    found: dict[int, str] = {}
+    position = 0
+    try:
+        with archive.open("xl/sharedStrings.xml") as part:
+            for _event, element in ElementTree.iterparse(part):
+                if element.tag != f"{_NS_MAIN}si":
+                    continue
+                if position in wanted:
+                    found[position] = "".join(t.text or "" for t in element.iter(f"{_NS_MAIN}t"))
+                element.clear()
+                position += 1
+                if position > max(wanted):
+                    break
+    except (ElementTree.ParseError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise SpreadsheetRejected("the spreadsheet is damaged (a part of it cannot be unpacked)") from exc
+    return found
 
 
 def _stamp(archive: zipfile.ZipFile, names: set[str]) -> tuple[tuple[str, str] | None, str]:
@@ -367,8 +486,15 @@ def _stamp(archive: zipfile.ZipFile, names: set[str]) -> tuple[tuple[str, str] |
 # --- csv ----------------------------------------------------------------------------------
 
 def _decode(data: bytes) -> str:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode text": UTF-16 with its mark
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise SpreadsheetRejected("the file's text is not valid UTF-16: save it as CSV UTF-8 "
+                                      "and upload again") from None
     if b"\x00" in data[:4096]:
-        raise SpreadsheetRejected("the file is not a spreadsheet (binary data): upload .xlsx or CSV")
+        raise SpreadsheetRejected("the file is not a spreadsheet (binary data): upload .xlsx or CSV "
+                                  "(if it is a text file, save it as CSV UTF-8)")
     for encoding in ("utf-8-sig", "cp1252"):
         try:
             return data.decode(encoding)
@@ -383,7 +509,13 @@ def _read_csv(data: bytes) -> Sheet:
     text = _decode(data)
     if not text.strip():
         raise SpreadsheetRejected("the file is empty")
-    delimiter, first = _delimiter(text)
+    stated = _SEPARATOR_LINE.match(text)
+    if stated:  # Excel's "sep=;" first line: it names the separator, and Excel does not show it
+        text = text[stated.end():]
+        delimiter, first = stated[1], next(csv.reader(io.StringIO(text[:65536], newline=""),
+                                                      delimiter=stated[1]), [])
+    else:
+        delimiter, first = _delimiter(text)
     if len(first) <= 1 and len(text.split("\n", 1)[0]) > 200:
         raise SpreadsheetRejected("the file is not a spreadsheet: no columns found in its first line")
     try:
@@ -401,6 +533,7 @@ def _read_csv(data: bytes) -> Sheet:
 
 
 DELIMITERS = (",", ";", "\t")
+_SEPARATOR_LINE = re.compile(r"\ufeff?sep=([,;\t|])[ \t]*\r?\n", re.IGNORECASE)
 
 
 def _delimiter(text: str) -> tuple[str, list[str]]:
@@ -532,6 +665,7 @@ def layout(sheet: Sheet, kind: str) -> Layout:
     columns: list[Column | None] = []
     seen: dict[str, int] = {}
     warnings = []
+    header_units: dict[int, str] = {}
     for index, header in enumerate(sheet.headers):
         column = template.column_for(header) if header else None
         if column is None:
@@ -546,11 +680,14 @@ def layout(sheet: Sheet, kind: str) -> Layout:
             )
         seen[column.field] = index
         columns.append(column)
+        unit = _header_unit(column, header, index)
+        if unit is not None:
+            header_units[index] = unit
     if sheet.unheaded_columns:
         warnings.append(_unheaded_warning(sheet.unheaded_columns))
     missing = [c.header for c in template.columns if c.required and c.field not in seen]
     if missing:
-        if not seen and sheet.format == "csv" and len(sheet.headers) <= 1:
+        if not seen and sheet.format == "csv" and len(sheet.headers) <= 1 and not sheet.unheaded_columns:
             raise SpreadsheetRejected(
                 "the file is not a spreadsheet (no columns found): upload the filled template as "
                 ".xlsx or CSV"
@@ -565,7 +702,37 @@ def layout(sheet: Sheet, kind: str) -> Layout:
         )
     if not sheet.rows:
         raise SpreadsheetRejected("the spreadsheet has headers but no rows of data")
-    return Layout(template=template, columns=columns, warnings=warnings)
+    return Layout(template=template, columns=columns, warnings=warnings, header_units=header_units)
+
+
+def _header_unit(column: Column, header: str, index: int) -> str | None:
+    """The unit a number column's header names in its own bracket (None: the template's
+    header, or no bracket); the file is refused when a header's bracket states a unit or
+    codes the column does not take, before any value is read under the template's. The
+    bracket is never repeated: a header can hold anything."""
+    bracket = header_bracket(header)
+    if bracket is None or column.type not in ("integer", "decimal", "code"):
+        return None
+    if (column.legend is not None and folded(bracket) == folded(column.legend)) \
+            or folded(bracket) in harmless_brackets():
+        return None
+    where = f"column {_column_letter(index)} is the template's '{column.label}' column, but its header"
+    if column.codes is not None:
+        if column.codes.legend_agrees(bracket):
+            return None
+        codes = column.legend or column.codes.expected or column.codes.legend()
+        raise SpreadsheetRejected(
+            f"{where} does not give the template's codes ({codes}): recode its values to the "
+            f"template's codes and use the template's header '{column.header}', so that no value "
+            "is read under a code it does not mean")
+    unit = column.unit_named(bracket)
+    if unit is None:
+        takes = f"values in {' or '.join(column.accepted_units())}" if column.accepted_units() \
+            else "a plain number, without a unit"
+        raise SpreadsheetRejected(
+            f"{where} states a unit this column does not take (it takes {takes}): convert the "
+            f"values and name their unit in the header, or use the template's header '{column.header}'")
+    return unit
 
 
 # How alike (difflib's ratio) a header must be to a template column's to be called a misspelling.

@@ -26,11 +26,13 @@ class SchemaError(Exception):
     """The schema files are inconsistent (a bug in the data, caught at load time)."""
 
 
-def strip_legend(header: str) -> str:
-    """``"Smoking status (Never = 0, ...)"`` -> ``"Smoking status"`` (trailing bracket only)."""
+def split_legend(header: str) -> tuple[str, str | None]:
+    """``"Smoking status (Never = 0, ...)"`` -> ``("Smoking status", "Never = 0, ...")``: the
+    trailing bracket (nested brackets kept whole) and what comes before it; None when there
+    is no trailing bracket."""
     text = header.strip()
     if not text.endswith(")"):
-        return text
+        return text, None
     depth = 0
     for i in range(len(text) - 1, -1, -1):
         if text[i] == ")":
@@ -38,14 +40,30 @@ def strip_legend(header: str) -> str:
         elif text[i] == "(":
             depth -= 1
             if depth == 0:
-                return text[:i].strip() or text
-    return text
+                name = text[:i].strip()
+                return (name, text[i + 1:-1].strip()) if name else (text, None)
+    return text, None
+
+
+def strip_legend(header: str) -> str:
+    """``"Smoking status (Never = 0, ...)"`` -> ``"Smoking status"`` (trailing bracket only)."""
+    return split_legend(header)[0]
 
 
 def normalise_header(header: object) -> str:
     """Case, runs of spaces and a trailing legend do not matter when matching a header."""
     text = _SPACES.sub(" ", str(header or "")).strip()
     return strip_legend(text).casefold()
+
+
+def header_bracket(header: object) -> str | None:
+    """The trailing bracket of a sheet's header (its unit or code legend), spaces folded."""
+    return split_legend(_SPACES.sub(" ", str(header or "")).strip())[1]
+
+
+def folded(text: str) -> str:
+    """Text compared ignoring case and spaces: ``"Male=1, female = 0"``."""
+    return _SPACES.sub("", text).casefold()
 
 
 def phrase(text: str) -> str:
@@ -83,6 +101,20 @@ class CodeList:
     def legend(self) -> str:
         return ", ".join(f"{label} = {code}" for code, label in self.codes.items())
 
+    def code_of(self, text: str) -> str | None:
+        """The code that typed text names (a code, a label, an alias), or None."""
+        key = text.strip().upper()
+        return self.lookup.get(key) or self.lookup.get(phrase(key))
+
+    def legend_agrees(self, legend: str) -> bool:
+        """Whether a header's legend says what this list says: every "label = code" pair
+        names one code on both sides ("Male = 1" and "1 = Male" agree; "Male = 0" does not).
+        False for a bracket that is not such a legend."""
+        pairs = _legend_pairs(legend)
+        return bool(pairs) and all(
+            (code := self.code_of(left)) is not None and code == self.code_of(right)
+            for left, right in pairs)
+
     def label(self, code: str) -> str:
         """The label of a code or of a sub-code (the label of the code it refines)."""
         return self.codes[code] if code in self.codes else self.codes[code[0]]
@@ -115,8 +147,22 @@ class Column:
     def label(self) -> str:
         return strip_legend(self.header)
 
+    @cached_property
+    def legend(self) -> str | None:
+        """The template header's own trailing bracket: its unit or codes, if it states them."""
+        return split_legend(self.header)[1]
+
     def accepted_units(self) -> list[str]:
         return [u for u in (self.unit, *self.units) if u]
+
+    def unit_named(self, text: str) -> str | None:
+        """The accepted unit ``text`` names (a unit or an alias of one; case and spaces
+        aside), or None."""
+        wanted = folded(text)
+        for name in (*self.accepted_units(), *self.unit_aliases):
+            if folded(name) == wanted:
+                return self.unit_aliases.get(name, name)
+        return None
 
     def input_hint(self) -> str:
         """The short text shown when a cell of this column is selected in the template."""
@@ -159,6 +205,20 @@ class Template:
         raise KeyError(name)
 
 
+_NESTED = re.compile(r"\([^()]*\)")
+_PAIR = re.compile(r"^([^=:]+?)\s*[=:]\s*([^=:]+)$")
+
+
+def _legend_pairs(legend: str) -> list[tuple[str, str]]:
+    """``"Never = 0, Other = 5 (please specify)"`` -> ``[("Never", "0"), ("Other", "5")]``;
+    [] when a part is not ``label = code``."""
+    parts = [p.strip() for p in re.split(r"[,;]", _NESTED.sub("", legend))]
+    matches = [_PAIR.match(p) for p in parts if p]
+    if not matches or not all(matches):
+        return []
+    return [(m[1], m[2].strip()) for m in matches]
+
+
 def _read(name: str) -> dict:
     with open(SCHEMA_DIR / name, "rb") as handle:
         return tomllib.load(handle)
@@ -179,6 +239,7 @@ def _code_list(name: str, spec: dict) -> CodeList:
         for key in (alias.upper(), phrase(alias)):
             if lookup.setdefault(key, code) != code:
                 raise SchemaError(f"code list {name}: {alias!r} names two codes")
+    _add_labels(lookup, codes)
     return CodeList(
         name=name, codes=codes, lookup=lookup,
         unknown=frozenset(u.upper() for u in spec.get("unknown", [])),
@@ -187,6 +248,16 @@ def _code_list(name: str, spec: dict) -> CodeList:
         free_text=spec.get("free_text", False), lab_text=_lab_text(spec.get("lab_text")),
         expected=spec.get("expected", ""), aliases=dict(spec.get("aliases", {})),
     )
+
+
+def _add_labels(lookup: dict[str, str], codes: dict[str, str]) -> None:
+    """A code's label, as the header's legend writes it ("Never", "Death"), names the code
+    too, unless it is the label of several codes ("White") or means another code already."""
+    labels = [label for label in codes.values()]
+    for code, label in codes.items():
+        if labels.count(label) == 1:
+            for key in (label.upper(), phrase(label)):
+                lookup.setdefault(key, code)
 
 
 def _text_rules(name: str, rules: list, known: set[str]) -> tuple[tuple[tuple[str, ...], str], ...]:
@@ -285,6 +356,12 @@ def get_template(kind: str) -> Template:
 
 
 @cache
+def harmless_brackets() -> frozenset[str]:
+    """Brackets a header may end in that state neither a unit nor codes (folded)."""
+    return frozenset(folded(text) for text in _read("headers.toml")["harmless"])
+
+
+@cache
 def isaric4c_rules() -> dict:
     return _read("isaric4c.toml")
 
@@ -314,7 +391,8 @@ def describe() -> str:
 
 def _describe_code_lists() -> list[str]:
     lines = ["## Other accepted text in coded columns", "",
-             "Matched ignoring case, spaces and punctuation. Other text is read as `codes.toml` says",
+             "Matched ignoring case, spaces and punctuation, as are a code's own label (`Never`,",
+             "`Death`) when it names one code only. Other text is read as `codes.toml` says",
              "(laboratory text word by word, negation-aware; other ethnicity text by whole words, with",
              "a warning) or is an error for the cell: a code is never guessed.", ""]
     for codes in code_lists().values():

@@ -60,14 +60,20 @@ def test_a_misspelt_template_header_is_named_in_the_templates_words():
 
 
 def test_a_template_column_is_named_by_the_templates_header_not_the_sheets(site, make_user):
-    # A trailing bracket is ignored when matching headers, so this is the Age column.
+    # A trailing bracket is ignored when matching a date column's header: this is the Date of
+    # admission column. (In a number or coded column it must name a unit or the template's
+    # codes, or the file is refused, saying so without repeating it.)
     person = PEOPLE[26]
-    headers, row = positive_row(age="forty")
-    age = list(headers).index("Age")
+    headers, row = positive_row(date_of_admission="forty", age=40)
+    admission = list(headers).index("Date of admission")
     headers = list(headers)
+    headers[admission] = f"Date of admission ({person.given_name} {person.family_name})"
+    user = make_user("uploader", site=site)
+    upload = services.preview_upload(site, "positive", "sheet.xlsx", xlsx_bytes(headers, [row]), user)
+    assert [(e["row"], e["column"]) for e in upload.errors] == [(2, "Date of admission")]
+    age = list(headers).index("Age")
     headers[age] = f"Age ({person.given_name} {person.family_name})"
-    sheet = xlsx_bytes(headers, [row])
-    upload = services.preview_upload(site, "positive", "sheet.xlsx", sheet, make_user("uploader", site=site))
-    assert [(e["row"], e["column"]) for e in upload.errors] == [(2, "Age")]
+    refused = services.preview_upload(site, "positive", "sheet.xlsx", xlsx_bytes(headers, [row]), user)
+    assert refused.message.startswith("column D is the template's 'Age' column, but its header states")
     stored = json.dumps(list(Upload.objects.values("errors", "sheet_warnings", "staged", "message")))
-    assert person.family_name not in stored
+    assert person.family_name not in stored and person.given_name not in stored

@@ -2,6 +2,7 @@
 
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -228,3 +229,43 @@ def test_a_csv_of_more_rows_than_the_limit_is_refused_before_it_is_parsed(monkey
     message = refused(csv_bytes(headers, [row] * 5))
     assert message.startswith("the file has more than")
     assert reader.read_bytes(csv_bytes(headers, [row] * 2)).rows  # within the limit: read
+
+
+def test_a_password_protected_xlsx_is_named_as_such():
+    # The downloaded template encrypted with a password (as Excel's "Encrypt with Password"
+    # does): an Office container, like an old .xls, holding an EncryptedPackage stream.
+    data = (Path(__file__).parent / "data" / "password_protected_template.xlsx").read_bytes()
+    assert data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    assert refused(data) == ("the file is password-protected: remove the password (File > Info > "
+                             "Protect Workbook) and upload again")
+
+
+def test_an_opendocument_spreadsheet_is_named_as_such():
+    ods = _zip({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet",
+                "content.xml": b"<office:document-content/>"})
+    assert refused(ods) == "this is an OpenDocument (.ods) file: save it as .xlsx or CSV and upload again"
+
+
+def _csv_text(delimiter: str = ",") -> str:
+    headers, row = positive_row(age=40, temperature=38.5)
+    return "\r\n".join(delimiter.join("" if v is None else str(v) for v in line)
+                       for line in (headers, row)) + "\r\n"
+
+
+def test_excels_separator_line_names_the_separator_and_is_not_a_row():
+    sheet = reader.read_bytes(("sep=;\r\n" + _csv_text(";")).encode())
+    result = run(("sep=;\r\n" + _csv_text(";")).encode())
+    assert [n for n, _ in sheet.rows] == [2]  # as Excel shows it: the sep= line is hidden
+    assert result.errors == [] and result.records[0].cleaned["temperature"] == 38.5
+
+
+def test_a_title_line_above_csv_headers_gets_the_headers_in_row_1_hint():
+    message = refused(("Covid-19 Data (Positive) Template v1.5\r\n" + _csv_text()).encode())
+    assert message.startswith("no column of the Covid-19 Data (Positive) Template v1.5 was found in "
+                              "the first row: is this the right template, with the headers in row 1?")
+
+
+def test_excels_unicode_text_export_is_read():
+    # "Unicode Text (*.txt)": UTF-16 with a byte-order mark, tab-separated.
+    result = run(_csv_text("\t").encode("utf-16"))
+    assert result.errors == [] and result.records[0].cleaned["age"] == 40
