@@ -70,7 +70,8 @@ def serve(
 
     _check_initialised()
     settings = get_settings()
-    host, port = host or settings.portal_host, port or settings.portal_port
+    host = host or settings.portal_host
+    port = settings.portal_port if port is None else port  # --port 0 is refused, not the default
     require_free_port(host, port, "portal", "--port")
     _collect_static()
     options = gunicorn_options(host, port, workers, threads)
