@@ -43,6 +43,8 @@ class Settings:
     deid_profile: str = "retain-dates"
     validation_percent: int = 20
     pending_retention_days: int = 90
+    # NHS test-range numbers (999…) are test data: a live installation refuses them.
+    accept_test_numbers: bool = False
     debug: bool = False
 
     def masked(self) -> dict:
@@ -280,6 +282,7 @@ def get_settings() -> Settings:
         validation_percent=pick.whole("validation_percent", 20, 0, 100),
         # At least a day: 0 or less would expire every waiting image the moment it arrives.
         pending_retention_days=pick.whole("pending_retention_days", 90, low=1),
+        accept_test_numbers=pick.flag("accept_test_numbers", False),
         debug=str(pick.raw("debug", "")[0]).lower() in ("1", "true", "yes"),
     )
 

@@ -149,7 +149,7 @@ def _load_site(demo_site: DemoSite, scratch: Path, step: Callable[[], None]) -> 
         if not Upload.objects.filter(site=site, kind=kind, status=Upload.Status.ACCEPTED).exists():
             path = scratch / f"{demo_site.code}-{kind}.xlsx"
             write_sheet(kind, groups[kind], path, seed=demo_site.seed)
-            import_file(site, kind, path, uploader)
+            import_file(site, kind, path, uploader, accept_test_numbers=True)  # synthetic people
         step()
     # Images: most patients identified by NHS number, some by hospital number only, and a few
     # whose clinical record has not arrived (they wait, encrypted, to be linked).

@@ -24,6 +24,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from nccid.accounts.models import Site, audit
+from nccid.config import get_settings
 from nccid.identity.service import (
     StagedNumbersUnreadable,
     get_keyring,
@@ -38,6 +39,7 @@ from .schema import KINDS, get_template
 from .signals import AcceptedRecord, records_accepted
 from .validation import (
     ConfigurationError,
+    PatientRecord,
     Problem,
     Result,
     SiteRules,
@@ -59,9 +61,14 @@ def max_bytes() -> int:
     return int(getattr(settings, "NCCID_MAX_SPREADSHEET_BYTES", reader.MAX_BYTES))
 
 
-def site_rules(site: Site) -> SiteRules:
+def site_rules(site: Site, accept_test_numbers: bool | None = None) -> SiteRules:
+    """How the site's sheets are read. NHS test numbers are refused unless the installation
+    accepts them (setting accept_test_numbers) or the caller does (the demo's synthetic load)."""
+    if accept_test_numbers is None:
+        accept_test_numbers = get_settings().accept_test_numbers
     return SiteRules(code=site.code, date_format=site.date_format or "DMY",
-                     declared_units=dict(site.declared_units or {}))
+                     declared_units=dict(site.declared_units or {}),
+                     accept_test_numbers=accept_test_numbers)
 
 
 def _username(user) -> str:
@@ -107,7 +114,8 @@ def _previewed(upload: Upload, user) -> None:
              upload.kind, upload.total_rows, upload.rejected_rows)
 
 
-def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | None]:
+def _prepare(site: Site, kind: str, data: bytes, user,
+             accept_test_numbers: bool | None = None) -> tuple[Upload, dict | None]:
     """Read, validate and pseudonymise: an unsaved ``preview`` upload and its staged records,
     or a saved ``rejected`` upload."""
     if kind not in KINDS:
@@ -120,7 +128,7 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
         upload.file_format = sheet.format
         layout = reader.layout(sheet, kind)
         upload.template_version = layout.template.version
-        result = validate(sheet, layout, site_rules(site), get_keyring(),
+        result = validate(sheet, layout, site_rules(site, accept_test_numbers), get_keyring(),
                           known_hospital_hashes=lambda hashes: _linked_hashes(site, hashes))
     except (reader.SpreadsheetRejected, ConfigurationError) as exc:
         return _refuse(upload, str(exc)), None
@@ -139,7 +147,8 @@ def _prepare(site: Site, kind: str, data: bytes, user) -> tuple[Upload, dict | N
     sealed = {p: base64.b64encode(seal_for_staging(p, digits)).decode("ascii")
               for p, digits in result.vault_numbers.items()}
     records = [{"pseudonym": r.pseudonym, "hospital_hash": r.hospital_hash, "data": r.data,
-                "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows} for r in result.records]
+                "cleaned": r.cleaned, "flags": r.flags, "rows": r.rows,
+                "hospital_hashes": r.hospital_hashes} for r in result.records]
     # The fields the sheet has columns for: a re-upload changes only these (see _merged).
     fields = [c.field for c in layout.columns if c is not None and c.identifier is None]
     return upload, {"records": records, SEALED: sealed, "fields": fields}
@@ -162,17 +171,19 @@ WITHDRAWN_ROW = "this patient has been withdrawn from the database: the row is n
 
 def _refuse_shared_hospital_numbers(result: Result, layout: reader.Layout) -> None:
     """Rows giving one hospital number to two different NHS/CHI numbers become errors: images
-    carrying that number could not be linked to the right patient. Neither row is kept; the
-    messages name the rows, never the number."""
+    carrying that number could not be linked to the right patient. No row of those patients
+    is kept; the messages name the rows, never the number. Every hospital number of a patient
+    counts (a negative sheet's patient may have several)."""
     patients: dict[str, dict[str, list[int]]] = {}
     for record in result.records:
-        if record.hospital_hash:
-            patients.setdefault(record.hospital_hash, {}).setdefault(record.pseudonym, []).extend(record.rows)
+        for hospital_hash, rows in record.hospital_hashes.items():
+            patients.setdefault(hospital_hash, {}).setdefault(record.pseudonym, []).extend(rows)
     shared = {h: by_patient for h, by_patient in patients.items() if len(by_patient) > 1}
     if not shared:
         return
     header = _identifier_header(layout, "hospital_number", "Hospital (Internal) Number")
     refused: set[str] = set()
+    named: set[int] = set()
     for by_patient in shared.values():
         rows = sorted(row for patient_rows in by_patient.values() for row in patient_rows)
         for row in rows:
@@ -182,12 +193,35 @@ def _refuse_shared_hospital_numbers(result: Result, layout: reader.Layout) -> No
                 f"the same hospital number is given to a different NHS/CHI number in {others}: a "
                 "hospital number belongs to one patient, so none of these rows was imported "
                 "(correct the sheet and upload again)"))
-        result.rejected_rows.update(rows)
+        named.update(rows)
         refused.update(by_patient)
+    for record in result.records:
+        if record.pseudonym in refused:
+            _refuse_rest_of_patient(result, record, named, header)
     for pseudonym in refused:
         result.vault_numbers.pop(pseudonym, None)
     result.records = [r for r in result.records if r.pseudonym not in refused]
     result.problems.sort(key=lambda p: (p.row, p.severity != "error"))
+
+
+def _staged_hashes(record: dict) -> dict[str, list[int]]:
+    """Every hospital-number hash of a staged record and its rows (uploads staged before
+    several were kept have only the first)."""
+    if record.get("hospital_hashes"):
+        return record["hospital_hashes"]
+    first = record.get("hospital_hash")
+    return {first: list(record.get("rows", []))} if first else {}
+
+
+def _refuse_rest_of_patient(result: Result, record: PatientRecord, named: set[int], header: str) -> None:
+    """The other rows of a refused patient (a swab with another hospital number) go too."""
+    for row in record.rows:
+        if row not in named:
+            result.problems.append(Problem(
+                row, header, "Hospital (Internal) Number", "",
+                f"not imported: another row of this patient (row {min(named & set(record.rows))}) "
+                "gives a hospital number that a different NHS/CHI number has"))
+    result.rejected_rows.update(record.rows)
 
 
 def _row_list(rows: list[int]) -> str:
@@ -431,8 +465,8 @@ def _link(site: Site, records: Iterable[dict]) -> list[str]:
     """Remember hospital-number hash -> pseudonym; a hash already linked elsewhere is kept."""
     wanted: dict[str, tuple[str, list[int]]] = {}
     for r in records:
-        if r.get("hospital_hash"):
-            wanted.setdefault(r["hospital_hash"], (r["pseudonym"], r.get("rows", [])))
+        for hospital_hash, rows in _staged_hashes(r).items():
+            wanted.setdefault(hospital_hash, (r["pseudonym"], rows))
     hashes = list(wanted)
     known: dict[str, str] = {}
     has_links = PatientLink.objects.filter(site=site).exists()
@@ -524,8 +558,10 @@ def forget_in_previews(pseudonym: str) -> int:
     return changed
 
 
-def import_file(site: Site, kind: str, path: Path, user) -> Upload:
-    """Preview and confirm a file from disk (the CLI). A file over the limit is refused unread."""
+def import_file(site: Site, kind: str, path: Path, user, *,
+                accept_test_numbers: bool | None = None) -> Upload:
+    """Preview and confirm a file from disk (the CLI). A file over the limit is refused unread.
+    ``accept_test_numbers``: None follows the setting; the demo's synthetic load passes True."""
     path = Path(path)
     size = path.stat().st_size
     if size > max_bytes():
@@ -535,7 +571,7 @@ def import_file(site: Site, kind: str, path: Path, user) -> Upload:
             reader.check_size(size, max_bytes())
         except reader.SpreadsheetRejected as exc:
             return _refuse(upload, str(exc))
-    upload, staged = _prepare(site, kind, path.read_bytes(), user)
+    upload, staged = _prepare(site, kind, path.read_bytes(), user, accept_test_numbers)
     if upload.status == Upload.Status.REJECTED:
         return upload
     # Preview and confirm in one transaction; the staged records stay in memory.

@@ -25,8 +25,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from openpyxl.utils import get_column_letter
+
 from nccid.identity.numbers import (
     InvalidPatientNumber,
+    is_test_number,
     looks_like_patient_number,
     validate_patient_number,
 )
@@ -37,6 +40,7 @@ from .reader import Layout, Sheet
 from .schema import CodeList, Column, LabText, Template, isaric4c_rules, phrase
 
 EXCEL_EPOCH = dt.date(1899, 12, 30)
+EXCEL_1904_OFFSET = 1462  # days from 1900-based serial 0 to the 1904 date system's day 0
 DATE_MIN = dt.date(2019, 12, 1)  # plausible clinical dates: the pandemic era up to today
 DATE_FORMATS = {"DMY": "DD/MM/YYYY", "MDY": "MM/DD/YYYY"}
 
@@ -87,6 +91,9 @@ class SiteRules:
     code: str
     date_format: str = "DMY"  # "DMY" | "MDY"; anything else: only unambiguous dates accepted
     declared_units: dict[str, str] = field(default_factory=dict)  # field -> unit
+    # NHS test-range numbers (999…): a live installation refuses them (setting
+    # accept_test_numbers); this library, used by tests and tools, accepts them by default.
+    accept_test_numbers: bool = True
 
 
 @dataclass
@@ -112,11 +119,12 @@ class PatientRecord:
     """One patient's validated, pseudonymised data from one upload (identifiers removed)."""
 
     pseudonym: str
-    hospital_hash: str | None
+    hospital_hash: str | None  # the first; a negative sheet's patient may have several
     data: dict
     cleaned: dict
     flags: list[str]
     rows: list[int]
+    hospital_hashes: dict[str, list[int]] = field(default_factory=dict)  # every hash -> its rows
 
 
 @dataclass
@@ -164,6 +172,8 @@ def _number(value: object) -> tuple[float, str | None]:
         raise CellError("is a time, not a number", hide=True)
     text = str(value).strip()
     typed_unit = None
+    if "_" in text:  # float() reads "6_5" as 65
+        raise CellError(f"'{text}' is not a number")
     try:
         number = float(text)
     except ValueError:
@@ -195,12 +205,14 @@ def _fmt(number: float | None) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def _numeric(column: Column, declared_unit: str | None) -> Callable:
+def _numeric(column: Column, sheet_unit: str | None) -> Callable:
+    """``sheet_unit``: what the values are in unless a cell names its unit (the unit the
+    header names, else the site's declared unit; None: the canonical unit)."""
     units = {u.casefold(): u for u in column.accepted_units()}
     units.update({a.casefold(): u for a, u in column.unit_aliases.items()})
     conversions = dict(column.units)
     conversions[column.unit] = (1.0, 0.0)  # the canonical unit (None for unitless counts)
-    site_unit = declared_unit or column.unit
+    site_unit = sheet_unit or column.unit
     integer = column.type == "integer"
     canonical_unit = column.unit
     text_values = column.text_values
@@ -270,11 +282,21 @@ def _refusing_dates(convert: Callable) -> Callable:
     return guarded
 
 
-def _date(column: Column, date_format: str) -> Callable:
+def _date(column: Column, date_format: str, *, other_order_row: int | None = None,
+          date1904: bool = False) -> Callable:
+    """``other_order_row``: a row of this column whose date can only be read in the other
+    day/month order; then a date that could be read either way is refused, not read in the
+    site's order (a column of US dates in a DD/MM site would be half refused, half swapped)."""
     today = dt.date.today()
     declared = DATE_FORMATS.get(date_format)
+    other = DATE_FORMATS["MDY" if date_format == "DMY" else "DMY"] if declared else None
 
     def slash(text: str, a: int, b: int, year: int) -> dt.date:
+        if other_order_row is not None and a != b and a <= 12 and b <= 12:
+            raise CellError(
+                f"'{text}' could be {_spell(a, b, year)} or {_spell(b, a, year)}, and this column "
+                f"looks like {other}: row {other_order_row} can only be read that way. Use "
+                f"YYYY-MM-DD, or correct the column to {declared}")
         if date_format == "MDY":
             month, day = a, b
         elif date_format == "DMY":
@@ -312,7 +334,7 @@ def _date(column: Column, date_format: str) -> Callable:
             year = int(match[3]) + (2000 if len(match[3]) == 2 else 0)
             return slash(text, int(match[1]), int(match[2]), year)
         if text.isascii() and text.isdigit():  # "²" is a digit to isdigit(), not to int()
-            return _serial(int(text))
+            return _serial(int(text), date1904)
         raise CellError(f"'{text}' is not a date: use YYYY-MM-DD or {declared or 'DD/MM/YYYY'}")
 
     def parse(text: str) -> dt.date:
@@ -329,7 +351,7 @@ def _date(column: Column, date_format: str) -> Callable:
         elif isinstance(value, dt.date):
             day = value
         elif type(value) is float or type(value) is int:
-            day = _serial(value)
+            day = _serial(value, date1904)
         else:
             day = parse(str(value).strip())
         if day < DATE_MIN:
@@ -369,11 +391,27 @@ def _spell(day: int, month: int, year: int) -> str:
         return f"day {day} of month {month}"
 
 
-def _serial(number: float) -> dt.date:
-    """An Excel serial day number (what a date cell holds when read as a number)."""
+def _serial(number: float, date1904: bool = False) -> dt.date:
+    """An Excel serial day number (what a date cell holds when read as a number); a workbook
+    of the 1904 date system (older Mac Excel) counts from 1 January 1904."""
     if not 1 <= number < 2958466:
         raise CellError(f"'{_shown(number)}' is not a date")
-    return EXCEL_EPOCH + dt.timedelta(days=int(number))
+    return EXCEL_EPOCH + dt.timedelta(days=int(number) + (EXCEL_1904_OFFSET if date1904 else 0))
+
+
+def other_order_row(sheet: Sheet, index: int, date_format: str) -> int | None:
+    """The first row whose date in column ``index`` is a valid date only in the other
+    day/month order than the site's (DD/MM: "04/15/2020"), or None."""
+    if date_format not in DATE_FORMATS:
+        return None
+    for rownum, cells in sheet.rows:
+        value = cells[index]
+        if type(value) is str and (match := _SLASH_DATE.match(value.strip())):
+            first, second = int(match[1]), int(match[2])
+            day, month = (first, second) if date_format == "DMY" else (second, first)
+            if month > 12 and 1 <= day <= 12 and 1 <= month <= 31:
+                return rownum
+    return None
 
 
 def _code(column: Column) -> Callable:
@@ -465,6 +503,20 @@ def _read_by_words(codes: CodeList, key: str, value: object) -> str:
     return found[0]
 
 
+TEST_NUMBER = "test number"
+TEST_NUMBER_REFUSED = ("is an NHS test number (999 range), not a patient's: this installation "
+                       "refuses test data (setting accept_test_numbers)")
+
+
+def _number_refused(why: str) -> str:
+    """Why a row's NHS/CHI number is refused (the number itself is never shown)."""
+    if why == "is empty":
+        return "is missing: every row needs the patient's NHS or CHI number"
+    if why == TEST_NUMBER:
+        return TEST_NUMBER_REFUSED
+    return f"is not a valid NHS/CHI number: it {why}"
+
+
 IDENTIFIER_IN_WRONG_COLUMN = ("looks like an NHS/CHI number: identifiers belong only in the "
                               "NHS/CHI Number column, so this row was not imported")
 
@@ -525,7 +577,10 @@ def _text(column: Column) -> Callable:
     return convert
 
 
-def compile_column(column: Column, site: SiteRules) -> Callable:
+def compile_column(column: Column, site: SiteRules, *, header_unit: str | None = None,
+                   other_order_row: int | None = None, date1904: bool = False) -> Callable:
+    """The converter of one column. ``header_unit``: the unit the sheet's header names (it
+    wins over the site's declared unit); the date arguments: see ``_date``."""
     declared = site.declared_units.get(column.field)
     if declared is not None and declared not in column.accepted_units():
         raise ConfigurationError(
@@ -533,9 +588,9 @@ def compile_column(column: Column, site: SiteRules) -> Callable:
             f"{', '.join(column.accepted_units()) or 'no unit'}: ask a data manager to correct it"
         )
     if column.type == "date":
-        return _date(column, site.date_format)
+        return _date(column, site.date_format, other_order_row=other_order_row, date1904=date1904)
     if column.type in ("integer", "decimal"):
-        return _refusing_dates(_numeric(column, declared))
+        return _refusing_dates(_numeric(column, header_unit or declared))
     if column.type == "code":
         return _refusing_dates(_code(column))
     return _refusing_dates(_text(column))
@@ -562,7 +617,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
         elif column.identifier == "hospital_number":
             hospital_index = index
         else:
-            active.append((index, column, column.header, compile_column(column, site)))
+            active.append((index, column, column.header, _compiled(sheet, layout, index, site)))
     blank_cleaned = {c.field: None for c in template.columns if c.identifier is None}
     headers = template_headers(layout)
     problems: list[Problem] = []
@@ -587,10 +642,11 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
         raw = cells[patient_index] if patient_index is not None else None
         try:
             digits = validate_patient_number(raw.strip() if type(raw) is str else raw)
+            if not site.accept_test_numbers and is_test_number(digits):
+                raise InvalidPatientNumber(TEST_NUMBER)
             pseudonym = keyring.pseudonym(digits)
         except InvalidPatientNumber as exc:
-            reason = "is missing: every row needs the patient's NHS or CHI number" if str(exc) == "is empty" \
-                else f"is not a valid NHS/CHI number: it {exc}"
+            reason = _number_refused(str(exc))
             header = headers[patient_index] if patient_index is not None else "NHS/CHI Number"
             if not (failed and patient_index in failed):  # already reported as an error cell
                 problems.append(Problem(rownum, header, "NHS/CHI Number", "", reason))
@@ -659,7 +715,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
     records = _combine(template, accepted, problems, headers, layout)
     return Result(template=template, total_rows=len(sheet.rows), records=records,
                   problems=sorted(problems, key=lambda p: (p.row, p.severity != "error")),
-                  rejected_rows=rejected, vault_numbers=vault, sheet_warnings=list(layout.warnings))
+                  rejected_rows=rejected, vault_numbers=vault,
+                  sheet_warnings=list(layout.warnings) + declared_unit_warnings(layout, site))
 
 
 def _upload_numbers(sheet: Sheet, hospital_index: int | None, limit: int) -> UploadNumbers:
@@ -702,9 +759,31 @@ def _site_hospital_numbers(known: Callable[[set[str]], set[str]], hospital_hash:
     return refused
 
 
+def _compiled(sheet: Sheet, layout: Layout, index: int, site: SiteRules) -> Callable:
+    column = layout.columns[index]
+    other_order = other_order_row(sheet, index, site.date_format) if column.type == "date" else None
+    return compile_column(column, site, header_unit=layout.header_units.get(index),
+                          other_order_row=other_order, date1904=sheet.date1904)
+
+
+def declared_unit_warnings(layout: Layout, site: SiteRules) -> list[str]:
+    """A site's declared unit applies to a column headed as in the template (whose header
+    names the template's unit): said once per column, so a stale declaration shows."""
+    warnings = []
+    for index, column in enumerate(layout.columns):
+        declared = site.declared_units.get(column.field) if column is not None else None
+        if declared and declared != column.unit and index not in layout.header_units:
+            said = f" (the header says {column.unit})" if column.legend == column.unit else ""
+            warnings.append(f"column {get_column_letter(index + 1)} ('{column.label}') is read in "
+                            f"{declared}, the unit your site declared{said}: a header naming its "
+                            f"unit, such as '{column.label} ({declared})', is read in that unit")
+    return warnings
+
+
 def template_headers(layout: Layout) -> list[str]:
     """Each sheet column's name in messages: the template's header, never the sheet's own text
-    (a trailing bracket is ignored when matching, so "Age (a patient's name)" is the Age column)."""
+    (a trailing bracket is ignored when matching a text or date column, so "Date of admission
+    (a patient's name)" is the Date of admission column)."""
     return [column.header if column is not None else "" for column in layout.columns]
 
 
@@ -743,7 +822,8 @@ def _combine(template: Template, accepted: list, problems: list[Problem], header
     for rownum, pseudonym, hospital_hash, data, cleaned, flags in accepted:
         if template.kind == "isaric":
             _add_4c(rownum, cleaned, flags, problems, score_header)
-        records.append(PatientRecord(pseudonym, hospital_hash, data, cleaned, flags, [rownum]))
+        hashes = {hospital_hash: [rownum]} if hospital_hash else {}
+        records.append(PatientRecord(pseudonym, hospital_hash, data, cleaned, flags, [rownum], hashes))
     return records
 
 
@@ -753,12 +833,16 @@ def _merge_swabs(accepted: list, problems: list[Problem], headers: list[str],
                  layout: Layout) -> list[PatientRecord]:
     by_patient: dict[str, PatientRecord] = {}
     status_header = _header_of(layout, headers, "swab_status")
+    number_header = _header_of(layout, headers, "hospital_number")
     for rownum, pseudonym, hospital_hash, data, _cleaned, flags in accepted:
         record = by_patient.get(pseudonym)
         if record is None:
             record = by_patient[pseudonym] = PatientRecord(
                 pseudonym, hospital_hash, {"swabs": []}, {}, [], [])
         record.hospital_hash = record.hospital_hash or hospital_hash
+        if hospital_hash:
+            _note_other_number(record, hospital_hash, rownum, problems, number_header)
+            record.hospital_hashes.setdefault(hospital_hash, []).append(rownum)
         if data.get("hospital"):
             record.data["hospital"] = data["hospital"]
         swab = {"date": data.get("swab_date"), "status": data.get("swab_status")}
@@ -770,6 +854,18 @@ def _merge_swabs(accepted: list, problems: list[Problem], headers: list[str],
         record.data["swabs"] = _distinct(record.data["swabs"])
         record.cleaned = clean_negative(record.data)
     return list(by_patient.values())
+
+
+def _note_other_number(record: PatientRecord, hospital_hash: str, rownum: int,
+                       problems: list[Problem], header: str) -> None:
+    """A patient given a second hospital number (a merged record, a number from another of
+    the trust's hospitals): both are kept and linked, with a warning naming the rows."""
+    if record.hospital_hashes and hospital_hash not in record.hospital_hashes:
+        first = min(row for rows in record.hospital_hashes.values() for row in rows)
+        problems.append(Problem(
+            rownum, header, "Hospital (Internal) Number", "",
+            f"the same patient has a different hospital number in row {first}: both are linked to "
+            "the patient (check the sheet if that is not right)", "warning"))
 
 
 def _header_of(layout: Layout, headers: list[str], field_name: str) -> str:

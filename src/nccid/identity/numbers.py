@@ -25,6 +25,7 @@ from datetime import date
 _SEPARATORS = re.compile(r"[\s\-\u2010\u2011\u2012\u2013\u2014\u2212]")
 _TEN_DIGITS = re.compile(r"[0-9]{10}")
 CHI_RANGE_END = 3_200_000_000
+TEST_RANGE_START = 9_990_000_000  # 999 000 0000 onwards: never issued to a patient
 
 
 class InvalidPatientNumber(ValueError):
@@ -96,6 +97,12 @@ chi_birth_date = chi_date
 def is_chi_range(digits: str) -> bool:
     """True for 10-digit numbers below the first NHS/H&C allocation (320 000 0000)."""
     return int(digits) < CHI_RANGE_END
+
+
+def is_test_number(digits: str) -> bool:
+    """True for the NHS test range (999 000 0000 - 999 999 9999): valid check digits, issued
+    for testing and training only, so on a live installation they mean test data."""
+    return int(digits) >= TEST_RANGE_START
 
 
 def chi_sex(raw: object) -> str:
