@@ -1,6 +1,7 @@
 """Free-text reasons data managers type (vault reveal, withdrawal, reinstatement, study
-removal): refused when they seem to hold an identifier, since they are stored in the audit
-log and shown on the audit page. One check for every form and command.
+removal), and teaching notes: refused when they seem to hold an identifier, since they are
+stored in the audit log and shown on the audit page (notes go out with teaching cases). One
+check for every form and command.
 
 What is refused besides an NHS/CHI number is data: ``reasons.toml``. Messages never repeat
 the reason, so they are safe to show, log and store.
@@ -16,23 +17,23 @@ from importlib import resources
 from nccid.identity.keys import PSEUDONYM_PATTERN
 from nccid.identity.numbers import looks_like_patient_number
 
-PATIENT_NUMBER_MESSAGE = "the reason must not contain an NHS/CHI number"
+PATIENT_NUMBER_MESSAGE = "the {what} must not contain an NHS/CHI number"
 MAX_REASON_LENGTH = 1000  # a sentence and a reference; also bounds the checks' work
-TOO_LONG_MESSAGE = f"the reason must be at most {MAX_REASON_LENGTH} characters"
+TOO_LONG_MESSAGE = "the {what} must be at most " + f"{MAX_REASON_LENGTH} characters"
 
 
-def identifier_in_reason(reason: str) -> str | None:
+def identifier_in_reason(reason: str, what: str = "reason") -> str | None:
     """Why ``reason`` may not be kept (it seems to hold an identifier, or is too long to
-    check), or None when it may. The message never repeats the reason."""
+    check), or None when it may; the message calls it ``what`` and never repeats it."""
     text = reason or ""
     if len(text) > MAX_REASON_LENGTH:
-        return TOO_LONG_MESSAGE
+        return TOO_LONG_MESSAGE.format(what=what)
     if looks_like_patient_number(text):
-        return PATIENT_NUMBER_MESSAGE
+        return PATIENT_NUMBER_MESSAGE.format(what=what)
     text = re.sub(PSEUDONYM_PATTERN.pattern, " ", text, flags=re.IGNORECASE)
     for message, patterns in _refused():
         if any(pattern.search(text) for pattern in patterns):
-            return message
+            return message.format(what=what)
     return None
 
 

@@ -23,6 +23,8 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.uid import UID_dictionary, generate_uid
 
+from nccid.identity.reasons import identifier_in_reason
+
 from .cohort import HANDED_OUT_SETS
 from .dataset import preview_png
 from .models import TeachingCase, TeachingCollection
@@ -45,6 +47,8 @@ def add_case(user: Any, collection: str, pseudonym: str, study_uid: str, note: s
     name = collection.strip()
     if not name:
         raise TeachingError("a collection needs a name")
+    if problem := identifier_in_reason(note, "note"):  # a case's note goes out with it
+        raise TeachingError(problem)
     source = source or default_source()
     con = source.connect()
     try:

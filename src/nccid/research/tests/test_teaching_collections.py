@@ -57,7 +57,7 @@ def test_mark_cases_and_export_with_index_and_thumbnails(world, data_manager, tm
     assert AuditEvent.objects.get(action="research.teaching.export").detail["cases"] == 3
 
 
-def test_only_training_studies_and_only_data_managers(world, data_manager, researcher):
+def test_only_training_studies_only_data_managers_and_notes_without_identifiers(world, data_manager, researcher):
     validation = next(i for i in world.images if i["set_name"] == "validation")
     with pytest.raises(TeachingError, match="training set"):
         add_case(data_manager, "C", validation["pseudonym"], validation["study_uid"],
@@ -65,6 +65,11 @@ def test_only_training_studies_and_only_data_managers(world, data_manager, resea
     study = training_studies(world)[0]
     with pytest.raises(ScopeError):
         add_case(researcher, "C", study["pseudonym"], study["study_uid"], source=world.source())
+    for note in ("Mr Bloggs, DOB 10/01/1950", "hosp no RX42000001", "NHS 999 000 0018"):
+        with pytest.raises(TeachingError, match="the note must not contain") as refused:
+            add_case(data_manager, "C", study["pseudonym"], study["study_uid"], note=note,
+                     source=world.source())
+        assert not any(part in str(refused.value) for part in ("10/01", "RX42", "999 000"))
     add_case(data_manager, "C", study["pseudonym"], study["study_uid"], source=world.source())
     with pytest.raises(TeachingError, match="already a case"):
         add_case(data_manager, "C", study["pseudonym"], study["study_uid"], source=world.source())
