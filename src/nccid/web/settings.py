@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     "nccid.web.unavailable.WarehouseUnavailableMiddleware",
+    "nccid.portal.not_allowed.NotAllowedPageMiddleware",  # a portal page for a blank 405
 ]
 
 ROOT_URLCONF = "nccid.web.urls"
