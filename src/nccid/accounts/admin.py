@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from django.db import transaction
 
 from .models import ApiToken, AuditEvent, Role, Site, User
+from .services import revoke_token
 
 
 class DataManagerAccess:
@@ -23,6 +25,14 @@ class DataManagerAccess:
         return self._manager(request) or super().has_change_permission(request, obj)
 
 
+def may_manage(user, account) -> bool:
+    """A data manager manages site staff, researchers and their own account; other data
+    managers' and administrators' accounts (passwords included: the vault trusts a data
+    manager's sign-in) only a superuser may change."""
+    return user.is_superuser or account.pk == user.pk or not (
+        account.is_superuser or account.role in (Role.DATA_MANAGER, Role.ADMIN))
+
+
 @admin.register(Site)
 class SiteAdmin(DataManagerAccess, admin.ModelAdmin):
     list_display = ("code", "name", "ae_title", "split_rule", "created")
@@ -36,11 +46,7 @@ class NccidUserAdmin(DataManagerAccess, UserAdmin):
     fieldsets = UserAdmin.fieldsets + (("nccid", {"fields": ("role", "site", "research_sets")}),)
 
     def has_change_permission(self, request, obj=None):
-        """A data manager edits site staff, researchers and their own account; other data
-        managers' and administrators' accounts (passwords included: the vault trusts a data
-        manager's sign-in) only a superuser may change."""
-        if obj is not None and not request.user.is_superuser and obj.pk != request.user.pk \
-                and (obj.is_superuser or obj.role in (Role.DATA_MANAGER, Role.ADMIN)):
+        if obj is not None and not may_manage(request.user, obj):
             return False
         return super().has_change_permission(request, obj)
 
@@ -82,4 +88,45 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
-admin.site.register(ApiToken)
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are issued on the server (``nccid user token``, shown once); here data managers
+    see them (never the token: only its first characters) and revoke them by deleting,
+    audited as ``token.revoke``, for the accounts they may manage."""
+
+    list_display = ("user", "name", "begins", "created", "last_used")
+    list_filter = ("user__role",)
+    search_fields = ("user__username", "name", "prefix")
+    fields = readonly_fields = ("user", "name", "begins", "created", "last_used")
+
+    @admin.display(description="Begins")
+    def begins(self, token: ApiToken) -> str:
+        return f"{token.prefix}…" if token.prefix else "-"
+
+    def _manager(self, request) -> bool:
+        return request.user.is_active and getattr(request.user, "is_data_manager", False)
+
+    def has_module_permission(self, request):
+        return self._manager(request) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._manager(request) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return False  # a token made here could never be shown to anyone: use the CLI
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and not may_manage(request.user, obj.user):
+            return False
+        return self._manager(request) or super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        revoke_token(obj, request.user)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for token in queryset.select_related("user"):
+                revoke_token(token, request.user)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from nccid.cli.common import UserError, console, read_password, setup_django
 
@@ -77,17 +80,84 @@ def user_list() -> None:
     console.print(table)
 
 
-@user_app.command("token")
-def user_token(username: str, name: Annotated[str, typer.Option("--name", help="A label for the token, to tell it from the account's others.")] = "cli") -> None:
-    """Issue an API token for an account (shown once)."""
-    setup_django()
-    from nccid.accounts.models import ApiToken, User
+class _IssueByDefault(TyperGroup):
+    """``nccid user token USERNAME`` stays the way to issue one: a first word that is no
+    subcommand is a username for ``issue``."""
 
-    user = User.objects.filter(username=username).first()
-    if user is None:
-        raise UserError(f"no user {username!r}")
-    _, token = ApiToken.issue(user, name)
-    console.print(token, highlight=False)
+    def resolve_command(self, ctx: typer.Context, args: list[str]):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["issue", *args]
+        return super().resolve_command(ctx, args)
+
+
+token_app = typer.Typer(cls=_IssueByDefault, no_args_is_help=True, help=(
+    "API tokens: issue one (nccid user token USERNAME), list them, revoke them. A token is "
+    "shown once; only its digest and first characters are kept."))
+
+
+def _cli_actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}" if moment else "never"
+
+
+@token_app.command("issue")
+def token_issue(username: str, name: Annotated[str, typer.Option("--name", help="A label for the token, to tell it from the account's others.")] = "cli") -> None:
+    """Issue an API token for an account (shown once; audited)."""
+    setup_django()
+    from nccid.accounts.services import AccountError, issue_token
+
+    try:
+        _, token = issue_token(username, name, _cli_actor())
+    except AccountError as exc:
+        raise UserError(str(exc)) from exc
+    console.print(token, highlight=False, soft_wrap=True)
+
+
+@token_app.command("list")
+def token_list(username: Annotated[str | None, typer.Argument(help="Only this account's tokens.", show_default=False)] = None) -> None:
+    """List API tokens: number, account, name, first characters, created, last used."""
+    setup_django()
+    from nccid.accounts.services import AccountError, tokens_of
+
+    try:
+        tokens = tokens_of(username)
+    except AccountError as exc:
+        raise UserError(str(exc)) from exc
+    table = Table()
+    for heading, short in (("No.", True), ("Account", False), ("Name", False), ("Begins", True),
+                           ("Created (UTC)", True), ("Last used (UTC)", True)):
+        table.add_column(heading, no_wrap=short)  # numbers and dates kept whole on 80 columns
+    for token in tokens:
+        table.add_row(str(token.pk), token.user.username, token.name,
+                      f"{token.prefix}…" if token.prefix else "-", _when(token.created),
+                      _when(token.last_used))
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    numbers: Annotated[list[int] | None, typer.Argument(help="The tokens' numbers, as 'nccid user token list' shows them.", show_default=False)] = None,
+    all_of: Annotated[str | None, typer.Option("--all-of", metavar="USERNAME", help="Revoke every token of this account (with numbers: only those, if they are its).")] = None,
+) -> None:
+    """Revoke API tokens: the API refuses them at once (audited, token.revoke)."""
+    setup_django()
+    from nccid.accounts.services import AccountError, revoke_tokens
+
+    try:
+        revoked = revoke_tokens(list(numbers or []), _cli_actor(), all_of)
+    except AccountError as exc:
+        raise UserError(str(exc)) from exc
+    for token in revoked:
+        console.print(f"Revoked token {token.pk} of {token.user.username} ({token.name}, "
+                      f"{token.prefix or 'nccid_'}…)", highlight=False)
+    if not revoked:
+        console.print(f"{all_of} has no tokens: nothing was revoked", highlight=False)
+
+
+user_app.add_typer(token_app, name="token")
 
 
 def register(app: typer.Typer) -> None:

@@ -66,13 +66,21 @@ class User(AbstractUser):
 
 
 class ApiToken(models.Model):
-    """A bearer token for the JSON API; only its SHA-256 is stored."""
+    """A bearer token for the JSON API; only its SHA-256 and its first characters are stored."""
+
+    # "nccid_" and 4 of its 43 random characters: enough to tell which token a script holds,
+    # too few to matter (the other 39 stay secret).
+    PREFIX_LENGTH = 10
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
     digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=16, blank=True)  # empty for tokens issued before it
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user.username}: {self.name} ({self.prefix or 'nccid_'}…)"
 
     @staticmethod
     def digest_of(token: str) -> str:
@@ -81,7 +89,9 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, user: User, name: str) -> tuple[ApiToken, str]:
         token = "nccid_" + secrets.token_urlsafe(32)
-        return cls.objects.create(user=user, name=name, digest=cls.digest_of(token)), token
+        made = cls.objects.create(user=user, name=name, digest=cls.digest_of(token),
+                                  prefix=token[:cls.PREFIX_LENGTH])
+        return made, token
 
 
 class AuditEvent(models.Model):

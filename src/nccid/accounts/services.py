@@ -8,7 +8,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from .models import Role, Site, SplitRule, User
+from .models import ApiToken, Role, Site, SplitRule, User, audit
 
 _SITE_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,15}$")
 _AE_TITLE = re.compile(r"^[ -~]{1,16}$")
@@ -75,3 +75,55 @@ def add_user(username: str, role: str, password: str, site_code: str | None = No
     except IntegrityError as exc:  # a concurrent add of the same username
         raise AccountError(f"user {username!r} already exists") from exc
     return user
+
+
+# ---------------------------------------------------------------- API tokens
+
+def _account(username: str) -> User:
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise AccountError(f"no user {username!r}")
+    return user
+
+
+def issue_token(username: str, name: str, actor: str) -> tuple[ApiToken, str]:
+    """A new token for an account: the token itself is returned once and never kept."""
+    made, token = ApiToken.issue(_account(username), name)
+    audit(actor, "token.issue", account=username, token=made.pk, name=name, prefix=made.prefix)
+    return made, token
+
+
+def tokens_of(username: str | None = None) -> list[ApiToken]:
+    """Every account's tokens, or one account's, by account then age."""
+    found = ApiToken.objects.select_related("user").order_by("user__username", "pk")
+    return list(found.filter(user=_account(username)) if username is not None else found)
+
+
+def revoke_tokens(token_ids: list[int], actor: str, username: str | None = None) -> list[ApiToken]:
+    """Delete tokens by number, or all of one account's (``username`` alone); audited, one
+    event per token. A number that is no token (or not that account's) revokes nothing."""
+    if not token_ids and username is None:
+        raise AccountError("say which tokens: their numbers (see 'nccid user token list') "
+                           "or --all-of USERNAME")
+    found = ApiToken.objects.select_related("user").order_by("pk")
+    if username is not None:
+        found = found.filter(user=_account(username))
+    if token_ids:
+        found = found.filter(pk__in=token_ids)
+    chosen = list(found)
+    missing = sorted(set(token_ids) - {token.pk for token in chosen})
+    if missing:
+        owner = f" of {username!r}" if username is not None else ""
+        raise AccountError(f"no token{owner} numbered {', '.join(map(str, missing))} "
+                           "(see 'nccid user token list'): nothing was revoked")
+    with transaction.atomic():
+        for token in chosen:
+            revoke_token(token, actor)
+    return chosen
+
+
+def revoke_token(token: ApiToken, actor) -> None:
+    """Delete one token (the API refuses it at once) and audit who did."""
+    audit(actor, "token.revoke", account=token.user.username, token=token.pk, name=token.name,
+          prefix=token.prefix)
+    ApiToken.objects.filter(pk=token.pk).delete()  # not token.delete(): the caller keeps its number
