@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 DEID_PROFILES = ("retain-dates", "shift-dates")
 
@@ -79,14 +79,16 @@ def _mask_options(options: dict) -> dict:
 
 def mask_url_password(url: str) -> str:
     """``url`` with its password, and any credential-like query parameter
-    (``?password=``, ``sslpassword=``, ``secret=``...), shown as ``****``."""
+    (``?password=``, ``sslpassword=``, ``secret=``...), shown as ``****``; the rest as written.
+    (Not rebuilt with urlunsplit, which drops an empty host: ``sqlite:////abs`` read ``sqlite://abs``.)"""
     parts = urlsplit(url)
-    if parts.password:
+    shown = url
+    if parts.password:  # the netloc follows the first //, its password before the last @
         netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-        parts = parts._replace(netloc=netloc)
-    if parts.query:
-        parts = parts._replace(query=_mask_query(parts.query))
-    return urlunsplit(parts)
+        shown = shown.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    if parts.query:  # the query follows the first ? (none can come before it)
+        shown = shown.replace(f"?{parts.query}", f"?{_mask_query(parts.query)}", 1)
+    return shown
 
 
 def _mask_query(query: str) -> str:
