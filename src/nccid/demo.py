@@ -73,9 +73,12 @@ def _print(console: Console | None, text: str) -> None:
 
 def load_demo(console: Console | None = None) -> bool:
     """Create the demo sites, accounts, clinical records and images, or finish an interrupted
-    load. False if the demo is already loaded, or the home has a site RTH of its own."""
+    load. False if the demo is already loaded, or the home has sites or accounts of its own
+    (nothing is added to it then, and no demo account is printed: none exists there)."""
     state = demo_state()
-    if state in ("loaded", "not a demo home"):
+    if state == "not a demo home":
+        return False
+    if state == "loaded":
         if console is not None:
             print_accounts(console)
         return False
@@ -101,9 +104,10 @@ def load_demo(console: Console | None = None) -> bool:
 
 
 def demo_state() -> str:
-    """'loaded', 'interrupted' (started, not finished), 'new', or 'not a demo home' (a site
-    RTH that no demo load made: a home from before these marks, or an operator's own)."""
-    from nccid.accounts.models import AuditEvent, Site
+    """'loaded', 'interrupted' (started, not finished), 'new' (no site and no account at all),
+    or 'not a demo home' (sites or accounts no demo load made: an operator's own, or a home from
+    before these marks). Only a new or a demo home may get the demo's published passwords."""
+    from nccid.accounts.models import AuditEvent, Site, User
 
     marks = set(AuditEvent.objects.filter(username=DEMO_ACTOR, action__in=(STARTED, LOADED))
                 .values_list("action", flat=True))
@@ -111,7 +115,7 @@ def demo_state() -> str:
         return "loaded"
     if STARTED in marks:
         return "interrupted"
-    return "not a demo home" if Site.objects.filter(code=SITES[0].code).exists() else "new"
+    return "not a demo home" if Site.objects.exists() or User.objects.exists() else "new"
 
 
 def _steps_per_site() -> int:

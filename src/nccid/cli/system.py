@@ -18,8 +18,18 @@ from .common import UserError, check_databases, console, require_free_port, setu
 config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
 
 
-def initialise(demo: bool = False, quiet: bool = False) -> None:
-    """Create the data directory, databases, key file and warehouse. Safe to run again."""
+# The demo's accounts share a published password: never added to a real installation.
+NOT_A_DEMO_HOME = {
+    "init": "this home has sites/accounts of its own: the demo loads only into a new home; "
+            "run 'nccid init' without --demo",
+    "run": "this home has sites/accounts of its own: 'nccid run' is the demo; start the "
+           "services with 'nccid serve' and 'nccid node'",
+}
+
+
+def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -> None:
+    """Create the data directory, databases, key file and warehouse. Safe to run again.
+    With ``demo``, refuse (naming ``command``) a home with sites or accounts of its own."""
     settings = get_settings()
     for name in ("home", "log_dir", "pending_dir"):
         _make_folder(getattr(settings, name), name)
@@ -37,6 +47,8 @@ def initialise(demo: bool = False, quiet: bool = False) -> None:
     verbosity = 0
     call_command("migrate", database="default", verbosity=verbosity, interactive=False)
     call_command("migrate", database="vault", verbosity=verbosity, interactive=False)
+    if demo:
+        _require_demo_home(NOT_A_DEMO_HOME[command])
     if not settings.key_file.exists():
         if installation_has_data():  # never a silent new key over existing data
             raise KeyFileError(
@@ -59,6 +71,14 @@ def initialise(demo: bool = False, quiet: bool = False) -> None:
         console.print(f"Initialised nccid in {settings.home}")
 
 
+def _require_demo_home(refusal: str) -> None:
+    """Before anything else is made: a new home, or one the demo was loaded into, only."""
+    from nccid.demo import demo_state
+
+    if demo_state() == "not a demo home":
+        raise UserError(refusal)
+
+
 def _make_folder(folder, name: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +88,7 @@ def _make_folder(folder, name: str) -> None:
 
 
 def init(
-    demo: Annotated[bool, typer.Option("--demo", help="Also load synthetic demo sites, accounts and data.")] = False,
+    demo: Annotated[bool, typer.Option("--demo", help="Also load synthetic demo sites, accounts and data (a new home only).")] = False,
 ) -> None:
     """Create the database, key file and warehouse (idempotent; never replaces a key)."""
     initialise(demo=demo)
@@ -85,14 +105,15 @@ def run(
     port: Annotated[int | None, typer.Option("--port", help="The portal's port (default: portal_port).")] = None,
     node_port: Annotated[int | None, typer.Option("--node-port", help="The DICOM node's port (default: node_port).")] = None,
 ) -> None:
-    """Initialise with demo data if new, then run the portal and the DICOM node together."""
+    """The demo: load synthetic sites, accounts and data into a new home (refused for a home
+    with sites or accounts of its own), then run the portal and the DICOM node together."""
     settings = get_settings()
     host = host or settings.portal_host
     port = settings.portal_port if port is None else port  # --port 0 is refused, not the default
     node_port = settings.node_port if node_port is None else node_port
     require_free_port(host, port, "portal", "--port")
     require_free_port(settings.node_host, node_port, "DICOM node", "--node-port")
-    initialise(demo=True)
+    initialise(demo=True, command="run")
     exe = [sys.executable, "-m", "nccid.cli.main"]
     portal = exe + ["serve", "--host", host, "--port", str(port)]
     node = exe + ["node", "--port", str(node_port)]
