@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import json
 from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
@@ -158,11 +160,23 @@ def _site_filter(request: HttpRequest, site_code: str | None) -> dict:
             return {"site": site}
         return {}
     if site_code and site_code.strip().upper() != user.site.code:
-        raise Http404(f"No site with code {site_code!r}.")
+        # The same answer whether or not the code is a site's: nothing about it is confirmed.
+        raise PermissionDenied(f"An uploader sees their own site's only: leave out site, "
+                               f"or send site={user.site.code}.")
     return {"site_id": user.site_id}
 
 
 # ---------------------------------------------------------------- schemas
+
+class ErrorOut(Schema):
+    detail: str
+
+
+class InvalidOut(Schema):
+    """Ninja's answer to a parameter out of range: each problem with its location."""
+
+    detail: list[dict[str, Any]]
+
 
 class MeOut(Schema):
     username: str
@@ -347,15 +361,44 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
     return Status(201, _upload_out(made, with_errors=True))
 
 
-@api.get("/uploads", response=list[UploadOut], tags=["uploads"], summary="My site's uploads, newest first")
-def upload_list(request, site: Query[str | None, P(description="A site code: data managers and admins choose a site; an uploader always gets their own.")] = None,
-                limit: Query[int, P(description="At most this many uploads (1-1000).")] = 100):
+# ---------------------------------------------------------------- lists, a page at a time
+
+MAX_PAGE = 1000
+PAGE_HEADERS = {"X-Total-Count": {"description": "How many items the list holds in all.",
+                                  "schema": {"type": "integer"}},
+                "Link": {"description": "`<…?offset=N…>; rel=\"next\"` while more follow.",
+                         "schema": {"type": "string"}}}
+LIST_ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: InvalidOut}
+SiteQuery = Query[str | None, P(description=(
+    "A site code: data managers and admins choose a site (404 if there is none); an uploader "
+    "always gets their own (another site's code is 403)."))]
+OffsetQuery = Query[int, P(ge=0, description="Skip this many of the newest first (0 and up).")]
+
+LimitQuery = Query[int, P(ge=1, le=MAX_PAGE, description=f"At most this many (1-{MAX_PAGE}).")]
+
+
+def _page(request: HttpRequest, response: HttpResponse, rows, offset: int, limit: int) -> list:
+    """One page of a query; the total in X-Total-Count and the next page's address in Link."""
+    total = rows.count()
+    page = list(rows[offset:offset + limit])
+    response["X-Total-Count"] = str(total)
+    if offset + limit < total:
+        query = request.GET.copy()
+        query["offset"], query["limit"] = str(offset + limit), str(limit)
+        response["Link"] = f'<{request.path}?{urlencode(sorted(query.items()))}>; rel="next"'
+    return page
+
+
+@api.get("/uploads", response={200: list[UploadOut], **LIST_ERRORS}, tags=["uploads"],
+         summary="My site's uploads, newest first, a page at a time",
+         openapi_extra={"responses": {200: {"headers": PAGE_HEADERS}}})
+def upload_list(request, response: HttpResponse, site: SiteQuery = None,
+                limit: LimitQuery = 100, offset: OffsetQuery = 0):
     from nccid.clinical.models import Upload
 
     require_site_role(request)
-    rows = (Upload.objects.select_related("site").filter(**_site_filter(request, site))
-            .order_by("-pk")[: max(1, min(limit, 1000))])
-    return [_upload_out(u) for u in rows]
+    rows = Upload.objects.select_related("site").filter(**_site_filter(request, site)).order_by("-pk")
+    return [_upload_out(u) for u in _page(request, response, rows, offset, limit)]
 
 
 @api.get("/uploads/{upload_id}", response=UploadDetailOut, tags=["uploads"],
@@ -392,15 +435,18 @@ def upload_cancel(request, upload_id: Path[int, P(description="The upload's numb
     return _act_on_upload(request, upload_id, "cancel")
 
 
-@api.get("/studies", response=list[StudyOut], tags=["images"],
-         summary="DICOM studies my site has sent (pseudonyms and keyed UIDs only)")
-def study_list(request, site: Query[str | None, P(description="A site code: data managers and admins choose a site; an uploader always gets their own.")] = None,
-               limit: Query[int, P(description="At most this many studies (1-1000).")] = 200):
+@api.get("/studies", response={200: list[StudyOut], **LIST_ERRORS}, tags=["images"],
+         summary="DICOM studies my site has sent, latest received first, a page at a time "
+                 "(pseudonyms and keyed UIDs only)",
+         openapi_extra={"responses": {200: {"headers": PAGE_HEADERS}}})
+def study_list(request, response: HttpResponse, site: SiteQuery = None,
+               limit: LimitQuery = 200, offset: OffsetQuery = 0):
     from nccid.imaging.models import StudyReceipt
 
     require_site_role(request)
-    rows = (StudyReceipt.objects.select_related("site").filter(**_site_filter(request, site))
-            .order_by("-last_received")[: max(1, min(limit, 5000))])
+    rows = _page(request, response, StudyReceipt.objects.select_related("site")
+                 .filter(**_site_filter(request, site)).order_by("-last_received", "-pk"),
+                 offset, limit)
     return [
         {"site": r.site.code, "study_uid": r.study_uid, "patient": r.patient,
          "modality": r.modality, "source": r.source, "instances": r.instances,

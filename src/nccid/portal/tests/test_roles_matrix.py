@@ -312,7 +312,7 @@ def test_site_a_lists_never_show_site_b(client, world):
     listed = client.get("/api/uploads", **auth).json()
     assert {u["site"] for u in listed} == {world["A"].code}
     assert b_objects["upload"].pk not in {u["id"] for u in listed}
-    assert client.get(f"/api/uploads?site={world['B'].code}", **auth).status_code == 404
+    assert client.get(f"/api/uploads?site={world['B'].code}", **auth).status_code == 403
     studies = client.get("/api/studies", **auth).json()
     assert studies and {s["site"] for s in studies} == {world["A"].code}
     client.force_login(uploader)
