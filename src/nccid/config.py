@@ -5,6 +5,7 @@ Pure Python: no Django import here, so the CLI and the pure libraries can read s
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -143,8 +144,10 @@ class _Picker:
 
     def __init__(self, file_cfg: dict, path: Path | None):
         self.file_cfg, self.path = file_cfg, path
+        self.known: set[str] = set()  # every key asked for: the file may hold these only
 
     def raw(self, key: str, default) -> tuple[object, str]:
+        self.known.add(key)
         # The NCCID_ name wins: a machine may hold a DATABASE_URL meant for another program.
         for name in ("NCCID_" + key.upper(), key.upper()):
             if os.environ.get(name):  # an empty variable is unset
@@ -186,6 +189,7 @@ class _Picker:
         raise ConfigError(f"{key} must be true or false, got {value!r} ({where})")
 
     def table(self, key: str) -> dict:
+        self.known.add(key)
         value = self.file_cfg.get(key, {})
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a table ([{key}]), got {value!r} (in {self.path})")
@@ -204,6 +208,18 @@ class _Picker:
             raise ConfigError(f"{key} must be 1 to 16 characters (letters, digits, spaces and "
                               f"punctuation other than a backslash), got {value!r} ({where})")
         return value
+
+    def refuse_unknown_keys(self) -> None:
+        """A key no setting reads is a typo (``databse_url``): refused, else the installation
+        would run silently on the default (local SQLite, a new key file...)."""
+        unknown = [key for key in self.file_cfg if key not in self.known]
+        if unknown:
+            raise ConfigError(f"{self.path}: " + "; ".join(map(self._unknown, unknown)))
+
+    def _unknown(self, key: str) -> str:
+        near = difflib.get_close_matches(key, sorted(self.known), n=1)
+        hint = f"did you mean {near[0]!r}?" if near else "the settings are listed in docs/configuration.md"
+        return f"unknown setting {key!r} ({hint})"
 
     def public_url(self, key: str) -> str:
         value, where = self.raw(key, "")
@@ -260,7 +276,7 @@ def get_settings() -> Settings:
     if os.environ.get("NCCID_S3_ENDPOINT"):
         storage_options["endpoint_url"] = os.environ["NCCID_S3_ENDPOINT"]
 
-    return Settings(
+    settings = Settings(
         home=home,
         database_url=pick.text("database_url", f"sqlite:///{home / 'nccid.sqlite3'}"),
         vault_database_url=pick.text("vault_database_url", f"sqlite:///{home / 'vault.sqlite3'}"),
@@ -285,8 +301,10 @@ def get_settings() -> Settings:
         # At least a day: 0 or less would expire every waiting image the moment it arrives.
         pending_retention_days=pick.whole("pending_retention_days", 90, low=1),
         accept_test_numbers=pick.flag("accept_test_numbers", False),
-        debug=str(pick.raw("debug", "")[0]).lower() in ("1", "true", "yes"),
+        debug=pick.flag("debug", False),
     )
+    pick.refuse_unknown_keys()  # after every setting was read: each one read is known
+    return settings
 
 
 def reset_settings_cache() -> None:
