@@ -6,6 +6,7 @@ The patient commands take an NHS/CHI number or a pseudonym and print only pseudo
 
 from __future__ import annotations
 
+import json
 from datetime import UTC
 from typing import Annotated
 
@@ -129,20 +130,40 @@ def patient_withdraw(
     err_console.print("Tell the recipients of the hand-outs listed above, if any.", highlight=False)
 
 
+def _withdrawal_out(w) -> dict:
+    return {"pseudonym": w.pseudonym,
+            "requested_at": w.requested_at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "requested_by": w.requested_by, "reason": w.reason,
+            "state": "complete" if w.completed_at else "interrupted"}
+
+
 @patient_app.command("withdrawn")
 def patient_withdrawn(user: UserOption, password_stdin: PasswordStdin = False,
                       limit: Annotated[int, typer.Option("--limit", min=1, max=100_000,
-                                                          help="At most this many patients.")] = 100) -> None:
+                                                          help="At most this many patients.")] = 100,
+                      as_json: Annotated[bool, typer.Option(
+                          "--json", help="One JSON object a line (pseudonym, requested_at, "
+                                         "requested_by, reason, state), for scripts.")] = False) -> None:
     """List withdrawn patients, newest first."""
     setup_django()
     from nccid.identity.cli import login_data_manager
     from nccid.withdrawal.models import Withdrawal
 
     login_data_manager(user, password_stdin, "patient.withdrawn")
-    table = Table("Pseudonym", "When (UTC)", "By", "Why", "State")
-    for w in Withdrawal.objects.all()[:limit]:
-        table.add_row(w.pseudonym, f"{w.requested_at.astimezone(UTC):%Y-%m-%d %H:%M}", w.requested_by,
-                      w.reason, "complete" if w.completed_at else "interrupted")
+    withdrawals = [_withdrawal_out(w) for w in Withdrawal.objects.all()[:limit]]
+    if as_json:
+        for row in withdrawals:
+            typer.echo(json.dumps(row))
+        return
+    table = Table()
+    # Pseudonym and date never cut or wrapped (a pipe is 80 columns): reinstate needs the
+    # pseudonym whole; the other columns wrap, folding a long word rather than cutting it.
+    for heading, whole in (("Pseudonym", True), ("When (UTC)", True), ("By", False),
+                           ("Why", False), ("State", True)):
+        table.add_column(heading, no_wrap=whole, overflow="ellipsis" if whole else "fold")
+    for row in withdrawals:
+        table.add_row(row["pseudonym"], row["requested_at"][:16].replace("T", " "),
+                      row["requested_by"], row["reason"], row["state"])
     console.print(table)
 
 
