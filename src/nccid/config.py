@@ -30,6 +30,9 @@ class Settings:
     node_ae_title: str = "NCCID"
     node_host: str = "127.0.0.1"
     node_port: int = 11112
+    # The host name sites send to, shown on the guidance page (node_host is where the node
+    # listens, often 0.0.0.0). Empty: see nccid.portal.content.node_public_host.
+    node_public_host: str = ""
     # The node acknowledges from an encrypted, durable spool; a drain thread stores from it.
     spool_dir: Path = Path("var/spool")
     spool_segment_bytes: int = 256 * 1024 * 1024
@@ -288,6 +291,7 @@ def get_settings() -> Settings:
         node_ae_title=pick.ae_title("node_ae_title", "NCCID"),
         node_host=pick.text("node_host", "127.0.0.1"),
         node_port=pick.whole("node_port", 11112, *PORTS),
+        node_public_host=pick.text("node_public_host", "").strip(),
         spool_dir=pick.path_("spool_dir", home / "spool"),
         spool_segment_bytes=pick.whole("spool_segment_bytes", 256 * 1024 * 1024, low=1),
         node_drain=pick.flag("node_drain", True),

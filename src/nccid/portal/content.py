@@ -10,6 +10,7 @@ import re
 import tomllib
 from functools import cache, lru_cache
 from importlib import resources
+from urllib.parse import urlsplit
 
 from nccid.config import get_settings
 
@@ -104,9 +105,27 @@ def template_bytes(kind: str) -> bytes:
     return buffer.getvalue()
 
 
-def node_details() -> dict:
+# Listening on every interface: no address a site could send to.
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def node_public_host(request_host: str = "") -> str:
+    """Where sites send images: node_public_host; else the host of public_url; else node_host
+    unless it is a wildcard listen address; else the host name this page was requested by."""
     settings = get_settings()
-    return {"ae_title": settings.node_ae_title, "host": settings.node_host,
+    if settings.node_public_host:
+        return settings.node_public_host
+    if settings.public_url:
+        return urlsplit(settings.public_url).hostname
+    if settings.node_host not in WILDCARD_HOSTS:
+        return settings.node_host
+    return urlsplit(f"//{request_host}").hostname or ""  # without its port
+
+
+def node_details(request_host: str = "") -> dict:
+    """The node as sites address it; ``request_host`` is the portal request's Host."""
+    settings = get_settings()
+    return {"ae_title": settings.node_ae_title, "host": node_public_host(request_host),
             "port": settings.node_port}
 
 
@@ -119,12 +138,12 @@ def contacts() -> list[dict]:
             for u in managers.order_by("last_name", "username")]
 
 
-def guidance_context(user) -> dict:
+def guidance_context(user, request_host: str = "") -> dict:
     settings = get_settings()
     return {
         "kinds": list(kinds().values()),
         "columns": {kind: columns(kind) for kind in KIND_PAGES},
-        "node": node_details(),
+        "node": node_details(request_host),
         "site": getattr(user, "site", None),
         "contacts": contacts(),
         "validation_percent": settings.validation_percent,

@@ -175,13 +175,14 @@ def research(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def guidance(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/guidance.html", content.guidance_context(request.user))
+    return render(request, "portal/guidance.html",
+                  content.guidance_context(request.user, request.get_host()))
 
 
 @login_required
 @require_GET
 def faq(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/faq.html", content.guidance_context(request.user))
+    return render(request, "portal/faq.html", content.guidance_context(request.user, request.get_host()))
 
 
 def _kind_or_404(kind: str) -> dict:
