@@ -182,13 +182,17 @@ class _Picker:
             raise ConfigError(f"{key} must be {low} or more, got {number} ({where})")
         return number
 
-    def flag(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool, others_may_set_plain: bool = False) -> bool:
+        """``others_may_set_plain``: the plain variable (``DEBUG``) is one other programs set
+        to their own values (``DEBUG=*``): such a value there means unset, not an error."""
         value, where = self.raw(key, default)
         text = str(value).strip().lower()
         if text in ("1", "true", "yes", "on"):
             return True
         if text in ("0", "false", "no", "off"):
             return False
+        if others_may_set_plain and where == f"from {key.upper()}":
+            return default
         raise ConfigError(f"{key} must be true or false, got {value!r} ({where})")
 
     def table(self, key: str) -> dict:
@@ -305,7 +309,7 @@ def get_settings() -> Settings:
         # At least a day: 0 or less would expire every waiting image the moment it arrives.
         pending_retention_days=pick.whole("pending_retention_days", 90, low=1),
         accept_test_numbers=pick.flag("accept_test_numbers", False),
-        debug=pick.flag("debug", False),
+        debug=pick.flag("debug", False, others_may_set_plain=True),
     )
     pick.refuse_unknown_keys()  # after every setting was read: each one read is known
     return settings

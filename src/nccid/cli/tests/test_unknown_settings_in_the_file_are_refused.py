@@ -75,3 +75,14 @@ def test_misspelt_keys_stop_a_real_command_in_one_line(tmp_path):
     assert ("unknown setting 'databse_url' (did you mean 'database_url'?); unknown setting "
             "'keyfile' (did you mean 'key_file'?)") in result.err_text
     assert str(config) in result.err_text.replace(" ", "")
+
+
+def test_a_plain_debug_another_program_set_counts_as_unset_but_nccid_debug_is_checked(
+        clean_env, monkeypatch):
+    monkeypatch.setenv("DEBUG", "*")  # as node.js's debug module has it
+    reset_settings_cache()
+    assert get_settings().debug is False
+    monkeypatch.setenv("NCCID_DEBUG", "*")
+    reset_settings_cache()
+    with pytest.raises(ConfigError, match=r"debug must be true or false, got '\*' \(from NCCID_DEBUG\)"):
+        get_settings()
