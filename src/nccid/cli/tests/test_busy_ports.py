@@ -1,5 +1,7 @@
 """A port already taken (another nccid, another program) is one clear line and exit status 1
-from ``nccid run``, ``nccid serve`` and ``nccid node``, never a traceback or a retry loop."""
+from ``nccid run``, ``nccid serve`` and ``nccid node``, never a traceback or a retry loop; and
+``--port 0`` is a port out of range, refused in one line like any other, never read as "no
+port given" (``nccid serve --port 0`` started on portal_port, 8000)."""
 
 from __future__ import annotations
 
@@ -44,3 +46,18 @@ def test_a_taken_port_is_one_clear_line(home, taken_port, command, option, names
     assert result.code == 1
     assert f"cannot listen on 127.0.0.1:{taken_port}" in result.err_text
     assert names in result.err_text and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(("command", "setting"), [
+    (["serve", "--port", "0"], "NCCID_PORTAL_PORT"),
+    (["run", "--port", "0"], "NCCID_PORTAL_PORT"),
+    (["run", "--node-port", "0"], "NCCID_NODE_PORT"),
+])
+def test_port_zero_is_one_clear_line(home, taken_port, command, setting):
+    # The configured port is taken, so a command that fell back to it fails at once saying so.
+    env = {"NCCID_HOME": str(home), setting: str(taken_port)}
+    result = run_nccid(*command, env=env, timeout=60)
+    option = command[1]
+    assert result.code == 1, result.out
+    assert f"{option} must be a port between 1 and 65535, got 0" in result.err_text
+    assert "Traceback" not in result.err

@@ -11,17 +11,7 @@ from dataclasses import fields
 import pytest
 
 from nccid.cli.tests.clirun import run_nccid
-from nccid.cli.tests.settings_env import fresh_settings
 from nccid.config import ConfigError, Settings, get_settings, reset_settings_cache
-
-
-@pytest.fixture
-def clean_env(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.chdir(tmp_path)
-    with fresh_settings(monkeypatch, NCCID_HOME=str(home)):
-        yield home
 
 
 def _toml_value(value) -> str:
