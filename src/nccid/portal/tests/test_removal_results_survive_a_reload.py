@@ -32,14 +32,21 @@ def inset(body: str, element_id: str) -> str:
     return body.split(f'id="{element_id}"', 1)[1].split("</div>", 1)[0]
 
 
+def _sent_to_its_result(client, make_user, page_name: str, form: dict, model):
+    """A data manager's POST of ``form``: (the redirect, the record it made, the audit count)."""
+    client.force_login(make_user("data-manager"))
+    page = reverse(page_name)
+    sent = client.post(page, form)
+    made = model.objects.get()
+    assert sent.status_code == 302 and sent["Location"] == f"{page}?done={made.pk}"
+    return sent, made, AuditEvent.objects.count()
+
+
 def test_reloading_a_withdrawal_result_withdraws_nothing_again(client, make_user, patient):
     person, pseudonym = patient
-    client.force_login(make_user("data-manager"))
-    page = reverse("figures:withdraw")
-    sent = client.post(page, {"patient": pseudonym, "step": "withdraw", "reason": "Objected (ref 5)"})
-    withdrawal = Withdrawal.objects.get()
-    assert sent.status_code == 302 and sent["Location"] == f"{page}?done={withdrawal.pk}"
-    events = AuditEvent.objects.count()
+    sent, withdrawal, events = _sent_to_its_result(
+        client, make_user, "figures:withdraw",
+        {"patient": pseudonym, "step": "withdraw", "reason": "Objected (ref 5)"}, Withdrawal)
     shown = []
     for _ in range(2):  # the redirect, then a reload
         result = client.get(sent["Location"])
@@ -57,12 +64,9 @@ def test_reloading_a_withdrawal_result_withdraws_nothing_again(client, make_user
 def test_reloading_a_study_removal_result_removes_nothing_again(client, make_user, patient):
     _, pseudonym = patient
     study_uid = ImageRecord.objects.filter(pseudonym=pseudonym).values_list("study_uid", flat=True)[0]
-    client.force_login(make_user("data-manager"))
-    page = reverse("figures:remove_study")
-    sent = client.post(page, {"study": study_uid, "step": "remove", "reason": "Name burned in"})
-    removal = StudyWithdrawal.objects.get()
-    assert sent.status_code == 302 and sent["Location"] == f"{page}?done={removal.pk}"
-    events = AuditEvent.objects.count()
+    sent, _, events = _sent_to_its_result(
+        client, make_user, "figures:remove_study",
+        {"study": study_uid, "step": "remove", "reason": "Name burned in"}, StudyWithdrawal)
     shown = [inset(client.get(sent["Location"]).content.decode(), "removed") for _ in range(2)]
     assert shown[0] == shown[1] and study_uid in shown[0] and "2 images" in shown[0]
     assert AuditEvent.objects.count() == events
