@@ -363,6 +363,7 @@ AUDIT_KINDS = {
     "imaging": "Images (held, pending)",
     "research": "Research access",
     "identity": "Linkage files",
+    "token": "API tokens (issued, revoked)",
     "withdrawal": "Withdrawal sweeps",
     "audit": "Audit log views",
 }

@@ -143,7 +143,8 @@ def _home_cards(user) -> list[dict]:
                           "records behind every page (Django's admin site).", "admin-card"))
     elif user.is_data_manager and user.is_staff:  # what accounts/admin.py lets them change
         cards.append(card("Sites and accounts", "admin:index", "Add and change sites, and the "
-                          "accounts of site staff and researchers (Django's admin site).",
+                          "accounts of site staff and researchers, and revoke their API "
+                          "tokens (Django's admin site).",
                           "admin-card"))
     if user.role in ("researcher", "admin"):
         cards.append(card("Research access", "portal:research",

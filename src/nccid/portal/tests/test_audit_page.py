@@ -63,3 +63,18 @@ def test_an_events_time_and_detail_are_shown_whole(client, make_user):
     detail = re.search(r'<td class="[^"]*portal-audit-detail[^"]*">(.*?)</td>', row, re.S).group(1)
     assert detail == "site=RTH; sop_uid=2.25." + "7" * 39
     assert "portal-wrap" in row  # a long UID wraps in its cell instead of being cut off
+
+
+def test_api_token_events_have_a_kind_of_their_own(client, make_user):
+    from nccid.accounts.services import issue_token, revoke_tokens
+
+    manager = make_user("data-manager", username="dm.tokens")
+    uploader = make_user("uploader", username="up.tokens")
+    made, _ = issue_token(uploader.username, "nightly", actor=manager.username)
+    revoke_tokens([made.pk], actor=manager.username)
+    audit(manager, "vault.reveal", pseudonym="NCCID-AAAAAAAAAAAAAAAA", reason="site query 5")
+    client.force_login(manager)
+    tokens = client.get(reverse("figures:audit"), {"kind": "token"}).content.decode()
+    assert [("token.revoke" in r, "token.issue" in r) for r in _rows(tokens)] == [
+        (True, False), (False, True)]
+    assert "API tokens (issued, revoked)" in tokens
