@@ -27,9 +27,8 @@ setup: $(BIN)/.installed
 system-deps:
 	scripts/system-deps.sh
 
-# The demo's synthetic patients (and anyone trying the portal with them) have NHS test numbers.
 run: setup
-	NCCID_ACCEPT_TEST_NUMBERS=$${NCCID_ACCEPT_TEST_NUMBERS:-true} $(BIN)/nccid run
+	$(BIN)/nccid run
 
 lint: setup
 	$(BIN)/ruff check src tests conftest.py tools bench

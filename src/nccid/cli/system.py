@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Annotated
 
 import typer
@@ -117,7 +118,8 @@ def run(
     exe = [sys.executable, "-m", "nccid.cli.main"]
     portal = exe + ["serve", "--host", host, "--port", str(port)]
     node = exe + ["node", "--port", str(node_port)]
-    children = [_start_child(portal), _start_child(node)]
+    environment = demo_environment(os.environ)
+    children = [_start_child(portal, environment), _start_child(node, environment)]
     console.print(f"Portal: http://{host}:{port}/  DICOM node: AE title {settings.node_ae_title} "
                   f"on port {node_port}. Ctrl-C stops both.")
     _supervise(children)
@@ -132,12 +134,20 @@ _STOP_GRACE_SECONDS = 30
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _start_child(command: list[str]) -> subprocess.Popen:
+def demo_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The demo's services accept NHS test-range numbers (its synthetic people have them, and
+    so do the sheets anyone trying its portal makes), unless NCCID_ACCEPT_TEST_NUMBERS says
+    otherwise: ``nccid run`` runs only in a demo home."""
+    return {**environ, "NCCID_ACCEPT_TEST_NUMBERS":
+            environ.get("NCCID_ACCEPT_TEST_NUMBERS") or "true"}
+
+
+def _start_child(command: list[str], environment: dict[str, str]) -> subprocess.Popen:
     """A service in a session of its own, so a terminal's HUP or Ctrl-C reaches only this
     parent, which stops the children with TERM; on Linux the child is also sent TERM if the
     parent dies without doing so (killed with -9), so no service outlives it holding a port."""
     on_linux = sys.platform.startswith("linux")
-    return subprocess.Popen(command, start_new_session=True,
+    return subprocess.Popen(command, start_new_session=True, env=environment,
                             preexec_fn=_die_with_parent(os.getpid()) if on_linux else None)
 
 

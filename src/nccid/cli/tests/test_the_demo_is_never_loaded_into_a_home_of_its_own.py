@@ -67,3 +67,13 @@ def test_init_demo_refuses_a_home_with_an_account_of_its_own(home_with_an_accoun
     assert "Demo accounts" not in result.out and "nccid-demo-only" not in result.out
     _assert_nothing_of_the_demo(home_with_an_account)
     assert "dm1" in _nccid(home_with_an_account, "user", "list").out
+
+
+@pytest.mark.parametrize(("given", "services_get"), [
+    (None, "true"), ("", "true"), ("false", "false"), ("true", "true")])
+def test_the_demos_services_accept_test_numbers_unless_told_otherwise(given, services_get):
+    from nccid.cli.system import demo_environment
+
+    environ = {"PATH": "/usr/bin"} | ({} if given is None else {"NCCID_ACCEPT_TEST_NUMBERS": given})
+    assert demo_environment(environ) == {"PATH": "/usr/bin",
+                                         "NCCID_ACCEPT_TEST_NUMBERS": services_get}
