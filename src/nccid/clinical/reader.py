@@ -36,6 +36,8 @@ from .schema import (
     header_bracket,
     normalise_header,
     templates,
+    unit_key,
+    unit_vocabulary,
 )
 
 MAX_BYTES = 50 * 1024 * 1024
@@ -680,7 +682,7 @@ def layout(sheet: Sheet, kind: str) -> Layout:
             )
         seen[column.field] = index
         columns.append(column)
-        unit = _header_unit(column, header, index)
+        unit = _header_unit(column, header, index, warnings)
         if unit is not None:
             header_units[index] = unit
     if sheet.unheaded_columns:
@@ -705,34 +707,59 @@ def layout(sheet: Sheet, kind: str) -> Layout:
     return Layout(template=template, columns=columns, warnings=warnings, header_units=header_units)
 
 
-def _header_unit(column: Column, header: str, index: int) -> str | None:
+def _header_unit(column: Column, header: str, index: int, warnings: list[str]) -> str | None:
     """The unit a number column's header names in its own bracket (None: the template's
-    header, or no bracket); the file is refused when a header's bracket states a unit or
-    codes the column does not take, before any value is read under the template's. The
-    bracket is never repeated: a header can hold anything."""
+    header, or no bracket). The file is refused when the bracket names a unit the column does
+    not take or codes other than the template's, before any value is read; a bracket that is
+    neither is warned, and the column read as under the template's header. The bracket is
+    never repeated: a header can hold anything."""
     bracket = header_bracket(header)
     if bracket is None or column.type not in ("integer", "decimal", "code"):
         return None
     if (column.legend is not None and folded(bracket) == folded(column.legend)) \
-            or folded(bracket) in harmless_brackets():
+            or folded(bracket) in harmless_brackets() or column.range_within(bracket):
         return None
     where = f"column {_column_letter(index)} is the template's '{column.label}' column, but its header"
     if column.codes is not None:
-        if column.codes.legend_agrees(bracket):
-            return None
-        codes = column.legend or column.codes.expected or column.codes.legend()
-        raise SpreadsheetRejected(
-            f"{where} does not give the template's codes ({codes}): recode its values to the "
-            f"template's codes and use the template's header '{column.header}', so that no value "
-            "is read under a code it does not mean")
+        return _header_codes(column, bracket, index, where, warnings)
     unit = column.unit_named(bracket)
-    if unit is None:
+    if unit is not None:
+        return unit
+    if unit_key(bracket) in unit_vocabulary():
         takes = f"values in {' or '.join(column.accepted_units())}" if column.accepted_units() \
             else "a plain number, without a unit"
         raise SpreadsheetRejected(
             f"{where} states a unit this column does not take (it takes {takes}): convert the "
             f"values and name their unit in the header, or use the template's header '{column.header}'")
-    return unit
+    unit = f" (in {column.unit})" if column.unit else ""
+    warnings.append(_unrecognised_bracket(column, index, f"its values were read as under the "
+                                          f"template's header '{column.header}'{unit}"))
+    return None
+
+
+def _header_codes(column: Column, bracket: str, index: int, where: str, warnings: list[str]) -> None:
+    """A coded column's bracket: the template's codes in other words pass, other codes refuse
+    the file, anything else is warned."""
+    codes = column.codes
+    assert codes is not None
+    agrees = codes.legend_agrees(bracket)
+    if agrees:
+        return None
+    if agrees is not None:
+        expected = column.legend or codes.expected or codes.legend()
+        raise SpreadsheetRejected(
+            f"{where} does not give the template's codes ({expected}): recode its values to the "
+            f"template's codes and use the template's header '{column.header}', so that no value "
+            "is read under a code it does not mean")
+    warnings.append(_unrecognised_bracket(column, index, "its values were read as the "
+                                          f"template's codes ({codes.expected or codes.legend()})"))
+    return None
+
+
+def _unrecognised_bracket(column: Column, index: int, how: str) -> str:
+    return (f"column {_column_letter(index)} ('{column.header}') has a bracket in its header that "
+            f"is neither a unit this column takes nor the template's codes: {how}; check that "
+            "this is what its values mean")
 
 
 # How alike (difflib's ratio) a header must be to a template column's to be called a misspelling.

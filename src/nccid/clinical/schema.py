@@ -66,6 +66,33 @@ def folded(text: str) -> str:
     return _SPACES.sub("", text).casefold()
 
 
+_SUPERSCRIPT_POWER = re.compile(r"10([⁰¹²³⁴⁵⁶⁷⁸⁹]+)")
+_SUPERSCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_TIMES_POWER = re.compile(r"^[x×*](?=10\^)")
+_FEU = "feu"  # fibrinogen-equivalent units: how D-dimer is reported, not a unit of its own
+_RANGE = re.compile(r"^(-?\d+(?:\.\d+)?)\s*(?:-|–|—|to)\s*(\d+(?:\.\d+)?)$")
+
+
+def unit_key(text: str) -> str:
+    """A unit as compared: case, spaces and the spellings of ``headers.toml`` aside, so
+    "×10⁹/L", "x 10^9/L" and "10*9/l" are "10^9/l", "ºC" and "Celsius" are "°c", "bpm" is
+    "/min", "micromol/L" is "umol/l"; a trailing "FEU" is dropped."""
+    key = _SUPERSCRIPT_POWER.sub(lambda m: "10^" + m[1].translate(_SUPERSCRIPT_DIGITS), folded(text))
+    spellings = _header_rules()
+    for written, meant in spellings["unit_spellings"].items():
+        key = key.replace(written, meant)
+    key = _TIMES_POWER.sub("", key)
+    if key.endswith(_FEU) and len(key) > len(_FEU):
+        key = key[:-len(_FEU)]
+    return spellings["unit_names"].get(key, key)
+
+
+def number_range(text: str) -> tuple[float, float] | None:
+    """``"0-17"``, ``"3 – 15"``, ``"0 to 21"`` -> (low, high); None when not a range."""
+    match = _RANGE.match(text.strip())
+    return (float(match[1]), float(match[2])) if match else None
+
+
 def phrase(text: str) -> str:
     """Upper case, punctuation and runs of spaces as one space: ``"White - British"`` and
     ``"WHITE BRITISH"`` are the same phrase."""
@@ -106,14 +133,15 @@ class CodeList:
         key = text.strip().upper()
         return self.lookup.get(key) or self.lookup.get(phrase(key))
 
-    def legend_agrees(self, legend: str) -> bool:
+    def legend_agrees(self, legend: str) -> bool | None:
         """Whether a header's legend says what this list says: every "label = code" pair
         names one code on both sides ("Male = 1" and "1 = Male" agree; "Male = 0" does not).
-        False for a bracket that is not such a legend."""
+        None for a bracket that is not such a legend."""
         pairs = _legend_pairs(legend)
-        return bool(pairs) and all(
-            (code := self.code_of(left)) is not None and code == self.code_of(right)
-            for left, right in pairs)
+        if not pairs:
+            return None
+        return all((code := self.code_of(left)) is not None and code == self.code_of(right)
+                   for left, right in pairs)
 
     def label(self, code: str) -> str:
         """The label of a code or of a sub-code (the label of the code it refines)."""
@@ -156,13 +184,23 @@ class Column:
         return [u for u in (self.unit, *self.units) if u]
 
     def unit_named(self, text: str) -> str | None:
-        """The accepted unit ``text`` names (a unit or an alias of one; case and spaces
-        aside), or None."""
-        wanted = folded(text)
+        """The accepted unit ``text`` names (a unit or an alias of one, in any spelling
+        ``unit_key`` folds), or None."""
+        wanted = unit_key(text)
         for name in (*self.accepted_units(), *self.unit_aliases):
-            if folded(name) == wanted:
+            if unit_key(name) == wanted:
                 return self.unit_aliases.get(name, name)
         return None
+
+    def range_within(self, text: str) -> bool:
+        """Whether ``text`` is a number range within (or equal to) the plausible range: a
+        header's "(0-17)" says what the column takes, not a unit."""
+        span = number_range(text)
+        if span is None or self.type not in ("integer", "decimal"):
+            return False
+        low = float("-inf") if self.min is None else self.min
+        high = float("inf") if self.max is None else self.max
+        return low <= span[0] <= span[1] <= high
 
     def input_hint(self) -> str:
         """The short text shown when a cell of this column is selected in the template."""
@@ -356,9 +394,25 @@ def get_template(kind: str) -> Template:
 
 
 @cache
+def _header_rules() -> dict:
+    return _read("headers.toml")
+
+
+@cache
 def harmless_brackets() -> frozenset[str]:
     """Brackets a header may end in that state neither a unit nor codes (folded)."""
-    return frozenset(folded(text) for text in _read("headers.toml")["harmless"])
+    return frozenset(folded(text) for text in _header_rules()["harmless"])
+
+
+@cache
+def unit_vocabulary() -> frozenset[str]:
+    """Every unit the schema knows (``unit_key`` form): any column's units and their aliases,
+    and ``other_units``. A header naming one its column does not take names another unit."""
+    names = list(_header_rules()["other_units"])
+    for template in templates().values():
+        for column in template.columns:
+            names += [*column.accepted_units(), *column.unit_aliases]
+    return frozenset(unit_key(name) for name in names)
 
 
 @cache

@@ -74,14 +74,22 @@ def test_the_templates_codes_in_other_words_are_accepted(header):
 
 
 def test_a_unit_the_column_does_not_take_refuses_the_file_without_repeating_it():
+    with pytest.raises(SpreadsheetRejected) as refused:
+        run(_sheet("age", "Age (months)", 18))
+    assert str(refused.value) == (
+        "column D is the template's 'Age' column, but its header states a unit this column "
+        "does not take (it takes values in years): convert the values and name their unit in "
+        "the header, or use the template's header 'Age'")
+
+
+def test_a_bracket_that_is_no_unit_is_warned_without_repeating_it():
     person = PEOPLE[30]
-    for header in ("Age (months)", f"Age ({person.given_name} {person.family_name})"):
-        with pytest.raises(SpreadsheetRejected) as refused:
-            run(_sheet("age", header, 18))
-        assert str(refused.value) == (
-            "column D is the template's 'Age' column, but its header states a unit this column "
-            "does not take (it takes values in years): convert the values and name their unit in "
-            "the header, or use the template's header 'Age'")
+    result = run(_sheet("age", f"Age ({person.given_name} {person.family_name})", 18))
+    assert result.records[0].cleaned["age"] == 18
+    assert result.sheet_warnings == [
+        "column D ('Age') has a bracket in its header that is neither a unit this column takes "
+        "nor the template's codes: its values were read as under the template's header 'Age' "
+        "(in years); check that this is what its values mean"]
 
 
 def test_a_number_column_without_a_unit_takes_no_unit_in_its_header():
