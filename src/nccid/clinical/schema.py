@@ -135,13 +135,23 @@ class CodeList:
 
     def legend_agrees(self, legend: str) -> bool | None:
         """Whether a header's legend says what this list says: every "label = code" pair
-        names one code on both sides ("Male = 1" and "1 = Male" agree; "Male = 0" does not).
-        None for a bracket that is not such a legend."""
+        names one code on both sides ("Male = 1" and "1 = Male" agree; "Male = 0" does not),
+        or both sides are values this list takes as unknown ("Unknown = 2" in Sex); a bare
+        list or range of codes ("0/1", "2, 3, 4, 5", "2-5") agrees when each is one of its
+        codes. None for a bracket that is neither."""
         pairs = _legend_pairs(legend)
-        if not pairs:
+        if pairs:
+            return all(self._pair_agrees(left, right) for left, right in pairs)
+        listed = _listed_codes(legend)
+        if listed is None:
             return None
-        return all((code := self.code_of(left)) is not None and code == self.code_of(right)
-                   for left, right in pairs)
+        return all(self.code_of(code) is not None for code in listed)
+
+    def _pair_agrees(self, left: str, right: str) -> bool:
+        code = self.code_of(left)
+        if code is not None:
+            return code == self.code_of(right)
+        return left.strip().upper() in self.unknown and right.strip().upper() in self.unknown
 
     def label(self, code: str) -> str:
         """The label of a code or of a sub-code (the label of the code it refines)."""
@@ -245,16 +255,33 @@ class Template:
 
 _NESTED = re.compile(r"\([^()]*\)")
 _PAIR = re.compile(r"^([^=:]+?)\s*[=:]\s*([^=:]+)$")
+_DASH_PAIR = re.compile(r"^(.+?)\s+[-–]\s+(\S+)$")  # "Male - 1": a dash between spaces
+_SHORT_CODE = re.compile(r"^\w{1,2}$")
 
 
 def _legend_pairs(legend: str) -> list[tuple[str, str]]:
     """``"Never = 0, Other = 5 (please specify)"`` -> ``[("Never", "0"), ("Other", "5")]``;
-    [] when a part is not ``label = code``."""
+    [] when a part is not ``label = code`` (nor ``label - code``)."""
     parts = [p.strip() for p in re.split(r"[,;]", _NESTED.sub("", legend))]
-    matches = [_PAIR.match(p) for p in parts if p]
+    matches = [_PAIR.match(p) or _DASH_PAIR.match(p) for p in parts if p]
     if not matches or not all(matches):
         return []
-    return [(m[1], m[2].strip()) for m in matches]
+    return [(m[1].strip(), m[2].strip()) for m in matches]
+
+
+def _listed_codes(legend: str) -> list[str] | None:
+    """``"0/1"``, ``"2, 3, 4, 5"``, ``"2-5"`` -> the codes listed; None when the bracket is
+    not a list of short codes."""
+    span = number_range(legend)
+    if span is not None:
+        low, high = span
+        if not (low.is_integer() and high.is_integer() and 0 <= high - low <= 20):
+            return None
+        return [str(n) for n in range(int(low), int(high) + 1)]
+    parts = [p.strip() for p in re.split(r"[,;/]", legend)]
+    if len(parts) < 2 or not all(_SHORT_CODE.match(p) for p in parts):
+        return None
+    return parts
 
 
 def _read(name: str) -> dict:
@@ -277,6 +304,9 @@ def _code_list(name: str, spec: dict) -> CodeList:
         for key in (alias.upper(), phrase(alias)):
             if lookup.setdefault(key, code) != code:
                 raise SchemaError(f"code list {name}: {alias!r} names two codes")
+    for alias, code in spec.get("exact_aliases", {}).items():  # punctuation that matters: ">1"
+        if code not in known or lookup.setdefault(alias.upper(), code) != code:
+            raise SchemaError(f"code list {name}: exact alias {alias!r} is not one code's")
     _add_labels(lookup, codes)
     return CodeList(
         name=name, codes=codes, lookup=lookup,
@@ -284,7 +314,8 @@ def _code_list(name: str, spec: dict) -> CodeList:
         text_rules=_text_rules(name, spec.get("text_rules", []), known),
         specify=spec.get("specify", False), subcodes=subcodes,
         free_text=spec.get("free_text", False), lab_text=_lab_text(spec.get("lab_text")),
-        expected=spec.get("expected", ""), aliases=dict(spec.get("aliases", {})),
+        expected=spec.get("expected", ""),
+        aliases={**spec.get("aliases", {}), **spec.get("exact_aliases", {})},
     )
 
 
