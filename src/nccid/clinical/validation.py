@@ -401,17 +401,24 @@ def _serial(number: float, date1904: bool = False) -> dt.date:
 
 def other_order_row(sheet: Sheet, index: int, date_format: str) -> int | None:
     """The first row whose date in column ``index`` is a valid date only in the other
-    day/month order than the site's (DD/MM: "04/15/2020"), or None."""
+    day/month order than the site's (DD/MM: "04/15/2020"), when such dates are the majority
+    of the column's dates readable one way only: the column was typed in the other order.
+    None otherwise: a typo or one date typed the other way is refused on its own row, and
+    does not put the column's other dates in doubt."""
     if date_format not in DATE_FORMATS:
         return None
+    first_other, other, own = None, 0, 0
     for rownum, cells in sheet.rows:
         value = cells[index]
         if type(value) is str and (match := _SLASH_DATE.match(value.strip())):
             first, second = int(match[1]), int(match[2])
             day, month = (first, second) if date_format == "DMY" else (second, first)
             if month > 12 and 1 <= day <= 12 and 1 <= month <= 31:
-                return rownum
-    return None
+                other += 1
+                first_other = first_other or rownum
+            elif day > 12 and 1 <= month <= 12 and day <= 31:
+                own += 1
+    return first_other if other > own else None
 
 
 def _code(column: Column) -> Callable:
