@@ -546,25 +546,36 @@ def _hospital_number_in_text(numbers: UploadNumbers, own: str, data: dict, by_fi
 
 def _problem(row: int, header: str, label: str, value: object, reason: str,
              severity: str = "error", numbers: UploadNumbers = NO_NUMBERS, own: str = "",
-             hide: bool = False) -> Problem:
+             hide: bool = False, free_text: bool = True) -> Problem:
     """A problem whose value and reason never repeat something that looks like an NHS/CHI
     number, a hospital number of the upload (``numbers``; ``own`` is the row's), a possible
     birth date (``hide``) or words that could be a name: the problems are kept with the
     upload, in the main database. Numbers, clinical dates and single words are shown, so the
-    site can see what to correct; other values are named by row and column only."""
+    site can see what to correct; other values are named by row and column only. A value
+    with the pattern of the upload's hospital numbers refuses the row in a free-text column
+    only; in a number, code or date column it is a value of that column (a platelet count of
+    250000 has the pattern of six-digit hospital numbers), so it is only not shown, and a
+    warning stays a warning. An error there naming a hospital number of the upload says so."""
     shown = _shown(value)
     if looks_like_patient_number(shown):
         return Problem(row, header, label, "", IDENTIFIER_IN_WRONG_COLUMN, "error")
     if identifier := numbers.free_text_reason(shown, own):
-        return Problem(row, header, label, "", identifier, "error")
+        if free_text or (severity == "error" and numbers.reason(shown, own)):
+            return Problem(row, header, label, "", identifier, "error")
+        hide = True
     if hide:
-        return Problem(row, header, label, "", reason, severity)
+        return Problem(row, header, label, "", _without(shown, reason), severity)
     if _WORDS.search(shown):
-        reason = reason.replace(f"'{shown}'", "the value").replace(shown, "the value")
+        reason = _without(shown, reason)
         kept = ", nor kept" if severity == "warning" else ""
         return Problem(row, header, label, "", f"{reason} (value not shown{kept}: it holds words, "
                        "which could be a name)", severity)
     return Problem(row, header, label, shown, reason, severity)
+
+
+def _without(shown: str, reason: str) -> str:
+    """The reason with the value it quotes replaced by "the value"."""
+    return reason.replace(f"'{shown}'", "the value").replace(shown, "the value") if shown else reason
 
 
 _WORDS = re.compile(r"[^\W\d_]{2,}[^\w]+[^\W\d_]{2,}")  # two words of letters
@@ -681,20 +692,23 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
                 data[column.field], cleaned[column.field] = convert(value)
             except CellError as exc:
                 problems.append(_problem(rownum, header, column.label, value, str(exc),
-                                         numbers=numbers, own=number, hide=exc.hide))
+                                         numbers=numbers, own=number, hide=exc.hide,
+                                         free_text=column.type == "text"))
                 bad = True
             except CellWarning as warn:
                 problem = _problem(rownum, header, column.label, value, warn.reason, "warning",
-                                   numbers=numbers, own=number, hide=warn.hide)
+                                   numbers=numbers, own=number, hide=warn.hide,
+                                   free_text=column.type == "text")
                 problems.append(problem)
                 if problem.severity == "error":  # an identifier where it does not belong
                     bad = True
                     continue
-                data[column.field], cleaned[column.field] = _kept(warn, value, problem), warn.clean
+                kept = None if numbers.reason(_shown(value), number) else _kept(warn, value, problem)
+                data[column.field], cleaned[column.field] = kept, warn.clean
                 flags.append(column.field)
             except (ValueError, ArithmeticError):  # a converter's bug must not hide the cell
                 problems.append(_problem(rownum, header, column.label, value, "could not be read",
-                                         numbers=numbers, own=number))
+                                         numbers=numbers, own=number, free_text=column.type == "text"))
                 bad = True
         if not bad:
             bad = _hospital_number_in_text(numbers, number, data, by_field, rownum, problems)
@@ -738,8 +752,10 @@ def _site_hospital_numbers(known: Callable[[set[str]], set[str]], hospital_hash:
                            limit: int, template: Template, accepted: list,
                            problems: list[Problem]) -> set[int]:
     """The rows whose free text, or a value a problem shows, holds a hospital number a patient of
-    the site is linked by (compared as keyed hashes). Each such cell becomes an error naming its
-    row and column, never the number. Only text columns keep typed text in ``data``."""
+    the site is linked by (compared as keyed hashes). Each such text cell becomes an error naming
+    its row and column, never the number, as does an error's value; a warning's value in a
+    number, code or date column is only not shown, nor kept (a value of its column that
+    happens to equal a hospital number: a warning must not refuse its row)."""
     text_fields = {c.field for c in template.columns if c.type == "text"}
     places: dict[str, list[tuple[int, str] | int]] = {}  # hash -> (row, field), or problem index
     for rownum, _pseudonym, _hash, data, _cleaned, _flags in accepted:
@@ -752,13 +768,23 @@ def _site_hospital_numbers(known: Callable[[set[str]], set[str]], hospital_hash:
     found = known(set(places)) if places else set()
     refused: set[int] = set()
     cells: set[tuple[int, str]] = set()
+    by_header = {c.header: c for c in template.columns}
+    data_of = {entry[0]: entry[3] for entry in accepted}
     for place in (place for key in found for place in places[key]):
-        if isinstance(place, int):
-            old = problems[place]
-            problems[place] = Problem(old.row, old.column, old.label, "", hospital_numbers.A_SITE_PATIENTS_NUMBER)
-            refused.add(old.row)
-        else:
+        if not isinstance(place, int):
             cells.add(place)
+            continue
+        old = problems[place]
+        column = by_header.get(old.column)
+        if column is not None and column.type != "text" and old.severity == "warning":
+            # A value of its column that equals a linked number: not shown, not kept, the row kept.
+            problems[place] = Problem(old.row, old.column, old.label, "", _without(old.value, old.reason),
+                                      old.severity)
+            if old.row in data_of and column.field in data_of[old.row]:
+                data_of[old.row][column.field] = None
+            continue
+        problems[place] = Problem(old.row, old.column, old.label, "", hospital_numbers.A_SITE_PATIENTS_NUMBER)
+        refused.add(old.row)
     for rownum, name in sorted(cells):
         column = template.field(name)
         problems.append(Problem(rownum, column.header, column.label, "", hospital_numbers.A_SITE_PATIENTS_NUMBER))
