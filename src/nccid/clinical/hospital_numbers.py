@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MIN_LENGTH = 4  # shorter numbers match too much ordinary text
 SPAN = 3  # words taken together: a number may be typed spaced ("RX 4200 0002")
@@ -53,6 +53,10 @@ class UploadNumbers:
     lengths: tuple[int, ...]
     patterns: frozenset[str] = frozenset()
     limit: int = 20
+    # Per distinct text, what find() and shaped() said: a column repeats its texts (one
+    # hospital's name on every row), and a search costs a few lookups per character.
+    _found: dict[str, tuple[str, int] | None] = field(default_factory=dict, compare=False, repr=False)
+    _shaped: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, numbers: list[tuple[int, str]], limit: int) -> UploadNumbers:
@@ -77,6 +81,11 @@ class UploadNumbers:
         A few set lookups per character: the upload's numbers have one or two lengths."""
         if not self.lengths or len(text) < self.lengths[0]:
             return None
+        if text not in self._found:
+            self._found[text] = self._search(text)
+        return self._found[text]
+
+    def _search(self, text: str) -> tuple[str, int] | None:
         key = folded(text)
         for length in self.lengths:
             for start in range(len(key) - length + 1):
@@ -96,8 +105,12 @@ class UploadNumbers:
 
     def shaped(self, text: str) -> bool:
         """Does ``text`` hold a word (or a few) with the pattern of the upload's numbers?"""
-        return bool(self.patterns) and any(
-            pattern(part) in self.patterns for part in candidates(text, self.limit))
+        if not self.patterns:
+            return False
+        if text not in self._shaped:
+            self._shaped[text] = any(pattern(part) in self.patterns
+                                     for part in candidates(text, self.limit))
+        return self._shaped[text]
 
     def free_text_reason(self, text: str, own: str) -> str | None:
         """Why free text (or a value a message would show) cannot be kept, or None."""

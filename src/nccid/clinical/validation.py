@@ -620,7 +620,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
              known_hospital_hashes: Callable[[set[str]], set[str]] | None = None) -> Result:
     """Validate and pseudonymise every row. ``keyring`` is an ``identity.keys.Keyring``;
     ``known_hospital_hashes`` picks, of the hospital-number hashes given, those the site's
-    patients are linked by: text holding one of those numbers is refused too."""
+    patients are linked by: text holding one of those numbers is refused too (None when the
+    site links none: then no text is hashed)."""
     template = layout.template
     for column in template.columns:  # unknown declared units refuse the file, even if unused
         if column.type in ("integer", "decimal"):
@@ -758,13 +759,20 @@ def _site_hospital_numbers(known: Callable[[set[str]], set[str]], hospital_hash:
     happens to equal a hospital number: a warning must not refuse its row)."""
     text_fields = {c.field for c in template.columns if c.type == "text"}
     places: dict[str, list[tuple[int, str] | int]] = {}  # hash -> (row, field), or problem index
+    hashes_of: dict[str, list[str]] = {}  # per distinct text: its candidates' keyed hashes
+
+    def hashes(text: str) -> list[str]:
+        if text not in hashes_of:
+            hashes_of[text] = [hospital_hash(part) for part in hospital_numbers.candidates(text, limit)]
+        return hashes_of[text]
+
     for rownum, _pseudonym, _hash, data, _cleaned, _flags in accepted:
         for name in text_fields & data.keys():
-            for part in hospital_numbers.candidates(str(data[name]), limit):
-                places.setdefault(hospital_hash(part), []).append((rownum, name))
+            for key in hashes(str(data[name])):
+                places.setdefault(key, []).append((rownum, name))
     for index, problem in enumerate(problems):
-        for part in hospital_numbers.candidates(problem.value, limit):
-            places.setdefault(hospital_hash(part), []).append(index)
+        for key in hashes(problem.value):
+            places.setdefault(key, []).append(index)
     found = known(set(places)) if places else set()
     refused: set[int] = set()
     cells: set[tuple[int, str]] = set()
