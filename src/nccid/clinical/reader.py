@@ -408,19 +408,19 @@ _ROW_ELEMENT = re.compile(rb"<(?:\w+:)?row(?=[\s/>])[^>]*?(?:/>|>(.*?)</(?:\w+:)
 _CELL_ELEMENT = re.compile(rb"<(?:\w+:)?c(?=[\s/>])([^>]*?)(?:/>|>(.*?)</(?:\w+:)?c>)", re.DOTALL)
 _CELL_TYPE = re.compile(rb'\st="(\w+)"')
 _VALUE_TEXT = re.compile(rb"<(?:\w+:)?(?:v|t)(?:\s[^>]*)?>([^<]*)<", re.DOTALL)
-MIN_HEADERS_ELSEWHERE = 2  # template headers a sheet's first row needs to hold rows of data
 
 
 def _refuse_template_headers_elsewhere(archive: zipfile.ZipFile, others: list[tuple[str, str]]) -> None:
-    """Only the first sheet is read: another sheet whose first filled row holds template
-    headers holds rows that would be silently left out (a second batch of patients, or the
-    sheet that was active when the file was saved). Our template's About sheet holds prose."""
+    """Only the first sheet is read: another sheet whose first filled row holds an identifier
+    column (NHS/CHI Number, Hospital (Internal) Number) holds patients who would be silently
+    left out (a second batch, or the sheet that was active when the file was saved). Other
+    template headers there are a drop-down list ("Sex | Smoking status") or a summary
+    ("Hospital | Death | Count"), which hold no patient; our template's About sheet holds prose."""
     every = templates().values()
     for position, path in others:
         row = _first_filled_row(archive, path)
-        matched = [c for c in (t.column_for(text) for text in row for t in every) if c is not None]
-        if len({c.field for c in matched}) >= MIN_HEADERS_ELSEWHERE \
-                or any(c.identifier == "patient_number" for c in matched):
+        if any(c is not None and c.identifier is not None
+               for c in (t.column_for(text) for text in row for t in every)):
             raise SpreadsheetRejected(
                 f"sheet {position} (in order) also holds template columns in its first row: only "
                 "the first sheet is read, so put every row on the first sheet and delete the "

@@ -1,6 +1,8 @@
-"""Only the first sheet is read. A workbook holding template columns on another sheet (a second
-batch of patients, or the copy that was active when the file was saved) is refused, naming the
-sheet by position: its patients would otherwise be left out without a word."""
+"""Only the first sheet is read. A workbook holding an identifier column (NHS/CHI Number,
+Hospital (Internal) Number) on another sheet (a second batch of patients, or the copy that was
+active when the file was saved) is refused, naming the sheet by position: its patients would
+otherwise be left out without a word. Other template headers there (a drop-down list, a
+summary) hold no patient and do not refuse the file."""
 
 import io
 
@@ -62,3 +64,26 @@ def test_the_downloaded_templates_about_sheet_is_not_a_second_batch():
     workbook.save(buffer)
     assert len(workbook.sheetnames) == 2 and workbook.sheetnames[1] == "About"
     assert len(run(buffer.getvalue()).records) == 1
+
+
+@pytest.mark.parametrize("first_row", [["Sex", "Smoking status", "Ethnicity"],
+                                       ["Hospital", "Death", "Count"]], ids=["lists", "summary"])
+def test_a_sheet_of_drop_down_lists_or_a_summary_is_not_a_second_batch(first_row):
+    def lists(workbook):
+        sheet = workbook.create_sheet("Lists")
+        sheet.append(first_row)
+        sheet.append(["0", "1", "A"])
+
+    headers, row = positive_row(PEOPLE[0], age=50)
+    assert len(run(xlsx_bytes(headers, [row], build=lists)).records) == 1
+
+
+@pytest.mark.parametrize("identifier", ["NHS/CHI Number", "Hospital (Internal) Number"])
+def test_an_identifier_column_on_another_sheet_refuses_the_file(identifier):
+    def second(workbook):
+        workbook.create_sheet("More").append([identifier, "Age"])
+
+    headers, row = positive_row(PEOPLE[0], age=50)
+    with pytest.raises(SpreadsheetRejected) as refused:
+        reader.read_bytes(xlsx_bytes(headers, [row], build=second))
+    assert str(refused.value) == REFUSAL
