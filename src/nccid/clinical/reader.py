@@ -114,6 +114,9 @@ class Layout:
     # Sheet column index -> the unit its header names, when not the template's own header:
     # its values are read in that unit (over the site's declared unit).
     header_units: dict[int, str] = field(default_factory=dict)
+    # Sheet column index -> the day/month order ("DMY" | "MDY") a date column's header states
+    # ("Date of admission (MM/DD/YYYY)"): its slash dates are read so (over the site's setting).
+    date_orders: dict[int, str] = field(default_factory=dict)
 
 
 def check_size(size: int, max_bytes: int = MAX_BYTES) -> None:
@@ -668,6 +671,7 @@ def layout(sheet: Sheet, kind: str) -> Layout:
     seen: dict[str, int] = {}
     warnings = []
     header_units: dict[int, str] = {}
+    date_orders: dict[int, str] = {}
     for index, header in enumerate(sheet.headers):
         column = template.column_for(header) if header else None
         if column is None:
@@ -685,6 +689,9 @@ def layout(sheet: Sheet, kind: str) -> Layout:
         unit = _header_unit(column, header, index, warnings)
         if unit is not None:
             header_units[index] = unit
+        order = _header_date_order(column, header)
+        if order is not None:
+            date_orders[index] = order
     if sheet.unheaded_columns:
         warnings.append(_unheaded_warning(sheet.unheaded_columns))
     missing = [c.header for c in template.columns if c.required and c.field not in seen]
@@ -704,7 +711,8 @@ def layout(sheet: Sheet, kind: str) -> Layout:
         )
     if not sheet.rows:
         raise SpreadsheetRejected("the spreadsheet has headers but no rows of data")
-    return Layout(template=template, columns=columns, warnings=warnings, header_units=header_units)
+    return Layout(template=template, columns=columns, warnings=warnings, header_units=header_units,
+                  date_orders=date_orders)
 
 
 def _header_unit(column: Column, header: str, index: int, warnings: list[str]) -> str | None:
@@ -735,6 +743,22 @@ def _header_unit(column: Column, header: str, index: int, warnings: list[str]) -
     warnings.append(_unrecognised_bracket(column, index, f"its values were read as under the "
                                           f"template's header '{column.header}'{unit}"))
     return None
+
+
+# A date column's bracket stating its day/month order, letters as written (case and spaces aside).
+_DATE_ORDER = re.compile(r"^(dd?|mm?)[/.\-](dd?|mm?)[/.\-](yy|yyyy)$")
+
+
+def _header_date_order(column: Column, header: str) -> str | None:
+    """"DMY" or "MDY" when a date column's header states the order of its slash dates
+    ("(DD/MM/YYYY)", "(mm/dd/yy)"); None otherwise ("(YYYY-MM-DD)" states no slash order)."""
+    bracket = header_bracket(header)
+    if bracket is None or column.type != "date":
+        return None
+    match = _DATE_ORDER.match(folded(bracket))
+    if match is None or match[1][0] == match[2][0]:
+        return None
+    return "DMY" if match[1][0] == "d" else "MDY"
 
 
 def _header_codes(column: Column, bracket: str, index: int, where: str, warnings: list[str]) -> None:

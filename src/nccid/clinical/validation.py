@@ -596,9 +596,11 @@ def _text(column: Column) -> Callable:
 
 
 def compile_column(column: Column, site: SiteRules, *, header_unit: str | None = None,
-                   other_order_row: int | None = None, date1904: bool = False) -> Callable:
+                   other_order_row: int | None = None, date1904: bool = False,
+                   date_format: str | None = None) -> Callable:
     """The converter of one column. ``header_unit``: the unit the sheet's header names (it
-    wins over the site's declared unit); the date arguments: see ``_date``."""
+    wins over the site's declared unit); ``date_format``: the day/month order the header
+    states (over the site's); the other date arguments: see ``_date``."""
     declared = site.declared_units.get(column.field)
     if declared is not None and declared not in column.accepted_units():
         raise ConfigurationError(
@@ -606,7 +608,8 @@ def compile_column(column: Column, site: SiteRules, *, header_unit: str | None =
             f"{', '.join(column.accepted_units()) or 'no unit'}: ask a data manager to correct it"
         )
     if column.type == "date":
-        return _date(column, site.date_format, other_order_row=other_order_row, date1904=date1904)
+        return _date(column, date_format or site.date_format, other_order_row=other_order_row,
+                     date1904=date1904)
     if column.type in ("integer", "decimal"):
         return _refusing_dates(_numeric(column, header_unit or declared))
     if column.type == "code":
@@ -738,7 +741,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
     return Result(template=template, total_rows=len(sheet.rows), records=records,
                   problems=sorted(problems, key=lambda p: (p.row, p.severity != "error")),
                   rejected_rows=rejected, vault_numbers=vault,
-                  sheet_warnings=list(layout.warnings) + declared_unit_warnings(layout, site))
+                  sheet_warnings=list(layout.warnings) + declared_unit_warnings(layout, site)
+                  + date_order_warnings(layout, site))
 
 
 def _upload_numbers(sheet: Sheet, hospital_index: int | None, limit: int) -> UploadNumbers:
@@ -802,9 +806,23 @@ def _site_hospital_numbers(known: Callable[[set[str]], set[str]], hospital_hash:
 
 def _compiled(sheet: Sheet, layout: Layout, index: int, site: SiteRules) -> Callable:
     column = layout.columns[index]
-    other_order = other_order_row(sheet, index, site.date_format) if column.type == "date" else None
+    date_format = layout.date_orders.get(index, site.date_format)  # the header's order wins
+    other_order = other_order_row(sheet, index, date_format) if column.type == "date" else None
     return compile_column(column, site, header_unit=layout.header_units.get(index),
-                          other_order_row=other_order, date1904=sheet.date1904)
+                          other_order_row=other_order, date1904=sheet.date1904,
+                          date_format=date_format)
+
+
+def date_order_warnings(layout: Layout, site: SiteRules) -> list[str]:
+    """A date column whose header states another day/month order than the site's: said once."""
+    warnings = []
+    for index, order in sorted(layout.date_orders.items()):
+        if order != site.date_format:
+            site_order = DATE_FORMATS.get(site.date_format, "not declared")
+            warnings.append(f"column {get_column_letter(index + 1)} ('{layout.columns[index].label}') "
+                            f"is read as {DATE_FORMATS[order]}, as its header says (your site's date "
+                            f"format: {site_order})")
+    return warnings
 
 
 def declared_unit_warnings(layout: Layout, site: SiteRules) -> list[str]:
