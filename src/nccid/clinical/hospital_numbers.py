@@ -7,7 +7,9 @@ inside any text); in free text, a word with the pattern of letters and digits of
 hospital numbers (another patient's number, of the same form); and the hospital numbers a
 site's patients are already linked by, known only as keyed hashes (so only whole words of a
 text, or a few of them together, can be compared). Only text holding a digit is compared:
-hospital numbers have digits, hospital names rarely do.
+hospital numbers have digits, hospital names rarely do. The pattern joins words only as a whole
+run of words holding digits: part of a telephone number ("0161 276 1234") has the pattern of
+seven-digit numbers.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class UploadNumbers:
             return False
         if text not in self._shaped:
             self._shaped[text] = any(pattern(part) in self.patterns
-                                     for part in candidates(text, self.limit))
+                                     for part in pattern_candidates(text, self.limit))
         return self._shaped[text]
 
     def free_text_reason(self, text: str, own: str) -> str | None:
@@ -123,9 +125,32 @@ NO_NUMBERS = UploadNumbers({}, ())
 def candidates(text: str, limit: int) -> set[str]:
     """The parts of ``text`` that could be a hospital number, to hash: each word, each run of
     up to SPAN words (edge punctuation stripped) and each run of letters and digits, holding a
-    digit and of a hospital number's length."""
+    digit and of a hospital number's length. Only for the keyed-hash lookup of numbers the site
+    links (an exact number): joined words of ordinary text have a number's pattern too often."""
     words = [w.strip(string.punctuation) for w in text.split()]
     parts = {"".join(words[start:end]) for start in range(len(words))
              for end in range(start + 1, min(start + SPAN, len(words)) + 1)}
     parts.update(_ALPHANUMERIC_RUN.findall(text))
+    return {p for p in parts if MIN_LENGTH <= len(p) <= limit and any(c.isdigit() for c in p)}
+
+
+def pattern_candidates(text: str, limit: int) -> set[str]:
+    """The parts of ``text`` compared with the upload's patterns: each word and each run of
+    letters and digits, and each whole run of words holding digits, joined, alone and after
+    the word before it ("RX 4200 0002"). Never part of such a run: "tel 0161 276 1234" is no
+    "2761234" nor "tel0161276" (a telephone number had matched seven-digit numbers)."""
+    words = [w.strip(string.punctuation) for w in text.split()]
+    parts = set(words) | set(_ALPHANUMERIC_RUN.findall(text))
+    start = 0
+    while start < len(words):
+        if not any(c.isdigit() for c in words[start]):
+            start += 1
+            continue
+        end = start
+        while end < len(words) and any(c.isdigit() for c in words[end]):
+            end += 1
+        parts.add("".join(words[start:end]))
+        if start > 0:
+            parts.add("".join(words[start - 1:end]))
+        start = end
     return {p for p in parts if MIN_LENGTH <= len(p) <= limit and any(c.isdigit() for c in p)}
