@@ -408,17 +408,35 @@ def other_order_row(sheet: Sheet, index: int, date_format: str) -> int | None:
     if date_format not in DATE_FORMATS:
         return None
     first_other, other, own = None, 0, 0
+    order_of: dict[str, str | None] = {}  # per distinct text: a column repeats its dates
     for rownum, cells in sheet.rows:
         value = cells[index]
-        if type(value) is str and (match := _SLASH_DATE.match(value.strip())):
-            first, second = int(match[1]), int(match[2])
-            day, month = (first, second) if date_format == "DMY" else (second, first)
-            if month > 12 and 1 <= day <= 12 and 1 <= month <= 31:
-                other += 1
-                first_other = first_other or rownum
-            elif day > 12 and 1 <= month <= 12 and day <= 31:
-                own += 1
+        if type(value) is not str:
+            continue
+        if value not in order_of:
+            order_of[value] = _one_way_order(value, date_format)
+        order = order_of[value]
+        if order == "other":
+            other += 1
+            first_other = first_other or rownum
+        elif order == "own":
+            own += 1
     return first_other if other > own else None
+
+
+def _one_way_order(text: str, date_format: str) -> str | None:
+    """"own" or "other": the only day/month order a slash date can be read in; None when it
+    is no slash date, or can be read either way (or neither)."""
+    match = _SLASH_DATE.match(text.strip())
+    if match is None:
+        return None
+    first, second = int(match[1]), int(match[2])
+    day, month = (first, second) if date_format == "DMY" else (second, first)
+    if month > 12 and 1 <= day <= 12 and 1 <= month <= 31:
+        return "other"
+    if day > 12 and 1 <= month <= 12 and day <= 31:
+        return "own"
+    return None
 
 
 def _code(column: Column) -> Callable:
@@ -532,9 +550,13 @@ def _hospital_number_in_text(numbers: UploadNumbers, own: str, data: dict, by_fi
                              rownum: int, problems: list) -> bool:
     """True (and a problem naming the column, not the value) when a cell of the row keeps text
     holding a hospital number of the upload, or in a free-text column one of their pattern: it
-    would reach researchers with the record."""
+    would reach researchers with the record. ``by_field``: the columns whose data can hold
+    typed text (a date column keeps the date it read, written YYYY-MM-DD)."""
+    if not numbers.lengths:
+        return False
+    shortest = numbers.shortest
     for name, value in data.items():
-        if type(value) is not str or len(value) < numbers.shortest:
+        if type(value) is not str or len(value) < shortest or name not in by_field:
             continue
         column = by_field[name]
         reason = numbers.free_text_reason(value, own) if column.type == "text" else numbers.reason(value, own)
@@ -650,7 +672,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
     hospital_limit = template.field("hospital_number").max_length or 20
     cell_errors = sheet.cell_errors
     numbers = _upload_numbers(sheet, hospital_index, hospital_limit)
-    by_field = {column.field: column for column in template.columns}
+    by_field = {column.field: column for column in template.columns if column.type != "date"}
 
     for rownum, cells in sheet.rows:
         bad = False
