@@ -74,9 +74,9 @@ LONGEST_BACKOFF = 60.0
 # own (a bug in intake that raises for that file) and is quarantined; when every later
 # record tried fails too, it is an outage and all wait.
 PAUSES_BEFORE_ONE_AT_A_TIME = 3
-# The later records tried: the next, then 2, 4, 8 … records further on, this many in all
-# (to 1,023 records on). One fault often trips every file of a study or series, in a row.
-LATER_RECORDS_TRIED = 10
+# The later records tried: the next, then those 2, 4, 8 … records on, this many in all (to
+# 1,024 records on). One fault often trips every file of a study or series, in a row.
+LATER_RECORDS_TRIED = 11
 # The worker process died this often with the same first record in hand: the next records
 # (two batches: as many as were in flight) are taken one at a time, and a record that kills
 # it this often alone is quarantined for an operator (``Spool.quarantine``).
@@ -549,23 +549,21 @@ class Drain:
         self._one_at_a_time = max(0, self._one_at_a_time - 2)
 
     def _later_one_going_in(self, later: Batch) -> Batch | None:
-        """The first record that goes in, alone, of the record after a failing one (``later``)
-        and those 2, 4, 8 … further on (``LATER_RECORDS_TRIED`` in all): proof that storage
-        works. None if each one tried failed too, or the drain was stopped."""
+        """The first record that goes in, alone, of the record after a failing one (``later``,
+        1 on) and those 2, 4, 8 … 1,024 on (``LATER_RECORDS_TRIED`` in all): proof that
+        storage works. None if each one tried failed too, or the drain was stopped."""
         sealed = self.worker is not None
-        probe, distance = later, 1
+        probe, reached = later, 1
         for _ in range(LATER_RECORDS_TRIED):
             try:
                 return probe if self._process(probe) else None
             except _StillFailing:
                 pass
-            if distance > 1:  # the records between: not read into memory when sealed
-                probe = self.spool.read_batch(distance - 1, BATCH_BYTES, sealed=sealed,
-                                              after=probe)
-            probe = self.spool.read_batch(1, BATCH_BYTES, sealed=sealed, after=probe)
+            between = self.spool.skip(reached - 1, after=probe)  # frames only, any size
+            probe = self.spool.read_batch(1, BATCH_BYTES, sealed=sealed, after=between)
             if not probe.records:
                 return None
-            distance *= 2
+            reached *= 2
         return None
 
     def _pause_after(self, failing: _StillFailing, why: str) -> None:

@@ -515,6 +515,27 @@ class Spool:
             batch.finished.append(seq)
         return batch
 
+    def skip(self, count: int, after: Batch) -> Batch:
+        """An empty batch ``count`` records on from ``after`` (or where the records end): to
+        read further on (``read_batch(after=…)``) without reading what lies between. Only
+        the records' frames are read, whatever their size; never released."""
+        with self._lock:
+            sizes = dict(self._sizes)
+        seq, offset = after.position
+        for seq in sorted(s for s in sizes if s >= after.position[0]):
+            end = sizes[seq]
+            if seq != after.position[0]:
+                offset = len(FILE_MAGIC)
+            while offset < end and count > 0:
+                magic, length = RECORD.unpack(_pread_exact(self._read_fd(seq), RECORD.size, offset))
+                if magic != RECORD_MAGIC or offset + RECORD.size + length > end:
+                    return Batch(position=(seq, offset))  # a torn record: read_batch deals
+                offset += RECORD.size + length
+                count -= 1
+            if count == 0:
+                break
+        return Batch(position=(seq, offset))
+
     def _read_one(self, seq: int, offset: int, end: int, batch: Batch, sealed: bool) -> int:
         """Read the record at ``offset`` into ``batch``; returns the next record's offset."""
         fd = self._read_fd(seq)

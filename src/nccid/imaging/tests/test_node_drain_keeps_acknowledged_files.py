@@ -382,6 +382,29 @@ def test_files_in_a_row_the_worker_always_fails_on_are_each_quarantined_and_the_
     spool.close()
 
 
+@pytest.mark.parametrize("record_bytes", [64, 8 * 1024])
+def test_later_files_are_tried_up_to_1024_on_whatever_their_size(
+        tmp_path, keyring, site, monkeypatch, record_bytes):
+    """Records of 64 B and of 8 KB against batches of 32 KB: as CT slices and radiographs
+    against the real 32 MB, scaled down 1024 times."""
+    monkeypatch.setattr(node, "BATCH_BYTES", 32 * 1024)
+    spool = Spool(tmp_path / "spool", keyring)
+    for n in range(1200):
+        spool.append(site.code, "node", n.to_bytes(4, "big") + bytes(record_bytes - 4))
+    head = spool.read_batch(1, node.BATCH_BYTES)
+    drain = node.Drain(spool)
+    tried: list[int] = []
+
+    def failing_alone(batch) -> bool:
+        tried.append(int.from_bytes(batch.records[0].data[:4], "big"))
+        raise node._StillFailing(site.code, "internal error (TypeError)")
+
+    monkeypatch.setattr(drain, "_process", failing_alone)
+    assert drain._later_one_going_in(spool.read_batch(1, node.BATCH_BYTES, after=head)) is None
+    assert tried == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    spool.close()
+
+
 def test_an_outage_longer_than_the_retries_quarantines_nothing_and_stores_each_file_once(
         tmp_path, keyring, site, monkeypatch):
     monkeypatch.setattr(node, "BATCH_FILES", 2)

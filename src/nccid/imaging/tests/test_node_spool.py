@@ -698,3 +698,17 @@ def test_a_file_refused_by_the_check_after_its_body_is_written_never_becomes_a_r
     again = Spool(folder, keyring)  # a restart
     assert [bytes(r.data) for r in _drain_all(again)] == [b"A" * 500, b"C" * 300]
     again.close()
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 5, 9])
+def test_skipping_records_lands_on_the_record_that_many_on_across_segments(tmp_path, keyring,
+                                                                         count):
+    spool = Spool(tmp_path / "spool", keyring, segment_bytes=200)  # two records to a segment
+    for n in range(7):
+        spool.append("RTEST", "node", b"record %d" % n + bytes(40))
+    first = spool.read_batch(1)
+    after = spool.skip(count, after=first)
+    assert after.records == []
+    landed = spool.read_batch(1, after=after).records
+    assert [r.data[:8] for r in landed] == ([b"record %d" % (1 + count)] if count < 6 else [])
+    spool.close()
