@@ -184,16 +184,15 @@ class _Picker:
 
     def flag(self, key: str, default: bool, others_may_set_plain: bool = False) -> bool:
         """``others_may_set_plain``: the plain variable (``DEBUG``) is one other programs set
-        to their own values (``DEBUG=*``): such a value there means unset, not an error."""
+        to their own values (``DEBUG=*``): such a value there counts as unset (the file, then
+        the default, decide), not an error."""
         value, where = self.raw(key, default)
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        if others_may_set_plain and where == f"from {key.upper()}":
-            return default
-        raise ConfigError(f"{key} must be true or false, got {value!r} ({where})")
+        if others_may_set_plain and where == f"from {key.upper()}" and _truth(value) is None:
+            value, where = self.file_cfg.get(key, default), f"in {self.path}"
+        truth = _truth(value)
+        if truth is None:
+            raise ConfigError(f"{key} must be true or false, got {value!r} ({where})")
+        return truth
 
     def table(self, key: str) -> dict:
         self.known.add(key)
@@ -270,6 +269,13 @@ def _public_url(value) -> str:
 
 
 PORTS = (1, 65535)
+
+
+def _truth(value: object) -> bool | None:
+    """True or False for the words of a switch (TOML's booleans included), else None."""
+    text = str(value).strip().lower()
+    return True if text in ("1", "true", "yes", "on") else (
+        False if text in ("0", "false", "no", "off") else None)
 
 
 @lru_cache(maxsize=1)

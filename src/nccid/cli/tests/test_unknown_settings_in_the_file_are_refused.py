@@ -72,6 +72,9 @@ def test_a_plain_debug_another_program_set_counts_as_unset_but_nccid_debug_is_ch
     monkeypatch.setenv("DEBUG", "*")  # as node.js's debug module has it
     reset_settings_cache()
     assert get_settings().debug is False
+    (clean_env / "nccid.toml").write_text("debug = true\n")  # the file still decides
+    reset_settings_cache()
+    assert get_settings().debug is True
     monkeypatch.setenv("NCCID_DEBUG", "*")
     reset_settings_cache()
     with pytest.raises(ConfigError, match=r"debug must be true or false, got '\*' \(from NCCID_DEBUG\)"):
