@@ -40,7 +40,15 @@ def identifier_in_reason(reason: str, what: str = "reason") -> str | None:
 @lru_cache(maxsize=1)
 def _refused() -> tuple[tuple[str, tuple[re.Pattern, ...]], ...]:
     table = tomllib.loads(resources.files("nccid.identity").joinpath("reasons.toml").read_text())
-    month = table["month"]
-    return tuple((kind["message"], tuple(re.compile(p.replace("{month}", month), re.IGNORECASE)
+    return tuple((kind["message"], tuple(re.compile(_with_parts(p, table), re.IGNORECASE)
                                          for p in kind["patterns"]))
                  for kind in table["refused"])
+
+
+def _with_parts(pattern: str, table: dict) -> str:
+    """``pattern`` with each "{name}" of a shared part (a top-level string of the table,
+    such as ``month``) replaced by that part."""
+    for name, part in table.items():
+        if isinstance(part, str):
+            pattern = pattern.replace("{" + name + "}", part)
+    return pattern

@@ -5,6 +5,8 @@ without the reason."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from nccid.accounts.models import AuditEvent
@@ -37,6 +39,27 @@ def test_a_date_in_any_shape_is_refused_without_repeating_it(typed):
     assert typed not in problem
 
 
+# Every month in each shape: "may", "mar", "march", "oct" and "dec" are words as well, and are
+# still months beside a year, as an ordinal or written capitalised beside a day.
+MONTH_SHAPES = ["{d:%d %B %Y}", "{d:%B} 10th", "10th of {d:%B}", "{d:%B %Y}", "{d:%d %b %y}",
+                "{d:%d-%b-%Y}", "{d:%b} 10", "10 {d:%b}", "{d:%B} 10, 1950"]
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+@pytest.mark.parametrize("shape", MONTH_SHAPES)
+def test_a_date_with_a_month_name_is_refused_in_every_month(month, shape):
+    typed = shape.format(d=date(1950, month, 10))
+    assert identifier_in_reason(f"objected, {typed}, by phone") is not None, typed
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+@pytest.mark.parametrize("shape", ["{d:%d %B %Y}", "{d:%B} 10th", "10th of {d:%B}", "{d:%B %Y}",
+                                   "{d:%d-%b-%y}"])
+def test_a_date_typed_in_lower_case_is_refused_in_every_month(month, shape):
+    typed = shape.format(d=date(1950, month, 10)).lower()
+    assert identifier_in_reason(f"objected, {typed}, by phone") is not None, typed
+
+
 def test_the_date_a_request_arrived_is_refused_too():
     assert identifier_in_reason("request received 2026-11-20") is not None
 
@@ -63,6 +86,10 @@ def test_an_nhs_number_keeps_its_own_message():
     "patient objected", "site query 4521", "ticket 12345", "query Q1234", "covid-19 study",
     "name burned into the image", "3 images, 12 series sent in error", "the patient may object",
     "duplicate of NCCID-ABCDEFGH23456723", "NCCID-2345672345672345 sent twice", "march on",
+    # a number before a month name that is an ordinary word ("may", "mar", "oct", "dec")
+    "Series 2 may contain burned-in text", "Images 1-3 may show the face",
+    "2 may be duplicates of study 1", "CT with 3 mar artefacts", "Bilateral GGO; 3 may progress",
+    "3 MAR artefacts", "2 OCT scans sent in error", "3 dec lung volumes", "the 2nd may show text",
 ])
 def test_an_ordinary_reason_is_kept(reason):
     assert identifier_in_reason(reason) is None
