@@ -372,7 +372,9 @@ LIST_ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: InvalidOut}
 SiteQuery = Query[str | None, P(description=(
     "A site code: data managers and admins choose a site (404 if there is none); an uploader "
     "always gets their own (another site's code is 403)."))]
-OffsetQuery = Query[int, P(ge=0, description="Skip this many of the newest first (0 and up).")]
+MAX_OFFSET = 2**31 - 1  # beyond any list; a bigger number would overflow the database's query
+OffsetQuery = Query[int, P(ge=0, le=MAX_OFFSET, description=(
+    f"Skip this many of the newest first (0-{MAX_OFFSET})."))]
 
 LimitQuery = Query[int, P(ge=1, le=MAX_PAGE, description=f"At most this many (1-{MAX_PAGE}).")]
 

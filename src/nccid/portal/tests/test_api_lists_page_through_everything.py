@@ -67,7 +67,8 @@ def test_every_study_is_reached_through_the_pages_each_once(client, site, other_
     assert len(everything) == 10
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=5000", "offset=-1", "limit=ten"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=5000", "offset=-1",
+                                   "offset=99999999999999999999", "limit=ten"])
 @pytest.mark.parametrize("url", ["/api/uploads", "/api/studies"])
 def test_a_limit_or_offset_out_of_range_is_422_naming_it(client, site, make_user, url, query):
     answer = client.get(f"{url}?{query}", **_bearer(make_user("uploader", site=site)))
