@@ -2,7 +2,8 @@
 
 Django's ``require_POST`` and the class-based views answer 405 with an empty body: in a
 browser, a blank "HTTP ERROR 405" (a button's address opened as a link, or reached again
-after signing in). The API keeps its own answers; a 405 that has a body is left as it is."""
+after signing in). The API keeps its own answers; a 405 that has a body is left as it is,
+and so is the answer to a HEAD (which has no body: gunicorn would log each one dropped)."""
 
 from __future__ import annotations
 
@@ -25,5 +26,6 @@ class NotAllowedPageMiddleware:
 
 
 def _blank_not_allowed(request: HttpRequest, response: HttpResponse) -> bool:
-    return (response.status_code == 405 and not getattr(response, "streaming", False)
+    return (response.status_code == 405 and request.method != "HEAD"
+            and not getattr(response, "streaming", False)
             and not response.content and not request.path.startswith("/api/"))

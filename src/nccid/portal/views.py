@@ -38,7 +38,7 @@ class LogoutView(auth_views.LogoutView):
     """Signs out on a POST only (Django 5): a link or image cannot sign a user out. A GET (an
     address typed, or where signing in led back to) shows a page with the Sign out button."""
 
-    http_method_names = ["get", "post", "options"]
+    http_method_names = ["get", "head", "post", "options"]
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not request.user.is_authenticated:

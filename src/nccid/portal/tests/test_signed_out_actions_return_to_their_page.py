@@ -86,6 +86,19 @@ def test_a_page_used_the_wrong_way_is_a_portal_page_not_a_blank_405(client, site
     assert posted.status_code == 405 and "This page cannot be used that way" in posted.content.decode()
 
 
+def test_a_head_request_gets_no_page_and_logout_answers_it_as_its_get(client, rf, site,
+                                                                      make_user):
+    from django.http import HttpResponseNotAllowed
+
+    from nccid.portal.not_allowed import _blank_not_allowed
+
+    # A body on a HEAD: gunicorn drops it and logs each one (the test client strips it).
+    assert not _blank_not_allowed(rf.head("/uploads/1/confirm/"), HttpResponseNotAllowed(["POST"]))
+    assert _blank_not_allowed(rf.get("/uploads/1/confirm/"), HttpResponseNotAllowed(["POST"]))
+    client.force_login(make_user("uploader", site))
+    assert client.head("/logout/").status_code == 200
+
+
 def test_the_api_keeps_its_own_405(client, site, make_user):
     client.force_login(make_user("uploader", site))
     answer = client.put("/api/me")
