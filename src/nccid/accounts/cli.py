@@ -8,12 +8,19 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from nccid.cli.common import UserError, console, read_password, setup_django
 
 site_app = typer.Typer(help="Submitting sites (centres).", no_args_is_help=True)
 user_app = typer.Typer(help="Portal and API accounts.", no_args_is_help=True)
+
+
+def _plain(value: str) -> Text:
+    """A table cell shown as typed: a token or site name may hold brackets ("nightly [prod]")
+    that Rich would read as markup, dropping them or failing on a stray "[/]"."""
+    return Text(value)
 
 
 @site_app.command("add")
@@ -31,7 +38,8 @@ def site_add(
         site = add_site(code, name, ae_title, split)
     except AccountError as exc:
         raise UserError(str(exc)) from exc
-    console.print(f"Added site {site.code} ({site.name}), AE title {site.ae_title or '-'}, split {site.split_rule}")
+    console.print(f"Added site {site.code} ({site.name}), AE title {site.ae_title or '-'}, "
+                  f"split {site.split_rule}", markup=False)
 
 
 @site_app.command("list")
@@ -42,7 +50,8 @@ def site_list() -> None:
 
     table = Table("Code", "Name", "AE title", "Split")
     for site in Site.objects.all():
-        table.add_row(site.code, site.name, site.ae_title or "-", site.split_rule)
+        table.add_row(_plain(site.code), _plain(site.name), _plain(site.ae_title or "-"),
+                      site.split_rule)
     console.print(table)
 
 
@@ -81,17 +90,19 @@ def user_list() -> None:
 
 
 class _IssueByDefault(TyperGroup):
-    """``nccid user token USERNAME`` stays the way to issue one: a first word that is no
-    subcommand is a username for ``issue``."""
+    """``nccid user token USERNAME`` stays the way to issue one: arguments that do not start
+    with a subcommand (a username, or ``--name ci`` before it) are ``issue``'s. An account
+    named like a subcommand (``list``) is issued one with ``token issue list``."""
 
-    def resolve_command(self, ctx: typer.Context, args: list[str]):
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["issue", *args]
-        return super().resolve_command(ctx, args)
+        return super().parse_args(ctx, args)
 
 
 token_app = typer.Typer(cls=_IssueByDefault, no_args_is_help=True, help=(
-    "API tokens: issue one (nccid user token USERNAME), list them, revoke them. A token is "
+    "API tokens: issue one (nccid user token USERNAME [--name NAME]; for an account named "
+    "like a subcommand: nccid user token issue USERNAME), list them, revoke them. A token is "
     "shown once; only its digest and first characters are kept."))
 
 
@@ -113,7 +124,7 @@ def token_issue(username: str, name: Annotated[str, typer.Option("--name", help=
         _, token = issue_token(username, name, _cli_actor())
     except AccountError as exc:
         raise UserError(str(exc)) from exc
-    console.print(token, highlight=False, soft_wrap=True)
+    console.print(token, markup=False, highlight=False, soft_wrap=True)
 
 
 @token_app.command("list")
@@ -131,7 +142,7 @@ def token_list(username: Annotated[str | None, typer.Argument(help="Only this ac
                            ("Created (UTC)", True), ("Last used (UTC)", True)):
         table.add_column(heading, no_wrap=short)  # numbers and dates kept whole on 80 columns
     for token in tokens:
-        table.add_row(str(token.pk), token.user.username, token.name,
+        table.add_row(str(token.pk), _plain(token.user.username), _plain(token.name),
                       f"{token.prefix}…" if token.prefix else "-", _when(token.created),
                       _when(token.last_used))
     console.print(table)
@@ -152,9 +163,10 @@ def token_revoke(
         raise UserError(str(exc)) from exc
     for token in revoked:
         console.print(f"Revoked token {token.pk} of {token.user.username} ({token.name}, "
-                      f"{token.prefix or 'nccid_'}…)", highlight=False)
+                      f"{token.prefix or 'nccid_'}…)", markup=False, highlight=False)
     if not revoked:
-        console.print(f"{all_of} has no tokens: nothing was revoked", highlight=False)
+        console.print(f"{all_of} has no tokens: nothing was revoked", markup=False,
+                      highlight=False)
 
 
 user_app.add_typer(token_app, name="token")

@@ -118,3 +118,20 @@ def test_a_data_manager_cannot_revoke_an_administrators_tokens_in_the_admin(site
     assert set(ApiToken.objects.values_list("user__username", flat=True)) == {
         peer.username, admin.username}
     assert User.objects.get(pk=admin.pk).is_active
+
+
+def test_options_before_the_username_issue_a_token(site, make_user, monkeypatch):
+    uploader = make_user("uploader", site=site)
+    issued = run_cli(monkeypatch, "user", "token", "--name", "ci", uploader.username)
+    assert issued.code == 0, issued.err
+    assert ApiToken.objects.get(user=uploader).name == "ci"
+
+
+def test_an_account_named_like_a_subcommand_is_issued_one_with_token_issue(site, make_user,
+                                                                           monkeypatch):
+    named_list = make_user("uploader", site=site, username="list")
+    listed = run_cli(monkeypatch, "user", "token", "list")  # the subcommand, as documented
+    assert listed.code == 0 and not ApiToken.objects.exists()
+    issued = run_cli(monkeypatch, "user", "token", "issue", "list", "--name", "job")
+    assert issued.code == 0, issued.err
+    assert ApiToken.objects.get(user=named_list).name == "job"
