@@ -76,7 +76,7 @@ def load_demo(console: Console | None = None) -> bool:
     load. False if the demo is already loaded, or the home has sites or accounts of its own
     (nothing is added to it then, and no demo account is printed: none exists there)."""
     state = demo_state()
-    if state == "not a demo home":
+    if state in ("not a demo home", "older demo home"):
         return False
     if state == "loaded":
         if console is not None:
@@ -105,8 +105,10 @@ def load_demo(console: Console | None = None) -> bool:
 
 def demo_state() -> str:
     """'loaded', 'interrupted' (started, not finished), 'new' (no site and no account at all),
-    or 'not a demo home' (sites or accounts no demo load made: an operator's own, or a home from
-    before these marks). Only a new or a demo home may get the demo's published passwords."""
+    'older demo home' (no marks, but a demo site and nothing that is not the demo's: loaded
+    before these marks existed, so how far it got is unknown), or 'not a demo home' (sites or
+    accounts of an operator's own). Only a new or a demo home may get the demo's published
+    passwords."""
     from nccid.accounts.models import AuditEvent, Site, User
 
     marks = set(AuditEvent.objects.filter(username=DEMO_ACTOR, action__in=(STARTED, LOADED))
@@ -115,7 +117,22 @@ def demo_state() -> str:
         return "loaded"
     if STARTED in marks:
         return "interrupted"
-    return "not a demo home" if Site.objects.exists() or User.objects.exists() else "new"
+    if not Site.objects.exists() and not User.objects.exists():
+        return "new"
+    return "older demo home" if _only_the_demos_sites_and_accounts() else "not a demo home"
+
+
+def _only_the_demos_sites_and_accounts() -> bool:
+    """At least one of the demo's sites, and no site or account that is not the demo's (same
+    code, name and AE title; same username and role). A home with only an account named like
+    one of the demo's ('admin') is an operator's."""
+    from nccid.accounts.models import Site, User
+
+    sites = set(Site.objects.values_list("code", "name", "ae_title"))
+    accounts = set(User.objects.values_list("username", "role"))
+    demo_sites = {(s.code, s.name, s.ae_title) for s in SITES}
+    demo_accounts = {(username, role) for username, role, _ in ACCOUNTS}
+    return bool(sites) and sites <= demo_sites and accounts <= demo_accounts
 
 
 def _steps_per_site() -> int:

@@ -26,6 +26,10 @@ NOT_A_DEMO_HOME = {
     "run": "this home has sites/accounts of its own: 'nccid run' is the demo; start the "
            "services with 'nccid serve' and 'nccid node'",
 }
+# Loaded before the demo marked its progress: how far it got cannot be told, and serving it
+# would open accounts with a published password.
+OLDER_DEMO_HOME = ("a demo home from an older version: delete {home} (or set NCCID_HOME "
+                   "elsewhere) to load the demo again")
 
 
 def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -> None:
@@ -76,7 +80,10 @@ def _require_demo_home(refusal: str) -> None:
     """Before anything else is made: a new home, or one the demo was loaded into, only."""
     from nccid.demo import demo_state
 
-    if demo_state() == "not a demo home":
+    state = demo_state()
+    if state == "older demo home":
+        raise UserError(OLDER_DEMO_HOME.format(home=get_settings().home))
+    if state == "not a demo home":
         raise UserError(refusal)
 
 
