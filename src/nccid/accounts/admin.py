@@ -89,7 +89,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(DataManagerAccess, admin.ModelAdmin):
     """Tokens are issued on the server (``nccid user token``, shown once); here data managers
     see them (never the token: only its first characters) and revoke them by deleting,
     audited as ``token.revoke``, for the accounts they may manage."""
@@ -102,15 +102,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.display(description="Begins")
     def begins(self, token: ApiToken) -> str:
         return f"{token.prefix}…" if token.prefix else "-"
-
-    def _manager(self, request) -> bool:
-        return request.user.is_active and getattr(request.user, "is_data_manager", False)
-
-    def has_module_permission(self, request):
-        return self._manager(request) or super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return self._manager(request) or super().has_view_permission(request, obj)
 
     def has_add_permission(self, request):
         return False  # a token made here could never be shown to anyone: use the CLI
