@@ -51,6 +51,15 @@ def positive_row(person=None, **values) -> tuple[list[str], list]:
     return template.headers, row
 
 
+def sheet_under_header(field: str, header: str, value) -> bytes:
+    """A positive sheet of one row holding ``value`` in ``field``'s column, headed ``header``
+    instead of the template's own."""
+    headers, row = positive_row(PEOPLE[0], **{field: value})
+    headers = list(headers)
+    headers[[c.field for c in get_template("positive").template_columns()].index(field)] = header
+    return xlsx_bytes(headers, [row])
+
+
 def template_row(template, person, values: dict) -> list:
     """One row in template column order: the person's identifiers unless ``values`` overrides
     them, then the fields named in ``values`` (taken out of it), everything else blank."""

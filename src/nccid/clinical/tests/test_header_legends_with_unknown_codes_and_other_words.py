@@ -9,16 +9,9 @@ import pytest
 from nccid.clinical.reader import SpreadsheetRejected
 from nccid.clinical.schema import get_template
 
-from .helpers import PEOPLE, positive_row, run, xlsx_bytes
+from .helpers import run, sheet_under_header
 
 TEMPLATE = get_template("positive")
-
-
-def _sheet(field: str, header: str, value) -> bytes:
-    headers, row = positive_row(PEOPLE[0], **{field: value})
-    headers = list(headers)
-    headers[[c.field for c in TEMPLATE.template_columns()].index(field)] = header
-    return xlsx_bytes(headers, [row])
 
 
 @pytest.mark.parametrize("field, header, typed, stored", [
@@ -43,15 +36,15 @@ def _sheet(field: str, header: str, value) -> bytes:
     ("itu_admission", "ITU admission (0/1)", 1, "Yes"),
 ])
 def test_a_legend_saying_the_templates_codes_is_accepted(field, header, typed, stored):
-    result = run(_sheet(field, header, typed))
+    result = run(sheet_under_header(field, header, typed))
     assert result.sheet_warnings == []
     assert result.records[0].cleaned[field] == stored
 
 
 def test_the_words_of_such_legends_are_accepted_in_cells_too():
-    result = run(_sheet("smoking_status", TEMPLATE.field("smoking_status").header, "Ex"))
+    result = run(sheet_under_header("smoking_status", TEMPLATE.field("smoking_status").header, "Ex"))
     assert result.problems == [] and result.records[0].cleaned["smoking_status"] == "Ex-smoker"
-    result = run(_sheet("pmh_cvs_disease", TEMPLATE.field("pmh_cvs_disease").header, ">1"))
+    result = run(sheet_under_header("pmh_cvs_disease", TEMPLATE.field("pmh_cvs_disease").header, ">1"))
     assert result.problems == [] and result.records[0].cleaned["pmh_cvs_disease"] == "More than one"
 
 
@@ -64,4 +57,4 @@ def test_the_words_of_such_legends_are_accepted_in_cells_too():
 ])
 def test_other_codes_still_refuse_the_file(field, header):
     with pytest.raises(SpreadsheetRejected, match="does not give the template's codes"):
-        run(_sheet(field, header, 1))
+        run(sheet_under_header(field, header, 1))

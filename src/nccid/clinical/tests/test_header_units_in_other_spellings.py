@@ -8,16 +8,9 @@ import pytest
 from nccid.clinical.reader import SpreadsheetRejected
 from nccid.clinical.schema import get_template
 
-from .helpers import PEOPLE, positive_row, run, template_row, xlsx_bytes
+from .helpers import PEOPLE, run, sheet_under_header, template_row, xlsx_bytes
 
 TEMPLATE = get_template("positive")
-
-
-def _sheet(field: str, header: str, value) -> bytes:
-    headers, row = positive_row(PEOPLE[0], **{field: value})
-    headers = list(headers)
-    headers[[c.field for c in TEMPLATE.template_columns()].index(field)] = header
-    return xlsx_bytes(headers, [row])
 
 
 @pytest.mark.parametrize("field, header, typed, stored", [
@@ -45,7 +38,7 @@ def _sheet(field: str, header: str, value) -> bytes:
     ("apache_score", "APACHE score on ITU arrival (0-71)", 20, 20),
 ])
 def test_a_unit_in_another_spelling_is_the_columns_unit(field, header, typed, stored):
-    result = run(_sheet(field, header, typed))
+    result = run(sheet_under_header(field, header, typed))
     assert result.problems == [] and result.sheet_warnings == []
     assert result.records[0].cleaned[field] == pytest.approx(stored)
 
@@ -68,7 +61,7 @@ def test_ranges_like_the_isaric_templates_own_are_accepted(field, header, typed)
 ])
 def test_another_known_unit_refuses_the_file(field, header):
     with pytest.raises(SpreadsheetRejected, match="states a unit this column does not take"):
-        run(_sheet(field, header, 5))
+        run(sheet_under_header(field, header, 5))
 
 
 @pytest.mark.parametrize("field, header", [
@@ -77,7 +70,7 @@ def test_another_known_unit_refuses_the_file(field, header):
     ("crp", "CRP (lab A)"),
 ])
 def test_a_bracket_that_is_no_known_unit_is_a_warning_naming_the_column(field, header):
-    result = run(_sheet(field, header, 5))
+    result = run(sheet_under_header(field, header, 5))
     assert result.records and result.records[0].cleaned[field] == 5
     column = TEMPLATE.field(field)
     [warning] = result.sheet_warnings

@@ -9,16 +9,9 @@ from nccid.clinical import reader
 from nccid.clinical.reader import SpreadsheetRejected
 from nccid.clinical.schema import get_template
 
-from .helpers import PEOPLE, positive_row, run, xlsx_bytes
+from .helpers import PEOPLE, run, sheet_under_header
 
 TEMPLATE = get_template("positive")
-
-
-def _sheet(field: str, header: str, value) -> bytes:
-    headers, row = positive_row(PEOPLE[0], **{field: value})
-    headers = list(headers)
-    headers[[c.field for c in TEMPLATE.template_columns()].index(field)] = header
-    return xlsx_bytes(headers, [row])
 
 
 @pytest.mark.parametrize("field, header, typed, stored", [
@@ -31,17 +24,17 @@ def _sheet(field: str, header: str, value) -> bytes:
     ("crp", "CRP (MG / L)", 5, 5),  # the template's unit, in other case and spacing
 ])
 def test_a_unit_the_column_takes_is_how_its_values_are_read(field, header, typed, stored):
-    result = run(_sheet(field, header, typed))
+    result = run(sheet_under_header(field, header, typed))
     assert result.problems == [] and result.records[0].cleaned[field] == pytest.approx(stored)
 
 
 def test_the_headers_unit_wins_over_the_sites_declared_unit():
-    result = run(_sheet("d_dimer", "D-dimer (µg/mL)", 0.5), declared_units={"d_dimer": "ng/mL"})
+    result = run(sheet_under_header("d_dimer", "D-dimer (µg/mL)", 0.5), declared_units={"d_dimer": "ng/mL"})
     assert result.records[0].cleaned["d_dimer"] == 0.5  # not 0.0005: µg/mL, as the header says
 
 
 def test_a_declared_unit_under_the_templates_header_is_said_once_per_column():
-    result = run(_sheet("crp", "CRP (mg/L)", 5), declared_units={"crp": "mg/dL"})
+    result = run(sheet_under_header("crp", "CRP (mg/L)", 5), declared_units={"crp": "mg/dL"})
     assert result.records[0].cleaned["crp"] == 50
     letter = reader._column_letter([c.field for c in TEMPLATE.template_columns()].index("crp"))
     assert result.sheet_warnings == [
@@ -57,7 +50,7 @@ def test_a_declared_unit_under_the_templates_header_is_said_once_per_column():
 ])
 def test_codes_other_than_the_templates_refuse_the_file(field, header, letter, expected):
     with pytest.raises(SpreadsheetRejected) as refused:
-        run(_sheet(field, header, 0))
+        run(sheet_under_header(field, header, 0))
     label = TEMPLATE.field(field).label
     assert str(refused.value) == (
         f"column {letter} is the template's '{label}' column, but its header does not give the "
@@ -69,13 +62,13 @@ def test_codes_other_than_the_templates_refuse_the_file(field, header, letter, e
 @pytest.mark.parametrize("header", ["Sex (M = 1, F = 0)", "sex (male=1,female=0)",
                                     "Sex (0 = Female, 1 = Male)", "Sex (M/F)", "Sex"])
 def test_the_templates_codes_in_other_words_are_accepted(header):
-    result = run(_sheet("sex", header, 0))
+    result = run(sheet_under_header("sex", header, 0))
     assert result.problems == [] and result.records[0].cleaned["sex"] == "Female"
 
 
 def test_a_unit_the_column_does_not_take_refuses_the_file_without_repeating_it():
     with pytest.raises(SpreadsheetRejected) as refused:
-        run(_sheet("age", "Age (months)", 18))
+        run(sheet_under_header("age", "Age (months)", 18))
     assert str(refused.value) == (
         "column D is the template's 'Age' column, but its header states a unit this column "
         "does not take (it takes values in years): convert the values and name their unit in "
@@ -84,7 +77,7 @@ def test_a_unit_the_column_does_not_take_refuses_the_file_without_repeating_it()
 
 def test_a_bracket_that_is_no_unit_is_warned_without_repeating_it():
     person = PEOPLE[30]
-    result = run(_sheet("age", f"Age ({person.given_name} {person.family_name})", 18))
+    result = run(sheet_under_header("age", f"Age ({person.given_name} {person.family_name})", 18))
     assert result.records[0].cleaned["age"] == 18
     assert result.sheet_warnings == [
         "column D ('Age') has a bracket in its header that is neither a unit this column takes "
@@ -94,4 +87,4 @@ def test_a_bracket_that_is_no_unit_is_warned_without_repeating_it():
 
 def test_a_number_column_without_a_unit_takes_no_unit_in_its_header():
     with pytest.raises(SpreadsheetRejected, match=r"\(it takes a plain number, without a unit\)"):
-        run(_sheet("pack_year_history", "Pack year history (years)", 20))
+        run(sheet_under_header("pack_year_history", "Pack year history (years)", 20))
