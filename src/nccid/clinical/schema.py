@@ -9,6 +9,7 @@ things up.
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -67,7 +68,7 @@ def folded(text: str) -> str:
 
 
 _SUPERSCRIPT_POWER = re.compile(r"10([⁰¹²³⁴⁵⁶⁷⁸⁹]+)")
-_SUPERSCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_SUPERSCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", string.digits)
 _TIMES_POWER = re.compile(r"^[x×*](?=10\^)")
 _FEU = "feu"  # fibrinogen-equivalent units: how D-dimer is reported, not a unit of its own
 _RANGE = re.compile(r"^(-?\d+(?:\.\d+)?)\s*(?:-|–|—|to)\s*(\d+(?:\.\d+)?)$")
