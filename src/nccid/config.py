@@ -84,14 +84,17 @@ def _mask_options(options: dict) -> dict:
 def mask_url_password(url: str) -> str:
     """``url`` with its password, and any credential-like query parameter
     (``?password=``, ``sslpassword=``, ``secret=``...), shown as ``****``; the rest as written.
-    (Not rebuilt with urlunsplit, which drops an empty host: ``sqlite:////abs`` read ``sqlite://abs``.)"""
-    parts = urlsplit(url)
-    shown = url
-    if parts.password:  # the netloc follows the first //, its password before the last @
-        netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-        shown = shown.replace(f"//{parts.netloc}", f"//{netloc}", 1)
-    if parts.query:  # the query follows the first ? (none can come before it)
-        shown = shown.replace(f"?{parts.query}", f"?{_mask_query(parts.query)}", 1)
+    The password runs from the first ``:`` of the user part to the last ``@``, so one written
+    without percent-encoding (``pa/ss``, ``p@ss#1?``) is masked whole: urlsplit would end the
+    host at its ``/``, ``#`` or ``?`` and show the rest. (Not rebuilt with urlunsplit, which
+    drops an empty host: ``sqlite:////abs`` read ``sqlite://abs``.)"""
+    scheme, slashes, rest = url.partition("://")
+    userinfo, at, after = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{scheme}://{user}:****@{after}" if slashes and at and colon else url
+    query = urlsplit(shown).query
+    if query:  # the query follows the first ? after the masked password
+        shown = shown.replace(f"?{query}", f"?{_mask_query(query)}", 1)
     return shown
 
 

@@ -1,6 +1,7 @@
 """``nccid config show`` prints each URL as it is set, only its secrets masked: a SQLite URL
 keeps its slashes (``sqlite:////abs`` was shown ``sqlite://abs``, a host named "abs";
-``sqlite:///rel`` was shown ``sqlite:/rel``)."""
+``sqlite:///rel`` was shown ``sqlite:/rel``), and a password is masked whole even when
+written without percent-encoding."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from nccid.cli.tests.settings_env import fresh_settings
     ("postgres://nccid:pw-4-show@db.example:5432/nccid?sslmode=require&sslpassword=pw-4-show",
      "postgres://nccid:****@db.example:5432/nccid?sslmode=require&sslpassword=****"),
     ("postgres://nccid:p@ss:w0rd@db.example/nccid", "postgres://nccid:****@db.example/nccid"),
+    # written without percent-encoding: urlsplit ends the host at / # ?, showing the rest
+    ("postgres://nccid:w0rd/pw-4-show@db.example/nccid", "postgres://nccid:****@db.example/nccid"),
+    ("postgres://nccid:w0rd#pw-4-show@db.example/nccid", "postgres://nccid:****@db.example/nccid"),
+    ("postgres://nccid:w0rd?pw-4-show@db.example/nccid?sslpassword=pw-4-show",
+     "postgres://nccid:****@db.example/nccid?sslpassword=****"),
+    ("postgres://nccid:p@ss/w0rd@db.example/nccid", "postgres://nccid:****@db.example/nccid"),
 ])
 def test_config_show_prints_a_url_as_set_with_its_secrets_masked(tmp_path, monkeypatch, url, shown):
     with fresh_settings(monkeypatch, NCCID_HOME=str(tmp_path), NCCID_DATABASE_URL=url):
