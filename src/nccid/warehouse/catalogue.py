@@ -33,6 +33,7 @@ from django.db import connections, router
 from nccid.config import get_settings, mask_url_password
 
 from . import catalogue_schema as cs
+from .dateshift import DateShift, deployment_shift
 from .layout import CATALOGUE_PREFIX
 from .models import ImageRecord, PatientSet
 from .service import get_warehouse
@@ -42,6 +43,8 @@ log = logging.getLogger("nccid.warehouse")
 COMPACT_AT = 32  # merge image parts once there are more than this many
 _ROW_CHUNK = 20_000
 STATE_KEY = f"{CATALOGUE_PREFIX}/{cs.STATE_FILE}"
+# Marks a state whose every file was written with arrival times withheld (``shift-dates``).
+ARRIVALS_WITHHELD = "arrival_times_withheld"
 
 # ImageRecord field for each images column (site is the site's code).
 _IMAGE_FIELDS = {name: ("site__code" if name == "site" else name) for name in cs.IMAGES_SCHEMA.names}
@@ -85,6 +88,9 @@ def _refresh(compact_at: int) -> dict:
     warehouse = get_warehouse()
     warehouse.ensure()
     old = _read_state(warehouse)
+    shift = deployment_shift()
+    if shift.shifts and not old.get(ARRIVALS_WITHHELD):
+        compact_at = 0  # parts written with real arrival times are rewritten as one new part
     new_rows, parts = _claim_rows(old, compact_at)
 
     image_files = dict(old.get("image_parts", {}))
@@ -92,7 +98,7 @@ def _refresh(compact_at: int) -> dict:
     for part in parts:
         entry = image_files.get(str(part))
         if entry is None or not warehouse.exists(_key(entry["key"])):
-            entry = _write_image_part(warehouse, part)
+            entry = _write_image_part(warehouse, part, shift)
         entries.append((part, entry))
 
     version = int(old.get("version", 0)) + 1
@@ -102,7 +108,9 @@ def _refresh(compact_at: int) -> dict:
         "image_parts": {str(p): e for p, e in entries},
         "files": {"images": [e for _, e in entries]},
     }
-    tables = _derived_tables(warehouse, state)
+    if shift.shifts:
+        state[ARRIVALS_WITHHELD] = True
+    tables = _derived_tables(warehouse, state, shift)
     for view, table in tables.items():
         relative = f"{view}-v{version:06d}.parquet"
         digest = warehouse.write_atomic(_key(relative), cs.parquet_bytes(table))
@@ -192,7 +200,7 @@ def _parts_in_db() -> list[int]:
     return list(values)
 
 
-def _write_image_part(warehouse: Warehouse, part: int) -> dict:
+def _write_image_part(warehouse: Warehouse, part: int, shift: DateShift) -> dict:
     rows = (ImageRecord.objects.filter(catalogue_part=part).order_by("id")
             .values_list(*_IMAGE_FIELDS.values()))
     columns: dict[str, list] = {name: [] for name in _IMAGE_FIELDS}
@@ -200,7 +208,7 @@ def _write_image_part(warehouse: Warehouse, part: int) -> dict:
     for row in rows.iterator(chunk_size=_ROW_CHUNK):
         for name, value in zip(names, row, strict=True):
             columns[name].append(value)
-    columns["received_at"] = [_naive_utc(v) for v in columns["received_at"]]
+    columns["received_at"] = [shift.arrival(_naive_utc(v)) for v in columns["received_at"]]
     table = pa.table(columns, schema=cs.IMAGES_SCHEMA)
     relative = f"images/part-{part:06d}.parquet"
     digest = warehouse.write_atomic(_key(relative), cs.parquet_bytes(table))
@@ -222,8 +230,10 @@ def _clinical_model():
         return None
 
 
-def clinical_base_table() -> pa.Table:
-    """Every clinical record as CLINICAL_BASE_SCHEMA rows, with the patient's set."""
+def clinical_base_table(shift: DateShift | None = None) -> pa.Table:
+    """Every clinical record as CLINICAL_BASE_SCHEMA rows, with the patient's set; dates and
+    arrival times as ``shift`` (default: the deployment's) writes them for researchers."""
+    shift = shift or deployment_shift()
     model = _clinical_model()
     if model is None:
         return cs.CLINICAL_BASE_SCHEMA.empty_table()
@@ -238,17 +248,23 @@ def clinical_base_table() -> pa.Table:
         columns["site"].append(site)
         columns["kind"].append(kind)
         columns["set_name"].append(sets.get(pseudonym))
-        columns["updated_at"].append(_naive_utc(row[4]) if updated else None)
-        columns["cleaned"].append(cleaned if isinstance(cleaned, str)
-                                  else json.dumps(cleaned, sort_keys=True, default=str))
+        columns["updated_at"].append(shift.arrival(_naive_utc(row[4])) if updated else None)
+        columns["cleaned"].append(_cleaned_text(pseudonym, cleaned, shift))
     return pa.table(columns, schema=cs.CLINICAL_BASE_SCHEMA)
 
 
-def _derived_tables(warehouse: Warehouse, state: dict) -> dict[str, pa.Table]:
+def _cleaned_text(pseudonym: str, cleaned, shift: DateShift) -> str:
+    if not shift.shifts:
+        return cleaned if isinstance(cleaned, str) else json.dumps(cleaned, sort_keys=True, default=str)
+    record = json.loads(cleaned) if isinstance(cleaned, str) else cleaned
+    return json.dumps(shift.clinical(pseudonym, record), sort_keys=True, default=str)
+
+
+def _derived_tables(warehouse: Warehouse, state: dict, shift: DateShift) -> dict[str, pa.Table]:
     """clinical (flattened), studies and patients for the state's image parts."""
     directory = _local_copy(warehouse, state)
     con = cs.connect_files({"images": [directory / e["key"] for e in state["files"]["images"]]})
-    clinical = cs.flatten_clinical(con, clinical_base_table())
+    clinical = cs.flatten_clinical(con, clinical_base_table(shift))
     con.execute("DROP VIEW clinical")
     con.register("clinical", clinical)
     patient_sets = pa.table(

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from nccid.config import get_settings
 
 from . import layout
+from .dateshift import deployment_shift
 from .dicom_json import header_json
 from .meta import ImageMeta
 from .models import ImageRecord, KeptSet, PatientSet
@@ -398,12 +399,14 @@ def write_clinical_records(site, records: Sequence) -> int:
 
     ``records`` are ``AcceptedRecord``-like (``pseudonym``, ``kind``, ``cleaned``). The patient's
     set is assigned first (a patient seen with clinical data before any image keeps that set).
+    Under ``shift-dates`` the dates are moved by the patient's offset, as in their images.
     """
     if not records:
         return 0
     sets = assign_sets(site, [r.pseudonym for r in records])
-    objects = {layout.clinical_key(sets[r.pseudonym], r.pseudonym, r.kind, site.code): clinical_json(r.cleaned)
-               for r in records}
+    shift = deployment_shift()
+    objects = {layout.clinical_key(sets[r.pseudonym], r.pseudonym, r.kind, site.code):
+               clinical_json(shift.clinical(r.pseudonym, r.cleaned)) for r in records}
     get_warehouse().write_many(objects)
     pseudonyms = sorted(sets)
     for start in range(0, len(pseudonyms), _CHUNK):
@@ -427,7 +430,8 @@ def on_records_accepted(sender, site, records, **kwargs) -> None:
 
 
 def sync_clinical(on_progress: Progress | None = None) -> int:
-    """Rewrite every clinical record's JSON from the database (repair after a failed write);
+    """Rewrite every clinical record's JSON from the database (repair after a failed write, or
+    a warehouse written before clinical dates were shifted under ``shift-dates``);
     ``on_progress(records written, records in all)`` after each batch."""
     from nccid.clinical.models import ClinicalRecord
 
