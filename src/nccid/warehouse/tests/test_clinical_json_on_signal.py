@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from nccid.clinical.signals import AcceptedRecord, records_accepted
 from nccid.synthetic.people import people
@@ -68,3 +69,6 @@ def test_storage_failure_does_not_fail_the_sender(site, tmp_path, monkeypatch, k
         reset_settings_cache()
     assert "sync-clinical" in caplog.text
     assert pseudonym not in caplog.text
+    # One clear line, no traceback: an unreachable store is an outage, not a bug.
+    [failure] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert failure.exc_info is None and "sync-clinical" in failure.getMessage()
