@@ -12,6 +12,7 @@ import io
 import threading
 from collections import Counter, defaultdict
 
+from django.apps import apps
 from django.db.models import Count, Max, Min, OuterRef, Subquery, Sum
 from django.utils import timezone
 
@@ -79,13 +80,13 @@ def _month(value) -> str:
 
 
 def compute_dashboard() -> dict:
-    covid = _covid_status()
+    covid, sets = _covid_status(), _patient_sets()
     return {
         "computed_at": timezone.now().isoformat(timespec="seconds"),
         "studies_by_centre": _studies_over_time("site__code"),
         "studies_by_modality": _studies_by_modality(),
-        "patients_by_status": _patients_over_time(lambda p, _s, _set: covid.get(p, "unknown")),
-        "patients_by_set": _patients_over_time(lambda _p, _s, set_name: set_name or "unassigned"),
+        "patients_by_status": _patients_over_time(lambda p: covid.get(p, "unknown")),
+        "patients_by_set": _patients_over_time(lambda p: sets.get(p, "unassigned")),
         "demographics": _demographics(),
         "centres": _centres(),
         "completeness": _completeness(),
@@ -134,22 +135,28 @@ def _studies_by_modality() -> dict:
 
 
 def _patients_over_time(classify) -> dict:
-    """Patients by the month they were first seen (first image or clinical record), classified."""
-    first: dict[str, tuple] = {}
-    images = image_model().objects.values("pseudonym").annotate(
-        first=Min("received_at"), site=Min("site__code"), set_name=Min("set_name"))
+    """Patients by the month they were first seen (first image or clinical record), classified
+    by ``classify(pseudonym)``."""
+    first: dict[str, object] = {}
+    images = image_model().objects.values("pseudonym").annotate(first=Min("received_at"))
     for row in images.iterator(chunk_size=5000):
-        first[row["pseudonym"]] = (row["first"], row["site"], row["set_name"])
-    clinical = clinical_model().objects.values("pseudonym").annotate(
-        first=Min("created"), site=Min("site__code"))
+        first[row["pseudonym"]] = row["first"]
+    clinical = clinical_model().objects.values("pseudonym").annotate(first=Min("created"))
     for row in clinical.iterator(chunk_size=5000):
         seen = first.get(row["pseudonym"])
-        if seen is None or (row["first"] and seen[0] and row["first"] < seen[0]):
-            first[row["pseudonym"]] = (row["first"], row["site"], seen[2] if seen else None)
+        if seen is None or (row["first"] and row["first"] < seen):
+            first[row["pseudonym"]] = row["first"]
     per_month: dict[str, Counter] = defaultdict(Counter)
-    for pseudonym, (at, site, set_name) in first.items():
-        per_month[_month(at)][classify(pseudonym, site, set_name)] += 1
+    for pseudonym, at in first.items():
+        per_month[_month(at)][classify(pseudonym)] += 1
     return _cumulative(per_month)
+
+
+def _patient_sets() -> dict[str, str]:
+    """Each patient's set as the warehouse assigned it (``PatientSet``): a patient with clinical
+    records only, or whose images were all removed, has one too (their clinical JSON is in it)."""
+    rows = apps.get_model("warehouse", "PatientSet").objects.values_list("pseudonym", "set_name")
+    return dict(rows.iterator(chunk_size=5000))
 
 
 def _covid_status() -> dict[str, str]:

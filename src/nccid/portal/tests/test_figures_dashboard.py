@@ -43,7 +43,7 @@ def test_dashboard_figures_come_from_the_database(data, site, other_site):
     status_final = {k: v[-1][1] for k, v in board["patients_by_status"]["series"].items()}
     assert status_final == {"positive": 3, "negative": 1, "unknown": 1}
     set_final = {k: v[-1][1] for k, v in board["patients_by_set"]["series"].items()}
-    assert set_final == {"training": 3, "validation": 1, "unassigned": 1}
+    assert set_final == {"training": 4, "validation": 1}  # pseudonym(4): clinical records only
     assert board["demographics"]["age_bands"] == [["30-34", 1], ["35-39", 1], ["70-74", 1]]
     assert dict(board["demographics"]["sex"]) == {"Female": 1, "Male": 2}
     centres = {c["code"]: c for c in board["centres"]}
@@ -54,6 +54,21 @@ def test_dashboard_figures_come_from_the_database(data, site, other_site):
     sites = board["completeness"]["sites"]
     assert completeness[("positive", "ethnicity")][sites.index(other_site.code)] == 0.0
     assert completeness[("positive", "age")][sites.index(site.code)] == 100.0
+
+
+def test_patients_by_set_counts_each_patient_in_the_set_the_warehouse_gave_them(site):
+    """Not the set of their image rows: a patient with clinical records only, or whose only
+    study was removed, is in a set all the same (their clinical JSON is filed under it)."""
+    from nccid.warehouse.models import ImageRecord
+
+    summary.forget()
+    add_images(site, pseudonym(1), "1", when=MARCH)
+    add_clinical(site, pseudonym(2), "negative", set_name="validation")
+    add_images(site, pseudonym(3), "3", when=MARCH, set_name="validation")
+    add_clinical(site, pseudonym(3), "positive")
+    ImageRecord.objects.filter(pseudonym=pseudonym(3)).delete()  # its study removed
+    series = charts.get_dashboard(force=True)["patients_by_set"]["series"]
+    assert {k: v[-1][1] for k, v in series.items()} == {"training": 1, "validation": 2}
 
 
 def test_dashboard_is_recomputed_only_when_the_data_change(data, site, django_assert_max_num_queries):
