@@ -946,7 +946,9 @@ def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:
 # statement per batch (executemany of an upsert, the same in SQLite and PostgreSQL): the
 # ORM's update-then-insert per study cost ~4 ms of Python each on the finishing thread,
 # where every millisecond holds the GIL the de-identifying thread needs. The status rule is
-# ``derive_status`` for a row gaining stored instances only (so never REJECTED).
+# ``derive_status`` for a row gaining stored instances only (so never REJECTED). A receipt
+# begun by a held or refused file learns here that the patient has a clinical record (and,
+# begun by a file naming no patient, who the patient is).
 _ADD_STORED = """
 INSERT INTO {t} (site_id, study_uid, patient, modality, source, instances, bytes, stored,
                  pending, held, rejected, problem, has_clinical, first_received,
@@ -957,8 +959,10 @@ ON CONFLICT (site_id, study_uid) DO UPDATE SET
     bytes = {t}.bytes + excluded.bytes,
     stored = {t}.stored + excluded.stored,
     last_received = excluded.last_received,
+    patient = CASE WHEN {t}.patient = '' THEN excluded.patient ELSE {t}.patient END,
+    has_clinical = {t}.has_clinical OR excluded.has_clinical,
     status = CASE WHEN {t}.held > 0 THEN %s WHEN {t}.pending > 0 THEN %s
-                  WHEN {t}.has_clinical THEN %s ELSE %s END
+                  WHEN {t}.has_clinical OR excluded.has_clinical THEN %s ELSE %s END
 """
 
 

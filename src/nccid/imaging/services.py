@@ -117,9 +117,12 @@ def _move_released(held: HeldImage) -> tuple[str | None, str]:
             meta = deps.image_meta(header)
         else:
             data, meta, header = finalise(data, pseudonym)
-        deps.store_image(held.site, pseudonym, data, meta,
-                         linked=deps.has_clinical_record(pseudonym), dataset=header)
-        receipt.update(held=F("held") - 1, stored=F("stored") + 1, patient=pseudonym)
+        linked = deps.has_clinical_record(pseudonym)
+        deps.store_image(held.site, pseudonym, data, meta, linked=linked, dataset=header)
+        # The receipt may predate the record, or name the patient by hospital number only
+        # (which the record's arrival did not mark): it learns of the record here.
+        receipt.update(held=F("held") - 1, stored=F("stored") + 1, patient=pseudonym,
+                       **({"has_clinical": True} if linked else {}))
         outcome = "stored"
     else:
         name = f"{held.sop_uid}.pending"
