@@ -2,24 +2,44 @@
 
 Heuristics, deliberately eager: a finding is a value to look at, not proof of a leak. Values
 are never reported in full: ``mask()`` keeps a couple of characters and the length.
+
+Every element of a file is seen, those after the Pixel Data too, without reading the pixels
+(the file is memory-mapped and the pixel element stepped over). One limit: a UID under the
+keyed ``2.25`` root is taken as keyed. A keyed UID is 128 bits of HMAC, which nothing can
+tell from an original UUID-derived ``2.25`` UID without the original it was made from.
 """
 
 from __future__ import annotations
 
+import mmap
 import re
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from nccid.identity.keys import PSEUDONYM_PREFIX
 from nccid.identity.numbers import looks_like_patient_number
 
-from .engine import contradicted_vr, safe_private_value, temporal_ok
-from .profile import SafePrivate, default_safe_private, load_data
+from .engine import (
+    FORM_VRS,
+    PIXEL_DATA,
+    _pixel_element,
+    contradicted_vr,
+    enumerated_values,
+    form_ok,
+    parse_header,
+    safe_private_value,
+)
+from .profile import SafePrivate, compile_profile, default_safe_private, load_data, profile_names
 
 KEYED_UID_ROOT = "2.25."
 PSEUDONYM = re.compile(re.escape(PSEUDONYM_PREFIX) + r"[A-Z2-7]{16}")
@@ -27,7 +47,12 @@ TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "UC", "PN", "AE", "CS", "UR"}
 FREE_TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "UC"}
 POSTCODE = re.compile(r"\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}\b")
 STREET = re.compile(r"\b\d+[A-Za-z]?,? +[A-Za-z' ]+ (Road|Rd|Street|St|Lane|Ln|Close|Avenue|Ave|Drive|Dr|Way|Crescent|Place|Court|Gardens|Terrace|Grove|Hill|Park|Square)\b", re.I)
-PHONE = re.compile(r"(?<![\d.])(?:\+44 ?|\(?0)\d{2,4}\)?[ -]?\d{3,4}[ -]?\d{3,4}(?![\d.])")
+PHONE = re.compile(r"(?<![\d.])(?:\+44 ?(?:\(0\) ?)?|\(?0)\d{2,4}\)?[ -]?\d{3,4}[ -]?\d{3,4}(?![\d.])")
+NAME_IN_TEXT = re.compile(r"[^\W\d_][\w'-]*\^[^\W\d_][\w'-]*")  # FAMILY^GIVEN outside a PN
+TEXT_IN_BINARY = re.compile(rb"[\x20-\x7e]{6,}")  # printable runs in a binary value
+BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
+PIXEL_TAGS = {0x7FE00008, 0x7FE00009, PIXEL_DATA}
+LEADING_DIGITS = re.compile(r"[+-]?([0-9]+)")
 DATE_IN_TEXT = re.compile(r"(?<!\d)(?:(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)\d{2})(?!\d)")
 UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){3,}(?![\d.])")
 BIRTH_DATE_KEYWORDS = {"PatientBirthDate", "PatientBirthDateInAlternativeCalendar"}
@@ -57,12 +82,14 @@ class Checker:
         rules = load_data("rules.json")
         self.well_known = tuple(rules["well_known_uid_prefixes"])
         self.uid_keep = set(rules["uid_keep_keywords"])
+        self.enumerated = enumerated_values(rules)
+        self.profiles = [compile_profile(name) for name in profile_names()]
 
     def check_dataset(self, ds: Dataset, file: str = "") -> list[Finding]:
         findings: list[Finding] = []
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
-            findings += self._walk(meta, file, "")
+            findings += self._walk(meta, file, "", meta=True)
         findings += self._walk(ds, file, "")
         return findings
 
@@ -72,7 +99,7 @@ class Checker:
         never pydicom's message, which may quote a value): what could not be checked may
         still hold an identifier, and the other files are checked all the same."""
         try:
-            ds = dcmread(path, stop_before_pixels=True)
+            ds = read_all_but_pixels(path)
         except InvalidDicomError:
             return None
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
@@ -82,30 +109,36 @@ class Checker:
         except Exception as exc:  # noqa: BLE001
             return [_unreadable(path, exc)]
 
-    def _walk(self, ds: Dataset, file: str, prefix: str) -> Iterator[Finding]:
+    def _walk(self, ds: Dataset, file: str, prefix: str, meta: bool = False) -> list[Finding]:
         found: list[Finding] = []
         creators = {}
-        for elem in ds:
-            if elem.tag.is_private_creator:
-                creators[(elem.tag.group, elem.tag.element)] = str(elem.value or "").strip().upper()
-        for elem in ds:
-            tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
-            where = prefix + tag
-            keyword = elem.keyword or ""
-            if elem.tag.is_private:
-                if elem.tag.is_private_creator:
+        for tag in ds.keys():
+            if tag.is_private_creator:
+                creators[(tag.group, tag.element)] = str(ds[tag].value or "").strip().upper()
+        for tag in sorted(ds.keys()):
+            if tag in PIXEL_TAGS:
+                continue
+            elem = _element(ds, tag)
+            where = prefix + f"({tag.group:04X},{tag.element:04X})"
+            keyword = keyword_for_tag(tag)
+            if tag.is_private:
+                if tag.is_private_creator:
                     continue
-                creator = creators.get((elem.tag.group, elem.tag.element >> 8), "")
-                safe_vr = self.safe_private.get((elem.tag.group, creator, elem.tag.element & 0xFF))
+                creator = creators.get((tag.group, tag.element >> 8), "")
+                safe_vr = self.safe_private.get((tag.group, creator, tag.element & 0xFF))
                 if safe_vr is None:
-                    found.append(Finding(file, where, keyword or "(private)",
+                    found.append(Finding(file, where, "(private)",
                                          "private attribute not on the safe list", mask(_str(elem.value))))
                 elif not safe_private_value(elem, safe_vr):
-                    found.append(Finding(file, where, keyword or "(private)",
+                    found.append(Finding(file, where, "(private)",
                                          f"safe-listed private attribute that is not a {safe_vr or 'number'}",
                                          mask(_str(elem.value))))
                 continue
-            dictionary_vr = contradicted_vr(int(elem.tag), elem.VR)
+            removed = None if meta else self._removed(int(tag))
+            if removed is not None:
+                found.append(Finding(file, where, keyword or "(unknown public)", removed,
+                                     mask(_str(elem.value))))
+            dictionary_vr = contradicted_vr(int(tag), elem.VR)
             if dictionary_vr is not None:  # de-identification would not keep it as declared
                 found.append(Finding(file, where, keyword, f"declared VR {elem.VR} contradicts "
                                      f"the dictionary's {dictionary_vr}", mask(_str(elem.value))))
@@ -117,10 +150,25 @@ class Checker:
                 found.append(Finding(file, where, keyword, reason, mask(value)))
         return found
 
+    def _removed(self, tag: int) -> str | None:
+        """Why an element every profile removes is reported (it should not be in a
+        de-identified file at all, whatever it holds); None for the others."""
+        if tag & 0xFFFF == 0 or any(p.action(tag) != "X" for p in self.profiles):
+            return None  # (group lengths: stale, never identifying)
+        try:
+            dictionary_VR(tag)
+        except KeyError:
+            return "public attribute the data dictionary does not know (de-identification removes it)"
+        return "attribute de-identification removes"
+
     def _value_findings(self, elem, keyword: str) -> Iterator[tuple[str, str]]:
-        vr = elem.VR
-        values = _strings(elem.value) if vr in TEXT_VRS | {"UI", "DA", "DT"} else []
-        for value in values:
+        vr = _vr_of(elem)
+        if vr in BINARY_VRS:
+            yield from _binary_findings(elem.value)
+            return
+        if vr not in TEXT_VRS | FORM_VRS | {"UI"}:
+            return
+        for value in _strings(elem.value):
             if not value:
                 continue
             if vr == "UI":
@@ -132,27 +180,114 @@ class Checker:
                 if value[4:8] not in ("", "0101"):
                     yield "birth date more precise than the year", value
                 continue
-            if vr in ("DA", "DT"):
-                if not temporal_ok(value, vr):
+            if vr in ("DA", "DT", "TM"):
+                if not form_ok(value, vr):
                     yield "date with more in it than a date", value
                 continue
-            uid = UID_IN_TEXT.search(value)
-            if uid and not uid.group().startswith((KEYED_UID_ROOT, *self.well_known)):
-                yield "UID-shaped text not under the keyed 2.25 root (an original UID?)", value
-            if vr == "PN":
-                if not PSEUDONYM.fullmatch(value) and value != "REMOVED":
-                    yield "person name that is not a pseudonym", value
+            if vr in FORM_VRS:
+                yield from self._form_findings(int(elem.tag), vr, value)
                 continue
-            if looks_like_patient_number(value):
-                yield "NHS/CHI-number-shaped digits with a valid check digit", value
-            if POSTCODE.search(value.upper()) and not PSEUDONYM.fullmatch(value):
-                yield "UK postcode", value
-            if STREET.search(value):
-                yield "street address", value
-            if PHONE.search(value):
-                yield "telephone number", value
-            if vr in FREE_TEXT_VRS and DATE_IN_TEXT.search(value):
-                yield "date in free text", value
+            yield from _text_findings(value, vr)
+
+    def _form_findings(self, tag: int, vr: str, value: str) -> Iterator[tuple[str, str]]:
+        """An age, code or number: of its VR's form and, if enumerated, one of its values
+        (de-identification empties it otherwise); a number may be an NHS/CHI number."""
+        allowed = self.enumerated.get(tag)
+        if not form_ok(value, vr):
+            yield f"{vr} value not of its form (de-identification empties it)", value
+        elif not form_ok(value, vr, allowed):
+            yield "not one of the attribute's enumerated values (de-identification empties it)", value
+        digits = LEADING_DIGITS.match(value) if vr in ("IS", "DS") else None
+        if looks_like_patient_number(digits.group(1) if digits else value):
+            yield "NHS/CHI-number-shaped digits with a valid check digit", value
+
+
+def _text_findings(value: str, vr: str) -> Iterator[tuple[str, str]]:
+    uid = UID_IN_TEXT.search(value)
+    if uid and not uid.group().startswith((KEYED_UID_ROOT, "1.2.840.10008.")):
+        yield "UID-shaped text not under the keyed 2.25 root (an original UID?)", value
+    if vr == "PN":
+        if not PSEUDONYM.fullmatch(value) and value != "REMOVED":
+            yield "person name that is not a pseudonym", value
+        return
+    if NAME_IN_TEXT.search(value):
+        yield "person-name-shaped text (FAMILY^GIVEN)", value
+    if looks_like_patient_number(value):
+        yield "NHS/CHI-number-shaped digits with a valid check digit", value
+    if POSTCODE.search(value.upper()) and not PSEUDONYM.fullmatch(value):
+        yield "UK postcode", value
+    if STREET.search(value):
+        yield "street address", value
+    if PHONE.search(value):
+        yield "telephone number", value
+    if vr in FREE_TEXT_VRS and DATE_IN_TEXT.search(value):
+        yield "date in free text", value
+
+
+def _binary_findings(value) -> Iterator[tuple[str, str]]:
+    """Text inside a binary value (OB, OW, UN...): its printable runs, checked as free text."""
+    if not isinstance(value, bytes | bytearray):
+        return
+    for run in TEXT_IN_BINARY.finditer(value):
+        text = run.group().decode("ascii").strip()
+        for reason, _ in _text_findings(text, "UT"):
+            yield f"{reason}, in a binary value", text
+
+
+def _element(ds: Dataset, tag):
+    """The element; as read when pydicom cannot convert a value of a fixed form (a number
+    that is not one: checked as text). Any other that cannot be converted raises."""
+    try:
+        return ds[tag]
+    except Exception:
+        raw = ds.get_item(tag)
+        if _vr_of(raw) in FORM_VRS:
+            return raw
+        raise
+
+
+def _vr_of(elem) -> str:
+    if elem.VR:
+        return elem.VR
+    try:  # an element as read from an implicit-VR file
+        return dictionary_VR(elem.tag)
+    except KeyError:
+        return "UN"
+
+
+def read_all_but_pixels(path: Path) -> Dataset:
+    """Every element of a DICOM file, those after the Pixel Data too, without reading the
+    pixels: the file is memory-mapped, the header parsed, the pixel element stepped over and
+    what follows parsed into the same dataset. InvalidDicomError when it is not DICOM."""
+    with open(path, "rb") as file:
+        if not file.seek(0, 2):
+            raise InvalidDicomError("empty file")
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            ds, start = parse_header(data, force=False)
+            meta = getattr(ds, "file_meta", None)
+            if meta is not None and meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+                return dcmread(path)  # compressed whole: offsets mean nothing (rare, small)
+            if start < len(data):
+                implicit, little = getattr(ds, "original_encoding", (None, None))
+                if implicit is None:
+                    implicit, little = ds.is_implicit_VR, ds.is_little_endian
+                end = _element_end(data, start, bool(implicit), little is not False)
+                tail = read_dataset(BytesIO(data[end:]), bool(implicit), little is not False)
+                ds._dict.update(tail._dict)
+    return ds
+
+
+def _element_end(data, start: int, implicit: bool, little: bool) -> int:
+    """Where the (pixel) element at ``start`` ends, its value not read."""
+    order = "<" if little else ">"
+    group, element = struct.unpack_from(order + "HH", data, start)
+    if group << 16 | element == PIXEL_DATA:
+        return start + len(_pixel_element(data, start, implicit, little))
+    if implicit:
+        (length,) = struct.unpack_from(order + "L", data, start + 4)
+        return start + 8 + length
+    (length,) = struct.unpack_from(order + "L", data, start + 8)  # OF, OD: long-form header
+    return start + 12 + length
 
 
 def _unreadable(path: Path, exc: Exception) -> Finding:
@@ -168,6 +303,8 @@ def _str(value) -> str:
 def _strings(value) -> list[str]:
     if value is None:
         return []
+    if isinstance(value, bytes):  # text as read: a value pydicom could not convert
+        return [v.strip(" \x00") for v in value.decode("latin-1").split("\\")]
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return [str(v).strip() for v in value]
     return [_str(value).strip()]

@@ -11,7 +11,8 @@ import math
 import mmap
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -134,6 +135,7 @@ class Deidentifier:
         self._burned = load_data("burned_in.json")
         self._device_rules = _compile_device_rules(self._burned.get("device_rules", ()))
         self._dummies = self.profile.rules["dummies"]
+        self._enumerated = enumerated_values(self.profile.rules)
         self._well_known = tuple(self.profile.rules["well_known_uid_prefixes"])
         self._method_code_sequence = mark_constant(self._method_codes())
 
@@ -180,23 +182,19 @@ class Deidentifier:
         """The walk of ``deidentify``: every element's action, at any depth (no file meta, no
         markers). Each top-level element's outcome depends on that element alone (private
         blocks on their creators), which ``by_element`` relies on."""
-        try:
+        with _as_deid_error():
             self._clean(ds, patient, top=True)
-        except RecursionError:
-            raise DeidError("sequences nested too deeply") from None
-        except DeidError:
-            raise
-        except Exception as exc:  # a malformed value; pydicom's message may quote it, so not passed on
-            raise DeidError(f"malformed DICOM element ({type(exc).__name__})") from None
 
     def assign_patient(self, ds: Dataset, pseudonym: str, result: DeidResult | None = None) -> None:
-        """Finalise a placeholder dataset: the pseudonym in, and the date shift if the profile has one."""
-        ds.PatientID = pseudonym
-        ds.PatientName = pseudonym
-        if self.spec.get("date_shift"):
-            days = self.keyring.date_shift_days(pseudonym)
-            _shift_dates(ds, days)
-        _reduce_birth_date(ds)
+        """Finalise a placeholder dataset: the pseudonym in, and the date shift if the profile
+        has one. Whatever fails is a DeidError (a pending image's file is refused, not retried)."""
+        with _as_deid_error():
+            ds.PatientID = pseudonym
+            ds.PatientName = pseudonym
+            if self.spec.get("date_shift"):
+                days = self.keyring.date_shift_days(pseudonym)
+                _shift_dates(ds, days)
+            _reduce_birth_date(ds)
         if result is not None:
             result.pseudonym = pseudonym
             result.dates_shifted = bool(self.spec.get("date_shift"))
@@ -288,8 +286,8 @@ class Deidentifier:
                 vr = _vr(elem)
                 if vr == "SQ":
                     self._clean_items(ds, tag, patient, references_only)
-                elif vr in _TEMPORAL and not _temporal_ok(elem, vr):
-                    _set(ds, tag, vr, "")  # a date or time with more in it than a date or time
+                elif vr in _FORMS and not _form_ok(elem, vr, self._enumerated.get(tag)):
+                    _set(ds, tag, vr, "")  # a date, age, code or number with more in it
                 continue
             self._apply(ds, elem, tag, action, patient, top)
         if private:
@@ -308,7 +306,7 @@ class Deidentifier:
         if action == "K":
             if vr not in _TEMPORAL:
                 del ds[tag]
-            elif _temporal_ok(elem, vr):
+            elif _form_ok(elem, vr):
                 _set(ds, tag, vr, _temporal_value(elem))
             else:
                 _set(ds, tag, vr, "")
@@ -430,6 +428,27 @@ class Deidentifier:
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _as_deid_error() -> Iterator[None]:
+    """Any failure inside as a DeidError naming its type only (pydicom's and Python's
+    messages may quote a value)."""
+    try:
+        yield
+    except RecursionError:
+        raise DeidError("sequences nested too deeply") from None
+    except DeidError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed value, a date out of range, ...
+        raise DeidError(f"malformed DICOM element ({type(exc).__name__})") from None
+
+
+def enumerated_values(rules: dict) -> dict[int, frozenset[str]]:
+    """``rules.json``'s enumerated values by tag: a kept attribute holding anything else is
+    emptied (case is not significant: ``m`` hides nothing ``M`` would not)."""
+    return {tag_for_keyword(keyword): frozenset(v.upper() for v in values)
+            for keyword, values in rules["enumerated_values"].items()}
 
 
 _BURNED_TAGS = {keyword: tag_for_keyword(keyword) for keyword in (
@@ -562,7 +581,7 @@ def _shift_one(value: str, days: int, vr: str = "DA") -> str | None:
         return None
     try:
         moved = date(int(value[0:4]), int(value[4:6]), int(value[6:8])) + timedelta(days=days)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or moved before year 1 or after 9999
         return None
     return moved.strftime("%Y%m%d") + value[8:]
 
@@ -576,15 +595,43 @@ _TEMPORAL = {
 }
 
 
+# The other VRs of a fixed form (PS3.5 6.2), kept values of which are checked alike: an age,
+# a code string (upper case by the standard: case hides nothing, so it is not enforced),
+# numbers as text (an IS is a signed 32-bit integer; a DS longer than its 16 bytes is common
+# and hides no more than digits, so its length is not enforced).
+_FORMS = {
+    **_TEMPORAL,
+    "AS": re.compile(r"[0-9]{3}[DWMY]"),
+    "CS": re.compile(r"[A-Za-z0-9 _]{1,16}"),
+    "IS": re.compile(r"[+-]?[0-9]{1,12}"),
+    "DS": re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"),
+}
+
+
+FORM_VRS = frozenset(_FORMS)
+
+
 def temporal_ok(text: str, vr: str) -> bool:
     """True when ``text`` is one well-formed DA, TM or DT value (or empty)."""
+    return form_ok(text, vr)
+
+
+def form_ok(text: str, vr: str, allowed: frozenset[str] | None = None) -> bool:
+    """True when ``text`` is one well-formed value of ``vr`` (a VR of ``_FORMS``) or empty,
+    and one of ``allowed`` when the attribute has enumerated values."""
     text = text.strip(" \x00")
-    return not text or _TEMPORAL[vr].fullmatch(text) is not None
+    if not text:
+        return True
+    if allowed is not None and text.upper() not in allowed:
+        return False
+    if _FORMS[vr].fullmatch(text) is None:
+        return False
+    return vr != "IS" or -2**31 <= int(text) < 2**31
 
 
-def _temporal_ok(elem, vr: str) -> bool:
+def _form_ok(elem, vr: str, allowed: frozenset[str] | None = None) -> bool:
     value = elem.value
-    if isinstance(elem, RawDataElement):
+    if isinstance(elem, RawDataElement) or isinstance(value, bytes):
         if not value:
             return True
         if not isinstance(value, bytes) or not value.isascii():
@@ -592,7 +639,7 @@ def _temporal_ok(elem, vr: str) -> bool:
         texts = value.decode("ascii").split("\\")
     else:
         texts = [str(v) for v in _values(value)]
-    return all(temporal_ok(t, vr) for t in texts)
+    return all(form_ok(t, vr, allowed) for t in texts)
 
 
 def _temporal_value(elem) -> str | list[str]:

@@ -97,5 +97,6 @@ def test_individual_heuristics(person):
     ds.StudyDescription = "seen 12/03/2020"
     ds.AdmittingDiagnosesDescription = "SW1A 1AA"
     reasons = {f.reason for f in checker.check_dataset(ds)}
-    assert reasons == {"telephone number", "date in free text", "UK postcode"}
+    assert reasons == {"telephone number", "date in free text", "UK postcode",
+                       "attribute de-identification removes"}  # (all three are removed)
     assert mask("9990000018") == "99******** (10 chars)"

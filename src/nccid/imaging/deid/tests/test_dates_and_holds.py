@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from io import BytesIO
 
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from nccid.imaging.deid import Deidentifier
@@ -53,6 +55,26 @@ def test_placeholder_then_assign_equals_direct_deidentification(kr, person):
     assert engine.assign_patient_bytes(waiting, pseudonym) == direct
 
 
+@pytest.mark.parametrize("direction", [-1, 1])
+def test_a_date_the_shift_would_take_past_year_1_or_9999_is_removed(kr, person, direction):
+    """Shifted out of the calendar, a date cannot be written: it is removed, as one that
+    cannot be read is, and the file goes through (placeholder and assignment too)."""
+    pseudonym = next(p for p in (kr.pseudonym(f"{n:010d}") for n in range(50))
+                     if kr.date_shift_days(p) * direction > 0)
+    days = kr.date_shift_days(pseudonym)
+    edge, other = ("00010101", "99991231") if direction < 0 else ("99991231", "00010101")
+    engine = Deidentifier(kr, "shift-dates")
+    ds = synthetic_instance(person)
+    ds.ContentDate, ds.AcquisitionDate = edge, other
+    direct, _ = engine.deidentify_bytes(_bytes(ds), pseudonym=pseudonym)
+    waiting, _ = engine.deidentify_bytes(_bytes(ds), pseudonym=None, placeholder_id="PENDING-7")
+    assert engine.assign_patient_bytes(waiting, pseudonym) == direct
+    out = dcmread(BytesIO(direct))
+    assert "ContentDate" not in out
+    moved = date(int(other[:4]), int(other[4:6]), int(other[6:])) + timedelta(days=days)
+    assert out.AcquisitionDate == moved.strftime("%Y%m%d")
+
+
 def _bytes(ds):
     from nccid.synthetic.dicom import to_bytes
 
@@ -76,6 +98,26 @@ def test_burned_in_text_is_held(deid, person, change, held):
     else:
         assert held in result.held_reason and result.held
         assert person.family_name not in result.held_reason
+
+
+@pytest.mark.parametrize("modality", ["", "CR"])
+@pytest.mark.parametrize(("sop_class", "held"), [
+    ("1.2.840.10008.5.1.4.1.1.6.1", "ultrasound image storage"),       # US Image
+    ("1.2.840.10008.5.1.4.1.1.6.2", "ultrasound image storage"),       # Enhanced US Volume
+    ("1.2.840.10008.5.1.4.1.1.3.1", "ultrasound multi-frame"),         # US Multi-frame
+    ("1.2.840.10008.5.1.4.1.1.77.1.1.1", "visible light"),             # Video Endoscopic
+    ("1.2.840.10008.5.1.4.1.1.77.1.5.1", "visible light"),             # Ophthalmic Photography
+    ("1.2.840.10008.5.1.4.1.1.1.1", None),                             # Digital X-Ray
+    ("1.2.840.10008.5.1.4.1.1.66", None),                              # Raw Data (not under 6)
+])
+def test_images_of_burned_in_sop_classes_are_held_whatever_their_modality(
+        deid, person, modality, sop_class, held):
+    ds = synthetic_instance(person)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.Modality = modality
+    del ds.BurnedInAnnotation
+    reason = deid.deidentify(ds, pseudonym="NCCID-A").held_reason
+    assert reason is None if held is None else held in reason
 
 
 _NUMERIC = {"Rows", "Columns"}

@@ -88,7 +88,12 @@ def _plant_tag(attr: dict) -> tuple[int, str]:
     return tag, vr.split(" or ")[0]
 
 
-def _value(vr: str):
+ENUMERATED = load_data("rules.json")["enumerated_values"]
+
+
+def _value(vr: str, keyword: str = ""):
+    if keyword in ENUMERATED:  # an attribute with enumerated values keeps only one of them
+        return ENUMERATED[keyword][0]
     if vr == "SQ":
         item = Dataset()
         item.ReferencedSOPInstanceUID = PLANT["UI"]
@@ -124,7 +129,7 @@ def test_every_row_is_honoured(attr, profile):
     person = people(1, seed=3)[0]
     ds = synthetic_instance(person, plant=False)
     tag, vr = _plant_tag(attr)
-    planted = _value(vr)
+    planted = _value(vr, attr["keyword"])
     if tag >> 16 == 0x0002:
         ds.file_meta[tag].value = PLANT["UI"]
         ds.SOPInstanceUID = PLANT["UI"]
