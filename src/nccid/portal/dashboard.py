@@ -420,9 +420,9 @@ def _audit_filter_errors(username: str, pseudonym: str) -> dict[str, str]:
 @require_http_methods(["GET", "POST"])
 def remove_study_page(request: HttpRequest) -> HttpResponse:
     """Find a study by UID (stored or as sent), see what is held of it, remove it."""
-    from nccid.warehouse.models import ImageRecord
     from nccid.withdrawal.models import StudyWithdrawal
     from nccid.withdrawal.services import WithdrawalError, remove_study, study_uid_held
+    from nccid.withdrawal.study_holdings import study_holdings
 
     context: dict = {"errors": {}, "step": "find", "reason": "",
                      "removals": StudyWithdrawal.objects.all()[:20]}
@@ -432,9 +432,7 @@ def remove_study_page(request: HttpRequest) -> HttpResponse:
         except WithdrawalError as exc:
             context["errors"]["study"] = _sentence(exc)
         else:
-            images = ImageRecord.objects.filter(study_uid=study_uid)
-            context.update(step="confirm", study_uid=study_uid, images=images.count(),
-                           patients=sorted(set(images.values_list("pseudonym", flat=True))))
+            context.update(step="confirm", study_uid=study_uid, held=study_holdings(study_uid))
             _act_on_confirmation(request, context, "remove",
                                  lambda reason: remove_study(request.user, study_uid, reason))
             if context["step"] == "done":  # the result is a page of its own: a reload re-runs nothing

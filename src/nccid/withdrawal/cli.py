@@ -202,7 +202,6 @@ def study_remove(
     """Remove a study (``withdrawal.services.remove_study``), after showing what is held."""
     setup_django()
     from nccid.identity.cli import login_data_manager
-    from nccid.warehouse.models import ImageRecord
     from nccid.withdrawal.services import WithdrawalError, remove_study, study_uid_held
 
     account = login_data_manager(user, password_stdin, "study.remove", reason=reason)
@@ -210,10 +209,7 @@ def study_remove(
         stored_uid = study_uid_held(study_uid)
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
-    images = ImageRecord.objects.filter(study_uid=stored_uid)
-    patients = images.values("pseudonym").distinct().count()
-    console.print(f"Study {stored_uid}: {counted(images.count(), 'stored image')} of "
-                  f"{counted(patients, 'patient')}.", highlight=False)
+    _describe_study(stored_uid)
     if not yes and not typer.confirm("Remove this study? This cannot be undone", err=True):
         raise UserError("nothing was changed")
     try:
@@ -224,6 +220,21 @@ def study_remove(
                   f"{removed.held:,} held and {removed.pending:,} waiting, "
                   f"{counted(removed.teaching_cases, 'teaching case')}. "
                   "Intake now refuses this study.", highlight=False)
+
+
+def _describe_study(study_uid: str) -> None:
+    """Everything the removal deletes (as ``patient show`` lists a patient's holdings)."""
+    from nccid.withdrawal.study_holdings import study_holdings
+
+    held = study_holdings(study_uid)
+    console.print(f"Held of study {study_uid}:", highlight=False)  # the UID whole, not wrapped
+    table = Table("What", "How many")
+    table.add_row("Stored images", f"{held.images:,}")
+    table.add_row("Held for review", f"{held.held:,}")
+    table.add_row("Waiting for a link", f"{held.pending:,}")
+    table.add_row("Teaching cases", f"{held.teaching_cases:,}")
+    table.add_row("Patients", ", ".join(held.patients) or "-")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

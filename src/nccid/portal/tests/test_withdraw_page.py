@@ -3,6 +3,8 @@ study, remove it."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -76,3 +78,29 @@ def test_a_data_manager_finds_a_study_then_removes_it(client, make_user, patient
     assert done.status_code == 200 and "has been removed" in done.content.decode()
     assert not ImageRecord.objects.filter(study_uid=study_uid).exists()
     assert study_uid in client.get(page).content.decode()
+
+
+def _unlinked_study(site, person) -> str:
+    """A study sent by hospital number, no sheet naming it yet: two images wait for the link,
+    a third is held for review (burned-in text). Its stored UID."""
+    files = [synthetic_instance(person, plant=False, study=5, instance=i) for i in (1, 2, 3)]
+    files[2].BurnedInAnnotation = "YES"
+    outcomes = ingest_many([to_bytes(ds) for ds in files], site, "test")
+    assert [o.status for o in outcomes] == ["pending", "pending", "held"]
+    from nccid.imaging.models import StudyReceipt
+
+    return StudyReceipt.objects.get(site=site).study_uid
+
+
+def test_the_study_confirmation_lists_its_held_and_waiting_images(client, make_user, site,
+                                                                  local_warehouse):
+    """Not only its stored images: the removal deletes the held and waiting ones too."""
+    study_uid = _unlinked_study(site, people(2, seed=31)[1])
+    client.force_login(make_user("data-manager"))
+    found = client.post(reverse("figures:remove_study"), {"study": study_uid}).content.decode()
+    assert "Remove this study" in found
+    rows = dict(re.findall(r'__key">([^<]*)</dt><dd class="nhsuk-summary-list__value[^"]*">'
+                           r"([^<]*)</dd>", found.split('id="study"')[1].split("</dl>")[0]))
+    assert (rows["Stored images"], rows["Held for review"], rows["Waiting for a link"],
+            rows["Teaching cases"]) == ("0", "1", "2", "0")
+    assert rows["Patient"].startswith("None named yet")
