@@ -4,7 +4,9 @@ An image whose Patient ID is a hospital number with no patient link yet waits, d
 and encrypted, as a ``PendingImage`` (placeholder patient = the site-scoped hospital hash).
 When the clinical part accepts records naming that hash, each such image is finalised with
 the patient's pseudonym and stored: claimed with one conditional UPDATE so that two linkers
-racing (two uploads at once) never both take it, and stored idempotently by SOP UID.
+racing (two uploads at once) never both take it, and stored idempotently by SOP UID. An image
+de-identification cannot finalise is refused then, once (its receipt says why), not left to
+fail again at every upload until it expires.
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ import logging
 from datetime import timedelta
 from io import BytesIO
 
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from pydicom import dcmread
 
 from . import deps
-from .intake import read_encrypted, refresh_receipt_status, remove_encrypted
+from .deid import DeidError
+from .intake import count_deleted, read_encrypted, refresh_receipt_status, remove_encrypted
 from .models import PendingImage, StudyReceipt
 
 log = logging.getLogger("nccid.imaging.linking")
 
 # A claim older than this belongs to a linker that died: the image may be taken again.
 STALE_CLAIM = timedelta(minutes=10)
+# What the site's receipt says of a pending image refused when its patient became known.
+LINK_REFUSED = "refused when its clinical record arrived: {reason}"
 
 
 _CHUNK = 500  # values per IN (...) query: well under every database's parameter limit
@@ -55,6 +61,9 @@ def link_pending(site, hospital_hash: str, pseudonym: str) -> int:
             data, meta, header = finalise(
                 read_encrypted(row.file_name, site.code, row.sop_uid), pseudonym)
             deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header)
+        except DeidError as exc:  # the file's fault: trying again would fail again
+            _refuse(site, row, str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001 - leave it pending for the next try
             log.error("could not link pending image %s (%s)", row.pk, type(exc).__name__)
             PendingImage.objects.filter(pk=pk).update(claimed_at=None)
@@ -66,6 +75,16 @@ def link_pending(site, hospital_hash: str, pseudonym: str) -> int:
     if linked:
         log.info("linked %d pending image(s) at site %s", linked, site.code)
     return linked
+
+
+def _refuse(site, row: PendingImage, reason: str) -> None:
+    """Delete a pending image that cannot be finalised; its receipt counts it refused. The
+    reason is a DeidError's, which names no value."""
+    log.warning("pending image %s refused at linking (%s)", row.pk, reason)
+    remove_encrypted(row.file_name)
+    with transaction.atomic():
+        row.delete()
+        count_deleted(site, row.study_uid, row.sop_uid, "pending", LINK_REFUSED.format(reason=reason))
 
 
 def _move_receipt(site, study_uid: str, pseudonym: str) -> None:
