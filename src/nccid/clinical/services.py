@@ -31,11 +31,11 @@ from nccid.identity.service import (
     seal_for_staging,
     store_staged_in_vault,
 )
-from nccid.withdrawal.services import withdrawn_among
+from nccid.withdrawal.services import remove_waiting_by_hospital_number, withdrawn_among
 
 from . import reader
 from .models import ClinicalRecord, ClinicalRecordVersion, PatientLink, Upload
-from .schema import KINDS, get_template
+from .schema import KINDS, Template, get_template
 from .signals import AcceptedRecord, records_accepted
 from .validation import (
     ConfigurationError,
@@ -136,7 +136,7 @@ def _prepare(site: Site, kind: str, data: bytes, user,
     except (reader.SpreadsheetRejected, ConfigurationError) as exc:
         return _refuse(upload, str(exc)), None
     _refuse_shared_hospital_numbers(result, layout)
-    _refuse_withdrawn(result, layout)
+    _refuse_withdrawn(result, layout, site, user)
     upload.total_rows = result.total_rows
     upload.rejected_rows = len(result.rejected_rows)
     upload.accepted_rows = result.accepted_rows
@@ -184,7 +184,7 @@ def _refuse_shared_hospital_numbers(result: Result, layout: reader.Layout) -> No
     shared = {h: by_patient for h, by_patient in patients.items() if len(by_patient) > 1}
     if not shared:
         return
-    header = _identifier_header(layout, "hospital_number", "Hospital (Internal) Number")
+    header = _identifier_header(layout.template, "hospital_number", "Hospital (Internal) Number")
     refused: set[str] = set()
     named: set[int] = set()
     for by_patient in shared.values():
@@ -234,25 +234,51 @@ def _row_list(rows: list[int]) -> str:
     return "rows " + ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
-def _identifier_header(layout: reader.Layout, identifier: str, default: str) -> str:
+def _identifier_header(template: Template, identifier: str, default: str) -> str:
     """The template's header of an identifier column."""
-    return next((c.header for c in layout.template.columns if c.identifier == identifier), default)
+    return next((c.header for c in template.columns if c.identifier == identifier), default)
 
 
-def _refuse_withdrawn(result: Result, layout: reader.Layout) -> None:
-    """Rows of withdrawn patients become errors: nothing of them is kept, not even the number."""
+def _withdrawn_row(template: Template, row: int) -> Problem:
+    header = _identifier_header(template, "patient_number", "NHS number")
+    return Problem(row, header, header, "", WITHDRAWN_ROW)
+
+
+def _refuse_withdrawn(result: Result, layout: reader.Layout, site: Site, user) -> None:
+    """Rows of withdrawn patients become errors: nothing of them is kept, not even the number.
+    The hospital numbers they give name the site's images still waiting for a link: removed."""
     withdrawn = withdrawn_among(r.pseudonym for r in result.records)
     if not withdrawn:
         return
-    header = next((c.header for c in layout.template.columns if c.identifier == "patient_number"),
-                  "NHS number")
-    for record in result.records:
-        if record.pseudonym in withdrawn:
-            result.problems.extend(Problem(row, header, header, "", WITHDRAWN_ROW) for row in record.rows)
-            result.rejected_rows.update(record.rows)
-            result.vault_numbers.pop(record.pseudonym, None)
+    refused = [r for r in result.records if r.pseudonym in withdrawn]
+    for record in refused:
+        result.problems.extend(_withdrawn_row(layout.template, row) for row in record.rows)
+        result.rejected_rows.update(record.rows)
+        result.vault_numbers.pop(record.pseudonym, None)
     result.records = [r for r in result.records if r.pseudonym not in withdrawn]
     result.problems.sort(key=lambda p: (p.row, p.severity != "error"))
+    _remove_waiting_images(site, {h: r.pseudonym for r in refused for h in r.hospital_hashes}, user)
+
+
+def _remove_waiting_images(site: Site, numbers: dict[str, str], user) -> None:
+    """Once committed (a file deleted cannot be rolled back): see the withdrawal's
+    ``remove_waiting_by_hospital_number``."""
+    if numbers:
+        transaction.on_commit(lambda: remove_waiting_by_hospital_number(site, numbers, _username(user)))
+
+
+def _count_withdrawn(upload: Upload, rows: Iterable[int]) -> None:
+    """Rows of patients withdrawn after the check count as refused, with the withdrawal's
+    error, once each (a confirmation may hold the staged rows as they were checked)."""
+    counted = {e.get("row") for e in upload.errors or [] if e.get("reason") == WITHDRAWN_ROW}
+    new = sorted(set(rows) - counted)
+    if not new:
+        return
+    template = get_template(upload.kind)
+    upload.accepted_rows -= len(new)
+    upload.rejected_rows += len(new)
+    upload.errors = sorted([*(upload.errors or []), *(_withdrawn_row(template, r).as_dict() for r in new)],
+                           key=lambda e: (e.get("row") or 0, e.get("severity", "error") != "error"))
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str, check_circular=False)
@@ -402,11 +428,12 @@ def _confirm(upload: Upload, user, staged: dict | None) -> Upload:
                                    "waiting for confirmation can be confirmed")
         current = (Upload.objects.select_for_update().select_related("site").defer("staged")
                    .get(pk=upload.pk))
-        # Staged data never changes while an upload is in preview, and the claim above made
-        # this call the only writer: the caller's copy can be used instead of re-reading it.
+        # Staged data changes in preview only when a withdrawal removes a patient's rows,
+        # which the confirmation leaves out anyway; the claim above made this call the only
+        # writer: the caller's copy can be used instead of re-reading it.
         if staged is None:
             staged = Upload.objects.values_list("staged", flat=True).get(pk=upload.pk)
-        accepted = _write(current, staged or {})
+        accepted = _write(current, staged or {}, user)
         audit(_username(user), "clinical.upload.confirm", upload=current.pk, site=current.site.code,
               kind=current.kind, new=current.new_records, updated=current.updated_records,
               unchanged=current.unchanged_records)
@@ -418,10 +445,14 @@ def _confirm(upload: Upload, user, staged: dict | None) -> Upload:
     return current
 
 
-def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
+def _write(upload: Upload, staged: dict, user) -> list[AcceptedRecord]:
     # A patient withdrawn between the check and the confirmation is left out here too.
     withdrawn = withdrawn_among(r["pseudonym"] for r in staged.get("records", []))
     if withdrawn:
+        refused = [r for r in staged["records"] if r["pseudonym"] in withdrawn]
+        _count_withdrawn(upload, (row for r in refused for row in r.get("rows", [])))
+        _remove_waiting_images(upload.site, {h: r["pseudonym"] for r in refused
+                                             for h in _staged_hashes(r)}, user)
         staged = {**staged, "records": [r for r in staged["records"] if r["pseudonym"] not in withdrawn]}
     numbers = {name: {p: base64.b64decode(c) for p, c in staged.get(name, {}).items()
                       if p not in withdrawn} for name in (SEALED, "vault")}
@@ -458,7 +489,7 @@ def _write(upload: Upload, staged: dict) -> list[AcceptedRecord]:
     upload.sheet_warnings = _with_cleared_warning(upload.sheet_warnings, plan) + link_warnings
     upload.staged = None
     upload.save(update_fields=["new_records", "updated_records", "unchanged_records",
-                               "sheet_warnings", "staged"])
+                               "sheet_warnings", "staged", "accepted_rows", "rejected_rows", "errors"])
     every = plan["new"] + [m for _, m in plan["updated"]] + plan["unchanged"]
     return [AcceptedRecord(pseudonym=r["pseudonym"], hospital_hash=r.get("hospital_hash"), kind=kind,
                            cleaned=r["cleaned"]) for r in every]
@@ -538,27 +569,41 @@ def cancel_upload(upload: Upload, user) -> Upload:
     return current
 
 
-def forget_in_previews(pseudonym: str) -> int:
+def forget_in_previews(pseudonym: str) -> list[tuple[Site, list[str]]]:
     """Remove a withdrawn patient's staged rows and sealed number from every upload still
     waiting for confirmation (an abandoned check would otherwise keep them in the main
-    database for good); returns how many previews held them. A confirmation leaves withdrawn
-    patients out anyway; this is about what is kept meanwhile."""
-    changed = 0
+    database for good); its rows then count as refused with the withdrawal's error, and its
+    counts of new, updated and unchanged records are recomputed. For each preview that held
+    the patient: its site and the hospital numbers (keyed) its rows gave the patient."""
+    changed = []
     with transaction.atomic():
-        for upload in Upload.objects.select_for_update().filter(status=Upload.Status.PREVIEW).only("staged"):
+        for upload in (Upload.objects.select_for_update(of=("self",)).select_related("site")
+                       .filter(status=Upload.Status.PREVIEW)):
             staged = upload.staged or {}
             records = staged.get("records", [])
-            kept = [r for r in records if r.get("pseudonym") != pseudonym]
+            gone = [r for r in records if r.get("pseudonym") == pseudonym]
             numbers = {name: staged.get(name, {}) for name in (SEALED, "vault")}
-            if len(kept) == len(records) and not any(pseudonym in n for n in numbers.values()):
+            if not gone and not any(pseudonym in n for n in numbers.values()):
                 continue
-            staged = {**staged, "records": kept}
+            staged = {**staged, "records": [r for r in records if r.get("pseudonym") != pseudonym]}
             for name, held in numbers.items():
                 if pseudonym in held:
                     staged[name] = {p: c for p, c in held.items() if p != pseudonym}
-            Upload.objects.filter(pk=upload.pk).update(staged=staged)
-            changed += 1
+            _forget_rows(upload, staged, [row for r in gone for row in r.get("rows", [])])
+            changed.append((upload.site, sorted({h for r in gone for h in _staged_hashes(r)})))
     return changed
+
+
+def _forget_rows(upload: Upload, staged: dict, rows: list[int]) -> None:
+    """Save a preview without a withdrawn patient's ``rows``: counted refused, plan again."""
+    _count_withdrawn(upload, rows)
+    plan = _plan(upload.site, upload.kind, staged)
+    upload.new_records, upload.updated_records, upload.unchanged_records = (
+        len(plan["new"]), len(plan["updated"]), len(plan["unchanged"]))
+    upload.sheet_warnings = _with_cleared_warning(upload.sheet_warnings, plan)
+    upload.staged = staged
+    upload.save(update_fields=["staged", "accepted_rows", "rejected_rows", "errors", "new_records",
+                               "updated_records", "unchanged_records", "sheet_warnings"])
 
 
 def import_file(site: Site, kind: str, path: Path, user, *,

@@ -10,7 +10,9 @@ emptied and marked removed, so a site still sees what it sent and what became of
 The pseudonym stays on the withdrawal list (who, when, why) and intake refuses the patient
 from then on, whatever the site or the way in (DICOM node, import, portal, spreadsheet). The
 site-scoped links from hospital numbers to the pseudonym are kept for the same reason: an
-image that names the patient only by hospital number is still recognised and refused. The
+image that names the patient only by hospital number is still recognised and refused. Images
+sent by a hospital number no link names yet cannot be found; a later sheet row pairing the
+number with the patient is refused and removes them (``remove_waiting_by_hospital_number``). The
 patient's set is kept too (``KeptSet``), so a reinstated patient returns to the same set.
 
 Order: the list entry first, committed, so intake stops taking the patient; then objects
@@ -369,11 +371,25 @@ def _delete_waiting(queries: dict, removed: Removed) -> None:
     from nccid.imaging.intake import remove_encrypted
 
     for counter, query in queries.items():
-        for pk, name in query.values_list("pk", "file_name"):
+        rows = list(query.values_list("pk", "file_name", "site_id", "study_uid", "sop_uid"))
+        _count_as_refused(row[2:] for row in rows)
+        for pk, name, *_ in rows:
             remove_encrypted(name)
             if name:
                 setattr(removed, counter, getattr(removed, counter) + 1)
             query.model.objects.filter(pk=pk).delete()
+
+
+def _count_as_refused(instances: Iterable[tuple[int, str, str]]) -> None:
+    """Removed instances ((site id, study UID, SOP UID)) are counted refused in their receipts
+    once (``_mark_removed`` counts them): sent again, they are not counted a second time; stored
+    after a reinstatement, their refusal is taken back (``intake.take_back_refusals``)."""
+    from nccid.imaging.models import RefusedInstance
+
+    RefusedInstance.objects.bulk_create(
+        [RefusedInstance(site_id=site_id, study_uid=study_uid, sop_uid=sop_uid)
+         for site_id, study_uid, sop_uid in instances],
+        ignore_conflicts=True, batch_size=_CHUNK)
 
 
 def _purge_images(pseudonym: str, removed: Removed) -> None:
@@ -389,12 +405,14 @@ def _delete_images(images, removed: Removed) -> None:
     from nccid.warehouse.service import get_warehouse
 
     warehouse = get_warehouse()
-    rows = list(images.values_list("pk", "storage_key", "metadata_key", "catalogue_part"))
-    removed.objects += warehouse.delete_many(key for _pk, data, header, _part in rows
+    rows = list(images.values_list("pk", "storage_key", "metadata_key", "catalogue_part",
+                                   "site_id", "study_uid", "sop_uid"))
+    removed.objects += warehouse.delete_many(key for _pk, data, header, *_ in rows
                                              for key in (data, header))
-    parts = {part for *_, part in rows if part is not None}
+    parts = {row[3] for row in rows if row[3] is not None}
     ids = [pk for pk, *_ in rows]
     with transaction.atomic():
+        _count_as_refused(row[4:] for row in rows)
         (ImageRecord.objects.filter(catalogue_part__in=parts).exclude(pk__in=ids)
          .update(catalogue_part=None))
         for start in range(0, len(ids), _CHUNK):
@@ -449,12 +467,15 @@ def _purge_clinical(pseudonym: str, removed: Removed) -> None:
 
 
 def _purge_previews(pseudonym: str, removed: Removed) -> None:
-    """Checked spreadsheets waiting for confirmation keep their rows and sealed numbers."""
+    """Checked spreadsheets waiting for confirmation keep their rows and sealed numbers; the
+    hospital numbers they give the patient name the site's images waiting for a link."""
     from nccid.clinical.services import forget_in_previews
 
     previews = forget_in_previews(pseudonym)
     if previews:
-        removed.extra["checked_uploads"] = removed.extra.get("checked_uploads", 0) + previews
+        removed.extra["checked_uploads"] = removed.extra.get("checked_uploads", 0) + len(previews)
+    for site, hashes in previews:  # a checked sheet pairs these numbers with the patient
+        _remove_waiting_of(site, pseudonym, hashes, removed)
 
 
 def _purge_research(pseudonym: str, removed: Removed) -> None:
@@ -478,6 +499,61 @@ def _mark_removed(receipts, problem: str, removed: Removed) -> None:
     removed.receipts += pending.update(stored=0, pending=0, held=0, rejected=F("instances"),
                                        has_clinical=False, problem=problem)
     refresh_receipt_status(receipts)
+
+
+# -- images waiting under a hospital number no link names -----------------------------------
+def remove_waiting_by_hospital_number(site, numbers: dict[str, str], by) -> dict[str, Removed]:
+    """A sheet of ``site`` pairs hospital numbers (keyed hashes: ``{hash: pseudonym}``) with
+    withdrawn patients, and its rows are refused: the images the site sent by those numbers
+    that wait for a link or are held for review are the patient's, so the withdrawal covers
+    them. They go as the withdrawal's own do (``_remove_waiting_of``), counted on the
+    withdrawal and audited (``patient.withdraw.waiting``). What was removed, by pseudonym."""
+    by_patient: dict[str, list[str]] = {}
+    for hospital_hash, pseudonym in numbers.items():
+        by_patient.setdefault(pseudonym, []).append(hospital_hash)
+    done = {}
+    for pseudonym, hashes in by_patient.items():
+        removed = Removed()
+        if _remove_waiting_of(site, pseudonym, hashes, removed):
+            _count_on_withdrawal(pseudonym, removed)
+            audit(by, "patient.withdraw.waiting", pseudonym=pseudonym, site=site.code,
+                  **removed.as_dict())
+            log.info("removed images of withdrawn %s waiting at %s: %s", pseudonym, site.code,
+                     removed.as_dict())
+            done[pseudonym] = removed
+    return done
+
+
+def _remove_waiting_of(site, pseudonym: str, hashes: list[str], removed: Removed) -> bool:
+    """The site's pending and held images of these hospital numbers, as a sheet named them for
+    the patient (files, rows, receipts marked removed); whether there were any. A number the
+    site links to another patient, and a held image naming another patient, are left alone."""
+    from nccid.clinical.models import PatientLink
+    from nccid.imaging.models import HeldImage, PendingImage, StudyReceipt
+
+    others = set(PatientLink.objects.filter(site=site, hospital_hash__in=hashes)
+                 .exclude(pseudonym=pseudonym).values_list("hospital_hash", flat=True))
+    hashes = [h for h in hashes if h not in others]
+    held = HeldImage.objects.filter(site=site, hospital_hash__in=hashes,
+                                    pseudonym__in=("", pseudonym))
+    pending = PendingImage.objects.filter(site=site, hospital_hash__in=hashes)
+    if not hashes or not (held.exists() or pending.exists()):
+        return False
+    _delete_waiting({"held": held, "pending": pending}, removed)
+    _mark_removed(StudyReceipt.objects.filter(site=site, patient__in=hashes), REMOVED, removed)
+    return True
+
+
+def _count_on_withdrawal(pseudonym: str, removed: Removed) -> None:
+    """Add ``removed`` to the counts of the patient's withdrawal (if still listed)."""
+    with transaction.atomic():
+        entry = Withdrawal.objects.select_for_update().filter(pseudonym=pseudonym).first()
+        if entry is None:
+            return
+        counts = dict(entry.removed)
+        for name, count in removed.as_dict().items():
+            counts[name] = counts.get(name, 0) + count
+        Withdrawal.objects.filter(pk=entry.pk).update(removed=counts)
 
 
 def _purge_identity(pseudonym: str, removed: Removed) -> None:
@@ -604,7 +680,7 @@ def sweep() -> list[str]:
     withdrawal (an intake that raced it); what was swept (pseudonyms and study UIDs). Runs
     before every catalogue refresh."""
     from nccid.clinical.models import ClinicalRecord
-    from nccid.imaging.models import HeldImage
+    from nccid.imaging.models import HeldImage, StudyReceipt
     from nccid.warehouse.models import ImageRecord
 
     found: set[str] = set()
@@ -627,6 +703,7 @@ def sweep() -> list[str]:
         removed = Removed()
         _delete_waiting({"held": HeldImage.objects.filter(study_uid=study_uid)}, removed)
         _delete_images(ImageRecord.objects.filter(study_uid=study_uid), removed)
+        _mark_removed(StudyReceipt.objects.filter(study_uid=study_uid), STUDY_REMOVED, removed)
         _swept(study_uid, removed, study_uid=study_uid)
     return sorted(found | studies)
 
