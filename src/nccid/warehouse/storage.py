@@ -424,7 +424,7 @@ def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
     size = sum(len(part) for part in parts)
     direct = bool(_O_DIRECT) and size >= DIRECT_FROM_BYTES and device not in _direct_refused
     try:
-        fd, temp, direct = _create_temporary(folder, direct, device)
+        fd, temp, direct = _new_temporary(folder, direct, device)
     except OSError:
         _known_folders.pop(folder, None)  # gone? the next batch checks and makes it again
         raise
@@ -438,6 +438,17 @@ def _write_temp(folder: str, parts: list) -> tuple[str, str, int]:
         raise
     os.close(fd)
     return temp, digest, size
+
+
+def _new_temporary(folder: str, direct: bool, device: int) -> tuple[int, str, bool]:
+    """``_create_temporary``, making ``folder`` again if it was deleted since this process
+    made it (a withdrawal, a study removal or a sweep, here or in another process, removes a
+    patient's folders; the patient reinstated and sent again writes into them)."""
+    try:
+        return _create_temporary(folder, direct, device)
+    except FileNotFoundError:
+        _known_folders.pop(folder, None)
+        return _create_temporary(folder, direct, _ensure_folder(folder))
 
 
 _temporary_numbers = itertools.count()
