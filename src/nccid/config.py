@@ -49,6 +49,10 @@ class Settings:
     pending_retention_days: int = 90
     # NHS test-range numbers (999…) are test data: a live installation refuses them.
     accept_test_numbers: bool = False
+    # A research query (cohort count, list, export table) is stopped past these: one
+    # request must not hold a portal worker, or the machine's memory, for as long as it likes.
+    research_query_seconds: int = 60
+    research_query_memory_mb: int = 2048
     debug: bool = False
 
     def masked(self) -> dict:
@@ -318,6 +322,9 @@ def get_settings() -> Settings:
         # At least a day: 0 or less would expire every waiting image the moment it arrives.
         pending_retention_days=pick.whole("pending_retention_days", 90, low=1),
         accept_test_numbers=pick.flag("accept_test_numbers", False),
+        # Under the portal's worker timeout (120 s); at least 64 MB, DuckDB's working minimum.
+        research_query_seconds=pick.whole("research_query_seconds", 60, 1, 3600),
+        research_query_memory_mb=pick.whole("research_query_memory_mb", 2048, low=64),
         debug=pick.flag("debug", False, others_may_set_plain=True),
     )
     pick.refuse_unknown_keys()  # after every setting was read: each one read is known

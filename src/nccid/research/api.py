@@ -4,8 +4,8 @@ Bad input of any kind answers 400 with one ``detail`` text naming the field."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,9 +14,19 @@ from ninja import P, Query, Router, Schema
 from ninja.errors import HttpError, ValidationError
 from pydantic import BeforeValidator, ConfigDict, Field
 
-from .cohort import MAX_AGE, CohortError, CohortFilter, ScopeError, scope_for, select_cohort
+from .cohort import (
+    MAX_AGE,
+    MAX_CONDITIONS,
+    CohortError,
+    CohortFilter,
+    QueryLimitError,
+    ScopeError,
+    scope_for,
+    select_cohort,
+)
 from .export import ExportError, export_cohort, parse_formats
 from .source import Source, default_source
+from .staging import staging_folder, staging_root
 
 MOUNT = "research/"  # where the portal mounts this router, under its API root
 # The router exists before the portal is imported: the portal imports this module to mount
@@ -61,7 +71,7 @@ class FilterIn(Schema):
     age_max: Age = None
     sex: Values = []
     ethnicity: Values = []
-    clinical: Annotated[list[str], BeforeValidator(_conditions)] = []
+    clinical: Annotated[list[str], BeforeValidator(_conditions), Field(max_length=MAX_CONDITIONS)] = []
     within: dict[str, Any] | None = None
 
 
@@ -76,13 +86,23 @@ def _user(request):
     return user if getattr(user, "is_authenticated", False) else request.user
 
 
-def _cohort(request, body: FilterIn, source: Source):
+@contextmanager
+def _answered() -> Iterator[None]:
+    """The research errors as HTTP answers: 403 scope, 503 a query stopped by the research
+    limits (the installation's, not the request's syntax), 400 any other filter problem."""
     try:
-        return select_cohort(_user(request), CohortFilter.from_dict(body.dict()), source)
+        yield
     except ScopeError as exc:
         raise HttpError(403, str(exc)) from exc
+    except QueryLimitError as exc:
+        raise HttpError(503, str(exc)) from exc
     except CohortError as exc:
         raise HttpError(400, str(exc)) from exc
+
+
+def _cohort(request, body: FilterIn, source: Source):
+    with _answered():
+        return select_cohort(_user(request), CohortFilter.from_dict(body.dict()), source)
 
 
 @router.post("/cohort/count", response=CountsOut, summary="Count the patients, studies and images of a cohort")
@@ -90,7 +110,8 @@ def cohort_count(request, body: FilterIn):
     """Patients, studies and images matching the filter (the user's sets only)."""
     cohort = _cohort(request, body, source_factory())
     try:
-        return cohort.counts().as_dict()
+        with _answered():
+            return cohort.counts().as_dict()
     finally:
         cohort.close()
 
@@ -110,8 +131,9 @@ def cohort_list(request, body: FilterIn,
         raise HttpError(400, f"offset must be 0-{MAX_OFFSET}, got {offset}")
     cohort = _cohort(request, body, source_factory())
     try:
-        rows = cohort.images(limit=limit, offset=offset)
-        counts = cohort.counts().as_dict()
+        with _answered():
+            rows = cohort.images(limit=limit, offset=offset)
+            counts = cohort.counts().as_dict()
     finally:
         cohort.close()
     return {"counts": counts, "limit": limit, "offset": offset,
@@ -132,23 +154,19 @@ def export_zip(request, body: FilterIn,
         raise HttpError(403, str(exc)) from exc
     except (CohortError, ExportError) as exc:
         raise HttpError(400, str(exc)) from exc
-    # Only a request that can be served gets a folder, and every outcome removes it.
-    folder = Path(tempfile.mkdtemp(prefix="nccid-export-"))
-    try:
+    # Only a request that can be served gets a folder, every outcome removes it, and one
+    # left by a killed worker is swept (nccid.research.staging). The zip is unlinked before
+    # a byte is sent: the open handle keeps its data until then, and no longer.
+    with staging_folder(staging_root()) as folder:
         handle = _export_to(folder / "cohort.zip", user, flt, chosen)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # an open handle keeps its data until sent
     return FileResponse(handle, as_attachment=True, filename="cohort.zip",
                         content_type="application/zip")
 
 
 def _export_to(path: Path, user, flt: CohortFilter, formats: tuple[str, ...]):
     try:
-        export_cohort(user, flt, path, formats, source_factory())
-    except ScopeError as exc:
-        raise HttpError(403, str(exc)) from exc
-    except CohortError as exc:
-        raise HttpError(400, str(exc)) from exc
+        with _answered():
+            export_cohort(user, flt, path, formats, source_factory())
     except ExportError as exc:  # the warehouse, not the request: the message names keys only
         raise HttpError(503, str(exc)) from exc
     return path.open("rb")

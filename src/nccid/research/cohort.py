@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from functools import cache
@@ -34,10 +37,18 @@ MAX_DAYS = 36_500  # a century either side of a clinical date is as wide as a wi
 MAX_AGE = 150  # years; a bigger bound is a typing error, and past 2**127 DuckDB cannot bind it
 WITHIN_KEYS = ("field", "days", "days_before", "days_after")
 DEFAULT_WITHIN_FIELD = "date_of_positive_covid_swab"
+# A study's cohort names a handful of clinical criteria; 50 leaves room for a range (two
+# conditions) on each of 25 fields. The bound keeps every query's SQL, and the filter the
+# audit log records with each query, small whatever a client sends.
+MAX_CONDITIONS = 50
 
 
 class CohortError(ValueError):
     """A filter the catalogue cannot answer; the message says which part and why."""
+
+
+class QueryLimitError(CohortError):
+    """A research query stopped by the installation's time or memory limit (docs/research.md)."""
 
 
 class ScopeError(PermissionError):
@@ -84,6 +95,9 @@ class CohortFilter:
     within: RelativeDate | None = None
 
     def __post_init__(self) -> None:
+        if len(self.clinical) > MAX_CONDITIONS:
+            raise CohortError(f"clinical: at most {MAX_CONDITIONS} conditions, "
+                              f"got {len(self.clinical)}")
         bad = [s for s in self.covid_status if s not in COVID_STATUSES]
         if bad:
             raise CohortError(f"covid status {bad[0]!r}: use {', '.join(COVID_STATUSES)}")
@@ -338,6 +352,22 @@ def _condition_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], k
     return f"TRY_CAST({expr} AS DATE) {cond.op} ${key}"
 
 
+def _clinical_sql(conditions: tuple[ClinicalCondition, ...], columns: set[str],
+                  params: dict[str, Any]) -> str:
+    """Patients with, for each condition, a clinical record meeting it (records may differ),
+    in one grouped pass: one EXISTS per condition made DuckDB's planning time grow with the
+    square of their number (400 conditions: 79 s). A field is read once however often named."""
+    exprs: dict[str, str] = {}
+    tests = []
+    for n, cond in enumerate(conditions):
+        if cond.field not in exprs:
+            exprs[cond.field] = _field_expr(cond.field, columns, params, f"cf{len(exprs)}")
+        tests.append(f"bool_or({_condition_sql(cond, exprs[cond.field], params, f'cv{n}')})")
+    return ("p.pseudonym IN (SELECT c.pseudonym FROM clinical c"
+            " WHERE list_contains($sets, c.set_name) GROUP BY c.pseudonym"
+            f" HAVING {' AND '.join(tests)})")
+
+
 def compile_filter(flt: CohortFilter, sets: tuple[str, ...], columns: set[str]) -> CompiledCohort:
     """The filter as SQL over the catalogue views, scoped to ``sets``."""
     _check_sets(sets)
@@ -361,11 +391,8 @@ def compile_filter(flt: CohortFilter, sets: tuple[str, ...], columns: set[str]) 
     if flt.site:
         p["site"] = list(flt.site)
         pat.append("list_has_any(p.sites, $site)")
-    for n, cond in enumerate(flt.clinical):
-        expr = _field_expr(cond.field, columns, p, f"cf{n}")
-        test = _condition_sql(cond, expr, p, f"cv{n}")
-        pat.append("EXISTS (SELECT 1 FROM clinical c WHERE c.pseudonym = p.pseudonym"
-                   f" AND list_contains($sets, c.set_name) AND {test})")
+    if flt.clinical:
+        pat.append(_clinical_sql(flt.clinical, columns, p))
 
     img = ["list_contains($sets, i.set_name)", "i.pseudonym IN (SELECT pseudonym FROM pat)"]
     if flt.modality:
@@ -418,16 +445,22 @@ class Cohort:
         self.source = source or default_source()
         self.con = self.source.connect()
         try:
+            self.limits = _QueryLimits.of_settings()
+            self.limits.apply(self.con)
             self.compiled = compile_filter(flt, sets, clinical_columns(self.con))
         except BaseException:
             self.con.close()  # a refused filter must not leave the catalogue open
             raise
         self._counts: Counts | None = None
 
-    def _execute(self, select: str, extra: dict[str, Any] | None = None):
+    def _execute(self, select: str, extra: dict[str, Any] | None = None,
+                 fetch: Callable[[duckdb.DuckDBPyConnection], Any] | None = None):
+        """Run ``select`` over the cohort's CTEs, and ``fetch`` its result, within the limits."""
         sql = self.compiled.sql(select)
         params = {**self.compiled.params, **(extra or {})}
-        return self.con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+        with self.limits.timed(self.con):
+            result = self.con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+            return fetch(result) if fetch else result
 
     def relation(self, select: str) -> duckdb.DuckDBPyRelation:
         """A lazy relation (for streaming Arrow batches without an extra copy)."""
@@ -440,19 +473,20 @@ class Cohort:
             # img only holds cohort patients' images (img ⊆ pat, and cp is img's patients
             # whenever an image criterion is set), so one pass over img gives both counts.
             row = self._execute(
-                "SELECT (SELECT count(*) FROM cp), count(DISTINCT study_uid), count(*) FROM img"
-            ).fetchone()
+                "SELECT (SELECT count(*) FROM cp), count(DISTINCT study_uid), count(*) FROM img",
+                fetch=_one_row)
             self._counts = Counts(int(row[0]), int(row[1]), int(row[2]))
         return self._counts
 
     def patients(self, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
         return self._execute("SELECT p.* FROM pat p WHERE p.pseudonym IN (SELECT pseudonym FROM cp) "
-                             "ORDER BY p.pseudonym" + _page(limit), _page_params(limit, offset)).df()
+                             "ORDER BY p.pseudonym" + _page(limit), _page_params(limit, offset),
+                             fetch=_frame)
 
     def images(self, limit: int | None = None, offset: int = 0) -> pd.DataFrame:
         return self._execute("SELECT * FROM img "
                              "ORDER BY pseudonym, study_uid, series_uid, sop_uid" + _page(limit),
-                             _page_params(limit, offset)).df()
+                             _page_params(limit, offset), fetch=_frame)
 
     def image_rows(self, columns: str = "storage_key, size, sha256, folder, set_name"):
         """Images as a streaming cursor of tuples (for exports and datasets: no frame in memory)."""
@@ -462,10 +496,74 @@ class Cohort:
     def clinical(self) -> pd.DataFrame:
         return self._execute("SELECT c.* FROM clinical c WHERE list_contains($sets, c.set_name) "
                              "AND c.pseudonym IN (SELECT pseudonym FROM cp) "
-                             "ORDER BY c.pseudonym, c.kind, c.site").df()
+                             "ORDER BY c.pseudonym, c.kind, c.site", fetch=_frame)
 
     def close(self) -> None:
         self.con.close()
+
+
+def _one_row(result: duckdb.DuckDBPyConnection) -> tuple:
+    return result.fetchone()
+
+
+def _frame(result: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return result.df()
+
+
+@dataclass(frozen=True)
+class _QueryLimits:
+    """How long one research statement may run and how much memory its connection may use
+    (settings ``research_query_seconds``, ``research_query_memory_mb``)."""
+
+    seconds: int
+    memory_mb: int
+
+    @classmethod
+    def of_settings(cls) -> _QueryLimits:
+        from nccid.config import get_settings
+
+        settings = get_settings()
+        return cls(settings.research_query_seconds, settings.research_query_memory_mb)
+
+    def apply(self, con: duckdb.DuckDBPyConnection) -> None:
+        # No temporary directory: DuckDB would spill cohort rows to ./.tmp of whatever folder
+        # the process runs in, a place nothing cleans; past the limit the query fails instead.
+        con.execute(f"SET memory_limit = '{int(self.memory_mb)}MB'")
+        con.execute("SET temp_directory = ''")
+
+    @contextmanager
+    def timed(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """DuckDB's own cancellation (``interrupt``) from a timer thread past ``seconds``; the
+        lock makes sure a statement that finished in time leaves no interrupt behind."""
+        lock, state = threading.Lock(), {"running": True, "fired": False}
+
+        def interrupt() -> None:
+            with lock:
+                if state["running"]:
+                    state["fired"] = True
+                    con.interrupt()
+
+        timer = threading.Timer(self.seconds, interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except duckdb.InterruptException:
+            if not state["fired"]:
+                raise
+            raise QueryLimitError(
+                f"the query ran past the research time limit ({self.seconds} s) and was "
+                "stopped: narrow the cohort, or ask the data manager to raise "
+                "research_query_seconds") from None
+        except duckdb.OutOfMemoryException:
+            raise QueryLimitError(
+                f"the query needed more than the research memory limit ({self.memory_mb} MB) "
+                "and was stopped: narrow the cohort, or ask the data manager to raise "
+                "research_query_memory_mb") from None
+        finally:
+            with lock:
+                state["running"] = False
+            timer.cancel()
 
 
 def _page(limit: int | None) -> str:

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import pyarrow.parquet as pq
 
 from .cohort import Cohort, CohortFilter, Counts, scope_for
 from .source import Source
+from .staging import Staging
 
 FORMATS = ("parquet", "csv", "dicom")
 CHUNK = 1024 * 1024
@@ -63,12 +63,14 @@ def parse_formats(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 class _Writer:
-    """Files written under a staging folder, moved into place only when all is well."""
+    """Files written under a staging folder, moved into place only when all is well. The
+    folder is locked while in use: one left by a killed export is swept (``staging``)."""
 
     def __init__(self, destination: Path) -> None:
         self.destination = destination
         self.manifest: list[tuple[str, int, str]] = []
-        self.staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=destination.parent))
+        self._staging = Staging(destination.parent)
+        self.staging = self._staging.path
 
     def stream(self, name: str) -> BinaryIO:
         raise NotImplementedError
@@ -94,7 +96,7 @@ class _Writer:
         raise NotImplementedError
 
     def abort(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self._staging.release()
 
     def write_manifest(self) -> None:
         path = self.staging / ".manifest.csv"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import io
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from .dataset import preview_png
 from .models import TeachingCase, TeachingCollection
 from .services import require_data_manager
 from .source import Source, default_source
+from .staging import Staging
 
 THUMBNAIL = 256
 
@@ -186,7 +186,8 @@ def export_collection(user: Any, name: str, directory: str | Path,
     if destination.exists() and any(destination.iterdir()):
         raise TeachingError(f"{destination} already exists and is not empty")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=destination.parent))
+    held = Staging(destination.parent)  # locked: a killed export's folder is swept later
+    staging = held.path
     source = source or default_source()
     con = source.connect()
     try:
@@ -196,10 +197,8 @@ def export_collection(user: Any, name: str, directory: str | Path,
         if destination.exists():
             destination.rmdir()
         shutil.move(str(staging), destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     finally:
+        held.release()  # removes the folder unless it became the destination
         con.close()
     audit(user, "research.teaching.export", collection=coll.name, cases=len(cases))
     return destination

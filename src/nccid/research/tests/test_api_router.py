@@ -84,13 +84,13 @@ def test_the_widest_allowed_window_and_last_offset_are_answered(client, research
 
 
 @pytest.fixture
-def export_tmp(tmp_path, monkeypatch):
-    """The folder the API's temporary export folders are made in (this test's own)."""
-    import tempfile
+def export_tmp():
+    """The folder the API's export staging folders are made in (the installation's)."""
+    from nccid.research.staging import staging_root
 
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    folder = staging_root()
+    folder.mkdir(parents=True, exist_ok=True)
+    assert list(folder.iterdir()) == []
     return folder
 
 

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from nccid.accounts.models import AuditEvent
+from nccid.research import staging
 from nccid.research.cohort import CohortFilter, ScopeError
 from nccid.research.export import ExportError, export_cohort, read_manifest
 from nccid.synthetic.leakscan import find_leaks
@@ -87,7 +88,7 @@ def test_corrupt_object_stops_the_export_and_leaves_nothing(researcher, tmp_path
         with pytest.raises(ExportError, match="does not match its catalogue checksum"):
             export_cohort(researcher, CohortFilter(), out, source=small.source())
         assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(staging.PREFIX)]
     failed = AuditEvent.objects.filter(action="research.export.failed")
     assert failed.count() == 2 and victim["storage_key"] in failed[0].detail["error"]
 
@@ -143,7 +144,7 @@ def test_an_object_missing_from_the_warehouse_fails_the_export_audited_with_its_
             export_cohort(researcher, CohortFilter(), out, source=small.source())
         assert str(caught.value) == f"{victim['storage_key']}: missing from the warehouse"
         assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(staging.PREFIX)]
     failed = AuditEvent.objects.filter(action="research.export.failed")
     assert [e.detail["error"] for e in failed] == [f"{victim['storage_key']}: missing from the warehouse"] * 2
     assert not [e for e in failed if str(small.root) in e.detail["error"]]
