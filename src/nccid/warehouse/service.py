@@ -400,7 +400,15 @@ def write_clinical_records(site, records: Sequence) -> int:
     ``records`` are ``AcceptedRecord``-like (``pseudonym``, ``kind``, ``cleaned``). The patient's
     set is assigned first (a patient seen with clinical data before any image keeps that set).
     Under ``shift-dates`` the dates are moved by the patient's offset, as in their images.
+
+    Withdrawn patients are left out: this runs after the sheet's commit, so a patient withdrawn
+    in between would otherwise get their JSON and set back. The list is read again after
+    writing, for a withdrawal that committed meanwhile and may have emptied the patient's
+    folders before the write: what was written of them is removed at once (else by the sweep
+    before the next catalogue refresh, if this process dies first).
     """
+    withdrawn = _withdrawn(r.pseudonym for r in records)
+    records = [r for r in records if r.pseudonym not in withdrawn]
     if not records:
         return 0
     sets = assign_sets(site, [r.pseudonym for r in records])
@@ -408,10 +416,27 @@ def write_clinical_records(site, records: Sequence) -> int:
     objects = {layout.clinical_key(sets[r.pseudonym], r.pseudonym, r.kind, site.code):
                clinical_json(shift.clinical(r.pseudonym, r.cleaned)) for r in records}
     get_warehouse().write_many(objects)
+    late = _withdrawn(sets)
+    if late:
+        _remove_withdrawn_meanwhile(late)
+        objects = {key: data for key, data in objects.items() if key.split("/")[2] not in late}
+        sets = {p: s for p, s in sets.items() if p not in late}
     pseudonyms = sorted(sets)
     for start in range(0, len(pseudonyms), _CHUNK):
         ImageRecord.objects.filter(pseudonym__in=pseudonyms[start:start + _CHUNK], linked=False).update(linked=True)
     return len(objects)
+
+
+def _withdrawn(pseudonyms: Iterable[str]) -> set[str]:
+    from nccid.withdrawal.services import withdrawn_among
+
+    return withdrawn_among(pseudonyms)
+
+
+def _remove_withdrawn_meanwhile(pseudonyms: set[str]) -> None:
+    from nccid.withdrawal.services import remove_late_arrivals
+
+    remove_late_arrivals(pseudonyms)
 
 
 def on_records_accepted(sender, site, records, **kwargs) -> None:

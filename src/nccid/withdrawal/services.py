@@ -676,22 +676,23 @@ def withdrawn_for(user, since: datetime | None = None) -> dict[str, list[dict]]:
 
 # -- keeping withdrawn patients out ---------------------------------------------------------
 def sweep() -> list[str]:
-    """Remove whatever of a withdrawn patient or a removed study reached the database after its
-    withdrawal (an intake that raced it); what was swept (pseudonyms and study UIDs). Runs
-    before every catalogue refresh."""
+    """Remove whatever of a withdrawn patient or a removed study reached the database or the
+    warehouse after its withdrawal (an intake, or the clinical JSON written after a sheet's
+    commit, that raced it); what was swept (pseudonyms and study UIDs). Runs before every
+    catalogue refresh."""
     from nccid.clinical.models import ClinicalRecord
     from nccid.imaging.models import HeldImage, StudyReceipt
-    from nccid.warehouse.models import ImageRecord
+    from nccid.warehouse.models import ImageRecord, PatientSet
 
     found: set[str] = set()
     withdrawn = list(Withdrawal.objects.values_list("pseudonym", flat=True))
     for start in range(0, len(withdrawn), _CHUNK):
         chunk = withdrawn[start:start + _CHUNK]
-        for model in (ImageRecord, ClinicalRecord, HeldImage):
+        for model in (ImageRecord, ClinicalRecord, HeldImage, PatientSet):
             found.update(model.objects.filter(pseudonym__in=chunk)
                          .values_list("pseudonym", flat=True).distinct())
-    for pseudonym in sorted(found):
-        _swept(pseudonym, purge(pseudonym), pseudonym=pseudonym)
+    found |= _with_clinical_json(set(withdrawn))
+    remove_late_arrivals(found)
     studies: set[str] = set()
     removed_studies = list(StudyWithdrawal.objects.values_list("study_uid", flat=True))
     for start in range(0, len(removed_studies), _CHUNK):
@@ -706,6 +707,33 @@ def sweep() -> list[str]:
         _mark_removed(StudyReceipt.objects.filter(study_uid=study_uid), STUDY_REMOVED, removed)
         _swept(study_uid, removed, study_uid=study_uid)
     return sorted(found | studies)
+
+
+def remove_late_arrivals(pseudonyms: Iterable[str]) -> None:
+    """Everything held of these withdrawn patients that arrived after their withdrawal
+    (``purge``), audited ``withdrawal.sweep``."""
+    for pseudonym in sorted(set(pseudonyms)):
+        _swept(pseudonym, purge(pseudonym), pseudonym=pseudonym)
+
+
+def _with_clinical_json(withdrawn: set[str]) -> set[str]:
+    """Those of ``withdrawn`` with a folder of clinical JSON (``{set}/data/{pseudonym}``): one
+    listing of each set's ``data`` folder (on S3, a request per thousand patients)."""
+    from nccid.warehouse.layout import SETS
+    from nccid.warehouse.service import get_warehouse
+
+    if not withdrawn:
+        return set()
+    warehouse = get_warehouse()
+    found = set()
+    for set_name in SETS:
+        try:
+            folders = warehouse.fs.ls(f"{warehouse.root}/{set_name}/data", detail=False, refresh=True)
+        except FileNotFoundError:
+            continue
+        found.update(name for name in (f.rstrip("/").rsplit("/", 1)[-1] for f in folders)
+                     if name in withdrawn)
+    return found
 
 
 def _swept(what: str, removed: Removed, **named) -> None:
