@@ -545,6 +545,22 @@ def verify_objects(sample: int | None = 200, seed: int = 0,
     return report
 
 
+def clinical_records_without_json() -> int:
+    """How many clinical records lack their JSON in the warehouse (an import stopped before
+    writing it, or the store was down; ``sync_clinical`` writes them): one listing of each
+    set's ``data`` folder against the database. A record accepted a moment ago may count."""
+    from nccid.clinical.models import ClinicalRecord
+
+    warehouse = get_warehouse()
+    present = {key for name in layout.SETS for key in warehouse.iter_keys(f"{name}/data")}
+    sets = dict(PatientSet.objects.values_list("pseudonym", "set_name"))
+    return sum(
+        pseudonym not in sets
+        or layout.clinical_key(sets[pseudonym], pseudonym, kind, code) not in present
+        for pseudonym, kind, code in ClinicalRecord.objects.values_list(
+            "pseudonym", "kind", "site__code").iterator(chunk_size=2000))
+
+
 def uncatalogued_images() -> int:
     """Stored images the catalogue does not show yet (until the next refresh)."""
     return ImageRecord.objects.filter(catalogue_part=None).count()
