@@ -203,7 +203,9 @@ def withdrawn_cmd(user: UserOpt,
         console.print_json(json.dumps(answer))
         return
     for row in answer["patients"]:
-        console.print(f"patient {row['pseudonym']} withdrawn {row['withdrawn_at']}", highlight=False)
+        reinstated = f" (reinstated {row['reinstated_at']})" if row.get("reinstated_at") else ""
+        console.print(f"patient {row['pseudonym']} withdrawn {row['withdrawn_at']}{reinstated}",
+                      highlight=False)
     for row in answer["studies"]:
         console.print(f"study {row['study_uid']} removed {row['withdrawn_at']}", highlight=False)
     err_console.print(f"{counted(len(answer['patients']), 'patient')} withdrawn, "

@@ -39,3 +39,21 @@ class StudyWithdrawal(models.Model):
 
     def __str__(self) -> str:
         return f"study {self.study_uid} removed {self.requested_at:%Y-%m-%d}"
+
+
+class ReinstatedWithdrawal(models.Model):
+    """A withdrawal taken back (the patient is no longer on the list). Kept so researchers
+    still learn that the patient left their set: their copies may hold data of the withdrawn
+    patient, or of another person sent under the patient's number."""
+
+    pseudonym = models.CharField(max_length=32, db_index=True)  # not unique: withdrawn again
+    requested_at = models.DateTimeField()  # when the patient was withdrawn
+    reinstated_at = models.DateTimeField(default=timezone.now)
+    reinstated_by = models.CharField(max_length=150)
+    removed = models.JSONField(default=dict, blank=True)  # the withdrawal's counts and set
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.pseudonym} withdrawn {self.requested_at:%Y-%m-%d}, reinstated"

@@ -42,7 +42,7 @@ from nccid.identity.numbers import InvalidPatientNumber
 from nccid.identity.reasons import identifier_in_reason
 from nccid.identity.service import normalise_pseudonym, pseudonymise
 
-from .models import StudyWithdrawal, Withdrawal
+from .models import ReinstatedWithdrawal, StudyWithdrawal, Withdrawal
 
 log = logging.getLogger("nccid.withdrawal")
 
@@ -251,7 +251,8 @@ def check_reason(reason: str) -> str:
 
 def named_anywhere(pseudonym: str) -> bool:
     """Whether anything held names ``pseudonym``: a link, a receipt, an image (stored or held),
-    a clinical record, a vault entry, a teaching case, a set (kept or current), a withdrawal."""
+    a clinical record, a vault entry, a teaching case, a set (kept or current), a withdrawal
+    (current or reinstated)."""
     from nccid.clinical.models import ClinicalRecord, PatientLink
     from nccid.identity.models import VaultEntry
     from nccid.imaging.models import HeldImage, StudyReceipt
@@ -262,7 +263,7 @@ def named_anywhere(pseudonym: str) -> bool:
         (Withdrawal, "pseudonym"), (PatientLink, "pseudonym"), (StudyReceipt, "patient"),
         (ImageRecord, "pseudonym"), (HeldImage, "pseudonym"), (ClinicalRecord, "pseudonym"),
         (VaultEntry, "pseudonym"), (TeachingCase, "pseudonym"), (PatientSet, "pseudonym"),
-        (KeptSet, "pseudonym")))
+        (KeptSet, "pseudonym"), (ReinstatedWithdrawal, "pseudonym")))
 
 
 def refuse_unknown(pseudonym: str) -> None:
@@ -318,7 +319,8 @@ def reinstate(user, pseudonym: str, reason: str) -> bool:
     """Take a patient off the withdrawal list (intake accepts them again); False if not on it.
 
     Nothing removed comes back: the site must send it again. An interrupted withdrawal is
-    refused: what it had not yet removed would go back to researchers, half a patient."""
+    refused: what it had not yet removed would go back to researchers, half a patient. The
+    withdrawal is kept as reinstated, so researchers' feed (``withdrawn_for``) still lists it."""
     reason = _check_request(user, reason, "reinstate a patient")
     entry = Withdrawal.objects.filter(pseudonym=pseudonym).first()
     if entry is None:
@@ -326,7 +328,10 @@ def reinstate(user, pseudonym: str, reason: str) -> bool:
     if entry.completed_at is None:
         raise WithdrawalError(f"the withdrawal of {pseudonym} was interrupted: complete the "
                               "withdrawal first (withdraw the patient again), then reinstate")
-    entry.delete()
+    with transaction.atomic():
+        ReinstatedWithdrawal.objects.create(pseudonym=pseudonym, requested_at=entry.requested_at,
+                                            reinstated_by=user.username, removed=entry.removed)
+        entry.delete()
     audit(user, "patient.reinstate", pseudonym=pseudonym, reason=reason)
     return True
 
@@ -656,22 +661,34 @@ def parse_since(text: str | None) -> datetime | None:
 
 def withdrawn_for(user, since: datetime | None = None) -> dict[str, list[dict]]:
     """The patients withdrawn and studies removed (since ``since``) from the sets ``user`` may
-    query: what a researcher must delete from copies made earlier. Audited."""
+    query: what a researcher must delete from copies made earlier. A patient reinstated since
+    is still listed, with ``reinstated_at``: what their copies hold was withdrawn. Audited."""
     from nccid.research.cohort import scope_for
 
     sets = scope_for(user)  # raises ScopeError for anyone but a researcher with a set
 
-    def rows(model, name: str) -> list[dict]:
-        query = model.objects.order_by("requested_at", "id")
-        if since is not None:
-            query = query.filter(requested_at__gte=since)
-        return [{name: getattr(row, name), "withdrawn_at": row.requested_at.isoformat()}
-                for row in query if (row.removed or {}).get("set_name") in sets]
+    def rows(*models) -> list:
+        found = []
+        for model in models:
+            query = model.objects.all() if since is None else model.objects.filter(requested_at__gte=since)
+            found += [row for row in query if (row.removed or {}).get("set_name") in sets]
+        return sorted(found, key=lambda row: row.requested_at)
 
-    answer = {"patients": rows(Withdrawal, "pseudonym"), "studies": rows(StudyWithdrawal, "study_uid")}
+    answer = {
+        "patients": [{"pseudonym": row.pseudonym, "withdrawn_at": row.requested_at.isoformat(),
+                      "reinstated_at": _reinstated_at(row)}
+                     for row in rows(Withdrawal, ReinstatedWithdrawal)],
+        "studies": [{"study_uid": row.study_uid, "withdrawn_at": row.requested_at.isoformat()}
+                    for row in rows(StudyWithdrawal)],
+    }
     audit(user, "research.withdrawn", since=since.isoformat() if since else None,
           patients=len(answer["patients"]), studies=len(answer["studies"]))
     return answer
+
+
+def _reinstated_at(row) -> str | None:
+    reinstated = getattr(row, "reinstated_at", None)
+    return reinstated.isoformat() if reinstated else None
 
 
 # -- keeping withdrawn patients out ---------------------------------------------------------

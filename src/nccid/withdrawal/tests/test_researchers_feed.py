@@ -71,3 +71,26 @@ def test_the_cli_lists_them_too(removals, make_user):
     refused = CliRunner().invoke(typer_app, ["research", "withdrawn", "--user", researcher.username,
                                              "--since", "yesterday"])
     assert refused.exit_code == 1 and "YYYY-MM-DD" in str(refused.exception)  # one line: main.app
+
+
+def test_a_reinstated_patient_stays_listed_with_the_reinstatement(removals, manager, make_user):
+    from nccid.cli.main import typer_app
+    from nccid.withdrawal.services import reinstate
+
+    withdrawn, _study, validation_only = removals
+    assert reinstate(manager, withdrawn, "Withdrawn in error")
+    assert reinstate(manager, validation_only, "Withdrawn in error")
+    researcher = make_user("researcher")
+
+    body = TestClient(api.router).get("/withdrawn", headers=_bearer(researcher)).json()
+    [entry] = body["patients"]
+    assert entry["pseudonym"] == withdrawn and entry["reinstated_at"] >= entry["withdrawn_at"]
+    result = CliRunner().invoke(typer_app, ["research", "withdrawn", "--user", researcher.username])
+    assert result.exit_code == 0, result.output
+    assert f"patient {withdrawn} withdrawn" in result.stdout and "(reinstated " in result.stdout
+    assert validation_only not in result.output
+
+    withdraw(manager, withdrawn, "Objected after all", refresh=False)  # a second withdrawal
+    again = TestClient(api.router).get("/withdrawn", headers=_bearer(researcher)).json()
+    assert [(p["pseudonym"], p["reinstated_at"] is None) for p in again["patients"]] == [
+        (withdrawn, False), (withdrawn, True)]
