@@ -100,9 +100,9 @@ def _answered() -> Iterator[None]:
         raise HttpError(400, str(exc)) from exc
 
 
-def _cohort(request, body: FilterIn, source: Source):
+def _cohort(request, body: FilterIn, source: Source, action: str = "research.cohort"):
     with _answered():
-        return select_cohort(_user(request), CohortFilter.from_dict(body.dict()), source)
+        return select_cohort(_user(request), CohortFilter.from_dict(body.dict()), source, action)
 
 
 @router.post("/cohort/count", response=CountsOut, summary="Count the patients, studies and images of a cohort")
@@ -129,7 +129,7 @@ def cohort_list(request, body: FilterIn,
         raise HttpError(400, f"limit must be 1-{MAX_LIMIT}, got {limit}")
     if not 0 <= offset <= MAX_OFFSET:
         raise HttpError(400, f"offset must be 0-{MAX_OFFSET}, got {offset}")
-    cohort = _cohort(request, body, source_factory())
+    cohort = _cohort(request, body, source_factory(), "research.list")  # rows: a hand-out
     try:
         with _answered():
             rows = cohort.images(limit=limit, offset=offset)

@@ -128,7 +128,8 @@ def cohort_cmd(flt, user: UserOpt,
     """Count (and list) the patients, studies and images matching a filter (training set)."""
     from .cohort import select_cohort
 
-    cohort = select_cohort(_user(user), flt, _source())
+    # a list of rows hands data out (a withdrawal names it), a count does not
+    cohort = select_cohort(_user(user), flt, _source(), "research.list" if list_ else "research.cohort")
     counts = cohort.counts()
     rows = cohort.images(limit=limit) if list_ else None
     if as_json:

@@ -50,8 +50,10 @@ log = logging.getLogger("nccid.withdrawal")
 REFUSAL = "not kept: this patient has been withdrawn from the database"
 # What a site's receipt of a removed study says.
 REMOVED = "removed: the patient was withdrawn from the database"
-# Audited actions that hand data to researchers (cohort counts and validation scores do not).
-HANDED_OUT = ("research.export", "research.open", "research.modelling", "research.teaching.export")
+# Audited actions that hand data to researchers: exports, datasets, image lists (cohort counts
+# and validation scores do not).
+HANDED_OUT = ("research.export", "research.open", "research.list", "research.modelling",
+              "research.teaching.export")
 _CHUNK = 500
 
 
