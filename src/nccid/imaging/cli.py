@@ -46,6 +46,7 @@ def images_import(
     from nccid.accounts.models import Site
 
     from .importer import collect, import_sources
+    from .intake import sweep_temporaries
     from .logsafe import protect_logs
     from .outcome import IngestOutcome, IngestStatus
 
@@ -54,6 +55,7 @@ def images_import(
     site_obj = Site.objects.filter(code=site.strip().upper()).first()
     if site_obj is None:
         raise UserError(f"no site with code {site!r} (see 'nccid site list')")
+    sweep_temporaries()  # what a killed import left half-written
     sources, problems = collect(paths)
     if not sources and not problems:
         raise UserError("no files found under the given paths")
@@ -74,6 +76,11 @@ def images_import(
     for name, reason in problems:
         summary.add(name, IngestOutcome(IngestStatus.REJECTED, reason), 0)
     _print_summary(summary)
+    if summary.stopped:
+        left = len(sources) + len(problems) - summary.total
+        raise UserError(f"the import stopped: {summary.stopped}. {left:,} file(s) not imported "
+                        "yet: run the same import again once it is fixed (what is stored is "
+                        "skipped)")
     if summary.rejected:
         raise typer.Exit(1)
 
@@ -92,8 +99,10 @@ def _print_summary(summary) -> None:
 def purge_pending() -> None:
     """Delete pending images past the retention limit (pending_retention_days)."""
     setup_django()
+    from .intake import sweep_temporaries
     from .pending import purge_expired
 
+    sweep_temporaries()
     count = purge_expired(user="cli")
     console.print(f"Purged {count} pending image(s) past retention.")
 

@@ -14,7 +14,7 @@ from nccid.warehouse.service import store_image
 from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
 from nccid.withdrawal.services import STUDY_REFUSAL, removed_studies_among, withdrawn_among
 
-__all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta",
+__all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta", "link_images",
            "pseudonym_for_hospital_number", "removed_studies_among", "store_image", "withdrawn_among"]
 
 
@@ -61,3 +61,12 @@ def clinical_pseudonyms(pseudonyms: set[str]) -> set[str]:
     return {p for first in range(0, len(wanted), 500)
             for p in ClinicalRecord.objects.filter(pseudonym__in=wanted[first:first + 500])
             .values_list("pseudonym", flat=True).distinct()}
+
+
+def link_images(pseudonyms: set[str]) -> None:
+    """These patients' stored images are linked to a clinical record (as the warehouse marks
+    them when the record arrives)."""
+    wanted = sorted(pseudonyms)
+    for first in range(0, len(wanted), 500):
+        ImageRecord.objects.filter(pseudonym__in=wanted[first:first + 500],
+                                   linked=False).update(linked=True)

@@ -52,6 +52,9 @@ class ImportSummary:
     counts: Counter = field(default_factory=Counter)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     bytes: int = 0
+    # The outage that stopped the import (``IngestOutcome.outage``), if one did: the files
+    # without an outcome are not refused, a re-run takes them.
+    stopped: str = ""
 
     def add(self, name: str, outcome: IngestOutcome, size: int) -> None:
         self.counts[outcome.status.value] += 1
@@ -353,6 +356,9 @@ def _import_each(sources, site, source, progress, summary, archives) -> None:
     with _Committer(site, source, progress, summary) as committer, \
             contextlib.closing(_read_ahead(sources, archives)) as reads:  # reader done on exit
         for item, data in reads:
+            if summary.stopped:  # an outage: the rest waits for a re-run
+                _release(data)
+                break
             if isinstance(data, IngestOutcome):
                 summary.add(item.name, data, 0)
                 _advance(progress, item)
@@ -386,12 +392,17 @@ class _Committer:
 
     def submit(self, batch: list) -> None:
         batch = self._without_changed(batch)
-        if not batch:
+        if not batch or self.summary.stopped:
+            for _, data in batch:
+                _release(data)
             return
         datas = [data for _, data in batch]
         prepared = prepare_many(datas, self.site, self.source)
         self._collect()
         sized = [(item, len(data)) for item, data in batch]
+        if self.summary.stopped or any(o is not None and o.outage for o in prepared.outcomes):
+            self._give_up(prepared, sized, datas)
+            return
         if self._inline:
             done: Future = Future()
             done.set_result(_finish_and_release(prepared, datas))
@@ -417,9 +428,27 @@ class _Committer:
             return
         sized, future = self._finishing
         self._finishing = None
-        for (item, size), outcome in zip(sized, future.result(), strict=True):
-            self.summary.add(item.name, outcome, size)
+        self._add(sized, future.result())
+
+    def _add(self, sized: list, outcomes: list) -> None:
+        """The outcomes of a batch into the summary. After an outage, files failing for an
+        internal reason are not counted (nor refused): the re-run takes them."""
+        for outcome in outcomes:
+            if outcome is not None and outcome.outage and not self.summary.stopped:
+                self.summary.stopped = outcome.outage
+        for (item, size), outcome in zip(sized, outcomes, strict=True):
+            if outcome is not None and not (self.summary.stopped and _internal(outcome)):
+                self.summary.add(item.name, outcome, size)
             _advance(self.progress, item)
+
+    def _give_up(self, prepared, sized: list, datas: list) -> None:
+        """A batch prepared when (or as) an outage stopped the import: what it settled (waiting,
+        held, refused, duplicate files) is counted, its images to store are dropped."""
+        if prepared.batch is not None:
+            prepared.batch.discard()  # (its temporaries)
+        self._add(sized, prepared.outcomes)
+        for data in datas:
+            _release(data)
 
     def __exit__(self, *exc_info) -> None:
         try:
@@ -427,6 +456,10 @@ class _Committer:
         finally:
             self._thread.submit(close_thread_connections).result()
             self._thread.shutdown()
+
+
+def _internal(outcome: IngestOutcome) -> bool:
+    return outcome.status is IngestStatus.REJECTED and outcome.reason.startswith("internal error")
 
 
 def _finish_and_release(prepared, datas: list) -> list[IngestOutcome]:

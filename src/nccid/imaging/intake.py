@@ -22,8 +22,10 @@ import gc
 import hashlib
 import logging
 import os
+import socket
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -573,12 +575,67 @@ def _context(site_code: str, sop_uid: str) -> str:
     return f"imaging:{site_code}:{sop_uid}"
 
 
+# Temporaries of waiting images: ``.<name>.<host>.<pid>.<thread>.tmp``. One left by a process
+# killed mid-write is named by no row (a withdrawal cannot find it): it is removed once its
+# writer is known dead (a process of this host that no longer runs), or, written on another
+# host, once older than any write takes.
+STALE_TEMPORARY = 3600  # seconds
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_swept_folders: set[Path] = set()
+
+
+def _temporary(folder: Path, name: str) -> Path:
+    return folder / f".{name}.{_HOST}.{os.getpid()}.{threading.get_ident()}.tmp"
+
+
+def sweep_temporaries(folder: Path | None = None) -> int:
+    """Remove the temporaries in the waiting images' folder whose writer died (killed
+    mid-write); returns how many. Runs at an import's start, at ``purge-pending`` and at each
+    process's first write there."""
+    folder = folder or get_settings().pending_dir
+    _swept_folders.add(folder)
+    removed = 0
+    stale_before = time.time() - STALE_TEMPORARY
+    try:
+        entries = [e for e in os.scandir(folder)
+                   if e.name.startswith(".") and e.name.endswith(".tmp")]
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if _writer_dead(entry.name) or entry.stat().st_mtime < stale_before:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # renamed into place, or removed by another sweep
+            continue
+    if removed:
+        log.info("removed %d temporary file(s) of waiting images left by a killed process",
+                 removed)
+    return removed
+
+
+def _writer_dead(temporary: str) -> bool:
+    """The temporary was written by a process of this host that no longer runs."""
+    parts = temporary.split(".")
+    if len(parts) < 5 or parts[-4] != _HOST or not parts[-3].isdigit():
+        return False  # another host's (or named before hosts were): judged by its age
+    try:
+        os.kill(int(parts[-3]), 0)
+    except (ProcessLookupError, OverflowError):  # (no process can have too big a number)
+        return True
+    except PermissionError:  # alive: another user's process
+        return False
+    return False
+
+
 def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int:
     """Encrypt ``data`` into ``pending_dir/name`` atomically; returns the size written."""
     folder = get_settings().pending_dir
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # (only its owner may list it)
+    if folder not in _swept_folders:
+        sweep_temporaries(folder)
     token = get_keyring().encrypt(data, _context(site_code, sop_uid), purpose="pending")
-    tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp = _temporary(folder, name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "wb") as handle:
         handle.write(token)
@@ -721,7 +778,50 @@ def _internal_error(exc: Exception, source: str) -> IngestOutcome:
         tb = tb.tb_next
     where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
     log.error("intake failed for a file from %s (%s at %s)", source, type(exc).__name__, where)
-    return IngestOutcome(IngestStatus.REJECTED, f"internal error ({type(exc).__name__})")
+    return IngestOutcome(IngestStatus.REJECTED, f"internal error ({type(exc).__name__})",
+                         outage=outage_of(exc))
+
+
+# What an operator checks when intake failed because of its environment, not the file.
+_OUTAGES = {
+    "database": "the database does not answer ({why}): check database_url and "
+                "vault_database_url ('nccid config show') and that the server is running",
+    "storage_url": "the warehouse cannot be written ({why}): check storage_url ('nccid config "
+                   "show') and that its folder or object store is there and answers",
+    "pending_dir": "the folder of waiting images cannot be written ({why}): check pending_dir "
+                   "('nccid config show')",
+}
+
+
+def outage_of(exc: BaseException) -> str:
+    """One line naming the setting to check when ``exc`` is an outage (a database or object
+    store that does not answer, a folder that cannot be written), else "". The error's own
+    message is never quoted (it may hold an object key or a value): its reason or class."""
+    from django.db import InterfaceError, OperationalError
+
+    from nccid.warehouse.storage import StorageError
+
+    why = getattr(exc, "strerror", None) or type(exc).__name__
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return _OUTAGES["database"].format(why=why)
+    if isinstance(exc, OSError) and _under(exc.filename, get_settings().pending_dir):
+        return _OUTAGES["pending_dir"].format(why=why)
+    if isinstance(exc, (StorageError, OSError, *_object_store_errors())):
+        return _OUTAGES["storage_url"].format(why=why)
+    return ""
+
+
+def _under(filename, folder: Path) -> bool:
+    """``filename`` (an OSError's) is ``folder`` or a file in it."""
+    return filename is not None and folder in (path := Path(os.fsdecode(filename)), path.parent)
+
+
+def _object_store_errors() -> tuple[type[BaseException], ...]:
+    try:  # the object store's own errors (endpoint unreachable, access denied)
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return ()
+    return (BotoCoreError, ClientError)
 
 
 class _ToStore(NamedTuple):
@@ -851,6 +951,21 @@ def _commit(prepared: PreparedBatch) -> None:
             IngestOutcome(IngestStatus.STORED, "", item.meta.sop_uid)
             if stored[item.meta.sop_uid].created
             else IngestOutcome(IngestStatus.DUPLICATE, "already stored", item.meta.sop_uid))
+    _learn_late_records(to_store)
+
+
+def _learn_late_records(to_store: list[_ToStore]) -> None:
+    """Patients read as having no clinical record when the batch was prepared, whose record
+    was committed since: its linking ran before the batch's receipts and images existed, so
+    they learn it here, after the batch's commit. A record committed after this check links
+    them itself (its linking runs after its commit, so after this batch's)."""
+    waiting = {item.pseudonym for item in to_store if not item.has_clinical}
+    late = deps.clinical_pseudonyms(waiting)
+    if late:
+        from .linking import mark_clinical
+
+        mark_clinical(late)
+        deps.link_images(late)
 
 
 def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> list[_Parsed]:
@@ -989,15 +1104,18 @@ def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> In
     size = write_encrypted(name, out, site.code, meta.sop_uid)
     retention = timedelta(days=get_settings().pending_retention_days)
     try:
-        PendingImage.objects.create(
-            site=site, hospital_hash=hospital_hash, sop_uid=meta.sop_uid,
-            study_uid=meta.study_uid, file_name=name, size=size, source=source,
-            expires_at=timezone.now() + retention,
-        )
+        # The row and its count commit together: a process dying between them would leave a
+        # row that makes the replayed file "already pending", never counted on its receipt.
+        with transaction.atomic():
+            PendingImage.objects.create(
+                site=site, hospital_hash=hospital_hash, sop_uid=meta.sop_uid,
+                study_uid=meta.study_uid, file_name=name, size=size, source=source,
+                expires_at=timezone.now() + retention,
+            )
+            record_receipt(site, meta, hospital_hash, source, len(out), pending=1)
+            take_back_refusals(site, [meta.sop_uid])
     except IntegrityError:  # another connection took the same instance a moment ago
         return IngestOutcome(IngestStatus.DUPLICATE, "already pending", meta.sop_uid)
-    record_receipt(site, meta, hospital_hash, source, len(out), pending=1)
-    take_back_refusals(site, [meta.sop_uid])
     # A clinical record may have arrived while this file was being de-identified.
     pseudonym = deps.pseudonym_for_hospital_number(site, hospital_hash)
     if pseudonym:
@@ -1016,19 +1134,20 @@ def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) ->
                   hospital_hash=patient.hospital_hash or "", study_uid=meta.study_uid,
                   modality=meta.modality or "", reason=reason[:200], file_name=name, size=size,
                   source=source)
-    try:
-        with transaction.atomic():  # the update below must still run after a refusal
-            HeldImage.objects.create(sop_uid=meta.sop_uid, **fields)
-    except IntegrityError:
-        # Decided before (released, then purged while pending; or rejected): its row is only a
-        # record. The copy sent again waits for a decision of its own.
-        again = HeldImage.objects.filter(sop_uid=meta.sop_uid).exclude(status=HeldStatus.HELD)
-        if not again.update(status=HeldStatus.HELD, decided_by="", decided_at=None,
-                            received_at=timezone.now(), **fields):
-            return IngestOutcome(IngestStatus.DUPLICATE, "already held", meta.sop_uid)
-    record_receipt(site, meta, patient.pseudonym or patient.hospital_hash or "", source,
-                   len(out), held=1)
-    take_back_refusals(site, [meta.sop_uid])
+    with transaction.atomic():  # the row and its count together, as in ``_keep_pending``
+        try:
+            with transaction.atomic():  # the update below must still run after a refusal
+                HeldImage.objects.create(sop_uid=meta.sop_uid, **fields)
+        except IntegrityError:
+            # Decided before (released, then purged while pending; or rejected): its row is
+            # only a record. The copy sent again waits for a decision of its own.
+            again = HeldImage.objects.filter(sop_uid=meta.sop_uid).exclude(status=HeldStatus.HELD)
+            if not again.update(status=HeldStatus.HELD, decided_by="", decided_at=None,
+                                received_at=timezone.now(), **fields):
+                return IngestOutcome(IngestStatus.DUPLICATE, "already held", meta.sop_uid)
+        record_receipt(site, meta, patient.pseudonym or patient.hospital_hash or "", source,
+                       len(out), held=1)
+        take_back_refusals(site, [meta.sop_uid])
     return IngestOutcome(IngestStatus.HELD, reason, meta.sop_uid)
 
 
@@ -1101,9 +1220,10 @@ def count_refusal(site, study, patient: str, source: str, reason: str, sop_uid: 
 
 
 def count_deleted(site, study_uid: str, sop_uid: str, was: str, problem: str) -> None:
-    """An instance counted ``was`` ("pending" or "held") in its receipt was deleted (its
-    retention ran out, or a data manager rejected it): it now counts as refused, with
-    ``problem`` for the site to see, so the study no longer says its images wait."""
+    """An instance counted ``was`` ("pending", "held" or "stored") in its receipt was deleted
+    (its retention ran out, a data manager rejected it, or its object was lost from the
+    warehouse): it now counts as refused, with ``problem`` for the site to see, so the study
+    no longer says its images wait (or are stored)."""
     receipt = StudyReceipt.objects.filter(site=site, study_uid=study_uid)
     with transaction.atomic():
         _, new = RefusedInstance.objects.get_or_create(

@@ -19,6 +19,10 @@ class IngestOutcome:
     status: IngestStatus
     reason: str = ""
     sop_uid: str = ""  # de-identified SOP Instance UID, when known
+    # REJECTED for an internal error that is an outage (a database or store that does not
+    # answer): the setting to check, in one line. The file is not at fault: sent again later,
+    # it goes in.
+    outage: str = ""
 
     @property
     def ok(self) -> bool:
