@@ -50,6 +50,14 @@ def verify(
     sample: Annotated[int, typer.Option(help="How many images to re-check (a random sample).")] = 200,
     all_objects: Annotated[bool, typer.Option("--all", help="Re-check every image.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    forget_missing: Annotated[bool, typer.Option(
+        "--forget-missing", help="Data managers: forget the images found missing, so that the "
+        "sites' receipts ask for them and the same files sent again are stored (audited).")
+    ] = False,
+    user: Annotated[str | None, typer.Option(
+        "--user", help="Your data-manager account (with --forget-missing).")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the account's password from standard input.")] = False,
 ) -> None:
     """Re-read stored images and compare size and SHA-256 with the catalogue."""
     setup_django()
@@ -57,6 +65,7 @@ def verify(
 
     if sample < 1 and not all_objects:
         raise UserError("--sample must be at least 1 (or use --all)")
+    account = _data_manager(user, password_stdin) if forget_missing else None
     try:
         with progress_bar("Re-hashing images") as bar:
             report = verify_objects(None if all_objects else sample, seed, on_progress=bar.reached)
@@ -69,6 +78,11 @@ def verify(
         console.print(f"[red]mismatch[/]  {key}", highlight=False, soft_wrap=True)
     console.print(f"checked {report.checked:,} image(s): {len(report.missing)} missing, "
                   f"{len(report.mismatched)} mismatched")
+    if account is not None and report.missing:
+        _forget(account, report.missing)
+    elif report.missing:
+        console.print("Sent again, a missing image is answered 'duplicate' until it is "
+                      "forgotten: 'nccid warehouse verify --all --forget-missing --user NAME'")
     if report.counts_differ:
         console.print(f"[red]the catalogue lists {report.in_catalogue:,} image(s) but the database "
                       f"has {report.in_database:,} catalogued[/]: is the warehouse mounted/reachable "
@@ -78,6 +92,41 @@ def verify(
                       "run 'nccid warehouse catalogue' first")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _data_manager(user: str | None, password_stdin: bool):
+    from nccid.identity.cli import login_data_manager
+
+    if not user:
+        raise UserError("--forget-missing needs --user (a data-manager account)")
+    return login_data_manager(user, password_stdin, "warehouse.forget_missing")
+
+
+def _forget(account, keys: list[str]) -> None:
+    """Forget the missing images (audited), then refresh the catalogue without them."""
+    from .catalogue import refresh_catalogue
+    from .repair import forget_missing
+
+    try:
+        forgotten = forget_missing(keys, account)
+    except _storage_errors() as exc:
+        raise UserError(f"stopped forgetting: cannot read the warehouse: {exc} (run it again "
+                        "once it answers)") from exc
+    sites = ", ".join(f"{code}: {n:,}" for code, n in sorted(forgotten.by_site.items()))
+    console.print(f"forgot {forgotten.images:,} missing image(s) ({sites or 'none'}): their "
+                  "studies' receipts ask the sites to send them again, and sent again they are "
+                  "stored", highlight=False)
+    if forgotten.present_again:
+        console.print(f"{forgotten.present_again:,} image(s) are there when checked again: "
+                      "left alone")
+    if forgotten.not_recorded:
+        console.print(f"{forgotten.not_recorded:,} missing key(s) belong to no stored image (a "
+                      "stale catalogue): the refresh drops them")
+    try:
+        refresh_catalogue()
+    except _storage_errors() as exc:
+        raise UserError(f"the catalogue still lists the forgotten images: {exc}; run 'nccid "
+                        "warehouse catalogue'") from exc
 
 
 @warehouse_app.command("stats")
