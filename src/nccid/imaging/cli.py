@@ -97,7 +97,8 @@ def _print_summary(summary) -> None:
 
 @images_app.command("purge-pending")
 def purge_pending() -> None:
-    """Delete pending images past the retention limit (pending_retention_days)."""
+    """Link pending images whose clinical record is in, then delete those past the retention
+    limit (pending_retention_days) that still have none. Run it daily."""
     setup_django()
     from .intake import sweep_temporaries
     from .pending import purge_expired
@@ -105,6 +106,19 @@ def purge_pending() -> None:
     sweep_temporaries()
     count = purge_expired(user="cli")
     console.print(f"Purged {count} pending image(s) past retention.")
+
+
+@images_app.command("link")
+def link() -> None:
+    """Link pending images whose clinical record is in: what an import or portal stopped while
+    linking (killed, or the object store or database down) left waiting. Safe to run any time."""
+    setup_django()
+    from .linking import link_known
+    from .pending import remove_leftover_files
+
+    count = link_known()
+    remove_leftover_files()
+    console.print(f"Linked {count} pending image(s).")
 
 
 @images_app.command("pending")

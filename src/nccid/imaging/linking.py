@@ -7,6 +7,12 @@ the patient's pseudonym and stored: claimed with one conditional UPDATE so that 
 racing (two uploads at once) never both take it, and stored idempotently by SOP UID. An image
 de-identification cannot finalise is refused then, once (its receipt says why), not left to
 fail again at every upload until it expires.
+
+Linking is a job that resumes, not a one-shot side effect of the upload: a linker killed midway
+(or an object store that was down) leaves images waiting whose patient is known, and
+``link_known`` (``nccid images link``, run first by ``nccid images purge-pending``) links them.
+Each image's steps may be repeated: the store is idempotent, and the waiting row is deleted
+and the receipt moved in one transaction, so an image is counted stored once.
 """
 
 from __future__ import annotations
@@ -56,25 +62,71 @@ def link_pending(site, hospital_hash: str, pseudonym: str) -> int:
         claim = PendingImage.objects.filter(_claimable(now), pk=pk).update(claimed_at=now)
         if not claim:
             continue  # another linker has it
-        row = PendingImage.objects.get(pk=pk)
+        row = PendingImage.objects.filter(pk=pk).first()
+        if row is not None and _link_one(site, row, pseudonym):
+            linked += 1
+    if linked:
+        log.info("linked %d pending image(s) at site %s", linked, site.code)
+    return linked
+
+
+def _link_one(site, row: PendingImage, pseudonym: str) -> bool:
+    """Store one claimed image and settle it; True if this call settled it."""
+    if not deps.image_exists(row.sop_uid):  # (stored already by a linker killed before settling)
         try:
             data, meta, header = finalise(
                 read_encrypted(row.file_name, site.code, row.sop_uid), pseudonym)
             deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header)
+        except FileNotFoundError:  # nothing left to store: say so rather than wait for ever
+            _refuse(site, row, "its waiting file was lost")
+            return False
         except DeidError as exc:  # the file's fault: trying again would fail again
             _refuse(site, row, str(exc))
-            continue
+            return False
         except Exception as exc:  # noqa: BLE001 - leave it pending for the next try
             log.error("could not link pending image %s (%s)", row.pk, type(exc).__name__)
-            PendingImage.objects.filter(pk=pk).update(claimed_at=None)
-            continue
+            PendingImage.objects.filter(pk=row.pk).update(claimed_at=None)
+            return False
+    settled = _settle(site, row, pseudonym)
+    remove_encrypted(row.file_name)  # after the commit: a crash before it leaves a leftover file
+    return settled
+
+
+def _settle(site, row: PendingImage, pseudonym: str) -> bool:
+    """The stored image stops waiting: its row goes and its receipt counts it stored, together
+    and once (a second linker, or a withdrawal, that deleted the row first moves nothing)."""
+    with transaction.atomic():
+        if not PendingImage.objects.filter(pk=row.pk).delete()[0]:
+            return False
         _move_receipt(site, row.study_uid, pseudonym)
-        row.delete()
-        remove_encrypted(row.file_name)
-        linked += 1
-    if linked:
-        log.info("linked %d pending image(s) at site %s", linked, site.code)
+    return True
+
+
+def link_known() -> int:
+    """Link every waiting image whose patient has become known (their sheet is in), at every
+    site, and mark as having a record the receipts of patients who have one: the recovery of
+    linkers killed midway or stopped by an outage. Returns how many images were linked."""
+    from nccid.accounts.models import Site
+
+    linked = 0
+    for site in Site.objects.filter(pk__in=PendingImage.objects.values("site_id")).order_by("pk"):
+        for hospital_hash, pseudonym in sorted(known_patients(site, waiting_hashes(site)).items()):
+            linked += link_pending(site, hospital_hash, pseudonym)
+    waiting = StudyReceipt.objects.filter(has_clinical=False).values_list("patient", flat=True)
+    mark_clinical(deps.clinical_pseudonyms(set(waiting.distinct())))
     return linked
+
+
+def known_patients(site, hospital_hashes: set[str]) -> dict[str, str]:
+    """hospital hash -> pseudonym, for those of these hashes a clinical record has linked."""
+    found = {h: deps.pseudonym_for_hospital_number(site, h) for h in hospital_hashes}
+    return {h: pseudonym for h, pseudonym in found.items() if pseudonym}
+
+
+def waiting_hashes(site) -> set[str]:
+    """The hospital hashes of the images waiting at this site."""
+    return set(PendingImage.objects.filter(site=site).values_list("hospital_hash", flat=True)
+               .distinct())
 
 
 def _refuse(site, row: PendingImage, reason: str) -> None:

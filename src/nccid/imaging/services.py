@@ -13,6 +13,7 @@ from nccid.accounts.models import audit
 from nccid.config import get_settings
 
 from . import deps
+from .deid import DeidError
 from .intake import (
     count_deleted,
     read_encrypted,
@@ -20,7 +21,7 @@ from .intake import (
     remove_encrypted,
     write_encrypted,
 )
-from .linking import finalise
+from .linking import finalise, link_pending
 from .models import HeldImage, HeldStatus, PendingImage, ReceiptStatus, StudyReceipt
 from .pending import purge_expired
 
@@ -33,6 +34,9 @@ __all__ = ["HeldDecisionError", "held_image", "held_images", "purge_expired", "r
 # What the site's receipt says of an image a data manager rejected (the reviewer's own words
 # stay in the audit: they may describe what the text showed).
 REJECTED_HELD_PROBLEM = "deleted after review: burned-in text that could identify the patient"
+# What a data manager is told when a released image cannot be given its patient's pseudonym.
+RELEASE_REFUSED = ("it cannot be released: its de-identification could not be finished "
+                   "({reason}); it stays held, reject it")
 
 
 class HeldDecisionError(PermissionError):
@@ -89,7 +93,8 @@ def release_held(held: HeldImage, user) -> str:
     """A data manager found no burned-in identifier: store it (or let it wait for linking).
 
     The claim and the move are one transaction: if the move fails, the image is still held
-    (in the review queue, its file kept) and the release can be tried again."""
+    (in the review queue, its file kept) and the release can be tried again. An image
+    de-identification cannot finish is refused to the data manager (HeldDecisionError)."""
     pending_name = f"{held.sop_uid}.pending"
     try:
         with transaction.atomic():
@@ -98,12 +103,32 @@ def release_held(held: HeldImage, user) -> str:
             HeldImage.objects.filter(pk=held.pk).update(file_name="")
             audit(user, "imaging.held.release", pseudonym=pseudonym or "", site=held.site.code,
                   sop_uid=held.sop_uid, outcome=outcome)
-    except Exception:
+    except Exception as exc:
         if not PendingImage.objects.filter(file_name=pending_name).exists():
             remove_encrypted(pending_name)  # written for a move that was rolled back
+        if isinstance(exc, DeidError):  # the file's fault: releasing again would fail again
+            log.warning("held image %s cannot be released (%s)", held.pk, exc)
+            raise HeldDecisionError(RELEASE_REFUSED.format(reason=exc)) from None
         raise
     remove_encrypted(held.file_name)  # only once the release is committed
-    return outcome
+    return _link_if_known(held) if outcome == "pending" else outcome
+
+
+def _link_if_known(held: HeldImage) -> str:
+    """A released image left pending: link it if its patient became known meanwhile. A sheet
+    confirmed while the release was in its transaction linked before the pending row was
+    committed, so its linker could not see it (PostgreSQL); checking again after the commit,
+    as ``_keep_pending`` does, means one of the two sees the other."""
+    try:
+        pseudonym = deps.pseudonym_for_hospital_number(held.site, held.hospital_hash)
+        if pseudonym:
+            link_pending(held.site, held.hospital_hash, pseudonym)
+    except Exception as exc:  # noqa: BLE001 - released all the same: the next linking pass
+        log.error("could not link released image %s (%s)", held.pk, type(exc).__name__)
+        return "pending"
+    if deps.image_exists(held.sop_uid):
+        return "stored"
+    return "pending" if PendingImage.objects.filter(sop_uid=held.sop_uid).exists() else "refused"
 
 
 def _move_released(held: HeldImage) -> tuple[str | None, str]:
