@@ -301,10 +301,19 @@ def withdraw(user, pseudonym: str, reason: str, *, refresh: bool = True) -> Remo
     purge(pseudonym, removed, after_step=save_counts)
     if refresh:
         _refresh_catalogue_twice()
+    _sweep_export_staging()
     Withdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now())
     audit(user, action, pseudonym=pseudonym, reason=reason, **removed.as_dict())
     log.info("withdrew %s: %s", pseudonym, removed.as_dict())
     return removed
+
+
+def _sweep_export_staging() -> None:
+    """Exports killed mid-way left their staging folders (cohort tables, images) on this host;
+    a withdrawal removes them too rather than wait for the next process start or export."""
+    from nccid.research.staging import sweep_at_start
+
+    sweep_at_start()
 
 
 def _set_of(pseudonym: str, entry: Withdrawal) -> str | None:
