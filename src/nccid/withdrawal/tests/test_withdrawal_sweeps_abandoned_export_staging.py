@@ -13,12 +13,13 @@ pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
 def test_a_withdrawal_removes_abandoned_export_staging_and_keeps_a_live_one(patients, manager):
     root = staging_root()
-    abandoned = root / f"{PREFIX}killed"  # no process holds its lock: a killed export's
-    (abandoned / ".partial-x").mkdir(parents=True)
-    (abandoned / ".partial-x" / "export.zip").write_bytes(patients[0].pseudonym.encode())
-
     with staging_folder(root) as live:  # an export running now keeps its folder
-        withdraw(manager, patients[0].pseudonym, "site sent the wrong patient")
-        assert live.exists()
+        # made after the live export's own sweep: only the withdrawal can remove it
+        abandoned = root / f"{PREFIX}killed"  # no process holds its lock: a killed export's
+        (abandoned / ".partial-x").mkdir(parents=True)
+        (abandoned / ".partial-x" / "export.zip").write_bytes(patients[0].pseudonym.encode())
 
-    assert not abandoned.exists()
+        withdraw(manager, patients[0].pseudonym, "site sent the wrong patient")
+
+        assert live.exists()
+        assert not abandoned.exists()
