@@ -59,9 +59,10 @@ def verify(
     password_stdin: Annotated[bool, typer.Option(
         "--password-stdin", help="Read the account's password from standard input.")] = False,
 ) -> None:
-    """Re-read stored images and compare size and SHA-256 with the catalogue."""
+    """Re-read stored images and compare size and SHA-256 with the catalogue; count clinical
+    records whose JSON is not in the warehouse."""
     setup_django()
-    from .service import uncatalogued_images, verify_objects
+    from .service import clinical_records_without_json, uncatalogued_images, verify_objects
 
     if sample < 1 and not all_objects:
         raise UserError("--sample must be at least 1 (or use --all)")
@@ -69,6 +70,7 @@ def verify(
     try:
         with progress_bar("Re-hashing images") as bar:
             report = verify_objects(None if all_objects else sample, seed, on_progress=bar.reached)
+        no_json = clinical_records_without_json()
     except _storage_errors() as exc:
         raise UserError(f"cannot read the warehouse: {exc}") from exc
     pending = uncatalogued_images()
@@ -90,7 +92,11 @@ def verify(
     if pending:
         console.print(f"{pending:,} image(s) stored since the last refresh are not checked: "
                       "run 'nccid warehouse catalogue' first")
-    if not report.ok:
+    if no_json:
+        console.print(f"[red]{no_json:,} clinical record(s) have no JSON in the warehouse[/] (an "
+                      "import stopped before writing it, or the store was down): run 'nccid "
+                      "warehouse sync-clinical', then 'nccid images link'", highlight=False)
+    if not report.ok or no_json:
         raise typer.Exit(1)
 
 

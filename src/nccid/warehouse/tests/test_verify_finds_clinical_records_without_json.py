@@ -32,3 +32,18 @@ def test_records_without_json_are_counted_until_sync_clinical_writes_them(site, 
     assert clinical_records_without_json() == 1
     sync_clinical()
     assert clinical_records_without_json() == 0
+
+
+def test_verify_reports_them_and_fails(site, local_warehouse):
+    from typer.testing import CliRunner
+
+    from nccid.cli.main import typer_app
+
+    _record(site, "NCCID-CCCCCCCCCCCC")
+    result = CliRunner().invoke(typer_app, ["warehouse", "verify", "--all"])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "1 clinical record(s) have no JSON in the warehouse" in text
+    assert "run 'nccid warehouse sync-clinical'" in text
+    sync_clinical()
+    assert CliRunner().invoke(typer_app, ["warehouse", "verify", "--all"]).exit_code == 0
