@@ -378,8 +378,12 @@ def purge(pseudonym: str, removed: Removed | None = None, *,
 
 
 def _purge_waiting(pseudonym: str, links, removed: Removed) -> None:
+    from nccid.imaging.intake import sweep_temporaries
+
     _delete_waiting({"held": _held_query(pseudonym, links), "pending": _pending_query(links)},
                     removed)
+    # a writer killed mid-write left an encrypted temporary no row names, perhaps this patient's
+    sweep_temporaries()
 
 
 def _delete_waiting(queries: dict, removed: Removed) -> None:
