@@ -32,10 +32,13 @@ from nccid.identity.numbers import looks_like_patient_number
 from .engine import (
     FORM_VRS,
     PIXEL_DATA,
+    SPECIFIC_CHARACTER_SET,
     _pixel_element,
+    charset_term,
     contradicted_vr,
     enumerated_values,
     form_ok,
+    form_vrs,
     parse_header,
     safe_private_value,
 )
@@ -184,19 +187,26 @@ class Checker:
                 if not form_ok(value, vr):
                     yield "date with more in it than a date", value
                 continue
+            if int(elem.tag) == SPECIFIC_CHARACTER_SET:  # how text is encoded, not data
+                if charset_term(value) is None:
+                    yield "Specific Character Set value that is no character set " \
+                          "(de-identification drops it)", value
+                continue
             if vr in FORM_VRS:
                 yield from self._form_findings(int(elem.tag), vr, value)
                 continue
             yield from _text_findings(value, vr)
 
     def _form_findings(self, tag: int, vr: str, value: str) -> Iterator[tuple[str, str]]:
-        """An age, code or number: of its VR's form and, if enumerated, one of its values
-        (de-identification empties it otherwise); a number may be an NHS/CHI number."""
+        """An age, code or number: of its VR's form (or, for a number declared as the other
+        kind, the dictionary VR's) and, if enumerated, one of its values (de-identification
+        drops the value otherwise); a number may be an NHS/CHI number."""
         allowed = self.enumerated.get(tag)
-        if not form_ok(value, vr):
-            yield f"{vr} value not of its form (de-identification empties it)", value
-        elif not form_ok(value, vr, allowed):
-            yield "not one of the attribute's enumerated values (de-identification empties it)", value
+        vrs = form_vrs(tag, vr)
+        if not any(form_ok(value, v) for v in vrs):
+            yield f"{vr} value not of its form (de-identification drops it)", value
+        elif not any(form_ok(value, v, allowed) for v in vrs):
+            yield "not one of the attribute's enumerated values (de-identification drops it)", value
         digits = LEADING_DIGITS.match(value) if vr in ("IS", "DS") else None
         if looks_like_patient_number(digits.group(1) if digits else value):
             yield "NHS/CHI-number-shaped digits with a valid check digit", value

@@ -7,6 +7,7 @@ bytes path parses the header only and copies the pixel data element as received.
 
 from __future__ import annotations
 
+import codecs
 import math
 import mmap
 import re
@@ -19,7 +20,7 @@ from datetime import date, timedelta
 from io import BytesIO
 
 from pydicom import config, dcmread, dcmwrite
-from pydicom.charset import default_encoding
+from pydicom.charset import default_encoding, python_encoding
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -286,8 +287,10 @@ class Deidentifier:
                 vr = _vr(elem)
                 if vr == "SQ":
                     self._clean_items(ds, tag, patient, references_only)
-                elif vr in _FORMS and not _form_ok(elem, vr, self._enumerated.get(tag)):
-                    _set(ds, tag, vr, "")  # a date, age, code or number with more in it
+                elif tag == SPECIFIC_CHARACTER_SET:
+                    _write_charset_terms(ds, elem)
+                elif vr in _FORMS:  # a date, age, code or number with more in it loses it
+                    _keep_values_of_form(ds, elem, tag, vr, self._enumerated.get(tag))
                 continue
             self._apply(ds, elem, tag, action, patient, top)
         if private:
@@ -306,10 +309,8 @@ class Deidentifier:
         if action == "K":
             if vr not in _TEMPORAL:
                 del ds[tag]
-            elif _form_ok(elem, vr):
-                _set(ds, tag, vr, _temporal_value(elem))
             else:
-                _set(ds, tag, vr, "")
+                _set(ds, tag, vr, _one_or_many(_values_of_form(_form_texts(elem), (vr,))))
         elif action == "REF":
             del ds[tag]
         else:
@@ -491,13 +492,7 @@ def _meets(text: str, equals: bool, alternatives: tuple[str, ...]) -> bool:
 _DICTIONARY_VRS: dict[int, tuple[str, frozenset[str]] | None] = {}
 
 
-def contradicted_vr(tag: int, declared: str | None) -> str | None:
-    """The dictionary VR of a public ``tag`` whose ``declared`` VR contradicts it, else None.
-    No VR (implicit) and UN defer to the dictionary; a declared VR that is one of the
-    dictionary's alternatives (US or SS, OB or OW) agrees; private and unknown tags have no
-    dictionary VR to contradict."""
-    if declared is None or declared == "UN" or (tag >> 16) & 1:
-        return None
+def _dictionary_vrs(tag: int) -> tuple[str, frozenset[str]] | None:
     known = _DICTIONARY_VRS.get(tag, False)
     if known is False:
         try:
@@ -506,6 +501,17 @@ def contradicted_vr(tag: int, declared: str | None) -> str | None:
         except KeyError:
             known = None
         _DICTIONARY_VRS[tag] = known
+    return known
+
+
+def contradicted_vr(tag: int, declared: str | None) -> str | None:
+    """The dictionary VR of a public ``tag`` whose ``declared`` VR contradicts it, else None.
+    No VR (implicit) and UN defer to the dictionary; a declared VR that is one of the
+    dictionary's alternatives (US or SS, OB or OW) agrees; private and unknown tags have no
+    dictionary VR to contradict."""
+    if declared is None or declared == "UN" or (tag >> 16) & 1:
+        return None
+    known = _dictionary_vrs(tag)
     if known is None or declared in known[1] or " or " in declared:
         return None  # (an element made in memory may still carry the dictionary's "OB or OW")
     if any(declared in kind and not kind.isdisjoint(known[1]) for kind in _SAME_KIND):
@@ -629,28 +635,103 @@ def form_ok(text: str, vr: str, allowed: frozenset[str] | None = None) -> bool:
     return vr != "IS" or -2**31 <= int(text) < 2**31
 
 
-def _form_ok(elem, vr: str, allowed: frozenset[str] | None = None) -> bool:
+def form_vrs(tag: int, vr: str) -> tuple[str, ...]:
+    """The VRs whose form a kept value of ``tag`` declared as ``vr`` may have: ``vr``'s, and
+    for a number declared as the other kind of number (IS for DS, DS for IS: kept as
+    declared, see ``contradicted_vr``) the dictionary VR's too: ``2.5`` in a Slice Thickness
+    sent as IS is the decimal the attribute holds, and hides nothing a DS would not."""
+    known = None if (tag >> 16) & 1 else _dictionary_vrs(tag)
+    if known is None or known[0] == vr or known[0] not in _FORMS:
+        return (vr,)
+    if any(vr in kind and known[0] in kind for kind in _SAME_KIND):
+        return (vr, known[0])
+    return (vr,)
+
+
+_NOT_TEXT = "\ufffd"  # stands for a value as read that is not ASCII: of no fixed form
+
+
+def _form_texts(elem) -> list[str]:
+    """A fixed-form element's values as text, stripped. A value as read that is not ASCII is
+    one text of no form (cut at its backslashes, a multi-byte character could be split)."""
     value = elem.value
     if isinstance(elem, RawDataElement) or isinstance(value, bytes):
         if not value:
-            return True
+            return []
         if not isinstance(value, bytes) or not value.isascii():
-            return False
+            return [_NOT_TEXT]
         texts = value.decode("ascii").split("\\")
     else:
         texts = [str(v) for v in _values(value)]
-    return all(form_ok(t, vr, allowed) for t in texts)
+    return [t.strip(" \x00") for t in texts]
 
 
-def _temporal_value(elem) -> str | list[str]:
-    """A kept DA, DT or TM element's value as text (one string, or a list when multi-valued)."""
-    value = elem.value
-    if isinstance(value, bytes):
-        texts = value.decode("ascii").split("\\")
-    else:
-        texts = [str(v) for v in _values(value)]
-    texts = [t.strip(" \x00") for t in texts]
-    return texts if len(texts) > 1 else (texts[0] if texts else "")
+def _values_of_form(texts: list[str], vrs: tuple[str, ...],
+                    allowed: frozenset[str] | None = None) -> list[str]:
+    return [t for t in texts if any(form_ok(t, vr, allowed) for vr in vrs)]
+
+
+def _one_or_many(values: list[str]) -> str | list[str]:
+    return values if len(values) > 1 else (values[0] if values else "")
+
+
+def _keep_values_of_form(ds: Dataset, elem, tag: int, vr: str,
+                         allowed: frozenset[str] | None) -> None:
+    """A kept age, code or number keeps only its values of their form (and one of
+    ``allowed`` where PS3.3 enumerates them), in order: ``ORIGINAL\\PRIMARY\\ABDOM/RAD\\0001``
+    loses ``ABDOM/RAD``. Emptied when none is left; untouched (as read) when all are."""
+    texts = _form_texts(elem)
+    kept = _values_of_form(texts, form_vrs(tag, vr), allowed)
+    if len(kept) < len(texts):
+        _set(ds, tag, vr, _one_or_many(kept))
+
+
+SPECIFIC_CHARACTER_SET = 0x00080005
+
+
+def charset_term(value: str) -> str | None:
+    """The Specific Character Set value to write for ``value``: a defined term as is; a
+    misspelling pydicom reads as a defined term (``ISO-IR 100``, ``ISO 2022-IR 87``) as that
+    term, which the text is encoded in; a value pydicom reads as a Python codec (``utf-8``)
+    or one of CS form as is; None for anything else (it may hold anything, and pydicom reads
+    the text as if it were absent: the default repertoire)."""
+    value = value.strip(" \x00")
+    if value in python_encoding:
+        return value
+    patched = _misspelt_term(value)
+    if patched is not None:  # pydicom looks no further (no codec) for these
+        return patched if patched in python_encoding else None
+    return value if _FORMS["CS"].fullmatch(value) or _is_codec(value) else None
+
+
+def _misspelt_term(value: str) -> str | None:
+    """The term pydicom's ``convert_encodings`` corrects ``value`` to (the same patterns)."""
+    if re.match("^ISO[^_]IR", value):
+        return "ISO_IR" + value[6:]
+    if re.match("^(?=ISO.2022.IR.)(?!ISO 2022 IR )", value):
+        return "ISO 2022 IR " + value[12:]
+    return None
+
+
+def _is_codec(value: str) -> bool:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        return False
+    return True
+
+
+def _write_charset_terms(ds: Dataset, elem) -> None:
+    """Specific Character Set is not a data value but how the text is encoded: it must go on
+    declaring the character set the kept text is in. Each value is written as ``charset_term``
+    says; one that is no character set is dropped (the first emptied: the default repertoire,
+    as pydicom has read the text). Untouched (as read) when nothing changes."""
+    texts = _form_texts(elem)
+    terms = [charset_term(t) for t in texts]
+    written = ["" if terms[0] is None else terms[0]] if terms else []
+    written += [t for t in terms[1:] if t is not None]
+    if written != texts:
+        _set(ds, SPECIFIC_CHARACTER_SET, "CS", _one_or_many(written))
 
 
 _PATIENT_BIRTH_DATE = 0x00100030

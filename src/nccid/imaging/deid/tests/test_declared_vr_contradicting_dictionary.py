@@ -99,3 +99,16 @@ def test_check_flags_a_kept_value_whose_declared_vr_contradicts_the_dictionary(p
     assert {"(0008,0021)", "(0008,0022)", "(0018,0015)",
             "(0008,1115)[0](0008,0023)", "(0008,1115)[0](0008,002A)"} <= contradicted
     assert all("SMITH" not in json.dumps(f.__dict__) for f in findings)
+
+
+def test_a_multi_valued_date_under_another_vr_keeps_only_its_well_formed_dates(kr, person):
+    deid = Deidentifier(kr, "shift-dates")
+    pseudonym = kr.pseudonym(person.nhs_number)
+    days = kr.date_shift_days(pseudonym)
+    ds = synthetic_instance(person, plant=False, patient_id=person.nhs_number)
+    calibrated = 0x00181200  # Date of Last Calibration: DA, 1-n
+    ds[calibrated] = DataElement(calibrated, "LO", ["20200101", NAME_AND_DATE, "20200301"])
+    out = _both_paths(deid, to_bytes(ds), pseudonym)
+    assert out[calibrated].VR == "DA"
+    assert list(out[calibrated].value) == [
+        (day + timedelta(days=days)).strftime("%Y%m%d") for day in (date(2020, 1, 1), date(2020, 3, 1))]

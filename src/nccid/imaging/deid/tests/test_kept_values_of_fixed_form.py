@@ -15,7 +15,9 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from nccid.imaging.deid import Deidentifier
+from nccid.imaging.deid.by_element import deidentify_by_element
 from nccid.imaging.deid.check import Checker
+from nccid.imaging.deid.engine import parse_header
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
 
 CASES = [  # (keyword, value, kept)
@@ -73,3 +75,68 @@ def test_the_checker_reports_what_the_engine_empties(person, keyword, value, kep
     where = [f for f in Checker().check_dataset(ds) if f.keyword == keyword]
     assert bool(where) is not kept
     assert all(value not in f.masked for f in where)
+
+
+def _both_paths(engine: Deidentifier, data: bytes) -> Dataset:
+    """The engine's file, checked byte for byte against the element-by-element path's (the
+    intake's), twice (the second time from its memo)."""
+    out, _ = engine.deidentify_bytes(data, pseudonym="NCCID-A")
+    for _ in range(2):
+        made = deidentify_by_element(engine, data, parse_header(data), "NCCID-A")
+        assert made is not None and b"".join(made[0]) == out
+    return dcmread(BytesIO(out))
+
+
+def _declared(ds: Dataset, tag: int, vr: str, value: str) -> None:
+    raw = value.encode() + b" " * (len(value) % 2)
+    ds._dict[Tag(tag)] = RawDataElement(Tag(tag), vr, len(raw), raw, 0, False, True)
+
+
+@pytest.mark.parametrize("profile", ["retain-dates", "shift-dates"])
+def test_only_the_values_not_of_their_form_are_dropped_from_a_multi_valued_element(
+        kr, person, profile):
+    ds = synthetic_instance(person, plant=False)
+    _plant(ds, "ImageType", "ORIGINAL\\PRIMARY\\ABDOM/RAD\\0001")  # an Aloka image type
+    _plant(ds, "PixelSpacing", "0.5\\0.5 Smith")
+    _plant(ds, "WindowCenter", "40\\Smith, John")
+    _plant(ds, "PatientSex", "F\\X")  # one enumerated value, one not
+    _plant(ds, "ScanOptions", "Smith, John\\J. Smith")  # none left: emptied
+    item = Dataset()
+    _plant(item, "ImageType", "DERIVED\\ABDOM/RAD")
+    ds.ViewCodeSequence = [item]
+    out = _both_paths(Deidentifier(kr, profile), to_bytes(ds))
+    assert list(out.ImageType) == ["ORIGINAL", "PRIMARY", "0001"]
+    assert str(out.PixelSpacing) == "0.5"
+    assert str(out.WindowCenter) == "40"
+    assert out.PatientSex == "F"
+    assert out.ScanOptions in ("", None)
+    assert out.ViewCodeSequence[0].ImageType == "DERIVED"
+
+
+def test_the_checker_reports_only_the_values_dropped(person):
+    ds = synthetic_instance(person, plant=False)
+    _plant(ds, "ImageType", "ORIGINAL\\PRIMARY\\ABDOM/RAD\\0001")
+    found = [f for f in Checker().check_dataset(ds) if f.keyword == "ImageType"]
+    assert len(found) == 1 and "drops" in found[0].reason
+
+
+DS_AS_IS = [  # (tag, declared VR, value): a number declared as the other kind of number
+    (0x00180050, "IS", "2.5"),       # Slice Thickness (DS) as IS
+    (0x00280030, "IS", "0.5\\0.5"),  # Pixel Spacing (DS) as IS
+    (0x00200013, "DS", "2.5"),       # Instance Number (IS) as DS
+    (0x00180050, "IS", "9990000018.5"),  # a DS is not limited to 32 bits: as long as DS holds
+]
+
+
+@pytest.mark.parametrize(("tag", "vr", "value"), DS_AS_IS)
+def test_a_number_declared_as_the_other_kind_of_number_keeps_a_value_of_either_form(
+        kr, person, tag, vr, value):
+    ds = synthetic_instance(person, plant=False)
+    _declared(ds, tag, vr, value)
+    _declared(ds, 0x00181150, "DS", "Smith")  # Exposure Time (IS) as DS: neither form
+    out = _both_paths(Deidentifier(kr), to_bytes(ds))
+    kept = out.get_item(tag)  # as written, unconverted
+    assert (kept.VR, kept.value) == (vr, (value + " " * (len(value) % 2)).encode())
+    assert out.get_item(0x00181150).value in (b"", None)
+    assert not [f for f in Checker().check_dataset(dcmread(BytesIO(to_bytes(ds))))
+                if f.tag == f"({tag >> 16:04X},{tag & 0xFFFF:04X})" and "form" in f.reason]
