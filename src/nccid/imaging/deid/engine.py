@@ -607,8 +607,11 @@ _TEMPORAL = {
 # and hides no more than digits, so its length is not enforced).
 _FORMS = {
     **_TEMPORAL,
-    "AS": re.compile(r"[0-9]{3}[DWMY]"),
-    "CS": re.compile(r"[A-Za-z0-9 _]{1,16}"),
+    "AS": re.compile(r"[0-9]{3}[DWMYdwmy]"),
+    # Equipment writes codes the standard's repertoire and 16 characters do not allow
+    # (THORAX-ABDOMEN, CT-MPR, CARDIAC GATING/ECG, CHESTABDOMENPELVIS): a hyphen, slash,
+    # dot or plus and up to 64 characters hide nothing a letter or digit could not.
+    "CS": re.compile(r"[A-Za-z0-9 _.+/-]{1,64}"),
     "IS": re.compile(r"[+-]?[0-9]{1,12}"),
     "DS": re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"),
 }
