@@ -749,8 +749,12 @@ def remove_late_arrivals(pseudonyms: Iterable[str]) -> None:
 
 
 def _with_clinical_json(withdrawn: set[str]) -> set[str]:
-    """Those of ``withdrawn`` with a folder of clinical JSON (``{set}/data/{pseudonym}``): one
-    listing of each set's ``data`` folder (on S3, a request per thousand patients)."""
+    """Those of ``withdrawn`` with something in a folder of clinical JSON
+    (``{set}/data/{pseudonym}/``): one recursive listing of each set's ``data`` folder (on S3,
+    a request per thousand objects; no request per patient). A folder is counted only for an
+    object in it: an S3 listing can still name a folder a withdrawal emptied (SeaweedFS keeps
+    it), which would be purged again at every refresh. Local temporaries count: a killed
+    writer's may hold the patient's record."""
     from nccid.warehouse.layout import SETS
     from nccid.warehouse.service import get_warehouse
 
@@ -759,15 +763,21 @@ def _with_clinical_json(withdrawn: set[str]) -> set[str]:
     warehouse = get_warehouse()
     found = set()
     for set_name in SETS:
+        folder = f"{warehouse.root}/{set_name}/data/"
         try:
-            folders = warehouse.fs.ls(f"{warehouse.root}/{set_name}/data", detail=False, refresh=True)
+            paths = warehouse.fs.find(folder.rstrip("/"))
         except FileNotFoundError:
             continue
-        found.update(name for name in (f.rstrip("/").rsplit("/", 1)[-1] for f in folders)
-                     if name in withdrawn)
+        for path in paths:
+            pseudonym, below, _name = path.rstrip("/").removeprefix(folder).partition("/")
+            if below and pseudonym in withdrawn:  # an object in the folder, not the folder
+                found.add(pseudonym)
     return found
 
 
 def _swept(what: str, removed: Removed, **named) -> None:
+    """Audit and log what a sweep removed; nothing when it removed nothing."""
+    if not any(removed.as_dict().values()):
+        return
     audit("system", "withdrawal.sweep", **named, **removed.as_dict())
     log.warning("removed data of %s that arrived after its withdrawal: %s", what, removed.as_dict())
