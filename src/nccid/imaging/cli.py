@@ -116,9 +116,16 @@ def link() -> None:
     from .linking import link_known
     from .pending import remove_leftover_files
 
-    count = link_known()
+    done = link_known()
     remove_leftover_files()
-    console.print(f"Linked {count} pending image(s).")
+    console.print(f"Linked {done.linked} pending image(s).")
+    if done.refused:
+        console.print(f"Refused {done.refused} pending image(s) that could not be finalised "
+                      "(their receipts and the audit trail say why).", highlight=False)
+    if done.failed:
+        raise UserError(f"{done.failed} pending image(s) could not be linked: "
+                        f"{done.why or 'see the errors above'}; they wait for the next "
+                        "'nccid images link'")
 
 
 @images_app.command("pending")

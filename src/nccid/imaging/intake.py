@@ -628,22 +628,41 @@ def _writer_dead(temporary: str) -> bool:
     return False
 
 
+class PendingFolderError(OSError):
+    """A waiting image could not be written into (or read from) ``pending_dir``: that
+    folder's outage, whatever the error names (a full or failing disk, ENOSPC or EIO, names
+    no file)."""
+
+
 def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int:
-    """Encrypt ``data`` into ``pending_dir/name`` atomically; returns the size written."""
+    """Encrypt ``data`` into ``pending_dir/name`` atomically; returns the size written.
+    Raises ``PendingFolderError`` if the folder cannot be written."""
+    token = get_keyring().encrypt(data, _context(site_code, sop_uid), purpose="pending")
     folder = get_settings().pending_dir
+    try:
+        _write_atomically(folder, name, token)
+    except OSError as exc:
+        raise PendingFolderError(exc.errno, exc.strerror, exc.filename) from exc
+    return len(token)
+
+
+def _write_atomically(folder: Path, name: str, token: bytes) -> None:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # (only its owner may list it)
     if folder not in _swept_folders:
         sweep_temporaries(folder)
-    token = get_keyring().encrypt(data, _context(site_code, sop_uid), purpose="pending")
     tmp = _temporary(folder, name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "wb") as handle:
-        handle.write(token)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / name)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "wb") as handle:
+            handle.write(token)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / name)
+    except OSError:
+        with contextlib.suppress(OSError):  # a partial file would take room from a full disk
+            tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(folder)  # the new name survives a power cut too: the file is all it has
-    return len(token)
 
 
 def read_encrypted(name: str, site_code: str, sop_uid: str) -> bytes:
@@ -788,8 +807,8 @@ _OUTAGES = {
                 "vault_database_url ('nccid config show') and that the server is running",
     "storage_url": "the warehouse cannot be written ({why}): check storage_url ('nccid config "
                    "show') and that its folder or object store is there and answers",
-    "pending_dir": "the folder of waiting images cannot be written ({why}): check pending_dir "
-                   "('nccid config show')",
+    "pending_dir": "the folder of waiting images cannot be used ({why}): check pending_dir "
+                   "('nccid config show') and that its disk is there (mounted) with room",
 }
 
 
@@ -804,16 +823,11 @@ def outage_of(exc: BaseException) -> str:
     why = getattr(exc, "strerror", None) or type(exc).__name__
     if isinstance(exc, (OperationalError, InterfaceError)):
         return _OUTAGES["database"].format(why=why)
-    if isinstance(exc, OSError) and _under(exc.filename, get_settings().pending_dir):
+    if isinstance(exc, PendingFolderError):  # (known by the step that failed, not the file)
         return _OUTAGES["pending_dir"].format(why=why)
     if isinstance(exc, (StorageError, OSError, *_object_store_errors())):
         return _OUTAGES["storage_url"].format(why=why)
     return ""
-
-
-def _under(filename, folder: Path) -> bool:
-    """``filename`` (an OSError's) is ``folder`` or a file in it."""
-    return filename is not None and folder in (path := Path(os.fsdecode(filename)), path.parent)
 
 
 def _object_store_errors() -> tuple[type[BaseException], ...]:

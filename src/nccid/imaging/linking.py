@@ -13,11 +13,17 @@ Linking is a job that resumes, not a one-shot side effect of the upload: a linke
 ``link_known`` (``nccid images link``, run first by ``nccid images purge-pending``) links them.
 Each image's steps may be repeated: the store is idempotent, and the waiting row is deleted
 and the receipt moved in one transaction, so an image is counted stored once.
+
+A waiting file that cannot be read is an outage of ``pending_dir`` (unmounted, renamed, its
+disk failing) and the image waits, unless its folder answers with the other waiting files in
+it and only this one gone: then it was lost, and the image is refused.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from datetime import timedelta
 from io import BytesIO
 
@@ -26,9 +32,19 @@ from django.db.models import F, Q
 from django.utils import timezone
 from pydicom import dcmread
 
+from nccid.accounts.models import audit
+from nccid.config import get_settings
+
 from . import deps
 from .deid import DeidError
-from .intake import count_deleted, read_encrypted, refresh_receipt_status, remove_encrypted
+from .intake import (
+    PendingFolderError,
+    count_deleted,
+    outage_of,
+    read_encrypted,
+    refresh_receipt_status,
+    remove_encrypted,
+)
 from .models import PendingImage, StudyReceipt
 
 log = logging.getLogger("nccid.imaging.linking")
@@ -37,6 +53,33 @@ log = logging.getLogger("nccid.imaging.linking")
 STALE_CLAIM = timedelta(minutes=10)
 # What the site's receipt says of a pending image refused when its patient became known.
 LINK_REFUSED = "refused when its clinical record arrived: {reason}"
+LOST = "its waiting file was lost"
+
+
+@dataclass
+class LinkPass:
+    """What linking did: images linked, refused, and left waiting (``failed``) for the next
+    pass, with ``why``: the setting to check for the first of those (one line), if known."""
+
+    linked: int = 0
+    refused: int = 0
+    failed: int = 0
+    why: str = ""
+
+    def add(self, other: LinkPass) -> None:
+        self.linked += other.linked
+        self.refused += other.refused
+        self.failed += other.failed
+        self.why = self.why or other.why
+
+
+class _Lost(Exception):
+    """The waiting file is gone from a folder that holds the other waiting files."""
+
+
+class _FolderAway(PendingFolderError):
+    """The waiting file cannot be read and its folder shows no sign of being there: an
+    outage of ``pending_dir``, never a loss."""
 
 
 _CHUNK = 500  # values per IN (...) query: well under every database's parameter limit
@@ -53,9 +96,9 @@ def finalise(data: bytes, pseudonym: str) -> tuple[bytes, object, object]:
     return out, deps.image_meta(header), header
 
 
-def link_pending(site, hospital_hash: str, pseudonym: str) -> int:
+def link_pending(site, hospital_hash: str, pseudonym: str) -> LinkPass:
     """Store every pending image of this site and hospital hash under ``pseudonym``."""
-    linked = 0
+    done = LinkPass()
     now = timezone.now()
     rows = PendingImage.objects.filter(_claimable(now), site=site, hospital_hash=hospital_hash)
     for pk in list(rows.values_list("pk", flat=True)):
@@ -63,33 +106,68 @@ def link_pending(site, hospital_hash: str, pseudonym: str) -> int:
         if not claim:
             continue  # another linker has it
         row = PendingImage.objects.filter(pk=pk).first()
-        if row is not None and _link_one(site, row, pseudonym):
-            linked += 1
-    if linked:
-        log.info("linked %d pending image(s) at site %s", linked, site.code)
-    return linked
+        if row is not None:
+            _link_one(site, row, pseudonym, done)
+    if done.linked:
+        log.info("linked %d pending image(s) at site %s", done.linked, site.code)
+    return done
 
 
-def _link_one(site, row: PendingImage, pseudonym: str) -> bool:
-    """Store one claimed image and settle it; True if this call settled it."""
+def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass) -> None:
+    """Store one claimed image and settle it, counting what became of it in ``done``."""
     if not deps.image_exists(row.sop_uid):  # (stored already by a linker killed before settling)
         try:
-            data, meta, header = finalise(
-                read_encrypted(row.file_name, site.code, row.sop_uid), pseudonym)
+            data, meta, header = finalise(_read_waiting(site, row), pseudonym)
             deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header)
-        except FileNotFoundError:  # nothing left to store: say so rather than wait for ever
-            _refuse(site, row, "its waiting file was lost")
-            return False
+        except _Lost:  # nothing left to store: say so rather than wait for ever
+            _refuse(site, row, pseudonym, LOST)
+            done.refused += 1
+            return
         except DeidError as exc:  # the file's fault: trying again would fail again
-            _refuse(site, row, str(exc))
-            return False
-        except Exception as exc:  # noqa: BLE001 - leave it pending for the next try
-            log.error("could not link pending image %s (%s)", row.pk, type(exc).__name__)
-            PendingImage.objects.filter(pk=row.pk).update(claimed_at=None)
-            return False
-    settled = _settle(site, row, pseudonym)
+            _refuse(site, row, pseudonym, str(exc))
+            done.refused += 1
+            return
+        except Exception as exc:  # noqa: BLE001 - an outage or a bug: pending for the next try
+            _leave_waiting(row, exc, done)
+            return
+    if _settle(site, row, pseudonym):
+        done.linked += 1
     remove_encrypted(row.file_name)  # after the commit: a crash before it leaves a leftover file
-    return settled
+
+
+def _read_waiting(site, row: PendingImage) -> bytes:
+    """The waiting image's bytes; ``_Lost`` if only its file is gone, ``_FolderAway`` if its
+    folder cannot be read or holds none of the waiting files (an unmounted mount point)."""
+    try:
+        return read_encrypted(row.file_name, site.code, row.sop_uid)
+    except FileNotFoundError:
+        if _folder_holds_others(get_settings().pending_dir, row.file_name):
+            raise _Lost from None
+        raise _FolderAway(None, "it holds none of the waiting files") from None
+    except OSError as exc:
+        raise _FolderAway(exc.errno, exc.strerror) from None
+
+
+def _folder_holds_others(folder, missing: str) -> bool:
+    """``folder`` can be listed and holds the file of another waiting image: it is the folder
+    they were written to, so a file missing from it was lost, not out of reach."""
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted({entry.name for entry in entries} - {missing})
+    except OSError:
+        return False
+    for start in range(0, len(names), _CHUNK):
+        if PendingImage.objects.filter(file_name__in=names[start:start + _CHUNK]).exists():
+            return True
+    return False
+
+
+def _leave_waiting(row: PendingImage, exc: Exception, done: LinkPass) -> None:
+    why = outage_of(exc)  # (names pending_dir for _FolderAway)
+    log.error("could not link pending image %s (%s)", row.pk, why or type(exc).__name__)
+    PendingImage.objects.filter(pk=row.pk).update(claimed_at=None)
+    done.failed += 1
+    done.why = done.why or why
 
 
 def _settle(site, row: PendingImage, pseudonym: str) -> bool:
@@ -102,19 +180,19 @@ def _settle(site, row: PendingImage, pseudonym: str) -> bool:
     return True
 
 
-def link_known() -> int:
+def link_known() -> LinkPass:
     """Link every waiting image whose patient has become known (their sheet is in), at every
     site, and mark as having a record the receipts of patients who have one: the recovery of
-    linkers killed midway or stopped by an outage. Returns how many images were linked."""
+    linkers killed midway or stopped by an outage. Returns what it did."""
     from nccid.accounts.models import Site
 
-    linked = 0
+    done = LinkPass()
     for site in Site.objects.filter(pk__in=PendingImage.objects.values("site_id")).order_by("pk"):
         for hospital_hash, pseudonym in sorted(known_patients(site, waiting_hashes(site)).items()):
-            linked += link_pending(site, hospital_hash, pseudonym)
+            done.add(link_pending(site, hospital_hash, pseudonym))
     waiting = StudyReceipt.objects.filter(has_clinical=False).values_list("patient", flat=True)
     mark_clinical(deps.clinical_pseudonyms(set(waiting.distinct())))
-    return linked
+    return done
 
 
 def known_patients(site, hospital_hashes: set[str]) -> dict[str, str]:
@@ -129,14 +207,16 @@ def waiting_hashes(site) -> set[str]:
                .distinct())
 
 
-def _refuse(site, row: PendingImage, reason: str) -> None:
-    """Delete a pending image that cannot be finalised; its receipt counts it refused. The
-    reason is a DeidError's, which names no value."""
+def _refuse(site, row: PendingImage, pseudonym: str, reason: str) -> None:
+    """Delete a pending image that cannot be finalised; its receipt counts it refused, and the
+    audit trail records it. The reason is a DeidError's (which names no value) or ``LOST``."""
     log.warning("pending image %s refused at linking (%s)", row.pk, reason)
     remove_encrypted(row.file_name)
     with transaction.atomic():
         row.delete()
         count_deleted(site, row.study_uid, row.sop_uid, "pending", LINK_REFUSED.format(reason=reason))
+        audit("system", "imaging.pending.refuse", pseudonym=pseudonym, reason=reason,
+              site=site.code)
 
 
 def _move_receipt(site, study_uid: str, pseudonym: str) -> None:

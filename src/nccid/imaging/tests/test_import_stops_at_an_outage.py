@@ -75,3 +75,34 @@ def test_what_counts_as_an_outage(error, setting):
     found = outage_of(error)
     assert (setting in found) if setting else found == ""
     assert str(error) not in found  # (a message may quote a value)
+
+
+def test_a_pending_write_failing_with_no_file_named_names_pending_dir(keyring, monkeypatch,
+                                                                      tmp_path):
+    """A full disk (ENOSPC) or a failing one (EIO) names no file: the step that failed, the
+    write of a waiting image, tells which setting to check. EFBIG under a file-size limit is
+    such an error, raised for real by the write, for any user."""
+    import dataclasses
+    import errno
+    import resource
+    import signal
+
+    from nccid.config import get_settings
+    from nccid.imaging import intake
+
+    settings = dataclasses.replace(get_settings(), pending_dir=tmp_path / "pending")
+    monkeypatch.setattr(intake, "get_settings", lambda: settings)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (its default ends the process)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+    try:
+        with pytest.raises(OSError) as failed:
+            intake.write_encrypted("1.2.3.pending", bytes(65536), "RTEST", "1.2.3")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert failed.value.errno == errno.EFBIG and failed.value.filename is None
+    found = outage_of(failed.value)
+    assert "check pending_dir" in found and "File too large" in found, found
+    assert "storage_url" not in found
+    assert not list(settings.pending_dir.iterdir())  # (its partial temporary is removed)

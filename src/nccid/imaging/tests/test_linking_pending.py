@@ -79,7 +79,7 @@ if sys.argv[1] == "pending":
         ingest(to_bytes(synthetic_instance(person, instance=i, plant=False)), site, "test")
 else:
     from nccid.imaging.linking import link_pending
-    print(link_pending(site, hospital_hash, keyring.pseudonym(person.nhs_number)))
+    print(link_pending(site, hospital_hash, keyring.pseudonym(person.nhs_number)).linked)
 """
 
 

@@ -86,9 +86,9 @@ def test_the_link_pass_links_what_the_outage_left_waiting(site, keyring, person_
     sops = _pending(site, person, study=1, count=2)
     _refuse_writes(local_warehouse)
     _sheet_confirmed(site, keyring, person)
-    assert link_known() == 0  # still refused: nothing lost, nothing linked
+    assert link_known().linked == 0  # still refused: nothing lost, nothing linked
     assert PendingImage.objects.count() == 2
     _accept_writes(local_warehouse)
-    assert link_known() == 2
+    assert link_known().linked == 2
     assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == set(sops)
     assert StudyReceipt.objects.get().status == "stored"
