@@ -10,7 +10,8 @@
   deleting only replays files that come back DUPLICATE.
 - One calling AE title per site (``Site.ae_title``), read from the database at each
   association, so a site added while the node runs is accepted at once; any other calling AE
-  title is refused with A-ASSOCIATE-RJ.
+  title is refused with A-ASSOCIATE-RJ. While the database does not answer, the titles last
+  read stand (``SiteTitles``): sites send into the spool through an outage.
 - Each association runs in its own thread with its own database connection, closed when the
   association ends. Logs say who sent how much, never what.
 """
@@ -87,24 +88,54 @@ WORKER_NICENESS = 5
 SPARES_IDLE_SECONDS = 5.0  # nothing received for this long: the spool's spares are deleted
 # Longer than any AE title (16 chars): matches no caller, so "no site" refuses everyone.
 _NO_SITE = "-no-site-registered-"
+# After the database failed to answer, the AE titles last read stand for this long before it
+# is asked again: a server that hangs costs one connection timeout, not one per association.
+TITLES_RETRY_SECONDS = 10.0
 
 
-def site_for_ae_title(ae_title: str):
-    from nccid.accounts.models import Site
+class SiteTitles:
+    """The sites' calling AE titles (title -> site code) as the database has them now; while it
+    does not answer, as it last had them. A site's association never waits on an outage (its
+    files wait in the spool), and an AE title never read from the database is still refused."""
 
-    return Site.objects.filter(ae_title=ae_title.strip()).first()
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+        self._failed_at: float | None = None
+
+    def current(self) -> dict[str, str]:
+        from django.db import DatabaseError
+
+        from nccid.accounts.models import Site
+
+        failed_at = self._failed_at
+        if failed_at is not None and time.monotonic() - failed_at < TITLES_RETRY_SECONDS:
+            return self._known
+        try:
+            known = {title.strip(): code for title, code in Site.objects.exclude(ae_title=None)
+                     .exclude(ae_title="").values_list("ae_title", "code")}
+        except DatabaseError as exc:
+            self._failed_at = time.monotonic()
+            log.warning("the database does not answer (%s): the %d AE title(s) last read are "
+                        "accepted meanwhile, their instances wait in the spool",
+                        type(exc).__name__, len(self._known))
+            return self._known
+        self._known, self._failed_at = known, None
+        return known
+
+    def site_code(self, ae_title: str) -> str | None:
+        return self.current().get(ae_title.strip())
 
 
 class NodeAE(ApplicationEntity):
-    """An AE whose accepted calling AE titles are the sites' ones, as the database has them now."""
+    """An AE whose accepted calling AE titles are the sites' ones (``SiteTitles``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.site_titles = SiteTitles()
+        super().__init__(*args, **kwargs)
 
     @property
     def require_calling_aet(self) -> list[str]:  # type: ignore[override]
-        from nccid.accounts.models import Site
-
-        titles = [t.strip() for t in Site.objects.exclude(ae_title=None)
-                  .exclude(ae_title="").values_list("ae_title", flat=True)]
-        return titles or [_NO_SITE]
+        return list(self.site_titles.current()) or [_NO_SITE]
 
     @require_calling_aet.setter
     def require_calling_aet(self, ae_titles: list[str]) -> None:
@@ -350,19 +381,19 @@ def store_instance(assoc, make_head: Callable[[], bytes], body, spool: Spool) ->
     The file is ``make_head()`` (preamble, ``DICM``, file meta), then ``body``: the dataset as
     received (one buffer, or the list of its fragments)."""
     tally = _tally(assoc)
-    site = getattr(assoc, "_nccid_site", None)
-    if site is None:
-        site = site_for_ae_title(assoc.requestor.ae_title)
-        if site is None:  # the site was removed during the association
+    code = getattr(assoc, "_nccid_site_code", None)
+    if code is None:
+        code = assoc.ae.site_titles.site_code(assoc.requestor.ae_title)
+        if code is None:  # the site was removed during the association
             return OUT_OF_RESOURCES
-        assoc._nccid_site = site
-        tally.site = site.code
+        assoc._nccid_site_code = code
+        tally.site = code
     try:
         # The file as pynetdicom's encoded_dataset() makes it, without its two copies of the
         # dataset: the file meta, then the bytes as received.
         head = make_head()
     except Exception as exc:  # noqa: BLE001
-        log.warning("site %s sent a dataset that could not be encoded (%s)", site.code,
+        log.warning("site %s sent a dataset that could not be encoded (%s)", code,
                     type(exc).__name__)
         tally.counts["rejected"] += 1
         return CANNOT_UNDERSTAND
@@ -370,14 +401,14 @@ def store_instance(assoc, make_head: Callable[[], bytes], body, spool: Spool) ->
     size = len(head) + sum(map(len, parts))
     try:
         # Checked while the disk writes the encrypted body; refused, it never becomes a record.
-        refused = spool.append(site.code, "node", [head, *parts],
+        refused = spool.append(code, "node", [head, *parts],
                                check=partial(_refusal, head, parts))
     except SpoolError as exc:
-        log.error("site %s: an instance could not be spooled: %s", site.code, exc)
+        log.error("site %s: an instance could not be spooled: %s", code, exc)
         tally.counts["not spooled"] += 1
         return OUT_OF_RESOURCES
     if refused is not None:
-        log.warning("site %s: an instance was rejected: %s", site.code, refused)
+        log.warning("site %s: an instance was rejected: %s", code, refused)
         tally.counts["rejected"] += 1
         return CANNOT_UNDERSTAND
     tally.counts["received"] += 1
@@ -495,7 +526,13 @@ class Drain:
         """Count the worker's death against the first record without an outcome. After
         ``WORKER_DEATHS`` the records go one at a time (one in flight: a death is that
         record's); a record that killed it that often alone is quarantined, and the rest
-        drains: one file the worker cannot survive must not hold up every site's."""
+        drains: one file the worker cannot survive must not hold up every site's. A death
+        while the database does not answer is the outage's, not the record's: not counted."""
+        failure = database_failure()
+        if failure is not None:
+            log.warning("the de-identification process failed while the database does not "
+                        "answer (%s): not counted against its records", failure)
+            return
         position = self.spool.position
         where, deaths = self._deaths
         deaths = deaths + 1 if where == position else 1
@@ -720,19 +757,14 @@ class Drain:
         return outcomes
 
     def _database_ready(self) -> bool:
-        """Wait (backing off) until the database answers; False if stopped meanwhile."""
-        from django.db import DatabaseError, close_old_connections, connection
-
+        """Wait (backing off) until both databases answer; False if stopped meanwhile."""
         delay = 1.0
         while not self._stop.is_set():
-            close_old_connections()
-            try:
-                connection.ensure_connection()
+            failure = database_failure()
+            if failure is None:
                 return True
-            except DatabaseError as exc:
-                log.error("the spool drain cannot reach the database (%s); retrying in %.0f s",
-                          type(exc).__name__, delay)
-                connection.close()
+            log.error("the spool drain cannot reach the database (%s); retrying in %.0f s",
+                      failure, delay)
             self._stop.wait(delay)
             delay = min(delay * 2, 60.0)
         return False
@@ -742,6 +774,23 @@ class Drain:
             parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
             log.info("spool drained for site %s: %s", code, parts)
         self._tallies.clear()
+
+
+def database_failure() -> str | None:
+    """None if both databases answer a query now on this thread's connections, else the
+    failure's type name. A connection the server ended (a restart) is replaced first
+    (``close_old_connections`` with the settings' health checks): a kept one is not proof."""
+    from django.db import DatabaseError, close_old_connections, connections
+
+    close_old_connections()
+    try:
+        for alias in ("default", "vault"):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        connections.close_all()
+        return type(exc).__name__
+    return None
 
 
 def _where(exc: Exception) -> str:
@@ -1016,8 +1065,13 @@ class _Replies:
 
 
 def _attempt(work: Callable[[], object]):
-    """``work()``, or the type name of its failure (messages may quote values: never sent)."""
+    """``work()``, or the type name of its failure (messages may quote values: never sent).
+    The thread's database connections are checked first, as a request's are: one the server
+    ended while the process waited (a restart) is replaced, not the cause of a failure."""
+    from django.db import close_old_connections
+
     try:
+        close_old_connections()
         return work()
     except Exception as exc:  # noqa: BLE001 - reported by type
         log.error("the de-identification process failed (%s at %s)", type(exc).__name__,
@@ -1140,6 +1194,7 @@ def start_node(host: str | None = None, port: int | None = None,
         log.info("recovering %d instance(s) (%.1f MB) left in the spool", backlog.records,
                  backlog.bytes / 1e6)
     ae = make_ae(ae_title)
+    ae.site_titles.current()  # read now: the sites are accepted should the database then fail
     address = (host or settings.node_host, settings.node_port if port is None else port)
     handlers = [(evt.EVT_C_STORE, handle_store, [spool]), (evt.EVT_C_ECHO, handle_echo),
                 (evt.EVT_REJECTED, handle_rejected)]

@@ -96,14 +96,24 @@ TEMPLATES = [
 ]
 
 
+CONNECT_TIMEOUT = 10  # seconds
+
+
 def _database(url: str, *, secure_delete: bool = False) -> dict:
-    config = dj_database_url.parse(url, conn_max_age=60)
+    # A connection kept between requests (or a node's batches) is checked before its first
+    # use in each: one a server restart ended is replaced, never the cause of an error.
+    config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     if config["ENGINE"].endswith("sqlite3"):
         # WAL lets the portal read while the node writes; the timeout waits out short locks.
         # secure_delete overwrites a deleted row's bytes (a withdrawn patient's vault entry).
         pragmas = "PRAGMA journal_mode=WAL;" + (" PRAGMA secure_delete=ON;" if secure_delete else "")
         config["OPTIONS"] = {"timeout": 30, "init_command": pragmas}
         config["CONN_MAX_AGE"] = 0
+        config["CONN_HEALTH_CHECKS"] = False  # nothing kept to check: closed after each use
+    else:
+        # A server that does not answer fails a connection after this many seconds instead of
+        # the operating system's minutes: a site's association waits on it (node.py).
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", CONNECT_TIMEOUT)
     return config
 
 

@@ -19,11 +19,10 @@ from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.warehouse import storage
 from nccid.warehouse.models import ImageRecord
 
-pytestmark = pytest.mark.django_db(databases=["default", "vault"])
-
-# The drain closes a connection it finds old, as the node's thread must; in a test's own
-# transaction on PostgreSQL that would close the test's connection, so these run in real ones.
-in_real_transactions = pytest.mark.django_db(databases=["default", "vault"], transaction=True)
+# The drain closes a connection it finds old and checks both databases answer, as the node's
+# thread must; in a test's own transaction on PostgreSQL that would close the test's connection
+# (and the check would fail on it), so these run in real transactions.
+pytestmark = pytest.mark.django_db(databases=["default", "vault"], transaction=True)
 
 _STORED = IngestOutcome(IngestStatus.STORED, "")
 _INTERNAL = IngestOutcome(IngestStatus.REJECTED, "internal error (OSError)")
@@ -35,7 +34,6 @@ def _study(person, count: int) -> list[bytes]:
             for i in range(1, count + 1)]
 
 
-@in_real_transactions
 def test_a_full_warehouse_keeps_every_file_in_the_spool_until_it_stores_each_once(
         site, keyring, person_factory, monkeypatch, tmp_path, caplog):
     person = person_factory(71)
@@ -172,7 +170,6 @@ class _DyingWorker(_FakeWorker):
         return [(code, _STORED) for code, _, _ in opened]
 
 
-@in_real_transactions
 def test_a_file_that_kills_the_worker_is_quarantined_and_every_other_file_drains(
         tmp_path, keyring, site, other_site, caplog):
     spool = Spool(tmp_path / "spool", keyring)
@@ -258,7 +255,6 @@ def test_an_operator_lists_quarantined_files_and_puts_them_back_with_the_node_st
     spool.close()
 
 
-@in_real_transactions
 def test_a_file_intake_always_fails_on_is_quarantined_once_a_later_file_goes_in(
         site, other_site, keyring, person_factory, monkeypatch, tmp_path, caplog):
     from nccid.imaging import intake

@@ -608,8 +608,10 @@ _STORED = IngestOutcome(IngestStatus.STORED, "")
 _INTERNAL = IngestOutcome(IngestStatus.REJECTED, "internal error (OperationalError)")
 
 
+# The drain checks both databases answer, on connections it closes when old: real transactions.
+@pytest.mark.django_db(databases=["default", "vault"], transaction=True)
 def test_the_drain_keeps_two_batches_in_flight_releases_in_order_and_retries_one_at_a_time(
-        db, tmp_path, keyring, monkeypatch):
+        tmp_path, keyring, monkeypatch):
     from nccid.imaging import node
 
     monkeypatch.setattr(node, "FIRST_BACKOFF", 0.0)
