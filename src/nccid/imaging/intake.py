@@ -18,6 +18,7 @@ whose sender waits for each instance to be stored).
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import logging
@@ -634,20 +635,89 @@ class PendingFolderError(OSError):
     no file)."""
 
 
+# The folder of waiting images carries this file from its first write. Without it, while
+# images wait, the folder is not the one they were written to (the bare mount point of an
+# unmounted disk, a folder renamed away and made again): nothing is written there, and a
+# waiting file missing from it is out of reach, not lost.
+MARKER = ".nccid-pending-folder"
+_MARKER_TEXT = (b"nccid keeps its waiting images in this folder. Keep this file: without it,\n"
+                b"while images wait, nccid takes the folder for an unmounted disk.\n")
+NOT_THE_FOLDER = f"it is not the folder they were written to: no {MARKER} in it"
+
+
 def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int:
     """Encrypt ``data`` into ``pending_dir/name`` atomically; returns the size written.
-    Raises ``PendingFolderError`` if the folder cannot be written."""
+    Raises ``PendingFolderError`` if the folder cannot be written or is not the waiting
+    images' (``check_pending_folder``)."""
     token = get_keyring().encrypt(data, _context(site_code, sop_uid), purpose="pending")
     folder = get_settings().pending_dir
     try:
+        check_pending_folder(folder)
         _write_atomically(folder, name, token)
     except OSError as exc:
         raise PendingFolderError(exc.errno, exc.strerror, exc.filename) from exc
     return len(token)
 
 
+def check_pending_folder(folder: Path) -> None:
+    """Raise ``PendingFolderError`` unless ``folder`` is the one the waiting images were
+    written to: it holds the marker, or is given it now, when no image waits (a new folder,
+    made if missing) or when it holds a waiting image's file (a folder from before markers).
+    A folder that is missing while images wait is never made again."""
+    try:
+        if _has_marker(folder):
+            return
+        if _images_wait() and not _holds_a_waiting_file(folder):
+            raise PendingFolderError(errno.ENOENT, NOT_THE_FOLDER, str(folder))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # (only its owner may list it)
+        _write_marker(folder)
+    except PendingFolderError:
+        raise
+    except OSError as exc:
+        raise PendingFolderError(exc.errno, exc.strerror, exc.filename) from exc
+
+
+def _has_marker(folder: Path) -> bool:
+    try:
+        os.stat(folder / MARKER)
+    except FileNotFoundError:  # (another error, unreadable or not a folder, is raised)
+        return False
+    return True
+
+
+def _images_wait() -> bool:
+    """Some waiting or held image has a file in ``pending_dir``."""
+    return (PendingImage.objects.exists()
+            or HeldImage.objects.filter(status=HeldStatus.HELD).exclude(file_name="").exists())
+
+
+def _holds_a_waiting_file(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(entry.name for entry in entries if not entry.name.startswith("."))
+    except FileNotFoundError:
+        return False
+    for start in range(0, len(names), 500):
+        chunk = names[start:start + 500]
+        if (PendingImage.objects.filter(file_name__in=chunk).exists()
+                or HeldImage.objects.filter(status=HeldStatus.HELD, file_name__in=chunk).exists()):
+            return True
+    return False
+
+
+def _write_marker(folder: Path) -> None:
+    try:
+        fd = os.open(folder / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process marked it a moment ago
+        return
+    with open(fd, "wb") as handle:
+        handle.write(_MARKER_TEXT)
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
 def _write_atomically(folder: Path, name: str, token: bytes) -> None:
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # (only its owner may list it)
     if folder not in _swept_folders:
         sweep_temporaries(folder)
     tmp = _temporary(folder, name)

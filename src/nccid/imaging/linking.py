@@ -15,14 +15,14 @@ Each image's steps may be repeated: the store is idempotent, and the waiting row
 and the receipt moved in one transaction, so an image is counted stored once.
 
 A waiting file that cannot be read is an outage of ``pending_dir`` (unmounted, renamed, its
-disk failing) and the image waits, unless its folder answers with the other waiting files in
-it and only this one gone: then it was lost, and the image is refused.
+disk failing) and the image waits, unless the folder is the one the waiting images were
+written to (it holds their marker, ``intake.check_pending_folder``) and only the file is gone:
+then it was lost, and the image is refused.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from io import BytesIO
@@ -39,6 +39,7 @@ from . import deps
 from .deid import DeidError
 from .intake import (
     PendingFolderError,
+    check_pending_folder,
     count_deleted,
     outage_of,
     read_encrypted,
@@ -74,12 +75,7 @@ class LinkPass:
 
 
 class _Lost(Exception):
-    """The waiting file is gone from a folder that holds the other waiting files."""
-
-
-class _FolderAway(PendingFolderError):
-    """The waiting file cannot be read and its folder shows no sign of being there: an
-    outage of ``pending_dir``, never a loss."""
+    """The waiting file is gone from the folder the waiting images were written to."""
 
 
 _CHUNK = 500  # values per IN (...) query: well under every database's parameter limit
@@ -136,34 +132,20 @@ def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass) -> None:
 
 
 def _read_waiting(site, row: PendingImage) -> bytes:
-    """The waiting image's bytes; ``_Lost`` if only its file is gone, ``_FolderAway`` if its
-    folder cannot be read or holds none of the waiting files (an unmounted mount point)."""
+    """The waiting image's bytes; ``_Lost`` if its file is gone from the waiting images'
+    folder, ``PendingFolderError`` if the folder cannot be read or is not theirs (no marker:
+    an unmounted mount point, a folder renamed away)."""
     try:
         return read_encrypted(row.file_name, site.code, row.sop_uid)
     except FileNotFoundError:
-        if _folder_holds_others(get_settings().pending_dir, row.file_name):
-            raise _Lost from None
-        raise _FolderAway(None, "it holds none of the waiting files") from None
+        check_pending_folder(get_settings().pending_dir)  # (raises when the folder is away)
+        raise _Lost from None
     except OSError as exc:
-        raise _FolderAway(exc.errno, exc.strerror) from None
-
-
-def _folder_holds_others(folder, missing: str) -> bool:
-    """``folder`` can be listed and holds the file of another waiting image: it is the folder
-    they were written to, so a file missing from it was lost, not out of reach."""
-    try:
-        with os.scandir(folder) as entries:
-            names = sorted({entry.name for entry in entries} - {missing})
-    except OSError:
-        return False
-    for start in range(0, len(names), _CHUNK):
-        if PendingImage.objects.filter(file_name__in=names[start:start + _CHUNK]).exists():
-            return True
-    return False
+        raise PendingFolderError(exc.errno, exc.strerror) from None
 
 
 def _leave_waiting(row: PendingImage, exc: Exception, done: LinkPass) -> None:
-    why = outage_of(exc)  # (names pending_dir for _FolderAway)
+    why = outage_of(exc)  # (names pending_dir for a PendingFolderError)
     log.error("could not link pending image %s (%s)", row.pk, why or type(exc).__name__)
     PendingImage.objects.filter(pk=row.pk).update(claimed_at=None)
     done.failed += 1

@@ -105,4 +105,5 @@ def test_a_pending_write_failing_with_no_file_named_names_pending_dir(keyring, m
     found = outage_of(failed.value)
     assert "check pending_dir" in found and "File too large" in found, found
     assert "storage_url" not in found
-    assert not list(settings.pending_dir.iterdir())  # (its partial temporary is removed)
+    # (its partial temporary is removed; the folder's marker stays)
+    assert [p.name for p in settings.pending_dir.iterdir()] == [intake.MARKER]

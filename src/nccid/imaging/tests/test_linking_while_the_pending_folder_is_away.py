@@ -1,7 +1,8 @@
 """A folder of waiting images that is briefly away (unmounted, renamed, replaced) when their
 clinical record arrives is an outage, not a loss: the images stay waiting and the next linking
-pass links them once it is back. Only a file missing from a folder that still holds the other
-waiting files is lost: that image is refused once, on its receipt and in the audit trail. A
+pass links them once it is back. Only a file missing from the folder they were written to
+(marked, test_the_pending_folder_is_known_by_its_marker) is lost: that image is refused
+once, on its receipt and in the audit trail. A
 store answering "not found" (s3fs's reading of a missing bucket) never reads as a lost file.
 ``nccid images link`` says how many images it could not link, naming the setting, exit 1."""
 

@@ -7,10 +7,13 @@ import dataclasses
 import os
 import stat
 
+import pytest
+
 from nccid.config import get_settings
 from nccid.imaging import intake
 
 
+@pytest.mark.django_db(databases=["default", "vault"])  # (is the folder theirs?)
 def test_waiting_image_files_are_owner_only_and_their_folder_is_synced(keyring, monkeypatch,
                                                                        tmp_path):
     folder = tmp_path / "pending"
@@ -33,5 +36,6 @@ def test_waiting_image_files_are_owner_only_and_their_folder_is_synced(keyring, 
     written = folder / "1.2.3.pending"
     assert stat.S_IMODE(written.stat().st_mode) == 0o600
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / intake.MARKER).stat().st_mode) == 0o600
     assert synced[-1] == str(folder), "the folder is synced after the rename"
     assert intake.read_encrypted("1.2.3.pending", "RTEST", "1.2.3") == b"de-identified bytes"

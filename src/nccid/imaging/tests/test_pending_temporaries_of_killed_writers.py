@@ -67,12 +67,13 @@ def test_a_killed_writers_temporary_is_removed_and_a_live_ones_kept(folder, writ
     assert not os.path.exists(path)
 
 
+@pytest.mark.django_db(databases=["default", "vault"])  # (is the folder theirs?)
 def test_a_process_s_first_write_sweeps(folder, writer, keyring):
     process, path = writer
     _killed(process)
     intake._swept_folders.discard(folder)
     intake.write_encrypted("1.2.3.pending", b"de-identified bytes", "RTEST", "1.2.3")
-    assert sorted(p.name for p in folder.iterdir()) == ["1.2.3.pending"]
+    assert sorted(p.name for p in folder.iterdir()) == [intake.MARKER, "1.2.3.pending"]
 
 
 def test_another_host_s_temporary_goes_once_stale(folder):

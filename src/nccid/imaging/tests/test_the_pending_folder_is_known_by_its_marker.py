@@ -1,0 +1,140 @@
+"""The folder of waiting images carries a marker from its first write. While images wait, a
+folder without it is not theirs (an unmounted disk's bare mount point, a folder renamed away):
+no waiting image is written there, nor is the folder made again, and a waiting file missing
+from it is out of reach, never lost. With the marker, a missing file is lost however many
+other files the folder holds: refused once, not waiting for ever. A folder from before the
+marker that holds a waiting image's file is adopted, so an installation upgrading goes on."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from nccid.accounts.models import AuditEvent
+from nccid.cli.tests.clirun import run_cli
+from nccid.config import get_settings, reset_settings_cache
+from nccid.imaging.intake import MARKER, PendingFolderError, ingest, outage_of, write_encrypted
+from nccid.imaging.linking import link_known
+from nccid.imaging.models import PendingImage, StudyReceipt
+from nccid.imaging.outcome import IngestStatus
+from nccid.imaging.pending import remove_leftover_files
+from nccid.synthetic.dicom import synthetic_instance, to_bytes
+from nccid.warehouse.models import ImageRecord
+
+from .test_linking_resumes_after_a_store_outage import _pending, _sheet_confirmed
+from .test_linking_while_the_pending_folder_is_away import (
+    _back,
+    _renamed_away,
+    _replaced_by_an_empty_folder,
+)
+
+pytestmark = pytest.mark.django_db(databases=["default", "vault"])
+
+@pytest.fixture
+def pending_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("NCCID_PENDING_DIR", str(tmp_path / "pending"))
+    reset_settings_cache()
+    yield get_settings().pending_dir
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
+LOST = "refused when its clinical record arrived: its waiting file was lost"
+
+
+def _refusals() -> int:
+    return AuditEvent.objects.filter(action="imaging.pending.refuse").count()
+
+
+def _waits_refused(site, person) -> None:
+    """A new image of ``person`` cannot be written to wait: an outage naming pending_dir."""
+    data = to_bytes(synthetic_instance(person, study=9, instance=1, plant=False))
+    outcome = ingest(data, site, "test")
+    assert outcome.status is IngestStatus.REJECTED, outcome
+    assert "check pending_dir" in outcome.outage and MARKER in outcome.outage, outcome.outage
+
+
+def test_a_new_folder_is_marked_at_its_first_write(site, person_factory, pending_folder):
+    assert not pending_folder.exists()
+    _pending(site, person_factory(81), study=1, count=1)
+    assert (pending_folder / MARKER).is_file()
+    assert pending_folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_no_image_waits_in_the_bare_mount_point_of_an_unmounted_disk(
+        site, keyring, person_factory, local_warehouse, pending_folder, monkeypatch):
+    a, b = person_factory(82), person_factory(83)
+    sops = _pending(site, a, study=1, count=2)
+    _replaced_by_an_empty_folder(pending_folder)  # the disk unmounted
+    _waits_refused(site, b)  # (the node keeps such a file in its spool)
+    assert list(pending_folder.iterdir()) == []
+    _sheet_confirmed(site, keyring, a)
+    assert set(PendingImage.objects.values_list("sop_uid", flat=True)) == set(sops)
+    assert StudyReceipt.objects.get().rejected == 0 and _refusals() == 0
+
+    _back(pending_folder)  # mounted again
+    assert remove_leftover_files() == 0
+    assert link_known().linked == 2
+    assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == set(sops)
+
+
+def test_a_folder_renamed_away_is_not_made_again(site, person_factory, pending_folder):
+    _pending(site, person_factory(84), study=1, count=1)
+    _renamed_away(pending_folder)
+    _waits_refused(site, person_factory(85))
+    assert not pending_folder.exists()
+
+
+def test_a_held_image_is_enough_to_refuse_a_folder_without_the_marker(
+        site, person_factory, pending_folder):
+    held = ingest(to_bytes(synthetic_instance(person_factory(86), modality="US", plant=False)),
+                  site, "test")
+    assert held.status is IngestStatus.HELD and not PendingImage.objects.exists()
+    _replaced_by_an_empty_folder(pending_folder)
+    _waits_refused(site, person_factory(87))
+
+
+def test_the_file_of_the_only_waiting_image_is_lost_and_refused_once(
+        site, keyring, person_factory, local_warehouse, pending_folder, monkeypatch):
+    person = person_factory(88)
+    _pending(site, person, study=1, count=1)
+    (pending_folder / PendingImage.objects.get().file_name).unlink()
+    _sheet_confirmed(site, keyring, person)
+    assert not PendingImage.objects.exists()
+    receipt = StudyReceipt.objects.get()
+    assert (receipt.pending, receipt.rejected, receipt.problem) == (0, 1, LOST)
+    assert _refusals() == 1
+    linked = run_cli(monkeypatch, "images", "link")
+    assert linked.code == 0, linked.out + linked.err
+    assert _refusals() == 1
+
+
+def test_a_folder_from_before_the_marker_is_adopted(
+        site, keyring, person_factory, local_warehouse, pending_folder):
+    person, other = person_factory(89), person_factory(90)
+    sops = _pending(site, person, study=1, count=2)
+    (pending_folder / MARKER).unlink()  # written by a version without markers
+    _pending(site, other, study=2, count=1)  # goes on: the folder holds a waiting file
+    assert (pending_folder / MARKER).is_file()
+
+    (pending_folder / MARKER).unlink()
+    lost = PendingImage.objects.get(sop_uid=sops[0])
+    (pending_folder / lost.file_name).unlink()
+    _sheet_confirmed(site, keyring, person)  # the other's file is there: adopted, then lost
+    assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == {sops[1]}
+    assert StudyReceipt.objects.get(study_uid=lost.study_uid).problem == LOST
+    assert (pending_folder / MARKER).is_file()
+
+
+def test_a_folder_without_the_marker_holding_no_waiting_file_is_refused(
+        site, person_factory, pending_folder):
+    _pending(site, person_factory(91), study=1, count=1)
+    for path in pending_folder.iterdir():
+        path.unlink()
+    stranger = pending_folder / "1.2.3.pending"
+    stranger.write_bytes(b"no row names this file")
+    with pytest.raises(PendingFolderError) as refused:
+        write_encrypted("1.2.4.pending", b"bytes", site.code, "1.2.4")
+    assert "check pending_dir" in outage_of(refused.value)
+    assert sorted(os.listdir(pending_folder)) == ["1.2.3.pending"]
