@@ -73,7 +73,10 @@ LONGEST_BACKOFF = 60.0
 # record at a time from the first without an outcome: a record that fails on its own while
 # a later record, alone, goes in (storage and the database work) fails for a reason of its
 # own (a bug in intake that raises for that file) and is quarantined; when every later
-# record tried fails too, it is an outage and all wait.
+# record tried fails too, it is an outage and all wait. A failure intake itself names an
+# outage (``IngestOutcome.outage``: the database, storage_url, pending_dir) is never tried
+# alone nor quarantined: images waiting for their record fail while pending_dir is away
+# even though the warehouse, and so later records, work.
 PAUSES_BEFORE_ONE_AT_A_TIME = 3
 # The later records tried: the next, then those 2, 4, 8 … records on, this many in all (to
 # 1,024 records on). One fault often trips every file of a study or series, in a row.
@@ -554,7 +557,12 @@ class Drain:
         an outage? A batch is taken again one record at a time. A record failing alone is
         quarantined if a later record, alone, goes in (``_later_one_going_in``) and it fails
         once more; if every later one tried fails too, or none follows yet, all wait, with
-        pauses growing as before."""
+        pauses growing as before. Files that failed for an outage intake named (``outage``:
+        the database, the store, the folder of waiting images) are not at fault: they wait,
+        never tried alone nor quarantined."""
+        if failing.outage:
+            self._wait_out(failing)
+            return
         if not self._one_at_a_time:
             log.warning("site %s: instances failed for an internal reason (%s) %d times: "
                         "the records are taken one at a time, to tell a file that fails "
@@ -579,6 +587,9 @@ class Drain:
                 return
             self.spool.release(head)
         except _StillFailing as again:
+            if again.outage:  # (began meanwhile: the file is not at fault)
+                self._wait_out(again)
+                return
             self._quarantine(head, f"failed for an internal reason ({again.reason}) on its "
                                    "own while a later one went in", QUARANTINED_INTERNAL_PROBLEM)
         if went_in is later:  # (one further on is taken again in its turn: a duplicate)
@@ -608,6 +619,12 @@ class Drain:
         log.warning("site %s: an instance could not be stored for an internal reason (%s; "
                     "%s): kept in the spool with everything after it; retrying in %.0f s",
                     failing.code, failing.reason, why, delay)
+        self._stop.wait(delay)
+
+    def _wait_out(self, failing: _StillFailing) -> None:
+        """Pause for an outage intake named, saying which setting to check."""
+        delay = self._next_backoff()
+        _log_outage(failing.code, failing.count, failing.outage, delay)
         self._stop.wait(delay)
 
     def _next_backoff(self) -> float:
@@ -735,19 +752,23 @@ class Drain:
         acknowledged and is never given up (ingest is idempotent: a retry stores each file
         once). The batch, and so everything after it, waits meanwhile. Still failing after
         ``PAUSES_BEFORE_ONE_AT_A_TIME`` pauses (a record taken alone: at once), it raises
-        ``_StillFailing`` for ``_still_failing`` to tell a file from an outage. None if
-        stopped."""
+        ``_StillFailing`` for ``_still_failing`` to tell a file from an outage (or wait out the
+        outage intake named). None if stopped."""
         outcomes = first if first is not None else ingest(list(range(count)))
         pauses = 0
         while failed := [i for i, o in enumerate(outcomes) if o is not None and _internal(o)]:
             reason = outcomes[failed[0]].reason
+            outage = next((outcomes[i].outage for i in failed if outcomes[i].outage), "")
             if self._one_at_a_time or pauses == PAUSES_BEFORE_ONE_AT_A_TIME:
-                raise _StillFailing(code, reason)
+                raise _StillFailing(code, reason, outage, len(failed))
             delay = self._next_backoff()
-            log.warning("site %s: %d instance(s) could not be stored for an internal reason "
-                        "(%s; is the warehouse full or unreachable?): kept in the spool with "
-                        "everything after them; retrying in %.0f s", code, len(failed),
-                        reason, delay)
+            if outage:
+                _log_outage(code, len(failed), outage, delay)
+            else:
+                log.warning("site %s: %d instance(s) could not be stored for an internal "
+                            "reason (%s; is the warehouse full or unreachable?): kept in the "
+                            "spool with everything after them; retrying in %.0f s", code,
+                            len(failed), reason, delay)
             if self._stop.wait(delay) or not self._database_ready():
                 return None
             for index, outcome in zip(failed, ingest(failed), strict=True):
@@ -811,11 +832,17 @@ QUARANTINED_INTERNAL_PROBLEM = ("could not be processed (internal error): kept f
 
 
 class _StillFailing(Exception):
-    """Files still fail for an internal reason after the pauses allowed (``Drain._retrying``)."""
+    """Files still fail for an internal reason after the pauses allowed (``Drain._retrying``);
+    ``outage``: the line naming the setting to check when intake found an outage the cause."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, outage: str = "", count: int = 1) -> None:
         super().__init__(reason)
-        self.code, self.reason = code, reason
+        self.code, self.reason, self.outage, self.count = code, reason, outage, count
+
+
+def _log_outage(code: str, count: int, outage: str, delay: float) -> None:
+    log.warning("site %s: %d instance(s) kept in the spool with everything after them, "
+                "retrying in %.0f s: %s", code, count, delay, outage)
 
 
 def _count_quarantined(code: str, problem: str) -> None:
