@@ -860,15 +860,16 @@ def finish_many(prepared: PreparedBatch) -> list[IngestOutcome]:
     return outcomes  # type: ignore[return-value]
 
 
-def _internal_error(exc: Exception, source: str) -> IngestOutcome:
+def _internal_error(exc: Exception, source: str, *, database_only: bool = False) -> IngestOutcome:
     # The message of a parsing or database error may quote a value: log where, not what.
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     where = f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else "?"
     log.error("intake failed for a file from %s (%s at %s)", source, type(exc).__name__, where)
+    outage = outage_of(exc) if not database_only or _database_error(exc) else ""
     return IngestOutcome(IngestStatus.REJECTED, f"internal error ({type(exc).__name__})",
-                         outage=outage_of(exc))
+                         outage=outage)
 
 
 # What an operator checks when intake failed because of its environment, not the file.
@@ -886,18 +887,22 @@ def outage_of(exc: BaseException) -> str:
     """One line naming the setting to check when ``exc`` is an outage (a database or object
     store that does not answer, a folder that cannot be written), else "". The error's own
     message is never quoted (it may hold an object key or a value): its reason or class."""
-    from django.db import InterfaceError, OperationalError
-
     from nccid.warehouse.storage import StorageError
 
     why = getattr(exc, "strerror", None) or type(exc).__name__
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if _database_error(exc):
         return _OUTAGES["database"].format(why=why)
     if isinstance(exc, PendingFolderError):  # (known by the step that failed, not the file)
         return _OUTAGES["pending_dir"].format(why=why)
     if isinstance(exc, (StorageError, OSError, *_object_store_errors())):
         return _OUTAGES["storage_url"].format(why=why)
     return ""
+
+
+def _database_error(exc: BaseException) -> bool:
+    from django.db import InterfaceError, OperationalError
+
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 def _object_store_errors() -> tuple[type[BaseException], ...]:
@@ -1096,7 +1101,9 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
                 refused.append((study or UNREADABLE_STUDY, "", str(exc),
                                 sop_uid or _content_uid(keyring, data)))
         except Exception as exc:  # noqa: BLE001
-            outcomes[index] = _internal_error(exc, source)
+            # Parsing works on bytes in memory: only the vault's database can be away here; an
+            # OSError is the file's own (a hostile file must not hold the node's spool as an outage).
+            outcomes[index] = _internal_error(exc, source, database_only=True)
     return parsed
 
 

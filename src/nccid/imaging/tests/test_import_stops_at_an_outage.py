@@ -107,3 +107,36 @@ def test_a_pending_write_failing_with_no_file_named_names_pending_dir(keyring, m
     assert "storage_url" not in found
     # (its partial temporary is removed; the folder's marker stays)
     assert [p.name for p in settings.pending_dir.iterdir()] == [intake.MARKER]
+
+
+def test_an_oserror_while_a_file_is_parsed_is_the_file_s_own_not_an_outage(site, keyring, monkeypatch,
+                                                                           person_factory):
+    """Parsing works on bytes in memory: an OSError there comes from the file (a hostile one),
+    so it must not count as a warehouse outage, which would hold the node's spool for good."""
+    from nccid.imaging import intake
+    from nccid.synthetic.dicom import synthetic_instance, to_bytes
+
+    def study_of_a_hostile_file(ds, keyring):
+        raise OSError("raised while reading this file's own values")
+
+    monkeypatch.setattr(intake, "_study_of", study_of_a_hostile_file)
+    person = person_factory(71)
+    outcome = intake.ingest(to_bytes(synthetic_instance(person, patient_id=person.nhs_number)),
+                            site, "test")
+    assert outcome.status == "rejected" and "internal error (OSError)" in outcome.reason
+    assert outcome.outage == ""
+
+
+def test_a_database_away_while_a_file_is_parsed_is_an_outage(site, keyring, monkeypatch,
+                                                             person_factory):
+    from nccid.imaging import intake
+    from nccid.synthetic.dicom import synthetic_instance, to_bytes
+
+    def identify_with_the_vault_away(ds, site, to_vault):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(intake, "identify", identify_with_the_vault_away)
+    person = person_factory(72)
+    outcome = intake.ingest(to_bytes(synthetic_instance(person, patient_id=person.nhs_number)),
+                            site, "test")
+    assert "check database_url" in outcome.outage
