@@ -54,6 +54,7 @@ from nccid.config import get_settings
 from .fastpath import ProtocolError, StoreFastPath, file_meta_bytes
 from .outcome import IngestOutcome, IngestStatus
 from .spool import Backlog, Batch, Spool, SpoolError, open_record
+from .upkeep import LinkingUpkeep
 
 log = logging.getLogger("nccid.imaging.node")
 
@@ -1266,9 +1267,11 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         from nccid.cli.common import UserError
 
         raise UserError(str(exc)) from None
+    upkeep = LinkingUpkeep()  # waiting images a killed or stopped linker left (upkeep.py)
     try:
+        upkeep.tick()
         while not stop.wait(1.0):  # a timed wait: the handler runs between waits
-            pass
+            upkeep.tick()
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,0 +1,77 @@
+"""The node runs a linking pass when it starts and every ``LINK_PASS_SECONDS``: waiting images
+whose record came in while no linker finished (a portal killed mid-link) are linked without
+an operator's ``nccid images link``."""
+
+from __future__ import annotations
+
+import pytest
+
+from nccid.imaging.intake import ingest
+from nccid.imaging.models import PendingImage
+from nccid.imaging.outcome import IngestStatus
+from nccid.imaging.upkeep import LinkingUpkeep
+from nccid.synthetic.dicom import synthetic_instance, to_bytes
+from nccid.warehouse.models import ImageRecord
+
+pytestmark = pytest.mark.django_db(databases=["default", "vault"])
+
+
+def _record_without_linking(site, keyring, person) -> None:
+    """The patient's record and link committed; the linker that should follow never ran."""
+    from nccid.clinical.models import ClinicalRecord, PatientLink, Upload
+
+    pseudonym = keyring.pseudonym(person.nhs_number)
+    hospital_hash = keyring.hospital_hash(site.code, person.hospital_number)
+    upload = Upload.objects.create(site=site, kind="positive", sha256="0" * 64, status="accepted")
+    ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind="positive",
+                                  hospital_hash=hospital_hash, digest="0" * 64, last_upload=upload)
+    PatientLink.objects.create(site=site, hospital_hash=hospital_hash, pseudonym=pseudonym)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _wait(site, person, instance: int) -> str:
+    outcome = ingest(to_bytes(synthetic_instance(person, instance=instance, plant=False)),
+                     site, "test")
+    assert outcome.status == IngestStatus.PENDING
+    return outcome.sop_uid
+
+
+def test_the_pass_runs_at_start_then_once_per_interval(site, keyring, person_factory,
+                                                       local_warehouse):
+    person = person_factory(61)
+    first = _wait(site, person, 1)
+    _record_without_linking(site, keyring, person)
+    clock = _Clock()
+    upkeep = LinkingUpkeep(interval=600.0, clock=clock)
+
+    assert upkeep.tick()  # at start
+    assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == {first}
+    assert not PendingImage.objects.exists()
+
+    later = person_factory(62)
+    second = _wait(site, later, 1)
+    _record_without_linking(site, keyring, later)
+    clock.now += 599.0
+    assert not upkeep.tick()  # not yet due
+    assert PendingImage.objects.filter(sop_uid=second).exists()
+    clock.now += 1.0
+    assert upkeep.tick()
+    assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == {first, second}
+
+
+def test_a_failing_pass_never_stops_the_node(site, keyring, person_factory, local_warehouse,
+                                             monkeypatch):
+    from nccid.imaging import linking
+
+    def store_away():
+        raise ConnectionError("the database does not answer")
+
+    monkeypatch.setattr(linking, "link_known", store_away)
+    assert LinkingUpkeep(clock=_Clock()).tick()

@@ -1,0 +1,57 @@
+"""Linking that resumes by itself wherever the DICOM node runs.
+
+Waiting images whose clinical record is in are linked by the sheet's own request; one killed
+mid-link, or stopped by an outage of the store or of the folder of waiting images, leaves them
+to the next linking pass (``linking.link_known``). ``nccid images link`` and the daily
+``purge-pending`` run that pass; the node runs it too, when it starts and every
+``LINK_PASS_SECONDS``, so an installation without those cron jobs (``make run``) recovers too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+LINK_PASS_SECONDS = 600.0
+
+
+class LinkingUpkeep:
+    """Runs a linking pass at the first ``tick`` and then once every ``interval`` seconds."""
+
+    def __init__(self, interval: float = LINK_PASS_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._last: float | None = None
+
+    def tick(self) -> bool:
+        """Run the pass if it is due; True when it ran. Never raises: the node keeps going."""
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval:
+            return False
+        self._last = now
+        try:
+            self._pass()
+        except Exception as exc:  # noqa: BLE001 - an outage now is retried at the next pass
+            log.warning("linking pass failed (%s); retried in %.0f s", type(exc).__name__,
+                        self.interval)
+        finally:
+            from django.db import connections
+
+            connections.close_all()  # (this thread's: the node's main thread waits between)
+        return True
+
+    @staticmethod
+    def _pass() -> None:
+        from .linking import link_known
+
+        done = link_known()
+        if done.linked or done.refused:
+            log.info("linking pass: %d waiting image(s) linked, %d refused", done.linked,
+                     done.refused)
+        if done.failed:
+            log.warning("linking pass: %d waiting image(s) could not be linked: %s", done.failed,
+                        done.why or "see the log above")
