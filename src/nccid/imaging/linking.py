@@ -23,6 +23,7 @@ then it was lost, and the image is refused.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from io import BytesIO
@@ -54,6 +55,10 @@ log = logging.getLogger("nccid.imaging.linking")
 STALE_CLAIM = timedelta(minutes=10)
 # What the site's receipt says of a pending image refused when its patient became known.
 LINK_REFUSED = "refused when its clinical record arrived: {reason}"
+# How long an upload links its patients' waiting images before leaving the rest to the next
+# pass (the node's, within ten minutes, or ``nccid images link``): a portal request must end
+# well before gunicorn's 120 s timeout, which would kill it mid-link with thousands waiting.
+UPLOAD_LINK_SECONDS = 60.0
 LOST = "its waiting file was lost"
 
 
@@ -66,12 +71,14 @@ class LinkPass:
     refused: int = 0
     failed: int = 0
     why: str = ""
+    deferred: int = 0  # not tried before the deadline: left to the next pass
 
     def add(self, other: LinkPass) -> None:
         self.linked += other.linked
         self.refused += other.refused
         self.failed += other.failed
         self.why = self.why or other.why
+        self.deferred += other.deferred
 
 
 class _Lost(Exception):
@@ -92,12 +99,18 @@ def finalise(data: bytes, pseudonym: str) -> tuple[bytes, object, object]:
     return out, deps.image_meta(header), header
 
 
-def link_pending(site, hospital_hash: str, pseudonym: str) -> LinkPass:
-    """Store every pending image of this site and hospital hash under ``pseudonym``."""
+def link_pending(site, hospital_hash: str, pseudonym: str,
+                 deadline: float | None = None) -> LinkPass:
+    """Store every pending image of this site and hospital hash under ``pseudonym``; past
+    ``deadline`` (``time.monotonic()``) the images not yet claimed are left for the next pass."""
     done = LinkPass()
     now = timezone.now()
     rows = PendingImage.objects.filter(_claimable(now), site=site, hospital_hash=hospital_hash)
-    for pk in list(rows.values_list("pk", flat=True)):
+    pks = list(rows.values_list("pk", flat=True))
+    for position, pk in enumerate(pks):
+        if deadline is not None and time.monotonic() > deadline:
+            done.deferred += len(pks) - position
+            break
         claim = PendingImage.objects.filter(_claimable(now), pk=pk).update(claimed_at=now)
         if not claim:
             continue  # another linker has it
@@ -239,7 +252,12 @@ def on_records_accepted(sender, site, records, **kwargs) -> None:
         for record in records:  # the first record naming a hospital number decides
             if record.hospital_hash:
                 pseudonym_of.setdefault(record.hospital_hash, record.pseudonym)
+        deadline = time.monotonic() + UPLOAD_LINK_SECONDS
+        done = LinkPass()
         for hospital_hash in sorted(hashes_with_pending(site, set(pseudonym_of))):
-            link_pending(site, hospital_hash, pseudonym_of[hospital_hash])
+            done.add(link_pending(site, hospital_hash, pseudonym_of[hospital_hash], deadline))
+        if done.deferred:
+            log.info("%d waiting image(s) of site %s left to the next linking pass (the node's "
+                     "within ten minutes, or 'nccid images link')", done.deferred, site.code)
     except Exception as exc:  # noqa: BLE001 - never fail the clinical upload; pending stays
         log.error("linking after a clinical upload failed (%s)", type(exc).__name__)

@@ -75,3 +75,25 @@ def test_a_failing_pass_never_stops_the_node(site, keyring, person_factory, loca
 
     monkeypatch.setattr(linking, "link_known", store_away)
     assert LinkingUpkeep(clock=_Clock()).tick()
+
+
+def test_an_upload_links_for_a_bounded_time_and_leaves_the_rest_to_the_next_pass(
+        site, keyring, person_factory, local_warehouse, monkeypatch, caplog):
+    """A sheet naming patients with thousands of waiting images must not keep a portal request
+    past gunicorn's timeout: past ``UPLOAD_LINK_SECONDS`` the rest is left, not lost."""
+    from nccid.clinical.signals import AcceptedRecord, records_accepted
+    from nccid.imaging import linking
+
+    person = person_factory(63)
+    sops = {_wait(site, person, i) for i in (1, 2, 3)}
+    _record_without_linking(site, keyring, person)
+    monkeypatch.setattr(linking, "UPLOAD_LINK_SECONDS", -1.0)  # the deadline already passed
+    records_accepted.send(sender=None, site=site, upload_id=None, records=[AcceptedRecord(
+        pseudonym=keyring.pseudonym(person.nhs_number), cleaned={}, kind="positive",
+        hospital_hash=keyring.hospital_hash(site.code, person.hospital_number))])
+
+    assert set(PendingImage.objects.values_list("sop_uid", flat=True)) == sops
+    assert "3 waiting image(s) of site" in caplog.text
+    assert LinkingUpkeep(clock=_Clock()).tick()
+    assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == sops
+    assert not PendingImage.objects.exists()
