@@ -89,3 +89,15 @@ def node(transactional_db, site, tmp_path):
 
 __all__ = ["free_port", "original_sop", "wait_for_port", "write_study", "to_bytes",
            "synthetic_instance"]
+
+
+@pytest.fixture
+def pending_folder(tmp_path, monkeypatch):
+    """``pending_dir`` set to a folder of the test's own (not made yet)."""
+    from nccid.config import get_settings, reset_settings_cache
+
+    monkeypatch.setenv("NCCID_PENDING_DIR", str(tmp_path / "pending"))
+    reset_settings_cache()
+    yield get_settings().pending_dir
+    monkeypatch.undo()
+    reset_settings_cache()

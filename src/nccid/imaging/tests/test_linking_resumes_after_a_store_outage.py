@@ -18,6 +18,8 @@ from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.warehouse.layout import SETS
 from nccid.warehouse.models import ImageRecord
 
+from .sheets import record_and_link
+
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
 
@@ -30,14 +32,7 @@ def _pending(site, person, study: int, count: int) -> list[str]:
 
 def _sheet_confirmed(site, keyring, person) -> None:
     """The patient's record and link committed, then the upload's receivers, as a sheet does."""
-    from nccid.clinical.models import ClinicalRecord, PatientLink, Upload
-
-    pseudonym = keyring.pseudonym(person.nhs_number)
-    hospital_hash = keyring.hospital_hash(site.code, person.hospital_number)
-    upload = Upload.objects.create(site=site, kind="positive", sha256="0" * 64, status="accepted")
-    ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind="positive",
-                                  hospital_hash=hospital_hash, digest="0" * 64, last_upload=upload)
-    PatientLink.objects.create(site=site, hospital_hash=hospital_hash, pseudonym=pseudonym)
+    pseudonym, hospital_hash, upload = record_and_link(site, keyring, person)
     records_accepted.send(sender=None, site=site, upload_id=upload.pk, records=[AcceptedRecord(
         pseudonym=pseudonym, hospital_hash=hospital_hash, kind="positive", cleaned={})])
 

@@ -12,7 +12,6 @@ import pytest
 
 from nccid.accounts.models import AuditEvent
 from nccid.cli.tests.clirun import run_cli
-from nccid.config import get_settings, reset_settings_cache
 from nccid.imaging.linking import link_known
 from nccid.imaging.models import PendingImage, StudyReceipt
 from nccid.warehouse.models import ImageRecord
@@ -25,15 +24,6 @@ from .test_linking_resumes_after_a_store_outage import (
 )
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
-
-
-@pytest.fixture
-def pending_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("NCCID_PENDING_DIR", str(tmp_path / "pending"))
-    reset_settings_cache()
-    yield get_settings().pending_dir
-    monkeypatch.undo()
-    reset_settings_cache()
 
 
 def _renamed_away(folder):

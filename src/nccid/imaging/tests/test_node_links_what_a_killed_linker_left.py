@@ -13,19 +13,14 @@ from nccid.imaging.upkeep import LinkingUpkeep
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.warehouse.models import ImageRecord
 
+from .sheets import record_and_link
+
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
 
 def _record_without_linking(site, keyring, person) -> None:
     """The patient's record and link committed; the linker that should follow never ran."""
-    from nccid.clinical.models import ClinicalRecord, PatientLink, Upload
-
-    pseudonym = keyring.pseudonym(person.nhs_number)
-    hospital_hash = keyring.hospital_hash(site.code, person.hospital_number)
-    upload = Upload.objects.create(site=site, kind="positive", sha256="0" * 64, status="accepted")
-    ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind="positive",
-                                  hospital_hash=hospital_hash, digest="0" * 64, last_upload=upload)
-    PatientLink.objects.create(site=site, hospital_hash=hospital_hash, pseudonym=pseudonym)
+    record_and_link(site, keyring, person)
 
 
 class _Clock:

@@ -15,6 +15,8 @@ from nccid.imaging.outcome import IngestStatus
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.warehouse.models import ImageRecord
 
+from .sheets import record_and_link
+
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
 
@@ -28,14 +30,7 @@ def _held_by_hospital_number(site, person) -> HeldImage:
 
 def _sheet_linked(site, keyring, person) -> None:
     """What a confirmed sheet leaves: the patient's record and hospital-number link."""
-    from nccid.clinical.models import ClinicalRecord, PatientLink, Upload
-
-    pseudonym = keyring.pseudonym(person.nhs_number)
-    hospital_hash = keyring.hospital_hash(site.code, person.hospital_number)
-    upload = Upload.objects.create(site=site, kind="positive", sha256="0" * 64, status="accepted")
-    ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind="positive",
-                                  hospital_hash=hospital_hash, digest="0" * 64, last_upload=upload)
-    PatientLink.objects.create(site=site, hospital_hash=hospital_hash, pseudonym=pseudonym)
+    record_and_link(site, keyring, person)
 
 
 def test_a_held_image_released_while_its_sheet_is_confirmed_is_stored(

@@ -13,7 +13,6 @@ import pytest
 
 from nccid.accounts.models import AuditEvent
 from nccid.cli.tests.clirun import run_cli
-from nccid.config import get_settings, reset_settings_cache
 from nccid.imaging.intake import MARKER, PendingFolderError, ingest, outage_of, write_encrypted
 from nccid.imaging.linking import link_known
 from nccid.imaging.models import PendingImage, StudyReceipt
@@ -30,15 +29,6 @@ from .test_linking_while_the_pending_folder_is_away import (
 )
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
-
-@pytest.fixture
-def pending_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("NCCID_PENDING_DIR", str(tmp_path / "pending"))
-    reset_settings_cache()
-    yield get_settings().pending_dir
-    monkeypatch.undo()
-    reset_settings_cache()
-
 
 LOST = "refused when its clinical record arrived: its waiting file was lost"
 
