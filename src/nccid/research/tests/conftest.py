@@ -17,6 +17,24 @@ def researcher(make_user):
 
 
 @pytest.fixture
+def ask(researcher):
+    """POST to the research API with the researcher's token: a dict is sent as JSON, a str as
+    written (1e400 must reach the server as typed)."""
+    from django.test import Client
+
+    from nccid.accounts.models import ApiToken
+
+    _, token = ApiToken.issue(researcher, "test")
+    client = Client(raise_request_exception=False)
+
+    def post(body: dict | str, url: str = "/api/research/cohort/count"):
+        return client.post(url, data=body, content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    return post
+
+
+@pytest.fixture
 def data_manager(make_user):
     return make_user("data-manager", username="dora")
 

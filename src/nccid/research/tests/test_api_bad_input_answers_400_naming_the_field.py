@@ -22,19 +22,6 @@ def _world(world, monkeypatch):
     monkeypatch.setattr(api, "source_factory", world.source)
 
 
-@pytest.fixture
-def ask(researcher):
-    """POST a JSON text (not a dict: 1e400 must reach the server as written) with a token."""
-    _, token = ApiToken.issue(researcher, "test")
-    client = Client(raise_request_exception=False)
-
-    def post(body: str, url: str = COUNT):
-        return client.post(url, data=body, content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {token}")
-
-    return post
-
-
 @pytest.mark.parametrize(("body", "field"), [
     ('{"within": {"days": 1e400}}', "within.days"),
     ('{"within": {"days_before": 1e400}}', "within.days_before"),

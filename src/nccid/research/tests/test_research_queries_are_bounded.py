@@ -5,9 +5,8 @@ time limit and its connection under a memory limit (503 saying which limit stopp
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
-from nccid.accounts.models import ApiToken, AuditEvent
+from nccid.accounts.models import AuditEvent
 from nccid.config import reset_settings_cache
 from nccid.research import api
 from nccid.research.cohort import MAX_CONDITIONS, CohortError, CohortFilter, select_cohort
@@ -15,18 +14,6 @@ from nccid.research.source import Source
 
 pytestmark = pytest.mark.django_db
 COUNT = "/api/research/cohort/count"
-
-
-@pytest.fixture
-def ask(researcher):
-    _, token = ApiToken.issue(researcher, "test")
-    client = Client(raise_request_exception=False)
-
-    def post(body: dict, url: str = COUNT):
-        return client.post(url, data=body, content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {token}")
-
-    return post
 
 
 @pytest.fixture
