@@ -642,7 +642,9 @@ class PendingFolderError(OSError):
 MARKER = ".nccid-pending-folder"
 _MARKER_TEXT = (b"nccid keeps its waiting images in this folder. Keep this file: without it,\n"
                 b"while images wait, nccid takes the folder for an unmounted disk.\n")
-NOT_THE_FOLDER = f"it is not the folder they were written to: no {MARKER} in it"
+NOT_THE_FOLDER = (f"it is not the folder they were written to: no {MARKER} in it; if it is "
+                  f"the right folder, mounted, and its waiting files were lost, create an "
+                  f"empty {MARKER} in it")
 
 
 def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int:

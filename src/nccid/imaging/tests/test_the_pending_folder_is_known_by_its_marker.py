@@ -128,3 +128,22 @@ def test_a_folder_without_the_marker_holding_no_waiting_file_is_refused(
         write_encrypted("1.2.4.pending", b"bytes", site.code, "1.2.4")
     assert "check pending_dir" in outage_of(refused.value)
     assert sorted(os.listdir(pending_folder)) == ["1.2.3.pending"]
+
+
+def test_a_folder_from_before_the_marker_whose_files_were_all_lost_is_marked_by_its_operator(
+        site, keyring, person_factory, local_warehouse, pending_folder, monkeypatch):
+    """Nothing tells it from an unmounted disk's mount point, so the message says what to do;
+    once the operator has made the marker, the lost images are refused and intake goes on."""
+    person = person_factory(89)
+    _pending(site, person, study=1, count=2)
+    for path in pending_folder.iterdir():  # an older version's folder, its files lost
+        path.unlink()
+    data = to_bytes(synthetic_instance(person_factory(90), study=9, instance=1, plant=False))
+    refused = ingest(data, site, "test")
+    assert f"create an empty {MARKER} in it" in refused.outage
+
+    (pending_folder / MARKER).touch()  # what the message says
+    assert ingest(data, site, "test").status is IngestStatus.PENDING
+    _sheet_confirmed(site, keyring, person)
+    assert _refusals() == 2
+    assert PendingImage.objects.count() == 1  # the new image, written once the folder was marked
