@@ -175,16 +175,17 @@ def _settle(site, row: PendingImage, pseudonym: str) -> bool:
     return True
 
 
-def link_known() -> LinkPass:
+def link_known(deadline: float | None = None) -> LinkPass:
     """Link every waiting image whose patient has become known (their sheet is in), at every
     site, and mark as having a record the receipts of patients who have one: the recovery of
-    linkers killed midway or stopped by an outage. Returns what it did."""
+    linkers killed midway or stopped by an outage. Past ``deadline`` (``time.monotonic()``)
+    the images not yet taken are counted ``deferred``. Returns what it did."""
     from nccid.accounts.models import Site
 
     done = LinkPass()
     for site in Site.objects.filter(pk__in=PendingImage.objects.values("site_id")).order_by("pk"):
         for hospital_hash, pseudonym in sorted(known_patients(site, waiting_hashes(site)).items()):
-            done.add(link_pending(site, hospital_hash, pseudonym))
+            done.add(link_pending(site, hospital_hash, pseudonym, deadline))
     waiting = StudyReceipt.objects.filter(has_clinical=False).values_list("patient", flat=True)
     mark_clinical(deps.clinical_pseudonyms(set(waiting.distinct())))
     return done

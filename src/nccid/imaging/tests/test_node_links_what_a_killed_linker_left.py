@@ -61,11 +61,28 @@ def test_the_pass_runs_at_start_then_once_per_interval(site, keyring, person_fac
     assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == {first, second}
 
 
+def test_a_pass_goes_in_short_slices_so_the_node_sees_sigterm(site, keyring, person_factory,
+                                                               local_warehouse):
+    """The pass runs in the node's main thread: it links for at most ``slice_`` seconds a tick
+    and goes on at the next tick, not ten minutes later."""
+    person = person_factory(64)
+    sops = {_wait(site, person, i) for i in (1, 2)}
+    _record_without_linking(site, keyring, person)
+    upkeep = LinkingUpkeep(interval=600.0, clock=_Clock(), slice_=-1.0)  # a slice already over
+
+    assert upkeep.tick() and upkeep.tick()  # nothing linked in either: the next goes on at once
+    assert set(PendingImage.objects.values_list("sop_uid", flat=True)) == sops
+    upkeep.slice = 60.0
+    assert upkeep.tick()
+    assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == sops
+    assert not upkeep.tick()  # finished: the next pass is ten minutes away
+
+
 def test_a_failing_pass_never_stops_the_node(site, keyring, person_factory, local_warehouse,
                                              monkeypatch):
     from nccid.imaging import linking
 
-    def store_away():
+    def store_away(deadline=None):
         raise ConnectionError("the database does not answer")
 
     monkeypatch.setattr(linking, "link_known", store_away)
