@@ -44,6 +44,7 @@ from nccid.dicomvalues import (
     value_key,
 )
 from nccid.identity.keys import Keyring
+from nccid.identity.numbers import is_valid_patient_number
 
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
 
@@ -635,7 +636,16 @@ def form_ok(text: str, vr: str, allowed: frozenset[str] | None = None) -> bool:
         return False
     if _FORMS[vr].fullmatch(text) is None:
         return False
+    if vr in _NUMBER_HIDING_VRS and _WHOLE_NUMBER.fullmatch(text) and is_valid_patient_number(text):
+        return False  # a Patient's Weight of 9994200003: an NHS/CHI number, not a value
     return vr != "IS" or -2**31 <= int(text) < 2**31
+
+
+# Kept values of these VRs may be a bare run of 9-10 digits; one that passes an NHS/CHI check
+# is taken for the number it looks like (1 in 11 such runs pass by chance: a value of 9-10
+# digits in a kept code or number is rare enough that dropping it loses next to nothing).
+_NUMBER_HIDING_VRS = frozenset({"IS", "DS", "CS"})
+_WHOLE_NUMBER = re.compile(r"[0-9]{9,10}")
 
 
 def form_vrs(tag: int, vr: str) -> tuple[str, ...]:

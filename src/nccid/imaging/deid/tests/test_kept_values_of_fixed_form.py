@@ -37,6 +37,9 @@ CASES = [  # (keyword, value, kept)
     ("AcquisitionNumber", "12", True),
     ("AcquisitionNumber", "9990000018", False),  # an IS is a 32-bit integer
     ("PatientWeight", "70.5", True),
+    ("PatientWeight", "9994200003", False),      # an NHS number, kept as a decimal
+    ("BodyPartExamined", "9994200003", False),   # and as a code
+    ("PatientWeight", "9994200004", True),       # 10 digits failing the check digit
     ("PatientWeight", "70 Smith", False),
 ]
 
