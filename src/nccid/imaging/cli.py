@@ -129,18 +129,41 @@ def link() -> None:
 
 
 @images_app.command("pending")
-def pending_list() -> None:
+def pending_list(
+    mark_folder: Annotated[bool, typer.Option(
+        "--mark-folder", help="Mark pending_dir as the waiting images' folder: only when it is "
+                              "the right folder, mounted, and its waiting files were lost (or "
+                              "its marker deleted); images whose file it lacks are then "
+                              "refused as lost.")] = False,
+) -> None:
     """How many images wait for a clinical record, per site."""
     setup_django()
     from django.db.models import Count, Min
 
     from .models import PendingImage
 
+    if mark_folder:
+        _mark_folder()
+
     table = Table("Site", "Pending images", "Oldest expires")
     for row in (PendingImage.objects.values("site__code")
                 .annotate(n=Count("id"), first=Min("expires_at")).order_by("site__code")):
         table.add_row(row["site__code"], str(row["n"]), f"{row['first']:%Y-%m-%d}")
     console.print(table)
+
+
+def _mark_folder() -> None:
+    from nccid.config import get_settings
+
+    from .intake import MARKER, PendingFolderError, mark_pending_folder
+
+    folder = get_settings().pending_dir
+    try:
+        mark_pending_folder(folder)
+    except PendingFolderError as exc:
+        raise UserError(f"could not mark pending_dir {folder}: {exc.strerror}") from None
+    console.print(f"Marked {folder} as the waiting images' folder ({MARKER}).",
+                  highlight=False)
 
 
 @images_app.command("held")

@@ -23,6 +23,7 @@ import gc
 import hashlib
 import logging
 import os
+import secrets
 import socket
 import struct
 import threading
@@ -54,6 +55,7 @@ from .deid.engine import native_pixel_bytes, parse_header
 from .models import (
     HeldImage,
     HeldStatus,
+    PendingFolderMark,
     PendingImage,
     ReceiptStatus,
     RefusedInstance,
@@ -635,16 +637,19 @@ class PendingFolderError(OSError):
     no file)."""
 
 
-# The folder of waiting images carries this file from its first write. Without it, while
-# images wait, the folder is not the one they were written to (the bare mount point of an
-# unmounted disk, a folder renamed away and made again): nothing is written there, and a
-# waiting file missing from it is out of reach, not lost.
+# The folder of waiting images carries this file from its first write, holding a token the
+# database records with the folder's path (PendingFolderMark). At that path, a folder whose
+# marker lacks the token is not the one the images were written to (the bare mount point of
+# an unmounted disk, a folder renamed away and made again), even when no image waits: nothing
+# is written there, and a waiting file missing from it is out of reach, not lost.
 MARKER = ".nccid-pending-folder"
-_MARKER_TEXT = (b"nccid keeps its waiting images in this folder. Keep this file: without it,\n"
-                b"while images wait, nccid takes the folder for an unmounted disk.\n")
-NOT_THE_FOLDER = (f"it is not the folder they were written to: no {MARKER} in it; if it is "
-                  f"the right folder, mounted, and its waiting files were lost, create an "
-                  f"empty {MARKER} in it")
+_MARKER_TEXT = ("nccid keeps its waiting images in this folder. Keep this file: without it,\n"
+                "or with another token, nccid takes the folder for an unmounted disk.\n")
+_TOKEN_LINE = "token: "
+MARK_COMMAND = "nccid images pending --mark-folder"
+NOT_THE_FOLDER = (f"it is not the folder they were written to (no {MARKER} with the recorded "
+                  f"token in it): is its disk mounted? If it is the right folder, mounted, "
+                  f"and its waiting files were lost, run '{MARK_COMMAND}'")
 
 
 def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int:
@@ -663,28 +668,84 @@ def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int
 
 def check_pending_folder(folder: Path) -> None:
     """Raise ``PendingFolderError`` unless ``folder`` is the one the waiting images were
-    written to: it holds the marker, or is given it now, when no image waits (a new folder,
-    made if missing) or when it holds a waiting image's file (a folder from before markers).
-    A folder that is missing while images wait is never made again."""
+    written to: its marker holds the recorded token. A folder at another path than the
+    recorded one (moved on purpose), or with nothing recorded (a new installation, or one
+    from before tokens), is taken as before: marked now, and recorded, when no image waits
+    (a new folder, made if missing) or when it holds a waiting image's file (adopted)."""
     try:
-        if _has_marker(folder):
-            return
-        if _images_wait() and not _holds_a_waiting_file(folder):
+        mark = PendingFolderMark.objects.filter(pk=1).first()
+        if mark is None or mark.path != str(folder):
+            _take_folder(folder, mark)
+        elif _marker_token(folder) != mark.token:
             raise PendingFolderError(errno.ENOENT, NOT_THE_FOLDER, str(folder))
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # (only its owner may list it)
-        _write_marker(folder)
     except PendingFolderError:
         raise
     except OSError as exc:
         raise PendingFolderError(exc.errno, exc.strerror, exc.filename) from exc
 
 
-def _has_marker(folder: Path) -> bool:
+def mark_pending_folder(folder: Path) -> None:
+    """The operator's word that ``folder`` is the waiting images' folder, mounted (its
+    waiting files lost, or its marker deleted): it is marked with the recorded token (or a
+    new one, recorded). Images whose file it lacks are then refused as lost."""
+    if not folder.is_dir():
+        raise PendingFolderError(errno.ENOENT, "no such folder", str(folder))
+    mark = PendingFolderMark.objects.filter(pk=1).first()
     try:
-        os.stat(folder / MARKER)
+        token = _record(folder, mark.token if mark else _marker_token(folder) or _new_token(),
+                        mark)
+        _write_marker(folder, token)
+    except OSError as exc:
+        raise PendingFolderError(exc.errno, exc.strerror, exc.filename) from exc
+
+
+def _take_folder(folder: Path, mark: PendingFolderMark | None) -> None:
+    found = _marker_token(folder)  # "" for a marker from before tokens
+    if found is None and _images_wait() and not _holds_a_waiting_file(folder):
+        raise PendingFolderError(errno.ENOENT, NOT_THE_FOLDER, str(folder))
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # (only its owner may list it)
+    token = _record(folder, found or _new_token(), mark)
+    if token == found:
+        return
+    try:
+        _write_marker(folder, token)
+    except OSError:  # (a full disk): the next write takes the folder again, not an outage
+        _unrecord(folder, token, mark)
+        raise
+
+
+def _new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def _record(folder: Path, token: str, mark: PendingFolderMark | None) -> str:
+    """Record ``token`` for ``folder``; returns the token recorded, another process's if it
+    recorded first (every writer then marks the folder with that one)."""
+    values = {"token": token, "path": str(folder), "marked_at": timezone.now()}
+    if mark is None:
+        return PendingFolderMark.objects.get_or_create(pk=1, defaults=values)[0].token
+    PendingFolderMark.objects.filter(pk=1, token=mark.token, path=mark.path).update(**values)
+    return PendingFolderMark.objects.get(pk=1).token
+
+
+def _unrecord(folder: Path, token: str, mark: PendingFolderMark | None) -> None:
+    recorded = PendingFolderMark.objects.filter(pk=1, token=token, path=str(folder))
+    if mark is None:
+        recorded.delete()
+    else:
+        recorded.update(token=mark.token, path=mark.path, marked_at=mark.marked_at)
+
+
+def _marker_token(folder: Path) -> str | None:
+    """The token in the folder's marker; "" if its marker holds none, None if it has none."""
+    try:
+        text = (folder / MARKER).read_text(errors="replace")
     except FileNotFoundError:  # (another error, unreadable or not a folder, is raised)
-        return False
-    return True
+        return None
+    for line in text.splitlines():
+        if line.startswith(_TOKEN_LINE):
+            return line[len(_TOKEN_LINE):].strip()
+    return ""
 
 
 def _images_wait() -> bool:
@@ -707,16 +768,10 @@ def _holds_a_waiting_file(folder: Path) -> bool:
     return False
 
 
-def _write_marker(folder: Path) -> None:
-    try:
-        fd = os.open(folder / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process marked it a moment ago
-        return
-    with open(fd, "wb") as handle:
-        handle.write(_MARKER_TEXT)
-        handle.flush()
-        os.fsync(handle.fileno())
-    fsync_dir(folder)
+def _write_marker(folder: Path, token: str) -> None:
+    """Whole or not at all (a reader never sees half a token); every writer writes the
+    recorded token, so the last one to replace it changes nothing."""
+    _write_atomically(folder, MARKER, f"{_MARKER_TEXT}{_TOKEN_LINE}{token}\n".encode())
 
 
 def _write_atomically(folder: Path, name: str, token: bytes) -> None:

@@ -122,3 +122,13 @@ class RefusedInstance(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["site", "sop_uid"], name="imaging_refused_site_sop")
         ]
+
+
+class PendingFolderMark(models.Model):
+    """The waiting images' folder as last marked (one row): the token its marker file holds and
+    the path it was configured as. A folder at that path whose marker lacks the token is not
+    theirs (an unmounted disk's bare mount point), even when no image waits."""
+
+    token = models.CharField(max_length=64)
+    path = models.TextField()  # settings.pending_dir when it was marked
+    marked_at = models.DateTimeField()
