@@ -42,14 +42,13 @@ class LinkingUpkeep:
             self._last = now
         self._unfinished = False
         try:
+            from django.db import close_old_connections
+
+            close_old_connections()  # (one a database restart ended is not used again)
             self._unfinished = self._pass(time.monotonic() + self.slice)
         except Exception as exc:  # noqa: BLE001 - an outage now is retried at the next pass
             log.warning("linking pass failed (%s); retried in %.0f s", type(exc).__name__,
                         self.interval)
-        finally:
-            from django.db import connections
-
-            connections.close_all()  # (this thread's: the node's main thread waits between)
         return True
 
     @staticmethod

@@ -15,7 +15,8 @@ from nccid.warehouse.models import ImageRecord
 
 from .sheets import record_and_link
 
-pytestmark = pytest.mark.django_db(databases=["default", "vault"])
+# Committed for real, as in the node (whose pass drops connections a restart ended).
+pytestmark = pytest.mark.django_db(databases=["default", "vault"], transaction=True)
 
 
 def _record_without_linking(site, keyring, person) -> None:
