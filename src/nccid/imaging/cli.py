@@ -98,14 +98,17 @@ def _print_summary(summary) -> None:
 @images_app.command("purge-pending")
 def purge_pending() -> None:
     """Link pending images whose clinical record is in, then delete those past the retention
-    limit (pending_retention_days) that still have none. Run it daily."""
+    limit (pending_retention_days) that still have none. Run it daily; exits 1 when some
+    could not be linked (as 'nccid images link' does)."""
     setup_django()
     from .intake import sweep_temporaries
-    from .pending import purge_expired
+    from .pending import link_and_purge
 
     sweep_temporaries()
-    count = purge_expired(user="cli")
+    done, count = link_and_purge(user="cli")
+    _print_linked(done)
     console.print(f"Purged {count} pending image(s) past retention.")
+    _fail_if_unlinked(done)
 
 
 @images_app.command("link")
@@ -118,10 +121,20 @@ def link() -> None:
 
     done = link_known()
     remove_leftover_files()
+    _print_linked(done)
+    _fail_if_unlinked(done)
+
+
+def _print_linked(done) -> None:
     console.print(f"Linked {done.linked} pending image(s).")
     if done.refused:
-        console.print(f"Refused {done.refused} pending image(s) that could not be finalised "
-                      "(their receipts and the audit trail say why).", highlight=False)
+        console.print(f"Refused {done.refused} pending image(s) (lost file or "
+                      "de-identification; their receipts and the audit trail say which).",
+                      highlight=False)
+
+
+def _fail_if_unlinked(done) -> None:
+    """Exit 1 (a cron job's alarm) when images whose record is in are still waiting."""
     if done.failed:
         raise UserError(f"{done.failed} pending image(s) could not be linked: "
                         f"{done.why or 'see the errors above'}; they wait for the next "

@@ -15,7 +15,7 @@ from nccid.accounts.models import audit
 from nccid.config import get_settings
 
 from .intake import count_deleted, remove_encrypted
-from .linking import _claimable, known_patients, link_known
+from .linking import LinkPass, _claimable, known_patients, link_known
 from .models import PendingImage
 
 log = logging.getLogger("nccid.imaging.pending")
@@ -30,10 +30,20 @@ LEFTOVER_SECONDS = 3600
 
 def purge_expired(now=None, user: str = "system") -> int:
     """Link what can be linked, then delete pending images whose retention has run out;
-    returns how many were deleted. Each counts as refused in its study's receipt, saying why,
-    so the site is not told its images wait. An expired image whose record is in but that
-    could not be linked now (the object store is down) is kept for the next run."""
-    link_known()
+    returns how many were deleted (``link_and_purge`` says what linking did too)."""
+    return link_and_purge(now, user)[1]
+
+
+def link_and_purge(now=None, user: str = "system") -> tuple[LinkPass, int]:
+    """What linking did, and how many expired images were then deleted. Each deleted counts
+    as refused in its study's receipt, saying why, so the site is not told its images wait.
+    An expired image whose record is in but that could not be linked now (the object store is
+    down) is kept for the next run."""
+    done = link_known()
+    return done, _delete_expired(now, user)
+
+
+def _delete_expired(now, user: str) -> int:
     now = now or timezone.now()
     days = get_settings().pending_retention_days
     problem = EXPIRED_PROBLEM.format(days=days)

@@ -136,3 +136,43 @@ def test_images_link_names_pending_dir_when_the_folder_is_away(
     line = failed.err_text
     assert "2 pending image(s) could not be linked" in line and "check pending_dir" in line
     assert PendingImage.objects.count() == 2
+
+
+def test_purge_pending_reports_what_it_could_not_link_and_exits_1(
+        site, keyring, person_factory, local_warehouse, monkeypatch):
+    """The daily purge runs the same linking pass: a cron job watching its exit status must
+    see the images it left waiting, as with 'nccid images link'."""
+    person = person_factory(67)
+    _pending(site, person, study=1, count=2)
+    _refuse_writes(local_warehouse)
+    _sheet_confirmed(site, keyring, person)
+    failed = run_cli(monkeypatch, "images", "purge-pending")
+    assert failed.code == 1, failed.out + failed.err
+    assert "Linked 0 pending image(s)." in failed.out
+    assert "Purged 0 pending image(s) past retention." in failed.out
+    line = failed.err_text
+    assert "2 pending image(s) could not be linked" in line and "check storage_url" in line
+    assert PendingImage.objects.count() == 2
+
+    _accept_writes(local_warehouse)
+    again = run_cli(monkeypatch, "images", "purge-pending")
+    assert again.code == 0, again.out + again.err
+    assert "Linked 2 pending image(s)." in again.out
+    assert not PendingImage.objects.exists()
+
+
+@pytest.mark.parametrize("command", ["link", "purge-pending"])
+def test_a_lost_waiting_file_is_reported_refused_saying_why_it_may_be(
+        site, keyring, person_factory, local_warehouse, pending_folder, monkeypatch, command):
+    person, other = person_factory(68), person_factory(69)
+    sops = _pending(site, person, study=1, count=1)
+    _pending(site, other, study=2, count=1)  # its file shows the folder is there
+    _refuse_writes(local_warehouse)  # the sheet's own linking leaves the image waiting
+    _sheet_confirmed(site, keyring, person)
+    _accept_writes(local_warehouse)
+    (pending_folder / PendingImage.objects.get(sop_uid=sops[0]).file_name).unlink()
+    result = run_cli(monkeypatch, "images", command)
+    assert result.code == 0, result.out + result.err
+    assert ("Refused 1 pending image(s) (lost file or de-identification; their receipts and "
+            "the audit trail say which).") in " ".join(result.out.split())
+    assert _refusals() == 1
