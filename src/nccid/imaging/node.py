@@ -1244,13 +1244,28 @@ def start_node(host: str | None = None, port: int | None = None,
         server.drain = Drain(spool, WorkerProcess() if worker_process else None)
         server.drain.start()
     else:
-        log.warning("node_drain is off: received instances stay in the spool (%s) until a "
-                    "node runs with node_drain on", spool.directory)
+        log.warning("node_drain is off: received instances stay in the spool (%s), and waiting "
+                    "images are not linked, until a node runs with node_drain on",
+                    spool.directory)
     thread = threading.Thread(target=server.serve_forever, name="nccid-node", daemon=True)
     thread.start()
     ae._servers.append(server)
     log.info("DICOM node %s listening on %s:%d", ae.ae_title, *server.server_address[:2])
     return server
+
+
+class _NoUpkeep:
+    """With node_drain off: the pause switch stops storing, so no linking pass runs either."""
+
+    @staticmethod
+    def tick() -> bool:
+        return False
+
+
+def linking_upkeep(server: NodeServer) -> LinkingUpkeep | _NoUpkeep:
+    """The node's linking pass (waiting images a killed or stopped linker left, upkeep.py),
+    run only by a node that drains: node_drain off means nothing is stored until it is on."""
+    return LinkingUpkeep() if server.drain is not None else _NoUpkeep()
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
@@ -1267,7 +1282,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         from nccid.cli.common import UserError
 
         raise UserError(str(exc)) from None
-    upkeep = LinkingUpkeep()  # waiting images a killed or stopped linker left (upkeep.py)
+    upkeep = linking_upkeep(server)
     try:
         upkeep.tick()
         while not stop.wait(1.0):  # a timed wait: the handler runs between waits

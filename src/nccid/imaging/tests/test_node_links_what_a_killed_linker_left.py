@@ -110,3 +110,48 @@ def test_an_upload_links_for_a_bounded_time_and_leaves_the_rest_to_the_next_pass
     assert LinkingUpkeep(clock=_Clock()).tick()
     assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == sops
     assert not PendingImage.objects.exists()
+
+
+def _serve_until_sigterm(monkeypatch, tmp_path, drain: bool) -> None:
+    """``nccid node`` (``serve``) on a free port with ``node_drain`` as given, sent SIGTERM as
+    soon as its handler is installed: it starts, runs what it runs at start, and stops."""
+    import faulthandler
+    import signal
+
+    from nccid.config import reset_settings_cache
+    from nccid.imaging.node import serve
+
+    from .conftest import free_port
+
+    def sigterm_at_once(signum, handler):
+        assert signum == signal.SIGTERM
+        handler(signum, None)
+
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(faulthandler, "register", lambda *args: None)
+            patch.setattr(signal, "signal", sigterm_at_once)
+            patch.setenv("NCCID_NODE_DRAIN", "true" if drain else "false")
+            patch.setenv("NCCID_NODE_WORKER_PROCESS", "false")
+            patch.setenv("NCCID_SPOOL_DIR", str(tmp_path / f"spool-{drain}"))
+            reset_settings_cache()
+            serve("127.0.0.1", free_port())
+    finally:
+        reset_settings_cache()  # the settings of the test, not of this node
+
+
+def test_a_node_with_node_drain_off_links_nothing(site, keyring, person_factory,
+                                                  local_warehouse, monkeypatch, tmp_path):
+    """node_drain off is the operator's pause: nothing is de-identified or stored (e.g. during
+    warehouse maintenance), so the node's linking pass does not run either."""
+    person = person_factory(65)
+    sop = _wait(site, person, 1)
+    _record_without_linking(site, keyring, person)
+
+    _serve_until_sigterm(monkeypatch, tmp_path, drain=False)
+    assert PendingImage.objects.filter(sop_uid=sop).exists()
+    assert not ImageRecord.objects.exists()
+
+    _serve_until_sigterm(monkeypatch, tmp_path, drain=True)  # the pass runs at start
+    assert set(ImageRecord.objects.values_list("sop_uid", flat=True)) == {sop}
+    assert not PendingImage.objects.exists()
