@@ -87,10 +87,10 @@ def link(
 
 
 def login_data_manager(username: str, password_stdin: bool, action: str, pseudonym: str = "",
-           reason: str = ""):
+           reason: str = "", doing: str = "use the vault"):
     """The active data-manager account ``username`` after a password check; refusals audited
     with what was asked for (the pseudonym only if it is one, the reason only if it seems to
-    hold no identifier)."""
+    hold no identifier). ``doing`` ends the refusal, "only data managers may …"."""
     from nccid.accounts.models import User, audit
     from nccid.identity.reasons import identifier_in_reason
     from nccid.identity.service import normalise_pseudonym
@@ -104,7 +104,7 @@ def login_data_manager(username: str, password_stdin: bool, action: str, pseudon
     if user is None or not user.check_password(password):
         cause = "unknown user or wrong password"
     elif not user.is_active or not user.is_data_manager:
-        cause = "only data managers may use the vault"
+        cause = f"only data managers may {doing}"
     if cause:
         audit(f"{username} ({_cli_actor()})", f"{action}.denied", cause=cause,
               pseudonym=normalise_pseudonym(pseudonym) or "",

@@ -105,7 +105,8 @@ def _data_manager(user: str | None, password_stdin: bool):
 
     if not user:
         raise UserError("--forget-missing needs --user (a data-manager account)")
-    return login_data_manager(user, password_stdin, "warehouse.forget_missing")
+    return login_data_manager(user, password_stdin, "warehouse.forget_missing",
+                              doing="forget missing images")
 
 
 def _forget(account, keys: list[str]) -> None:

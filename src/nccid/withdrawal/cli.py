@@ -75,7 +75,8 @@ def patient_show(patient: PatientArgument, user: UserOption, password_stdin: Pas
     setup_django()
     from nccid.identity.cli import login_data_manager
 
-    account = login_data_manager(user, password_stdin, "patient.show")
+    account = login_data_manager(user, password_stdin, "patient.show",
+                                 doing="look a patient up")
     _describe(account, _pseudonym(patient))
 
 
@@ -100,7 +101,8 @@ def patient_withdraw(
     from nccid.identity.cli import login_data_manager
     from nccid.withdrawal.services import WithdrawalError, check_reason, refuse_unknown, withdraw
 
-    account = login_data_manager(user, password_stdin, "patient.withdraw", reason=reason)
+    account = login_data_manager(user, password_stdin, "patient.withdraw", reason=reason,
+                                 doing="withdraw a patient")
     pseudonym = _pseudonym(patient)
     try:
         check_reason(reason)  # before showing what is held and asking
@@ -149,7 +151,8 @@ def patient_withdrawn(user: UserOption, password_stdin: PasswordStdin = False,
     from nccid.identity.cli import login_data_manager
     from nccid.withdrawal.models import Withdrawal
 
-    login_data_manager(user, password_stdin, "patient.withdrawn")
+    login_data_manager(user, password_stdin, "patient.withdrawn",
+                       doing="list withdrawn patients")
     withdrawals = [_withdrawal_out(w) for w in Withdrawal.objects.all()[:limit]]
     if as_json:
         for row in withdrawals:
@@ -175,7 +178,8 @@ def patient_reinstate(patient: PatientArgument, reason: ReasonOption, user: User
     from nccid.identity.cli import login_data_manager
     from nccid.withdrawal.services import WithdrawalError, reinstate
 
-    account = login_data_manager(user, password_stdin, "patient.reinstate", reason=reason)
+    account = login_data_manager(user, password_stdin, "patient.reinstate", reason=reason,
+                                 doing="reinstate a patient")
     pseudonym = _pseudonym(patient)
     try:
         if not reinstate(account, pseudonym, reason):
@@ -204,7 +208,8 @@ def study_remove(
     from nccid.identity.cli import login_data_manager
     from nccid.withdrawal.services import WithdrawalError, remove_study, study_uid_held
 
-    account = login_data_manager(user, password_stdin, "study.remove", reason=reason)
+    account = login_data_manager(user, password_stdin, "study.remove", reason=reason,
+                                 doing="remove a study")
     try:
         stored_uid = study_uid_held(study_uid)
     except WithdrawalError as exc:
