@@ -322,7 +322,8 @@ def get_settings() -> Settings:
         # At least a day: 0 or less would expire every waiting image the moment it arrives.
         pending_retention_days=pick.whole("pending_retention_days", 90, low=1),
         accept_test_numbers=pick.flag("accept_test_numbers", False),
-        # Under the portal's worker timeout (120 s); at least 64 MB, DuckDB's working minimum.
+        # Under the reverse proxy's timeout (120 s, docs/portal.md; gunicorn's gthread workers do not
+        # end long requests); at least 64 MB, DuckDB's working minimum.
         research_query_seconds=pick.whole("research_query_seconds", 60, 1, 3600),
         research_query_memory_mb=pick.whole("research_query_memory_mb", 2048, low=64),
         debug=pick.flag("debug", False, others_may_set_plain=True),

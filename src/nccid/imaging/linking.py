@@ -56,8 +56,9 @@ STALE_CLAIM = timedelta(minutes=10)
 # What the site's receipt says of a pending image refused when its patient became known.
 LINK_REFUSED = "refused when its clinical record arrived: {reason}"
 # How long an upload links its patients' waiting images before leaving the rest to the next
-# pass (the node's, within ten minutes, or ``nccid images link``): a portal request must end
-# well before gunicorn's 120 s timeout, which would kill it mid-link with thousands waiting.
+# pass (the node's, within ten minutes, or ``nccid images link``): a portal request should end
+# well before the reverse proxy's 120 s timeout (docs/portal.md); gunicorn's gthread workers do
+# not end long requests, so past it the user sees an error while the link runs on unseen.
 UPLOAD_LINK_SECONDS = 60.0
 LOST = "its waiting file was lost"
 
