@@ -145,9 +145,9 @@ def _fail_if_unlinked(done) -> None:
 def pending_list(
     mark_folder: Annotated[bool, typer.Option(
         "--mark-folder", help="Mark pending_dir as the waiting images' folder: only when it is "
-                              "the right folder, mounted, and its waiting files were lost (or "
-                              "its marker deleted); images whose file it lacks are then "
-                              "refused as lost.")] = False,
+                              "the one folder every host shares, mounted, and its waiting "
+                              "files were lost (or its marker deleted); images whose file it "
+                              "lacks are then refused as lost.")] = False,
 ) -> None:
     """How many images wait for a clinical record, per site."""
     setup_django()

@@ -648,8 +648,9 @@ _MARKER_TEXT = ("nccid keeps its waiting images in this folder. Keep this file: 
 _TOKEN_LINE = "token: "
 MARK_COMMAND = "nccid images pending --mark-folder"
 NOT_THE_FOLDER = (f"it is not the folder they were written to (no {MARKER} with the recorded "
-                  f"token in it): is its disk mounted? If it is the right folder, mounted, "
-                  f"and its waiting files were lost, run '{MARK_COMMAND}'")
+                  f"token in it): is its disk mounted, and is it the one folder every host "
+                  f"shares? If it is that folder, mounted, and its waiting files were lost, "
+                  f"run '{MARK_COMMAND}'")
 
 
 def write_encrypted(name: str, data: bytes, site_code: str, sop_uid: str) -> int:
