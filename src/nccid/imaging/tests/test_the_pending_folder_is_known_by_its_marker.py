@@ -233,7 +233,7 @@ def test_a_folder_whose_files_were_all_lost_is_marked_by_its_operator(
     data = to_bytes(synthetic_instance(person_factory(90), study=9, instance=1, plant=False))
     refused = ingest(data, site, "test")
     assert "run 'nccid images pending --mark-folder'" in refused.outage
-    assert "is its disk mounted?" in refused.outage
+    assert "is it the one folder every host shares?" in refused.outage
 
     marked = run_cli(monkeypatch, "images", "pending", "--mark-folder")  # what it says
     assert marked.code == 0, marked.out + marked.err
