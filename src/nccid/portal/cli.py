@@ -40,7 +40,9 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict:
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
-        "timeout": 120,           # a 50 MB spreadsheet is validated inside the request
+        # a worker silent this long is restarted (gthread: a long request does not count; the
+        # reverse proxy's proxy_read_timeout is what bounds a request, docs/portal.md)
+        "timeout": 120,
         "graceful_timeout": 20,
         "keepalive": 5,
         "accesslog": "-",
