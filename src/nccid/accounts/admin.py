@@ -33,6 +33,20 @@ def may_manage(user, account) -> bool:
         account.is_superuser or account.role in (Role.DATA_MANAGER, Role.ADMIN))
 
 
+MANAGING_ROLES = (Role.DATA_MANAGER, Role.ADMIN)
+ONLY_SUPERUSERS_PROMOTE = ("Only a superuser may make an account a data manager or an "
+                           "administrator: choose site uploader or researcher.")
+
+
+def may_give_role(user, account, role: str) -> bool:
+    """A managing role is a superuser's to give (a data manager who could give it could set an
+    account's password, promote it and sign in as a second data manager); a data manager's
+    own account keeps the role it has."""
+    if user.is_superuser or role not in MANAGING_ROLES:
+        return True
+    return account is not None and account.pk == user.pk and role == user.role
+
+
 @admin.register(Site)
 class SiteAdmin(DataManagerAccess, admin.ModelAdmin):
     list_display = ("code", "name", "ae_title", "split_rule", "created")
@@ -57,11 +71,21 @@ class NccidUserAdmin(DataManagerAccess, UserAdmin):
             fields += ["is_superuser", "is_staff", "groups", "user_permissions"]
         return fields
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # Offer only the roles this user may give; another one posted is a form error.
+        form = super().get_form(request, obj, change=change, **kwargs)
+        role = form.base_fields.get("role")
+        if role is not None and not request.user.is_superuser:
+            role.choices = [(value, label) for value, label in role.choices
+                            if may_give_role(request.user, obj, value)]
+            role.error_messages["invalid_choice"] = ONLY_SUPERUSERS_PROMOTE
+        return form
+
     def save_model(self, request, obj, form, change):
-        if not request.user.is_superuser and obj.role == Role.ADMIN:
+        if not may_give_role(request.user, obj, obj.role):  # the form refuses it first
             from django.core.exceptions import PermissionDenied
 
-            raise PermissionDenied("only administrators may create or edit administrators")
+            raise PermissionDenied(ONLY_SUPERUSERS_PROMOTE)
         obj.is_staff = obj.role in (Role.DATA_MANAGER, Role.ADMIN) or obj.is_superuser
         super().save_model(request, obj, form, change)
 

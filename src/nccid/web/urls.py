@@ -12,6 +12,9 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("nhsuk/assets/images/favicon.ico"),
                                              permanent=True)),
     path("healthz", healthz, name="healthz"),  # load balancers and monitoring
+    # The admin's own page checks the old password without django-axes (no limit on guesses
+    # from a signed-in session): the portal's page counts each wrong one as a failed sign-in.
+    path("admin/password_change/", RedirectView.as_view(pattern_name="portal:password_change")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("", include("nccid.portal.urls_figures")),
