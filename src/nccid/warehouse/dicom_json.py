@@ -2,14 +2,16 @@
 
 The same as pydicom's ``Dataset.to_json_dict`` with bulk data left out, element by element,
 but each element's JSON is memoised on what determines it (tag, VR, encoding, character set
-and raw or de-identified value): the files of a series repeat almost every value, so most
-elements cost a dictionary lookup instead of a conversion.
+and raw or de-identified value, and for a sequence as read the Pixel Representation): the
+files of a series repeat almost every value, so most elements cost a dictionary lookup
+instead of a conversion.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Hashable
 from io import BytesIO
 
 import pydicom
@@ -25,6 +27,9 @@ log = logging.getLogger("nccid.warehouse")
 OMITTED = "nccid:omitted"
 BULK_THRESHOLD = 1024
 PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # Float, Double Float, Pixel Data
+PIXEL_REPRESENTATION = 0x00280103
+PLAIN, AMBIGUOUS, SEQUENCE = 0, 1, 2  # what an element's dictionary entry says of its VR
+_KIND: dict[int, int] = {}
 _JSON = Memo()  # element key -> (its JSON, whether bulk data was left out inside it)
 
 
@@ -63,7 +68,7 @@ def element_json(dataset: Dataset, tag: int, charset_id) -> dict | None:
 
 
 def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] | None:
-    key = _key(dataset.get_item(tag), tag, charset_id)
+    key = _key(dataset, dataset.get_item(tag), tag, charset_id)
     if key is not None:
         known = _JSON.get(key)
         if known is not None:
@@ -88,7 +93,7 @@ def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] |
     return entry
 
 
-def _key(element, tag: int, charset_id):
+def _key(dataset: Dataset, element, tag: int, charset_id):
     """What determines the element's JSON, or None when the conversion depends on more
     (ambiguous VRs resolved from other elements, private tags read by their creator)."""
     if (tag >> 16) & 1:
@@ -97,12 +102,16 @@ def _key(element, tag: int, charset_id):
     if isinstance(element, RawDataElement):
         if element.value is None:
             return None
-        if vr is None:
-            try:
-                if " or " in dictionary_VR(tag):
-                    return None
-            except KeyError:
+        if vr is None or vr == "UN" or vr == "SQ":  # the dictionary's VR may apply
+            kind = dictionary_kind(tag)
+            if kind == AMBIGUOUS and vr != "SQ":
                 return None
+            if kind == SEQUENCE:  # its items' "US or SS" elements follow the Pixel Representation
+                representation = pixel_representation_key(dataset)
+                if representation is None:
+                    return None
+                return (tag, vr, element.is_implicit_VR, element.is_little_endian, charset_id,
+                        element.value, representation)
         elif " or " in vr:
             return None
         return (tag, vr, element.is_implicit_VR, element.is_little_endian, charset_id,
@@ -111,6 +120,33 @@ def _key(element, tag: int, charset_id):
         return None
     identity = value_key(element.value)
     return None if identity is None else (tag, vr, charset_id, identity)
+
+
+def dictionary_kind(tag: int) -> int:
+    """AMBIGUOUS when the dictionary gives the element several VRs (pydicom picks one from
+    other elements: US or SS from the Pixel Representation), SEQUENCE when it is a sequence
+    or unknown (read as one when its length is undefined), PLAIN otherwise."""
+    kind = _KIND.get(tag)
+    if kind is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = "SQ"
+        kind = _KIND[tag] = AMBIGUOUS if " or " in vr else SEQUENCE if vr == "SQ" else PLAIN
+    return kind
+
+
+def pixel_representation_key(dataset: Dataset) -> Hashable | None:
+    """What decides the "US or SS" elements in ``dataset``'s sequences as pydicom reads them:
+    its Pixel Representation, else the one it inherited (pydicom's ``_pixel_rep``); None when
+    unsure."""
+    element = dataset._dict.get(PIXEL_REPRESENTATION)
+    if element is None:
+        return ("inherited", getattr(dataset, "_pixel_rep", None))
+    if isinstance(element, RawDataElement):
+        return ("raw", element.VR, element.is_implicit_VR, element.is_little_endian, element.value)
+    identity = value_key(element.value)
+    return None if identity is None else ("value", identity)
 
 
 def _strip_bulk(node):

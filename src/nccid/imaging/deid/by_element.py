@@ -3,8 +3,9 @@
 The files of a series repeat almost every header element: equipment, study and series
 UIDs, dates, geometry. The engine's de-identification of a top-level element depends on
 that element alone (its tag, VR and value), plus a little context this module puts in the
-key: the encoding, the character set, the pseudonym where the element becomes it, and with
-a date-shifting profile the patient. So each element's outcome (the bytes written, its
+key: the encoding, the character set, the pseudonym where the element becomes it, with
+a date-shifting profile the patient, and for a sequence the Pixel Representation (its items'
+"US or SS" elements follow it). So each element's outcome (the bytes written, its
 DICOM JSON, its catalogue text, or nothing when removed) is remembered, and a file whose
 elements were all met before is assembled from the memo without building a dataset.
 
@@ -16,8 +17,8 @@ per pseudonym, from a whole ``Deidentifier.deidentify`` of such a small dataset.
 
 Files this cannot treat exactly like the engine go the engine's way (``None``): a patient
 not known yet, a file held for burned-in text, big-endian or deflated encodings, a private
-block whose creator is on the safe list, and implicit-VR elements whose VR depends on
-other elements (US or SS).
+block whose creator is on the safe list, and top-level elements read without their VR
+(implicit VR, or UN) whose VR depends on other elements (US or SS).
 """
 
 from __future__ import annotations
@@ -26,14 +27,21 @@ from collections.abc import Hashable
 from copy import copy, deepcopy
 
 from pydicom.charset import default_encoding
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from nccid.dicomvalues import Memo, charset_key, element_text, value_key
-from nccid.warehouse.dicom_json import dump_json, element_json
+from nccid.warehouse.dicom_json import (
+    AMBIGUOUS,
+    PIXEL_REPRESENTATION,
+    SEQUENCE,
+    dictionary_kind,
+    dump_json,
+    element_json,
+    pixel_representation_key,
+)
 from nccid.warehouse.meta import ImageMeta
 
 from .engine import (
@@ -53,7 +61,7 @@ _ADDED = frozenset(ADDED)
 MEMO_VALUE_BYTES = 1024  # bigger values are de-identified every time, not remembered
 MEMO_ENTRIES = 20_000
 _PREAMBLE = b"\x00" * 128 + b"DICM"
-_ambiguous: dict[int, bool] = {}
+_UNSURE = object()  # a Pixel Representation whose key is unsure: its sequences are not remembered
 
 Outcome = tuple  # of (tag, bytes, DICOM JSON or None, catalogue text or None): nothing if removed
 
@@ -83,14 +91,23 @@ def deidentify_by_element(deid: Deidentifier, data, header: tuple[Dataset, int],
     outcomes: list = []
     missing: list[tuple[int, Hashable | None]] = []
     action = deid.profile.action
+    representation = None  # the Pixel Representation's key, once a sequence needs it
     for tag, elem in ds._dict.items():
         if (tag >> 16) & 1 or tag in _ADDED:
             continue  # private: all dropped (checked above); added: from the pseudonym's own
-        if implicit and elem.VR is None and _vr_from_context(tag):
-            return None
-        identity = _identity(elem)
+        vr, depends = elem.VR, None
+        if vr is None or vr == "SQ" or vr == "UN":  # the dictionary's VR may apply
+            kind = dictionary_kind(tag)
+            if kind == AMBIGUOUS and vr != "SQ":
+                return None  # US or SS here: the engine's way
+            if kind == SEQUENCE:
+                if representation is None:
+                    representation = pixel_representation_key(ds) or _UNSURE
+                depends = representation
+        identity = None if depends is _UNSURE else _identity(elem)
         key = None if identity is None else (tag, identity, context,
-                                             pseudonym if action(tag) == "pseudonym" else None)
+                                             pseudonym if action(tag) == "pseudonym" else None,
+                                             depends)
         known = None if key is None else memo.get(key)
         if known is None:
             missing.append((tag, key))
@@ -141,11 +158,12 @@ def _by_tag(outcome) -> int:
 def _deidentify_together(deid: Deidentifier, ds: Dataset, tags: list[int], pseudonym: str,
                          implicit: bool, with_added: bool) -> dict[int, Outcome] | None:
     """The engine's outcome of each of ``tags`` (and, ``with_added``, of the added elements),
-    de-identified together in a dataset holding only them and the character set (and, for
-    the whole ``deidentify``, the SOP UIDs it needs)."""
+    de-identified together in a dataset holding only them, the character set and the Pixel
+    Representation (and, for the whole ``deidentify``, the SOP UIDs it needs)."""
     small = Dataset()
-    context = (SPECIFIC_CHARACTER_SET, SOP_CLASS_UID, SOP_INSTANCE_UID, *ADDED) if with_added \
-        else (SPECIFIC_CHARACTER_SET,)
+    # The Pixel Representation decides "US or SS" elements inside sequences, as in the file.
+    context = (SPECIFIC_CHARACTER_SET, PIXEL_REPRESENTATION, SOP_CLASS_UID, SOP_INSTANCE_UID,
+               *ADDED) if with_added else (SPECIFIC_CHARACTER_SET, PIXEL_REPRESENTATION)
     for tag in (*context, *tags):
         elem = ds._dict.get(tag)
         if elem is not None:  # a converted sequence is changed in place: the file keeps its own
@@ -192,18 +210,6 @@ def _identity(elem) -> Hashable | None:
         return ("raw", elem.VR, elem.length == 0xFFFFFFFF, value)
     identity = value_key(elem.value)
     return None if identity is None else ("value", elem.VR, identity)
-
-
-def _vr_from_context(tag: int) -> bool:
-    """True when an implicit-VR element's VR is decided from other elements (US or SS)."""
-    known = _ambiguous.get(tag)
-    if known is None:
-        try:
-            known = " or " in dictionary_VR(tag)
-        except KeyError:
-            known = False
-        _ambiguous[tag] = known
-    return known
 
 
 def _private_blocks_dropped(deid: Deidentifier, ds: Dataset) -> bool:
