@@ -33,6 +33,7 @@ from nccid.identity.numbers import (
     looks_like_patient_number,
     validate_patient_number,
 )
+from nccid.identity.reasons import date_pattern
 
 from . import hospital_numbers
 from .hospital_numbers import NO_NUMBERS, UploadNumbers
@@ -49,8 +50,6 @@ _COMMA_NUMBER = re.compile(r"^[-+]?\d+(?:,\d+)+(?:\.\d*)?(?:\s*\D.*)?$", re.ASCI
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$", re.ASCII)
 _SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$",
                          re.ASCII)
-# Text that starts like a date (ISO or day/month/year): one match, cheap on non-dates.
-_DATE_LIKE = re.compile(r"\s*(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4})(?![\d/.\-])", re.ASCII)
 _SPECIFY = re.compile(r"^(\w{1,3})\s*[-:–]\s*\S")
 _CLAUSES = re.compile(r"[,;:.()\[\]]+")
 _WORD = re.compile(r"[A-Z0-9]+")
@@ -266,20 +265,39 @@ def _unit_refused(column: Column, value: object, typed_unit: str) -> str:
 
 
 def _refusing_dates(convert: Callable) -> Callable:
-    """For every column but dates: a date typed here is refused, and never shown."""
+    """For every column but dates: a date typed here, in any spelling and anywhere in the cell
+    ("DOB 13 Jul 1931", "b.1931-07-13", 19310713), is refused and never shown. The spellings
+    are those refused in a data manager's reason (``identity/reasons.toml``)."""
 
-    date_like = _DATE_LIKE.match
+    date_in = date_pattern().search
+    has_digit = _DIGIT.search  # every spelling has one: most text is passed over at once
+    seen: dict[str, bool] = {}  # per distinct text: a column repeats its values
+
+    def is_date(text: str) -> bool:
+        found = seen.get(text)
+        if found is None:
+            if len(seen) >= _SEEN_AT_MOST:
+                seen.clear()
+            found = seen[text] = date_in(text) is not None
+        return found
 
     def guarded(value: object) -> tuple[object, object]:
         kind = type(value)
         if kind is str:
-            if date_like(value):
+            if has_digit(value) and is_date(value):
+                raise CellError(DATE_IN_WRONG_COLUMN, hide=True)
+        elif kind is float or kind is int:  # a number cell: 19310713; 7021931 (07021931 typed)
+            if 1_000_000 <= value < 100_000_000 and value == int(value) and date_in(f"{int(value):08d}"):
                 raise CellError(DATE_IN_WRONG_COLUMN, hide=True)
         elif isinstance(value, dt.date):
             raise CellError(DATE_IN_WRONG_COLUMN, hide=True)
         return convert(value)
 
     return guarded
+
+
+_DIGIT = re.compile(r"\d")
+_SEEN_AT_MOST = 100_000  # distinct texts remembered per column (bounds the memory)
 
 
 def _date(column: Column, date_format: str, *, other_order_row: int | None = None,

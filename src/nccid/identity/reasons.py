@@ -38,11 +38,24 @@ def identifier_in_reason(reason: str, what: str = "reason") -> str | None:
 
 
 @lru_cache(maxsize=1)
+def date_pattern() -> re.Pattern:
+    """One pattern finding a date in any spelling ``reasons.toml`` refuses in a reason (its
+    "date" kind), for other typed text: a clinical sheet's cell where no date belongs."""
+    table = _table()
+    [kind] = [kind for kind in table["refused"] if kind["kind"] == "date"]
+    return re.compile("|".join(f"(?:{_with_parts(p, table)})" for p in kind["patterns"]), re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
 def _refused() -> tuple[tuple[str, tuple[re.Pattern, ...]], ...]:
-    table = tomllib.loads(resources.files("nccid.identity").joinpath("reasons.toml").read_text())
+    table = _table()
     return tuple((kind["message"], tuple(re.compile(_with_parts(p, table), re.IGNORECASE)
                                          for p in kind["patterns"]))
                  for kind in table["refused"])
+
+
+def _table() -> dict:
+    return tomllib.loads(resources.files("nccid.identity").joinpath("reasons.toml").read_text())
 
 
 def _with_parts(pattern: str, table: dict) -> str:

@@ -25,10 +25,13 @@ BORN = PERSON.birth_date
 DATE_SPELLINGS = [f"{BORN:%d/%m/%Y}", f"{BORN.day}.{BORN.month}.{BORN:%y}", f"{BORN:%Y-%m-%d}",
                   f"{BORN.day} {BORN:%b %Y}", f"{BORN:%B} {BORN.day}, {BORN.year}",
                   f"{BORN.day}th of {BORN:%B}", f"{BORN:%d-%b-%Y}", f"{BORN:%d %m %Y}",
-                  f"{BORN:%B %Y}", f"{BORN:%Y/%m}"]
+                  f"{BORN:%B %Y}", f"{BORN:%Y/%m}",
+                  # eight digits reading as a date are a date (before: a long number, refused too)
+                  f"{BORN:%Y%m%d}", f"{BORN:%d%m%Y}", f"{BORN:%Y %m %d}", f"{BORN:%b %d %Y}".upper(),
+                  f"{BORN:%Y-%b-%d}".upper(), f"b.{BORN:%Y-%m-%d}", f"{BORN:%d/%m/%Y}."]
 HOSPITAL_SPELLINGS = [PERSON.hospital_number, PERSON.hospital_number.lower(),
                       f"{PERSON.hospital_number[:2]}-{PERSON.hospital_number[2:]}",
-                      "K123456", "A1234B5", f"{BORN:%Y%m%d}", PERSON.phone,
+                      "K123456", "A1234B5", "12345678", PERSON.phone,
                       f"{PERSON.hospital_number[2:5]} {PERSON.hospital_number[5:]}"]
 
 
