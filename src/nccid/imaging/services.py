@@ -137,7 +137,8 @@ def _move_released(held: HeldImage) -> tuple[str | None, str]:
     pseudonym = held.pseudonym or deps.pseudonym_for_hospital_number(held.site, held.hospital_hash)
     receipt = StudyReceipt.objects.filter(site=held.site, study_uid=held.study_uid)
     if pseudonym:
-        if held.pseudonym:
+        if held.pseudonym:  # de-identified when held, perhaps by an older release
+            data = deps.deidentifier().recheck_bytes(data)
             header = _parse_header(data)
             meta = deps.image_meta(header)
         else:

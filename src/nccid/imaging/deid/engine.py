@@ -222,10 +222,40 @@ class Deidentifier:
         return _encode_parts(ds, pixel), result
 
     def assign_patient_bytes(self, data: bytes, pseudonym: str) -> bytes:
-        """``assign_patient`` for a de-identified placeholder file kept as bytes."""
+        """``assign_patient`` for a de-identified placeholder file kept as bytes (a waiting
+        image), its kept values checked again first (``recheck_kept_values``)."""
         ds, pixel = _read_header(data)
+        self.recheck_kept_values(ds)
         self.assign_patient(ds, pseudonym)
         return _encode(ds, pixel)
+
+    def recheck_kept_values(self, ds: Dataset) -> None:
+        """Apply again to an already de-identified dataset the checks of kept values: a kept
+        date, age, code or number keeps only its values of their form, an enumerated code only
+        its allowed values, and a bare NHS/CHI number in a code or number goes. A waiting or
+        held file was de-identified when it arrived, perhaps by an older release without these
+        checks. Idempotent (a value that passed passes again); UIDs and the rest are untouched."""
+        with _as_deid_error():
+            self._recheck(ds)
+
+    def recheck_bytes(self, data: bytes) -> bytes:
+        """``recheck_kept_values`` for a de-identified file kept as bytes (a held image)."""
+        ds, pixel = _read_header(data)
+        self.recheck_kept_values(ds)
+        return _encode(ds, pixel)
+
+    def _recheck(self, ds: Dataset) -> None:
+        """The form checks of ``_clean`` on elements the profile keeps, at any depth."""
+        for elem in list(ds.elements()):
+            tag = int(elem.tag)
+            if (tag >> 16) & 1 or tag == SPECIFIC_CHARACTER_SET or self.profile.action(tag) != "K":
+                continue
+            vr = _vr(elem)
+            if vr == "SQ":
+                for item in ds[tag].value or ():
+                    self._recheck(item)
+            elif vr in _FORMS:
+                _keep_values_of_form(ds, elem, tag, vr, self._enumerated.get(tag))
 
     def burned_in_reason(self, ds: Dataset) -> str | None:
         """Why this image may carry burned-in text, or None. Reasons never quote header values
