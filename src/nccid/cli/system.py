@@ -30,6 +30,12 @@ NOT_A_DEMO_HOME = {
 # would open accounts with a published password.
 OLDER_DEMO_HOME = ("a demo home from an older version: delete {home} (or set NCCID_HOME "
                    "elsewhere) to load the demo again")
+# Sites or accounts added to a demo home (the README's site steps run in the default home):
+# serving it would put them beside accounts whose password is published.
+ADDED_TO_DEMO_HOME = ("this demo home ({home}) has sites/accounts added to it ({added}): the "
+                      "demo's accounts share a published password, so it is not served beside "
+                      "them. A real installation needs a new NCCID_HOME (set it, then 'nccid "
+                      "init' and add them there); delete {home} to start the demo afresh")
 
 
 def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -> None:
@@ -68,12 +74,33 @@ def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -
     from nccid.warehouse.service import get_warehouse
 
     get_warehouse().ensure()
+    _upgrade_warehouse(quiet)
     if demo:
         from nccid.demo import load_demo
 
         load_demo(console=None if quiet else console)
     if not quiet:
         console.print(f"Initialised nccid in {settings.home}")
+
+
+def _upgrade_warehouse(quiet: bool) -> None:
+    """What an older release (or another deid_profile) left in the warehouse, brought up to
+    date: clinical JSON with dates of another rule rewritten, the catalogue refreshed."""
+    from nccid.warehouse.storage import StorageError
+    from nccid.warehouse.upgrade import upgrade_warehouse
+
+    try:
+        done = upgrade_warehouse()
+    except (StorageError, OSError) as exc:
+        raise UserError(f"the warehouse was not brought up to date: {exc} (run 'nccid init' "
+                        "again once it answers)") from exc
+    if quiet:
+        return
+    if done.clinical_rewritten is not None:
+        console.print(f"Rewrote {done.clinical_rewritten:,} clinical record(s) in the warehouse "
+                      "under this deployment's date rule (deid_profile).")
+    if done.catalogue_refreshed:
+        console.print("Refreshed the catalogue (twice: the previous version's files are gone).")
 
 
 def _require_demo_home(refusal: str) -> None:
@@ -83,6 +110,10 @@ def _require_demo_home(refusal: str) -> None:
     state = demo_state()
     if state == "older demo home":
         raise UserError(OLDER_DEMO_HOME.format(home=get_settings().home))
+    if state == "demo home with its own":
+        added = not_the_demos()
+        named = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
+        raise UserError(ADDED_TO_DEMO_HOME.format(home=get_settings().home, added=named))
     if state == "not a demo home":
         raise UserError(refusal)
 

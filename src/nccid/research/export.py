@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -260,15 +261,23 @@ def _write_objects(cohort: Cohort, writer: _Writer, progress: Progress | None = 
             done += 1
             if progress is not None:
                 progress(done, total)
+    _write_clinical_json(cohort, writer)
+
+
+def _write_clinical_json(cohort: Cohort, writer: _Writer) -> None:
+    """Each record's JSON as the catalogue holds it (the ``cleaned`` of ``clinical.csv``), not
+    copied from the warehouse: a JSON written there by an older release, or before a refresh,
+    may hold other dates than the tables beside it, and the difference is the patient's date
+    shift (docs/deidentification.md). Written as the warehouse writes it (``clinical_json``)."""
     clinical = cohort._execute(
-        "SELECT DISTINCT set_name, pseudonym, kind, site FROM clinical c "
+        "SELECT set_name, pseudonym, kind, site, any_value(cleaned) FROM clinical c "
         "WHERE list_contains($sets, c.set_name) AND c.pseudonym IN (SELECT pseudonym FROM cp) "
-        "ORDER BY ALL").fetchall()
-    for set_name, pseudonym, kind, site in clinical:
+        "GROUP BY ALL ORDER BY ALL").fetchall()
+    for set_name, pseudonym, kind, site, cleaned in clinical:
         key = f"{set_name}/data/{pseudonym}/{kind}-{site}.json"
-        if source.exists(key):
-            with _WarehouseObject(source, key) as src:
-                writer.copy(key, src)
+        record = json.loads(cleaned) if cleaned else {}
+        data = json.dumps(record, sort_keys=True, indent=1, default=str).encode()
+        writer.copy(key, io.BytesIO(data))
 
 
 def write_export(cohort: Cohort, destination: Path, formats: tuple[str, ...],

@@ -63,6 +63,7 @@ def verify(
     records whose JSON is not in the warehouse."""
     setup_django()
     from .service import clinical_records_without_json, uncatalogued_images, verify_objects
+    from .upgrade import STALE_CLINICAL_JSON, clinical_json_stale
 
     if sample < 1 and not all_objects:
         raise UserError("--sample must be at least 1 (or use --all)")
@@ -71,6 +72,7 @@ def verify(
         with progress_bar("Re-hashing images") as bar:
             report = verify_objects(None if all_objects else sample, seed, on_progress=bar.reached)
         no_json = clinical_records_without_json()
+        stale = clinical_json_stale()
     except _storage_errors() as exc:
         raise UserError(f"cannot read the warehouse: {exc}") from exc
     pending = uncatalogued_images()
@@ -96,7 +98,9 @@ def verify(
         console.print(f"[red]{no_json:,} clinical record(s) have no JSON in the warehouse[/] (an "
                       "import stopped before writing it, or the store was down): run 'nccid "
                       "warehouse sync-clinical', then 'nccid images link'", highlight=False)
-    if not report.ok or no_json:
+    if stale:
+        console.print(f"[red]{STALE_CLINICAL_JSON}[/]", highlight=False)
+    if not report.ok or no_json or stale:
         raise typer.Exit(1)
 
 

@@ -459,10 +459,14 @@ def on_records_accepted(sender, site, records, **kwargs) -> None:
 
 def sync_clinical(on_progress: Progress | None = None) -> int:
     """Rewrite every clinical record's JSON from the database (repair after a failed write, or
-    a warehouse written before clinical dates were shifted under ``shift-dates``);
+    a warehouse written before clinical dates were shifted under ``shift-dates``), then stamp
+    them all as written under the deployment's date rule (``upgrade``);
     ``on_progress(records written, records in all)`` after each batch."""
     from nccid.clinical.models import ClinicalRecord
 
+    from .upgrade import record_clinical_rule
+
+    shifts = deployment_shift().shifts  # read first: a record written meanwhile follows it too
     records_in_all = ClinicalRecord.objects.count()
     total = 0
     by_site: dict = {}
@@ -479,6 +483,7 @@ def sync_clinical(on_progress: Progress | None = None) -> int:
             write(record.site, by_site.pop(record.site))
     for site, records in by_site.items():
         write(site, records)
+    record_clinical_rule(shifts)
     return total
 
 

@@ -1,0 +1,93 @@
+"""Bringing a warehouse written by an older release (or under another ``deid_profile``) up to
+the current one; ``nccid init`` runs ``upgrade_warehouse`` on every start of an upgrade.
+
+The clinical JSON (``{set}/data/<pseudonym>/<kind>-<SITE>.json``) is written under the date
+rule of the moment (``dateshift``): releases before clinical dates were shifted wrote real
+dates under ``shift-dates`` too, and those JSON stay as written until rewritten. Their real
+dates beside the shifted ones of the images (and of the catalogue) give each patient's offset
+away. A stamp (``CLINICAL_STAMP_KEY``) says under which rule every clinical JSON was last
+written (``sync_clinical`` writes it after rewriting them all); a warehouse whose stamp is
+not the deployment's rule has its clinical JSON rewritten here, then the catalogue refreshed
+twice (the first refresh rebuilds its clinical view and, under ``shift-dates``, rewrites image
+parts written with arrival times; the second removes the previous version's files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .layout import CATALOGUE_PREFIX
+
+# Beside the catalogue's state: not part of the national bucket layout.
+CLINICAL_STAMP_KEY = f"{CATALOGUE_PREFIX}/clinical-json.json"
+STALE_CLINICAL_JSON = ("the warehouse's clinical JSON was written under another date rule than "
+                       "this deployment's deid_profile (a release before clinical dates were "
+                       "shifted, or a changed profile): run 'nccid init' to rewrite it")
+
+
+@dataclass
+class Upgraded:
+    clinical_rewritten: int | None = None  # None: the clinical JSON was current
+    catalogue_refreshed: bool = False
+
+
+def read_clinical_stamp(warehouse=None) -> dict | None:
+    """The stamp of the warehouse's clinical JSON, or None (never written: an older release)."""
+    from .service import get_warehouse
+
+    warehouse = warehouse or get_warehouse()
+    if not warehouse.exists(CLINICAL_STAMP_KEY):
+        return None
+    return json.loads(warehouse.read(CLINICAL_STAMP_KEY))
+
+
+def record_clinical_rule(dates_shifted: bool, warehouse=None) -> None:
+    """Stamp the clinical JSON as all written under this rule (after each was rewritten)."""
+    from .service import get_warehouse
+
+    stamp = {"dates_shifted": dates_shifted,
+             "written_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    (warehouse or get_warehouse()).write_atomic(CLINICAL_STAMP_KEY, json.dumps(stamp).encode())
+
+
+def clinical_json_stale() -> bool:
+    """Whether clinical JSON may hold dates written under another rule than the deployment's.
+
+    Without a stamp (an older release) only ``shift-dates`` is in doubt, and only if records
+    exist: every release wrote real dates under ``retain-dates``."""
+    from nccid.clinical.models import ClinicalRecord
+
+    from .dateshift import deployment_shift
+
+    stamp = read_clinical_stamp()
+    shifts = deployment_shift().shifts
+    if stamp is not None:
+        return stamp.get("dates_shifted") != shifts
+    return shifts and ClinicalRecord.objects.exists()
+
+
+def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> Upgraded:
+    """Rewrite clinical JSON written under another date rule, then refresh the catalogue twice
+    (also when only its image parts still hold arrival times under ``shift-dates``); stamp a
+    warehouse without a stamp. Idempotent: a current warehouse is only read."""
+    from .catalogue import ARRIVALS_WITHHELD, STATE_KEY, refresh_catalogue
+    from .dateshift import deployment_shift
+    from .service import get_warehouse, sync_clinical
+
+    warehouse, shifts = get_warehouse(), deployment_shift().shifts
+    done = Upgraded()
+    if clinical_json_stale():
+        done.clinical_rewritten = sync_clinical(on_progress)  # stamps the warehouse
+    elif read_clinical_stamp(warehouse) is None:
+        record_clinical_rule(shifts, warehouse)
+    if not warehouse.exists(STATE_KEY):
+        return done  # never catalogued: the first refresh writes it under the current rule
+    state = json.loads(warehouse.read(STATE_KEY))
+    if done.clinical_rewritten is not None or (shifts and not state.get(ARRIVALS_WITHHELD)):
+        refresh_catalogue()
+        refresh_catalogue()
+        done.catalogue_refreshed = True
+    return done
