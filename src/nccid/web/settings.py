@@ -157,6 +157,13 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_CLIENT_IP_CALLABLE = "nccid.web.proxy.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+# A failed sign-in's row keeps no typed value (someone may type an NHS or hospital number as
+# the username, or follow a link whose query names one): a username that names no account is
+# kept as a keyed hash, query and form values are masked (nccid.web.signin_attempts). The
+# database handler still: the lock holds across the portal's workers. Rows are deleted after
+# the cool-off at the next sign-in.
+AXES_HANDLER = "nccid.web.signin_attempts.AttemptHandler"
+AXES_USERNAME_CALLABLE = "nccid.web.signin_attempts.attempted_username"
 AXES_LOCKOUT_TEMPLATE = "portal/locked.html"  # the portal's page saying when to try again
 
 LANGUAGE_CODE = "en-gb"
