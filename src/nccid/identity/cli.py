@@ -29,6 +29,7 @@ PROGRESS_MIN_BYTES = 5 * 1024 * 1024
 UserOption = Annotated[str, typer.Option("--user", help="Your data-manager account.")]
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
                                              help="Read the account's password from standard input.")]
+UNKNOWN_USER = "(unknown user)"  # who a refused sign-in was, when no account has the name
 
 
 def _cli_actor() -> str:
@@ -106,7 +107,9 @@ def login_data_manager(username: str, password_stdin: bool, action: str, pseudon
     elif not user.is_active or not user.is_data_manager:
         cause = f"only data managers may {doing}"
     if cause:
-        audit(f"{username} ({_cli_actor()})", f"{action}.denied", cause=cause,
+        # A name no account has is not recorded: it could be anything typed (an NHS number).
+        named = user.username if user is not None else UNKNOWN_USER
+        audit(f"{named} ({_cli_actor()})", f"{action}.denied", cause=cause,
               pseudonym=normalise_pseudonym(pseudonym) or "",
               reason="" if identifier_in_reason(reason.strip()) else reason.strip())
         raise UserError(cause)

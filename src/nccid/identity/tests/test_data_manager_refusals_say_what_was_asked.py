@@ -41,3 +41,21 @@ def test_a_researcher_is_told_what_only_data_managers_may_do(make_user, monkeypa
     assert f"only data managers may {doing}" in result.err_text
     [event] = AuditEvent.objects.filter(action=f"{action}.denied")
     assert event.detail["cause"] == f"only data managers may {doing}"
+
+
+@pytest.mark.parametrize("typed", ["9990001006", "HOSPZQX991"])
+def test_a_name_no_account_has_is_not_recorded(monkeypatch, typed):
+    # Someone may type an NHS or hospital number where the account goes; /audit/ shows it.
+    result = run_cli(monkeypatch, "patient", "show", PSEUDONYM, "--user", typed, "--password-stdin",
+                     stdin=TEST_PASSWORD + "\n")
+    assert result.code == 1 and "unknown user or wrong password" in result.err_text
+    [event] = AuditEvent.objects.filter(action="patient.show.denied")
+    assert event.username.startswith("(unknown user) (cli:") and typed not in str(event.detail)
+
+
+def test_an_accounts_wrong_password_is_recorded_under_its_name(make_user, monkeypatch):
+    manager = make_user("data-manager")
+    run_cli(monkeypatch, "vault", "audit", "--user", manager.username, "--password-stdin",
+            stdin="wrong-password\n")
+    [event] = AuditEvent.objects.filter(action="audit.view.denied")
+    assert event.username.startswith(f"{manager.username} (cli:")
