@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import Counter, defaultdict
+from datetime import date
 
 from django.apps import apps
 from django.db.models import Count, Max, Min, OuterRef, Subquery, Sum
@@ -22,6 +23,9 @@ from .summary import clinical_model, data_version, image_model, modality_categor
 DASHBOARD = "dashboard"
 REFRESH_SECONDS = 60
 AGE_BIN = 5
+# The sex chart's bar for patients no record gives a sex: the negative template does not ask,
+# and a patient may have images only.
+NOT_RECORDED = "Not recorded"
 # Fields whose completeness the dashboard reports (a cleaned value that is not None).
 COMPLETENESS_FIELDS = {
     "positive": ["age", "sex", "ethnicity", "date_of_positive_covid_swab", "date_of_admission",
@@ -79,22 +83,31 @@ def _month(value) -> str:
     return value.strftime("%Y-%m") if value else "unknown"
 
 
+def _month_name(month: str) -> str:
+    """"2026-11" -> "November 2026" (anything else as it is)."""
+    try:
+        return date.fromisoformat(f"{month}-01").strftime("%B %Y")
+    except ValueError:
+        return month
+
+
 def compute_dashboard() -> dict:
-    covid, sets = _covid_status(), _patient_sets()
+    covid, sets, seen = _covid_status(), _patient_sets(), _first_seen()
     return {
         "computed_at": timezone.now().isoformat(timespec="seconds"),
         "studies_by_centre": _studies_over_time("site__code"),
         "studies_by_modality": _studies_by_modality(),
-        "patients_by_status": _patients_over_time(lambda p: covid.get(p, "unknown")),
-        "patients_by_set": _patients_over_time(lambda p: sets.get(p, "unassigned")),
-        "demographics": _demographics(),
+        "patients_by_status": _patients_over_time(seen, lambda p: covid.get(p, "unknown")),
+        "patients_by_set": _patients_over_time(seen, lambda p: sets.get(p, "unassigned")),
+        "demographics": _demographics(seen),
         "centres": _centres(),
         "completeness": _completeness(),
     }
 
 
 def _cumulative(per_month: dict[str, Counter]) -> dict:
-    """{series: [[month, cumulative count], ...]} from {month: Counter(series -> new)}."""
+    """{series: [[month, cumulative count], ...]} from {month: Counter(series -> new)}, and
+    the month's name when all arrived in one (a line of one point is a lone dot)."""
     months = sorted(per_month)
     series = sorted({s for c in per_month.values() for s in c})
     out = {}
@@ -104,7 +117,8 @@ def _cumulative(per_month: dict[str, Counter]) -> dict:
             total += per_month[month].get(name, 0)
             points.append([month, total])
         out[name] = points
-    return {"months": months, "series": out}
+    return {"months": months, "series": out,
+            "only_month": _month_name(months[0]) if len(months) == 1 else None}
 
 
 def _studies_over_time(field: str) -> dict:
@@ -130,13 +144,12 @@ def _studies_by_modality() -> dict:
         label = labels.get(categories.get(modality.upper(), ""), f"Other ({modality})")
         for month, total in points:
             merged[label][month] += total
-    return {"months": raw["months"],
+    return {"months": raw["months"], "only_month": raw["only_month"],
             "series": {k: [[m, v[m]] for m in raw["months"]] for k, v in sorted(merged.items())}}
 
 
-def _patients_over_time(classify) -> dict:
-    """Patients by the month they were first seen (first image or clinical record), classified
-    by ``classify(pseudonym)``."""
+def _first_seen() -> dict[str, object]:
+    """Every patient (the summary's total: images or clinical records) and when first seen."""
     first: dict[str, object] = {}
     images = image_model().objects.values("pseudonym").annotate(first=Min("received_at"))
     for row in images.iterator(chunk_size=5000):
@@ -146,6 +159,12 @@ def _patients_over_time(classify) -> dict:
         seen = first.get(row["pseudonym"])
         if seen is None or (row["first"] and row["first"] < seen):
             first[row["pseudonym"]] = row["first"]
+    return first
+
+
+def _patients_over_time(first: dict[str, object], classify) -> dict:
+    """Patients by the month they were first seen (first image or clinical record), classified
+    by ``classify(pseudonym)``."""
     per_month: dict[str, Counter] = defaultdict(Counter)
     for pseudonym, at in first.items():
         per_month[_month(at)][classify(pseudonym)] += 1
@@ -172,8 +191,11 @@ def _covid_status() -> dict[str, str]:
     return status
 
 
-def _demographics() -> dict:
-    """5-year age bands and sex, one value per patient (the most recently updated record)."""
+def _demographics(patients) -> dict:
+    """5-year age bands and sex of every patient (the most recently updated record's value),
+    so that the figures add up to the summary's total: a patient no record gives a sex is
+    ``NOT_RECORDED``, one without an age is counted in ``age_unknown``. Every band from 0 to
+    the oldest is listed, an empty one as 0."""
     ages: dict[str, object] = {}
     sexes: dict[str, object] = {}
     rows = (clinical_model().objects.exclude(kind="negative").order_by("updated")
@@ -190,10 +212,15 @@ def _demographics() -> dict:
         except (TypeError, ValueError):
             continue
         bands[low] += 1
+    everyone = {*patients, *sexes, *ages}
+    sex = Counter(str(sexes[p]) if p in sexes else NOT_RECORDED for p in everyone)
+    unknown = sex.pop(NOT_RECORDED, 0)
     return {
-        "age_bands": [[f"{low}-{low + AGE_BIN - 1}", bands[low]] for low in sorted(bands)],
-        "age_unknown": len({*sexes, *ages}) - sum(bands.values()),
-        "sex": sorted(Counter(str(s) for s in sexes.values()).items()),
+        "patients": len(everyone),
+        "age_bands": [[f"{low}-{low + AGE_BIN - 1}", bands[low]]
+                      for low in range(0, max(bands, default=-1) + 1, AGE_BIN)],
+        "age_unknown": len(everyone) - sum(bands.values()),
+        "sex": [[s, n] for s, n in sorted(sex.items())] + ([[NOT_RECORDED, unknown]] if unknown else []),
     }
 
 
@@ -295,6 +322,7 @@ def _draw(name: str, board: dict) -> str:
     elif name == "sex":
         sexes = board["demographics"]["sex"]
         ax.barh([s for s, _ in sexes], [n for _, n in sexes], color="#005eb8")
+        ax.invert_yaxis()  # top to bottom in the table's order, "Not recorded" last
         ax.set_xlabel("patients")
     elif name == "completeness":
         _heatmap(fig, ax, board["completeness"])
@@ -310,7 +338,17 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINE_STYLES = ("-", "--", ":", "-.")
 
 
+def _headroom(ax, values) -> None:
+    """Counts from zero (an axis from zero does not magnify small differences), with room above
+    the highest so that its marker or label is not cut by the frame."""
+    peak = max(values, default=0)
+    ax.set_ylim(0, max(peak * 1.12, peak + 1))
+
+
 def _lines(ax, data: dict) -> None:
+    if len(data["months"]) == 1:
+        _one_month(ax, data)
+        return
     months = data["months"]
     x = list(range(len(months)))
     for index, (label, points) in enumerate(data["series"].items()):
@@ -318,10 +356,22 @@ def _lines(ax, data: dict) -> None:
                 markersize=max(3.0, 8.0 - 1.5 * index), linestyle=LINE_STYLES[index % len(LINE_STYLES)])
     step = max(1, len(months) // 12)
     ax.set_xticks(x[::step], months[::step], rotation=45, fontsize=7)
-    ax.set_ylim(bottom=0)  # counts: an axis from zero does not magnify small differences
+    _headroom(ax, [v for points in data["series"].values() for _, v in points])
     if data["series"]:
         ax.legend(fontsize=7, loc="upper left", ncols=2)
     ax.grid(alpha=0.3)
+
+
+def _one_month(ax, data: dict) -> None:
+    """All in one month: a bar per series, each with its count, the month under the axis."""
+    names = list(data["series"])
+    counts = [points[-1][1] for points in data["series"].values()]
+    bars = ax.bar(names, counts, color=[f"C{i}" for i in range(len(names))])
+    ax.bar_label(bars, fontsize=7)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel(f"all in {data.get('only_month') or _month_name(data['months'][0])}")
+    _headroom(ax, counts)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def _heatmap(fig, ax, data: dict) -> None:
