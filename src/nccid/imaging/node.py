@@ -876,7 +876,19 @@ def handle_rejected(event) -> None:
     otherwise fails without a trace on this side."""
     requestor = event.assoc.requestor
     log.warning("refused an association from AE %s at %s (not a registered site's AE title, "
-                "or the node called by another title)", requestor.ae_title, requestor.address)
+                "or the node called by another title)", ae_title_for_log(requestor.ae_title),
+                requestor.address)
+
+
+def ae_title_for_log(title: str) -> str:
+    """A calling AE title as the log may show it: as sent when it holds no digit, else only
+    its shape (letters A, digits 9) and length. Anyone can call the node, with any title: an
+    NHS or hospital number typed as one (9990001006, HOSPZQX991) must not reach the log."""
+    title = str(title).strip()
+    if not any(char.isdigit() for char in title):
+        return title
+    shape = "".join("9" if char.isdigit() else "A" if char.isalpha() else char for char in title)
+    return f"shaped {shape} ({len(title)} characters)"
 
 
 def make_ae(ae_title: str | None = None) -> NodeAE:
