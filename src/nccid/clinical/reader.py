@@ -672,10 +672,15 @@ def layout(sheet: Sheet, kind: str) -> Layout:
     warnings = []
     header_units: dict[int, str] = {}
     date_orders: dict[int, str] = {}
+    found = [template.column_for(h) if h else None for h in sheet.headers]
+    splits = _split_headers(template, sheet.headers, found)
+    in_split = {i for start, (end, _) in splits.items() for i in range(start, end)}
     for index, header in enumerate(sheet.headers):
-        column = template.column_for(header) if header else None
+        column = found[index]
         if column is None:
-            if header:
+            if index in splits:
+                warnings.append(_split_header_warning(template, index, splits[index], sheet.format))
+            elif header and index not in in_split:
                 warnings.append(_ignored_column_warning(template, index, header))
             columns.append(None)
             continue
@@ -709,6 +714,9 @@ def layout(sheet: Sheet, kind: str) -> Layout:
         raise SpreadsheetRejected(
             "required columns are missing: " + ", ".join(f"'{m}'" for m in missing)
         )
+    ignored = [i for i, h in enumerate(sheet.headers) if h and found[i] is None]
+    if ignored and all(c.type == "identifier" for c in columns if c is not None):
+        raise SpreadsheetRejected(_no_data_column(template, ignored, splits, in_split, sheet.format))
     if not sheet.rows:
         raise SpreadsheetRejected("the spreadsheet has headers but no rows of data")
     return Layout(template=template, columns=columns, warnings=warnings, header_units=header_units,
@@ -800,6 +808,85 @@ def _ignored_column_warning(template: Template, index: int, header: str) -> str:
     if like is not None:
         warning += f" (its header looks like a misspelling of '{like.label}': check it)"
     return warning
+
+
+# At most this many pieces of one header split at its commas are joined again (the longest
+# code list of a template header has six parts).
+MAX_SPLIT = 12
+
+
+def _split_headers(template: Template, headers: list[str],
+                   found: list[Column | None]) -> dict[int, tuple[int, Column]]:
+    """Runs of adjacent ignored headers that, joined at a comma, are a template column's header:
+    a CSV header holding commas (a code list) written without quotes. {first index: (index
+    after the last, the column)}, the longest run from each start, runs not overlapping."""
+    runs: dict[int, tuple[int, Column]] = {}
+    start = 0
+    while start < len(headers):
+        run = _split_header_at(template, headers, found, start)
+        if run is not None:
+            runs[start] = run
+        start = run[0] if run is not None else start + 1
+    return runs
+
+
+def _split_header_at(template: Template, headers: list[str], found: list[Column | None],
+                     start: int) -> tuple[int, Column] | None:
+    def ignored(index: int) -> bool:
+        return bool(headers[index]) and found[index] is None
+
+    best, end = None, start + 1
+    if not ignored(start):
+        return None
+    while end < len(headers) and end - start < MAX_SPLIT and ignored(end):
+        end += 1
+        for glue in (", ", ","):
+            column = template.column_for(glue.join(headers[start:end]))
+            if column is not None:
+                best = (end, column)
+                break
+    return best
+
+
+def _split_header(pieces: int, column: Column, fmt: str) -> str:
+    """"the template's header '...' split at its comma: <the fix>", in the template's words."""
+    commas = "commas" if pieces > 2 else "comma"
+    fix = ("in a CSV file a header holding a comma must be in double quotes; quote it, or upload "
+           "the filled template as .xlsx") if fmt == "csv" else "put the header in one cell"
+    return f"the template's header '{column.header}' split at its {commas}: {fix}"
+
+
+def _split_header_warning(template: Template, start: int, run: tuple[int, Column], fmt: str) -> str:
+    end, column = run
+    return (f"{_columns_named(list(range(start, end)))} are not part of the {template.title} and "
+            f"were ignored: they look like {_split_header(end - start, column, fmt)}")
+
+
+def _no_data_column(template: Template, ignored: list[int], splits: dict[int, tuple[int, Column]],
+                    in_split: set[int], fmt: str) -> str:
+    """Why a sheet whose every column but the identifiers is ignored is refused: it would import
+    nothing (each patient "unchanged"). Columns named by letter, split headers in the template's
+    words."""
+    parts = [f"{_columns_named(list(range(start, end)))} look like "
+             f"{_split_header(end - start, column, fmt)}" for start, (end, column) in splits.items()]
+    plain = [i for i in ignored if i not in in_split]
+    if plain:
+        verb = "was" if len(plain) == 1 else "were"
+        parts.append(f"{_columns_named(plain)} {verb} ignored: use the template's headers in row 1")
+    return (f"no data column of the {template.title} was recognised: only its identifier columns "
+            f"were read, and " + "; ".join(parts))
+
+
+def _columns_named(indices: list[int]) -> str:
+    """'column B', 'columns B and C', 'columns C to G' (a run), 'columns B, D and F'."""
+    letters = [_column_letter(i) for i in indices]
+    if len(letters) == 1:
+        return f"column {letters[0]}"
+    if len(letters) > 2 and indices == list(range(indices[0], indices[-1] + 1)):
+        return f"columns {letters[0]} to {letters[-1]}"
+    if len(letters) > 10:
+        return f"columns {', '.join(letters[:10])} and {len(letters) - 10} more"
+    return f"columns {', '.join(letters[:-1])} and {letters[-1]}"
 
 
 def _resembling(template: Template, header: str) -> Column | None:
