@@ -6,13 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
+import pyarrow as pa
 from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import P, Query, Router, Schema
 from ninja.errors import HttpError, ValidationError
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, create_model
+
+from nccid.warehouse.catalogue_schema import IMAGES_SCHEMA
 
 from .cohort import (
     MAX_AGE,
@@ -81,6 +86,65 @@ class CountsOut(Schema):
     images: int
 
 
+def _python_type(kind: pa.DataType) -> type:
+    if pa.types.is_date(kind):
+        return date
+    if pa.types.is_timestamp(kind):
+        return datetime
+    return int if pa.types.is_integer(kind) else str
+
+
+# One image of a cohort as the catalogue has it (nccid.warehouse.catalogue_schema); a value
+# the catalogue does not hold (e.g. arrival times under shift-dates) is null.
+ImageOut = create_model("ImageOut", __base__=Schema, **{
+    field.name: (_python_type(field.type) | None, None) for field in IMAGES_SCHEMA})
+IMAGE_DATES = frozenset(f.name for f in IMAGES_SCHEMA if pa.types.is_date(f.type))
+IMAGE_TIMES = frozenset(f.name for f in IMAGES_SCHEMA if pa.types.is_timestamp(f.type))
+
+
+class PageOut(Schema):
+    counts: CountsOut
+    limit: int
+    offset: int
+    images: list[ImageOut]
+
+
+class WithdrawnPatient(Schema):
+    pseudonym: str
+    withdrawn_at: str = Field(json_schema_extra={"format": "date-time"})
+    reinstated_at: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class WithdrawnStudy(Schema):
+    study_uid: str
+    withdrawn_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class WithdrawnOut(Schema):
+    patients: list[WithdrawnPatient]
+    studies: list[WithdrawnStudy]
+
+
+def answers(success: dict, *errors: int) -> dict:
+    """A research operation's answers for the schema: the success, 401 and 403 (credentials,
+    role, a session's CSRF token), 400 (any bad input) and ``errors``; each error a ``detail``."""
+    return {**success, **{status: portal.ErrorOut for status in sorted({400, 401, 403, *errors})}}
+
+
+def image_rows(frame: pd.DataFrame) -> list[dict]:
+    """A page of images for JSON: a DATE as its date (DuckDB hands pandas a midnight timestamp),
+    an arrival time (UTC without a zone in the catalogue) in UTC, a missing value as None."""
+    rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    for row in rows:
+        for name in IMAGE_DATES & row.keys():
+            if isinstance(row[name], datetime):
+                row[name] = row[name].date()
+        for name in IMAGE_TIMES & row.keys():
+            if isinstance(row[name], datetime):
+                row[name] = pd.Timestamp(row[name]).to_pydatetime().replace(tzinfo=UTC)
+    return rows
+
+
 def _user(request):
     user = request.auth
     return user if getattr(user, "is_authenticated", False) else request.user
@@ -105,7 +169,7 @@ def _cohort(request, body: FilterIn, source: Source, action: str = "research.coh
         return select_cohort(_user(request), CohortFilter.from_dict(body.dict()), source, action)
 
 
-@router.post("/cohort/count", response=CountsOut, summary="Count the patients, studies and images of a cohort")
+@router.post("/cohort/count", response=answers({200: CountsOut}, 503), summary="Count the patients, studies and images of a cohort")
 def cohort_count(request, body: FilterIn):
     """Patients, studies and images matching the filter (the user's sets only)."""
     cohort = _cohort(request, body, source_factory())
@@ -120,15 +184,12 @@ MAX_LIMIT = 10_000
 MAX_OFFSET = 2**31 - 1  # beyond any catalogue; a bigger number would overflow the query
 
 
-@router.post("/cohort/list", summary="A cohort's counts and a page of its images")
+@router.post("/cohort/list", response=answers({200: PageOut}, 503),
+             summary="A cohort's counts and a page of its images")
 def cohort_list(request, body: FilterIn,
-                limit: Query[int, P(description=f"Images in this page (1-{MAX_LIMIT}).")] = 100,
-                offset: Query[int, P(description=f"Images skipped before this page (0-{MAX_OFFSET}).")] = 0):
+                limit: Query[int, P(ge=1, le=MAX_LIMIT, description=f"Images in this page (1-{MAX_LIMIT}).")] = 100,
+                offset: Query[int, P(ge=0, le=MAX_OFFSET, description=f"Images skipped before this page (0-{MAX_OFFSET}).")] = 0):
     """Counts, then a page of the matching images."""
-    if not 0 < limit <= MAX_LIMIT:
-        raise HttpError(400, f"limit must be 1-{MAX_LIMIT}, got {limit}")
-    if not 0 <= offset <= MAX_OFFSET:
-        raise HttpError(400, f"offset must be 0-{MAX_OFFSET}, got {offset}")
     cohort = _cohort(request, body, source_factory(), "research.list")  # rows: a hand-out
     try:
         with _answered():
@@ -136,11 +197,13 @@ def cohort_list(request, body: FilterIn,
             counts = cohort.counts().as_dict()
     finally:
         cohort.close()
-    return {"counts": counts, "limit": limit, "offset": offset,
-            "images": rows.astype(object).where(rows.notna(), None).to_dict(orient="records")}
+    return {"counts": counts, "limit": limit, "offset": offset, "images": image_rows(rows)}
 
 
-@router.post("/export", summary="Export a cohort as a zip (tables, DICOM, manifest with checksums)")
+@router.post("/export", summary="Export a cohort as a zip (tables, DICOM, manifest with checksums)",
+             response=answers({200: None}, 503),
+             openapi_extra={"responses": {200: {"description": "The cohort's zip",
+                                                "content": {"application/zip": {}}}}})
 def export_zip(request, body: FilterIn,
                formats: Query[str, P(description="Comma-separated: parquet, csv and dicom (the images in the bucket layout).")] = "parquet,csv,dicom"):
     """The cohort as a zip (tables, DICOM in the bucket layout, manifest.csv). A warehouse
@@ -172,7 +235,7 @@ def _export_to(path: Path, user, flt: CohortFilter, formats: tuple[str, ...]):
     return path.open("rb")
 
 
-@router.get("/withdrawn", summary="Patients withdrawn and studies removed: delete them from your copies")
+@router.get("/withdrawn", response=answers({200: WithdrawnOut}), summary="Patients withdrawn and studies removed: delete them from your copies")
 def withdrawn(request, since: Query[str | None, P(description="Only withdrawals and removals on or after this date (YYYY-MM-DD).")] = None):
     """Patients withdrawn and studies removed (on or after ``since``, YYYY-MM-DD) from your
     sets: delete them from copies made earlier. Pseudonyms and de-identified UIDs only."""
