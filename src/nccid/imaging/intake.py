@@ -23,6 +23,7 @@ import gc
 import hashlib
 import logging
 import os
+import re
 import secrets
 import socket
 import struct
@@ -51,7 +52,7 @@ from nccid.identity.service import get_keyring
 from . import deps
 from .deid import DeidError
 from .deid.by_element import deidentify_by_element
-from .deid.engine import native_pixel_bytes, parse_header
+from .deid.engine import file_meta_bytes, native_pixel_bytes, parse_header
 from .models import (
     HeldImage,
     HeldStatus,
@@ -278,6 +279,68 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
+_PREAMBLE = b"\x00" * 128
+_UID_FORM = re.compile(r"[0-9]+(\.[0-9]+)*")
+NOT_DICOM = ("not a DICOM file (no 'DICM' marker at byte 128, and no DICOM dataset naming its "
+             "SOP Class and Instance UIDs at its start)")
+
+
+def as_part10(data):
+    """``data`` as a DICOM Part 10 file. A file without the 128-byte preamble gets one; a bare
+    dataset (no preamble, no file meta, as older tools and some archives keep them) gets both:
+    the file meta its dataset implies, its own SOP Class and Instance UIDs and the encoding its
+    first element shows (implicit or explicit VR little endian). The rest of the checks then
+    apply as to any file. Anything else comes back as it is (refused as not DICOM)."""
+    if len(data) >= 132 and bytes(data[128:132]) == b"DICM":
+        return data
+    if bytes(data[:4]) == b"DICM":
+        return _PREAMBLE + bytes(data)
+    try:
+        implicit = bytes(data[4:6]) not in _LONG_LENGTH_VRS | _SHORT_LENGTH_VRS
+        uids = _bare_dataset_uids(data, implicit)
+    except (struct.error, UnicodeDecodeError):
+        return data
+    if uids is None:
+        return data
+    if _encapsulated_pixels(data, implicit):
+        raise Rejected("a DICOM dataset without file meta whose pixel data is compressed: its "
+                       "transfer syntax cannot be known (send it with its file meta)")
+    syntax = _IMPLICIT_LE if implicit else _EXPLICIT_LE
+    return b"".join((_PREAMBLE, b"DICM", file_meta_bytes(*uids, syntax), bytes(data)))
+
+
+def _bare_dataset_uids(data, implicit: bool) -> tuple[str, str] | None:
+    """(SOP Class UID, SOP Instance UID) of a little-endian dataset starting at byte 0, walking
+    its first elements; None unless it starts in group 0008 and both are there, UID-shaped."""
+    if len(data) < 8 or struct.unpack_from("<H", data, 0)[0] != 0x0008:
+        return None
+    found: dict[int, str] = {}
+    offset, end = 0, min(len(data), HEADER_PEEK)
+    while offset + 8 <= end and len(found) < 2:
+        group, element = struct.unpack_from("<HH", data, offset)
+        tag = group << 16 | element
+        if tag > 0x00080018:
+            return None
+        _vr, length, offset = _element_header(data, offset, implicit)
+        if length == 0xFFFFFFFF or offset + length > end:
+            return None
+        if tag in (0x00080016, 0x00080018):
+            found[tag] = _uid_text(data, offset, length)
+        offset += length
+    uids = found.get(0x00080016), found.get(0x00080018)
+    if not all(uid and len(uid) <= 64 and _UID_FORM.fullmatch(uid) for uid in uids):
+        return None
+    return uids
+
+
+def _encapsulated_pixels(data, implicit: bool) -> bool:
+    """Whether the (first) Pixel Data element has an undefined length: compressed."""
+    at = data.find(b"\xe0\x7f\x10\x00")  # (bytes or a memory-mapped file)
+    if at < 0 or at + 12 > len(data):
+        return False
+    return struct.unpack_from("<I", data, at + (4 if implicit else 8))[0] == 0xFFFFFFFF
+
+
 def inflate_deflated(data):
     """A Deflated Explicit VR Little Endian file as the same file in Explicit VR Little Endian
     (inflated within MAX_INFLATED_BYTES, or Rejected); any other file as it is. Inflated
@@ -421,9 +484,11 @@ def _stopped_at_pixels(ds: Dataset, prefix: bytes, start: int) -> bool:
 
 
 def _parse(data: bytes) -> tuple[Dataset, int]:
-    """``read_header`` and the offset where the header ends (for the de-identifier)."""
+    """``read_header`` and the offset where the header ends (for the de-identifier) of a Part
+    10 file (``as_part10``: a caller that needs the offset gives the file so)."""
+    data = as_part10(data)
     if len(data) < 132 or data[128:132] != b"DICM":
-        raise Rejected("not a DICOM file (no 'DICM' marker at byte 128)")
+        raise Rejected(NOT_DICOM)
     data = inflate_deflated(data)
     _check_element_count(data)
     try:
@@ -485,8 +550,7 @@ def _check_native_pixels(ds: Dataset, data: bytes, start: int, size: int | None 
         return
     little = syntax != "1.2.840.10008.1.2.2"
     order = "<" if little else ">"
-    group, element = struct.unpack_from(order + "HH", data, start)
-    if (group, element) != (0x7FE0, 0x0010):
+    if struct.unpack_from(order + "HH", data, start) not in _PIXEL_TAGS:
         return
     offset = 4 if syntax.is_implicit_VR else 8
     (length,) = struct.unpack_from(order + "L", data, start + offset)
@@ -1121,8 +1185,8 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
     keyring = get_keyring()
     keyed, unusable = [], {}
     for index, data in enumerate(items):
-        try:  # inflated once, here: the parser and the de-identifier then read it as it is
-            data = items[index] = inflate_deflated(data)
+        try:  # made a Part 10 file and inflated once, here: the parser and the de-identifier
+            data = items[index] = inflate_deflated(as_part10(data))  # then read it as it is
         except Rejected as exc:
             unusable[index] = exc
         quick = original_sop_uid(data)

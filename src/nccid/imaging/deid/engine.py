@@ -866,7 +866,8 @@ def _without_surplus(ds: Dataset, pixel: memoryview, implicit: bool, little: boo
 def _trim_pixel_surplus(ds: Dataset) -> None:
     """``_without_surplus`` for a dataset read whole (deflated: its pixel data is inside the
     compressed stream): what follows the last pixel is not passed on."""
-    elem = ds.get_item(PIXEL_DATA)
+    tag = next((tag for tag in _PIXEL_DATA_TAGS if tag in ds._dict), PIXEL_DATA)
+    elem = ds.get_item(tag)
     value = None if elem is None else elem.value
     if not isinstance(value, bytes) or getattr(elem, "length", 0) == 0xFFFFFFFF:
         return
@@ -875,15 +876,22 @@ def _trim_pixel_surplus(ds: Dataset) -> None:
         return
     expected += expected & 1  # values have even lengths
     if len(value) > expected:
-        ds[PIXEL_DATA] = DataElement(PIXEL_DATA, elem.VR or "OW", value[:expected])
+        ds[tag] = DataElement(tag, elem.VR or "OW", value[:expected])
 
 
 def native_pixel_bytes(ds: Dataset) -> int | None:
-    """The bytes an uncompressed image needs: Rows × Columns × samples × frames × bits; None
-    when the header does not say (missing or malformed attributes)."""
+    """The bytes an uncompressed image needs: Rows × Columns × samples × frames × bits, two
+    thirds of that in YBR_FULL_422 (two chroma samples for two pixels, PS3.3 C.7.6.3.1.2);
+    None when the header does not say (missing or malformed attributes). pydicom's
+    ``get_expected_length``, except that Samples per Pixel and Photometric Interpretation
+    may be missing (one sample, no subsampling) and Bits Allocated need not be a multiple
+    of 8 (the image's bits are rounded up to whole bytes)."""
     try:
-        total = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        total = (int(ds.Rows) * int(ds.Columns) * samples
                  * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) + 7) // 8
+        if samples == 3 and ds.get("PhotometricInterpretation") == "YBR_FULL_422":
+            total = total // 3 * 2
     except Exception:  # noqa: BLE001 - pydicom raises several types for malformed values
         return None
     return total
@@ -962,13 +970,15 @@ def _check_elements(ds: Dataset) -> None:
 
 
 def _pixel_element(data: bytes, start: int, implicit: bool, little: bool) -> memoryview:
-    """The bytes of the Pixel Data element at ``start``, checked against the file's length."""
+    """The bytes of the pixel data element at ``start`` (Pixel Data, Float Pixel Data or
+    Double Float Pixel Data), checked against the file's length."""
     end_of_data = len(data)
     order = "<" if little else ">"
     if start + 8 > end_of_data:
         raise DeidError("file truncated inside the Pixel Data header")
     group, element = struct.unpack_from(order + "HH", data, start)
-    if (group << 16 | element) != PIXEL_DATA:
+    tag = group << 16 | element
+    if tag not in _PIXEL_DATA_TAGS:
         raise DeidError(f"unexpected element ({group:04X},{element:04X}) where Pixel Data should start")
     if implicit:
         (length,) = struct.unpack_from(order + "L", data, start + 4)
@@ -987,6 +997,8 @@ def _pixel_element(data: bytes, start: int, implicit: bool, little: bool) -> mem
         if end > end_of_data:
             raise DeidError(f"Pixel Data truncated: {length} bytes declared, {end_of_data - position} present")
         return memoryview(data)[start:end]
+    if tag != PIXEL_DATA:  # float pixels are never encapsulated (PS3.5 A.4)
+        raise DeidError(f"({group:04X},{element:04X}) float pixel data has an undefined length")
     # Encapsulated (compressed) pixel data: items until the sequence delimiter, always LE.
     while True:
         if position + 8 > end_of_data:
