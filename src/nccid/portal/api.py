@@ -3,8 +3,10 @@
 The same operations as the portal pages, calling the same service functions, so the two can
 never drift. Two ways in: ``Authorization: Bearer <token>`` (tokens from ``nccid user token``,
 only their SHA-256 is stored) for scripts, and the portal's session cookie (with CSRF on
-unsafe methods) for the browser. Errors are JSON ``{"detail": "..."}`` with 401, 403, 404 or
-422; an object of another site is always 404, so its existence is never confirmed.
+unsafe methods) for the browser. Errors are JSON ``{"detail": "..."}`` with 401, 403, 404, 405,
+409 or 415, and 422 with ``detail`` a list of problems each with its location (as ninja's own
+checks answer); an object of another site is always 404, in the same words as a missing one.
+Each operation declares the answers it gives (``answers``), so the schema lists them all.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import importlib
 import json
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -21,10 +22,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from ninja import File, Form, NinjaAPI, P, Path, Query, Router, Schema, Status, Swagger
-from ninja.errors import HttpError
+from ninja.errors import HttpError, ValidationError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 from ninja.security.apikey import APIKeyCookie
+from pydantic import ConfigDict
 
 from nccid.accounts.models import ApiToken, Role, Site
 
@@ -123,6 +125,16 @@ def _http_error(request, exc: HttpError):
     return _detail(request, exc.status_code, message)
 
 
+def invalid(where: str, field: str, message: str) -> ValidationError:
+    """Bad input (422) in the shape of ninja's own checks: a list of problems, each located."""
+    return ValidationError([{"type": "value_error", "loc": [where, field], "msg": message}])
+
+
+def not_found(request: HttpRequest, address: str = "") -> HttpResponse:
+    """An address under /api/ that names no operation: JSON too, not the portal's 404 page."""
+    return _detail(request, 404, "No such API address: /api/docs lists them.")
+
+
 # ---------------------------------------------------------------- role checks
 
 def _user(request: HttpRequest):
@@ -169,13 +181,35 @@ def _site_filter(request: HttpRequest, site_code: str | None) -> dict:
 # ---------------------------------------------------------------- schemas
 
 class ErrorOut(Schema):
+    """An error other than bad input: what went wrong, in a sentence."""
+
     detail: str
 
 
-class InvalidOut(Schema):
-    """Ninja's answer to a parameter out of range: each problem with its location."""
+class Problem(Schema):
+    """One problem of the input: where (e.g. ``["query", "limit"]``) and what."""
 
-    detail: list[dict[str, Any]]
+    model_config = ConfigDict(extra="allow")  # ninja adds ctx, input, url for its checks
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class InvalidOut(Schema):
+    """Bad input (422): each problem with its location."""
+
+    detail: list[Problem]
+
+
+ERROR_SCHEMAS = {422: InvalidOut}
+
+
+def answers(success: dict, *errors: int) -> dict:
+    """An operation's answers for its schema: the success, 401 (no or bad credentials; every
+    operation) and the errors it gives (every POST gives 403: a session without its CSRF token)."""
+    return {**success, **{status: ERROR_SCHEMAS.get(status, ErrorOut)
+                          for status in sorted({401, *errors})}}
 
 
 class MeOut(Schema):
@@ -264,13 +298,13 @@ class DecisionOut(Schema):
 
 # ---------------------------------------------------------------- operations
 
-@api.get("/me", response=MeOut, tags=["account"], summary="Who the token or session belongs to")
+@api.get("/me", response=answers({200: MeOut}), tags=["account"], summary="Who the token or session belongs to")
 def me(request):
     user = _user(request)
     return {"username": user.username, "role": user.role, "site": user.site.code if user.site else None}
 
 
-@api.get("/summary", response=SummaryOut, tags=["figures"], summary="The programme's summary figures")
+@api.get("/summary", response=answers({200: SummaryOut}), tags=["figures"], summary="The programme's summary figures")
 def summary(request):
     from .summary import get_summary
 
@@ -281,7 +315,9 @@ def summary(request):
 
 
 @api.get("/templates/{kind}", tags=["uploads"], summary="Download the current blank template of a kind",
-         response={200: None})
+         response=answers({200: None}, 404),
+         openapi_extra={"responses": {200: {"description": "The workbook (xlsx)", "content": {
+             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}}})
 def template(request, kind: Path[str, P(description="positive, negative or isaric.")]):
     from . import content
 
@@ -315,13 +351,20 @@ def _upload_out(upload, with_errors: bool = False) -> dict:
     return out
 
 
-def _upload_or_404(request, upload_id: int):
+def _upload_or_404(request, upload_id: int, *, to_act: bool = False):
+    """The upload, or 404 in the same words whether it is missing or another site's."""
     from nccid.clinical.models import Upload
 
+    user = _user(request)
     found = Upload.objects.select_related("site").filter(pk=upload_id).first()
-    if found is None:
-        raise Http404("No such upload.")
-    access.check_site_access(_user(request), found.site_id)
+    try:
+        if found is None:
+            raise Http404
+        access.check_site_access(user, found.site_id)
+        if to_act:
+            access.check_can_act_on(user, found.site_id)
+    except Http404:
+        raise Http404("No such upload.") from None
     return found
 
 
@@ -329,7 +372,7 @@ def _clinical_user_error(exc: Exception) -> bool:
     return isinstance(exc, ValueError) or type(exc).__module__.startswith("nccid.clinical")
 
 
-@api.post("/uploads", response={201: UploadDetailOut}, tags=["uploads"],
+@api.post("/uploads", response=answers({201: UploadDetailOut}, 403, 404, 422), tags=["uploads"],
           summary="Upload a spreadsheet for preview (multipart: kind, file[, site])")
 def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form[str] = ""):
     from nccid.clinical import services
@@ -340,24 +383,24 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
     if not access.can_upload(user):
         raise PermissionDenied("Only site uploaders (and administrators) may upload.")
     if kind not in content.kinds():
-        raise HttpError(422, f"Unknown kind {kind!r}: use one of {', '.join(content.kinds())}.")
+        raise invalid("form", "kind", f"Unknown kind {kind!r}: use one of {', '.join(content.kinds())}.")
     chosen = None
     if site:
         chosen = _site_of_code(site)
         if chosen is None or (user.role == Role.UPLOADER and chosen.pk != user.site_id):
             raise Http404(f"No site with code {site!r}.")
     elif user.role == Role.ADMIN:
-        raise HttpError(422, "Administrators must say which site they upload for: add site=<CODE>.")
+        raise invalid("form", "site", "Administrators must say which site they upload for: add site=<CODE>.")
     if file.size and file.size > settings.NCCID_MAX_SPREADSHEET_BYTES:
-        raise HttpError(422, f"The file is larger than the limit of "
-                             f"{settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024)} MB.")
+        raise invalid("form", "file", f"The file is larger than the limit of "
+                                      f"{settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024)} MB.")
     try:
         made = services.preview_upload(access.upload_site_for(user, chosen), kind,
                                        file.name or "upload", file.read(), user)
     except Exception as exc:
         if not _clinical_user_error(exc):
             raise
-        raise HttpError(422, str(exc)) from exc
+        raise invalid("form", "file", str(exc)) from exc
     return Status(201, _upload_out(made, with_errors=True))
 
 
@@ -368,7 +411,6 @@ PAGE_HEADERS = {"X-Total-Count": {"description": "How many items the list holds 
                                   "schema": {"type": "integer"}},
                 "Link": {"description": "`<…?offset=N…>; rel=\"next\"` while more follow.",
                          "schema": {"type": "string"}}}
-LIST_ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: InvalidOut}
 SiteQuery = Query[str | None, P(description=(
     "A site code: data managers and admins choose a site (404 if there is none); an uploader "
     "always gets their own (another site's code is 403)."))]
@@ -391,7 +433,7 @@ def _page(request: HttpRequest, response: HttpResponse, rows, offset: int, limit
     return page
 
 
-@api.get("/uploads", response={200: list[UploadOut], **LIST_ERRORS}, tags=["uploads"],
+@api.get("/uploads", response=answers({200: list[UploadOut]}, 403, 404, 422), tags=["uploads"],
          summary="My site's uploads, newest first, a page at a time",
          openapi_extra={"responses": {200: {"headers": PAGE_HEADERS}}})
 def upload_list(request, response: HttpResponse, site: SiteQuery = None,
@@ -403,7 +445,8 @@ def upload_list(request, response: HttpResponse, site: SiteQuery = None,
     return [_upload_out(u) for u in _page(request, response, rows, offset, limit)]
 
 
-@api.get("/uploads/{upload_id}", response=UploadDetailOut, tags=["uploads"],
+@api.get("/uploads/{upload_id}", response=answers({200: UploadDetailOut}, 403, 404, 422),
+         tags=["uploads"],
          summary="One upload with every error (row, column, value, reason)")
 def upload_detail(request, upload_id: Path[int, P(description="The upload's number, as the upload answer gives it.")]):
     require_site_role(request)
@@ -414,30 +457,34 @@ def _act_on_upload(request, upload_id: int, action: str):
     from nccid.clinical import services
 
     require_site_role(request)
-    found = _upload_or_404(request, upload_id)
-    access.check_can_act_on(_user(request), found.site_id)
+    found = _upload_or_404(request, upload_id, to_act=True)
     try:
         done = getattr(services, f"{action}_upload")(found, _user(request))
+    except services.UploadStateError as exc:  # e.g. confirming a cancelled upload
+        raise HttpError(409, str(exc)) from exc
     except Exception as exc:
         if not _clinical_user_error(exc):
             raise
-        raise HttpError(422, str(exc)) from exc
+        raise invalid("path", "upload_id", str(exc)) from exc
     return _upload_out(done or _upload_or_404(request, upload_id), with_errors=True)
 
 
-@api.post("/uploads/{upload_id}/confirm", response=UploadDetailOut, tags=["uploads"],
+ACT_ANSWERS = answers({200: UploadDetailOut}, 403, 404, 409, 422)
+
+
+@api.post("/uploads/{upload_id}/confirm", response=ACT_ANSWERS, tags=["uploads"],
           summary="Accept a previewed upload (confirming twice imports once)")
 def upload_confirm(request, upload_id: Path[int, P(description="The upload's number, as the upload answer gives it.")]):
     return _act_on_upload(request, upload_id, "confirm")
 
 
-@api.post("/uploads/{upload_id}/cancel", response=UploadDetailOut, tags=["uploads"],
+@api.post("/uploads/{upload_id}/cancel", response=ACT_ANSWERS, tags=["uploads"],
           summary="Cancel a previewed upload")
 def upload_cancel(request, upload_id: Path[int, P(description="The upload's number, as the upload answer gives it.")]):
     return _act_on_upload(request, upload_id, "cancel")
 
 
-@api.get("/studies", response={200: list[StudyOut], **LIST_ERRORS}, tags=["images"],
+@api.get("/studies", response=answers({200: list[StudyOut]}, 403, 404, 422), tags=["images"],
          summary="DICOM studies my site has sent, latest received first, a page at a time "
                  "(pseudonyms and keyed UIDs only)",
          openapi_extra={"responses": {200: {"headers": PAGE_HEADERS}}})
@@ -459,7 +506,7 @@ def study_list(request, response: HttpResponse, site: SiteQuery = None,
     ]
 
 
-@api.get("/review/held", response=list[HeldOut], tags=["review"],
+@api.get("/review/held", response=answers({200: list[HeldOut]}, 403), tags=["review"],
          summary="Images held for review (suspected burned-in text); data managers only")
 def held_list(request):
     from nccid.imaging.services import held_images
@@ -491,23 +538,28 @@ def _decide(request, held_id: int, action: str) -> dict:
 
 @api.get("/review/held/{held_id}/image.png", tags=["review"],
          summary="A held image's first frame as a PNG (audited, never cached); data managers only",
-         openapi_extra={"responses": {200: {"description": "PNG",
-                                            "content": {"image/png": {}}},
-                                      415: {"description": "Cannot be shown here: why"}}})
+         response=answers({200: None}, 403, 404, 415, 422),
+         openapi_extra={"responses": {200: {"description": "PNG", "content": {"image/png": {}}}}})
 def held_image_png(request, held_id: Path[int, P(description="The held image's number, as /review/held lists it.")]):
     from .dashboard import held_or_404, held_preview
 
     require_data_manager(request)
-    return held_preview(held_or_404(held_id), _user(request))
+    shown = held_preview(held_or_404(held_id), _user(request))
+    if shown.status_code == 415:  # the portal's page says why in text; the API in JSON
+        return _detail(request, 415, shown.content.decode())
+    return shown
 
 
-@api.post("/review/held/{held_id}/release", response=DecisionOut, tags=["review"],
+DECISION_ANSWERS = answers({200: DecisionOut}, 403, 404, 409, 422)
+
+
+@api.post("/review/held/{held_id}/release", response=DECISION_ANSWERS, tags=["review"],
           summary="Release a held image into the warehouse; data managers only")
 def held_release(request, held_id: Path[int, P(description="The held image's number, as /review/held lists it.")]):
     return _decide(request, held_id, "release")
 
 
-@api.post("/review/held/{held_id}/reject", response=DecisionOut, tags=["review"],
+@api.post("/review/held/{held_id}/reject", response=DECISION_ANSWERS, tags=["review"],
           summary="Reject (delete) a held image; data managers only")
 def held_reject(request, held_id: Path[int, P(description="The held image's number, as /review/held lists it.")]):
     return _decide(request, held_id, "reject")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from nccid.accounts.models import Role, Site, User
@@ -52,9 +53,13 @@ def visible_site(user: User, code: str | None) -> Site | None:
 
 
 def check_can_act_on(user: User, site_id: int) -> None:
-    """Confirming or cancelling an upload: its own site's uploader, or an administrator."""
+    """Confirming or cancelling an upload: its own site's uploader, or an administrator. A data
+    manager sees every upload, so is told (403) rather than shown a 404 that hides nothing."""
     if user.role == Role.ADMIN:
         return
+    if sees_all_sites(user):
+        raise PermissionDenied("Data managers look at uploads; the site's uploader confirms or "
+                               "cancels them.")
     if not can_upload(user) or user.site_id != site_id:
         raise Http404("not found")
 

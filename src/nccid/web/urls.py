@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic.base import RedirectView
 
-from nccid.portal.api import api
+from nccid.portal.api import api, not_found
 
 from .health import healthz
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("admin/password_change/", RedirectView.as_view(pattern_name="portal:password_change")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
+    re_path(r"^api/(?P<address>.*)$", not_found),  # JSON, as every answer under /api/
     path("", include("nccid.portal.urls_figures")),
     path("", include("nccid.portal.urls")),
 ]

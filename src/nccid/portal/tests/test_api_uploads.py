@@ -83,7 +83,9 @@ def test_an_uploader_cannot_upload_for_another_site(client, other_site, tmp_path
 
 def test_wrong_kind_and_researchers_are_refused(client, tmp_path, make_user, uploader_token):
     wrong = _post(client, uploader_token, _sheet(tmp_path), kind="nonsense")
-    assert wrong.status_code == 422 and "positive" in wrong.json()["detail"]
+    assert wrong.status_code == 422
+    [problem] = wrong.json()["detail"]
+    assert problem["loc"] == ["form", "kind"] and "positive" in problem["msg"]
     _, token = ApiToken.issue(make_user("researcher"), "r")
     refused = _post(client, {"HTTP_AUTHORIZATION": f"Bearer {token}"}, _sheet(tmp_path))
     assert refused.status_code == 403

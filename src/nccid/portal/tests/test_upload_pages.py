@@ -168,7 +168,7 @@ def test_researchers_and_data_managers_cannot_confirm(client, site, make_user, t
     assert client.get(preview_url).status_code == 404
     client.force_login(make_user("data-manager"))
     assert client.get(preview_url).status_code == 200           # may look, across sites
-    assert client.post(preview_url + "confirm/").status_code == 404
+    assert client.post(preview_url + "confirm/").status_code == 403  # told: it is no secret
     assert records() == 0
 
 
