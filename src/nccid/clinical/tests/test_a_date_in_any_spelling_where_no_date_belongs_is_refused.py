@@ -50,6 +50,8 @@ def test_an_eight_digit_number_cell_that_reads_as_a_date_is_refused_not_kept(fie
     ("hospital", "Royal Synthetic Infirmary, Ward 12"), ("hospital", "St Mary's, Bay 3, bed 14"),
     ("hospital", "Wards 10-12, bed 14/3"), ("heart_rate", 12345678), ("heart_rate", "88 /min"),
     ("crp", "10.5"), ("crp", 10.25), ("age", "70 years"),
+    # four digits, a point and one or two: a decimal number, not a year and month (CSV cells are text)
+    ("ferritin", "1341.8"), ("ferritin", "2020.5"), ("ferritin", "1950.12"),
 ])
 def test_values_that_only_hold_digits_are_not_dates(field, typed):
     result, problems = one(field, typed)
