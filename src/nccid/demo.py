@@ -9,8 +9,10 @@ intake skips), and a finished one is left as is.
 
 from __future__ import annotations
 
+import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,7 @@ PATIENTS_PER_SITE = 30
 DEMO_ACTOR = "nccid-demo"
 STARTED, LOADED = "demo.started", "demo.loaded"  # audit actions marking the load's progress
 SHEETS = ("positive", "negative", "isaric")
+ACCEPT_TEST_NUMBERS = "NCCID_ACCEPT_TEST_NUMBERS"
 
 
 def chest_phantom(rows: int, columns: int, seed: int) -> np.ndarray:
@@ -74,9 +77,10 @@ def _print(console: Console | None, text: str) -> None:
 def load_demo(console: Console | None = None) -> bool:
     """Create the demo sites, accounts, clinical records and images, or finish an interrupted
     load. False if the demo is already loaded, or the home has sites or accounts of its own
-    (nothing is added to it then, and no demo account is printed: none exists there)."""
+    (nothing is added to it then, and no demo account is printed), or the demo home has had
+    sites or accounts added to it (refused before this by ``nccid run`` and ``init --demo``)."""
     state = demo_state()
-    if state in ("not a demo home", "older demo home"):
+    if state in ("not a demo home", "older demo home", "demo home with its own"):
         return False
     if state == "loaded":
         if console is not None:
@@ -93,6 +97,7 @@ def load_demo(console: Console | None = None) -> bool:
         _print(console, "Finishing the synthetic demo load that was interrupted …")
     _create_sites_and_accounts()
     with tempfile.TemporaryDirectory(prefix="nccid-demo-") as scratch, \
+            _test_numbers_accepted(), \
             progress_bar("Loading the demo", total=len(SITES) * _steps_per_site()) as bar:
         for demo_site in SITES:
             _load_site(demo_site, Path(scratch), bar.advance)
@@ -106,33 +111,58 @@ def load_demo(console: Console | None = None) -> bool:
 def demo_state() -> str:
     """'loaded', 'interrupted' (started, not finished), 'new' (no site and no account at all),
     'older demo home' (no marks, but a demo site and nothing that is not the demo's: loaded
-    before these marks existed, so how far it got is unknown), or 'not a demo home' (sites or
-    accounts of an operator's own). Only a new or a demo home may get the demo's published
-    passwords."""
+    before these marks existed, so how far it got is unknown), 'demo home with its own' (the
+    demo's marks, and sites or accounts added to it since: an operator setting up for real in
+    the demo's home), or 'not a demo home' (sites or accounts of an operator's own). Only a
+    new or a demo home may get, or go on serving, the demo's published passwords."""
     from nccid.accounts.models import AuditEvent, Site, User
 
     marks = set(AuditEvent.objects.filter(username=DEMO_ACTOR, action__in=(STARTED, LOADED))
                 .values_list("action", flat=True))
-    if LOADED in marks:
-        return "loaded"
-    if STARTED in marks:
-        return "interrupted"
+    if marks:
+        if not_the_demos():
+            return "demo home with its own"
+        return "loaded" if LOADED in marks else "interrupted"
     if not Site.objects.exists() and not User.objects.exists():
         return "new"
-    return "older demo home" if _only_the_demos_sites_and_accounts() else "not a demo home"
+    if Site.objects.exists() and not not_the_demos():
+        return "older demo home"
+    return "not a demo home"
 
 
-def _only_the_demos_sites_and_accounts() -> bool:
-    """At least one of the demo's sites, and no site or account that is not the demo's (same
-    code, name and AE title; same username and role). A home with only an account named like
-    one of the demo's ('admin') is an operator's."""
+def not_the_demos() -> list[str]:
+    """The sites (codes) and accounts (usernames) that are not the demo's: same code, name and
+    AE title; same username and role. An account named like one of the demo's ('admin') with
+    another role is an operator's."""
     from nccid.accounts.models import Site, User
 
-    sites = set(Site.objects.values_list("code", "name", "ae_title"))
-    accounts = set(User.objects.values_list("username", "role"))
     demo_sites = {(s.code, s.name, s.ae_title) for s in SITES}
     demo_accounts = {(username, role) for username, role, _ in ACCOUNTS}
-    return bool(sites) and sites <= demo_sites and accounts <= demo_accounts
+    sites = [code for code, name, ae_title in Site.objects.values_list("code", "name", "ae_title")
+             if (code, name, ae_title) not in demo_sites]
+    accounts = [username for username, role in User.objects.values_list("username", "role")
+                if (username, role) not in demo_accounts]
+    return sorted(sites) + sorted(accounts)
+
+
+@contextmanager
+def _test_numbers_accepted() -> Iterator[None]:
+    """The demo's synthetic people have NHS test numbers: its images are taken whatever the
+    setting says (as its sheets are, ``import_file(accept_test_numbers=True)``), for the load
+    only. Image intake reads the setting, and the load runs in this one process."""
+    from nccid.config import reset_settings_cache
+
+    before = os.environ.get(ACCEPT_TEST_NUMBERS)
+    os.environ[ACCEPT_TEST_NUMBERS] = "true"
+    reset_settings_cache()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ACCEPT_TEST_NUMBERS, None)
+        else:
+            os.environ[ACCEPT_TEST_NUMBERS] = before
+        reset_settings_cache()
 
 
 def _steps_per_site() -> int:

@@ -105,7 +105,7 @@ def _upgrade_warehouse(quiet: bool) -> None:
 
 def _require_demo_home(refusal: str) -> None:
     """Before anything else is made: a new home, or one the demo was loaded into, only."""
-    from nccid.demo import demo_state
+    from nccid.demo import demo_state, not_the_demos
 
     state = demo_state()
     if state == "older demo home":

@@ -46,7 +46,11 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from nccid.config import get_settings
-from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
+from nccid.identity.numbers import (
+    InvalidPatientNumber,
+    is_test_number,
+    validate_patient_number,
+)
 from nccid.identity.service import get_keyring
 
 from . import deps
@@ -609,11 +613,19 @@ def _remember_in_vault(numbers: dict[str, str]) -> None:
         store_in_vault(new)  # (ON CONFLICT DO NOTHING: a racing batch's entry is kept)
 
 
+# The clinical upload's refusal of a test number (clinical.validation), said of an image.
+TEST_NUMBER_REFUSED = ("the patient's NHS number is an NHS test number (999 range), not a "
+                       "patient's: this installation refuses test data (setting "
+                       "accept_test_numbers)")
+
+
 def identify(ds: Dataset, site, to_vault: dict[str, str] | None = None) -> Patient:
     """The patient's pseudonym (from an NHS/CHI number or the site's patient link).
 
     A number found goes to the vault now, or into ``to_vault`` for the caller to store with
-    others (before anything of the file is kept)."""
+    others (before anything of the file is kept). A test number is refused as test data
+    unless the installation accepts them, as in a clinical upload: its images would otherwise
+    reach researchers while its patient's clinical rows are refused."""
     keyring = get_keyring()
     for raw in _candidate_numbers(ds):
         if not raw.strip():
@@ -622,6 +634,8 @@ def identify(ds: Dataset, site, to_vault: dict[str, str] | None = None) -> Patie
             digits = validate_patient_number(raw.strip())
         except InvalidPatientNumber:
             continue
+        if is_test_number(digits) and not get_settings().accept_test_numbers:
+            raise Rejected(TEST_NUMBER_REFUSED)
         pseudonym = keyring.pseudonym(digits)
         if to_vault is None:
             _remember_in_vault({pseudonym: digits})

@@ -1,0 +1,76 @@
+"""The README's site steps run in the default home turn the demo's home into a real
+installation: ``make run`` (``init --demo``), then ``nccid site add RXX`` and ``nccid user add
+jo.bloggs`` there. ``nccid run`` and ``nccid init --demo`` then refuse that home in one line,
+naming what was added and saying a real installation needs a new NCCID_HOME: served, it would
+put the demo's published password beside real accounts, with test numbers accepted.
+
+The demo's load itself takes its synthetic people's images (NHS test numbers) whatever
+NCCID_ACCEPT_TEST_NUMBERS says, as a first ``make run`` from a plain shell has it unset.
+Real processes in a home of their own."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sqlite3
+
+import pytest
+
+from nccid.cli.tests.clirun import run_nccid
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _nccid(home, *args: str, stdin: str = ""):
+    # As a plain shell has it: the setting false (the test session accepts test numbers).
+    return run_nccid(*args, stdin=stdin, timeout=300,
+                     env={"NCCID_HOME": str(home), "NCCID_ACCEPT_TEST_NUMBERS": "false"})
+
+
+def _count(home, table: str) -> int:
+    with sqlite3.connect(home / "nccid.sqlite3") as db:
+        return db.execute(f"select count(*) from {table}").fetchone()[0]  # noqa: S608 - ours
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("demo-home")
+    loaded = _nccid(home, "init", "--demo")
+    assert loaded.code == 0, loaded.err
+    return home
+
+
+def test_the_demo_load_stores_its_test_number_images_whatever_the_setting(demo_home):
+    assert _count(demo_home, "warehouse_imagerecord") > 0
+    assert _count(demo_home, "imaging_refusedinstance") == 0
+
+
+@pytest.mark.parametrize("added", ["site", "account"])
+def test_run_and_init_demo_refuse_a_demo_home_with_sites_or_accounts_added(demo_home, added,
+                                                                           tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(demo_home, home)  # (loading the demo takes a while: once per module)
+    if added == "site":
+        made = _nccid(home, "site", "add", "RXX", "--name", "Royal Example Hospital",
+                      "--ae-title", "RXX_PACS", "--split", "split")
+    else:
+        made = _nccid(home, "user", "add", "jo.bloggs", "--role", "researcher",
+                      "--password-stdin", stdin="Str0ng-passw0rd-jo\n")
+    assert made.code == 0, made.err
+    name = "RXX" if added == "site" else "jo.bloggs"
+
+    ran = _nccid(home, "run", "--port", str(_free_port()), "--node-port", str(_free_port()))
+    init = _nccid(home, "init", "--demo")
+
+    for result in (ran, init):
+        assert result.code == 1, result.out
+        assert (f"this demo home ({home}) has sites/accounts added to it ({name}): the demo's "
+                "accounts share a published password, so it is not served beside them. A real "
+                "installation needs a new NCCID_HOME") in result.err_text
+        assert "Traceback" not in result.err and "Demo accounts" not in result.out
+    assert "Portal:" not in ran.out
+
