@@ -104,7 +104,29 @@ def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> U
     upload.staged = staged
     upload.save()
     _previewed(upload, user)
+    # A withdrawal committed after the check read the list looked for waiting checks before
+    # this one was saved: the list is read again once it is (either order, one of them sees it).
+    transaction.on_commit(lambda: _forget_withdrawn_since_check(upload, user))
     return upload
+
+
+def _forget_withdrawn_since_check(upload: Upload, user) -> None:
+    """Remove from the saved check the patients withdrawn since it read the list, as the
+    withdrawal does (``forget_in_previews``), and the site's images waiting under the hospital
+    numbers it gives them; ``upload`` then shows the counts saved."""
+    if not withdrawn_among(staged_pseudonyms(upload.staged)):
+        return  # as saved, none listed: what is saved can only have lost patients since
+    with transaction.atomic():
+        current = (Upload.objects.select_for_update(of=("self",)).select_related("site")
+                   .filter(pk=upload.pk, status=Upload.Status.PREVIEW).first())
+        if current is None:  # confirmed or cancelled meanwhile: the confirmation re-reads the list
+            return
+        withdrawn = withdrawn_among(staged_pseudonyms(current.staged))
+        if not withdrawn:
+            return
+        numbers = _forget_patients(current, withdrawn)
+    _remove_waiting_images(current.site, numbers, user)
+    upload.refresh_from_db()
 
 
 def _previewed(upload: Upload, user) -> None:
@@ -579,19 +601,44 @@ def forget_in_previews(pseudonym: str) -> list[tuple[Site, list[str]]]:
     with transaction.atomic():
         for upload in (Upload.objects.select_for_update(of=("self",)).select_related("site")
                        .filter(status=Upload.Status.PREVIEW)):
-            staged = upload.staged or {}
-            records = staged.get("records", [])
-            gone = [r for r in records if r.get("pseudonym") == pseudonym]
-            numbers = {name: staged.get(name, {}) for name in (SEALED, "vault")}
-            if not gone and not any(pseudonym in n for n in numbers.values()):
-                continue
-            staged = {**staged, "records": [r for r in records if r.get("pseudonym") != pseudonym]}
-            for name, held in numbers.items():
-                if pseudonym in held:
-                    staged[name] = {p: c for p, c in held.items() if p != pseudonym}
-            _forget_rows(upload, staged, [row for r in gone for row in r.get("rows", [])])
-            changed.append((upload.site, sorted({h for r in gone for h in _staged_hashes(r)})))
+            if pseudonym in staged_pseudonyms(upload.staged):
+                changed.append((upload.site, sorted(_forget_patients(upload, {pseudonym}))))
     return changed
+
+
+def staged_pseudonyms(staged: dict | None) -> set[str]:
+    """The patients a check waiting for confirmation holds: by rows or by sealed number."""
+    staged = staged or {}
+    held = {r.get("pseudonym") for r in staged.get("records", [])}
+    for name in (SEALED, "vault"):
+        held.update(staged.get(name) or {})
+    return held - {None}
+
+
+def staged_among(pseudonyms: set[str]) -> set[str]:
+    """Those of ``pseudonyms`` that a check waiting for confirmation holds (the withdrawal
+    sweep's look: each check read once, one at a time, as they can be large)."""
+    if not pseudonyms:
+        return set()
+    found: set[str] = set()
+    for pk in list(Upload.objects.filter(status=Upload.Status.PREVIEW).values_list("pk", flat=True)):
+        staged = Upload.objects.filter(pk=pk).values_list("staged", flat=True).first()
+        found |= pseudonyms & staged_pseudonyms(staged)
+    return found
+
+
+def _forget_patients(upload: Upload, pseudonyms: set[str]) -> dict[str, str]:
+    """Save the (locked) preview without these patients' rows and sealed numbers; the hospital
+    numbers (keyed) its rows gave them: ``{hash: pseudonym}``."""
+    staged = upload.staged or {}
+    records = staged.get("records", [])
+    gone = [r for r in records if r.get("pseudonym") in pseudonyms]
+    staged = {**staged, "records": [r for r in records if r.get("pseudonym") not in pseudonyms]}
+    for name in (SEALED, "vault"):
+        if staged.get(name):
+            staged[name] = {p: c for p, c in staged[name].items() if p not in pseudonyms}
+    _forget_rows(upload, staged, [row for r in gone for row in r.get("rows", [])])
+    return {h: r["pseudonym"] for r in gone for h in _staged_hashes(r)}
 
 
 def _forget_rows(upload: Upload, staged: dict, rows: list[int]) -> None:

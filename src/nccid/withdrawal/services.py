@@ -710,9 +710,10 @@ def _reinstated_at(row) -> str | None:
 def sweep() -> list[str]:
     """Remove whatever of a withdrawn patient or a removed study reached the database or the
     warehouse after its withdrawal (an intake, or the clinical JSON written after a sheet's
-    commit, that raced it); what was swept (pseudonyms and study UIDs). Runs before every
-    catalogue refresh."""
+    commit, that raced it, or a sheet's check saved just after it); what was swept (pseudonyms
+    and study UIDs). Runs before every catalogue refresh."""
     from nccid.clinical.models import ClinicalRecord
+    from nccid.clinical.services import staged_among
     from nccid.imaging.models import HeldImage, StudyReceipt
     from nccid.warehouse.models import ImageRecord, PatientSet
 
@@ -724,6 +725,7 @@ def sweep() -> list[str]:
             found.update(model.objects.filter(pseudonym__in=chunk)
                          .values_list("pseudonym", flat=True).distinct())
     found |= _with_clinical_json(set(withdrawn))
+    found |= staged_among(set(withdrawn))  # checks waiting for confirmation (purge clears them)
     remove_late_arrivals(found)
     studies: set[str] = set()
     removed_studies = list(StudyWithdrawal.objects.values_list("study_uid", flat=True))
