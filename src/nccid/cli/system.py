@@ -145,7 +145,8 @@ def run(
     node_port: Annotated[int | None, typer.Option("--node-port", help="The DICOM node's port (default: node_port).")] = None,
 ) -> None:
     """The demo: load synthetic sites, accounts and data into a new home (refused for a home
-    with sites or accounts of its own), then run the portal and the DICOM node together."""
+    with sites or accounts of its own), then run the portal and the DICOM node together, and
+    refresh the catalogue within a minute of new data (no scheduled job runs for the demo)."""
     settings = get_settings()
     host = host or settings.portal_host
     port = settings.portal_port if port is None else port  # --port 0 is refused, not the default
@@ -153,14 +154,22 @@ def run(
     require_free_port(host, port, "portal", "--port")
     require_free_port(settings.node_host, node_port, "DICOM node", "--node-port")
     initialise(demo=True, command="run")
+    from nccid.warehouse.refresher import REFRESH_EVERY, CatalogueRefresher
+
     exe = [sys.executable, "-m", "nccid.cli.main"]
     portal = exe + ["serve", "--host", host, "--port", str(port)]
     node = exe + ["node", "--port", str(node_port)]
     environment = demo_environment(os.environ)
     children = [_start_child(portal, environment), _start_child(node, environment)]
     console.print(f"Portal: http://{host}:{port}/  DICOM node: AE title {settings.node_ae_title} "
-                  f"on port {node_port}. Ctrl-C stops both.")
-    _supervise(children)
+                  f"on port {node_port}. Ctrl-C stops both. New data reach researchers at the next "
+                  f"catalogue refresh, checked every {REFRESH_EVERY} s.")
+    refresher = CatalogueRefresher()
+    refresher.start()
+    try:
+        _supervise(children)
+    finally:
+        refresher.stop(timeout=_STOP_GRACE_SECONDS)
     failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL)]
     if failed:
         raise UserError("a service stopped unexpectedly; see the messages above")

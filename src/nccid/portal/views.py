@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import auth, content
 from .forms import UploadForm
 from .paging import paginate, query_prefix
+from .templatetags.portal_tags import uploads_title
 
 log = logging.getLogger("nccid.portal")
 
@@ -110,8 +111,8 @@ def _home_cards(user) -> list[dict]:
         cards += [card(kind["nav"], kind["url_name"],
                        f"Upload a spreadsheet made from the {kind['title']}.")
                   for kind in content.kinds().values()]
-        if user.site_id is not None:
-            cards.append(card("My uploads", uploads,
+        if user.site_id is not None and not auth.sees_all_sites(user):
+            cards.append(card(uploads_title(user), uploads,
                               "What your site has sent: spreadsheets and images received."))
     if user.is_data_manager:
         from nccid.imaging.services import held_images
@@ -135,9 +136,9 @@ def _home_cards(user) -> list[dict]:
                           "once, with your reason recorded in the audit log.", "vault-card"))
         cards.append(card("Audit log", "figures:audit", "Who revealed, looked up, withdrew, "
                           "uploaded, queried or exported what, when and why."))
-        if user.site_id is None:
-            cards.append(card("Uploads by site", uploads,
-                              "What each site has sent: spreadsheets and images received."))
+    if auth.sees_all_sites(user):
+        cards.append(card(uploads_title(user), uploads,
+                          "What each site has sent: spreadsheets and images received."))
     if user.role == "admin":
         cards.append(card("Administration", "admin:index", "Sites, accounts and API tokens, and the "
                           "records behind every page (Django's admin site).", "admin-card"))
@@ -167,10 +168,27 @@ def research(request: HttpRequest) -> HttpResponse:
     Python and CLI, and the withdrawn list."""
     if not request.user.is_researcher:
         raise PermissionDenied("research access is for researchers and administrators")
+    sets = request.user.allowed_sets()  # what the research scope allows (never validation)
     return render(request, "portal/research.html", {
-        "sets": request.user.allowed_sets(),  # what the research scope allows (never validation)
-        "api_base": request.build_absolute_uri("/api/"),
+        "sets": sets, "api_base": request.build_absolute_uri("/api/"),
+        **_catalogue_freshness(sets),
     })
+
+
+def _catalogue_freshness(sets: list[str]) -> dict:
+    """What researchers see is the catalogue as of its last refresh: when that was, and how
+    many images of their sets arrived since (shown at the next refresh). The time is None
+    before the first refresh, or while the warehouse does not answer (``unreachable``)."""
+    from nccid.warehouse.catalogue import catalogue_updated_at
+    from nccid.warehouse.models import ImageRecord
+    from nccid.warehouse.storage import StorageError
+
+    waiting = ImageRecord.objects.filter(catalogue_part=None, set_name__in=sets).count()
+    try:
+        return {"catalogue_as_of": catalogue_updated_at(), "images_since": waiting}
+    except (StorageError, OSError):
+        log.warning("the research page could not read the catalogue's state", exc_info=True)
+        return {"catalogue_as_of": None, "images_since": waiting, "unreachable": True}
 
 
 @login_required

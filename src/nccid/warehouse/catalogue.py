@@ -395,3 +395,10 @@ def catalogue_counts() -> dict:
     """Row counts of the current catalogue version (from its state, no scan)."""
     state = _read_state(get_warehouse())
     return {"version": state.get("version", 0), **state.get("counts", {})}
+
+
+def catalogue_updated_at() -> datetime | None:
+    """When the current catalogue version was written (None before the first refresh): what
+    researchers see is as of then."""
+    stamp = _read_state(get_warehouse()).get("updated_at")
+    return datetime.fromisoformat(stamp) if stamp else None

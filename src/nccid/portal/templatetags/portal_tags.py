@@ -21,6 +21,15 @@ def iso_datetime(value) -> datetime | None:
 
 
 @register.filter
+def uploads_title(user) -> str:
+    """The uploads page's name for ``user``: site staff see their own site's ("My uploads"),
+    data managers and administrators choose any site's ("Uploads by site")."""
+    from nccid.portal.auth import sees_all_sites
+
+    return "Uploads by site" if sees_all_sites(user) else "My uploads"
+
+
+@register.filter
 def get_item(mapping: dict, key):
     """``mapping|get_item:key``: a dict value by a variable key."""
     return mapping.get(key, []) if mapping else []
