@@ -674,13 +674,12 @@ def layout(sheet: Sheet, kind: str) -> Layout:
     date_orders: dict[int, str] = {}
     found = [template.column_for(h) if h else None for h in sheet.headers]
     splits = _split_headers(template, sheet.headers, found)
-    in_split = {i for start, (end, _) in splits.items() for i in range(start, end)}
+    if splits:  # before any other refusal: a split required header is not "missing"
+        raise SpreadsheetRejected(_split_headers_refusal(splits, sheet.format))
     for index, header in enumerate(sheet.headers):
         column = found[index]
         if column is None:
-            if index in splits:
-                warnings.append(_split_header_warning(template, index, splits[index], sheet.format))
-            elif header and index not in in_split:
+            if header:
                 warnings.append(_ignored_column_warning(template, index, header))
             columns.append(None)
             continue
@@ -715,8 +714,8 @@ def layout(sheet: Sheet, kind: str) -> Layout:
             "required columns are missing: " + ", ".join(f"'{m}'" for m in missing)
         )
     ignored = [i for i, h in enumerate(sheet.headers) if h and found[i] is None]
-    if ignored and all(c.type == "identifier" for c in columns if c is not None):
-        raise SpreadsheetRejected(_no_data_column(template, ignored, splits, in_split, sheet.format))
+    if ignored and all(c.identifier == "patient_number" for c in columns if c is not None):
+        raise SpreadsheetRejected(_no_data_column(template, ignored))
     if not sheet.rows:
         raise SpreadsheetRejected("the spreadsheet has headers but no rows of data")
     return Layout(template=template, columns=columns, warnings=warnings, header_units=header_units,
@@ -856,25 +855,21 @@ def _split_header(pieces: int, column: Column, fmt: str) -> str:
     return f"the template's header '{column.header}' split at its {commas}: {fix}"
 
 
-def _split_header_warning(template: Template, start: int, run: tuple[int, Column], fmt: str) -> str:
-    end, column = run
-    return (f"{_columns_named(list(range(start, end)))} are not part of the {template.title} and "
-            f"were ignored: they look like {_split_header(end - start, column, fmt)}")
+def _split_headers_refusal(splits: dict[int, tuple[int, Column]], fmt: str) -> str:
+    """A header split at its commas is refused, not ignored: in a CSV file its rows hold one
+    value for it, so every value after it would be read under the header to its left."""
+    return "; ".join(f"{_columns_named(list(range(start, end)))} look like "
+                     f"{_split_header(end - start, column, fmt)}" for start, (end, column) in splits.items())
 
 
-def _no_data_column(template: Template, ignored: list[int], splits: dict[int, tuple[int, Column]],
-                    in_split: set[int], fmt: str) -> str:
-    """Why a sheet whose every column but the identifiers is ignored is refused: it would import
-    nothing (each patient "unchanged"). Columns named by letter, split headers in the template's
-    words."""
-    parts = [f"{_columns_named(list(range(start, end)))} look like "
-             f"{_split_header(end - start, column, fmt)}" for start, (end, column) in splits.items()]
-    plain = [i for i in ignored if i not in in_split]
-    if plain:
-        verb = "was" if len(plain) == 1 else "were"
-        parts.append(f"{_columns_named(plain)} {verb} ignored: use the template's headers in row 1")
-    return (f"no data column of the {template.title} was recognised: only its identifier columns "
-            f"were read, and " + "; ".join(parts))
+def _no_data_column(template: Template, ignored: list[int]) -> str:
+    """Why a sheet whose only template column is the NHS/CHI number is refused: it would import
+    nothing (each patient "unchanged"). A hospital-number column is read: it links images.
+    Columns named by letter."""
+    [number] = [c.header for c in template.columns if c.identifier == "patient_number"]
+    verb = "was" if len(ignored) == 1 else "were"
+    return (f"no data column of the {template.title} was recognised: only its '{number}' column "
+            f"was read, and {_columns_named(ignored)} {verb} ignored: use the template's headers in row 1")
 
 
 def _columns_named(indices: list[int]) -> str:
