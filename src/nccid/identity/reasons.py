@@ -39,8 +39,9 @@ def identifier_in_reason(reason: str, what: str = "reason") -> str | None:
 
 @lru_cache(maxsize=1)
 def date_pattern() -> re.Pattern:
-    """One pattern finding a date in any spelling ``reasons.toml`` refuses in a reason (its
-    "date" kind), for other typed text: a clinical sheet's cell where no date belongs."""
+    """One pattern finding a date in the spellings ``reasons.toml`` refuses in a reason (its
+    "date" kind, but for those refused in reasons only), for other typed text: a clinical
+    sheet's cell where no date belongs."""
     table = _table()
     [kind] = [kind for kind in table["refused"] if kind["kind"] == "date"]
     return re.compile("|".join(f"(?:{_with_parts(p, table)})" for p in kind["patterns"]), re.IGNORECASE)
@@ -50,7 +51,7 @@ def date_pattern() -> re.Pattern:
 def _refused() -> tuple[tuple[str, tuple[re.Pattern, ...]], ...]:
     table = _table()
     return tuple((kind["message"], tuple(re.compile(_with_parts(p, table), re.IGNORECASE)
-                                         for p in kind["patterns"]))
+                                         for p in kind["patterns"] + kind.get("in_reasons_only", [])))
                  for kind in table["refused"])
 
 
@@ -60,8 +61,12 @@ def _table() -> dict:
 
 def _with_parts(pattern: str, table: dict) -> str:
     """``pattern`` with each "{name}" of a shared part (a top-level string of the table,
-    such as ``month``) replaced by that part."""
+    such as ``month``) replaced by that part; one holding "{name}" of a list of parts (such as
+    ``date_separator``) is tried with each of them, the same one at every place."""
     for name, part in table.items():
         if isinstance(part, str):
             pattern = pattern.replace("{" + name + "}", part)
+    for name, parts in table.items():
+        if isinstance(parts, list) and "{" + name + "}" in pattern:
+            pattern = "|".join(f"(?:{pattern.replace('{' + name + '}', part)})" for part in parts)
     return pattern

@@ -12,7 +12,7 @@ from nccid.clinical import services
 from nccid.clinical.models import ClinicalRecord, Upload
 from nccid.synthetic.people import people
 
-from .helpers import PEOPLE, one, sheet_of
+from .helpers import PEOPLE, one, run, sheet_of
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
@@ -23,7 +23,8 @@ def _spellings(day: dt.date) -> list[str]:
     return [f"{day.day} {day:%b %Y}", f"{day:%d-%b-%Y}".upper(), f"{day:%Y %m %d}", f"{day:%Y%m%d}",
             f"{day:%b} {day.day} {day.year}", f"{day.day}th {day:%B %Y}", f"DOB {day:%d/%m/%Y}",
             f"b.{day:%Y-%m-%d}", f"DOB{day:%d%m%Y}", f"{day:%B %d, %Y}".upper(), f"{day:%Y-%b-%d}",
-            f"seen {day:%d.%m.%Y}.", f"{day:%d %m %Y}"]
+            f"seen {day:%d.%m.%Y}.", f"{day:%d %m %Y}", f"{day:%d–%m–%Y}", f"{day:%d}\\{day:%m}\\{day:%Y}",
+            f"{day:%d / %m / %Y}", f"{day:%d - %m - %Y}", f"{day:%-d/%-m/%y}"]
 
 
 SPELLINGS = _spellings(BORN)
@@ -56,6 +57,32 @@ def test_an_eight_digit_number_cell_that_reads_as_a_date_is_refused_not_kept(fie
 def test_values_that_only_hold_digits_are_not_dates(field, typed):
     result, problems = one(field, typed)
     assert not [p for p in problems if "is a date" in p.reason]
+
+
+# Free text that only looked like a date: a code prefix ("5 - ") before a fraction of a day or
+# week (16/24, 2/52), Ct values (never a day and a month), a decimal before a full stop, a span
+# of years (a year and a month alone is refused only in a data manager's reason).
+LAB = ["Detected, Ct 22/24/25", "POSITIVE (E/N2/RdRp Ct 30/31/32)", "Positive (Ct 17/19/18)",
+       "SARS-CoV-2 RNA detected, Ct 38. May represent residual RNA",
+       "Detected ORF1ab 23.5, N 24.1. 12 hrs TAT"]
+
+
+@pytest.mark.parametrize(("field", "typed"), [
+    *(("pmh_lung_disease", typed) for typed in (
+        "5 - 16/24 LTOT", "5 - 2/52 hx PE", "5 - 3/12 ago PE", "5 - PE 1-2/52 ago", "5 - LTOT 2L 15-16/24",
+        "5 - bronchiectasis, FEV1 1.2. 45% predicted", "5 - TB treated 2010-11")),
+    *((field, typed) for field in ("first_rt_pcr_result", "second_rt_pcr_result", "final_covid_status")
+      for typed in LAB),
+])
+def test_clinical_text_that_only_looks_like_a_date_keeps_its_row(field, typed):
+    result, problems = one(field, typed)
+    assert not [p for p in problems if "is a date" in p.reason] and len(result.records) == 1
+
+
+@pytest.mark.parametrize("typed", LAB)
+def test_a_negative_swab_status_that_only_looks_like_a_date_keeps_its_row(typed):
+    result = run(sheet_of("negative", [{"swab_date": "2020-04-01", "swab_status": typed}]), "negative")
+    assert not [p for p in result.problems if "is a date" in p.reason] and len(result.records) == 1
 
 
 def test_the_reviewers_sheet_keeps_no_birth_date_in_the_main_database(site, make_user):

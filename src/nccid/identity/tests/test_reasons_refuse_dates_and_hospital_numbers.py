@@ -28,7 +28,8 @@ DATE_SPELLINGS = [f"{BORN:%d/%m/%Y}", f"{BORN.day}.{BORN.month}.{BORN:%y}", f"{B
                   f"{BORN:%B %Y}", f"{BORN:%Y/%m}",
                   # eight digits reading as a date are a date (before: a long number, refused too)
                   f"{BORN:%Y%m%d}", f"{BORN:%d%m%Y}", f"{BORN:%Y %m %d}", f"{BORN:%b %d %Y}".upper(),
-                  f"{BORN:%Y-%b-%d}".upper(), f"b.{BORN:%Y-%m-%d}", f"{BORN:%d/%m/%Y}."]
+                  f"{BORN:%Y-%b-%d}".upper(), f"b.{BORN:%Y-%m-%d}", f"{BORN:%d/%m/%Y}.",
+                  f"{BORN:%d–%m–%Y}", f"{BORN:%d}\\{BORN:%m}\\{BORN:%Y}", f"{BORN:%Y/%-m}"]
 HOSPITAL_SPELLINGS = [PERSON.hospital_number, PERSON.hospital_number.lower(),
                       f"{PERSON.hospital_number[:2]}-{PERSON.hospital_number[2:]}",
                       "K123456", "A1234B5", "12345678", PERSON.phone,
@@ -93,6 +94,8 @@ def test_an_nhs_number_keeps_its_own_message():
     "Series 2 may contain burned-in text", "Images 1-3 may show the face",
     "2 may be duplicates of study 1", "CT with 3 mar artefacts", "Bilateral GGO; 3 may progress",
     "3 MAR artefacts", "2 OCT scans sent in error", "3 dec lung volumes", "the 2nd may show text",
+    # numbers that are no date: a code before a fraction, a sentence's full stop
+    "query 5 - 3/12 ago", "series 38. May be duplicates",
 ])
 def test_an_ordinary_reason_is_kept(reason):
     assert identifier_in_reason(reason) is None
