@@ -267,7 +267,8 @@ def _unit_refused(column: Column, value: object, typed_unit: str) -> str:
 def _refusing_dates(convert: Callable) -> Callable:
     """For every column but dates: a date typed here, in any spelling and anywhere in the cell
     ("DOB 13 Jul 1931", "b.1931-07-13", 19310713), is refused and never shown. The spellings
-    are those refused in a data manager's reason (``identity/reasons.toml``)."""
+    are those refused in a data manager's reason (``identity/reasons.toml``) but a year and
+    month alone, in clinical text mostly a span of years ("2010-11")."""
 
     date_in = date_pattern().search
     has_digit = _DIGIT.search  # every spelling has one: most text is passed over at once
