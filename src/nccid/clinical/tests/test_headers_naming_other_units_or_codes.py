@@ -60,7 +60,8 @@ def test_codes_other_than_the_templates_refuse_the_file(field, header, letter, e
 
 
 @pytest.mark.parametrize("header", ["Sex (M = 1, F = 0)", "sex (male=1,female=0)",
-                                    "Sex (0 = Female, 1 = Male)", "Sex (M/F)", "Sex"])
+                                    "Sex (0 = Female, 1 = Male)", "Sex (M/F)", "Sex",
+                                    "Gender", "Gender (M/F)"])  # what many sites' systems call it
 def test_the_templates_codes_in_other_words_are_accepted(header):
     result = run(sheet_under_header("sex", header, 0))
     assert result.problems == [] and result.records[0].cleaned["sex"] == "Female"
