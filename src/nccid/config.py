@@ -47,6 +47,9 @@ class Settings:
     deid_profile: str = "retain-dates"
     validation_percent: int = 20
     pending_retention_days: int = 90
+    # A checked sheet never confirmed nor cancelled is cancelled after this (its staged rows
+    # and sealed NHS/CHI numbers would otherwise stay in the main database for good).
+    check_retention_days: int = 14
     # NHS test-range numbers (999…) are test data: a live installation refuses them.
     accept_test_numbers: bool = False
     # A research query (cohort count, list, export table) is stopped past these: one
@@ -321,6 +324,8 @@ def get_settings() -> Settings:
         validation_percent=pick.whole("validation_percent", 20, 0, 100),
         # At least a day: 0 or less would expire every waiting image the moment it arrives.
         pending_retention_days=pick.whole("pending_retention_days", 90, low=1),
+        # At least a day: a site checks a sheet, then confirms it, often not at once.
+        check_retention_days=pick.whole("check_retention_days", 14, low=1),
         accept_test_numbers=pick.flag("accept_test_numbers", False),
         # Under the reverse proxy's timeout (120 s, docs/portal.md; gunicorn's gthread workers do not
         # end long requests); at least 64 MB, DuckDB's working minimum.

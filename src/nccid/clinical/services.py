@@ -1,7 +1,8 @@
 """Clinical intake: the one place the portal, the API and the CLI go through.
 
 ``preview_upload`` reads, validates and pseudonymises a sheet and stages the result;
-``confirm_upload`` writes it (atomically, once); ``cancel_upload`` drops it; ``import_file``
+``confirm_upload`` writes it (atomically, once); ``cancel_upload`` drops it, and
+``expire_checks`` those left unconfirmed past ``check_retention_days``; ``import_file``
 does both for the CLI. Nothing identifying is stored: records carry pseudonyms and keyed
 hospital-number hashes, the NHS/CHI numbers go to the vault encrypted.
 """
@@ -15,6 +16,7 @@ import io
 import json
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -446,6 +448,8 @@ def _confirm(upload: Upload, user, staged: dict | None) -> Upload:
             current = Upload.objects.get(pk=upload.pk)
             if current.status == Upload.Status.ACCEPTED:
                 return current  # already imported: nothing more to do
+            if expiry_note(current):
+                raise UploadStateError(f"upload {upload.pk} {current.message}")
             raise UploadStateError(f"upload {upload.pk} is {current.status}: only a checked upload "
                                    "waiting for confirmation can be confirmed")
         current = (Upload.objects.select_for_update().select_related("site").defer("staged")
@@ -581,14 +585,56 @@ def _copy(cursor, table: str, names: str, rows: list[tuple], ignore_conflicts: b
 
 def cancel_upload(upload: Upload, user) -> Upload:
     with transaction.atomic():
-        done = Upload.objects.filter(pk=upload.pk, status=Upload.Status.PREVIEW).update(
-            status=Upload.Status.CANCELLED, staged=None)
+        done = _drop_check(upload.pk)
         current = Upload.objects.get(pk=upload.pk)
         if not done and current.status != Upload.Status.CANCELLED:
             raise UploadStateError(f"upload {upload.pk} is {current.status}: it cannot be cancelled")
         if done:
             audit(_username(user), "clinical.upload.cancel", upload=upload.pk, site=current.site.code)
     return current
+
+
+def _drop_check(pk: int, **also) -> bool:
+    """Cancel the upload if it still waits for confirmation: its staged rows and sealed
+    numbers go. One conditional UPDATE, taking the row lock the confirmation's claim takes:
+    whichever comes first wins, the other finds the upload no longer waiting."""
+    return bool(Upload.objects.filter(pk=pk, status=Upload.Status.PREVIEW).update(
+        status=Upload.Status.CANCELLED, staged=None, **also))
+
+
+EXPIRED = "expired unconfirmed after "
+
+
+def _expired_message(days: int) -> str:
+    return (f"{EXPIRED}{days} day{'s' if days != 1 else ''} (a check not confirmed within "
+            "that time is cancelled and the rows it held deleted): nothing from this file was "
+            "saved; upload the file again to import it")
+
+
+def expiry_note(upload: Upload) -> str:
+    """``expired unconfirmed after N days`` for a check the upkeep cancelled, else empty."""
+    if upload.status != Upload.Status.CANCELLED or not upload.message.startswith(EXPIRED):
+        return ""
+    return upload.message.partition(" (")[0]
+
+
+def expire_checks() -> list[int]:
+    """Cancel, as a user's cancel does, every check waiting for confirmation for longer than
+    ``check_retention_days``: an abandoned one would keep its patients' rows and sealed NHS/CHI
+    numbers in the main database for good. Each keeps its counts and says why; audited
+    ``clinical.upload.expired``. Runs before every catalogue refresh. The expired uploads."""
+    days = get_settings().check_retention_days
+    old = Upload.objects.filter(status=Upload.Status.PREVIEW,
+                                created__lt=timezone.now() - timedelta(days=days))
+    expired = []
+    for pk, code, kind in list(old.values_list("pk", "site__code", "kind")):
+        with transaction.atomic():
+            if not _drop_check(pk, message=_expired_message(days)):
+                continue  # confirmed or cancelled meanwhile
+            audit("system", "clinical.upload.expired", upload=pk, site=code, kind=kind, days=days)
+        log.info("clinical upload %s (%s, %s) expired unconfirmed after %s days", pk, code, kind, days)
+        expired.append(pk)
+    return expired
 
 
 def forget_in_previews(pseudonym: str) -> list[tuple[Site, list[str]]]:

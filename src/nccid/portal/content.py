@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import tomllib
+from datetime import timedelta
 from functools import cache, lru_cache
 from importlib import resources
 from urllib.parse import urlsplit
@@ -163,6 +164,8 @@ PROBLEM_GROUPS = 50  # kinds of problem (column and reason) summarised above the
 
 def upload_summary(upload) -> dict:
     """An upload's status and counts, without its problems (My uploads lists many)."""
+    from nccid.clinical.services import expiry_note
+
     message = upload.message or ""
     other = _OTHER_KIND.search(message)
     return {
@@ -173,6 +176,7 @@ def upload_summary(upload) -> dict:
         "version": upload.template_version,
         "created": upload.created,
         "message": message,
+        "expired": expiry_note(upload),  # a check nobody confirmed in time, cancelled
         "n_rows": upload.total_rows,
         "n_accepted": upload.accepted_rows,
         "n_rejected": upload.rejected_rows,
@@ -199,6 +203,8 @@ def upload_facts(upload) -> dict:
         "error_rows": len({p.get("row") for p in problems
                            if p.get("row") and p.get("severity", "error") == "error"}),
         "sheet_warnings": list(upload.sheet_warnings or []),
+        # when a check still waiting is cancelled unconfirmed (clinical.services.expire_checks)
+        "expires": upload.created + timedelta(days=get_settings().check_retention_days),
     }
 
 

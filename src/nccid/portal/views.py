@@ -299,7 +299,9 @@ def upload_confirm(request: HttpRequest, pk: int) -> HttpResponse:
         messages.info(request, "This upload was already accepted; nothing was imported twice.")
         return redirect("portal:upload_preview", pk=found.pk)
     if status != "preview":
-        messages.error(request, f"This upload is {status} and cannot be confirmed. Upload the file again.")
+        expired = services.expiry_note(found)  # cancelled by the upkeep: say so, and why
+        messages.error(request, f"This upload {found.message}." if expired else
+                       f"This upload is {status} and cannot be confirmed. Upload the file again.")
         return redirect("portal:upload_preview", pk=found.pk)
     try:
         done = services.confirm_upload(found, request.user)

@@ -82,8 +82,10 @@ def refresh_catalogue(*, compact_at: int = COMPACT_AT) -> dict:
 
 
 def _refresh(compact_at: int) -> dict:
+    from nccid.clinical.services import expire_checks
     from nccid.withdrawal.services import sweep
 
+    expire_checks()  # the hourly upkeep: abandoned checks keep no patient's rows for good
     sweep()  # a withdrawn patient's data that raced the withdrawal never reaches researchers
     warehouse = get_warehouse()
     warehouse.ensure()

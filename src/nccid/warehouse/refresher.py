@@ -54,10 +54,13 @@ class CatalogueRefresher(threading.Thread):
 
     def refresh_if_behind(self) -> dict | None:
         """The refresh's counts, or None when nothing was new (or the refresh failed)."""
+        from nccid.clinical.services import expire_checks
+
         from .catalogue import refresh_catalogue
 
         try:
             if not catalogue_behind():
+                expire_checks()  # the refresh's upkeep, due even when nothing arrived
                 return None
             result = refresh_catalogue()
         except Exception as exc:  # noqa: BLE001 - an outage of the store or a database
