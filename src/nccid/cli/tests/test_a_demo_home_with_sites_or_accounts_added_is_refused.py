@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import socket
 import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -32,7 +33,9 @@ def _nccid(home, *args: str, stdin: str = ""):
 
 
 def _count(home, table: str) -> int:
-    with sqlite3.connect(home / "nccid.sqlite3") as db:
+    # Closed at once (sqlite3's "with" only commits): an open connection keeps the -wal and -shm
+    # files, which vanish under the next test's copy of the home when it is collected.
+    with closing(sqlite3.connect(home / "nccid.sqlite3")) as db:
         return db.execute(f"select count(*) from {table}").fetchone()[0]  # noqa: S608 - ours
 
 
