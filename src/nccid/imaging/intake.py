@@ -43,7 +43,16 @@ from django.utils import timezone
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    CornealTopographyMapStorage,
+    EnhancedUSVolumeStorage,
+    MRSpectroscopyStorage,
+    OphthalmicThicknessMapStorage,
+    ParametricMapStorage,
+    SegmentationStorage,
+    UID_dictionary,
+)
 
 from nccid.config import get_settings
 from nccid.identity.numbers import (
@@ -186,27 +195,43 @@ def _check_element_count(data) -> bool | None:
     walk stops where it ends, and says whether the header ended within it (True: the pixel
     data was reached; False: not). None when the dataset cannot be walked so (deflated, big
     endian, a malformed element): the parser decides, and ``_check_complete`` counts after."""
+    end = _header_end(data)
+    return None if end is None else _pixels_at(data, end)
+
+
+def _header_end(data) -> int | None:
+    """Where the walk of the dataset's top-level elements ends (``_walk_elements``), counting
+    them; None when it cannot be walked as bytes (deflated, big endian, a malformed element)."""
     try:
         syntax, offset = _syntax_and_dataset_start(data)
     except (struct.error, UnicodeDecodeError, ValueError):
         return None
     if syntax not in _QUICK_SYNTAXES:
         return None
-    implicit = syntax == _IMPLICIT_LE
+    return _walk_elements(data, offset, syntax == _IMPLICIT_LE)
+
+
+def _walk_elements(data, offset: int, implicit: bool) -> int | None:
+    """Walk the little-endian top-level elements from ``offset``: where the pixel data starts
+    (``_pixels_at``), else where the elements end: the end of ``data`` when they end with it,
+    another offset when the last one is cut (its header, its value or a sequence); None when
+    an element is not one (the parser says what it is). Rejected beyond MAX_HEADER_ELEMENTS."""
     # Every file of an import and of the node passes here: one struct call per element.
     unpack, long_length = (_IMPLICIT_HEADER if implicit else _EXPLICIT_HEADER).unpack_from, _LENGTH.unpack_from
-    last, limit = len(data) - 12, MAX_HEADER_ELEMENTS
+    size, limit = len(data), MAX_HEADER_ELEMENTS
     count = 0
-    while offset <= last:
+    while offset + 8 <= size:
         group, element, vr, length = unpack(data, offset)
         if group == 0x7FE0 and element in (0x0008, 0x0009, 0x0010):
-            return True  # the pixel data: the header ends here
+            return offset  # the pixel data: the header ends here
         count += 1
         if count > limit:
             raise Rejected(_TOO_MANY_ELEMENTS.format(limit))
         if implicit:
             offset += 8
         elif vr in _LONG_LENGTH_VRS:
+            if offset + 12 > size:
+                return size + 1  # cut inside its header
             (length,) = long_length(data, offset + 8)
             offset += 12
         elif vr in _SHORT_LENGTH_VRS:
@@ -216,10 +241,16 @@ def _check_element_count(data) -> bool | None:
         if length == 0xFFFFFFFF:
             offset = _after_undefined_length(data, offset, implicit or vr == b"UN")
             if offset is None:
-                return False
+                return size + 1  # cut inside the sequence
         else:
             offset += length
-    return False
+    return offset
+
+
+def _pixels_at(data, offset: int) -> bool:
+    """A little-endian pixel data element (Pixel Data, Float or Double Float) starts here."""
+    return (offset + 4 <= len(data)
+            and struct.unpack_from("<HH", data, offset) in _PIXEL_TAGS)
 
 
 def _syntax_and_dataset_start(data) -> tuple[str | None, int]:
@@ -338,9 +369,10 @@ def _bare_dataset_uids(data, implicit: bool) -> tuple[str, str] | None:
 
 
 def _encapsulated_pixels(data, implicit: bool) -> bool:
-    """Whether the (first) Pixel Data element has an undefined length: compressed."""
-    at = data.find(b"\xe0\x7f\x10\x00")  # (bytes or a memory-mapped file)
-    if at < 0 or at + 12 > len(data):
+    """Whether the dataset's own (top-level) Pixel Data has an undefined length: compressed.
+    (An icon's, in a sequence before it, says nothing of it.)"""
+    at = _walk_elements(data, 0, implicit)
+    if at is None or not _pixels_at(data, at) or at + 12 > len(data):
         return False
     return struct.unpack_from("<I", data, at + (4 if implicit else 8))[0] == 0xFFFFFFFF
 
@@ -494,13 +526,16 @@ def _parse(data: bytes) -> tuple[Dataset, int]:
     if len(data) < 132 or data[128:132] != b"DICM":
         raise Rejected(NOT_DICOM)
     data = inflate_deflated(data)
-    _check_element_count(data)
+    end = _header_end(data)  # (counted before parsing: Rejected beyond the limit)
     try:
         ds, start = parse_header(data, force=False)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
         raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
     _check_complete(ds, len(data))
     _check_native_pixels(ds, data, start)
+    if end is not None and end != len(data) and not _pixels_at(data, end):
+        # pydicom drops a last element whose header is cut, and reads a cut value as it is
+        raise Rejected("truncated: the file ends inside an element (its header or value is cut)")
     return ds, start
 
 
@@ -547,19 +582,21 @@ def _check_native_pixels(ds: Dataset, data: bytes, start: int, size: int | None 
     if syntax.is_deflated:
         return  # offsets are in the inflated stream; a cut stream fails to inflate instead
     # pydicom stops at the pixel data's whole header, or at the end of a file cut inside it
-    if start >= (len(data) if size is None else size) and 0x00280010 in ds._dict:  # Rows
+    if start >= (len(data) if size is None else size) and _is_image(ds):
         raise Rejected("truncated: the header describes an image, the file ends before its "
                        "pixel data")
-    if start + 12 > len(data) or syntax.is_encapsulated:
+    offset = 4 if syntax.is_implicit_VR else 8  # where the value's length is
+    if start + offset + 4 > len(data) or syntax.is_encapsulated:
         return
     little = syntax != "1.2.840.10008.1.2.2"
     order = "<" if little else ">"
     if struct.unpack_from(order + "HH", data, start) not in _PIXEL_TAGS:
         return
-    offset = 4 if syntax.is_implicit_VR else 8
     (length,) = struct.unpack_from(order + "L", data, start + offset)
     if length == 0xFFFFFFFF:
-        return
+        raise Rejected("compressed (encapsulated) pixel data under an uncompressed transfer "
+                       "syntax: a mislabelled file, its pixels cannot be read (send it with "
+                       "its compressed transfer syntax)")
     present = (len(data) if size is None else size) - (start + offset + 4)
     if length > present:
         raise Rejected(f"truncated: the pixel data declares {length} bytes, {present} present")
@@ -569,6 +606,25 @@ def _check_native_pixels(ds: Dataset, data: bytes, start: int, size: int | None 
                        "Pixel or Number of Frames)")
     if length < expected:
         raise Rejected(f"pixel data too short: {length} of {expected} bytes (truncated?)")
+
+
+# SOP classes whose instances always carry pixel data (the Image Pixel module, or float
+# pixels): pydicom's storage classes named "... Image Storage ...", and those named otherwise.
+# (Structured reports, presentation states, RT structure sets, raw data, encapsulated
+# documents, MR spectroscopy and the like have none.)
+_PIXEL_CLASSES = frozenset(
+    uid for uid, (name, kind, *_) in UID_dictionary.items()
+    if kind == "SOP Class" and uid.startswith("1.2.840.10008.5.1.4.1.1.") and "Image Storage" in name
+) | {SegmentationStorage, ParametricMapStorage, EnhancedUSVolumeStorage,
+     OphthalmicThicknessMapStorage, CornealTopographyMapStorage}
+
+
+def _is_image(ds: Dataset) -> bool:
+    """The header is an image's: its SOP class carries pixel data, or it has Rows (but for
+    MR spectroscopy, whose Rows and Columns are of its spectroscopy data)."""
+    sop_class = str(header_value(ds, "SOPClassUID") or "").strip("\x00 ")
+    return sop_class in _PIXEL_CLASSES or (0x00280010 in ds._dict
+                                           and sop_class != MRSpectroscopyStorage)
 
 
 # -- the patient ---------------------------------------------------------------------------

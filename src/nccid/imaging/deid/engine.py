@@ -853,14 +853,11 @@ def _without_surplus(ds: Dataset, pixel: memoryview, implicit: bool, little: boo
     header = 8 if implicit else 12
     order = "<" if little else ">"
     (length,) = struct.unpack_from(order + "L", pixel, header - 4)
-    expected = None if length == 0xFFFFFFFF else native_pixel_bytes(ds)
-    if not expected:  # compressed, or the header does not say: nothing to cut by
+    kept = None if length == 0xFFFFFFFF else image_pixel_bytes(ds, length)
+    if not kept or length <= kept:  # compressed, or the header does not say: nothing to cut by
         return [pixel]
-    expected += expected & 1  # values have even lengths
-    if length <= expected:
-        return [pixel]
-    return [bytes(pixel[:header - 4]) + struct.pack(order + "L", expected),
-            pixel[header:header + expected]]
+    return [bytes(pixel[:header - 4]) + struct.pack(order + "L", kept),
+            pixel[header:header + kept]]
 
 
 def _trim_pixel_surplus(ds: Dataset) -> None:
@@ -871,30 +868,51 @@ def _trim_pixel_surplus(ds: Dataset) -> None:
     value = None if elem is None else elem.value
     if not isinstance(value, bytes) or getattr(elem, "length", 0) == 0xFFFFFFFF:
         return
-    expected = native_pixel_bytes(ds)
-    if not expected:
-        return
-    expected += expected & 1  # values have even lengths
-    if len(value) > expected:
-        ds[tag] = DataElement(tag, elem.VR or "OW", value[:expected])
+    kept = image_pixel_bytes(ds, len(value))
+    if kept and len(value) > kept:
+        ds[tag] = DataElement(tag, elem.VR or "OW", value[:kept])
+
+
+def image_pixel_bytes(ds: Dataset, length: int) -> int | None:
+    """How many of ``length`` native pixel data bytes are image (the rest is a surplus, cut):
+    every sample of every pixel, rounded up to even; in YBR_FULL_422 two thirds of that when
+    there are fewer bytes (the subsampled image), all of them otherwise (an image
+    decompressed from JPEG whose label was kept: its full samples are never cut). None when
+    the header does not say."""
+    full = _all_samples_bytes(ds)
+    if full is None:
+        return None
+    kept = full // 3 * 2 if length < full and _subsampled_422(ds) else full
+    return kept + (kept & 1)  # values have even lengths
 
 
 def native_pixel_bytes(ds: Dataset) -> int | None:
-    """The bytes an uncompressed image needs: Rows × Columns × samples × frames × bits, two
-    thirds of that in YBR_FULL_422 (two chroma samples for two pixels, PS3.3 C.7.6.3.1.2);
-    None when the header does not say (missing or malformed attributes). pydicom's
-    ``get_expected_length``, except that Samples per Pixel and Photometric Interpretation
-    may be missing (one sample, no subsampling) and Bits Allocated need not be a multiple
-    of 8 (the image's bits are rounded up to whole bytes)."""
+    """The fewest bytes an uncompressed image needs (the import refuses fewer): Rows ×
+    Columns × samples × frames × bits, two thirds of that in YBR_FULL_422 (two chroma
+    samples for two pixels, PS3.3 C.7.6.3.1.2); None when the header does not say (missing
+    or malformed attributes). pydicom's ``get_expected_length``, except that Samples per
+    Pixel and Photometric Interpretation may be missing (one sample, no subsampling) and
+    Bits Allocated need not be a multiple of 8 (the image's bits are rounded up to whole
+    bytes). The surplus cut is ``image_pixel_bytes``'s: a full-sample image is kept whole."""
+    total = _all_samples_bytes(ds)
+    return total // 3 * 2 if total is not None and _subsampled_422(ds) else total
+
+
+def _all_samples_bytes(ds: Dataset) -> int | None:
+    """Rows × Columns × samples × frames × bits in whole bytes, or None."""
     try:
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        total = (int(ds.Rows) * int(ds.Columns) * samples
-                 * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) + 7) // 8
-        if samples == 3 and ds.get("PhotometricInterpretation") == "YBR_FULL_422":
-            total = total // 3 * 2
+        return (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+                * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) + 7) // 8
     except Exception:  # noqa: BLE001 - pydicom raises several types for malformed values
         return None
-    return total
+
+
+def _subsampled_422(ds: Dataset) -> bool:
+    try:
+        return (int(ds.get("SamplesPerPixel", 1) or 1) == 3
+                and ds.get("PhotometricInterpretation") == "YBR_FULL_422")
+    except Exception:  # noqa: BLE001 - (malformed: _all_samples_bytes says None first)
+        return False
 
 
 _PIXEL_DATA_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
