@@ -105,9 +105,13 @@ def _database(url: str, *, secure_delete: bool = False) -> dict:
     config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
     if config["ENGINE"].endswith("sqlite3"):
         # WAL lets the portal read while the node writes; the timeout waits out short locks.
+        # A transaction takes the write lock when it begins (IMMEDIATE): one that read first
+        # and wrote after another connection's commit got "database is locked" at once, the
+        # timeout never applying (an import's refusal counts lost to its own commit thread).
         # secure_delete overwrites a deleted row's bytes (a withdrawn patient's vault entry).
         pragmas = "PRAGMA journal_mode=WAL;" + (" PRAGMA secure_delete=ON;" if secure_delete else "")
-        config["OPTIONS"] = {"timeout": 30, "init_command": pragmas}
+        config["OPTIONS"] = {"timeout": 30, "init_command": pragmas,
+                             "transaction_mode": "IMMEDIATE"}
         config["CONN_MAX_AGE"] = 0
         config["CONN_HEALTH_CHECKS"] = False  # nothing kept to check: closed after each use
     else:
