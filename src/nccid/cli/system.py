@@ -105,17 +105,27 @@ def _upgrade_warehouse(quiet: bool) -> None:
 
 def _require_demo_home(refusal: str) -> None:
     """Before anything else is made: a new home, or one the demo was loaded into, only."""
-    from nccid.demo import demo_state, not_the_demos
+    from nccid.demo import demo_state
 
     state = demo_state()
     if state == "older demo home":
         raise UserError(OLDER_DEMO_HOME.format(home=get_settings().home))
-    if state == "demo home with its own":
-        added = not_the_demos()
-        named = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
-        raise UserError(ADDED_TO_DEMO_HOME.format(home=get_settings().home, added=named))
+    refuse_added_to_demo_home(state)
     if state == "not a demo home":
         raise UserError(refusal)
+
+
+def refuse_added_to_demo_home(state: str | None = None) -> None:
+    """Refuse to go on in a demo home that sites or accounts were added to (``nccid run``,
+    ``init --demo``, ``serve``, ``node``): its own would sit beside the demo's published
+    password. A demo home alone, or a real one, passes. Django must be set up."""
+    from nccid.demo import demo_state, not_the_demos
+
+    if (state or demo_state()) != "demo home with its own":
+        return
+    added = not_the_demos()
+    named = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
+    raise UserError(ADDED_TO_DEMO_HOME.format(home=get_settings().home, added=named))
 
 
 def _make_folder(folder, name: str) -> None:

@@ -25,9 +25,12 @@ def node(
     setup_django()
     import logging
 
+    from nccid.cli.system import refuse_added_to_demo_home
     from nccid.config import get_settings
 
     from .node import serve
+
+    refuse_added_to_demo_home()
 
     logging.getLogger("nccid").setLevel(logging.INFO)
     settings = get_settings()

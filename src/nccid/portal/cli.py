@@ -68,9 +68,11 @@ def serve(
     """Serve the portal and API with gunicorn (gthread workers) and WhiteNoise static files."""
     from gunicorn.app.base import BaseApplication
 
+    from nccid.cli.system import refuse_added_to_demo_home
     from nccid.config import get_settings
 
     _check_initialised()
+    refuse_added_to_demo_home()
     settings = get_settings()
     host = host or settings.portal_host
     port = settings.portal_port if port is None else port  # --port 0 is refused, not the default

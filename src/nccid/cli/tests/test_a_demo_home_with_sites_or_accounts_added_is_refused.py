@@ -1,8 +1,9 @@
 """The README's site steps run in the default home turn the demo's home into a real
 installation: ``make run`` (``init --demo``), then ``nccid site add RXX`` and ``nccid user add
-jo.bloggs`` there. ``nccid run`` and ``nccid init --demo`` then refuse that home in one line,
-naming what was added and saying a real installation needs a new NCCID_HOME: served, it would
-put the demo's published password beside real accounts, with test numbers accepted.
+jo.bloggs`` there. ``nccid run``, ``nccid init --demo``, ``nccid serve`` and ``nccid node`` then
+refuse that home in one line, naming what was added and saying a real installation needs a new
+NCCID_HOME: served, it would put the demo's published password beside real accounts, with test
+numbers accepted. A demo home alone is still served by ``nccid serve`` (``nccid run`` starts it).
 
 The demo's load itself takes its synthetic people's images (NHS test numbers) whatever
 NCCID_ACCEPT_TEST_NUMBERS says, as a first ``make run`` from a plain shell has it unset.
@@ -26,9 +27,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _nccid(home, *args: str, stdin: str = ""):
+def _nccid(home, *args: str, stdin: str = "", timeout: float = 300):
     # As a plain shell has it: the setting false (the test session accepts test numbers).
-    return run_nccid(*args, stdin=stdin, timeout=300,
+    return run_nccid(*args, stdin=stdin, timeout=timeout,
                      env={"NCCID_HOME": str(home), "NCCID_ACCEPT_TEST_NUMBERS": "false"})
 
 
@@ -68,12 +69,27 @@ def test_run_and_init_demo_refuse_a_demo_home_with_sites_or_accounts_added(demo_
 
     ran = _nccid(home, "run", "--port", str(_free_port()), "--node-port", str(_free_port()))
     init = _nccid(home, "init", "--demo")
+    # Refused before listening: were they not, they would run until the timeout.
+    served = _nccid(home, "serve", "--port", str(_free_port()), timeout=60)
+    node = _nccid(home, "node", "--port", str(_free_port()), timeout=60)
 
-    for result in (ran, init):
+    for result in (ran, init, served, node):
         assert result.code == 1, result.out
         assert (f"this demo home ({home}) has sites/accounts added to it ({name}): the demo's "
                 "accounts share a published password, so it is not served beside them. A real "
                 "installation needs a new NCCID_HOME") in result.err_text
         assert "Traceback" not in result.err and "Demo accounts" not in result.out
     assert "Portal:" not in ran.out
+    assert "Portal on" not in served.out and "DICOM node" not in node.out
+
+
+def test_serve_passes_a_demo_home_alone(demo_home):
+    # A port already taken: past the demo check, serve stops at once naming the port.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        served = _nccid(demo_home, "serve", "--host", "127.0.0.1", "--port", str(port), timeout=60)
+    assert served.code == 1, served.out
+    assert f"127.0.0.1:{port}" in served.err_text and "demo" not in served.err_text
 
