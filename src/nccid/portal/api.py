@@ -135,6 +135,33 @@ def not_found(request: HttpRequest, address: str = "") -> HttpResponse:
     return _detail(request, 404, "No such API address: /api/docs lists them.")
 
 
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's own 400 (``handler400``: too many form fields, too big a body, a bad Host):
+    JSON under /api/, as every API answer; the portal's page elsewhere."""
+    if not request.path.startswith("/api/"):
+        from django.views.defaults import bad_request as portal_page
+
+        return portal_page(request, exception)
+    return _detail(request, 400, _too_much(exception) or "The API could not read this request.")
+
+
+def _too_much(exception: Exception | None) -> str | None:
+    """Which of Django's request limits ``exception`` is, said with its number, or None."""
+    from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1024 * 1024)
+        return (f"The request is larger than the {limit:g} MB the API reads (a file sent as a "
+                "multipart upload is not counted).")
+    if isinstance(exception, TooManyFieldsSent):
+        return (f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} fields, "
+                "the most the API reads.")
+    if isinstance(exception, TooManyFilesSent):
+        return (f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES:,} files, "
+                "the most the API reads.")
+    return None
+
+
 # ---------------------------------------------------------------- role checks
 
 def _user(request: HttpRequest):
@@ -392,7 +419,7 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
     elif user.role == Role.ADMIN:
         raise invalid("form", "site", "Administrators must say which site they upload for: add site=<CODE>.")
     if file.size and file.size > settings.NCCID_MAX_SPREADSHEET_BYTES:
-        raise invalid("form", "file", f"The file is larger than the limit of "
+        raise invalid("file", "file", f"The file is larger than the limit of "
                                       f"{settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024)} MB.")
     try:
         made = services.preview_upload(access.upload_site_for(user, chosen), kind,
@@ -400,7 +427,7 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
     except Exception as exc:
         if not _clinical_user_error(exc):
             raise
-        raise invalid("form", "file", str(exc)) from exc
+        raise invalid("file", "file", str(exc)) from exc
     return Status(201, _upload_out(made, with_errors=True))
 
 

@@ -12,6 +12,11 @@ from django.http import Http404, HttpRequest
 from nccid.accounts.models import Role, Site, User
 
 
+class Refused(PermissionDenied):
+    """A 403 whose reason is written for the person refused: the portal's 403 page shows it
+    (a bare PermissionDenied's words are for the log)."""
+
+
 def can_upload(user: User) -> bool:
     """Site uploaders upload for their own site; administrators may act for any site."""
     if not user.is_authenticated or not user.is_active:
@@ -58,8 +63,8 @@ def check_can_act_on(user: User, site_id: int) -> None:
     if user.role == Role.ADMIN:
         return
     if sees_all_sites(user):
-        raise PermissionDenied("Data managers look at uploads; the site's uploader confirms or "
-                               "cancels them.")
+        raise Refused("Data managers look at uploads; the site's uploader confirms or "
+                      "cancels them.")
     if not can_upload(user) or user.site_id != site_id:
         raise Http404("not found")
 

@@ -16,10 +16,12 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
+from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
+from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_GET, require_POST
 
 from . import auth, content
@@ -253,6 +255,14 @@ def _preview(request: HttpRequest, form: UploadForm, site, kind: str):
         return None
 
 
+@requires_csrf_token  # the page's header has the sign-out form
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler403``: Django's 403 page, with the reason when the refusal gives one written
+    for the user (``auth.Refused``), not the generic 'ask the data management team'."""
+    reason = str(exception) if isinstance(exception, auth.Refused) else ""
+    return HttpResponseForbidden(render_to_string("403.html", {"reason": reason}, request))
+
+
 def _is_user_error(exc: Exception) -> bool:
     """The clinical part's own error classes (and ValueError) are mistakes in the file."""
     return isinstance(exc, ValueError) or type(exc).__module__.startswith("nccid.clinical")
@@ -368,6 +378,7 @@ def my_uploads(request: HttpRequest) -> HttpResponse:
         sites = Site.objects.order_by("code")
     return render(request, "portal/my_uploads.html", context | {
         "site": site, "sites": sites, "node": content.node_details(),
+        "can_act": auth.can_upload(request.user),  # a data manager waits for the site
         "max_mb": settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024),
     })
 

@@ -3,9 +3,12 @@ from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.generic.base import RedirectView
 
-from nccid.portal.api import api, not_found
+from nccid.portal.api import api, bad_request, not_found
 
 from .health import healthz
+
+handler400 = bad_request  # Django's request limits: JSON under /api/ too
+handler403 = "nccid.portal.views.permission_denied"  # with a refusal's own reason
 
 urlpatterns = [
     # Browsers ask for /favicon.ico on pages that name no icon (the admin, the JSON views).

@@ -155,19 +155,23 @@ def test_confirming_a_cancelled_upload_is_a_409_conflict(client, world):
     assert answer.status_code == 409 and "cancelled" in answer.json()["detail"]
 
 
-@pytest.mark.parametrize(("who", "form", "field"), [
-    ("uploader", {"kind": "nonsense"}, "kind"),
-    ("admin", {"kind": "positive"}, "site"),
-    ("uploader", {"kind": "positive", "too_big": True}, "file"),
+@pytest.mark.parametrize(("who", "form", "loc"), [
+    ("uploader", {"kind": "nonsense"}, ["form", "kind"]),
+    ("admin", {"kind": "positive"}, ["form", "site"]),
+    # the file is located as ninja locates its own check of it (a missing file), ["file", "file"]
+    ("uploader", {"kind": "positive", "too_big": True}, ["file", "file"]),
+    # ninja's checks of the form come first and alone: a missing file hides the unknown kind
+    ("uploader", {"kind": "nonsense", "no_file": True}, ["file", "file"]),
 ])
 def test_bad_input_is_422_listing_each_problem_with_its_location(client, world, settings, who,
-                                                                  form, field):
+                                                                  form, loc):
     if form.pop("too_big", False):
         settings.NCCID_MAX_SPREADSHEET_BYTES = 4
-    answer = client.post("/api/uploads", {**form, "file": sheet()}, **world[who])
+    files = {} if form.pop("no_file", False) else {"file": sheet()}
+    answer = client.post("/api/uploads", {**form, **files}, **world[who])
     assert answer.status_code == 422
     [problem] = answer.json()["detail"]
-    assert problem["loc"] == ["form", field] and problem["msg"]
+    assert problem["loc"] == loc and problem["msg"]
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
