@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import re
 
-import jsonschema
 import pytest
 from django.test import Client
 from django.utils import timezone
@@ -15,6 +14,7 @@ from django.utils import timezone
 from nccid.accounts.models import ApiToken
 from nccid.clinical.models import Upload
 from nccid.imaging.models import HeldImage
+from nccid.web.tests.openapi_answers import undocumented
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
@@ -27,31 +27,6 @@ def sheet(name: str = "sheet.xlsx") -> io.BytesIO:
     upload = io.BytesIO(b"not read: the request is refused before")
     upload.name = name
     return upload
-
-
-def operation(schema: dict, method: str, path: str) -> dict:
-    address = path.split("?")[0]
-    for template, operations in schema["paths"].items():
-        if method in operations and re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), address):
-            return operations[method]
-    raise AssertionError(f"no operation for {method.upper()} {address}")
-
-
-def undocumented(schema: dict, method: str, path: str, answer) -> str | None:
-    """Why ``answer`` is not one the schema declares for the operation, or None."""
-    declared = operation(schema, method, path)["responses"].get(str(answer.status_code))
-    if declared is None:
-        return f"{method.upper()} {path}: {answer.status_code} is not in the schema"
-    if not answer["Content-Type"].startswith("application/json"):
-        return None if answer.status_code < 400 else f"{method.upper()} {path}: not JSON"
-    shape = declared.get("content", {}).get("application/json", {}).get("schema")
-    if shape is None:
-        return f"{method.upper()} {path}: {answer.status_code} has no schema"
-    try:
-        jsonschema.validate(answer.json(), {**shape, "components": schema["components"]})
-    except jsonschema.ValidationError as exc:
-        return f"{method.upper()} {path}: {answer.status_code} {exc.message}"
-    return None
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import json
 import re
 
 import duckdb
-import jsonschema
 import pytest
 from django.test import Client
 
 from nccid.accounts.models import ApiToken
 from nccid.research import api
+from nccid.web.tests.openapi_answers import undocumented
 
 pytestmark = pytest.mark.django_db
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -26,23 +26,6 @@ def _world(world, monkeypatch):
 
 def bearer(user) -> dict:
     return {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.issue(user, 'test')[1]}"}
-
-
-def undocumented(schema: dict, method: str, path: str, answer) -> str | None:
-    """Why ``answer`` is not one the schema declares for the operation, or None."""
-    declared = schema["paths"][path.split("?")[0]][method]["responses"].get(str(answer.status_code))
-    if declared is None:
-        return f"{method.upper()} {path}: {answer.status_code} is not in the schema"
-    if not answer["Content-Type"].startswith("application/json"):
-        return None if answer.status_code < 400 else f"{method.upper()} {path}: not JSON"
-    shape = declared.get("content", {}).get("application/json", {}).get("schema")
-    if shape is None:
-        return f"{method.upper()} {path}: {answer.status_code} has no schema"
-    try:
-        jsonschema.validate(answer.json(), {**shape, "components": schema["components"]})
-    except jsonschema.ValidationError as exc:
-        return f"{method.upper()} {path}: {answer.status_code} {exc.message}"
-    return None
 
 
 def test_each_research_operation_answers_only_what_its_schema_declares(researcher, make_user):
