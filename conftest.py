@@ -80,6 +80,19 @@ def nccid_home(tmp_path, monkeypatch):
     reset_settings_cache()
 
 
+@pytest.fixture
+def accept_test_numbers(monkeypatch):
+    """``accept_test_numbers("false")`` sets the setting as a live installation has it (the test
+    session accepts NHS test numbers, as its synthetic people have them)."""
+    def setting(value: str) -> None:
+        monkeypatch.setenv("NCCID_ACCEPT_TEST_NUMBERS", value)
+        reset_settings_cache()
+
+    yield setting
+    monkeypatch.undo()
+    reset_settings_cache()
+
+
 def pytest_collection_modifyitems(items):
     """Tests that touch the database carry the django_db mark, so the PostgreSQL run selects them."""
     for item in items:

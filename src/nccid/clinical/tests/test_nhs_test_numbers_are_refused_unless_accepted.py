@@ -5,7 +5,6 @@ have such numbers: the test settings accept them, and the demo load always does.
 
 import pytest
 
-import nccid.config
 from nccid.clinical import services
 from nccid.clinical.models import ClinicalRecord, PatientLink, Upload
 from nccid.clinical.validation import TEST_NUMBER_REFUSED
@@ -15,17 +14,6 @@ from nccid.synthetic.clinical import write_sheet
 from .helpers import PEOPLE, positive_row, xlsx_bytes
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
-
-
-@pytest.fixture
-def accept_test_numbers(monkeypatch):
-    def setting(value: str) -> None:
-        monkeypatch.setenv("NCCID_ACCEPT_TEST_NUMBERS", value)
-        nccid.config.reset_settings_cache()
-
-    yield setting
-    monkeypatch.undo()
-    nccid.config.reset_settings_cache()
 
 
 def _sheet() -> bytes:

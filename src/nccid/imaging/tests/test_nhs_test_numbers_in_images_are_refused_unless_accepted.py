@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-import nccid.config
 from nccid.identity.models import VaultEntry
 from nccid.imaging.intake import TEST_NUMBER_REFUSED, ingest, ingest_many
 from nccid.imaging.models import PendingImage, StudyReceipt
@@ -17,17 +16,6 @@ from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.warehouse.models import ImageRecord
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
-
-
-@pytest.fixture
-def accept_test_numbers(monkeypatch):
-    def setting(value: str) -> None:
-        monkeypatch.setenv("NCCID_ACCEPT_TEST_NUMBERS", value)
-        nccid.config.reset_settings_cache()
-
-    yield setting
-    monkeypatch.undo()
-    nccid.config.reset_settings_cache()
 
 
 def _image(person, where: str = "PatientID", **kw) -> bytes:
