@@ -170,19 +170,27 @@ def _element_header(data, offset: int, implicit: bool) -> tuple[bytes, int, int]
 
 def _dataset_sop_uid(data, offset: int, implicit: bool) -> str | None:
     """(0008,0018) of the dataset starting at ``offset``, walking the elements before it."""
+    return _first_uids(data, offset, implicit).get(0x00080018)
+
+
+def _first_uids(data, offset: int, implicit: bool) -> dict[int, str]:
+    """SOP Class (0008,0016) and SOP Instance (0008,0018) UIDs of the little-endian dataset
+    starting at ``offset``, walking its elements up to the latter as bytes (within the
+    header's first bytes); those not found, or past an undefined length, are left out."""
+    found: dict[int, str] = {}
     end = min(len(data), offset + HEADER_PEEK)
     while offset + 8 <= end:
         group, element = struct.unpack_from("<HH", data, offset)
         tag = group << 16 | element
         if tag > 0x00080018:
-            return None
+            break
         _vr, length, offset = _element_header(data, offset, implicit)
         if length == 0xFFFFFFFF or offset + length > end:
-            return None
-        if tag == 0x00080018:
-            return _uid_text(data, offset, length)
+            break
+        if tag in (0x00080016, 0x00080018):
+            found[tag] = _uid_text(data, offset, length)
         offset += length
-    return None
+    return found
 
 
 _TOO_MANY_ELEMENTS = "more than {:,} elements in the header: not an image header"
@@ -349,19 +357,7 @@ def _bare_dataset_uids(data, implicit: bool) -> tuple[str, str] | None:
     its first elements; None unless it starts in group 0008 and both are there, UID-shaped."""
     if len(data) < 8 or struct.unpack_from("<H", data, 0)[0] != 0x0008:
         return None
-    found: dict[int, str] = {}
-    offset, end = 0, min(len(data), HEADER_PEEK)
-    while offset + 8 <= end and len(found) < 2:
-        group, element = struct.unpack_from("<HH", data, offset)
-        tag = group << 16 | element
-        if tag > 0x00080018:
-            return None
-        _vr, length, offset = _element_header(data, offset, implicit)
-        if length == 0xFFFFFFFF or offset + length > end:
-            return None
-        if tag in (0x00080016, 0x00080018):
-            found[tag] = _uid_text(data, offset, length)
-        offset += length
+    found = _first_uids(data, 0, implicit)
     uids = found.get(0x00080016), found.get(0x00080018)
     if not all(uid and len(uid) <= 64 and _UID_FORM.fullmatch(uid) for uid in uids):
         return None
