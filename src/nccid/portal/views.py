@@ -293,6 +293,7 @@ def upload_preview(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "portal/upload_preview.html", {
         "upload": found, "facts": facts, "kind": content.kinds().get(facts["kind"], {}),
         "can_act": can_act,
+        "yours": can_act and request.user.is_uploader,  # an admin may act, but it is the site's
     })
 
 
@@ -379,6 +380,7 @@ def my_uploads(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/my_uploads.html", context | {
         "site": site, "sites": sites, "node": content.node_details(),
         "can_act": auth.can_upload(request.user),  # a data manager waits for the site
+        "yours": request.user.is_uploader,  # (an admin sees every site's checks: the site's)
         "max_mb": settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024),
     })
 

@@ -62,3 +62,28 @@ def test_a_refusal_without_a_reason_for_the_user_keeps_the_generic_page(client, 
     assert "<h1>You cannot see this page</h1>" in page
     assert "ask the NCCID data management team" in page
     assert "site uploads are for" not in page
+
+
+def test_an_admin_may_act_but_is_not_told_the_upload_is_theirs(client, site, make_user, waiting):
+    client.force_login(make_user("admin"))
+    page = client.get(waiting).content.decode()
+    my_uploads = client.get(f"/uploads/?site={site.code}").content.decode()
+
+    assert "<h1>Upload waiting for the site to confirm</h1>" in page and "Confirm and import" in page
+    for shown in (page, my_uploads):
+        assert "Waiting for the site to confirm" in shown
+        assert "Waiting for you to confirm" not in shown
+
+
+def test_the_title_follows_the_heading_with_error_when_the_summary_shows(client, site, make_user,
+                                                                         tmp_path):
+    client.force_login(make_user("uploader", site))
+    with_errors = upload(client, "positive", sheet(tmp_path, errors=2)[0])["Location"]
+    cancelled = upload(client, "positive", sheet(tmp_path, name="other.xlsx")[0])["Location"]
+    client.post(f"{cancelled}cancel/")
+    assert "<title>Error: Check your upload" in client.get(with_errors).content.decode()
+    assert "<title>Upload cancelled" in client.get(cancelled).content.decode()
+
+    client.force_login(make_user("data-manager"))
+    page = client.get(with_errors).content.decode()
+    assert "<title>Error: Upload waiting for the site to confirm" in page

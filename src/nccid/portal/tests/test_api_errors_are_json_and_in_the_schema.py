@@ -161,3 +161,10 @@ def test_unknown_addresses_and_wrong_methods_answer_json(client, world, method, 
     assert answer.json()["detail"]
     if status == 405:
         assert answer["Allow"] in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/uploads/", "/api/upload", "/api/uploads/1/confirm/"])
+def test_a_post_with_a_token_to_no_operation_is_a_json_404_not_the_csrf_page(world, path):
+    answer = Client(enforce_csrf_checks=True).post(path, **world["uploader"])
+    assert answer.status_code == 404
+    assert answer["Content-Type"].startswith("application/json") and answer.json()["detail"]
