@@ -262,8 +262,15 @@ def _pixels_at(data, offset: int) -> bool:
 
 
 def _syntax_and_dataset_start(data) -> tuple[str | None, int]:
-    """The transfer syntax UID and where the dataset starts: from the file meta's group length
-    and a search for (0002,0010) when the file has them, else walking the meta."""
+    """The transfer syntax UID and where the dataset starts: walking the file meta to the end
+    of group 0002, as pydicom reads it (a wrong group length is common in real files and
+    pydicom ignores it); from the group length and a search for (0002,0010) only when the
+    meta cannot be walked so."""
+    try:
+        meta, start = _walk_explicit_meta(data)
+        return meta.get(0x10), start
+    except ValueError:
+        pass
     if bytes(data[132:140]) == b"\x02\x00\x00\x00UL\x04\x00" and hasattr(data, "find"):
         start = 144 + struct.unpack_from("<I", data, 140)[0]
         at = data.find(b"\x02\x00\x10\x00UI", 144, start)
@@ -529,10 +536,16 @@ def _parse(data: bytes) -> tuple[Dataset, int]:
         raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
     _check_complete(ds, len(data))
     _check_native_pixels(ds, data, start)
-    if end is not None and end != len(data) and not _pixels_at(data, end):
+    if end is not None and end != len(data) and not _pixels_at(data, end) and not _padding(data, end):
         # pydicom drops a last element whose header is cut, and reads a cut value as it is
         raise Rejected("truncated: the file ends inside an element (its header or value is cut)")
     return ds, start
+
+
+def _padding(data, end: int) -> bool:
+    """Whether the bytes after the walk's ``end`` are fewer than an element's header and all
+    zero: padding some writers leave (pydicom reads past it), not a cut element's header."""
+    return end < len(data) and len(data) - end < 8 and not any(bytes(data[end:]))
 
 
 def _check_complete(ds: Dataset, size: int) -> None:

@@ -76,6 +76,45 @@ def test_a_file_without_pixels_cut_inside_an_element_is_refused(person_factory, 
     assert refused > 100
 
 
+def _report(person, syntax: str) -> bytes:
+    ds = synthetic_instance(person)
+    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+                    "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
+        ds.pop(keyword, None)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    ds.file_meta.TransferSyntaxUID = syntax
+    return to_bytes(ds)
+
+
+@SYNTAXES
+@pytest.mark.parametrize("zeros", [1, 2, 4, 7, 12])
+def test_zero_bytes_after_the_last_element_are_padding_not_a_cut(person_factory, syntax, zeros):
+    """Some writers pad a file with zeros; pydicom reads past them (the walk reads implicit
+    zeros as empty (0000,0000) elements, eight bytes at a time)."""
+    data = _report(person_factory(95), syntax)
+    if syntax == ExplicitVRLittleEndian and zeros >= 8:
+        zeros = 7  # (eight zeros there are no element at all: pydicom's to judge)
+    read_header(data + bytes(zeros))
+
+
+def _image(person, syntax: str) -> bytes:
+    ds = synthetic_instance(person, modality="CT", rows=4, columns=4)
+    ds.file_meta.TransferSyntaxUID = syntax
+    return to_bytes(ds)
+
+
+@SYNTAXES
+@pytest.mark.parametrize("error", [-18, -2, 8, 34])
+@pytest.mark.parametrize("kind", [_report, _image], ids=["report", "image"])
+def test_a_wrong_file_meta_group_length_is_read_past_as_pydicom_does(person_factory, syntax,
+                                                                    error, kind):
+    """Real files carry a wrong (0002,0000) (a private meta element left out of it): the
+    dataset starts where group 0002 ends, not where the length says."""
+    data = kind(person_factory(96), syntax)
+    length = int.from_bytes(data[140:144], "little")
+    read_header(data[:140] + (length + error).to_bytes(4, "little") + data[144:])
+
+
 def test_mr_spectroscopy_has_rows_and_no_pixel_data(person_factory):
     """Its Rows and Columns are its spectroscopy data's: not taken for a cut image."""
     ds = synthetic_instance(person_factory(93), modality="MR", rows=4, columns=4)
