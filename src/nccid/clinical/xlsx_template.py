@@ -61,6 +61,8 @@ def build_workbook(kind: str) -> Workbook:
         sheet.column_dimensions[letter].width = max(14, min(40, len(column.label) + 4))
         if column.type == "date":
             sheet.column_dimensions[letter].number_format = "yyyy-mm-dd"
+        elif column.identifier:  # Text: a General cell turns 00123456 into the number 123456
+            sheet.column_dimensions[letter].number_format = "@"
         sheet.add_data_validation(_validation(column, letter))
     sheet.freeze_panes = "A2"
     sheet.row_dimensions[1].height = 60
@@ -72,6 +74,8 @@ def build_workbook(kind: str) -> Workbook:
         "Fill in the first sheet, one row per " + ("patient." if template.one_row_per_patient else "swab."),
         "Do not rename, merge or hide anything; values only (no formulas).",
         "Dates: YYYY-MM-DD, a date cell, or your site's declared format (DD/MM/YYYY by default).",
+        "NHS/CHI and hospital numbers: their columns are Text, so leading zeros are kept; keep them "
+        "Text when pasting (paste values into the template, or format your own columns as Text).",
         "",
         "Column / what to enter",
     ]
