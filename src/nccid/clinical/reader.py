@@ -67,6 +67,9 @@ _NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
+# Cells are in sheetData; a formula after it belongs to the sheet, not a cell: a drop-down list
+# whose source is another sheet, a conditional format or sparkline of Excel 2010 (<xm:f>).
+_SHEET_DATA = re.compile(rb"<(?:\w+:)?sheetData[\s>/]")
 _MERGE = re.compile(rb"<(?:\w+:)?mergeCell\s[^>]*ref=\"([A-Z0-9:]+)\"")
 # A hidden row: <row r="5" ... hidden="1">; hidden columns: <col min="3" max="4" ... hidden="1"/>.
 _HIDDEN_ROW = re.compile(rb"<(?:\w+:)?row(?=\s)(?=[^>]*\shidden=\"(?:1|true)\")[^>]*\sr=\"(\d+)\"")
@@ -179,8 +182,7 @@ def _read_xlsx(data: bytes) -> Sheet:
             del part
     xml = _inflated(archive, sheet_path, PART_LIMITS["sheet"])
     _refuse_far_cells(xml)
-    # The regular expressions are slow on a large sheet: a plain substring test rules most out.
-    if (b"<f" in xml or b":f" in xml) and _FORMULA.search(xml):
+    if _has_cell_formula(xml):
         raise SpreadsheetRejected(
             f"sheet {sheet_name} contains formulas: paste the values only (Paste Special > Values) "
             "and upload again"
@@ -206,6 +208,16 @@ def _read_xlsx(data: bytes) -> Sheet:
     sheet = _sheet(values, "xlsx", stamp, title, errors)
     sheet.date1904 = parts.date1904
     return sheet
+
+
+def _has_cell_formula(xml: bytes) -> bool:
+    """Does a cell hold a formula? Only the span from sheetData's start to its end is searched
+    (whatever the prefixes): what comes after it holds the sheet's own formulas."""
+    # The regular expressions are slow on a large sheet: a plain substring test rules most out.
+    if b"<f" not in xml and b":f" not in xml:
+        return False
+    start = _SHEET_DATA.search(xml)
+    return start is not None and bool(_FORMULA.search(xml, start.end(), xml.rfind(b"sheetData>")))
 
 
 def _error_cells(xml: bytes) -> dict[tuple[int, int], str]:
