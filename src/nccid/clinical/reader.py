@@ -63,8 +63,12 @@ _ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s/>])([^>]*)>")
 _REFERENCE = re.compile(rb'\sr="([A-Z]*)([0-9]*)"')
 STAMP_PREFIX = "nccid-template"  # keywords of our templates: "nccid-template:positive:1.5"
 
-_NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+# The namespaces of a Transitional workbook (Excel's usual .xlsx) and of a Strict Open XML one
+# (Excel's "Strict Open XML Spreadsheet"): the same elements under other names.
+_NS_MAINS = ("{http://schemas.openxmlformats.org/spreadsheetml/2006/main}",
+             "{http://purl.oclc.org/ooxml/spreadsheetml/main}")
+_NS_RELS = ("{http://schemas.openxmlformats.org/officeDocument/2006/relationships}",
+            "{http://purl.oclc.org/ooxml/officeDocument/relationships}")
 _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
 # Cells are in sheetData; a formula after it belongs to the sheet, not a cell: a drop-down list
@@ -386,7 +390,8 @@ def _sheet_parts(archive: zipfile.ZipFile) -> _SheetParts:
         rels = ElementTree.fromstring(_unpacked(archive, "xl/_rels/workbook.xml.rels"))
     except (KeyError, ElementTree.ParseError) as exc:
         raise SpreadsheetRejected("the spreadsheet's structure is damaged") from exc
-    sheets = workbook.findall(f"{_NS_MAIN}sheets/{_NS_MAIN}sheet")
+    main = _namespace(workbook.tag)
+    sheets = workbook.findall(f"{main}sheets/{main}sheet") if main in _NS_MAINS else []
     if not sheets:
         raise SpreadsheetRejected("the spreadsheet has no sheets")
     hidden = [str(n) for n, s in enumerate(sheets, 1) if s.get("state") in ("hidden", "veryHidden")]
@@ -396,15 +401,24 @@ def _sheet_parts(archive: zipfile.ZipFile) -> _SheetParts:
             "(or unhide and check them) and upload again"
         )
     targets = {r.get("Id"): r.get("Target", "") for r in rels.findall(f"{_NS_PKG_REL}Relationship")}
-    paths = [_part_path(targets.get(s.get(f"{_NS_REL}id"), "")) for s in sheets]
+    paths = [_part_path(targets.get(_relationship_id(s), "")) for s in sheets]
     names = set(archive.namelist())
     if paths[0] not in names:
         raise SpreadsheetRejected("the spreadsheet's first sheet is missing")
     others = [(str(n), path) for n, path in enumerate(paths[1:], 2)
               if path in names and path.startswith("xl/worksheets/")]  # not chart sheets
-    properties = workbook.find(f"{_NS_MAIN}workbookPr")
+    properties = workbook.find(f"{main}workbookPr")
     date1904 = properties is not None and properties.get("date1904", "") in ("1", "true")
     return _SheetParts(paths[0], others, date1904)
+
+
+def _namespace(tag: str) -> str:
+    """"{uri}" of an ElementTree tag ("" when it has none)."""
+    return tag[:tag.find("}") + 1]
+
+
+def _relationship_id(sheet: ElementTree.Element) -> str:
+    return next((sheet.get(f"{ns}id") for ns in _NS_RELS if sheet.get(f"{ns}id") is not None), "")
 
 
 def _part_path(target: str) -> str:
@@ -471,10 +485,11 @@ def _shared_strings(archive: zipfile.ZipFile, wanted: set[int]) -> dict[int, str
     try:
         with archive.open("xl/sharedStrings.xml") as part:
             for _event, element in ElementTree.iterparse(part):
-                if element.tag != f"{_NS_MAIN}si":
+                main = _namespace(element.tag)
+                if element.tag != f"{main}si" or main not in _NS_MAINS:
                     continue
                 if position in wanted:
-                    found[position] = "".join(t.text or "" for t in element.iter(f"{_NS_MAIN}t"))
+                    found[position] = "".join(t.text or "" for t in element.iter(f"{main}t"))
                 element.clear()
                 position += 1
                 if position > max(wanted):

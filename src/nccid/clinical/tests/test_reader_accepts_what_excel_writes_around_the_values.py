@@ -7,6 +7,7 @@ import re
 import zipfile
 
 import pytest
+from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
 from nccid.clinical import reader
 from nccid.clinical.reader import SpreadsheetRejected
@@ -28,13 +29,14 @@ def refused(data: bytes) -> str:
 
 
 def edited(data: bytes, edits: dict) -> bytes:
-    """The xlsx with each part named in ``edits`` passed through its function (bytes -> bytes)."""
+    """The xlsx with each part named in ``edits`` passed through its function (bytes -> bytes);
+    a part it lacks is added, made from b""."""
     source = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for info in source.infolist():
-            part = source.read(info.filename)
-            archive.writestr(info.filename, edits.get(info.filename, lambda x: x)(part))
+        for name in dict.fromkeys(source.namelist() + list(edits)):
+            part = source.read(name) if name in source.namelist() else b""
+            archive.writestr(name, edits.get(name, lambda x: x)(part))
     return out.getvalue()
 
 
@@ -73,3 +75,88 @@ def test_a_drop_down_list_from_another_sheet_is_no_formula():
     with_formula = good_sheet(build=add_formula)
     assert "contains formulas" in refused(edited(with_formula, {SHEET: before_end(X14_LIST)}))
     assert "contains formulas" in refused(edited(with_formula, {SHEET: prefixed}))
+
+
+STRICT = {b"http://schemas.openxmlformats.org/spreadsheetml/2006/main":
+          b"http://purl.oclc.org/ooxml/spreadsheetml/main",
+          b"http://schemas.openxmlformats.org/officeDocument/2006/relationships":
+          b"http://purl.oclc.org/ooxml/officeDocument/relationships"}
+
+
+_INLINE = re.compile(rb'<c([^>]*) t="inlineStr"><is><t>([^<]*)</t></is></c>')
+
+
+def with_shared_strings(data: bytes) -> bytes:
+    """The workbook with its text in shared strings, as Excel writes it (openpyxl writes it in
+    the cells)."""
+    texts: dict[bytes, int] = {}
+
+    def share(match: re.Match) -> bytes:
+        index = texts.setdefault(match[2], len(texts))
+        return b'<c%s t="s"><v>%d</v></c>' % (match[1], index)
+
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    sheets = {n: (lambda xml: _INLINE.sub(share, xml)) for n in names if n.startswith("xl/worksheets/")}
+    data = edited(data, sheets)
+    table = (b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+             + b"".join(b"<si><t>%s</t></si>" % text for text in texts) + b"</sst>")
+    return edited(data, {
+        "xl/sharedStrings.xml": lambda _: table,
+        "xl/_rels/workbook.xml.rels": lambda xml: xml.replace(b"</Relationships>", (
+            b'<Relationship Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+            b'sharedStrings" Target="sharedStrings.xml" Id="rIdShared" /></Relationships>')),
+        "[Content_Types].xml": lambda xml: xml.replace(b"</Types>", (
+            b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-'
+            b'officedocument.spreadsheetml.sharedStrings+xml" /></Types>'))})
+
+
+def strict(data: bytes) -> bytes:
+    """The workbook saved as Excel's "Strict Open XML Spreadsheet", its text in shared strings:
+    its namespaces (and the relationship types, which begin with one) are Strict's."""
+    def to_strict(xml: bytes) -> bytes:
+        for transitional, strict_name in STRICT.items():
+            xml = xml.replace(transitional, strict_name)
+        return xml.replace(b"<workbook ", b'<workbook conformance="strict" ', 1)
+
+    data = with_shared_strings(data)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    return edited(data, {n: to_strict for n in names if n.endswith((".xml", ".rels"))})
+
+
+def test_a_strict_open_xml_workbook_is_read_as_its_transitional_twin():
+    data = good_sheet()
+    assert b"purl.oclc.org" in zipfile.ZipFile(io.BytesIO(strict(data))).read("xl/workbook.xml")
+    assert b't="s"' in zipfile.ZipFile(io.BytesIO(strict(data))).read(SHEET)
+    sheet, twin = reader.read_bytes(strict(data)), reader.read_bytes(data)
+    assert (sheet.headers, sheet.rows) == (twin.headers, twin.rows) and sheet.rows
+    assert reader.layout(sheet, "positive").template.kind == "positive"
+
+    # Every check applies to a Strict workbook as to its twin.
+    def formula(workbook):
+        workbook.active["D2"] = "=40+1"
+
+    def merged(workbook):
+        workbook.active.merge_cells("D2:E2")
+
+    def hidden_sheet(workbook):
+        workbook.create_sheet("Lookups").sheet_state = "hidden"
+
+    def hidden_column(workbook):
+        workbook.active.column_dimensions["D"].hidden = True
+
+    def far(workbook):
+        workbook.active["A60000"] = "x"
+
+    def second_batch(workbook):
+        workbook.create_sheet("More").append(positive_row()[0])
+
+    def date1904(workbook):
+        workbook.epoch = CALENDAR_MAC_1904
+
+    for build, words in ((formula, "contains formulas"), (merged, "merged cells (D2:E2)"),
+                         (hidden_sheet, "hidden sheets (sheet 2 in order)"),
+                         (hidden_column, "hidden columns holding values (D)"),
+                         (far, "the first sheet reaches beyond column CV"),
+                         (second_batch, "sheet 2 (in order) also holds template columns")):
+        assert words in refused(strict(good_sheet(build=build))), build.__name__
+    assert reader.read_bytes(strict(good_sheet(build=date1904))).date1904
