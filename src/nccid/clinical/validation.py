@@ -558,7 +558,52 @@ def _number_refused(why: str) -> str:
         return "is missing: every row needs the patient's NHS or CHI number"
     if why == TEST_NUMBER:
         return TEST_NUMBER_REFUSED
+    if why == SCIENTIFIC:
+        return IN_SCIENTIFIC_NOTATION
     return f"is not a valid NHS/CHI number: it {why}"
+
+
+# Excel shows a long number in a General cell as 1.23457E+11 and a CSV it saves keeps only
+# that: the digits are lost. The sign after the E is always written, so "12E34567", a
+# hospital number of letters and digits, is no such notation.
+_SCIENTIFIC = re.compile(r"^[-+]?\d+(?:[.,]\d+)?[eE][-+]\d+$", re.ASCII)
+SCIENTIFIC = "scientific notation"
+IN_SCIENTIFIC_NOTATION = ("is in scientific notation (such as 4.5E+11): the spreadsheet rounded "
+                          "the number and its last digits are lost. Format the column as Text and "
+                          "enter the numbers again")
+EXCEL_DIGITS = 15  # a number cell keeps 15 significant digits: the rest become zeros
+TOO_MANY_DIGITS = (f"is a number cell of more than {EXCEL_DIGITS} digits: Excel keeps only "
+                   f"{EXCEL_DIGITS}, so its last digits are lost. Format the column as Text and "
+                   "enter the numbers again")
+
+
+def _hospital_number_refused(value: object, text: str, limit: int) -> str | None:
+    """Why a row's hospital number cannot be linked (the number itself is never shown)."""
+    if len(text) > limit:
+        return f"is longer than {limit} characters"
+    if type(value) is str and _SCIENTIFIC.match(text):
+        return IN_SCIENTIFIC_NOTATION
+    if type(value) is float and abs(value) >= 10 ** EXCEL_DIGITS:
+        return TOO_MANY_DIGITS
+    return None
+
+
+def number_cell_warnings(sheet: Sheet, layout: Layout) -> list[str]:
+    """Number cells in the hospital-number column: a number keeps no leading zeros (00123456
+    typed in a General cell is 123456), so an image whose patient ID starts with 0 would not be
+    linked. Whether zeros were lost cannot be known: said once for the column, not refused."""
+    index = next((i for i, c in enumerate(layout.columns) if c and c.identifier == "hospital_number"), None)
+    if index is None:
+        return []
+    rows = [rownum for rownum, cells in sheet.rows if type(cells[index]) in (int, float)]
+    if not rows:
+        return []
+    column = layout.columns[index]
+    count = f"{len(rows)} rows (first: row {rows[0]})" if len(rows) > 1 else f"row {rows[0]}"
+    return [f"column {get_column_letter(index + 1)} ('{column.label}') holds number cells in {count}: "
+            "a number cell keeps no leading zeros (00123456 becomes 123456), and images whose patient "
+            "ID starts with 0 are then not linked. If your hospital numbers can start with 0, format "
+            "the column as Text and enter the numbers again"]
 
 
 IDENTIFIER_IN_WRONG_COLUMN = ("looks like an NHS/CHI number: identifiers belong only in the "
@@ -704,6 +749,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
         pseudonym = None
         raw = cells[patient_index] if patient_index is not None else None
         try:
+            if type(raw) is str and _SCIENTIFIC.match(raw.strip()):
+                raise InvalidPatientNumber(SCIENTIFIC)
             digits = validate_patient_number(raw.strip() if type(raw) is str else raw)
             if not site.accept_test_numbers and is_test_number(digits):
                 raise InvalidPatientNumber(TEST_NUMBER)
@@ -717,9 +764,9 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
         hospital_hash, number = None, ""
         if hospital_index is not None:
             number = _shown(cells[hospital_index]).strip() if cells[hospital_index] is not None else ""
-            if len(number) > hospital_limit:
+            if refused := _hospital_number_refused(cells[hospital_index], number, hospital_limit):
                 problems.append(Problem(rownum, headers[hospital_index], "Hospital (Internal) Number", "",
-                                        f"is longer than {hospital_limit} characters"))
+                                        refused))
                 bad = True
             elif number:
                 hospital_hash = keyring.hospital_hash(site.code, number)
@@ -783,7 +830,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
                   problems=sorted(problems, key=lambda p: (p.row, p.severity != "error")),
                   rejected_rows=rejected, vault_numbers=vault,
                   sheet_warnings=list(layout.warnings) + declared_unit_warnings(layout, site)
-                  + date_order_warnings(layout, site))
+                  + date_order_warnings(layout, site) + number_cell_warnings(sheet, layout))
 
 
 def _upload_numbers(sheet: Sheet, hospital_index: int | None, limit: int) -> UploadNumbers:
