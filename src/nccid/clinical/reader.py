@@ -61,6 +61,7 @@ _FAR_CELL = re.compile(rb' r="(?:[A-Z]{3}|[D-Z][A-Z]|C[W-Z]|[A-Z]{0,2}(?:[0-9]{6
 _UNPLACED = re.compile(rb'<(?:row|c)(?=[\s/>])(?! r=")')
 _ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s/>])([^>]*)>")
 _REFERENCE = re.compile(rb'\sr="([A-Z]*)([0-9]*)"')
+_CELL_TAG = re.compile(rb"<(?:[^\s<>/:]+:)?c[\s/>]")  # any prefix: python-calamine reads local names
 STAMP_PREFIX = "nccid-template"  # keywords of our templates: "nccid-template:positive:1.5"
 
 # The namespaces of a Transitional workbook (Excel's usual .xlsx) and of a Strict Open XML one
@@ -287,14 +288,13 @@ def _too_large(name: str, limit: int) -> str:
 
 
 def _refuse_far_cells(xml: bytes) -> None:
-    """Refuse a sheet whose cells reach beyond MAX_COLUMNS or MAX_ROWS, before it is read."""
-    if _FAR_CELL.search(xml):
-        far = True
-    elif b":sheetData" in xml or _UNPLACED.search(xml):  # placed by position: follow them
+    """Refuse a sheet whose values reach beyond MAX_COLUMNS or MAX_ROWS, before it is read."""
+    if b":sheetData" in xml or _UNPLACED.search(xml):  # placed by position: follow them
         rows, columns = _extent(xml)
         far = rows > MAX_ROWS or columns > MAX_COLUMNS
-    else:
-        far = False
+    else:  # every cell has its reference (a row's own is not where its cells are)
+        far = any(_holds_value(xml, xml.rfind(b"<", 0, match.start()))
+                  for match in _FAR_CELL.finditer(xml))
     if far:
         raise SpreadsheetRejected(
             f"the first sheet reaches beyond column {_column_letter(MAX_COLUMNS - 1)} or has more "
@@ -303,12 +303,28 @@ def _refuse_far_cells(xml: bytes) -> None:
 
 
 def _extent(xml: bytes) -> tuple[int, int]:
-    """The last row and column any row or cell element reaches, placing those without a
-    reference after the one before, as the reader does (slow: only for such sheets)."""
+    """The last row and column a cell holding a value reaches, placing rows and cells without
+    a reference after the one before, as the reader does (slow: only for such sheets)."""
     last_row = last_column = 0
-    for (row, column), _match in _placed(xml):
-        last_row, last_column = max(last_row, row + 1), max(last_column, column + 1)
+    for (row, column), match in _placed_cells(xml):
+        if _holds_value(xml, match.start()):
+            last_row, last_column = max(last_row, row + 1), max(last_column, column + 1)
     return last_row, last_column
+
+
+def _holds_value(xml: bytes, start: int) -> bool:
+    """Is the element whose tag opens at ``start`` a cell holding something (a value, even an
+    empty text, which python-calamine makes a cell of its rectangle)? A styled cell without one
+    (Excel writes them far below the data, as it writes formatted rows) makes nothing, so it is
+    not where the sheet reaches. Anything inside a cell counts: python-calamine reads a value,
+    a formula or an inline text there, and refuses anything else."""
+    if not _CELL_TAG.match(xml, start):
+        return False
+    opened = xml.find(b">", start)
+    if opened < 0 or xml[opened - 1:opened] == b"/":
+        return opened < 0  # a cut tag: count it (python-calamine refuses it anyway)
+    inside = xml.find(b"<", opened)
+    return inside < 0 or xml[inside + 1:inside + 2] != b"/"
 
 
 def _placed(xml: bytes):

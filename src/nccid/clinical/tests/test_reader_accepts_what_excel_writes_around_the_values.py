@@ -160,3 +160,32 @@ def test_a_strict_open_xml_workbook_is_read_as_its_transitional_twin():
                          (second_batch, "sheet 2 (in order) also holds template columns")):
         assert words in refused(strict(good_sheet(build=build))), build.__name__
     assert reader.read_bytes(strict(good_sheet(build=date1904))).date1904
+
+
+FAR = "the first sheet reaches beyond column CV or has more than 49,999 rows"
+# Excel writes a formatted row or a styled cell without a value: python-calamine makes nothing of
+# them (no cell, no memory), so they are not where the sheet reaches.
+FORMATTED = [b'<row r="1048576" ht="15" customHeight="1"/>',
+             b'<row r="60000"><c r="A60000" s="1"/></row><row r="1048576"><c r="BI1048576" s="1"></c></row>',
+             b'<row r="3"><c r="XFD3" s="1"/></row>',
+             b'<row r="60000" ht="15"><c s="1"/><c s="1"></c></row>']  # cells placed by position
+# A value, even an empty text, makes a cell of the reader's rectangle: still refused.
+VALUES = [b'<row r="60000"><c r="A60000"><v>1</v></c></row>',
+          b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is/></c></row>',
+          b'<row r="3"><c r="CW3" t="str"><v></v></c></row>',
+          b'<row r="3"><c r="CW3" xmlns:q="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+          b'<q:v>1</q:v></c></row>',
+          b'<row r="3"><c r="CW3" s="1"><f>1+1</f><v>2</v></c></row>',
+          b'<row r="60000" ht="15"><c s="1"/><c><v>1</v></c></row>']  # cells placed by position
+
+
+def with_rows(rows: bytes) -> bytes:
+    return edited(good_sheet(), {SHEET: lambda xml: xml.replace(b"</sheetData>", rows + b"</sheetData>")})
+
+
+def test_formatting_far_below_the_data_is_not_where_the_sheet_reaches():
+    for rows in FORMATTED:
+        sheet = reader.read_bytes(with_rows(rows))
+        assert len(sheet.rows) == 1 and reader.layout(sheet, "positive"), rows
+    for rows in VALUES:
+        assert refused(with_rows(rows)).startswith(FAR), rows

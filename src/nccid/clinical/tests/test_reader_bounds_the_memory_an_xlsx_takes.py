@@ -123,9 +123,15 @@ print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) // 1024)
 
 def test_hostile_uploads_are_read_or_refused_well_under_500_mb(tmp_path):
     """The peak memory of a fresh process reading the worst cases: the far corner the limits
-    allow, the reviewer's far cell (2.7 GB before) and 100 MB of shared strings."""
+    allow, the reviewer's far cell (2.7 GB before), 100 MB of shared strings, and a formatted
+    row and styled empty cell at the sheet's last corner (read: they make no cell)."""
+    formatted = sheet_xml(good_sheet()).replace(b"</sheetData>", (
+        b'<row r="1048575"><c r="XFD1048575" s="0"/></row><row r="1048576" ht="15" customHeight="1"/>'
+        b"</sheetData>"))
     files = {"corner.xlsx": with_value_at(49_999, 100), "far.xlsx": with_value_at(99_999, 702),
-             "text.xlsx": replaced(good_sheet(), "xl/sharedStrings.xml", shared_strings(6_000_000))}
+             "text.xlsx": replaced(good_sheet(), "xl/sharedStrings.xml", shared_strings(6_000_000)),
+             "formatted.xlsx": replaced(good_sheet(), "xl/worksheets/sheet1.xml", formatted)}
+    assert reader.read_bytes(files["formatted.xlsx"]).rows
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     done = subprocess.run([sys.executable, "-c", CHILD, *(str(tmp_path / n) for n in files)],
