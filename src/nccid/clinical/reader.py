@@ -204,10 +204,10 @@ def _read_xlsx(data: bytes) -> Sheet:
         values = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except Exception as exc:  # calamine raises several types for damaged files
         raise SpreadsheetRejected("the spreadsheet could not be read (it may be damaged)") from exc
-    _refuse_hidden_values(xml, values, sheet_name)
     errors = _error_cells(xml)
     if error_text or (b"#" in xml and _ERROR_TEXT_BYTES.search(xml)):  # inline text too
         errors.update(_error_texts(values))
+    _refuse_hidden_values(xml, values, sheet_name, _header_index(values, {row for row, _ in errors}))
     del xml
     _refuse_template_headers_elsewhere(archive, parts.others)
     sheet = _sheet(values, "xlsx", stamp, title, errors)
@@ -353,10 +353,12 @@ def _column_number(letters: str) -> int:
     return number
 
 
-def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str) -> None:
+def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, header: int | None) -> None:
     """Values in hidden rows or columns are refused, like hidden sheets: the site would send
     data it cannot see (a hidden column of names, say). Hidden empty rows and columns (Excel's
-    way of tidying the unused part of a sheet) are fine. Named by row number and letter."""
+    way of tidying the unused part of a sheet) are fine, and so is a hidden column holding only
+    its header (row index ``header``): a template column the site does not fill. Named by row
+    number and letter."""
     if b"hidden=" not in xml:  # the common case, decided without a regular expression
         return
     rows = [int(r) for r in _HIDDEN_ROW.findall(xml)]
@@ -365,7 +367,7 @@ def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str) -> No
     for low, high in _HIDDEN_COLUMNS.findall(xml):
         low, high = int(low), min(int(high), max((len(row) for row in values), default=0))
         used = [c for c in range(low, high + 1)
-                if any(c <= len(row) and _filled(row[c - 1]) for row in values)]
+                if any(c <= len(row) and _filled(row[c - 1]) for i, row in enumerate(values) if i != header)]
         columns += [_column_letter(c - 1) for c in used]
     problems = []
     if rows:
@@ -618,8 +620,7 @@ def _sheet(values: list[list], fmt: str, stamp, title: str,
     error_rows: dict[int, dict[int, str]] = {}
     for (row, column), code in (errors or {}).items():
         error_rows.setdefault(row, {})[column] = code
-    header_index = next((i for i, row in enumerate(values)
-                         if i in error_rows or any(_filled(v) for v in row)), None)
+    header_index = _header_index(values, error_rows)
     if header_index is None:
         raise SpreadsheetRejected("the spreadsheet is empty: it has no header row")
     headers = [str(v).strip() if _filled(v) else "" for v in values[header_index]]
@@ -642,6 +643,13 @@ def _sheet(values: list[list], fmt: str, stamp, title: str,
     return Sheet(headers=headers, rows=rows, format=fmt, stamp=stamp, title=title,
                  cell_errors=cell_errors,
                  unheaded_columns=_unheaded_columns(values, header_index, headers, error_rows))
+
+
+def _header_index(values: list[list], error_rows) -> int | None:
+    """The header row's index: the first row holding a value or an error cell (in
+    ``error_rows``, row indices)."""
+    return next((i for i, row in enumerate(values) if i in error_rows or any(_filled(v) for v in row)),
+                None)
 
 
 def _unheaded_columns(values: list[list], header_index: int, headers: list[str],

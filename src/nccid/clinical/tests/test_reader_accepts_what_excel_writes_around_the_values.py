@@ -189,3 +189,18 @@ def test_formatting_far_below_the_data_is_not_where_the_sheet_reaches():
         assert len(sheet.rows) == 1 and reader.layout(sheet, "positive"), rows
     for rows in VALUES:
         assert refused(with_rows(rows)).startswith(FAR), rows
+
+
+def test_a_hidden_column_holding_only_its_header_is_accepted():
+    """A site hides the template's columns it does not fill: only the header is there. Any
+    value below it is still refused, the site cannot see it."""
+    def hide_hospital(workbook):
+        workbook.active.column_dimensions["C"].hidden = True
+
+    headers, row = positive_row(age=40)
+    assert headers[2] == "Hospital" and row[2] is None
+    sheet = reader.read_bytes(xlsx_bytes(headers, [row], build=hide_hospital))
+    assert len(sheet.rows) == 1 and reader.layout(sheet, "positive")
+    _, filled = positive_row(age=41, hospital="Example Hospital")
+    message = refused(xlsx_bytes(headers, [row, filled], build=hide_hospital))
+    assert "hidden columns holding values (C)" in message
