@@ -220,7 +220,8 @@ class Column:
         if self.codes is not None:
             return self.codes.legend()
         if self.type == "date":
-            return "A date: YYYY-MM-DD, DD/MM/YYYY (or your site's declared format) or a date cell"
+            return ("A date: YYYY-MM-DD, DD/MM/YYYY (or your site's declared format), 13 Jul 2020 "
+                    "or a date cell")
         if self.type in ("integer", "decimal"):
             kind = "A whole number" if self.type == "integer" else "A number"
             unit = f" in {self.unit}" if self.unit else ""

@@ -47,9 +47,31 @@ DATE_FORMATS = {"DMY": "DD/MM/YYYY", "MDY": "MM/DD/YYYY"}
 
 _NUMBER_WITH_UNIT = re.compile(r"^([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([^\d\s.].*)?$", re.ASCII)
 _COMMA_NUMBER = re.compile(r"^[-+]?\d+(?:,\d+)+(?:\.\d*)?(?:\s*\D.*)?$", re.ASCII)
-_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$", re.ASCII)
+# Year first: always year, month, day (2020-07-13, 2020/07/13); a time and zone after it are
+# ignored, the date kept as written (2020-07-13T23:30:00Z is 13 July, wherever that was).
+_ISO_DATE = re.compile(r"^(\d{4})([-/.])(\d{1,2})\2(\d{1,2})"
+                       r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*(?:Z|[+-]\d{2}(?::?\d{2})?))?)?$",
+                       re.ASCII)
 _SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$",
                          re.ASCII)
+# A month by name: day first (13 Jul 2020, 13-Jul-20 as Excel's CSV writes d-mmm-yy, 13th of
+# July 2020, 13JUL2020), month first with a four-digit year (July 13, 2020) or year first
+# (2020-Jul-13); a weekday before it is checked. Every spelling is one the date-in-wrong-column
+# guard finds (identity/reasons.toml), so a birth date typed so elsewhere is still refused.
+_WORDY_DATE = re.compile(
+    r"^(?:(?P<weekday>[a-z]+)\.?,?\s+)?"
+    r"(?:(?P<day>\d{1,2})(?:st|nd|rd|th)?(?:\s+of)?[\s\-/.]*(?P<month>[a-z]+)\.?[\s\-/.,]*(?P<year>\d{4}|\d{2})"
+    r"|(?P<month_first>[a-z]+)\.?\s*(?P<day_second>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<year_last>(?:19|20)\d{2})"
+    r"|(?P<year_first>\d{4})[\s\-/.]*(?P<month_second>[a-z]+)[\s\-/.]*(?P<day_last>\d{1,2}))"
+    r"(?:[\sT]+\d{1,2}:\d{2}(?::\d{2})?)?$", re.ASCII | re.IGNORECASE)
+_MONTHS = {name: number for number, names in enumerate((
+    ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
+    ("jun", "june"), ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"),
+    ("oct", "october"), ("nov", "november"), ("dec", "december")), start=1) for name in names}
+_WEEKDAYS = {name: number for number, names in enumerate((
+    ("mon", "monday"), ("tue", "tues", "tuesday"), ("wed", "weds", "wednesday"),
+    ("thu", "thur", "thurs", "thursday"), ("fri", "friday"), ("sat", "saturday"),
+    ("sun", "sunday"))) for name in names}
 _SPECIFY = re.compile(r"^(\w{1,3})\s*[-:–]\s*\S")
 _CLAUSES = re.compile(r"[,;:.()\[\]]+")
 _WORD = re.compile(r"[A-Z0-9]+")
@@ -343,18 +365,20 @@ def _date(column: Column, date_format: str, *, other_order_row: int | None = Non
                 f"{why}{hint}"
             ) from None
 
-    def parse_text(text: str) -> dt.date:
+    def parse_text(text: str) -> dt.date:  # the usual spellings first: this runs per cell
         if match := _ISO_DATE.match(text):
             try:
-                return dt.date(int(match[1]), int(match[2]), int(match[3]))
+                return dt.date(int(match[1]), int(match[3]), int(match[4]))
             except ValueError:
                 raise CellError(f"'{text}' is not a valid date (YYYY-MM-DD)") from None
         if match := _SLASH_DATE.match(text):
-            year = int(match[3]) + (2000 if len(match[3]) == 2 else 0)
-            return slash(text, int(match[1]), int(match[2]), year)
+            return slash(text, int(match[1]), int(match[2]), _full_year(match[3]))
         if text.isascii() and text.isdigit():  # "²" is a digit to isdigit(), not to int()
             return _serial(int(text), date1904)
-        raise CellError(f"'{text}' is not a date: use YYYY-MM-DD or {declared or 'DD/MM/YYYY'}")
+        if (match := _WORDY_DATE.match(text)) and (day := _wordy_date(text, match)):
+            return day
+        raise CellError(f"'{text}' is not a date: use YYYY-MM-DD, {declared or 'DD/MM/YYYY'} or "
+                        "13 Jul 2020")
 
     def parse(text: str) -> dt.date:
         try:
@@ -383,6 +407,32 @@ def _date(column: Column, date_format: str, *, other_order_row: int | None = Non
         return iso, iso
 
     return convert
+
+
+def _full_year(digits: str) -> int:
+    """A two-digit year is this century's (13/07/20, 13-Jul-20: 2020)."""
+    return int(digits) + (2000 if len(digits) == 2 else 0)
+
+
+def _wordy_date(text: str, match: re.Match) -> dt.date | None:
+    """The date of a ``_WORDY_DATE`` match, None when a word is no month or weekday; a day the
+    month lacks or a weekday the date does not fall on is refused."""
+    day, month, year = ((match["day"], match["month"], match["year"]) if match["day"] else
+                        (match["day_second"], match["month_first"], match["year_last"]) if match["day_second"]
+                        else (match["day_last"], match["month_second"], match["year_first"]))
+    number = _MONTHS.get(month.lower())
+    weekday = _WEEKDAYS.get(match["weekday"].lower()) if match["weekday"] else None
+    if number is None or (match["weekday"] and weekday is None):
+        return None
+    try:
+        date = dt.date(_full_year(year), number, int(day))
+    except ValueError:
+        raise CellError(f"'{text}' is not a valid date: {dt.date(2000, number, 1):%B} has no day "
+                        f"{int(day)}") from None
+    if weekday is not None and date.weekday() != weekday:
+        raise CellError(f"'{text}' names the wrong weekday: {date:%-d %B %Y} is a {date:%A}. Correct "
+                        "the date, or leave the weekday out")
+    return date
 
 
 _YEAR = re.compile(r"(?<!\d)[12]\d{3}(?!\d)", re.ASCII)

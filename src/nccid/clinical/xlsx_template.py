@@ -73,7 +73,9 @@ def build_workbook(kind: str) -> Workbook:
         f"Template version {template.version} ({stamp_keywords(template)})",
         "Fill in the first sheet, one row per " + ("patient." if template.one_row_per_patient else "swab."),
         "Do not rename, merge or hide anything; values only (no formulas).",
-        "Dates: YYYY-MM-DD, a date cell, or your site's declared format (DD/MM/YYYY by default).",
+        "Dates: YYYY-MM-DD, a date cell, your site's declared format (DD/MM/YYYY by default), or "
+        "with the month's name (13 Jul 2020). A two-digit year is 20xx; a time or time zone after "
+        "a date is ignored (the date is kept as written).",
         "NHS/CHI and hospital numbers: their columns are Text, so leading zeros are kept; keep them "
         "Text when pasting (paste values into the template, or format your own columns as Text).",
         "",

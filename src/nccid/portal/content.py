@@ -83,7 +83,7 @@ def columns(kind: str) -> list[dict]:
         if column.get("type") == "code":
             what = _code_text(column.get("codes", ""))
         elif column.get("type") == "date":
-            what = "date (DD/MM/YYYY, YYYY-MM-DD or an Excel date)"
+            what = "date (DD/MM/YYYY, YYYY-MM-DD, 13 Jul 2020 or an Excel date)"
         rows.append({
             "header": column["header"],
             "what": what,
