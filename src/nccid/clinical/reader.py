@@ -55,12 +55,14 @@ MAX_COLUMNS = 100       # column CV: the widest template has 62 columns, the res
 MAX_ROWS = 49_999       # rows: split bigger sheets
 TOO_MANY_ROWS = f"the file has more than {MAX_ROWS:,} rows: split it into smaller files"
 # A row or cell reference (` r="…"`, a literal the regex engine finds fast) beyond column CV
-# (three letters, D* to Z*, CW to CZ) or at row 50,000 or beyond.
-_FAR_CELL = re.compile(rb' r="(?:[A-Z]{3}|[D-Z][A-Z]|C[W-Z]|[A-Z]{0,2}(?:[0-9]{6}|[5-9][0-9]{4}))')
+# (three letters, D* to Z*, CW to CZ) or at row 50,000 or beyond. python-calamine reads the
+# letters in either case; a reference written otherwise (r='…', r = "…") is not a cell's first
+# attribute as ` r="`, so its sheet is followed element by element (_UNPLACED).
+_FAR_CELL = re.compile(rb' r="(?:[A-Za-z]{3}|[D-Zd-z][A-Za-z]|[Cc][W-Zw-z]|[A-Za-z]{0,2}(?:[0-9]{6}|[5-9][0-9]{4}))')
 # A row or cell without a reference: its place follows from the elements before it.
 _UNPLACED = re.compile(rb'<(?:row|c)(?=[\s/>])(?! r=")')
 _ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s/>])([^>]*)>")
-_REFERENCE = re.compile(rb'\sr="([A-Z]*)([0-9]*)"')
+_REFERENCE = re.compile(rb"""\sr\s*=\s*["']([A-Za-z]*)([0-9]*)["']""")
 _CELL_TAG = re.compile(rb"<(?:[^\s<>/:]+:)?c[\s/>]")  # any prefix: python-calamine reads local names
 STAMP_PREFIX = "nccid-template"  # keywords of our templates: "nccid-template:positive:1.5"
 
@@ -348,7 +350,7 @@ def _placed_cells(xml: bytes):
 
 def _column_number(letters: str) -> int:
     number = 0
-    for letter in letters:
+    for letter in letters.upper():
         number = number * 26 + ord(letter) - 64
     return number
 

@@ -137,3 +137,34 @@ def test_hostile_uploads_are_read_or_refused_well_under_500_mb(tmp_path):
     done = subprocess.run([sys.executable, "-c", CHILD, *(str(tmp_path / n) for n in files)],
                           capture_output=True, text=True, check=True, timeout=120)
     assert int(done.stdout.split()[-1]) < 350  # megabytes
+
+
+# python-calamine reads a reference's letters in either case, in single quotes, with spaces
+# around "=": each of these far cells made it abort the process (it set aside 550 GB).
+ODD_REFERENCES = [b'<row r="3"><c r="xfd1048576"><v>1</v></c></row>',
+                  b"<row r='3'><c r='XFD1048576'><v>1</v></c></row>",
+                  b'<row r="3"><c r = "XFD1048576"><v>1</v></c></row>',
+                  b"<row r='1048576'><c><v>1</v></c></row>"]
+REFUSALS = """
+import sys
+from nccid.clinical import reader
+for path in sys.argv[1:]:
+    try:
+        reader.read_path(path)
+        print("read")
+    except reader.SpreadsheetRejected as refused:
+        print(str(refused).split(":")[0])
+"""
+
+
+def test_far_references_written_in_any_case_or_quoting_are_refused(tmp_path):
+    """Read in a child process: were one of them read, it would abort the process."""
+    xml = sheet_xml(good_sheet())
+    paths = []
+    for number, rows in enumerate(ODD_REFERENCES):
+        paths.append(tmp_path / f"odd{number}.xlsx")
+        paths[-1].write_bytes(replaced(good_sheet(), "xl/worksheets/sheet1.xml",
+                                       xml.replace(b"</sheetData>", rows + b"</sheetData>")))
+    done = subprocess.run([sys.executable, "-c", REFUSALS, *map(str, paths)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.splitlines() == [FAR] * len(ODD_REFERENCES)
