@@ -46,3 +46,22 @@ def detail_text(detail: dict) -> str:
         return str(value)
 
     return "; ".join(f"{name}={shown(value)}" for name, value in (detail or {}).items())
+
+
+ERROR_PREFIX = "Error: "
+
+
+@register.filter
+def error_messages(messages) -> list:
+    """The error-level ones of the request's messages (shown together in an error summary)."""
+    return [message for message in messages or () if message.level_tag == "error"]
+
+
+@register.filter(is_safe=True)
+def error_title(title: str, messages) -> str:
+    """``{% filter error_title:messages %}``: the page title, after "Error: " when an error
+    message is shown (a screen reader announces the title first). A page whose form already
+    put "Error: " in its title keeps one."""
+    if title.startswith(ERROR_PREFIX) or not error_messages(messages):
+        return title
+    return ERROR_PREFIX + title

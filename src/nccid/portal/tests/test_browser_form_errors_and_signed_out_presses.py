@@ -83,3 +83,28 @@ def test_confirm_pressed_after_the_session_ended_signs_in_back_to_the_check_page
     page.wait_for_url(check_page)
     page.get_by_role("heading", name="Check your upload").wait_for()
     assert page.get_by_role("button", name=re.compile("Confirm and import")).is_visible()
+
+
+def test_an_error_told_after_a_redirect_takes_the_focus_and_names_the_title(portal, page,
+                                                                             tmp_path):
+    """Confirm pressed on a check page whose upload was cancelled in another tab: the error,
+    a message shown after the redirect, is focused and titled as a form's error is."""
+    from nccid.synthetic.clinical import write_sheet
+    from nccid.synthetic.people import people
+
+    sheet = tmp_path / "positive.xlsx"
+    write_sheet("positive", people(2, seed=48, site_prefix="RFOC"), sheet, errors=0, seed=3)
+    page.goto(portal + "/upload/positive/")
+    sign_in(page, portal, "ursula")
+    page.wait_for_url(portal + "/upload/positive/")
+    page.locator("input[type=file][name=file]").set_input_files(str(sheet))
+    page.get_by_role("button", name="Check the file").click()
+    page.get_by_role("heading", name="Check your upload").wait_for()
+    other_tab = page.context.new_page()
+    other_tab.goto(page.url)
+    other_tab.get_by_role("button", name=re.compile("Cancel")).click()
+    other_tab.get_by_text("Upload cancelled: nothing from this file was saved.").wait_for()
+    page.get_by_role("button", name=re.compile("Confirm and import")).click()
+    page.get_by_text("cannot be confirmed").wait_for()
+    page.wait_for_function("document.activeElement.classList.contains('nhsuk-error-summary')")
+    assert page.title().startswith("Error: Upload cancelled")
