@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
 
 from nccid.accounts.models import Site
 
@@ -13,6 +14,25 @@ SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".csv")
 WRONG_FORMAT = ("The selected file must be an Excel workbook (.xlsx) or a CSV file (.csv). "
                 "If it is another kind of spreadsheet (.xls, .ods, .numbers), open it in Excel or "
                 "LibreOffice, choose Save As, save it as .xlsx or CSV, and upload that file")
+
+
+# What an empty field says, naming it (the NHS.UK pattern), not Django's "This field is required."
+SIGN_IN_REQUIRED = {"username": "Enter your username", "password": "Enter your password"}
+PASSWORD_CHANGE_REQUIRED = {"old_password": "Enter your current password",
+                            "new_password1": "Enter a new password",
+                            "new_password2": "Confirm the new password"}
+
+
+def name_what_is_missing(form: forms.Form, required: dict[str, str]) -> None:
+    """Give each field of ``required`` its own message for being left empty."""
+    for name, message in required.items():
+        form.fields[name].error_messages["required"] = message
+
+
+class SignInForm(AuthenticationForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        name_what_is_missing(self, SIGN_IN_REQUIRED)
 
 
 class UploadForm(forms.Form):

@@ -25,7 +25,7 @@ from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_GET, require_POST
 
 from . import auth, content
-from .forms import UploadForm
+from .forms import PASSWORD_CHANGE_REQUIRED, SignInForm, UploadForm, name_what_is_missing
 from .paging import paginate, query_prefix
 from .templatetags.portal_tags import uploads_title
 
@@ -35,6 +35,7 @@ log = logging.getLogger("nccid.portal")
 class LoginView(auth_views.LoginView):
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+    form_class = SignInForm
 
 
 class LogoutView(auth_views.LogoutView):
@@ -56,6 +57,7 @@ class AxesCountedPasswordChangeForm(PasswordChangeForm):
     def __init__(self, user, *args, request: HttpRequest, **kwargs):
         super().__init__(user, *args, **kwargs)
         self.request = request
+        name_what_is_missing(self, PASSWORD_CHANGE_REQUIRED)
 
     def clean_old_password(self) -> str:
         old_password = self.cleaned_data["old_password"]
