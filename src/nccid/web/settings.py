@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "nccid.portal.session_ended.SessionEndedMiddleware",  # the sign-in page says a session ended
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     "nccid.web.unavailable.WarehouseUnavailableMiddleware",
@@ -149,6 +150,9 @@ LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
 
+# A session ends 8 hours after signing in, however active the user is (not sliding: it is
+# saved again only when something is stored in it); the sign-in page then says so
+# (nccid.portal.session_ended). The cookie itself ends when the browser closes.
 SESSION_COOKIE_AGE = 8 * 60 * 60
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
