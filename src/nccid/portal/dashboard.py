@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from . import charts
 from .auth import signed_in_or_back_to
@@ -107,27 +107,62 @@ def review_page(request: HttpRequest) -> HttpResponse:
 
 def _review_page_of(request: HttpRequest, **_) -> str:
     """The review queue's page a decision was sent from."""
-    page = request.POST.get("page", "")
+    page = request.POST.get("page", "") or request.GET.get("page", "")
     back = reverse("figures:review")
     return f"{back}?page={page}" if page.isdigit() else back
 
 
+# What each decision asks before it is made: neither can be undone from the portal.
+DECISIONS = {
+    "release": {"question": "Release image {pk} into the warehouse?",
+                "warning": "Check it shows no names, NHS/CHI or hospital numbers, dates of "
+                           "birth or other identifiers burned into the pixels (open it full "
+                           "size). Once released it can reach researchers; only removing its "
+                           "study takes it back.",
+                "button": "Confirm release of image {pk}", "style": "",
+                "done": "released into the warehouse"},
+    "reject": {"question": "Reject image {pk}?",
+               "warning": "This deletes it; it cannot be undone. If the site sends it again, "
+                          "it is held for review again.",
+               "button": "Confirm rejection of image {pk}", "style": "nhsuk-button--warning",
+               "done": "rejected and deleted"},
+}
+
+
 @data_manager_required(signed_out_to=_review_page_of)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """GET (the queue's Release or Reject): the page asking to confirm the decision, so a slip
+    decides nothing. POST (its Confirm): the decision, audited by the imaging services."""
     from nccid.imaging import services
 
-    if action not in ("release", "reject"):
+    if action not in DECISIONS:
         raise Http404("no such action")
     held = held_or_404(pk)
+    if request.method == "GET":
+        return _ask_to_confirm(request, held, action)
     try:
         getattr(services, f"{action}_held")(held, request.user)
     except services.HeldDecisionError as exc:
         messages.error(request, f"Image {held.pk}: {exc}.")
     else:
-        done = "released into the warehouse" if action == "release" else "rejected and deleted"
-        messages.success(request, f"Image {held.pk} from {held.site.code} {done}.")
+        messages.success(request, f"Image {held.pk} from {held.site.code} {DECISIONS[action]['done']}.")
     return redirect(_review_page_of(request))  # the page it was on
+
+
+def _ask_to_confirm(request: HttpRequest, held, action: str) -> HttpResponse:
+    """The question before ``action`` on ``held``; an image decided meanwhile is answered as
+    its Confirm would be (the error, on the queue's page)."""
+    from nccid.imaging.models import HeldStatus
+
+    if held.status != HeldStatus.HELD or not held.file_name:
+        messages.error(request, f"Image {held.pk}: this image has already been decided.")
+        return redirect(_review_page_of(request))
+    decision = {key: text.format(pk=held.pk) for key, text in DECISIONS[action].items()}
+    page = request.GET.get("page", "")
+    return render(request, "portal/review_confirm.html", {
+        "image": held, "action": action, "decision": decision,
+        "page": page if page.isdigit() else "", "back": _review_page_of(request)})
 
 
 @data_manager_required

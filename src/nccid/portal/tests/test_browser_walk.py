@@ -199,6 +199,12 @@ def test_a_data_manager_sees_a_held_image_then_rejects_it(review_portal, page):
         " return i.complete && i.naturalWidth === 256 && i.naturalHeight === 256; }")
     shot(page, "20-review-queue")
     page.get_by_role("button", name="Reject image").click()
+    page.get_by_role("heading", name=re.compile(r"^Reject image \d+\?$"), level=1).wait_for()
+    page.get_by_role("link", name="Cancel").click()  # asked, nothing decided
+    page.get_by_role("heading", name="Review queue", level=1).wait_for()
+    page.get_by_role("button", name="Reject image").click()
+    shot(page, "21-reject-confirm")
+    page.get_by_role("button", name=re.compile("Confirm rejection of image")).click()
     page.get_by_text("rejected and deleted").wait_for()
     assert page.locator(".portal-held-preview img").count() == 0
     assert "No image is waiting for review" in page.locator("main").inner_text()
