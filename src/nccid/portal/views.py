@@ -229,8 +229,8 @@ def template_download(request: HttpRequest, kind: str) -> HttpResponse:
 @login_required
 def upload(request: HttpRequest, kind: str) -> HttpResponse:
     info = _kind_or_404(kind)
-    if not auth.can_upload(request.user):
-        raise Http404("uploads are for site uploaders")
+    if not auth.can_upload(request.user):  # the page exists: the 403 names the role
+        raise PermissionDenied("uploads are for site uploaders")
     admin = not request.user.is_uploader
     bound = (request.POST, request.FILES) if request.method == "POST" else (None, None)
     form = UploadForm(*bound, acting_for_any_site=admin)

@@ -52,7 +52,7 @@ def test_data_manager_sees_dashboard_and_review_links_but_no_upload_pages(client
     body = client.get("/").content.decode()
     assert "Dashboard" in body and "Review queue" in body and "Summary" in body
     assert "Upload Covid (Positive) Data" not in body
-    assert client.get("/upload/positive/").status_code == 404
+    assert client.get("/upload/positive/").status_code == 403  # told: the page exists
 
 
 @pytest.mark.parametrize(("role", "opening"), [
@@ -100,7 +100,7 @@ def test_a_researcher_finds_how_to_reach_the_data_on_research_access(client, sit
 
 def test_researcher_cannot_reach_upload_pages(client, make_user):
     client.force_login(make_user("researcher"))
-    assert client.get("/upload/isaric/").status_code == 404
+    assert client.get("/upload/isaric/").status_code == 403
     assert client.get("/faq/").status_code == 200
 
 
