@@ -214,6 +214,33 @@ def test_no_page_is_wider_than_the_window_between_phone_and_desktop(demo_portal,
     assert not audit.problems, "\n".join(audit.problems)
 
 
+# With JavaScript off (or failed) the header lists every link instead of folding some under
+# "More": the longest ("Upload Covid Status (Negative) Data") must wrap too at 320 px.
+NO_JS_PAGES = {**PAGES, "admin": ["/", "/upload/negative/", "/uploads/", "/review/"]}
+
+
+def test_no_page_scrolls_sideways_at_320_px_without_javascript(demo_portal, browser):
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 320, "height": 900})
+    context.set_default_timeout(15_000)
+    page, problems, measured = context.new_page(), [], 0
+    for username, paths in NO_JS_PAGES.items():
+        page.goto(demo_portal + "/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(demo_portal + "/")
+        for path in paths:
+            page.goto(demo_portal + path)
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - innerWidth")
+            measured += 1
+            if overflow > 0:
+                problems.append(f"{username} {path}: {overflow} px wider than the window")
+        context.clear_cookies()  # signed out for the next role
+    context.close()
+    assert measured == sum(len(paths) for paths in NO_JS_PAGES.values())
+    assert not problems, "\n".join(problems)
+
+
 def test_every_form_works_without_javascript(demo_portal, browser, tmp_path):
     """The NHS.UK frontend's script only enhances: with JavaScript off, a site uploader still
     uploads, confirms and changes their password, and a data manager still chooses a site,
