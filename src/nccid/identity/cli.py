@@ -290,7 +290,9 @@ def key_fingerprint(
     from nccid.identity.keys import load_keyring
 
     path = file or get_settings().key_file
-    keyring = load_keyring(path)
+    # A copy given with --file is only read: its mode is not judged (a FAT/exFAT stick shows
+    # 0755 and cannot change it); the live key file keeps the 0600 rule.
+    keyring = load_keyring(path, copy=file is not None)
     console.print(f"key file        {path}\n"
                   f"key fingerprint {keyring.fingerprint}  (pseudonyms, UIDs: must never change)\n"
                   f"vault key       {keyring.vault_fingerprint}\n"

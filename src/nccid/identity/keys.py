@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -33,6 +34,10 @@ _TEN_DIGITS = re.compile(r"[0-9]{10}")
 
 class KeyFileError(Exception):
     """The key file is missing, unreadable or not the key this installation was created with."""
+
+
+class KeyFileMissing(KeyFileError):
+    """No file at the key file's path (as opposed to one that cannot be read or used)."""
 
 
 def _b32(data: bytes) -> str:
@@ -109,22 +114,36 @@ def _decode_key(body: dict, name: str, path: Path) -> bytes:
     return key
 
 
-def load_keyring(path: Path) -> Keyring:
-    """The keyring of a key file; KeyFileError (with what to do) when missing or unusable."""
+def load_keyring(path: Path, *, copy: bool = False) -> Keyring:
+    """The keyring of a key file; KeyFileError (with what to do) when missing or unusable.
+
+    ``copy``: a backup copy being checked ('nccid key fingerprint --file'), not the live key
+    file: its mode is not judged (FAT and exFAT media show 0755 and cannot change it), and
+    messages do not name the ``key_file`` setting.
+    """
     path = Path(path)
-    if not path.exists():
-        raise KeyFileError(
+    setting = "" if copy else " (key_file)"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise KeyFileMissing(
             f"key file {path} not found: run 'nccid init' for a new installation, "
             "or restore the key file from backup (see docs/keys.md)"
-        )
-    if os.name == "posix" and path.stat().st_mode & 0o077:
+        ) from None
+    except OSError as exc:  # a folder on the way this account may not enter
+        raise _unreadable(path, setting, exc) from None
+    if stat.S_ISDIR(mode):
+        raise KeyFileError(f"cannot read key file {path}{setting}: it is a folder, not a key file")
+    if not copy and os.name == "posix" and mode & 0o077:
         raise KeyFileError(
             f"key file {path} is readable or writable by other users: "
             f"run 'chmod 600 {path}' (see docs/keys.md)"
         )
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise _unreadable(path, setting, exc) from None
+    except ValueError as exc:  # not JSON, or not UTF-8 text (UnicodeDecodeError)
         raise KeyFileError(f"key file {path} is not a valid nccid key file") from exc
     if not isinstance(body, dict) or "master_key" not in body:
         raise KeyFileError(f"key file {path} is not a valid nccid key file")
@@ -136,6 +155,15 @@ def load_keyring(path: Path) -> Keyring:
     master = _decode_key(body, "master_key", path)
     vault_key = _decode_key(body, "vault_key", path) if "vault_key" in body else None
     return Keyring(master, vault_key)
+
+
+def _unreadable(path: Path, setting: str, exc: OSError) -> KeyFileError:
+    """'cannot read key file X (key_file): permission denied': what stopped it, not 'invalid'."""
+    reason = (exc.strerror or type(exc).__name__).lower()
+    if isinstance(exc, PermissionError):
+        reason += (" (the account nccid runs as must own the file and reach its folder: "
+                   "chown it to that account, then chmod 600; see docs/keys.md)")
+    return KeyFileError(f"cannot read key file {path}{setting}: {reason}")
 
 
 @dataclass(frozen=True)

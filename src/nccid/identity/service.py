@@ -17,7 +17,13 @@ from cryptography.exceptions import InvalidTag
 from django.db import DatabaseError, connections, router, transaction
 
 from nccid.config import get_settings
-from nccid.identity.keys import PSEUDONYM_PATTERN, KeyFileError, Keyring, load_keyring
+from nccid.identity.keys import (
+    PSEUDONYM_PATTERN,
+    KeyFileError,
+    KeyFileMissing,
+    Keyring,
+    load_keyring,
+)
 from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
 from nccid.identity.reasons import identifier_in_reason
 
@@ -102,8 +108,8 @@ def check_installation_key() -> None:
     key_file = get_settings().key_file
     try:
         keyring = get_keyring()
-    except KeyFileError:
-        if key_file.exists() or not installation_has_data():
+    except KeyFileMissing:  # (one that cannot be read says so, whatever the data)
+        if not installation_has_data():
             raise
         raise KeyFileError(
             f"key file {key_file} is missing but this installation already holds data made "
