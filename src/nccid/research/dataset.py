@@ -236,10 +236,10 @@ def _resolve_user(user_or_none: Any):
         raise ScopeError("say who is asking: nccid.research.open('<username>', ...) or set NCCID_USER")
     from django.apps import apps
 
-    if not apps.ready:  # a plain Python session: start Django (and check the key) once
+    if not apps.ready:  # a plain Python session: start Django (and check the database) once
         from nccid.cli.common import setup_django
 
-        setup_django()
+        setup_django(needs_key=False)  # a research host holds no key file (docs/keys.md)
     from nccid.accounts.models import User
 
     user = User.objects.filter(username=name, is_active=True).first()

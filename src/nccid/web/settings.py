@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -25,12 +26,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def _secret_key() -> str:
-    # Derived from the project key so no second secret has to be kept; before 'nccid init'
-    # has made a key, a throwaway value lets management commands run.
+    # Derived from the project key so no second secret has to be kept. Without a key file (a
+    # research host, which must not hold it; 'nccid init' before it makes one) a random value
+    # of this process alone: such a process signs nothing another one trusts (no sessions, no
+    # sign-ins; API tokens and passwords are checked without SECRET_KEY), and a value anyone
+    # could work out would let cookies be forged for a portal started without its key.
     try:
         return load_keyring(NCCID.key_file).django_secret()
-    except KeyFileError:
-        return "nccid-uninitialised-" + str(NCCID.home)
+    except (KeyFileError, OSError):  # OSError: a key file in a folder this account cannot read
+        return "nccid-no-key-" + secrets.token_urlsafe(48)
 
 
 SECRET_KEY = _secret_key()
