@@ -5,8 +5,11 @@ database under a new part number and written as one new Parquet part; the small 
 (``clinical``, ``patients``, ``studies``) are rebuilt; ``state.json`` is written last and names
 every file of the new version, so readers never see a half-written refresh. Parts are merged
 when they grow many. Each row belongs to exactly one part (``ImageRecord.catalogue_part``), so
-a crash or a late-committing transaction can neither lose nor duplicate a row. Refreshes run
-one at a time across processes (``refresh_lock``).
+a crash or a late-committing transaction can neither lose nor duplicate a row: the next refresh
+writes the parts a dead one claimed. Rows are claimed only once ``state.json`` exists (the first
+refresh writes an empty one first), so claimed rows without it mean a store that lost its
+catalogue, never a first refresh that died. Refreshes run one at a time across processes
+(``refresh_lock``).
 
 ``connect_catalogue()`` opens the views ``images``, ``studies``, ``clinical``, ``patients``
 (docs/architecture.md). On S3 the catalogue's files are mirrored into a local cache first
@@ -90,6 +93,8 @@ def _refresh(compact_at: int) -> dict:
     warehouse = get_warehouse()
     warehouse.ensure()
     old = _read_state(warehouse)
+    if not old.get("version"):
+        _write_initial_state(warehouse, old)
     shift = deployment_shift()
     if shift.shifts and not old.get(ARRIVALS_WITHHELD):
         compact_at = 0  # parts written with real arrival times are rewritten as one new part
@@ -122,6 +127,14 @@ def _refresh(compact_at: int) -> dict:
     _delete_unreferenced(warehouse, old, state)
     _synced.pop(warehouse.url, None)  # this process sees the new version at once
     return {**state["counts"], "new_images": new_rows, "parts": len(entries), "version": version}
+
+
+def _write_initial_state(warehouse: Warehouse, empty: dict) -> None:
+    """The empty state of a warehouse never catalogued, written before its first claim: a
+    first refresh that dies after claiming (killed, disk full, the store refusing a write)
+    leaves claims the next refresh writes, not claims without a state, which read as a store
+    that lost its catalogue (``_read_state``) and would stop every refresh for good."""
+    warehouse.write_atomic(STATE_KEY, json.dumps(empty, indent=1).encode())
 
 
 WAITING = "catalogue refresh: waiting for another refresh to finish"
