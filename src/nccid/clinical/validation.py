@@ -410,8 +410,13 @@ def _date(column: Column, date_format: str, *, other_order_row: int | None = Non
 
 
 def _full_year(digits: str) -> int:
-    """A two-digit year is this century's (13/07/20, 13-Jul-20: 2020)."""
-    return int(digits) + (2000 if len(digits) == 2 else 0)
+    """A two-digit year is this century's (13/07/20, 13-Jul-20: 2020) unless that is after this
+    year: 13/07/31 is 1931, a birth date perhaps, kept from view as every date before the study
+    is (read as 2031 it was shown in a warning and kept)."""
+    if len(digits) != 2:
+        return int(digits)
+    year = 2000 + int(digits)
+    return year - 100 if year > dt.date.today().year else year
 
 
 def _wordy_date(text: str, match: re.Match) -> dt.date | None:

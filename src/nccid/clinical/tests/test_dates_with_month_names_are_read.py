@@ -1,7 +1,8 @@
 """A date column reads a month by name as well as by number: Excel's own CSV export of a
 d-mmm-yy cell writes 13-Jul-20, and sites type 13 July 2020. Year first is year, month, day
 with any separator; a time and time zone after a date are ignored, the date kept as written.
-A two-digit year is read as in 13/07/20 (2000 onwards). What is impossible or says two
+A two-digit year is read as in 13/07/20 (2000 onwards, unless that is after this year:
+13/07/31 is 1931 and, as every date before the study, is not shown). What is impossible or says two
 things (31 Feb, a weekday the date is not) is still refused. Every spelling read here is one
 the guard refuses where no date belongs, so a birth date typed so elsewhere is not kept."""
 
@@ -31,6 +32,15 @@ def test_a_two_digit_year_reads_as_in_a_slash_date():
     spelt, slashed = one("date_of_admission", "5-Mar-21")[0], one("date_of_admission", "05/03/21")[0]
     assert spelt.records[0].cleaned["date_of_admission"] == "2021-03-05"
     assert slashed.records[0].cleaned["date_of_admission"] == "2021-03-05"
+
+
+@pytest.mark.parametrize("typed", ["13/07/31", "13-Jul-31", "13 July 31"])
+def test_a_two_digit_year_after_this_one_is_last_century_and_not_shown(typed):
+    """Read as 2031, a birth date typed with a two-digit year was kept and shown as after today."""
+    result, problems = one("date_of_admission", typed)
+    [problem] = problems
+    assert problem.value == "" and "31" not in problem.reason and "before" in problem.reason
+    assert result.records[0].cleaned["date_of_admission"] is None
 
 
 @pytest.mark.parametrize("typed, why", [
