@@ -107,6 +107,49 @@ def check_database_urls(settings) -> None:
         if engine not in _USABLE_ENGINES:
             raise UserError(f"{name} has the scheme {url.partition('://')[0]!r}, which nccid "
                             f"cannot use: {_URL_HINT}")
+    _refuse_one_database_for_both(settings.database_url, settings.vault_database_url)
+
+
+# Names a PostgreSQL client gives the server on this machine (no host: its socket).
+_LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
+
+
+def _refuse_one_database_for_both(main_url: str, vault_url: str) -> None:
+    """The vault must be a database of its own: one for both would put the NHS/CHI numbers
+    beside everything else, and its tables are never made (each database's migration record
+    says the other's migrations were applied)."""
+    main, vault = _database_identity(main_url), _database_identity(vault_url)
+    same = main == vault
+    if not same and main[0] == vault[0] == "sqlite":
+        same = _same_file(main[1], vault[1])  # a hard link, or one folder by two paths
+    if same:
+        raise UserError(f"database_url and vault_database_url name the same database "
+                        f"({main[-1]}): the vault needs a database of its own; check both "
+                        "('nccid config show')")
+
+
+def _database_identity(url: str) -> tuple:
+    """What makes two URLs one database: the file's real path, or server, port, database
+    and search path (the role does not matter). Its last item names it (never a password)."""
+    import dj_database_url
+
+    config = dj_database_url.parse(url)
+    if config["ENGINE"].endswith("sqlite3"):
+        path = os.path.realpath(config["NAME"])
+        return ("sqlite", path, f"file {path}")
+    host = (config.get("HOST") or "").lower()
+    host = "localhost" if host in _LOCAL_HOSTS or host.startswith("/") else host
+    port = int(config.get("PORT") or 5432)
+    options = (config.get("OPTIONS") or {}).get("options", "")
+    return ("postgresql", host, port, config["NAME"], options,
+            f"database {config['NAME']} on {host}:{port}")
+
+
+def _same_file(first: str, second: str) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one does not exist yet: different files
+        return False
 
 
 def _check_log_dir(log_dir) -> None:
@@ -139,6 +182,43 @@ def check_databases(migrated: bool, aliases: Iterable[str] = tuple(DATABASE_SETT
         if pending:
             raise UserError(f"the database in {name}{_sqlite_file(connection)} is not set up "
                             f"({counted(pending, 'migration')} not applied): run 'nccid init'")
+        _require_own_tables(alias, complete=migrated)
+
+
+def _require_own_tables(alias: str, complete: bool) -> None:
+    """Refuse a database holding the other part's tables (the vault's where the main one
+    belongs, or the reverse) and, when ``complete``, one lacking any of its own. Its migration
+    record cannot tell (each database records every migration, those of the other's tables
+    included), so the tables themselves are looked at."""
+    from django.db import connections
+
+    connection = connections[alias]
+    present = set(connection.introspection.table_names())
+    missing = sorted(_tables_of(alias) - present) if complete else []
+    name = DATABASE_SETTINGS[alias]
+    (other,) = set(DATABASE_SETTINGS) - {alias}
+    where = f"the database in {name}{_sqlite_file(connection)}"
+    if _tables_of(other) & present:
+        raise UserError(f"{where} holds the {_ROLES[other]} database's tables, not the "
+                        f"{_ROLES[alias]} one's: database_url and vault_database_url are "
+                        "swapped or name one database; check both ('nccid config show')")
+    if missing:
+        raise UserError(f"{where} lacks {counted(len(missing), 'table')} of nccid's "
+                        f"{_ROLES[alias]} database (e.g. {missing[0]}): check {name} ('nccid "
+                        "config show') names this installation's database")
+
+
+_ROLES = {"default": "main", "vault": "vault"}
+
+
+def _tables_of(alias: str) -> set[str]:
+    """The tables the migrations make in ``alias`` (the router decides which part goes where)."""
+    from django.apps import apps
+    from django.db import router
+
+    return {model._meta.db_table for model in apps.get_models()
+            if model._meta.managed and not model._meta.proxy
+            and router.allow_migrate_model(alias, model)}
 
 
 def _unapplied_migrations(connection) -> int:

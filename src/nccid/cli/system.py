@@ -45,7 +45,8 @@ def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -
     for name in ("home", "log_dir", "pending_dir"):
         _make_folder(getattr(settings, name), name)
     setup_django(check_key=False)
-    check_databases(migrated=False)  # a server that is down: one line naming the setting
+    # A server that is down, or the two databases swapped: one line naming the settings.
+    check_databases(migrated=False)
     from django.core.management import call_command
 
     from nccid.identity.keys import KeyFileError, create_key_file
@@ -58,6 +59,7 @@ def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -
     verbosity = 0
     call_command("migrate", database="default", verbosity=verbosity, interactive=False)
     call_command("migrate", database="vault", verbosity=verbosity, interactive=False)
+    check_databases(migrated=True)  # each holds its own tables: not swapped, before any key
     if demo:
         _require_demo_home(NOT_A_DEMO_HOME[command])
     if not settings.key_file.exists():
