@@ -61,8 +61,13 @@ TOO_MANY_ROWS = f"the file has more than {MAX_ROWS:,} rows: split it into smalle
 _FAR_CELL = re.compile(rb' r="(?:[A-Za-z]{3}|[D-Zd-z][A-Za-z]|[Cc][W-Zw-z]|[A-Za-z]{0,2}(?:[0-9]{6}|[5-9][0-9]{4}))')
 # A row or cell without a reference: its place follows from the elements before it.
 _UNPLACED = re.compile(rb'<(?:row|c)(?=[\s/>])(?! r=")')
-_ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s/>])([^>]*)>")
-_REFERENCE = re.compile(rb"""\sr\s*=\s*["']([A-Za-z]*)([0-9]*)["']""")
+# An opening tag's attributes as XML allows them: in either quote, with spaces around "=", a
+# value holding ">" or the other quote (never "<", which also bounds each search to one tag).
+# The "/" of an empty element's "/>" is not part of them.
+_ATTRIBUTES = rb"""(?:[^<>"'/]|/(?!>)|"[^<"]*"|'[^<']*')*"""
+_ATTRIBUTE = re.compile(rb"""([^\s=<>"'/]+)\s*=\s*(?:"([^<"]*)"|'([^<']*)')""")
+_ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
+_REFERENCE = re.compile(r"([A-Za-z]*)([0-9]*)")
 _CELL_TAG = re.compile(rb"<(?:[^\s<>/:]+:)?c[\s/>]")  # any prefix: python-calamine reads local names
 STAMP_PREFIX = "nccid-template"  # keywords of our templates: "nccid-template:positive:1.5"
 
@@ -77,11 +82,10 @@ _FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
 # Cells are in sheetData; a formula after it belongs to the sheet, not a cell: a drop-down list
 # whose source is another sheet, a conditional format or sparkline of Excel 2010 (<xm:f>).
 _SHEET_DATA = re.compile(rb"<(?:\w+:)?sheetData[\s>/]")
-_MERGE = re.compile(rb"<(?:\w+:)?mergeCell\s[^>]*ref=\"([A-Z0-9:]+)\"")
+_MERGE = re.compile(rb"<(?:\w+:)?mergeCell(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
 # A hidden row: <row r="5" ... hidden="1">; hidden columns: <col min="3" max="4" ... hidden="1"/>.
-_HIDDEN_ROW = re.compile(rb"<(?:\w+:)?row(?=\s)(?=[^>]*\shidden=\"(?:1|true)\")[^>]*\sr=\"(\d+)\"")
-_HIDDEN_COLUMNS = re.compile(rb"<(?:\w+:)?col(?=\s)(?=[^>]*\shidden=\"(?:1|true)\")"
-                             rb"(?=[^>]*\smin=\"(\d+)\")[^>]*\smax=\"(\d+)\"")
+_ROW = re.compile(rb"<(?:\w+:)?row(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
+_COLUMNS = re.compile(rb"<(?:\w+:)?col(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
 _VERSION_IN_TEXT = re.compile(r"v(?:ersion)?\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
 # What Excel shows for a formula that failed. An xlsx marks such a cell t="e" (python-calamine
 # reads it as an empty string); a CSV, or a cell of text, holds the code as text.
@@ -91,7 +95,7 @@ EXCEL_ERRORS = frozenset({"#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NAME?", "#NUM
 _ERROR_TEXT = "#(?:" + "|".join(re.escape(e[1:]) for e in sorted(EXCEL_ERRORS)) + ")"
 _ERROR_TEXT_STR = re.compile(_ERROR_TEXT)  # a hint only: the cells are then compared exactly
 _ERROR_TEXT_BYTES = re.compile(_ERROR_TEXT.encode())
-_ERROR_CELL = re.compile(rb'<(?:\w+:)?c((?=\s)[^>]*\st="e"[^>]*)>')
+_CELL = re.compile(rb"<(?:\w+:)?c(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
 _CELL_VALUE = re.compile(rb'<(?:\w+:)?v>([^<]*)<|</(?:\w+:)?c>')
 
 
@@ -194,10 +198,10 @@ def _read_xlsx(data: bytes) -> Sheet:
             f"sheet {sheet_name} contains formulas: paste the values only (Paste Special > Values) "
             "and upload again"
         )
-    merged = _MERGE.findall(xml) if b"mergeCell" in xml else []
+    merged = [_attributes(m).get(b"ref", "") for m in _MERGE.findall(xml)] if b"mergeCell" in xml else []
     if merged:
         raise SpreadsheetRejected(
-            f"sheet {sheet_name} has merged cells ({_some(m.decode() for m in merged)}): "
+            f"sheet {sheet_name} has merged cells ({_some(_merged_areas(merged))}): "
             "unmerge them, one value per cell"
         )
     stamp, title = _stamp(archive, names)
@@ -217,6 +221,27 @@ def _read_xlsx(data: bytes) -> Sheet:
     return sheet
 
 
+def _attributes(tag: bytes) -> dict[bytes, str]:
+    """The attributes of an opening tag (``_ATTRIBUTES``) by name, their values read as an XML
+    parser reads them (character references replaced). The first of a repeated name counts,
+    as python-calamine reads it."""
+    found: dict[bytes, str] = {}
+    for name, double, single in _ATTRIBUTE.findall(tag):
+        found.setdefault(name, html.unescape((double or single).decode("utf-8", "replace")))
+    return found
+
+
+def _true(value: str | None) -> bool:
+    """An XML Schema boolean set true (its value may have spaces around it)."""
+    return value is not None and value.strip() in ("1", "true")
+
+
+def _merged_areas(references: list[str]) -> list[str]:
+    """The areas of merged cells as messages name them (only what reads as cells: a sheet's
+    attribute may hold any text)."""
+    return [r.upper() for r in references if re.fullmatch(r"[A-Za-z]{1,3}[0-9]+(?::[A-Za-z]{1,3}[0-9]+)?", r)]
+
+
 def _has_cell_formula(xml: bytes) -> bool:
     """Does a cell hold a formula? Only the span from sheetData's start to its end is searched
     (whatever the prefixes): what comes after it holds the sheet's own formulas."""
@@ -231,23 +256,44 @@ def _error_cells(xml: bytes) -> dict[tuple[int, int], str]:
     """The cells of type error, by (row, column) index from 0, and their codes ("" for a code
     that is not a known one: the sheet's text is never echoed). Found in the XML, because
     python-calamine reads them as empty strings; a plain substring test decides most sheets."""
-    if b't="e"' not in xml:
+    if b'"e"' not in xml and b"'e'" not in xml:
         return {}
     if b":sheetData" in xml or _UNPLACED.search(xml):  # placed by position: follow them
-        return {place: _error_code(xml, match.group(2), match.end())
-                for place, match in _placed_cells(xml) if _ERROR_CELL.match(match.group(0))}
+        return {place: _error_code(xml, match.end())
+                for place, match in _placed_cells(xml) if _of_type_error(match.group(2))}
     errors = {}
-    for match in _ERROR_CELL.finditer(xml):
-        letters, digits = _REFERENCE.search(match.group(1)).groups()
-        place = (int(digits) - 1, _column_number(letters.decode()) - 1)
-        errors[place] = _error_code(xml, match.group(1), match.end())
+    cells = [*_tags_holding(xml, b'"e"', _CELL), *_tags_holding(xml, b"'e'", _CELL)]
+    for match in (m for m in cells if _of_type_error(m.group(1))):
+        reference = _REFERENCE.fullmatch(_attributes(match.group(1)).get(b"r", ""))
+        if reference is None or not reference[1] or not reference[2]:
+            continue  # python-calamine refuses the sheet
+        place = (int(reference[2]) - 1, _column_number(reference[1]) - 1)
+        errors[place] = _error_code(xml, match.end())
     return errors
 
 
-def _error_code(xml: bytes, attributes: bytes, start: int) -> str:
-    """The code in the value of the error cell whose opening tag (``attributes``) ends at
-    ``start``; "" for an empty cell or a code that is not a known one."""
-    if attributes.endswith(b"/"):
+def _of_type_error(attributes: bytes) -> bool:
+    return _attributes(attributes).get(b"t") == "e"
+
+
+def _tags_holding(xml: bytes, text: bytes, tag: re.Pattern):
+    """The opening tags matching ``tag`` that hold ``text``, found from the text: fast when
+    the text is rare (a tag cannot hold "<", so the one holding it begins at the "<" before)."""
+    start = 0
+    while (found := xml.find(text, start)) >= 0:
+        opened = xml.rfind(b"<", 0, found)
+        match = tag.match(xml, opened) if opened >= 0 else None
+        if match is not None and match.end() > found:
+            yield match
+            start = match.end()
+        else:
+            start = found + len(text)
+
+
+def _error_code(xml: bytes, start: int) -> str:
+    """The code in the value of the error cell whose opening tag ends at ``start``; "" for an
+    empty cell or a code that is not a known one."""
+    if xml[start - 2:start] == b"/>":
         return ""
     value = _CELL_VALUE.search(xml, start)
     code = value.group(1).decode(errors="replace").strip() if value and value.group(1) is not None else ""
@@ -334,12 +380,12 @@ def _placed(xml: bytes):
     placing those without a reference after the one before."""
     row = column = 0
     for match in _ROW_OR_CELL.finditer(xml):
-        reference = _REFERENCE.search(match.group(2))
-        letters, digits = reference.groups() if reference else (b"", b"")
+        reference = _REFERENCE.fullmatch(_attributes(match.group(2)).get(b"r", ""))
+        letters, digits = reference.groups() if reference else ("", "")
         if match.group(1) == b"row":
             row, column = (int(digits) if digits else row + 1), 0
         else:
-            column = _column_number(letters.decode()) if letters else column + 1
+            column = _column_number(letters) if letters else column + 1
             row = int(digits) if digits else row
         yield (row - 1, column - 1), match
 
@@ -361,13 +407,12 @@ def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, heade
     way of tidying the unused part of a sheet) are fine, and so is a hidden column holding only
     its header (row index ``header``): a template column the site does not fill. Named by row
     number and letter."""
-    if b"hidden=" not in xml:  # the common case, decided without a regular expression
+    if b"hidden" not in xml:  # the common case, decided without a regular expression
         return
-    rows = [int(r) for r in _HIDDEN_ROW.findall(xml)]
-    rows = [r for r in rows if r <= len(values) and any(_filled(c) for c in values[r - 1])]
+    rows = [r for r in _hidden_rows(xml) if r <= len(values) and any(_filled(c) for c in values[r - 1])]
     columns = []
-    for low, high in _HIDDEN_COLUMNS.findall(xml):
-        low, high = int(low), min(int(high), max((len(row) for row in values), default=0))
+    for low, high in _hidden_columns(xml):
+        high = min(high, max((len(row) for row in values), default=0))
         used = [c for c in range(low, high + 1)
                 if any(c <= len(row) and _filled(row[c - 1]) for i, row in enumerate(values) if i != header)]
         columns += [_column_letter(c - 1) for c in used]
@@ -380,6 +425,39 @@ def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, heade
         raise SpreadsheetRejected(
             f"sheet {sheet_name} has {' and '.join(problems)}: unhide them, check what they "
             "hold, and upload again")
+
+
+def _hidden_rows(xml: bytes) -> list[int]:
+    """The numbers of the hidden rows. A row without a reference follows the one before (as
+    python-calamine places its cells): only then are all rows followed (slow)."""
+    hidden = [a for a in map(_attributes, (m.group(1) for m in _tags_holding(xml, b"hidden", _ROW)))
+              if _true(a.get(b"hidden"))]
+    numbers = [_row_number(a) for a in hidden]
+    if None not in numbers:
+        return numbers
+    placed, number = [], 0
+    for match in _ROW.finditer(xml):
+        attributes = _attributes(match.group(1))
+        number = _row_number(attributes) or number + 1
+        if _true(attributes.get(b"hidden")):
+            placed.append(number)
+    return placed
+
+
+def _row_number(attributes: dict[bytes, str]) -> int | None:
+    reference = _REFERENCE.fullmatch(attributes.get(b"r", ""))
+    return int(reference[2]) if reference and reference[2] else None
+
+
+def _hidden_columns(xml: bytes) -> list[tuple[int, int]]:
+    """The (first, last) column numbers of each run of hidden columns."""
+    runs = []
+    for match in _tags_holding(xml, b"hidden", _COLUMNS):
+        attributes = _attributes(match.group(1))
+        low, high = attributes.get(b"min", "").strip(), attributes.get(b"max", "").strip()
+        if _true(attributes.get(b"hidden")) and low.isdigit() and high.isdigit():
+            runs.append((int(low), int(high)))
+    return runs
 
 
 def _some(items) -> str:
@@ -453,9 +531,8 @@ def _is_opendocument(archive: zipfile.ZipFile, names: set[str]) -> bool:
 
 # --- rows on other sheets: only the first sheet is read --------------------------------------
 
-_ROW_ELEMENT = re.compile(rb"<(?:\w+:)?row(?=[\s/>])[^>]*?(?:/>|>(.*?)</(?:\w+:)?row>)", re.DOTALL)
-_CELL_ELEMENT = re.compile(rb"<(?:\w+:)?c(?=[\s/>])([^>]*?)(?:/>|>(.*?)</(?:\w+:)?c>)", re.DOTALL)
-_CELL_TYPE = re.compile(rb'\st="(\w+)"')
+_ROW_ELEMENT = re.compile(rb"<(?:\w+:)?row(?=[\s/>])" + _ATTRIBUTES + rb"(?:/>|>(.*?)</(?:\w+:)?row>)", re.DOTALL)
+_CELL_ELEMENT = re.compile(rb"<(?:\w+:)?c(?=[\s/>])(" + _ATTRIBUTES + rb")(?:/>|>(.*?)</(?:\w+:)?c>)", re.DOTALL)
 _VALUE_TEXT = re.compile(rb"<(?:\w+:)?(?:v|t)(?:\s[^>]*)?>([^<]*)<", re.DOTALL)
 
 
@@ -481,18 +558,18 @@ def _first_filled_row(archive: zipfile.ZipFile, path: str) -> list[str]:
     loading the sheet (it may be large); shared strings are looked up as far as needed."""
     xml = _inflated(archive, path, PART_LIMITS["sheet"])
     for row in _ROW_ELEMENT.finditer(xml):
-        cells = [(_CELL_TYPE.search(attrs), _VALUE_TEXT.findall(body or b""))
+        cells = [(_attributes(attrs).get(b"t", "n"), _VALUE_TEXT.findall(body or b""))
                  for attrs, body in _CELL_ELEMENT.findall(row.group(1) or b"")]
-        filled = [(kind[1] if kind else b"n", b"".join(texts)) for kind, texts in cells if texts]
+        filled = [(kind, b"".join(texts)) for kind, texts in cells if texts]
         if any(text.strip() for _, text in filled):
             return _cell_texts(archive, filled)
     return []
 
 
-def _cell_texts(archive: zipfile.ZipFile, cells: list[tuple[bytes, bytes]]) -> list[str]:
-    wanted = {int(text) for kind, text in cells if kind == b"s" and text.strip().isdigit()}
+def _cell_texts(archive: zipfile.ZipFile, cells: list[tuple[str, bytes]]) -> list[str]:
+    wanted = {int(text) for kind, text in cells if kind == "s" and text.strip().isdigit()}
     shared = _shared_strings(archive, wanted)
-    return [shared.get(int(text), "") if kind == b"s" and text.strip().isdigit()
+    return [shared.get(int(text), "") if kind == "s" and text.strip().isdigit()
             else html.unescape(text.decode("utf-8", "replace")) for kind, text in cells]
 
 
