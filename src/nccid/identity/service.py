@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import NoReturn
 
@@ -124,12 +125,66 @@ def check_installation_key() -> None:
         )
     latest = latest_vault_key()
     if latest is not None and latest != keyring.vault_fingerprint:
-        raise KeyFileError(
-            f"the key file {key_file} holds vault key {keyring.vault_fingerprint}, but the vault "
-            f"is encrypted under vault key {latest}: it is a copy from before a 'nccid vault "
-            f"rekey'. Restore the current key file (vault key {latest}; check a copy with 'nccid "
-            "key fingerprint --file COPY', see docs/keys.md); nothing was changed"
+        raise _vault_key_mismatch(key_file, keyring.vault_fingerprint, latest)
+
+
+@dataclass(frozen=True)
+class _Rekey:
+    old: str
+    new: str
+    at: datetime
+
+
+def _vault_key_mismatch(key_file, held: str, vault_key: str) -> KeyFileError:
+    """Which of the two is older, the key file or the vault, as the main database's record of
+    re-keys ('vault.rekey' audit events, old -> new vault key) tells."""
+    rekeys = _rekeys()
+    vault_behind = _rekeys_between(vault_key, held, rekeys)
+    if vault_behind:
+        first = vault_behind[0]
+        return KeyFileError(
+            f"the vault database (vault_database_url) is older than the re-key of "
+            f"{first.at:%Y-%m-%d %H:%M} UTC (vault key {first.old} to {first.new}): its entries "
+            f"are under vault key {vault_key}, and the key file {key_file} holds the current "
+            f"vault key {held}. Keep the key file; restore a vault backup made after that "
+            "re-key (see docs/keys.md); nothing was changed"
         )
+    if _rekeys_between(held, vault_key, rekeys) or not rekeys:
+        return KeyFileError(
+            f"the key file {key_file} holds vault key {held}, but the vault is encrypted under "
+            f"vault key {vault_key}: it is a copy from before a 'nccid vault rekey'. Restore the "
+            f"current key file (vault key {vault_key}; check a copy with 'nccid key fingerprint "
+            "--file COPY', see docs/keys.md); nothing was changed"
+        )
+    return KeyFileError(  # no record links the two (the main database restored too?)
+        f"the key file {key_file} holds vault key {held}, but the vault is encrypted under "
+        f"vault key {vault_key}, and no recorded re-key links the two: restore the key file "
+        f"holding vault key {vault_key}, or a vault backup under vault key {held} (check a key "
+        "file copy with 'nccid key fingerprint --file COPY', see docs/keys.md); nothing was "
+        "changed"
+    )
+
+
+def _rekeys() -> list[_Rekey]:
+    """Every recorded vault re-key, oldest first (a handful: one a year or so)."""
+    from nccid.accounts.models import AuditEvent
+
+    events = AuditEvent.objects.filter(action="vault.rekey").order_by("at", "id")
+    return [_Rekey(detail["old_vault_key"], detail["new_vault_key"], at)
+            for detail, at in events.values_list("detail", "at")
+            if isinstance(detail, dict) and {"old_vault_key", "new_vault_key"} <= detail.keys()]
+
+
+def _rekeys_between(start: str, end: str, rekeys: list[_Rekey]) -> list[_Rekey]:
+    """The re-keys that led from vault key ``start`` to ``end``, in order ([] when none did)."""
+    path, current = [], start
+    for rekey in rekeys:
+        if rekey.old == current:
+            path.append(rekey)
+            current = rekey.new
+            if current == end:
+                return path
+    return []
 
 
 def latest_vault_key() -> str | None:
