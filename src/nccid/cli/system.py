@@ -87,7 +87,8 @@ def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -
 
 def _upgrade_warehouse(quiet: bool) -> None:
     """What an older release (or another deid_profile) left in the warehouse, brought up to
-    date: clinical JSON with dates of another rule rewritten, the catalogue refreshed."""
+    date: clinical JSON with dates of another rule rewritten, the catalogue refreshed; and
+    the withdrawal list and the warehouse's markers of it made to agree."""
     from nccid.warehouse.storage import StorageError
     from nccid.warehouse.upgrade import upgrade_warehouse
 
@@ -98,6 +99,19 @@ def _upgrade_warehouse(quiet: bool) -> None:
                         "again once it answers)") from exc
     if quiet:
         return
+    if done.withdrawals_reapplied:
+        console.print(f"[red]The database lacked {len(done.withdrawals_reapplied):,} withdrawal(s) "
+                      "the warehouse records (restored from a backup made before them): "
+                      f"re-applied {', '.join(done.withdrawals_reapplied)}[/]: what the backup "
+                      "brought back of them is removed again and intake refuses them "
+                      "(audited patient.withdraw.reapplied).", highlight=False)
+    if done.markers_written:
+        console.print(f"Marked {done.markers_written:,} withdrawal(s) in the warehouse "
+                      "(withdrawn/), so a database restored from an older backup cannot "
+                      "forget them.")
+    if done.stale_markers_removed:
+        console.print(f"Removed {len(done.stale_markers_removed):,} withdrawal marker(s) of "
+                      "patients the database records as reinstated since.")
     if done.clinical_rewritten is not None:
         console.print(f"Rewrote {done.clinical_rewritten:,} clinical record(s) in the warehouse "
                       "under this deployment's date rule (deid_profile).")

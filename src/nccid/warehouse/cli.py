@@ -69,9 +69,12 @@ def verify(
         raise UserError("--sample must be at least 1 (or use --all)")
     account = _data_manager(user, password_stdin) if forget_missing else None
     try:
+        withdrawals = _withdrawal_differences()
+        unapplied = set(withdrawals.unapplied)  # their rows are expected to lack objects
         with progress_bar("Re-hashing images") as bar:
-            report = verify_objects(None if all_objects else sample, seed, on_progress=bar.reached)
-        no_json = clinical_records_without_json()
+            report = verify_objects(None if all_objects else sample, seed, on_progress=bar.reached,
+                                    leave_out=unapplied)
+        no_json = clinical_records_without_json(leave_out=unapplied)
         stale = clinical_json_stale()
     except _storage_errors() as exc:
         raise UserError(f"cannot read the warehouse: {exc}") from exc
@@ -100,8 +103,37 @@ def verify(
                       "warehouse sync-clinical', then 'nccid images link'", highlight=False)
     if stale:
         console.print(f"[red]{STALE_CLINICAL_JSON}[/]", highlight=False)
-    if not report.ok or no_json or stale:
+    if not report.ok or no_json or stale or withdrawals.any:
         raise typer.Exit(1)
+
+
+def _withdrawal_differences():
+    """Where the withdrawal list and the warehouse's markers disagree, said first: a database
+    restored from before a withdrawal must have it re-applied before any other repair."""
+    from nccid.withdrawal.markers import differences
+
+    found = differences()
+    if found.unapplied:
+        console.print(
+            f"[red]the database lacks {len(found.unapplied):,} withdrawal(s) the warehouse "
+            f"records ({_first(found.unapplied)}): it was restored from a backup made before "
+            "them. Run 'nccid init' to re-apply them[/] (what the backup brought back of "
+            "these patients is removed again; nothing of theirs is written back meanwhile, "
+            "and their rows are left out of the counts below)", highlight=False, soft_wrap=True)
+    if found.stale:
+        console.print(f"the warehouse marks {len(found.stale):,} patient(s) withdrawn that the "
+                      f"database records as reinstated ({_first(found.stale)}): run 'nccid "
+                      "init' to remove the markers", highlight=False, soft_wrap=True)
+    if found.unmarked:
+        console.print(f"{len(found.unmarked):,} withdrawal(s) have no marker in the warehouse "
+                      f"({_first(found.unmarked)}): run 'nccid init' to write them",
+                      highlight=False, soft_wrap=True)
+    return found
+
+
+def _first(pseudonyms, shown: int = 5) -> str:
+    names = sorted(pseudonyms)
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
 
 
 def _data_manager(user: str | None, password_stdin: bool):

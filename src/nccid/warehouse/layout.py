@@ -3,7 +3,9 @@
 Pure library. ``{set}/{folder}/<Pseudonym>/<StudyUID>/<SeriesUID>/<SOPUID>.dcm``, the header
 as DICOM JSON under ``{set}/{folder}-metadata/…/<SOPUID>.json``, clinical records under
 ``{set}/data/<Pseudonym>/<kind>-<SITE>.json``. Every component is checked, so a value can never
-climb out of its folder or collide with another kind of object.
+climb out of its folder or collide with another kind of object. Beside the sets, outside the
+national layout: ``catalogue/`` and ``withdrawn/<Pseudonym>.json`` (the withdrawal list's
+markers, ``nccid.withdrawal.markers``), neither of them research data.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from importlib import resources
 
 SETS = ("training", "validation")
 CATALOGUE_PREFIX = "catalogue"
+WITHDRAWN_PREFIX = "withdrawn"
 OTHER_FOLDER = "other"
 RESERVED_FOLDERS = {"data"}  # clinical records live there: no modality may take it
 
@@ -88,3 +91,8 @@ def clinical_key(set_name: str, pseudonym: str, kind: str, site_code: str) -> st
         _check_set(set_name), "data", _check_segment(pseudonym, "pseudonym"),
         f"{_check_segment(kind, 'record kind')}-{_check_segment(site_code, 'site code')}.json",
     ))
+
+
+def withdrawal_marker_key(pseudonym: str) -> str:
+    """``withdrawn/<pseudonym>.json``: the marker of a withdrawn patient, outside both sets."""
+    return f"{WITHDRAWN_PREFIX}/{_check_segment(pseudonym, 'pseudonym')}.json"

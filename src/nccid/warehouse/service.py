@@ -526,14 +526,17 @@ class VerifyReport:
 
 
 def verify_objects(sample: int | None = 200, seed: int = 0,
-                   on_progress: Progress | None = None) -> VerifyReport:
+                   on_progress: Progress | None = None, *,
+                   leave_out: Iterable[str] = ()) -> VerifyReport:
     """Re-read and re-hash stored images against the catalogue (a sample, or all with None),
-    and compare how many images the catalogue lists with how many the database catalogued;
+    and compare how many images the catalogue lists with how many the database catalogued
+    (not counting ``leave_out``: withdrawn patients a restored database still holds);
     ``on_progress(images checked, images to check)`` after each image."""
     con = connect_catalogue()
     report = VerifyReport(0, [], [])
     report.in_catalogue = con.execute("SELECT count(*) FROM images").fetchone()[0]
-    report.in_database = ImageRecord.objects.exclude(catalogue_part=None).count()
+    report.in_database = (ImageRecord.objects.exclude(catalogue_part=None)
+                          .exclude(pseudonym__in=sorted(leave_out)).count())
     query = "SELECT storage_key, size, sha256 FROM images"
     if sample is not None:
         query += f" USING SAMPLE reservoir({int(sample)} ROWS) REPEATABLE ({int(seed)})"
@@ -550,10 +553,11 @@ def verify_objects(sample: int | None = 200, seed: int = 0,
     return report
 
 
-def clinical_records_without_json() -> int:
+def clinical_records_without_json(leave_out: Iterable[str] = ()) -> int:
     """How many clinical records lack their JSON in the warehouse (an import stopped before
     writing it, or the store was down; ``sync_clinical`` writes them): one listing of each
-    set's ``data`` folder against the database. A record accepted a moment ago may count."""
+    set's ``data`` folder against the database. A record accepted a moment ago may count;
+    those of ``leave_out`` (withdrawn patients a restored database still holds) do not."""
     from nccid.clinical.models import ClinicalRecord
 
     warehouse = get_warehouse()
@@ -563,9 +567,11 @@ def clinical_records_without_json() -> int:
         pseudonym not in sets
         or layout.clinical_key(sets[pseudonym], pseudonym, kind, code) not in present
         for pseudonym, kind, code in ClinicalRecord.objects.values_list(
-            "pseudonym", "kind", "site__code").iterator(chunk_size=2000))
+            "pseudonym", "kind", "site__code").iterator(chunk_size=2000)
+        if pseudonym not in leave_out)
 
 
 def uncatalogued_images() -> int:
     """Stored images the catalogue does not show yet (until the next refresh)."""
     return ImageRecord.objects.filter(catalogue_part=None).count()
+    leave_out = set(leave_out)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .layout import CATALOGUE_PREFIX
@@ -32,6 +32,9 @@ STALE_CLINICAL_JSON = ("the warehouse's clinical JSON was written under another 
 class Upgraded:
     clinical_rewritten: int | None = None  # None: the clinical JSON was current
     catalogue_refreshed: bool = False
+    withdrawals_reapplied: list[str] = field(default_factory=list)  # the database lacked them
+    markers_written: int = 0  # withdrawals made before the warehouse kept markers
+    stale_markers_removed: list[str] = field(default_factory=list)  # reinstated since
 
 
 def read_clinical_stamp(warehouse=None) -> dict | None:
@@ -70,15 +73,22 @@ def clinical_json_stale() -> bool:
 
 
 def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> Upgraded:
-    """Rewrite clinical JSON written under another date rule, then refresh the catalogue twice
-    (also when only its image parts still hold arrival times under ``shift-dates``); stamp a
-    warehouse without a stamp. Idempotent: a current warehouse is only read."""
+    """Re-apply the withdrawals the warehouse marks and the database lacks (a database restored
+    from a backup older than them) and mark those made before markers existed
+    (``nccid.withdrawal.markers``); rewrite clinical JSON written under another date rule;
+    then refresh the catalogue twice if either changed it (also when only its image parts
+    still hold arrival times under ``shift-dates``); stamp a warehouse without a stamp.
+    Idempotent: a current warehouse is only read."""
+    from nccid.withdrawal.markers import reapply
+
     from .catalogue import ARRIVALS_WITHHELD, STATE_KEY, refresh_catalogue
     from .dateshift import deployment_shift
     from .service import get_warehouse, sync_clinical
 
     warehouse, shifts = get_warehouse(), deployment_shift().shifts
-    done = Upgraded()
+    mended = reapply(write_missing=True)  # first: nothing below may write their data back
+    done = Upgraded(withdrawals_reapplied=mended.reapplied, markers_written=mended.markers_written,
+                    stale_markers_removed=mended.stale_removed)
     if clinical_json_stale():
         done.clinical_rewritten = sync_clinical(on_progress)  # stamps the warehouse
     elif read_clinical_stamp(warehouse) is None:
@@ -86,7 +96,8 @@ def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> 
     if not warehouse.exists(STATE_KEY):
         return done  # never catalogued: the first refresh writes it under the current rule
     state = json.loads(warehouse.read(STATE_KEY))
-    if done.clinical_rewritten is not None or (shifts and not state.get(ARRIVALS_WITHHELD)):
+    if (done.clinical_rewritten is not None or done.withdrawals_reapplied
+            or (shifts and not state.get(ARRIVALS_WITHHELD))):
         refresh_catalogue()
         refresh_catalogue()
         done.catalogue_refreshed = True

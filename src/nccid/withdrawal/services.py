@@ -129,8 +129,27 @@ def patient_pseudonym(text: str) -> str:
 
 
 def withdrawn_among(pseudonyms: Iterable[str]) -> set[str]:
-    """Those of these patients on the withdrawal list (a query per 500)."""
-    return _listed(Withdrawal, "pseudonym", pseudonyms)
+    """Those of these patients on the withdrawal list (a query per 500), or marked withdrawn in
+    the warehouse (``markers``: a database restored from before their withdrawal, until the
+    withdrawal is re-applied; one listing, only for patients the list does not name)."""
+    wanted = {p for p in pseudonyms if p}
+    found = _listed(Withdrawal, "pseudonym", wanted)
+    if wanted - found:
+        found |= (wanted - found) & _marked()
+    return found
+
+
+def _marked() -> set[str]:
+    """The warehouse's markers; none when it cannot be read: the database's list stands, and a
+    restored database is caught by ``nccid init``, verify and every catalogue refresh."""
+    from .markers import marked
+
+    try:
+        return marked()
+    except Exception as exc:  # noqa: BLE001 - any store failure (botocore raises many kinds)
+        log.warning("could not read the warehouse's withdrawal markers (%s): checked against "
+                    "the database's list only", type(exc).__name__)
+        return set()
 
 
 def _listed(model, field: str, values: Iterable[str]) -> set[str]:
@@ -291,8 +310,26 @@ def withdraw(user, pseudonym: str, reason: str, *, refresh: bool = True) -> Remo
     reason = _check_request(user, reason)
     if not normalise_pseudonym(pseudonym):
         raise WithdrawalError("not a pseudonym")
-    entry, created = Withdrawal.objects.get_or_create(
-        pseudonym=pseudonym, defaults={"requested_by": user.username, "reason": reason})
+    return _withdraw(pseudonym, user, reason, refresh=refresh)
+
+
+def withdraw_as_system(pseudonym: str, withdrawn_at: datetime, reason: str) -> Removed:
+    """A withdrawal the warehouse marks and the database lacks, made again (``markers.reapply``):
+    listed as of ``withdrawn_at`` by ``system``; the caller refreshes the catalogue."""
+    return _withdraw(pseudonym, "system", reason, requested_at=withdrawn_at, refresh=False,
+                     action="patient.withdraw.reapplied")
+
+
+def _withdraw(pseudonym: str, by, reason: str, *, requested_at: datetime | None = None,
+              refresh: bool = True, action: str | None = None) -> Removed:
+    from .markers import write_marker
+
+    defaults = {"requested_by": getattr(by, "username", None) or str(by), "reason": reason}
+    if requested_at is not None:
+        defaults["requested_at"] = requested_at
+    entry, created = Withdrawal.objects.get_or_create(pseudonym=pseudonym, defaults=defaults)
+    # before anything is deleted: a database restored from an older backup cannot forget it
+    write_marker(pseudonym, entry.requested_at)
     earlier = {k: v for k, v in entry.removed.items() if isinstance(v, int)}
     set_name = _set_of(pseudonym, entry)
     removed = Removed()
@@ -302,14 +339,14 @@ def withdraw(user, pseudonym: str, reason: str, *, refresh: bool = True) -> Remo
         Withdrawal.objects.filter(pk=entry.pk).update(removed={**totals, "set_name": set_name})
 
     save_counts()  # the set is recorded before anything is deleted
-    action = "patient.withdraw" if created else "patient.withdraw.again"
-    audit(user, f"{action}.start", pseudonym=pseudonym, reason=reason)
+    action = action or ("patient.withdraw" if created else "patient.withdraw.again")
+    audit(by, f"{action}.start", pseudonym=pseudonym, reason=reason)
     purge(pseudonym, removed, after_step=save_counts)
     if refresh:
         _refresh_catalogue_twice()
     _sweep_export_staging()
     Withdrawal.objects.filter(pk=entry.pk).update(completed_at=timezone.now())
-    audit(user, action, pseudonym=pseudonym, reason=reason, **removed.as_dict())
+    audit(by, action, pseudonym=pseudonym, reason=reason, **removed.as_dict())
     log.info("withdrew %s: %s", pseudonym, removed.as_dict())
     return removed
 
@@ -338,6 +375,8 @@ def reinstate(user, pseudonym: str, reason: str) -> bool:
     Nothing removed comes back: the site must send it again. An interrupted withdrawal is
     refused: what it had not yet removed would go back to researchers, half a patient. The
     withdrawal is kept as reinstated, so researchers' feed (``withdrawn_for``) still lists it."""
+    from .markers import remove_marker
+
     reason = _check_request(user, reason, "reinstate a patient")
     entry = Withdrawal.objects.filter(pseudonym=pseudonym).first()
     if entry is None:
@@ -345,6 +384,8 @@ def reinstate(user, pseudonym: str, reason: str) -> bool:
     if entry.completed_at is None:
         raise WithdrawalError(f"the withdrawal of {pseudonym} was interrupted: complete the "
                               "withdrawal first (withdraw the patient again), then reinstate")
+    # the marker first: one left behind by a failure below would re-apply the withdrawal
+    remove_marker(pseudonym)
     with transaction.atomic():
         ReinstatedWithdrawal.objects.create(pseudonym=pseudonym, requested_at=entry.requested_at,
                                             reinstated_by=user.username, removed=entry.removed)
@@ -716,13 +757,18 @@ def _reinstated_at(row) -> str | None:
 def sweep() -> list[str]:
     """Remove whatever of a withdrawn patient or a removed study reached the database or the
     warehouse after its withdrawal (an intake, or the clinical JSON written after a sheet's
-    commit, that raced it, or a sheet's check saved just after it); what was swept (pseudonyms
-    and study UIDs). Runs before every catalogue refresh."""
+    commit, that raced it, or a sheet's check saved just after it), and re-apply the
+    withdrawals the warehouse marks but the database lacks (``markers.reapply``); what was
+    swept (pseudonyms and study UIDs). Runs before every catalogue refresh."""
     from nccid.clinical.models import ClinicalRecord
     from nccid.clinical.services import staged_among
     from nccid.imaging.models import HeldImage, StudyReceipt
     from nccid.warehouse.models import ImageRecord, PatientSet
 
+    from .markers import reapply
+
+    # withdrawals a database restored from an older backup lacks: made again first
+    reapplied = set(reapply().reapplied)
     found: set[str] = set()
     withdrawn = list(Withdrawal.objects.values_list("pseudonym", flat=True))
     for start in range(0, len(withdrawn), _CHUNK):
@@ -746,7 +792,7 @@ def sweep() -> list[str]:
         _delete_images(ImageRecord.objects.filter(study_uid=study_uid), removed)
         _mark_removed(StudyReceipt.objects.filter(study_uid=study_uid), STUDY_REMOVED, removed)
         _swept(study_uid, removed, study_uid=study_uid)
-    return sorted(found | studies)
+    return sorted(found | reapplied | studies)
 
 
 def remove_late_arrivals(pseudonyms: Iterable[str]) -> None:

@@ -14,6 +14,14 @@ from nccid.synthetic.people import people
 PEOPLE = people(6, seed=11)
 
 
+def keys_but_markers(warehouse) -> list[str]:
+    """Every key of ``warehouse`` but the withdrawal markers (``withdrawn/<pseudonym>.json``),
+    which name a withdrawn patient by design (``nccid.withdrawal.markers``)."""
+    from nccid.warehouse.layout import WITHDRAWN_PREFIX
+
+    return [key for key in warehouse.list("") if not key.startswith(f"{WITHDRAWN_PREFIX}/")]
+
+
 @pytest.fixture
 def manager(make_user):
     return make_user("data-manager")

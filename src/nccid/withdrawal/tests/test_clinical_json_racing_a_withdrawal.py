@@ -13,13 +13,13 @@ from nccid.warehouse.catalogue import connect_catalogue, refresh_catalogue
 from nccid.warehouse.models import PatientSet
 from nccid.withdrawal.services import withdraw
 
-from .conftest import PEOPLE, send_sheet
+from .conftest import PEOPLE, keys_but_markers, send_sheet
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
 
 def _held_of(warehouse, pseudonym: str) -> list[str]:
-    return [key for key in warehouse.list() if pseudonym in key]
+    return [key for key in keys_but_markers(warehouse) if pseudonym in key]
 
 
 def _catalogued(pseudonym: str) -> bool:

@@ -18,7 +18,7 @@ from nccid.withdrawal import services
 from nccid.withdrawal.models import Withdrawal
 from nccid.withdrawal.services import WithdrawalError, holdings, patient_pseudonym, withdraw
 
-from .conftest import PEOPLE, send_images, send_sheet
+from .conftest import PEOPLE, keys_but_markers, send_images, send_sheet
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 def _keys_naming(warehouse, text: str) -> list[str]:
     """Every object whose key or bytes name ``text`` (the catalogue's Parquet included)."""
     found = []
-    for key in warehouse.list(""):
+    for key in keys_but_markers(warehouse):
         if text in key or text.encode() in warehouse.read(key):
             found.append(key)
     return found
