@@ -563,6 +563,7 @@ def clinical_records_without_json(leave_out: Iterable[str] = ()) -> int:
     warehouse = get_warehouse()
     present = {key for name in layout.SETS for key in warehouse.iter_keys(f"{name}/data")}
     sets = dict(PatientSet.objects.values_list("pseudonym", "set_name"))
+    leave_out = set(leave_out)
     return sum(
         pseudonym not in sets
         or layout.clinical_key(sets[pseudonym], pseudonym, kind, code) not in present
@@ -574,4 +575,3 @@ def clinical_records_without_json(leave_out: Iterable[str] = ()) -> int:
 def uncatalogued_images() -> int:
     """Stored images the catalogue does not show yet (until the next refresh)."""
     return ImageRecord.objects.filter(catalogue_part=None).count()
-    leave_out = set(leave_out)
