@@ -59,16 +59,19 @@ TOO_MANY_ROWS = f"the file has more than {MAX_ROWS:,} rows: split it into smalle
 # letters in either case; a reference written otherwise (r='…', r = "…") is not a cell's first
 # attribute as ` r="`, so its sheet is followed element by element (_UNPLACED).
 _FAR_CELL = re.compile(rb' r="(?:[A-Za-z]{3}|[D-Zd-z][A-Za-z]|[Cc][W-Zw-z]|[A-Za-z]{0,2}(?:[0-9]{6}|[5-9][0-9]{4}))')
+# An element name's prefix, if any: python-calamine reads elements by their local name, so any
+# prefix XML allows (letters, also beyond ASCII, digits, "-", "." and "_") is looked through.
+_PREFIX = rb"(?:[A-Za-z_\x80-\xff][\w.\-\x80-\xff]*:)?"
 # A row or cell without a reference: its place follows from the elements before it.
-_UNPLACED = re.compile(rb'<(?:row|c)(?=[\s/>])(?! r=")')
+_UNPLACED = re.compile(rb"<" + _PREFIX + rb"""(?:row|c)(?=[\s/>])(?! r=")""")
 # An opening tag's attributes as XML allows them: in either quote, with spaces around "=", a
 # value holding ">" or the other quote (never "<", which also bounds each search to one tag).
 # The "/" of an empty element's "/>" is not part of them.
 _ATTRIBUTES = rb"""(?:[^<>"'/]|/(?!>)|"[^<"]*"|'[^<']*')*"""
 _ATTRIBUTE = re.compile(rb"""([^\s=<>"'/]+)\s*=\s*(?:"([^<"]*)"|'([^<']*)')""")
-_ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
+_ROW_OR_CELL = re.compile(rb"<" + _PREFIX + rb"(row|c)(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
 _REFERENCE = re.compile(r"([A-Za-z]*)([0-9]*)")
-_CELL_TAG = re.compile(rb"<(?:[^\s<>/:]+:)?c[\s/>]")  # any prefix: python-calamine reads local names
+_CELL_TAG = re.compile(rb"<" + _PREFIX + rb"c[\s/>]")
 STAMP_PREFIX = "nccid-template"  # keywords of our templates: "nccid-template:positive:1.5"
 
 # The namespaces of a Transitional workbook (Excel's usual .xlsx) and of a Strict Open XML one
@@ -78,14 +81,14 @@ _NS_MAINS = ("{http://schemas.openxmlformats.org/spreadsheetml/2006/main}",
 _NS_RELS = ("{http://schemas.openxmlformats.org/officeDocument/2006/relationships}",
             "{http://purl.oclc.org/ooxml/officeDocument/relationships}")
 _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
-_FORMULA = re.compile(rb"<(?:\w+:)?f[\s>/]")
+_FORMULA = re.compile(rb"<" + _PREFIX + rb"f[\s>/]")
 # Cells are in sheetData; a formula after it belongs to the sheet, not a cell: a drop-down list
 # whose source is another sheet, a conditional format or sparkline of Excel 2010 (<xm:f>).
-_SHEET_DATA = re.compile(rb"<(?:\w+:)?sheetData[\s>/]")
-_MERGE = re.compile(rb"<(?:\w+:)?mergeCell(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
+_SHEET_DATA = re.compile(rb"<" + _PREFIX + rb"sheetData[\s>/]")
+_MERGE = re.compile(rb"<" + _PREFIX + rb"mergeCell(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
 # A hidden row: <row r="5" ... hidden="1">; hidden columns: <col min="3" max="4" ... hidden="1"/>.
-_ROW = re.compile(rb"<(?:\w+:)?row(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
-_COLUMNS = re.compile(rb"<(?:\w+:)?col(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
+_ROW = re.compile(rb"<" + _PREFIX + rb"row(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
+_COLUMNS = re.compile(rb"<" + _PREFIX + rb"col(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
 _VERSION_IN_TEXT = re.compile(r"v(?:ersion)?\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
 # What Excel shows for a formula that failed. An xlsx marks such a cell t="e" (python-calamine
 # reads it as an empty string); a CSV, or a cell of text, holds the code as text.
@@ -95,8 +98,8 @@ EXCEL_ERRORS = frozenset({"#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NAME?", "#NUM
 _ERROR_TEXT = "#(?:" + "|".join(re.escape(e[1:]) for e in sorted(EXCEL_ERRORS)) + ")"
 _ERROR_TEXT_STR = re.compile(_ERROR_TEXT)  # a hint only: the cells are then compared exactly
 _ERROR_TEXT_BYTES = re.compile(_ERROR_TEXT.encode())
-_CELL = re.compile(rb"<(?:\w+:)?c(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
-_CELL_VALUE = re.compile(rb'<(?:\w+:)?v>([^<]*)<|</(?:\w+:)?c>')
+_CELL = re.compile(rb"<" + _PREFIX + rb"c(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
+_CELL_VALUE = re.compile(rb"<" + _PREFIX + rb"v(?:\s" + _ATTRIBUTES + rb")?>([^<]*)<|</" + _PREFIX + rb"c>")
 
 
 class SpreadsheetRejected(ValueError):
@@ -531,9 +534,11 @@ def _is_opendocument(archive: zipfile.ZipFile, names: set[str]) -> bool:
 
 # --- rows on other sheets: only the first sheet is read --------------------------------------
 
-_ROW_ELEMENT = re.compile(rb"<(?:\w+:)?row(?=[\s/>])" + _ATTRIBUTES + rb"(?:/>|>(.*?)</(?:\w+:)?row>)", re.DOTALL)
-_CELL_ELEMENT = re.compile(rb"<(?:\w+:)?c(?=[\s/>])(" + _ATTRIBUTES + rb")(?:/>|>(.*?)</(?:\w+:)?c>)", re.DOTALL)
-_VALUE_TEXT = re.compile(rb"<(?:\w+:)?(?:v|t)(?:\s[^>]*)?>([^<]*)<", re.DOTALL)
+_ROW_ELEMENT = re.compile(rb"<" + _PREFIX + rb"row(?=[\s/>])" + _ATTRIBUTES
+                          + rb"(?:/>|>(.*?)</" + _PREFIX + rb"row>)", re.DOTALL)
+_CELL_ELEMENT = re.compile(rb"<" + _PREFIX + rb"c(?=[\s/>])(" + _ATTRIBUTES
+                           + rb")(?:/>|>(.*?)</" + _PREFIX + rb"c>)", re.DOTALL)
+_VALUE_TEXT = re.compile(rb"<" + _PREFIX + rb"(?:v|t)(?:\s[^>]*)?>([^<]*)<", re.DOTALL)
 
 
 def _refuse_template_headers_elsewhere(archive: zipfile.ZipFile, others: list[tuple[str, str]]) -> None:
