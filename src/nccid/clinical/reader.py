@@ -216,7 +216,7 @@ def _read_xlsx(data: bytes) -> Sheet:
     errors = _error_cells(xml)
     if error_text or (b"#" in xml and _ERROR_TEXT_BYTES.search(xml)):  # inline text too
         errors.update(_error_texts(values))
-    _refuse_hidden_values(xml, values, sheet_name, _header_index(values, {row for row, _ in errors}))
+    _refuse_hidden_values(xml, values, sheet_name, _header_index(values, {row for row, _ in errors}), errors)
     del xml
     _refuse_template_headers_elsewhere(archive, parts.others)
     sheet = _sheet(values, "xlsx", stamp, title, errors)
@@ -404,20 +404,25 @@ def _column_number(letters: str) -> int:
     return number
 
 
-def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, header: int | None) -> None:
+def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, header: int | None,
+                          errors: dict[tuple[int, int], str]) -> None:
     """Values in hidden rows or columns are refused, like hidden sheets: the site would send
-    data it cannot see (a hidden column of names, say). Hidden empty rows and columns (Excel's
-    way of tidying the unused part of a sheet) are fine, and so is a hidden column holding only
-    its header (row index ``header``): a template column the site does not fill. Named by row
-    number and letter."""
+    data it cannot see (a hidden column of names, say). An Excel error cell (``errors``, by
+    (row, column) index) counts as a value: it would be reported, unseen. Hidden empty rows and
+    columns (Excel's way of tidying the unused part of a sheet) are fine, and so is a hidden
+    column holding only its header (row index ``header``): a template column the site does not
+    fill. Named by row number and letter."""
     if b"hidden" not in xml:  # the common case, decided without a regular expression
         return
-    rows = [r for r in _hidden_rows(xml) if r <= len(values) and any(_filled(c) for c in values[r - 1])]
+    error_rows = {row for row, _ in errors}
+    rows = [r for r in _hidden_rows(xml) if r - 1 in error_rows
+            or (r <= len(values) and any(_filled(c) for c in values[r - 1]))]
+    error_columns = {column for row, column in errors if row != header}
     columns = []
     for low, high in _hidden_columns(xml):
-        high = min(high, max((len(row) for row in values), default=0))
-        used = [c for c in range(low, high + 1)
-                if any(c <= len(row) and _filled(row[c - 1]) for i, row in enumerate(values) if i != header)]
+        high = min(high, max([0, *(len(row) for row in values), *(c + 1 for c in error_columns)]))
+        used = [c for c in range(low, high + 1) if c - 1 in error_columns
+                or any(c <= len(row) and _filled(row[c - 1]) for i, row in enumerate(values) if i != header)]
         columns += [_column_letter(c - 1) for c in used]
     problems = []
     if rows:

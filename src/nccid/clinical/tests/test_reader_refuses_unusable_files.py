@@ -94,6 +94,24 @@ def test_values_in_hidden_columns_or_rows_are_refused_and_named():
     assert message.startswith("sheet 1 ") and "hidden rows holding values (3)" in message
 
 
+def test_excel_error_cells_in_hidden_columns_or_rows_are_refused():
+    """An error cell (#N/A) is no blank: the check would report a cell the site cannot see."""
+    def error_in_hidden_age(workbook):
+        workbook.active["D2"] = "#N/A"  # openpyxl writes it as Excel does, an error cell
+        workbook.active.column_dimensions["D"].hidden = True
+
+    headers, row = positive_row()
+    data = xlsx_bytes(headers, [row], build=error_in_hidden_age)
+    assert b't="e"' in _sheet_xml(data)
+    assert "hidden columns holding values (D)" in refused(data)
+
+    def error_in_hidden_row(workbook):
+        workbook.active["D3"] = "#N/A"
+        workbook.active.row_dimensions[3].hidden = True
+
+    assert "hidden rows holding values (3)" in refused(xlsx_bytes(headers, [row], build=error_in_hidden_row))
+
+
 def test_hidden_empty_columns_and_rows_are_accepted():
     """Excel users hide the unused part of a sheet; nothing is hidden there."""
     def tidy(workbook):
