@@ -222,7 +222,17 @@ class _QuickDUL(DULServiceProvider):
     def _read_pdu_data(self) -> None:  # type: ignore[override]
         """Read a PDU; while the C-STORE short path takes them, read on as long as more come
         within ``FOLLOW`` seconds. pynetdicom's loop sleeps whenever a PDU left it no event
-        to act on: each of the 19,000 PDUs of 128 KB that dcmtk sends for 2.5 GB would wait."""
+        to act on: each of the 19,000 PDUs of 128 KB that dcmtk sends for 2.5 GB would wait.
+        Meanwhile the network (idle) timer is the PDU's deadline's business, not the association
+        thread's (``idle_timer_expired``): both aborting at once breaks pynetdicom's state machine."""
+        self._reading = True
+        try:
+            self._read_pdus()
+        finally:
+            self._idle_timer.restart()  # before the association thread may look at it again
+            self._reading = False
+
+    def _read_pdus(self) -> None:
         if not self._read_one_pdu():
             return
         # The association thread polls every millisecond for messages it will not get while
@@ -239,20 +249,30 @@ class _QuickDUL(DULServiceProvider):
             checkpoint.set()
 
     FOLLOW = 0.002
+    _reading = False
+
+    def idle_timer_expired(self) -> bool:
+        """pynetdicom's network timeout, while no PDU is being read (each has its deadline)."""
+        return not self._reading and super().idle_timer_expired()
 
     def _read_one_pdu(self) -> bool:
         """pynetdicom's PDU reading, with the declared length checked before anything is
         allocated for it (a peer could otherwise declare 4 GB in six bytes) and the PDU read
-        straight into one buffer (pynetdicom copies it once more). True when the short path
-        took the PDU; otherwise it is on pynetdicom's queue (or an event ends the association)."""
+        straight into one buffer (pynetdicom copies it once more), whole within its deadline
+        (``_pdu_deadline``). True when the short path took the PDU; otherwise it is on
+        pynetdicom's queue (or an event ends the association)."""
         sock = self.socket
+        awaiting_request = self.state_machine.current_state in _ARTIM_STATES
+        deadline = self._pdu_deadline(awaiting_request)
+        header = bytearray(6)
         try:
-            header = sock.recv(6)
-        except (OSError, TimeoutError):
+            started = sock.recv_exactly(memoryview(header), deadline)
+        except TimeoutError:
+            return self._too_slow(awaiting_request)
+        except OSError:
+            started = False
+        if not started:
             self.event_queue.put("Evt17")  # transport closed
-            return False
-        if len(header) < 6:
-            self.event_queue.put("Evt17")
             return False
         pdu_type, _, length = struct.unpack(">BBL", header)
         limit = P_DATA_LIMIT if pdu_type == 0x04 and self.assoc.is_established else CONTROL_PDU_LIMIT
@@ -268,8 +288,10 @@ class _QuickDUL(DULServiceProvider):
         bytestream[:6] = header
         try:
             complete = sock.recv_exactly(bytestream[6:] if fast is not None
-                                         else memoryview(bytestream)[6:])
-        except (OSError, TimeoutError):
+                                         else memoryview(bytestream)[6:], deadline)
+        except TimeoutError:
+            return self._too_slow(awaiting_request)
+        except OSError:
             complete = False
         if not complete:
             self.event_queue.put("Evt17")
@@ -297,6 +319,27 @@ class _QuickDUL(DULServiceProvider):
         self._recv_pdu.put(pdu)
         return False
 
+    def _pdu_deadline(self, awaiting_request: bool) -> float | None:
+        """When the PDU starting now must have arrived whole (``time.monotonic``). Before
+        association, the A-ASSOCIATE-RQ within the ARTIM timer started with the connection;
+        after, each PDU within the network timeout of its first byte. The whole PDU, not each
+        read: a peer sending a byte now and then would otherwise hold its slot for ever."""
+        if awaiting_request:
+            return time.monotonic() + max(self.artim_timer.remaining, 0.0)
+        timeout = self.network_timeout
+        return None if timeout is None else time.monotonic() + timeout
+
+    def _too_slow(self, awaiting_request: bool) -> bool:
+        """The PDU did not arrive whole in time: before association the ARTIM timer's expiry
+        (the connection is closed), after it an A-ABORT."""
+        self.event_queue.put("Evt18" if awaiting_request else "Evt19")
+        return False
+
+
+# The states in which the ARTIM timer bounds a read: a connection awaiting its A-ASSOCIATE-RQ
+# (Sta1 too: the DUL may read before it has acted on the connection's own event), and one
+# awaiting its close.
+_ARTIM_STATES = frozenset({"Sta1", "Sta2", "Sta13"})
 
 # PDU lengths the node accepts: P-DATA up to the maximum it negotiates, anything else (an
 # association request with its presentation contexts and user identity) up to 1 MB.
@@ -312,6 +355,7 @@ class _NoDelayHandler(RequestHandler):
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        self.request.settimeout(None)  # as accept() leaves it: reads keep their own deadlines
         super().handle()
 
     def _create_association(self) -> Association:
@@ -326,17 +370,33 @@ class _BulkSocket(AssociationSocket):
     """pynetdicom reads a PDU 4 KB per ``recv`` and appends each piece to a bytearray: for an
     8 MB image that is 2,000 system calls and copies. Here the PDU (its length checked first,
     see ``_QuickDUL._read_pdu_data``) is read straight into one buffer of its size with
-    ``recv_into``, as much per call as the kernel has."""
+    ``recv_into``, as much per call as the kernel has.
 
-    def recv_exactly(self, view: memoryview) -> bool:
-        """Fill ``view`` from the socket; False when the peer closed the connection first."""
-        read, size = 0, len(view)
+    The accepted socket blocks (no timeout): each read takes what the kernel has without
+    waiting, and only when it has nothing does ``select`` wait, up to the PDU's deadline. The
+    deadline costs nothing while data flows, and sends are left as pynetdicom has them."""
+
+    def recv_exactly(self, view: memoryview, deadline: float | None = None) -> bool:
+        """Fill ``view`` from the socket; False when the peer closed the connection first,
+        ``TimeoutError`` when ``deadline`` (``time.monotonic``) passed first."""
+        sock, read, size = self.socket, 0, len(view)
         while read < size:
-            got = self.socket.recv_into(view[read:], size - read)
+            try:
+                got = sock.recv_into(view[read:], size - read, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if not _readable(sock, deadline):
+                    raise TimeoutError("the PDU did not arrive whole in time") from None
+                continue
             if not got:
                 return False
             read += got
         return True
+
+
+def _readable(sock: socket.socket, deadline: float | None) -> bool:
+    """Wait until ``sock`` has data (or was closed); False if ``deadline`` passed first."""
+    wait = None if deadline is None else deadline - time.monotonic()
+    return (wait is None or wait > 0) and bool(select.select([sock], [], [], wait)[0])
 
 
 @dataclass
