@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from .source import Source, default_source
 
@@ -462,11 +463,15 @@ class Cohort:
             result = self.con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
             return fetch(result) if fetch else result
 
-    def relation(self, select: str) -> duckdb.DuckDBPyRelation:
-        """A lazy relation (for streaming Arrow batches without an extra copy)."""
+    @contextmanager
+    def arrow_batches(self, select: str, rows: int) -> Iterator[pa.RecordBatchReader]:
+        """``select`` as Arrow batches of ``rows`` (an export's tables: no copy in memory),
+        within the limits until the ``with`` ends: a streamed statement runs while it is read."""
         sql = self.compiled.sql(select)
-        return self.con.sql(sql, params={k: v for k, v in self.compiled.params.items()
-                                         if f"${k}" in sql})
+        params = {k: v for k, v in self.compiled.params.items() if f"${k}" in sql}
+        relation = self.con.sql(sql, params=params)  # lazy: runs as the reader is read
+        with self.limits.timed(self.con), relation.to_arrow_reader(rows) as reader:
+            yield reader
 
     def counts(self) -> Counts:
         if self._counts is None:
@@ -551,19 +556,36 @@ class _QueryLimits:
         except duckdb.InterruptException:
             if not state["fired"]:
                 raise
-            raise QueryLimitError(
-                f"the query ran past the research time limit ({self.seconds} s) and was "
-                "stopped: narrow the cohort, or ask the data manager to raise "
-                "research_query_seconds") from None
+            raise self._out_of_time() from None
         except duckdb.OutOfMemoryException:
-            raise QueryLimitError(
-                f"the query needed more than the research memory limit ({self.memory_mb} MB) "
-                "and was stopped: narrow the cohort, or ask the data manager to raise "
-                "research_query_memory_mb") from None
+            raise self._out_of_memory() from None
+        except OSError as exc:  # an Arrow stream hands DuckDB's errors on as OSError, same text
+            if state["fired"] and str(exc).startswith(_ARROW_INTERRUPTED):
+                raise self._out_of_time() from None
+            if str(exc).startswith(_ARROW_OUT_OF_MEMORY):
+                raise self._out_of_memory() from None
+            raise
         finally:
             with lock:
                 state["running"] = False
             timer.cancel()
+
+    def _out_of_time(self) -> QueryLimitError:
+        return QueryLimitError(
+            f"the query ran past the research time limit ({self.seconds} s) and was "
+            "stopped: narrow the cohort, or ask the data manager to raise "
+            "research_query_seconds")
+
+    def _out_of_memory(self) -> QueryLimitError:
+        return QueryLimitError(
+            f"the query needed more than the research memory limit ({self.memory_mb} MB) "
+            "and was stopped: narrow the cohort, or ask the data manager to raise "
+            "research_query_memory_mb")
+
+
+# How DuckDB's interruption and memory errors begin when read through an Arrow stream.
+_ARROW_INTERRUPTED = "INTERRUPT Error"
+_ARROW_OUT_OF_MEMORY = "Out of Memory Error"
 
 
 def _page(limit: int | None) -> str:

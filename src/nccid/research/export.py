@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .cohort import Cohort, CohortFilter, Counts, scope_for
+from .cohort import Cohort, CohortFilter, Counts, QueryLimitError, scope_for
 from .source import Source
 from .staging import Staging
 
@@ -184,27 +184,31 @@ def _write_tables(cohort: Cohort, writer: _Writer, formats: tuple[str, ...]) -> 
                   "ORDER BY pseudonym, study_uid, series_uid, sop_uid",
     }
     for name, sql in queries.items():
-        reader = cohort.relation(sql).to_arrow_reader(50_000)
         paths = {f: writer.staging / f"{name}.{f}" for f in ("parquet", "csv") if f in formats}
-        pq_writer = pq.ParquetWriter(paths["parquet"], reader.schema) if "parquet" in paths else None
-        csv_writer = None
-        for batch in reader:
-            if pq_writer:
-                pq_writer.write_batch(batch)
-            if "csv" in paths:
-                flat = _csv_ready(batch)
-                csv_writer = csv_writer or pacsv.CSVWriter(paths["csv"], flat.schema)
-                csv_writer.write_batch(flat)
-        if pq_writer:
-            pq_writer.close()
-        if "csv" in paths:
-            if csv_writer is None:  # no rows: still write the header
-                empty = _csv_ready(pa.RecordBatch.from_pylist([], schema=reader.schema))
-                csv_writer = pacsv.CSVWriter(paths["csv"], empty.schema)
-            csv_writer.close()
+        with cohort.arrow_batches(sql, 50_000) as reader:  # the research limits apply
+            _write_table(reader, paths)
         for fmt, path in paths.items():
             writer.add_file(f"{name}.{fmt}", path)
             path.unlink()
+
+
+def _write_table(reader: pa.RecordBatchReader, paths: dict[str, Path]) -> None:
+    pq_writer = pq.ParquetWriter(paths["parquet"], reader.schema) if "parquet" in paths else None
+    csv_writer = None
+    for batch in reader:
+        if pq_writer:
+            pq_writer.write_batch(batch)
+        if "csv" in paths:
+            flat = _csv_ready(batch)
+            csv_writer = csv_writer or pacsv.CSVWriter(paths["csv"], flat.schema)
+            csv_writer.write_batch(flat)
+    if pq_writer:
+        pq_writer.close()
+    if "csv" in paths:
+        if csv_writer is None:  # no rows: still write the header
+            empty = _csv_ready(pa.RecordBatch.from_pylist([], schema=reader.schema))
+            csv_writer = pacsv.CSVWriter(paths["csv"], empty.schema)
+        csv_writer.close()
 
 
 def metadata_key(storage_key: str, folder: str) -> str:
@@ -272,12 +276,16 @@ def _write_clinical_json(cohort: Cohort, writer: _Writer) -> None:
     clinical = cohort._execute(
         "SELECT set_name, pseudonym, kind, site, any_value(cleaned) FROM clinical c "
         "WHERE list_contains($sets, c.set_name) AND c.pseudonym IN (SELECT pseudonym FROM cp) "
-        "GROUP BY ALL ORDER BY ALL").fetchall()
+        "GROUP BY ALL ORDER BY ALL", fetch=_all_rows)  # fetched within the limits too
     for set_name, pseudonym, kind, site, cleaned in clinical:
         key = f"{set_name}/data/{pseudonym}/{kind}-{site}.json"
         record = json.loads(cleaned) if cleaned else {}
         data = json.dumps(record, sort_keys=True, indent=1, default=str).encode()
         writer.copy(key, io.BytesIO(data))
+
+
+def _all_rows(result: Any) -> list[tuple]:
+    return result.fetchall()
 
 
 def write_export(cohort: Cohort, destination: Path, formats: tuple[str, ...],
@@ -314,8 +322,9 @@ def export_cohort(user: Any, flt: CohortFilter, destination: str | Path,
     try:
         result = write_export(cohort, Path(destination), formats, progress)
     except Exception as exc:
-        # Any failure is audited; only an ExportError's message (keys, never a store path) is kept.
-        error = str(exc) if isinstance(exc, ExportError) else exc.__class__.__name__
+        # Any failure is audited; only an ExportError's message (keys, never a store path) or a
+        # QueryLimitError's (the limit and its setting) is kept.
+        error = str(exc) if isinstance(exc, ExportError | QueryLimitError) else exc.__class__.__name__
         audit(user, "research.export.failed", filter=flt.to_dict(), error=error)
         raise
     finally:

@@ -5,12 +5,24 @@ time limit and its connection under a memory limit (503 saying which limit stopp
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 from nccid.accounts.models import AuditEvent
+from nccid.cli.common import UserError
+from nccid.cli.main import typer_app
 from nccid.config import reset_settings_cache
 from nccid.research import api
-from nccid.research.cohort import MAX_CONDITIONS, CohortError, CohortFilter, select_cohort
+from nccid.research import cli as research_cli
+from nccid.research.cohort import (
+    MAX_CONDITIONS,
+    CohortError,
+    CohortFilter,
+    QueryLimitError,
+    select_cohort,
+)
+from nccid.research.export import export_cohort
 from nccid.research.source import Source
+from nccid.research.staging import staging_root
 
 pytestmark = pytest.mark.django_db
 COUNT = "/api/research/cohort/count"
@@ -104,3 +116,53 @@ def test_a_query_past_the_memory_limit_is_stopped_with_a_clear_503(ask, monkeypa
     assert answer.json()["detail"].startswith(
         "the query needed more than the research memory limit (64 MB) and was stopped")
     assert "research_query_memory_mb" in answer.json()["detail"]
+
+
+def test_an_export_past_the_time_limit_is_stopped_and_leaves_nothing(world, researcher, limits,
+                                                                    tmp_path):
+    """An export's table query runs under the limit as a count does. Here only the clinical
+    table is slow (its rows copied a billion times over, only the first copy in a set), so the
+    count is quick and the limit can only stop the table; and the copies are finite (some 20 s
+    of scanning on two cores), so an export the limit does not stop ends instead of running
+    for ever."""
+    limits(seconds=1)
+    copies = 1_000_000_000 // len(world.clinical)
+
+    def connect():
+        con = world.source().connect()
+        con.execute("ALTER VIEW clinical RENAME TO _clinical")
+        con.execute("CREATE VIEW clinical AS SELECT c.* REPLACE (CASE WHEN r.n = 0 THEN "
+                    f"c.set_name END AS set_name) FROM _clinical c, range({copies}) r(n)")
+        return con
+
+    source = Source(connect=connect, warehouse=world.warehouse)
+    with pytest.raises(QueryLimitError, match=r"time limit \(1 s\).*research_query_seconds"):
+        export_cohort(researcher, CohortFilter(), tmp_path / "out.zip", "parquet", source)
+    assert list(tmp_path.iterdir()) == []  # no zip, no staging folder
+    failed = AuditEvent.objects.get(action="research.export.failed")
+    assert "research_query_seconds" in failed.detail["error"]
+
+
+def test_an_export_past_the_memory_limit_is_a_clear_503_and_leaves_nothing(
+        ask, monkeypatch, world, limits):
+    limits(memory_mb=64)
+    monkeypatch.setattr(api, "source_factory", lambda: many_copies(world, distinct=True))
+    answer = ask({}, url="/api/research/export?formats=parquet")
+    assert answer.status_code == 503, answer.content
+    assert answer.json()["detail"].startswith(
+        "the query needed more than the research memory limit (64 MB) and was stopped")
+    assert "research_query_memory_mb" in answer.json()["detail"]
+    assert not [p for p in staging_root().rglob("*") if p.is_file()]
+
+
+@pytest.mark.django_db(databases=["default", "vault"])
+def test_a_command_line_export_past_the_memory_limit_is_one_line(world, researcher, limits,
+                                                                 monkeypatch, tmp_path):
+    limits(memory_mb=64)
+    monkeypatch.setattr(research_cli, "_source", lambda: many_copies(world, distinct=True))
+    result = CliRunner().invoke(typer_app, ["research", "export", "--user", "rita", "--format",
+                                            "parquet", "-o", str(tmp_path / "c.zip")])
+    assert isinstance(result.exception, UserError), result.exception
+    assert str(result.exception).startswith(
+        "the query needed more than the research memory limit (64 MB) and was stopped")
+    assert list(tmp_path.iterdir()) == []
