@@ -2,7 +2,8 @@
 
 Weekly counts by site of positive swabs, admissions, ITU admissions, intubations and deaths,
 and the intervals between them (median and IQR in days). Each patient counts once per event:
-their earliest date for it, at the site whose record gives that date.
+their earliest date for it, at the site whose record gives that date. An ITU admission,
+intubation or death counts only when its yes/no field says Yes (ISARIC deaths: outcome Death).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cohort import boolean_spellings
+
 # event -> the cleaned field that dates it (data, not branches)
 EVENTS = {
     "positive_swabs": "date_of_positive_covid_swab",
@@ -22,6 +25,14 @@ EVENTS = {
     "itu_admissions": "date_of_itu_admission",
     "intubations": "date_of_intubation",
     "deaths": "date_of_death",
+}
+# event -> the positive template's yes/no field that must say Yes for its date to count: a
+# record may hold a date beside "No" (the date of death of a patient who did not die is a
+# site's slip), and a date beside a blank answer is not taken as a Yes either.
+CONFIRMED_BY = {
+    "itu_admissions": "itu_admission",
+    "intubations": "intubation",
+    "deaths": "death",
 }
 INTERVALS = (
     ("swab_to_admission", "positive_swabs", "admissions"),
@@ -53,10 +64,16 @@ def _date(value) -> date | None:
         return None
 
 
+def _says_yes(value) -> bool:
+    """Yes in any spelling a clinical test reads as Yes (``data/clinical_values.toml``)."""
+    return str(value).strip().lower() in boolean_spellings()["yes"]
+
+
 def event_dates(record: Record) -> dict[str, date]:
     """The dated events one record tells of (a negative template's positive swabs; ISARIC deaths)."""
     c = record.cleaned
-    found = {event: d for event, name in EVENTS.items() if (d := _date(c.get(name)))}
+    found = {event: d for event, name in EVENTS.items() if (d := _date(c.get(name)))
+             and (event not in CONFIRMED_BY or _says_yes(c.get(CONFIRMED_BY[event])))}
     positives = [d for s in c.get("swabs") or [] if str(s.get("status", "")).lower() == "positive"
                  and (d := _date(s.get("date")))]
     if positives:

@@ -17,7 +17,7 @@ RECORDS = [
     Record("A", "RTEST", "positive", {
         "date_of_positive_covid_swab": "2020-04-06", "date_of_admission": "2020-04-08",
         "date_of_itu_admission": "2020-04-11", "date_of_intubation": "2020-04-13",
-        "date_of_death": "2020-04-20"}),
+        "date_of_death": "2020-04-20", "itu_admission": "Yes", "intubation": "Yes", "death": "Yes"}),
     # A again at ISARIC, a later admission date: the earliest (RTEST, 8 Apr) wins, counted once.
     Record("A", "OTHER", "isaric", {"date_of_admission": "2020-04-09"}),
     # B: swab Sun 12 Apr, admitted Tue 14 Apr; no ITU, no death.
@@ -57,13 +57,29 @@ def test_intervals_median_and_iqr():
     assert table.loc["admission_to_death", "q3_days"] == pytest.approx(10.75)
 
 
+def test_itu_intubation_and_death_count_only_when_the_record_says_yes():
+    """A date beside No (a site's slip) or beside a blank answer is no event; Yes in either
+    spelling a clinical test reads (Yes, true) is."""
+    dated = {"date_of_admission": "2020-04-08", "date_of_itu_admission": "2020-04-11",
+             "date_of_intubation": "2020-04-13", "date_of_death": "2020-04-20"}
+    answers = {"no": "No", "blank": None, "yes": "Yes", "true": "true"}
+    records = [Record(name, "RTEST", "positive", {
+        **dated, "itu_admission": answer, "intubation": answer, "death": answer})
+        for name, answer in answers.items()]
+    totals = weekly_counts(records)[["admissions", "itu_admissions", "intubations", "deaths"]].sum()
+    assert totals.to_dict() == {"admissions": 4, "itu_admissions": 2, "intubations": 2, "deaths": 2}
+    table = intervals(records).set_index("interval")
+    assert table.loc["admission_to_death", "n"] == table.loc["admission_to_itu", "n"] == 2
+
+
 def test_outputs_from_the_catalogue_are_training_only_and_audited(world, researcher, make_user, tmp_path):
     result = modelling_outputs(researcher, tmp_path / "m", world.source())
     assert result["records"] == sum(1 for c in world.clinical if c["set_name"] == "training")
     counts = pd.read_csv(tmp_path / "m" / "weekly_counts.csv")
     training = [c for c in world.clinical if c["set_name"] == "training"]
     assert counts["admissions"].sum() == sum(1 for c in training if c["cleaned"]["date_of_admission"])
-    assert counts["deaths"].sum() == sum(1 for c in training if c["cleaned"]["date_of_death"])
+    assert counts["deaths"].sum() == sum(1 for c in training if c["cleaned"]["date_of_death"]
+                                         and c["cleaned"]["death"] == "Yes")
     assert (tmp_path / "m" / "weekly_counts.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "m" / "intervals.csv").exists()
     assert AuditEvent.objects.filter(action="research.modelling", username="rita").exists()
