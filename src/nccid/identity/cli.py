@@ -302,9 +302,11 @@ def key_fingerprint(
 
 @key_app.command("check")
 def key_check() -> None:
-    """Check the key file is the one this installation's data was made with, vault key included."""
+    """Check the key file is the one this installation's data was made with, vault key
+    included, and that the vault is whole: its entries decrypt (all, or a sample of 1,000
+    spread over a larger vault) and every patient of the main database has one."""
     setup_django()  # refuses a key file of another installation, or one older than a re-key
-    from nccid.identity.service import get_keyring, vault_keys_in_use
+    from nccid.identity.service import get_keyring, read_vault, vault_keys_in_use
 
     keyring = get_keyring()
     others = {key: n for key, n in vault_keys_in_use().items() if key != keyring.vault_fingerprint}
@@ -315,8 +317,62 @@ def key_check() -> None:
             f"it cannot decrypt ({listed}): those cannot be revealed or re-keyed; restore the "
             "vault database, or the key file holding that vault key, from backup (see docs/keys.md)"
         )
+    reading = read_vault()
+    problems = [text for text in (_damaged(reading), _missing(reading)) if text]
+    if problems:
+        raise UserError("; and ".join(problems))
     console.print(f"OK: the key file matches this installation (fingerprint "
-                  f"{keyring.fingerprint}, vault key {keyring.vault_fingerprint}).", highlight=False)
+                  f"{keyring.fingerprint}, vault key {keyring.vault_fingerprint}). "
+                  f"Vault: {_sound(reading)}.", highlight=False)
+
+
+def _read(reading, count: int) -> str:
+    """``2 of the 96 vault entries read``, or ``… of 1,000 vault entries read (a sample …)``."""
+    if reading.sampled:
+        return (f"{count:,} of {reading.read:,} vault entries read (a sample spread over all "
+                f"{reading.entries:,})")
+    return f"{count:,} of the {reading.read:,} vault entries read"
+
+
+def _named(examples: list[str], count: int) -> str:
+    more = f" and {count - len(examples):,} more" if count > len(examples) else ""
+    return f"({', '.join(examples)}{more})"
+
+
+def _damaged(reading) -> str:
+    if not reading.damaged:
+        return ""
+    verb = ("does not decrypt to its patient's number" if reading.damaged == 1
+            else "do not decrypt to their patients' numbers")
+    return (f"{_read(reading, reading.damaged)} {verb} "
+            f"{_named(reading.damaged_examples, reading.damaged)}: the vault database is "
+            "damaged; restore the vault database from a backup (see docs/keys.md)")
+
+
+def _missing(reading) -> str:
+    if not reading.missing:
+        return ""
+    verb = "has" if reading.missing == 1 else "have"
+    return (f"{reading.missing:,} of the {reading.patients:,} patients of the main database "
+            f"{verb} no vault entry {_named(reading.missing_examples, reading.missing)}, so "
+            "their NHS/CHI numbers cannot be revealed: the vault database is older than the "
+            "main database (restored alone?) or not this installation's. Check "
+            "vault_database_url ('nccid config show'), then restore the vault backup made with "
+            "the main database's, or a later one (see docs/keys.md)")
+
+
+def _sound(reading) -> str:
+    """What a check that found nothing wrong read, in words."""
+    if not reading.entries:
+        entries = "it holds no entries"
+    elif reading.sampled:
+        entries = (f"{reading.read:,} of its {reading.entries:,} entries, a sample spread over "
+                   "all of them, decrypt to their patients' numbers")
+    else:
+        entries = f"all {reading.read:,} vault entries decrypt to their patients' numbers"
+    patients = (f"each of the {reading.patients:,} patients of the main database has a vault "
+                "entry" if reading.patients else "the main database holds no patients")
+    return f"{entries}; {patients}"
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from itertools import islice
 from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
@@ -207,6 +208,114 @@ def vault_keys_in_use() -> dict[str, int]:
 
     rows = VaultEntry.objects.values("key_fingerprint").annotate(n=Count("id")).order_by()
     return {row["key_fingerprint"]: row["n"] for row in rows}
+
+
+# --- what 'nccid key check' reads of the vault ------------------------------------------
+
+VAULT_SAMPLE = 1000  # entries decrypted by 'nccid key check': all of a smaller vault
+_EXAMPLES = 3  # pseudonyms named in a message, the rest counted
+
+
+@dataclass(frozen=True)
+class VaultReading:
+    """What 'nccid key check' found: entries decrypted and those that did not give their
+    patient's number; the main database's patients and those without a vault entry. Holds
+    pseudonyms and counts only."""
+
+    entries: int
+    read: int
+    damaged: int
+    damaged_examples: list[str]
+    patients: int
+    missing: int
+    missing_examples: list[str]
+
+    @property
+    def sampled(self) -> bool:
+        return self.read < self.entries
+
+
+def read_vault(sample: int | None = None) -> VaultReading:
+    """Decrypt vault entries (all, or ``sample`` spread from the first to the newest) and
+    find the main database's patients with no vault entry. Entries under another vault key
+    are not decrypted (``vault_keys_in_use`` reports them)."""
+    from .models import VaultEntry
+
+    keyring = get_keyring()
+    entries = VaultEntry.objects.count()
+    read, damaged = 0, []
+    for pseudonym, ciphertext, label in _entries_spread(sample or VAULT_SAMPLE, entries):
+        if label != keyring.vault_fingerprint:
+            continue
+        read += 1
+        if not _holds_its_number(keyring, pseudonym, bytes(ciphertext)):
+            damaged.append(pseudonym)
+    patients, missing, examples = _patients_without_entry()
+    return VaultReading(entries, read, len(damaged), damaged[:_EXAMPLES],
+                        patients, missing, examples)
+
+
+def _entries_spread(size: int, entries: int) -> Iterator[tuple[str, bytes, str]]:
+    """(pseudonym, ciphertext, vault key) of every entry, or of ``size`` entries picked at
+    even steps of id from the first to the newest: one indexed read each, whatever the size
+    of the vault (a national one holds millions)."""
+    from django.db.models import Max, Min
+
+    from .models import VaultEntry
+
+    fields = ("pseudonym", "ciphertext", "key_fingerprint")
+    if entries <= size:
+        yield from VaultEntry.objects.order_by("id").values_list(*fields).iterator()
+        return
+    bounds = VaultEntry.objects.aggregate(low=Min("id"), high=Max("id"))
+    low, high = bounds["low"], bounds["high"]
+    seen = set()
+    for step in range(size):
+        target = low + (high - low) * step // (size - 1)
+        row = (VaultEntry.objects.filter(id__gte=target).order_by("id")
+               .values_list("id", *fields).first())
+        if row is not None and row[0] not in seen:
+            seen.add(row[0])
+            yield row[1:]
+
+
+def _holds_its_number(keyring: Keyring, pseudonym: str, ciphertext: bytes) -> bool:
+    """Whether the entry decrypts to a number whose pseudonym is the entry's own."""
+    try:
+        digits = keyring.decrypt(ciphertext, context=pseudonym).decode("ascii")
+        return keyring.pseudonym(digits) == pseudonym
+    except (InvalidTag, ValueError):  # altered, or not ten digits inside
+        return False
+
+
+def _patients_without_entry() -> tuple[int, int, list[str]]:
+    """(patients of the main database, how many have no vault entry, the first of those): a
+    patient is a set or a clinical record's pseudonym, a withdrawn one excepted (its entry
+    is removed on purpose). Compared by pseudonym a chunk at a time, in order, each chunk
+    against the vault's entries in its range (one index scan, not thousands of lookups): no
+    number is read, and memory stays small whatever the count."""
+    from nccid.clinical.models import ClinicalRecord
+    from nccid.warehouse.models import PatientSet
+    from nccid.withdrawal.models import Withdrawal
+
+    from .models import VaultEntry
+
+    withdrawn = set(Withdrawal.objects.values_list("pseudonym", flat=True))
+    named = (PatientSet.objects.values_list("pseudonym", flat=True)
+             .union(ClinicalRecord.objects.values_list("pseudonym", flat=True))
+             .order_by("pseudonym"))
+    entries = VaultEntry.objects.values_list("pseudonym", flat=True)
+    patients, missing, examples = 0, 0, []
+    current = (p for p in named.iterator(chunk_size=_CHUNK) if p not in withdrawn)
+    while chunk := list(islice(current, _CHUNK)):
+        present = set(entries.filter(pseudonym__gte=chunk[0], pseudonym__lte=chunk[-1]))
+        absent = [p for p in chunk if p not in present]
+        if absent:  # asked by name too: the two databases might order text differently
+            present = set(entries.filter(pseudonym__in=absent))
+            absent = [p for p in absent if p not in present]
+        patients, missing = patients + len(chunk), missing + len(absent)
+        examples += absent[:_EXAMPLES - len(examples)]
+    return patients, missing, examples
 
 
 # --- pseudonyms and vault ---------------------------------------------------------------
@@ -433,6 +542,7 @@ __all__ = [
     "latest_vault_key",
     "normalise_pseudonym",
     "pseudonymise",
+    "read_vault",
     "record_installation_key",
     "rekey_vault",
     "reveal",
