@@ -175,11 +175,10 @@ def read_bytes(data: bytes, max_bytes: int = MAX_BYTES) -> Sheet:
 def _read_xlsx(data: bytes) -> Sheet:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        names = set(archive.namelist())
     except (zipfile.BadZipFile, ValueError) as exc:
         raise SpreadsheetRejected("the file is not a spreadsheet (a damaged or non-Excel zip file)") from exc
-    if "xl/workbook.xml" not in names:
-        if _is_opendocument(archive, names):
+    if _part(archive, "xl/workbook.xml") is None:
+        if _is_opendocument(archive):
             raise SpreadsheetRejected("this is an OpenDocument (.ods) file: save it as .xlsx or CSV "
                                       "and upload again")
         raise SpreadsheetRejected("the file is not a spreadsheet: upload the filled template as .xlsx or CSV")
@@ -189,7 +188,7 @@ def _read_xlsx(data: bytes) -> Sheet:
     sheet_path, sheet_name = parts.first, "1"
     error_text = False  # does the shared text hold an Excel error code (as text)?
     for name in PARSED_PARTS:
-        if name in names:
+        if _part(archive, name) is not None:
             shared = name == "xl/sharedStrings.xml"
             part = _inflated(archive, name, PART_LIMITS.get(name, OTHER_PART_LIMIT), keep=shared)
             error_text = error_text or (shared and b"#" in part and bool(_ERROR_TEXT_BYTES.search(part)))
@@ -207,7 +206,7 @@ def _read_xlsx(data: bytes) -> Sheet:
             f"sheet {sheet_name} has merged cells ({_some(_merged_areas(merged))}): "
             "unmerge them, one value per cell"
         )
-    stamp, title = _stamp(archive, names)
+    stamp, title = _stamp(archive)
     try:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
         values = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
@@ -315,7 +314,7 @@ def _inflated(archive: zipfile.ZipFile, name: str, limit: int, keep: bool = True
     checksum and is refused as damaged)."""
     chunks, size = [], 0
     try:
-        with archive.open(name) as part:
+        with archive.open(_part(archive, name) or name) as part:
             while chunk := part.read(1024 * 1024):
                 size += len(chunk)
                 if size > limit:
@@ -476,9 +475,17 @@ def _some(items) -> str:
 def _unpacked(archive: zipfile.ZipFile, name: str) -> bytes:
     """One part of the xlsx, or a refusal if it cannot be unpacked (a damaged entry)."""
     try:
-        return archive.read(name)
+        return archive.read(_part(archive, name) or name)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as exc:
         raise SpreadsheetRejected("the spreadsheet is damaged (a part of it cannot be unpacked)") from exc
+
+
+def _part(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
+    """The entry python-calamine reads as the part ``name``: the last one of that name in any
+    ASCII case ("xl/SharedStrings.xml" is the shared strings part), None if there is none."""
+    wanted = name.lower()
+    return next((i for i in reversed(archive.infolist())
+                 if i.filename.isascii() and i.filename.lower() == wanted), None)
 
 
 @dataclass(frozen=True)
@@ -508,11 +515,10 @@ def _sheet_parts(archive: zipfile.ZipFile) -> _SheetParts:
         )
     targets = {r.get("Id"): r.get("Target", "") for r in rels.findall(f"{_NS_PKG_REL}Relationship")}
     paths = [_part_path(targets.get(_relationship_id(s), "")) for s in sheets]
-    names = set(archive.namelist())
-    if paths[0] not in names:
+    if _part(archive, paths[0]) is None:
         raise SpreadsheetRejected("the spreadsheet's first sheet is missing")
     others = [(str(n), path) for n, path in enumerate(paths[1:], 2)
-              if path in names and path.startswith("xl/worksheets/")]  # not chart sheets
+              if _part(archive, path) is not None and path.startswith("xl/worksheets/")]  # not chart sheets
     properties = workbook.find(f"{main}workbookPr")
     date1904 = properties is not None and properties.get("date1904", "") in ("1", "true")
     return _SheetParts(paths[0], others, date1904)
@@ -531,8 +537,8 @@ def _part_path(target: str) -> str:
     return target.lstrip("/") if target.startswith("/") else str(PurePosixPath("xl") / target)
 
 
-def _is_opendocument(archive: zipfile.ZipFile, names: set[str]) -> bool:
-    if "mimetype" not in names:
+def _is_opendocument(archive: zipfile.ZipFile) -> bool:
+    if "mimetype" not in archive.namelist():
         return False
     return _inflated(archive, "mimetype", 1024).startswith(b"application/vnd.oasis.opendocument")
 
@@ -585,13 +591,14 @@ def _cell_texts(archive: zipfile.ZipFile, cells: list[tuple[str, bytes]]) -> lis
 
 def _shared_strings(archive: zipfile.ZipFile, wanted: set[int]) -> dict[int, str]:
     """The shared strings at the ``wanted`` positions, parsed only as far as the last one."""
-    if not wanted or "xl/sharedStrings.xml" not in archive.namelist():
+    part = _part(archive, "xl/sharedStrings.xml")
+    if not wanted or part is None:
         return {}
     found: dict[int, str] = {}
     position = 0
     try:
-        with archive.open("xl/sharedStrings.xml") as part:
-            for _event, element in ElementTree.iterparse(part):
+        with archive.open(part) as strings:
+            for _event, element in ElementTree.iterparse(strings):
                 main = _namespace(element.tag)
                 if element.tag != f"{main}si" or main not in _NS_MAINS:
                     continue
@@ -606,9 +613,9 @@ def _shared_strings(archive: zipfile.ZipFile, wanted: set[int]) -> dict[int, str
     return found
 
 
-def _stamp(archive: zipfile.ZipFile, names: set[str]) -> tuple[tuple[str, str] | None, str]:
+def _stamp(archive: zipfile.ZipFile) -> tuple[tuple[str, str] | None, str]:
     """The (kind, version) our template wrote into the workbook properties, if present."""
-    if "docProps/core.xml" not in names:
+    if _part(archive, "docProps/core.xml") is None:
         return None, ""
     try:
         core = ElementTree.fromstring(_unpacked(archive, "docProps/core.xml"))
