@@ -319,7 +319,8 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
     """Find a patient (NHS/CHI number or pseudonym), see what is held of them, withdraw them.
 
     The number typed is turned into the pseudonym at once and never rendered back. A
-    pseudonym nothing in the database names (most likely a typing error) is refused."""
+    pseudonym nothing in the database or the warehouse names (most likely a typing error) is
+    refused."""
     from nccid.withdrawal.models import Withdrawal
     from nccid.withdrawal.services import (
         WithdrawalError,

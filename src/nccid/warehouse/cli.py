@@ -60,9 +60,14 @@ def verify(
         "--password-stdin", help="Read the account's password from standard input.")] = False,
 ) -> None:
     """Re-read stored images and compare size and SHA-256 with the catalogue; count clinical
-    records whose JSON is not in the warehouse."""
+    records whose JSON is not in the warehouse; with --all, also objects no database row names."""
     setup_django()
-    from .service import clinical_records_without_json, uncatalogued_images, verify_objects
+    from .service import (
+        clinical_records_without_json,
+        objects_no_row_names,
+        uncatalogued_images,
+        verify_objects,
+    )
     from .upgrade import STALE_CLINICAL_JSON, clinical_json_stale
 
     if sample < 1 and not all_objects:
@@ -76,6 +81,7 @@ def verify(
                                     leave_out=unapplied)
         no_json = clinical_records_without_json(leave_out=unapplied)
         stale = clinical_json_stale()
+        unnamed = objects_no_row_names() if all_objects else {}
     except _storage_errors() as exc:
         raise UserError(f"cannot read the warehouse: {exc}") from exc
     pending = uncatalogued_images()
@@ -103,8 +109,27 @@ def verify(
                       "warehouse sync-clinical', then 'nccid images link'", highlight=False)
     if stale:
         console.print(f"[red]{STALE_CLINICAL_JSON}[/]", highlight=False)
-    if not report.ok or no_json or stale or withdrawals.any:
+    _say_unnamed(unnamed)
+    if not report.ok or no_json or stale or withdrawals.any or unnamed:
         raise typer.Exit(1)
+
+
+def _say_unnamed(unnamed: dict[str, int]) -> None:
+    """Objects no database row names, by patient (pseudonyms are not identifiers)."""
+    if not unnamed:
+        return
+    by_count = sorted(unnamed.items(), key=lambda item: (-item[1], item[0]))
+    first = ", ".join(f"{pseudonym}: {count:,}" for pseudonym, count in by_count[:5])
+    more = f" and {len(by_count) - 5:,} more" if len(by_count) > 5 else ""
+    console.print(
+        f"[red]{sum(unnamed.values()):,} object(s) in the warehouse are named by no database "
+        f"row, of {len(unnamed):,} patient(s)[/] ({first}{more}): the databases are older than "
+        "the warehouse (restored from a backup?), or an intake was stopped between storing and "
+        "recording (one running now may count). Researchers do not see them and no other "
+        "command counts them. Restore the newer backup of the databases if there is one; "
+        "else 'nccid patient show PSEUDONYM' lists them, the sites sending those studies and "
+        "sheets again have them recorded, and 'nccid patient withdraw PSEUDONYM' removes them.",
+        highlight=False, soft_wrap=True)
 
 
 def _withdrawal_differences():

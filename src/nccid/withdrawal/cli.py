@@ -54,7 +54,14 @@ def _describe(account, pseudonym: str) -> None:
     table.add_row("Teaching cases", f"{held.teaching_cases:,}")
     table.add_row("Sites", ", ".join(held.sites) or "-")
     table.add_row("Set", held.set_name or "-")
+    table.add_row("Warehouse objects", f"{held.objects:,}" + (
+        f" ({held.unnamed_objects:,} no database row names)" if held.unnamed_objects else ""))
     console.print(table)
+    if held.unnamed_objects:
+        console.print(f"{counted(held.unnamed_objects, 'object')} in this patient's warehouse "
+                      "folders are named by no database row: the databases are older than the "
+                      "warehouse (restored from a backup?). Withdrawing the patient removes "
+                      "them too.", highlight=False)
     if held.withdrawal is not None:
         w = held.withdrawal
         state = "complete" if w.completed_at else "interrupted: withdraw again to complete it"
@@ -92,9 +99,9 @@ def patient_withdraw(
     password_stdin: PasswordStdin = False,
     yes: YesOption = False,
     force: Annotated[bool, typer.Option(
-        "--force", help="Withdraw even when nothing in the database names the patient (to "
-                        "refuse a patient not yet sent); without it, such a pseudonym is taken "
-                        "for a typing error.")] = False,
+        "--force", help="Withdraw even when nothing in the database or the warehouse names the "
+                        "patient (to refuse a patient not yet sent); without it, such a "
+                        "pseudonym is taken for a typing error.")] = False,
 ) -> None:
     """Withdraw a patient (``withdrawal.services.withdraw``), after showing what is held."""
     setup_django()

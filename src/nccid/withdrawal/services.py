@@ -88,11 +88,13 @@ class Holdings:
     first_arrived: datetime | None = None
     handed_out: tuple[HandedOut, ...] = ()
     withdrawal: Withdrawal | None = None
+    objects: int = 0  # in the patient's warehouse folders
+    unnamed_objects: int = 0  # of those, named by no row (a database older than the warehouse)
 
     @property
     def empty(self) -> bool:
         return not (self.images or self.clinical_records or self.held or self.pending
-                    or self.teaching_cases)
+                    or self.teaching_cases or self.objects)
 
 
 @dataclass
@@ -117,7 +119,8 @@ class Removed:
 
 # -- who ------------------------------------------------------------------------------------
 def patient_pseudonym(text: str) -> str:
-    """The pseudonym of a patient named by NHS/CHI number or by pseudonym."""
+    """The pseudonym of a patient named by NHS/CHI number or by pseudonym (with the key file:
+    a database that no longer knows the number still finds the patient's warehouse folders)."""
     pseudonym = normalise_pseudonym(text)
     if pseudonym:
         return pseudonym
@@ -212,6 +215,8 @@ def holdings(pseudonym: str) -> Holdings:
                 if d is not None]
     set_name = PatientSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True).first()
     first = min(arrivals) if arrivals else None
+    objects = _objects_of(pseudonym)
+    unnamed = _unnamed(pseudonym, objects)
     return Holdings(
         pseudonym=pseudonym,
         images=images.count(),
@@ -226,7 +231,36 @@ def holdings(pseudonym: str) -> Holdings:
         first_arrived=first,
         handed_out=_handed_out(first, set_name),
         withdrawal=Withdrawal.objects.filter(pseudonym=pseudonym).first(),
+        objects=len(objects),
+        unnamed_objects=len(unnamed),
     )
+
+
+def _objects_of(pseudonym: str) -> list[str]:
+    """Every object in the patient's warehouse folders (``{set}/{folder}/{pseudonym}/``): a
+    listing of each set and of each of its folders for the patient."""
+    from nccid.warehouse.service import get_warehouse
+
+    warehouse = get_warehouse()
+    return [key for prefix in _patient_prefixes(warehouse, pseudonym)
+            for key in warehouse.list(prefix) if key != prefix]
+
+
+def _unnamed(pseudonym: str, keys: list[str]) -> list[str]:
+    """Those of the patient's ``keys`` no row of the database names (an image, its header, a
+    clinical record's JSON): a database restored from a backup older than the warehouse."""
+    from nccid.clinical.models import ClinicalRecord
+    from nccid.warehouse.layout import clinical_key
+    from nccid.warehouse.models import ImageRecord, PatientSet
+
+    named = {key for pair in ImageRecord.objects.filter(pseudonym=pseudonym)
+             .values_list("storage_key", "metadata_key") for key in pair}
+    set_name = PatientSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True).first()
+    if set_name:
+        named |= {clinical_key(set_name, pseudonym, kind, site)
+                  for kind, site in ClinicalRecord.objects.filter(pseudonym=pseudonym)
+                  .values_list("kind", "site__code")}
+    return [key for key in keys if key not in named]
 
 
 def look_up(user, pseudonym: str) -> Holdings:
@@ -295,10 +329,12 @@ def named_anywhere(pseudonym: str) -> bool:
 
 def refuse_unknown(pseudonym: str) -> None:
     """WithdrawalError when nothing names ``pseudonym`` (a typing error, most likely): the
-    command line then withdraws only with ``--force`` (a patient not yet sent), the page never."""
-    if not named_anywhere(pseudonym):
-        raise WithdrawalError(f"nothing in the database names {pseudonym}: check the NHS/CHI "
-                              "number or pseudonym")
+    command line then withdraws only with ``--force`` (a patient not yet sent), the page never.
+    Objects in the patient's warehouse folders name them too (a database restored from a
+    backup older than the warehouse knows nothing of them; the withdrawal removes them)."""
+    if not named_anywhere(pseudonym) and not _objects_of(pseudonym):
+        raise WithdrawalError(f"nothing in the database or the warehouse names {pseudonym}: "
+                              "check the NHS/CHI number or pseudonym")
 
 
 def withdraw(user, pseudonym: str, reason: str, *, refresh: bool = True) -> Removed:
@@ -366,7 +402,15 @@ def _set_of(pseudonym: str, entry: Withdrawal) -> str | None:
 
     return (PatientSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True).first()
             or entry.removed.get("set_name")
-            or KeptSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True).first())
+            or KeptSet.objects.filter(pseudonym=pseudonym).values_list("set_name", flat=True).first()
+            or _set_of_objects(pseudonym))
+
+
+def _set_of_objects(pseudonym: str) -> str | None:
+    """The set whose folders hold the patient's objects, for a patient the database does not
+    know (restored from an older backup): researchers may have had them before the restore."""
+    keys = _objects_of(pseudonym)
+    return keys[0].split("/", 1)[0] if keys else None
 
 
 def reinstate(user, pseudonym: str, reason: str) -> bool:
