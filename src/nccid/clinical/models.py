@@ -76,9 +76,13 @@ class ClinicalRecord(models.Model):
     last_upload = models.ForeignKey(Upload, on_delete=models.PROTECT, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True, db_index=True)
+    # Its JSON in the warehouse is not yet known to match ``digest``: set when the record is
+    # created or changed, cleared by the writer once written (docs/warehouse.md).
+    json_owed = models.BooleanField(db_default=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["site", "pseudonym", "kind"], name="clinical_one_record")]
+        indexes = [models.Index(fields=["id"], condition=models.Q(json_owed=True), name="clinical_json_owed")]
 
     def __str__(self) -> str:
         return f"{self.kind} record {self.pseudonym} at {self.site.code}"

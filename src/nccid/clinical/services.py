@@ -504,10 +504,11 @@ def _write(upload: Upload, staged: dict, user) -> list[AcceptedRecord]:
         old.digest, old.last_upload = merged["digest"], upload
         old.hospital_hash = merged.get("hospital_hash") or old.hospital_hash
         old.updated = timezone.now()
+        old.json_owed = True  # (new rows: owed by the column's default)
         changed.append(old)
     ClinicalRecord.objects.bulk_update(
-        changed, ["data", "cleaned", "flags", "digest", "last_upload", "hospital_hash", "updated"],
-        batch_size=500)
+        changed, ["data", "cleaned", "flags", "digest", "last_upload", "hospital_hash", "updated",
+                  "json_owed"], batch_size=500)
     ClinicalRecordVersion.objects.bulk_create(superseded, batch_size=1000)
     link_warnings = _link(site, staged.get("records", []))
     upload.new_records, upload.updated_records = len(plan["new"]), len(changed)
@@ -518,7 +519,7 @@ def _write(upload: Upload, staged: dict, user) -> list[AcceptedRecord]:
                                "sheet_warnings", "staged", "accepted_rows", "rejected_rows", "errors"])
     every = plan["new"] + [m for _, m in plan["updated"]] + plan["unchanged"]
     return [AcceptedRecord(pseudonym=r["pseudonym"], hospital_hash=r.get("hospital_hash"), kind=kind,
-                           cleaned=r["cleaned"]) for r in every]
+                           cleaned=r["cleaned"], digest=r["digest"]) for r in every]
 
 
 def _link(site: Site, records: Iterable[dict]) -> list[str]:

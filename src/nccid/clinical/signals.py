@@ -13,6 +13,7 @@ class AcceptedRecord:
     hospital_hash: str | None
     kind: str  # positive | negative | isaric
     cleaned: dict
+    digest: str = ""  # the record's, as accepted: its writer marks that JSON written
 
 
 # Sent after the transaction that accepted an upload commits.

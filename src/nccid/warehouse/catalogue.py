@@ -88,13 +88,16 @@ def _refresh(compact_at: int) -> dict:
     from nccid.clinical.services import expire_checks
     from nccid.withdrawal.services import sweep
 
+    from .service import write_owed_clinical_json
+
     expire_checks()  # the hourly upkeep: abandoned checks keep no patient's rows for good
     sweep()  # a withdrawn patient's data that raced the withdrawal never reaches researchers
     warehouse = get_warehouse()
     warehouse.ensure()
-    old = _read_state(warehouse)
+    old = _read_state(warehouse)  # (refuses a store that lost its catalogue: nothing is written there)
     if not old.get("version"):
         _write_initial_state(warehouse, old)
+    write_owed_clinical_json()  # records whose upload died before writing their JSON
     shift = deployment_shift()
     if shift.shifts and not old.get(ARRIVALS_WITHHELD):
         compact_at = 0  # parts written with real arrival times are rewritten as one new part

@@ -1,8 +1,9 @@
 """A catalogue kept current by a long-running process: ``nccid run`` (the demo, all in one)
 has no scheduled ``nccid warehouse catalogue``, so images and clinical records sent to it
 would stay out of researchers' sight. A thread checks every ``REFRESH_EVERY`` seconds (one or
-two small queries) and refreshes the catalogue when something arrived since its last refresh.
-A real installation runs the refresh as a scheduled job instead (README, "Scheduled jobs")."""
+two small queries) and refreshes the catalogue when something arrived since its last refresh;
+otherwise it runs the refresh's upkeep alone (checks expiring, clinical JSON an upload left
+unwritten). A real installation runs the refresh as a scheduled job instead (README, "Scheduled jobs")."""
 
 from __future__ import annotations
 
@@ -57,10 +58,12 @@ class CatalogueRefresher(threading.Thread):
         from nccid.clinical.services import expire_checks
 
         from .catalogue import refresh_catalogue
+        from .service import write_owed_clinical_json
 
         try:
             if not catalogue_behind():
                 expire_checks()  # the refresh's upkeep, due even when nothing arrived
+                write_owed_clinical_json()
                 return None
             result = refresh_catalogue()
         except Exception as exc:  # noqa: BLE001 - an outage of the store or a database

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from nccid.config import get_settings
 
@@ -424,7 +425,53 @@ def write_clinical_records(site, records: Sequence) -> int:
     pseudonyms = sorted(sets)
     for start in range(0, len(pseudonyms), _CHUNK):
         ImageRecord.objects.filter(pseudonym__in=pseudonyms[start:start + _CHUNK], linked=False).update(linked=True)
+    _mark_written(site, [r for r in records if r.pseudonym in sets])
     return len(objects)
+
+
+_MARK_CHUNK = 100  # records per marking query (three values each)
+
+
+def _mark_written(site, records: Sequence) -> None:
+    """Clear ``json_owed`` of these written records while they still have the digest written;
+    one a later upload changed meanwhile is owed again (this write may have landed after its
+    own writer's), so the upkeep writes it. Records without a digest are left as they are."""
+    from nccid.clinical.models import ClinicalRecord
+
+    done = [r for r in records if getattr(r, "digest", "")]
+    for start in range(0, len(done), _MARK_CHUNK):
+        chunk = done[start:start + _MARK_CHUNK]
+        these, same = Q(), Q()
+        for r in chunk:
+            these |= Q(pseudonym=r.pseudonym, kind=r.kind)
+            same |= Q(pseudonym=r.pseudonym, kind=r.kind, digest=r.digest)
+        rows = ClinicalRecord.objects.filter(site=site, pseudonym__in={r.pseudonym for r in chunk})
+        rows.filter(same, json_owed=True).update(json_owed=False)
+        rows.filter(these, json_owed=False).exclude(same).update(json_owed=True)
+
+
+OWED_PER_PASS = 5_000  # records the upkeep writes at most per pass; the rest at the next
+
+
+def write_owed_clinical_json(limit: int = OWED_PER_PASS) -> int:
+    """Write the JSON of clinical records committed without it (their upload's writer was
+    killed, or the store was down): the upkeep of every catalogue refresh and of ``nccid run``
+    between refreshes. One indexed query finds them (``json_owed``), not a listing of the
+    warehouse. Withdrawn patients' records are left out (the sweep deletes them); returns how
+    many were written."""
+    from nccid.clinical.models import ClinicalRecord
+    from nccid.withdrawal.models import Withdrawal
+
+    owed = (ClinicalRecord.objects.filter(json_owed=True)
+            .exclude(pseudonym__in=Withdrawal.objects.values("pseudonym"))
+            .select_related("site").defer("data", "flags").order_by("pk")[:limit])
+    by_site: dict = {}
+    for record in owed:
+        by_site.setdefault(record.site, []).append(record)
+    written = sum(write_clinical_records(site, records) for site, records in by_site.items())
+    if written:
+        log.info("wrote %d clinical record(s) whose JSON an upload left unwritten", written)
+    return written
 
 
 def _withdrawn(pseudonyms: Iterable[str]) -> set[str]:
@@ -443,15 +490,17 @@ def on_records_accepted(sender, site, records, **kwargs) -> None:
     """Receiver of ``nccid.clinical.signals.records_accepted`` (connected in ``apps.ready``).
 
     The records are already committed; a storage failure is logged (counts only, never a
-    value) and repaired with ``nccid warehouse sync-clinical``, instead of failing the upload.
+    value) instead of failing the upload, and repaired by the next catalogue refresh's upkeep
+    (``write_owed_clinical_json``) or ``nccid warehouse sync-clinical``.
     """
     try:
         written = write_clinical_records(site, records)
     except Exception as exc:
         # One line: an unreachable store is an outage, not a bug (the error's text may hold
         # an object key, so a pseudonym: its class only; the traceback at debug level).
-        log.error("clinical JSON not written for %d record(s) of site %s (%s); "
-                  "run 'nccid warehouse sync-clinical'", len(records), site.code, type(exc).__name__)
+        log.error("clinical JSON not written for %d record(s) of site %s (%s); the next "
+                  "catalogue refresh writes it (or run 'nccid warehouse sync-clinical')",
+                  len(records), site.code, type(exc).__name__)
         log.debug("clinical JSON write failure", exc_info=True)
         return
     log.info("wrote %d clinical record(s) of site %s to the warehouse", written, site.code)
