@@ -63,7 +63,8 @@ _FAR_CELL = re.compile(rb' r="(?:[A-Za-z]{3}|[D-Zd-z][A-Za-z]|[Cc][W-Zw-z]|[A-Za
 # prefix XML allows (letters, also beyond ASCII, digits, "-", "." and "_") is looked through.
 _PREFIX = rb"(?:[A-Za-z_\x80-\xff][\w.\-\x80-\xff]*:)?"
 # A row or cell without a reference: its place follows from the elements before it.
-_UNPLACED = re.compile(rb"<" + _PREFIX + rb"""(?:row|c)(?=[\s/>])(?! r=")""")
+_UNPLACED = re.compile(rb'<(?:row|c)(?=[\s/>])(?! r=")')
+_PREFIXED_ROW_OR_CELL = re.compile(rb":(?:row|c|sheetData)(?=[\s/>])")
 # An opening tag's attributes as XML allows them: in either quote, with spaces around "=", a
 # value holding ">" or the other quote (never "<", which also bounds each search to one tag).
 # The "/" of an empty element's "/>" is not part of them.
@@ -260,7 +261,7 @@ def _error_cells(xml: bytes) -> dict[tuple[int, int], str]:
     python-calamine reads them as empty strings; a plain substring test decides most sheets."""
     if b'"e"' not in xml and b"'e'" not in xml:
         return {}
-    if b":sheetData" in xml or _UNPLACED.search(xml):  # placed by position: follow them
+    if _placed_by_position(xml):
         return {place: _error_code(xml, match.end())
                 for place, match in _placed_cells(xml) if _of_type_error(match.group(2))}
     errors = {}
@@ -339,7 +340,7 @@ def _too_large(name: str, limit: int) -> str:
 
 def _refuse_far_cells(xml: bytes) -> None:
     """Refuse a sheet whose values reach beyond MAX_COLUMNS or MAX_ROWS, before it is read."""
-    if b":sheetData" in xml or _UNPLACED.search(xml):  # placed by position: follow them
+    if _placed_by_position(xml):
         rows, columns = _extent(xml)
         far = rows > MAX_ROWS or columns > MAX_COLUMNS
     else:  # every cell has its reference (a row's own is not where its cells are)
@@ -350,6 +351,13 @@ def _refuse_far_cells(xml: bytes) -> None:
             f"the first sheet reaches beyond column {_column_letter(MAX_COLUMNS - 1)} or has more "
             f"than {MAX_ROWS:,} rows: delete what lies beyond the template's columns and split "
             "the rows into smaller files")
+
+
+def _placed_by_position(xml: bytes) -> bool:
+    """Must the sheet's rows and cells be followed element by element: does one lack its
+    reference as its first attribute, or is one prefixed (two searches: each finds a literal
+    fast, where one pattern for both would not)?"""
+    return bool(_UNPLACED.search(xml) or _PREFIXED_ROW_OR_CELL.search(xml))
 
 
 def _extent(xml: bytes) -> tuple[int, int]:
