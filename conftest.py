@@ -50,14 +50,19 @@ TEST_PASSWORD = "Correct-Horse-Battery-9"
 
 @pytest.fixture
 def make_user(db):
-    """make_user(role, site=None, username=None) -> a saved user with TEST_PASSWORD."""
+    """make_user(role, site=None, username=None, research_sets=None) -> a saved user with
+    TEST_PASSWORD. A researcher or administrator is granted the training set unless
+    ``research_sets`` says otherwise ([] for none)."""
     from nccid.accounts.models import User
 
     counter = iter(range(1_000_000))
 
-    def make(role: str, site=None, username: str | None = None):
+    def make(role: str, site=None, username: str | None = None,
+             research_sets: list[str] | None = None):
         name = username or f"{role.replace('-', '')}{next(counter)}"
-        user = User(username=name, role=role, site=site,
+        if research_sets is None:
+            research_sets = ["training"] if role in ("researcher", "admin") else []
+        user = User(username=name, role=role, site=site, research_sets=research_sets,
                     is_staff=role in ("data-manager", "admin"), is_superuser=role == "admin")
         user.set_password(TEST_PASSWORD)
         user.save()

@@ -45,6 +45,9 @@ ACCOUNTS = [
     ("researcher", "researcher", None),
     ("admin", "admin", None),
 ]
+# Granted at creation (an account is granted no set otherwise): the demo's researcher and
+# administrator query the training set.
+RESEARCH_SETS = {"researcher": ["training"], "admin": ["training"]}
 PATIENTS_PER_SITE = 30
 DEMO_ACTOR = "nccid-demo"
 STARTED, LOADED = "demo.started", "demo.loaded"  # audit actions marking the load's progress
@@ -179,7 +182,8 @@ def _create_sites_and_accounts() -> None:
             add_site(s.code, s.name, s.ae_title, s.split)
     for username, role, site_code in ACCOUNTS:
         if not User.objects.filter(username=username).exists():
-            add_user(username, role, DEMO_PASSWORD, site_code)
+            add_user(username, role, DEMO_PASSWORD, site_code,
+                     research_sets=RESEARCH_SETS.get(username, ()))
 
 
 def _load_site(demo_site: DemoSite, scratch: Path, step: Callable[[], None]) -> None:

@@ -1,6 +1,7 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
-from django.db import transaction
+from django.db import models, transaction
 
 from .models import ApiToken, AuditEvent, Role, Site, User
 from .services import revoke_token
@@ -53,11 +54,21 @@ class SiteAdmin(DataManagerAccess, admin.ModelAdmin):
     search_fields = ("code", "name", "ae_title")
 
 
+class ResearchSetsField(forms.JSONField):
+    """A research-sets box a data manager empties grants no set, as ``[]`` does (the column
+    holds a list: an empty box was a database error)."""
+
+    def to_python(self, value):
+        converted = super().to_python(value)
+        return [] if converted is None else converted
+
+
 @admin.register(User)
 class NccidUserAdmin(DataManagerAccess, UserAdmin):
     list_display = ("username", "role", "site", "is_active", "last_login")
     list_filter = ("role", "site", "is_active")
     fieldsets = UserAdmin.fieldsets + (("nccid", {"fields": ("role", "site", "research_sets")}),)
+    formfield_overrides = {models.JSONField: {"form_class": ResearchSetsField}}  # research_sets
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not may_manage(request.user, obj):

@@ -62,6 +62,9 @@ def user_add(
     site: Annotated[str | None, typer.Option("--site", help="Site code (required for uploaders).")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
     email: Annotated[str, typer.Option("--email", help="Contact address (data managers' is shown to sites on the guidance page).")] = "",
+    research_set: Annotated[list[str] | None, typer.Option(
+        "--research-set", help="A set a researcher or administrator may query (training). "
+        "Without it none is granted: grant one later in the admin site.")] = None,
 ) -> None:
     """Create an account."""
     setup_django()
@@ -69,11 +72,20 @@ def user_add(
 
     password = read_password(password_stdin)
     try:
-        user = add_user(username, role, password, site, email)
+        user = add_user(username, role, password, site, email, research_set or ())
     except AccountError as exc:
         raise UserError(str(exc)) from exc
     console.print(f"Added {user.get_role_display().lower()} {user.username}"
-                  + (f" at {user.site.code}" if user.site else ""))
+                  + (f" at {user.site.code}" if user.site else "") + _sets_said(user))
+
+
+def _sets_said(user) -> str:
+    """What a new researcher may query, so one made without a set is not mistaken for ready."""
+    if not user.is_researcher:
+        return ""
+    if user.research_sets:
+        return f" (may query: {', '.join(user.research_sets)})"
+    return " (no research set granted yet: it may query nothing until one is)"
 
 
 @user_app.command("list")

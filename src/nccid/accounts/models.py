@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -42,11 +43,28 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Administrator"
 
 
+# The sets a researcher may be granted: the validation set is never handed out.
+GRANTABLE_SETS = ("training",)
+
+
+def validate_research_sets(value) -> None:
+    """A list of grantable set names (a data manager types it in the admin as JSON)."""
+    if not isinstance(value, list) or any(s not in GRANTABLE_SETS for s in value):
+        raise ValidationError(
+            'Write a list of the sets granted: ["training"], or [] for none. Only the training '
+            "set is handed out to researchers.")
+
+
 class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.UPLOADER)
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="users")
-    # Researchers see the training set only unless a data manager grants more.
-    research_sets = models.JSONField(default=list, blank=True)
+    # What a researcher (or administrator) may query: nothing until a data manager grants a
+    # set, so emptying the list revokes access (migration 0003 granted training to the
+    # accounts that had relied on an empty list meaning training).
+    research_sets = models.JSONField(
+        default=list, blank=True, validators=[validate_research_sets],
+        help_text='Sets this account may query as a researcher: ["training"] grants the '
+                  "training set; [] grants none (access is revoked).")
 
     @property
     def is_data_manager(self) -> bool:
@@ -61,8 +79,9 @@ class User(AbstractUser):
         return self.role in (Role.RESEARCHER, Role.ADMIN)
 
     def allowed_sets(self) -> list[str]:
-        """Warehouse sets this user may query or export. The validation set is never handed out."""
-        return [s for s in (self.research_sets or ["training"]) if s == "training"]
+        """Warehouse sets this user was granted and may query or export: none unless granted.
+        The validation set is never handed out, whatever the list holds."""
+        return [s for s in (self.research_sets or []) if s in GRANTABLE_SETS]
 
 
 class ApiToken(models.Model):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from .models import ApiToken, Role, Site, SplitRule, User, audit
+from .models import GRANTABLE_SETS, ApiToken, Role, Site, SplitRule, User, audit
 
 _SITE_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,15}$")
 _AE_TITLE = re.compile(r"^[ -~]{1,16}$")
@@ -45,9 +46,13 @@ def add_site(code: str, name: str, ae_title: str | None = None,
 
 
 def add_user(username: str, role: str, password: str, site_code: str | None = None,
-             email: str = "") -> User:
+             email: str = "", research_sets: Sequence[str] = ()) -> User:
+    """A new account; a researcher or administrator may query only the ``research_sets``
+    granted here (none when none is given: a data manager grants them later)."""
     if role not in Role.values:
         raise AccountError(f"role must be one of {', '.join(Role.values)}, not {role!r}")
+    research_sets = list(dict.fromkeys(research_sets))  # each once, in the order given
+    _check_research_sets(role, research_sets)
     site = None
     if site_code:
         site = Site.objects.filter(code=site_code.strip().upper()).first()
@@ -61,7 +66,7 @@ def add_user(username: str, role: str, password: str, site_code: str | None = No
         raise AccountError(f"username {username!r}: letters, digits and @ . + - _ only") from exc
     if User.objects.filter(username=username).exists():
         raise AccountError(f"user {username!r} already exists")
-    user = User(username=username, role=role, site=site, email=email)
+    user = User(username=username, role=role, site=site, email=email, research_sets=research_sets)
     try:
         validate_password(password, user)
     except ValidationError as exc:
@@ -75,6 +80,15 @@ def add_user(username: str, role: str, password: str, site_code: str | None = No
     except IntegrityError as exc:  # a concurrent add of the same username
         raise AccountError(f"user {username!r} already exists") from exc
     return user
+
+
+def _check_research_sets(role: str, research_sets: list[str]) -> None:
+    unknown = [s for s in research_sets if s not in GRANTABLE_SETS]
+    if unknown:
+        raise AccountError(f"research set {unknown[0]!r} cannot be granted: only "
+                           f"{', '.join(GRANTABLE_SETS)} is handed out to researchers")
+    if research_sets and role not in (Role.RESEARCHER, Role.ADMIN):
+        raise AccountError("research sets are granted to researchers and administrators only")
 
 
 # ---------------------------------------------------------------- API tokens

@@ -20,9 +20,10 @@ def nccid(*args: str, env: dict | None = None, stdin: str = "") -> subprocess.Co
 
 @pytest.fixture
 def home(nccid_home):
-    """An installation with accounts (data made with its key) and a researcher."""
+    """An installation with accounts (data made with its key), and a researcher granted training."""
     assert nccid("init").returncode == 0
-    made = nccid("user", "add", "rita", "--role", "researcher", "--password-stdin", stdin=PASSWORD)
+    made = nccid("user", "add", "rita", "--role", "researcher", "--research-set", "training",
+                 "--password-stdin", stdin=PASSWORD)
     assert made.returncode == 0, made.stderr
     assert nccid("site", "add", "RTEST", "--name", "Test Hospital").returncode == 0
     return nccid_home

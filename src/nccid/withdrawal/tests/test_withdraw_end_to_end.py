@@ -72,7 +72,8 @@ def test_a_patient_withdrawn_by_nhs_number_leaves_no_trace_and_is_refused_after(
     _cli("site", "add", "WDRW", "--name", "Withdrawal Test Hospital", "--ae-title", "WDRW_PACS",
          "--split", "training")
     _cli("user", "add", "manager", "--role", "data-manager", "--password-stdin", stdin=PASSWORD + "\n")
-    _cli("user", "add", "reader", "--role", "researcher", "--password-stdin", stdin=PASSWORD + "\n")
+    _cli("user", "add", "reader", "--role", "researcher", "--research-set", "training",
+         "--password-stdin", stdin=PASSWORD + "\n")
     # a long-lived reader of the vault, as a running portal or node is: SQLite then keeps the
     # write-ahead log (and the pages it held) between the commands
     reader = sqlite3.connect(nccid_home / "vault.sqlite3")
