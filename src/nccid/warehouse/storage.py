@@ -8,6 +8,9 @@ same on every backend. Writes are atomic: a reader sees the whole object or noth
 - S3: a single PUT (or a multipart upload, completed in one request) is atomic by itself.
 Every write returns the SHA-256 of what was written and checks the stored size.
 
+On S3 every request is bounded (``BOUND_OPTIONS``): a store that stops answering, even with
+the connection still open, fails the operation with StorageError instead of hanging it.
+
 ``WriteBatch`` writes many objects with one durability step: each object is hashed and written
 under its temporary name by a small thread pool as soon as it is handed over (the caller goes
 on preparing the next one), then ``publish()`` makes them durable with one ``syncfs``, renames
@@ -17,10 +20,13 @@ lock).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
 import itertools
 import mmap
@@ -63,9 +69,14 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# Our storage options that bound each S3 request (not s3fs's): how long the store may take to
+# answer, and the slowest upload rate allowed for on top of that (see ``_bounded_s3``).
+BOUND_OPTIONS = {"timeout": 30.0, "min_upload_rate": 1_000_000}
+
+
 def s3_filesystem_options(options: dict) -> dict:
     """s3fs keyword arguments from our storage options (credentials default to AWS_* env)."""
-    opts = dict(options)
+    opts = {k: v for k, v in options.items() if k not in BOUND_OPTIONS}
     known = {}
     for ours, theirs in (("access_key_id", "key"), ("aws_access_key_id", "key"),
                          ("secret_access_key", "secret"), ("aws_secret_access_key", "secret"),
@@ -78,6 +89,90 @@ def s3_filesystem_options(options: dict) -> dict:
                 known.setdefault("client_kwargs", {})["region_name"] = value
     known.update(opts)
     return known
+
+
+def _bounded_s3(options: dict):
+    """An s3fs filesystem for ``options`` whose every request is bounded (``BOUND_OPTIONS``).
+
+    s3fs's own read timeout covers only waiting for an answer: a body being sent to a store
+    that stopped reading it (a paused process, a dead link holding the connection open)
+    waited forever, and its retries multiplied each wait. Here each request, retries
+    included, gets ``timeout`` seconds plus the bytes being sent at that moment (its own and
+    those of the requests sharing the link) at ``min_upload_rate``: a large upload on a slow
+    but working link is not cut off, a store that answers nothing fails within the bound."""
+    timeout = float(options.get("timeout", BOUND_OPTIONS["timeout"]))
+    rate = float(options.get("min_upload_rate", BOUND_OPTIONS["min_upload_rate"]))
+    if timeout <= 0 or rate <= 0:
+        raise StorageError("storage_options: timeout and min_upload_rate must be more than 0")
+    kwargs = s3_filesystem_options(options)
+    config = kwargs.setdefault("config_kwargs", {})
+    config.setdefault("connect_timeout", timeout)
+    config.setdefault("read_timeout", timeout)  # also a stall limit while reading an object
+    fs = _bounded_s3_class()(skip_instance_cache=True, **kwargs)
+    fs.nccid_timeout, fs.nccid_min_rate = timeout, rate
+    return fs
+
+
+@functools.cache
+def _bounded_s3_class() -> type:
+    import s3fs  # only S3 warehouses pay for importing botocore
+
+    class BoundedS3FileSystem(s3fs.S3FileSystem):
+        nccid_timeout = BOUND_OPTIONS["timeout"]
+        nccid_min_rate = BOUND_OPTIONS["min_upload_rate"]
+        _sending = 0  # bytes of the request bodies in flight (on the filesystem's loop only)
+
+        async def set_session(self, *args, **kwargs):
+            client = await super().set_session(*args, **kwargs)
+            if not getattr(client, "_nccid_bounded", False):
+                client.meta.events.register("before-call.s3", _reply_timeout)
+                client._nccid_bounded = True
+            return client
+
+        async def _call_s3(self, method, *args, **kwargs):
+            size = _body_size(kwargs.get("Body"))
+            self._sending += size
+            seconds = self.nccid_timeout + self._sending / self.nccid_min_rate
+            # The read timeout starts once the body is handed to the kernel, whose buffers
+            # may still hold megabytes: on a slow link, give the reply the whole bound.
+            token = _reply_within.set(seconds if size else None)
+            try:
+                async with asyncio.timeout(seconds) as bound:
+                    return await super()._call_s3(method, *args, **kwargs)
+            except TimeoutError:
+                if not bound.expired():
+                    raise
+                # not a TimeoutError: s3fs would retry it, multiplying the bound
+                raise StorageError(f"the warehouse's object store (storage_url) did not answer "
+                                   f"within {seconds:.0f} s ({method}{_sized(size)})") from None
+            finally:
+                _reply_within.reset(token)
+                self._sending -= size
+
+    return BoundedS3FileSystem
+
+
+# The read timeout of the request being made in this task, if not the client's (see above).
+_reply_within: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "nccid_reply_within", default=None)
+
+
+def _reply_timeout(params: dict, **_) -> None:
+    """botocore ``before-call`` hook: this request's read timeout, if one is set."""
+    seconds = _reply_within.get()
+    if seconds is not None:
+        params["context"]["read_timeout"] = seconds
+
+
+def _body_size(body) -> int:
+    try:
+        return len(body) if body is not None else 0
+    except TypeError:  # a file object: s3fs sends bytes, so this is only a fallback
+        return 0
+
+
+def _sized(size: int) -> str:
+    return f" of {size:,} bytes" if size else ""
 
 
 def _local_file_exists(path: str) -> bool:
@@ -104,8 +199,7 @@ class Warehouse:
         elif self.protocol in ("s3", "s3a"):
             self.is_local = False
             # Fresh instance: cached ones would keep stale credentials across tests/settings.
-            self.fs = fsspec.filesystem("s3", skip_instance_cache=True,
-                                        **s3_filesystem_options(self.options))
+            self.fs = _bounded_s3(self.options)
             self.root = rest.strip("/")
             if not self.root:
                 raise StorageError("an S3 warehouse URL needs a bucket: s3://bucket[/prefix]")
@@ -137,6 +231,20 @@ class Warehouse:
                 self.fs.mkdir(self.bucket)
         except Exception as exc:  # botocore raises many kinds; the message names the bucket
             raise StorageError(f"cannot reach or create bucket {self.bucket!r}: {exc}") from exc
+
+    def check_answers(self, within: float) -> None:
+        """StorageError unless the folder (local) or the bucket (S3) is there, said within
+        ``within`` seconds on S3 (a health check must not wait on a store that hangs)."""
+        if self.is_local:
+            there = self.fs.exists(self.root)
+        else:
+            try:
+                there = fsspec.asyn.sync(self.fs.loop, self.fs._exists, self.bucket, timeout=within)
+            except fsspec.exceptions.FSTimeoutError:
+                raise StorageError(f"the warehouse's object store (storage_url) did not answer "
+                                   f"within {within:g} s") from None
+        if not there:
+            raise StorageError("the warehouse's folder or bucket (storage_url) does not exist")
 
     # -- writes --------------------------------------------------------------------------
     def write_atomic(self, key: str, data: bytes) -> str:

@@ -54,6 +54,16 @@ class S3Server:
         return fsspec.filesystem("s3", skip_instance_cache=True, endpoint_url=self.endpoint_url,
                                  key=self.access_key, secret=self.secret_key)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The server stopped by SIGSTOP, resumed on exit: its connections stay open and
+        nothing answers, as with a hung server or a link that died without closing."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def make_bucket(self, prefix: str = "test") -> str:
         """Create a new, empty bucket and return its name."""
         self._counter += 1

@@ -26,14 +26,16 @@ def _database(alias: str) -> Callable[[], None]:
     return check
 
 
+# Seconds an object store may take to say its bucket is there: a store that hangs must not
+# hold a portal worker (nor the balancer's probe) for the storage timeout and its retries.
+WAREHOUSE_WITHIN = 3.0
+
+
 def _warehouse() -> None:
     from nccid.warehouse.service import get_warehouse
 
-    warehouse = get_warehouse()
     # the bucket on S3 (a prefix with no object yet "does not exist"), the folder on a disk
-    target = warehouse.root if warehouse.is_local else warehouse.bucket
-    if not warehouse.fs.exists(target):
-        raise FileNotFoundError("the warehouse's folder or bucket does not exist")
+    get_warehouse().check_answers(within=WAREHOUSE_WITHIN)
 
 
 CHECKS: dict[str, Callable[[], None]] = {

@@ -42,3 +42,28 @@ def test_an_unreachable_database_answers_503(client, monkeypatch):
     answer = client.get("/healthz")
     assert answer.status_code == 503
     assert answer.json()["vault"] == "failing" and answer.json()["database"] == "ok"
+
+
+def test_a_warehouse_that_stopped_answering_answers_503_within_seconds(client, s3_server,
+                                                                        monkeypatch):
+    """An object store that hangs (paused, its connections open) holds the check for a few
+    seconds (``WAREHOUSE_WITHIN``), not for the storage timeout (30 s) and its retries."""
+    import time
+
+    from nccid.config import reset_settings_cache
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("STORAGE_URL", f"s3://{s3_server.make_bucket('health')}/nccid")
+    reset_settings_cache()
+    try:
+        assert client.get("/healthz").status_code == 200  # its connection is open
+        with s3_server.paused():
+            started = time.monotonic()
+            answer = client.get("/healthz")
+            took = time.monotonic() - started
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+    assert answer.status_code == 503 and answer.json()["warehouse"] == "failing"
+    assert took < 6
