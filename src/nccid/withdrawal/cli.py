@@ -128,6 +128,9 @@ def patient_withdraw(
         removed = withdraw(account, pseudonym, reason)
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
+    except (Exception, KeyboardInterrupt) as exc:
+        _say_if_interrupted(pseudonym, exc)
+        raise
     parts = (counted(removed.images, "image"),
              counted(removed.clinical_records, "clinical record"),
              f"{removed.held:,} held and {counted(removed.pending, 'waiting image')}",
@@ -137,6 +140,26 @@ def patient_withdraw(
                   f"{counted(removed.receipts, 'site receipt')} marked removed. "
                   "Intake now refuses this patient.", highlight=False)
     err_console.print("Tell the recipients of the hand-outs listed above, if any.", highlight=False)
+
+
+def _say_if_interrupted(pseudonym: str, exc: BaseException) -> None:
+    """A failure part-way (the warehouse, the database) that left the withdrawal listed but
+    not complete is said as such, with what failed, as the portal says it: one line and exit
+    1 for an outage; Ctrl-C, or any other error (a bug, with its traceback), after the line."""
+    from nccid.cli.main import _is_environment_error, environment_message
+    from nccid.withdrawal.models import Withdrawal
+
+    try:
+        interrupted = Withdrawal.objects.filter(pseudonym=pseudonym, completed_at=None).exists()
+    except Exception:  # noqa: BLE001 - the database may be what failed: the error says so
+        return
+    if not interrupted:
+        return
+    what = f"the withdrawal of {pseudonym} was interrupted"
+    advice = "withdraw the patient again to complete it (intake already refuses this patient)"
+    if isinstance(exc, Exception) and _is_environment_error(exc):
+        raise UserError(f"{what} ({environment_message(exc)}): {advice}") from exc
+    err_console.print(f"error: {what}: {advice}", highlight=False)
 
 
 def _withdrawal_out(w) -> dict:
