@@ -173,8 +173,26 @@ class _DjangoAssociation(Association):
         try:
             super().run()
         finally:
+            self.request_arrived()  # or never will: the connection is closed
             _log_summary(self)
             connections.close_all()
+
+    _nccid_request: socket.socket | None = None  # its place among unassociated connections
+
+    def request_arrived(self) -> None:
+        """Its A-ASSOCIATE-RQ arrived whole: no longer among the node's unassociated
+        connections (``_Unassociated``)."""
+        request, self._nccid_request = self._nccid_request, None
+        if request is not None and isinstance(self._server, NodeServer):
+            self._server.unassociated.leave(request)
+
+    def connection_closed(self) -> None:
+        """Closed before its A-ASSOCIATE-RQ arrived: pynetdicom's thread would wait for one
+        until the ARTIM time had passed regardless; it is told there is none (``None``, as
+        when that wait ends) and ends now, its place among the unassociated given back."""
+        if self._nccid_request is not None:
+            self.request_arrived()
+            self.dul.to_user_queue.put(None)
 
 
 class _QuickDUL(DULServiceProvider):
@@ -272,8 +290,7 @@ class _QuickDUL(DULServiceProvider):
         except OSError:
             started = False
         if not started:
-            self.event_queue.put("Evt17")  # transport closed
-            return False
+            return self._peer_closed(awaiting_request)
         pdu_type, _, length = struct.unpack(">BBL", header)
         limit = P_DATA_LIMIT if pdu_type == 0x04 and self.assoc.is_established else CONTROL_PDU_LIMIT
         if pdu_type not in _PDU_TYPES or length > limit:
@@ -294,8 +311,7 @@ class _QuickDUL(DULServiceProvider):
         except OSError:
             complete = False
         if not complete:
-            self.event_queue.put("Evt17")
-            return False
+            return self._peer_closed(awaiting_request)
         if fast is not None:
             try:
                 if fast.take(bytestream):
@@ -315,6 +331,8 @@ class _QuickDUL(DULServiceProvider):
                         "aborted", pdu_type)
             self.event_queue.put("Evt19")
             return False
+        if awaiting_request and pdu_type == 0x01:
+            self.assoc.request_arrived()
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
         return False
@@ -328,6 +346,12 @@ class _QuickDUL(DULServiceProvider):
             return time.monotonic() + max(self.artim_timer.remaining, 0.0)
         timeout = self.network_timeout
         return None if timeout is None else time.monotonic() + timeout
+
+    def _peer_closed(self, awaiting_request: bool) -> bool:
+        self.event_queue.put("Evt17")  # transport closed
+        if awaiting_request:
+            self.assoc.connection_closed()
+        return False
 
     def _too_slow(self, awaiting_request: bool) -> bool:
         """The PDU did not arrive whole in time: before association the ARTIM timer's expiry
@@ -361,6 +385,7 @@ class _NoDelayHandler(RequestHandler):
     def _create_association(self) -> Association:
         assoc = super()._create_association()
         assoc.__class__ = _DjangoAssociation
+        assoc._nccid_request = self.request
         assoc.dul.__class__ = _QuickDUL
         assoc.dul.socket.__class__ = _BulkSocket
         return assoc
@@ -391,6 +416,10 @@ class _BulkSocket(AssociationSocket):
                 return False
             read += got
         return True
+
+    def close(self) -> None:
+        super().close()
+        self.assoc.connection_closed()
 
 
 def _readable(sock: socket.socket, deadline: float | None) -> bool:
@@ -1242,11 +1271,82 @@ def _finish_records(prepared: _PreparedRecords) -> list[tuple[str, IngestOutcome
     return replies
 
 
+# Connections that have not sent a whole A-ASSOCIATE-RQ yet, at most: in all, and from one
+# address. A site's request follows its connection within milliseconds; a peer that connects
+# and waits holds a thread (two once its association starts) and a slot of the association
+# limit until its ARTIM timer (30 s), so a few suffice and more are closed at once.
+UNASSOCIATED_LIMIT = 16
+UNASSOCIATED_PER_ADDRESS = 8
+REFUSALS_LOGGED_EVERY = 60.0  # seconds: one log line for a burst of closed connections
+
+
+class _Unassociated:
+    """The node's connections that have not yet sent a whole A-ASSOCIATE-RQ (socket -> peer
+    address). A connection leaves once its request arrived (``_QuickDUL``), or once closed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._held: dict[socket.socket, str] = {}
+        self._refused = 0
+        self._logged_at: float | None = None
+
+    def admit(self, request: socket.socket, address: str) -> bool:
+        with self._lock:
+            held = list(self._held.values())
+            if (len(held) >= UNASSOCIATED_LIMIT
+                    or held.count(address) >= UNASSOCIATED_PER_ADDRESS):
+                self._note_refusal(address, held)
+                return False
+            self._held[request] = address
+            return True
+
+    def leave(self, request: socket.socket | None) -> None:
+        with self._lock:
+            if self._held.pop(request, None) is not None:
+                self._lock.notify_all()
+
+    def wait_none(self, timeout: float) -> bool:
+        """True once no connection is waiting to send its request (within ``timeout``)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._held, timeout)
+
+    def _note_refusal(self, address: str, held: list[str]) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if self._logged_at is not None and now - self._logged_at < REFUSALS_LOGGED_EVERY:
+            return
+        log.warning("closed %d connection(s) at once, the last from %s: %d connection(s) (%d "
+                    "from that address) had not sent their association request yet (limits: %d "
+                    "in all, %d per address)", self._refused, address, len(held),
+                    held.count(address), UNASSOCIATED_LIMIT, UNASSOCIATED_PER_ADDRESS)
+        self._refused, self._logged_at = 0, now
+
+
 class NodeServer(ThreadedAssociationServer):
     """The listening node with its spool and drain; ``shutdown()`` stops all three."""
 
     spool: Spool
     drain: Drain | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.unassociated = _Unassociated()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        """A connection beyond the ``_Unassociated`` limits is closed at once (on the accepting
+        thread, in order): no thread, no association slot, until its ARTIM timer."""
+        if not self.unassociated.admit(request, str(client_address[0])):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.unassociated.leave(request)
+            raise
+
+    def shutdown_request(self, request) -> None:
+        self.unassociated.leave(request)
+        super().shutdown_request(request)
 
     def wait_drained(self, timeout: float) -> bool:
         """True once everything received has an outcome (stored, rejected, …)."""

@@ -65,7 +65,8 @@ def test_a_pdu_trickling_after_association_is_aborted_at_the_network_timeout(nod
     while assoc.is_alive() and time.monotonic() - started < BOUND:
         try:
             sock.send(b"\x00")
-        except OSError:
+        except OSError:  # closed: the association's thread is ending
+            assoc.join(BOUND)
             break
         assoc.join(PACE)  # the peer's pace; returns at once when the node aborted it
     assert not assoc.is_alive(), f"still open after {BOUND} s (network timeout 1 s)"
