@@ -43,6 +43,7 @@ from pynetdicom import (
     AllStoragePresentationContexts,
     evt,
 )
+from pynetdicom.acse import ACSE
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
@@ -193,6 +194,14 @@ class _DjangoAssociation(Association):
         if self._nccid_request is not None:
             self.request_arrived()
             self.dul.to_user_queue.put(None)
+
+
+class _NodeACSE(ACSE):
+    """pynetdicom's ACSE, keeping the reason it gave a refused association for the log."""
+
+    def send_reject(self, result: int, source: int, diagnostic: int) -> None:
+        self.assoc._nccid_refused = (source, diagnostic)
+        super().send_reject(result, source, diagnostic)
 
 
 class _QuickDUL(DULServiceProvider):
@@ -385,6 +394,7 @@ class _NoDelayHandler(RequestHandler):
     def _create_association(self) -> Association:
         assoc = super()._create_association()
         assoc.__class__ = _DjangoAssociation
+        assoc.acse.__class__ = _NodeACSE
         assoc._nccid_request = self.request
         assoc.dul.__class__ = _QuickDUL
         assoc.dul.socket.__class__ = _BulkSocket
@@ -960,13 +970,30 @@ def handle_echo(event) -> int:
     return SUCCESS
 
 
+# A-ASSOCIATE-RJ (source, reason) as pynetdicom's acceptor sends them (PS3.8 9.3.4).
+_REFUSALS = {
+    (0x01, 0x01): "no reason given",
+    (0x01, 0x02): "application context not supported",
+    (0x01, 0x03): "not a registered site's AE title",
+    (0x01, 0x07): "the node called by another AE title",
+    (0x02, 0x01): "its user identity not accepted",
+    (0x02, 0x02): "protocol version not supported",
+    (0x03, 0x01): "temporary congestion",
+    (0x03, 0x02): "association limit ({limit}) reached",
+}
+
+
 def handle_rejected(event) -> None:
-    """Say who was turned away: a site whose AE title is not (or no longer) registered
-    otherwise fails without a trace on this side."""
-    requestor = event.assoc.requestor
-    log.warning("refused an association from AE %s at %s (not a registered site's AE title, "
-                "or the node called by another title)", ae_title_for_log(requestor.ae_title),
-                requestor.address)
+    """Say who was turned away, and why (the reason the peer was sent): a site whose AE title
+    is not (or no longer) registered otherwise fails without a trace on this side, and a busy
+    node's refusals are not mistaken for one."""
+    assoc = event.assoc
+    requestor = assoc.requestor
+    source_reason = getattr(assoc, "_nccid_refused", (0x01, 0x03))
+    why = _REFUSALS.get(source_reason, "source {0}, reason {1}").format(
+        *source_reason, limit=getattr(getattr(assoc, "ae", None), "maximum_associations", "?"))
+    log.warning("refused an association from AE %s at %s (%s)",
+                ae_title_for_log(requestor.ae_title), requestor.address, why)
 
 
 def ae_title_for_log(title: str) -> str:
