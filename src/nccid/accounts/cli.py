@@ -72,7 +72,8 @@ def user_add(
 
     password = read_password(password_stdin)
     try:
-        user = add_user(username, role, password, site, email, research_set or ())
+        user = add_user(username, role, password, site, email, research_set or (),
+                        actor=_cli_actor())
     except AccountError as exc:
         raise UserError(str(exc)) from exc
     console.print(f"Added {user.get_role_display().lower()} {user.username}"

@@ -46,9 +46,10 @@ def add_site(code: str, name: str, ae_title: str | None = None,
 
 
 def add_user(username: str, role: str, password: str, site_code: str | None = None,
-             email: str = "", research_sets: Sequence[str] = ()) -> User:
+             email: str = "", research_sets: Sequence[str] = (), *, actor: str = "system") -> User:
     """A new account; a researcher or administrator may query only the ``research_sets``
-    granted here (none when none is given: a data manager grants them later)."""
+    granted here (none when none is given: a data manager grants them later). Audited as
+    ``account.add`` by ``actor``."""
     if role not in Role.values:
         raise AccountError(f"role must be one of {', '.join(Role.values)}, not {role!r}")
     research_sets = list(dict.fromkeys(research_sets))  # each once, in the order given
@@ -77,6 +78,7 @@ def add_user(username: str, role: str, password: str, site_code: str | None = No
     try:
         with transaction.atomic():
             user.save()
+            audit_account(actor, None, user)
     except IntegrityError as exc:  # a concurrent add of the same username
         raise AccountError(f"user {username!r} already exists") from exc
     return user
@@ -89,6 +91,50 @@ def _check_research_sets(role: str, research_sets: list[str]) -> None:
                            f"{', '.join(GRANTABLE_SETS)} is handed out to researchers")
     if research_sets and role not in (Role.RESEARCHER, Role.ADMIN):
         raise AccountError("research sets are granted to researchers and administrators only")
+
+
+# ---------------------------------------------------------------- audit of accounts
+
+def account_state(user: User) -> dict:
+    """What an account may do, as its audit events record it: its name, role, site, research
+    sets, flags and Django groups and permissions; never its password or hash."""
+    permissions = user.user_permissions.select_related("content_type")
+    return {"username": user.username, "role": user.role,
+            "site": user.site.code if user.site_id else None,
+            "research_sets": list(user.research_sets or []), "is_active": user.is_active,
+            "is_staff": user.is_staff, "is_superuser": user.is_superuser,
+            "groups": sorted(user.groups.values_list("name", flat=True)),
+            "user_permissions": sorted(f"{p.content_type.app_label}.{p.codename}"
+                                       for p in permissions)}
+
+
+def audit_account(actor, before: dict | None, user: User) -> None:
+    """Audit an account made (``before`` is None: ``account.add`` with what it may do) or
+    changed (``account.change``, each changed field as [old, new]; nothing if none did)."""
+    after = account_state(user)
+    account = after.pop("username")
+    if before is None:
+        audit(actor, "account.add", account=account, **after)
+        return
+    after = {"username": account, **after}
+    changes = {name: [before.get(name), value] for name, value in after.items()
+               if before.get(name) != value}
+    if changes:
+        audit(actor, "account.change", account=account, changes=changes)
+
+
+def audit_account_deleted(actor, user: User) -> None:
+    """Audit an account about to be deleted, with what it could do and its API tokens (which
+    go with it)."""
+    state = account_state(user)
+    audit(actor, "account.delete", account=state.pop("username"),
+          tokens=user.api_tokens.count(), **state)
+
+
+def audit_password_set(actor, user: User) -> None:
+    """Audit a password set for an account by someone (never the password or its hash):
+    ``usable`` is false when the account was left without one (it cannot sign in)."""
+    audit(actor, "account.password", account=user.username, usable=user.has_usable_password())
 
 
 # ---------------------------------------------------------------- API tokens

@@ -400,6 +400,7 @@ AUDIT_KINDS = {
     "research": "Research access",
     "identity": "Linkage files",
     "token": "API tokens (issued, revoked)",
+    "account": "Accounts (added, access changed, passwords set, deleted)",
     "withdrawal": "Withdrawal sweeps",
     "audit": "Audit log views",
 }
