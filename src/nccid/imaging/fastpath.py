@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from io import BytesIO
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
@@ -46,13 +46,25 @@ C_STORE_RQ_FIELD = 0x0001
 NO_DATASET = 0x0101
 UNABLE_TO_PROCESS = 0xC211  # what pynetdicom answers when a handler raises
 MAX_INSTANCE_BYTES = 1 << 30  # a larger dataset aborts the association (it is held in memory)
+# What a dataset costs in memory: the PDUs its fragments lie in, and objects for each fragment
+# (a memoryview and its list slot). Real senders' framing adds under 2 %; a peer sending tiny
+# fragments makes each byte cost hundreds, so the memory held is bounded as well.
+FRAGMENT_COST = 200
+MAX_INSTANCE_MEMORY = MAX_INSTANCE_BYTES + MAX_INSTANCE_BYTES // 8
 # A command set is a few hundred bytes (a handful of UIDs, numbers and AE titles; PS3.7 has no
 # element longer than 64 characters but an attribute list); pynetdicom sets no limit. A larger
 # one aborts the association: it and the PDUs it came in are held until its last fragment.
+# Counted with its PDVs' headers and the held PDUs' own: a command of empty fragments is no
+# smaller to hold than its framing.
 MAX_COMMAND_BYTES = 64 * 1024
+# A real sender puts one or two PDVs in a PDU; each costs the node Python objects (a PDU of
+# 16 MB holds 2.8 million empty ones), so a PDU of more aborts the association.
+MAX_ITEMS_PER_PDU = 1024
+_PDU_HEADER = _ITEM_HEADER = 6
 SPARE_BYTES = 24 * 1024 * 1024  # PDU buffers kept for the next message, per association
 _COMMAND, _LAST = 0x01, 0x02  # the message control header's bits (PS3.8 E.2)
 _ITEM = struct.Struct(">LBB")  # PDV item: length, presentation context ID, control header
+_LENGTH = struct.Struct(">L")
 
 
 class ProtocolError(Exception):
@@ -62,16 +74,19 @@ class ProtocolError(Exception):
 class _Message:
     """A DIMSE message being received: its command's bytes, then its dataset's fragments."""
 
-    __slots__ = ("context_id", "command", "held", "request", "fragments", "size", "buffers")
+    __slots__ = ("context_id", "command", "command_cost", "held", "request", "fragments", "size",
+                 "buffers", "memory")
 
     def __init__(self, context_id: int) -> None:
         self.context_id = context_id
         self.command = bytearray()
+        self.command_cost = 0  # its bytes, its PDVs' headers and the held PDUs' headers
         self.held: list[bytes] = []  # PDUs to give pynetdicom if it is not ours
         self.request: C_STORE | None = None  # set once the command says "C-STORE, ours"
         self.fragments: list[memoryview] = []
         self.size = 0
         self.buffers: list[memoryview] = []  # the PDUs it lies in, back to the pool at its end
+        self.memory = 0  # what its dataset holds: its PDUs' buffers, FRAGMENT_COST per fragment
 
 
 class StoreFastPath:
@@ -109,16 +124,18 @@ class StoreFastPath:
         """Handle one P-DATA-TF PDU (header included); False: pynetdicom must decode it (and
         the caller recycles ``pdu``)."""
         try:
-            items = _items(pdu)
+            count = _count_items(pdu)
         except ProtocolError:
             if self.message is None or self.passing:
                 return False  # pynetdicom's decoder refuses it as it always did
             raise
+        if count > MAX_ITEMS_PER_PDU:  # pynetdicom's decoder would hold them all too
+            raise ProtocolError(f"a P-DATA-TF PDU of more than {MAX_ITEMS_PER_PDU:,} items")
         if self.passing:
-            self._follow_passing(items)
+            self._follow_passing(_items(pdu))
             return False
-        for index, (context_id, control, data) in enumerate(items):
-            self._one(pdu, items, index, context_id, control, data)
+        for start, context_id, control, data in _items(pdu):
+            self._one(pdu, start, context_id, control, data)
             if self.passing:  # the rest of this PDU went to pynetdicom with the message
                 break
         message = self.message
@@ -127,24 +144,28 @@ class StoreFastPath:
         return True
 
     # -- one presentation data value ---------------------------------------------------------
-    def _one(self, pdu: memoryview, items: list, index: int, context_id: int, control: int,
+    def _one(self, pdu: memoryview, start: int, context_id: int, control: int,
              data: memoryview) -> None:
         message = self.message
         if message is None:
             if not control & _COMMAND:
                 raise ProtocolError("a dataset fragment arrived before any command")
             message = self.message = _Message(context_id)
-            message.held.append(_rest_of(pdu, items, index))
+            message.held.append(_rest_of(pdu, start))
+            message.command_cost += _PDU_HEADER
         elif context_id != message.context_id:
             raise ProtocolError("a message's fragments came on different presentation contexts")
-        elif message.request is None and index == 0:
+        elif message.request is None and start == _PDU_HEADER:
             message.held.append(bytes(pdu))  # a command over several PDUs: small ones
+            message.command_cost += _PDU_HEADER
         if message.request is None:
             if not control & _COMMAND:
                 raise ProtocolError("a dataset fragment arrived before its command ended")
-            if len(message.command) + len(data) > MAX_COMMAND_BYTES:
+            message.command_cost += _ITEM_HEADER + len(data)
+            if message.command_cost > MAX_COMMAND_BYTES:
                 self.message = None  # what it held goes now, not with the association
-                raise ProtocolError(f"a command set larger than {MAX_COMMAND_BYTES:,} bytes")
+                raise ProtocolError(f"a command set larger than {MAX_COMMAND_BYTES:,} bytes "
+                                    "(its fragments' headers counted)")
             message.command += data
             if control & _LAST:
                 self._command_done(message)
@@ -154,9 +175,15 @@ class StoreFastPath:
         message.size += len(data)
         if message.size > MAX_INSTANCE_BYTES:
             raise ProtocolError(f"an instance larger than {MAX_INSTANCE_BYTES:,} bytes")
-        message.fragments.append(data)
-        if not message.buffers or message.buffers[-1] is not pdu:
-            message.buffers.append(pdu)
+        if data:  # an empty fragment would cost its objects and add nothing
+            message.fragments.append(data)
+            message.memory += FRAGMENT_COST
+            if not message.buffers or message.buffers[-1] is not pdu:
+                message.buffers.append(pdu)
+                message.memory += len(pdu.obj)
+            if message.memory > MAX_INSTANCE_MEMORY:
+                raise ProtocolError(f"an instance holding more than {MAX_INSTANCE_MEMORY:,} bytes "
+                                    "of memory (its fragments' framing counted)")
         if control & _LAST:
             self.message = None
             self._answer(message, pdu)
@@ -182,7 +209,7 @@ class StoreFastPath:
         for pdu in held:
             self._give(pdu)
         for pdu in held:  # they may hold the whole message already
-            self._follow_passing(_items(pdu))
+            self._follow_passing(_items(memoryview(pdu)))
 
     def _store_request(self, command, context_id: int) -> C_STORE | None:
         assoc = self.dul.assoc
@@ -206,9 +233,9 @@ class StoreFastPath:
             return None
         return request
 
-    def _follow_passing(self, items: list) -> None:
+    def _follow_passing(self, items: Iterator) -> None:
         """Watch pynetdicom's message go by, to know where the next one starts."""
-        for _, control, _ in items:
+        for _, _, control, _ in items:
             if not self.passing:
                 return
             last_command = control & _COMMAND and control & _LAST
@@ -322,29 +349,38 @@ if len(_IMPLEMENTATION_VERSION) % 2:
     _IMPLEMENTATION_VERSION += b" "
 
 
-def _items(pdu: memoryview) -> list[tuple[int, int, memoryview]]:
-    """A P-DATA-TF PDU's presentation data values: (context ID, control header, data)."""
-    view = memoryview(pdu)
-    items, position, end = [], 6, len(pdu)
+def _count_items(pdu: memoryview) -> int:
+    """How many presentation data values a P-DATA-TF PDU holds, its framing checked (nothing
+    is made of them: ``_items`` makes each in turn)."""
+    count, position, end = 0, _PDU_HEADER, len(pdu)
     while position < end:
-        if position + 6 > end:
+        if position + _ITEM_HEADER > end:
             raise ProtocolError("a P-DATA-TF PDU ends inside an item header")
+        length = _LENGTH.unpack_from(pdu, position)[0]
+        if length < 2 or position + 4 + length > end:
+            raise ProtocolError("a P-DATA-TF item's length does not fit its PDU")
+        position += 4 + length
+        count += 1
+    if not count:
+        raise ProtocolError("a P-DATA-TF PDU without any item")
+    return count
+
+
+def _items(pdu: memoryview) -> Iterator[tuple[int, int, int, memoryview]]:
+    """A P-DATA-TF PDU's presentation data values, one at a time (its framing checked by
+    ``_count_items``): (the item's offset, context ID, control header, data)."""
+    position, end = _PDU_HEADER, len(pdu)
+    while position < end:
         length, context_id, control = _ITEM.unpack_from(pdu, position)
         stop = position + 4 + length
-        if length < 2 or stop > end:
-            raise ProtocolError("a P-DATA-TF item's length does not fit its PDU")
-        items.append((context_id, control, view[position + 6:stop]))
+        yield position, context_id, control, pdu[position + _ITEM_HEADER:stop]
         position = stop
-    if not items:
-        raise ProtocolError("a P-DATA-TF PDU without any item")
-    return items
 
 
-def _rest_of(pdu: memoryview, items: list, index: int) -> bytes:
-    """The PDU from item ``index`` on, as a PDU of its own (the whole PDU when index is 0)."""
-    if index == 0:
+def _rest_of(pdu: memoryview, start: int) -> bytes:
+    """The PDU from the item at offset ``start`` on, as a PDU of its own."""
+    if start == _PDU_HEADER:
         return bytes(pdu)
-    start = 6 + sum(4 + 2 + len(data) for _, _, data in items[:index])
-    rest = memoryview(pdu)[start:]
+    rest = pdu[start:]
     return struct.pack(">BBL", 0x04, 0, len(rest)) + rest
 

@@ -25,14 +25,15 @@ def _pdu(context_id: int, control: int, data: bytes) -> memoryview:
 
 
 def test_a_command_set_over_the_limit_is_a_protocol_error_and_nothing_of_it_is_kept():
+    """The limit counts what is held: the fragments, their PDVs' and PDUs' headers."""
     fast = StoreFastPath(dul=None, store=None)
-    fits = MAX_COMMAND_BYTES // FRAGMENT
+    fits, framing = 4, 6 + 6  # a PDU's header and its one PDV's
     for _ in range(fits):  # up to the limit: still being read
-        assert fast.take(_pdu(1, COMMAND | NOT_LAST, bytes(FRAGMENT))) is True
-    assert len(fast.message.command) == MAX_COMMAND_BYTES
+        assert fast.take(_pdu(1, COMMAND | NOT_LAST, bytes(MAX_COMMAND_BYTES // fits - framing)))
+    assert fast.message.command_cost == MAX_COMMAND_BYTES
     with pytest.raises(ProtocolError, match=f"a command set larger than {MAX_COMMAND_BYTES:,} "
                                             "bytes"):
-        fast.take(_pdu(1, COMMAND | NOT_LAST, b"\x00"))
+        fast.take(_pdu(1, COMMAND | NOT_LAST, b""))  # an empty fragment: its headers pass it
     assert fast.message is None  # the command and the PDUs held with it are let go
 
 
@@ -63,12 +64,12 @@ def test_a_peer_sending_an_endless_command_is_aborted_and_the_node_serves_on(
     assoc = _associate(node.port)
     context_id = assoc.accepted_contexts[0].context_id
     with caplog.at_level("WARNING", logger="nccid.imaging.node"):
-        for _ in range(5):  # the fifth passes the limit
+        for _ in range(4):  # the fourth passes the limit, with its headers
             assoc.dul.socket.send(bytes(_pdu(context_id, COMMAND | NOT_LAST, content)))
         assoc.join(timeout=20)  # the association's thread ends once the node aborted it
     assert assoc.is_aborted
-    assert ("AE RTEST_PACS broke the P-DATA framing (a command set larger than 65,536 bytes): "
-            "association aborted") in caplog.text
+    assert ("AE RTEST_PACS broke the P-DATA framing (a command set larger than 65,536 bytes "
+            "(its fragments' headers counted)): association aborted") in caplog.text
     assert person.nhs_number not in caplog.text
     assert node.server.spool_backlog().records == 0
     again = _associate(node.port)
