@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from io import BytesIO
 
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
-from pynetdicom.dimse_messages import C_STORE_RQ, C_STORE_RSP
+from pynetdicom.dimse_messages import _MESSAGE_TYPES, C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import decode
 from pynetdicom.pdu import P_DATA_TF
@@ -196,6 +196,11 @@ class StoreFastPath:
             with_dataset = command.get("CommandDataSetType", NO_DATASET) != NO_DATASET
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
             raise ProtocolError(f"an unreadable command set ({type(exc).__name__})") from None
+        # pynetdicom's reactor thread dies (AttributeError, KeyError) on a command set it
+        # cannot class, and the peer hears only the connection close: none is handed to it.
+        if field not in _MESSAGE_TYPES or "CommandDataSetType" not in command:
+            raise ProtocolError("a command set that is no DIMSE message (its Command Field "
+                                "or Command Data Set Type missing or unknown)")
         request = (self._store_request(command, message.context_id)
                    if field == C_STORE_RQ_FIELD and with_dataset else None)
         if request is not None:

@@ -195,3 +195,32 @@ def test_without_the_short_path_pynetdicom_stores_the_same_files(node, site, key
     node.drained()
     for path in files:
         assert _pixels_stored(keyring, path) == dcmread(path).PixelData
+
+
+@on_a_node
+def test_a_command_set_that_is_no_dimse_message_is_answered_with_an_abort(node, site, tmp_path,
+                                                                        person_factory, caplog):
+    """pynetdicom's reactor thread died on it (AttributeError: no CommandField) and the peer
+    heard a bare close: it is an A-ABORT, one log line, and the node serves on."""
+    from pynetdicom import evt
+
+    received = []
+    ae = AE(ae_title="RTEST_PACS")
+    ae.requested_contexts = StoragePresentationContexts[:100]
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="NCCID", evt_handlers=[
+        (evt.EVT_PDU_RECV, lambda event: received.append(type(event.pdu).__name__))])
+    assert assoc.is_established
+    context_id = assoc.accepted_contexts[0].context_id
+    with caplog.at_level("WARNING", logger="nccid"):
+        assoc.dul.socket.send(bytes(_pdu((context_id, 0x03, bytes.fromhex("00000000ffffffff")),
+                                         (context_id, 0x02, b"\x00" * 64))))
+        assoc.join(timeout=20)  # the association's thread ends once the node aborted it
+    assert "A_ABORT_RQ" in received
+    assert ("AE RTEST_PACS broke the P-DATA framing (a command set that is no DIMSE message"
+            in caplog.text)
+    assert not [record for record in caplog.records if record.exc_info]
+    person = person_factory(44)
+    good = write_study(tmp_path, person, count=1, patient_id=person.nhs_number)[0]
+    again = _associate(node.port)
+    assert again.send_c_store(dcmread(good)).Status == 0
+    again.release()
