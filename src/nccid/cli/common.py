@@ -170,17 +170,24 @@ def check_databases(migrated: bool, aliases: Iterable[str] = tuple(DATABASE_SETT
     for alias in aliases:
         name = DATABASE_SETTINGS[alias]
         connection = connections[alias]
+        if migrated and _absent_file(connection):  # not made here: connecting would create it
+            raise UserError(f"the database in {name}{sqlite_file(connection)} does not exist: "
+                            f"{_NEVER_SET_UP.format(name=name)}")
         try:
             connection.ensure_connection()
-            pending = _unapplied_migrations(connection) if migrated else 0
+            pending, applied = _migrations(connection) if migrated else (0, 0)
         except (DatabaseError, ImproperlyConfigured) as exc:
             hint = ("that its folder exists and can be written" if connection.vendor == "sqlite"
                     else "that the server is running")
-            raise UserError(f"cannot use the database in {name}{_sqlite_file(connection)} "
+            raise UserError(f"cannot use the database in {name}{sqlite_file(connection)} "
                             f"({first_line(exc)}): check {name} ('nccid config show') and "
                             f"{hint}") from None
-        if pending:
-            raise UserError(f"the database in {name}{_sqlite_file(connection)} is not set up "
+        if pending and not applied:
+            raise UserError(f"the database in {name}{sqlite_file(connection)} is not set up "
+                            f"(empty: nccid never made its tables there): "
+                            f"{_NEVER_SET_UP.format(name=name)}")
+        if pending:  # a newer release's migrations
+            raise UserError(f"the database in {name}{sqlite_file(connection)} is not set up "
                             f"({counted(pending, 'migration')} not applied): run 'nccid init'")
         _require_own_tables(alias, complete=migrated)
 
@@ -197,7 +204,7 @@ def _require_own_tables(alias: str, complete: bool) -> None:
     missing = sorted(_tables_of(alias) - present) if complete else []
     name = DATABASE_SETTINGS[alias]
     (other,) = set(DATABASE_SETTINGS) - {alias}
-    where = f"the database in {name}{_sqlite_file(connection)}"
+    where = f"the database in {name}{sqlite_file(connection)}"
     if _tables_of(other) & present:
         raise UserError(f"{where} holds the {_ROLES[other]} database's tables, not the "
                         f"{_ROLES[alias]} one's: database_url and vault_database_url are "
@@ -221,14 +228,30 @@ def _tables_of(alias: str) -> set[str]:
             and router.allow_migrate_model(alias, model)}
 
 
-def _unapplied_migrations(connection) -> int:
+# A database never set up is a new installation's, or a mistyped setting: init would make
+# an empty one beside the installation's data, so the setting is named first.
+_NEVER_SET_UP = ("check {name} names this installation's database ('nccid config show'); "
+                 "for a new installation, run 'nccid init'")
+
+
+def _migrations(connection) -> tuple[int, int]:
+    """(migrations not applied, migrations applied) of ``connection``."""
     from django.db.migrations.executor import MigrationExecutor
 
     executor = MigrationExecutor(connection)
-    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+    pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return len(pending), len(executor.loader.applied_migrations or ())
 
 
-def _sqlite_file(connection) -> str:
+def _absent_file(connection) -> bool:
+    """An SQLite database named by a path in a folder that exists, where no file is (a
+    missing folder is told by the connection's error; an in-memory database is never absent)."""
+    name = str(connection.settings_dict["NAME"])
+    return (connection.vendor == "sqlite" and os.path.isabs(name) and not os.path.exists(name)
+            and os.path.isdir(os.path.dirname(name)))
+
+
+def sqlite_file(connection) -> str:
     """`` (file …)`` for SQLite, where the path is the thing to check; nothing for a server."""
     if connection.vendor == "sqlite":
         return f" (file {connection.settings_dict['NAME']})"

@@ -14,7 +14,15 @@ import typer
 
 from nccid.config import get_settings
 
-from .common import UserError, check_databases, console, require_free_port, setup_django
+from .common import (
+    UserError,
+    check_databases,
+    console,
+    counted,
+    require_free_port,
+    setup_django,
+    sqlite_file,
+)
 
 config_app = typer.Typer(help="Effective settings.", no_args_is_help=True)
 
@@ -47,6 +55,7 @@ def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -
     setup_django(check_key=False)
     # A server that is down, or the two databases swapped: one line naming the settings.
     check_databases(migrated=False)
+    _refuse_databases_of_two_installations()
     from django.core.management import call_command
 
     from nccid.identity.keys import KeyFileError, create_key_file
@@ -83,6 +92,34 @@ def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -
         load_demo(console=None if quiet else console)
     if not quiet:
         console.print(f"Initialised nccid in {settings.home}")
+
+
+def _refuse_databases_of_two_installations() -> None:
+    """Before either database is set up: a main database holding patients beside a vault
+    holding none (a mistyped vault_database_url: a new vault would take their numbers from
+    then on), or a vault holding entries beside a main database never used (a mistyped
+    database_url)."""
+    from django.db import connections
+
+    from nccid.identity.service import main_database_in_use, main_patient_count, vault_entry_count
+
+    main = f"the main database in database_url{sqlite_file(connections['default'])}"
+    vault = f"the vault database in vault_database_url{sqlite_file(connections['vault'])}"
+    patients, entries = main_patient_count(), vault_entry_count()
+    if patients and not entries:
+        raise UserError(
+            f"{main} holds {counted(patients, 'patient')}, but {vault} holds no vault entry: it "
+            "is not this installation's vault (their NHS/CHI numbers are in the one they were "
+            "imported with). Check vault_database_url ('nccid config show'); if that vault is "
+            "lost, restore it from a backup (see docs/keys.md). init stopped before setting "
+            "either database up")
+    if entries and not main_database_in_use():
+        raise UserError(
+            f"{vault} holds {counted(entries, 'vault entry', 'vault entries')}, but {main} "
+            "holds no site, account or patient: it is not this installation's main database. "
+            "Check database_url ('nccid config show'); if that database is lost, restore it "
+            "from a backup (a new installation needs a new vault database too). init stopped "
+            "before setting either database up")
 
 
 def _upgrade_warehouse(quiet: bool) -> None:

@@ -92,6 +92,44 @@ def installation_has_data() -> bool:
         return False
 
 
+def main_patient_count() -> int:
+    """The main database's patients (pseudonyms with a set or a clinical record); 0 when its
+    tables are not made yet."""
+    try:
+        return _main_patients().count()
+    except DatabaseError:
+        return 0
+
+
+def main_database_in_use() -> bool:
+    """Whether the main database holds sites, accounts or patients (False before migration)."""
+    from nccid.accounts.models import Site, User
+
+    try:
+        return Site.objects.exists() or User.objects.exists() or main_patient_count() > 0
+    except DatabaseError:
+        return False
+
+
+def vault_entry_count() -> int:
+    """The vault's entries; 0 when its tables are not made yet."""
+    from .models import VaultEntry
+
+    try:
+        return VaultEntry.objects.count()
+    except DatabaseError:
+        return 0
+
+
+def _main_patients():
+    """Every patient's pseudonym the main database names (a set or a clinical record), once."""
+    from nccid.clinical.models import ClinicalRecord
+    from nccid.warehouse.models import PatientSet
+
+    return (PatientSet.objects.values_list("pseudonym", flat=True)
+            .union(ClinicalRecord.objects.values_list("pseudonym", flat=True)))
+
+
 def record_installation_key() -> None:
     """Remember the key's fingerprint (first run of 'nccid init')."""
     from .models import KeyCheck
@@ -294,16 +332,12 @@ def _patients_without_entry() -> tuple[int, int, list[str]]:
     is removed on purpose). Compared by pseudonym a chunk at a time, in order, each chunk
     against the vault's entries in its range (one index scan, not thousands of lookups): no
     number is read, and memory stays small whatever the count."""
-    from nccid.clinical.models import ClinicalRecord
-    from nccid.warehouse.models import PatientSet
     from nccid.withdrawal.models import Withdrawal
 
     from .models import VaultEntry
 
     withdrawn = set(Withdrawal.objects.values_list("pseudonym", flat=True))
-    named = (PatientSet.objects.values_list("pseudonym", flat=True)
-             .union(ClinicalRecord.objects.values_list("pseudonym", flat=True))
-             .order_by("pseudonym"))
+    named = _main_patients().order_by("pseudonym")
     entries = VaultEntry.objects.values_list("pseudonym", flat=True)
     patients, missing, examples = 0, 0, []
     current = (p for p in named.iterator(chunk_size=_CHUNK) if p not in withdrawn)
@@ -539,6 +573,8 @@ __all__ = [
     "encrypt_for_vault",
     "get_keyring",
     "installation_has_data",
+    "main_database_in_use",
+    "main_patient_count",
     "latest_vault_key",
     "normalise_pseudonym",
     "pseudonymise",
@@ -549,5 +585,6 @@ __all__ = [
     "seal_for_staging",
     "store_in_vault",
     "store_staged_in_vault",
+    "vault_entry_count",
     "vault_keys_in_use",
 ]

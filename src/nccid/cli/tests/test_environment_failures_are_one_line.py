@@ -57,12 +57,22 @@ def test_an_sqlite_file_in_a_missing_folder(home, tmp_path, command):
                       "unable to open database file", "its folder exists")
 
 
-def test_a_main_database_never_migrated_says_run_init(home, tmp_path):
-    path = tmp_path / "empty.sqlite3"
+def test_a_main_database_never_set_up_names_the_setting_then_init(home, tmp_path):
+    """An absent or empty database is a new installation's, or a mistyped setting: the
+    setting is named before 'nccid init' (which would make an empty one beside the data)."""
+    path = tmp_path / "absent.sqlite3"
     result = run_nccid("site", "list", env={"NCCID_HOME": str(home),
                                             "NCCID_DATABASE_URL": f"sqlite:///{path}"})
-    _one_line_failure(result, f"the database in database_url (file {path}) is not set up",
-                      "not applied): run 'nccid init'")
+    _one_line_failure(result, f"the database in database_url (file {path}) does not exist",
+                      "check database_url names this installation's database",
+                      "for a new installation, run 'nccid init'")
+    assert not path.exists()  # a check makes no file
+    path.touch()
+    result = run_nccid("site", "list", env={"NCCID_HOME": str(home),
+                                            "NCCID_DATABASE_URL": f"sqlite:///{path}"})
+    _one_line_failure(result, f"the database in database_url (file {path}) is not set up "
+                      "(empty: nccid never made its tables there)",
+                      "for a new installation, run 'nccid init'")
 
 
 @pytest.mark.parametrize(("home_path", "reason"), [
