@@ -16,6 +16,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import P, Query, Router, Schema
 from ninja.errors import HttpError, ValidationError
 from pydantic import BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from nccid.warehouse.catalogue_schema import IMAGES_SCHEMA
 
@@ -58,8 +59,16 @@ def _conditions(value: Any) -> Any:
     return _one_or_many(value)
 
 
+def _not_a_bool(value: Any) -> Any:
+    """JSON true/false is no age (pydantic's lax int reads true as 1), as in ``within``."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("whole_number", "{value} is not a whole number",
+                                  {"value": repr(value)})
+    return value
+
+
 Values = Annotated[list[str], BeforeValidator(_one_or_many)]
-Age = Annotated[int | None, Field(ge=0, le=MAX_AGE)]
+Age = Annotated[int | None, BeforeValidator(_not_a_bool), Field(ge=0, le=MAX_AGE)]
 
 
 class FilterIn(Schema):

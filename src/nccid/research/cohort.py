@@ -42,6 +42,10 @@ DEFAULT_WITHIN_FIELD = "date_of_positive_covid_swab"
 # conditions) on each of 25 fields. The bound keeps every query's SQL, and the filter the
 # audit log records with each query, small whatever a client sends.
 MAX_CONDITIONS = 50
+# Criteria given as one value or a list of them: an empty value among them is refused
+# however it comes (from the API, ``--modality ""`` or ``open(modality="")``), never read
+# as "any" by one door and as "none" by another.
+LIST_CRITERIA = ("covid_status", "modality", "site", "sex", "ethnicity")
 
 
 class CohortError(ValueError):
@@ -147,7 +151,7 @@ class CohortFilter:
             raise CohortError(f"unknown filter field(s): {', '.join(unknown)}")
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
-            if value is None or value == [] or value == "":
+            if value is None or value == [] or (value == "" and name not in LIST_CRITERIA):
                 continue
             if name in ("study_date_from", "study_date_to"):
                 kwargs[name] = _parse_date(name, value)
@@ -162,6 +166,9 @@ class CohortFilter:
                 kwargs[name] = _parse_within(value)
             else:
                 items = [value] if isinstance(value, str) else list(value)
+                if any(not str(i).strip() for i in items):  # matches no one, silently
+                    raise CohortError(f"{name}: an empty value matches nothing; "
+                                      f"leave {name} out to take any")
                 kwargs[name] = tuple(_normalise(name, str(i)) for i in items)
         return cls(**kwargs)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 
 import pytest
@@ -35,12 +36,49 @@ def _world(world, monkeypatch):
     ('{"age_max": -1}', "age_max"),
     ('{"age_min": 1e400}', "age_min"),
     ('{"age_min": 30.5}', "age_min"),
+    ('{"age_max": true}', "age_max"),
+    ('{"age_min": false}', "age_min"),
 ])
 def test_a_number_out_of_range_or_not_whole_is_400_naming_the_field(ask, body, field):
     answer = ask(body)
     assert answer.status_code == 400, answer.content
     assert answer.json()["detail"].startswith(f"{field}: ")
     assert not AuditEvent.objects.filter(action="research.cohort").exists()
+
+
+def test_true_is_not_an_age_as_it_is_not_a_day_count(ask):
+    assert ask('{"age_max": true}').json()["detail"] == "age_max: True is not a whole number"
+    assert ask('{"within": {"days": true}}').json()["detail"] == (
+        "within.days: True is not a whole number")
+
+
+@pytest.mark.django_db(databases=["default", "vault"])
+@pytest.mark.parametrize("empty", ['""', '[""]', '["CT", " "]'])
+def test_an_empty_modality_is_refused_by_the_api_the_command_line_and_python(
+        ask, world, researcher, monkeypatch, empty):
+    """It matched no image through the API and the command line, and every image through
+    nccid.research.open: each door now refuses it, naming the field."""
+    from typer.testing import CliRunner
+
+    import nccid.research
+    from nccid.cli.common import UserError
+    from nccid.cli.main import typer_app
+    from nccid.research import cli as research_cli
+    from nccid.research.cohort import CohortError
+
+    answer = ask(f'{{"modality": {empty}}}')
+    assert answer.status_code == 400, answer.content
+    assert answer.json()["detail"].startswith("modality: an empty value matches nothing")
+    values = json.loads(empty)
+    with pytest.raises(CohortError, match="^modality: an empty value matches nothing"):
+        nccid.research.open(researcher, source=world.source(), modality=values)
+    monkeypatch.setattr(research_cli, "_source", world.source)
+    given = [values] if isinstance(values, str) else values
+    args = [arg for value in given for arg in ("--modality", value)]
+    result = CliRunner().invoke(typer_app, ["research", "cohort", "--user", "rita", *args])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception).startswith("modality: an empty value matches nothing")
+    assert not AuditEvent.objects.filter(action__startswith="research.").exists()
 
 
 @pytest.mark.parametrize(("body", "field"), [
