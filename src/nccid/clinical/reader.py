@@ -90,6 +90,15 @@ _MERGE = re.compile(rb"<" + _PREFIX + rb"mergeCell(?=[\s/>])(" + _ATTRIBUTES + r
 # A hidden row: <row r="5" ... hidden="1">; hidden columns: <col min="3" max="4" ... hidden="1"/>.
 _ROW = re.compile(rb"<" + _PREFIX + rb"row(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
 _COLUMNS = re.compile(rb"<" + _PREFIX + rb"col(?=[\s/>])(" + _ATTRIBUTES + rb")/?>")
+# A row lower than this (ht, in points) or a column narrower than this (width, in characters)
+# hides its values as hidden="1" does: Excel hides a row of height 0 and a column of width 0
+# (and a <col> without a width), and below these no character of the default font (Calibri 11,
+# 15-point rows) can be read; LibreOffice draws a width of 0.3 as 2 pixels.
+MIN_ROW_HEIGHT = 5.0
+MIN_COLUMN_WIDTH = 1.0
+# A row height that may be below MIN_ROW_HEIGHT: anything but a plain number from 5 up, so the
+# heights LibreOffice writes on every row (ht="12.8") are ruled out without reading their tags.
+_LOW_HEIGHT = re.compile(rb"""ht\s*=\s*["'](?!\s*(?:[5-9]|[1-9][0-9]+)(?:\.[0-9]*)?\s*["'])""")
 _VERSION_IN_TEXT = re.compile(r"v(?:ersion)?\s*(\d+(?:\.\d+)*)", re.IGNORECASE)
 # What Excel shows for a formula that failed. An xlsx marks such a cell t="e" (python-calamine
 # reads it as an empty string); a CSV, or a cell of text, holds the code as text.
@@ -414,19 +423,21 @@ def _column_number(letters: str) -> int:
 def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, header: int | None,
                           errors: dict[tuple[int, int], str]) -> None:
     """Values in hidden rows or columns are refused, like hidden sheets: the site would send
-    data it cannot see (a hidden column of names, say). An Excel error cell (``errors``, by
-    (row, column) index) counts as a value: it would be reported, unseen. Hidden empty rows and
-    columns (Excel's way of tidying the unused part of a sheet) are fine, and so is a hidden
-    column holding only its header (row index ``header``): a template column the site does not
-    fill. Named by row number and letter."""
-    if b"hidden" not in xml:  # the common case, decided without a regular expression
+    data it cannot see (a hidden column of names, say). A row or column too small to show a
+    character (MIN_ROW_HEIGHT, MIN_COLUMN_WIDTH: height or width 0, say) is hidden too. An
+    Excel error cell (``errors``, by (row, column) index) counts as a value: it would be
+    reported, unseen. Hidden empty rows and columns (Excel's way of tidying the unused part of
+    a sheet) are fine, and so is a hidden column holding only its header (row index
+    ``header``): a template column the site does not fill. Named by row number and letter."""
+    hidden_rows, hidden_columns = _hidden_rows(xml), _hidden_columns(xml)
+    if not hidden_rows and not hidden_columns:
         return
     error_rows = {row for row, _ in errors}
-    rows = [r for r in _hidden_rows(xml) if r - 1 in error_rows
+    rows = [r for r in hidden_rows if r - 1 in error_rows
             or (r <= len(values) and any(_filled(c) for c in values[r - 1]))]
     error_columns = {column for row, column in errors if row != header}
     columns = []
-    for low, high in _hidden_columns(xml):
+    for low, high in hidden_columns:
         high = min(high, max([0, *(len(row) for row in values), *(c + 1 for c in error_columns)]))
         used = [c for c in range(low, high + 1) if c - 1 in error_columns
                 or any(c <= len(row) and _filled(row[c - 1]) for i, row in enumerate(values) if i != header)]
@@ -438,15 +449,18 @@ def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, heade
         problems.append("hidden columns holding values (" + _some(columns) + ")")
     if problems:
         raise SpreadsheetRejected(
-            f"sheet {sheet_name} has {' and '.join(problems)}: unhide them, check what they "
-            "hold, and upload again")
+            f"sheet {sheet_name} has {' and '.join(problems)}: unhide them (a row lower than "
+            f"{MIN_ROW_HEIGHT:g} points or a column narrower than {MIN_COLUMN_WIDTH:g} character "
+            "counts as hidden: make it taller or wider), check what they hold, and upload again")
 
 
 def _hidden_rows(xml: bytes) -> list[int]:
-    """The numbers of the hidden rows. A row without a reference follows the one before (as
-    python-calamine places its cells): only then are all rows followed (slow)."""
-    hidden = [a for a in map(_attributes, (m.group(1) for m in _tags_holding(xml, b"hidden", _ROW)))
-              if _true(a.get(b"hidden"))]
+    """The numbers of the hidden rows (or too low to read). A row without a reference follows
+    the one before (as python-calamine places its cells): only then are all rows followed
+    (slow). The others are found from the text of what hides them."""
+    tags = {m.start(): m for m in _tags_holding(xml, b"hidden", _ROW)}
+    tags.update((m.start(), m) for m in _low_rows(xml))
+    hidden = [a for a in (_attributes(m.group(1)) for _, m in sorted(tags.items())) if _row_hidden(a)]
     numbers = [_row_number(a) for a in hidden]
     if None not in numbers:
         return numbers
@@ -454,9 +468,37 @@ def _hidden_rows(xml: bytes) -> list[int]:
     for match in _ROW.finditer(xml):
         attributes = _attributes(match.group(1))
         number = _row_number(attributes) or number + 1
-        if _true(attributes.get(b"hidden")):
+        if _row_hidden(attributes):
             placed.append(number)
     return placed
+
+
+def _low_rows(xml: bytes):
+    """The row tags whose height may be below MIN_ROW_HEIGHT, found from the text "ht" (fast,
+    as in _tags_holding: a search of the whole sheet by the pattern took 3 ms a MB); each is
+    then read as any tag is."""
+    start = 0
+    while (found := xml.find(b"ht", start)) >= 0:
+        start = found + 2
+        if not xml[found - 1:found].isspace() or not _LOW_HEIGHT.match(xml, found):
+            continue  # part of another name (weight=), a text, or a height from 5 up
+        opened = xml.rfind(b"<", 0, found)
+        match = _ROW.match(xml, opened) if opened >= 0 else None
+        if match is not None and match.end() > found:
+            yield match
+            start = match.end()
+
+
+def _row_hidden(attributes: dict[bytes, str]) -> bool:
+    return _true(attributes.get(b"hidden")) or _below(attributes.get(b"ht"), MIN_ROW_HEIGHT)
+
+
+def _below(value: str | None, minimum: float) -> bool:
+    """Is an attribute's number below ``minimum``? (Not a number: no; Excel would repair it.)"""
+    try:
+        return value is not None and float(value.strip()) < minimum
+    except ValueError:
+        return False
 
 
 def _row_number(attributes: dict[bytes, str]) -> int | None:
@@ -465,12 +507,15 @@ def _row_number(attributes: dict[bytes, str]) -> int | None:
 
 
 def _hidden_columns(xml: bytes) -> list[tuple[int, int]]:
-    """The (first, last) column numbers of each run of hidden columns."""
+    """The (first, last) column numbers of each run of hidden columns: hidden, narrower than
+    MIN_COLUMN_WIDTH, or without a width (which Excel reads as 0)."""
     runs = []
-    for match in _tags_holding(xml, b"hidden", _COLUMNS):
+    for match in _tags_holding(xml, b"col", _COLUMNS):  # the few tags named col, from the text
         attributes = _attributes(match.group(1))
         low, high = attributes.get(b"min", "").strip(), attributes.get(b"max", "").strip()
-        if _true(attributes.get(b"hidden")) and low.isdigit() and high.isdigit():
+        width = attributes.get(b"width")
+        narrow = width is None or _below(width, MIN_COLUMN_WIDTH)
+        if (_true(attributes.get(b"hidden")) or narrow) and low.isdigit() and high.isdigit():
             runs.append((int(low), int(high)))
     return runs
 
