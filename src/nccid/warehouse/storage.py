@@ -6,7 +6,8 @@ same on every backend. Writes are atomic: a reader sees the whole object or noth
   a batch: write every temporary, sync the filesystem once, rename them all, sync again (a
   batch's objects of 64 KB and more are written with O_DIRECT, see ``_write_direct``);
 - S3: a single PUT (or a multipart upload, completed in one request) is atomic by itself.
-Every write returns the SHA-256 of what was written and checks the stored size.
+Every write returns the SHA-256 of what was written and checks the stored size (a batch on S3:
+one listing of each folder it wrote).
 
 On S3 every request is bounded (``BOUND_OPTIONS``): a store that stops answering, even with
 the connection still open, fails the operation with StorageError instead of hanging it.
@@ -316,6 +317,24 @@ class Warehouse:
         actual = self.size(key)
         if actual != expected:
             raise StorageError(f"{key}: stored {actual} bytes, expected {expected}")
+
+    def _check_sizes(self, expected: dict[str, int]) -> None:
+        """``_check_size`` for a batch on S3: one listing of each folder written (a request
+        per thousand objects in it, run together), not a HEAD per object."""
+        folders = sorted({self.path(key).rsplit("/", 1)[0] for key in expected})
+
+        async def list_all() -> list:
+            return await asyncio.gather(*(self.fs._ls(f, detail=True, refresh=True) for f in folders))
+
+        stored = {entry["name"]: entry.get("size") for listing in
+                  fsspec.asyn.sync(self.fs.loop, list_all) for entry in listing}
+        wrong = [(key, stored.get(self.path(key)), size) for key, size in expected.items()
+                 if stored.get(self.path(key)) != size]
+        if wrong:
+            key, actual, size = wrong[0]
+            more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+            raise StorageError(f"{key}: stored {'no object' if actual is None else f'{actual} bytes'}"
+                               f", expected {size}{more}")
 
     # -- reads ---------------------------------------------------------------------------
     def read(self, key: str) -> bytes:
@@ -783,6 +802,7 @@ class WriteBatch:
             items = {self.warehouse.path(k): b"".join(self._pending[k]) for k in keys}
             if items:
                 self.warehouse.fs.pipe(items)
+                self.warehouse._check_sizes({k: len(items[self.warehouse.path(k)]) for k in keys})
             done = {k: hashlib.sha256(items[self.warehouse.path(k)]).hexdigest() for k in keys}
             for k in keys:
                 self._pending.pop(k)
