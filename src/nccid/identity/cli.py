@@ -30,6 +30,13 @@ UserOption = Annotated[str, typer.Option("--user", help="Your data-manager accou
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin",
                                              help="Read the account's password from standard input.")]
 UNKNOWN_USER = "(unknown user)"  # who a refused sign-in was, when no account has the name
+# The first re-key of a key file written before 'nccid init' made a random vault key.
+DERIVED_VAULT_KEY_STAYS = (
+    "Note: the previous vault key was derived from the master key, which the key file keeps "
+    "(it makes the pseudonyms), so vault backups made before this re-key can still be "
+    "decrypted with the new key file. Destroy those vault backups if that matters (see "
+    "docs/keys.md, 'Rotation'); later re-keys retire their vault key for good."
+)
 
 
 def _cli_actor() -> str:
@@ -212,6 +219,8 @@ def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None
         "('nccid key fingerprint --file COPY'), then destroy the retired file and old copies.",
         highlight=False,
     )
+    if old.vault_key_derived:
+        console.print(DERIVED_VAULT_KEY_STAYS, highlight=False)
 
 
 def _install_new_key(key_file: Path, staged: Path) -> Path:

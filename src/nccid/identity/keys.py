@@ -2,7 +2,8 @@
 
 One random master key lives in a key file (mode 0600). Every keyed function uses its own
 sub-key derived with HKDF, so a pseudonym never shares a key with the vault cipher, the UID
-mapping or Django's session signing. Losing the key file means no new upload can be linked to
+mapping or Django's session signing. The vault cipher has a random key of its own beside it
+(``vault_key``), so that a re-key can retire it: the master key cannot change. Losing the key file means no new upload can be linked to
 old data: see docs/keys.md for backup and rotation.
 """
 
@@ -100,8 +101,13 @@ def _write_exclusive(path: Path, text: str) -> None:
 
 
 def create_key_file(path: Path) -> None:
-    """Write a new random master key (mode 0600). Refuses to replace an existing key file."""
-    write_key_file(path, _encode(secrets.token_bytes(32)))
+    """Write a new random master key and vault key (mode 0600). Refuses to replace a key file.
+
+    The vault key is random, not the master key's sub-key: the master key stays through every
+    re-key, so a vault key derived from it could always be derived again, and vault backups
+    from before a re-key would stay readable with the current key file.
+    """
+    write_key_file(path, _encode(secrets.token_bytes(32), secrets.token_bytes(32)))
 
 
 def _decode_key(body: dict, name: str, path: Path) -> bytes:
@@ -171,9 +177,16 @@ class Keyring:
     """Keyed functions of the master key. Deterministic: same input, same output, every run."""
 
     master: bytes = field(repr=False)  # never in a repr, a log line or a traceback
-    # A separately rotatable key for the vault cipher ('nccid vault rekey'); when absent the
-    # vault key is derived from the master key like every other sub-key.
+    # A separately rotatable key for the vault cipher ('nccid vault rekey'). Absent only in
+    # key files written before 'nccid init' made one: their vault key is derived from the
+    # master key like every other sub-key until their first re-key.
     vault_key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def vault_key_derived(self) -> bool:
+        """Whether the vault key is the master key's sub-key, which anyone holding this key
+        file, or any later one, can derive again: a re-key cannot retire it."""
+        return self.vault_key is None
 
     def subkey(self, purpose: str) -> bytes:
         return HKDF(
