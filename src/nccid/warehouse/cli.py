@@ -78,7 +78,8 @@ def verify(
         unapplied = set(withdrawals.unapplied)  # their rows are expected to lack objects
         with progress_bar("Re-hashing images") as bar:
             report = verify_objects(None if all_objects else sample, seed, on_progress=bar.reached,
-                                    leave_out=unapplied)
+                                    leave_out=unapplied,
+                                    leave_out_studies=set(withdrawals.studies_unapplied))
         no_json = clinical_records_without_json(leave_out=unapplied)
         stale = clinical_json_stale()
         unnamed = objects_no_row_names() if all_objects else {}
@@ -133,8 +134,9 @@ def _say_unnamed(unnamed: dict[str, int]) -> None:
 
 
 def _withdrawal_differences():
-    """Where the withdrawal list and the warehouse's markers disagree, said first: a database
-    restored from before a withdrawal must have it re-applied before any other repair."""
+    """Where the withdrawal and study removal lists and the warehouse's markers disagree, said
+    first: a database restored from before a withdrawal or a removal must have it re-applied
+    before any other repair."""
     from nccid.withdrawal.markers import differences
 
     found = differences()
@@ -153,6 +155,13 @@ def _withdrawal_differences():
         console.print(f"{len(found.unmarked):,} withdrawal(s) have no marker in the warehouse "
                       f"({_first(found.unmarked)}): run 'nccid init' to write them",
                       highlight=False, soft_wrap=True)
+    if found.studies_unapplied:
+        console.print(
+            f"[red]the database lacks {len(found.studies_unapplied):,} study removal(s) the "
+            f"warehouse records ({_first(found.studies_unapplied)}): it was restored from a "
+            "backup made before them. Run 'nccid init' to re-apply them[/] (what the backup "
+            "brought back of these studies is removed again; intake refuses them meanwhile, "
+            "and their rows are left out of the counts below)", highlight=False, soft_wrap=True)
     return found
 
 

@@ -4,8 +4,9 @@ Pure library. ``{set}/{folder}/<Pseudonym>/<StudyUID>/<SeriesUID>/<SOPUID>.dcm``
 as DICOM JSON under ``{set}/{folder}-metadata/…/<SOPUID>.json``, clinical records under
 ``{set}/data/<Pseudonym>/<kind>-<SITE>.json``. Every component is checked, so a value can never
 climb out of its folder or collide with another kind of object. Beside the sets, outside the
-national layout: ``catalogue/`` and ``withdrawn/<Pseudonym>.json`` (the withdrawal list's
-markers, ``nccid.withdrawal.markers``), neither of them research data.
+national layout: ``catalogue/``, ``withdrawn/<Pseudonym>.json`` and
+``withdrawn/studies/<StudyUID>.json`` (the markers of withdrawals and study removals,
+``nccid.withdrawal.markers``), none of them research data.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from importlib import resources
 SETS = ("training", "validation")
 CATALOGUE_PREFIX = "catalogue"
 WITHDRAWN_PREFIX = "withdrawn"
+REMOVED_STUDIES_PREFIX = f"{WITHDRAWN_PREFIX}/studies"
 OTHER_FOLDER = "other"
 RESERVED_FOLDERS = {"data"}  # clinical records live there: no modality may take it
 
@@ -96,3 +98,9 @@ def clinical_key(set_name: str, pseudonym: str, kind: str, site_code: str) -> st
 def withdrawal_marker_key(pseudonym: str) -> str:
     """``withdrawn/<pseudonym>.json``: the marker of a withdrawn patient, outside both sets."""
     return f"{WITHDRAWN_PREFIX}/{_check_segment(pseudonym, 'pseudonym')}.json"
+
+
+def study_removal_marker_key(study_uid: str) -> str:
+    """``withdrawn/studies/<StudyUID>.json``: the marker of a removed study (by its stored,
+    keyed UID), outside both sets."""
+    return f"{REMOVED_STUDIES_PREFIX}/{_check_uid(study_uid, 'Study Instance UID')}.json"

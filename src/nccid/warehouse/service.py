@@ -576,16 +576,19 @@ class VerifyReport:
 
 def verify_objects(sample: int | None = 200, seed: int = 0,
                    on_progress: Progress | None = None, *,
-                   leave_out: Iterable[str] = ()) -> VerifyReport:
+                   leave_out: Iterable[str] = (),
+                   leave_out_studies: Iterable[str] = ()) -> VerifyReport:
     """Re-read and re-hash stored images against the catalogue (a sample, or all with None),
     and compare how many images the catalogue lists with how many the database catalogued
-    (not counting ``leave_out``: withdrawn patients a restored database still holds);
-    ``on_progress(images checked, images to check)`` after each image."""
+    (not counting ``leave_out``, withdrawn patients, and ``leave_out_studies``, removed
+    studies, that a restored database still holds); ``on_progress(images checked, images to
+    check)`` after each image."""
     con = connect_catalogue()
     report = VerifyReport(0, [], [])
     report.in_catalogue = con.execute("SELECT count(*) FROM images").fetchone()[0]
     report.in_database = (ImageRecord.objects.exclude(catalogue_part=None)
-                          .exclude(pseudonym__in=sorted(leave_out)).count())
+                          .exclude(pseudonym__in=sorted(leave_out))
+                          .exclude(study_uid__in=sorted(leave_out_studies)).count())
     query = "SELECT storage_key, size, sha256 FROM images"
     if sample is not None:
         query += f" USING SAMPLE reservoir({int(sample)} ROWS) REPEATABLE ({int(seed)})"

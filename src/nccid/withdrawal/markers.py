@@ -16,6 +16,12 @@ marker has its entry, and a marker without one means a database older than the w
 intake refuses the patient meanwhile (``services.withdrawn_among``), and ``nccid warehouse
 verify`` fails naming ``nccid init``. A marker whose withdrawal the database records as
 reinstated (a warehouse restored from before the reinstatement) is stale and removed.
+
+A study removal (``services.remove_study``: an identifier burned into an image) is marked the
+same way, ``withdrawn/studies/<StudyUID>.json`` by the stored (keyed) UID researchers know,
+with the date of the removal: restored rows of a removed study would otherwise be catalogued
+again, counted missing by verify (whose ``--forget-missing`` asks the site to send the study
+again) and the study taken in again. A removal cannot be undone, so no study marker is stale.
 """
 
 from __future__ import annotations
@@ -26,9 +32,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from nccid.accounts.models import audit
-from nccid.warehouse.layout import WITHDRAWN_PREFIX, withdrawal_marker_key
+from nccid.warehouse.layout import (
+    REMOVED_STUDIES_PREFIX,
+    WITHDRAWN_PREFIX,
+    study_removal_marker_key,
+    withdrawal_marker_key,
+)
 
-from .models import ReinstatedWithdrawal, Withdrawal
+from .models import ReinstatedWithdrawal, StudyWithdrawal, Withdrawal
 
 log = logging.getLogger("nccid.withdrawal")
 
@@ -36,6 +47,8 @@ log = logging.getLogger("nccid.withdrawal")
 # database the backup predates; the audit log, if not restored too, still holds it).
 REAPPLIED = ("re-applied from the warehouse's withdrawal marker: the database was restored "
              "from a backup made before this withdrawal")
+STUDY_REAPPLIED = ("re-applied from the warehouse's study removal marker: the database was "
+                   "restored from a backup made before this removal")
 
 
 def _warehouse():
@@ -55,13 +68,29 @@ def remove_marker(pseudonym: str) -> None:
     _warehouse().delete(withdrawal_marker_key(pseudonym))
 
 
+def write_study_marker(study_uid: str, removed_at: datetime) -> None:
+    """Mark the (stored) ``study_uid`` removed (since ``removed_at``) in the warehouse (idempotent)."""
+    body = {"removed_at": removed_at.isoformat()}
+    _warehouse().write_atomic(study_removal_marker_key(study_uid), json.dumps(body).encode())
+
+
 def marked() -> set[str]:
     """The pseudonyms the warehouse marks withdrawn: one listing of ``withdrawn/`` (on S3, a
     request per thousand markers)."""
-    prefix = f"{WITHDRAWN_PREFIX}/"
-    return {key.removeprefix(prefix).removesuffix(".json")
-            for key in _warehouse().iter_keys(WITHDRAWN_PREFIX)
-            if key.startswith(prefix) and key.endswith(".json")}
+    return _marked_under(WITHDRAWN_PREFIX, _warehouse().iter_keys(WITHDRAWN_PREFIX))
+
+
+def marked_studies() -> set[str]:
+    """The (stored) Study Instance UIDs the warehouse marks removed: one listing of
+    ``withdrawn/studies/``."""
+    return _marked_under(REMOVED_STUDIES_PREFIX, _warehouse().iter_keys(REMOVED_STUDIES_PREFIX))
+
+
+def _marked_under(prefix: str, keys) -> set[str]:
+    """The names of the markers directly under ``prefix`` (``<prefix>/<name>.json``)."""
+    names = (key.removeprefix(f"{prefix}/") for key in keys if key.startswith(f"{prefix}/"))
+    return {name.removesuffix(".json") for name in names
+            if name.endswith(".json") and "/" not in name}
 
 
 def marked_date(pseudonym: str) -> datetime:
@@ -70,25 +99,38 @@ def marked_date(pseudonym: str) -> datetime:
     return datetime.fromisoformat(body["withdrawn_at"])
 
 
+def marked_removal_date(study_uid: str) -> datetime:
+    """When the marked removal of ``study_uid`` was made."""
+    body = json.loads(_warehouse().read(study_removal_marker_key(study_uid)))
+    return datetime.fromisoformat(body["removed_at"])
+
+
 @dataclass
 class Differences:
-    """Where the database's withdrawal list and the warehouse's markers disagree."""
+    """Where the database's lists (withdrawals, study removals) and the warehouse's markers
+    disagree."""
 
     unapplied: dict[str, datetime] = field(default_factory=dict)  # marked, not on the list
     stale: list[str] = field(default_factory=list)  # marked, but reinstated since
     unmarked: list[str] = field(default_factory=list)  # on the list, no marker
+    # the same for removed studies, by stored Study Instance UID (a removal is never undone)
+    studies_unapplied: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def any(self) -> bool:
-        return bool(self.unapplied or self.stale or self.unmarked)
+        return bool(self.unapplied or self.stale or self.unmarked or self.studies_unapplied)
 
 
 def differences() -> Differences:
-    """Compare the list with the markers: one listing, and a read of each marker the list
-    lacks (none, normally)."""
-    markers = marked()
+    """Compare the lists with the markers: one listing of ``withdrawn/`` (both kinds), and a
+    read of each marker the lists lack (none, normally)."""
+    keys = list(_warehouse().iter_keys(WITHDRAWN_PREFIX))
+    markers, studies = _marked_under(WITHDRAWN_PREFIX, keys), _marked_under(REMOVED_STUDIES_PREFIX, keys)
     listed = set(Withdrawal.objects.values_list("pseudonym", flat=True))
-    found = Differences(unmarked=sorted(listed - markers))
+    removed = set(StudyWithdrawal.objects.values_list("study_uid", flat=True))
+    found = Differences(unmarked=sorted(listed - markers),
+                        studies_unapplied={uid: marked_removal_date(uid)
+                                           for uid in sorted(studies - removed)})
     for pseudonym in sorted(markers - listed):
         withdrawn_at = marked_date(pseudonym)
         if ReinstatedWithdrawal.objects.filter(pseudonym=pseudonym,
@@ -104,22 +146,28 @@ class Mended:
     reapplied: list[str] = field(default_factory=list)
     stale_removed: list[str] = field(default_factory=list)
     markers_written: int = 0
+    studies_reapplied: list[str] = field(default_factory=list)
 
 
 def reapply(*, write_missing: bool = False) -> Mended:
     """Re-apply each withdrawal the warehouse marks and the database lacks (the patient goes on
     the list again, dated as marked, and everything of theirs the restored database brought
     back is removed: ``services.withdraw`` as ``system``, audited
-    ``patient.withdraw.reapplied``), remove stale markers, and with ``write_missing`` write
-    the markers of listed withdrawals without one (withdrawals made before markers existed).
-    The catalogue is not refreshed here: the caller does (or is the refresh)."""
-    from .services import withdraw_as_system
+    ``patient.withdraw.reapplied``), and likewise each study removal (``study.remove.reapplied``);
+    remove stale markers; and with ``write_missing`` write the markers of listed withdrawals
+    without one (withdrawals made before markers existed). The catalogue is not refreshed
+    here: the caller does (or is the refresh)."""
+    from .services import remove_study_as_system, withdraw_as_system
 
     found, done = differences(), Mended()
     for pseudonym, withdrawn_at in found.unapplied.items():
         withdraw_as_system(pseudonym, withdrawn_at, REAPPLIED)
         done.reapplied.append(pseudonym)
         log.warning("re-applied the withdrawal of %s (the database was older than it)", pseudonym)
+    for study_uid, removed_at in found.studies_unapplied.items():
+        remove_study_as_system(study_uid, removed_at, STUDY_REAPPLIED)
+        done.studies_reapplied.append(study_uid)
+        log.warning("re-applied the removal of study %s (the database was older than it)", study_uid)
     for pseudonym in found.stale:
         remove_marker(pseudonym)
         audit("system", "withdrawal.marker.stale", pseudonym=pseudonym)

@@ -135,23 +135,24 @@ def withdrawn_among(pseudonyms: Iterable[str]) -> set[str]:
     """Those of these patients on the withdrawal list (a query per 500), or marked withdrawn in
     the warehouse (``markers``: a database restored from before their withdrawal, until the
     withdrawal is re-applied; one listing, only for patients the list does not name)."""
+    from .markers import marked
+
     wanted = {p for p in pseudonyms if p}
     found = _listed(Withdrawal, "pseudonym", wanted)
     if wanted - found:
-        found |= (wanted - found) & _marked()
+        found |= (wanted - found) & _marked(marked, "withdrawal")
     return found
 
 
-def _marked() -> set[str]:
-    """The warehouse's markers; none when it cannot be read: the database's list stands, and a
-    restored database is caught by ``nccid init``, verify and every catalogue refresh."""
-    from .markers import marked
-
+def _marked(listing: Callable[[], set[str]], what: str) -> set[str]:
+    """The warehouse's markers (``listing``); none when it cannot be read: the database's list
+    stands, and a restored database is caught by ``nccid init``, verify and every catalogue
+    refresh."""
     try:
-        return marked()
+        return listing()
     except Exception as exc:  # noqa: BLE001 - any store failure (botocore raises many kinds)
-        log.warning("could not read the warehouse's withdrawal markers (%s): checked against "
-                    "the database's list only", type(exc).__name__)
+        log.warning("could not read the warehouse's %s markers (%s): checked against the "
+                    "database's list only", what, type(exc).__name__)
         return set()
 
 
@@ -720,12 +721,30 @@ def _study_images(study_uid: str):
 def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> Removed:
     """Remove one study everywhere (an image found to show an identifier, a study sent in
     error) and refuse it from now on; the patient's other studies and records stay."""
+    reason = _check_request(user, reason, "remove a study")
+    return _remove_study(study_uid, user, reason, refresh=refresh)
+
+
+def remove_study_as_system(study_uid: str, removed_at: datetime, reason: str) -> Removed:
+    """A removal the warehouse marks and the database lacks, made again (``markers.reapply``):
+    listed as of ``removed_at`` by ``system``; the caller refreshes the catalogue."""
+    return _remove_study(study_uid, "system", reason, requested_at=removed_at, refresh=False,
+                         action="study.remove.reapplied")
+
+
+def _remove_study(study_uid: str, by, reason: str, *, requested_at: datetime | None = None,
+                  refresh: bool = True, action: str | None = None) -> Removed:
     from nccid.imaging.models import HeldImage, PendingImage, StudyReceipt
     from nccid.research.models import TeachingCase
 
-    reason = _check_request(user, reason, "remove a study")
-    entry, created = StudyWithdrawal.objects.get_or_create(
-        study_uid=study_uid, defaults={"requested_by": user.username, "reason": reason})
+    from .markers import write_study_marker
+
+    defaults = {"requested_by": getattr(by, "username", None) or str(by), "reason": reason}
+    if requested_at is not None:
+        defaults["requested_at"] = requested_at
+    entry, created = StudyWithdrawal.objects.get_or_create(study_uid=study_uid, defaults=defaults)
+    # before anything is deleted: a database restored from an older backup cannot forget it
+    write_study_marker(study_uid, entry.requested_at)
     set_name = (_study_images(study_uid).values_list("set_name", flat=True).first()
                 or entry.removed.get("set_name"))
     # recorded first: a run interrupted after the images went would otherwise lose it
@@ -740,15 +759,24 @@ def remove_study(user, study_uid: str, reason: str, *, refresh: bool = True) -> 
         _refresh_catalogue_twice()
     StudyWithdrawal.objects.filter(pk=entry.pk).update(
         completed_at=timezone.now(), removed={**removed.as_dict(), "set_name": set_name})
-    audit(user, "study.remove" if created else "study.remove.again", reason=reason,
+    audit(by, action or ("study.remove" if created else "study.remove.again"), reason=reason,
           study_uid=study_uid, **removed.as_dict())
     log.info("removed study %s: %s", study_uid, removed.as_dict())
     return removed
 
 
 def removed_studies_among(study_uids: Iterable[str]) -> set[str]:
-    """Those of these (de-identified) Study Instance UIDs removed from the database."""
-    return _listed(StudyWithdrawal, "study_uid", study_uids)
+    """Those of these (de-identified) Study Instance UIDs removed from the database (a query
+    per 500), or marked removed in the warehouse (``markers``: a database restored from before
+    the removal, until it is re-applied; one listing of ``withdrawn/studies/``, only for
+    studies the list does not name)."""
+    from .markers import marked_studies
+
+    wanted = {uid for uid in study_uids if uid}
+    found = _listed(StudyWithdrawal, "study_uid", wanted)
+    if wanted - found:
+        found |= (wanted - found) & _marked(marked_studies, "study removal")
+    return found
 
 
 # -- what researchers must delete from their copies ------------------------------------------
@@ -802,7 +830,8 @@ def sweep() -> list[str]:
     """Remove whatever of a withdrawn patient or a removed study reached the database or the
     warehouse after its withdrawal (an intake, or the clinical JSON written after a sheet's
     commit, that raced it, or a sheet's check saved just after it), and re-apply the
-    withdrawals the warehouse marks but the database lacks (``markers.reapply``); what was
+    withdrawals and study removals the warehouse marks but the database lacks
+    (``markers.reapply``); what was
     swept (pseudonyms and study UIDs). Runs before every catalogue refresh."""
     from nccid.clinical.models import ClinicalRecord
     from nccid.clinical.services import staged_among
@@ -811,8 +840,9 @@ def sweep() -> list[str]:
 
     from .markers import reapply
 
-    # withdrawals a database restored from an older backup lacks: made again first
-    reapplied = set(reapply().reapplied)
+    # withdrawals and removals a database restored from an older backup lacks: made again first
+    mended = reapply()
+    reapplied = set(mended.reapplied) | set(mended.studies_reapplied)
     found: set[str] = set()
     withdrawn = list(Withdrawal.objects.values_list("pseudonym", flat=True))
     for start in range(0, len(withdrawn), _CHUNK):
