@@ -337,6 +337,14 @@ def get_settings() -> Settings:
     return settings
 
 
+def setting_origin(key: str) -> str:
+    """Where the effective value of ``key`` comes from (``from NCCID_DEID_PROFILE``, ``in
+    /srv/nccid/nccid.toml``, ``the default``), for a message that asks to change it."""
+    home = Path(os.environ.get("NCCID_HOME") or "var").resolve()
+    path = _config_path(home)
+    return _Picker(_read_toml(path), path).raw(key, None)[1]
+
+
 def reset_settings_cache() -> None:
     """Forget cached settings (tests change NCCID_HOME between cases)."""
     get_settings.cache_clear()

@@ -61,7 +61,8 @@ _URL_HINT = "use sqlite:///path/to/file or postgres://user@host:port/dbname"
 
 def setup_django(check_key: bool = True, *, needs_key: bool = True) -> None:
     """Start Django once; unless told otherwise, refuse to run against databases that cannot
-    be reached or are not migrated, or with a missing or wrong key.
+    be reached or are not migrated, with a missing or wrong key, or under a ``deid_profile``
+    other than the one the installation's data were de-identified under.
 
     ``needs_key=False`` (research reads: ``nccid research``, ``nccid validate``,
     ``nccid.research.open``) checks the databases but never the key: those read the catalogue
@@ -86,6 +87,9 @@ def setup_django(check_key: bool = True, *, needs_key: bool = True) -> None:
         from nccid.identity.service import check_installation_key
 
         check_installation_key()
+        from nccid.warehouse.deid_profile import check_deid_profile
+
+        check_deid_profile()  # before anything is written under another profile than the data's
 
 
 def check_database_urls(settings) -> None:

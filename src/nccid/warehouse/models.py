@@ -95,3 +95,15 @@ class ImageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.modality} {self.storage_key}"
+
+
+class DeidProfileRecord(models.Model):
+    """The ``deid_profile`` the installation's data were de-identified under (one row,
+    ``nccid.warehouse.deid_profile``): once data exist, another one is refused."""
+
+    profile = models.CharField(max_length=32)
+    recorded_at = models.DateTimeField(default=timezone.now)
+    how = models.CharField(max_length=64)  # e.g. "set while no data were stored"
+
+    def __str__(self) -> str:
+        return f"{self.profile} ({self.how})"

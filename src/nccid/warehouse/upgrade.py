@@ -1,5 +1,6 @@
-"""Bringing a warehouse written by an older release (or under another ``deid_profile``) up to
-the current one; ``nccid init`` runs ``upgrade_warehouse`` on every start of an upgrade.
+"""Bringing a warehouse written by an older release up to the current one; ``nccid init`` runs
+``upgrade_warehouse`` on every start of an upgrade (after ``deid_profile.check_deid_profile``:
+the profile itself never changes once data exist).
 
 The clinical JSON (``{set}/data/<pseudonym>/<kind>-<SITE>.json``) is written under the date
 rule of the moment (``dateshift``): releases before clinical dates were shifted wrote real
@@ -25,7 +26,7 @@ from .layout import CATALOGUE_PREFIX
 CLINICAL_STAMP_KEY = f"{CATALOGUE_PREFIX}/clinical-json.json"
 STALE_CLINICAL_JSON = ("the warehouse's clinical JSON was written under another date rule than "
                        "this deployment's deid_profile (a release before clinical dates were "
-                       "shifted, or a changed profile): run 'nccid init' to rewrite it")
+                       "shifted): run 'nccid init' to rewrite it")
 
 
 @dataclass
@@ -35,7 +36,6 @@ class Upgraded:
     withdrawals_reapplied: list[str] = field(default_factory=list)  # the database lacked them
     markers_written: int = 0  # withdrawals made before the warehouse kept markers
     stale_markers_removed: list[str] = field(default_factory=list)  # reinstated since
-    studies_reapplied: list[str] = field(default_factory=list)  # removals the database lacked
 
 
 def read_clinical_stamp(warehouse=None) -> dict | None:
@@ -60,25 +60,29 @@ def record_clinical_rule(dates_shifted: bool, warehouse=None) -> None:
 def clinical_json_stale() -> bool:
     """Whether clinical JSON may hold dates written under another rule than the deployment's.
 
-    Without a stamp (an older release) only ``shift-dates`` is in doubt, and only if records
-    exist: every release wrote real dates under ``retain-dates``."""
+    Only if records exist (an empty installation may change its profile: its stamp is of no
+    JSON). Without a stamp (an older release) only ``shift-dates`` is in doubt: every release
+    wrote real dates under ``retain-dates``."""
     from nccid.clinical.models import ClinicalRecord
 
     from .dateshift import deployment_shift
 
+    if not ClinicalRecord.objects.exists():
+        return False
     stamp = read_clinical_stamp()
     shifts = deployment_shift().shifts
     if stamp is not None:
         return stamp.get("dates_shifted") != shifts
-    return shifts and ClinicalRecord.objects.exists()
+    return shifts
 
 
 def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> Upgraded:
-    """Re-apply the withdrawals and study removals the warehouse marks and the database lacks
-    (a database restored from a backup older than them) and mark those made before markers existed
+    """Re-apply the withdrawals the warehouse marks and the database lacks (a database restored
+    from a backup older than them) and mark those made before markers existed
     (``nccid.withdrawal.markers``); rewrite clinical JSON written under another date rule;
     then refresh the catalogue twice if either changed it (also when only its image parts
-    still hold arrival times under ``shift-dates``); stamp a warehouse without a stamp.
+    still hold arrival times under ``shift-dates``); stamp a warehouse without a stamp, or
+    with the other rule's while it holds no clinical record.
     Idempotent: a current warehouse is only read."""
     from nccid.withdrawal.markers import reapply
 
@@ -89,16 +93,15 @@ def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> 
     warehouse, shifts = get_warehouse(), deployment_shift().shifts
     mended = reapply(write_missing=True)  # first: nothing below may write their data back
     done = Upgraded(withdrawals_reapplied=mended.reapplied, markers_written=mended.markers_written,
-                    stale_markers_removed=mended.stale_removed,
-                    studies_reapplied=mended.studies_reapplied)
+                    stale_markers_removed=mended.stale_removed)
     if clinical_json_stale():
         done.clinical_rewritten = sync_clinical(on_progress)  # stamps the warehouse
-    elif read_clinical_stamp(warehouse) is None:
+    elif (read_clinical_stamp(warehouse) or {}).get("dates_shifted") != shifts:
         record_clinical_rule(shifts, warehouse)
     if not warehouse.exists(STATE_KEY):
         return done  # never catalogued: the first refresh writes it under the current rule
     state = json.loads(warehouse.read(STATE_KEY))
-    if (done.clinical_rewritten is not None or done.withdrawals_reapplied or done.studies_reapplied
+    if (done.clinical_rewritten is not None or done.withdrawals_reapplied
             or (shifts and not state.get(ARRIVALS_WITHHELD))):
         refresh_catalogue()
         refresh_catalogue()
