@@ -128,7 +128,7 @@ def _refuse_databases_of_two_installations() -> None:
 def _upgrade_warehouse(quiet: bool) -> None:
     """What an older release left in the warehouse, brought up to
     date: clinical JSON with dates of another rule rewritten, the catalogue refreshed; and
-    the withdrawal list and the warehouse's markers of it made to agree."""
+    the withdrawal and study removal lists and the warehouse's markers of them made to agree."""
     from nccid.warehouse.storage import StorageError
     from nccid.warehouse.upgrade import upgrade_warehouse
 
@@ -152,6 +152,12 @@ def _upgrade_warehouse(quiet: bool) -> None:
     if done.stale_markers_removed:
         console.print(f"Removed {len(done.stale_markers_removed):,} withdrawal marker(s) of "
                       "patients the database records as reinstated since.")
+    if done.studies_reapplied:
+        console.print(f"[red]The database lacked {len(done.studies_reapplied):,} study removal(s) "
+                      "the warehouse records (restored from a backup made before them): "
+                      f"re-applied {', '.join(done.studies_reapplied)}[/]: what the backup brought "
+                      "back of them is removed again and intake refuses them (audited "
+                      "study.remove.reapplied).", highlight=False, soft_wrap=True)
     if done.clinical_rewritten is not None:
         console.print(f"Rewrote {done.clinical_rewritten:,} clinical record(s) in the warehouse "
                       "under this deployment's date rule (deid_profile).")

@@ -36,6 +36,7 @@ class Upgraded:
     withdrawals_reapplied: list[str] = field(default_factory=list)  # the database lacked them
     markers_written: int = 0  # withdrawals made before the warehouse kept markers
     stale_markers_removed: list[str] = field(default_factory=list)  # reinstated since
+    studies_reapplied: list[str] = field(default_factory=list)  # removals the database lacked
 
 
 def read_clinical_stamp(warehouse=None) -> dict | None:
@@ -77,8 +78,8 @@ def clinical_json_stale() -> bool:
 
 
 def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> Upgraded:
-    """Re-apply the withdrawals the warehouse marks and the database lacks (a database restored
-    from a backup older than them) and mark those made before markers existed
+    """Re-apply the withdrawals and study removals the warehouse marks and the database lacks
+    (a database restored from a backup older than them) and mark those made before markers existed
     (``nccid.withdrawal.markers``); rewrite clinical JSON written under another date rule;
     then refresh the catalogue twice if either changed it (also when only its image parts
     still hold arrival times under ``shift-dates``); stamp a warehouse without a stamp, or
@@ -93,7 +94,8 @@ def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> 
     warehouse, shifts = get_warehouse(), deployment_shift().shifts
     mended = reapply(write_missing=True)  # first: nothing below may write their data back
     done = Upgraded(withdrawals_reapplied=mended.reapplied, markers_written=mended.markers_written,
-                    stale_markers_removed=mended.stale_removed)
+                    stale_markers_removed=mended.stale_removed,
+                    studies_reapplied=mended.studies_reapplied)
     if clinical_json_stale():
         done.clinical_rewritten = sync_clinical(on_progress)  # stamps the warehouse
     elif (read_clinical_stamp(warehouse) or {}).get("dates_shifted") != shifts:
@@ -101,7 +103,7 @@ def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> 
     if not warehouse.exists(STATE_KEY):
         return done  # never catalogued: the first refresh writes it under the current rule
     state = json.loads(warehouse.read(STATE_KEY))
-    if (done.clinical_rewritten is not None or done.withdrawals_reapplied
+    if (done.clinical_rewritten is not None or done.withdrawals_reapplied or done.studies_reapplied
             or (shifts and not state.get(ARRIVALS_WITHHELD))):
         refresh_catalogue()
         refresh_catalogue()
