@@ -38,6 +38,9 @@ class Settings:
     spool_segment_bytes: int = 256 * 1024 * 1024
     node_drain: bool = True  # false: the node only spools (an operator's pause switch)
     node_worker_process: bool = True  # `nccid node` de-identifies in a child process
+    # Memory the node's associations may hold in instances being received, in all (an
+    # association past it waits; the one that began first never does: fastpath.MemoryBudget).
+    node_receive_memory_mb: int = 128
     portal_host: str = "127.0.0.1"
     portal_port: int = 8000
     # The https origin users reach behind the reverse proxy (empty: the portal is reached
@@ -316,6 +319,7 @@ def get_settings() -> Settings:
         spool_segment_bytes=pick.whole("spool_segment_bytes", 256 * 1024 * 1024, low=1),
         node_drain=pick.flag("node_drain", True),
         node_worker_process=pick.flag("node_worker_process", True),
+        node_receive_memory_mb=pick.whole("node_receive_memory_mb", 128, low=16),
         portal_host=pick.text("portal_host", "127.0.0.1"),
         portal_port=pick.whole("portal_port", 8000, *PORTS),
         public_url=pick.public_url("public_url"),

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
+import time
 from collections.abc import Callable, Iterator
 from io import BytesIO
 
@@ -71,6 +73,108 @@ class ProtocolError(Exception):
     """The peer broke the P-DATA framing in the middle of a message: abort the association."""
 
 
+class NoRoom(Exception):
+    """The node's memory for receiving stayed full until the PDU's deadline: abort (logged)."""
+
+
+class MemoryBudget:
+    """The memory the node's associations hold in PDUs being received, in all (a setting,
+    ``node_receive_memory_mb``). An association reserves a PDU's buffer before reading it: past
+    the limit it waits, its socket unread (the sender's TCP window fills: back-pressure), until
+    others give memory back or until the PDU's deadline, when it is aborted. The association
+    that has held memory longest (an instance begun first) never waits, so one instance larger
+    than the limit is still received when alone, and waiting ones always end: each waits for
+    that one to finish. Nothing is lost: an instance not yet whole was never acknowledged."""
+
+    WAKE = 0.5  # seconds: a waiting association looks whether it was told to end meanwhile
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0  # held by associations, in PDU buffers and fragments
+        self.spares = 0  # in the associations' spare buffers (kept only while there is room)
+        self.waiting = 0
+        self._held: dict[object, int] = {}  # holder -> bytes, in the order they began holding
+        self._changed = threading.Condition()
+
+    def reserve(self, holder: object, size: int, deadline: float | None,
+                given_up: Callable[[], bool], spare: int = 0) -> bool:
+        """Add ``size`` to ``holder``'s bytes (``spare`` of them leaving the spares), waiting
+        while they do not fit; False if ``deadline`` (``time.monotonic``) passed first, or
+        ``given_up()``."""
+        with self._changed:
+            if not self._fits(holder, size):
+                self.waiting += 1
+                self._changed.notify_all()
+                try:
+                    while not self._fits(holder, size):
+                        wait = self.WAKE if deadline is None else deadline - time.monotonic()
+                        if wait <= 0 or given_up():
+                            return False
+                        self._changed.wait(min(wait, self.WAKE))
+                finally:
+                    self.waiting -= 1
+            self.spares -= spare
+            self._add(holder, size)
+            return True
+
+    def charge(self, holder: object, size: int) -> None:
+        """Add ``size`` to ``holder``'s bytes without waiting (what a PDU read brought)."""
+        with self._changed:
+            self._add(holder, size)
+
+    def release(self, holder: object, size: int | None = None, spare: int = 0,
+                spares_gone: int = 0) -> bool:
+        """Take ``size`` (None: all) from ``holder``'s bytes; True if a spare buffer of ``spare``
+        bytes may be kept (there is room for it)."""
+        with self._changed:
+            held = self._held.get(holder, 0)
+            size = held if size is None else min(size, held)
+            if held > size:
+                self._held[holder] = held - size  # its place in the order kept
+            else:
+                self._held.pop(holder, None)
+            self.total -= size
+            self.spares -= spares_gone
+            keep = spare > 0 and self.total + self.spares + spare <= self.limit
+            if keep:
+                self.spares += spare
+            self._changed.notify_all()
+            return keep
+
+    def held_by(self, holder: object) -> int:
+        with self._changed:
+            return self._held.get(holder, 0)
+
+    def wait_until(self, predicate: Callable[[MemoryBudget], bool], timeout: float) -> bool:
+        """Wait (up to ``timeout`` seconds) until ``predicate(budget)``: for tests, monitoring."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self), timeout)
+
+    def _fits(self, holder: object, size: int) -> bool:
+        return (self.total + size <= self.limit or not self._held
+                or next(iter(self._held)) is holder)
+
+    def _add(self, holder: object, size: int) -> None:
+        self._held[holder] = self._held.get(holder, 0) + size
+        self.total += size
+        self._changed.notify_all()
+
+
+_node_budget: MemoryBudget | None = None
+_node_budget_lock = threading.Lock()
+
+
+def node_budget() -> MemoryBudget:
+    """The process's ``MemoryBudget``, sized by the ``node_receive_memory_mb`` setting."""
+    global _node_budget
+    with _node_budget_lock:
+        if _node_budget is None:
+            from nccid.config import get_settings
+
+            _node_budget = MemoryBudget(get_settings().node_receive_memory_mb * 1024 * 1024)
+        return _node_budget
+
+
 class _Message:
     """A DIMSE message being received: its command's bytes, then its dataset's fragments."""
 
@@ -96,33 +200,64 @@ class StoreFastPath:
     then they serve the next message (allocating and zeroing fresh memory for every 128 KB
     PDU cost more than reading it)."""
 
-    def __init__(self, dul, store: StoreHandler) -> None:
+    def __init__(self, dul, store: StoreHandler, budget: MemoryBudget | None = None) -> None:
         self.dul = dul
         self.store = store
+        self.budget = budget or node_budget()
+        self._owed = 0  # fragments' cost to charge to the budget once the PDU is taken
         self.message: _Message | None = None
         self.passing = False  # pynetdicom has the current message: it gets every PDU to its end
         self._passing_needs_data = False
         self._spares: list[bytearray] = []
 
-    def buffer(self, size: int) -> memoryview:
-        """A buffer of ``size`` bytes to read a PDU into (give it to ``take``)."""
+    def buffer(self, size: int, deadline: float | None = None) -> memoryview:
+        """A buffer of ``size`` bytes to read a PDU into (give it to ``take``), once the node's
+        ``MemoryBudget`` has room for it; ``NoRoom`` if it had none by ``deadline``."""
         fitting = [spare for spare in self._spares if len(spare) >= size]
-        if fitting:
-            chosen = min(fitting, key=len)
-            self._spares.remove(chosen)
-        else:
-            chosen = bytearray(size)
+        chosen = min(fitting, key=len) if fitting else None
+        spare = 0 if chosen is None else len(chosen)
+        if not self.budget.reserve(self, spare or size, deadline, self._given_up, spare):
+            log.warning("AE %s waited for room in the node's memory for receiving (%d MB in all, "
+                        "node_receive_memory_mb) until its PDU's deadline: association aborted",
+                        self.dul.assoc.requestor.ae_title, self.budget.limit >> 20)
+            raise NoRoom
+        if chosen is None:
+            return memoryview(bytearray(size))
+        self._spares.remove(chosen)
         return memoryview(chosen)[:size]
 
     def recycle(self, pdu: memoryview) -> None:
-        """``pdu`` is no longer referred to: its buffer may hold another."""
+        """``pdu`` is no longer referred to: its buffer may hold another (kept while this
+        association's spares and the node's budget have room)."""
         whole = pdu.obj
-        if sum(map(len, self._spares)) + len(whole) <= SPARE_BYTES:
+        room = sum(map(len, self._spares)) + len(whole) <= SPARE_BYTES
+        if self.budget.release(self, len(whole), spare=len(whole) if room else 0):
             self._spares.append(whole)
+
+    def close(self) -> None:
+        """The association ended: whatever it held goes back to the node's budget."""
+        self._owed = 0
+        spares, self._spares = self._spares, []
+        self.budget.release(self, spares_gone=sum(map(len, spares)))
+
+    def _given_up(self) -> bool:
+        return bool(getattr(self.dul, "_kill_thread", False))
 
     def take(self, pdu: memoryview) -> bool:
         """Handle one P-DATA-TF PDU (header included); False: pynetdicom must decode it (and
         the caller recycles ``pdu``)."""
+        try:
+            return self._take(pdu)
+        except ProtocolError:
+            self.message = None  # the association is aborted: what it held goes now
+            self.close()
+            raise
+        finally:
+            if self._owed:
+                self.budget.charge(self, self._owed)
+                self._owed = 0
+
+    def _take(self, pdu: memoryview) -> bool:
         try:
             count = _count_items(pdu)
         except ProtocolError:
@@ -178,6 +313,7 @@ class StoreFastPath:
         if data:  # an empty fragment would cost its objects and add nothing
             message.fragments.append(data)
             message.memory += FRAGMENT_COST
+            self._owed += FRAGMENT_COST
             if not message.buffers or message.buffers[-1] is not pdu:
                 message.buffers.append(pdu)
                 message.memory += len(pdu.obj)
@@ -273,6 +409,8 @@ class StoreFastPath:
         finally:
             for fragment in fragments:
                 fragment.release()
+            self.budget.release(self, FRAGMENT_COST * len(fragments) - self._owed)
+            self._owed = 0
             message.fragments = []
             for buffer in message.buffers:
                 if buffer is not current:  # the PDU being read: ``take`` recycles it

@@ -52,7 +52,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 
 from nccid.config import get_settings
 
-from .fastpath import ProtocolError, StoreFastPath, file_meta_bytes
+from .fastpath import NoRoom, ProtocolError, StoreFastPath, file_meta_bytes
 from .outcome import IngestOutcome, IngestStatus
 from .spool import Backlog, Batch, Spool, SpoolError, open_record
 from .upkeep import LinkingUpkeep
@@ -231,6 +231,9 @@ class _QuickDUL(DULServiceProvider):
         try:
             super().run()
         finally:
+            fast = self.__dict__.get("_fast")
+            if fast:
+                fast.close()  # what its instance held goes back to the node's memory budget
             connections.close_all()
 
     def _fast_path(self) -> StoreFastPath | None:
@@ -310,7 +313,12 @@ class _QuickDUL(DULServiceProvider):
         fast = None
         if pdu_type == 0x04 and self.state_machine.current_state == "Sta6":
             fast = self._fast_path()
-        bytestream = fast.buffer(6 + length) if fast is not None else bytearray(6 + length)
+        try:
+            bytestream = (fast.buffer(6 + length, deadline) if fast is not None
+                          else bytearray(6 + length))
+        except NoRoom:  # logged by the short path
+            self.event_queue.put("Evt19")
+            return False
         bytestream[:6] = header
         try:
             complete = sock.recv_exactly(bytestream[6:] if fast is not None
