@@ -193,6 +193,7 @@ def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None
     from nccid.identity.service import get_keyring, rekey_vault
 
     account = login_data_manager(user, password_stdin, "vault.rekey")
+    _remove_key_temporaries()
     key_file = get_settings().key_file
     staged = key_file.with_name(key_file.name + ".new")
     if staged.exists():
@@ -221,6 +222,19 @@ def vault_rekey(user: UserOption, password_stdin: PasswordStdin = False) -> None
     )
     if old.vault_key_derived:
         console.print(DERIVED_VAULT_KEY_STAYS, highlight=False)
+
+
+def _remove_key_temporaries() -> None:
+    """Delete the hidden copies of a key file that a killed key write left beside it."""
+    from nccid.config import get_settings
+    from nccid.identity.keys import remove_key_temporaries
+
+    removed = remove_key_temporaries(get_settings().key_file)
+    if removed:
+        copies = "copy" if len(removed) == 1 else "copies"
+        console.print(f"Removed {len(removed)} temporary {copies} of a key file left by an "
+                      f"interrupted write: {', '.join(path.name for path in removed)}.",
+                      highlight=False)
 
 
 def _install_new_key(key_file: Path, staged: Path) -> Path:
@@ -313,7 +327,9 @@ def key_fingerprint(
 def key_check() -> None:
     """Check the key file is the one this installation's data was made with, vault key
     included, and that the vault is whole: its entries decrypt (all, or a sample of 1,000
-    spread over a larger vault) and every patient of the main database has one."""
+    spread over a larger vault) and every patient of the main database has one. First it
+    deletes the hidden copies of a key file a killed key write left (the check may fail)."""
+    _remove_key_temporaries()
     setup_django()  # refuses a key file of another installation, or one older than a re-key
     from nccid.identity.service import get_keyring, read_vault, vault_keys_in_use
 

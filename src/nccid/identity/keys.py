@@ -66,7 +66,7 @@ def write_key_file(path: Path, text: str) -> None:
     if path.exists():
         raise KeyFileError(f"{path} already exists: refusing to replace a key (data would be lost)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = _temporary_of(path)  # left behind if killed: see remove_key_temporaries
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as handle:
@@ -83,6 +83,38 @@ def write_key_file(path: Path, text: str) -> None:
             _write_exclusive(path, text)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+
+
+def remove_key_temporaries(key_file: Path) -> list[Path]:
+    """Delete the temporaries ``write_key_file`` leaves beside ``key_file`` when killed before
+    its ``finally`` (each a full copy of a key file), and return them.
+
+    Only its exact names: ``.<key>.<12 hex>.tmp`` ('nccid init'), ``.<key>.new.<12 hex>.tmp``
+    and ``.<key>.retired-<time>.<12 hex>.tmp`` ('nccid vault rekey'). A write under way that
+    loses its temporary still succeeds: the link fails and the file is written directly.
+    """
+    key_file = Path(key_file)
+    pattern = re.compile(
+        rf"\.{re.escape(key_file.name)}(?:\.new|\.retired-[0-9]{{8}}T[0-9]{{6}}Z)?"
+        r"\.[0-9a-f]{12}\.tmp"
+    )
+    try:
+        names = sorted(os.listdir(key_file.parent))
+    except OSError:  # no folder yet, or one this account cannot list: nothing of ours there
+        return []
+    removed = []
+    for name in filter(pattern.fullmatch, names):
+        path = key_file.parent / name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def _write_exclusive(path: Path, text: str) -> None:
