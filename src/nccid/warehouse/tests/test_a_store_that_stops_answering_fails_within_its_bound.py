@@ -17,6 +17,7 @@ import pytest
 from nccid.warehouse.storage import StorageError, Warehouse
 
 BOUND = 2.0  # the configured timeout: seconds the store may take to answer
+WITHIN = BOUND + 8  # the bound and a margin for a loaded machine (it hung for minutes)
 
 
 @pytest.fixture
@@ -41,25 +42,26 @@ def _fails_in_time(action, limit: float) -> None:
     started = time.monotonic()
     with pytest.raises(StorageError, match="storage_url"):
         action()
-    assert time.monotonic() - started < limit
+    took = time.monotonic() - started
+    assert took < limit, f"took {took:.1f} s"
 
 
 def test_writes_to_a_store_that_stopped_answering_fail_within_the_bound(s3_server, warehouse):
     body = b"x" * 200_000  # more than the socket buffers take while nobody reads
     with s3_server.paused():
-        _fails_in_time(lambda: warehouse.write_atomic("a/one", body), BOUND + 5)
-        _fails_in_time(lambda: warehouse.write_many({"a/two": body, "a/three": body}), BOUND + 5)
+        _fails_in_time(lambda: warehouse.write_atomic("a/one", body), WITHIN)
+        _fails_in_time(lambda: warehouse.write_many({"a/two": body, "a/three": body}), WITHIN)
         batch = warehouse.batch()
         batch.put("a/four", [body, body])
-        _fails_in_time(batch.publish, BOUND + 5)
+        _fails_in_time(batch.publish, WITHIN)
     assert warehouse.read("a/stored") == b"here"  # answers again once resumed
 
 
 def test_reads_from_a_store_that_stopped_answering_fail_within_the_bound(s3_server, warehouse):
     with s3_server.paused():
-        _fails_in_time(lambda: warehouse.exists("a/stored"), BOUND + 5)
-        _fails_in_time(lambda: warehouse.list("a"), BOUND + 5)
-        _fails_in_time(lambda: warehouse.read("a/stored"), BOUND + 5)
+        _fails_in_time(lambda: warehouse.exists("a/stored"), WITHIN)
+        _fails_in_time(lambda: warehouse.list("a"), WITHIN)
+        _fails_in_time(lambda: warehouse.read("a/stored"), WITHIN)
 
 
 def test_a_health_check_answers_within_its_own_short_bound(s3_server, s3_fresh_warehouse):
