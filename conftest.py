@@ -24,6 +24,20 @@ def nccid_key_file():
     return settings.key_file
 
 
+@pytest.fixture(autouse=True)
+def no_withdrawal_marker_outlives_its_test():
+    """A withdrawal's marker in the session's shared warehouse would refuse the same synthetic
+    person in every later test (intake reads the markers, not only the database, which each
+    test rolls back)."""
+    import shutil
+
+    from nccid.warehouse.layout import WITHDRAWN_PREFIX
+
+    yield
+    home = get_settings().home
+    shutil.rmtree(home / "warehouse" / WITHDRAWN_PREFIX, ignore_errors=True)
+
+
 @pytest.fixture
 def keyring(nccid_key_file):
     from nccid.identity.service import get_keyring
