@@ -158,6 +158,10 @@ def _upgrade_warehouse(quiet: bool) -> None:
                       f"re-applied {', '.join(done.studies_reapplied)}[/]: what the backup brought "
                       "back of them is removed again and intake refuses them (audited "
                       "study.remove.reapplied).", highlight=False, soft_wrap=True)
+    if done.study_markers_written:
+        console.print(f"Marked {done.study_markers_written:,} study removal(s) in the warehouse "
+                      "(withdrawn/studies/), so a database restored from an older backup cannot "
+                      "forget them.")
     if done.clinical_rewritten is not None:
         console.print(f"Rewrote {done.clinical_rewritten:,} clinical record(s) in the warehouse "
                       "under this deployment's date rule (deid_profile).")

@@ -162,6 +162,10 @@ def _withdrawal_differences():
             "backup made before them. Run 'nccid init' to re-apply them[/] (what the backup "
             "brought back of these studies is removed again; intake refuses them meanwhile, "
             "and their rows are left out of the counts below)", highlight=False, soft_wrap=True)
+    if found.studies_unmarked:
+        console.print(f"{len(found.studies_unmarked):,} study removal(s) have no marker in the "
+                      f"warehouse ({_first(found.studies_unmarked)}): run 'nccid init' to write "
+                      "them", highlight=False, soft_wrap=True)
     return found
 
 

@@ -37,6 +37,7 @@ class Upgraded:
     markers_written: int = 0  # withdrawals made before the warehouse kept markers
     stale_markers_removed: list[str] = field(default_factory=list)  # reinstated since
     studies_reapplied: list[str] = field(default_factory=list)  # removals the database lacked
+    study_markers_written: int = 0  # removals made before the warehouse kept markers
 
 
 def read_clinical_stamp(warehouse=None) -> dict | None:
@@ -95,7 +96,8 @@ def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> 
     mended = reapply(write_missing=True)  # first: nothing below may write their data back
     done = Upgraded(withdrawals_reapplied=mended.reapplied, markers_written=mended.markers_written,
                     stale_markers_removed=mended.stale_removed,
-                    studies_reapplied=mended.studies_reapplied)
+                    studies_reapplied=mended.studies_reapplied,
+                    study_markers_written=mended.study_markers_written)
     if clinical_json_stale():
         done.clinical_rewritten = sync_clinical(on_progress)  # stamps the warehouse
     elif (read_clinical_stamp(warehouse) or {}).get("dates_shifted") != shifts:

@@ -115,10 +115,12 @@ class Differences:
     unmarked: list[str] = field(default_factory=list)  # on the list, no marker
     # the same for removed studies, by stored Study Instance UID (a removal is never undone)
     studies_unapplied: dict[str, datetime] = field(default_factory=dict)
+    studies_unmarked: list[str] = field(default_factory=list)
 
     @property
     def any(self) -> bool:
-        return bool(self.unapplied or self.stale or self.unmarked or self.studies_unapplied)
+        return bool(self.unapplied or self.stale or self.unmarked
+                    or self.studies_unapplied or self.studies_unmarked)
 
 
 def differences() -> Differences:
@@ -129,6 +131,7 @@ def differences() -> Differences:
     listed = set(Withdrawal.objects.values_list("pseudonym", flat=True))
     removed = set(StudyWithdrawal.objects.values_list("study_uid", flat=True))
     found = Differences(unmarked=sorted(listed - markers),
+                        studies_unmarked=sorted(removed - studies),
                         studies_unapplied={uid: marked_removal_date(uid)
                                            for uid in sorted(studies - removed)})
     for pseudonym in sorted(markers - listed):
@@ -147,6 +150,7 @@ class Mended:
     stale_removed: list[str] = field(default_factory=list)
     markers_written: int = 0
     studies_reapplied: list[str] = field(default_factory=list)
+    study_markers_written: int = 0
 
 
 def reapply(*, write_missing: bool = False) -> Mended:
@@ -155,7 +159,7 @@ def reapply(*, write_missing: bool = False) -> Mended:
     back is removed: ``services.withdraw`` as ``system``, audited
     ``patient.withdraw.reapplied``), and likewise each study removal (``study.remove.reapplied``);
     remove stale markers; and with ``write_missing`` write the markers of listed withdrawals
-    without one (withdrawals made before markers existed). The catalogue is not refreshed
+    and removals without one (made before markers existed). The catalogue is not refreshed
     here: the caller does (or is the refresh)."""
     from .services import remove_study_as_system, withdraw_as_system
 
@@ -176,4 +180,7 @@ def reapply(*, write_missing: bool = False) -> Mended:
         for entry in Withdrawal.objects.filter(pseudonym__in=found.unmarked):
             write_marker(entry.pseudonym, entry.requested_at)
             done.markers_written += 1
+        for removal in StudyWithdrawal.objects.filter(study_uid__in=found.studies_unmarked):
+            write_study_marker(removal.study_uid, removal.requested_at)
+            done.study_markers_written += 1
     return done

@@ -117,3 +117,27 @@ def test_a_catalogue_refresh_reapplies_it_too(nccid_home, tmp_path):
     assert _images_of(db, study_uid) == 0
     assert not find_leaks([warehouse / "catalogue", warehouse / "training"], [study_uid])
 
+
+def test_init_marks_a_removal_made_before_markers_existed(nccid_home, tmp_path):
+    """An upgrade: a release without markers removed the study (no marker is left); verify
+    names it, init writes its marker, and a backup restored after that cannot undo it."""
+    _person, original = _installation(tmp_path)
+    db, warehouse = nccid_home / "nccid.sqlite3", nccid_home / "warehouse"
+    _back_up(nccid_home, tmp_path / "backup")
+    _remove(original)
+    [(study_uid,)] = _query(db, "SELECT study_uid FROM withdrawal_studywithdrawal")
+    marker = warehouse / "withdrawn" / "studies" / f"{study_uid}.json"
+    marker.unlink()  # as the older release left it
+
+    verified = _cli("warehouse", "verify", "--all", check=False)
+    assert verified.returncode == 1
+    assert (f"1 study removal(s) have no marker in the warehouse ({study_uid}): run 'nccid "
+            "init' to write them") in verified.stdout, verified.stdout
+    init = _cli("init")
+    assert "Marked 1 study removal(s) in the warehouse" in init.stdout
+    assert marker.is_file()
+    assert _cli("warehouse", "verify", "--all").returncode == 0
+
+    _restore(nccid_home, tmp_path / "backup")
+    _cli("init")
+    assert _images_of(db, study_uid) == 0

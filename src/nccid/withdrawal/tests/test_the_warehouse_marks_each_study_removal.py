@@ -1,7 +1,8 @@
 """The warehouse keeps a marker of each study removal (``withdrawn/studies/<StudyUID>.json``:
 the date only, the stored UID in its name), so a database restored from an older backup cannot
-forget it: written by the removal, read by intake while the database lacks the removal, and
-never taken for a withdrawn patient's marker nor read as research data."""
+forget it: written by the removal, written by ``nccid init`` for removals made before markers
+existed, read by intake while the database lacks the removal, and never taken for a withdrawn
+patient's marker nor read as research data."""
 
 from __future__ import annotations
 
@@ -51,6 +52,20 @@ def test_a_removal_writes_its_marker_beside_the_patients_markers(patients, manag
     refresh_catalogue()
     con = connect_catalogue()
     assert con.execute("SELECT count(*) FROM images WHERE study_uid = ?", [bad]).fetchone() == (0,)
+
+
+def test_init_marks_the_removals_of_an_older_release(local_warehouse):
+    """Removals made before the warehouse kept markers get one at the upgrade."""
+    old = StudyWithdrawal.objects.create(study_uid="2.25.1234567", requested_by="dm",
+                                         reason="sent in error", completed_at=timezone.now())
+    assert differences().studies_unmarked == [old.study_uid]
+
+    done = upgrade_warehouse()
+
+    assert done.study_markers_written == 1 and done.studies_reapplied == []
+    assert marked_studies() == {old.study_uid}
+    assert not differences().any
+    assert upgrade_warehouse().study_markers_written == 0  # idempotent
 
 
 def test_a_marker_the_database_lacks_refuses_the_study_until_reapplied(site, patients):
