@@ -396,6 +396,11 @@ class Warehouse:
             paths = self.fs.find(base)
         except FileNotFoundError:
             return
+        except StorageError:
+            raise
+        except Exception as exc:  # botocore and aiohttp raise many kinds: never "no keys"
+            raise StorageError(f"cannot list {prefix or 'the warehouse'!r}: "
+                               f"{type(exc).__name__}: {exc}") from exc
         for path in paths:
             key = self._key_of(path.rstrip("/"))
             if not any(part.startswith(TEMP_PREFIX) for part in key.split("/")):

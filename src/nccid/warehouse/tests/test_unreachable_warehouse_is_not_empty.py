@@ -140,7 +140,7 @@ def test_s3_that_does_not_answer_is_an_error_not_a_missing_object(
         get_warehouse().exists("catalogue/state.json")
     with pytest.raises(StorageError, match="cannot tell whether"):
         select_cohort(researcher, CohortFilter())
-    with pytest.raises(StorageError, match="cannot (tell whether|reach or create bucket)"):
+    with pytest.raises(StorageError, match="cannot (tell whether|reach or create bucket|list)"):
         refresh_catalogue()
 
     monkeypatch.delenv("NCCID_CONFIG")
