@@ -47,13 +47,16 @@ DATE_FORMATS = {"DMY": "DD/MM/YYYY", "MDY": "MM/DD/YYYY"}
 
 _NUMBER_WITH_UNIT = re.compile(r"^([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([^\d\s.].*)?$", re.ASCII)
 _COMMA_NUMBER = re.compile(r"^[-+]?\d+(?:,\d+)+(?:\.\d*)?(?:\s*\D.*)?$", re.ASCII)
+# A time after a date is ignored: 24-hour or 12-hour (9:30 PM, 9:30pm, 9:30 a.m., as Excel's
+# and LibreOffice's CSV export writes a cell formatted dd/mm/yyyy h:mm AM/PM).
+_TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[ap]\.?m\.?)?"
 # Year first: always year, month, day (2020-07-13, 2020/07/13); a time and zone after it are
 # ignored, the date kept as written (2020-07-13T23:30:00Z is 13 July, wherever that was).
 _ISO_DATE = re.compile(r"^(\d{4})([-/.])(\d{1,2})\2(\d{1,2})"
-                       r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*(?:Z|[+-]\d{2}(?::?\d{2})?))?)?$",
-                       re.ASCII)
-_SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$",
-                         re.ASCII)
+                       rf"(?:[T ]{_TIME}(?:\s*(?:Z|[+-]\d{{2}}(?::?\d{{2}})?))?)?$",
+                       re.ASCII | re.IGNORECASE)
+_SLASH_DATE = re.compile(rf"^(\d{{1,2}})[/.\-](\d{{1,2}})[/.\-](\d{{4}}|\d{{2}})(?:\s+{_TIME})?$",
+                         re.ASCII | re.IGNORECASE)
 # A month by name: day first (13 Jul 2020, 13-Jul-20 as Excel's CSV writes d-mmm-yy, 13th of
 # July 2020, 13JUL2020), month first with a four-digit year (July 13, 2020) or year first
 # (2020-Jul-13); a weekday before it is checked. Every spelling is one the date-in-wrong-column
@@ -63,7 +66,7 @@ _WORDY_DATE = re.compile(
     r"(?:(?P<day>\d{1,2})(?:st|nd|rd|th)?(?:\s+of)?[\s\-/.]*(?P<month>[a-z]+)\.?[\s\-/.,]*(?P<year>\d{4}|\d{2})"
     r"|(?P<month_first>[a-z]+)\.?\s*(?P<day_second>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<year_last>(?:19|20)\d{2})"
     r"|(?P<year_first>\d{4})[\s\-/.]*(?P<month_second>[a-z]+)[\s\-/.]*(?P<day_last>\d{1,2}))"
-    r"(?:[\sT]+\d{1,2}:\d{2}(?::\d{2})?)?$", re.ASCII | re.IGNORECASE)
+    rf"(?:[\sT]+{_TIME})?$", re.ASCII | re.IGNORECASE)
 _MONTHS = {name: number for number, names in enumerate((
     ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
     ("jun", "june"), ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"),

@@ -66,3 +66,22 @@ def test_every_spelling_read_is_refused_where_no_date_belongs(typed):
     assert date_pattern().search(born), born
     [problem] = one("hospital", born)[1]
     assert (problem.severity, problem.value) == ("error", "") and "is a date" in problem.reason
+
+
+# Excel's and LibreOffice's CSV export of a cell formatted dd/mm/yyyy h:mm AM/PM
+WITH_A_12_HOUR_TIME = ["13/07/2020 9:30 AM", "13/07/2020 9:30 PM", "13/07/2020 09:30:00 pm", "13/07/2020 9:30a.m.",
+                       "13 Jul 2020 9:30 PM", "2020-07-13 9:30 PM"]
+
+
+@pytest.mark.parametrize("typed", WITH_A_12_HOUR_TIME)
+@pytest.mark.parametrize("date_format", ["DMY", ""])
+def test_a_date_with_a_12_hour_time_is_read_and_the_time_ignored(typed, date_format):
+    result, problems = one("date_of_admission", typed, date_format=date_format)
+    assert problems == []
+    assert result.records[0].cleaned["date_of_admission"] == "2020-07-13"
+
+
+@pytest.mark.parametrize("typed", WITH_A_12_HOUR_TIME)
+def test_a_date_with_a_12_hour_time_is_refused_where_no_date_belongs(typed):
+    [problem] = one("hospital", typed.replace("2020", "1931"))[1]
+    assert (problem.severity, problem.value) == ("error", "") and "is a date" in problem.reason
