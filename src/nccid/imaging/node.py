@@ -47,6 +47,7 @@ from pynetdicom.acse import ACSE
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
@@ -130,6 +131,10 @@ class SiteTitles:
     def site_code(self, ae_title: str) -> str | None:
         return self.current().get(ae_title.strip())
 
+    def known_code(self, ae_title: str) -> str | None:
+        """The site of ``ae_title`` as last read, without asking the database."""
+        return self._known.get(ae_title.strip())
+
 
 class NodeAE(ApplicationEntity):
     """An AE whose accepted calling AE titles are the sites' ones (``SiteTitles``)."""
@@ -165,6 +170,9 @@ class _DjangoAssociation(Association):
             answer.Status = CANNOT_UNDERSTAND
             self.dimse.send_msg(answer, context_id)
             return
+        if msg.is_valid_request and context_id not in self._accepted_cx and not self._sent_release:
+            self.end_abnormally(f"a message on presentation context {context_id}, which was "
+                                "not accepted")  # pynetdicom aborts the association
         super()._serve_request(msg, context_id)
 
     def run(self) -> None:
@@ -176,7 +184,16 @@ class _DjangoAssociation(Association):
         finally:
             self.request_arrived()  # or never will: the connection is closed
             _log_summary(self)
+            _log_ending(self)
             connections.close_all()
+
+    _nccid_ending: str | None = None  # why it ended other than by a release: the first cause
+
+    def end_abnormally(self, why: str) -> None:
+        """Note why the association is ending, and whether a message was being received then,
+        for its log line (``_log_ending``); the first cause stands."""
+        if self._nccid_ending is None:
+            self._nccid_ending = why + _left_unfinished(self)
 
     _nccid_request: socket.socket | None = None  # its place among unassociated connections
 
@@ -194,6 +211,57 @@ class _DjangoAssociation(Association):
         if self._nccid_request is not None:
             self.request_arrived()
             self.dul.to_user_queue.put(None)
+
+
+# The first abnormal ending an association's state machine meets (PS3.8 9.2), by event: a PDU
+# out of turn (named), or another event ending it. States 1 and 13 are left out: the association
+# has already ended (after a release, a refusal or a first abort). A connection closed before its
+# association request is noted by the reader only if it sent anything (``_QuickDUL``): a port
+# probe or a health check sends nothing, and would flood the log.
+_PDUS_OUT_OF_TURN = {"Evt3": "an A-ASSOCIATE-AC", "Evt4": "an A-ASSOCIATE-RJ", "Evt10": "P-DATA",
+                     "Evt12": "an A-RELEASE-RQ", "Evt13": "an A-RELEASE-RP"}
+_ENDING_EVENTS = {
+    "Evt6": "a second association request (A-ASSOCIATE-RQ)",
+    "Evt15": "aborted by the node",
+    "Evt16": "the peer aborted it (A-ABORT)",
+    "Evt17": "the connection dropped (closed without a release)",
+    "Evt18": "no whole association request within {artim:g} s of connecting (the ARTIM timer)",
+    "Evt19": "a PDU or message the node refused",
+}
+_ABORTING_ACTIONS = frozenset({"AA-1", "AA-2", "AA-3", "AA-4", "AA-5", "AA-8"})
+
+
+def _endings() -> dict[tuple[str, str], str]:
+    endings = {}
+    for (event, state), action in TRANSITION_TABLE.items():
+        if action not in _ABORTING_ACTIONS or state in ("Sta1", "Sta13") or (
+                event, state) == ("Evt17", "Sta2"):
+            continue
+        if event in _PDUS_OUT_OF_TURN:
+            endings[(event, state)] = _PDUS_OUT_OF_TURN[event] + (
+                " before its association request" if state == "Sta2" else " out of turn")
+        else:
+            endings[(event, state)] = _ENDING_EVENTS[event]
+    return endings
+
+
+_ENDINGS = _endings()
+
+
+class _NodeStateMachine(StateMachine):
+    """pynetdicom's state machine, noting the first event that ends its association abnormally
+    (``_ENDINGS``: one dict look-up per event; the C-STORE short path's PDUs pass none)."""
+
+    def do_action(self, event: str) -> None:
+        why = _ENDINGS.get((event, self.current_state))
+        if why is not None:
+            self.dul.assoc.end_abnormally(why.format(artim=self.dul.artim_timer.timeout))
+        try:
+            super().do_action(event)
+        except Exception as exc:
+            self.dul.assoc.end_abnormally(f"the node failed on {event} in {self.current_state} "
+                                          f"({type(exc).__name__})")
+            raise
 
 
 class _NodeACSE(ACSE):
@@ -283,7 +351,11 @@ class _QuickDUL(DULServiceProvider):
 
     def idle_timer_expired(self) -> bool:
         """pynetdicom's network timeout, while no PDU is being read (each has its deadline)."""
-        return not self._reading and super().idle_timer_expired()
+        expired = not self._reading and super().idle_timer_expired()
+        if expired:  # the association thread aborts it
+            self.assoc.end_abnormally(f"nothing received for {self.network_timeout:g} s (the "
+                                      "network timeout)")
+        return expired
 
     def _read_one_pdu(self) -> bool:
         """pynetdicom's PDU reading, with the declared length checked before anything is
@@ -302,12 +374,14 @@ class _QuickDUL(DULServiceProvider):
         except OSError:
             started = False
         if not started:
-            return self._peer_closed(awaiting_request)
+            return self._peer_closed(awaiting_request, sent_any=sock.read_before_close > 0)
         pdu_type, _, length = struct.unpack(">BBL", header)
         limit = P_DATA_LIMIT if pdu_type == 0x04 and self.assoc.is_established else CONTROL_PDU_LIMIT
         if pdu_type not in _PDU_TYPES or length > limit:
             log.warning("refused a PDU of type 0x%02X declaring %d bytes (limit %d): association "
                         "aborted", pdu_type, length, limit)
+            self.assoc.end_abnormally(f"a PDU of type 0x{pdu_type:02X} declaring {length:,} "
+                                      f"bytes (limit {limit:,})")
             self.event_queue.put("Evt19")  # invalid PDU: A-ABORT
             return False
         fast = None
@@ -317,6 +391,8 @@ class _QuickDUL(DULServiceProvider):
             bytestream = (fast.buffer(6 + length, deadline) if fast is not None
                           else bytearray(6 + length))
         except NoRoom:  # logged by the short path
+            self.assoc.end_abnormally("no room in the node's memory for receiving within the "
+                                      "PDU's deadline")
             self.event_queue.put("Evt19")
             return False
         bytestream[:6] = header
@@ -328,7 +404,7 @@ class _QuickDUL(DULServiceProvider):
         except OSError:
             complete = False
         if not complete:
-            return self._peer_closed(awaiting_request)
+            return self._peer_closed(awaiting_request, sent_any=True)
         if fast is not None:
             try:
                 if fast.take(bytestream):
@@ -336,6 +412,7 @@ class _QuickDUL(DULServiceProvider):
             except ProtocolError as exc:
                 log.warning("AE %s broke the P-DATA framing (%s): association aborted",
                             self.assoc.requestor.ae_title, exc)
+                self.assoc.end_abnormally(f"the P-DATA framing broken ({exc})")
                 self.event_queue.put("Evt19")
                 return False
             pdu_bytes = bytes(bytestream)
@@ -346,6 +423,7 @@ class _QuickDUL(DULServiceProvider):
         except Exception:  # noqa: BLE001 - as pynetdicom: an undecodable PDU aborts
             log.warning("refused a PDU of type 0x%02X that could not be decoded: association "
                         "aborted", pdu_type)
+            self.assoc.end_abnormally(f"a PDU of type 0x{pdu_type:02X} that could not be decoded")
             self.event_queue.put("Evt19")
             return False
         if awaiting_request and pdu_type == 0x01:
@@ -364,7 +442,11 @@ class _QuickDUL(DULServiceProvider):
         timeout = self.network_timeout
         return None if timeout is None else time.monotonic() + timeout
 
-    def _peer_closed(self, awaiting_request: bool) -> bool:
+    def _peer_closed(self, awaiting_request: bool, sent_any: bool) -> bool:
+        """The peer closed the connection. Before its association request that is logged only
+        if it sent anything: a port probe or a health check sends nothing."""
+        if sent_any and self.state_machine.current_state in _BEFORE_REQUEST:
+            self.assoc.end_abnormally("closed before its association request arrived whole")
         self.event_queue.put("Evt17")  # transport closed
         if awaiting_request:
             self.assoc.connection_closed()
@@ -373,6 +455,13 @@ class _QuickDUL(DULServiceProvider):
     def _too_slow(self, awaiting_request: bool) -> bool:
         """The PDU did not arrive whole in time: before association the ARTIM timer's expiry
         (the connection is closed), after it an A-ABORT."""
+        if not awaiting_request:
+            self.assoc.end_abnormally(f"a PDU not whole within {self.network_timeout:g} s of its "
+                                      "first byte")
+        elif self.state_machine.current_state in _BEFORE_REQUEST:  # noted here: the event may
+            # never be acted on (the association thread's own wait ends at the same time)
+            self.assoc.end_abnormally(_ENDING_EVENTS["Evt18"].format(
+                artim=self.artim_timer.timeout))
         self.event_queue.put("Evt18" if awaiting_request else "Evt19")
         return False
 
@@ -381,6 +470,7 @@ class _QuickDUL(DULServiceProvider):
 # (Sta1 too: the DUL may read before it has acted on the connection's own event), and one
 # awaiting its close.
 _ARTIM_STATES = frozenset({"Sta1", "Sta2", "Sta13"})
+_BEFORE_REQUEST = frozenset({"Sta1", "Sta2"})
 
 # PDU lengths the node accepts: P-DATA up to the maximum it negotiates, anything else (an
 # association request with its presentation contexts and user identity) up to 1 MB.
@@ -405,6 +495,7 @@ class _NoDelayHandler(RequestHandler):
         assoc.acse.__class__ = _NodeACSE
         assoc._nccid_request = self.request
         assoc.dul.__class__ = _QuickDUL
+        assoc.dul.state_machine.__class__ = _NodeStateMachine
         assoc.dul.socket.__class__ = _BulkSocket
         return assoc
 
@@ -419,6 +510,8 @@ class _BulkSocket(AssociationSocket):
     waiting, and only when it has nothing does ``select`` wait, up to the PDU's deadline. The
     deadline costs nothing while data flows, and sends are left as pynetdicom has them."""
 
+    read_before_close = 0  # bytes of the PDU being read when the peer closed the connection
+
     def recv_exactly(self, view: memoryview, deadline: float | None = None) -> bool:
         """Fill ``view`` from the socket; False when the peer closed the connection first,
         ``TimeoutError`` when ``deadline`` (``time.monotonic``) passed first."""
@@ -431,6 +524,7 @@ class _BulkSocket(AssociationSocket):
                     raise TimeoutError("the PDU did not arrive whole in time") from None
                 continue
             if not got:
+                self.read_before_close = read
                 return False
             read += got
         return True
@@ -472,6 +566,40 @@ def _log_summary(assoc) -> None:
     parts = ", ".join(f"{n} {status}" for status, n in sorted(tally.counts.items()))
     log.info("association from site %s: %s; %.1f MB in %.1f s", tally.site, parts,
              tally.bytes / 1e6, seconds)
+
+
+def _log_ending(assoc) -> None:
+    """One line for an association that ended other than by a release or a refusal: who, why
+    (its first cause), and whether an instance was being received. None for a connection that
+    closed having sent nothing."""
+    why = assoc._nccid_ending
+    if why is None and assoc.is_aborted:
+        why = "aborted (no cause noted)"
+    if why is not None:
+        log.warning("%s ended abnormally: %s", _peer_for_log(assoc), why)
+
+
+def _peer_for_log(assoc) -> str:
+    """The peer as its log line names it: a registered site's AE title as sent, any other by
+    ``ae_title_for_log``; only the address before its association request arrived."""
+    requestor = assoc.requestor
+    title = str(requestor.ae_title).strip()
+    if not title:
+        return f"a connection from {requestor.address}"
+    code = assoc.ae.site_titles.known_code(title)
+    shown = f"{title} (site {code})" if code else ae_title_for_log(title)
+    return f"the association from AE {shown} at {requestor.address}"
+
+
+def _left_unfinished(assoc) -> str:
+    """What an association ending now leaves half received, for its log line."""
+    fast = assoc.dul.__dict__.get("_fast")
+    message = getattr(fast, "message", None)
+    if message is not None and message.request is not None:
+        return "; an instance was being received: not stored, the sender should send it again"
+    if message is not None or getattr(fast, "passing", False) or assoc.dimse.message is not None:
+        return "; a message was being received"
+    return ""
 
 
 def handle_store(event, spool: Spool) -> int:
