@@ -357,14 +357,20 @@ def withdraw_as_system(pseudonym: str, withdrawn_at: datetime, reason: str) -> R
                      action="patient.withdraw.reapplied")
 
 
+def _list_entry(model, by, reason: str, requested_at: datetime | None, **key):
+    """The list entry (``Withdrawal`` or ``StudyWithdrawal``) of ``key``, and whether it is
+    new; ``by`` is an account or "system" (a marked one made again)."""
+    defaults = {"requested_by": getattr(by, "username", None) or str(by), "reason": reason}
+    if requested_at is not None:
+        defaults["requested_at"] = requested_at
+    return model.objects.get_or_create(**key, defaults=defaults)
+
+
 def _withdraw(pseudonym: str, by, reason: str, *, requested_at: datetime | None = None,
               refresh: bool = True, action: str | None = None) -> Removed:
     from .markers import write_marker
 
-    defaults = {"requested_by": getattr(by, "username", None) or str(by), "reason": reason}
-    if requested_at is not None:
-        defaults["requested_at"] = requested_at
-    entry, created = Withdrawal.objects.get_or_create(pseudonym=pseudonym, defaults=defaults)
+    entry, created = _list_entry(Withdrawal, by, reason, requested_at, pseudonym=pseudonym)
     # before anything is deleted: a database restored from an older backup cannot forget it
     write_marker(pseudonym, entry.requested_at)
     earlier = {k: v for k, v in entry.removed.items() if isinstance(v, int)}
@@ -739,10 +745,7 @@ def _remove_study(study_uid: str, by, reason: str, *, requested_at: datetime | N
 
     from .markers import write_study_marker
 
-    defaults = {"requested_by": getattr(by, "username", None) or str(by), "reason": reason}
-    if requested_at is not None:
-        defaults["requested_at"] = requested_at
-    entry, created = StudyWithdrawal.objects.get_or_create(study_uid=study_uid, defaults=defaults)
+    entry, created = _list_entry(StudyWithdrawal, by, reason, requested_at, study_uid=study_uid)
     # before anything is deleted: a database restored from an older backup cannot forget it
     write_study_marker(study_uid, entry.requested_at)
     set_name = (_study_images(study_uid).values_list("set_name", flat=True).first()
