@@ -141,10 +141,13 @@ def _database_identity(url: str) -> tuple:
     if config["ENGINE"].endswith("sqlite3"):
         path = os.path.realpath(config["NAME"])
         return ("sqlite", path, f"file {path}")
-    host = (config.get("HOST") or "").lower()
-    host = "localhost" if host in _LOCAL_HOSTS or host.startswith("/") else host
-    port = int(config.get("PORT") or 5432)
-    options = (config.get("OPTIONS") or {}).get("options", "")
+    extra = config.get("OPTIONS") or {}  # ?host=…&port=… land here, as psycopg reads them
+    host = str(config.get("HOST") or extra.get("host") or "")
+    # a socket folder is its own server (two folders, two servers); no host is the default one
+    host = os.path.realpath(host) if host.startswith("/") else host.lower()
+    host = "localhost" if host in _LOCAL_HOSTS else host
+    port = int(config.get("PORT") or extra.get("port") or 5432)
+    options = extra.get("options", "")
     return ("postgresql", host, port, config["NAME"], options,
             f"database {config['NAME']} on {host}:{port}")
 

@@ -59,3 +59,16 @@ def test_the_same_postgresql_database_is_one_whatever_the_role_or_spelling_of_th
     assert _database_identity("postgres://nccid@localhost:5433/nccid") != main
     # One database, the vault in a schema of its own: a separate store, allowed.
     assert _database_identity("postgres://v@localhost/nccid?options=-c%20search_path%3Dvault") != main
+
+
+def test_servers_named_by_query_parameters_are_told_apart():
+    """A port or socket folder given as ?port= / ?host= (as psycopg reads them) names another
+    server: read as localhost:5432, two servers were refused as one database after an upgrade."""
+    first = _database_identity("postgres://postgres@127.0.0.1/nccid?port=18545")
+    assert _database_identity("postgres://postgres@127.0.0.1/nccid?port=18546") != first
+    assert _database_identity("postgres://postgres@127.0.0.1:18545/nccid") == first
+    assert "18545" in first[-1]
+    sockets = [_database_identity(f"postgres://postgres@/nccid?host=/tmp/{name}&port=5432")
+               for name in ("pg", "pg2")]
+    assert sockets[0] != sockets[1]
+    assert _database_identity("postgres://postgres@/nccid?host=/tmp/pg&port=5432") == sockets[0]
