@@ -37,7 +37,7 @@ from nccid.identity.reasons import date_pattern
 
 from . import hospital_numbers
 from .hospital_numbers import NO_NUMBERS, UploadNumbers
-from .reader import Layout, Sheet
+from .reader import Layout, Sheet, SpreadsheetRejected
 from .schema import CodeList, Column, LabText, Template, isaric4c_rules, phrase
 
 EXCEL_EPOCH = dt.date(1899, 12, 30)
@@ -773,6 +773,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
     for column in template.columns:  # unknown declared units refuse the file, even if unused
         if column.type in ("integer", "decimal"):
             compile_column(column, site)
+    refuse_month_first_import(sheet, layout, site)
     patient_index = hospital_index = None
     active: list[tuple[int, Column, str, Callable]] = []
     for index, column in enumerate(layout.columns):
@@ -957,6 +958,61 @@ def _compiled(sheet: Sheet, layout: Layout, index: int, site: SiteRules) -> Call
     return compile_column(column, site, header_unit=layout.header_units.get(index),
                           other_order_row=other_order, date1904=sheet.date1904,
                           date_format=date_format)
+
+
+def refuse_month_first_import(sheet: Sheet, layout: Layout, site: SiteRules) -> None:
+    """Refuse the file when a day-first date column looks opened in a month-first (US) locale
+    and saved: its dates valid month first (05/01/2021) became date cells with day and month
+    swapped (1 May 2021), the others (13/04/2020) stayed text. Nothing in a cell tells them
+    apart, so the column's date cells cannot be trusted. Names the columns, never a value."""
+    headers = template_headers(layout)
+    swapped = [f"column {get_column_letter(index + 1)} ('{headers[index]}')"
+               for index, column in enumerate(layout.columns)
+               if column is not None and column.type == "date"
+               and layout.date_orders.get(index, site.date_format) != "MDY"
+               and _month_first_import(sheet, index)]
+    if swapped:
+        raise SpreadsheetRejected(
+            f"{' and '.join(swapped)} {'mix' if len(swapped) > 1 else 'mixes'} date cells with dates typed as text that can only be day "
+            "first (a day after 12): the file seems to have been opened in a month-first (US) date "
+            "setting and saved, which turns each date with a day of 12 or less into a date cell "
+            "with day and month swapped. Open the original file again with UK date settings (or "
+            "import the column as text) and save it, or format the column as text dates "
+            "(DD/MM/YYYY), then upload it again")
+
+
+def _month_first_import(sheet: Sheet, index: int) -> bool:
+    """Column ``index`` holds date cells, all on days 1 to 12, and text dates, all readable
+    day first only: what a month-first import of day-first dates leaves (one pass, per
+    distinct text). A date cell on a later day, or a text date it would have made a cell
+    (first number 12 or less), is no such import."""
+    date_cells = day_first = False
+    kind_of: dict[str, str | None] = {}  # per distinct text: a column repeats its dates
+    for _rownum, cells in sheet.rows:
+        value = cells[index]
+        if type(value) is str:
+            if value not in kind_of:
+                kind_of[value] = _slash_kind(value)
+            kind = kind_of[value]
+            if kind == "month first":
+                return False
+            day_first = day_first or kind == "day first only"
+        elif isinstance(value, dt.date):
+            if value.day > 12:
+                return False
+            date_cells = True
+    return date_cells and day_first
+
+
+def _slash_kind(text: str) -> str | None:
+    """"month first" for a slash date a month-first locale reads as a date (first number 12
+    or less), "day first only" for one it leaves as text (13/04/2020), else None."""
+    match = _SLASH_DATE.match(text.strip())
+    if match is None:
+        return None
+    if int(match[1]) <= 12:
+        return "month first"
+    return "day first only" if int(match[2]) <= 12 else None
 
 
 def date_order_warnings(layout: Layout, site: SiteRules) -> list[str]:
