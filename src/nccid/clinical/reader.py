@@ -21,6 +21,7 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree
 
@@ -225,7 +226,7 @@ def _read_xlsx(data: bytes) -> Sheet:
     errors = _error_cells(xml)
     if error_text or (b"#" in xml and _ERROR_TEXT_BYTES.search(xml)):  # inline text too
         errors.update(_error_texts(values))
-    _refuse_hidden_values(xml, values, sheet_name, _header_index(values, {row for row, _ in errors}), errors)
+    _refuse_hidden_values(xml, values, sheet_name, _headers_row(values, {row for row, _ in errors}), errors)
     del xml
     _refuse_template_headers_elsewhere(archive, parts.others)
     sheet = _sheet(values, "xlsx", stamp, title, errors)
@@ -799,6 +800,26 @@ def _header_index(values: list[list], error_rows) -> int | None:
     ``error_rows``, row indices)."""
     return next((i for i, row in enumerate(values) if i in error_rows or any(_filled(v) for v in row)),
                 None)
+
+
+def _headers_row(values: list[list], error_rows) -> int | None:
+    """The row holding the headers, for the hidden check: the header row (the first filled),
+    or, when that holds no template header and one of the next few filled rows does (a title
+    above the headers), that row. A hidden column holding only its header is then no hidden
+    value, and the title row is refused for what it is, by ``layout``."""
+    first = _header_index(values, error_rows)
+    if first is None or _holds_template_header(values[first]):
+        return first
+    following = (i for i in range(first + 1, len(values)) if any(_filled(v) for v in values[i]))
+    return next((i for i in islice(following, TITLE_ROWS) if _holds_template_header(values[i])), first)
+
+
+TITLE_ROWS = 5  # filled rows looked at below a first row holding no template header
+
+
+def _holds_template_header(row: list) -> bool:
+    every = templates().values()
+    return any(t.column_for(str(v).strip()) is not None for v in row if _filled(v) for t in every)
 
 
 def _unheaded_columns(values: list[list], header_index: int, headers: list[str],

@@ -63,3 +63,28 @@ def test_rows_and_columns_that_show_their_values_are_read():
     header_only = edited(xlsx_bytes(headers, [row]), {SHEET: lambda xml: xml.replace(
         b"<sheetData", b'<cols><col min="4" max="4" width="0"/></cols><sheetData')})
     assert reader.read_bytes(header_only).rows
+
+
+def _titled(hidden: str, age=None) -> bytes:
+    """A positive sheet with a title row above its headers and column ``hidden`` hidden."""
+    headers, row = positive_row(age=age)  # column D: Age
+
+    def title_and_hide(workbook):
+        sheet = workbook.active
+        sheet.insert_rows(1)
+        sheet["A1"] = "Royal Test Hospital - COVID positive patients - April 2020"
+        sheet.column_dimensions[hidden].hidden = True
+
+    return xlsx_bytes(headers, [row], build=title_and_hide)
+
+
+def test_a_title_row_is_named_not_a_hidden_column_holding_only_its_header():
+    """The hidden check took the title as the header row, so the real header of a hidden
+    column the site does not fill was a "value", and the title row went unmentioned."""
+    with pytest.raises(reader.SpreadsheetRejected) as refused_:
+        reader.layout(reader.read_bytes(_titled("D")), "positive")
+    assert "was found in the first row" in str(refused_.value) and "hidden" not in str(refused_.value)
+
+
+def test_a_hidden_column_holding_values_under_a_title_row_is_still_refused():
+    assert "hidden columns holding values (D)" in refused(_titled("D", age=40))
