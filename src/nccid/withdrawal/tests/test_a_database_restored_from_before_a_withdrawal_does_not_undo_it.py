@@ -38,8 +38,9 @@ def _patient_objects(warehouse, pseudonym: str) -> list[str]:
                   if p.is_file() and not p.relative_to(warehouse).parts[0] == "withdrawn")
 
 
-def test_restoring_the_databases_keeps_the_patient_withdrawn(nccid_home, tmp_path):
-    gone, kept = people(2, seed=23)
+def _site_with_two_patients(tmp_path, gone, kept):
+    """An installation with a site, a data manager and both patients' clinical records (61
+    years old: ``gone``)."""
     _cli("init")
     _cli("site", "add", "RSTR", "--name", "Restore Test Hospital", "--ae-title", "RSTR_PACS",
          "--split", "training")
@@ -47,6 +48,11 @@ def test_restoring_the_databases_keeps_the_patient_withdrawn(nccid_home, tmp_pat
     sheet = tmp_path / "positive.xlsx"
     sheet.write_bytes(sheet_of("positive", [{"age": 61, "sex": 1}, {"age": 44, "sex": 2}], [gone, kept]))
     _cli("clinical", "import", "--site", "RSTR", "--kind", "positive", str(sheet))
+
+
+def test_restoring_the_databases_keeps_the_patient_withdrawn(nccid_home, tmp_path):
+    gone, kept = people(2, seed=23)
+    _site_with_two_patients(tmp_path, gone, kept)
     _write_study(tmp_path / "images" / "gone", gone, 1)
     _write_study(tmp_path / "images" / "kept", kept, 2)
     _cli("images", "import", "--site", "RSTR", str(tmp_path / "images"))
@@ -97,13 +103,7 @@ def test_restoring_the_databases_keeps_the_patient_withdrawn(nccid_home, tmp_pat
 def test_a_catalogue_refresh_reapplies_it_too(nccid_home, tmp_path):
     """The cron job's refresh, run before anyone reads verify: the sweep re-applies it."""
     gone, kept = people(2, seed=29)
-    _cli("init")
-    _cli("site", "add", "RSTR", "--name", "Restore Test Hospital", "--ae-title", "RSTR_PACS",
-         "--split", "training")
-    _cli("user", "add", "manager", "--role", "data-manager", "--password-stdin", stdin=PASSWORD + "\n")
-    sheet = tmp_path / "positive.xlsx"
-    sheet.write_bytes(sheet_of("positive", [{"age": 61, "sex": 1}, {"age": 44, "sex": 2}], [gone, kept]))
-    _cli("clinical", "import", "--site", "RSTR", "--kind", "positive", str(sheet))
+    _site_with_two_patients(tmp_path, gone, kept)
     _cli("warehouse", "catalogue")
     db, warehouse = nccid_home / "nccid.sqlite3", nccid_home / "warehouse"
     [(pseudonym,)] = _query(db, "SELECT DISTINCT pseudonym FROM clinical_clinicalrecord WHERE "
