@@ -88,9 +88,14 @@ class MemoryBudget:
 
     WAKE = 0.5  # seconds: a waiting association looks whether it was told to end meanwhile
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, allowance: int = 0) -> None:
         self.limit = limit
+        # Each association's first ``allowance`` bytes are its own, outside the limit: a C-ECHO,
+        # a command, an X-ray in one PDU never wait behind a large instance coming slowly
+        # (senders' own timeouts, 30-60 s, ended them first).
+        self.allowance = allowance
         self.total = 0  # held by associations, in PDU buffers and fragments
+        self.shared = 0  # of which beyond the associations' allowances: what the limit bounds
         self.spares = 0  # in the associations' spare buffers (kept only while there is room)
         self.waiting = 0
         self._held: dict[object, int] = {}  # holder -> bytes, in the order they began holding
@@ -134,6 +139,7 @@ class MemoryBudget:
             else:
                 self._held.pop(holder, None)
             self.total -= size
+            self.shared -= self._beyond(held) - self._beyond(held - size)
             self.spares -= spares_gone
             keep = spare > 0 and self.total + self.spares + spare <= self.limit
             if keep:
@@ -151,15 +157,25 @@ class MemoryBudget:
             return self._changed.wait_for(lambda: predicate(self), timeout)
 
     def _fits(self, holder: object, size: int) -> bool:
-        return (self.total + size <= self.limit or not self._held
+        held = self._held.get(holder, 0)
+        more = self._beyond(held + size) - self._beyond(held)
+        return (more == 0 or self.shared + more <= self.limit or not self._held
                 or next(iter(self._held)) is holder)
 
     def _add(self, holder: object, size: int) -> None:
-        self._held[holder] = self._held.get(holder, 0) + size
+        held = self._held.get(holder, 0)
+        self._held[holder] = held + size
         self.total += size
+        self.shared += self._beyond(held + size) - self._beyond(held)
         self._changed.notify_all()
 
+    def _beyond(self, held: int) -> int:
+        return max(0, held - self.allowance)
 
+
+# One PDU of the largest size the node negotiates (16 MB, node.MAXIMUM_PDU), with its
+# fragments' cost: 32 associations hold at most 0.5 GB so, beside the shared limit.
+ASSOCIATION_ALLOWANCE = 17 * 1024 * 1024
 _node_budget: MemoryBudget | None = None
 _node_budget_lock = threading.Lock()
 
@@ -171,7 +187,8 @@ def node_budget() -> MemoryBudget:
         if _node_budget is None:
             from nccid.config import get_settings
 
-            _node_budget = MemoryBudget(get_settings().node_receive_memory_mb * 1024 * 1024)
+            _node_budget = MemoryBudget(get_settings().node_receive_memory_mb * 1024 * 1024,
+                                        allowance=ASSOCIATION_ALLOWANCE)
         return _node_budget
 
 

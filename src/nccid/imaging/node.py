@@ -348,6 +348,7 @@ class _QuickDUL(DULServiceProvider):
 
     FOLLOW = 0.002
     _reading = False
+    _abandoned = False  # aborted mid-PDU: the bytes that follow are the rest of it, not PDUs
 
     def idle_timer_expired(self) -> bool:
         """pynetdicom's network timeout, while no PDU is being read (each has its deadline)."""
@@ -365,6 +366,8 @@ class _QuickDUL(DULServiceProvider):
         pynetdicom's queue (or an event ends the association)."""
         sock = self.socket
         awaiting_request = self.state_machine.current_state in _ARTIM_STATES
+        if self._abandoned:
+            return self._discard(awaiting_request)
         deadline = self._pdu_deadline(awaiting_request)
         header = bytearray(6)
         try:
@@ -393,6 +396,7 @@ class _QuickDUL(DULServiceProvider):
         except NoRoom:  # logged by the short path
             self.assoc.end_abnormally("no room in the node's memory for receiving within the "
                                       "PDU's deadline")
+            self._abandoned = True
             self.event_queue.put("Evt19")
             return False
         bytestream[:6] = header
@@ -452,12 +456,25 @@ class _QuickDUL(DULServiceProvider):
             self.assoc.connection_closed()
         return False
 
+    def _discard(self, awaiting_request: bool) -> bool:
+        """After an abort mid-PDU, what the peer still sends is dropped unread (parsed, the rest
+        of that PDU read as PDUs of nonsense types and lengths, each logged as refused) until
+        it closes the connection or the ARTIM timer does."""
+        try:
+            data = self.socket.socket.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            return self._peer_closed(awaiting_request, sent_any=False)
+        return False
+
     def _too_slow(self, awaiting_request: bool) -> bool:
         """The PDU did not arrive whole in time: before association the ARTIM timer's expiry
         (the connection is closed), after it an A-ABORT."""
         if not awaiting_request:
             self.assoc.end_abnormally(f"a PDU not whole within {self.network_timeout:g} s of its "
                                       "first byte")
+            self._abandoned = True
         elif self.state_machine.current_state in _BEFORE_REQUEST:  # noted here: the event may
             # never be acted on (the association thread's own wait ends at the same time)
             self.assoc.end_abnormally(_ENDING_EVENTS["Evt18"].format(

@@ -146,3 +146,46 @@ def test_an_association_waiting_past_its_deadline_is_aborted_and_logged(node, si
     assert second.assoc.is_aborted
     assert ("AE RTEST_PACS waited for room in the node's memory for receiving (1 MB in all, "
             "node_receive_memory_mb) until its PDU's deadline: association aborted") in caplog.text
+    # the rest of the PDU it waited to read is dropped, not parsed as PDUs of nonsense lengths
+    assert "refused a PDU" not in caplog.text
+    assert "a PDU or message the node refused" not in caplog.text
+
+
+def test_what_fits_in_an_association_allowance_never_waits():
+    budget = MemoryBudget(LIMIT, allowance=256 * 1024)
+    first, second = object(), object()
+    assert budget.reserve(first, 3 * LIMIT, deadline=None, given_up=lambda: False)  # alone
+    assert budget.shared == 3 * LIMIT - 256 * 1024
+    assert budget.reserve(second, 200 * 1024, deadline=None, given_up=lambda: False)
+    assert budget.shared == 3 * LIMIT - 256 * 1024  # within its allowance: no share taken
+    # beyond it, the shared limit applies again: it waits, here until a deadline just gone
+    assert not budget.reserve(second, 100 * 1024, deadline=0.0, given_up=lambda: False)
+    budget.release(first)
+    assert budget.shared == 0
+    assert budget.reserve(second, 100 * 1024, deadline=None, given_up=lambda: False)
+    assert budget.shared == 44 * 1024 and budget.total == 300 * 1024
+    budget.release(second)
+    assert (budget.total, budget.shared) == (0, 0)
+
+
+@on_a_node
+def test_an_echo_is_answered_while_a_large_instance_holds_the_memory(node, site, monkeypatch,
+                                                                     big_images):
+    """A slow multiframe past the limit held every other association's PDUs back, C-ECHO
+    included, until the senders' own timeouts ended them."""
+    budget = MemoryBudget(LIMIT, allowance=64 * 1024)
+    monkeypatch.setattr(fastpath, "node_budget", lambda: budget)
+    first = _Sender(node.port, big_images[0])
+    first.send_command()
+    first.send_all_but_last()
+    assert budget.wait_until(lambda b: b.shared > LIMIT, BOUND)
+    ae = AE(ae_title="RTEST_PACS")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    ae.dimse_timeout = BOUND
+    echo = ae.associate("127.0.0.1", node.port, ae_title="NCCID")
+    assert echo.is_established
+    assert echo.send_c_echo().Status == 0x0000
+    echo.release()
+    assert first.send_last_and_hear() == 0x0000
+    first.assoc.release()
+    assert budget.wait_until(lambda b: b.total == 0, BOUND)
