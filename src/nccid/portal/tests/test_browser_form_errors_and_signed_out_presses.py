@@ -59,19 +59,24 @@ def test_a_form_sent_back_with_errors_takes_the_focus_to_its_summary(portal, pag
     assert page.title().startswith(f"Error: {name}")
 
 
-def test_confirm_pressed_after_the_session_ended_signs_in_back_to_the_check_page(portal, page,
-                                                                                 tmp_path):
+def _check_a_clean_sheet(portal, page, tmp_path, seed: int) -> None:
+    """Ursula signs in and checks a clean positive sheet: the page is its check page."""
     from nccid.synthetic.clinical import write_sheet
     from nccid.synthetic.people import people
 
     sheet = tmp_path / "positive.xlsx"
-    write_sheet("positive", people(2, seed=45, site_prefix="RFOC"), sheet, errors=0, seed=3)
+    write_sheet("positive", people(2, seed=seed, site_prefix="RFOC"), sheet, errors=0, seed=3)
     page.goto(portal + "/upload/positive/")
     sign_in(page, portal, "ursula")
     page.wait_for_url(portal + "/upload/positive/")
     page.locator("input[type=file][name=file]").set_input_files(str(sheet))
     page.get_by_role("button", name="Check the file").click()
     page.get_by_role("heading", name="Check your upload").wait_for()
+
+
+def test_confirm_pressed_after_the_session_ended_signs_in_back_to_the_check_page(portal, page,
+                                                                                 tmp_path):
+    _check_a_clean_sheet(portal, page, tmp_path, seed=45)
     check_page = page.url
     context = page.context
     kept = [c for c in context.cookies() if c["name"] != "sessionid"]  # the session ends
@@ -89,17 +94,7 @@ def test_an_error_told_after_a_redirect_takes_the_focus_and_names_the_title(port
                                                                              tmp_path):
     """Confirm pressed on a check page whose upload was cancelled in another tab: the error,
     a message shown after the redirect, is focused and titled as a form's error is."""
-    from nccid.synthetic.clinical import write_sheet
-    from nccid.synthetic.people import people
-
-    sheet = tmp_path / "positive.xlsx"
-    write_sheet("positive", people(2, seed=48, site_prefix="RFOC"), sheet, errors=0, seed=3)
-    page.goto(portal + "/upload/positive/")
-    sign_in(page, portal, "ursula")
-    page.wait_for_url(portal + "/upload/positive/")
-    page.locator("input[type=file][name=file]").set_input_files(str(sheet))
-    page.get_by_role("button", name="Check the file").click()
-    page.get_by_role("heading", name="Check your upload").wait_for()
+    _check_a_clean_sheet(portal, page, tmp_path, seed=48)
     other_tab = page.context.new_page()
     other_tab.goto(page.url)
     other_tab.get_by_role("button", name=re.compile("Cancel")).click()
