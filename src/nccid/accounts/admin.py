@@ -10,7 +10,10 @@ from .services import (
     audit_account,
     audit_account_deleted,
     audit_password_set,
+    audit_site,
+    audit_site_deleted,
     revoke_token,
+    site_state,
 )
 
 
@@ -59,6 +62,22 @@ def may_give_role(user, account, role: str) -> bool:
 class SiteAdmin(DataManagerAccess, admin.ModelAdmin):
     list_display = ("code", "name", "ae_title", "split_rule", "created")
     search_fields = ("code", "name", "ae_title")
+
+    # Audited as accounts are: an AE title changed here decides which PACS is taken as the site's.
+    def save_model(self, request, obj, form, change):
+        before = site_state(Site.objects.get(pk=obj.pk)) if change else None
+        super().save_model(request, obj, form, change)
+        audit_site(request.user, before, obj)
+
+    def delete_model(self, request, obj):
+        audit_site_deleted(request.user, obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():  # the admin's delete action is not in a transaction
+            for site in queryset:
+                audit_site_deleted(request.user, site)
+            super().delete_queryset(request, queryset)
 
 
 class ResearchSetsField(forms.JSONField):

@@ -35,7 +35,7 @@ def site_add(
     from nccid.accounts.services import AccountError, add_site
 
     try:
-        site = add_site(code, name, ae_title, split)
+        site = add_site(code, name, ae_title, split, actor=_cli_actor())
     except AccountError as exc:
         raise UserError(str(exc)) from exc
     console.print(f"Added site {site.code} ({site.name}), AE title {site.ae_title or '-'}, "

@@ -20,7 +20,8 @@ class AccountError(ValueError):
 
 
 def add_site(code: str, name: str, ae_title: str | None = None,
-             split: str = SplitRule.SPLIT) -> Site:
+             split: str = SplitRule.SPLIT, *, actor: str = "system") -> Site:
+    """A new site; audited as ``site.add`` by ``actor``."""
     code = code.strip().upper()
     if not _SITE_CODE.match(code):
         raise AccountError(f"site code {code!r}: use 1-16 capital letters, digits, '-' or '_'")
@@ -39,8 +40,10 @@ def add_site(code: str, name: str, ae_title: str | None = None,
         raise AccountError(f"site {code} already exists")
     try:
         with transaction.atomic():
-            return Site.objects.create(code=code, name=name.strip(), ae_title=ae_title,
+            site = Site.objects.create(code=code, name=name.strip(), ae_title=ae_title,
                                        split_rule=split)
+            audit_site(actor, None, site)
+            return site
     except IntegrityError as exc:  # a concurrent add of the same code or AE title
         raise AccountError(f"site {code} or AE title {ae_title!r} already exists") from exc
 
@@ -116,9 +119,7 @@ def audit_account(actor, before: dict | None, user: User) -> None:
     if before is None:
         audit(actor, "account.add", account=account, **after)
         return
-    after = {"username": account, **after}
-    changes = {name: [before.get(name), value] for name, value in after.items()
-               if before.get(name) != value}
+    changes = _changes(before, {"username": account, **after})
     if changes:
         audit(actor, "account.change", account=account, changes=changes)
 
@@ -135,6 +136,41 @@ def audit_password_set(actor, user: User) -> None:
     """Audit a password set for an account by someone (never the password or its hash):
     ``usable`` is false when the account was left without one (it cannot sign in)."""
     audit(actor, "account.password", account=user.username, usable=user.has_usable_password())
+
+
+def _changes(before: dict, after: dict) -> dict:
+    """Each field whose value differs, as [old, new]."""
+    return {name: [before.get(name), value] for name, value in after.items()
+            if before.get(name) != value}
+
+
+# ---------------------------------------------------------------- audit of sites
+
+# What a site's audit events record: its AE title picks the PACS the DICOM node takes its
+# images from, its split rule the research set its patients go to.
+SITE_FIELDS = ("code", "name", "ae_title", "split_rule", "declared_units", "date_format")
+
+
+def site_state(site: Site) -> dict:
+    return {field: getattr(site, field) for field in SITE_FIELDS}
+
+
+def audit_site(actor, before: dict | None, site: Site) -> None:
+    """Audit a site made (``before`` is None: ``site.add`` with its fields) or changed
+    (``site.change``, each changed field as [old, new]; nothing if none did), by its code."""
+    after = site_state(site)
+    if before is None:
+        audit(actor, "site.add", site=after.pop("code"), **after)
+        return
+    changes = _changes(before, after)
+    if changes:
+        audit(actor, "site.change", site=site.code, changes=changes)
+
+
+def audit_site_deleted(actor, site: Site) -> None:
+    """Audit a site about to be deleted, with what it was."""
+    state = site_state(site)
+    audit(actor, "site.delete", site=state.pop("code"), **state)
 
 
 # ---------------------------------------------------------------- API tokens

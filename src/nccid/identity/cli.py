@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from nccid.cli.common import UserError, console, err_console, setup_django
 
@@ -174,9 +175,10 @@ def vault_audit(
         return
     table = Table("When (UTC)", "Who", "Action", "Pseudonym", "Why", "Detail")
     for e in events:
-        table.add_row(e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), e.username, e.action,
-                      e.pseudonym or "-", e.reason or "-",
-                      json.dumps(e.detail) if e.detail else "")
+        # As typed (Text, not markup): a reason, a site's or a token's name may hold brackets.
+        table.add_row(e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), Text(e.username),
+                      Text(e.action), Text(e.pseudonym or "-"), Text(e.reason or "-"),
+                      Text(json.dumps(e.detail) if e.detail else ""))
     console.print(table)
 
 

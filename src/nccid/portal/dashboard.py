@@ -401,6 +401,7 @@ AUDIT_KINDS = {
     "identity": "Linkage files",
     "token": "API tokens (issued, revoked)",
     "account": "Accounts (added, access changed, passwords set, deleted)",
+    "site": "Sites (added, changed, deleted)",
     "withdrawal": "Withdrawal sweeps",
     "audit": "Audit log views",
 }

@@ -1,11 +1,13 @@
 """A token or site name holding square brackets ("nightly [prod]", "a [/] b") is printed as
 typed by ``nccid user token list`` / ``revoke`` and ``nccid site add`` / ``list``: Rich read
 such names as markup, dropping "[prod]" and failing with a MarkupError traceback on "[/]",
-after ``revoke`` had already revoked."""
+after ``revoke`` had already revoked. ``nccid vault audit`` shows them (in the events of
+issuing a token or adding a site) as typed too."""
 
 from __future__ import annotations
 
 import pytest
+from conftest import TEST_PASSWORD
 
 from nccid.accounts.models import ApiToken
 from nccid.cli.tests.clirun import run_cli
@@ -44,3 +46,16 @@ def test_site_names_are_shown_as_typed(monkeypatch):
     listed = run_cli(monkeypatch, "site", "list")
     assert (listed.code, listed.err) == (0, "")
     assert "Royal [Test] Hospital [/]" in listed.out
+
+
+def test_vault_audit_shows_token_and_site_names_as_typed(site, make_user, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # each event's detail on one table line
+    manager = make_user("data-manager")
+    for name in NAMES:
+        assert run_cli(monkeypatch, "user", "token", manager.username, "--name", name).code == 0
+    assert run_cli(monkeypatch, "site", "add", "RBRA", "--name", "Royal [North] [/]").code == 0
+
+    listed = run_cli(monkeypatch, "vault", "audit", "--user", manager.username,
+                     "--password-stdin", stdin=TEST_PASSWORD + "\n")
+    assert (listed.code, listed.err) == (0, "")
+    assert all(f'"name": "{name}"' in listed.out for name in NAMES + ["Royal [North] [/]"])
