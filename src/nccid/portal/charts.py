@@ -80,7 +80,9 @@ def get_dashboard(force: bool = False) -> dict:
 # ---------------------------------------------------------------- figures
 
 def _month(value) -> str:
-    return value.strftime("%Y-%m") if value else "unknown"
+    """The month ``value`` fell in London, the time every date the portal shows is in (the
+    database hands aggregates back in UTC: 00:30 on 1 June BST is 23:30 on 31 May there)."""
+    return timezone.localtime(value).strftime("%Y-%m") if value else "unknown"
 
 
 def _month_name(month: str) -> str:
