@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -161,11 +162,17 @@ def pending_list(
     if mark_folder:
         _mark_folder()
 
-    table = Table("Site", "Pending images", "Oldest expires")
+    table = Table("Site", "Pending images", "Oldest expires (UTC)")
     for row in (PendingImage.objects.values("site__code")
                 .annotate(n=Count("id"), first=Min("expires_at")).order_by("site__code")):
-        table.add_row(row["site__code"], str(row["n"]), f"{row['first']:%Y-%m-%d}")
+        table.add_row(row["site__code"], str(row["n"]), _utc(row["first"]))
     console.print(table)
+
+
+def _utc(moment) -> str:
+    """A time as every table of the CLI gives it: UTC, to the minute (the header says UTC).
+    An expiry as a bare date could be the day before the one the portal, in London, shows."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}"
 
 
 def _mark_folder() -> None:
@@ -195,20 +202,20 @@ def held_list(
     from .services import held_images
 
     if site is None:
-        table = Table("Site", "Held images", "Oldest received", title="Held for review")
+        table = Table("Site", "Held images", "Oldest received (UTC)", title="Held for review")
         for row in (held_images().values("site__code")
                     .annotate(n=Count("id"), first=Min("received_at")).order_by("site__code")):
-            table.add_row(row["site__code"], str(row["n"]), f"{row['first']:%Y-%m-%d %H:%M}")
+            table.add_row(row["site__code"], str(row["n"]), _utc(row["first"]))
     else:
         found = Site.objects.filter(code=site.strip().upper()).first()
         if found is None:
             raise UserError(f"no site with code {site!r} (see 'nccid site list')")
         table = Table(title=f"Held for review at {found.code}")
-        for header in ("Id", "Received", "Modality", "Patient"):  # never cut or wrapped
+        for header in ("Id", "Received (UTC)", "Modality", "Patient"):  # never cut or wrapped
             table.add_column(header, no_wrap=True)
         table.add_column("Why held", ratio=1)
         for held in held_images(found).order_by("received_at", "id"):
-            table.add_row(str(held.pk), f"{held.received_at:%Y-%m-%d %H:%M}", held.modality,
+            table.add_row(str(held.pk), _utc(held.received_at), held.modality,
                           held.pseudonym or "not linked yet", held.reason)
     if not table.row_count:
         console.print("No images are held for review.")
