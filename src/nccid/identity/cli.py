@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -241,12 +241,10 @@ def _remove_key_temporaries() -> None:
 
 def _install_new_key(key_file: Path, staged: Path) -> Path:
     """Keep the current key file as ``.retired-<time>`` and move the staged one into place."""
-    from nccid.identity.keys import write_key_file
+    from nccid.identity.keys import retire_key_file
     from nccid.identity.service import reset_keyring_cache
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    retired = key_file.with_name(f"{key_file.name}.retired-{stamp}")
-    write_key_file(retired, key_file.read_text(encoding="utf-8"))  # 0600 from the start
+    retired = retire_key_file(key_file)  # 0600 from the start
     os.replace(staged, key_file)
     reset_keyring_cache()
     return retired

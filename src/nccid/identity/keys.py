@@ -94,14 +94,12 @@ def remove_key_temporaries(key_file: Path) -> list[Path]:
     its ``finally`` (each a full copy of a key file), and return them.
 
     Only its exact names: ``.<key>.<12 hex>.tmp`` ('nccid init'), ``.<key>.new.<12 hex>.tmp``
-    and ``.<key>.retired-<time>.<12 hex>.tmp`` ('nccid vault rekey'). A write under way that
+    and ``.<key>.retired-<time>[-NN].<12 hex>.tmp`` ('nccid vault rekey'). A write under way that
     loses its temporary still succeeds: the link fails and the file is written directly.
     """
     key_file = Path(key_file)
     pattern = re.compile(
-        rf"\.{re.escape(key_file.name)}(?:\.new|\.retired-[0-9]{{8}}T[0-9]{{6}}Z)?"
-        r"\.[0-9a-f]{12}\.tmp"
-    )
+        rf"\.{re.escape(key_file.name)}(?:\.new|\.{_RETIRED})?\.[0-9a-f]{{12}}\.tmp")
     try:
         names = sorted(os.listdir(key_file.parent))
     except OSError:  # no folder yet, or one this account cannot list: nothing of ours there
@@ -115,6 +113,31 @@ def remove_key_temporaries(key_file: Path) -> list[Path]:
             continue
         removed.append(path)
     return removed
+
+
+# A retired key file's suffix: its UTC time to the second, and a number from 02 on for a
+# re-key that found that second's name taken (sorting after it, before the next second's).
+_RETIRED = r"retired-[0-9]{8}T[0-9]{6}Z(?:-[0-9]{2,})?"
+
+
+def retire_key_file(key_file: Path, now: datetime | None = None) -> Path:
+    """Copy ``key_file`` (mode 0600) to ``<key>.retired-<UTC time>Z``, or ``…Z-02``, ``…Z-03``
+    when a re-key in the same second took that name, and return the copy: a second re-key
+    within a second was refused, after its transaction had committed. Never overwrites one."""
+    key_file = Path(key_file)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    stamp = f"{key_file.name}.retired-{moment:%Y%m%dT%H%M%SZ}"
+    text = key_file.read_text(encoding="utf-8")
+    retired, number = key_file.with_name(stamp), 1
+    while True:
+        try:
+            write_key_file(retired, text)
+            return retired
+        except KeyFileError:
+            if not os.path.lexists(retired):  # not a name taken: a failure of its own
+                raise
+        number += 1
+        retired = key_file.with_name(f"{stamp}-{number:02d}")
 
 
 def _write_exclusive(path: Path, text: str) -> None:

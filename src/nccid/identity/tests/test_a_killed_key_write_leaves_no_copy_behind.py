@@ -17,10 +17,12 @@ PASSWORD = "Correct-Horse-Battery-9"
 LEFT_BY_A_KILL = [
     ".secret.key.new.2e83f8afd402.tmp",  # staging the re-keyed file
     ".secret.key.retired-20261129T185515Z.00bf37818ab8.tmp",  # keeping the old one
+    ".secret.key.retired-20261129T185515Z-02.5a0c1e9b77d2.tmp",  # a second one that second
     ".secret.key.0123456789ab.tmp",  # 'nccid init' writing the first one
 ]
 NOT_OURS = [
     "secret.key.retired-20261129T185515Z",  # the operator's to destroy, once copies are replaced
+    "secret.key.retired-20261129T185515Z-02",
     ".secret.key.notes.tmp",
     ".secret.key.new.not-hex-at-all.tmp",
     ".other.key.0123456789ab.tmp",
@@ -51,7 +53,7 @@ def test_temporaries_of_a_killed_key_write_are_removed(home, command):
     assert not left & set(LEFT_BY_A_KILL)
     assert set(NOT_OURS) <= left
     said = " ".join(result.out.split())
-    assert "Removed 3 temporary copies of a key file left by an interrupted write" in said
+    assert "Removed 4 temporary copies of a key file left by an interrupted write" in said
     assert all(name in said for name in LEFT_BY_A_KILL)
 
 
