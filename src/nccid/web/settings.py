@@ -206,7 +206,9 @@ NCCID.log_dir.mkdir(parents=True, exist_ok=True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Stamped in UTC with a Z (nccid/web/logs.py), as the CLI gives times.
+    "formatters": {"plain": {"()": "nccid.web.logs.UTCFormatter",
+                             "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # The DICOM libraries quote header values (UIDs, names) in their warnings: their records go
     # through a handler of their own that redacts quoted values, never through the shared one.
     "filters": {"redact_values": {"()": "nccid.imaging.logsafe.RedactValues"}},
