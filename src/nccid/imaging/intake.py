@@ -1201,9 +1201,11 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
     clinical = deps.clinical_pseudonyms(pseudonyms)
     batch = prepared.batch = ImageBatch(site)
     batch.assign_sets(pseudonyms)
+    off_list = []  # per file, the kept code values emptied for not being on their list
     for index, header, patient, study, sop_uid in parsed:
         try:
             parts, result, meta, header_json = _deidentify(items[index], patient, header)
+            off_list.append(result.values_off_list)
             if result.held_reason:
                 outcomes[index] = _hold(b"".join(parts), meta, site, source, patient,
                                         result.held_reason)
@@ -1221,6 +1223,18 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
                             sop_uid))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
+    _log_off_list(site, off_list)
+
+
+def _log_off_list(site, per_file: list[int]) -> None:
+    """How many kept code values a batch lost for not being on their attribute's list (Body
+    Part Examined's defined terms, enumerated values): free text a site's equipment or staff
+    put there. Counts only: the values may be names."""
+    emptied = [n for n in per_file if n]
+    if emptied:
+        log.info("site %s: %d value(s) in %d file(s) emptied for not being one of their "
+                 "attribute's defined terms or enumerated values (e.g. free text in Body Part "
+                 "Examined)", site.code, sum(emptied), len(emptied))
 
 
 def _count_refused(site, source: str, refused) -> None:

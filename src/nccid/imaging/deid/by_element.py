@@ -63,7 +63,9 @@ MEMO_ENTRIES = 20_000
 _PREAMBLE = b"\x00" * 128 + b"DICM"
 _UNSURE = object()  # a Pixel Representation whose key is unsure: its sequences are not remembered
 
-Outcome = tuple  # of (tag, bytes, DICOM JSON or None, catalogue text or None): nothing if removed
+# Of (tag, bytes, DICOM JSON or None, catalogue text or None, values emptied off their list):
+# nothing if removed.
+Outcome = tuple
 
 
 def deidentify_by_element(deid: Deidentifier, data, header: tuple[Dataset, int],
@@ -136,17 +138,18 @@ def deidentify_by_element(deid: Deidentifier, data, header: tuple[Dataset, int],
 
 def _assemble(deid, outcomes, pixel, syntax, pseudonym, original_sop, link):
     outcomes.sort(key=_by_tag)
-    texts = {tag: text for tag, _, _, text in outcomes if text is not None}
+    texts = {tag: text for tag, _, _, text, _ in outcomes if text is not None}
     sop_uid, sop_class = texts.get(SOP_INSTANCE_UID, ""), texts.get(SOP_CLASS_UID, "")
     file_meta = file_meta_bytes(sop_class, sop_uid, str(syntax))
-    encoded = b"".join([_PREAMBLE, file_meta, *(element for _, element, _, _ in outcomes)])
-    body = {f"{tag:08X}": value for tag, _, value, _ in outcomes if value is not None}
+    encoded = b"".join([_PREAMBLE, file_meta, *(element for _, element, _, _, _ in outcomes)])
+    body = {f"{tag:08X}": value for tag, _, value, _, _ in outcomes if value is not None}
     meta = image_meta_from(texts, str(syntax))
     result = DeidResult(
         dataset=None, sop_uid=sop_uid, study_uid=meta.study_uid, series_uid=meta.series_uid,
         sop_class_uid=sop_class, modality=texts.get(0x00080060, ""), transfer_syntax=str(syntax),
         profile=deid.profile.name, pseudonym=pseudonym,
-        dates_shifted=bool(deid.spec.get("date_shift")), original_sop_uid=original_sop, link=link)
+        dates_shifted=bool(deid.spec.get("date_shift")), original_sop_uid=original_sop, link=link,
+        off_list={tag: dropped for tag, _, _, _, dropped in outcomes if dropped})
     parts = [encoded] if pixel is None else [encoded, *pixel]
     return parts, result, meta, dump_json(body)
 
@@ -173,16 +176,17 @@ def _deidentify_together(deid: Deidentifier, ds: Dataset, tags: list[int], pseud
     try:
         if with_added:
             small.file_meta, small.preamble = ds.file_meta, ds.preamble
-            deid.deidentify(small, pseudonym=pseudonym)
+            off_list = deid.deidentify(small, pseudonym=pseudonym).off_list
         else:
-            deid.clean(small, pseudonym)
+            off_list = deid.clean(small, pseudonym)
             deid.assign_patient(small, pseudonym)
-        return _outcomes(small, (*tags, *ADDED) if with_added else tags, implicit)
+        return _outcomes(small, (*tags, *ADDED) if with_added else tags, implicit, off_list)
     except Exception:  # noqa: BLE001 - the engine, on the whole file, says why (or succeeds)
         return None
 
 
-def _outcomes(small: Dataset, tags, implicit: bool) -> dict[int, Outcome] | None:
+def _outcomes(small: Dataset, tags, implicit: bool,
+              off_list: dict[int, int]) -> dict[int, Outcome] | None:
     charset = small.get("SpecificCharacterSet", default_encoding)
     charset_id = charset_key(charset)
     made: dict[int, Outcome] = {}
@@ -195,7 +199,8 @@ def _outcomes(small: Dataset, tags, implicit: bool) -> dict[int, Outcome] | None
         if not encode_element(fp, elem, tag, implicit, charset, charset_id):
             return None  # the engine hands such a file to pydicom's writer
         text = element_text(small, tag) if tag in META_TAGS else None
-        made[tag] = ((tag, fp.getvalue(), element_json(small, tag, charset_id), text),)
+        made[tag] = ((tag, fp.getvalue(), element_json(small, tag, charset_id), text,
+                      off_list.get(tag, 0)),)
     return made
 
 

@@ -36,9 +36,9 @@ from .engine import (
     _pixel_element,
     charset_term,
     contradicted_vr,
-    enumerated_values,
     form_ok,
     form_vrs,
+    listed_values,
     parse_header,
     safe_private_value,
 )
@@ -85,7 +85,7 @@ class Checker:
         rules = load_data("rules.json")
         self.well_known = tuple(rules["well_known_uid_prefixes"])
         self.uid_keep = set(rules["uid_keep_keywords"])
-        self.enumerated = enumerated_values(rules)
+        self.listed = listed_values(rules)
         self.profiles = [compile_profile(name) for name in profile_names()]
 
     def check_dataset(self, ds: Dataset, file: str = "") -> list[Finding]:
@@ -199,14 +199,16 @@ class Checker:
 
     def _form_findings(self, tag: int, vr: str, value: str) -> Iterator[tuple[str, str]]:
         """An age, code or number: of its VR's form (or, for a number declared as the other
-        kind, the dictionary VR's) and, if enumerated, one of its values (de-identification
-        drops the value otherwise); a number may be an NHS/CHI number."""
-        allowed = self.enumerated.get(tag)
+        kind, the dictionary VR's) and, where a list says, one of its enumerated values or
+        defined terms (de-identification drops the value otherwise); a number may be an
+        NHS/CHI number."""
+        allowed = self.listed.get(tag)
         vrs = form_vrs(tag, vr)
         if not any(form_ok(value, v) for v in vrs):
             yield f"{vr} value not of its form (de-identification drops it)", value
         elif not any(form_ok(value, v, allowed) for v in vrs):
-            yield "not one of the attribute's enumerated values (de-identification drops it)", value
+            yield ("not one of the attribute's enumerated values or defined terms "
+                   "(de-identification drops it)"), value
         digits = LEADING_DIGITS.match(value) if vr in ("IS", "DS") else None
         if looks_like_patient_number(digits.group(1) if digits else value):
             yield "NHS/CHI-number-shaped digits with a valid check digit", value

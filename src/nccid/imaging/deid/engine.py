@@ -99,12 +99,19 @@ class DeidResult:
     pseudonym: str | None
     held_reason: str | None = None
     dates_shifted: bool = False
+    # Kept code values emptied for not being on their attribute's list (enumerated values,
+    # defined terms), by top-level tag: counts only, never the values.
+    off_list: dict[int, int] = field(default_factory=dict)
     original_sop_uid: str = field(default="", repr=False)  # in memory only, never persisted
     link: LinkIds = field(default_factory=LinkIds, repr=False)
 
     @property
     def held(self) -> bool:
         return self.held_reason is not None
+
+    @property
+    def values_off_list(self) -> int:
+        return sum(self.off_list.values())
 
 
 def _text(value: object) -> str:
@@ -137,7 +144,7 @@ class Deidentifier:
         self._burned = load_data("burned_in.json")
         self._device_rules = _compile_device_rules(self._burned.get("device_rules", ()))
         self._dummies = self.profile.rules["dummies"]
-        self._enumerated = enumerated_values(self.profile.rules)
+        self._listed = listed_values(self.profile.rules)
         self._well_known = tuple(self.profile.rules["well_known_uid_prefixes"])
         self._method_code_sequence = mark_constant(self._method_codes())
 
@@ -166,7 +173,7 @@ class Deidentifier:
             raise DeidError("no SOP Instance UID: not a storable DICOM instance")
         held = self.burned_in_reason(ds)
         link = self._link_ids(ds)
-        self.clean(ds, pseudonym if pseudonym is not None else placeholder_id)
+        off_list = self.clean(ds, pseudonym if pseudonym is not None else placeholder_id)
         self._rebuild_file_meta(ds)
         self._write_markers(ds)
         result = DeidResult(
@@ -174,18 +181,22 @@ class Deidentifier:
             series_uid=_text(ds.get("SeriesInstanceUID", "")),
             sop_class_uid=_text(ds.get("SOPClassUID", "")), modality=_text(ds.get("Modality", "")),
             transfer_syntax=str(ds.file_meta.TransferSyntaxUID), profile=self.profile.name,
-            pseudonym=None, held_reason=held, original_sop_uid=original_sop, link=link,
+            pseudonym=None, held_reason=held, off_list=off_list, original_sop_uid=original_sop,
+            link=link,
         )
         if pseudonym is not None:
             self.assign_patient(ds, pseudonym, result)
         return result
 
-    def clean(self, ds: Dataset, patient: str) -> None:
+    def clean(self, ds: Dataset, patient: str) -> dict[int, int]:
         """The walk of ``deidentify``: every element's action, at any depth (no file meta, no
         markers). Each top-level element's outcome depends on that element alone (private
-        blocks on their creators), which ``by_element`` relies on."""
+        blocks on their creators), which ``by_element`` relies on. Returns, by top-level tag,
+        how many kept code values were emptied for not being on their attribute's list."""
+        off_list: dict[int, int] = {}
         with _as_deid_error():
-            self._clean(ds, patient, top=True)
+            self._clean(ds, patient, top=True, off_list=off_list)
+        return off_list
 
     def assign_patient(self, ds: Dataset, pseudonym: str, result: DeidResult | None = None) -> None:
         """Finalise a placeholder dataset: the pseudonym in, and the date shift if the profile
@@ -231,8 +242,8 @@ class Deidentifier:
 
     def recheck_kept_values(self, ds: Dataset) -> None:
         """Apply again to an already de-identified dataset the checks of kept values: a kept
-        date, age, code or number keeps only its values of their form, an enumerated code only
-        its allowed values, and a bare NHS/CHI number in a code or number goes. A waiting or
+        date, age, code or number keeps only its values of their form, a listed code only its
+        listed values (enumerated values, defined terms), and a bare NHS/CHI number in a code or number goes. A waiting or
         held file was de-identified when it arrived, perhaps by an older release without these
         checks. Idempotent (a value that passed passes again); UIDs and the rest are untouched."""
         with _as_deid_error():
@@ -255,7 +266,7 @@ class Deidentifier:
                 for item in ds[tag].value or ():
                     self._recheck(item)
             elif vr in _FORMS:
-                _keep_values_of_form(ds, elem, tag, vr, self._enumerated.get(tag))
+                _keep_values_of_form(ds, elem, tag, vr, self._listed.get(tag))
 
     def burned_in_reason(self, ds: Dataset) -> str | None:
         """Why this image may carry burned-in text, or None. Reasons never quote header values
@@ -298,11 +309,15 @@ class Deidentifier:
 
     # ---- the walk -----------------------------------------------------------------------------
 
-    def _clean(self, ds: Dataset, patient: str, *, top: bool, references_only: bool = False) -> None:
+    def _clean(self, ds: Dataset, patient: str, *, top: bool, references_only: bool = False,
+               off_list: dict[int, int] | None = None, owner: int = 0) -> None:
+        """``off_list`` counts, under the top-level tag (``owner`` inside sequences), the kept
+        code values emptied for not being on their attribute's list."""
         action_for = self.profile.action
         private: list[int] = []
         for elem in list(ds.elements()):
             tag = int(elem.tag)
+            here = tag if top else owner
             _check_length(elem)
             if (tag >> 16) & 1:
                 private.append(tag)
@@ -317,19 +332,23 @@ class Deidentifier:
             if action == "K":
                 vr = _vr(elem)
                 if vr == "SQ":
-                    self._clean_items(ds, tag, patient, references_only)
+                    self._clean_items(ds, tag, patient, references_only, off_list, here)
                 elif tag == SPECIFIC_CHARACTER_SET:
                     _write_charset_terms(ds, elem)
                 elif vr in _FORMS:  # a date, age, code or number with more in it loses it
-                    _keep_values_of_form(ds, elem, tag, vr, self._enumerated.get(tag))
+                    dropped = _keep_values_of_form(ds, elem, tag, vr, self._listed.get(tag))
+                    if dropped and off_list is not None:
+                        off_list[here] = off_list.get(here, 0) + dropped
                 continue
             self._apply(ds, elem, tag, action, patient, top)
         if private:
             self._clean_private(ds, private, references_only)
 
-    def _clean_items(self, ds: Dataset, tag: int, patient: str, references_only: bool) -> None:
+    def _clean_items(self, ds: Dataset, tag: int, patient: str, references_only: bool,
+                     off_list: dict[int, int] | None = None, owner: int = 0) -> None:
         for item in ds[tag].value or ():
-            self._clean(item, patient, top=False, references_only=references_only)
+            self._clean(item, patient, top=False, references_only=references_only,
+                        off_list=off_list, owner=owner)
 
     def _apply_by_dictionary(self, ds: Dataset, elem, tag: int, action: str, vr: str,
                              patient: str, top: bool) -> None:
@@ -476,11 +495,21 @@ def _as_deid_error() -> Iterator[None]:
         raise DeidError(f"malformed DICOM element ({type(exc).__name__})") from None
 
 
-def enumerated_values(rules: dict) -> dict[int, frozenset[str]]:
-    """``rules.json``'s enumerated values by tag: a kept attribute holding anything else is
-    emptied (case is not significant: ``m`` hides nothing ``M`` would not)."""
+def listed_values(rules: dict) -> dict[int, frozenset[str]]:
+    """The values a kept code string may hold, by tag, where a list says: ``rules.json``'s
+    enumerated values (PS3.3) and ``defined_terms.json``'s defined terms (Body Part Examined's,
+    PS3.16 Annex L). A value off its list is emptied: one set lookup per value, remembered per
+    distinct value by ``by_element`` (case is not significant: ``m`` hides nothing ``M``
+    would not)."""
+    lists = dict(rules["enumerated_values"])
+    lists.update({keyword: entry["terms"] for keyword, entry in defined_terms().items()})
     return {tag_for_keyword(keyword): frozenset(v.upper() for v in values)
-            for keyword, values in rules["enumerated_values"].items()}
+            for keyword, values in lists.items()}
+
+
+def defined_terms() -> dict[str, dict]:
+    """``defined_terms.json`` by keyword (its ``tag``, ``source`` and ``terms``)."""
+    return {k: v for k, v in load_data("defined_terms.json").items() if not k.startswith("_")}
 
 
 _BURNED_TAGS = {keyword: tag_for_keyword(keyword) for keyword in (
@@ -658,7 +687,7 @@ def temporal_ok(text: str, vr: str) -> bool:
 
 def form_ok(text: str, vr: str, allowed: frozenset[str] | None = None) -> bool:
     """True when ``text`` is one well-formed value of ``vr`` (a VR of ``_FORMS``) or empty,
-    and one of ``allowed`` when the attribute has enumerated values."""
+    and one of ``allowed`` when the attribute has a list (``listed_values``)."""
     text = text.strip(" \x00")
     if not text:
         return True
@@ -719,14 +748,16 @@ def _one_or_many(values: list[str]) -> str | list[str]:
 
 
 def _keep_values_of_form(ds: Dataset, elem, tag: int, vr: str,
-                         allowed: frozenset[str] | None) -> None:
+                         allowed: frozenset[str] | None) -> int:
     """A kept age, code or number keeps only its values of their form (and one of
-    ``allowed`` where PS3.3 enumerates them), in order: ``ORIGINAL\\PRIMARY\\ABDOM/RAD\\0001``
-    loses ``ABDOM/RAD``. Emptied when none is left; untouched (as read) when all are."""
+    ``allowed`` where a list says: ``listed_values``), in order: ``ORIGINAL\\PRIMARY\\ABDOM/RAD\\0001``
+    loses ``ABDOM/RAD``. Emptied when none is left; untouched (as read) when all are.
+    Returns how many values of a listed attribute were dropped (0 for others)."""
     texts = _form_texts(elem)
     kept = _values_of_form(texts, form_vrs(tag, vr), allowed)
     if len(kept) < len(texts):
         _set(ds, tag, vr, _one_or_many(kept))
+    return 0 if allowed is None else len(texts) - len(kept)
 
 
 SPECIFIC_CHARACTER_SET = 0x00080005

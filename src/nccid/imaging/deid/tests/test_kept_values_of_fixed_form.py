@@ -1,7 +1,8 @@
 """Kept elements whose VR has a fixed form (an age, a code, a number as text) keep only a value
-of that form, and one of the attribute's enumerated values where PS3.3 lists them: a
-surname in Patient's Age or a hospital number in Patient's Sex is emptied, like a date with
-more in it than a date."""
+of that form, and one of the attribute's enumerated values where PS3.3 lists them, or of its
+defined terms where ``defined_terms.json`` lists them (Body Part Examined): a surname in
+Patient's Age or Body Part Examined, or a hospital number in Patient's Sex, is emptied, like a
+date with more in it than a date."""
 
 from __future__ import annotations
 
@@ -30,9 +31,15 @@ CASES = [  # (keyword, value, kept)
     ("PatientSex", "RX42000000", False),       # a code string, but not M, F or O
     ("SmokingStatus", "SMITH", False),
     ("BodyPartExamined", "CHEST", True),
+    ("BodyPartExamined", "chest", True),         # a defined term in any case
+    ("BodyPartExamined", "Thorax", True),
+    ("BodyPartExamined", "CHESTABDPELVIS", True),
     ("BodyPartExamined", "Smith, John", False),  # a comma is not in a code string
-    ("BodyPartExamined", "THORAX-ABDOMEN", True),  # equipment's own codes are kept
-    ("BodyPartExamined", "CHESTABDOMENPELVIS", True),
+    ("BodyPartExamined", "SMITH", False),        # a code string, but not a defined term
+    ("BodyPartExamined", "Testperson", False),
+    ("BodyPartExamined", "CHEST SMITH", False),
+    ("BodyPartExamined", "THORAX-ABDOMEN", False),  # an equipment's own code: not a term
+    ("BodyPartExamined", "CHESTABDOMENPELVIS", False),
     ("ScanOptions", "CARDIAC GATING/ECG", True),
     ("AcquisitionNumber", "12", True),
     ("AcquisitionNumber", "9990000018", False),  # an IS is a 32-bit integer
@@ -147,3 +154,41 @@ def test_a_number_declared_as_the_other_kind_of_number_keeps_a_value_of_either_f
     assert out.get_item(0x00181150).value in (b"", None)
     assert not [f for f in Checker().check_dataset(dcmread(BytesIO(to_bytes(ds))))
                 if f.tag == f"({tag >> 16:04X},{tag & 0xFFFF:04X})" and "form" in f.reason]
+
+
+@pytest.mark.parametrize("profile", ["retain-dates", "shift-dates"])
+def test_values_off_their_list_are_counted_alike_by_both_paths_never_quoted(kr, person, profile):
+    engine = Deidentifier(kr, profile)
+    ds = _planted(person, "BodyPartExamined", person.family_name)  # top level and nested
+    _plant(ds, "PatientSex", "F\\X")                 # one enumerated value of two
+    _plant(ds, "ImageType", "ORIGINAL\\Smith, J")   # off its form, but ImageType has no list
+    data = to_bytes(ds)
+    expected = {Tag("BodyPartExamined"): 1, Tag("ViewCodeSequence"): 1, Tag("PatientSex"): 1}
+    _, result = engine.deidentify_bytes(data, pseudonym="NCCID-A")
+    assert result.off_list == expected and result.values_off_list == 3
+    for _ in range(2):  # the first time, then from the memo
+        made = deidentify_by_element(engine, data, parse_header(data), "NCCID-A")
+        assert made is not None and made[1].off_list == expected
+    assert person.family_name not in repr(result) + repr(made[1])
+
+
+def test_the_checker_names_a_body_part_that_is_no_defined_term(person):
+    ds = synthetic_instance(person, plant=False)
+    _plant(ds, "BodyPartExamined", "SMITH")
+    found = [f for f in Checker().check_dataset(ds) if f.keyword == "BodyPartExamined"]
+    assert [f.reason for f in found] == [
+        "not one of the attribute's enumerated values or defined terms (de-identification drops it)"]
+    assert "SMITH" not in found[0].masked
+
+
+def test_the_defined_terms_are_the_standards_code_strings_with_their_source():
+    from nccid.imaging.deid.engine import defined_terms
+
+    entry = defined_terms()["BodyPartExamined"]
+    terms = entry["terms"]
+    assert entry["tag"] == "(0018,0015)" and "PS3.16 Annex L" in entry["source"]
+    assert "66953160ac74c973834175c7ca6d0b17917af4c4" in entry["source"]  # the transcription
+    assert terms == sorted(set(terms)) and len(terms) > 300
+    assert all(t.isascii() and t.isalnum() and t.isupper() or t[0].isdigit() for t in terms)
+    assert all(len(t) <= 16 for t in terms)  # the standard's CS length
+    assert {"CHEST", "THORAX", "LUNG", "HEAD", "ABDOMEN", "WHOLEBODY", "CHESTABDPELVIS"} <= set(terms)
