@@ -7,7 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from typing import Annotated
 
 import typer
@@ -15,6 +16,7 @@ import typer
 from nccid.config import get_settings
 
 from .common import (
+    DATABASE_SETTINGS,
     UserError,
     check_databases,
     console,
@@ -53,30 +55,12 @@ def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -
     for name in ("home", "log_dir", "pending_dir"):
         _make_folder(getattr(settings, name), name)
     setup_django(check_key=False)
-    # A server that is down, or the two databases swapped: one line naming the settings.
-    check_databases(migrated=False)
-    _refuse_databases_of_two_installations()
-    from django.core.management import call_command
+    with _removing_database_files_made_if_refused():
+        _set_up_databases(demo, command)
+    from nccid.identity.keys import create_key_file
+    from nccid.identity.service import check_installation_key, record_installation_key
 
-    from nccid.identity.keys import KeyFileError, create_key_file
-    from nccid.identity.service import (
-        check_installation_key,
-        installation_has_data,
-        record_installation_key,
-    )
-
-    verbosity = 0
-    call_command("migrate", database="default", verbosity=verbosity, interactive=False)
-    call_command("migrate", database="vault", verbosity=verbosity, interactive=False)
-    check_databases(migrated=True)  # each holds its own tables: not swapped, before any key
-    if demo:
-        _require_demo_home(NOT_A_DEMO_HOME[command])
     if not settings.key_file.exists():
-        if installation_has_data():  # never a silent new key over existing data
-            raise KeyFileError(
-                f"key file {settings.key_file} is missing but this installation already holds "
-                "data made with a key: restore the key file from backup (see docs/keys.md)"
-            )
         create_key_file(settings.key_file)
         if not quiet:
             console.print(f"Created key file {settings.key_file} (mode 0600): back it up now.")
@@ -95,6 +79,63 @@ def initialise(demo: bool = False, quiet: bool = False, command: str = "init") -
         load_demo(console=None if quiet else console)
     if not quiet:
         console.print(f"Initialised nccid in {settings.home}")
+
+
+def _set_up_databases(demo: bool, command: str) -> None:
+    """Migrate both databases, after and before the refusals that stop init before any key
+    is made or recorded."""
+    from django.core.management import call_command
+
+    from nccid.identity.keys import KeyFileError
+    from nccid.identity.service import installation_has_data
+
+    # A server that is down, or the two databases swapped: one line naming the settings.
+    check_databases(migrated=False)
+    _refuse_databases_of_two_installations()
+    call_command("migrate", database="default", verbosity=0, interactive=False)
+    call_command("migrate", database="vault", verbosity=0, interactive=False)
+    check_databases(migrated=True)  # each holds its own tables: not swapped, before any key
+    if demo:
+        _require_demo_home(NOT_A_DEMO_HOME[command])
+    key_file = get_settings().key_file
+    if not key_file.exists() and installation_has_data():  # never a silent new key over data
+        raise KeyFileError(
+            f"key file {key_file} is missing but this installation already holds "
+            "data made with a key: restore the key file from backup (see docs/keys.md)"
+        )
+
+
+# What SQLite makes beside a database file while it is written.
+_SQLITE_SIDE_FILES = ("", "-journal", "-wal", "-shm")
+
+
+@contextmanager
+def _removing_database_files_made_if_refused() -> Iterator[None]:
+    """Delete the SQLite files made inside it when it ends in an error (a refusal, or Ctrl-C):
+    connecting makes the file a mistyped sqlite: URL names, and a refused init is to leave
+    nothing behind it made. A file there before is never removed."""
+    from django.db import connections
+
+    made = {alias: [path for path in _sqlite_paths(connections[alias])
+                    if not os.path.lexists(path)] for alias in DATABASE_SETTINGS}
+    try:
+        yield
+    except BaseException:
+        for alias, paths in made.items():
+            if paths:
+                connections[alias].close()
+            for path in paths:
+                with suppress(FileNotFoundError):
+                    os.remove(path)
+        raise
+
+
+def _sqlite_paths(connection) -> list[str]:
+    """The files of an SQLite database named by a path (none for a server, or in memory)."""
+    if connection.vendor != "sqlite" or connection.is_in_memory_db():
+        return []
+    name = str(connection.settings_dict["NAME"])
+    return [name + side for side in _SQLITE_SIDE_FILES]
 
 
 def _refuse_databases_of_two_installations() -> None:

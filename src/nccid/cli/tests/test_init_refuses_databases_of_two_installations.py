@@ -1,7 +1,9 @@
 """'nccid init' with a mistyped vault_database_url beside a main database holding patients (or
 a mistyped database_url beside a vault holding entries) refuses, naming the setting, before it
 sets anything up: before, it made a new empty vault, recorded the key there, 'nccid key check'
-passed, and new patients' NHS/CHI numbers went into the stray vault."""
+passed, and new patients' NHS/CHI numbers went into the stray vault. A refused init leaves no
+database file it made (it left an empty one where the mistyped URL pointed), and never removes
+one that was there before."""
 
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ def test_init_refuses_a_new_vault_beside_a_main_database_holding_patients(home):
              f"the main database in database_url (file {home}/nccid.sqlite3) holds 2 patients",
              f"the vault database in vault_database_url (file {stray}) holds no vault entry",
              "Check vault_database_url")
-    assert tables(stray) == []  # nothing set up in it: no key recorded, no entries taken
+    assert not stray.exists()  # nothing set up in it, and no empty file left behind
     _refused(run_nccid("key", "check", env=env), "check vault_database_url names this "
              "installation's database")
 
@@ -66,9 +68,44 @@ def test_init_refuses_a_new_main_database_beside_a_vault_holding_entries(home):
              f"the vault database in vault_database_url (file {home}/vault.sqlite3) holds 2 "
              "vault entries", f"the main database in database_url (file {stray}) holds no "
              "site, account or patient", "Check database_url")
-    assert tables(stray) == []
+    assert not stray.exists()
+
+
+def test_init_refused_for_swapped_urls_leaves_no_file_where_one_points(home):
+    stray = home / "main-typo.sqlite3"
+    env = {"NCCID_HOME": str(home), "NCCID_DATABASE_URL": f"sqlite:///{stray}",
+           "NCCID_VAULT_DATABASE_URL": f"sqlite:///{home}/nccid.sqlite3"}
+
+    _refused(run_nccid("init", env=env), "holds the main database's tables", "swapped")
+    assert not stray.exists()
+    assert "accounts_site" in tables(home / "nccid.sqlite3")  # the one there before stays
+
+
+def test_init_refused_keeps_an_empty_database_file_it_did_not_make(home):
+    stray = home / "vault-typo.sqlite3"
+    stray.touch()  # the operator's, made before: not init's to remove
+    env = {"NCCID_HOME": str(home), "NCCID_VAULT_DATABASE_URL": f"sqlite:///{stray}"}
+
+    _refused(run_nccid("init", env=env), "holds no vault entry")
+    assert stray.exists() and tables(stray) == []
 
 
 def test_init_runs_again_on_its_own_databases(home):
     result = run_nccid("init", env={"NCCID_HOME": str(home)})
     assert result.code == 0, result.err
+
+
+def test_init_refused_after_setting_up_a_new_vault_removes_it(tmp_path):
+    """The missing key file is found once both databases are set up: the new vault a mistyped
+    vault_database_url named is removed with its tables."""
+    home = tmp_path / "home"
+    env = {"NCCID_HOME": str(home)}
+    assert run_nccid("init", env=env).code == 0
+    assert run_nccid("site", "add", "RKEY", "--name", "Keyed", env=env).code == 0
+    (home / "secret.key").unlink()
+    stray = home / "vault-typo.sqlite3"
+
+    _refused(run_nccid("init", env={**env, "NCCID_VAULT_DATABASE_URL": f"sqlite:///{stray}"}),
+             "is missing but this installation already holds data")
+    assert not stray.exists()
+    assert not (home / "secret.key").exists()
