@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Hashable
 from io import BytesIO
 
@@ -48,7 +49,7 @@ def header_json(data: bytes | None = None, dataset: Dataset | None = None) -> by
 
 def dump_json(body: dict) -> bytes:
     """The stored form of a header's DICOM JSON object (tags as keys)."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def element_json(dataset: Dataset, tag: int, charset_id) -> dict | None:
@@ -79,9 +80,7 @@ def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] |
     try:
         element = dataset[tag]
         omitted: list[bool] = []
-        value = element.to_json_dict(
-            bulk_data_element_handler=lambda _e: omitted.append(True) or OMITTED,
-            bulk_data_threshold=BULK_THRESHOLD)
+        value = _to_json_dict(element, lambda _e: omitted.append(True) or OMITTED)
     except Exception as exc:  # noqa: BLE001 - pydicom's message may quote the value
         log.warning("header JSON: element (%04X,%04X) left out (%s)", tag >> 16, tag & 0xFFFF,
                     type(exc).__name__)
@@ -91,6 +90,28 @@ def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] |
         keep = element.value if is_constant(element.value) else None
         _JSON.remember(key, entry, keep)
     return entry
+
+
+def _to_json_dict(element, bulk_handler) -> dict:
+    """pydicom's ``to_json_dict``, items of sequences alike, but strict JSON (RFC 8259): a
+    number that is not finite raises ValueError (the element is left out), and an empty value
+    of a multi-valued number is ``null`` (PS3.18 F.2.5; pydicom raises on it)."""
+    vr = element.VR
+    if vr == "SQ":
+        return {"vr": vr, "Value": [{f"{tag:08X}": _to_json_dict(item[tag], bulk_handler)
+                                     for tag in item.keys()} for item in element.value]}
+    if vr in _TEXT_NUMBERS and element.VM > 1 and any(v in ("", None) for v in element.value):
+        number = _TEXT_NUMBERS[vr]
+        value = {"vr": vr, "Value": [None if v in ("", None) else number(v) for v in element.value]}
+    else:
+        value = element.to_json_dict(bulk_data_element_handler=bulk_handler,
+                                     bulk_data_threshold=BULK_THRESHOLD)
+    if not all(math.isfinite(v) for v in value.get("Value", ()) if isinstance(v, float)):
+        raise ValueError("a number JSON cannot hold (NaN or infinite)")
+    return value
+
+
+_TEXT_NUMBERS = {"DS": float, "IS": int}
 
 
 def _key(dataset: Dataset, element, tag: int, charset_id):

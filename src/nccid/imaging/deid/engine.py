@@ -695,6 +695,8 @@ def form_ok(text: str, vr: str, allowed: frozenset[str] | None = None) -> bool:
         return False
     if _FORMS[vr].fullmatch(text) is None:
         return False
+    if vr == "DS" and not math.isfinite(float(text)):
+        return False  # 1e400 overflows to Infinity, which no reader (nor JSON) takes
     if vr in _NUMBER_HIDING_VRS and _WHOLE_NUMBER.fullmatch(text) and is_valid_patient_number(text):
         return False  # a Patient's Weight of 9994200003: an NHS/CHI number, not a value
     return vr != "IS" or -2**31 <= int(text) < 2**31

@@ -48,6 +48,10 @@ CASES = [  # (keyword, value, kept)
     ("BodyPartExamined", "9994200003", False),   # and as a code
     ("PatientWeight", "9994200004", True),       # 10 digits failing the check digit
     ("PatientWeight", "70 Smith", False),
+    ("SliceThickness", "1e400", False),          # no float holds it: Infinity in the JSON
+    ("SliceThickness", "-1e400", False),
+    ("SliceThickness", "NaN", False),
+    ("SliceThickness", "1e300", True),           # large, but a number
 ]
 
 
