@@ -53,7 +53,9 @@ from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe
 config.settings.reading_validation_mode = config.IGNORE
 config.settings.writing_validation_mode = config.IGNORE
 
-IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1403.1"  # invented nccid implementation UID
+# nccid's own Implementation Class UID: made once from a random UUID (PS3.5 B.2, 2.25 root),
+# so it collides with no one's; fixed here for good (docs/deidentification.md).
+IMPLEMENTATION_CLASS_UID = "2.25.18965770571220411969716205402992663503"
 IMPLEMENTATION_VERSION = "NCCID_DEID_1"
 PIXEL_DATA = 0x7FE00010
 _METHOD_CODES = {
