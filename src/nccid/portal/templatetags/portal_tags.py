@@ -5,7 +5,15 @@ from datetime import datetime
 from django import template
 from django.utils.dateparse import parse_datetime
 
+from nccid.portal import session_ended
+
 register = template.Library()
+
+
+@register.simple_tag
+def session_end(request) -> session_ended.SessionEnd | None:
+    """When the signed-in user's session ends (the header says so); None signed out."""
+    return session_ended.session_end(request)
 
 
 @register.filter
