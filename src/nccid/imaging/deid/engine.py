@@ -471,10 +471,10 @@ class Deidentifier:
 
     def _write_markers(self, ds: Dataset) -> None:
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = [
-            f"NCCID {self.profile.name}",
-            "PS3.15 E.1-1 2024b+2026c, keyed UIDs",
+        ds.DeidentificationMethod = [  # LO values of 64 at most: the last takes the padding,
+            f"NCCID {self.profile.name}",  # so the description (cut to 64) is not last
             self.spec["description"][:64],
+            "PS3.15 E.1-1 2024b+2026c, keyed UIDs",
         ]
         ds.DeidentificationMethodCodeSequence = self._method_code_sequence
         ds.LongitudinalTemporalInformationModified = self.spec["longitudinal_temporal"]
