@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from django.db.models import Exists, OuterRef
+
 from nccid.config import get_settings
 from nccid.identity.service import get_keyring
 from nccid.imaging.deid import Deidentifier, image_meta
@@ -15,7 +17,8 @@ from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
 from nccid.withdrawal.services import STUDY_REFUSAL, removed_studies_among, withdrawn_among
 
 __all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta", "link_images",
-           "pseudonym_for_hospital_number", "removed_studies_among", "store_image", "withdrawn_among"]
+           "pseudonym_for_hospital_number", "removed_studies_among", "site_sent_clinical_record", "store_image",
+           "withdrawn_among"]
 
 
 @lru_cache(maxsize=4)
@@ -61,6 +64,15 @@ def clinical_pseudonyms(pseudonyms: set[str]) -> set[str]:
     return {p for first in range(0, len(wanted), 500)
             for p in ClinicalRecord.objects.filter(pseudonym__in=wanted[first:first + 500])
             .values_list("pseudonym", flat=True).distinct()}
+
+
+def site_sent_clinical_record() -> Exists:
+    """For a query of receipts: whether the receipt's own site sent a clinical record naming
+    its patient (a record of another site is not that site's to know of)."""
+    from nccid.clinical.models import ClinicalRecord
+
+    return Exists(ClinicalRecord.objects.filter(site_id=OuterRef("site_id"),
+                                                pseudonym=OuterRef("patient")))
 
 
 def link_images(pseudonyms: set[str]) -> None:

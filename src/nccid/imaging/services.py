@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Case, CharField, Count, F, QuerySet, Value, When
 from django.utils import timezone
 
 from nccid.accounts.models import audit
@@ -28,7 +28,7 @@ from .pending import purge_expired
 log = logging.getLogger("nccid.imaging.services")
 
 __all__ = ["HeldDecisionError", "held_image", "held_images", "purge_expired", "reject_held",
-           "release_held", "studies_for_site", "study_status_counts"]
+           "release_held", "studies_for_site", "studies_seen", "study_status_counts"]
 
 
 # What the site's receipt says of an image a data manager rejected (the reviewer's own words
@@ -43,15 +43,35 @@ class HeldDecisionError(PermissionError):
     """The user may not decide on held images, or the image was already decided."""
 
 
-def studies_for_site(site) -> QuerySet[StudyReceipt]:
-    """The site's received studies, newest first (status: stored / waiting / pending / held)."""
-    return StudyReceipt.objects.filter(site=site).order_by("-last_received")
+def studies_seen(*, as_the_site: bool) -> QuerySet[StudyReceipt]:
+    """Every receipt, each with ``shown_status``: its true status for data managers; as its
+    own site is told it (``as_the_site``), a study 'stored' because another site's clinical
+    record names the patient is 'waiting for clinical record', the site's own: a site learns
+    nothing of other sites' patients from its receipts, and is asked for its sheet."""
+    shown = _as_the_site_sees_it() if as_the_site else F("status")
+    return StudyReceipt.objects.annotate(shown_status=shown)
 
 
-def study_status_counts(site) -> list[tuple[str, str, int]]:
-    """(status, its label, how many of the site's studies have it) for each status some have."""
-    counts = dict(StudyReceipt.objects.filter(site=site).values_list("status")
-                  .annotate(n=Count("id")).order_by())
+def _as_the_site_sees_it() -> Case:
+    return Case(When(~deps.site_sent_clinical_record(), status=ReceiptStatus.STORED,
+                     then=Value(ReceiptStatus.WAITING)),
+                default=F("status"), output_field=CharField())
+
+
+def studies_for_site(site, status: str = "", *, as_the_site: bool = False) -> QuerySet[StudyReceipt]:
+    """The site's received studies, newest first, with ``shown_status`` (``studies_seen``):
+    all, or those shown as ``status`` (stored / waiting / pending / held / rejected)."""
+    studies = studies_seen(as_the_site=as_the_site).filter(site=site)
+    if status:  # a data manager's filter on the stored column (indexed with the site)
+        studies = studies.filter(**{"shown_status" if as_the_site else "status": status})
+    return studies.order_by("-last_received")
+
+
+def study_status_counts(site, *, as_the_site: bool = False) -> list[tuple[str, str, int]]:
+    """(status, its label, how many of the site's studies are shown with it) for each status
+    some have (``studies_seen``)."""
+    counts = dict(studies_seen(as_the_site=as_the_site).filter(site=site)
+                  .values_list("shown_status").annotate(n=Count("id")).order_by())
     return [(code, label, counts[code]) for code, label in ReceiptStatus.choices if code in counts]
 
 

@@ -252,7 +252,19 @@ class SummaryRow(Schema):
     value: int
 
 
+class SiteFiguresOut(Schema):
+    """Your own site's figures, exact: the patients its rows name, the studies it sent."""
+
+    patients: int
+    studies: int
+
+
 class SummaryOut(Schema):
+    """The programme's figures. For all but data managers and administrators the counts of
+    patients, studies and images are rounded to the nearest ``rounded_to`` (1: exact), so no
+    site can learn from them whether another site sent a patient; an uploader is given their
+    own site's figures exactly in ``your_site``."""
+
     centres: int
     patients_with_images: int
     total_patients: int
@@ -261,6 +273,8 @@ class SummaryOut(Schema):
     studies_ct: int
     studies_other: int
     images: int
+    rounded_to: int
+    your_site: SiteFiguresOut | None
     table: list[SummaryRow]
 
 
@@ -335,10 +349,11 @@ def me(request):
 
 @api.get("/summary", response=answers({200: SummaryOut}), tags=["figures"], summary="The programme's summary figures")
 def summary(request):
-    from .summary import get_summary
+    from .summary import summary_for
 
-    figures = get_summary()
+    figures, own = summary_for(_user(request))
     data = figures.as_dict()
+    data["your_site"] = own and {"patients": own.patients, "studies": own.studies}
     data["table"] = [{"label": label, "value": value} for label, value in figures.rows()]
     return data
 
@@ -519,17 +534,18 @@ def upload_cancel(request, upload_id: Path[int, P(description="The upload's numb
          openapi_extra={"responses": {200: {"headers": PAGE_HEADERS}}})
 def study_list(request, response: HttpResponse, site: SiteQuery = None,
                limit: LimitQuery = 200, offset: OffsetQuery = 0):
-    from nccid.imaging.models import StudyReceipt
+    from nccid.imaging.services import studies_seen
 
     require_site_role(request)
-    rows = _page(request, response, StudyReceipt.objects.select_related("site")
+    as_the_site = not access.sees_all_sites(_user(request))  # data managers: the true state
+    rows = _page(request, response, studies_seen(as_the_site=as_the_site).select_related("site")
                  .filter(**_site_filter(request, site)).order_by("-last_received", "-pk"),
                  offset, limit)
     return [
         {"site": r.site.code, "study_uid": r.study_uid, "patient": r.patient,
          "modality": r.modality, "source": r.source, "instances": r.instances,
          "stored": r.stored, "pending": r.pending, "held": r.held, "rejected": r.rejected,
-         "problem": r.problem, "status": r.status,
+         "problem": r.problem, "status": r.shown_status,
          "first_received": r.first_received, "last_received": r.last_received}
         for r in rows
     ]

@@ -223,25 +223,32 @@ def _problem_groups(problems: list[dict]) -> list[dict]:
     return ranked[:PROBLEM_GROUPS]
 
 
-def studies_for_site(site, status: str = ""):
-    """DICOM studies the site sent, newest first, from the imaging part (only those of
-    ``status`` if it is one of the receipts' statuses); None if imaging is not installed."""
+def studies_for_site(site, status: str = "", *, as_the_site: bool = False):
+    """DICOM studies the site sent, newest first, from the imaging part (only those shown as
+    ``status`` if it is one of the receipts' statuses); None if imaging is not installed.
+    ``as_the_site``: statuses as the site is told them (its own clinical records only)."""
     try:
         from nccid.imaging.services import studies_for_site as imaging_studies
     except ImportError:
         return None
-    studies = imaging_studies(site)
-    return studies.filter(status=status) if status else studies
+    return imaging_studies(site, status, as_the_site=as_the_site)
 
 
-def study_statuses(site) -> list[dict]:
-    """Each receipt status with how many of the site's studies have it (none: left out)."""
+def study_statuses(site, *, as_the_site: bool = False) -> list[dict]:
+    """Each receipt status with how many of the site's studies are shown with it (none: left
+    out)."""
     try:
         from nccid.imaging.services import study_status_counts
     except ImportError:
         return []
     return [{"code": code, "label": label, "count": count}
-            for code, label, count in study_status_counts(site)]
+            for code, label, count in study_status_counts(site, as_the_site=as_the_site)]
+
+
+def _status_label(code: str) -> str:
+    from nccid.imaging.models import ReceiptStatus
+
+    return ReceiptStatus(code).label
 
 
 def study_row(receipt) -> dict:
@@ -252,8 +259,8 @@ def study_row(receipt) -> dict:
         "first": receipt.first_received,
         "modality": receipt.modality,
         "instances": receipt.instances,
-        "status": receipt.get_status_display(),
-        "status_code": receipt.status,
+        "status": _status_label(receipt.shown_status),
+        "status_code": receipt.shown_status,
         "who": receipt.patient or "–",
         "refused": receipt.rejected,
         "problem": receipt.problem,

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from . import charts
 from .auth import signed_in_or_back_to
 from .paging import paginate
-from .summary import get_summary
+from .summary import get_summary, summary_for
 
 log = logging.getLogger("nccid.portal")
 
@@ -58,12 +58,13 @@ PAGE_SECONDS = 5
 @login_required
 @require_GET
 def summary_page(request: HttpRequest) -> HttpResponse:
-    figures = get_summary()
+    figures, own = summary_for(request.user)  # a session's user and role are fixed
     key = f"figures:summary:{request.session.session_key}:{'.'.join(map(str, figures.version))}"
     pending = list(get_messages(request))  # a page showing messages is never reused
     content = None if pending else cache.get(key)
     if content is None:
-        response = render(request, "portal/summary.html", {"figures": figures, "rows": figures.rows()})
+        response = render(request, "portal/summary.html",
+                          {"figures": figures, "rows": figures.rows(), "own": own})
         if not pending:
             cache.set(key, response.content, PAGE_SECONDS)
     else:

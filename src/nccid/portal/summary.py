@@ -7,6 +7,12 @@ When new rows arrive, only those rows are examined: a patient or study counts as
 earlier row names it (an indexed ``NOT EXISTS``). Deleting rows bumps a generation counter,
 which forces one full recount. Page views cost one cheap probe (three indexed ``MAX``/row
 lookups, memoised for ``PROBE_SECONDS`` in each process) and a dictionary look-up.
+
+Each site's own patients and studies are counted the same way, alongside. Everyone but data
+managers and administrators is shown the national counts rounded (``Summary.rounded``), as
+public statistics are: one site's upload must not tell it, by moving a national count by
+one, whether another site had sent a patient (docs/decisions.md). Its own site's figures
+are exact, so an uploader still sees their upload counted.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -30,6 +36,8 @@ PROBE_SECONDS = 1.0
 RECOUNT_SECONDS = 3600
 GENERATION = "_generation"
 SUMMARY = "summary"
+# National counts are shown to all but data managers rounded to the nearest ROUND_TO.
+ROUND_TO = 5
 _DATA = Path(__file__).parent / "data"
 
 
@@ -48,6 +56,14 @@ def clinical_model():
 
 
 @dataclass(frozen=True)
+class SiteFigures:
+    """One site's own figures: the patients its rows name, the studies it sent (exact)."""
+
+    patients: int = 0
+    studies: int = 0
+
+
+@dataclass(frozen=True)
 class Summary:
     centres: int
     patients_with_images: int
@@ -58,6 +74,8 @@ class Summary:
     studies_other: int
     images: int
     version: tuple[int, int, int]
+    by_site: tuple[tuple[int, SiteFigures], ...] = ()  # (site id, its figures); never published
+    rounded_to: int = 1
 
     def rows(self) -> list[tuple[str, int]]:
         """The published table, in the programme's order and wording."""
@@ -70,10 +88,30 @@ class Summary:
             ("Studies received (CT)", self.studies_ct),
         ]
 
+    def rounded(self) -> Summary:
+        """The figures as all but data managers see them: every count one site's upload could
+        move by another site's patient or study rounded to the nearest ``ROUND_TO`` (the
+        centres only a site's own first upload moves); no site's own figures."""
+        return replace(self, by_site=(), rounded_to=ROUND_TO,
+                       **{name: _round(getattr(self, name)) for name in ROUNDED})
+
+    def site(self, site_id: int | None) -> SiteFigures:
+        """The site's own figures (none yet, or no site: zeros)."""
+        return dict(self.by_site).get(site_id, SiteFigures())
+
     def as_dict(self) -> dict:
         data = asdict(self)
         data["version"] = list(self.version)
+        del data["by_site"]
         return data
+
+
+ROUNDED = ("patients_with_images", "total_patients", "studies_xray", "studies_mri", "studies_ct",
+           "studies_other", "images")
+
+
+def _round(count: int) -> int:
+    return (count + ROUND_TO // 2) // ROUND_TO * ROUND_TO
 
 
 # ---------------------------------------------------------------- the data version probe
@@ -135,11 +173,20 @@ def get_summary(max_age: float = PROBE_SECONDS) -> Summary:
     return summary
 
 
+def summary_for(user) -> tuple[Summary, SiteFigures | None]:
+    """The summary as ``user`` may see it: exact for data managers and administrators; for
+    everyone else rounded, with an uploader's own site's figures (exact)."""
+    figures = get_summary()
+    if user.is_data_manager:
+        return figures, None
+    return figures.rounded(), figures.site(user.site_id) if user.is_uploader else None
+
+
 # ---------------------------------------------------------------- incremental computation
 
 def _empty_counts() -> dict:
     return {"counted_at": 0, "centres": [], "patients_with_images": 0, "total_patients": 0, "images": 0,
-            "studies": {"xray": 0, "mri": 0, "ct": 0, "other": 0}}
+            "studies": {"xray": 0, "mri": 0, "ct": 0, "other": 0}, "sites": {}}
 
 
 def _bring_up_to(version: tuple[int, int, int]) -> Summary:
@@ -148,7 +195,8 @@ def _bring_up_to(version: tuple[int, int, int]) -> Summary:
     now = time.time()
     if state is None or state.generation != generation or state.image_hwm > image_top \
             or state.clinical_hwm > clinical_top \
-            or now - state.data.get("counted_at", 0) > RECOUNT_SECONDS:
+            or now - state.data.get("counted_at", 0) > RECOUNT_SECONDS \
+            or "sites" not in state.data:  # saved before sites' own figures were kept
         counts, image_hwm, clinical_hwm, full = _empty_counts(), 0, 0, True
     else:
         counts, image_hwm, clinical_hwm, full = state.data, state.image_hwm, state.clinical_hwm, False
@@ -198,7 +246,33 @@ def _add_rows(counts: dict, image_lo: int, image_hi: int, clinical_lo: int, clin
     sites.update(new_images.values_list("site_id", flat=True).distinct())
     sites.update(new_clinical.values_list("site_id", flat=True).distinct())
     counts["centres"] = sorted(sites)
+    _add_site_figures(counts["sites"], new_images, new_clinical, image_lo, image_hi, clinical_lo)
     return counts
+
+
+def _add_site_figures(sites: dict, new_images, new_clinical, image_lo: int, image_hi: int,
+                      clinical_lo: int) -> None:
+    """Each site's own patients and studies, counted as the national ones are with "earlier"
+    meaning an earlier row of the same site (indexed: pseudonym, study; clinical by site)."""
+    Image, Clinical = image_model(), clinical_model()
+
+    def earlier(model, upto: int, field: str):
+        return model.objects.filter(pk__lte=upto, site_id=OuterRef("site_id"),
+                                    **{field: OuterRef(field)})
+
+    first_images = new_images.filter(~Exists(earlier(Image, image_lo, "pseudonym")),
+                                     ~Exists(earlier(Clinical, clinical_lo, "pseudonym")))
+    first_clinical = new_clinical.filter(~Exists(earlier(Image, image_hi, "pseudonym")),
+                                         ~Exists(earlier(Clinical, clinical_lo, "pseudonym")))
+    preceded = Image.objects.filter(site_id=OuterRef("site_id"), study_uid=OuterRef("study_uid"),
+                                    pk__lt=OuterRef("pk"))
+    added = [(first_images, "patients", Count("pseudonym", distinct=True)),
+             (first_clinical, "patients", Count("pseudonym", distinct=True)),
+             (new_images.filter(~Exists(preceded)), "studies", Count("pk"))]
+    for query, figure, count in added:
+        for site_id, n in query.order_by().values("site_id").annotate(n=count).values_list("site_id", "n"):
+            site = sites.setdefault(str(site_id), {"patients": 0, "studies": 0})
+            site[figure] += n
 
 
 def _save(state: FigureState | None, counts: dict, image_top: int, clinical_top: int,
@@ -227,6 +301,8 @@ def _as_summary(counts: dict, version: tuple[int, int, int]) -> Summary:
         total_patients=counts["total_patients"],
         studies_xray=studies["xray"], studies_mri=studies["mri"], studies_ct=studies["ct"],
         studies_other=studies["other"], images=counts["images"], version=version,
+        by_site=tuple((int(site_id), SiteFigures(**figures))
+                      for site_id, figures in sorted(counts["sites"].items(), key=lambda i: int(i[0]))),
     )
 
 

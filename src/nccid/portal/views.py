@@ -400,10 +400,11 @@ def _site_history(request: HttpRequest, site) -> dict:
                        UPLOADS_PAGE_SIZE, param="uploads_page", label="Pages of spreadsheet uploads")
     context = {"uploads": uploads,
                "upload_rows": [content.upload_summary(u) | {"pk": u.pk} for u in uploads.items]}
-    statuses = content.study_statuses(site)
+    as_the_site = not auth.sees_all_sites(request.user)  # data managers see the true state
+    statuses = content.study_statuses(site, as_the_site=as_the_site)
     status = request.GET.get("status", "")
     status = status if status in {s["code"] for s in statuses} else ""
-    studies = content.studies_for_site(site, status)
+    studies = content.studies_for_site(site, status, as_the_site=as_the_site)
     if studies is None:
         return context
     studies = paginate(request, studies, STUDIES_PAGE_SIZE, label="Pages of DICOM studies")

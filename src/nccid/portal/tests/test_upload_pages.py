@@ -258,8 +258,21 @@ def test_my_uploads_shows_studies_fifty_a_page_newest_first(client, uploader, si
     assert client.get("/uploads/?page=banana").status_code == 200  # a bad number: page 1
 
 
+def own_records(site, count: int, start: int = 0) -> None:
+    """The site's own clinical records of the patients ``receipts`` names (a site is shown a
+    study stored only once its own record names the patient)."""
+    from nccid.clinical.models import ClinicalRecord, Upload
+
+    upload = Upload.objects.create(site=site, kind="positive", sha256="0" * 64, status="accepted")
+    ClinicalRecord.objects.bulk_create(
+        ClinicalRecord(site=site, pseudonym=f"NCCID-P{start + n:015d}", kind="positive",
+                       digest="0" * 64, last_upload=upload)
+        for n in range(count))
+
+
 def test_my_uploads_filters_studies_by_status_with_counts(client, uploader, site):
     receipts(site, 3, "stored")
+    own_records(site, 3)
     receipts(site, 2, "waiting", start=10)
     body = client.get("/uploads/").content.decode()
     assert '<strong aria-current="true">All (5)</strong>' in body
