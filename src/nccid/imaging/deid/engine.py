@@ -402,8 +402,8 @@ class Deidentifier:
     def _dummy(self, ds: Dataset, tag: int, vr: str) -> None:
         if vr == "UI":
             self._replace_uids(ds, tag)
-        elif vr == "SQ":
-            _set(ds, tag, vr, None)
+        elif vr == "SQ":  # a dummy item would be invented data (docs/decisions.md): removed
+            del ds[tag]
         elif vr in _NUMERIC_VRS:
             _set(ds, tag, vr, 0)
         elif vr in _BINARY_VRS:
