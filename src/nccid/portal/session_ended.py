@@ -2,8 +2,8 @@
 page; so is the sign-in page a page's script goes to when the session ends
 (static/portal/js/session-timeout.js, which warns WARNING_SECONDS before). Every signed-in
 page says when its session ends. The session cookie lives until the browser closes; the
-session behind it ends SESSION_COOKIE_AGE after signing in (it is saved again only when
-something is stored in it, not on every request: SESSION_SAVE_EVERY_REQUEST is off). Without
+session behind it ends SESSION_COOKIE_AGE after signing in (saving it again keeps that end:
+nccid.portal.sessions). Without
 this, a form sent after that landed on a plain sign-in page, nothing saying the user was
 signed out and their action not done. Nothing from the request (what was typed) is kept:
 only the message."""

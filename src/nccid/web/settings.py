@@ -154,9 +154,10 @@ LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
 
-# A session ends 8 hours after signing in, however active the user is (not sliding: it is
-# saved again only when something is stored in it); the sign-in page then says so
+# A session ends 8 hours after signing in, however active the user is (not sliding: saving
+# it again keeps the end it was given, nccid.portal.sessions); the sign-in page then says so
 # (nccid.portal.session_ended). The cookie itself ends when the browser closes.
+SESSION_ENGINE = "nccid.portal.sessions"
 SESSION_COOKIE_AGE = 8 * 60 * 60
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
