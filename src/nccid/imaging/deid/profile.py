@@ -125,6 +125,12 @@ class CompiledProfile:
         return "K"
 
 
+def safe_keywords(rules: dict) -> list[str]:
+    """``rules.json``'s safe keywords, every group's (each group keyed by its reason)."""
+    return [k for reason, group in rules["safe_keywords"].items() if not reason.startswith("_")
+            for k in group]
+
+
 def _tags(keywords: list[str]) -> frozenset[int]:
     return frozenset(t for t in (tag_for_keyword(k) for k in keywords) if t is not None)
 
@@ -158,7 +164,7 @@ def compile_profile(name: str) -> CompiledProfile:
         exact=exact,
         patterns=patterns,
         rules=rules,
-        safe_keyword_tags=_tags(rules["safe_keywords"]),
+        safe_keyword_tags=_tags(safe_keywords(rules)),
         uid_keep_tags=_tags(rules["uid_keep_keywords"]),
         reference_keep_tags=_tags(rules["reference_keep_keywords"]),
         remove_groups=[(int(a, 16), int(b, 16)) for a, b in rules["remove_groups"]],
