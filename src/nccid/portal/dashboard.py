@@ -319,16 +319,15 @@ INTERRUPTED = ("The withdrawal was interrupted part-way (the warehouse or the da
 def withdraw_page(request: HttpRequest) -> HttpResponse:
     """Find a patient (NHS/CHI number or pseudonym), see what is held of them, withdraw them.
 
-    The number typed is turned into the pseudonym at once and never rendered back. A
-    pseudonym nothing in the database or the warehouse names (most likely a typing error) is
-    refused."""
+    The number typed is turned into the pseudonym at once and never rendered back. Every
+    look-up is audited, found or not; a patient nothing in the database or the warehouse names
+    (most likely a typing error) is refused without showing the pseudonym worked out."""
     from nccid.withdrawal.models import Withdrawal
     from nccid.withdrawal.services import (
         WithdrawalError,
         holdings,
         look_up,
         patient_pseudonym,
-        refuse_unknown,
         withdraw,
     )
 
@@ -338,11 +337,11 @@ def withdraw_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             pseudonym = patient_pseudonym(request.POST.get("patient", ""))
-            refuse_unknown(pseudonym)
+            held = look_up(request.user, pseudonym)
         except WithdrawalError as exc:
             context["errors"]["patient"] = _sentence(exc)
         else:
-            context.update(step="confirm", pseudonym=pseudonym, held=look_up(request.user, pseudonym))
+            context.update(step="confirm", pseudonym=pseudonym, held=held)
             _act_on_confirmation(request, context, "withdraw",
                                  lambda reason: withdraw(request.user, pseudonym, reason),
                                  lambda: Withdrawal.objects.filter(pseudonym=pseudonym).exists())
@@ -395,7 +394,7 @@ AUDIT_PAGE_SIZE = 50
 AUDIT_KINDS = {
     "vault": "Key vault (reveals, re-keys)",
     "patient": "Patients (look-ups, withdrawals)",
-    "study": "Study removals",
+    "study": "Studies (look-ups, removals)",
     "clinical": "Clinical uploads",
     "imaging": "Images (held, pending)",
     "research": "Research access",
@@ -458,20 +457,21 @@ def _audit_filter_errors(username: str, pseudonym: str) -> dict[str, str]:
 @data_manager_required
 @require_http_methods(["GET", "POST"])
 def remove_study_page(request: HttpRequest) -> HttpResponse:
-    """Find a study by UID (stored or as sent), see what is held of it, remove it."""
+    """Find a study by UID (stored or as sent), see what is held of it, remove it. Every
+    look-up is audited (``study.look-up``, by the stored UID): it names the patient."""
     from nccid.withdrawal.models import StudyWithdrawal
-    from nccid.withdrawal.services import WithdrawalError, remove_study, study_uid_held
-    from nccid.withdrawal.study_holdings import study_holdings
+    from nccid.withdrawal.services import WithdrawalError, look_up_study, remove_study
 
     context: dict = {"errors": {}, "step": "find", "reason": "",
                      "removals": StudyWithdrawal.objects.all()[:20]}
     if request.method == "POST":
         try:
-            study_uid = study_uid_held(request.POST.get("study", ""))
+            held = look_up_study(request.user, request.POST.get("study", ""))
         except WithdrawalError as exc:
             context["errors"]["study"] = _sentence(exc)
         else:
-            context.update(step="confirm", study_uid=study_uid, held=study_holdings(study_uid))
+            study_uid = held.study_uid
+            context.update(step="confirm", study_uid=study_uid, held=held)
             _act_on_confirmation(request, context, "remove",
                                  lambda reason: remove_study(request.user, study_uid, reason))
             if context["step"] == "done":  # the result is a page of its own: a reload re-runs nothing

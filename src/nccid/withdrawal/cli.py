@@ -41,10 +41,19 @@ def _pseudonym(text: str) -> str:
         raise UserError(str(exc)) from None
 
 
-def _describe(account, pseudonym: str) -> None:
-    from nccid.withdrawal.services import look_up
+def _look_up(account, pseudonym: str, *, force: bool = False):
+    """The patient's holdings (audited, found or not); a patient nothing names is refused
+    without showing the pseudonym worked out from a number typed, unless ``force``."""
+    from nccid.withdrawal.services import WithdrawalError, look_up
 
-    held = look_up(account, pseudonym)
+    try:
+        return look_up(account, pseudonym, unknown_ok=force)
+    except WithdrawalError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _describe(held) -> None:
+    pseudonym = held.pseudonym
     table = Table("What", "How many", title=f"Held of {pseudonym}", title_justify="left")
     table.add_row("Images", f"{held.images:,} in {counted(held.studies, 'study', 'studies')} "
                             f"({held.bytes / 1e6:,.1f} MB)")
@@ -84,7 +93,7 @@ def patient_show(patient: PatientArgument, user: UserOption, password_stdin: Pas
 
     account = login_data_manager(user, password_stdin, "patient.show",
                                  doing="look a patient up")
-    _describe(account, _pseudonym(patient))
+    _describe(_look_up(account, _pseudonym(patient)))
 
 
 @patient_app.command("withdraw", help=(
@@ -106,7 +115,7 @@ def patient_withdraw(
     """Withdraw a patient (``withdrawal.services.withdraw``), after showing what is held."""
     setup_django()
     from nccid.identity.cli import login_data_manager
-    from nccid.withdrawal.services import WithdrawalError, check_reason, refuse_unknown, withdraw
+    from nccid.withdrawal.services import WithdrawalError, check_reason, withdraw
 
     account = login_data_manager(user, password_stdin, "patient.withdraw", reason=reason,
                                  doing="withdraw a patient")
@@ -115,14 +124,18 @@ def patient_withdraw(
         check_reason(reason)  # before showing what is held and asking
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
-    if not force:
-        try:
-            refuse_unknown(pseudonym)
-        except WithdrawalError as exc:
-            raise UserError(f"{exc} (to refuse a patient not yet sent, add --force)") from None
-    _describe(account, pseudonym)
-    if not yes and not typer.confirm(f"Withdraw {pseudonym}? This deletes the data above and "
-                                     "cannot be undone", err=True):
+    try:
+        held = _look_up(account, pseudonym, force=force)
+    except UserError as exc:
+        raise UserError(f"{exc} (to refuse a patient not yet sent, add --force)") from None
+    if not held.found:  # forced: the look-up is audited, the pseudonym not shown yet
+        console.print("Nothing in the database or the warehouse names this patient: "
+                      "withdrawing puts them on the list, so intake refuses them.")
+        question = "Withdraw this patient, not yet sent? This cannot be undone"
+    else:
+        _describe(held)
+        question = f"Withdraw {pseudonym}? This deletes the data above and cannot be undone"
+    if not yes and not typer.confirm(question, err=True):
         raise UserError("nothing was changed")
     try:
         removed = withdraw(account, pseudonym, reason)
@@ -236,15 +249,16 @@ def study_remove(
     """Remove a study (``withdrawal.services.remove_study``), after showing what is held."""
     setup_django()
     from nccid.identity.cli import login_data_manager
-    from nccid.withdrawal.services import WithdrawalError, remove_study, study_uid_held
+    from nccid.withdrawal.services import WithdrawalError, look_up_study, remove_study
 
     account = login_data_manager(user, password_stdin, "study.remove", reason=reason,
                                  doing="remove a study")
     try:
-        stored_uid = study_uid_held(study_uid)
+        held = look_up_study(account, study_uid)  # audited: it names the patient
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
-    _describe_study(stored_uid)
+    stored_uid = held.study_uid
+    _describe_study(held)
     if not yes and not typer.confirm("Remove this study? This cannot be undone", err=True):
         raise UserError("nothing was changed")
     try:
@@ -257,12 +271,9 @@ def study_remove(
                   "Intake now refuses this study.", highlight=False)
 
 
-def _describe_study(study_uid: str) -> None:
+def _describe_study(held) -> None:
     """Everything the removal deletes (as ``patient show`` lists a patient's holdings)."""
-    from nccid.withdrawal.study_holdings import study_holdings
-
-    held = study_holdings(study_uid)
-    console.print(f"Held of study {study_uid}:", highlight=False)  # the UID whole, not wrapped
+    console.print(f"Held of study {held.study_uid}:", highlight=False)  # the UID whole, not wrapped
     table = Table("What", "How many")
     table.add_row("Stored images", f"{held.images:,}")
     table.add_row("Held for review", f"{held.held:,}")

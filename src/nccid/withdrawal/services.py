@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from nccid.identity.reasons import identifier_in_reason
 from nccid.identity.service import normalise_pseudonym, pseudonymise
 
 from .models import ReinstatedWithdrawal, StudyWithdrawal, Withdrawal
+from .study_holdings import StudyHoldings, study_holdings
 
 log = logging.getLogger("nccid.withdrawal")
 
@@ -90,6 +91,7 @@ class Holdings:
     withdrawal: Withdrawal | None = None
     objects: int = 0  # in the patient's warehouse folders
     unnamed_objects: int = 0  # of those, named by no row (a database older than the warehouse)
+    found: bool = True  # named by a row or a warehouse object (``look_up`` says when not)
 
     @property
     def empty(self) -> bool:
@@ -264,13 +266,24 @@ def _unnamed(pseudonym: str, keys: list[str]) -> list[str]:
     return [key for key in keys if key not in named]
 
 
-def look_up(user, pseudonym: str) -> Holdings:
-    """``holdings`` for a data manager, audited: finding a patient by number tells whether they
-    are in the database, so every look-up is recorded like a vault reveal."""
+UNKNOWN_PATIENT = ("nothing in the database or the warehouse names this patient: check the "
+                   "NHS/CHI number or pseudonym")
+
+
+def look_up(user, pseudonym: str, *, unknown_ok: bool = False) -> Holdings:
+    """``holdings`` for a data manager, audited whether the patient is found or not (``found``):
+    finding a patient by number tells whether they are in the database, so every look-up is
+    recorded like a vault reveal. A patient nothing names (a typing error, most likely) is
+    refused unless ``unknown_ok`` (a patient not yet sent, withdrawn with ``--force``), in
+    words that do not show the pseudonym: one worked out from a number typed is shown only
+    for a patient the database or the warehouse holds."""
     if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
         raise WithdrawalError("only data managers may look a patient up")
-    audit(user, "patient.look-up", pseudonym=pseudonym)
-    return holdings(pseudonym)
+    found = is_named(pseudonym)
+    audit(user, "patient.look-up", pseudonym=pseudonym, found=found)
+    if not found and not unknown_ok:
+        raise WithdrawalError(UNKNOWN_PATIENT)
+    return replace(holdings(pseudonym), found=found)
 
 
 def _handed_out(since: datetime | None, set_name: str | None) -> tuple[HandedOut, ...]:
@@ -328,14 +341,12 @@ def named_anywhere(pseudonym: str) -> bool:
         (KeptSet, "pseudonym"), (ReinstatedWithdrawal, "pseudonym")))
 
 
-def refuse_unknown(pseudonym: str) -> None:
-    """WithdrawalError when nothing names ``pseudonym`` (a typing error, most likely): the
-    command line then withdraws only with ``--force`` (a patient not yet sent), the page never.
-    Objects in the patient's warehouse folders name them too (a database restored from a
-    backup older than the warehouse knows nothing of them; the withdrawal removes them)."""
-    if not named_anywhere(pseudonym) and not _objects_of(pseudonym):
-        raise WithdrawalError(f"nothing in the database or the warehouse names {pseudonym}: "
-                              "check the NHS/CHI number or pseudonym")
+def is_named(pseudonym: str) -> bool:
+    """Whether anything names ``pseudonym``: a row (``named_anywhere``) or an object in the
+    patient's warehouse folders (a database restored from a backup older than the warehouse
+    knows nothing of them; the withdrawal removes them). Unnamed is most likely a typing
+    error: the command line then withdraws only with ``--force``, the page never."""
+    return named_anywhere(pseudonym) or bool(_objects_of(pseudonym))
 
 
 def withdraw(user, pseudonym: str, reason: str, *, refresh: bool = True) -> Removed:
@@ -715,7 +726,30 @@ def study_uid_held(text: str) -> str:
     for candidate in (text, get_keyring().uid(text)):
         if StudyReceipt.objects.filter(study_uid=candidate).exists() or _study_images(candidate).exists():
             return candidate
-    raise WithdrawalError("no study with this Study Instance UID is held (as stored or as sent)")
+    raise StudyNotHeld("no study with this Study Instance UID is held (as stored or as sent)")
+
+
+class StudyNotHeld(WithdrawalError):
+    """A well-formed Study Instance UID no receipt or image names."""
+
+
+def look_up_study(user, text: str) -> StudyHoldings:
+    """What is held of the study ``text`` names (``study_uid_held``), for a data manager,
+    audited (``study.look-up``) whether found or not: found by the UID a site sent, it shows
+    the stored UID and the patient's pseudonym. The event names the stored (keyed) UID, never
+    the one typed, and says whether it was found by the UID as sent (``as_sent``)."""
+    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
+        raise WithdrawalError("only data managers may look a study up")
+    try:
+        study_uid = study_uid_held(text)
+    except StudyNotHeld:
+        audit(user, "study.look-up", found=False)
+        raise
+    held = study_holdings(study_uid)
+    audit(user, "study.look-up", pseudonym=held.patients[0] if len(held.patients) == 1 else "",
+          study_uid=study_uid, found=True, as_sent=study_uid != text.strip(),
+          patients=list(held.patients))
+    return held
 
 
 def _study_images(study_uid: str):

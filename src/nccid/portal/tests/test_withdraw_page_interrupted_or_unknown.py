@@ -55,6 +55,6 @@ def test_a_pseudonym_nothing_names_is_refused(client, make_user, patient):
     for step in ({}, {"step": "withdraw", "reason": "Objected"}):
         answer = client.post(page, {"patient": "NCCID-AAAAAAAAAAAAAAAA", **step})
         assert answer.status_code == 400
-        assert ("Nothing in the database or the warehouse names NCCID-AAAAAAAAAAAAAAAA"
+        assert ("Nothing in the database or the warehouse names this patient"
                 in answer.content.decode())
     assert not Withdrawal.objects.exists()

@@ -9,7 +9,7 @@ import pytest
 
 from nccid.warehouse.service import get_warehouse
 from nccid.withdrawal.models import Withdrawal
-from nccid.withdrawal.services import WithdrawalError, holdings, refuse_unknown, withdraw
+from nccid.withdrawal.services import WithdrawalError, holdings, look_up, withdraw
 
 from .conftest import PEOPLE
 
@@ -37,7 +37,7 @@ def test_show_counts_what_their_folders_hold(left_in_the_warehouse):
 
 
 def test_the_withdrawal_takes_them_without_force(left_in_the_warehouse, manager):
-    refuse_unknown(left_in_the_warehouse)  # found in the warehouse: no typing error
+    assert look_up(manager, left_in_the_warehouse).found  # in the warehouse: no typing error
 
     removed = withdraw(manager, left_in_the_warehouse, "Patient objected by letter")
 
@@ -46,6 +46,6 @@ def test_the_withdrawal_takes_them_without_force(left_in_the_warehouse, manager)
     assert Withdrawal.objects.get().removed["set_name"] == "validation"  # researchers are told
 
 
-def test_a_pseudonym_named_nowhere_is_still_refused(keyring, local_warehouse):
+def test_a_pseudonym_named_nowhere_is_still_refused(keyring, local_warehouse, manager):
     with pytest.raises(WithdrawalError, match="nothing in the database or the warehouse names"):
-        refuse_unknown(keyring.pseudonym(PEOPLE[5].nhs_number))
+        look_up(manager, keyring.pseudonym(PEOPLE[5].nhs_number))
