@@ -68,6 +68,7 @@ def make_user(db):
     TEST_PASSWORD. A researcher or administrator is granted the training set unless
     ``research_sets`` says otherwise ([] for none)."""
     from nccid.accounts.models import User
+    from nccid.accounts.signals import audited_by_caller
 
     counter = iter(range(1_000_000))
 
@@ -79,7 +80,8 @@ def make_user(db):
         user = User(username=name, role=role, site=site, research_sets=research_sets,
                     is_staff=role in ("data-manager", "admin"), is_superuser=role == "admin")
         user.set_password(TEST_PASSWORD)
-        user.save()
+        with audited_by_caller():  # a test's setting up, not an account.add to check
+            user.save()
         return user
 
     return make

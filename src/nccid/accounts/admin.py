@@ -15,6 +15,7 @@ from .services import (
     revoke_token,
     site_state,
 )
+from .signals import audited_by_caller
 
 
 class DataManagerAccess:
@@ -126,29 +127,34 @@ class NccidUserAdmin(DataManagerAccess, UserAdmin):
         obj.is_staff = obj.role in (Role.DATA_MANAGER, Role.ADMIN) or obj.is_superuser
         # What the account could do before: the form changed the object, not yet its row.
         obj._state_before = account_state(User.objects.get(pk=obj.pk)) if change else None
-        super().save_model(request, obj, form, change)
+        with audited_by_caller():  # by save_related, with the groups and permissions
+            super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
         # Audited once its groups and permissions are saved too, in the admin's transaction.
-        super().save_related(request, form, formsets, change)
+        with audited_by_caller():
+            super().save_related(request, form, formsets, change)
         audit_account(request.user, form.instance._state_before, form.instance)
 
     def delete_model(self, request, obj):
         audit_account_deleted(request.user, obj)
-        super().delete_model(request, obj)
+        with audited_by_caller():
+            super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         with transaction.atomic():  # the admin's delete action is not in a transaction
             for account in queryset.select_related("site"):
                 audit_account_deleted(request.user, account)
-            super().delete_queryset(request, queryset)
+            with audited_by_caller():
+                super().delete_queryset(request, queryset)
 
     def user_change_password(self, request, id, form_url=""):
         # Django's page sets (or removes) the password of the account it shows; audited, as a
         # data manager may set a site uploader's or researcher's there.
         account = self.get_object(request, unquote(id))
         before = account.password if account is not None else None
-        response = super().user_change_password(request, id, form_url)
+        with audited_by_caller():
+            response = super().user_change_password(request, id, form_url)
         if account is not None and request.method == "POST":
             account.refresh_from_db(fields=["password"])
             if account.password != before:

@@ -78,6 +78,22 @@ class User(AbstractUser):
     def is_researcher(self) -> bool:
         return self.role in (Role.RESEARCHER, Role.ADMIN)
 
+    # A sign-in that re-hashes the password (a hasher's new parameters) saves the same
+    # password: the audit of accounts (signals.py) does not take it for a password change.
+    def check_password(self, raw_password) -> bool:
+        self._rehashing = True
+        try:
+            return super().check_password(raw_password)
+        finally:
+            self._rehashing = False
+
+    async def acheck_password(self, raw_password) -> bool:
+        self._rehashing = True
+        try:
+            return await super().acheck_password(raw_password)
+        finally:
+            self._rehashing = False
+
     def allowed_sets(self) -> list[str]:
         """Warehouse sets this user was granted and may query or export: none unless granted.
         The validation set is never handed out, whatever the list holds."""

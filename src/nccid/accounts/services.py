@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from .models import GRANTABLE_SETS, ApiToken, Role, Site, SplitRule, User, audit
+from .signals import audited_by_caller
 
 _SITE_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,15}$")
 _AE_TITLE = re.compile(r"^[ -~]{1,16}$")
@@ -79,7 +80,7 @@ def add_user(username: str, role: str, password: str, site_code: str | None = No
     user.is_staff = role in (Role.DATA_MANAGER, Role.ADMIN)
     user.is_superuser = role == Role.ADMIN
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audited_by_caller():
             user.save()
             audit_account(actor, None, user)
     except IntegrityError as exc:  # a concurrent add of the same username

@@ -354,8 +354,20 @@ def _supervise(children: list[subprocess.Popen]) -> None:
                 child.wait()
 
 
+# Django commands that change accounts where nccid has an audited command of its own, which
+# also sets what nccid reads (role, site, research sets): refused, saying which to use.
+# The others (changepassword, shell, loaddata) are audited by accounts.signals.
+NCCID_DOES_IT = {
+    "createsuperuser": "nccid user add USERNAME --role admin (a superuser with the "
+                       "administrator's role; createsuperuser made a site uploader with no site)",
+}
+
+
 def manage(ctx: typer.Context) -> None:
-    """Run a Django management command (e.g. 'nccid manage createsuperuser')."""
+    """Run a Django management command (e.g. 'nccid manage changepassword USERNAME')."""
+    own = NCCID_DOES_IT.get(ctx.args[0]) if ctx.args else None
+    if own is not None:
+        raise UserError(f"'nccid manage {ctx.args[0]}' is not used here: run {own}")
     setup_django(check_key=False)
     from django.core.management import execute_from_command_line
 

@@ -75,7 +75,10 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return {**super().get_form_kwargs(), "request": self.request}
 
     def form_valid(self, form):
-        response = super().form_valid(form)
+        from nccid.accounts.signals import acting_as
+
+        with acting_as(self.request.user):  # audited (account.password) as set by its owner
+            response = super().form_valid(form)
         messages.success(self.request, "Your password has been changed.")
         return response
 
