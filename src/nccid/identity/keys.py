@@ -31,6 +31,10 @@ KEY_FILE_VERSION = 1
 PSEUDONYM_PREFIX = "NCCID-"
 PSEUDONYM_PATTERN = re.compile(r"NCCID-[A-Z2-7]{16}")
 _TEN_DIGITS = re.compile(r"[0-9]{10}")
+# How ``date_shift_days`` draws an offset: backward only (new installations), or both ways
+# (installations that shifted dates before backward only; recorded with the deid profile).
+SHIFT_BACKWARD = "backward"
+SHIFT_BOTH_WAYS = "both-ways"
 
 
 class KeyFileError(Exception):
@@ -307,9 +311,18 @@ class Keyring:
         """A stable number in [0, 1) per patient, used against the validation percentage."""
         return int.from_bytes(self.mac("split", pseudonym)[:8], "big") / 2**64
 
-    def date_shift_days(self, pseudonym: str, max_days: int = 365) -> int:
-        """A per-patient offset in [-max_days, -1] ∪ [1, max_days] for the date-shifting profile."""
-        value = int.from_bytes(self.mac("date-shift", pseudonym)[:4], "big") % (2 * max_days)
+    def date_shift_days(self, pseudonym: str, max_days: int = 365,
+                        scheme: str = SHIFT_BACKWARD) -> int:
+        """A per-patient offset for the date-shifting profile: in [-max_days, -1] (``backward``:
+        a shifted date is never after the real one, so never in the future), or, for an
+        installation that shifted dates before that rule, [-max_days, -1] ∪ [1, max_days]
+        (``both-ways``: its patients keep the offsets their data already have)."""
+        number = int.from_bytes(self.mac("date-shift", pseudonym)[:4], "big")
+        if scheme == SHIFT_BACKWARD:
+            return -(number % max_days) - 1
+        if scheme != SHIFT_BOTH_WAYS:
+            raise ValueError(f"unknown date shift scheme {scheme!r}")
+        value = number % (2 * max_days)
         return value - max_days if value < max_days else value - max_days + 1
 
     def django_secret(self) -> str:

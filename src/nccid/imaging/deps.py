@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef
 from nccid.config import get_settings
 from nccid.identity.service import get_keyring
 from nccid.imaging.deid import Deidentifier, image_meta
+from nccid.warehouse.deid_profile import date_shift_scheme
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import store_image
 from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
@@ -22,13 +23,15 @@ __all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deident
 
 
 @lru_cache(maxsize=4)
-def _deidentifier(profile: str, fingerprint: str) -> Deidentifier:
-    return Deidentifier(get_keyring(), profile=profile)
+def _deidentifier(profile: str, fingerprint: str, date_shift: str) -> Deidentifier:
+    return Deidentifier(get_keyring(), profile=profile, date_shift=date_shift)
 
 
 def deidentifier() -> Deidentifier:
-    """The de-identifier for this deployment's profile (built once per profile and key)."""
-    return _deidentifier(get_settings().deid_profile, get_keyring().fingerprint)
+    """The de-identifier for this deployment's profile and the installation's date shift
+    scheme, the one its clinical dates follow (built once per profile, key and scheme)."""
+    return _deidentifier(get_settings().deid_profile, get_keyring().fingerprint,
+                         date_shift_scheme())
 
 
 def image_exists(sop_uid: str) -> bool:

@@ -14,6 +14,11 @@ the upkeep...), before it writes anything. An installation from a release before
 has its profile inferred once, at the first check: from the newest stored image's header
 (Longitudinal Temporal Information Modified, which every release wrote), else from the
 clinical JSON's date-rule stamp (``upgrade``), else it is the setting (nothing tells).
+
+The date shift scheme is recorded beside it (``date_shift``): a new installation draws offsets
+backward only (``Keyring.date_shift_days``), so no shifted date is in the future. One that
+already holds data under ``shift-dates`` from a release before that rule (offsets both ways)
+keeps both ways, for good: every patient's offset must stay the one their data already have.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 
 from nccid.config import DEID_PROFILES, ConfigError, get_settings, setting_origin
+from nccid.identity.keys import SHIFT_BACKWARD, SHIFT_BOTH_WAYS
 
 LONGITUDINAL_TEMPORAL = "00280303"  # (0028,0303) Longitudinal Temporal Information Modified
 SET_WHILE_EMPTY = "set while no data were stored"
@@ -36,8 +42,11 @@ def check_deid_profile() -> None:
     configured = get_settings().deid_profile
     record = DeidProfileRecord.objects.filter(pk=1).first()
     if record is not None and record.profile == configured:
+        if not record.date_shift:  # a row of a release before the scheme was recorded
+            record.date_shift = _scheme_of_older_data(configured)
+            record.save(update_fields=["date_shift"])
         return  # the usual case: one query
-    how = SET_WHILE_EMPTY
+    how, scheme = SET_WHILE_EMPTY, SHIFT_BACKWARD
     if holds_data():
         if record is not None:
             raise ConfigError(profile_changed(configured, record.profile, _recorded_on(record)))
@@ -45,8 +54,31 @@ def check_deid_profile() -> None:
         if recorded not in (None, configured):
             raise ConfigError(profile_changed(configured, recorded, how))
         how = how or "the setting when first checked, beside older data"
+        scheme = _scheme_of_older_data(configured)
+    if record is not None and record.date_shift == SHIFT_BOTH_WAYS:
+        scheme = SHIFT_BOTH_WAYS  # offsets researchers may already hold: never changed
     DeidProfileRecord.objects.update_or_create(pk=1, defaults={
-        "profile": configured, "how": how, "recorded_at": timezone.now()})
+        "profile": configured, "how": how, "recorded_at": timezone.now(), "date_shift": scheme})
+
+
+def date_shift_scheme() -> str:
+    """How this installation draws patients' date offsets (``Keyring.date_shift_days``): as
+    recorded, else backward (nothing is stored before ``check_deid_profile`` records it)."""
+    from .models import DeidProfileRecord
+
+    recorded = DeidProfileRecord.objects.filter(pk=1).values_list("date_shift", flat=True).first()
+    if recorded:
+        return recorded
+    if recorded is not None:  # a row of an older release no check has completed yet
+        return _scheme_of_older_data(get_settings().deid_profile)
+    return SHIFT_BACKWARD
+
+
+def _scheme_of_older_data(profile: str) -> str:
+    """The scheme of data stored by a release before the scheme was recorded: both ways if
+    they were shifted (every such release drew offsets both ways), else backward from now."""
+    shifted = _profiles().get(profile, {}).get("date_shift")
+    return SHIFT_BOTH_WAYS if shifted and holds_data() else SHIFT_BACKWARD
 
 
 def holds_data() -> bool:

@@ -104,6 +104,9 @@ class DeidProfileRecord(models.Model):
     profile = models.CharField(max_length=32)
     recorded_at = models.DateTimeField(default=timezone.now)
     how = models.CharField(max_length=64)  # e.g. "set while no data were stored"
+    # How offsets are drawn (keys.SHIFT_BACKWARD or SHIFT_BOTH_WAYS); "" in a row of a release
+    # before the choice, decided at the next check (deid_profile.check_deid_profile).
+    date_shift = models.CharField(max_length=16, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.profile} ({self.how})"

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from nccid.identity.keys import (
     PSEUDONYM_PATTERN,
+    SHIFT_BACKWARD,
+    SHIFT_BOTH_WAYS,
     KeyFileError,
     Keyring,
     create_key_file,
@@ -84,13 +86,29 @@ def test_split_fraction_is_stable_and_spread_evenly():
     assert 0.17 < share < 0.23  # 20% target; > 4 standard deviations of slack
 
 
-def test_date_shift_is_never_zero_and_within_the_bound():
+def test_date_shift_goes_backward_only_never_zero_and_within_the_bound():
+    """A shifted date is never after the real one, so a recent study is never shifted into the
+    future (where its distance from today would bound the offset)."""
     pseudonyms = [KEY_A.pseudonym(n) for n in nhs_test_numbers(3000)]
     shifts = [KEY_A.date_shift_days(p) for p in pseudonyms]
-    assert all(1 <= abs(s) <= 365 for s in shifts)
-    assert min(shifts) < -300 and max(shifts) > 300
-    assert shifts == [KEY_A.date_shift_days(p) for p in pseudonyms]
-    assert all(1 <= abs(KEY_A.date_shift_days(p, max_days=7)) <= 7 for p in pseudonyms)
+    assert all(-365 <= s <= -1 for s in shifts)
+    assert min(shifts) < -300 and max(shifts) > -65  # the whole range is used
+    assert shifts == [KEY_A.date_shift_days(p, scheme=SHIFT_BACKWARD) for p in pseudonyms]
+    assert all(-7 <= KEY_A.date_shift_days(p, max_days=7) <= -1 for p in pseudonyms)
+
+
+def test_an_installation_shifting_both_ways_keeps_its_patients_offsets():
+    """Offsets of an installation that shifted dates before backward only: those of the
+    release before (pinned), so its patients' new files and clinical dates still agree."""
+    pseudonyms = [KEY_A.pseudonym(n) for n in ("9990000018", "9990000026", "9990000034",
+                                               "9990000042", "9990000050", "9990000069")]
+    assert [KEY_A.date_shift_days(p, scheme=SHIFT_BOTH_WAYS) for p in pseudonyms] == [
+        259, -143, 192, -301, -37, 145]
+    many = [KEY_A.date_shift_days(KEY_A.pseudonym(n), scheme=SHIFT_BOTH_WAYS)
+            for n in nhs_test_numbers(3000)]
+    assert all(1 <= abs(s) <= 365 for s in many) and min(many) < -300 and max(many) > 300
+    with pytest.raises(ValueError, match="scheme"):
+        KEY_A.date_shift_days(pseudonyms[0], scheme="forward")
 
 
 def test_vault_cipher_binds_the_pseudonym_and_the_key():

@@ -43,7 +43,7 @@ from nccid.dicomvalues import (
     mark_constant,
     value_key,
 )
-from nccid.identity.keys import Keyring
+from nccid.identity.keys import SHIFT_BACKWARD, Keyring
 from nccid.identity.numbers import is_valid_patient_number
 
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
@@ -132,8 +132,10 @@ class Deidentifier:
         keyring: Keyring,
         profile: str = "retain-dates",
         safe_private: Iterable[SafePrivate] | None = None,
+        date_shift: str = SHIFT_BACKWARD,
     ) -> None:
         self.keyring = keyring
+        self.date_shift = date_shift  # the installation's scheme (Keyring.date_shift_days)
         self.profile: CompiledProfile = compile_profile(profile)
         self.spec = self.profile.spec
         if "rtnSafePrivOpt" not in self.spec["options"]:
@@ -207,7 +209,7 @@ class Deidentifier:
             ds.PatientID = pseudonym
             ds.PatientName = pseudonym
             if self.spec.get("date_shift"):
-                days = self.keyring.date_shift_days(pseudonym)
+                days = self.keyring.date_shift_days(pseudonym, scheme=self.date_shift)
                 _shift_dates(ds, days)
             _reduce_birth_date(ds)
         if result is not None:
@@ -624,7 +626,9 @@ def _set(ds: Dataset, tag: int, vr: str, value) -> None:
 
 
 def _shift_dates(ds: Dataset, days: int) -> None:
-    """Shift every DA and DT value at any depth by ``days`` (times of day are kept)."""
+    """Shift every DA and DT value at any depth by ``days`` (times of day are kept, a DT's UTC
+    offset is dropped: a shifted winter date marked +0100 would say its real date was in
+    summer, and two studies either side of a clock change would pin the offset down)."""
     for elem in list(ds.elements()):
         tag = int(elem.tag)
         vr = _vr(elem)
@@ -651,7 +655,10 @@ def _shift_one(value: str, days: int, vr: str = "DA") -> str | None:
         moved = date(int(value[0:4]), int(value[4:6]), int(value[6:8])) + timedelta(days=days)
     except (ValueError, OverflowError):  # not a date, or moved before year 1 or after 9999
         return None
-    return moved.strftime("%Y%m%d") + value[8:]
+    return moved.strftime("%Y%m%d") + _UTC_OFFSET.sub("", value[8:])
+
+
+_UTC_OFFSET = re.compile(r"[+-][0-9]{4}$")  # a DT's &ZZXX suffix (PS3.5 Table 6.2-1)
 
 
 # Well-formed DA, TM and DT values (PS3.5 6.2): a kept value that is not one may carry text.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -186,3 +186,18 @@ def test_retain_dates_keeps_clinical_dates_and_negative_swabs_shift_at_any_depth
     assert shifted == {**record, "latest_swab_date": moved,
                        "swabs": [{"date": moved, "status": "Negative"}, {"date": None, "status": "Positive"}]}
     assert record["swabs"][0]["date"] == "2020-05-02"  # the database's record is not changed
+
+
+def test_a_shifted_clinical_date_time_loses_its_utc_offset(keyring):
+    """As the DICOM side drops a DT's offset: 2020-10-25T00:30:00+01:00 shifted into winter
+    would still say it was summer time, and give the offset's range away."""
+    summer_time = timezone(timedelta(hours=1))
+    record = {"admitted": "2020-10-25T00:30:00+01:00", "seen": ["2020-10-27 09:00Z", "2020-10-27T09:00-0500"],
+              "swabbed": datetime(2020, 10, 25, 0, 30, tzinfo=summer_time), "note": "2020-10-25"}
+    assert DateShift(None).clinical("NCCID-X", record) is record  # retain-dates: as typed
+    days = timedelta(days=keyring.date_shift_days("NCCID-X"))
+    shifted = DateShift(keyring).clinical("NCCID-X", record)
+    assert shifted == {"admitted": f"{date(2020, 10, 25) + days}T00:30:00",
+                       "seen": [f"{date(2020, 10, 27) + days} 09:00", f"{date(2020, 10, 27) + days}T09:00"],
+                       "swabbed": datetime(2020, 10, 25, 0, 30) + days,
+                       "note": f"{date(2020, 10, 25) + days}"}

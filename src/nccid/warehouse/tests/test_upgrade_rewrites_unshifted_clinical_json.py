@@ -15,10 +15,12 @@ from typer.testing import CliRunner
 
 from nccid.cli.main import typer_app
 from nccid.config import reset_settings_cache
+from nccid.identity.keys import SHIFT_BOTH_WAYS
 from nccid.research.cohort import CohortFilter
 from nccid.research.export import export_cohort
 from nccid.warehouse import layout
 from nccid.warehouse.catalogue import ARRIVALS_WITHHELD, STATE_KEY, refresh_catalogue
+from nccid.warehouse.deid_profile import check_deid_profile
 from nccid.warehouse.service import assign_set, clinical_json
 from nccid.warehouse.upgrade import CLINICAL_STAMP_KEY, clinical_json_stale, upgrade_warehouse
 
@@ -65,7 +67,9 @@ def _swab(data: bytes) -> date:
 def test_init_rewrites_unshifted_clinical_json_and_verify_says_so_before(
         old_home, shift_dates, keyring):
     pseudonym, key = old_home
-    shifted = date.fromisoformat(SWAB) + timedelta(days=keyring.date_shift_days(pseudonym))
+    # an older release's data: their offsets drawn both ways, kept (deid_profile.date_shift)
+    days = keyring.date_shift_days(pseudonym, scheme=SHIFT_BOTH_WAYS)
+    shifted = date.fromisoformat(SWAB) + timedelta(days=days)
     assert clinical_json_stale()
     verify = CliRunner().invoke(typer_app, ["warehouse", "verify", "--all"])
     assert verify.exit_code == 1 and "run 'nccid init'" in " ".join(verify.output.split())
@@ -86,6 +90,7 @@ def test_init_rewrites_unshifted_clinical_json_and_verify_says_so_before(
 def test_an_export_gives_the_catalogues_dates_even_before_the_upgrade(
         old_home, shift_dates, keyring, make_user, tmp_path):
     pseudonym, key = old_home
+    check_deid_profile()  # as the upkeep's start does: an older release's scheme recorded
     refresh_catalogue()  # the catalogue's clinical view is built shifted; the JSON is not
     assert _swab(shift_dates.read(key)) == date.fromisoformat(SWAB)
 
@@ -94,7 +99,8 @@ def test_an_export_gives_the_catalogues_dates_even_before_the_upgrade(
     row = next(csv.DictReader((export / "clinical.csv").open()))
     exported = _swab((export / key).read_bytes())
     assert exported == date.fromisoformat(row["date_of_positive_covid_swab"])
-    assert exported == date.fromisoformat(SWAB) + timedelta(days=keyring.date_shift_days(pseudonym))
+    days = keyring.date_shift_days(pseudonym, scheme=SHIFT_BOTH_WAYS)
+    assert exported == date.fromisoformat(SWAB) + timedelta(days=days)
 
 
 def test_a_new_warehouse_is_stamped_without_rewriting(site, local_warehouse):

@@ -9,6 +9,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from nccid.identity.keys import SHIFT_BACKWARD, SHIFT_BOTH_WAYS
 from nccid.imaging.deid import Deidentifier
 from nccid.synthetic.dicom import synthetic_instance
 
@@ -58,12 +59,14 @@ def test_placeholder_then_assign_equals_direct_deidentification(kr, person):
 @pytest.mark.parametrize("direction", [-1, 1])
 def test_a_date_the_shift_would_take_past_year_1_or_9999_is_removed(kr, person, direction):
     """Shifted out of the calendar, a date cannot be written: it is removed, as one that
-    cannot be read is, and the file goes through (placeholder and assignment too)."""
+    cannot be read is, and the file goes through (placeholder and assignment too). Forward
+    only in an installation shifting both ways (new ones shift backward only)."""
+    scheme = SHIFT_BACKWARD if direction < 0 else SHIFT_BOTH_WAYS
     pseudonym = next(p for p in (kr.pseudonym(f"{n:010d}") for n in range(50))
-                     if kr.date_shift_days(p) * direction > 0)
-    days = kr.date_shift_days(pseudonym)
+                     if kr.date_shift_days(p, scheme=scheme) * direction > 0)
+    days = kr.date_shift_days(pseudonym, scheme=scheme)
     edge, other = ("00010101", "99991231") if direction < 0 else ("99991231", "00010101")
-    engine = Deidentifier(kr, "shift-dates")
+    engine = Deidentifier(kr, "shift-dates", date_shift=scheme)
     ds = synthetic_instance(person)
     ds.ContentDate, ds.AcquisitionDate = edge, other
     direct, _ = engine.deidentify_bytes(_bytes(ds), pseudonym=pseudonym)
