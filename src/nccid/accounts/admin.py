@@ -6,12 +6,15 @@ from django.db import models, transaction
 
 from .models import ApiToken, AuditEvent, Role, Site, User
 from .services import (
+    AccountError,
     account_state,
     audit_account,
     audit_account_deleted,
     audit_password_set,
     audit_site,
     audit_site_deleted,
+    checked_ae_title,
+    checked_site_code,
     revoke_token,
     site_state,
 )
@@ -59,8 +62,35 @@ def may_give_role(user, account, role: str) -> bool:
     return account is not None and account.pk == user.pk and role == user.role
 
 
+class SiteForm(forms.ModelForm):
+    """The rules ``nccid site add`` applies (code in capitals, an AE title DICOM can carry),
+    so a site made or changed here is one the CLI and the node would accept."""
+
+    date_format = forms.ChoiceField(choices=[("DMY", "DMY (day first, UK)"),
+                                             ("MDY", "MDY (month first)")])
+
+    class Meta:
+        model = Site
+        fields = "__all__"
+
+    def clean_code(self) -> str:
+        return _checked(checked_site_code, self.cleaned_data["code"])
+
+    def clean_ae_title(self) -> str | None:
+        ae_title = self.cleaned_data.get("ae_title")
+        return _checked(checked_ae_title, ae_title) if ae_title else None
+
+
+def _checked(check, value: str) -> str:
+    try:
+        return check(value)
+    except AccountError as exc:
+        raise forms.ValidationError(str(exc)) from exc
+
+
 @admin.register(Site)
 class SiteAdmin(DataManagerAccess, admin.ModelAdmin):
+    form = SiteForm
     list_display = ("code", "name", "ae_title", "split_rule", "created")
     search_fields = ("code", "name", "ae_title")
 

@@ -20,18 +20,31 @@ class AccountError(ValueError):
     pass
 
 
-def add_site(code: str, name: str, ae_title: str | None = None,
-             split: str = SplitRule.SPLIT, *, actor: str = "system") -> Site:
-    """A new site; audited as ``site.add`` by ``actor``."""
+def checked_site_code(code: str) -> str:
+    """The code as stored (capitals), or AccountError: the CLI's and the admin site's rule."""
     code = code.strip().upper()
     if not _SITE_CODE.match(code):
         raise AccountError(f"site code {code!r}: use 1-16 capital letters, digits, '-' or '_'")
+    return code
+
+
+def checked_ae_title(ae_title: str) -> str:
+    """The AE title as stored, or AccountError: DICOM's AE VR (16 printable characters, no
+    backslash, which separates values), as the node compares calling AE titles."""
+    ae_title = ae_title.strip()
+    if not _AE_TITLE.match(ae_title) or "\\" in ae_title:
+        raise AccountError(f"AE title {ae_title!r}: 1-16 printable characters, no backslash")
+    return ae_title
+
+
+def add_site(code: str, name: str, ae_title: str | None = None,
+             split: str = SplitRule.SPLIT, *, actor: str = "system") -> Site:
+    """A new site; audited as ``site.add`` by ``actor``."""
+    code = checked_site_code(code)
     if split not in SplitRule.values:
         raise AccountError(f"split must be one of {', '.join(SplitRule.values)}, not {split!r}")
     if ae_title is not None:
-        ae_title = ae_title.strip()
-        if not _AE_TITLE.match(ae_title) or "\\" in ae_title:
-            raise AccountError(f"AE title {ae_title!r}: 1-16 printable characters, no backslash")
+        ae_title = checked_ae_title(ae_title)
         clash = Site.objects.filter(ae_title=ae_title).exclude(code=code).first()
         if clash:
             raise AccountError(f"AE title {ae_title!r} already belongs to site {clash.code}")
