@@ -1,11 +1,12 @@
-"""Export a cohort: tables (Parquet/CSV) and the DICOM files in the national bucket layout.
+"""Export a cohort: tables (Parquet/CSV), the DICOM files and clinical JSON in the national bucket layout.
 
 Output (a folder, or the same tree inside a ``.zip``)::
 
     clinical.parquet  clinical.csv  images.parquet  images.csv   one row per record / image
     training/{xray,ct,mri}/<Pseudonym>/<Study>/<Series>/<SOP>.dcm
     training/{xray,ct,mri}-metadata/<Pseudonym>/<Study>/<Series>/<SOP>.json
-    training/data/<Pseudonym>/<kind>-<SITE>.json
+    training/data/<Pseudonym>/data_<date>.json, status_<date>.json   national format
+    training/data-cleaned/<Pseudonym>/<kind>-<SITE>.json           our cleaned records
     cohort.json    the filter, the sets and the counts
     manifest.csv   key, size, sha256 of every file above
 
@@ -32,7 +33,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .cohort import Cohort, CohortFilter, Counts, QueryLimitError, scope_for
+from nccid.warehouse.national import file_names
+
+from .cohort import Cohort, CohortFilter, Counts, QueryLimitError, clinical_columns, scope_for
 from .source import Source
 from .staging import Staging
 
@@ -268,20 +271,52 @@ def _write_objects(cohort: Cohort, writer: _Writer, progress: Progress | None = 
     _write_clinical_json(cohort, writer)
 
 
+CLEANED_FOLDER = "data-cleaned"  # our cleaned JSON: outside data/, which national readers parse
+
+
 def _write_clinical_json(cohort: Cohort, writer: _Writer) -> None:
-    """Each record's JSON as the catalogue holds it (the ``cleaned`` of ``clinical.csv``), not
-    copied from the warehouse: a JSON written there by an older release, or before a refresh,
-    may hold other dates than the tables beside it, and the difference is the patient's date
-    shift (docs/deidentification.md). Written as the warehouse writes it (``clinical_json``)."""
+    """Each record's files, from the catalogue (not copied from the warehouse: a JSON written
+    there by an older release, or before a refresh, may hold other dates than the tables
+    beside it, and the difference is the patient's date shift, docs/deidentification.md):
+
+    - in the national bucket's format, ``{set}/data/<P>/data_<date>.json`` (positive) and
+      ``status_<date>.json`` (negative, one per swab), for programs written for that bucket
+      (``nccid.warehouse.national``; docs/warehouse.md, "Differences from the national bucket");
+    - our cleaned JSON as ``{set}/data-cleaned/<P>/<kind>-<SITE>.json``, written as the
+      warehouse writes it (``clinical_json``)."""
+    if "national" not in clinical_columns(cohort.con):
+        raise ExportError("the catalogue predates the national clinical files: refresh it "
+                          "('nccid warehouse catalogue') and export again")
     clinical = cohort._execute(
-        "SELECT set_name, pseudonym, kind, site, any_value(cleaned) FROM clinical c "
+        "SELECT set_name, pseudonym, kind, site, any_value(cleaned), any_value(national), "
+        "any_value(updated_at) FROM clinical c "
         "WHERE list_contains($sets, c.set_name) AND c.pseudonym IN (SELECT pseudonym FROM cp) "
         "GROUP BY ALL ORDER BY ALL", fetch=_all_rows)  # fetched within the limits too
-    for set_name, pseudonym, kind, site, cleaned in clinical:
-        key = f"{set_name}/data/{pseudonym}/{kind}-{site}.json"
+    national: dict[tuple[str, str], list[tuple[str, str, dict]]] = {}
+    for set_name, pseudonym, kind, site, cleaned, entries, updated_at in clinical:
         record = json.loads(cleaned) if cleaned else {}
         data = json.dumps(record, sort_keys=True, indent=1, default=str).encode()
-        writer.copy(key, io.BytesIO(data))
+        writer.copy(f"{set_name}/{CLEANED_FOLDER}/{pseudonym}/{kind}-{site}.json", io.BytesIO(data))
+        for entry in json.loads(entries or "[]"):
+            day = _file_date(entry, updated_at)
+            if day:
+                national.setdefault((set_name, pseudonym), []).append((entry["prefix"], day, entry["record"]))
+    for (set_name, pseudonym), files in national.items():
+        names = file_names([(prefix, day) for prefix, day, _ in files])
+        for name, (_, _, record) in zip(names, files, strict=True):
+            writer.copy(f"{set_name}/data/{pseudonym}/{name}", io.BytesIO(json.dumps(record, indent=1).encode()))
+
+
+def _file_date(entry: dict, updated_at: Any) -> str | None:
+    """A national file's date: a positive record's submission (its last change, as the national
+    loader named files by the day they arrived) where researchers may see arrival times; under
+    shift-dates, which withholds them, its latest clinical date (shifted). A status file's is
+    its swab's date (shifted under shift-dates): the sheet's swabs arrive together, so one
+    upload's day would not tell them apart. None (no file): a record with no date at all
+    under shift-dates."""
+    if entry["prefix"] == "data" and updated_at is not None:
+        return updated_at.date().isoformat()
+    return entry.get("date")
 
 
 def _all_rows(result: Any) -> list[tuple]:

@@ -203,4 +203,5 @@ def _clinical(rng: np.random.Generator, people: dict) -> pa.Table:
         columns["set_name"].append(set_names[i])
         columns["updated_at"].append(datetime(2021, 7, 1) + (swab - np.datetime64(EPOCH)).astype(object))
         columns["cleaned"].append(json.dumps(cleaned, sort_keys=True))
+        columns["national"].append("[]")  # no typed sheet values here: no national files
     return pa.table(columns, schema=cs.CLINICAL_BASE_SCHEMA)

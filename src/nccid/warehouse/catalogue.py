@@ -39,6 +39,7 @@ from . import catalogue_schema as cs
 from .dateshift import DateShift, deployment_shift
 from .layout import CATALOGUE_PREFIX
 from .models import ImageRecord, PatientSet
+from .national import national_files
 from .service import get_warehouse
 from .storage import STALE_TEMPORARY, TEMP_PREFIX, StorageError, Warehouse
 
@@ -257,25 +258,25 @@ def clinical_base_table(shift: DateShift | None = None) -> pa.Table:
         return cs.CLINICAL_BASE_SCHEMA.empty_table()
     field_names = {f.name for f in model._meta.get_fields()}
     updated = next((n for n in ("updated", "updated_at", "modified") if n in field_names), None)
-    wanted = ["pseudonym", "site__code", "kind", "cleaned"] + ([updated] if updated else [])
+    wanted = ["pseudonym", "site__code", "kind", "cleaned", "data"] + ([updated] if updated else [])
     sets = dict(PatientSet.objects.values_list("pseudonym", "set_name"))
     columns: dict[str, list] = {name: [] for name in cs.CLINICAL_BASE_SCHEMA.names}
     for row in model.objects.order_by("pk").values_list(*wanted).iterator(chunk_size=_ROW_CHUNK):
-        pseudonym, site, kind, cleaned = row[:4]
+        pseudonym, site, kind, cleaned, data = row[:5]
+        record = shift.clinical(pseudonym, _as_dict(cleaned))
         columns["pseudonym"].append(pseudonym)
         columns["site"].append(site)
         columns["kind"].append(kind)
         columns["set_name"].append(sets.get(pseudonym))
-        columns["updated_at"].append(shift.arrival(_naive_utc(row[4])) if updated else None)
-        columns["cleaned"].append(_cleaned_text(pseudonym, cleaned, shift))
+        columns["updated_at"].append(shift.arrival(_naive_utc(row[5])) if updated else None)
+        columns["cleaned"].append(json.dumps(record, sort_keys=True, default=str))
+        columns["national"].append(json.dumps(
+            national_files(kind, pseudonym, site, record, _as_dict(data)), default=str))
     return pa.table(columns, schema=cs.CLINICAL_BASE_SCHEMA)
 
 
-def _cleaned_text(pseudonym: str, cleaned, shift: DateShift) -> str:
-    if not shift.shifts:
-        return cleaned if isinstance(cleaned, str) else json.dumps(cleaned, sort_keys=True, default=str)
-    record = json.loads(cleaned) if isinstance(cleaned, str) else cleaned
-    return json.dumps(shift.clinical(pseudonym, record), sort_keys=True, default=str)
+def _as_dict(value) -> dict:
+    return json.loads(value) if isinstance(value, str) else (value or {})
 
 
 def _derived_tables(warehouse: Warehouse, state: dict, shift: DateShift) -> dict[str, pa.Table]:

@@ -47,6 +47,7 @@ STUDIES_SCHEMA = pa.schema([
 CLINICAL_BASE_SCHEMA = pa.schema([
     ("pseudonym", pa.string()), ("site", pa.string()), ("kind", pa.string()),
     ("set_name", pa.string()), ("updated_at", pa.timestamp("us")), ("cleaned", pa.string()),
+    ("national", pa.string()),  # the record in the national files' format (warehouse.national)
 ])
 
 PATIENT_SETS_SCHEMA = pa.schema([("pseudonym", pa.string()), ("set_name", pa.string())])

@@ -22,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from nccid.research.source import Source
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.synthetic.people import Person, people
+from nccid.warehouse.national import national_files
 
 FOLDER = {"DX": "xray", "CR": "xray", "CT": "ct", "MR": "mri"}
 SITES = ("RTEST", "OTHER")
@@ -107,6 +108,14 @@ def _clinical(i: int, person: Person, swab: date) -> dict:
         "death": "Yes" if died else "No",
         "final_covid_status": "Positive" if positive else "Negative",
     }
+
+
+_CODES = {"Male": "1", "Female": "0", "Yes": "1", "No": "0", "Positive": "1", "Negative": "0"}
+
+
+def _typed(cleaned: dict) -> dict:
+    """The codes a site would have typed for these cleaned labels (the sheet's values)."""
+    return {k: _CODES[v] for k, v in cleaned.items() if isinstance(v, str) and v in _CODES}
 
 
 def _image(person: Person, pseudonym: str, modality: str, study: int, instance: int,
@@ -197,13 +206,15 @@ def write_catalogue(world: World) -> None:
         row = {k: rec[k] for k in ("pseudonym", "site", "kind", "set_name")}
         row["updated_at"] = None
         row["cleaned"] = json.dumps(rec["cleaned"])
+        row["national"] = json.dumps(national_files(rec["kind"], rec["pseudonym"], rec["site"],
+                                                    rec["cleaned"], _typed(rec["cleaned"])))
         for name in CLINICAL_COLUMNS:
             value = rec["cleaned"].get(name)
             row[name] = date.fromisoformat(value) if value and name.startswith("date_") else value
         rows.append(row)
     schema = pa.schema([("pseudonym", pa.string()), ("site", pa.string()), ("kind", pa.string()),
                         ("set_name", pa.string()), ("updated_at", pa.timestamp("us")),
-                        ("cleaned", pa.string()), *CLINICAL_COLUMNS.items()])
+                        ("cleaned", pa.string()), ("national", pa.string()), *CLINICAL_COLUMNS.items()])
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / "clinical.parquet")
 
 

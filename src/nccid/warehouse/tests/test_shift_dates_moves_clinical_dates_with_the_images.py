@@ -58,14 +58,18 @@ def _patient_far_from_own_dates(keyring, tmp_path):
         row = next(csv.DictReader(path.open(encoding="utf-8")))
         dates = _sheet_dates(row)
         span = (max(dates) - min(dates)).days + DAYS_AFTER_SWAB
-        if abs(keyring.date_shift_days(keyring.pseudonym(person.nhs_number))) > span:
+        days = timedelta(days=keyring.date_shift_days(keyring.pseudonym(person.nhs_number)))
+        # The national files write a positive sheet's dates month first: a shifted one must not
+        # happen to spell an original one day first (01/06 for 6 January shifted, 1 June real).
+        month_first = {(day + days).strftime("%m/%d/%Y") for day in dates}
+        if abs(days.days) > span and not month_first & {day.strftime("%d/%m/%Y") for day in dates}:
             return person, path, row, dates
     raise AssertionError("no synthetic patient with an offset wider than their dates")
 
 
 def _spellings(day: date) -> list[bytes]:
     return [day.isoformat().encode(), day.strftime("%Y%m%d").encode(),
-            day.strftime("%d/%m/%Y").encode()]
+            day.strftime("%d/%m/%Y").encode(), day.strftime("%m/%d/%Y").encode()]
 
 
 def _text_of(path) -> bytes:
