@@ -80,7 +80,10 @@ def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] |
     try:
         element = dataset[tag]
         omitted: list[bool] = []
-        value = _to_json_dict(element, lambda _e: omitted.append(True) or OMITTED)
+        value = _to_json_dict(element, lambda _e: omitted.append(True) or OMITTED, _where(tag))
+    except _NotFinite:
+        _log_not_finite(_where(tag))
+        return None
     except Exception as exc:  # noqa: BLE001 - pydicom's message may quote the value
         log.warning("header JSON: element (%04X,%04X) left out (%s)", tag >> 16, tag & 0xFFFF,
                     type(exc).__name__)
@@ -92,23 +95,59 @@ def _element_json(dataset: Dataset, tag: int, charset_id) -> tuple[dict, bool] |
     return entry
 
 
-def _to_json_dict(element, bulk_handler) -> dict:
-    """pydicom's ``to_json_dict``, items of sequences alike, but strict JSON (RFC 8259): a
-    number that is not finite raises ValueError (the element is left out), and an empty value
-    of a multi-valued number is ``null`` (PS3.18 F.2.5; pydicom raises on it)."""
+class _NotFinite(ValueError):
+    """A single number JSON cannot hold (NaN or infinite): its element is left out."""
+
+
+def _to_json_dict(element, bulk_handler, where: str) -> dict:
+    """pydicom's ``to_json_dict``, items of sequences alike, but strict JSON (RFC 8259) and
+    PS3.18 F.2.5's ``null`` for an empty value of a multi-valued number (pydicom raises on
+    it). A number that is not finite is left out where it is, never more: one value of a
+    multi-valued element is ``null`` at its position (the others keep theirs), a single value
+    leaves its element out (``_NotFinite``), inside a sequence from its item only; each is
+    logged by its tag path (``where``), never its value."""
     vr = element.VR
     if vr == "SQ":
-        return {"vr": vr, "Value": [{f"{tag:08X}": _to_json_dict(item[tag], bulk_handler)
-                                     for tag in item.keys()} for item in element.value]}
+        return {"vr": vr, "Value": [_item_json(item, bulk_handler, f"{where}[{index}]")
+                                    for index, item in enumerate(element.value)]}
     if vr in _TEXT_NUMBERS and element.VM > 1 and any(v in ("", None) for v in element.value):
         number = _TEXT_NUMBERS[vr]
         value = {"vr": vr, "Value": [None if v in ("", None) else number(v) for v in element.value]}
     else:
         value = element.to_json_dict(bulk_data_element_handler=bulk_handler,
                                      bulk_data_threshold=BULK_THRESHOLD)
-    if not all(math.isfinite(v) for v in value.get("Value", ()) if isinstance(v, float)):
-        raise ValueError("a number JSON cannot hold (NaN or infinite)")
+    values = value.get("Value", ())
+    if any(_not_finite(v) for v in values):
+        if len(values) == 1:
+            raise _NotFinite
+        _log_not_finite(where)
+        value["Value"] = [None if _not_finite(v) else v for v in values]
     return value
+
+
+def _item_json(item: Dataset, bulk_handler, where: str) -> dict:
+    """One sequence item's DICOM JSON: an element holding only a number that is not finite
+    is left out of it (logged), its neighbours and the other items kept."""
+    body = {}
+    for tag in item.keys():
+        path = where + _where(tag)
+        try:
+            body[f"{tag:08X}"] = _to_json_dict(item[tag], bulk_handler, path)
+        except _NotFinite:
+            _log_not_finite(path)
+    return body
+
+
+def _not_finite(value) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _where(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _log_not_finite(where: str) -> None:
+    log.warning("header JSON: a number that is not finite left out at %s", where)
 
 
 _TEXT_NUMBERS = {"DS": float, "IS": int}

@@ -1,7 +1,7 @@
 """The stored header JSON is strict JSON (RFC 8259: no NaN or Infinity, which ``JSON.parse``
 refuses) and follows PS3.18 F.2.5: an empty value inside a multi-valued number is ``null``,
-the element's other values kept. A number no JSON can hold leaves its element out, logged by
-tag only."""
+the element's other values kept. A number no JSON can hold is left out where it is (one value
+of several: null; a single value: its element, from its item only), logged by tag path only."""
 
 from __future__ import annotations
 
@@ -76,10 +76,12 @@ def test_a_number_json_cannot_hold_is_left_out_and_logged_by_tag(person, caplog,
     with caplog.at_level(logging.WARNING, logger="nccid.warehouse"):
         data = header_json(dataset=_read(ds))
     body = _strict(data)
-    assert "00180050" not in body and "00181041" not in body and "00540220" not in body
+    assert "00180050" not in body and "00181041" not in body
+    assert body["00540220"] == {"vr": "SQ", "Value": [{}]}  # only the number left its item
     assert "00080018" in body and "00100020" in body  # the rest is there
     logged = caplog.text
-    assert "(0018,0050)" in logged and "(0018,1041)" in logged and "(0054,0220)" in logged
+    assert "(0018,0050)" in logged and "(0018,1041)" in logged
+    assert "(0054,0220)[0](0018,0050)" in logged
     assert value.decode() not in logged and "inf" not in logged.lower()
 
 
