@@ -59,6 +59,7 @@ LEADING_DIGITS = re.compile(r"[+-]?([0-9]+)")
 DATE_IN_TEXT = re.compile(r"(?<!\d)(?:(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)\d{2})(?!\d)")
 UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){3,}(?![\d.])")
 BIRTH_DATE_KEYWORDS = {"PatientBirthDate", "PatientBirthDateInAlternativeCalendar"}
+UTC_OFFSET = re.compile(r"[+-][0-9]{4}$")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,12 @@ def mask(value: str) -> str:
 
 
 class Checker:
-    def __init__(self, safe_private: Iterable[SafePrivate] | None = None) -> None:
+    """``profile``: the de-identification profile the files were made with (an installation's
+    own), whose removals are judged; None judges only what every profile removes (files
+    from elsewhere)."""
+
+    def __init__(self, safe_private: Iterable[SafePrivate] | None = None,
+                 profile: str | None = None) -> None:
         entries = default_safe_private() if safe_private is None else list(safe_private)
         self.safe_private = {(s.group, s.creator.strip().upper(), s.element): s.vr.upper()
                              for s in entries}
@@ -86,7 +92,11 @@ class Checker:
         self.well_known = tuple(rules["well_known_uid_prefixes"])
         self.uid_keep = set(rules["uid_keep_keywords"])
         self.listed = listed_values(rules)
-        self.profiles = [compile_profile(name) for name in profile_names()]
+        names = profile_names() if profile is None else [profile]
+        self.profiles = [compile_profile(name) for name in names]
+        self.profile = profile
+        # A date-shifting profile keeps no UTC offset (a DT's suffix would date the original).
+        self.no_utc_offset = profile is not None and bool(self.profiles[0].spec.get("date_shift"))
 
     def check_dataset(self, ds: Dataset, file: str = "") -> list[Finding]:
         findings: list[Finding] = []
@@ -154,14 +164,16 @@ class Checker:
         return found
 
     def _removed(self, tag: int) -> str | None:
-        """Why an element every profile removes is reported (it should not be in a
-        de-identified file at all, whatever it holds); None for the others."""
+        """Why an element the profile removes (without one, every profile) is reported (it
+        should not be in a de-identified file at all, whatever it holds); None for the others."""
         if tag & 0xFFFF == 0 or any(p.action(tag) != "X" for p in self.profiles):
             return None  # (group lengths: stale, never identifying)
         try:
             dictionary_VR(tag)
         except KeyError:
             return "public attribute the data dictionary does not know (de-identification removes it)"
+        if self.profile is not None:
+            return f"attribute the {self.profile} profile removes"
         return "attribute de-identification removes"
 
     def _value_findings(self, elem, keyword: str) -> Iterator[tuple[str, str]]:
@@ -186,6 +198,8 @@ class Checker:
             if vr in ("DA", "DT", "TM"):
                 if not form_ok(value, vr):
                     yield "date with more in it than a date", value
+                elif vr == "DT" and self.no_utc_offset and UTC_OFFSET.search(value):
+                    yield f"UTC offset in a date-time ({self.profile} keeps none)", value
                 continue
             if int(elem.tag) == SPECIFIC_CHARACTER_SET:  # how text is encoded, not data
                 if charset_term(value) is None:
@@ -332,10 +346,12 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def check_paths(paths: Iterable[Path], safe_private: Iterable[SafePrivate] | None = None,
-                on_file: Callable[[], None] | None = None) -> tuple[list[Finding], int, int]:
-    """(findings, files scanned, files skipped as not DICOM) for files and folders; ``on_file``
-    is called after each file (a progress bar)."""
-    checker = Checker(safe_private)
+                on_file: Callable[[], None] | None = None,
+                profile: str | None = None) -> tuple[list[Finding], int, int]:
+    """(findings, files scanned, files skipped as not DICOM) for files and folders, removals
+    judged against ``profile`` (``Checker``); ``on_file`` is called after each file (a
+    progress bar)."""
+    checker = Checker(safe_private, profile)
     findings: list[Finding] = []
     scanned = skipped = 0
     for file in iter_files(paths):

@@ -18,17 +18,26 @@ def register_deid(app: typer.Typer) -> None:
     deid = typer.Typer(help="De-identification: check files, show profiles.", no_args_is_help=True)
 
     @deid.command("check")
-    def check(paths: list[Path] = typer.Argument(..., help="DICOM files or folders")) -> None:
+    def check(
+        paths: list[Path] = typer.Argument(..., help="DICOM files or folders"),
+        profile: str = typer.Option(
+            "", help="the profile the files were de-identified with, or 'any' (only what every "
+                     "profile removes); default: this installation's, else 'any'"),
+    ) -> None:
         """Report attributes whose values still look identifying; exit 1 if any are found."""
         from nccid.cli.progress import progress_bar
 
         from .check import check_paths
 
+        judged = _profile_to_judge(profile)
         missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise UserError(f"no such file or folder: {', '.join(missing)}")
+        console.print(f"Removals judged against the {judged} profile" if judged else
+                      "Removals judged against every profile (what all of them remove)",
+                      highlight=False)
         with progress_bar("Checking files") as bar:
-            findings, scanned, skipped = check_paths(paths, on_file=bar.advance)
+            findings, scanned, skipped = check_paths(paths, on_file=bar.advance, profile=judged)
         for file, found in groupby(findings, key=lambda finding: finding.file):
             found = list(found)
             table = Table(title=f"{file}: {len(found)} possibly identifying value(s)",
@@ -60,3 +69,25 @@ def register_deid(app: typer.Typer) -> None:
         console.print(table)
 
     app.add_typer(deid, name="deid")
+
+
+def _profile_to_judge(given: str) -> str | None:
+    """The profile whose removals ``deid check`` judges: the one given ('any': None), else
+    the installation's when there is one (its settings name a profile, or it has a key
+    file), else None (files from elsewhere: what every profile removes)."""
+    from nccid.config import ConfigError, get_settings, setting_origin
+
+    from .profile import profile_names
+
+    if given:
+        if given == "any":
+            return None
+        if given not in profile_names():
+            raise UserError(f"unknown profile {given!r} (known: {', '.join(profile_names())}, any)")
+        return given
+    try:
+        settings = get_settings()
+        known = setting_origin("deid_profile") != "the default" or settings.key_file.exists()
+    except ConfigError:
+        return None
+    return settings.deid_profile if known else None

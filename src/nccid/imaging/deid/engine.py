@@ -245,13 +245,18 @@ class Deidentifier:
         return _encode(ds, pixel)
 
     def recheck_kept_values(self, ds: Dataset) -> None:
-        """Apply again to an already de-identified dataset the checks of kept values: a kept
-        date, age, code or number keeps only its values of their form, a listed code only its
-        listed values (enumerated values, defined terms), and a bare NHS/CHI number in a code or number goes. A waiting or
-        held file was de-identified when it arrived, perhaps by an older release without these
-        checks. Idempotent (a value that passed passes again); UIDs and the rest are untouched."""
+        """Bring an already de-identified dataset (a waiting or held file, de-identified when it
+        arrived, perhaps by an older release) to the current rules, as far as that can be done
+        without the original: the profile's removals and dummies applied to the elements
+        present (``_recheck``), the checks of kept values (a kept date, age, code or number
+        keeps only its values of their form, a listed code only its listed values, a bare
+        NHS/CHI number in a code or number goes), under a date-shifting profile no UTC offset
+        left, and the file meta and de-identification markers rewritten as this release
+        writes them. Idempotent; a UID is never keyed again nor a date shifted again."""
         with _as_deid_error():
             self._recheck(ds)
+            self._rebuild_file_meta(ds)
+            self._write_markers(ds)
 
     def recheck_bytes(self, data: bytes) -> bytes:
         """``recheck_kept_values`` for a de-identified file kept as bytes (a held image)."""
@@ -260,17 +265,27 @@ class Deidentifier:
         return _encode(ds, pixel)
 
     def _recheck(self, ds: Dataset) -> None:
-        """The form checks of ``_clean`` on elements the profile keeps, at any depth."""
+        """``_clean``'s actions that are safe to repeat, at any depth: X, Z and D (not on a UID,
+        which D keys), and the form checks of kept values. U, the pseudonym and the birth year
+        are left to ``assign_patient`` or were done (repeating U would key a keyed UID)."""
+        drop_offsets = bool(self.spec.get("date_shift"))
         for elem in list(ds.elements()):
             tag = int(elem.tag)
-            if (tag >> 16) & 1 or tag == SPECIFIC_CHARACTER_SET or self.profile.action(tag) != "K":
+            if (tag >> 16) & 1 or tag == SPECIFIC_CHARACTER_SET:
                 continue
+            action = self.profile.action(tag)
             vr = _vr(elem)
-            if vr == "SQ":
+            if action in _REPEATABLE and not (action == "D" and vr == "UI"):
+                self._apply(ds, elem, tag, action, "", top=False)
+            elif action != "K":
+                continue
+            elif vr == "SQ":
                 for item in ds[tag].value or ():
                     self._recheck(item)
             elif vr in _FORMS:
                 _keep_values_of_form(ds, elem, tag, vr, self._listed.get(tag))
+                if vr == "DT" and drop_offsets:
+                    _drop_utc_offsets(ds, tag)
 
     def burned_in_reason(self, ds: Dataset) -> str | None:
         """Why this image may carry burned-in text, or None. Reasons never quote header values
@@ -659,6 +674,20 @@ def _shift_one(value: str, days: int, vr: str = "DA") -> str | None:
 
 
 _UTC_OFFSET = re.compile(r"[+-][0-9]{4}$")  # a DT's &ZZXX suffix (PS3.5 Table 6.2-1)
+
+
+def _drop_utc_offsets(ds: Dataset, tag: int) -> None:
+    """A kept DT without its values' UTC offsets (as ``_shift_one`` writes a shifted one);
+    untouched (as read) when none has one."""
+    texts = _form_texts(ds.get_item(tag))
+    kept = [_UTC_OFFSET.sub("", t) for t in texts]
+    if kept != texts:
+        _set(ds, tag, "DT", _one_or_many(kept))
+
+
+# Actions a recheck repeats: removed, emptied or a dummy again is what it was (a D on a UID
+# keys it: never repeated).
+_REPEATABLE = frozenset({"X", "Z", "D"})
 
 
 # Well-formed DA, TM and DT values (PS3.5 6.2): a kept value that is not one may carry text.
