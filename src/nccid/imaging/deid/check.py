@@ -26,7 +26,6 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from nccid.identity.keys import PSEUDONYM_PREFIX
 from nccid.identity.numbers import looks_like_patient_number
 
 from .engine import (
@@ -42,22 +41,14 @@ from .engine import (
     parse_header,
     safe_private_value,
 )
+from .identifying import KEYED_UID_ROOT, text_findings
 from .profile import SafePrivate, compile_profile, default_safe_private, load_data, profile_names
 
-KEYED_UID_ROOT = "2.25."
-PSEUDONYM = re.compile(re.escape(PSEUDONYM_PREFIX) + r"[A-Z2-7]{16}")
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "UC", "PN", "AE", "CS", "UR"}
-FREE_TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "UC"}
-POSTCODE = re.compile(r"\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}\b")
-STREET = re.compile(r"\b\d+[A-Za-z]?,? +[A-Za-z' ]+ (Road|Rd|Street|St|Lane|Ln|Close|Avenue|Ave|Drive|Dr|Way|Crescent|Place|Court|Gardens|Terrace|Grove|Hill|Park|Square)\b", re.I)
-PHONE = re.compile(r"(?<![\d.])(?:\+44 ?(?:\(0\) ?)?|\(?0)\d{2,4}\)?[ -]?\d{3,4}[ -]?\d{3,4}(?![\d.])")
-NAME_IN_TEXT = re.compile(r"[^\W\d_][\w'-]*\^[^\W\d_][\w'-]*")  # FAMILY^GIVEN outside a PN
 TEXT_IN_BINARY = re.compile(rb"[\x20-\x7e]{6,}")  # printable runs in a binary value
 BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, PIXEL_DATA}
 LEADING_DIGITS = re.compile(r"[+-]?([0-9]+)")
-DATE_IN_TEXT = re.compile(r"(?<!\d)(?:(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)\d{2})(?!\d)")
-UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){3,}(?![\d.])")
 BIRTH_DATE_KEYWORDS = {"PatientBirthDate", "PatientBirthDateInAlternativeCalendar"}
 UTC_OFFSET = re.compile(r"[+-][0-9]{4}$")
 
@@ -209,7 +200,7 @@ class Checker:
             if vr in FORM_VRS:
                 yield from self._form_findings(int(elem.tag), vr, value)
                 continue
-            yield from _text_findings(value, vr)
+            yield from text_findings(value, vr)
 
     def _form_findings(self, tag: int, vr: str, value: str) -> Iterator[tuple[str, str]]:
         """An age, code or number: of its VR's form (or, for a number declared as the other
@@ -228,35 +219,13 @@ class Checker:
             yield "NHS/CHI-number-shaped digits with a valid check digit", value
 
 
-def _text_findings(value: str, vr: str) -> Iterator[tuple[str, str]]:
-    uid = UID_IN_TEXT.search(value)
-    if uid and not uid.group().startswith((KEYED_UID_ROOT, "1.2.840.10008.")):
-        yield "UID-shaped text not under the keyed 2.25 root (an original UID?)", value
-    if vr == "PN":
-        if not PSEUDONYM.fullmatch(value) and value != "REMOVED":
-            yield "person name that is not a pseudonym", value
-        return
-    if NAME_IN_TEXT.search(value):
-        yield "person-name-shaped text (FAMILY^GIVEN)", value
-    if looks_like_patient_number(value):
-        yield "NHS/CHI-number-shaped digits with a valid check digit", value
-    if POSTCODE.search(value.upper()) and not PSEUDONYM.fullmatch(value):
-        yield "UK postcode", value
-    if STREET.search(value):
-        yield "street address", value
-    if PHONE.search(value):
-        yield "telephone number", value
-    if vr in FREE_TEXT_VRS and DATE_IN_TEXT.search(value):
-        yield "date in free text", value
-
-
 def _binary_findings(value) -> Iterator[tuple[str, str]]:
     """Text inside a binary value (OB, OW, UN...): its printable runs, checked as free text."""
     if not isinstance(value, bytes | bytearray):
         return
     for run in TEXT_IN_BINARY.finditer(value):
         text = run.group().decode("ascii").strip()
-        for reason, _ in _text_findings(text, "UT"):
+        for reason, _ in text_findings(text, "UT"):
             yield f"{reason}, in a binary value", text
 
 

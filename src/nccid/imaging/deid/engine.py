@@ -46,6 +46,7 @@ from nccid.dicomvalues import (
 from nccid.identity.keys import SHIFT_BACKWARD, Keyring
 from nccid.identity.numbers import is_valid_patient_number
 
+from .identifying import FREE_TEXT_VRS, looks_identifying
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
 
 # pydicom's value validation warns *and logs* the offending value (an original UID, a name):
@@ -101,8 +102,8 @@ class DeidResult:
     pseudonym: str | None
     held_reason: str | None = None
     dates_shifted: bool = False
-    # Kept code values emptied for not being on their attribute's list (enumerated values,
-    # defined terms), by top-level tag: counts only, never the values.
+    # Kept values dropped for not being on their attribute's list (enumerated values, defined
+    # terms) or for looking identifying (kept free text), by top-level tag: counts only.
     off_list: dict[int, int] = field(default_factory=dict)
     original_sop_uid: str = field(default="", repr=False)  # in memory only, never persisted
     link: LinkIds = field(default_factory=LinkIds, repr=False)
@@ -149,6 +150,9 @@ class Deidentifier:
         self._device_rules = _compile_device_rules(self._burned.get("device_rules", ()))
         self._dummies = self.profile.rules["dummies"]
         self._listed = listed_values(self.profile.rules)
+        free_text = self.profile.rules["kept_free_text"]
+        self._text_untested = _keyword_tags(free_text["not_tested"])
+        self._text_dummied = _keyword_tags(free_text["dummy_when_emptied"])
         self._well_known = tuple(self.profile.rules["well_known_uid_prefixes"])
         self._method_code_sequence = mark_constant(self._method_codes())
 
@@ -286,6 +290,8 @@ class Deidentifier:
                 _keep_values_of_form(ds, elem, tag, vr, self._listed.get(tag))
                 if vr == "DT" and drop_offsets:
                     _drop_utc_offsets(ds, tag)
+            elif vr in FREE_TEXT_VRS and tag not in self._text_untested:
+                self._drop_identifying_text(ds, elem, tag, vr)
 
     def burned_in_reason(self, ds: Dataset) -> str | None:
         """Why this image may carry burned-in text, or None. Reasons never quote header values
@@ -358,10 +364,29 @@ class Deidentifier:
                     dropped = _keep_values_of_form(ds, elem, tag, vr, self._listed.get(tag))
                     if dropped and off_list is not None:
                         off_list[here] = off_list.get(here, 0) + dropped
+                elif vr in FREE_TEXT_VRS and tag not in self._text_untested:
+                    dropped = self._drop_identifying_text(ds, elem, tag, vr)
+                    if dropped and off_list is not None:
+                        off_list[here] = off_list.get(here, 0) + dropped
                 continue
             self._apply(ds, elem, tag, action, patient, top)
         if private:
             self._clean_private(ds, private, references_only)
+
+    def _drop_identifying_text(self, ds: Dataset, elem, tag: int, vr: str) -> int:
+        """A kept free-text value that ``nccid deid check`` would flag (a name, an NHS/CHI
+        number, ...: ``looks_identifying``, once per distinct value) is dropped, the others
+        kept; with none left an attribute that is Type 1 somewhere gets the VR's dummy, any
+        other is emptied. Returns how many values were dropped."""
+        texts, raw = _free_texts(elem, vr)
+        passed = [t for t in texts if not looks_identifying(t)]
+        if len(passed) == len(texts):
+            return 0
+        kept = [] if raw else passed  # not ASCII: read as Latin-1, never written back so
+        if not kept and tag in self._text_dummied:
+            kept = [self._dummies.get(vr, "REMOVED")]
+        _set(ds, tag, vr, _one_or_many(kept))
+        return len(texts) - len(passed)
 
     def _clean_items(self, ds: Dataset, tag: int, patient: str, references_only: bool,
                      off_list: dict[int, int] | None = None, owner: int = 0) -> None:
@@ -524,6 +549,10 @@ def listed_values(rules: dict) -> dict[int, frozenset[str]]:
     lists.update({keyword: entry["terms"] for keyword, entry in defined_terms().items()})
     return {tag_for_keyword(keyword): frozenset(v.upper() for v in values)
             for keyword, values in lists.items()}
+
+
+def _keyword_tags(keywords: list[str]) -> frozenset[int]:
+    return frozenset(tag_for_keyword(keyword) for keyword in keywords)
 
 
 def defined_terms() -> dict[str, dict]:
@@ -761,6 +790,27 @@ def form_vrs(tag: int, vr: str) -> tuple[str, ...]:
 
 
 _NOT_TEXT = "\ufffd"  # stands for a value as read that is not ASCII: of no fixed form
+
+
+def _free_texts(elem, vr: str) -> tuple[list[str], bool]:
+    """A kept free-text element's values (one for ST, LT, UT, whose text may hold a
+    backslash), stripped, without pydicom's conversion; and whether they were read as
+    Latin-1 from bytes that are not ASCII (any character set's digits, ``^`` and Latin
+    letters survive that, which is what the tests look for)."""
+    value = elem.value
+    if value is None or value == "":
+        return [], False
+    if isinstance(value, bytes):
+        raw = not value.isascii()
+        text = value.decode("latin-1")
+        texts = [text] if vr in _SINGLE_TEXT_VRS else text.split("\\")
+    else:
+        raw = False
+        texts = [str(value)] if vr in _SINGLE_TEXT_VRS else [str(v) for v in _values(value)]
+    return [t.strip(" \x00") for t in texts], raw
+
+
+_SINGLE_TEXT_VRS = frozenset({"ST", "LT", "UT"})
 
 
 def _form_texts(elem) -> list[str]:
