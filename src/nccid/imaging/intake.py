@@ -1227,14 +1227,16 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
 
 
 def _log_off_list(site, per_file: list[int]) -> None:
-    """How many kept code values a batch lost for not being on their attribute's list (Body
-    Part Examined's defined terms, enumerated values): free text a site's equipment or staff
-    put there. Counts only: the values may be names."""
+    """How many kept values a batch lost: codes not on their attribute's list (Body Part
+    Examined's defined terms, enumerated values) and kept text that looked identifying (a
+    name, an NHS number: deid/identifying.py), put there by a site's equipment or staff.
+    Counts only: the values may be names."""
     emptied = [n for n in per_file if n]
     if emptied:
-        log.info("site %s: %d value(s) in %d file(s) emptied for not being one of their "
-                 "attribute's defined terms or enumerated values (e.g. free text in Body Part "
-                 "Examined)", site.code, sum(emptied), len(emptied))
+        log.info("site %s: %d value(s) in %d file(s) left out of kept attributes: not one of "
+                 "their defined terms or enumerated values, or text that looked identifying "
+                 "(e.g. a name in Body Part Examined or a segment label)", site.code,
+                 sum(emptied), len(emptied))
 
 
 def _count_refused(site, source: str, refused) -> None:
