@@ -271,6 +271,11 @@ def _write_objects(cohort: Cohort, writer: _Writer, progress: Progress | None = 
     _write_clinical_json(cohort, writer)
 
 
+# A research host has no key file, so it can neither refresh the catalogue nor run init.
+STALE_CATALOGUE = ("the catalogue predates the national clinical files: on the main host (the "
+                   "one with the key file) 'nccid init' after the upgrade, or 'nccid warehouse "
+                   "catalogue', refreshes it; on a research host ask the data manager to, or "
+                   "wait for the next scheduled refresh, then export again")
 CLEANED_FOLDER = "data-cleaned"  # our cleaned JSON: outside data/, which national readers parse
 
 
@@ -285,8 +290,7 @@ def _write_clinical_json(cohort: Cohort, writer: _Writer) -> None:
     - our cleaned JSON as ``{set}/data-cleaned/<P>/<kind>-<SITE>.json``, written as the
       warehouse writes it (``clinical_json``)."""
     if "national" not in clinical_columns(cohort.con):
-        raise ExportError("the catalogue predates the national clinical files: refresh it "
-                          "('nccid warehouse catalogue') and export again")
+        raise ExportError(STALE_CATALOGUE)
     clinical = cohort._execute(
         "SELECT set_name, pseudonym, kind, site, any_value(cleaned), any_value(national), "
         "any_value(updated_at) FROM clinical c "

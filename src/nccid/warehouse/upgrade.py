@@ -10,7 +10,9 @@ away. A stamp (``CLINICAL_STAMP_KEY``) says under which rule every clinical JSON
 written (``sync_clinical`` writes it after rewriting them all); a warehouse whose stamp is
 not the deployment's rule has its clinical JSON rewritten here, then the catalogue refreshed
 twice (the first refresh rebuilds its clinical view and, under ``shift-dates``, rewrites image
-parts written with arrival times; the second removes the previous version's files).
+parts written with arrival times; the second removes the previous version's files). A catalogue
+whose clinical table predates a column the exports need (``national``, the national bucket's
+files) is refreshed too: research hosts cannot refresh it (no key file, docs/research.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .layout import CATALOGUE_PREFIX
+
+# Clinical columns exports read that catalogues of older releases lack (13f43f5: national).
+REQUIRED_CLINICAL_COLUMNS = frozenset({"national"})
 
 # Beside the catalogue's state: not part of the national bucket layout.
 CLINICAL_STAMP_KEY = f"{CATALOGUE_PREFIX}/clinical-json.json"
@@ -78,12 +83,27 @@ def clinical_json_stale() -> bool:
     return shifts
 
 
+def clinical_table_current(warehouse, state: dict) -> bool:
+    """Whether every clinical Parquet file the catalogue state names has the columns exports
+    need (only the files' footers are read)."""
+    import pyarrow.parquet as pq
+
+    from .catalogue import _key
+
+    for entry in state.get("files", {}).get("clinical", []):
+        with warehouse.open(_key(entry["key"])) as handle:
+            if not REQUIRED_CLINICAL_COLUMNS <= set(pq.read_schema(handle).names):
+                return False
+    return True
+
+
 def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> Upgraded:
     """Re-apply the withdrawals and study removals the warehouse marks and the database lacks
     (a database restored from a backup older than them) and mark those made before markers existed
     (``nccid.withdrawal.markers``); rewrite clinical JSON written under another date rule;
     then refresh the catalogue twice if either changed it (also when only its image parts
-    still hold arrival times under ``shift-dates``); stamp a warehouse without a stamp, or
+    still hold arrival times under ``shift-dates``, or its clinical table lacks a column
+    exports need); stamp a warehouse without a stamp, or
     with the other rule's while it holds no clinical record.
     Idempotent: a current warehouse is only read."""
     from nccid.withdrawal.markers import reapply
@@ -106,7 +126,8 @@ def upgrade_warehouse(on_progress: Callable[[int, int], None] | None = None) -> 
         return done  # never catalogued: the first refresh writes it under the current rule
     state = json.loads(warehouse.read(STATE_KEY))
     if (done.clinical_rewritten is not None or done.withdrawals_reapplied or done.studies_reapplied
-            or (shifts and not state.get(ARRIVALS_WITHHELD))):
+            or (shifts and not state.get(ARRIVALS_WITHHELD))
+            or not clinical_table_current(warehouse, state)):
         refresh_catalogue()
         refresh_catalogue()
         done.catalogue_refreshed = True
