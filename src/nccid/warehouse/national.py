@@ -48,10 +48,24 @@ def _value(column: Column, cleaned: dict, data: dict) -> object:
     chose: its ethnicity sub-code, a sex typed 2); everything else from ``cleaned`` (validated,
     numbers in the header's unit, dates as researchers see them: shifted under shift-dates)."""
     if column.type == "code":
-        return data.get(column.field)
+        return _code(column, data.get(column.field))
     if column.type == "date":
         return _sheet_date("positive", cleaned.get(column.field))
     return cleaned.get(column.field)
+
+
+def _code(column: Column, typed: object) -> str | None:
+    """What the site typed in a code column, only if it is one of the list's codes, sub-codes or
+    words for unknown, or names one; anything else is left out: an older release kept free
+    text as typed there (an ethnicity written out with a relative's name)."""
+    codes = column.codes
+    if typed is None or codes is None:
+        return None
+    text = str(typed).strip()
+    if text in codes.codes or text in codes.subcodes or text.upper() in codes.unknown:
+        return text
+    named = codes.code_of(text)
+    return named if named in codes.codes or named in codes.subcodes else None
 
 
 def _latest(cleaned: dict, columns: list[Column]) -> str | None:
@@ -74,7 +88,9 @@ def _negative(pseudonym: str, site: str, cleaned: dict, data: dict) -> list[dict
     cleaned one (shifted; a swab whose date was implausible has none and no file); the status
     the code typed."""
     template = templates()["negative"]
-    date_key, status_key = (national_key("negative", template.field(f)) for f in ("swab_date", "swab_status"))
+    status_column = template.field("swab_status")
+    date_key, status_key = (national_key("negative", template.field("swab_date")),
+                            national_key("negative", status_column))
     base = {"Pseudonym": pseudonym, "SubmittingCentre": site}
     if cleaned.get("hospital"):
         base[national_key("negative", template.field("hospital"))] = cleaned["hospital"]
@@ -83,7 +99,10 @@ def _negative(pseudonym: str, site: str, cleaned: dict, data: dict) -> list[dict
         day = clean.get("date")
         if not day or _sheet_date("negative", day) is None:
             continue
-        record = {**base, date_key: _sheet_date("negative", day), status_key: typed.get("status")}
+        record = {**base, date_key: _sheet_date("negative", day)}
+        status = _code(status_column, typed.get("status"))
+        if status is not None:
+            record[status_key] = status
         entries.append({"prefix": "status", "date": str(day)[:10], "record": record})
     return sorted(entries, key=lambda e: e["date"])
 
