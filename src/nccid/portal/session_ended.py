@@ -6,7 +6,9 @@ session behind it ends SESSION_COOKIE_AGE after signing in (saving it again keep
 nccid.portal.sessions). Without
 this, a form sent after that landed on a plain sign-in page, nothing saying the user was
 signed out and their action not done. Nothing from the request (what was typed) is kept:
-only the message."""
+only the message. GET /session/left/ tells the script, at the end its page was given, whether
+the session lasts after all (another tab started a new one), so that it does not leave a page
+with what was typed while the session is still valid; asking saves nothing."""
 
 from __future__ import annotations
 
@@ -14,15 +16,19 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib import import_module
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.models import Session
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import resolve_url
 from django.utils import timezone
 from django.utils.dateformat import format as format_date
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
 # How long before its end a page warns that the session is ending (docs/portal.md says so).
 WARNING_SECONDS = 5 * 60
@@ -40,6 +46,8 @@ class SessionEndedMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == resolve_url("portal:session_left"):  # asks, acts on nothing: no message
+            return self.get_response(request)
         ended = _session_ended(request)  # before the view: signing out also removes the session
         if ended and _is_sign_in_page(request):
             # Where a page's script goes at the session's end: told before the page is drawn.
@@ -91,10 +99,30 @@ def session_end(request: HttpRequest) -> SessionEnd | None:
         return None
     at = (Session.objects.filter(session_key=request.session.session_key)
           .values_list("expire_date", flat=True).first())
-    if at is None:
-        return None
+    return None if at is None else _end_at(at)
+
+
+def _end_at(at: datetime) -> SessionEnd:
     now = timezone.now()
     return SessionEnd(at, until_text(at, now), max(0, math.ceil((at - now).total_seconds())))
+
+
+@never_cache
+@require_GET
+def session_left(request: HttpRequest) -> JsonResponse:
+    """GET /session/left/: how long the browser's session has left, asked by session-timeout.js
+    at the end its page was given before it leaves the page or holds back a form (another tab
+    may have started a new session). Read from the session's row, never through
+    request.session: nothing is saved (no end moves), and an ended session's cookie is not
+    deleted, so the sign-in page the script goes to can still say the session ended."""
+    key = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+    row = Session.objects.filter(session_key=key, expire_date__gt=timezone.now()).first()
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if row is None or SESSION_KEY not in store().decode(row.session_data):
+        return JsonResponse({"seconds_left": 0})  # ended, signed out, or never signed in
+    end = _end_at(row.expire_date)
+    return JsonResponse({"seconds_left": end.seconds_left, "ends": end.text,
+                         "datetime": timezone.localtime(end.at).isoformat()})
 
 
 def until_text(at: datetime, now: datetime) -> str:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import session_ended, views
 
 app_name = "portal"
 urlpatterns = [
@@ -10,6 +10,7 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("session/left/", session_ended.session_left, name="session_left"),  # read only
     path("guidance/", views.guidance, name="guidance"),
     path("faq/", views.faq, name="faq"),
     path("research/", views.research, name="research"),

@@ -74,9 +74,11 @@ PAGES: dict[str, Rule] = {
     "figures:audit": Rule("GET", MANAGERS),
     "figures:remove_study": Rule("GET", MANAGERS),
 }
-# Pages with their own tests: the login page (for everyone), logout (POST, any session) and the
-# health check (for everyone: load balancers; web/tests/test_health.py).
-NOT_IN_MATRIX = {"portal:login", "portal:logout", "healthz"}
+# Pages with their own tests: the login page (for everyone), logout (POST, any session), how
+# long a session has left (anyone, of their own session: 0 signed out;
+# test_asking_how_long_a_session_has_left_changes_nothing.py) and the health check (for
+# everyone: load balancers; web/tests/test_health.py).
+NOT_IN_MATRIX = {"portal:login", "portal:logout", "portal:session_left", "healthz"}
 
 API: dict[tuple[str, str], Rule] = {
     ("GET", "/api/me"): Rule("GET", SIGNED_IN),
