@@ -253,7 +253,9 @@ class SummaryRow(Schema):
 
 
 class SiteFiguresOut(Schema):
-    """Your own site's figures, exact: the patients its rows name, the studies it sent."""
+    """Your own site's figures, exact, as the database holds them: the patients its stored
+    studies or clinical records name, its studies with images stored. A study held for review
+    or waiting for a link counts once stored (GET /api/studies lists every one, with status)."""
 
     patients: int
     studies: int

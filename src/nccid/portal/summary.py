@@ -57,7 +57,8 @@ def clinical_model():
 
 @dataclass(frozen=True)
 class SiteFigures:
-    """One site's own figures: the patients its rows name, the studies it sent (exact)."""
+    """One site's own figures (exact): the patients its rows name, its studies with images
+    stored (image rows: a study held for review or waiting for a link counts once stored)."""
 
     patients: int = 0
     studies: int = 0
