@@ -31,7 +31,7 @@ def _record(site, pseudonym: str) -> None:
 def sent(site, other_site, keyring) -> dict[str, str]:
     """The site sends one study for each patient: one the other site's record names, one no
     record names, one its own record names. -> the patients' pseudonyms by case."""
-    patients = dict(zip((ELSEWHERE, NOBODY, OWN), people(3, seed=23)))
+    patients = dict(zip((ELSEWHERE, NOBODY, OWN), people(3, seed=23), strict=True))
     names = {case: keyring.pseudonym(person.nhs_number) for case, person in patients.items()}
     _record(other_site, names[ELSEWHERE])
     _record(site, names[OWN])
