@@ -12,6 +12,8 @@ Output (a folder, or the same tree inside a ``.zip``)::
 
 Objects are streamed in chunks (constant memory) and each image's SHA-256 is checked against
 the catalogue while it is copied; a mismatch stops the export and nothing partial is left.
+Header JSON is read whole (it holds no bulk data) and written as strict JSON: one an older
+release stored with ``NaN`` or ``Infinity`` loses those numbers (``dicom_json.strict_header``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from nccid.warehouse.dicom_json import strict_header
 from nccid.warehouse.national import file_names
 
 from .cohort import Cohort, CohortFilter, Counts, QueryLimitError, clinical_columns, scope_for
@@ -264,7 +267,8 @@ def _write_objects(cohort: Cohort, writer: _Writer, progress: Progress | None = 
             meta = metadata_key(key, folder)
             if source.exists(meta):
                 with _WarehouseObject(source, meta) as src:
-                    writer.copy(meta, src)
+                    header, _ = strict_header(src.read())  # (one an older release stored)
+                writer.copy(meta, io.BytesIO(header))
             done += 1
             if progress is not None:
                 progress(done, total)

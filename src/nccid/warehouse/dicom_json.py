@@ -52,6 +52,45 @@ def dump_json(body: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
+# Tokens Python's json writes for numbers that are not finite (-Infinity holds Infinity).
+NOT_FINITE_TOKENS = (b"NaN", b"Infinity")
+
+
+def strict_header(data: bytes) -> tuple[bytes, list[str]]:
+    """A stored header as strict JSON, and the tag paths of the numbers left out to make it
+    so (``data`` itself, and none, when it holds no NaN or Infinity). Releases before the
+    writer was strict stored them (a DS of ``1e400``); they are left out as the writer now
+    leaves them: a single value takes its element out (of its item only), one of several is
+    ``null``. A byte check first: only a header holding such a token is parsed."""
+    if not any(token in data for token in NOT_FINITE_TOKENS):
+        return data, []
+    body = json.loads(data)  # (json reads NaN and Infinity as floats)
+    left_out = drop_not_finite(body)
+    return (dump_json(body), left_out) if left_out else (data, [])
+
+
+def drop_not_finite(body: dict, where: str = "") -> list[str]:
+    """Leave the numbers that are not finite out of a DICOM JSON object, in place, as
+    ``_to_json_dict`` does; returns their tag paths, e.g. ``(5200,9230)[1](0018,0050)``."""
+    left_out: list[str] = []
+    for key in list(body):
+        element, path = body[key], where + _where(int(key, 16))
+        values = element.get("Value") if isinstance(element, dict) else None
+        if not isinstance(values, list):
+            continue
+        if element.get("vr") == "SQ":
+            for index, item in enumerate(values):
+                if isinstance(item, dict):
+                    left_out += drop_not_finite(item, f"{path}[{index}]")
+        elif any(_not_finite(v) for v in values):
+            left_out.append(path)
+            if len(values) == 1:
+                del body[key]
+            else:
+                element["Value"] = [None if _not_finite(v) else v for v in values]
+    return left_out
+
+
 def element_json(dataset: Dataset, tag: int, charset_id) -> dict | None:
     """One element of ``header_json``: its DICOM JSON value, or None when it is left out
     (pixel data, bulk data, or a value that cannot be converted)."""
