@@ -4,16 +4,22 @@ Heuristics, deliberately eager: a finding is a value to look at, not proof of a 
 are never reported in full: ``mask()`` keeps a couple of characters and the length.
 
 Every element of a file is seen, those after the Pixel Data too, without reading the pixels
-(the file is memory-mapped and the pixel element stepped over). One limit: a UID under the
-keyed ``2.25`` root is taken as keyed. A keyed UID is 128 bits of HMAC, which nothing can
+(the file is memory-mapped and the pixel element stepped over). The header JSON stored
+beside each image (DICOM JSON) is checked too: read back into a dataset, it is judged as the
+file is, and each number in it that is not finite (``NaN``, ``Infinity``: not strict JSON) is
+reported. A warehouse (local or S3) is checked object by object (``check_store``). One limit:
+a UID under the keyed ``2.25`` root is taken as keyed. A keyed UID is 128 bits of HMAC, which nothing can
 tell from an original UUID-derived ``2.25`` UID without the original it was made from.
 """
 
 from __future__ import annotations
 
+import json
 import mmap
 import re
+import shutil
 import struct
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -27,6 +33,7 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from nccid.identity.numbers import looks_like_patient_number
+from nccid.warehouse.dicom_json import drop_not_finite
 
 from .engine import (
     FORM_VRS,
@@ -51,6 +58,10 @@ PIXEL_TAGS = {0x7FE00008, 0x7FE00009, PIXEL_DATA}
 LEADING_DIGITS = re.compile(r"[+-]?([0-9]+)")
 BIRTH_DATE_KEYWORDS = {"PatientBirthDate", "PatientBirthDateInAlternativeCalendar"}
 UTC_OFFSET = re.compile(r"[+-][0-9]{4}$")
+DICOM_JSON_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+NOT_FINITE = "number that is not finite (NaN or Infinity: not strict JSON, JSON.parse refuses it)"
+DICOM_PREFIX = slice(128, 132)  # where b"DICM" stands in a DICOM file
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,21 +108,45 @@ class Checker:
         findings += self._walk(ds, file, "")
         return findings
 
-    def check_file(self, path: Path) -> list[Finding] | None:
-        """Findings for one file, or None when it is not DICOM (skipped). A DICOM file that
-        cannot be read or walked to its end is one finding (its path and the error's type,
-        never pydicom's message, which may quote a value): what could not be checked may
-        still hold an identifier, and the other files are checked all the same."""
+    def check_file(self, path: Path, name: str | None = None) -> list[Finding] | None:
+        """Findings for one file (reported as ``name``, default its path), or None when it is
+        neither DICOM nor DICOM JSON (skipped). A DICOM file that cannot be read or walked to
+        its end is one finding (its name and the error's type, never pydicom's message, which
+        may quote a value): what could not be checked may still hold an identifier, and the
+        other files are checked all the same."""
+        name = str(path) if name is None else name
+        if path.suffix.lower() == ".json":
+            return self.check_header(path.read_bytes(), name)
         try:
             ds = read_all_but_pixels(path)
         except InvalidDicomError:
             return None
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
-            return [_unreadable(path, exc)]
+            return [_unreadable(name, exc)]
         try:
-            return self.check_dataset(ds, str(path))
+            return self.check_dataset(ds, name)
         except Exception as exc:  # noqa: BLE001
-            return [_unreadable(path, exc)]
+            return [_unreadable(name, exc)]
+
+    def check_header(self, data: bytes, name: str) -> list[Finding] | None:
+        """Findings for a header JSON (DICOM JSON, tags as keys), or None for other JSON (a
+        clinical record's: skipped): each number that is not finite, then what the file's
+        check finds in the header read back as a dataset."""
+        try:
+            body = json.loads(data)  # (NaN and Infinity read as floats)
+        except ValueError:
+            return None
+        if not body or not isinstance(body, dict) or not all(
+                isinstance(k, str) and DICOM_JSON_TAG.fullmatch(k) for k in body):
+            return None
+        findings = [Finding(name, where, _keyword_at(where), NOT_FINITE, "")
+                    for where in drop_not_finite(body)]
+        try:
+            ds = Dataset.from_json(body)
+            return findings + self.check_dataset(ds, name)
+        except Exception as exc:  # noqa: BLE001 - pydicom's message may quote the value
+            return findings + [Finding(name, "", "", "unreadable DICOM JSON, not checked "
+                                       f"({type(exc).__name__})", "")]
 
     def _walk(self, ds: Dataset, file: str, prefix: str, meta: bool = False) -> list[Finding]:
         found: list[Finding] = []
@@ -285,8 +320,14 @@ def _element_end(data, start: int, implicit: bool, little: bool) -> int:
     return start + 12 + length
 
 
-def _unreadable(path: Path, exc: Exception) -> Finding:
-    return Finding(str(path), "", "", f"unreadable DICOM, not checked ({type(exc).__name__})", "")
+def _keyword_at(where: str) -> str:
+    """The keyword of the last tag of a tag path such as ``(5200,9230)[0](0018,0050)``."""
+    group, element = where[-10:-1].split(",")
+    return keyword_for_tag(int(group + element, 16)) or "(unknown)"
+
+
+def _unreadable(name: str, exc: Exception) -> Finding:
+    return Finding(name, "", "", f"unreadable DICOM, not checked ({type(exc).__name__})", "")
 
 
 def _str(value) -> str:
@@ -333,3 +374,43 @@ def check_paths(paths: Iterable[Path], safe_private: Iterable[SafePrivate] | Non
         scanned += 1
         findings += result
     return findings, scanned, skipped
+
+
+def check_store(store, keys: Iterable[str], safe_private: Iterable[SafePrivate] | None = None,
+                on_file: Callable[[], None] | None = None,
+                profile: str | None = None) -> tuple[list[Finding], int, int]:
+    """``check_paths`` for objects of a warehouse (``nccid.warehouse.storage.Warehouse``,
+    local or S3), reported by key: each DICOM object is checked from its file (a local
+    store's) or from a temporary copy (S3: one object at a time, copied only once its first
+    bytes say DICOM), each ``.json`` one as a header."""
+    checker = Checker(safe_private, profile)
+    findings: list[Finding] = []
+    scanned = skipped = 0
+    with tempfile.TemporaryDirectory(prefix="nccid-deid-check-") as folder:
+        for key in keys:
+            path = _object_file(store, key, Path(folder) / f"object{Path(key).suffix}")
+            result = None if path is None else checker.check_file(path, key)
+            if on_file is not None:
+                on_file()
+            if result is None:
+                skipped += 1
+                continue
+            scanned += 1
+            findings += result
+    return findings, scanned, skipped
+
+
+def _object_file(store, key: str, copy: Path) -> Path | None:
+    """The object's file to check: a local store's own, else ``copy`` written from it (a
+    header whole, a DICOM object streamed); None for an object neither DICOM nor JSON."""
+    local = store.local_path(key)
+    if local is not None:
+        return local
+    with store.open(key) as source:
+        head = source.read(DICOM_PREFIX.stop)
+        if copy.suffix.lower() != ".json" and head[DICOM_PREFIX] != b"DICM":
+            return None
+        with copy.open("wb") as out:
+            out.write(head)
+            shutil.copyfileobj(source, out, CHUNK)
+    return copy

@@ -30,6 +30,6 @@ def test_deid_check_of_a_tree_draws_a_bar_on_a_terminal_only(monkeypatch, tmp_pa
     piped = _check(monkeypatch, False, tmp_path)
     on_terminal = _check(monkeypatch, True, tmp_path)
     assert piped[0] == on_terminal[0] == 1 and piped[1] == on_terminal[1]
-    assert "3 DICOM file(s) checked, 1 other file(s) skipped" in piped[1]
+    assert "3 DICOM or header JSON file(s) checked, 1 other file(s) skipped" in piped[1]
     assert piped[2] == ""
     assert "Checking files" in on_terminal[2] and "4/" in on_terminal[2]
