@@ -33,7 +33,7 @@ SEXES = {"male": "Male", "m": "Male", "female": "Female", "f": "Female", "unknow
 FOLDERS = ("xray", "mri")  # folder names that are not also a modality code (CT is both)
 OPERATORS = ("!=", ">=", "<=", "=", ">", "<")
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_RESERVED = {"pseudonym", "site", "kind", "set_name", "updated_at", "cleaned"}
+_RESERVED = {"pseudonym", "site", "kind", "set_name", "updated_at", "cleaned", "national"}
 MAX_DAYS = 36_500  # a century either side of a clinical date is as wide as a window gets
 MAX_AGE = 150  # years; a bigger bound is a typing error, and past 2**127 DuckDB cannot bind it
 WITHIN_KEYS = ("field", "days", "days_before", "days_after")

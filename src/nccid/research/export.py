@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from nccid.warehouse.dicom_json import strict_header
 from nccid.warehouse.national import file_names
 
-from .cohort import Cohort, CohortFilter, Counts, QueryLimitError, clinical_columns, scope_for
+from .cohort import Cohort, CohortFilter, Counts, QueryLimitError, scope_for
 from .source import Source
 from .staging import Staging
 
@@ -293,8 +293,6 @@ def _write_clinical_json(cohort: Cohort, writer: _Writer) -> None:
       (``nccid.warehouse.national``; docs/warehouse.md, "Differences from the national bucket");
     - our cleaned JSON as ``{set}/data-cleaned/<P>/<kind>-<SITE>.json``, written as the
       warehouse writes it (``clinical_json``)."""
-    if "national" not in clinical_columns(cohort.con):
-        raise ExportError(STALE_CATALOGUE)
     clinical = cohort._execute(
         "SELECT set_name, pseudonym, kind, site, any_value(cleaned), any_value(national), "
         "any_value(updated_at) FROM clinical c "
@@ -313,6 +311,12 @@ def _write_clinical_json(cohort: Cohort, writer: _Writer) -> None:
         names = file_names([(prefix, day) for prefix, day, _ in files])
         for name, (_, _, record) in zip(names, files, strict=True):
             writer.copy(f"{set_name}/data/{pseudonym}/{name}", io.BytesIO(json.dumps(record, indent=1).encode()))
+
+
+def _refuse_a_stale_catalogue(cohort: Cohort) -> None:
+    columns = {row[0] for row in cohort.con.execute("DESCRIBE SELECT * FROM clinical").fetchall()}
+    if "national" not in columns:
+        raise ExportError(STALE_CATALOGUE)
 
 
 def _file_date(entry: dict, updated_at: Any) -> str | None:
@@ -335,6 +339,8 @@ def write_export(cohort: Cohort, destination: Path, formats: tuple[str, ...],
                  progress: Progress | None = None) -> ExportResult:
     """Write ``cohort`` to ``destination`` (folder or ``.zip``), all or nothing; ``progress``
     hears of each image as it is copied."""
+    if "dicom" in formats:
+        _refuse_a_stale_catalogue(cohort)  # before any copying: not after hours of images
     writer = _writer_for(Path(destination))
     try:
         _write_tables(cohort, writer, formats)

@@ -143,3 +143,11 @@ def test_filter_round_trips_through_json():
                        clinical=CohortFilter.from_dict({"clinical": ["death=Yes"]}).clinical)
     assert CohortFilter.from_dict(flt.to_dict()) == flt
     assert CohortFilter.from_dict({"modality": ["ct", "XRAY"]}).modality == ("CT", "xray")
+
+
+@pytest.mark.parametrize("column", ["cleaned", "national"])
+def test_the_catalogues_own_json_columns_are_no_clinical_fields(world, researcher, column):
+    # 'national' (the national-format files) answered every patient for 'national!=x'.
+    flt = CohortFilter.from_dict({"clinical": [f"{column}!=x"]})
+    with pytest.raises(CohortError, match="clinical field"):
+        select_cohort(researcher, flt, world.source()).counts()

@@ -64,3 +64,12 @@ def test_init_refreshes_the_catalogue_and_the_export_then_works(
     files = list((tmp_path / "after" / "training" / "data" / old_catalogue).iterdir())
     assert [f.name.split("_")[0] for f in files] == ["data"]
     assert not upgrade_warehouse().catalogue_refreshed  # now current: only read
+
+
+def test_an_export_on_a_stale_catalogue_is_refused_before_copying_any_image(
+        old_catalogue, make_user, tmp_path):
+    copied = []
+    with pytest.raises(ExportError, match="predates the national clinical files"):
+        export_cohort(make_user("researcher"), CohortFilter(), tmp_path / "out", ("csv", "dicom"),
+                      progress=lambda done, total: copied.append(done))
+    assert copied == [] and not (tmp_path / "out").exists()
