@@ -1202,9 +1202,11 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
     batch = prepared.batch = ImageBatch(site)
     batch.assign_sets(pseudonyms)
     off_list = []  # per file, the kept code values emptied for not being on their list
+    deidentifier = deps.deidentifier()  # once a batch: it reads the date shift's scheme
     for index, header, patient, study, sop_uid in parsed:
         try:
-            parts, result, meta, header_json = _deidentify(items[index], patient, header)
+            parts, result, meta, header_json = _deidentify(deidentifier, items[index], patient,
+                                                           header)
             off_list.append(result.values_off_list)
             if result.held_reason:
                 outcomes[index] = _hold(b"".join(parts), meta, site, source, patient,
@@ -1331,11 +1333,10 @@ def _content_uid(keyring, data) -> str:
     return keyring.uid("content:" + hashlib.sha256(data).hexdigest())
 
 
-def _deidentify(data: bytes, patient: Patient, header: tuple[Dataset, int]):
+def _deidentify(deidentifier, data: bytes, patient: Patient, header: tuple[Dataset, int]):
     """(parts of the de-identified file, result, catalogue meta, header JSON or None when
     the batch makes it from ``result.dataset``); header parsed already. A known patient's
     file is assembled from remembered element outcomes where it can be (``by_element``)."""
-    deidentifier = deps.deidentifier()
     try:
         known = deidentify_by_element(deidentifier, data, header, patient.pseudonym)
         if known is not None:
