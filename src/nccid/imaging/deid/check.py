@@ -362,10 +362,15 @@ def check_paths(paths: Iterable[Path], safe_private: Iterable[SafePrivate] | Non
     judged against ``profile`` (``Checker``); ``on_file`` is called after each file (a
     progress bar)."""
     checker = Checker(safe_private, profile)
+    return _tally((checker.check_file(file) for file in iter_files(paths)), on_file)
+
+
+def _tally(results: Iterable[list[Finding] | None],
+           on_file: Callable[[], None] | None) -> tuple[list[Finding], int, int]:
+    """(findings, files checked, files skipped) of each file's result (None: not DICOM)."""
     findings: list[Finding] = []
     scanned = skipped = 0
-    for file in iter_files(paths):
-        result = checker.check_file(file)
+    for result in results:
         if on_file is not None:
             on_file()
         if result is None:
@@ -384,20 +389,13 @@ def check_store(store, keys: Iterable[str], safe_private: Iterable[SafePrivate] 
     store's) or from a temporary copy (S3: one object at a time, copied only once its first
     bytes say DICOM), each ``.json`` one as a header."""
     checker = Checker(safe_private, profile)
-    findings: list[Finding] = []
-    scanned = skipped = 0
     with tempfile.TemporaryDirectory(prefix="nccid-deid-check-") as folder:
-        for key in keys:
+
+        def result(key: str) -> list[Finding] | None:
             path = _object_file(store, key, Path(folder) / f"object{Path(key).suffix}")
-            result = None if path is None else checker.check_file(path, key)
-            if on_file is not None:
-                on_file()
-            if result is None:
-                skipped += 1
-                continue
-            scanned += 1
-            findings += result
-    return findings, scanned, skipped
+            return None if path is None else checker.check_file(path, key)
+
+        return _tally((result(key) for key in keys), on_file)
 
 
 def _object_file(store, key: str, copy: Path) -> Path | None:
