@@ -6,6 +6,8 @@ import pytest
 
 from nccid.identity.keys import Keyring
 from nccid.imaging.deid import Deidentifier
+from nccid.imaging.deid.by_element import deidentify_by_element
+from nccid.imaging.deid.engine import parse_header
 from nccid.synthetic.dicom import synthetic_instance
 from nccid.synthetic.people import people
 
@@ -28,3 +30,18 @@ def deid(kr) -> Deidentifier:
 @pytest.fixture
 def instance(person):
     return synthetic_instance(person)
+
+
+@pytest.fixture
+def by_both_paths():
+    """``(engine, data) -> the de-identified file``, after checking that the element-by-element
+    path (the first time, then from its memo) writes the same bytes as the engine."""
+
+    def deidentify(engine: Deidentifier, data: bytes, pseudonym: str = "NCCID-A") -> bytes:
+        out, _ = engine.deidentify_bytes(data, pseudonym=pseudonym)
+        for _ in range(2):
+            made = deidentify_by_element(engine, data, parse_header(data), pseudonym)
+            assert made is not None and b"".join(made[0]) == out
+        return out
+
+    return deidentify
