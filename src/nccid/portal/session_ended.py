@@ -95,7 +95,10 @@ class SessionEnd:
 def session_end(request: HttpRequest) -> SessionEnd | None:
     """When the signed-in user's session ends, as stored (the server signs out then), or None
     signed out. The database backend only (the portal's): others store no end to read."""
-    if not request.user.is_authenticated or request.session.session_key is None:
+    user, session = getattr(request, "user", None), getattr(request, "session", None)
+    if user is None or session is None:  # an error page drawn before the middleware ran
+        return None
+    if not user.is_authenticated or session.session_key is None:
         return None
     at = (Session.objects.filter(session_key=request.session.session_key)
           .values_list("expire_date", flat=True).first())
