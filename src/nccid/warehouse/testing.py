@@ -148,6 +148,11 @@ def running_s3_server(directory: str | Path, timeout: float = START_TIMEOUT) -> 
         weed_binary(), "mini", f"-dir={directory / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-admin.ui=false", "-master.telemetry=false", "-webdav=false",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # Each bucket is a collection with volumes of its own. Left to itself, weed mini
+        # allows free disk space / volume size of them, so on a fuller disk a test session's
+        # later buckets found "no free volumes left" (InternalError on every write); small
+        # volumes, a fixed allowance (sparse files: nothing is reserved up front).
+        "-master.volumeSizeLimitMB=64", "-volume.max=2000",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
