@@ -30,6 +30,9 @@ def sign_in(client, account: User, password: str):
     return client.post("/login/", {"username": account.username, "password": password})
 
 
+# transaction: Django's command runner closes every connection when it ends (on PostgreSQL
+# that closed the test's own, inside its transaction).
+@pytest.mark.django_db(transaction=True, databases=["default", "vault"])
 def test_manage_changepassword_is_audited_under_the_os_user(make_user, monkeypatch):
     manager = make_user("data-manager")
     monkeypatch.setattr(getpass, "getpass", lambda prompt="": NEW_PASSWORD)

@@ -113,7 +113,7 @@ def test_an_installation_with_data_shifted_both_ways_keeps_its_patients_offsets(
     person = _patient_the_old_scheme_moves_forward(keyring)
     pseudonym = keyring.pseudonym(person.nhs_number)
     _stored_earlier(site, keyring)
-    DeidProfileRecord.objects.create(profile="shift-dates", how="set while no data were stored")
+    DeidProfileRecord.objects.create(pk=1, profile="shift-dates", how="set while no data were stored")
     assert date_shift_scheme() == SHIFT_BOTH_WAYS  # before the first check, too
     check_deid_profile()
     assert DeidProfileRecord.objects.get().date_shift == SHIFT_BOTH_WAYS
@@ -136,7 +136,7 @@ def test_both_ways_once_recorded_is_kept_even_when_the_data_are_gone(
         site, shift_dates, keyring, monkeypatch):
     """Researchers may hold copies shifted both ways: a patient stored again must get the same
     offset, so an emptied installation (its profile changed meanwhile) keeps the scheme."""
-    DeidProfileRecord.objects.create(profile="shift-dates", how="inferred", date_shift=SHIFT_BOTH_WAYS)
+    DeidProfileRecord.objects.create(pk=1, profile="shift-dates", how="inferred", date_shift=SHIFT_BOTH_WAYS)
     for profile in ("retain-dates", "shift-dates"):
         monkeypatch.setenv("NCCID_DEID_PROFILE", profile)
         reset_settings_cache()
@@ -146,6 +146,6 @@ def test_both_ways_once_recorded_is_kept_even_when_the_data_are_gone(
 
 
 def test_an_older_record_of_retain_dates_or_without_data_shifts_backward(site, shift_dates):
-    DeidProfileRecord.objects.create(profile="shift-dates", how="set while no data were stored")
+    DeidProfileRecord.objects.create(pk=1, profile="shift-dates", how="set while no data were stored")
     check_deid_profile()  # an installation of the release before that never stored anything
     assert DeidProfileRecord.objects.get().date_shift == SHIFT_BACKWARD
