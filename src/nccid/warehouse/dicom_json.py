@@ -18,7 +18,7 @@ from io import BytesIO
 import pydicom
 from pydicom.charset import default_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 from nccid.dicomvalues import Memo, charset_key, is_constant, value_key
@@ -152,6 +152,8 @@ def _to_json_dict(element, bulk_handler, where: str) -> dict:
     if vr in _TEXT_NUMBERS and element.VM > 1 and any(v in ("", None) for v in element.value):
         number = _TEXT_NUMBERS[vr]
         value = {"vr": vr, "Value": [None if v in ("", None) else number(v) for v in element.value]}
+    elif vr in _TEXT and element.VM > 1 and any(v in ("", None) for v in element.value):
+        value = {"vr": vr, "Value": [_one_text_value(element, v) for v in element.value]}
     else:
         value = element.to_json_dict(bulk_data_element_handler=bulk_handler,
                                      bulk_data_threshold=BULK_THRESHOLD)
@@ -162,6 +164,16 @@ def _to_json_dict(element, bulk_handler, where: str) -> dict:
         _log_not_finite(where)
         value["Value"] = [None if _not_finite(v) else v for v in values]
     return value
+
+
+def _one_text_value(element, value):
+    """One value of a multi-valued text element as pydicom writes it alone (a person name's
+    groups, say), or PS3.18 F.2.5's ``null`` when it is empty (pydicom writes ``""``, and
+    fails on an empty person name)."""
+    if value in ("", None):
+        return None
+    alone = DataElement(element.tag, element.VR, value)
+    return alone.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=BULK_THRESHOLD)["Value"][0]
 
 
 def _item_json(item: Dataset, bulk_handler, where: str) -> dict:
@@ -190,6 +202,8 @@ def _log_not_finite(where: str) -> None:
 
 
 _TEXT_NUMBERS = {"DS": float, "IS": int}
+# Text VRs that can hold several values (PS3.5 6.4; LT, ST, UT and UR hold one).
+_TEXT = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "PN", "SH", "TM", "UC", "UI"})
 
 
 def _key(dataset: Dataset, element, tag: int, charset_id):

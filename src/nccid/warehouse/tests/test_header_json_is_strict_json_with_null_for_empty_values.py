@@ -99,3 +99,34 @@ def test_both_de_identification_paths_write_the_same_strict_json(person):
     for _ in range(2):  # the first time, then from the memo
         made = deidentify_by_element(engine, data, parse_header(data), "NCCID-A")
         assert made is not None and _strict(made[3]) == expected
+
+
+def test_an_empty_value_in_a_multi_valued_text_is_null_and_reads_back_as_empty(person):
+    ds = synthetic_instance(person, plant=False)
+    _raw(ds, 0x00080008, "CS", b"ORIGINAL\\\\AXIAL")   # Image Type, its second value empty
+    _raw(ds, 0x00081090, "LO", b"\\Model")              # Manufacturer's Model Name, its first
+    item = Dataset()
+    _raw(item, 0x00080100, "SH", b"A\\")                # Code Value, its last
+    ds.ViewCodeSequence = [item]
+    body = _strict(header_json(dataset=_read(ds)))
+    assert body["00080008"] == {"vr": "CS", "Value": ["ORIGINAL", None, "AXIAL"]}
+    assert body["00081090"] == {"vr": "LO", "Value": [None, "Model"]}
+    assert body["00540220"]["Value"][0]["00080100"] == {"vr": "SH", "Value": ["A", None]}
+    back = Dataset.from_json(body)
+    assert list(back.ImageType) == ["ORIGINAL", "", "AXIAL"]
+
+
+def test_a_multi_valued_person_name_with_an_empty_value_is_null_beside_its_groups():
+    """pydicom's own conversion fails on it (IndexError): the element was left out."""
+    ds = Dataset()
+    _raw(ds, 0x00081060, "PN", b"ONE^A\\\\TWO^B")    # Name of Physician(s) Reading Study
+    body = _strict(header_json(dataset=_read_plain(ds)))
+    assert body["00081060"] == {"vr": "PN", "Value": [{"Alphabetic": "ONE^A"}, None,
+                                                        {"Alphabetic": "TWO^B"}]}
+
+
+def _read_plain(ds: Dataset) -> Dataset:
+    from pydicom.filewriter import dcmwrite
+    out = BytesIO()
+    dcmwrite(out, ds, implicit_vr=False, little_endian=True)
+    return dcmread(BytesIO(out.getvalue()), force=True)

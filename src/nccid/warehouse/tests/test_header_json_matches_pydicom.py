@@ -33,6 +33,10 @@ def _reference(ds) -> dict:
                 bulk_data_element_handler=lambda _e: "omitted", bulk_data_threshold=1024)
         except Exception:  # noqa: BLE001, S112 - pydicom's own refusal: left out
             continue
+        values = body[f"{tag:08X}"].get("Value")
+        if ds[tag].VR != "SQ" and isinstance(values, list) and len(values) > 1:
+            # PS3.18 F.2.5: an empty value of several is null (pydicom writes "")
+            body[f"{tag:08X}"]["Value"] = [None if v == "" else v for v in values]
 
     def strip(node):
         if isinstance(node, dict):
