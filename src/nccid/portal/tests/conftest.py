@@ -1,4 +1,5 @@
-"""Real Chromium for the portal's browser tests (Debian's /usr/bin/chromium, driven by Playwright)."""
+"""Fixtures for the portal's tests: a fresh figures summary for each test, and real Chromium for
+the browser tests (Debian's /usr/bin/chromium, driven by Playwright)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(autouse=True)
+def no_summary_memo_outlives_its_test():
+    """The figures summary is memoised in the process for a few seconds (summary.get_summary):
+    a memo of another test's rows, rolled back since, would answer for this test's."""
+    from nccid.portal import summary
+
+    summary.forget()
+    yield
+    summary.forget()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from openpyxl import load_workbook
 
 from nccid.accounts.models import ApiToken
 from nccid.clinical.models import ClinicalRecord, Upload
-from nccid.portal import summary
 from nccid.synthetic.clinical import write_sheet
 from nccid.synthetic.people import people
 
@@ -44,7 +43,6 @@ def test_template_download_is_the_current_workbook(client, uploader_token):
 
 def test_preview_lists_every_error_then_the_fixed_sheet_is_confirmed_once(client, site, tmp_path,
                                                                         uploader_token):
-    summary.forget()
     bad = _post(client, uploader_token, _sheet(tmp_path, errors=2))
     assert bad.status_code == 201
     preview = bad.json()

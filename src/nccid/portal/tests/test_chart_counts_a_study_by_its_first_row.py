@@ -12,13 +12,6 @@ from nccid.portal.tests.figures_factories import add_images, pseudonym
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh():
-    summary.forget()
-    yield
-    summary.forget()
-
-
 def _latest(chart: dict) -> dict[str, int]:
     return {name: points[-1][1] for name, points in chart["series"].items() if points[-1][1]}
 

@@ -19,13 +19,6 @@ pytestmark = pytest.mark.django_db
 MARCH = datetime(2020, 3, 15, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _fresh():
-    summary.forget()
-    yield
-    summary.forget()
-
-
 @pytest.fixture
 def patients(site):
     add_clinical(site, pseudonym(1), "positive", age=12, sex="Female")

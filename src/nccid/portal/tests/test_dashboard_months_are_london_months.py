@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nccid.clinical.models import ClinicalRecord
-from nccid.portal import charts, summary
+from nccid.portal import charts
 
 from .figures_factories import add_clinical, add_images, pseudonym
 
@@ -18,13 +18,6 @@ pytestmark = pytest.mark.django_db
 
 LONDON = ZoneInfo("Europe/London")
 JUNE_FIRST_AFTER_MIDNIGHT = datetime(2026, 6, 1, 0, 30, tzinfo=LONDON)  # 31 May 23:30 UTC
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    summary.forget()
-    yield
-    summary.forget()
 
 
 @pytest.fixture

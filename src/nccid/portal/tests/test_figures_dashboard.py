@@ -19,7 +19,6 @@ MARCH, APRIL = datetime(2020, 3, 15, tzinfo=UTC), datetime(2020, 4, 10, tzinfo=U
 
 @pytest.fixture
 def data(site, other_site):
-    summary.forget()
     add_images(site, pseudonym(1), "1", "DX", count=2, when=MARCH, size=500)
     add_images(site, pseudonym(2), "2", "CT", count=3, when=APRIL, size=1000, set_name="validation")
     add_images(other_site, pseudonym(3), "3", "CR", when=APRIL, size=200)
@@ -63,7 +62,6 @@ def test_patients_by_set_counts_each_patient_in_the_set_the_warehouse_gave_them(
     study was removed, is in a set all the same (their clinical JSON is filed under it)."""
     from nccid.warehouse.models import ImageRecord
 
-    summary.forget()
     add_images(site, pseudonym(1), "1", when=MARCH)
     add_clinical(site, pseudonym(2), "negative", set_name="validation")
     add_images(site, pseudonym(3), "3", when=MARCH, set_name="validation")

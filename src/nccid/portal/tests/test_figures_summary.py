@@ -13,13 +13,6 @@ from .figures_factories import add_clinical, add_images, pseudonym
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    summary.forget()
-    yield
-    summary.forget()
-
-
 def _table(figures) -> dict:
     return dict(figures.rows())
 

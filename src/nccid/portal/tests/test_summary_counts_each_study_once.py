@@ -12,13 +12,6 @@ from nccid.portal.tests.figures_factories import add_images, pseudonym
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh():
-    summary.forget()
-    yield
-    summary.forget()
-
-
 def _studies(figures: summary.Summary) -> tuple[int, int, int, int]:
     return figures.studies_xray, figures.studies_mri, figures.studies_ct, figures.studies_other
 

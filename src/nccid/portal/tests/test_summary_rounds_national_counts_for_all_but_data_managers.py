@@ -20,13 +20,6 @@ NATIONAL = ("patients_with_images", "total_patients", "studies_xray", "studies_m
 ELSEWHERE = pseudonym(50)  # a patient only the other site has sent
 
 
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    summary.forget()
-    yield
-    summary.forget()
-
-
 @pytest.fixture
 def figures(client, site, other_site):
     """The site's 10 patients (5 with an X-ray study each) and the other site's one patient
