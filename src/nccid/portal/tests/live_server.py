@@ -7,8 +7,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 NCCID = [sys.executable, "-m", "nccid.cli.main"]
 
@@ -49,6 +51,34 @@ def run_cli(env: dict, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
+class Site(NamedTuple):
+    code: str
+    name: str
+    ae_title: str
+
+
+class Account(NamedTuple):
+    username: str
+    role: str
+    site: str | None = None  # a site's code: uploaders have one, data managers none
+
+
+def prepared_home(home: Path, *, demo: bool = False, site: Site | None = None,
+                  accounts: Iterable[Account] = (), password: str = "") -> dict:
+    """``nccid init`` on ``home`` (with the demo sites and accounts if ``demo``), then ``site``
+    and each of ``accounts`` (with ``password``) added as an operator would, in that order.
+    -> the environment that runs ``nccid`` on this home."""
+    env = server_env(home)
+    run_cli(env, "init", *(["--demo"] if demo else []))
+    if site:
+        run_cli(env, "site", "add", site.code, "--name", site.name, "--ae-title", site.ae_title)
+    for account in accounts:
+        at_site = ["--site", account.site] if account.site else []
+        run_cli(env, "user", "add", account.username, "--role", account.role, *at_site,
+                "--password-stdin", stdin=password + "\n")
+    return env
+
+
 @contextmanager
 def live_portal(env: dict, log: Path):
     """Yield the base URL of a running portal (on an initialised home); stop it afterwards."""
@@ -70,3 +100,11 @@ def live_portal(env: dict, log: Path):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def portal_on(home: Path, **how) -> Iterator[str]:
+    """``home`` prepared (``how``: ``prepared_home``'s options) and served: yield its base URL.
+    The server's log is ``home``/serve.log."""
+    with live_portal(prepared_home(home, **how), home / "serve.log") as url:
+        yield url

@@ -11,7 +11,7 @@ import urllib.request
 
 from nccid.synthetic.people import people, spaced
 
-from .live_server import live_portal, run_cli, server_env
+from .live_server import Account, live_portal, prepared_home
 
 PASSWORD = "Correct-Horse-Battery-9"
 PERSON = people(1, seed=19)[0]
@@ -37,10 +37,7 @@ def _status(browser, url: str, **headers: str) -> int:
 
 
 def test_the_access_log_keeps_paths_but_no_query_string_or_referrer_query(tmp_path):
-    env = server_env(tmp_path)
-    run_cli(env, "init")
-    run_cli(env, "user", "add", "dm.log", "--role", "data-manager", "--password-stdin",
-            stdin=PASSWORD + "\n")
+    env = prepared_home(tmp_path, accounts=[Account("dm.log", "data-manager")], password=PASSWORD)
     log = tmp_path / "serve.log"
     number = PERSON.nhs_number
     with live_portal(env, log) as base:

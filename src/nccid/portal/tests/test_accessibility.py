@@ -19,7 +19,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from nccid.demo import DEMO_PASSWORD
 
-from .live_server import live_portal, run_cli, server_env
+from .live_server import portal_on
 
 pytestmark = pytest.mark.browser
 
@@ -58,9 +58,7 @@ AXE_RUN = """async (rules) => {
 @pytest.fixture(scope="module")
 def demo_portal(tmp_path_factory):
     home = tmp_path_factory.mktemp("a11y-home")
-    env = server_env(home)
-    run_cli(env, "init", "--demo")
-    with live_portal(env, home / "serve.log") as url:
+    with portal_on(home, demo=True) as url:
         yield url
 
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from .live_server import live_portal, run_cli, server_env
+from .live_server import Account, Site, portal_on
 
 pytestmark = pytest.mark.browser
 
@@ -19,14 +19,9 @@ PASSWORD = "Walnut-Harbour-Lantern-7"
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
     home = tmp_path_factory.mktemp("focus-home")
-    env = server_env(home)
-    run_cli(env, "init")
-    run_cli(env, "site", "add", "RFOC", "--name", "Royal Focus Infirmary", "--ae-title", "RFOC_PACS")
-    run_cli(env, "user", "add", "dora", "--role", "data-manager", "--password-stdin",
-            stdin=PASSWORD + "\n")
-    run_cli(env, "user", "add", "ursula", "--role", "uploader", "--site", "RFOC",
-            "--password-stdin", stdin=PASSWORD + "\n")
-    with live_portal(env, home / "serve.log") as url:
+    with portal_on(home, site=Site("RFOC", "Royal Focus Infirmary", "RFOC_PACS"),
+                   accounts=[Account("dora", "data-manager"), Account("ursula", "uploader", "RFOC")],
+                   password=PASSWORD) as url:
         yield url
 
 

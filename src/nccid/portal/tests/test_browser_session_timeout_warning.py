@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from .live_server import live_portal, run_cli, server_env
+from .live_server import Account, Site, portal_on
 from .test_accessibility import AXE_RUN, AXE_SOURCE, RULES
 
 pytestmark = pytest.mark.browser
@@ -34,12 +34,8 @@ DIALOG = "Your session is about to end"
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
     home = tmp_path_factory.mktemp("timeout-home")
-    env = server_env(home)
-    run_cli(env, "init")
-    run_cli(env, "site", "add", "RTIM", "--name", "Royal Timeout Infirmary", "--ae-title", "RTIM_PACS")
-    run_cli(env, "user", "add", "ursula", "--role", "uploader", "--site", "RTIM",
-            "--password-stdin", stdin=PASSWORD + "\n")
-    with live_portal(env, home / "serve.log") as url:
+    with portal_on(home, site=Site("RTIM", "Royal Timeout Infirmary", "RTIM_PACS"),
+                   accounts=[Account("ursula", "uploader", "RTIM")], password=PASSWORD) as url:
         yield url, home / "nccid.sqlite3"
 
 

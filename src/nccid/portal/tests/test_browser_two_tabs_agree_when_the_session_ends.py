@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from .live_server import live_portal, run_cli, server_env
+from .live_server import Account, Site, portal_on
 from .test_browser_session_timeout_warning import DIALOG, PASSWORD, end_session_in, sign_in
 
 pytestmark = pytest.mark.browser
@@ -27,13 +27,9 @@ CHANGED = "Quartz-Meadow-Falcon-9"
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
     home = tmp_path_factory.mktemp("two-tabs-home")
-    env = server_env(home)
-    run_cli(env, "init")
-    run_cli(env, "site", "add", "RTAB", "--name", "Royal Tabs Infirmary", "--ae-title", "RTAB_PACS")
-    for name in ("ursula", "victor"):
-        run_cli(env, "user", "add", name, "--role", "uploader", "--site", "RTAB",
-                "--password-stdin", stdin=PASSWORD + "\n")
-    with live_portal(env, home / "serve.log") as url:
+    with portal_on(home, site=Site("RTAB", "Royal Tabs Infirmary", "RTAB_PACS"),
+                   accounts=[Account(name, "uploader", "RTAB") for name in ("ursula", "victor")],
+                   password=PASSWORD) as url:
         yield url, home / "nccid.sqlite3"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .live_server import live_portal, run_cli, server_env
+from .live_server import Account, Site, live_portal, portal_on, prepared_home, run_cli
 
 pytestmark = pytest.mark.browser
 
@@ -21,22 +21,13 @@ PASSWORD = "Walnut-Harbour-Lantern-7"
 NEW_PASSWORD = "Copper-Meadow-Falcon-31"
 SITE, SITE_NAME = "RBROW", "Royal Browser Infirmary"
 
-
-def home_with_site(tmp_path_factory, name: str, username: str, *role: str):
-    """A fresh initialised home with the test site and one account (``role``: CLI options)."""
-    home = tmp_path_factory.mktemp(name)
-    env = server_env(home)
-    run_cli(env, "init")
-    run_cli(env, "site", "add", SITE, "--name", SITE_NAME, "--ae-title", "RBROW_PACS")
-    run_cli(env, "user", "add", username, *role, "--password-stdin", stdin=PASSWORD + "\n")
-    return home, env
+WITH_SITE = {"site": Site(SITE, SITE_NAME, "RBROW_PACS"), "password": PASSWORD}  # both homes
 
 
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
-    home, env = home_with_site(tmp_path_factory, "portal-home", "alice",
-                               "--role", "uploader", "--site", SITE)
-    with live_portal(env, home / "serve.log") as url:
+    home = tmp_path_factory.mktemp("portal-home")
+    with portal_on(home, accounts=[Account("alice", "uploader", SITE)], **WITH_SITE) as url:
         yield url
 
 
@@ -174,7 +165,8 @@ def review_portal(tmp_path_factory):
     from nccid.synthetic.dicom import synthetic_instance, to_bytes
     from nccid.synthetic.people import people
 
-    home, env = home_with_site(tmp_path_factory, "review-home", "dora", "--role", "data-manager")
+    home = tmp_path_factory.mktemp("review-home")
+    env = prepared_home(home, accounts=[Account("dora", "data-manager")], **WITH_SITE)
     person = people(1, seed=8)[0]
     ds = synthetic_instance(person, modality="CR", patient_id=person.nhs_number, rows=256,
                             columns=256)
