@@ -147,6 +147,8 @@ def _to_json_dict(element, bulk_handler, where: str) -> dict:
     logged by its tag path (``where``), never its value."""
     vr = element.VR
     if vr == "SQ":
+        if not element.value:  # PS3.18 F.2.5: an empty attribute has no Value (pydicom: [])
+            return {"vr": vr}
         return {"vr": vr, "Value": [_item_json(item, bulk_handler, f"{where}[{index}]")
                                     for index, item in enumerate(element.value)]}
     if vr in _TEXT_NUMBERS and element.VM > 1 and any(v in ("", None) for v in element.value):

@@ -130,3 +130,16 @@ def _read_plain(ds: Dataset) -> Dataset:
     out = BytesIO()
     dcmwrite(out, ds, implicit_vr=False, little_endian=True)
     return dcmread(BytesIO(out.getvalue()), force=True)
+
+
+def test_an_empty_sequence_has_no_value_and_reads_back_empty(person):
+    ds = synthetic_instance(person, plant=False)
+    ds.RequestAttributesSequence = []
+    item = Dataset()
+    item.ReferencedImageSequence = []
+    ds.ViewCodeSequence = [item]
+    body = _strict(header_json(dataset=_read(ds)))
+    assert body["00400275"] == {"vr": "SQ"}
+    assert body["00540220"]["Value"][0]["00081140"] == {"vr": "SQ"}
+    back = Dataset.from_json(body)
+    assert len(back.RequestAttributesSequence) == 0

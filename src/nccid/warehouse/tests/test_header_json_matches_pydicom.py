@@ -40,6 +40,8 @@ def _reference(ds) -> dict:
 
     def strip(node):
         if isinstance(node, dict):
+            if node.get("vr") == "SQ" and node.get("Value") == []:
+                return {"vr": "SQ"}  # PS3.18 F.2.5: an empty attribute has no Value
             return {k: strip(v) for k, v in node.items()
                     if not (isinstance(v, dict) and v.get("BulkDataURI") == "omitted")}
         if isinstance(node, list):
