@@ -30,7 +30,9 @@ from .source import Source, default_source
 HANDED_OUT_SETS = ("training",)
 COVID_STATUSES = ("positive", "negative", "unknown")
 SEXES = {"male": "Male", "m": "Male", "female": "Female", "f": "Female", "unknown": "Unknown"}
-FOLDERS = ("xray", "mri")  # folder names that are not also a modality code (CT is both)
+# Folder names that are not also a modality code (CT is both); ``other`` holds the objects
+# without a Modality (``warehouse.layout.modality_folder``).
+FOLDERS = ("xray", "mri", "other")
 OPERATORS = ("!=", ">=", "<=", "=", ">", "<")
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _RESERVED = {"pseudonym", "site", "kind", "set_name", "updated_at", "cleaned", "national"}
@@ -376,6 +378,21 @@ def _clinical_sql(conditions: tuple[ClinicalCondition, ...], columns: set[str],
             f" HAVING {' AND '.join(tests)})")
 
 
+def _modality_sql(modalities: tuple[str, ...], params: dict[str, Any]) -> str:
+    """Images of any of the codes or folders named. Only the kinds named are tested: an empty
+    list in place of the codes would match every image whose Modality is empty."""
+    tests = []
+    codes = [m for m in modalities if m not in FOLDERS]
+    folders = [m for m in modalities if m in FOLDERS]
+    if codes:
+        params["mod"] = codes
+        tests.append("list_contains($mod, upper(i.modality))")
+    if folders:
+        params["folder"] = folders
+        tests.append("list_contains($folder, i.folder)")
+    return f"({' OR '.join(tests)})"
+
+
 def compile_filter(flt: CohortFilter, sets: tuple[str, ...], columns: set[str]) -> CompiledCohort:
     """The filter as SQL over the catalogue views, scoped to ``sets``."""
     _check_sets(sets)
@@ -404,9 +421,7 @@ def compile_filter(flt: CohortFilter, sets: tuple[str, ...], columns: set[str]) 
 
     img = ["list_contains($sets, i.set_name)", "i.pseudonym IN (SELECT pseudonym FROM pat)"]
     if flt.modality:
-        p["mod"] = [m for m in flt.modality if m not in FOLDERS] or [""]
-        p["folder"] = [m for m in flt.modality if m in FOLDERS] or [""]
-        img.append("(list_contains($mod, upper(i.modality)) OR list_contains($folder, i.folder))")
+        img.append(_modality_sql(flt.modality, p))
     if flt.site:
         img.append("list_contains($site, i.site)")
     if flt.study_date_from:
@@ -500,9 +515,11 @@ class Cohort:
                              "ORDER BY pseudonym, study_uid, series_uid, sop_uid" + _page(limit),
                              _page_params(limit, offset), fetch=_frame)
 
-    def image_rows(self, columns: str = "storage_key, size, sha256, folder, set_name"):
-        """Images as a streaming cursor of tuples (for exports and datasets: no frame in memory)."""
-        return self._execute(f"SELECT {columns} FROM img "
+    def image_rows(self, columns: str = "storage_key, size, sha256, folder, set_name",
+                   where: str = "TRUE"):
+        """Images (those meeting ``where``, a fixed SQL condition) as a streaming cursor of
+        tuples (for exports and datasets: no frame in memory)."""
+        return self._execute(f"SELECT {columns} FROM img WHERE {where} "
                              "ORDER BY pseudonym, study_uid, series_uid, sop_uid")
 
     def clinical(self) -> pd.DataFrame:

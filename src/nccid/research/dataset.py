@@ -36,6 +36,10 @@ from .source import Source, default_source
 # How clinical label values become numbers (data, not branches).
 LABEL_VALUES = {"positive": 1, "negative": 0, "yes": 1, "no": 0, "true": 1, "false": 0}
 Window = str | tuple[float, float] | None
+# Objects with pixels to give: Rows and Columns are required wherever Pixel Data is (PS3.3
+# C.7.6.3), and the catalogue has neither for an SR, a presentation state or a key object
+# selection, whose reading would fail (whatever their SOP class or Modality says).
+HAS_PIXELS = "rows > 0 AND columns > 0"
 
 
 # ---------------------------------------------------------------- pixels
@@ -213,9 +217,10 @@ class ResearchData:
     def torch_dataset(self, window: Window = "auto", normalise: str | None = "unit",
                       label: str = "final_covid_status", transform: Callable | None = None,
                       tensors: bool = False, drop_unlabelled: bool = True) -> ImageDataset:
+        """The cohort's images with pixels (``HAS_PIXELS``) and their labels."""
         labels = self.labels(label)
         items = []
-        cursor = self.cohort.image_rows("storage_key, pseudonym")
+        cursor = self.cohort.image_rows("storage_key, pseudonym", where=HAS_PIXELS)
         while batch := cursor.fetchmany(10_000):
             for key, pseudonym in batch:
                 value = labels.get(pseudonym)

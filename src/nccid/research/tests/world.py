@@ -196,6 +196,35 @@ def build_world(root: Path, n_people: int = 12, seed: int = 7) -> World:
     return world
 
 
+def add_unusual_objects(world: World) -> dict[str, str]:
+    """Beside the first training patient's images: a CT without Modality (folder ``other``)
+    and a Basic Text SR (no Pixel Data, so no Rows nor Columns), written and catalogued as
+    intake would. Returns their storage keys by kind (``other``, ``sr``)."""
+    first = next(i for i in world.images if i["set_name"] == "training")
+    person = next(p for p in world.persons if pseudonym_of(p) == first["pseudonym"])
+    ct = _image(person, first["pseudonym"], "CT", 9, 1, first["study_date"])
+    del ct.Modality
+    sr = _image(person, first["pseudonym"], "CT", 9, 2, first["study_date"])
+    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+                    "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
+        sr.pop(keyword, None)
+    sr.Modality, sr.SOPClassUID = "SR", "1.2.840.10008.5.1.4.1.1.88.11"
+    sr.file_meta.MediaStorageSOPClassUID = sr.SOPClassUID
+    keys = {}
+    for kind, ds, rows in (("other", ct, 64), ("sr", sr, None)):
+        data = to_bytes(ds)
+        tail = f"{first['pseudonym']}/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}"
+        keys[kind] = key = f"training/{kind}/{tail}.dcm"
+        world.images.append({
+            **first, "modality": str(ds.get("Modality", "")), "folder": kind,
+            "study_uid": ds.StudyInstanceUID, "series_uid": ds.SeriesInstanceUID,
+            "sop_uid": ds.SOPInstanceUID, "sop_class_uid": ds.SOPClassUID, "rows": rows,
+            "columns": rows, "storage_key": key, "size": len(data),
+            "sha256": world.warehouse.write(key, data)})
+    write_catalogue(world)
+    return keys
+
+
 def write_catalogue(world: World) -> None:
     out = world.root / "catalogue"
     out.mkdir(parents=True, exist_ok=True)
