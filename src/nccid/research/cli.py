@@ -133,10 +133,14 @@ def cohort_cmd(flt, user: UserOpt,
     counts = cohort.counts()
     rows = cohort.images(limit=limit) if list_ else None
     if as_json:
+        from django.core.serializers.json import DjangoJSONEncoder
+
+        from .api import image_rows
+
         out = {"counts": counts.as_dict(), "filter": flt.to_dict()}
-        if rows is not None:
-            out["images"] = json.loads(rows.to_json(orient="records", date_format="iso"))
-        console.print_json(json.dumps(out))
+        if rows is not None:  # as the API writes them: dates as dates, arrival times in UTC
+            out["images"] = image_rows(rows)
+        console.print_json(json.dumps(out, cls=DjangoJSONEncoder))
         return
     console.print(_counts_line(counts), highlight=False)
     if rows is not None:
