@@ -758,7 +758,7 @@ def form_ok(text: str, vr: str, allowed: frozenset[str] | None = None) -> bool:
     text = text.strip(" \x00")
     if not text:
         return True
-    if allowed is not None and text.upper() not in allowed:
+    if allowed is not None and listed_term(text) not in allowed:
         return False
     if _FORMS[vr].fullmatch(text) is None:
         return False
@@ -828,9 +828,18 @@ def _form_texts(elem) -> list[str]:
     return [t.strip(" \x00") for t in texts]
 
 
+def listed_term(text: str) -> str:
+    """A value as its list's term is compared: upper case, without spaces (no enumerated value
+    or defined term has one: ``WHOLE BODY`` is the term ``WHOLEBODY``)."""
+    return text.replace(" ", "").upper()
+
+
 def _values_of_form(texts: list[str], vrs: tuple[str, ...],
                     allowed: frozenset[str] | None = None) -> list[str]:
-    return [t for t in texts if any(form_ok(t, vr, allowed) for vr in vrs)]
+    """The values of ``texts`` of their form, in order; a listed one without its spaces (its
+    term, in the case it was written)."""
+    kept = [t for t in texts if any(form_ok(t, vr, allowed) for vr in vrs)]
+    return kept if allowed is None else [t.replace(" ", "") for t in kept]
 
 
 def _one_or_many(values: list[str]) -> str | list[str]:
@@ -840,12 +849,13 @@ def _one_or_many(values: list[str]) -> str | list[str]:
 def _keep_values_of_form(ds: Dataset, elem, tag: int, vr: str,
                          allowed: frozenset[str] | None) -> int:
     """A kept age, code or number keeps only its values of their form (and one of
-    ``allowed`` where a list says: ``listed_values``), in order: ``ORIGINAL\\PRIMARY\\ABDOM/RAD\\0001``
-    loses ``ABDOM/RAD``. Emptied when none is left; untouched (as read) when all are.
+    ``allowed`` where a list says: ``listed_values``, written as its term), in order:
+    ``ORIGINAL\\PRIMARY\\ABDOM/RAD\\0001`` loses ``ABDOM/RAD``. Emptied when none is left;
+    untouched (as read) when all are kept as they are.
     Returns how many values of a listed attribute were dropped (0 for others)."""
     texts = _form_texts(elem)
     kept = _values_of_form(texts, form_vrs(tag, vr), allowed)
-    if len(kept) < len(texts):
+    if kept != texts:
         _set(ds, tag, vr, _one_or_many(kept))
     return 0 if allowed is None else len(texts) - len(kept)
 
