@@ -32,7 +32,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from nccid.dicomvalues import Memo, charset_key, element_text, value_key
+from nccid.dicomvalues import Memo, charset_key, value_key
 from nccid.warehouse.dicom_json import (
     AMBIGUOUS,
     PIXEL_REPRESENTATION,
@@ -52,7 +52,7 @@ from .engine import (
     encode_element,
     file_meta_bytes,
 )
-from .meta import META_TAGS, image_meta_from
+from .meta import META_TAGS, image_meta_from, meta_text
 
 SPECIFIC_CHARACTER_SET, SOP_CLASS_UID, SOP_INSTANCE_UID = 0x00080005, 0x00080016, 0x00080018
 # What the engine writes whatever the file holds: the pseudonym and the markers.
@@ -198,7 +198,7 @@ def _outcomes(small: Dataset, tags, implicit: bool,
         fp.is_implicit_VR, fp.is_little_endian = implicit, True
         if not encode_element(fp, elem, tag, implicit, charset, charset_id):
             return None  # the engine hands such a file to pydicom's writer
-        text = element_text(small, tag) if tag in META_TAGS else None
+        text = meta_text(small, tag) if tag in META_TAGS else None
         made[tag] = ((tag, fp.getvalue(), element_json(small, tag, charset_id), text,
                       off_list.get(tag, 0)),)
     return made
