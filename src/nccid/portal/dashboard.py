@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import add_never_cache_headers, patch_cache_control
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -69,8 +69,7 @@ def summary_page(request: HttpRequest) -> HttpResponse:
             cache.set(key, response.content, PAGE_SECONDS)
     else:
         response = HttpResponse(content)
-    patch_cache_control(response, private=True)
-    return response
+    return response  # never stored by the browser (nccid.web.nostore), as every signed-in page
 
 
 @data_manager_required
@@ -86,9 +85,9 @@ def chart_svg(request: HttpRequest, name: str) -> HttpResponse:
     svg = charts.chart_svg(name)
     if svg is None:
         raise Http404("no such chart")
-    response = HttpResponse(svg, content_type="image/svg+xml")
-    response["Cache-Control"] = "private, max-age=60"
-    return response
+    # Not kept by the browser either (nccid.web.nostore): each is drawn once per dashboard
+    # version in the process (charts.chart_svg), so asking again costs the version's query.
+    return HttpResponse(svg, content_type="image/svg+xml")
 
 
 PREVIEW_PIXELS = 1024  # the longest side of a held image's preview

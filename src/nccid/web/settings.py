@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "nccid.web.nostore.NoStoreWhenSignedInMiddleware",  # signed-in and API answers: no-store
     "django.contrib.messages.middleware.MessageMiddleware",
     "nccid.portal.session_ended.SessionEndedMiddleware",  # the sign-in page says a session ended
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
