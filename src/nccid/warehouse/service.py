@@ -133,10 +133,13 @@ class StoredImage:
 
 
 _AGE = re.compile(r"^\s*(\d{1,3})\s*([DWMY]?)\s*$")
+# How many of each Age String unit make a year: an age is the whole years it has completed.
+_PER_YEAR = {"D": 365, "W": 52, "M": 12, "Y": 1}
 
 
 def age_in_years(age: str | int | None) -> int | None:
-    """DICOM Age String (``045Y``, ``006M``) as whole years; None when absent or unreadable."""
+    """DICOM Age String as whole years completed (``045Y`` 45, ``120M`` 10, ``104W`` 2,
+    ``400D`` 1, ``006M`` 0); None when absent or unreadable."""
     if age is None or age == "":
         return None
     if isinstance(age, int):
@@ -145,7 +148,7 @@ def age_in_years(age: str | int | None) -> int | None:
     if not match:
         return None
     number, unit = int(match.group(1)), match.group(2) or "Y"
-    return number if unit == "Y" else 0
+    return number // _PER_YEAR[unit]
 
 
 def _new_record(site, pseudonym: str, set_name: str, data: bytes, meta: ImageMeta) -> ImageRecord:
