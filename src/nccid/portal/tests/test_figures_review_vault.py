@@ -104,10 +104,34 @@ def test_held_images_are_shown_to_data_managers_only_and_only_while_held(
     assert not AuditEvent.objects.filter(action="imaging.held.view").exists()
 
 
+@pytest.mark.parametrize("source", ["JPGLosslessP14SV1_1s_1f_8b.dcm", "JPEGLSNearLossless_16.dcm"])
+def test_a_held_jpeg_lossless_or_jpeg_ls_image_is_previewed(client, site, keyring, make_user, source):
+    """JPEG Lossless (the usual compression of chest X-rays) and JPEG-LS need a decoder
+    Pillow is not (GDCM, a dependency): without it the data manager saw only a 415."""
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    sample = dcmread(get_testdata_file(source))
+    person = people(1, seed=5)[0]
+    ds = synthetic_instance(person, patient_id=person.nhs_number)
+    ds.BurnedInAnnotation = "YES"
+    ds.file_meta.TransferSyntaxUID = sample.file_meta.TransferSyntaxUID
+    for keyword in ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "SamplesPerPixel",
+                    "PixelRepresentation", "PhotometricInterpretation", "PixelData"):
+        setattr(ds, keyword, sample.data_element(keyword).value)
+    ds["PixelData"].VR = "OB"
+    assert ingest(to_bytes(ds), site, "test").status == "held"
+    client.force_login(make_user("data-manager"))
+    shown = client.get(reverse("figures:review_image", args=[HeldImage.objects.get().pk]))
+    assert shown.status_code == 200, shown.content[:300]
+    picture = Image.open(io.BytesIO(shown.content))
+    assert picture.format == "PNG" and max(picture.size) == max(sample.Rows, sample.Columns)
+
+
 def test_a_held_image_nothing_here_can_decode_is_said_so_instead_of_a_broken_picture(
         client, site, keyring, make_user):
-    """JPEG-LS needs a decoder this installation does not have: the image is stored as
-    received (never transcoded), and its preview says why it cannot be shown."""
+    """A JPEG-LS stream that does not decode: the image is stored as received (never
+    transcoded), and its preview says why it cannot be shown."""
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGLSLossless
 
