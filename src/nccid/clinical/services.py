@@ -539,7 +539,10 @@ def _link(site: Site, records: Iterable[dict]) -> list[str]:
         if hospital_hash in known and known[hospital_hash] != pseudonym:
             where = f"row {rows[0]}" if rows else "a row"
             warnings.append(f"{where}: the hospital number is already linked to a different NHS/CHI "
-                            "number at this site; the earlier link was kept (check the sheet)")
+                            "number at this site; the earlier link was kept, so its images still "
+                            "go to the earlier patient. If this row's number is the right one, "
+                            "ask a data manager to move the link and the images "
+                            "('nccid patient relink'); otherwise correct the sheet")
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     _insert(PatientLink, ["site_id", "hospital_hash", "pseudonym", "created"],
             [(site.pk, h, p, now) for h, (p, _) in wanted.items() if h not in known],

@@ -16,7 +16,8 @@ from rich.table import Table
 from nccid.cli.common import UserError, console, counted, err_console, setup_django
 
 patient_app = typer.Typer(help="Patients: what is held of one, withdraw one from the database, "
-                               "reinstate.", no_args_is_help=True)
+                               "reinstate, move a site's hospital number to the right one.",
+                          no_args_is_help=True)
 
 study_app = typer.Typer(help="Studies: remove one from the database (an identifier found in an "
                              "image, a study sent in error).", no_args_is_help=True)
@@ -231,6 +232,103 @@ def patient_reinstate(patient: PatientArgument, reason: ReasonOption, user: User
         raise UserError(str(exc)) from None
     console.print(f"{pseudonym} is no longer withdrawn: sites may send this patient again.",
                   highlight=False)
+
+
+@patient_app.command("relink", help=(
+    "Move a site's hospital number to the right patient, with every image the site sent "
+    "under the patient it was linked to (a sheet gave the number a wrong NHS/CHI number).\n\n"
+    "The images are rewritten for the right patient (pseudonym, dates under shift-dates, set) "
+    "and the catalogue refreshed. Running it again finishes an interrupted relink. The "
+    "numbers typed are checked and never shown, logged or audited."))
+def patient_relink(
+    site: Annotated[str, typer.Option("--site", help="The site's code.", show_default=False)],
+    hospital_number: Annotated[str, typer.Option(
+        "--hospital-number", help="The hospital number the site's images carry.",
+        show_default=False)],
+    nhs_number: Annotated[str, typer.Option(
+        "--nhs-number", help="The patient's right NHS/CHI number (as the corrected sheet gives it).",
+        show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log): no names, "
+                                                         "dates, hospital or NHS/CHI numbers.")],
+    user: UserOption,
+    password_stdin: PasswordStdin = False,
+    yes: YesOption = False,
+) -> None:
+    """Relink a hospital number (``withdrawal.relink.relink``), after showing what moves."""
+    setup_django()
+    from nccid.identity.cli import login_data_manager
+    from nccid.withdrawal.relink import RelinkError, plan, relink
+    from nccid.withdrawal.services import WithdrawalError
+
+    account = login_data_manager(user, password_stdin, "patient.relink", reason=reason,
+                                 doing="relink a hospital number")
+    try:
+        found = plan(account, site, hospital_number, nhs_number, reason)
+    except WithdrawalError as exc:
+        raise UserError(str(exc)) from None
+    _describe_relink(found)
+    if not yes and not typer.confirm("Move them?", err=True):
+        raise UserError("nothing was changed")
+    try:
+        done = relink(account, site, hospital_number, nhs_number, reason, refresh=False)
+    except RelinkError as exc:
+        raise UserError(str(exc)) from None
+    except (Exception, KeyboardInterrupt):
+        err_console.print("error: the relink was interrupted: run the same command again to "
+                          "finish it (the hospital number already names the right patient)",
+                          highlight=False)
+        raise
+    console.print(f"Relinked: the hospital number of site {found.site_code} names "
+                  f"{done.new_pseudonym}; moved {counted(done.images, 'image')} "
+                  f"({counted(done.receipts, 'study receipt')}, "
+                  f"{counted(done.teaching_cases, 'teaching case')}) from {done.old_pseudonym} "
+                  f"into the {done.set_name} set." + (
+                      f" {counted(done.gone, 'planned image')} no longer stored "
+                      "(withdrawn or removed meanwhile)." if done.gone else ""), highlight=False)
+    _refresh_after_relink()
+    _say_what_is_left(found.site_code, done)
+
+
+def _describe_relink(found) -> None:
+    resumed = " (finishing an interrupted relink)" if found.resuming else ""
+    console.print(f"At site {found.site_code}, the hospital number is linked to "
+                  f"{found.old_pseudonym}; it will name {found.new_pseudonym}{resumed}.",
+                  highlight=False)
+    into = f"the {found.new_set} set" if found.new_set else "the set the site's rule gives"
+    console.print(f"{counted(found.images, 'image')} in {counted(found.studies, 'study', 'studies')} "
+                  f"the site sent under {found.old_pseudonym} move to {found.new_pseudonym}, "
+                  f"into {into}.", highlight=False)
+
+
+def _refresh_after_relink() -> None:
+    """The moved rows' catalogue parts are marked: a refresh that fails leaves them to the next."""
+    from nccid.cli.main import _is_environment_error, environment_message
+    from nccid.withdrawal.relink import refresh_catalogue
+
+    try:
+        refresh_catalogue()
+    except Exception as exc:
+        if not _is_environment_error(exc):
+            raise
+        err_console.print(f"The catalogue could not be refreshed ({environment_message(exc)}): "
+                          "the next refresh ('nccid warehouse catalogue') shows the move.",
+                          highlight=False)
+
+
+def _say_what_is_left(site_code: str, done) -> None:
+    if done.clinical_left:
+        console.print(
+            f"Left for you: the {', '.join(done.clinical_left)} clinical record(s) site "
+            f"{site_code}'s earlier sheet made under {done.old_pseudonym} with this hospital "
+            f"number (the real patient's data under the wrong pseudonym). No command removes "
+            f"one record: if nothing else is held of {done.old_pseudonym} ('nccid patient show'), "
+            f"withdraw it (then reinstate it if the number belongs to a real patient); otherwise "
+            f"ask the data's recipients to disregard it (docs/withdrawal.md).", highlight=False)
+    if done.handed_out:
+        err_console.print(f"{counted(done.handed_out, 'research hand-out')} since these images "
+                          f"arrived may hold them under {done.old_pseudonym}: tell their "
+                          f"recipients ('nccid patient show {done.new_pseudonym}' lists them).",
+                          highlight=False)
 
 
 @study_app.command("remove", help=(

@@ -57,3 +57,41 @@ class ReinstatedWithdrawal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pseudonym} withdrawn {self.requested_at:%Y-%m-%d}, reinstated"
+
+
+class Relink(models.Model):
+    """A site's hospital number moved from one patient to another (``nccid patient relink``):
+    a sheet gave it a wrong, valid NHS/CHI number. Kept as the record of the repair; while
+    ``completed_at`` is empty the move of its images is unfinished and running the command
+    again finishes it."""
+
+    site = models.ForeignKey("accounts.Site", on_delete=models.PROTECT, related_name="+")
+    hospital_hash = models.CharField(max_length=32)  # keyed, site-scoped: never the number
+    old_pseudonym = models.CharField(max_length=32)
+    new_pseudonym = models.CharField(max_length=32)
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.CharField(max_length=150)
+    reason = models.TextField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    moved = models.JSONField(default=dict, blank=True)  # counts
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"relink at {self.site_id}: {self.old_pseudonym} -> {self.new_pseudonym}"
+
+
+class RelinkedImage(models.Model):
+    """One stored image a relink moves, planned when it starts: where its objects were, so a
+    run killed between moving the row and deleting the old objects still finds them."""
+
+    relink = models.ForeignKey(Relink, on_delete=models.CASCADE, related_name="images")
+    sop_uid = models.CharField(max_length=64)
+    old_storage_key = models.CharField(max_length=400)
+    old_metadata_key = models.CharField(max_length=400)
+    done = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["relink", "sop_uid"],
+                                               name="withdrawal_relinked_image_once")]

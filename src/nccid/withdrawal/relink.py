@@ -1,0 +1,395 @@
+"""Moving a site's hospital number to the right patient (``nccid patient relink``).
+
+A sheet that gives a hospital number a wrong but valid NHS/CHI number (a typo, the next row's
+number pasted) links the number to the wrong pseudonym. The site's corrected sheet cannot
+move the link (``clinical.services._link`` keeps the earlier one and warns), so the images
+that arrive by that number keep going to the wrong patient, who may even sit in the other
+set than the right one. Withdrawing the wrong patient is no repair: the withdrawal keeps the
+link, so every later image of the real patient by that number is refused.
+
+``relink`` moves the link and everything the site sent through it. Which images those are:
+a stored image keeps no trace of the hospital number that named it, only its site and
+pseudonym, so the images moved are every image of that site under the old pseudonym, and a
+relink is refused when the old pseudonym has another hospital number at that site (its images
+could not be told apart). Each image is rewritten as if it had arrived for the right patient:
+PatientID and PatientName the new pseudonym, under a date-shifting profile every date moved
+by the difference of the two patients' offsets; its header JSON; its keys (the new
+pseudonym's folder in the new patient's set: a patient is never in both sets); its row.
+
+Order, so a run killed anywhere is finished by running the command again: the relink entry,
+the plan of images (with their old keys) and the link move commit together first, so intake
+sends the number's next images to the right patient at once; then per image, the new objects
+are written, the row moved in a transaction (only if it still names the old patient), and the
+old objects deleted; then receipts and teaching cases follow the studies, the catalogue parts
+of moved rows are written again at the next refresh, and the entry is marked complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from io import BytesIO
+
+from django.db import transaction
+from django.utils import timezone
+from pydicom import dcmread
+
+from nccid.accounts.models import audit
+
+from .models import Relink, RelinkedImage
+from .services import WithdrawalError, _handed_out, check_reason, withdrawn_among
+
+log = logging.getLogger("nccid.withdrawal")
+_CHUNK = 500
+
+
+class RelinkError(WithdrawalError):
+    """A relink that cannot be made as asked; the message says why (never a number)."""
+
+
+@dataclass(frozen=True)
+class RelinkPlan:
+    """What a relink would do, shown before it is confirmed."""
+
+    site_code: str
+    old_pseudonym: str
+    new_pseudonym: str
+    images: int
+    studies: int
+    new_set: str | None  # the new patient's set, None if not yet decided (the site's rule decides)
+    resuming: bool  # an interrupted relink of the same number to the same patient
+
+
+@dataclass
+class Relinked:
+    """What a relink did (counts), and what it left for the data manager."""
+
+    old_pseudonym: str
+    new_pseudonym: str
+    images: int = 0
+    gone: int = 0  # planned images not moved (withdrawn or removed meanwhile)
+    receipts: int = 0
+    teaching_cases: int = 0
+    set_name: str | None = None
+    clinical_left: tuple[str, ...] = ()  # kinds of the site's records under the old pseudonym
+    handed_out: int = 0  # research hand-outs since the first moved image arrived
+
+
+# -- checks ----------------------------------------------------------------------------------
+def _site(code: str):
+    from nccid.accounts.models import Site
+
+    site = Site.objects.filter(code=(code or "").strip().upper()).first()
+    if site is None:
+        raise RelinkError(f"no site has the code {(code or '').strip().upper()!r}")
+    return site
+
+
+def _new_pseudonym(number: str) -> str:
+    """The pseudonym of a typed NHS/CHI number, validated as intake and sheets validate it."""
+    from nccid.config import get_settings
+    from nccid.identity.numbers import InvalidPatientNumber, is_test_number, validate_patient_number
+    from nccid.identity.service import get_keyring
+
+    try:
+        digits = validate_patient_number((number or "").strip())
+    except InvalidPatientNumber:
+        raise RelinkError("the NHS/CHI number is not valid (10 digits with a valid check "
+                          "digit)") from None
+    if is_test_number(digits) and not get_settings().accept_test_numbers:
+        raise RelinkError("the NHS/CHI number is an NHS test number (999 range): this "
+                          "installation refuses test data (setting accept_test_numbers)")
+    return get_keyring().pseudonym(digits)
+
+
+def _hospital_hash(site, hospital_number: str) -> str:
+    from nccid.identity.service import get_keyring
+
+    try:
+        return get_keyring().hospital_hash(site.code, hospital_number or "")
+    except ValueError:
+        raise RelinkError("the hospital number is empty") from None
+
+
+def _unfinished(site, hospital_hash: str) -> Relink | None:
+    return Relink.objects.filter(site=site, hospital_hash=hospital_hash,
+                                 completed_at=None).first()
+
+
+def plan(user, site_code: str, hospital_number: str, number: str, reason: str) -> RelinkPlan:
+    """Check a relink and say what it would move; RelinkError if it cannot be made. The
+    look-up is audited (``patient.relink.look-up``) whatever its answer, as a patient look-up is."""
+    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
+        raise RelinkError("only data managers may relink a hospital number")
+    check_reason(reason, "in the audit log")
+    site = _site(site_code)
+    new = _new_pseudonym(number)
+    hospital_hash = _hospital_hash(site, hospital_number)
+    try:
+        found = _plan(site, hospital_hash, new)
+    except RelinkError as exc:
+        audit(user, "patient.relink.look-up", site=site.code, refused=str(exc))
+        raise
+    audit(user, "patient.relink.look-up", pseudonym=new, site=site.code,
+          old=found.old_pseudonym, images=found.images)
+    return found
+
+
+def _plan(site, hospital_hash: str, new: str) -> RelinkPlan:
+    from nccid.clinical.models import PatientLink
+    from nccid.warehouse.models import ImageRecord, PatientSet
+
+    from .services import is_named
+
+    unfinished = _unfinished(site, hospital_hash)
+    if unfinished is not None:
+        if unfinished.new_pseudonym != new:
+            raise RelinkError("a relink of this hospital number to another NHS/CHI number was "
+                              "interrupted: run that one again to finish it first")
+        old = unfinished.old_pseudonym
+        images = RelinkedImage.objects.filter(relink=unfinished, done=False)
+        studies = (ImageRecord.objects.filter(sop_uid__in=images.values("sop_uid"))
+                   .values("study_uid").distinct().count())
+        count = images.count()
+    else:
+        link = PatientLink.objects.filter(site=site, hospital_hash=hospital_hash).first()
+        if link is None:
+            raise RelinkError(f"this hospital number is linked to no patient at site {site.code} "
+                              "(no accepted sheet row of the site gives it): nothing to move")
+        old = link.pseudonym
+        if old == new:
+            raise RelinkError(f"this hospital number is already linked to that NHS/CHI number at "
+                              f"site {site.code}: nothing to move")
+        if not is_named(new):
+            raise RelinkError("nothing in the database names the patient of that NHS/CHI "
+                              "number: check the number, and have the site upload its "
+                              "corrected sheet first")
+        _refuse_ambiguous(site, hospital_hash, old)
+        images = ImageRecord.objects.filter(site=site, pseudonym=old)
+        count, studies = images.count(), images.values("study_uid").distinct().count()
+    if withdrawn_among([new]):
+        raise RelinkError("the patient of that NHS/CHI number has been withdrawn from the "
+                          "database: reinstate them first if the site may send them")
+    new_set = PatientSet.objects.filter(pseudonym=new).values_list("set_name", flat=True).first()
+    return RelinkPlan(site.code, old, new, count, studies, new_set, unfinished is not None)
+
+
+def _refuse_ambiguous(site, hospital_hash: str, old: str) -> None:
+    """Refuse what a relink cannot do right: images held for review under the old patient
+    (their files carry the old pseudonym) and a second hospital number of the old patient at
+    the site (its images could not be told from this number's)."""
+    from nccid.clinical.models import PatientLink
+    from nccid.imaging.models import HeldImage, HeldStatus
+
+    others = PatientLink.objects.filter(site=site, pseudonym=old).exclude(hospital_hash=hospital_hash)
+    if others.exists():
+        raise RelinkError(f"the patient this number is linked to has {others.count()} other "
+                          f"hospital number(s) at site {site.code}: a stored image does not "
+                          "record the hospital number that named it, so this number's images "
+                          "cannot be told apart. Remove the wrong studies ('nccid study "
+                          "remove') and have the site send them again after relinking")
+    if HeldImage.objects.filter(site=site, pseudonym=old, status=HeldStatus.HELD).exists():
+        raise RelinkError(f"images of site {site.code} under the patient this number is linked "
+                          "to are held for review: release or reject them first "
+                          "('nccid images held')")
+
+
+# -- moving ------------------------------------------------------------------------------------
+def relink(user, site_code: str, hospital_number: str, number: str, reason: str, *,
+           refresh: bool = True) -> Relinked:
+    """Move the site's hospital number, and every image the site sent under the patient it
+    was linked to, to the patient of ``number``; running it again finishes an interrupted one."""
+    from nccid.clinical.models import PatientLink
+
+    found = plan(user, site_code, hospital_number, number, reason)
+    reason = check_reason(reason, "in the audit log")
+    site = _site(site_code)
+    hospital_hash = _hospital_hash(site, hospital_number)
+    with transaction.atomic():
+        entry = _unfinished(site, hospital_hash)
+        if entry is None:
+            entry = Relink.objects.create(
+                site=site, hospital_hash=hospital_hash, old_pseudonym=found.old_pseudonym,
+                new_pseudonym=found.new_pseudonym, requested_by=user.username, reason=reason)
+            _plan_images(entry)
+        moved = (PatientLink.objects.filter(site=site, hospital_hash=hospital_hash)
+                 .update(pseudonym=entry.new_pseudonym))
+    audit(user, "patient.relink.start" if not found.resuming else "patient.relink.again",
+          pseudonym=entry.new_pseudonym, reason=reason, site=site.code,
+          old=entry.old_pseudonym, images=found.images, link_moved=bool(moved))
+    done = _move(entry)
+    entry.moved = {"images": done.images, "gone": done.gone, "receipts": done.receipts,
+                   "teaching_cases": done.teaching_cases, "set_name": done.set_name}
+    entry.completed_at = timezone.now()
+    entry.save(update_fields=["moved", "completed_at"])
+    audit(user, "patient.relink", pseudonym=entry.new_pseudonym, reason=reason, site=site.code,
+          old=entry.old_pseudonym, **entry.moved)
+    log.info("relinked a hospital number of site %s: %s -> %s, %s", site.code,
+             entry.old_pseudonym, entry.new_pseudonym, entry.moved)
+    if refresh:
+        refresh_catalogue()
+    return done
+
+
+def refresh_catalogue() -> None:
+    """The catalogue written again with the moved rows (their parts were marked for it)."""
+    from nccid.warehouse.catalogue import refresh_catalogue as refresh
+
+    refresh()
+
+
+def _plan_images(entry: Relink) -> None:
+    from nccid.warehouse.models import ImageRecord
+
+    rows = (ImageRecord.objects.filter(site_id=entry.site_id, pseudonym=entry.old_pseudonym)
+            .values_list("sop_uid", "storage_key", "metadata_key"))
+    RelinkedImage.objects.bulk_create(
+        [RelinkedImage(relink=entry, sop_uid=sop, old_storage_key=data, old_metadata_key=header)
+         for sop, data, header in rows], batch_size=_CHUNK)
+
+
+def _move(entry: Relink) -> Relinked:
+    from nccid.imaging import deps
+    from nccid.warehouse.dateshift import deployment_shift
+    from nccid.warehouse.service import assign_set, get_warehouse
+
+    shift = deployment_shift()
+    days = shift.days(entry.new_pseudonym) - shift.days(entry.old_pseudonym)
+    done = Relinked(entry.old_pseudonym, entry.new_pseudonym)
+    done.set_name = assign_set(entry.site, entry.new_pseudonym)
+    linked = deps.has_clinical_record(entry.new_pseudonym)
+    warehouse = get_warehouse()
+    for item in RelinkedImage.objects.filter(relink=entry, done=False).order_by("pk"):
+        _move_image(entry, item, days, done.set_name, linked, warehouse)
+    done.images, studies, since = _moved(entry)
+    done.handed_out = len(_handed_out(since, None))
+    done.gone = RelinkedImage.objects.filter(relink=entry).count() - done.images
+    done.receipts = _move_receipts(entry, studies, linked)
+    done.teaching_cases = _move_teaching_cases(entry, studies)
+    done.clinical_left = _clinical_left(entry)
+    return done
+
+
+def _move_image(entry: Relink, item: RelinkedImage, days: int, set_name: str, linked: bool,
+                warehouse) -> str:
+    """One image: new objects, its row moved (once), the old objects deleted; "moved",
+    "gone" (no longer stored) or "skipped" (its row names neither patient)."""
+    from nccid.warehouse.dicom_json import header_json
+    from nccid.warehouse.models import ImageRecord
+
+    row = ImageRecord.objects.filter(sop_uid=item.sop_uid).select_related("site").first()
+    outcome = "moved"
+    if row is None:
+        outcome = "gone"
+    elif row.pseudonym == entry.old_pseudonym:
+        data, header = reassigned(warehouse.read(row.storage_key), entry.new_pseudonym, days)
+        fields = _moved_fields(row, entry.new_pseudonym, set_name, data, header)
+        if warehouse.write_atomic(fields["storage_key"], data) != fields["sha256"]:
+            raise RuntimeError("an image's checksum changed while it was written")
+        warehouse.write_atomic(fields["metadata_key"], header_json(data, header))
+        with transaction.atomic():
+            part = row.catalogue_part
+            taken = (ImageRecord.objects.filter(pk=row.pk, pseudonym=entry.old_pseudonym)
+                     .update(**fields, linked=linked, catalogue_part=None))
+            if taken and part is not None:  # its part is written again, without the old row
+                ImageRecord.objects.filter(catalogue_part=part).update(catalogue_part=None)
+    elif row.pseudonym != entry.new_pseudonym:
+        outcome = "skipped"
+    moved_keys = ImageRecord.objects.filter(sop_uid=item.sop_uid).values_list(
+        "storage_key", "metadata_key").first() or ()
+    stale = [key for key in (item.old_storage_key, item.old_metadata_key) if key not in moved_keys]
+    if outcome != "skipped" and stale:
+        warehouse.delete_many(stale)
+    RelinkedImage.objects.filter(pk=item.pk).update(done=True)
+    return outcome
+
+
+def reassigned(data: bytes, pseudonym: str, days: int):
+    """A stored image given to another patient: (bytes, header dataset). PatientID and
+    PatientName become ``pseudonym``; ``days`` (the new patient's date offset minus the old
+    one's, 0 unless the profile shifts dates) moves every date as the de-identifier's own
+    shift does, and the birth date is reduced to its year again."""
+    # The engine's own helpers: the move must shift, reduce and encode exactly as a file
+    # de-identified for the new patient would have been.
+    from nccid.imaging.deid.engine import (
+        _as_deid_error,
+        _encode,
+        _read_header,
+        _reduce_birth_date,
+        _shift_dates,
+    )
+
+    ds, pixel = _read_header(data)
+    with _as_deid_error():
+        ds.PatientID = pseudonym
+        ds.PatientName = pseudonym
+        if days:
+            _shift_dates(ds, days)
+            _reduce_birth_date(ds)
+    out = _encode(ds, pixel)
+    return out, dcmread(BytesIO(out), stop_before_pixels=True)
+
+
+def _moved_fields(row, pseudonym: str, set_name: str, data: bytes, header) -> dict:
+    """The row's values as storing ``data`` for ``pseudonym`` in ``set_name`` would make them."""
+    from nccid.imaging.deid import image_meta
+    from nccid.warehouse.service import _new_record
+
+    fresh = _new_record(row.site, pseudonym, set_name, data, image_meta(header))
+    names = ("pseudonym", "set_name", "folder", "storage_key", "metadata_key", "size", "sha256",
+             "study_date", "series_date", "patient_age")
+    return {name: getattr(fresh, name) for name in names}
+
+
+def _moved(entry: Relink) -> tuple[int, set[str], datetime | None]:
+    """How many of the planned images the new patient now holds, their studies, and when the
+    first of them arrived."""
+    from nccid.warehouse.models import ImageRecord
+
+    sops = list(RelinkedImage.objects.filter(relink=entry).values_list("sop_uid", flat=True))
+    images, studies, arrivals = 0, set(), []
+    for start in range(0, len(sops), _CHUNK):
+        rows = ImageRecord.objects.filter(sop_uid__in=sops[start:start + _CHUNK],
+                                          pseudonym=entry.new_pseudonym)
+        images += rows.count()
+        studies.update(rows.values_list("study_uid", flat=True))
+        arrivals += rows.order_by("received_at").values_list("received_at", flat=True)[:1]
+    return images, studies, min(arrivals, default=None)
+
+
+def _move_receipts(entry: Relink, studies: set[str], linked: bool) -> int:
+    """The site's receipts of the moved studies name the new patient."""
+    from nccid.imaging.intake import refresh_receipt_status
+    from nccid.imaging.models import StudyReceipt
+
+    ordered, count = sorted(studies), 0
+    for start in range(0, len(ordered), _CHUNK):
+        query = StudyReceipt.objects.filter(site_id=entry.site_id, patient=entry.old_pseudonym,
+                                            study_uid__in=ordered[start:start + _CHUNK])
+        pks = list(query.values_list("pk", flat=True))
+        count += StudyReceipt.objects.filter(pk__in=pks).update(
+            patient=entry.new_pseudonym, **({"has_clinical": True} if linked else {}))
+        refresh_receipt_status(StudyReceipt.objects.filter(pk__in=pks))
+    return count
+
+
+def _move_teaching_cases(entry: Relink, studies: set[str]) -> int:
+    from nccid.research.models import TeachingCase
+
+    ordered, count = sorted(studies), 0
+    for start in range(0, len(ordered), _CHUNK):
+        count += TeachingCase.objects.filter(pseudonym=entry.old_pseudonym,
+                                             study_uid__in=ordered[start:start + _CHUNK]
+                                             ).update(pseudonym=entry.new_pseudonym)
+    return count
+
+
+def _clinical_left(entry: Relink) -> tuple[str, ...]:
+    """The kinds of the site's clinical records its sheet made under the old patient with
+    this hospital number: no command removes one record, the data manager decides."""
+    from nccid.clinical.models import ClinicalRecord
+
+    return tuple(sorted(ClinicalRecord.objects.filter(
+        site_id=entry.site_id, pseudonym=entry.old_pseudonym, hospital_hash=entry.hospital_hash
+    ).values_list("kind", flat=True)))
