@@ -125,6 +125,23 @@ def test_five_failures_lock_the_account_even_with_the_right_password(client, sit
     assert client.get("/").status_code == 302
 
 
+def test_an_administrator_lifts_a_lock_by_username_as_the_faq_says(client, site, make_user):
+    """A password reset does not lift the lock (the FAQ said it did); the documented command
+    does, the user's right password then signing in."""
+    from django.core.management import call_command
+
+    user = make_user("uploader", site)
+    for _ in range(5):
+        sign_in(client, user.username, "wrong-password-1")
+    user.set_password("Amber-Lantern-Quarry-42")
+    user.save()
+    assert sign_in(client, user.username, "Amber-Lantern-Quarry-42").status_code == 429
+    call_command("axes_reset_username", user.username, verbosity=0)
+    assert sign_in(client, user.username, "Amber-Lantern-Quarry-42").status_code == 302
+    faq = client.get("/faq/").content.decode()
+    assert "axes_reset_username" not in faq and "administrator" in faq
+
+
 def test_csrf_is_enforced_on_login_logout_and_upload(site, make_user):
     user = make_user("uploader", site)
     strict = Client(enforce_csrf_checks=True)
