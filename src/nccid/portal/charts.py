@@ -38,6 +38,7 @@ COMPLETENESS_FIELDS = {
 CHARTS = {
     "studies-by-centre": "Studies received over time, by centre",
     "studies-by-modality": "Studies received over time, by modality",
+    "patients-by-centre": "Patients over time, by centre",
     "patients-by-status": "Patients over time, by COVID status",
     "patients-by-set": "Patients over time, by set",
     "age": "Age of patients (5-year bands)",
@@ -99,6 +100,7 @@ def compute_dashboard() -> dict:
         "computed_at": timezone.now().isoformat(timespec="seconds"),
         "studies_by_centre": _studies_over_time("site__code"),
         "studies_by_modality": _studies_by_modality(),
+        "patients_by_centre": _patients_by_centre(),
         "patients_by_status": _patients_over_time(seen, lambda p: covid.get(p, "unknown")),
         "patients_by_set": _patients_over_time(seen, lambda p: sets.get(p, "unassigned")),
         "demographics": _demographics(seen),
@@ -148,6 +150,24 @@ def _studies_by_modality() -> dict:
             merged[label][month] += total
     return {"months": raw["months"], "only_month": raw["only_month"],
             "series": {k: [[m, v[m]] for m in raw["months"]] for k, v in sorted(merged.items())}}
+
+
+def _patients_by_centre() -> dict:
+    """Patients by the month each centre first sent them (an image or a clinical record): a
+    patient two centres sent counts once in each centre's line, as in the centres table."""
+    first: dict[tuple[str, str], object] = {}
+    sources = (image_model().objects.values("pseudonym", "site__code").annotate(first=Min("received_at")),
+               clinical_model().objects.values("pseudonym", "site__code").annotate(first=Min("created")))
+    for rows in sources:
+        for row in rows.iterator(chunk_size=5000):
+            key = (row["pseudonym"], row["site__code"] or "unknown")
+            seen = first.get(key)
+            if seen is None or (row["first"] and row["first"] < seen):
+                first[key] = row["first"]
+    per_month: dict[str, Counter] = defaultdict(Counter)
+    for (_, centre), at in first.items():
+        per_month[_month(at)][centre] += 1
+    return _cumulative(per_month)
 
 
 def _first_seen() -> dict[str, object]:

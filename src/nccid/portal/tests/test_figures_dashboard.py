@@ -136,3 +136,16 @@ def test_dashboard_is_for_data_managers_only(client, site, make_user):
     client.force_login(make_user("uploader", site=site))
     assert client.get(reverse("figures:dashboard")).status_code == 403
     assert client.get(reverse("figures:chart", args=["age"])).status_code == 403
+
+
+def test_patients_by_centre_count_each_patient_once_per_centre_from_its_first_sending(
+        site, other_site):
+    add_images(site, pseudonym(1), "1", "DX", count=3, when=MARCH)
+    add_images(site, pseudonym(2), "2", "CT", when=APRIL)
+    add_images(other_site, pseudonym(1), "3", "CR", when=APRIL)  # moved hospitals
+    add_clinical(site, pseudonym(1), "positive", age=34, sex="Female")
+    board = charts.get_dashboard(force=True)["patients_by_centre"]
+    assert board["series"][site.code][:2] == [["2020-03", 1], ["2020-04", 2]]
+    assert board["series"][other_site.code][:2] == [["2020-03", 0], ["2020-04", 1]]
+    assert board["series"][site.code][-1][1] == 2  # its record did not count patient 1 again
+    assert charts.chart_svg("patients-by-centre").startswith("<?xml")
