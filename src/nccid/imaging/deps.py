@@ -18,7 +18,7 @@ from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
 from nccid.withdrawal.services import STUDY_REFUSAL, removed_studies_among, withdrawn_among
 
 __all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta", "link_images",
-           "pseudonym_for_hospital_number", "removed_studies_among", "site_sent_clinical_record", "store_image",
+           "pseudonym_for_hospital_number", "last_sheet_confirmed_at", "removed_studies_among", "site_sent_clinical_record", "store_image",
            "withdrawn_among"]
 
 
@@ -48,6 +48,19 @@ def pseudonym_for_hospital_number(site, hospital_hash: str) -> str | None:
     from nccid.clinical.services import pseudonym_for_hospital_number as lookup
 
     return lookup(site, hospital_hash)
+
+
+def last_sheet_confirmed_at(site_ids: set[int]) -> dict[int, object]:
+    """Of these sites, those that have confirmed a clinical sheet: site id -> when the last
+    was confirmed (one query)."""
+    from django.db.models import Max
+
+    from nccid.clinical.models import Upload
+
+    return dict(Upload.objects.filter(site_id__in=site_ids, status=Upload.Status.ACCEPTED,
+                                      confirmed_at__isnull=False)
+                .order_by().values("site_id").annotate(last=Max("confirmed_at"))
+                .values_list("site_id", "last"))
 
 
 def has_clinical_record(pseudonym: str) -> bool:

@@ -14,15 +14,20 @@ from django.utils import timezone
 from nccid.accounts.models import audit
 from nccid.config import get_settings
 
+from . import deps
 from .intake import count_deleted, remove_encrypted
 from .linking import LinkPass, _claimable, known_patients, link_known
 from .models import PendingImage
 
 log = logging.getLogger("nccid.imaging.pending")
 
-# What the site's receipt says of its images deleted so (counted as refused).
+# What the site's receipt says of its images deleted so (counted as refused): no sheet of the
+# site came after the image, or sheets came and none named its Patient ID.
 EXPIRED_PROBLEM = ("deleted: no clinical record arrived within {days} days; send the images "
                    "again once the spreadsheet is in")
+UNMATCHED_PROBLEM = ("deleted after {days} days: its Patient ID matched none of the clinical "
+                     "records your site sent since; check it holds the NHS number or the "
+                     "sheet's hospital number, then send it again")
 # A waiting file no row names, this old, is left by a process killed after the row went (or
 # before it was made): no writer is still between the two.
 LEFTOVER_SECONDS = 3600
@@ -46,11 +51,11 @@ def link_and_purge(now=None, user: str = "system") -> tuple[LinkPass, int]:
 def _delete_expired(now, user: str) -> int:
     now = now or timezone.now()
     days = get_settings().pending_retention_days
-    problem = EXPIRED_PROBLEM.format(days=days)
     per_site: Counter[str] = Counter()
     expired = list(PendingImage.objects.filter(_claimable(now), expires_at__lt=now)
                    .select_related("site"))
     linkable = _linkable(expired)
+    last_sheet = deps.last_sheet_confirmed_at({row.site_id for row in expired})
     for row in expired:
         if (row.site_id, row.hospital_hash) in linkable:
             continue
@@ -59,7 +64,8 @@ def _delete_expired(now, user: str) -> int:
         remove_encrypted(row.file_name)
         with transaction.atomic():
             row.delete()
-            count_deleted(row.site, row.study_uid, row.sop_uid, "pending", problem)
+            count_deleted(row.site, row.study_uid, row.sop_uid, "pending",
+                          _why_deleted(row, last_sheet.get(row.site_id), days))
         per_site[row.site.code] += 1
     _report(per_site, days, user)
     kept = sum((row.site_id, row.hospital_hash) in linkable for row in expired)
@@ -69,6 +75,13 @@ def _delete_expired(now, user: str) -> int:
                     kept)
     remove_leftover_files()
     return sum(per_site.values())
+
+
+def _why_deleted(row: PendingImage, last_sheet, days: int) -> str:
+    """For the site's receipt: a sheet of the site confirmed after the image came, without its
+    patient, means the image's Patient ID is the fault, not a missing spreadsheet."""
+    came_since = last_sheet is not None and last_sheet > row.received_at
+    return (UNMATCHED_PROBLEM if came_since else EXPIRED_PROBLEM).format(days=days)
 
 
 def _linkable(rows: list[PendingImage]) -> set[tuple[int, str]]:
