@@ -1,8 +1,9 @@
 """One intake pipeline for every DICOM file, whatever brought it (node, folder, portal).
 
 ``ingest(data, site, source)`` checks the bytes are a complete DICOM file, finds the patient
-(an NHS/CHI number with a valid check digit in Patient ID or Other Patient IDs, otherwise the
-site's hospital number), de-identifies in memory and then either stores the result in the
+(the site's link of the Patient ID as a hospital number, else an NHS/CHI number with a valid
+check digit in Patient ID or Other Patient IDs, else a hospital number to wait for: see
+``identify``), de-identifies in memory and then either stores the result in the
 warehouse, keeps it encrypted until its clinical record arrives (pending), or holds it for a
 data manager's review (suspected burned-in text). Only de-identified bytes are ever written;
 waiting ones only encrypted. It knows nothing of sockets or folders, and never raises: a file
@@ -649,13 +650,66 @@ def header_value(ds: Dataset, keyword: str):
         raise Rejected(f"unreadable DICOM header: {keyword} ({type(exc).__name__})") from None
 
 
-def _candidate_numbers(ds: Dataset) -> Iterator[str]:
-    yield str(header_value(ds, "PatientID") or "")
+class _Number(NamedTuple):
+    """A valid NHS/CHI number found in an identifier of the header."""
+
+    digits: str
+    in_patient_id: bool
+    named: bool  # its Issuer of Patient ID says it is an NHS/CHI number
+
+
+# A label a PACS or a clerk may put before the number in a DICOM identifier: "NHS9990000018",
+# "NHS: 999 000 0018", "CHI No. ...", "NHS number ...". Images only: a sheet's column is the
+# number itself.
+_NUMBER_LABEL = re.compile(r"(?:NHS|CHI)\s*(?:(?:No\.?|Number)\s*)?:?\s*", re.IGNORECASE)
+# An Issuer of Patient ID naming the NHS/CHI number itself ("NHS", "NHS Number", "NHSN",
+# "CHI"), or the NHS number's OID; a trust's name ("Royal Test NHS Trust") is no such hint.
+_NUMBER_ISSUER = re.compile(r"(?:NHS|CHI)[\s_]*(?:N|No\.?|Num|Number)?|2\.16\.840\.1\.113883\.2\.1\.4\.1",
+                            re.IGNORECASE)
+
+
+def _number_in(raw: str) -> str | None:
+    """The valid NHS/CHI number an identifier holds, bare or after an NHS/CHI label."""
+    text = raw.strip()
+    if label := _NUMBER_LABEL.match(text):
+        text = text[label.end():]
+    try:
+        return validate_patient_number(text)
+    except InvalidPatientNumber:
+        return None
+
+
+def _names_the_number(ds: Dataset) -> bool:
+    issuer = str(header_value(ds, "IssuerOfPatientID") or "").strip()
+    return bool(_NUMBER_ISSUER.fullmatch(issuer))
+
+
+def _identifiers(ds: Dataset) -> Iterator[tuple[str, bool, bool]]:
+    """(value, in Patient ID, issuer names the NHS/CHI number) of each patient identifier."""
+    yield str(header_value(ds, "PatientID") or ""), True, _names_the_number(ds)
     others = header_value(ds, "OtherPatientIDs")
     if others:
-        yield from (str(v) for v in (others if isinstance(others, MultiValue) else [others]))
+        yield from ((str(v), False, False)
+                    for v in (others if isinstance(others, MultiValue) else [others]))
     for item in header_value(ds, "OtherPatientIDsSequence") or []:
-        yield str(header_value(item, "PatientID") or "")
+        yield str(header_value(item, "PatientID") or ""), False, _names_the_number(item)
+
+
+def _valid_numbers(ds: Dataset) -> list[_Number]:
+    return [_Number(digits, in_patient_id, named)
+            for raw, in_patient_id, named in _identifiers(ds)
+            if raw.strip() and (digits := _number_in(raw))]
+
+
+def _chosen(numbers: list[_Number]) -> str | None:
+    """The patient's number among the valid ones: one its issuer names as NHS/CHI first; else
+    one in Other Patient IDs (UK PACS put the hospital number in Patient ID, and 1 in 14
+    ten-digit hospital numbers passes the check); else Patient ID's."""
+    for rule in (lambda n: n.named, lambda n: not n.in_patient_id, lambda n: True):
+        found = next((n.digits for n in numbers if rule(n)), None)
+        if found:
+            return found
+    return None
 
 
 def _remember_in_vault(numbers: dict[str, str]) -> None:
@@ -684,34 +738,47 @@ TEST_NUMBER_REFUSED = ("the patient's NHS number is an NHS test number (999 rang
                        "accept_test_numbers)")
 
 
-def identify(ds: Dataset, site, to_vault: dict[str, str] | None = None) -> Patient:
-    """The patient's pseudonym (from an NHS/CHI number or the site's patient link).
+def identify(ds: Dataset, site, to_vault: dict[str, str] | None = None,
+             links: dict[str, str | None] | None = None) -> Patient:
+    """The patient's pseudonym (from the site's patient link or an NHS/CHI number).
+
+    The site's link of the Patient ID wins: a hospital number the site's sheet names is that
+    patient's, even when it passes the NHS/CHI check. Then an NHS/CHI number (``_chosen``);
+    else the Patient ID is a hospital number no sheet names yet (pseudonym None: it waits).
+    ``links`` memoises the site's links per Patient ID for a batch ({hospital hash:
+    pseudonym or None}), so a batch asks once per patient, not once per file.
 
     A number found goes to the vault now, or into ``to_vault`` for the caller to store with
     others (before anything of the file is kept). A test number is refused as test data
     unless the installation accepts them, as in a clinical upload: its images would otherwise
     reach researchers while its patient's clinical rows are refused."""
     keyring = get_keyring()
-    for raw in _candidate_numbers(ds):
-        if not raw.strip():
-            continue
-        try:
-            digits = validate_patient_number(raw.strip())
-        except InvalidPatientNumber:
-            continue
-        if is_test_number(digits) and not get_settings().accept_test_numbers:
-            raise Rejected(TEST_NUMBER_REFUSED)
-        pseudonym = keyring.pseudonym(digits)
-        if to_vault is None:
-            _remember_in_vault({pseudonym: digits})
-        else:
-            to_vault[pseudonym] = digits
-        return Patient(pseudonym, None)
     patient_id = str(header_value(ds, "PatientID") or "").strip()
-    if not patient_id:
-        raise Rejected("no Patient ID and no NHS/CHI number in Other Patient IDs")
-    hospital_hash = keyring.hospital_hash(site.code, patient_id)
-    return Patient(deps.pseudonym_for_hospital_number(site, hospital_hash), hospital_hash)
+    hospital_hash = keyring.hospital_hash(site.code, patient_id) if patient_id else None
+    linked = hospital_hash and _site_link(site, hospital_hash, links)
+    if linked:
+        return Patient(linked, hospital_hash)
+    digits = _chosen(_valid_numbers(ds))
+    if digits is None:
+        if not hospital_hash:
+            raise Rejected("no Patient ID and no NHS/CHI number in Other Patient IDs")
+        return Patient(None, hospital_hash)
+    if is_test_number(digits) and not get_settings().accept_test_numbers:
+        raise Rejected(TEST_NUMBER_REFUSED)
+    pseudonym = keyring.pseudonym(digits)
+    if to_vault is None:
+        _remember_in_vault({pseudonym: digits})
+    else:
+        to_vault[pseudonym] = digits
+    return Patient(pseudonym, None)
+
+
+def _site_link(site, hospital_hash: str, links: dict[str, str | None] | None) -> str | None:
+    if links is None:
+        return deps.pseudonym_for_hospital_number(site, hospital_hash)
+    if hospital_hash not in links:
+        links[hospital_hash] = deps.pseudonym_for_hospital_number(site, hospital_hash)
+    return links[hospital_hash]
 
 
 # -- storage of waiting images -------------------------------------------------------------
@@ -1281,6 +1348,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
     A file refused once its header is read goes into ``refused`` for its study's receipt."""
     keyring = get_keyring()
     keyed, unusable = [], {}
+    links: dict[str, str | None] = {}  # the site's link of each Patient ID, asked once a batch
     for index, data in enumerate(items):
         try:  # made a Part 10 file and inflated once, here: the parser and the de-identifier
             data = items[index] = inflate_deflated(as_part10(data))  # then read it as it is
@@ -1312,7 +1380,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
             seen.add(sop_uid)
             study = _study_of(ds, keyring)
             study = _with_modality(study, ds)
-            patient = identify(ds, site, to_vault)
+            patient = identify(ds, site, to_vault, links)
             parsed.append(_Parsed(index, (ds, start), patient, study, sop_uid))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))

@@ -132,7 +132,7 @@ def test_a_database_away_while_a_file_is_parsed_is_an_outage(site, keyring, monk
     from nccid.imaging import intake
     from nccid.synthetic.dicom import synthetic_instance, to_bytes
 
-    def identify_with_the_vault_away(ds, site, to_vault):
+    def identify_with_the_vault_away(ds, site, to_vault, links=None):
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(intake, "identify", identify_with_the_vault_away)
