@@ -122,18 +122,58 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message says which and how to fix it."""
 
 
-def _config_path(home: Path) -> Path | None:
-    """The TOML file to read: ``$NCCID_CONFIG`` (must exist), else in the home, else ``./``.
-    An empty ``NCCID_CONFIG`` counts as unset, like every other variable."""
+LOCAL_CONFIG = Path("nccid.toml")
+HOME_IN_HOME = ("{path}: 'home' cannot be set in the nccid.toml inside the data directory (that "
+                "file is found through the home, so it cannot move it): set NCCID_HOME, or put "
+                "'home' in a nccid.toml named by NCCID_CONFIG or in the working folder")
+
+
+def _home_and_config() -> tuple[Path, Path | None, dict]:
+    """The data directory, the TOML file to read and its contents. The file is
+    ``$NCCID_CONFIG`` (must exist), else ``./nccid.toml`` if it sets ``home``, else the one in
+    the home, else ``./nccid.toml``. The home is ``$NCCID_HOME``, else the file's ``home`` (not
+    the home's own file: it is found through the home), else ``./var``. An empty variable
+    counts as unset, like every other."""
     named = os.environ.get("NCCID_CONFIG")
     if named:
         if not Path(named).is_file():
             raise ConfigError(f"NCCID_CONFIG names {named}, which is not a file")
-        return Path(named)
-    for path in (home / "nccid.toml", Path("nccid.toml")):
+        path = Path(named)
+        cfg = _read_toml(path)
+        return _home(cfg, path), path, cfg
+    if not os.environ.get("NCCID_HOME") and LOCAL_CONFIG.exists():
+        cfg = _read_toml(LOCAL_CONFIG)
+        if "home" in cfg:
+            home = _home(cfg, LOCAL_CONFIG)
+            _refuse_a_second_file(home / "nccid.toml", LOCAL_CONFIG)
+            return home, LOCAL_CONFIG, cfg
+    home = _home({}, None)
+    for path in (home / "nccid.toml", LOCAL_CONFIG):
         if path.exists():
-            return path
-    return None
+            cfg = _read_toml(path)
+            if "home" in cfg and path == home / "nccid.toml":
+                raise ConfigError(HOME_IN_HOME.format(path=path))
+            return home, path, cfg
+    return home, None, {}
+
+
+def _home(cfg: dict, path: Path | None) -> Path:
+    """``$NCCID_HOME``, else the file's ``home`` (relative to the file's folder), else ./var."""
+    if os.environ.get("NCCID_HOME"):
+        return Path(os.environ["NCCID_HOME"]).resolve()
+    value = cfg.get("home", "var")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"home must be a path (a string), got {value!r} (in {path})")
+    home = Path(value).expanduser()
+    return (home if path is None else path.parent / home).resolve()
+
+
+def _refuse_a_second_file(in_home: Path, named_it: Path) -> None:
+    """The file that names the home is the one read: another in that home would be ignored."""
+    if in_home.exists() and not in_home.samefile(named_it):
+        raise ConfigError(f"{named_it} sets home to {in_home.parent}, which holds a nccid.toml of "
+                          f"its own that would be ignored: keep the settings in one of the two "
+                          f"files")
 
 
 def _read_toml(path: Path | None) -> dict:
@@ -293,10 +333,11 @@ def _truth(value: object) -> bool | None:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The effective settings. ``NCCID_HOME`` (default ``./var``) anchors every default path."""
-    home = Path(os.environ.get("NCCID_HOME") or "var").resolve()  # empty counts as unset
-    path = _config_path(home)
-    pick = _Picker(_read_toml(path), path)
+    """The effective settings. The home (``NCCID_HOME``, else a ``home`` in the file, default
+    ``./var``) anchors every default path."""
+    home, path, cfg = _home_and_config()
+    pick = _Picker(cfg, path)
+    pick.known.add("home")  # read above: NCCID_HOME, else the file (HOME is the user's own)
 
     storage_options = pick.table("storage_options")
     if os.environ.get("NCCID_S3_ENDPOINT"):
@@ -344,9 +385,8 @@ def get_settings() -> Settings:
 def setting_origin(key: str) -> str:
     """Where the effective value of ``key`` comes from (``from NCCID_DEID_PROFILE``, ``in
     /srv/nccid/nccid.toml``, ``the default``), for a message that asks to change it."""
-    home = Path(os.environ.get("NCCID_HOME") or "var").resolve()
-    path = _config_path(home)
-    return _Picker(_read_toml(path), path).raw(key, None)[1]
+    _, path, cfg = _home_and_config()
+    return _Picker(cfg, path).raw(key, None)[1]
 
 
 def reset_settings_cache() -> None:

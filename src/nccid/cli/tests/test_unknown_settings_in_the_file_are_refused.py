@@ -23,7 +23,7 @@ def _toml_value(value) -> str:
     ('keyfile = "/etc/nccid/keys/secret.key"', "unknown setting 'keyfile' (did you mean 'key_file'?)"),
     ('public_ur1 = "https://nccid.example.nhs.uk"', "unknown setting 'public_ur1' (did you mean 'public_url'?)"),
     ("[storage_option]\nregion = \"eu-west-2\"", "unknown setting 'storage_option' (did you mean 'storage_options'?)"),
-    ('home = "/srv/nccid"', "unknown setting 'home' (the settings are listed in docs/configuration.md)"),
+    ('hme = "/srv/nccid"', "unknown setting 'hme' (did you mean 'home'?)"),
 ])
 def test_an_unknown_key_names_itself_the_file_and_the_nearest_setting(clean_env, toml, named):
     (clean_env / "nccid.toml").write_text(toml + "\n")
@@ -33,7 +33,8 @@ def test_an_unknown_key_names_itself_the_file_and_the_nearest_setting(clean_env,
 
 
 def test_every_setting_is_a_known_key(clean_env):
-    """The file may set each setting of ``Settings`` (all but the home, from NCCID_HOME)."""
+    """The file may set each setting of ``Settings`` (the home only outside the home:
+    test_the_home_may_be_set_in_a_file_outside_it)."""
     defaults = get_settings()
     lines = [f"{f.name} = {_toml_value(getattr(defaults, f.name))}" for f in fields(Settings)
              if f.name not in ("home", "storage_options")]
