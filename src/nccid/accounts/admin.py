@@ -73,6 +73,14 @@ class SiteForm(forms.ModelForm):
         model = Site
         fields = "__all__"
 
+    def __init__(self, *args, **kwargs):
+        from nccid.clinical.declared_units import described
+
+        super().__init__(*args, **kwargs)
+        units = self.fields["declared_units"]  # Site.clean() checks what is typed here
+        units.help_text = (f"{units.help_text} A header (\"CRP\") is stored as its field. "
+                           f"Fields with units to choose from: {described()}.")
+
     def clean_code(self) -> str:
         return _checked(checked_site_code, self.cleaned_data["code"])
 

@@ -23,8 +23,12 @@ class Site(models.Model):
     name = models.CharField(max_length=200)
     ae_title = models.CharField(max_length=16, unique=True, null=True, blank=True)
     split_rule = models.CharField(max_length=16, choices=SplitRule.choices, default=SplitRule.SPLIT)
-    # Units the site reports in, by canonical field name, e.g. {"d_dimer": "ng/mL"}.
-    declared_units = models.JSONField(default=dict, blank=True)
+    # Units the site reports in, by field name; checked in clean() against the templates.
+    declared_units = models.JSONField(
+        default=dict, blank=True,
+        help_text='Units the site reports in, by field name: {"d_dimer": "ng/mL", "crp": '
+                  '"mg/dL"}; {} for the templates\' own. Values are converted from these unless '
+                  "a sheet's header names its unit.")
     # How the site writes dates in spreadsheets: "DMY" (UK default) or "MDY" (historical template).
     date_format = models.CharField(max_length=3, default="DMY")
     created = models.DateTimeField(auto_now_add=True)
@@ -34,6 +38,17 @@ class Site(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} ({self.name})"
+
+    def clean(self) -> None:
+        """Declared units the templates take, stored by field name in their spelling: a key
+        naming no field was never read, and a unit a column does not take refused every
+        upload of the site."""
+        from nccid.clinical.declared_units import DeclaredUnitsError, checked_declared_units
+
+        try:
+            self.declared_units = checked_declared_units(self.declared_units)
+        except DeclaredUnitsError as exc:
+            raise ValidationError({"declared_units": exc.problems}) from exc
 
 
 class Role(models.TextChoices):
@@ -69,6 +84,12 @@ class User(AbstractUser):
     @property
     def is_data_manager(self) -> bool:
         return self.role in (Role.DATA_MANAGER, Role.ADMIN)
+
+    @property
+    def may_open_vault(self) -> bool:
+        """Only data managers decrypt the key vault (issue 2): an administrator, who may also
+        query research data, must not be able to re-identify what they query."""
+        return self.role == Role.DATA_MANAGER
 
     @property
     def is_uploader(self) -> bool:
