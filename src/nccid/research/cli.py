@@ -67,7 +67,9 @@ def _build_filter(covid, modality, site, date_from, date_to, age_min, age_max, s
              "ethnicity": ethnicity, "clinical": clinical}
     data.update({k: v for k, v in given.items() if v not in (None, [])})
     if within_days is not None:
-        data["within"] = {"field": of_field, "days": within_days}
+        data["within"] = {"field": of_field, "days": within_days}  # None: the default date
+    elif of_field is not None:  # a date with no window would be dropped unnoticed
+        raise UserError(f"--of {of_field} needs --within-days N (images within N days of it)")
     return CohortFilter.from_dict(data)
 
 
@@ -91,14 +93,14 @@ def _filter_options(fn):
             "--clinical", help="A cleaned field test, e.g. itu_admission=Yes or age>=60.")],
         "within_days": Annotated[int | None, typer.Option(
             "--within-days", help="Images within N days of the --of clinical date.")],
-        "of_field": Annotated[str, typer.Option("--of", help="The clinical date for --within-days.")],
+        "of_field": Annotated[str | None, typer.Option(
+            "--of", help="The clinical date for --within-days (default date_of_positive_covid_swab).")],
         "filter_json": Annotated[Path | None, typer.Option("--filter-json", help="A filter as JSON.")],
     }
-    defaults = {"of_field": "date_of_positive_covid_swab"}
     sig = inspect.signature(fn)
     params = [p for p in sig.parameters.values() if p.name != "flt"]
     params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a,
-                                 default=defaults.get(n)) for n, a in options.items()]
+                                 default=None) for n, a in options.items()]
 
     @functools.wraps(fn)
     def wrapper(**kwargs):

@@ -300,14 +300,35 @@ def known_fields() -> frozenset[str]:
                       if c.type != "identifier"} | set(flattened()))
 
 
+# What a field holds, read from the data that defines it: a template column's type, or the
+# DuckDB type the catalogue flattens a derived field to. Any other field holds text.
+_KIND_OF_TYPE = {"integer": "number", "decimal": "number", "date": "date",
+                 "INTEGER": "number", "DOUBLE": "number", "DATE": "date"}
+
+
+@cache
+def field_kinds() -> dict[str, str]:
+    """Each known field -> ``number``, ``date`` or ``text`` (codes, yes/no, free text)."""
+    from nccid.clinical.schema import templates
+    from nccid.warehouse.catalogue_schema import clinical_columns as flattened
+
+    types = {c.field: c.type for t in templates().values() for c in t.columns}
+    types.update(flattened())  # a derived field's type is the catalogue's
+    return {name: _KIND_OF_TYPE.get(types.get(name, ""), "text") for name in known_fields()}
+
+
+def fields_of_kind(*kinds: str) -> list[str]:
+    return sorted(name for name, kind in field_kinds().items() if kind in kinds)
+
+
 def _field_expr(name: str, columns: set[str], params: dict[str, Any], key: str) -> str:
     """A typed column when the catalogue flattens the field, else the cleaned JSON."""
-    if not _FIELD_NAME.match(name) or name in _RESERVED:
-        raise CohortError(f"clinical field {name!r} is not a cleaned clinical field name")
     known = columns | known_fields()
+    listed = f"known fields: {', '.join(sorted(known))}"
+    if not _FIELD_NAME.match(name) or name in _RESERVED:
+        raise CohortError(f"clinical field {name!r} is not a cleaned clinical field name; {listed}")
     if name not in known:  # a misspelt field would match no one, silently
-        raise CohortError(f"clinical field {name!r} is not a clinical field; known fields: "
-                          f"{', '.join(sorted(known))}")
+        raise CohortError(f"clinical field {name!r} is not a clinical field; {listed}")
     if name in columns:
         return f'c."{name}"'
     params[key] = "$." + name
@@ -347,19 +368,28 @@ def _equality_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], ke
 
 
 def _condition_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], key: str) -> str:
+    """``=``/``!=`` on any field; an order (``<`` ...) only on a number or date field, with a
+    value of its kind: TRY_CAST would turn any other comparison into NULL, an empty cohort."""
     if cond.op in ("=", "!="):
         return _equality_sql(cond, expr, params, key)
-    try:
-        params[key] = float(cond.value)
+    kind = field_kinds().get(cond.field, "text")
+    written = f"clinical condition {cond.field}{cond.op}"
+    if kind == "number":
+        number = _finite_number(cond.value)
+        if number is None:
+            raise CohortError(f"{written}: {cond.field} is a number; compare it with a number")
+        params[key] = number
         return f"TRY_CAST({expr} AS DOUBLE) {cond.op} ${key}"
-    except ValueError:
-        pass
-    try:
-        params[key] = date.fromisoformat(cond.value)
-    except ValueError as exc:
-        raise CohortError(f"clinical condition {cond.field}{cond.op}: compare with a number "
-                          "or a YYYY-MM-DD date") from exc
-    return f"TRY_CAST({expr} AS DATE) {cond.op} ${key}"
+    if kind == "date":
+        try:
+            params[key] = date.fromisoformat(cond.value)
+        except ValueError as exc:
+            raise CohortError(f"{written}: {cond.field} is a date; compare it with a "
+                              "YYYY-MM-DD date") from exc
+        return f"TRY_CAST({expr} AS DATE) {cond.op} ${key}"
+    raise CohortError(f"{written}: {cond.op} compares numbers or dates and {cond.field} holds "
+                      f"neither (use = or !=); number and date fields: "
+                      f"{', '.join(fields_of_kind('number', 'date'))}")
 
 
 def _clinical_sql(conditions: tuple[ClinicalCondition, ...], columns: set[str],
@@ -432,6 +462,9 @@ def compile_filter(flt: CohortFilter, sets: tuple[str, ...], columns: set[str]) 
         img.append("i.study_date <= $d_to")
     if flt.within:
         expr = _field_expr(flt.within.field, columns, p, "wf")
+        if field_kinds().get(flt.within.field) != "date":  # TRY_CAST would match no image
+            raise CohortError(f"within: {flt.within.field} is not a date field; date fields: "
+                              f"{', '.join(fields_of_kind('date'))}")
         p["w_before"], p["w_after"] = flt.within.days_before, flt.within.days_after
         img.append(
             "EXISTS (SELECT 1 FROM clinical c WHERE c.pseudonym = i.pseudonym"

@@ -45,7 +45,7 @@ def test_auth_roles_and_bad_filters(client, make_user):
     assert client.post("/cohort/count", json={}, headers=bearer(uploader)).status_code == 403
     researcher = make_user("researcher")
     bad = client.post("/cohort/count", json={"clinical": ["age>=old"]}, headers=bearer(researcher))
-    assert bad.status_code == 400 and "compare with a number" in bad.json()["detail"]
+    assert bad.status_code == 400 and "compare it with a number" in bad.json()["detail"]
 
 
 def test_export_zip_round_trips(client, world, researcher):
