@@ -12,11 +12,15 @@ import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .cohort import boolean_spellings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # event -> the cleaned field that dates it (data, not branches)
 EVENTS = {
@@ -108,7 +112,19 @@ def weekly_counts(records: list[Record]) -> pd.DataFrame:
     table = (frame.groupby(["week_start", "site", "event"]).size().unstack("event", fill_value=0)
              .reindex(columns=list(EVENTS), fill_value=0).reset_index())
     table.columns.name = None
-    return table[columns].sort_values(["week_start", "site"]).reset_index(drop=True)
+    return _with_quiet_weeks(table[columns]).sort_values(["week_start", "site"]).reset_index(drop=True)
+
+
+def _with_quiet_weeks(table: pd.DataFrame) -> pd.DataFrame:
+    """A row of zeros for every week between a site's first and last with events: a week left
+    out reads as missing data to a model, and a plot joined the weeks either side of it.
+    Before a site's first week and after its last nothing is known, so nothing is added."""
+    spans = table.groupby("site")["week_start"].agg(["min", "max"])
+    every = pd.MultiIndex.from_tuples(
+        [(first + timedelta(weeks=n), site) for site, (first, last) in spans.iterrows()
+         for n in range((last - first).days // 7 + 1)], names=["week_start", "site"])
+    return (table.set_index(["week_start", "site"]).reindex(every, fill_value=0)
+            .astype(int).reset_index())
 
 
 def intervals(records: list[Record]) -> pd.DataFrame:
@@ -126,7 +142,8 @@ def intervals(records: list[Record]) -> pd.DataFrame:
                                        "min_days", "max_days"])
 
 
-def plot_weekly(table: pd.DataFrame, path: Path) -> None:
+def plot_weekly(table: pd.DataFrame, path: Path) -> Figure:
+    """One panel per event, a line per site over its weeks (quiet weeks drawn at zero)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -142,6 +159,7 @@ def plot_weekly(table: pd.DataFrame, path: Path) -> None:
     axes[-1].set_xlabel("week starting (Monday)")
     fig.suptitle("Weekly counts by site")
     fig.savefig(path, format="png")
+    return fig
 
 
 def write_outputs(records: list[Record], directory: Path) -> list[Path]:

@@ -85,3 +85,36 @@ def test_outputs_from_the_catalogue_are_training_only_and_audited(world, researc
     assert AuditEvent.objects.filter(action="research.modelling", username="rita").exists()
     with pytest.raises(ScopeError):
         modelling_outputs(make_user("uploader"), tmp_path / "n", world.source())
+
+
+# RTEST: admissions in the weeks of 6 Apr and 27 Apr, none in the two weeks between.
+# OTHER: one admission in the week of 13 Apr only.
+GAPPED = [Record("E", "RTEST", "positive", {"date_of_admission": "2020-04-07"}),
+          Record("F", "RTEST", "positive", {"date_of_admission": "2020-04-29"}),
+          Record("G", "OTHER", "positive", {"date_of_admission": "2020-04-15"})]
+
+
+def test_weeks_without_events_are_rows_of_zeros_between_a_sites_first_and_last_week():
+    table = weekly_counts(GAPPED)
+    rtest = table[table.site == "RTEST"]
+    assert list(rtest.week_start) == [date(2020, 4, 6), date(2020, 4, 13), date(2020, 4, 20),
+                                      date(2020, 4, 27)]
+    assert list(rtest.admissions) == [1, 0, 0, 1]
+    assert (rtest[["positive_swabs", "itu_admissions", "intubations", "deaths"]] == 0).all().all()
+    # nothing is known of OTHER before or after its one week, so nothing is added there
+    assert list(table[table.site == "OTHER"].week_start) == [date(2020, 4, 13)]
+    assert list(table.week_start) == sorted(table.week_start)
+
+
+def test_the_csv_and_the_plot_drop_to_zero_in_quiet_weeks(tmp_path):
+    from nccid.research.modelling import plot_weekly, write_outputs
+
+    write_outputs(GAPPED, tmp_path)
+    csv = pd.read_csv(tmp_path / "weekly_counts.csv")
+    assert list(csv[csv.site == "RTEST"].admissions) == [1, 0, 0, 1]
+    figure = plot_weekly(weekly_counts(GAPPED), tmp_path / "again.png")
+    panel = next(ax for ax in figure.axes if ax.get_ylabel() == "admissions")
+    line = next(line for line in panel.get_lines() if line.get_label() == "RTEST")
+    weeks = pd.to_datetime(pd.Series(line.get_xdata())).dt.date.tolist()
+    assert weeks == list(csv[csv.site == "RTEST"].week_start.map(date.fromisoformat))
+    assert list(line.get_ydata()) == [1, 0, 0, 1]
