@@ -184,8 +184,12 @@ class ResearchData:
     def _frame(df: pd.DataFrame, polars: bool):
         if not polars:
             return df
-        import polars as pl
-
+        try:
+            import polars as pl
+        except ImportError as exc:  # polars is an optional extra, as torch is
+            raise ModuleNotFoundError(
+                "polars=True needs polars, an optional extra: pip install 'nccid[polars]' "
+                "(or call without polars=True for a pandas frame)", name="polars") from exc
         return pl.from_pandas(df)
 
     def clinical(self, polars: bool = False):

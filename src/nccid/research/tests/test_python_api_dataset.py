@@ -100,3 +100,17 @@ def test_works_with_torch_dataloader_when_torch_is_installed(world, researcher):
     assert set(labels.tolist()) <= {0.0, 1.0}
     tensor, _ = data.torch_dataset(tensors=True)[0]
     assert isinstance(tensor, torch.Tensor)
+
+
+@pytest.mark.parametrize("frame", ["images", "clinical", "patients"])
+def test_polars_frames_without_polars_name_the_extra_to_install(world, researcher, monkeypatch,
+                                                                frame):
+    """polars is the `polars` extra, not a dependency: a plain install asking for a polars
+    frame is told what to install, not left with a bare ModuleNotFoundError."""
+    import sys
+
+    data = nccid.research.open(researcher, source=world.source())
+    monkeypatch.setitem(sys.modules, "polars", None)  # import polars fails, as when absent
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'nccid\[polars\]'"):
+        getattr(data, frame)(polars=True)
+    assert len(getattr(data, frame)()) > 0  # pandas frames need nothing extra
