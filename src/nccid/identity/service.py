@@ -487,7 +487,7 @@ def reveal(user, pseudonym: str, reason: str) -> str:
 
     request = RevealRequest(user, pseudonym, reason)
     name = normalise_pseudonym(pseudonym)
-    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
+    if not getattr(user, "is_active", False) or not getattr(user, "may_open_vault", False):
         _deny(request, name or "", "only data managers may reveal an NHS/CHI number")
     if name is None:
         # What was typed may be an identifier: it is neither audited nor echoed.

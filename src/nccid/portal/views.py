@@ -138,9 +138,11 @@ def _home_cards(user) -> list[dict]:
         cards.append(card("Remove a study", "figures:remove_study",
                           "When an image shows an identifier the review did not catch, or a site "
                           "sent a study in error: remove that one study.", "remove-study-card"))
-        cards.append(card("Reveal an NHS/CHI number", "figures:vault",
-                          "The number behind a pseudonym, when a site's query needs it: shown "
-                          "once, with your reason recorded in the audit log.", "vault-card"))
+        if user.may_open_vault:
+            cards.append(card("Reveal an NHS/CHI number", "figures:vault",
+                              "The number behind a pseudonym, when a site's query needs it: "
+                              "shown once, with your reason recorded in the audit log.",
+                              "vault-card"))
         cards.append(card("Audit log", "figures:audit", "Who revealed, looked up, withdrew, "
                           "uploaded, queried or exported what, when and why."))
     if auth.sees_all_sites(user):

@@ -35,6 +35,7 @@ SIGNED_IN = {"uploader", "data-manager", "researcher", "admin"}
 SITE_DATA = {"uploader", "data-manager", "admin"}  # may see site uploads (own site or all)
 UPLOADERS = {"uploader", "admin"}                  # may upload and confirm (own site or any)
 MANAGERS = {"data-manager", "admin"}
+VAULT = {"data-manager"}  # admins may query research data: they must not re-identify it too
 RESEARCHERS = {"researcher", "admin"}
 
 
@@ -69,7 +70,7 @@ PAGES: dict[str, Rule] = {
     "figures:review": Rule("GET", MANAGERS),
     "figures:review_decide": Rule("POST", MANAGERS, site_scoped=True),
     "figures:review_image": Rule("GET", MANAGERS, site_scoped=True),
-    "figures:vault": Rule("GET", MANAGERS),
+    "figures:vault": Rule("GET", VAULT),
     "figures:withdraw": Rule("GET", MANAGERS),
     "figures:audit": Rule("GET", MANAGERS),
     "figures:remove_study": Rule("GET", MANAGERS),
