@@ -1284,7 +1284,8 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
             else:
                 linked = patient.pseudonym in clinical
                 batch.add(patient.pseudonym, parts, meta, dataset=result.dataset,
-                          header=header_json, linked=linked)
+                          header=header_json, linked=linked,
+                          hospital_hash=patient.hospital_hash or "")
                 prepared.to_store.append(_ToStore(index, patient.pseudonym, meta, linked))
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))

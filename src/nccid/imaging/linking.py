@@ -128,7 +128,8 @@ def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass) -> None:
     if not deps.image_exists(row.sop_uid):  # (stored already by a linker killed before settling)
         try:
             data, meta, header = finalise(_read_waiting(site, row), pseudonym)
-            deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header)
+            deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header,
+                             hospital_hash=row.hospital_hash)
         except _Lost:  # nothing left to store: say so rather than wait for ever
             _refuse(site, row, pseudonym, LOST)
             done.refused += 1
@@ -251,12 +252,17 @@ def on_records_accepted(sender, site, records, **kwargs) -> None:
     try:
         mark_clinical({r.pseudonym for r in records if r.pseudonym})
         pseudonym_of: dict[str, str] = {}
-        for record in records:  # the first record naming a hospital number decides
+        for record in records:  # the first record naming a hospital number, failing a link
             if record.hospital_hash:
                 pseudonym_of.setdefault(record.hospital_hash, record.pseudonym)
+        waiting = hashes_with_pending(site, set(pseudonym_of))
+        # The site's link decides, as at intake (``identify``), not the row: a corrected sheet
+        # naming another patient for a linked number keeps the link (and warns), so the
+        # number's waiting images go where its later ones will.
+        pseudonym_of.update(known_patients(site, waiting))
         deadline = time.monotonic() + UPLOAD_LINK_SECONDS
         done = LinkPass()
-        for hospital_hash in sorted(hashes_with_pending(site, set(pseudonym_of))):
+        for hospital_hash in sorted(waiting):
             done.add(link_pending(site, hospital_hash, pseudonym_of[hospital_hash], deadline))
         if done.deferred:
             log.info("%d waiting image(s) of site %s left to the next linking pass (the node's "

@@ -164,7 +164,8 @@ def _move_released(held: HeldImage) -> tuple[str | None, str]:
         else:
             data, meta, header = finalise(data, pseudonym)
         linked = deps.has_clinical_record(pseudonym)
-        deps.store_image(held.site, pseudonym, data, meta, linked=linked, dataset=header)
+        deps.store_image(held.site, pseudonym, data, meta, linked=linked, dataset=header,
+                         hospital_hash=held.hospital_hash)
         # The receipt may predate the record, or name the patient by hospital number only
         # (which the record's arrival did not mark): it learns of the record here.
         receipt.update(held=F("held") - 1, stored=F("stored") + 1, patient=pseudonym,

@@ -79,6 +79,10 @@ class ImageRecord(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     # The patient has a clinical record (set when the record arrives if the image came first).
     linked = models.BooleanField(default=True)
+    # The site-scoped keyed hash of the hospital number that links the image to its patient
+    # (the site's link, or a waiting image's Patient ID); "" when an NHS/CHI number named it;
+    # NULL when stored before this was recorded. ``nccid patient relink`` moves by it.
+    hospital_hash = models.CharField(max_length=32, null=True, blank=True, default=None)
     # Catalogue part holding this row (NULL until the next refresh claims it): the database,
     # not a timestamp watermark, says what is catalogued, so late commits are never skipped.
     catalogue_part = models.IntegerField(null=True, blank=True)
@@ -91,6 +95,7 @@ class ImageRecord(models.Model):
             models.Index(fields=["set_name", "modality"]),
             models.Index(fields=["received_at"]),
             models.Index(fields=["catalogue_part"]),
+            models.Index(fields=["site", "hospital_hash"]),
         ]
 
     def __str__(self) -> str:

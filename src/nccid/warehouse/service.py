@@ -191,21 +191,22 @@ def _write_objects(warehouse: Warehouse, record: ImageRecord, data: bytes, heade
 
 
 def store_image(site, pseudonym: str, data: bytes, meta: ImageMeta, *, linked: bool = True,
-                dataset=None) -> StoredImage:
+                dataset=None, hospital_hash: str | None = None) -> StoredImage:
     """Store one de-identified image; idempotent by its (de-identified) SOP Instance UID.
 
     The row is inserted and the objects written inside one transaction, so the commit is the
     single point where an image becomes stored: a crash before it leaves no row (a retry
     rewrites the same keys), and a second store of the same SOP UID waits on the unique
     constraint and then writes nothing. ``dataset`` (the parsed de-identified dataset, if the
-    caller has it) saves parsing the header again.
+    caller has it) saves parsing the header again. ``hospital_hash``: the hospital number
+    that linked it ("" for an NHS/CHI number, None if the caller cannot say).
     """
     existing = ImageRecord.objects.filter(sop_uid=meta.sop_uid).first()
     if existing is not None:
         return StoredImage(existing, False)
     set_name = assign_set(site, pseudonym)
     record = _new_record(site, pseudonym, set_name, data, meta)
-    record.linked = linked
+    record.linked, record.hospital_hash = linked, hospital_hash
     header = header_json(data, dataset)
     warehouse = get_warehouse()
     ours: list[str] = []  # keys this call writes that held no object before it
@@ -271,9 +272,11 @@ class ImageBatch:
             self._sets.update(assign_sets(self.site, wanted))
 
     def add(self, pseudonym: str, data: Buffers, meta: ImageMeta, *, dataset=None,
-            header: bytes | None = None, linked: bool = True) -> bool:
+            header: bytes | None = None, linked: bool = True,
+            hospital_hash: str | None = None) -> bool:
         """Start storing one image; False if its SOP UID is already in this batch. Its header
-        JSON is ``header`` if given, else made from ``dataset`` (or from the file)."""
+        JSON is ``header`` if given, else made from ``dataset`` (or from the file);
+        ``hospital_hash`` as ``store_image``'s."""
         if meta.sop_uid in self._records:
             return False
         if pseudonym not in self._sets:
@@ -281,7 +284,7 @@ class ImageBatch:
         parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
         record = _new_record(self.site, pseudonym, self._sets[pseudonym], b"", meta)
         record.size = sum(len(p) for p in parts)
-        record.linked = linked
+        record.linked, record.hospital_hash = linked, hospital_hash
         self._writes.put(record.storage_key, parts)  # written while the header JSON is made
         if header is None:
             header = header_json(b"".join(parts) if dataset is None else None, dataset)

@@ -235,8 +235,10 @@ def patient_reinstate(patient: PatientArgument, reason: ReasonOption, user: User
 
 
 @patient_app.command("relink", help=(
-    "Move a site's hospital number to the right patient, with every image the site sent "
+    "Move a site's hospital number to the right patient, with the images the site sent "
     "under the patient it was linked to (a sheet gave the number a wrong NHS/CHI number).\n\n"
+    "For a number already linked to the right patient, moves the site's images filed before "
+    "its sheet under the hospital number read as an NHS/CHI number (it passes the check).\n\n"
     "The images are rewritten for the right patient (pseudonym, dates under shift-dates, set) "
     "and the catalogue refreshed. Running it again finishes an interrupted relink. The "
     "numbers typed are checked and never shown, logged or audited."))
@@ -291,13 +293,23 @@ def patient_relink(
 
 def _describe_relink(found) -> None:
     resumed = " (finishing an interrupted relink)" if found.resuming else ""
-    console.print(f"At site {found.site_code}, the hospital number is linked to "
-                  f"{found.old_pseudonym}; it will name {found.new_pseudonym}{resumed}.",
-                  highlight=False)
+    if found.misfiled:
+        console.print(f"At site {found.site_code}, the hospital number already names "
+                      f"{found.new_pseudonym}; images sent before its sheet were filed under "
+                      f"{found.old_pseudonym}, the hospital number read as an NHS/CHI number"
+                      f"{resumed}.", highlight=False)
+    else:
+        console.print(f"At site {found.site_code}, the hospital number is linked to "
+                      f"{found.old_pseudonym}; it will name {found.new_pseudonym}{resumed}.",
+                      highlight=False)
     into = f"the {found.new_set} set" if found.new_set else "the set the site's rule gives"
     console.print(f"{counted(found.images, 'image')} in {counted(found.studies, 'study', 'studies')} "
                   f"the site sent under {found.old_pseudonym} move to {found.new_pseudonym}, "
                   f"into {into}.", highlight=False)
+    if found.left:
+        console.print(f"{counted(found.left, 'other image')} the site sent under "
+                      f"{found.old_pseudonym} by NHS/CHI number or another hospital number "
+                      "stay (they are that patient's).", highlight=False)
 
 
 def _refresh_after_relink() -> None:
@@ -316,6 +328,10 @@ def _refresh_after_relink() -> None:
 
 
 def _say_what_is_left(site_code: str, done) -> None:
+    if done.forgotten:
+        console.print(f"{done.old_pseudonym} named nobody else: its vault entry (the hospital "
+                      "number kept as an NHS/CHI number) and its set were removed.",
+                      highlight=False)
     if done.clinical_left:
         console.print(
             f"Left for you: the {', '.join(done.clinical_left)} clinical record(s) site "

@@ -8,10 +8,22 @@ set than the right one. Withdrawing the wrong patient is no repair: the withdraw
 link, so every later image of the real patient by that number is refused.
 
 ``relink`` moves the link and everything the site sent through it. Which images those are:
-a stored image keeps no trace of the hospital number that named it, only its site and
-pseudonym, so the images moved are every image of that site under the old pseudonym, and a
-relink is refused when the old pseudonym has another hospital number at that site (its images
-could not be told apart). Each image is rewritten as if it had arrived for the right patient:
+each stored image records the keyed hash of the hospital number that linked it
+(``ImageRecord.hospital_hash``; "" when an NHS/CHI number named it), so the images moved are
+the site's images under the old pseudonym named by this number. Images stored before that
+was recorded (NULL) are taken as this number's too, and a relink is refused when the old
+pseudonym has another hospital number at the site and such images (they could not be told
+apart). Images the site sent by an NHS/CHI number stay: they are that number's patient's.
+
+A number already linked to the right patient may still have images misfiled before the sheet:
+a hospital number that passes the NHS/CHI check, sent before the sheet linked it, was read as
+that number (``intake.identify``), so its images sit under the pseudonym of the hospital
+number read as an NHS/CHI number. When no clinical record or link of any site names that
+pseudonym (it is nobody's), a relink moves the site's images under it that no hospital number
+named, then forgets it: its vault entry (the hospital number kept as an NHS number) and its
+set, once nothing else names it. Either way the moved images record this number's hash.
+
+Each image is rewritten as if it had arrived for the right patient:
 PatientID and PatientName the new pseudonym, under a date-shifting profile every date moved
 by the difference of the two patients' offsets; its header JSON; its keys (the new
 pseudonym's folder in the new patient's set: a patient is never in both sets); its row.
@@ -59,6 +71,8 @@ class RelinkPlan:
     studies: int
     new_set: str | None  # the new patient's set, None if not yet decided (the site's rule decides)
     resuming: bool  # an interrupted relink of the same number to the same patient
+    misfiled: bool = False  # images filed under the number read as an NHS/CHI number
+    left: int = 0  # the site's other images under the old pseudonym (sent by NHS/CHI number)
 
 
 @dataclass
@@ -74,6 +88,7 @@ class Relinked:
     set_name: str | None = None
     clinical_left: tuple[str, ...] = ()  # kinds of the site's records under the old pseudonym
     handed_out: int = 0  # research hand-outs since the first moved image arrived
+    forgotten: bool = False  # the misfiled pseudonym's vault entry and set removed
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -127,27 +142,29 @@ def plan(user, site_code: str, hospital_number: str, number: str, reason: str) -
     new = _new_pseudonym(number)
     hospital_hash = _hospital_hash(site, hospital_number)
     try:
-        found = _plan(site, hospital_hash, new)
+        found = _plan(site, hospital_hash, hospital_number, new)
     except RelinkError as exc:
         audit(user, "patient.relink.look-up", site=site.code, refused=str(exc))
         raise
     audit(user, "patient.relink.look-up", pseudonym=new, site=site.code,
-          old=found.old_pseudonym, images=found.images)
+          old=found.old_pseudonym, images=found.images, misfiled=found.misfiled)
     return found
 
 
-def _plan(site, hospital_hash: str, new: str) -> RelinkPlan:
+def _plan(site, hospital_hash: str, hospital_number: str, new: str) -> RelinkPlan:
     from nccid.clinical.models import PatientLink
     from nccid.warehouse.models import ImageRecord, PatientSet
 
     from .services import is_named
 
     unfinished = _unfinished(site, hospital_hash)
+    left = 0
     if unfinished is not None:
         if unfinished.new_pseudonym != new:
             raise RelinkError("a relink of this hospital number to another NHS/CHI number was "
                               "interrupted: run that one again to finish it first")
         old = unfinished.old_pseudonym
+        misfiled = old == _read_as_number(hospital_number)
         images = RelinkedImage.objects.filter(relink=unfinished, done=False)
         studies = (ImageRecord.objects.filter(sop_uid__in=images.values("sop_uid"))
                    .values("study_uid").distinct().count())
@@ -157,39 +174,102 @@ def _plan(site, hospital_hash: str, new: str) -> RelinkPlan:
         if link is None:
             raise RelinkError(f"this hospital number is linked to no patient at site {site.code} "
                               "(no accepted sheet row of the site gives it): nothing to move")
-        old = link.pseudonym
-        if old == new:
-            raise RelinkError(f"this hospital number is already linked to that NHS/CHI number at "
-                              f"site {site.code}: nothing to move")
-        if not is_named(new):
-            raise RelinkError("nothing in the database names the patient of that NHS/CHI "
-                              "number: check the number, and have the site upload its "
-                              "corrected sheet first")
-        _refuse_ambiguous(site, hospital_hash, old)
-        images = ImageRecord.objects.filter(site=site, pseudonym=old)
+        misfiled = link.pseudonym == new
+        if misfiled:
+            old = _misfiled_under(site, hospital_number, new)
+        else:
+            old = link.pseudonym
+            if not is_named(new):
+                raise RelinkError("nothing in the database names the patient of that NHS/CHI "
+                                  "number: check the number, and have the site upload its "
+                                  "corrected sheet first")
+            _refuse_ambiguous(site, hospital_hash, old)
+        images = images_named(site, old, hospital_hash, misfiled)
         count, studies = images.count(), images.values("study_uid").distinct().count()
+        left = ImageRecord.objects.filter(site=site, pseudonym=old).count() - count
     if withdrawn_among([new]):
         raise RelinkError("the patient of that NHS/CHI number has been withdrawn from the "
                           "database: reinstate them first if the site may send them")
     new_set = PatientSet.objects.filter(pseudonym=new).values_list("set_name", flat=True).first()
-    return RelinkPlan(site.code, old, new, count, studies, new_set, unfinished is not None)
+    return RelinkPlan(site.code, old, new, count, studies, new_set, unfinished is not None,
+                      misfiled, left)
+
+
+def images_named(site, old: str, hospital_hash: str, misfiled: bool):
+    """The site's images under ``old`` that a relink of this number moves: those the number
+    linked, or (``misfiled``) those no hospital number linked; and those stored before the
+    number was recorded (NULL), which cannot be told apart."""
+    from django.db.models import Q
+
+    from nccid.warehouse.models import ImageRecord
+
+    named = Q(hospital_hash="" if misfiled else hospital_hash) | Q(hospital_hash__isnull=True)
+    return ImageRecord.objects.filter(named, site=site, pseudonym=old)
+
+
+def _read_as_number(hospital_number: str) -> str | None:
+    """The pseudonym of the hospital number read as an NHS/CHI number, None if it fails the check."""
+    from nccid.identity.numbers import InvalidPatientNumber, validate_patient_number
+    from nccid.identity.service import get_keyring
+
+    try:
+        return get_keyring().pseudonym(validate_patient_number((hospital_number or "").strip()))
+    except InvalidPatientNumber:
+        return None
+
+
+def _misfiled_under(site, hospital_number: str, new: str) -> str:
+    """For a number already linked to ``new``: the pseudonym its images were filed under when
+    read as an NHS/CHI number before the sheet linked it, when the site has such images and
+    that pseudonym is nobody's (no clinical record or link of any site names it)."""
+    from nccid.imaging.models import HeldImage, HeldStatus
+
+    phantom = _read_as_number(hospital_number)
+    if phantom is None or phantom == new or not images_named(site, phantom, "", True).exists():
+        raise RelinkError(f"this hospital number is already linked to that NHS/CHI number at "
+                          f"site {site.code}: nothing to move")
+    if _names_a_patient(phantom):
+        raise RelinkError(f"the images site {site.code} sent before its sheet, filed under the "
+                          "hospital number read as an NHS/CHI number, are under a patient a "
+                          "clinical sheet names: they cannot be told from that patient's. "
+                          "Remove the wrong studies ('nccid study remove') and have the site "
+                          "send them again")
+    if HeldImage.objects.filter(site=site, pseudonym=phantom, hospital_hash="",
+                                status=HeldStatus.HELD).exists():
+        raise RelinkError(f"images of site {site.code} filed under the hospital number read as "
+                          "an NHS/CHI number are held for review: release or reject them first "
+                          "('nccid images held')")
+    return phantom
+
+
+def _names_a_patient(pseudonym: str) -> bool:
+    """A clinical record or a hospital-number link of any site names ``pseudonym``."""
+    from nccid.clinical.models import ClinicalRecord, PatientLink
+
+    return (ClinicalRecord.objects.filter(pseudonym=pseudonym).exists()
+            or PatientLink.objects.filter(pseudonym=pseudonym).exists())
 
 
 def _refuse_ambiguous(site, hospital_hash: str, old: str) -> None:
-    """Refuse what a relink cannot do right: images held for review under the old patient
-    (their files carry the old pseudonym) and a second hospital number of the old patient at
-    the site (its images could not be told from this number's)."""
+    """Refuse what a relink cannot do right: this number's images held for review under the
+    old patient (their files carry the old pseudonym), and images stored before the linking
+    number was recorded when the old patient has a second hospital number at the site
+    (they could not be told from this number's)."""
     from nccid.clinical.models import PatientLink
     from nccid.imaging.models import HeldImage, HeldStatus
+    from nccid.warehouse.models import ImageRecord
 
     others = PatientLink.objects.filter(site=site, pseudonym=old).exclude(hospital_hash=hospital_hash)
-    if others.exists():
+    unknown = ImageRecord.objects.filter(site=site, pseudonym=old, hospital_hash__isnull=True)
+    if others.exists() and unknown.exists():
         raise RelinkError(f"the patient this number is linked to has {others.count()} other "
-                          f"hospital number(s) at site {site.code}: a stored image does not "
-                          "record the hospital number that named it, so this number's images "
-                          "cannot be told apart. Remove the wrong studies ('nccid study "
-                          "remove') and have the site send them again after relinking")
-    if HeldImage.objects.filter(site=site, pseudonym=old, status=HeldStatus.HELD).exists():
+                          f"hospital number(s) at site {site.code}, and {unknown.count()} of "
+                          "the site's images under that patient were stored before images "
+                          "recorded the hospital number that named them: they cannot be told "
+                          "apart. Remove those studies ('nccid study remove') and have the "
+                          "site send them again after relinking")
+    if HeldImage.objects.filter(site=site, pseudonym=old, hospital_hash=hospital_hash,
+                                status=HeldStatus.HELD).exists():
         raise RelinkError(f"images of site {site.code} under the patient this number is linked "
                           "to are held for review: release or reject them first "
                           "('nccid images held')")
@@ -212,15 +292,18 @@ def relink(user, site_code: str, hospital_number: str, number: str, reason: str,
             entry = Relink.objects.create(
                 site=site, hospital_hash=hospital_hash, old_pseudonym=found.old_pseudonym,
                 new_pseudonym=found.new_pseudonym, requested_by=user.username, reason=reason)
-            _plan_images(entry)
+            _plan_images(entry, found.misfiled)
         moved = (PatientLink.objects.filter(site=site, hospital_hash=hospital_hash)
                  .update(pseudonym=entry.new_pseudonym))
     audit(user, "patient.relink.start" if not found.resuming else "patient.relink.again",
           pseudonym=entry.new_pseudonym, reason=reason, site=site.code,
           old=entry.old_pseudonym, images=found.images, link_moved=bool(moved))
     done = _move(entry)
+    if found.misfiled:
+        done.forgotten = _forget_misfiled(entry.old_pseudonym)
     entry.moved = {"images": done.images, "gone": done.gone, "receipts": done.receipts,
-                   "teaching_cases": done.teaching_cases, "set_name": done.set_name}
+                   "teaching_cases": done.teaching_cases, "set_name": done.set_name,
+                   "misfiled": found.misfiled, "forgotten": done.forgotten}
     entry.completed_at = timezone.now()
     entry.save(update_fields=["moved", "completed_at"])
     audit(user, "patient.relink", pseudonym=entry.new_pseudonym, reason=reason, site=site.code,
@@ -239,10 +322,8 @@ def refresh_catalogue() -> None:
     refresh()
 
 
-def _plan_images(entry: Relink) -> None:
-    from nccid.warehouse.models import ImageRecord
-
-    rows = (ImageRecord.objects.filter(site_id=entry.site_id, pseudonym=entry.old_pseudonym)
+def _plan_images(entry: Relink, misfiled: bool) -> None:
+    rows = (images_named(entry.site, entry.old_pseudonym, entry.hospital_hash, misfiled)
             .values_list("sop_uid", "storage_key", "metadata_key"))
     RelinkedImage.objects.bulk_create(
         [RelinkedImage(relink=entry, sop_uid=sop, old_storage_key=data, old_metadata_key=header)
@@ -291,7 +372,8 @@ def _move_image(entry: Relink, item: RelinkedImage, days: int, set_name: str, li
         with transaction.atomic():
             part = row.catalogue_part
             taken = (ImageRecord.objects.filter(pk=row.pk, pseudonym=entry.old_pseudonym)
-                     .update(**fields, linked=linked, catalogue_part=None))
+                     .update(**fields, linked=linked, catalogue_part=None,
+                             hospital_hash=entry.hospital_hash))
             if taken and part is not None:  # its part is written again, without the old row
                 ImageRecord.objects.filter(catalogue_part=part).update(catalogue_part=None)
     elif row.pseudonym != entry.new_pseudonym:
@@ -393,3 +475,25 @@ def _clinical_left(entry: Relink) -> tuple[str, ...]:
     return tuple(sorted(ClinicalRecord.objects.filter(
         site_id=entry.site_id, pseudonym=entry.old_pseudonym, hospital_hash=entry.hospital_hash
     ).values_list("kind", flat=True)))
+
+
+def _forget_misfiled(pseudonym: str) -> bool:
+    """The pseudonym a hospital number made when read as an NHS/CHI number, once nothing names
+    it: its vault entry (the hospital number kept as an NHS number) and its set go. False, and
+    both kept, while anything still names it (another site's images, a receipt, a case)."""
+    from nccid.identity.models import VaultEntry
+    from nccid.imaging.models import HeldImage, StudyReceipt
+    from nccid.research.models import TeachingCase
+    from nccid.warehouse.models import ImageRecord, PatientSet
+
+    from .services import _forget_deleted_vault_pages
+
+    if _names_a_patient(pseudonym) or any(
+            model.objects.filter(**{field: pseudonym}).exists() for model, field in (
+                (ImageRecord, "pseudonym"), (HeldImage, "pseudonym"), (StudyReceipt, "patient"),
+                (TeachingCase, "pseudonym"))):
+        return False
+    PatientSet.objects.filter(pseudonym=pseudonym).delete()
+    VaultEntry.objects.filter(pseudonym=pseudonym).delete()
+    _forget_deleted_vault_pages()
+    return True
