@@ -99,3 +99,12 @@ def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``nccid`` CLI."""
     app.command("template")(template)
     app.add_typer(clinical_app, name="clinical")
+    from .services import not_listed
+
+    omitted = upload.omitted_problems or []
+    for counted in omitted[:MAX_ERRORS_SHOWN // 5]:
+        console.print(f"{counted.get('column')}: {not_listed(counted)}", highlight=False)
+    if len(omitted) > MAX_ERRORS_SHOWN // 5:
+        rest = sum(o.get("count", 0) for o in omitted[MAX_ERRORS_SHOWN // 5:])
+        console.print(f"... and {rest:,} more problems of {len(omitted) - MAX_ERRORS_SHOWN // 5} "
+                      "other columns, not listed", highlight=False)

@@ -41,6 +41,9 @@ class Upload(models.Model):
     # [{row, column, value, reason, severity, message}]; value is blank for identifier columns
     errors = models.JSONField(default=list, blank=True)
     sheet_warnings = models.JSONField(default=list, blank=True)
+    # The problems beyond those kept in ``errors`` (validation.ProblemList), only counted:
+    # [{column, severity, count}]
+    omitted_problems = models.JSONField(default=list, blank=True)
     # Pseudonymised validated records and vault ciphertexts, until confirmed or cancelled.
     staged = models.JSONField(null=True, blank=True)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
@@ -57,11 +60,20 @@ class Upload(models.Model):
 
     @property
     def error_count(self) -> int:
-        return sum(1 for e in self.errors if e.get("severity", "error") == "error")
+        """Every error found, those only counted too."""
+        return (sum(1 for e in self.errors if e.get("severity", "error") == "error")
+                + self._omitted("error"))
 
     @property
     def warning_count(self) -> int:
-        return sum(1 for e in self.errors if e.get("severity") == "warning")
+        return sum(1 for e in self.errors if e.get("severity") == "warning") + self._omitted("warning")
+
+    @property
+    def omitted_count(self) -> int:
+        return sum(o.get("count", 0) for o in self.omitted_problems or [])
+
+    def _omitted(self, severity: str) -> int:
+        return sum(o.get("count", 0) for o in self.omitted_problems or [] if o.get("severity") == severity)
 
 
 class ClinicalRecord(models.Model):

@@ -218,16 +218,20 @@ def _read_xlsx(data: bytes) -> Sheet:
             "unmerge them, one value per cell"
         )
     stamp, title = _stamp(archive)
+    # What the sheet's XML tells is taken before python-calamine reads the values: the XML
+    # (three times the values' size) is let go first, so the two are never held together.
+    errors = _error_cells(xml)
+    error_text = error_text or (b"#" in xml and bool(_ERROR_TEXT_BYTES.search(xml)))  # inline text too
+    hidden = _hidden_rows(xml), _hidden_columns(xml)
+    del xml
     try:
-        workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
-        values = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
+        values = CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_index(0).to_python(
+            skip_empty_area=False)
     except Exception as exc:  # calamine raises several types for damaged files
         raise SpreadsheetRejected("the spreadsheet could not be read (it may be damaged)") from exc
-    errors = _error_cells(xml)
-    if error_text or (b"#" in xml and _ERROR_TEXT_BYTES.search(xml)):  # inline text too
+    if error_text:
         errors.update(_error_texts(values))
-    _refuse_hidden_values(xml, values, sheet_name, _headers_row(values, {row for row, _ in errors}), errors)
-    del xml
+    _refuse_hidden_values(hidden, values, sheet_name, _headers_row(values, {row for row, _ in errors}), errors)
     _refuse_template_headers_elsewhere(archive, parts.others)
     sheet = _sheet(values, "xlsx", stamp, title, errors)
     sheet.date1904 = parts.date1904
@@ -421,8 +425,8 @@ def _column_number(letters: str) -> int:
     return number
 
 
-def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, header: int | None,
-                          errors: dict[tuple[int, int], str]) -> None:
+def _refuse_hidden_values(hidden: tuple[list[int], list[tuple[int, int]]], values: list[list],
+                          sheet_name: str, header: int | None, errors: dict[tuple[int, int], str]) -> None:
     """Values in hidden rows or columns are refused, like hidden sheets: the site would send
     data it cannot see (a hidden column of names, say). A row or column too small to show a
     character (MIN_ROW_HEIGHT, MIN_COLUMN_WIDTH: height or width 0, say) is hidden too. An
@@ -430,7 +434,7 @@ def _refuse_hidden_values(xml: bytes, values: list[list], sheet_name: str, heade
     reported, unseen. Hidden empty rows and columns (Excel's way of tidying the unused part of
     a sheet) are fine, and so is a hidden column holding only its header (row index
     ``header``): a template column the site does not fill. Named by row number and letter."""
-    hidden_rows, hidden_columns = _hidden_rows(xml), _hidden_columns(xml)
+    hidden_rows, hidden_columns = hidden  # (_hidden_rows, _hidden_columns of the sheet's XML)
     if not hidden_rows and not hidden_columns:
         return
     error_rows = {row for row, _ in errors}

@@ -37,6 +37,7 @@ from nccid.withdrawal.services import remove_waiting_by_hospital_number, withdra
 
 from . import reader
 from .models import ClinicalRecord, ClinicalRecordVersion, PatientLink, Upload
+from .parsing import SHEETS
 from .schema import KINDS, Template, get_template
 from .signals import AcceptedRecord, records_accepted
 from .validation import (
@@ -96,9 +97,26 @@ def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> U
 
     ``filename`` is only a hint and is never stored (it may carry a patient's name).
     """
-    upload, staged = _prepare(site, kind, data, user)
+    upload, staged = _checked(site, kind, data, user)
     if upload.status == Upload.Status.REJECTED:
         return upload
+    try:
+        with transaction.atomic():
+            return _stage(upload, staged, user)
+    except Exception as exc:
+        if is_user_error(exc):
+            raise
+        return _failed(upload, "staging")
+
+
+def is_user_error(exc: Exception) -> bool:
+    """This part's own error classes (and ValueError) are mistakes in the file or the request,
+    said to the user as they are; anything else is an internal error."""
+    return isinstance(exc, ValueError) or type(exc).__module__.startswith("nccid.clinical")
+
+
+def _stage(upload: Upload, staged: dict, user) -> Upload:
+    site, kind = upload.site, upload.kind
     plan = _plan(site, kind, staged)
     upload.new_records, upload.updated_records, upload.unchanged_records = (
         len(plan["new"]), len(plan["updated"]), len(plan["unchanged"]))
@@ -138,6 +156,40 @@ def _previewed(upload: Upload, user) -> None:
              upload.kind, upload.total_rows, upload.rejected_rows)
 
 
+CHECK_FAILED = ("the file could not be checked: an internal error stopped it (upload {pk} in the "
+                "log). Nothing from it was imported: try again, or contact the NCCID team if it "
+                "keeps failing")
+
+
+def _checked(site: Site, kind: str, data: bytes, user,
+             accept_test_numbers: bool | None = None) -> tuple[Upload, dict | None]:
+    """``_prepare`` in the process's turn for large sheets (``parsing.SHEETS``); an internal
+    failure (memory, the database) becomes a saved ``rejected`` upload saying so."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown template kind {kind!r}: use one of {', '.join(KINDS)}")
+    try:
+        with SHEETS.turn(len(data)), transaction.atomic():
+            return _prepare(site, kind, data, user, accept_test_numbers)
+    except Exception as exc:
+        if is_user_error(exc):
+            raise
+        upload = Upload(site=site, kind=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                        uploaded_by=_user_or_none(user), uploaded_by_name=_username(user))
+        return _failed(upload, "checking"), None
+
+
+def _failed(upload: Upload, step: str) -> Upload:
+    """The upload saved as refused after an internal error (logged with its traceback): the
+    site sees it in its list, with nothing of the sheet kept but its counts."""
+    log.exception("clinical upload (%s, %s): %s failed", upload.site.code, upload.kind, step)
+    failed = Upload(site=upload.site, kind=upload.kind, size=upload.size, sha256=upload.sha256,
+                    file_format=upload.file_format, template_version=upload.template_version,
+                    uploaded_by=upload.uploaded_by, uploaded_by_name=upload.uploaded_by_name,
+                    total_rows=upload.total_rows, status=Upload.Status.REJECTED)
+    failed.save()
+    return _refuse(failed, CHECK_FAILED.format(pk=failed.pk))
+
+
 def _prepare(site: Site, kind: str, data: bytes, user,
              accept_test_numbers: bool | None = None) -> tuple[Upload, dict | None]:
     """Read, validate and pseudonymise: an unsaved ``preview`` upload and its staged records,
@@ -165,6 +217,7 @@ def _prepare(site: Site, kind: str, data: bytes, user,
     upload.rejected_rows = len(result.rejected_rows)
     upload.accepted_rows = result.accepted_rows
     upload.errors = [p.as_dict() for p in result.problems]
+    upload.omitted_problems = result.omitted
     upload.sheet_warnings = result.sheet_warnings
     if not result.records:
         return _refuse(upload, f"no row could be accepted: all {result.total_rows} rows have errors "
@@ -716,7 +769,7 @@ def import_file(site: Site, kind: str, path: Path, user, *,
             reader.check_size(size, max_bytes())
         except reader.SpreadsheetRejected as exc:
             return _refuse(upload, str(exc))
-    upload, staged = _prepare(site, kind, path.read_bytes(), user, accept_test_numbers)
+    upload, staged = _checked(site, kind, path.read_bytes(), user, accept_test_numbers)
     if upload.status == Upload.Status.REJECTED:
         return upload
     # Preview and confirm in one transaction; the staged records stay in memory.
@@ -737,7 +790,8 @@ def uploads_for_site(site: Site) -> QuerySet[Upload]:
 
 
 def errors_as_csv(upload: Upload) -> str:
-    """The upload's errors and warnings as CSV, for the site to fix its sheet."""
+    """The upload's errors and warnings as CSV, for the site to fix its sheet: those kept, then
+    a line per column saying how many more were only counted (``Upload.omitted_problems``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(["row", "column", "value", "severity", "reason"])
@@ -747,9 +801,19 @@ def errors_as_csv(upload: Upload) -> str:
         writer.writerow([_safe(problem.get("row", "")), _safe(problem.get("column", "")),
                          _safe(problem.get("value", "")), problem.get("severity", "error"),
                          _safe(problem.get("reason", ""))])
+    for omitted in upload.omitted_problems or []:
+        writer.writerow(["", _safe(omitted.get("column", "")), "", omitted.get("severity", "error"),
+                         _safe(not_listed(omitted))])
     for warning in upload.sheet_warnings or []:
         writer.writerow(["", "", "", "warning", warning])
     return buffer.getvalue()
+
+
+def not_listed(omitted: dict) -> str:
+    """How many more problems of a column were only counted (validation.ProblemList)."""
+    count, severity = omitted.get("count", 0), omitted.get("severity", "error")
+    return (f"and {count:,} more {severity}{'' if count == 1 else 's'} in this column, not "
+            "listed: correct those listed and upload the file again to see them")
 
 
 def _safe(value: object) -> str:

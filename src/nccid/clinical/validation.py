@@ -138,6 +138,47 @@ class Problem:
                 "severity": self.severity, "message": self.message}
 
 
+# A sheet with a systematic mistake has a problem in every cell: 50,000 rows of 100 columns
+# made 4 million, gigabytes while checking and too big a record to save. The first ones of
+# each column are kept in full (a site corrects a column's mistake once, from a few rows);
+# the rest are counted by column and severity, so the site is told how many more there are.
+PROBLEMS_PER_COLUMN = 1000  # of one severity in one column
+PROBLEMS_KEPT = 10_000  # in all
+
+
+class ProblemList(list):
+    """The problems of a sheet: the first ``per_column`` of each column and severity, up to
+    ``limit`` in all; the others only counted in ``omitted`` ({(column, severity): count}), so
+    memory stays bounded while the rows are read."""
+
+    def __init__(self, per_column: int | None = None, limit: int | None = None):
+        super().__init__()
+        self.per_column = PROBLEMS_PER_COLUMN if per_column is None else per_column
+        self.limit = PROBLEMS_KEPT if limit is None else limit
+        self.kept: dict[tuple[str, str], int] = {}
+        self.omitted: dict[tuple[str, str], int] = {}
+
+    def append(self, problem: Problem) -> None:
+        key = (problem.column, problem.severity)
+        if len(self) >= self.limit or self.kept.get(key, 0) >= self.per_column:
+            self.omitted[key] = self.omitted.get(key, 0) + 1
+            return
+        self.kept[key] = self.kept.get(key, 0) + 1
+        super().append(problem)
+
+    def extend(self, problems) -> None:
+        for problem in problems:
+            self.append(problem)
+
+    __iadd__ = None  # ``+=`` would bypass the bound: use extend
+
+    def omitted_list(self) -> list[dict]:
+        """The problems not kept, as [{column, severity, count}], errors first, most first."""
+        return [{"column": column, "severity": severity, "count": count}
+                for (column, severity), count in sorted(
+                    self.omitted.items(), key=lambda item: (item[0][1] != "error", -item[1], item[0][0]))]
+
+
 @dataclass
 class PatientRecord:
     """One patient's validated, pseudonymised data from one upload (identifiers removed)."""
@@ -160,6 +201,11 @@ class Result:
     rejected_rows: set[int]
     vault_numbers: dict[str, str]  # pseudonym -> normalised number, for vault encryption only
     sheet_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def omitted(self) -> list[dict]:
+        """Problems counted but not kept (see ``ProblemList``): [{column, severity, count}]."""
+        return self.problems.omitted_list() if isinstance(self.problems, ProblemList) else []
 
     @property
     def errors(self) -> list[Problem]:
@@ -803,7 +849,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
             active.append((index, column, column.header, _compiled(sheet, layout, index, site)))
     blank_cleaned = {c.field: None for c in template.columns if c.identifier is None}
     headers = template_headers(layout)
-    problems: list[Problem] = []
+    problems = ProblemList()
     rejected: set[int] = set()
     vault: dict[str, str] = {}
     accepted: list[tuple[int, str, str | None, dict, dict, list]] = []
@@ -905,8 +951,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
         accepted = [entry for entry in accepted if entry[0] not in refused]
         vault = {p: vault[p] for p in {entry[1] for entry in accepted}}
     records = _combine(template, accepted, problems, headers, layout)
-    return Result(template=template, total_rows=len(sheet.rows), records=records,
-                  problems=sorted(problems, key=lambda p: (p.row, p.severity != "error")),
+    problems.sort(key=lambda p: (p.row, p.severity != "error"))
+    return Result(template=template, total_rows=len(sheet.rows), records=records, problems=problems,
                   rejected_rows=rejected, vault_numbers=vault,
                   sheet_warnings=list(layout.warnings) + declared_unit_warnings(layout, site)
                   + date_order_warnings(layout, site) + number_cell_warnings(sheet, layout))
@@ -937,19 +983,27 @@ def _site_hospital_numbers(known: Callable[[set[str]], set[str]], hospital_hash:
             hashes_of[text] = [hospital_hash(part) for part in hospital_numbers.candidates(text, limit)]
         return hashes_of[text]
 
-    for rownum, _pseudonym, _hash, data, _cleaned, _flags in accepted:
+    warned: dict[str, list[tuple[int, str]]] = {}  # hash -> (row, field) of a value kept with a warning
+    for rownum, _pseudonym, _hash, data, _cleaned, flags in accepted:
         for name in text_fields & data.keys():
             for key in hashes(str(data[name])):
                 places.setdefault(key, []).append((rownum, name))
+        # Looked at in the data too: its warning may be one of those only counted (ProblemList).
+        for name in set(flags) - text_fields:
+            if data.get(name) is not None:
+                for key in hashes(_shown(data[name])):
+                    warned.setdefault(key, []).append((rownum, name))
     for index, problem in enumerate(problems):
         for key in hashes(problem.value):
             places.setdefault(key, []).append(index)
-    found = known(set(places)) if places else set()
+    found = known(set(places) | set(warned)) if places or warned else set()
     refused: set[int] = set()
     cells: set[tuple[int, str]] = set()
     by_header = {c.header: c for c in template.columns}
     data_of = {entry[0]: entry[3] for entry in accepted}
-    for place in (place for key in found for place in places[key]):
+    for rownum, name in (place for key in found for place in warned.get(key, ())):
+        data_of[rownum][name] = None  # a value of its column that equals a linked number: not kept
+    for place in (place for key in found for place in places.get(key, ())):
         if not isinstance(place, int):
             cells.add(place)
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
@@ -23,6 +24,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from ninja import File, Form, NinjaAPI, P, Path, Query, Router, Schema, Status, Swagger
+from ninja.decorators import decorate_view
 from ninja.errors import HttpError, ValidationError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
@@ -32,6 +34,8 @@ from pydantic import ConfigDict
 from nccid.accounts.models import ApiToken, Role, Site
 
 from . import auth as access
+
+log = logging.getLogger("nccid.portal")
 
 # Writing last_used on every call would turn each read into a write; once a minute is enough.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
@@ -301,11 +305,23 @@ class UploadOut(Schema):
     updated: int | None
     unchanged: int | None
     rejected: int | None
-    n_errors: int
+    n_errors: int  # every problem found, errors and warnings, those not listed too
+    # About the file as a whole (a misspelt column ignored, values under no header, blank cells
+    # that clear stored values): read them before confirming, as with errors.
+    sheet_warnings: list[str]
+
+
+class UploadNotListed(Schema):
+    """More problems of a column, only counted: a sheet wrong in most of its cells has millions."""
+
+    column: str
+    severity: str
+    count: int
 
 
 class UploadDetailOut(UploadOut):
-    errors: list[UploadError]
+    errors: list[UploadError]  # the first ones (1,000 per column and severity, 10,000 in all)
+    not_listed: list[UploadNotListed]
 
 
 class StudyOut(Schema):
@@ -384,9 +400,13 @@ def _upload_out(upload, with_errors: bool = False) -> dict:
     """The facts of an upload the site may see, never a file name (none is kept)."""
     errors = list(upload.errors or [])
     out = {"id": upload.pk, "site": upload.site.code, "kind": upload.kind, "status": upload.status,
-           "created": upload.created, "message": upload.message, "n_errors": len(errors)}
+           "created": upload.created, "message": upload.message,
+           "n_errors": len(errors) + upload.omitted_count,
+           "sheet_warnings": [str(w) for w in upload.sheet_warnings or []]}
     out.update({name: getattr(upload, field) for name, field in _COUNTS.items()})
     if with_errors:
+        out["not_listed"] = [{"column": str(o.get("column") or ""), "severity": o.get("severity", "error"),
+                              "count": int(o.get("count", 0))} for o in upload.omitted_problems or []]
         out["errors"] = [
             {"row": e.get("row"), "column": e.get("column"),
              "value": None if e.get("value") in (None, "") else str(e.get("value")),
@@ -418,8 +438,23 @@ def _clinical_user_error(exc: Exception) -> bool:
     return isinstance(exc, ValueError) or type(exc).__module__.startswith("nccid.clinical")
 
 
-@api.post("/uploads", response=answers({201: UploadDetailOut}, 403, 404, 422), tags=["uploads"],
+def _refuse_too_large(run):
+    """An upload whose Content-Length is over the limit is refused before its body is read
+    (ninja reads the multipart body to find the parameters, before the operation runs)."""
+
+    def checked(request: HttpRequest, *args, **kwargs):
+        from . import forms
+
+        if forms.too_large(request):
+            return _detail(request, 413, forms.too_large_message())
+        return run(request, *args, **kwargs)
+
+    return checked
+
+
+@api.post("/uploads", response=answers({201: UploadDetailOut}, 403, 404, 413, 422, 500), tags=["uploads"],
           summary="Upload a spreadsheet for preview (multipart: kind, file[, site])")
+@decorate_view(_refuse_too_large)
 def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form[str] = ""):
     from nccid.clinical import services
 
@@ -445,7 +480,11 @@ def upload_create(request, kind: Form[str], file: File[UploadedFile], site: Form
                                        file.name or "upload", file.read(), user)
     except Exception as exc:
         if not _clinical_user_error(exc):
-            raise
+            # The services save a refused upload for what fails in them; this is anything else.
+            log.exception("API upload failed")
+            return _detail(request, 500, "The upload could not be checked: an internal error "
+                                         "(logged). Nothing from the file was imported: try again, "
+                                         "or contact the NCCID team if it keeps failing.")
         raise invalid("file", "file", str(exc)) from exc
     return Status(201, _upload_out(made, with_errors=True))
 

@@ -191,17 +191,24 @@ def upload_facts(upload) -> dict:
 
     A sheet with a systematic mistake (a date format, an old template) has a problem in every
     row: the page lists the first ``PREVIEW_PROBLEMS`` and summarises all of them by column and
-    reason; the CSV has every one."""
+    reason; the CSV has every one kept. A sheet wrong in most cells has more than are kept
+    (clinical.validation.ProblemList): those are counted by column in ``omitted``."""
+    from nccid.clinical.services import not_listed
+
     problems = list(upload.errors or [])
-    n_errors = sum(1 for p in problems if p.get("severity", "error") == "error")
+    omitted = list(upload.omitted_problems or [])
+    error_rows = len({p.get("row") for p in problems if p.get("row") and p.get("severity", "error") == "error"})
     return upload_summary(upload) | {
         "problems": problems[:PREVIEW_PROBLEMS],
-        "n_problems": len(problems),
+        "n_listed": len(problems),
+        "n_problems": len(problems) + upload.omitted_count,
         "problem_groups": _problem_groups(problems),
-        "n_errors": n_errors,
-        "n_warnings": len(problems) - n_errors,
-        "error_rows": len({p.get("row") for p in problems
-                           if p.get("row") and p.get("severity", "error") == "error"}),
+        "omitted": [o | {"text": f"{o.get('column') or '–'}: {not_listed(o)}"} for o in omitted],
+        "n_omitted": upload.omitted_count,
+        "n_errors": upload.error_count,
+        "n_warnings": upload.warning_count,
+        # the rows of errors not listed are not known: the rows refused are
+        "error_rows": max(error_rows, upload.rejected_rows) if omitted else error_rows,
         "sheet_warnings": list(upload.sheet_warnings or []),
         # when a check still waiting is cancelled unconfirmed (clinical.services.expire_checks)
         "expires": upload.created + timedelta(days=get_settings().check_retention_days),

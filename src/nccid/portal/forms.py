@@ -35,19 +35,44 @@ class SignInForm(AuthenticationForm):
         name_what_is_missing(self, SIGN_IN_REQUIRED)
 
 
+# A multipart request carries the file and a few short fields (the CSRF token, a site code):
+# a body this much over the file limit cannot hold a file within it.
+MULTIPART_ALLOWANCE = 64 * 1024
+
+
+def max_mb() -> int:
+    return settings.NCCID_MAX_SPREADSHEET_BYTES // (1024 * 1024)
+
+
+def too_large_message() -> str:
+    return f"The selected file must be smaller than {max_mb()} MB: split it into several uploads"
+
+
+def too_large(request) -> bool:
+    """True if the request says (Content-Length) it is larger than any file within the limit:
+    refused before its body is read, in the same words as a file found too large."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False  # Django refuses it when it reads the body
+    return length > settings.NCCID_MAX_SPREADSHEET_BYTES + MULTIPART_ALLOWANCE
+
+
 class UploadForm(forms.Form):
     """One spreadsheet; an administrator also says which site they are acting for."""
 
     file = forms.FileField(
         label="Upload a file",
-        help_text="An Excel workbook (.xlsx) made from the template above, or a CSV file with the "
-                  "same headers. Another kind of spreadsheet: save it as .xlsx or CSV first.",
         error_messages={"required": "Select the spreadsheet to upload",
                         "empty": "The selected file is empty"},
     )
 
     def __init__(self, *args, acting_for_any_site: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = (
+            "An Excel workbook (.xlsx) made from the template above, or a CSV file with the same "
+            f"headers, smaller than {max_mb()} MB. Another kind of spreadsheet: save it as .xlsx "
+            "or CSV first.")
         if acting_for_any_site:
             self.fields["site"] = forms.ModelChoiceField(
                 queryset=Site.objects.order_by("code"), to_field_name="code",
@@ -62,9 +87,6 @@ class UploadForm(forms.Form):
         name = (upload.name or "").lower()
         if not name.endswith(SPREADSHEET_SUFFIXES):
             raise forms.ValidationError(WRONG_FORMAT)
-        limit = settings.NCCID_MAX_SPREADSHEET_BYTES
-        if upload.size > limit:
-            raise forms.ValidationError(
-                f"The selected file must be smaller than {limit // (1024 * 1024)} MB: "
-                "split it into several uploads")
+        if upload.size > settings.NCCID_MAX_SPREADSHEET_BYTES:
+            raise forms.ValidationError(too_large_message())
         return upload

@@ -21,11 +21,18 @@ from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
-from django.views.decorators.csrf import requires_csrf_token
+from django.views.decorators.csrf import csrf_exempt, csrf_protect, requires_csrf_token
 from django.views.decorators.http import require_GET, require_POST
 
 from . import auth, content
-from .forms import PASSWORD_CHANGE_REQUIRED, SignInForm, UploadForm, name_what_is_missing
+from .forms import (
+    PASSWORD_CHANGE_REQUIRED,
+    SignInForm,
+    UploadForm,
+    name_what_is_missing,
+    too_large,
+    too_large_message,
+)
 from .paging import paginate, query_prefix
 from .templatetags.portal_tags import uploads_title
 
@@ -231,11 +238,23 @@ def template_download(request: HttpRequest, kind: str) -> HttpResponse:
     return response
 
 
+@csrf_exempt  # not exempt: checked by _upload, once the size is known to be within the limit
 @login_required
 def upload(request: HttpRequest, kind: str) -> HttpResponse:
+    """The upload page. A POST whose Content-Length is over the limit is refused before its
+    body is read (reading it checks the CSRF token): the form again, saying the limit."""
     info = _kind_or_404(kind)
     if not auth.can_upload(request.user):  # the page exists: the 403 names the role
         raise PermissionDenied("uploads are for site uploaders")
+    if request.method == "POST" and too_large(request):
+        form = UploadForm(acting_for_any_site=not request.user.is_uploader)
+        form.errors["file"] = form.error_class([too_large_message()])
+        return render(request, "portal/upload.html", {"kind": info, "form": form}, status=413)
+    return _upload(request, kind, info)
+
+
+@csrf_protect
+def _upload(request: HttpRequest, kind: str, info: dict) -> HttpResponse:
     admin = not request.user.is_uploader
     bound = (request.POST, request.FILES) if request.method == "POST" else (None, None)
     form = UploadForm(*bound, acting_for_any_site=admin)
