@@ -197,10 +197,11 @@ WHITENOISE_USE_FINDERS = True
 # (the DICOM node and its worker too: 13 MB and 0.15 s each).
 STATICFILES_DIRS = [Path(importlib.util.find_spec("ninja").submodule_search_locations[0]) / "static"]
 
-# Uploads are validated in memory up to this size, then spooled to a temporary file.
+# Form fields (not files) up to this size. Uploaded files stay in memory, never in a temporary
+# file: a sheet holds NHS numbers until it is pseudonymised (web/uploads.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 NCCID_MAX_SPREADSHEET_BYTES = 50 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = ["nccid.web.uploads.InMemoryOnlyUploadHandler"]
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
