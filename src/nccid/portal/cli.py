@@ -15,9 +15,15 @@ def _check_initialised() -> None:
     from nccid.config import get_settings
 
     settings = get_settings()
-    if not settings.key_file.exists():
-        raise UserError(f"no key file at {settings.key_file}: run 'nccid init' first")
     setup_django()
+    if not settings.key_file.exists():
+        from nccid.identity.service import installation_has_data
+
+        if installation_has_data():  # 'nccid init' refuses here: it never makes a key over data
+            raise UserError(f"key file {settings.key_file} is missing but this installation "
+                            "already holds data made with a key: restore the key file from "
+                            "backup (see docs/keys.md)")
+        raise UserError(f"no key file at {settings.key_file}: run 'nccid init' first")
     from django.db import DEFAULT_DB_ALIAS, connections
     from django.db.migrations.executor import MigrationExecutor
 

@@ -62,7 +62,7 @@ def test_missing_key_after_data_exists_is_a_clear_error_and_no_new_key(home):
     env = {"NCCID_HOME": str(nccid_home)}
     assert run_nccid("site", "add", "RKEY", "--name", "Keyed", env=env).code == 0
     (nccid_home / "secret.key").unlink()
-    for args in (["init"], ["site", "add", "RNEW", "--name", "New"]):
+    for args in (["init"], ["site", "add", "RNEW", "--name", "New"], ["serve", "--port", "1"]):
         result = run_nccid(*args, env=env)
         assert result.code == 1, args
         assert "missing but this installation already holds data" in result.err_text
