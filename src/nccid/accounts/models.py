@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
@@ -164,9 +167,26 @@ class AuditEvent(models.Model):
         ordering = ["-at"]
 
 
+_audited_from: ContextVar[str] = ContextVar("nccid_audited_from", default="")
+
+
+@contextmanager
+def audited_from(route: str) -> Iterator[None]:
+    """Events audited inside name ``route`` after their actor, ``rita (cli:root)``: the
+    account a command signed in as and the operating-system user who ran it."""
+    token = _audited_from.set(route)
+    try:
+        yield
+    finally:
+        _audited_from.reset(token)
+
+
 def audit(user_or_name, action: str, *, pseudonym: str = "", reason: str = "", **detail) -> AuditEvent:
     """Record an audited action. ``detail`` must hold no identifier (callers pass filters, counts)."""
     username = getattr(user_or_name, "username", None) or str(user_or_name)
+    route = _audited_from.get()
+    if route and username != route:
+        username = f"{username[:AuditEvent.username.field.max_length - len(route) - 3]} ({route})"
     return AuditEvent.objects.create(
         username=username, action=action, pseudonym=pseudonym, reason=reason, detail=detail
     )
