@@ -1,4 +1,5 @@
-"""``nccid research cohort|export|modelling|teaching`` and ``nccid validate``."""
+"""``nccid research cohort|export|modelling|teaching``, ``nccid validate`` and
+``nccid validation-images``."""
 
 
 import json  # no "from __future__ import annotations": Typer reads the real annotation objects
@@ -304,8 +305,33 @@ def validate_cmd(predictions: Annotated[Path, typer.Argument(help="CSV: pseudony
                   if auc[1] is not None else f"Report: {output}", highlight=False)
 
 
+def validation_images_cmd(user: UserOpt,
+                          output: Annotated[Path, typer.Option(
+                              "-o", "--output", help="A new folder, or a .zip file.")],
+                          modality: Annotated[list[str] | None, typer.Option(
+                              "--modality", help="CT, DX, CR, MR, or xray/mri (default: all).")] = None,
+                          ) -> None:
+    """The validation set's images and the IDs to predict, to run an AI product on (data managers)."""
+    from nccid.cli.progress import progress_bar
+
+    account = _user(user)
+    from .validation_images import export_validation_images
+
+    try:
+        with progress_bar("Copying images") as bar:
+            result = export_validation_images(account, output, modality or (), _source(), bar.reached)
+    except _errors() as exc:
+        raise UserError(str(exc)) from exc
+    except OSError as exc:
+        raise UserError(_not_written(output, exc)) from exc
+    console.print(f"Exported the validation set's {_counts_line(result.counts)}: {result.files} "
+                  f"files, {result.bytes / 1e6:.1f} MB to {result.destination}; run the product "
+                  "on them, then 'nccid validate' its predictions (PREDICTIONS.txt)", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``nccid`` CLI."""
     app.add_typer(research_app, name="research")
     app.command("validate")(validate_cmd)
+    app.command("validation-images")(validation_images_cmd)
 

@@ -256,19 +256,25 @@ class _WarehouseObject:
 Progress = Callable[[int, int], None]  # (images copied, images in the cohort)
 
 
+def copy_image(source: Source, writer: _Writer, key: str, size: int, sha256: str,
+               folder: str) -> None:
+    """One image, checked against its catalogue checksum, and its header JSON beside it."""
+    with _WarehouseObject(source, key) as src:
+        writer.copy(key, src, sha256, size)
+    meta = metadata_key(key, folder)
+    if source.exists(meta):
+        with _WarehouseObject(source, meta) as src:
+            header, _ = strict_header(src.read())  # (one an older release stored)
+        writer.copy(meta, io.BytesIO(header))
+
+
 def _write_objects(cohort: Cohort, writer: _Writer, progress: Progress | None = None) -> None:
     source = cohort.source
     total, done = cohort.counts().images, 0
     cursor = cohort.image_rows("storage_key, size, sha256, folder")
     while batch := cursor.fetchmany(1000):
         for key, size, sha, folder in batch:
-            with _WarehouseObject(source, key) as src:
-                writer.copy(key, src, sha, size)
-            meta = metadata_key(key, folder)
-            if source.exists(meta):
-                with _WarehouseObject(source, meta) as src:
-                    header, _ = strict_header(src.read())  # (one an older release stored)
-                writer.copy(meta, io.BytesIO(header))
+            copy_image(source, writer, key, size, sha, folder)
             done += 1
             if progress is not None:
                 progress(done, total)

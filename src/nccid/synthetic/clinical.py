@@ -2,8 +2,9 @@
 
 ``write_sheet(kind, people, path)`` writes the template of ``kind`` (xlsx or csv) with one
 realistic row per person (one to three swab rows each for the negative template), values
-drawn from the schema's codes and plausible ranges. ``errors=N`` plants N row-rejecting
-errors in distinct rows and returns where they are.
+drawn from the schema's codes (evenly, or as ``weights`` weighs a field's codes) and
+plausible ranges. ``errors=N`` plants N row-rejecting errors in distinct rows and returns
+where they are.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
 from nccid.clinical.schema import Column, get_template
@@ -28,9 +30,12 @@ TYPICAL = {
     "apache_score": (5, 35), "gcs": (9, 15), "age": (25, 95),
 }
 PLANTED = ("nhs_number", "date", "number", "code")
+# field -> code -> relative weight: how often each code of a field is drawn
+Weights = Mapping[str, Mapping[str, float]]
 
 
-def _value(column: Column, person: Person, rng: random.Random, fmt: str, base: dt.date):
+def _value(column: Column, person: Person, rng: random.Random, fmt: str, base: dt.date,
+           weights: Weights):
     if column.field == "nhs_number":
         return spaced(person.nhs_number) if rng.random() < 0.3 else person.nhs_number
     if column.field == "hospital_number":
@@ -44,7 +49,11 @@ def _value(column: Column, person: Person, rng: random.Random, fmt: str, base: d
     if column.field == "isaric_4c_score_supplied":
         return None  # filled in from the computed score by the caller when wanted
     if column.codes is not None:
-        return _code(rng.choice(column.codes.dropdown()), fmt)
+        codes = column.codes.dropdown()
+        if column.field in weights:
+            chosen = rng.choices(codes, [weights[column.field].get(c, 0) for c in codes])[0]
+            return _code(chosen, fmt)
+        return _code(rng.choice(codes), fmt)
     if column.type == "date":
         day = base + dt.timedelta(days=rng.randrange(0, 30))
         return day if fmt == "xlsx" else day.strftime("%d/%m/%Y")
@@ -60,7 +69,8 @@ def _code(code: str, fmt: str):
     return int(code) if code.isdigit() and fmt == "xlsx" else code
 
 
-def rows_for(kind: str, people: list[Person], *, fmt: str = "xlsx", seed: int = 1) -> tuple[list[str], list[list]]:
+def rows_for(kind: str, people: list[Person], *, fmt: str = "xlsx", seed: int = 1,
+             weights: Weights | None = None) -> tuple[list[str], list[list]]:
     """Headers and filled rows (values as a site would type them) for ``people``."""
     template = get_template(kind)
     columns = template.template_columns()
@@ -70,7 +80,8 @@ def rows_for(kind: str, people: list[Person], *, fmt: str = "xlsx", seed: int = 
         base = dt.date(2020, 3, 1) + dt.timedelta(days=rng.randrange(0, 300))
         repeats = rng.randint(1, 3) if kind == "negative" else 1
         for i in range(repeats):
-            row = [_value(c, person, rng, fmt, base + dt.timedelta(days=7 * i)) for c in columns]
+            row = [_value(c, person, rng, fmt, base + dt.timedelta(days=7 * i), weights or {})
+                   for c in columns]
             rows.append(row)
     return [c.header for c in columns], rows
 
@@ -108,9 +119,9 @@ def plant_errors(kind: str, headers: list[str], rows: list[list], count: int, se
 
 
 def write_sheet(kind: str, people: list[Person], path: Path, fmt: str = "xlsx", *,
-                errors: int = 0, seed: int = 1) -> list[tuple[int, str]]:
+                errors: int = 0, seed: int = 1, weights: Weights | None = None) -> list[tuple[int, str]]:
     """Write a filled sheet; returns the (sheet row, header) of each planted error."""
-    headers, rows = rows_for(kind, people, fmt=fmt, seed=seed)
+    headers, rows = rows_for(kind, people, fmt=fmt, seed=seed, weights=weights)
     if kind == "isaric":
         _fill_4c(headers, rows)
     planted = plant_errors(kind, headers, rows, errors, seed) if errors else []

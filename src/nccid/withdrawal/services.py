@@ -51,10 +51,11 @@ log = logging.getLogger("nccid.withdrawal")
 REFUSAL = "not kept: this patient has been withdrawn from the database"
 # What a site's receipt of a removed study says.
 REMOVED = "removed: the patient was withdrawn from the database"
-# Audited actions that hand data to researchers: exports, datasets, image lists (cohort counts
-# and validation scores do not).
+# Audited actions that hand data out: to researchers (exports, datasets, image lists) and the
+# validation images a data manager runs an AI product on (cohort counts and validation scores
+# do not).
 HANDED_OUT = ("research.export", "research.open", "research.list", "research.modelling",
-              "research.teaching.export")
+              "research.teaching.export", "research.validate.images")
 _CHUNK = 500
 
 
