@@ -8,8 +8,8 @@ audited too. Without --user the operating-system user is recorded (``cli:NAME``)
 from __future__ import annotations
 
 import pytest
-
 from conftest import TEST_PASSWORD
+
 from nccid.accounts.models import AuditEvent
 from nccid.accounts.signals import current_actor
 from nccid.cli.tests.clirun import run_cli
