@@ -23,6 +23,7 @@ pynetdicom's and pydicom's encodings.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import struct
 import threading
@@ -64,6 +65,10 @@ MAX_COMMAND_BYTES = 64 * 1024
 MAX_ITEMS_PER_PDU = 1024
 _PDU_HEADER = _ITEM_HEADER = 6
 SPARE_BYTES = 24 * 1024 * 1024  # PDU buffers kept for the next message, per association
+# An instance that held this much, or an association ending with this much (an unfinished
+# instance, spare buffers), gives its memory back to the system: the C heap kept a 600 MB
+# instance's freed PDU buffers, 650 MB, for the process.
+GIVE_BACK_BYTES = 16 * 1024 * 1024
 _COMMAND, _LAST = 0x01, 0x02  # the message control header's bits (PS3.8 E.2)
 _ITEM = struct.Struct(">LBB")  # PDV item: length, presentation context ID, control header
 _LENGTH = struct.Struct(">L")
@@ -173,6 +178,26 @@ class MemoryBudget:
         return max(0, held - self.allowance)
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_trim = _malloc_trim()
+
+
+def give_memory_back() -> None:
+    """Hand the C heap's free pages back to the system (every thread's arena). Freed PDU
+    buffers otherwise stay with the process, in pieces no new allocation may fit."""
+    if _trim is not None:
+        _trim(0)
+
+
 # One PDU of the largest size the node negotiates (16 MB, node.MAXIMUM_PDU), with its
 # fragments' cost: 32 associations hold at most 0.5 GB so, beside the shared limit.
 ASSOCIATION_ALLOWANCE = 17 * 1024 * 1024
@@ -252,10 +277,16 @@ class StoreFastPath:
             self._spares.append(whole)
 
     def close(self) -> None:
-        """The association ended: whatever it held goes back to the node's budget."""
+        """The association ended: whatever it held goes back to the node's budget, and an
+        instance left unfinished (its PDUs) is dropped now, not when the association is."""
         self._owed = 0
         spares, self._spares = self._spares, []
-        self.budget.release(self, spares_gone=sum(map(len, spares)))
+        self.message = None
+        held, spared = self.budget.held_by(self), sum(map(len, spares))
+        del spares  # freed before the memory is handed back, and the budget told
+        if held + spared >= GIVE_BACK_BYTES:
+            give_memory_back()
+        self.budget.release(self, spares_gone=spared)
 
     def _given_up(self) -> bool:
         return bool(getattr(self.dul, "_kill_thread", False))
@@ -432,6 +463,9 @@ class StoreFastPath:
             for buffer in message.buffers:
                 if buffer is not current:  # the PDU being read: ``take`` recycles it
                     self.recycle(buffer)
+            if message.memory >= GIVE_BACK_BYTES:  # before the answer: a sender's next
+                message.buffers = []  # instance finds the memory back (milliseconds)
+                give_memory_back()
         response = C_STORE()
         response.MessageIDBeingRespondedTo = request.MessageID
         response.AffectedSOPClassUID = request.AffectedSOPClassUID

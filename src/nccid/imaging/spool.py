@@ -18,7 +18,8 @@ On disk (folder 0700, files 0600), ``segment-<16-digit seq>.log``:
 - a file header ``NCSPOOL\\x01``;
 - records: ``NCSR`` + token length (8 bytes, big-endian) + token, where the token is
   ``keyring.encrypt(site code, source, file bytes)`` with the segment name and the record's
-  offset as associated data, so a record moved elsewhere fails authentication.
+  offset as associated data, so a record moved elsewhere fails authentication. A token is
+  read and decrypted piece by piece too, never held whole beside its file.
 
 A record is encrypted and written in pieces of ``PIECE_BYTES``, each piece's writeback
 started at once (``sync_file_range``), so the disk writes while the next piece is encrypted
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import mmap
 import os
 import re
 import struct
@@ -59,6 +61,9 @@ END = bytes(RECORD.size)  # after the last record: a scan stops here
 # once: the disk writes a piece while the next is encrypted, and the fdatasync before the
 # acknowledgement waits only for the last. One reused buffer holds a piece's ciphertext.
 PIECE_BYTES = 1024 * 1024
+# A record's file of this size or more is decrypted into an anonymous mapping of its own: the
+# system has the memory back whole once it is dropped (a heap may keep it for the process).
+LARGE_RECORD = 16 * 1024 * 1024
 SPARES = 2  # drained segments kept to be overwritten (see the module docstring)
 MAX_TOKEN = 1 << 40  # no DICOM file is a terabyte: a bigger length is a torn or foreign header
 _NAME = re.compile(r"segment-(\d{16})\.log")
@@ -83,7 +88,7 @@ class Backlog:
 class Record:
     site_code: str  # "" while sealed
     source: str
-    data: bytes | None  # the file, decrypted; None while sealed
+    data: bytes | mmap.mmap | None  # the file, decrypted (``open_record``); None while sealed
     segment: int
     offset: int
     length: int = 0  # the token's length on disk
@@ -165,8 +170,9 @@ def open_quarantined(keyring, path: Path) -> tuple[str, str, bytes]:
     match = _QUARANTINED_NAME.fullmatch(Path(path).name)
     if match is None:
         raise ValueError(f"{Path(path).name} is not a quarantined spool record")
-    return _open_token(keyring, int(match.group(1)), int(match.group(2)),
-                       Path(path).read_bytes())
+    token = memoryview(Path(path).read_bytes())
+    return _open_token(keyring, int(match.group(1)), int(match.group(2)), len(token),
+                       lambda start, count: bytes(token[start:start + count]))
 
 
 def requeue_quarantined(spool: Spool) -> int:
@@ -224,31 +230,60 @@ def _prefix(site_code: str, source: str) -> bytes:
     return bytes((len(site), len(src))) + site + src
 
 
-def _open_token(keyring, seq: int, offset: int, token: bytes) -> tuple[str, str, bytes]:
-    """(site code, source, the file) of a record's token; raises InvalidTag unless authentic.
-    The file is decrypted apart from the prefix, into a ``bytes`` of its own (no copy)."""
-    if len(token) < 12 + 2 + 16:
+def _open_token(keyring, seq: int, offset: int, length: int,
+                read: Callable[[int, int], bytes]) -> tuple[str, str, bytes | mmap.mmap]:
+    """(site code, source, the file) of a record's token of ``length`` bytes, ``read(start,
+    count)`` from it piece by piece: the ciphertext is never held whole beside the file (a
+    600 MB instance cost the worker 1.2 GB so). A file of ``LARGE_RECORD`` bytes or more comes
+    in an anonymous mapping, given back to the system whole once dropped; a smaller one as
+    ``bytes``. Raises InvalidTag unless authentic (the file is returned only after its tag)."""
+    if length < 12 + 2 + 16:
         raise InvalidTag  # too short to be a token: as unauthentic as an altered one
     context = _CONTEXT.format(name=segment_name(seq), offset=offset)
-    ciphertext, decryptor = keyring.decryptor(token, context, purpose="spool")
-    a, b = decryptor.update(ciphertext[:2])
-    names = decryptor.update(ciphertext[2:2 + a + b])
-    data = decryptor.update(ciphertext[2 + a + b:])
+    # A token without its ciphertext (nonce and tag): the decryptor takes the pieces after.
+    _, decryptor = keyring.decryptor(read(0, 12) + read(length - 16, 16), context,
+                                     purpose="spool")
+    pieces = (read(start, min(PIECE_BYTES, length - 16 - start))
+              for start in range(12, length - 16, PIECE_BYTES))
+    first = decryptor.update(next(pieces))  # a piece: the names (at most 512 bytes) are in it
+    names = 2 + first[0] + first[1] if len(first) >= 2 else length
+    if len(first) < names:
+        raise InvalidTag  # names beyond the token, or a file cut short: no record of ours
+    data = _decrypted(decryptor, first[names:], pieces, length - 28 - names)
     decryptor.finalize()
-    return names[:a].decode(), names[a:].decode(), data
+    a = first[0]
+    return first[2:2 + a].decode(), first[2 + a:names].decode(), data
 
 
-def open_record(directory: Path, keyring, record: Record) -> tuple[str, str, bytes]:
+def _decrypted(decryptor, start: bytes, pieces, size: int) -> bytes | mmap.mmap:
+    """The file: ``start`` (decrypted), then the rest of the ciphertext's ``pieces``."""
+    if size < LARGE_RECORD:
+        return b"".join([start, *map(decryptor.update, pieces)])
+    data = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    data.write(start)
+    for piece in pieces:
+        data.write(decryptor.update(piece))
+    data.seek(0)
+    return data
+
+
+def _token_reader(fd: int, offset: int) -> Callable[[int, int], bytes]:
+    """``read(start, count)`` of the token of the record at ``offset`` of the file ``fd``."""
+    return lambda start, count: _pread_exact(fd, count, offset + RECORD.size + start)
+
+
+def open_record(directory: Path, keyring, record: Record) -> tuple[str, str, bytes | mmap.mmap]:
     """(site code, source, file) of a sealed record, read from its segment and decrypted;
     raises InvalidTag when it fails authentication, OSError when it cannot be read."""
     fd = os.open(Path(directory) / segment_name(record.segment), os.O_RDONLY)
     try:
-        token = _pread_exact(fd, record.length, record.offset + RECORD.size)
+        if os.fstat(fd).st_size < record.offset + RECORD.size + record.length:
+            raise OSError(f"spool {segment_name(record.segment)}: a record is shorter than "
+                          "written")
+        return _open_token(keyring, record.segment, record.offset, record.length,
+                           _token_reader(fd, record.offset))
     finally:
         os.close(fd)
-    if len(token) != record.length:
-        raise OSError(f"spool {segment_name(record.segment)}: a record is shorter than written")
-    return _open_token(keyring, record.segment, record.offset, token)
 
 
 def _pread_exact(fd: int, length: int, offset: int) -> bytes:
@@ -352,8 +387,7 @@ class Spool:
                 _, length = RECORD.unpack(_pread_exact(fd, RECORD.size, offset))
                 nxt = offset + RECORD.size + length
                 try:
-                    _open_token(self._keyring, seq, offset,
-                                _pread_exact(fd, length, offset + RECORD.size))
+                    _open_token(self._keyring, seq, offset, length, _token_reader(fd, offset))
                     last_good = nxt
                 except InvalidTag:
                     pass  # torn, or corrupt if a good one follows (the drain decides)
@@ -549,8 +583,8 @@ class Spool:
             batch.records.append(Record("", "", None, seq, offset, length))
             return nxt
         try:
-            site_code, source, data = _open_token(self._keyring, seq, offset,
-                                                  _pread_exact(fd, length, offset + RECORD.size))
+            site_code, source, data = _open_token(self._keyring, seq, offset, length,
+                                                  _token_reader(fd, offset))
         except InvalidTag:
             if nxt == end and seq < self._run_start:  # the last record a crash left
                 batch.disk_bytes -= length
@@ -663,7 +697,8 @@ class Spool:
         fsync_dir(folder)
         fsync_dir(self.directory)
         try:
-            code = _open_token(self._keyring, record.segment, record.offset, token)[0]
+            code = _open_token(self._keyring, record.segment, record.offset, record.length,
+                               lambda start, count: token[start:start + count])[0]
         except InvalidTag:
             code = ""
         return code, place
