@@ -3,11 +3,12 @@ data manager."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from nccid.clinical.tests.helpers import sheet_of
+from nccid.config import reset_settings_cache
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
 from nccid.synthetic.people import people
 
@@ -72,3 +73,36 @@ def patients(request, site, keyring, make_user):
         made.append(Patient(person, keyring.pseudonym(person.nhs_number),
                             [o.sop_uid for o in outcomes]))
     return made
+
+
+@pytest.fixture(params=["retain-dates", "shift-dates"])  # (asked for before the scenario)
+def profile(request, local_warehouse, monkeypatch):
+    monkeypatch.setenv("NCCID_DEID_PROFILE", request.param)
+    reset_settings_cache()
+    yield request.param
+    monkeypatch.delenv("NCCID_DEID_PROFILE")
+    reset_settings_cache()
+
+
+@pytest.fixture
+def typo(site, other_site, make_user, keyring, local_warehouse):
+    """The reviewer's scenario: the real patient is in validation (the other site's), the
+    site's typo patient in training, with two studies sent by hospital number."""
+    from nccid.imaging.linking import link_known
+
+    real, other = people(2, seed=31)
+    typed = replace(real, nhs_number=other.nhs_number)  # the same row, a wrong valid number
+    site.split_rule, other_site.split_rule = "training", "validation"
+    site.save()
+    other_site.save()
+    at_other = replace(real, hospital_number="OTH" + real.hospital_number[-6:])
+    send_sheet(other_site, make_user("uploader", other_site), [at_other])
+    assert {o.status for o in send_images(other_site, at_other, study=9)} == {"stored"}
+    uploader = make_user("uploader", site)
+    assert {o.status for o in send_images(site, real, study=1, by_nhs_number=False)} == {"pending"}
+    send_sheet(site, uploader, [typed])  # links the number to the typo patient
+    link_known()  # (the linking pass an upload's commit starts; a test's transaction never commits)
+    corrected = send_sheet(site, uploader, [real])
+    assert any("nccid patient relink" in w for w in corrected.sheet_warnings)
+    assert {o.status for o in send_images(site, real, study=2, by_nhs_number=False)} == {"stored"}
+    return real, keyring.pseudonym(real.nhs_number), keyring.pseudonym(other.nhs_number)

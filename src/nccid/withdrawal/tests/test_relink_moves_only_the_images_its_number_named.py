@@ -23,13 +23,7 @@ from nccid.synthetic.people import people
 
 from .. import relink as relinking
 from .conftest import send_images, send_sheet
-from .test_relink_moves_a_hospital_number_to_the_right_patient import (  # noqa: F401 - fixtures
-    REASON,
-    STUDY_DATE,
-    _images,
-    profile,
-    typo,
-)
+from .test_relink_moves_a_hospital_number_to_the_right_patient import REASON, STUDY_DATE, _images
 
 pytestmark = pytest.mark.django_db(databases=["default", "vault"])
 
