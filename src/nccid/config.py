@@ -41,6 +41,10 @@ class Settings:
     # Memory the node's associations may hold in instances being received, in all (an
     # association past it waits; the one that began first never does: fastpath.MemoryBudget).
     node_receive_memory_mb: int = 128
+    # Associations one calling AE title, and one address, may hold at once (of the 32): AE
+    # titles are no secret, and one peer could otherwise hold every slot and turn sites away.
+    node_associations_per_ae_title: int = 8
+    node_associations_per_address: int = 16
     portal_host: str = "127.0.0.1"
     portal_port: int = 8000
     # The https origin users reach behind the reverse proxy (empty: the portal is reached
@@ -361,6 +365,8 @@ def get_settings() -> Settings:
         node_drain=pick.flag("node_drain", True),
         node_worker_process=pick.flag("node_worker_process", True),
         node_receive_memory_mb=pick.whole("node_receive_memory_mb", 128, low=16),
+        node_associations_per_ae_title=pick.whole("node_associations_per_ae_title", 8, low=1),
+        node_associations_per_address=pick.whole("node_associations_per_address", 16, low=1),
         portal_host=pick.text("portal_host", "127.0.0.1"),
         portal_port=pick.whole("portal_port", 8000, *PORTS),
         public_url=pick.public_url("public_url"),

@@ -11,7 +11,8 @@
 - One calling AE title per site (``Site.ae_title``), read from the database at each
   association, so a site added while the node runs is accepted at once; any other calling AE
   title is refused with A-ASSOCIATE-RJ. While the database does not answer, the titles last
-  read stand (``SiteTitles``): sites send into the spool through an outage.
+  read stand (``SiteTitles``): sites send into the spool through an outage. One AE title, and
+  one address, hold at most a share of the associations (``_Shares``).
 - Each association runs in its own thread with its own database connection, closed when the
   association ends. Logs say who sent how much, never what.
 """
@@ -183,6 +184,8 @@ class _DjangoAssociation(Association):
             super().run()
         finally:
             self.request_arrived()  # or never will: the connection is closed
+            if isinstance(self._server, NodeServer):
+                self._server.shares.leave(self)
             _log_summary(self)
             _log_ending(self)
             connections.close_all()
@@ -265,11 +268,32 @@ class _NodeStateMachine(StateMachine):
 
 
 class _NodeACSE(ACSE):
-    """pynetdicom's ACSE, keeping the reason it gave a refused association for the log."""
+    """pynetdicom's ACSE, keeping the reason it gave a refused association for the log, and
+    refusing a site's association past its AE title's or its address's share (``_Shares``)."""
 
     def send_reject(self, result: int, source: int, diagnostic: int) -> None:
         self.assoc._nccid_refused = (source, diagnostic)
         super().send_reject(result, source, diagnostic)
+
+    def _negotiate_as_acceptor(self) -> None:
+        refusal = self._past_share()
+        if refusal is None:
+            super()._negotiate_as_acceptor()
+            return
+        self.requestor.ae_title = self.requestor.primitive.calling_ae_title
+        self.assoc._nccid_refusal = refusal
+        self.send_reject(0x02, 0x03, 0x02)  # transient; service provider; local limit exceeded
+        evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+        self.assoc.kill()
+
+    def _past_share(self) -> str | None:
+        """Why a site's association would be one past its share, else None (it is counted
+        until it ends). Any other AE title is left to pynetdicom: refused as no site's."""
+        server = self.assoc._server
+        title = str(self.requestor.primitive.calling_ae_title).strip()
+        if not isinstance(server, NodeServer) or title not in self.assoc.ae.site_titles.current():
+            return None
+        return server.shares.admit(self.assoc, title, str(self.requestor.address))
 
 
 class _QuickDUL(DULServiceProvider):
@@ -1143,7 +1167,8 @@ def handle_rejected(event) -> None:
     assoc = event.assoc
     requestor = assoc.requestor
     source_reason = getattr(assoc, "_nccid_refused", (0x01, 0x03))
-    why = _REFUSALS.get(source_reason, "source {0}, reason {1}").format(
+    why = getattr(assoc, "_nccid_refusal", None) or _REFUSALS.get(
+        source_reason, "source {0}, reason {1}").format(
         *source_reason, limit=getattr(getattr(assoc, "ae", None), "maximum_associations", "?"))
     log.warning("refused an association from AE %s at %s (%s)",
                 ae_title_for_log(requestor.ae_title), requestor.address, why)
@@ -1502,6 +1527,49 @@ class _Unassociated:
         self._refused, self._logged_at = 0, now
 
 
+class _Shares:
+    """The node's sites' associations by calling AE title and by peer address: one past
+    either share (the settings ``node_associations_per_ae_title``, 8, and
+    ``node_associations_per_address``, 16, of the 32) is refused with A-ASSOCIATE-RJ
+    (transient, local limit exceeded). AE titles are no secret: one peer holding all 32 with a
+    C-ECHO a minute each turned every other site away, for as long as it liked."""
+
+    def __init__(self, per_title: int, per_address: int) -> None:
+        self.per_title, self.per_address = per_title, per_address
+        self._changed = threading.Condition()
+        self._held: dict[object, tuple[str, str]] = {}  # association -> (AE title, address)
+
+    def admit(self, assoc: object, title: str, address: str) -> str | None:
+        """None, and ``assoc`` counted until it ``leave``s; or why it is refused."""
+        with self._changed:
+            held = list(self._held.values())
+            by_title = sum(1 for other, _ in held if other == title)
+            by_address = sum(1 for _, other in held if other == address)
+            if by_title >= self.per_title:
+                return (f"its AE title holds {by_title} association(s) already: at most "
+                        f"{self.per_title} per AE title (node_associations_per_ae_title)")
+            if by_address >= self.per_address:
+                return (f"its address holds {by_address} association(s) already: at most "
+                        f"{self.per_address} per address (node_associations_per_address)")
+            self._held[assoc] = (title, address)
+            return None
+
+    def leave(self, assoc: object) -> None:
+        with self._changed:
+            if self._held.pop(assoc, None) is not None:
+                self._changed.notify_all()
+
+    def held(self, title: str) -> int:
+        """Associations counted against ``title`` now."""
+        with self._changed:
+            return sum(1 for other, _ in self._held.values() if other == title)
+
+    def wait_until(self, predicate: Callable[[_Shares], bool], timeout: float) -> bool:
+        """Wait (up to ``timeout`` seconds) until ``predicate(shares)``: tests, monitoring."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self), timeout)
+
+
 class NodeServer(ThreadedAssociationServer):
     """The listening node with its spool and drain; ``shutdown()`` stops all three."""
 
@@ -1509,7 +1577,10 @@ class NodeServer(ThreadedAssociationServer):
     drain: Drain | None = None
 
     def __init__(self, *args, **kwargs) -> None:
+        settings = get_settings()
         self.unassociated = _Unassociated()
+        self.shares = _Shares(settings.node_associations_per_ae_title,
+                              settings.node_associations_per_address)
         super().__init__(*args, **kwargs)
 
     def process_request(self, request, client_address) -> None:
