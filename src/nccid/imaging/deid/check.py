@@ -32,7 +32,6 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from nccid.identity.numbers import looks_like_patient_number
 from nccid.warehouse.dicom_json import drop_not_finite
 
 from .engine import (
@@ -46,16 +45,16 @@ from .engine import (
     form_vrs,
     listed_values,
     parse_header,
-    safe_private_value,
+    safe_private_values,
 )
-from .identifying import KEYED_UID_ROOT, text_findings
+from .identifying import KEYED_UID_ROOT, number_looks_identifying, text_findings
 from .profile import SafePrivate, compile_profile, default_safe_private, load_data, profile_names
 
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "UC", "PN", "AE", "CS", "UR"}
 TEXT_IN_BINARY = re.compile(rb"[\x20-\x7e]{6,}")  # printable runs in a binary value
 BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, PIXEL_DATA}
-LEADING_DIGITS = re.compile(r"[+-]?([0-9]+)")
+PATIENT_NUMBER = "NHS/CHI-number-shaped digits with a valid check digit"
 BIRTH_DATE_KEYWORDS = {"PatientBirthDate", "PatientBirthDateInAlternativeCalendar"}
 UTC_OFFSET = re.compile(r"[+-][0-9]{4}$")
 DICOM_JSON_TAG = re.compile(r"[0-9A-Fa-f]{8}")
@@ -168,10 +167,8 @@ class Checker:
                 if safe_vr is None:
                     found.append(Finding(file, where, "(private)",
                                          "private attribute not on the safe list", mask(_str(elem.value))))
-                elif not safe_private_value(elem, safe_vr):
-                    found.append(Finding(file, where, "(private)",
-                                         f"safe-listed private attribute that is not a {safe_vr or 'number'}",
-                                         mask(_str(elem.value))))
+                else:
+                    found += _safe_private_findings(elem, safe_vr, file, where)
                 continue
             removed = None if meta else self._removed(int(tag))
             if removed is not None:
@@ -249,9 +246,22 @@ class Checker:
         elif not any(form_ok(value, v, allowed) for v in vrs):
             yield ("not one of the attribute's enumerated values or defined terms "
                    "(de-identification drops it)"), value
-        digits = LEADING_DIGITS.match(value) if vr in ("IS", "DS") else None
-        if looks_like_patient_number(digits.group(1) if digits else value):
-            yield "NHS/CHI-number-shaped digits with a valid check digit", value
+        if number_looks_identifying(value, vr):
+            yield PATIENT_NUMBER, value
+
+
+def _safe_private_findings(elem, safe_vr: str, file: str, where: str) -> list[Finding]:
+    """A safe-listed private element that does not hold what its VR allows, or whose number
+    is an NHS/CHI number (tested as a public number is: the list vouches for the parameter,
+    not for the value)."""
+    read = safe_private_values(elem, safe_vr)
+    if read is None:
+        return [Finding(file, where, "(private)",
+                        f"safe-listed private attribute that is not a {safe_vr or 'number'}",
+                        mask(_str(elem.value)))]
+    kind, values = read
+    return [Finding(file, where, "(private)", PATIENT_NUMBER, mask(value))
+            for value in values if number_looks_identifying(value, kind)]
 
 
 def _binary_findings(value) -> Iterator[tuple[str, str]]:

@@ -46,7 +46,7 @@ from nccid.dicomvalues import (
 from nccid.identity.keys import SHIFT_BACKWARD, Keyring
 from nccid.identity.numbers import is_valid_patient_number
 
-from .identifying import FREE_TEXT_VRS, looks_identifying
+from .identifying import FREE_TEXT_VRS, looks_identifying, number_looks_identifying
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
 
 # pydicom's value validation warns *and logs* the offending value (an original UID, a name):
@@ -1062,37 +1062,52 @@ SAFE_PRIVATE_MAX_BYTES = 1024
 
 def safe_private_value(elem, vr: str) -> bool:
     """True when a safe-listed private element holds what its declared VR allows (numbers, or
-    short code strings): the safe list vouches for a vendor's parameter, not for whatever a
-    file puts under its tag."""
+    short code strings) and none of its values is an NHS/CHI number: the safe list vouches
+    for a vendor's parameter, not for whatever a file puts under its tag (a B value of
+    9434765919 is a patient's number)."""
+    read = safe_private_values(elem, vr)
+    return read is not None and not any(number_looks_identifying(v, read[0]) for v in read[1])
+
+
+def safe_private_values(elem, vr: str) -> tuple[str, list[str]] | None:
+    """``(as, values)`` of a safe-listed private element that holds what its declared VR
+    allows: its values as text (binary numbers written out) and the VR to test them as for a
+    patient's number (``number_looks_identifying``: DS for binary numbers); None for any
+    other value."""
     if elem is None:
-        return False
+        return None
     if not vr:  # an entry that declares no VR: the element's own, if it is a numeric one
         vr = elem.VR if elem.VR in _SAFE_BINARY or elem.VR in _SAFE_TEXT else ""
     if not vr or elem.VR not in (None, "UN", vr):
-        return False
+        return None
     if isinstance(elem, RawDataElement) or isinstance(elem.value, bytes):  # as read, or UN
         raw = elem.value
         if raw is None or getattr(elem, "length", 0) == 0xFFFFFFFF or not isinstance(raw, bytes):
-            return False
+            return None
     elif vr in _SAFE_BINARY and elem.VR == vr:
-        return all(isinstance(v, (int, float)) and math.isfinite(v) for v in _values(elem.value))
+        numbers = list(_values(elem.value))
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            return None
+        return "DS", [str(v) for v in numbers]
     elif vr in _SAFE_TEXT and elem.VR == vr:
         raw = "\\".join(str(v) for v in _values(elem.value)).encode("latin-1", "replace")
     else:
-        return False
+        return None
     if len(raw) > SAFE_PRIVATE_MAX_BYTES:
-        return False
+        return None
     if vr in _SAFE_BINARY:
         code = _SAFE_BINARY[vr]
         size = struct.calcsize(code)
         if len(raw) % size:
-            return False
+            return None
         order = "<" if getattr(elem, "is_little_endian", True) is not False else ">"
-        return all(math.isfinite(v) for (v,) in struct.iter_unpack(order + code, raw))
+        numbers = [v for (v,) in struct.iter_unpack(order + code, raw)]
+        return ("DS", [str(v) for v in numbers]) if all(map(math.isfinite, numbers)) else None
     pattern = _SAFE_TEXT.get(vr)
     if pattern is None or not raw.isascii():
-        return False
-    return all(pattern.fullmatch(v) for v in raw.decode("ascii").rstrip("\x00 ").split("\\"))
+        return None
+    texts = raw.decode("ascii").rstrip("\x00 ").split("\\")
+    return (vr, texts) if all(pattern.fullmatch(v) for v in texts) else None
 
 
 def _check_length(elem) -> None:
