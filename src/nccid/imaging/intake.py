@@ -41,6 +41,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
+from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -81,12 +82,18 @@ from .spool import fsync_dir
 
 log = logging.getLogger("nccid.imaging.intake")
 
+STUDY_INSTANCE_UID = 0x0020000D
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 HEADER_PEEK = 64 * 1024  # bytes read first for a file's meta or header (more if it is longer)
-# Top-level elements (sequences count as one): real headers hold hundreds; a batch of files
-# holding hundreds of thousands each would hold gigabytes of parsed elements.
+# Elements of a header at every depth, each sequence item counting as one: real headers hold
+# hundreds, an enhanced CT's per-frame groups about 40 a frame (40,000 for 1,000 frames). Each
+# costs 1.5-2.5 KB to parse and de-identify (an empty item the most): a file at the limit
+# takes up to ~250 MB (a million small items took gigabytes).
 MAX_HEADER_ELEMENTS = 50_000
+# Sequences inside sequences: real files nest a few (an SR's content tree a dozen at most);
+# pydicom's parser, the de-identifier and its copies recurse per level, and fail past ~100.
+MAX_SEQUENCE_DEPTH = 32
 # A deflated dataset is inflated here, never by pydicom (which inflates it whole, at every
 # parse): a chunk at a time, to at most this many bytes. Taking it in costs about twice its
 # inflated size, so the bound keeps a process under the 500 MB memory target; deflate is used
@@ -169,6 +176,29 @@ def _element_header(data, offset: int, implicit: bool) -> tuple[bytes, int, int]
     return vr, struct.unpack_from("<H", data, offset + 6)[0], offset + 8
 
 
+def _top_level_uid(data, offset: int, implicit: bool, wanted: int) -> str | None:
+    """The UID of the top-level element ``wanted`` of the little-endian dataset starting at
+    ``offset``, walking the elements before it as bytes (sequences passed over); None when
+    absent, cut or not UID-shaped."""
+    size = len(data)
+    while offset + 12 <= size:
+        group, element = struct.unpack_from("<HH", data, offset)
+        tag = group << 16 | element
+        if tag > wanted:
+            return None
+        vr, length, offset = _element_header(data, offset, implicit)
+        if length == 0xFFFFFFFF or _is_sequence(tag, vr, implicit):
+            offset, _ = _sequence_end(data, offset, length, implicit or vr == b"UN", 0, False)
+            if offset is None:
+                return None
+        elif tag == wanted:
+            uid = _uid_text(data, offset, length) if offset + length <= size else ""
+            return uid if len(uid) <= 64 and _UID_FORM.fullmatch(uid) else None
+        else:
+            offset += length
+    return None
+
+
 def _dataset_sop_uid(data, offset: int, implicit: bool) -> str | None:
     """(0008,0018) of the dataset starting at ``offset``, walking the elements before it."""
     return _first_uids(data, offset, implicit).get(0x00080018)
@@ -194,16 +224,20 @@ def _first_uids(data, offset: int, implicit: bool) -> dict[int, str]:
     return found
 
 
-_TOO_MANY_ELEMENTS = "more than {:,} elements in the header: not an image header"
+_TOO_MANY_ELEMENTS = ("more than {:,} elements in the header (sequence items and their "
+                      "elements counted): not an image header")
+_TOO_DEEP = "sequences nested more than {} deep in the header: not an image header"
 
 
 def _check_element_count(data) -> bool | None:
-    """Rejected when the dataset has more than MAX_HEADER_ELEMENTS top-level elements before
-    its pixel data, counted by walking the bytes before anything is parsed (parsing a million
-    elements costs seconds and hundreds of MB). ``data`` may be only the file's start: the
-    walk stops where it ends, and says whether the header ended within it (True: the pixel
-    data was reached; False: not). None when the dataset cannot be walked so (deflated, big
-    endian, a malformed element): the parser decides, and ``_check_complete`` counts after."""
+    """Rejected when the dataset has more than MAX_HEADER_ELEMENTS elements before its pixel
+    data (at every depth, items included) or sequences nested beyond MAX_SEQUENCE_DEPTH, found
+    by walking the bytes before anything is parsed (parsing a million elements costs seconds
+    and hundreds of MB; deep nesting, the parser's recursion). ``data`` may be only
+    the file's start: the walk stops where it ends, and says whether the header ended within
+    it (True: the pixel data was reached; False: not). None when the dataset cannot be walked
+    so (deflated, big endian, a malformed element): the parser decides, and
+    ``_check_complete`` counts after."""
     end = _header_end(data)
     return None if end is None else _pixels_at(data, end)
 
@@ -224,15 +258,17 @@ def _walk_elements(data, offset: int, implicit: bool) -> int | None:
     """Walk the little-endian top-level elements from ``offset``: where the pixel data starts
     (``_pixels_at``), else where the elements end: the end of ``data`` when they end with it,
     another offset when the last one is cut (its header, its value or a sequence); None when
-    an element is not one (the parser says what it is). Rejected beyond MAX_HEADER_ELEMENTS."""
+    an element is not one (the parser says what it is). Sequences are walked into, as pydicom
+    reads them (``_sequence_end``). Rejected beyond MAX_HEADER_ELEMENTS at every depth, or
+    MAX_SEQUENCE_DEPTH."""
     # Every file of an import and of the node passes here: one struct call per element.
     unpack, long_length = (_IMPLICIT_HEADER if implicit else _EXPLICIT_HEADER).unpack_from, _LENGTH.unpack_from
     size, limit = len(data), MAX_HEADER_ELEMENTS
-    count = 0
+    count, unsure = 0, False
     while offset + 8 <= size:
         group, element, vr, length = unpack(data, offset)
         if group == 0x7FE0 and element in (0x0008, 0x0009, 0x0010):
-            return offset  # the pixel data: the header ends here
+            return None if unsure else offset  # the pixel data: the header ends here
         count += 1
         if count > limit:
             raise Rejected(_TOO_MANY_ELEMENTS.format(limit))
@@ -245,15 +281,29 @@ def _walk_elements(data, offset: int, implicit: bool) -> int | None:
             offset += 12
         elif vr in _SHORT_LENGTH_VRS:
             offset += 8
-        else:
-            return None  # not a VR: the parser says what this is
-        if length == 0xFFFFFFFF:
-            offset = _after_undefined_length(data, offset, implicit or vr == b"UN")
+        else:  # not a VR: the parser says what this is; counted on as pydicom reads it on
+            unsure = True
+            if not b"AA" <= vr <= b"ZZ":  # (it takes the element as implicit VR)
+                (length,) = long_length(data, offset + 4)
+                vr = b""
+            offset += 8
+        if length == 0xFFFFFFFF or _is_sequence(group << 16 | element, vr, implicit):
+            offset, count = _sequence_end(data, offset, length, implicit or vr == b"UN", count)
             if offset is None:
-                return size + 1  # cut inside the sequence
+                return None if unsure else size + 1  # cut inside the sequence
         else:
             offset += length
-    return offset
+    return None if unsure else offset
+
+
+# Tags the dictionary names sequences: pydicom reads them so when their VR is not written
+# (implicit VR) or unknown (UN).
+_SEQUENCE_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+
+
+def _is_sequence(tag: int, vr: bytes, implicit: bool) -> bool:
+    """A defined-length element pydicom reads as a sequence (its items then parsed)."""
+    return vr == b"SQ" or ((implicit or vr == b"UN") and tag in _SEQUENCE_TAGS)
 
 
 def _pixels_at(data, offset: int) -> bool:
@@ -282,35 +332,77 @@ def _syntax_and_dataset_start(data) -> tuple[str | None, int]:
     return meta.get(0x10), start
 
 
-def _after_undefined_length(data, offset: int, implicit: bool) -> int | None:
-    """Where the undefined-length value (a sequence) starting at ``offset`` ends, past its
-    delimiter; None when the bytes end first or are not items. Walked without recursion, so
-    no nesting is too deep for it."""
-    end = len(data)
-    open_values = [implicit]  # undefined-length sequences and items: is each implicit VR?
-    while offset + 8 <= end:
-        group, element = struct.unpack_from("<HH", data, offset)
+def _sequence_end(data, offset: int, length: int, implicit: bool, count: int,
+                  bounded: bool = True) -> tuple[int | None, int]:
+    """Where the sequence value starting at ``offset`` (``length`` bytes, or undefined) ends,
+    and ``count`` plus its items and their elements at every depth (``bounded``: Rejected
+    beyond MAX_HEADER_ELEMENTS, or nested beyond MAX_SEQUENCE_DEPTH). The end is None when the
+    bytes end first or an undefined-length value is not items; a defined-length value that is
+    not is passed over whole (pydicom says what it is, if it reads it). Walked without
+    recursion: no nesting is too deep for it."""
+    size = len(data)
+    limit, depth = (MAX_HEADER_ELEMENTS, 2 * MAX_SEQUENCE_DEPTH) if bounded else (-1, -1)
+    # The values open: (where each ends, None if undefined; its elements are implicit VR).
+    open_values: list[tuple[int | None, bool]] = [(_undefined_or(offset, length), implicit)]
+    while open_values:
+        end, implicit = open_values[-1]
+        if end is not None and offset >= end:
+            if offset > end:  # an element ran past it
+                offset = _past_defined(open_values)
+                if offset is None:
+                    return None, count
+                continue
+            open_values.pop()
+            continue
+        if offset + 8 > size:
+            offset = _past_defined(open_values)
+            if offset is None:
+                return None, count
+            continue
+        group, element, length = _ITEM_HEADER.unpack_from(data, offset)
         if group == 0xFFFE:
-            (length,) = struct.unpack_from("<I", data, offset + 4)
             offset += 8
-            if element in (0xE00D, 0xE0DD):  # item or sequence delimiter
+            if element == 0xE000:  # an item
+                count += 1
+                open_values.append((_undefined_or(offset, length), implicit))
+            elif element in (0xE00D, 0xE0DD):  # item or sequence delimiter
                 open_values.pop()
-                if not open_values:
-                    return offset
-            elif element != 0xE000:
-                return None
-            elif length == 0xFFFFFFFF:
-                open_values.append(open_values[-1])
+            else:
+                offset = _past_defined(open_values)
+                if offset is None:
+                    return None, count
+                continue
+        else:
+            count += 1
+            if offset + 12 > size:
+                offset = _past_defined(open_values)
+                if offset is None:
+                    return None, count
+                continue
+            vr, length, offset = _element_header(data, offset, implicit)
+            if length == 0xFFFFFFFF or _is_sequence(group << 16 | element, vr, implicit):
+                open_values.append((_undefined_or(offset, length), implicit or vr == b"UN"))
+                if len(open_values) >= depth >= 0:  # (a sequence and an item: a level)
+                    raise Rejected(_TOO_DEEP.format(MAX_SEQUENCE_DEPTH))
             else:
                 offset += length
-            continue
-        if offset + 12 > end:
-            return None
-        vr, length, offset = _element_header(data, offset, open_values[-1])
-        if length == 0xFFFFFFFF:  # a sequence (UN: its items are implicit VR, PS3.5 6.2.2)
-            open_values.append(open_values[-1] or vr == b"UN")
-        else:
-            offset += length
+        if count > limit >= 0:
+            raise Rejected(_TOO_MANY_ELEMENTS.format(limit))
+    return offset, count
+
+
+def _undefined_or(offset: int, length: int) -> int | None:
+    """Where a value of ``length`` starting at ``offset`` ends; None for an undefined length."""
+    return None if length == 0xFFFFFFFF else offset + length
+
+
+def _past_defined(open_values: list) -> int | None:
+    """After a malformed or cut value: the end of the innermost defined-length value around it
+    (the walk goes on from there, the values inside it closed), else None."""
+    while open_values:
+        end, _ = open_values.pop()
+        if end is not None:
+            return end
     return None
 
 
@@ -324,6 +416,7 @@ _SHORT_LENGTH_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", 
 _EXPLICIT_HEADER = struct.Struct("<HH2sH")
 _IMPLICIT_HEADER = struct.Struct("<HH0sI")
 _LENGTH = struct.Struct("<I")
+_ITEM_HEADER = struct.Struct("<HHI")  # (an item's, and a delimiter's, in every encoding)
 
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -533,6 +626,8 @@ def _parse(data: bytes) -> tuple[Dataset, int]:
     end = _header_end(data)  # (counted before parsing: Rejected beyond the limit)
     try:
         ds, start = parse_header(data, force=False)
+    except RecursionError:  # (one the byte walk could not read: big endian)
+        raise Rejected(_TOO_DEEP.format(MAX_SEQUENCE_DEPTH)) from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
         raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
     _check_complete(ds, len(data))
@@ -556,7 +651,7 @@ def _check_complete(ds: Dataset, size: int) -> None:
     if not UID(str(tsuid).strip("\x00 ")).is_transfer_syntax:
         raise Rejected("unknown transfer syntax (not one of the DICOM standard's): its pixel "
                        "data cannot be read")
-    if len(ds._dict) > MAX_HEADER_ELEMENTS:  # (one the byte walk could not count)
+    if _parsed_count(ds) > MAX_HEADER_ELEMENTS:  # (one the byte walk could not count)
         raise Rejected(_TOO_MANY_ELEMENTS.format(MAX_HEADER_ELEMENTS))
     try:
         missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip("\x00 ")]
@@ -578,6 +673,20 @@ def _check_complete(ds: Dataset, size: int) -> None:
                 raise Rejected("truncated: the file ends inside an undefined-length element")
         elif last.value_tell + last.length > size:
             raise Rejected("truncated: the last element is shorter than its declared length")
+
+
+def _parsed_count(ds: Dataset) -> int:
+    """The elements and items of a parsed header at every depth (sequences pydicom has read;
+    the others are still bytes), counted without recursion."""
+    count, datasets = 0, [ds]
+    while datasets:
+        elements = datasets.pop()._dict.values()
+        count += len(elements)
+        for elem in elements:
+            if not isinstance(elem, RawDataElement) and elem.VR == "SQ":
+                count += len(elem.value)
+                datasets.extend(elem.value)
+    return count
 
 
 def _ends_with_delimiter(elem: RawDataElement, size: int) -> bool:
@@ -1213,6 +1322,20 @@ def _study_of(ds: Dataset, keyring) -> _Study:
     return _Study(keyring.uid(str(ds.StudyInstanceUID).strip("\x00 ")), "")
 
 
+def _study_from_bytes(data, keyring) -> _Study:
+    """The study of a file refused before its header was read (cut, mislabelled, too many
+    elements...), from a walk of its top-level elements as bytes (``_top_level_uid``); the
+    row of unreadable studies when it cannot be read so."""
+    try:
+        syntax, offset = _syntax_and_dataset_start(data)
+        if syntax not in _QUICK_SYNTAXES:
+            return UNREADABLE_STUDY
+        uid = _top_level_uid(data, offset, syntax == _IMPLICIT_LE, STUDY_INSTANCE_UID)
+    except (Rejected, struct.error, UnicodeDecodeError, ValueError):
+        return UNREADABLE_STUDY
+    return UNREADABLE_STUDY if uid is None else _Study(keyring.uid(uid), "")
+
+
 def _with_modality(study: _Study, ds: Dataset) -> _Study:
     return study._replace(modality=str(header_value(ds, "Modality") or "").strip().upper()[:16])
 
@@ -1386,7 +1509,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
             if bytes(data[128:132]) == b"DICM":  # (not a DICOM file at all: nothing to tell)
-                refused.append((study or UNREADABLE_STUDY, "", str(exc),
+                refused.append((study or _study_from_bytes(data, keyring), "", str(exc),
                                 sop_uid or _content_uid(keyring, data)))
         except Exception as exc:  # noqa: BLE001
             # Parsing works on bytes in memory: only the vault's database can be away here; an

@@ -167,13 +167,13 @@ def _deidentify_together(deid: Deidentifier, ds: Dataset, tags: list[int], pseud
     # The Pixel Representation decides "US or SS" elements inside sequences, as in the file.
     context = (SPECIFIC_CHARACTER_SET, PIXEL_REPRESENTATION, SOP_CLASS_UID, SOP_INSTANCE_UID,
                *ADDED) if with_added else (SPECIFIC_CHARACTER_SET, PIXEL_REPRESENTATION)
-    for tag in (*context, *tags):
-        elem = ds._dict.get(tag)
-        if elem is not None:  # a converted sequence is changed in place: the file keeps its own
-            small._dict[tag] = elem if isinstance(elem, RawDataElement) \
-                else deepcopy(elem) if elem.VR == "SQ" else copy(elem)
-    small.set_original_encoding(*ds.original_encoding, ds.original_character_set)
-    try:
+    try:  # (copying a sequence nested deeply exceeds the recursion limit: the engine's way)
+        for tag in (*context, *tags):
+            elem = ds._dict.get(tag)
+            if elem is not None:  # a converted sequence is changed in place: the file keeps its own
+                small._dict[tag] = elem if isinstance(elem, RawDataElement) \
+                    else deepcopy(elem) if elem.VR == "SQ" else copy(elem)
+        small.set_original_encoding(*ds.original_encoding, ds.original_character_set)
         if with_added:
             small.file_meta, small.preamble = ds.file_meta, ds.preamble
             off_list = deid.deidentify(small, pseudonym=pseudonym).off_list

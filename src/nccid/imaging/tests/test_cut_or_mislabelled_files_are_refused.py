@@ -17,7 +17,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRSpectroscopyStorage
 
-from nccid.imaging.intake import Rejected, ingest, read_header
+from nccid.imaging.intake import UNREADABLE_STUDY, Rejected, ingest, ingest_many, read_header
 from nccid.imaging.models import StudyReceipt
 from nccid.imaging.outcome import IngestStatus
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
@@ -132,6 +132,27 @@ def test_a_ct_image_cut_before_rows_is_refused_and_counted(site, person_factory)
     assert outcome.status is IngestStatus.REJECTED
     assert outcome.reason.startswith("truncated: the header describes an image")
     assert StudyReceipt.objects.get(site=site).rejected == 1
+
+
+@SYNTAXES
+@pytest.mark.django_db(databases=["default", "vault"])
+def test_a_file_refused_as_cut_counts_on_its_studys_row(site, keyring, person_factory, syntax):
+    """Refused before its header is parsed, its Study Instance UID is read from its bytes: the
+    site sees the refusal on its study's row (it went under "no readable Study Instance UID");
+    a file cut before that UID still goes there."""
+    person = person_factory(96)
+    ds, other = (synthetic_instance(person, modality="CT", patient_id=person.nhs_number,
+                                    plant=False, instance=n) for n in (1, 2))
+    ds.file_meta.TransferSyntaxUID = other.file_meta.TransferSyntaxUID = syntax
+    cut_pixels = to_bytes(ds)[:-10]
+    data = to_bytes(other)
+    cut_study = data[:data.index(b"\x20\x00\x0d\x00") + 4]
+    outcomes = ingest_many([cut_pixels, cut_study], site, "import")
+    assert [o.status for o in outcomes] == [IngestStatus.REJECTED] * 2
+    assert outcomes[0].reason.startswith("truncated: the pixel data declares")
+    rows = {r.study_uid: (r.rejected, r.problem) for r in StudyReceipt.objects.filter(site=site)}
+    assert rows == {keyring.uid(str(ds.StudyInstanceUID)): (1, outcomes[0].reason),
+                    UNREADABLE_STUDY.study_uid: (1, outcomes[1].reason)}
 
 
 def _bare_jpeg_with_icon(person) -> bytes:

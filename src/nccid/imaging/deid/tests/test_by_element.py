@@ -193,3 +193,23 @@ def test_unusual_files_come_out_as_the_engine_writes_them(kr, person, variant):
         syntax = ImplicitVRLittleEndian if variant == "implicit VR" else None
         data = _encoded(ds, syntax) if syntax else to_bytes(ds)
         assert _assert_same_as_engine(deid, data), variant
+
+
+def _content_nested(data: bytes, depth: int) -> bytes:
+    """``data`` (explicit VR) with a Content Sequence ``depth`` sequences deep before its
+    pixel data, undefined lengths (pydicom parses such sequences as it reads the header)."""
+    body = b"\x08\x00\x00\x01SH\x02\x00X1"
+    for _ in range(depth):
+        body = (b"\x40\x00\x30\xa7SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\xff\xff\xff\xff"
+                + body + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+    pixel = data.rfind(b"\xe0\x7f\x10\x00")
+    return data[:pixel] + body + data[pixel:]
+
+
+def test_a_sequence_nested_too_deeply_to_copy_goes_the_engines_way(deid, person):
+    """Its copy exceeded the recursion limit outside the engine's error handling: the import
+    failed with an internal error where the engine (the node's way) removes the sequence."""
+    data = _content_nested(to_bytes(synthetic_instance(person, plant=False)), 150)
+    engine = _engine(deid, data)
+    assert b"\x40\x00\x30\xa7" not in engine[0]  # (Content Sequence is removed)
+    assert _by_element(deid, data) in (None, engine)
