@@ -352,7 +352,7 @@ def _strings(value) -> list[str]:
     if isinstance(value, bytes):  # text as read: a value pydicom could not convert
         return [v.strip(" \x00") for v in value.decode("latin-1").split("\\")]
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return [str(v).strip() for v in value]
+        return [("" if v is None else str(v)).strip() for v in value]  # JSON null: empty
     return [_str(value).strip()]
 
 
