@@ -44,7 +44,6 @@ from nccid.dicomvalues import (
     value_key,
 )
 from nccid.identity.keys import SHIFT_BACKWARD, Keyring
-from nccid.identity.numbers import is_valid_patient_number
 
 from .identifying import FREE_TEXT_VRS, looks_identifying, number_looks_identifying
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
@@ -764,16 +763,17 @@ def form_ok(text: str, vr: str, allowed: frozenset[str] | None = None) -> bool:
         return False
     if vr == "DS" and not math.isfinite(float(text)):
         return False  # 1e400 overflows to Infinity, which no reader (nor JSON) takes
-    if vr in _NUMBER_HIDING_VRS and _WHOLE_NUMBER.fullmatch(text) and is_valid_patient_number(text):
-        return False  # a Patient's Weight of 9994200003: an NHS/CHI number, not a value
+    if vr in _NUMBER_HIDING_VRS and number_looks_identifying(text, vr):
+        return False  # a Patient's Weight of 9994200003 (or +9994200003.0): an NHS/CHI number
     return vr != "IS" or -2**31 <= int(text) < 2**31
 
 
-# Kept values of these VRs may be a bare run of 9-10 digits; one that passes an NHS/CHI check
-# is taken for the number it looks like (1 in 11 such runs pass by chance: a value of 9-10
-# digits in a kept code or number is rare enough that dropping it loses next to nothing).
+# Kept values of these VRs may hold a run of 9-10 digits however written (+, .0, E9, leading
+# zeros, a code's spaces: the checker's test, number_looks_identifying); one that passes an
+# NHS/CHI check is taken for the number it looks like (1 in 11 such runs pass by chance: a
+# value of 9-10 digits in a kept code or number is rare enough that dropping it loses next to
+# nothing).
 _NUMBER_HIDING_VRS = frozenset({"IS", "DS", "CS"})
-_WHOLE_NUMBER = re.compile(r"[0-9]{9,10}")
 
 
 def form_vrs(tag: int, vr: str) -> tuple[str, ...]:

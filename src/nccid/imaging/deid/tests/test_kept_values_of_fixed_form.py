@@ -142,7 +142,7 @@ DS_AS_IS = [  # (tag, declared VR, value): a number declared as the other kind o
     (0x00180050, "IS", "2.5"),       # Slice Thickness (DS) as IS
     (0x00280030, "IS", "0.5\\0.5"),  # Pixel Spacing (DS) as IS
     (0x00200013, "DS", "2.5"),       # Instance Number (IS) as DS
-    (0x00180050, "IS", "9990000018.5"),  # a DS is not limited to 32 bits: as long as DS holds
+    (0x00180050, "IS", "9990000019.5"),  # a DS is not limited to 32 bits (no NHS number in it)
 ]
 
 
