@@ -42,6 +42,27 @@ def test_a_body_sending_more_than_the_limit_is_stopped_while_read():
     with pytest.raises(StopFutureHandlers):  # it takes the file: no other handler runs
         handler.new_file("file", "sheet.csv", "text/csv", 0)
     limit = settings.NCCID_MAX_SPREADSHEET_BYTES + FORM_OVERHEAD
-    assert handler.receive_data_chunk(b"x" * 10, limit - 10) is None  # kept
+    assert handler.receive_data_chunk(b"x" * (limit - 10), 0) is None  # kept
+    with pytest.raises(StopFutureHandlers):  # a second file of the same request
+        handler.new_file("other", "more.csv", "text/csv", 0)
+    with pytest.raises(RequestDataTooBig):  # counted with the first: files do not add up past it
+        handler.receive_data_chunk(b"x" * 11, 0)
+
+
+def test_a_request_saying_more_than_the_limit_is_refused_before_its_body_is_read():
+    from django.core.exceptions import RequestDataTooBig
+
+    from nccid.web.uploads import FORM_OVERHEAD, InMemoryOnlyUploadHandler
+
     with pytest.raises(RequestDataTooBig):
-        handler.receive_data_chunk(b"x" * 11, limit - 10)
+        InMemoryOnlyUploadHandler().handle_raw_input(
+            None, {}, settings.NCCID_MAX_SPREADSHEET_BYTES + FORM_OVERHEAD + 1, b"x")
+
+
+def test_files_sent_to_the_sign_in_page_are_not_kept_past_the_limit(client):
+    """The CSRF check reads any POST's body: an anonymous request of many large files to the
+    sign-in page made a worker hold them all (1.2 GB for twenty of 50 MB)."""
+    part = b"x" * (settings.NCCID_MAX_SPREADSHEET_BYTES // 2 + 1)
+    files = {f"f{i}": SimpleUploadedFile(f"{i}.csv", part) for i in range(3)}
+    answer = client.post("/login/", {"username": "a", "password": "b", **files})
+    assert answer.status_code == 400
