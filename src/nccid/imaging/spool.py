@@ -165,14 +165,18 @@ def quarantined(directory: Path) -> list[Path]:
     return sorted(found)
 
 
-def open_quarantined(keyring, path: Path) -> tuple[str, str, bytes]:
-    """(site code, source, file) of a quarantined record; InvalidTag unless authentic."""
+def open_quarantined(keyring, path: Path) -> tuple[str, str, bytes | mmap.mmap]:
+    """(site code, source, file) of a quarantined record (its token alone, read piece by
+    piece); InvalidTag unless authentic."""
     match = _QUARANTINED_NAME.fullmatch(Path(path).name)
     if match is None:
         raise ValueError(f"{Path(path).name} is not a quarantined spool record")
-    token = memoryview(Path(path).read_bytes())
-    return _open_token(keyring, int(match.group(1)), int(match.group(2)), len(token),
-                       lambda start, count: bytes(token[start:start + count]))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _open_token(keyring, int(match.group(1)), int(match.group(2)),
+                           os.fstat(fd).st_size, lambda start, count: _pread_exact(fd, count, start))
+    finally:
+        os.close(fd)
 
 
 def requeue_quarantined(spool: Spool) -> int:
@@ -428,7 +432,7 @@ class Spool:
         the disk writes the body meanwhile. What it returns, if anything, is a reason to
         refuse the file: the record is left without a header (never seen, overwritten by the
         next) and ``append`` returns that reason."""
-        parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+        parts = list(data) if isinstance(data, (list, tuple)) else [data]  # (or an mmap)
         prefix = _prefix(site_code, source)
         with self._write_lock:
             if self._closed:

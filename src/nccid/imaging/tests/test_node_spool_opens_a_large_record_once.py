@@ -11,7 +11,15 @@ import tracemalloc
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from nccid.imaging.spool import LARGE_RECORD, PIECE_BYTES, RECORD, Spool, open_record
+from nccid.imaging.spool import (
+    LARGE_RECORD,
+    PIECE_BYTES,
+    RECORD,
+    Spool,
+    open_record,
+    quarantined,
+    requeue_quarantined,
+)
 
 SIZE = LARGE_RECORD + 5 * 1024 * 1024 + 7  # a few pieces past the threshold, not whole pieces
 
@@ -78,4 +86,24 @@ def test_a_small_record_is_still_bytes(tmp_path, keyring):
     spool.append("RTEST", "node", [b"head", b"body" * 1000])
     [record] = spool.read_batch(sealed=True).records
     assert open_record(folder, keyring, record) == ("RTEST", "node", b"head" + b"body" * 1000)
+    spool.close()
+
+
+def test_a_large_quarantined_record_is_sent_again_whole(tmp_path, keyring):
+    """``nccid images quarantine --requeue``: the record comes back as a mapping, appended as
+    one buffer (not taken for a list of its bytes)."""
+    folder = tmp_path / "spool"
+    data = _file()
+    spool = Spool(folder, keyring)
+    spool.append("RTEST", "node", data)
+    batch = spool.read_batch(sealed=True)
+    spool.quarantine(batch.records[0])
+    spool.release(batch)
+    count, peak = _opened_with_peak(lambda: requeue_quarantined(spool))
+    assert count == 1 and not quarantined(folder)
+    # pieces at a time: appended as the 1-byte items of its iteration, it held hundreds of MB
+    assert peak < 8 * PIECE_BYTES, f"the Python heap held {peak:,} bytes requeueing {SIZE:,}"
+    [record] = spool.read_batch(sealed=True).records
+    code, source, opened = open_record(folder, keyring, record)
+    assert (code, source, opened[:] == data) == ("RTEST", "node", True)
     spool.close()
