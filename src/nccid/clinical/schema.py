@@ -181,6 +181,9 @@ class Column:
     max_length: int | None = None
     hint: str = ""
     in_template: bool = True
+    # The fields the cleaner makes of this column in place of it (a negative sheet's swab
+    # rows are folded into one record per patient); () when the cleaned record keeps the field.
+    cleaned_as: tuple[str, ...] = ()
 
     @cached_property
     def label(self) -> str:
@@ -237,6 +240,18 @@ class Template:
     one_row_per_patient: bool
     columns: tuple[Column, ...]
     by_key: dict[str, Column]
+    rows_cleaned_as: str | None = None  # the list a patient's rows are kept in, when folded
+
+    def cleaned_fields(self) -> list[str]:
+        """The single-valued fields a cleaned record of this template holds: each column's
+        own, or those it is cleaned as; never identifiers (the cleaner may add derived ones,
+        such as the ISARIC 4C score)."""
+        return [name for c in self.columns if c.identifier is None
+                for name in (c.cleaned_as or (c.field,))]
+
+    def cleaned_as_of(self) -> dict[str, tuple[str, ...]]:
+        """Each column the cleaner folds into other fields -> those fields."""
+        return {c.field: c.cleaned_as for c in self.columns if c.cleaned_as}
 
     def column_for(self, header: object) -> Column | None:
         return self.by_key.get(normalise_header(header))
@@ -381,6 +396,7 @@ def _column(spec: dict, code_lists: dict[str, CodeList], kind: str) -> Column:
         text_values={k.upper(): float(v) for k, v in spec.get("text_values", {}).items()},
         max_length=spec.get("max_length"), hint=spec.get("hint", ""),
         in_template=spec.get("in_template", True),
+        cleaned_as=tuple(spec.get("cleaned_as", ())),
     )
 
 
@@ -398,10 +414,25 @@ def _template(spec: dict, code_lists: dict[str, CodeList]) -> Template:
             if by_key.get(key, column) is not column:
                 raise SchemaError(f"{info['kind']}: header {name!r} matches two columns")
             by_key[key] = column
+    _check_cleaned_as(info, columns, fields)
     return Template(
         kind=info["kind"], version=str(info["version"]), title=info["title"],
         one_row_per_patient=info["one_row_per_patient"], columns=columns, by_key=by_key,
+        rows_cleaned_as=info.get("rows_cleaned_as"),
     )
+
+
+def _check_cleaned_as(info: dict, columns: tuple[Column, ...], fields: set[str]) -> None:
+    """A column is cleaned as other fields only where rows are folded, into lower_snake_case
+    names no column of the template has."""
+    for column in columns:
+        if column.cleaned_as and not info.get("rows_cleaned_as"):
+            raise SchemaError(f"{info['kind']}: {column.field} has cleaned_as, but the template "
+                              "folds no rows (rows_cleaned_as)")
+        for name in column.cleaned_as:
+            if name in fields or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise SchemaError(f"{info['kind']}: {column.field} is cleaned as {name!r}, "
+                                  "a column's field or not lower_snake_case")
 
 
 @cache

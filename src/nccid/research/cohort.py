@@ -291,13 +291,25 @@ def clinical_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 @cache
 def known_fields() -> frozenset[str]:
-    """The cleaned fields: the clinical templates' (identifiers are never cleaned) and the
-    derived ones the warehouse flattens (``any_positive_swab``, ``isaric_4c_score`` ...)."""
+    """The fields cleaned records hold: the clinical templates' (identifiers are never
+    cleaned; a column the cleaner folds into others, as the negative template's swab_date,
+    counts as those) and the derived ones the warehouse flattens (``isaric_4c_score`` ...)."""
     from nccid.clinical.schema import templates
     from nccid.warehouse.catalogue_schema import clinical_columns as flattened
 
-    return frozenset({c.field for t in templates().values() for c in t.columns
-                      if c.type != "identifier"} | set(flattened()))
+    return frozenset({name for t in templates().values() for name in t.cleaned_fields()}
+                     | set(flattened()))
+
+
+@cache
+def folded_fields() -> dict[str, str]:
+    """Each template column no cleaned record holds -> what to say instead (the fields the
+    cleaner folds it into, read from the template)."""
+    from nccid.clinical.schema import templates
+
+    return {name: (f"the {t.kind} template's rows are folded into one record per patient, "
+                   f"every row in its {t.rows_cleaned_as} list; use {' or '.join(instead)}")
+            for t in templates().values() for name, instead in t.cleaned_as_of().items()}
 
 
 # What a field holds, read from the data that defines it: a template column's type, or the
@@ -327,6 +339,9 @@ def _field_expr(name: str, columns: set[str], params: dict[str, Any], key: str) 
     listed = f"known fields: {', '.join(sorted(known))}"
     if not _FIELD_NAME.match(name) or name in _RESERVED:
         raise CohortError(f"clinical field {name!r} is not a cleaned clinical field name; {listed}")
+    if name in folded_fields():  # a template's column, but no cleaned record holds it
+        raise CohortError(f"clinical field {name!r} is not kept in cleaned records: "
+                          f"{folded_fields()[name]}")
     if name not in known:  # a misspelt field would match no one, silently
         raise CohortError(f"clinical field {name!r} is not a clinical field; {listed}")
     if name in columns:

@@ -84,7 +84,7 @@ def test_an_unknown_clinical_field_is_refused_naming_the_known_ones():
 
 
 def test_template_and_derived_fields_are_known_identifiers_are_not():
-    assert {"temperature", "spo2", "swab_status", "any_positive_swab", "isaric_4c_score"} <= known_fields()
+    assert {"temperature", "spo2", "latest_swab_status", "any_positive_swab", "isaric_4c_score"} <= known_fields()
     assert not {"nhs_number", "hospital_number"} & known_fields()
     flt = CohortFilter.from_dict({"clinical": ["staging_note=x"]})
     compile_filter(flt, ("training",), {"staging_note"})  # a column the catalogue has is known
