@@ -31,6 +31,7 @@ from .cohort import (
     clinical_columns,
     scope_for,
 )
+from .decoding import decode_pixels
 from .source import Source, default_source
 
 # How clinical label values become numbers (data, not branches).
@@ -61,7 +62,7 @@ def pixels_to_array(ds: pydicom.Dataset, window: Window = "auto",
     ``"dicom"`` (the file's window, an error if absent), ``"none"``, or ``(centre, width)``.
     ``normalise``: ``"unit"`` (0..1), ``"zscore"`` or ``None`` (values as windowed/rescaled).
     """
-    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    values = apply_modality_lut(decode_pixels(ds), ds).astype(np.float32)
     chosen: tuple[float, float] | None
     if window in ("auto", "dicom"):
         chosen = _dicom_window(ds)

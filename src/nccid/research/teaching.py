@@ -26,6 +26,7 @@ from nccid.identity.reasons import identifier_in_reason
 
 from .cohort import HANDED_OUT_SETS
 from .dataset import preview_png
+from .decoding import PixelDecodeError
 from .models import TeachingCase, TeachingCollection
 from .services import require_data_manager
 from .source import Source, default_source
@@ -171,8 +172,11 @@ def _read_object(source: Source, key: str) -> pydicom.Dataset:
                             f"({exc.__class__.__name__})") from exc
 
 
-def _thumbnail(ds: pydicom.Dataset, path: Path) -> None:
-    path.write_bytes(preview_png(ds, THUMBNAIL))
+def _thumbnail(ds: pydicom.Dataset, path: Path, key: str) -> None:
+    try:
+        path.write_bytes(preview_png(ds, THUMBNAIL))
+    except PixelDecodeError as exc:  # a broken stream the decoding child could not read
+        raise TeachingError(f"{key}: {exc}") from exc
 
 
 def export_collection(user: Any, name: str, directory: str | Path,
@@ -197,6 +201,12 @@ def export_collection(user: Any, name: str, directory: str | Path,
         if destination.exists():
             destination.rmdir()
         shutil.move(str(staging), destination)
+    except Exception as exc:
+        # Audited as an export's failure is: a TeachingError's message (a key, never a store
+        # path), else the failure's kind.
+        error = str(exc) if isinstance(exc, TeachingError) else exc.__class__.__name__
+        audit(user, "research.teaching.export.failed", collection=coll.name, error=error)
+        raise
     finally:
         held.release()  # removes the folder unless it became the destination
         con.close()
@@ -224,7 +234,7 @@ def _export_case(con, source: Source, case: TeachingCase, number: int, root: Pat
         files.append(name)
         if thumbnail is None:
             thumbnail = f"{label.lower()}/thumbnail.png"
-            _thumbnail(ds, root / thumbnail)
+            _thumbnail(ds, root / thumbnail, key)
     modality = ", ".join(sorted({r[1] for r in rows}))
     study_date = str(rows[0][2]) if rows and rows[0][2] else ""
     return CaseExport(number, case.note, modality, study_date, files, thumbnail)
