@@ -16,6 +16,7 @@ import io
 import json
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
@@ -85,9 +86,10 @@ def _user_or_none(user):
 def _refuse(upload: Upload, message: str) -> Upload:
     upload.status = Upload.Status.REJECTED
     upload.message = message
-    upload.save()
-    audit(_username(upload.uploaded_by or upload.uploaded_by_name), "clinical.upload.rejected",
-          upload=upload.pk, site=upload.site.code, kind=upload.kind)
+    with transaction.atomic():  # short: the upload and its audit, nothing read before
+        upload.save()
+        audit(_username(upload.uploaded_by or upload.uploaded_by_name), "clinical.upload.rejected",
+              upload=upload.pk, site=upload.site.code, kind=upload.kind)
     log.info("clinical upload %s (%s, %s) refused: %s", upload.pk, upload.site.code, upload.kind, message)
     return upload
 
@@ -101,8 +103,7 @@ def preview_upload(site: Site, kind: str, filename: str, data: bytes, user) -> U
     if upload.status == Upload.Status.REJECTED:
         return upload
     try:
-        with transaction.atomic():
-            return _stage(upload, staged, user)
+        return _stage(upload, staged, user)
     except Exception as exc:
         if is_user_error(exc):
             raise
@@ -116,17 +117,20 @@ def is_user_error(exc: Exception) -> bool:
 
 
 def _stage(upload: Upload, staged: dict, user) -> Upload:
-    site, kind = upload.site, upload.kind
-    plan = _plan(site, kind, staged)
+    """Save the check with its counts. The counts are planned before the transaction (reading
+    the site's records takes a while, and SQLite's transactions hold the write lock from their
+    start); the confirmation plans again anyway."""
+    plan = _plan(upload.site, upload.kind, staged)
     upload.new_records, upload.updated_records, upload.unchanged_records = (
         len(plan["new"]), len(plan["updated"]), len(plan["unchanged"]))
     upload.sheet_warnings = _with_cleared_warning(upload.sheet_warnings, plan)
     upload.staged = staged
-    upload.save()
-    _previewed(upload, user)
-    # A withdrawal committed after the check read the list looked for waiting checks before
-    # this one was saved: the list is read again once it is (either order, one of them sees it).
-    transaction.on_commit(lambda: _forget_withdrawn_since_check(upload, user))
+    with transaction.atomic():
+        upload.save()
+        _previewed(upload, user)
+        # A withdrawal committed after the check read the list looked for waiting checks before
+        # this one was saved: the list is read again once it is (either order, one sees it).
+        transaction.on_commit(lambda: _forget_withdrawn_since_check(upload, user))
     return upload
 
 
@@ -164,11 +168,16 @@ CHECK_FAILED = ("the file could not be checked: an internal error stopped it (up
 def _checked(site: Site, kind: str, data: bytes, user,
              accept_test_numbers: bool | None = None) -> tuple[Upload, dict | None]:
     """``_prepare`` in the process's turn for large sheets (``parsing.SHEETS``); an internal
-    failure (memory, the database) becomes a saved ``rejected`` upload saying so."""
+    failure (memory, the database) becomes a saved ``rejected`` upload saying so.
+
+    No transaction is begun around it: SQLite's take the write lock when they begin
+    (settings: transaction_mode IMMEDIATE), and reading a large sheet takes tens of seconds,
+    which every other write (a sign-in) would wait out. Its own writes are short, each atomic.
+    Within a caller's transaction a savepoint lets a database error there be saved as refused."""
     if kind not in KINDS:
         raise ValueError(f"unknown template kind {kind!r}: use one of {', '.join(KINDS)}")
     try:
-        with SHEETS.turn(len(data)), transaction.atomic():
+        with SHEETS.turn(len(data)), _savepoint_if_in_transaction():
             return _prepare(site, kind, data, user, accept_test_numbers)
     except Exception as exc:
         if is_user_error(exc):
@@ -176,6 +185,11 @@ def _checked(site: Site, kind: str, data: bytes, user,
         upload = Upload(site=site, kind=kind, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                         uploaded_by=_user_or_none(user), uploaded_by_name=_username(user))
         return _failed(upload, "checking"), None
+
+
+def _savepoint_if_in_transaction():
+    """A savepoint inside a caller's transaction (which holds its locks already), else nothing."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def _failed(upload: Upload, step: str) -> Upload:
@@ -186,8 +200,9 @@ def _failed(upload: Upload, step: str) -> Upload:
                     file_format=upload.file_format, template_version=upload.template_version,
                     uploaded_by=upload.uploaded_by, uploaded_by_name=upload.uploaded_by_name,
                     total_rows=upload.total_rows, status=Upload.Status.REJECTED)
-    failed.save()
-    return _refuse(failed, CHECK_FAILED.format(pk=failed.pk))
+    with transaction.atomic():  # short: the record, its message naming it, and its audit
+        failed.save()
+        return _refuse(failed, CHECK_FAILED.format(pk=failed.pk))
 
 
 def _prepare(site: Site, kind: str, data: bytes, user,
