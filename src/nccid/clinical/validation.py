@@ -143,28 +143,36 @@ class Problem:
 # each column are kept in full (a site corrects a column's mistake once, from a few rows);
 # the rest are counted by column and severity, so the site is told how many more there are.
 PROBLEMS_PER_COLUMN = 1000  # of one severity in one column
-PROBLEMS_KEPT = 10_000  # in all
+PROBLEMS_KEPT = 10_000  # of each severity: warnings never take the room of an error
 
 
 class ProblemList(list):
     """The problems of a sheet: the first ``per_column`` of each column and severity, up to
-    ``limit`` in all; the others only counted in ``omitted`` ({(column, severity): count}), so
-    memory stays bounded while the rows are read."""
+    ``limit`` of each severity; the others only counted in ``omitted`` ({(column, severity):
+    count}), so memory stays bounded while the rows are read. Errors have a budget of their
+    own: with one shared, a warning in every cell of ten columns filled it before a row's
+    error was found, and the site could not see which rows were refused."""
 
     def __init__(self, per_column: int | None = None, limit: int | None = None):
         super().__init__()
         self.per_column = PROBLEMS_PER_COLUMN if per_column is None else per_column
         self.limit = PROBLEMS_KEPT if limit is None else limit
         self.kept: dict[tuple[str, str], int] = {}
+        self.kept_of: dict[str, int] = {}  # severity -> kept
         self.omitted: dict[tuple[str, str], int] = {}
 
     def append(self, problem: Problem) -> None:
         key = (problem.column, problem.severity)
-        if len(self) >= self.limit or self.kept.get(key, 0) >= self.per_column:
+        if not self._room_for(key):
             self.omitted[key] = self.omitted.get(key, 0) + 1
             return
         self.kept[key] = self.kept.get(key, 0) + 1
+        self.kept_of[problem.severity] = self.kept_of.get(problem.severity, 0) + 1
         super().append(problem)
+
+    def _room_for(self, key: tuple[str, str]) -> bool:
+        column_severity, severity = self.kept.get(key, 0), self.kept_of.get(key[1], 0)
+        return column_severity < self.per_column and severity < self.limit
 
     def extend(self, problems) -> None:
         for problem in problems:

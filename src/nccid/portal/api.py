@@ -320,7 +320,7 @@ class UploadNotListed(Schema):
 
 
 class UploadDetailOut(UploadOut):
-    errors: list[UploadError]  # the first ones (1,000 per column and severity, 10,000 in all)
+    errors: list[UploadError]  # the first (1,000 per column and severity, 10,000 per severity)
     not_listed: list[UploadNotListed]
 
 

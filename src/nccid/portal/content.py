@@ -202,7 +202,7 @@ def upload_facts(upload) -> dict:
         "problems": problems[:PREVIEW_PROBLEMS],
         "n_listed": len(problems),
         "n_problems": len(problems) + upload.omitted_count,
-        "problem_groups": _problem_groups(problems),
+        "problem_groups": _problem_groups(problems, omitted),
         "omitted": [o | {"text": f"{o.get('column') or '–'}: {not_listed(o)}"} for o in omitted],
         "n_omitted": upload.omitted_count,
         "n_errors": upload.error_count,
@@ -215,19 +215,37 @@ def upload_facts(upload) -> dict:
     }
 
 
-def _problem_groups(problems: list[dict]) -> list[dict]:
-    """Problems of the same severity, column and reason counted together, most frequent first,
-    each with the first rows it occurs in."""
+def _problem_groups(problems: list[dict], omitted: list[dict]) -> list[dict]:
+    """Problems of the same severity, column and reason counted together, each with the first
+    rows it occurs in, and a column's problems only counted (``Upload.omitted_problems``: their
+    reasons and rows not kept) after them, so each column's counts add up to its problems.
+    Errors first; within a severity the column with most problems first, and in a column the
+    most frequent reason first."""
     groups: dict[tuple, dict] = {}
     for problem in problems:
         key = (problem.get("severity", "error"), problem.get("column") or "", problem.get("reason", ""))
         group = groups.setdefault(key, {"severity": key[0], "column": key[1], "reason": key[2],
-                                        "count": 0, "rows": []})
+                                        "count": 0, "rows": [], "not_listed": False})
         group["count"] += 1
         if problem.get("row") and len(group["rows"]) < 3:
             group["rows"].append(problem["row"])
-    ranked = sorted(groups.values(), key=lambda g: (g["severity"] != "error", -g["count"]))
+    ranked = list(groups.values()) + [_not_listed_group(o) for o in omitted]
+    per_column: dict[tuple, int] = {}
+    for group in ranked:
+        column = (group["severity"], group["column"])
+        per_column[column] = per_column.get(column, 0) + group["count"]
+    ranked.sort(key=lambda g: (g["severity"] != "error", -per_column[g["severity"], g["column"]],
+                               g["column"], g["not_listed"], -g["count"]))
     return ranked[:PROBLEM_GROUPS]
+
+
+def _not_listed_group(omitted: dict) -> dict:
+    """A column's problems counted but not kept, as a row of the table (rows not known)."""
+    severity = omitted.get("severity", "error")
+    return {"severity": severity, "column": omitted.get("column") or "", "rows": [],
+            "count": omitted.get("count", 0), "not_listed": True,
+            "reason": f"more {severity}s in this column, not listed (only counted: fix those listed "
+                      "and upload again to see them)"}
 
 
 def studies_for_site(site, status: str = "", *, as_the_site: bool = False):

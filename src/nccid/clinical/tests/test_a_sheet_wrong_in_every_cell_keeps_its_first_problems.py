@@ -31,13 +31,31 @@ def _wrong_sheet(rows: int) -> bytes:
 
 
 def test_the_list_keeps_the_first_of_each_column_and_counts_the_rest():
-    problems = ProblemList(per_column=2, limit=3)
+    problems = ProblemList(per_column=2, limit=3)  # limit: of each severity
     for row in range(2, 102):
         problems.append(Problem(row, "Age", "Age", "x", "not a number"))
+        problems.append(Problem(row, "Height", "Height", "x", "not a number"))
         problems.extend([Problem(row, "Sex", "Sex", "x", "not a code", "warning")])
-    assert [(p.row, p.column) for p in problems] == [(2, "Age"), (2, "Sex"), (3, "Age")]
-    assert problems.omitted_list() == [{"column": "Age", "severity": "error", "count": 98},
-                                       {"column": "Sex", "severity": "warning", "count": 99}]
+    assert [(p.row, p.column) for p in problems] == [
+        (2, "Age"), (2, "Height"), (2, "Sex"), (3, "Age"), (3, "Sex")]
+    assert problems.omitted_list() == [{"column": "Height", "severity": "error", "count": 99},
+                                       {"column": "Age", "severity": "error", "count": 98},
+                                       {"column": "Sex", "severity": "warning", "count": 98}]
+
+
+def test_warnings_in_every_cell_leave_room_for_the_errors():
+    """1,200 rows with a warning in 10 columns kept 10,000 warnings and none of the 3 errors
+    found after them: the site could not find the rows refused."""
+    problems = ProblemList()
+    for row in range(2, 1202):
+        problems.extend(Problem(row, f"Lab {c}", f"Lab {c}", "", "outside the plausible range",
+                                "warning") for c in range(10))
+        if row in (1100, 1150, 1190):
+            problems.append(Problem(row, "Date of admission", "Date of admission", "",
+                                    "not a valid date"))
+    assert [p.row for p in problems if p.severity == "error"] == [1100, 1150, 1190]
+    assert sum(p.severity == "warning" for p in problems) == validation.PROBLEMS_KEPT
+    assert sum(o["count"] for o in problems.omitted_list()) == 1200 * 10 - validation.PROBLEMS_KEPT
 
 
 def test_validation_keeps_a_bounded_list_and_counts_every_problem(small_caps):

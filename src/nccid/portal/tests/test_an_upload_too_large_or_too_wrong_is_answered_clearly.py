@@ -7,6 +7,7 @@ gives the sheet's warnings that the portal and the CLI show (a misspelt column i
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.test import Client
@@ -130,3 +131,37 @@ def test_the_schema_shows_the_warnings_and_the_problems_not_listed(client):
     schemas = client.get("/api/openapi.json").json()["components"]["schemas"]
     assert "sheet_warnings" in schemas["UploadOut"]["properties"]
     assert {"sheet_warnings", "not_listed"} <= set(schemas["UploadDetailOut"]["properties"])
+
+
+def _table_rows(page: str, table_id: str) -> list[list[str]]:
+    """The cells' text of each body row of the table ``table_id``."""
+    table = page[page.index(f'id="{table_id}"'):]
+    body = table[table.index("<tbody"):table.index("</tbody>")]
+    return [[_text(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_problems_by_column_counts_those_not_listed_too(client, site, make_user):
+    """The table of problems by column counted only the problems kept: NHS/CHI Number showed
+    170 while the column had 49,990 errors. Those only counted are a row of their own."""
+    nhs, age = "NHS/CHI Number", TEMPLATE.field("age").header
+    kept = [{"row": r, "column": nhs, "value": "", "severity": "error", "reason": "not a valid NHS number"}
+            for r in range(2, 172)]
+    kept += [{"row": r, "column": age, "value": "x", "severity": "error", "reason": "not a number"}
+             for r in range(2, 32)]
+    upload = Upload.objects.create(
+        site=site, kind="positive", sha256="0" * 64, status="rejected", total_rows=49_991,
+        rejected_rows=49_991, errors=kept,
+        omitted_problems=[{"column": nhs, "severity": "error", "count": 49_820}])
+    client.force_login(make_user("uploader", site))
+    rows = _table_rows(client.get(f"/uploads/{upload.pk}/").content.decode(), "problem-groups")
+    times = {}
+    for column, _, count, _ in rows:
+        times[column] = times.get(column, 0) + int(count)
+    assert times == {nhs: 49_990, age: 30} == {nhs: upload.error_count - 30, age: 30}
+    assert rows[1][0] == nhs and rows[1][1].startswith("Error More errors in this column, not listed")
+    assert rows[1][3] == "–"  # the rows of those only counted are not known
