@@ -33,8 +33,10 @@ def no_withdrawal_marker_outlives_its_test():
 
     from nccid.warehouse.layout import WITHDRAWN_PREFIX
 
-    yield
+    # The session's home, read before the test: read after it, a test's own home (nccid_home,
+    # whose environment is undone after this runs) would be cached as every later test's.
     home = get_settings().home
+    yield
     shutil.rmtree(home / "warehouse" / WITHDRAWN_PREFIX, ignore_errors=True)
 
 
