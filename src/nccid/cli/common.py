@@ -271,12 +271,24 @@ def first_line(exc: BaseException) -> str:
 
 
 def read_password(password_stdin: bool, prompt: str = "Password") -> str:
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        import typer
-
-        password = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    """A new password: typed twice, or one line of standard input."""
+    password = _password(password_stdin, prompt, new=True)
     if not password:
         raise UserError("the password is empty")
     return password
+
+
+def password_to_check(password_stdin: bool, username: str) -> str:
+    """An account's password to check: typed once (asked on standard error, so that what
+    the command prints stays clean), or one line of standard input."""
+    return _password(password_stdin, f"Password for {username}", new=False)
+
+
+def _password(password_stdin: bool, prompt: str, new: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import typer
+
+    if new:
+        return typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    return typer.prompt(prompt, hide_input=True, err=True)

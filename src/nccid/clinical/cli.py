@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nccid.cli.common import UserError, console, setup_django
+from nccid.cli.common import UserError, console, password_to_check, setup_django
 
 clinical_app = typer.Typer(help="Clinical spreadsheets: import and check.", no_args_is_help=True)
 MAX_ERRORS_SHOWN = 50
@@ -82,10 +81,7 @@ def _signed_in_uploader(username: str, password_stdin: bool, site, os_user: str)
     from nccid.identity.cli import UNKNOWN_USER
     from nccid.portal.auth import can_upload, upload_site_for
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt(f"Password for {username}", hide_input=True, err=True)
+    password = password_to_check(password_stdin, username)
     account = User.objects.filter(username=username).first()
     cause = None
     if account is None or not account.check_password(password):

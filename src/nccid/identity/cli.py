@@ -20,7 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 from rich.text import Text
 
-from nccid.cli.common import UserError, console, err_console, setup_django
+from nccid.cli.common import UserError, console, err_console, password_to_check, setup_django
 
 vault_app = typer.Typer(help="The key vault: reveal a pseudonym's NHS/CHI number, audit, re-key.",
                         no_args_is_help=True)
@@ -104,10 +104,7 @@ def login_data_manager(username: str, password_stdin: bool, action: str, pseudon
     from nccid.identity.reasons import identifier_in_reason
     from nccid.identity.service import normalise_pseudonym
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt(f"Password for {username}", hide_input=True, err=True)
+    password = password_to_check(password_stdin, username)
     user = User.objects.filter(username=username).first()
     cause = None
     if user is None or not user.check_password(password):
