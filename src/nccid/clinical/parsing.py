@@ -10,36 +10,17 @@ libraries are left as they are).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from nccid.memory import give_memory_back
+
 log = logging.getLogger("nccid.clinical")
 
 LARGE_SHEET_BYTES = 1024 * 1024  # a sheet this large waits for its turn
 LARGE_SHEETS_AT_ONCE = 1  # per process (a portal worker's threads share it)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim  # glibc only
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
-_TRIM = _malloc_trim()
-
-
-def give_back_memory() -> None:
-    """Return the allocator's free memory to the system, where the C library can (glibc)."""
-    if _TRIM is not None:
-        _TRIM(0)
 
 
 class SheetGate:
@@ -67,7 +48,7 @@ class SheetGate:
             yield
         finally:
             self._slots.release()
-            give_back_memory()
+            give_memory_back()
 
 
 SHEETS = SheetGate()

@@ -23,7 +23,6 @@ pynetdicom's and pydicom's encodings.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import struct
 import threading
@@ -38,6 +37,8 @@ from pynetdicom.dsutils import decode
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
+
+from nccid.memory import give_memory_back
 
 log = logging.getLogger("nccid.imaging.node")
 
@@ -176,26 +177,6 @@ class MemoryBudget:
 
     def _beyond(self, held: int) -> int:
         return max(0, held - self.allowance)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
-_trim = _malloc_trim()
-
-
-def give_memory_back() -> None:
-    """Hand the C heap's free pages back to the system (every thread's arena). Freed PDU
-    buffers otherwise stay with the process, in pieces no new allocation may fit."""
-    if _trim is not None:
-        _trim(0)
 
 
 # One PDU of the largest size the node negotiates (16 MB, node.MAXIMUM_PDU), with its

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from nccid.clinical import parsing
+from nccid import memory
 from nccid.clinical.parsing import SheetGate
 
 WAIT = 10  # seconds: only a bound on a failing test, never a pause
@@ -52,7 +52,7 @@ def test_a_small_sheet_does_not_wait_for_a_large_one():
 
 def test_memory_is_given_back_after_a_large_sheet(monkeypatch):
     trims = []
-    monkeypatch.setattr(parsing, "_TRIM", trims.append)
+    monkeypatch.setattr(memory, "_trim", trims.append)
     gate = SheetGate(slots=1, large=100)
     with gate.turn(99):
         pass
@@ -65,5 +65,5 @@ def test_memory_is_given_back_after_a_large_sheet(monkeypatch):
 
 
 def test_give_back_memory_is_harmless_without_glibc(monkeypatch):
-    monkeypatch.setattr(parsing, "_TRIM", None)
-    parsing.give_back_memory()
+    monkeypatch.setattr(memory, "_trim", None)
+    memory.give_memory_back()
