@@ -1064,7 +1064,7 @@ def safe_private_value(elem, vr: str) -> bool:
     """True when a safe-listed private element holds what its declared VR allows (numbers, or
     short code strings) and none of its values is an NHS/CHI number: the safe list vouches
     for a vendor's parameter, not for whatever a file puts under its tag (a B value of
-    9434765919 is a patient's number)."""
+    9990000018 is a patient's number)."""
     read = safe_private_values(elem, vr)
     return read is not None and not any(number_looks_identifying(v, read[0]) for v in read[1])
 

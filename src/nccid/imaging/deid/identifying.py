@@ -86,7 +86,7 @@ def looks_identifying(text: str) -> bool:
 def number_looks_identifying(value: str, vr: str) -> bool:
     """True when one number or code (an IS, DS or CS value; a binary number written out as a
     DS) holds an NHS/CHI number with a valid check digit: a number's whole part, however
-    written (``+9434765919``, ``9434765919.0``, ``9.434765919E9``, leading zeros), a code's
+    written (``+9990000018``, ``9990000018.0``, ``9.990000018E9``, leading zeros), a code's
     digits however spaced. Once per distinct value: the files of a series repeat them."""
     value = value.strip(" \x00")
     if vr not in NUMBER_VRS:
