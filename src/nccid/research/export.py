@@ -105,6 +105,13 @@ class _Writer:
     def abort(self) -> None:
         self._staging.release()
 
+    def complete(self) -> tuple[int, int]:
+        """Write the manifest and move the export into place; (files, bytes) it holds."""
+        files, total = len(self.manifest), sum(size for _, size, _ in self.manifest)
+        self.write_manifest()
+        self.finish()
+        return files, total
+
     def write_manifest(self) -> None:
         path = self.staging / ".manifest.csv"
         with path.open("w", newline="") as handle:
@@ -357,9 +364,7 @@ def write_export(cohort: Cohort, destination: Path, formats: tuple[str, ...],
         path = writer.staging / ".cohort.json"
         path.write_text(json.dumps(info, indent=2))
         writer.add_file("cohort.json", path)
-        files, total = len(writer.manifest), sum(size for _, size, _ in writer.manifest)
-        writer.write_manifest()
-        writer.finish()
+        files, total = writer.complete()
     except BaseException:
         writer.abort()
         raise

@@ -108,9 +108,7 @@ def _export(con, source: Source, destination: Path, modalities: tuple[str, ...],
         info = {"set": VALIDATION_SET, "modality": list(modalities), "counts": counts.as_dict()}
         writer.copy("PREDICTIONS.txt", _bytes(HOW_TO_PREDICT))
         writer.copy("validation.json", _bytes(json.dumps(info, indent=2)))
-        files, total = len(writer.manifest), sum(size for _, size, _ in writer.manifest)
-        writer.write_manifest()
-        writer.finish()
+        files, total = writer.complete()
     except BaseException:
         writer.abort()
         raise
