@@ -71,6 +71,9 @@ _METHOD_CODES = {
     "113111": "Retain Safe Private Option",
     "113112": "Retain Institution Identity Option",
 }
+# Kept text tested as the checker tests it (``looks_identifying``): free text, and the URs the
+# profile keeps (Coding Scheme URL, URN Code Value: a code item's own value).
+KEPT_TEXT_VRS = FREE_TEXT_VRS | {"UR"}
 _NUMERIC_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"}
 _BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 
@@ -289,7 +292,7 @@ class Deidentifier:
                 _keep_values_of_form(ds, elem, tag, vr, self._listed.get(tag))
                 if vr == "DT" and drop_offsets:
                     _drop_utc_offsets(ds, tag)
-            elif vr in FREE_TEXT_VRS and tag not in self._text_untested:
+            elif vr in KEPT_TEXT_VRS and tag not in self._text_untested:
                 self._drop_identifying_text(ds, elem, tag, vr)
 
     def burned_in_reason(self, ds: Dataset) -> str | None:
@@ -363,7 +366,7 @@ class Deidentifier:
                     dropped = _keep_values_of_form(ds, elem, tag, vr, self._listed.get(tag))
                     if dropped and off_list is not None:
                         off_list[here] = off_list.get(here, 0) + dropped
-                elif vr in FREE_TEXT_VRS and tag not in self._text_untested:
+                elif vr in KEPT_TEXT_VRS and tag not in self._text_untested:
                     dropped = self._drop_identifying_text(ds, elem, tag, vr)
                     if dropped and off_list is not None:
                         off_list[here] = off_list.get(here, 0) + dropped
@@ -794,7 +797,7 @@ _NOT_TEXT = "\ufffd"  # stands for a value as read that is not ASCII: of no fixe
 
 def _free_texts(elem, vr: str) -> tuple[list[str], bool]:
     """A kept free-text element's values (one for ST, LT, UT, whose text may hold a
-    backslash), stripped, without pydicom's conversion; and whether they were read as
+    backslash, and UR, single-valued), stripped, without pydicom's conversion; and whether they were read as
     Latin-1 from bytes that are not ASCII (any character set's digits, ``^`` and Latin
     letters survive that, which is what the tests look for)."""
     value = elem.value
@@ -810,7 +813,7 @@ def _free_texts(elem, vr: str) -> tuple[list[str], bool]:
     return [t.strip(" \x00") for t in texts], raw
 
 
-_SINGLE_TEXT_VRS = frozenset({"ST", "LT", "UT"})
+_SINGLE_TEXT_VRS = frozenset({"ST", "LT", "UT", "UR"})
 
 
 def _form_texts(elem) -> list[str]:
