@@ -197,6 +197,10 @@ def _normalise(name: str, value: str) -> str:
         return value.lower() if value.lower() in FOLDERS else value.upper()
     if name == "site":
         return value.upper()
+    if name == "ethnicity":  # a group no patient has would match no one, silently
+        groups = field_values()["ethnicity"]
+        if value.lower() not in {g.lower() for g in groups}:
+            raise CohortError(f"ethnicity {_shown(value)}: use one of {', '.join(groups)}")
     return value
 
 
@@ -351,11 +355,53 @@ def _field_expr(name: str, columns: set[str], params: dict[str, Any], key: str) 
 
 
 @cache
+def _boolean_sides() -> dict[str, list[str]]:
+    """``true``/``false`` (what a derived field stores) -> the spellings of that side."""
+    text = resources.files("nccid.research").joinpath("data/clinical_values.toml").read_text()
+    return tomllib.loads(text)["booleans"]
+
+
+@cache
 def boolean_spellings() -> dict[str, list[str]]:
     """Each lower-cased yes/no word -> every spelling of its side (``data/clinical_values.toml``)."""
-    text = resources.files("nccid.research").joinpath("data/clinical_values.toml").read_text()
-    sides = tomllib.loads(text)["booleans"].values()
-    return {word: list(side) for side in sides for word in side}
+    return {word: list(side) for side in _boolean_sides().values() for word in side}
+
+
+# The cleaner records a value a code list takes as unknown ("Not known" as a sex) as this.
+_UNKNOWN_LABEL = "Unknown"
+
+
+@cache
+def field_values() -> dict[str, tuple[str, ...]]:
+    """Each field whose values are known -> them, as cleaned records hold them: a coded
+    column's labels (codes are cleaned to their label) in every template that has it, and
+    ``true``/``false`` for a field the catalogue flattens as a boolean. Free text is open."""
+    from nccid.clinical.schema import templates
+    from nccid.warehouse.catalogue_schema import clinical_columns as flattened
+
+    lists: dict[str, list] = {}
+    for t in templates().values():
+        for c in t.columns:
+            for name in () if c.identifier else c.cleaned_as or (c.field,):
+                lists.setdefault(name, []).append(c.codes)
+    types = flattened()
+    values = {name: _labels(codes) for name, codes in lists.items()
+              if all(codes) and types.get(name, "VARCHAR") == "VARCHAR"}
+    values.update({name: tuple(_boolean_sides()) for name, kind in types.items()
+                   if kind == "BOOLEAN"})
+    return values
+
+
+def _labels(code_lists: list) -> tuple[str, ...]:
+    labels = [label for codes in code_lists for label in codes.codes.values()]
+    labels += [_UNKNOWN_LABEL for codes in code_lists if codes.unknown]
+    return tuple(dict.fromkeys(labels))
+
+
+def _other_spellings(values: tuple[str, ...]) -> list[str]:
+    """The yes/no words an ``=`` test also reads as one of ``values`` (true for Yes)."""
+    held = {v.lower() for v in values}
+    return sorted({word for word, side in boolean_spellings().items() if held & set(side)} - held)
 
 
 def _finite_number(text: str) -> float | None:
@@ -367,8 +413,9 @@ def _finite_number(text: str) -> float | None:
 
 
 def _equality_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], key: str) -> str:
-    """Numbers compare as numbers (a site's 38 and 38.0 are one value), yes/no words as any
-    spelling of their side (Yes, true), the rest as case-blind text."""
+    """``=``/``!=`` on a field of codes or text: yes/no words as any spelling of their side
+    (Yes, true), a number as a number (a catalogue column no template types), the rest as
+    case-blind text."""
     number = _finite_number(cond.value)
     if number is not None:
         params[key] = number
@@ -383,16 +430,16 @@ def _equality_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], ke
 
 
 def _condition_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], key: str) -> str:
-    """``=``/``!=`` on any field; an order (``<`` ...) only on a number or date field, with a
-    value of its kind: TRY_CAST would turn any other comparison into NULL, an empty cohort."""
-    if cond.op in ("=", "!="):
-        return _equality_sql(cond, expr, params, key)
+    """``=``/``!=`` on any field; an order (``<`` ...) only on a number or date field. The
+    value must be one the field can hold (a number, a date, one of its labels): TRY_CAST, or
+    text no record holds, would make any other test NULL or false, an empty cohort."""
     kind = field_kinds().get(cond.field, "text")
-    written = f"clinical condition {cond.field}{cond.op}"
+    written = f"clinical condition {_shown(f'{cond.field}{cond.op}{cond.value}')}"
     if kind == "number":
         number = _finite_number(cond.value)
         if number is None:
-            raise CohortError(f"{written}: {cond.field} is a number; compare it with a number")
+            raise CohortError(f"{written}: {cond.field} is a number; compare it with a number, "
+                              f"not {_shown(cond.value)}")
         params[key] = number
         return f"TRY_CAST({expr} AS DOUBLE) {cond.op} ${key}"
     if kind == "date":
@@ -400,11 +447,27 @@ def _condition_sql(cond: ClinicalCondition, expr: str, params: dict[str, Any], k
             params[key] = date.fromisoformat(cond.value)
         except ValueError as exc:
             raise CohortError(f"{written}: {cond.field} is a date; compare it with a "
-                              "YYYY-MM-DD date") from exc
+                              f"YYYY-MM-DD date, not {_shown(cond.value)}") from exc
         return f"TRY_CAST({expr} AS DATE) {cond.op} ${key}"
-    raise CohortError(f"{written}: {cond.op} compares numbers or dates and {cond.field} holds "
-                      f"neither (use = or !=); number and date fields: "
-                      f"{', '.join(fields_of_kind('number', 'date'))}")
+    if cond.op not in ("=", "!="):
+        raise CohortError(f"{written}: {cond.op} compares numbers or dates and {cond.field} "
+                          f"holds neither (use = or !=); number and date fields: "
+                          f"{', '.join(fields_of_kind('number', 'date'))}")
+    _check_held(cond, written)
+    return _equality_sql(cond, expr, params, key)
+
+
+def _check_held(cond: ClinicalCondition, written: str) -> None:
+    """A coded or yes/no field is compared with a value its records can hold."""
+    values = field_values().get(cond.field)
+    if values is None:
+        return  # free text, or a column only the catalogue has: any value may be held
+    others = _other_spellings(values)
+    if cond.value.lower() in {v.lower() for v in values} | set(others):
+        return
+    also = f" (also written {', '.join(others)})" if others else ""
+    raise CohortError(f"{written}: {cond.field} holds {', '.join(values)}{also}; compare it "
+                      f"with one of them, not {_shown(cond.value)}")
 
 
 def _clinical_sql(conditions: tuple[ClinicalCondition, ...], columns: set[str],

@@ -85,11 +85,11 @@ def test_conditions_may_be_met_by_different_records_of_a_patient(world, research
         con.execute("ALTER VIEW clinical RENAME TO _clinical")
         con.execute("CREATE VIEW clinical AS SELECT * FROM _clinical UNION ALL BY NAME "
                     "SELECT pseudonym, site, 'isaric' AS kind, set_name, "
-                    """'{"outcome": "Discharged"}' AS cleaned FROM _clinical """
+                    """'{"outcome": "Discharged alive"}' AS cleaned FROM _clinical """
                     f"WHERE pseudonym = '{patient['pseudonym']}'")  # NCCID- and base32 only
         return con
 
-    flt = CohortFilter.from_dict({"clinical": [f"age={patient['age']}", "outcome=Discharged"]})
+    flt = CohortFilter.from_dict({"clinical": [f"age={patient['age']}", "outcome=Discharged alive"]})
     cohort = select_cohort(researcher, flt, Source(connect=connect, warehouse=world.warehouse))
     try:
         assert list(cohort.patients()["pseudonym"]) == [patient["pseudonym"]]
