@@ -25,8 +25,9 @@ set, once nothing else names it. Either way the moved images record this number'
 
 Each image is rewritten as if it had arrived for the right patient:
 PatientID and PatientName the new pseudonym, under a date-shifting profile every date moved
-by the difference of the two patients' offsets; its header JSON; its keys (the new
-pseudonym's folder in the new patient's set: a patient is never in both sets); its row.
+by the difference of the two patients' offsets and the birth year the new patient's; its
+header JSON; its keys (the new pseudonym's folder in the new patient's set: a patient is
+never in both sets); its row.
 
 Order, so a run killed anywhere is finished by running the command again: the relink entry,
 the plan of images (with their old keys) and the link move commit together first, so intake
@@ -336,13 +337,13 @@ def _move(entry: Relink) -> Relinked:
     from nccid.warehouse.service import assign_set, get_warehouse
 
     shift = deployment_shift()
-    days = shift.days(entry.new_pseudonym) - shift.days(entry.old_pseudonym)
+    offsets = (shift.days(entry.old_pseudonym), shift.days(entry.new_pseudonym))
     done = Relinked(entry.old_pseudonym, entry.new_pseudonym)
     done.set_name = assign_set(entry.site, entry.new_pseudonym)
     linked = deps.has_clinical_record(entry.new_pseudonym)
     warehouse = get_warehouse()
     for item in RelinkedImage.objects.filter(relink=entry, done=False).order_by("pk"):
-        _move_image(entry, item, days, done.set_name, linked, warehouse)
+        _move_image(entry, item, offsets, done.set_name, linked, warehouse)
     done.images, studies, since = _moved(entry)
     done.handed_out = len(_handed_out(since, None))
     done.gone = RelinkedImage.objects.filter(relink=entry).count() - done.images
@@ -352,10 +353,11 @@ def _move(entry: Relink) -> Relinked:
     return done
 
 
-def _move_image(entry: Relink, item: RelinkedImage, days: int, set_name: str, linked: bool,
-                warehouse) -> str:
+def _move_image(entry: Relink, item: RelinkedImage, offsets: tuple[int, int], set_name: str,
+                linked: bool, warehouse) -> str:
     """One image: new objects, its row moved (once), the old objects deleted; "moved",
-    "gone" (no longer stored) or "skipped" (its row names neither patient)."""
+    "gone" (no longer stored) or "skipped" (its row names neither patient). ``offsets``: the
+    old and new patients' date offsets."""
     from nccid.warehouse.dicom_json import header_json
     from nccid.warehouse.models import ImageRecord
 
@@ -364,7 +366,8 @@ def _move_image(entry: Relink, item: RelinkedImage, days: int, set_name: str, li
     if row is None:
         outcome = "gone"
     elif row.pseudonym == entry.old_pseudonym:
-        data, header = reassigned(warehouse.read(row.storage_key), entry.new_pseudonym, days)
+        data, header = reassigned(warehouse.read(row.storage_key), entry.new_pseudonym,
+                                  *offsets)
         fields = _moved_fields(row, entry.new_pseudonym, set_name, data, header)
         if warehouse.write_atomic(fields["storage_key"], data) != fields["sha256"]:
             raise RuntimeError("an image's checksum changed while it was written")
@@ -387,30 +390,75 @@ def _move_image(entry: Relink, item: RelinkedImage, days: int, set_name: str, li
     return outcome
 
 
-def reassigned(data: bytes, pseudonym: str, days: int):
+def reassigned(data: bytes, pseudonym: str, old_days: int = 0, new_days: int = 0):
     """A stored image given to another patient: (bytes, header dataset). PatientID and
-    PatientName become ``pseudonym``; ``days`` (the new patient's date offset minus the old
-    one's, 0 unless the profile shifts dates) moves every date as the de-identifier's own
-    shift does, and the birth date is reduced to its year again."""
+    PatientName become ``pseudonym``; under a date-shifting profile (``old_days`` and
+    ``new_days`` the two patients' offsets, 0 unless the profile shifts dates) every date
+    moves by their difference, as the de-identifier's own shift does, and the birth year
+    becomes the one the new patient's offset gives (``_relinked_birth_year``)."""
     # The engine's own helpers: the move must shift, reduce and encode exactly as a file
     # de-identified for the new patient would have been.
     from nccid.imaging.deid.engine import (
         _as_deid_error,
         _encode,
         _read_header,
-        _reduce_birth_date,
         _shift_dates,
+        _text,
     )
 
     ds, pixel = _read_header(data)
     with _as_deid_error():
         ds.PatientID = pseudonym
         ds.PatientName = pseudonym
-        if days:
-            _shift_dates(ds, days)
-            _reduce_birth_date(ds)
+        if new_days != old_days:
+            birth = ds.get("PatientBirthDate")
+            _shift_dates(ds, new_days - old_days)
+            if birth is not None:
+                _put_birth_date(ds, _relinked_birth_date(_text(birth), old_days, new_days))
     out = _encode(ds, pixel)
     return out, dcmread(BytesIO(out), stop_before_pixels=True)
+
+
+def _put_birth_date(ds, value: str | None) -> None:
+    if value is not None:
+        ds.PatientBirthDate = value
+    elif "PatientBirthDate" in ds:
+        del ds.PatientBirthDate  # as the engine removes a date it cannot shift
+
+
+def _relinked_birth_date(stored: str, old_days: int, new_days: int) -> str | None:
+    """A stored birth date (``YYYY0101``, or empty) as the new patient's would be; None when
+    the new offset takes it out of the calendar (the engine removes it then)."""
+    if not (len(stored) >= 4 and stored[:4].isdigit()):
+        return stored  # empty: the engine could not read it
+    year = _relinked_birth_year(int(stored[:4]), old_days, new_days)
+    return None if year is None else f"{year:04d}0101"
+
+
+def _relinked_birth_year(stored: int, old_days: int, new_days: int) -> int | None:
+    """The birth year de-identifying for the patient of offset ``new_days`` gives, from the
+    year stored under ``old_days``. The engine reduces the birth date to 1 January of the real
+    year, then shifts it: it stores the year of (1 January + offset), never more than a year
+    away, so the real year is the one of the three around the stored year that gives it back
+    (shifting the stored 1 January by the difference would lose a year whenever the new
+    offset is the smaller). Two real years give one stored year only under an old offset of
+    +365 (``both-ways`` scheme): a leap year, from itself and the year before. The later is
+    taken: a year late for the year before, unless the new offset is +365 too
+    (docs/withdrawal.md)."""
+    real = [year for year in (stored + 1, stored, stored - 1)
+            if _shifted_birth_year(year, old_days) == stored]
+    return _shifted_birth_year(real[0] if real else stored, new_days)
+
+
+def _shifted_birth_year(year: int, days: int) -> int | None:
+    """The engine's stored year for a real birth year: its 1 January shifted by ``days``
+    (``_shift_one``, None outside years 1-9999), reduced to the year."""
+    from nccid.imaging.deid.engine import _shift_one
+
+    if not 1 <= year <= 9999:
+        return None
+    shifted = _shift_one(f"{year:04d}0101", days)
+    return None if shifted is None else int(shifted[:4])
 
 
 def _moved_fields(row, pseudonym: str, set_name: str, data: bytes, header) -> dict:
