@@ -134,7 +134,9 @@ def original_sop_uid(data) -> str | None:
 
 
 _IMPLICIT_LE = "1.2.840.10008.1.2"
-# Little-endian syntaxes whose dataset can be walked as bytes (not deflated, not big endian).
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+# Little-endian syntaxes whose dataset's first elements are read as bytes (not deflated, not
+# big endian): the resume check's, the study's from its bytes.
 _QUICK_SYNTAXES = frozenset({_IMPLICIT_LE, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50",
                              "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
                              "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
@@ -165,15 +167,36 @@ def _walk_explicit_meta(data) -> tuple[dict[int, str], int]:
     raise ValueError("no dataset within the first bytes")
 
 
-def _element_header(data, offset: int, implicit: bool) -> tuple[bytes, int, int]:
-    """(VR or b"", value length, where the value starts) of the little-endian element at
-    ``offset``."""
+class _ByteOrder(NamedTuple):
+    """How the byte walk reads an element's header in one byte order: Explicit VR Big Endian
+    is laid out as explicit VR little endian, its numbers written the other way round (and
+    its items and delimiters too)."""
+
+    explicit: struct.Struct  # (group, element, VR, length) of an explicit VR element
+    implicit: struct.Struct  # the same of an implicit VR one (its VR b"")
+    item: struct.Struct  # (group, element, length): an item's or a delimiter's
+    length: struct.Struct  # a 4-byte length
+    short_length: struct.Struct  # a 2-byte one
+    tag: struct.Struct  # (group, element)
+
+    @classmethod
+    def of(cls, order: str) -> _ByteOrder:
+        return cls(*(struct.Struct(order + layout)
+                     for layout in ("HH2sH", "HH0sI", "HHI", "I", "H", "HH")))
+
+
+_LITTLE, _BIG = _ByteOrder.of("<"), _ByteOrder.of(">")
+
+
+def _element_header(data, offset: int, implicit: bool,
+                    order: _ByteOrder = _LITTLE) -> tuple[bytes, int, int]:
+    """(VR or b"", value length, where the value starts) of the element at ``offset``."""
     if implicit:
-        return b"", struct.unpack_from("<I", data, offset + 4)[0], offset + 8
+        return b"", order.length.unpack_from(data, offset + 4)[0], offset + 8
     vr = bytes(data[offset + 4:offset + 6])
     if vr in _LONG_LENGTH_VRS:
-        return vr, struct.unpack_from("<I", data, offset + 8)[0], offset + 12
-    return vr, struct.unpack_from("<H", data, offset + 6)[0], offset + 8
+        return vr, order.length.unpack_from(data, offset + 8)[0], offset + 12
+    return vr, order.short_length.unpack_from(data, offset + 6)[0], offset + 8
 
 
 def _top_level_uid(data, offset: int, implicit: bool, wanted: int) -> str | None:
@@ -236,33 +259,42 @@ def _check_element_count(data) -> bool | None:
     and hundreds of MB; deep nesting, the parser's recursion). ``data`` may be only
     the file's start: the walk stops where it ends, and says whether the header ended within
     it (True: the pixel data was reached; False: not). None when the dataset cannot be walked
-    so (deflated, big endian, a malformed element): the parser decides, and
-    ``_check_complete`` counts after."""
-    end = _header_end(data)
-    return None if end is None else _pixels_at(data, end)
+    so (still deflated, an unknown transfer syntax, a malformed element): the parser decides,
+    and ``_check_complete`` counts after."""
+    end, order = _header_end(data)
+    return None if end is None else _pixels_at(data, end, order)
 
 
-def _header_end(data) -> int | None:
+# Syntaxes whose dataset the byte walk reads: (implicit VR, byte order). Every standard one but
+# deflate, which is inflated first (``inflate_deflated``).
+_WALKED = {syntax: (syntax == _IMPLICIT_LE, _LITTLE) for syntax in _QUICK_SYNTAXES} | {
+    _EXPLICIT_BE: (False, _BIG)}
+
+
+def _header_end(data) -> tuple[int | None, _ByteOrder]:
     """Where the walk of the dataset's top-level elements ends (``_walk_elements``), counting
-    them; None when it cannot be walked as bytes (deflated, big endian, a malformed element)."""
+    them, and the byte order walked; None when it cannot be walked as bytes (still deflated, an
+    unknown transfer syntax, a malformed element)."""
     try:
         syntax, offset = _syntax_and_dataset_start(data)
     except (struct.error, UnicodeDecodeError, ValueError):
-        return None
-    if syntax not in _QUICK_SYNTAXES:
-        return None
-    return _walk_elements(data, offset, syntax == _IMPLICIT_LE)
+        return None, _LITTLE
+    walked = _WALKED.get(syntax)
+    if walked is None:
+        return None, _LITTLE
+    implicit, order = walked
+    return _walk_elements(data, offset, implicit, order), order
 
 
-def _walk_elements(data, offset: int, implicit: bool) -> int | None:
-    """Walk the little-endian top-level elements from ``offset``: where the pixel data starts
+def _walk_elements(data, offset: int, implicit: bool, order: _ByteOrder = _LITTLE) -> int | None:
+    """Walk the top-level elements from ``offset`` (in ``order``): where the pixel data starts
     (``_pixels_at``), else where the elements end: the end of ``data`` when they end with it,
     another offset when the last one is cut (its header, its value or a sequence); None when
     an element is not one (the parser says what it is). Sequences are walked into, as pydicom
     reads them (``_sequence_end``). Rejected beyond MAX_HEADER_ELEMENTS at every depth, or
     MAX_SEQUENCE_DEPTH."""
     # Every file of an import and of the node passes here: one struct call per element.
-    unpack, long_length = (_IMPLICIT_HEADER if implicit else _EXPLICIT_HEADER).unpack_from, _LENGTH.unpack_from
+    unpack, long_length = (order.implicit if implicit else order.explicit).unpack_from, order.length.unpack_from
     size, limit = len(data), MAX_HEADER_ELEMENTS
     count, unsure = 0, False
     while offset + 8 <= size:
@@ -288,7 +320,8 @@ def _walk_elements(data, offset: int, implicit: bool) -> int | None:
                 vr = b""
             offset += 8
         if length == 0xFFFFFFFF or _is_sequence(group << 16 | element, vr, implicit):
-            offset, count = _sequence_end(data, offset, length, implicit or vr == b"UN", count)
+            offset, count = _sequence_end(data, offset, length, implicit or vr == b"UN", count,
+                                          order=order)
             if offset is None:
                 return None if unsure else size + 1  # cut inside the sequence
         else:
@@ -306,10 +339,9 @@ def _is_sequence(tag: int, vr: bytes, implicit: bool) -> bool:
     return vr == b"SQ" or ((implicit or vr == b"UN") and tag in _SEQUENCE_TAGS)
 
 
-def _pixels_at(data, offset: int) -> bool:
-    """A little-endian pixel data element (Pixel Data, Float or Double Float) starts here."""
-    return (offset + 4 <= len(data)
-            and struct.unpack_from("<HH", data, offset) in _PIXEL_TAGS)
+def _pixels_at(data, offset: int, order: _ByteOrder = _LITTLE) -> bool:
+    """A pixel data element (Pixel Data, Float or Double Float) in ``order`` starts here."""
+    return offset + 4 <= len(data) and order.tag.unpack_from(data, offset) in _PIXEL_TAGS
 
 
 def _syntax_and_dataset_start(data) -> tuple[str | None, int]:
@@ -333,7 +365,7 @@ def _syntax_and_dataset_start(data) -> tuple[str | None, int]:
 
 
 def _sequence_end(data, offset: int, length: int, implicit: bool, count: int,
-                  bounded: bool = True) -> tuple[int | None, int]:
+                  bounded: bool = True, order: _ByteOrder = _LITTLE) -> tuple[int | None, int]:
     """Where the sequence value starting at ``offset`` (``length`` bytes, or undefined) ends,
     and ``count`` plus its items and their elements at every depth (``bounded``: Rejected
     beyond MAX_HEADER_ELEMENTS, or nested beyond MAX_SEQUENCE_DEPTH). The end is None when the
@@ -342,6 +374,7 @@ def _sequence_end(data, offset: int, length: int, implicit: bool, count: int,
     recursion: no nesting is too deep for it."""
     size = len(data)
     limit, depth = (MAX_HEADER_ELEMENTS, 2 * MAX_SEQUENCE_DEPTH) if bounded else (-1, -1)
+    item_header = order.item.unpack_from
     # The values open: (where each ends, None if undefined; its elements are implicit VR).
     open_values: list[tuple[int | None, bool]] = [(_undefined_or(offset, length), implicit)]
     while open_values:
@@ -359,7 +392,7 @@ def _sequence_end(data, offset: int, length: int, implicit: bool, count: int,
             if offset is None:
                 return None, count
             continue
-        group, element, length = _ITEM_HEADER.unpack_from(data, offset)
+        group, element, length = item_header(data, offset)
         if group == 0xFFFE:
             offset += 8
             if element == 0xE000:  # an item
@@ -379,7 +412,7 @@ def _sequence_end(data, offset: int, length: int, implicit: bool, count: int,
                 if offset is None:
                     return None, count
                 continue
-            vr, length, offset = _element_header(data, offset, implicit)
+            vr, length, offset = _element_header(data, offset, implicit, order)
             if length == 0xFFFFFFFF or _is_sequence(group << 16 | element, vr, implicit):
                 open_values.append((_undefined_or(offset, length), implicit or vr == b"UN"))
                 if len(open_values) >= depth >= 0:  # (a sequence and an item: a level)
@@ -412,11 +445,6 @@ _LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b
 _SHORT_LENGTH_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL",
                                b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM",
                                b"UI", b"UL", b"US"})
-# (group, element, VR, length) of a little-endian element (implicit VR: the VR is b"").
-_EXPLICIT_HEADER = struct.Struct("<HH2sH")
-_IMPLICIT_HEADER = struct.Struct("<HH0sI")
-_LENGTH = struct.Struct("<I")
-_ITEM_HEADER = struct.Struct("<HHI")  # (an item's, and a delimiter's, in every encoding)
 
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -623,16 +651,16 @@ def _parse(data: bytes) -> tuple[Dataset, int]:
     if len(data) < 132 or data[128:132] != b"DICM":
         raise Rejected(NOT_DICOM)
     data = inflate_deflated(data)
-    end = _header_end(data)  # (counted before parsing: Rejected beyond the limit)
+    end, order = _header_end(data)  # (counted before parsing: Rejected beyond the limit)
     try:
         ds, start = parse_header(data, force=False)
-    except RecursionError:  # (one the byte walk could not read: big endian)
+    except RecursionError:  # (one the byte walk could not read: a malformed element)
         raise Rejected(_TOO_DEEP.format(MAX_SEQUENCE_DEPTH)) from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
         raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
     _check_complete(ds, len(data))
     _check_native_pixels(ds, data, start)
-    if end is not None and end != len(data) and not _pixels_at(data, end) and not _padding(data, end):
+    if end is not None and end != len(data) and not _pixels_at(data, end, order) and not _padding(data, end):
         # pydicom drops a last element whose header is cut, and reads a cut value as it is
         raise Rejected("truncated: the file ends inside an element (its header or value is cut)")
     return ds, start

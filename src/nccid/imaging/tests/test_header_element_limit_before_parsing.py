@@ -10,10 +10,10 @@ import struct
 
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from nccid.imaging import intake
-from nccid.imaging.intake import Rejected, ingest, read_received
+from nccid.imaging.intake import Rejected, ingest, ingest_many, read_received
 from nccid.imaging.models import StudyReceipt
 from nccid.imaging.outcome import IngestStatus
 from nccid.synthetic.dicom import synthetic_instance, to_bytes
@@ -162,3 +162,103 @@ def test_a_file_of_too_many_items_counts_on_its_studys_row(never_parsed, site, k
     receipt = StudyReceipt.objects.get(site=site)
     assert receipt.study_uid == keyring.uid(str(ds.StudyInstanceUID))
     assert (receipt.rejected, receipt.problem) == (1, outcome.reason)
+
+
+# -- Explicit VR Big Endian (retired, still taken in): the same walk in its byte order. Its
+# files went past both limits (a 210-deep nesting and a 200,001-element header were stored).
+
+
+def _person_s(number: int) -> Dataset:
+    """An instance of synthetic person ``number`` named by their NHS number (stored at once)."""
+    person = people(number + 1, seed=5)[number]
+    return synthetic_instance(person, patient_id=person.nhs_number, plant=False, rows=8,
+                              columns=8)
+
+
+def _big_endian(ds: Dataset, undefined: bool) -> bytes:
+    """``ds`` written by pydicom as Explicit VR Big Endian, its sequences and items of
+    undefined or defined lengths."""
+    def mark(dataset: Dataset) -> None:
+        for elem in dataset:
+            if elem.VR == "SQ":
+                elem.is_undefined_length = undefined
+                for item in elem.value:
+                    item.is_undefined_length_sequence_item = undefined
+                    mark(item)
+
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    mark(ds)
+    data = to_bytes(ds)
+    assert (b"\xff\xfe\xe0\xdd" in data) is undefined  # (delimited, big endian, or by lengths)
+    return data
+
+
+def _big_endian_nested(depth: int, undefined: bool, person: int = 0) -> bytes:
+    """A big-endian instance whose Content Sequence nests ``depth`` sequences deep."""
+    inner = Dataset()
+    inner.CodeMeaning = "leaf"
+    for _ in range(depth - 1):
+        outer = Dataset()
+        outer.ContentSequence = [inner]
+        inner = outer
+    ds = _person_s(person)
+    ds.ContentSequence = [inner]
+    return _big_endian(ds, undefined)
+
+
+def _big_endian_elements(total: int, undefined: bool, person: int = 0) -> bytes:
+    """A big-endian instance of exactly ``total`` elements at every depth (items counted):
+    a Content Sequence of one-element items, an empty one for an odd remainder."""
+    ds = _person_s(person)
+    ds.ContentSequence = []
+    missing = total - _count_at_every_depth(ds)
+    items = []
+    for _ in range(missing // 2):
+        item = Dataset()
+        item.CodeValue = "1"
+        items.append(item)
+    items += [Dataset()] * (missing % 2)
+    ds.ContentSequence = items
+    assert _count_at_every_depth(ds) == total
+    return _big_endian(ds, undefined)
+
+
+undefined_or_defined = pytest.mark.parametrize("undefined", [True, False],
+                                               ids=["undefined", "defined"])
+
+
+@undefined_or_defined
+def test_big_endian_nesting_is_bounded_before_parsing(monkeypatch, undefined):
+    deepest = _big_endian_nested(intake.MAX_SEQUENCE_DEPTH, undefined)
+    assert intake._check_element_count(deepest) is True  # the walk reached the pixel data
+    for read in _both_reads(deepest):
+        assert read().ContentSequence
+    monkeypatch.setattr(intake, "parse_header", None)  # (never parsed)
+    for depth in (intake.MAX_SEQUENCE_DEPTH + 1, 210):
+        for read in _both_reads(_big_endian_nested(depth, undefined)):
+            with pytest.raises(Rejected, match="sequences nested more than 32 deep"):
+                read()
+
+
+@undefined_or_defined
+def test_big_endian_elements_are_counted_before_parsing(never_parsed, undefined):
+    """At the real limit: the walk alone (no file is parsed here)."""
+    limit = 50_000
+    intake.MAX_HEADER_ELEMENTS = limit  # (the fixture's 1,000 is undone after the test)
+    assert intake._check_element_count(_big_endian_elements(limit, undefined)) is True
+    for read in _both_reads(_big_endian_elements(limit + 1, undefined)):
+        with pytest.raises(Rejected, match="more than 50,000 elements in the header"):
+            read()
+
+
+@pytest.mark.django_db(databases=["default", "vault"])
+def test_big_endian_files_within_the_limits_are_stored_beyond_them_refused(site):
+    stored = [_big_endian_nested(intake.MAX_SEQUENCE_DEPTH, True, person=1),
+              _big_endian_elements(intake.MAX_HEADER_ELEMENTS, False, person=2)]
+    refused = [_big_endian_nested(intake.MAX_SEQUENCE_DEPTH + 1, True, person=3),
+               _big_endian_elements(intake.MAX_HEADER_ELEMENTS + 1, False, person=4)]
+    outcomes = ingest_many(stored + refused, site, "node")
+    assert [outcome.status for outcome in outcomes] == [IngestStatus.STORED] * 2 + [
+        IngestStatus.REJECTED] * 2
+    assert outcomes[2].reason == intake._TOO_DEEP.format(32)
+    assert outcomes[3].reason == intake._TOO_MANY_ELEMENTS.format(50_000)
