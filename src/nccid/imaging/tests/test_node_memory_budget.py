@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import struct
+import time
 
 import pytest
 from pydicom import dcmread
@@ -132,16 +133,35 @@ def test_an_instance_that_never_ends_gives_its_memory_back_with_its_association(
     assert budget.wait_until(lambda b: b.total == 0 and b.spares == 0, BOUND)
 
 
+class _Clock:
+    """The budget's clock (``fastpath.time``), moved on by the test: a PDU's deadline passes when
+    the test says, not when a loaded machine happens to get there. A short network timeout
+    instead raced the first association's own idle timeout (the same second): when that ended
+    the first, the second had room and was never aborted."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+
 @on_a_node
 def test_an_association_waiting_past_its_deadline_is_aborted_and_logged(node, site, budget,
-                                                                       big_images, caplog):
-    node.server.ae.network_timeout = 1.0  # each PDU's deadline, the wait for room included
+                                                                       big_images, caplog,
+                                                                       monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(fastpath, "time", clock)
+    timeout = node.server.ae.network_timeout  # each PDU's deadline, the wait for room included
     first, second = (_Sender(node.port, path) for path in big_images)
     first.send_command()
     first.send_all_but_last()
     assert budget.wait_until(lambda b: b.total == first.held_before_the_last(), BOUND)
     with caplog.at_level("WARNING", logger="nccid.imaging.node"):
         second.send_command()
+        assert budget.wait_until(lambda b: b.waiting == 1, BOUND)  # its command's PDU waits
+        assert not second.assoc.is_aborted
+        clock.ahead = timeout  # its PDU's deadline passes (it looks every MemoryBudget.WAKE)
         second.assoc.join(BOUND)  # its thread ends once the node aborted it
     assert second.assoc.is_aborted
     assert ("AE RTEST_PACS waited for room in the node's memory for receiving (1 MB in all, "
@@ -149,6 +169,8 @@ def test_an_association_waiting_past_its_deadline_is_aborted_and_logged(node, si
     # the rest of the PDU it waited to read is dropped, not parsed as PDUs of nonsense lengths
     assert "refused a PDU" not in caplog.text
     assert "a PDU or message the node refused" not in caplog.text
+    assert budget.total == first.held_before_the_last()  # the first held its memory throughout
+    first.assoc.abort()
 
 
 def test_what_fits_in_an_association_allowance_never_waits():
