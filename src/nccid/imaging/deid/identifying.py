@@ -21,13 +21,16 @@ POSTCODE = re.compile(r"\b[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}\b")
 STREET = re.compile(r"\b\d+[A-Za-z]?,? +[A-Za-z' ]+ (Road|Rd|Street|St|Lane|Ln|Close|Avenue|Ave|Drive|Dr|Way|Crescent|Place|Court|Gardens|Terrace|Grove|Hill|Park|Square)\b", re.I)
 PHONE = re.compile(r"(?<![\d.])(?:\+44 ?(?:\(0\) ?)?|\(?0)\d{2,4}\)?[ -]?\d{3,4}[ -]?\d{3,4}(?![\d.])")
 NAME_IN_TEXT = re.compile(r"[^\W\d_][\w'-]*\^[^\W\d_][\w'-]*")  # FAMILY^GIVEN outside a PN
-# A name after a title: "Mrs Jane Quetzal", "Dr. J. Smith", "Prof A B Jones", "MRS JANE QUETZAL".
-# In capitals MR, MS and DR are the modality, multiple sclerosis and digital radiography
-# ("MR BRAIN", "MS PROTOCOL", "DR CHEST"): only their mixed-case forms are titles. A name in
-# capitals after a title in capitals must be two or three words or initials, the last a word:
-# "MRS PRESS" (MR spectroscopy), "MX SCREENING" (mammography), "REV BUILD" are one word each.
+# A name after a title: "Mrs Jane Quetzal", "Dr. J. Smith", "Prof A B Jones", "MRS JANE QUETZAL",
+# "Mrs J QUETZAL". In capitals MR, MS and DR are the modality, multiple sclerosis and digital
+# radiography ("MR BRAIN", "MS PROTOCOL", "DR CHEST"): only their mixed-case forms are titles.
+# A name in capitals after a title in capitals must be two or three words or initials, the last
+# a word: "MRS PRESS" (MR spectroscopy), "MX SCREENING" (mammography), "REV BUILD" are one word
+# each. A mixed-case title is no code, so one surname in capitals after it is a name ("Dr
+# QUETZAL", the NHS's usual "Mrs J QUETZAL"); but for Rev, also a revision ("Rev AB").
 TITLES = ("Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Sir", "Dame", "Rev")
 TITLES_IN_CAPITALS = ("MRS", "MISS", "MX", "PROF", "SIR", "DAME", "REV")
+TITLES_BEFORE_A_SURNAME_IN_CAPITALS = tuple(title for title in TITLES if title != "Rev")
 _UPPER, _LOWER = "A-Z\u00c0-\u00d6\u00d8-\u00de", "a-z\u00df-\u00f6\u00f8-\u00ff"
 _PART = rf"(?:[{_UPPER}]|['\u2019][{_UPPER}]?)[{_LOWER}]+"  # (each starts with no lower case: linear)
 _WORD = rf"[{_UPPER}](?:[{_LOWER}]+|{_PART})(?:{_PART})*(?:-[{_UPPER}][{_LOWER}]+)*"  # Jane, O'Neil, McDonald
@@ -42,8 +45,10 @@ def _name_after(titles: tuple[str, ...], word: str, before_last: str) -> str:
     return rf"\b(?:{'|'.join(titles)})\.?\s+{other}{{{before_last}}}{word}{_END}"
 
 
-NAME_AFTER_TITLE = re.compile(_name_after(TITLES + TITLES_IN_CAPITALS, _WORD, "0,2") + "|"
-                              + _name_after(TITLES_IN_CAPITALS, _CAPS_WORD, "1,2"))
+NAME_AFTER_TITLE = re.compile("|".join((
+    _name_after(TITLES + TITLES_IN_CAPITALS, _WORD, "0,2"),
+    _name_after(TITLES_IN_CAPITALS + ("Rev",), _CAPS_WORD, "1,2"),
+    _name_after(TITLES_BEFORE_A_SURNAME_IN_CAPITALS, _CAPS_WORD, "0,2"))))
 DATE_IN_TEXT = re.compile(r"(?<!\d)(?:(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)\d{2})(?!\d)")
 UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){3,}(?![\d.])")
 LEADING_DIGITS = re.compile(r"[+-]?([0-9]+)")
