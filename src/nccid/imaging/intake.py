@@ -91,6 +91,12 @@ HEADER_PEEK = 64 * 1024  # bytes read first for a file's meta or header (more if
 # costs 1.5-2.5 KB to parse and de-identify (an empty item the most): a file at the limit
 # takes up to ~250 MB (a million small items took gigabytes).
 MAX_HEADER_ELEMENTS = 50_000
+# A batch parses its files before it de-identifies any (a few queries for all): it does so in
+# parts of about this many elements, each de-identified and its headers let go before the next
+# part is parsed. A parsed element holds ~650 bytes: 32 headers at the limit, a few MB of
+# files, held 1 GB; a part holds 65 MB at most. Ordinary batches (32 files of a few hundred
+# elements) are one part.
+PARSED_ELEMENTS = 50_000
 # Sequences inside sequences: real files nest a few (an SR's content tree a dozen at most);
 # pydicom's parser, the de-identifier and its copies recurse per level, and fail past ~100.
 MAX_SEQUENCE_DEPTH = 32
@@ -644,9 +650,10 @@ def _stopped_at_pixels(ds: Dataset, prefix: bytes, start: int) -> bool:
     return struct.unpack_from(order + "HH", prefix, start) in _PIXEL_TAGS
 
 
-def _parse(data: bytes) -> tuple[Dataset, int]:
-    """``read_header`` and the offset where the header ends (for the de-identifier) of a Part
-    10 file (``as_part10``: a caller that needs the offset gives the file so)."""
+def _parse(data: bytes) -> tuple[Dataset, int, int]:
+    """``read_header``, the offset where the header ends (for the de-identifier) and its
+    elements at every depth (``_parsed_count``) of a Part 10 file (``as_part10``: a caller
+    that needs the offset gives the file so)."""
     data = as_part10(data)
     if len(data) < 132 or data[128:132] != b"DICM":
         raise Rejected(NOT_DICOM)
@@ -658,12 +665,12 @@ def _parse(data: bytes) -> tuple[Dataset, int]:
         raise Rejected(_TOO_DEEP.format(MAX_SEQUENCE_DEPTH)) from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad input
         raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
-    _check_complete(ds, len(data))
+    elements = _check_complete(ds, len(data))
     _check_native_pixels(ds, data, start)
     if end is not None and end != len(data) and not _pixels_at(data, end, order) and not _padding(data, end):
         # pydicom drops a last element whose header is cut, and reads a cut value as it is
         raise Rejected("truncated: the file ends inside an element (its header or value is cut)")
-    return ds, start
+    return ds, start, elements
 
 
 def _padding(data, end: int) -> bool:
@@ -672,14 +679,17 @@ def _padding(data, end: int) -> bool:
     return end < len(data) and len(data) - end < 8 and not any(bytes(data[end:]))
 
 
-def _check_complete(ds: Dataset, size: int) -> None:
+def _check_complete(ds: Dataset, size: int) -> int:
+    """Rejected unless the parsed header is whole and names its instance; its elements at
+    every depth (``_parsed_count``)."""
     tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if not tsuid:
         raise Rejected("unreadable file meta information (no transfer syntax)")
     if not UID(str(tsuid).strip("\x00 ")).is_transfer_syntax:
         raise Rejected("unknown transfer syntax (not one of the DICOM standard's): its pixel "
                        "data cannot be read")
-    if _parsed_count(ds) > MAX_HEADER_ELEMENTS:  # (one the byte walk could not count)
+    elements = _parsed_count(ds)
+    if elements > MAX_HEADER_ELEMENTS:  # (one the byte walk could not count)
         raise Rejected(_TOO_MANY_ELEMENTS.format(MAX_HEADER_ELEMENTS))
     try:
         missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip("\x00 ")]
@@ -701,6 +711,7 @@ def _check_complete(ds: Dataset, size: int) -> None:
                 raise Rejected("truncated: the file ends inside an undefined-length element")
         elif last.value_tell + last.length > size:
             raise Rejected("truncated: the last element is shorter than its declared length")
+    return elements
 
 
 def _parsed_count(ds: Dataset) -> int:
@@ -1369,19 +1380,30 @@ def _with_modality(study: _Study, ds: Dataset) -> _Study:
 
 
 def _prepare(prepared: PreparedBatch) -> None:
-    """Two passes: parse and identify every file (then the vault, the patients' sets and
-    their clinical records in a few queries), then de-identify and store or keep each."""
-    items, site, source, outcomes = (prepared.items, prepared.site, prepared.source,
-                                     prepared.outcomes)
+    """Two passes, a part of the batch at a time (``PARSED_ELEMENTS``; an ordinary batch is
+    one part): parse and identify its files (then the vault, the patients' sets and their
+    clinical records in a few queries), then de-identify and store or keep each."""
+    items, site, source = prepared.items, prepared.site, prepared.source
     to_vault: dict[str, str] = {}
     refused: list[tuple[_Study, str, str, str]] = []  # (study, patient, reason, keyed SOP UID)
+    off_list: list[int] = []  # per file, the kept code values emptied for not being on their list
     try:
-        parsed = _parse_all(items, site, source, outcomes, to_vault, prepared.repeats, refused)
-        parsed = _refuse_withdrawn(parsed, outcomes, to_vault, refused)
-        if parsed:
-            _prepare_parsed(prepared, parsed, to_vault, refused)
+        for part in _parse_all(items, site, source, prepared.outcomes, to_vault,
+                               prepared.repeats, refused):
+            off_list += _prepare_part(prepared, part, to_vault, refused)
+            part.clear()  # its headers let go before the next part is parsed
+        _log_off_list(site, off_list)
     finally:
         _count_refused(site, source, refused)
+
+
+def _prepare_part(prepared: PreparedBatch, parsed: list[_Parsed], to_vault,
+                  refused) -> list[int]:
+    """``_prepare_parsed`` of the part's files less those refused (``_refuse_withdrawn``)."""
+    parsed = _refuse_withdrawn(parsed, prepared.outcomes, to_vault, refused)
+    off_list = _prepare_parsed(prepared, parsed, to_vault, refused) if parsed else []
+    to_vault.clear()  # (remembered, or of refused files: the next part's numbers are its own)
+    return off_list
 
 
 def _refuse_withdrawn(parsed: list[_Parsed], outcomes, to_vault, refused) -> list[_Parsed]:
@@ -1409,7 +1431,10 @@ def _refuse_withdrawn(parsed: list[_Parsed], outcomes, to_vault, refused) -> lis
     return kept
 
 
-def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, refused) -> None:
+def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault,
+                    refused) -> list[int]:
+    """De-identify and store or keep each parsed file; per file, its kept values emptied for
+    being off their list (``_log_off_list``)."""
     from nccid.warehouse.service import ImageBatch
 
     items, site, source, outcomes = (prepared.items, prepared.site, prepared.source,
@@ -1417,10 +1442,12 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
     _remember_in_vault(to_vault)
     pseudonyms = {p.patient.pseudonym for p in parsed if p.patient.pseudonym}
     clinical = deps.clinical_pseudonyms(pseudonyms)
-    batch = prepared.batch = ImageBatch(site)
+    if prepared.batch is None:  # (the batch's first part)
+        prepared.batch = ImageBatch(site)
+    batch = prepared.batch
     batch.assign_sets(pseudonyms)
-    off_list = []  # per file, the kept code values emptied for not being on their list
-    deidentifier = deps.deidentifier()  # once a batch: it reads the date shift's scheme
+    off_list = []
+    deidentifier = deps.deidentifier()  # once a part (a batch): it reads the date shift's scheme
     for index, header, patient, study, sop_uid in parsed:
         try:
             parts, result, meta, header_json = _deidentify(deidentifier, items[index], patient,
@@ -1444,7 +1471,7 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault, re
                             sop_uid))
         except Exception as exc:  # noqa: BLE001
             outcomes[index] = _internal_error(exc, source)
-    _log_off_list(site, off_list)
+    return off_list
 
 
 def _log_off_list(site, per_file: list[int]) -> None:
@@ -1495,9 +1522,12 @@ def _learn_late_records(to_store: list[_ToStore]) -> None:
         deps.link_images(late)
 
 
-def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> list[_Parsed]:
-    """Parse each file once, drop duplicates (a few queries for all), find each patient.
-    A file refused once its header is read goes into ``refused`` for its study's receipt."""
+def _parse_all(items, site, source, outcomes, to_vault, repeats,
+               refused) -> Iterator[list[_Parsed]]:
+    """Parse each file once, drop duplicates (a few queries for all), find each patient; the
+    files parsed, in parts that end once their headers hold ``PARSED_ELEMENTS`` elements (so
+    fewer than that plus one file's). A file refused once its header is read goes into
+    ``refused`` for its study's receipt."""
     keyring = get_keyring()
     keyed, unusable = [], {}
     links: dict[str, str | None] = {}  # the site's link of each Patient ID, asked once a batch
@@ -1509,8 +1539,11 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
         quick = original_sop_uid(data)
         keyed.append(keyring.uid(quick) if quick else None)
     taken = taken_uids(k for k in keyed if k)
-    parsed, seen = [], set()
+    parsed, seen, elements = [], set(), 0
     for index, data in enumerate(items):
+        if elements >= PARSED_ELEMENTS:
+            yield parsed
+            parsed, elements = [], 0
         study, sop_uid = None, keyed[index]
         if keyed[index] in taken:
             outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", keyed[index])
@@ -1521,7 +1554,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
         try:
             if index in unusable:
                 raise unusable[index]
-            ds, start = _parse(data)
+            ds, start, count = _parse(data)
             sop_uid = keyring.uid(str(ds.SOPInstanceUID).strip("\x00 "))
             if sop_uid != keyed[index] and sop_uid in seen:
                 repeats.append(index)
@@ -1534,6 +1567,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
             study = _with_modality(study, ds)
             patient = identify(ds, site, to_vault, links)
             parsed.append(_Parsed(index, (ds, start), patient, study, sop_uid))
+            elements += count
         except Rejected as exc:
             outcomes[index] = IngestOutcome(IngestStatus.REJECTED, str(exc))
             if bytes(data[128:132]) == b"DICM":  # (not a DICOM file at all: nothing to tell)
@@ -1543,7 +1577,10 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused) -> lis
             # Parsing works on bytes in memory: only the vault's database can be away here; an
             # OSError is the file's own (a hostile file must not hold the node's spool as an outage).
             outcomes[index] = _internal_error(exc, source, database_only=True)
-    return parsed
+        finally:
+            ds = None  # (a header is held by its part only, once parsed)
+    if parsed:
+        yield parsed
 
 
 def _content_uid(keyring, data) -> str:
