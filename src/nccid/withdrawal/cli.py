@@ -255,6 +255,12 @@ def patient_relink(
     user: UserOption,
     password_stdin: PasswordStdin = False,
     yes: YesOption = False,
+    include_unrecorded: Annotated[bool, typer.Option(
+        "--include-unrecorded",
+        help="Move too the site's images under the wrong patient stored before images recorded "
+             "the hospital number that linked them (by an older release): they may have been "
+             "sent by that patient's own NHS/CHI number, so without this they stay. Only if you "
+             "know the site sent them by this hospital number.")] = False,
 ) -> None:
     """Relink a hospital number (``withdrawal.relink.relink``), after showing what moves."""
     setup_django()
@@ -265,14 +271,16 @@ def patient_relink(
     account = login_data_manager(user, password_stdin, "patient.relink", reason=reason,
                                  doing="relink a hospital number")
     try:
-        found = plan(account, site, hospital_number, nhs_number, reason)
+        found = plan(account, site, hospital_number, nhs_number, reason,
+                     include_unrecorded=include_unrecorded)
     except WithdrawalError as exc:
         raise UserError(str(exc)) from None
     _describe_relink(found)
     if not yes and not typer.confirm("Move them?", err=True):
         raise UserError("nothing was changed")
     try:
-        done = relink(account, site, hospital_number, nhs_number, reason, refresh=False)
+        done = relink(account, site, hospital_number, nhs_number, reason,
+                      include_unrecorded=include_unrecorded, refresh=False)
     except RelinkError as exc:
         raise UserError(str(exc)) from None
     except (Exception, KeyboardInterrupt):
@@ -286,7 +294,10 @@ def patient_relink(
                   f"{counted(done.teaching_cases, 'teaching case')}) from {done.old_pseudonym} "
                   f"into the {done.set_name} set." + (
                       f" {counted(done.gone, 'planned image')} no longer stored "
-                      "(withdrawn or removed meanwhile)." if done.gone else ""), highlight=False)
+                      "(withdrawn or removed meanwhile)." if done.gone else "") + (
+                      f" {done.unrecorded:,} of them, {_UNRECORDED}, moved only because you asked "
+                      f"(--include-unrecorded): they {_either(done.old_pseudonym)}."
+                      if done.unrecorded else ""), highlight=False)
     _refresh_after_relink()
     _say_what_is_left(found.site_code, done)
 
@@ -303,13 +314,52 @@ def _describe_relink(found) -> None:
                       f"{found.old_pseudonym}; it will name {found.new_pseudonym}{resumed}.",
                       highlight=False)
     into = f"the {found.new_set} set" if found.new_set else "the set the site's rule gives"
+    by_number = "" if found.misfiled or found.unrecorded else " by this hospital number"
     console.print(f"{counted(found.images, 'image')} in {counted(found.studies, 'study', 'studies')} "
-                  f"the site sent under {found.old_pseudonym} move to {found.new_pseudonym}, "
-                  f"into {into}.", highlight=False)
+                  f"the site sent under {found.old_pseudonym}{by_number} move to "
+                  f"{found.new_pseudonym}, into {into}.", highlight=False)
+    _describe_unrecorded(found)
     if found.left:
         console.print(f"{counted(found.left, 'other image')} the site sent under "
                       f"{found.old_pseudonym} by NHS/CHI number or another hospital number "
-                      "stay (they are that patient's).", highlight=False)
+                      f"{_plural(found.left, 'stays (it is', 'stay (they are')} that patient's).",
+                      highlight=False)
+
+
+_UNRECORDED = "stored before images recorded the number that linked them"
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
+def _either(old: str) -> str:
+    return f"may have been sent by the NHS/CHI number of {old} itself, not this hospital number"
+
+
+def _describe_unrecorded(found) -> None:
+    """The images stored by an older release, which record no linking number: said apart,
+    moving (asked for) or staying, so the data manager decides knowing what they are."""
+    old = found.old_pseudonym
+    if found.unrecorded and found.misfiled:
+        console.print(f"{found.unrecorded:,} of them "
+                      f"{_plural(found.unrecorded, 'was', 'were')} {_UNRECORDED}: nothing links "
+                      f"{old}, so they too came by the hospital number read as an NHS/CHI number.",
+                      highlight=False)
+    elif found.unrecorded:
+        console.print(f"{found.unrecorded:,} of them {_plural(found.unrecorded, 'was', 'were')} "
+                      f"{_UNRECORDED} (by an older release), so the number they came under is "
+                      "unknown: they move only because you asked (--include-unrecorded), and "
+                      f"{_either(old)}.", highlight=False)
+    if found.unrecorded_left:
+        then = ("The interrupted relink did not include them." if found.resuming else
+                "If you know the site sent them by this hospital number, run the command with "
+                "--include-unrecorded to move them too: once the number is relinked, the "
+                "command cannot move them.")
+        console.print(f"{counted(found.unrecorded_left, 'image')} the site sent under {old} "
+                      f"{_plural(found.unrecorded_left, 'was', 'were')} {_UNRECORDED} (by an "
+                      f"older release): they {_either(old)}, and nothing can tell. They stay "
+                      f"under {old}. {then}", highlight=False)
 
 
 def _refresh_after_relink() -> None:
@@ -328,6 +378,12 @@ def _refresh_after_relink() -> None:
 
 
 def _say_what_is_left(site_code: str, done) -> None:
+    if done.unrecorded_left:
+        console.print(f"{counted(done.unrecorded_left, 'image')} {_UNRECORDED} "
+                      f"{_plural(done.unrecorded_left, 'stays', 'stay')} under "
+                      f"{done.old_pseudonym}: they {_either(done.old_pseudonym)}. If they were "
+                      "this hospital number's, remove their studies ('nccid study remove') and "
+                      "have the site send them again.", highlight=False)
     if done.forgotten:
         console.print(f"{done.old_pseudonym} named nobody else: its vault entry (the hospital "
                       "number kept as an NHS/CHI number) and its set were removed.",

@@ -10,10 +10,11 @@ link, so every later image of the real patient by that number is refused.
 ``relink`` moves the link and everything the site sent through it. Which images those are:
 each stored image records the keyed hash of the hospital number that linked it
 (``ImageRecord.hospital_hash``; "" when an NHS/CHI number named it), so the images moved are
-the site's images under the old pseudonym named by this number. Images stored before that
-was recorded (NULL) are taken as this number's too, and a relink is refused when the old
-pseudonym has another hospital number at the site and such images (they could not be told
-apart). Images the site sent by an NHS/CHI number stay: they are that number's patient's.
+the site's images under the old pseudonym named by this number. Images the site sent by an
+NHS/CHI number stay: they are that number's patient's. Images stored before that was recorded
+(NULL, "unrecorded") may have come by either, so they stay unless the data manager asks for
+them (``include_unrecorded``), and then a relink is refused when the old pseudonym has another
+hospital number at the site (they could not be told from that number's either).
 
 A number already linked to the right patient may still have images misfiled before the sheet:
 a hospital number that passes the NHS/CHI check, sent before the sheet linked it, was read as
@@ -45,6 +46,7 @@ from datetime import datetime
 from io import BytesIO
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydicom import dcmread
 
@@ -74,6 +76,9 @@ class RelinkPlan:
     resuming: bool  # an interrupted relink of the same number to the same patient
     misfiled: bool = False  # images filed under the number read as an NHS/CHI number
     left: int = 0  # the site's other images under the old pseudonym (sent by NHS/CHI number)
+    unrecorded: int = 0  # of ``images``, those stored before the linking number was recorded
+    unrecorded_left: int = 0  # the site's such images under the old pseudonym that stay
+    include_unrecorded: bool = False  # asked to move them (a misfiled relink always does)
 
 
 @dataclass
@@ -90,6 +95,8 @@ class Relinked:
     clinical_left: tuple[str, ...] = ()  # kinds of the site's records under the old pseudonym
     handed_out: int = 0  # research hand-outs since the first moved image arrived
     forgotten: bool = False  # the misfiled pseudonym's vault entry and set removed
+    unrecorded: int = 0  # moved images stored before the linking number was recorded
+    unrecorded_left: int = 0  # such images of the site left under the old pseudonym
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -133,9 +140,11 @@ def _unfinished(site, hospital_hash: str) -> Relink | None:
                                  completed_at=None).first()
 
 
-def plan(user, site_code: str, hospital_number: str, number: str, reason: str) -> RelinkPlan:
+def plan(user, site_code: str, hospital_number: str, number: str, reason: str, *,
+         include_unrecorded: bool = False) -> RelinkPlan:
     """Check a relink and say what it would move; RelinkError if it cannot be made. The
-    look-up is audited (``patient.relink.look-up``) whatever its answer, as a patient look-up is."""
+    look-up is audited (``patient.relink.look-up``) whatever its answer, as a patient look-up is.
+    ``include_unrecorded``: move the images stored before the linking number was recorded too."""
     if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
         raise RelinkError("only data managers may relink a hospital number")
     check_reason(reason, "in the audit log")
@@ -143,33 +152,31 @@ def plan(user, site_code: str, hospital_number: str, number: str, reason: str) -
     new = _new_pseudonym(number)
     hospital_hash = _hospital_hash(site, hospital_number)
     try:
-        found = _plan(site, hospital_hash, hospital_number, new)
+        found = _plan(site, hospital_hash, hospital_number, new, include_unrecorded)
     except RelinkError as exc:
         audit(user, "patient.relink.look-up", site=site.code, refused=str(exc))
         raise
     audit(user, "patient.relink.look-up", pseudonym=new, site=site.code,
-          old=found.old_pseudonym, images=found.images, misfiled=found.misfiled)
+          old=found.old_pseudonym, images=found.images, misfiled=found.misfiled,
+          unrecorded=found.unrecorded, unrecorded_left=found.unrecorded_left)
     return found
 
 
-def _plan(site, hospital_hash: str, hospital_number: str, new: str) -> RelinkPlan:
+def _plan(site, hospital_hash: str, hospital_number: str, new: str,
+          include_unrecorded: bool) -> RelinkPlan:
     from nccid.clinical.models import PatientLink
-    from nccid.warehouse.models import ImageRecord, PatientSet
+    from nccid.warehouse.models import PatientSet
 
     from .services import is_named
 
     unfinished = _unfinished(site, hospital_hash)
-    left = 0
     if unfinished is not None:
         if unfinished.new_pseudonym != new:
             raise RelinkError("a relink of this hospital number to another NHS/CHI number was "
                               "interrupted: run that one again to finish it first")
         old = unfinished.old_pseudonym
         misfiled = old == _read_as_number(hospital_number)
-        images = RelinkedImage.objects.filter(relink=unfinished, done=False)
-        studies = (ImageRecord.objects.filter(sop_uid__in=images.values("sop_uid"))
-                   .values("study_uid").distinct().count())
-        count = images.count()
+        counts = _resumed_counts(unfinished, include_unrecorded)
     else:
         link = PatientLink.objects.filter(site=site, hospital_hash=hospital_hash).first()
         if link is None:
@@ -184,28 +191,67 @@ def _plan(site, hospital_hash: str, hospital_number: str, new: str) -> RelinkPla
                 raise RelinkError("nothing in the database names the patient of that NHS/CHI "
                                   "number: check the number, and have the site upload its "
                                   "corrected sheet first")
-            _refuse_ambiguous(site, hospital_hash, old)
-        images = images_named(site, old, hospital_hash, misfiled)
-        count, studies = images.count(), images.values("study_uid").distinct().count()
-        left = ImageRecord.objects.filter(site=site, pseudonym=old).count() - count
+            _refuse_ambiguous(site, hospital_hash, old, include_unrecorded)
+        counts = _fresh_counts(site, old, hospital_hash, misfiled, include_unrecorded or misfiled)
     if withdrawn_among([new]):
         raise RelinkError("the patient of that NHS/CHI number has been withdrawn from the "
                           "database: reinstate them first if the site may send them")
     new_set = PatientSet.objects.filter(pseudonym=new).values_list("set_name", flat=True).first()
-    return RelinkPlan(site.code, old, new, count, studies, new_set, unfinished is not None,
-                      misfiled, left)
+    return RelinkPlan(site.code, old, new, new_set=new_set, resuming=unfinished is not None,
+                      misfiled=misfiled, **counts)
 
 
-def images_named(site, old: str, hospital_hash: str, misfiled: bool):
-    """The site's images under ``old`` that a relink of this number moves: those the number
-    linked, or (``misfiled``) those no hospital number linked; and those stored before the
-    number was recorded (NULL), which cannot be told apart."""
-    from django.db.models import Q
-
+def _fresh_counts(site, old: str, hospital_hash: str, misfiled: bool, include: bool) -> dict:
+    """What a new relink moves and leaves of the site's images under ``old``."""
     from nccid.warehouse.models import ImageRecord
 
-    named = Q(hospital_hash="" if misfiled else hospital_hash) | Q(hospital_hash__isnull=True)
-    return ImageRecord.objects.filter(named, site=site, pseudonym=old)
+    images = images_named(site, old, hospital_hash, misfiled, include)
+    count = images.count()
+    unrecorded = _unrecorded(ImageRecord.objects.filter(site=site, pseudonym=old))
+    return {"images": count, "studies": images.values("study_uid").distinct().count(),
+            "left": ImageRecord.objects.filter(site=site, pseudonym=old).count() - count
+            - (0 if include else unrecorded),
+            "unrecorded": unrecorded if include else 0,
+            "unrecorded_left": 0 if include else unrecorded, "include_unrecorded": include}
+
+
+def _resumed_counts(entry: Relink, include_unrecorded: bool) -> dict:
+    """What an interrupted relink still has to move: its plan, made when it started, whatever
+    is asked now; the site's unrecorded images it did not plan stay."""
+    from nccid.warehouse.models import ImageRecord
+
+    pending = RelinkedImage.objects.filter(relink=entry, done=False)
+    planned = ImageRecord.objects.filter(sop_uid__in=pending.values("sop_uid"))
+    unrecorded = _unrecorded(planned.filter(pseudonym=entry.old_pseudonym))
+    unrecorded_left = _unrecorded(ImageRecord.objects.filter(
+        site_id=entry.site_id, pseudonym=entry.old_pseudonym).exclude(
+        sop_uid__in=pending.values("sop_uid")))
+    if include_unrecorded and unrecorded_left:
+        raise RelinkError("the interrupted relink of this hospital number did not include the "
+                          "images stored before images recorded the number that linked them, "
+                          "and finishing it cannot add them: run it again without "
+                          "--include-unrecorded to finish it")
+    return {"images": pending.count(), "studies": planned.values("study_uid").distinct().count(),
+            "unrecorded": unrecorded, "unrecorded_left": unrecorded_left,
+            "include_unrecorded": bool(unrecorded)}
+
+
+def _unrecorded(images) -> int:
+    """How many of ``images`` were stored before images recorded their linking number."""
+    return images.filter(hospital_hash__isnull=True).count()
+
+
+def images_named(site, old: str, hospital_hash: str, misfiled: bool, include_unrecorded: bool):
+    """The site's images under ``old`` that a relink of this number moves: those the number
+    linked, or (``misfiled``) those no hospital number linked; and, if ``include_unrecorded``,
+    those stored before the linking number was recorded (NULL), which may have come by either."""
+    from nccid.warehouse.models import ImageRecord
+
+    named = ImageRecord.objects.filter(site=site, pseudonym=old)
+    recorded = "" if misfiled else hospital_hash
+    if include_unrecorded:
+        return named.filter(Q(hospital_hash=recorded) | Q(hospital_hash__isnull=True))
+    return named.filter(hospital_hash=recorded)
 
 
 def _read_as_number(hospital_number: str) -> str | None:
@@ -226,7 +272,7 @@ def _misfiled_under(site, hospital_number: str, new: str) -> str:
     from nccid.imaging.models import HeldImage, HeldStatus
 
     phantom = _read_as_number(hospital_number)
-    if phantom is None or phantom == new or not images_named(site, phantom, "", True).exists():
+    if phantom is None or phantom == new or not images_named(site, phantom, "", True, True).exists():
         raise RelinkError(f"this hospital number is already linked to that NHS/CHI number at "
                           f"site {site.code}: nothing to move")
     if _names_a_patient(phantom):
@@ -251,18 +297,18 @@ def _names_a_patient(pseudonym: str) -> bool:
             or PatientLink.objects.filter(pseudonym=pseudonym).exists())
 
 
-def _refuse_ambiguous(site, hospital_hash: str, old: str) -> None:
+def _refuse_ambiguous(site, hospital_hash: str, old: str, include_unrecorded: bool) -> None:
     """Refuse what a relink cannot do right: this number's images held for review under the
-    old patient (their files carry the old pseudonym), and images stored before the linking
-    number was recorded when the old patient has a second hospital number at the site
-    (they could not be told from this number's)."""
+    old patient (their files carry the old pseudonym), and, when asked to move the images
+    stored before the linking number was recorded, such images when the old patient has a
+    second hospital number at the site (they could not be told from that number's either)."""
     from nccid.clinical.models import PatientLink
     from nccid.imaging.models import HeldImage, HeldStatus
     from nccid.warehouse.models import ImageRecord
 
     others = PatientLink.objects.filter(site=site, pseudonym=old).exclude(hospital_hash=hospital_hash)
     unknown = ImageRecord.objects.filter(site=site, pseudonym=old, hospital_hash__isnull=True)
-    if others.exists() and unknown.exists():
+    if include_unrecorded and others.exists() and unknown.exists():
         raise RelinkError(f"the patient this number is linked to has {others.count()} other "
                           f"hospital number(s) at site {site.code}, and {unknown.count()} of "
                           "the site's images under that patient were stored before images "
@@ -278,12 +324,15 @@ def _refuse_ambiguous(site, hospital_hash: str, old: str) -> None:
 
 # -- moving ------------------------------------------------------------------------------------
 def relink(user, site_code: str, hospital_number: str, number: str, reason: str, *,
-           refresh: bool = True) -> Relinked:
-    """Move the site's hospital number, and every image the site sent under the patient it
-    was linked to, to the patient of ``number``; running it again finishes an interrupted one."""
+           include_unrecorded: bool = False, refresh: bool = True) -> Relinked:
+    """Move the site's hospital number, and the images it linked to the patient it was linked
+    to, to the patient of ``number``; with ``include_unrecorded`` the site's images there
+    stored before the linking number was recorded too. Running it again finishes an
+    interrupted one."""
     from nccid.clinical.models import PatientLink
 
-    found = plan(user, site_code, hospital_number, number, reason)
+    found = plan(user, site_code, hospital_number, number, reason,
+                 include_unrecorded=include_unrecorded)
     reason = check_reason(reason, "in the audit log")
     site = _site(site_code)
     hospital_hash = _hospital_hash(site, hospital_number)
@@ -293,18 +342,20 @@ def relink(user, site_code: str, hospital_number: str, number: str, reason: str,
             entry = Relink.objects.create(
                 site=site, hospital_hash=hospital_hash, old_pseudonym=found.old_pseudonym,
                 new_pseudonym=found.new_pseudonym, requested_by=user.username, reason=reason)
-            _plan_images(entry, found.misfiled)
+            _plan_images(entry, found.misfiled, found.include_unrecorded)
         moved = (PatientLink.objects.filter(site=site, hospital_hash=hospital_hash)
                  .update(pseudonym=entry.new_pseudonym))
     audit(user, "patient.relink.start" if not found.resuming else "patient.relink.again",
           pseudonym=entry.new_pseudonym, reason=reason, site=site.code,
-          old=entry.old_pseudonym, images=found.images, link_moved=bool(moved))
+          old=entry.old_pseudonym, images=found.images, link_moved=bool(moved),
+          include_unrecorded=found.include_unrecorded, unrecorded=found.unrecorded)
     done = _move(entry)
     if found.misfiled:
         done.forgotten = _forget_misfiled(entry.old_pseudonym)
     entry.moved = {"images": done.images, "gone": done.gone, "receipts": done.receipts,
                    "teaching_cases": done.teaching_cases, "set_name": done.set_name,
-                   "misfiled": found.misfiled, "forgotten": done.forgotten}
+                   "misfiled": found.misfiled, "forgotten": done.forgotten,
+                   "unrecorded": done.unrecorded, "unrecorded_left": done.unrecorded_left}
     entry.completed_at = timezone.now()
     entry.save(update_fields=["moved", "completed_at"])
     audit(user, "patient.relink", pseudonym=entry.new_pseudonym, reason=reason, site=site.code,
@@ -323,8 +374,9 @@ def refresh_catalogue() -> None:
     refresh()
 
 
-def _plan_images(entry: Relink, misfiled: bool) -> None:
-    rows = (images_named(entry.site, entry.old_pseudonym, entry.hospital_hash, misfiled)
+def _plan_images(entry: Relink, misfiled: bool, include_unrecorded: bool) -> None:
+    rows = (images_named(entry.site, entry.old_pseudonym, entry.hospital_hash, misfiled,
+                         include_unrecorded)
             .values_list("sop_uid", "storage_key", "metadata_key"))
     RelinkedImage.objects.bulk_create(
         [RelinkedImage(relink=entry, sop_uid=sop, old_storage_key=data, old_metadata_key=header)
@@ -334,6 +386,7 @@ def _plan_images(entry: Relink, misfiled: bool) -> None:
 def _move(entry: Relink) -> Relinked:
     from nccid.imaging import deps
     from nccid.warehouse.dateshift import deployment_shift
+    from nccid.warehouse.models import ImageRecord
     from nccid.warehouse.service import assign_set, get_warehouse
 
     shift = deployment_shift()
@@ -342,8 +395,14 @@ def _move(entry: Relink) -> Relinked:
     done.set_name = assign_set(entry.site, entry.new_pseudonym)
     linked = deps.has_clinical_record(entry.new_pseudonym)
     warehouse = get_warehouse()
-    for item in RelinkedImage.objects.filter(relink=entry, done=False).order_by("pk"):
-        _move_image(entry, item, offsets, done.set_name, linked, warehouse)
+    pending = RelinkedImage.objects.filter(relink=entry, done=False)
+    unrecorded = _unrecorded_sops(entry, pending)
+    for item in pending.order_by("pk"):
+        outcome = _move_image(entry, item, offsets, done.set_name, linked, warehouse)
+        if outcome == "moved" and item.sop_uid in unrecorded:
+            done.unrecorded += 1
+    done.unrecorded_left = _unrecorded(ImageRecord.objects.filter(
+        site_id=entry.site_id, pseudonym=entry.old_pseudonym))
     done.images, studies, since = _moved(entry)
     done.handed_out = len(_handed_out(since, None))
     done.gone = RelinkedImage.objects.filter(relink=entry).count() - done.images
@@ -351,6 +410,16 @@ def _move(entry: Relink) -> Relinked:
     done.teaching_cases = _move_teaching_cases(entry, studies)
     done.clinical_left = _clinical_left(entry)
     return done
+
+
+def _unrecorded_sops(entry: Relink, pending) -> set[str]:
+    """The planned images still under the old patient that were stored before images
+    recorded their linking number (moving one records this number)."""
+    from nccid.warehouse.models import ImageRecord
+
+    return set(ImageRecord.objects.filter(
+        sop_uid__in=pending.values("sop_uid"), pseudonym=entry.old_pseudonym,
+        hospital_hash__isnull=True).values_list("sop_uid", flat=True))
 
 
 def _move_image(entry: Relink, item: RelinkedImage, offsets: tuple[int, int], set_name: str,

@@ -2,7 +2,8 @@
 stored image records (``ImageRecord.hospital_hash``), not every image of the site under the
 wrong patient: images the site sent by the wrong NHS number itself (perhaps another real
 patient's) stay, and a wrong patient with a second hospital number at the site is no longer
-refused. Images stored before the number was recorded move as before (all of the site's).
+refused. Images stored before the number was recorded move, as before (all of the site's),
+only when asked (test_relink_moves_images_of_an_unrecorded_number_only_when_asked).
 
 And a hospital number that passes the NHS/CHI check, sent before the sheet linked it, was read
 as that number: its images sit under the pseudonym of the hospital number read as an NHS
@@ -66,8 +67,8 @@ def test_a_wrong_patient_with_a_second_hospital_number_keeps_that_number_s_image
         keyring.hospital_hash(site.code, real.hospital_number)}
 
 
-def test_images_stored_before_numbers_were_recorded_move_as_before(typo, site, manager,
-                                                                   make_user):
+def test_images_stored_before_numbers_were_recorded_move_only_when_asked(typo, site, manager,
+                                                                         make_user):
     from nccid.warehouse.models import ImageRecord
 
     real, right, wrong = typo
@@ -75,9 +76,12 @@ def test_images_stored_before_numbers_were_recorded_move_as_before(typo, site, m
     assert {o.status for o in send_images(site, wrong_person, study=7)} == {"stored"}
     ImageRecord.objects.update(hospital_hash=None)  # as an older release stored them
 
-    done = relinking.relink(manager, site.code, real.hospital_number, real.nhs_number, REASON)
+    found = relinking.plan(manager, site.code, real.hospital_number, real.nhs_number, REASON)
+    assert (found.images, found.unrecorded_left, found.left) == (0, 9, 0)
+    done = relinking.relink(manager, site.code, real.hospital_number, real.nhs_number, REASON,
+                            include_unrecorded=True)
 
-    assert done.images == 9 and not _images(site, wrong)  # every image of the site, as before
+    assert (done.images, done.unrecorded) == (9, 9) and not _images(site, wrong)
 
 
 def test_unrecorded_images_of_a_patient_with_two_numbers_are_refused(typo, site, manager,
@@ -90,7 +94,8 @@ def test_unrecorded_images_of_a_patient_with_two_numbers_are_refused(typo, site,
     ImageRecord.objects.update(hospital_hash=None)
 
     with pytest.raises(relinking.RelinkError, match="cannot be told apart"):
-        relinking.relink(manager, site.code, real.hospital_number, real.nhs_number, REASON)
+        relinking.relink(manager, site.code, real.hospital_number, real.nhs_number, REASON,
+                         include_unrecorded=True)
 
 
 @pytest.fixture
@@ -170,3 +175,35 @@ def test_the_command_says_what_it_moved_from_where_without_the_numbers(misfiled,
     assert phantom in output and right in output
     for number in (real.nhs_number, real.hospital_number):
         assert number not in result.output and number not in caplog.text
+
+
+def test_misfiled_images_stored_before_numbers_were_recorded_move_without_asking(
+        misfiled, site, manager):
+    """Nothing links the pseudonym of the number read as an NHS/CHI number, so every image of
+    the site under it came by that number, recorded or not: no option is needed, and the
+    preview says why."""
+    from nccid.warehouse.models import ImageRecord
+
+    real, right, phantom = misfiled
+    assert ImageRecord.objects.filter(pseudonym=phantom).update(hospital_hash=None) == 3
+
+    found = relinking.plan(manager, site.code, real.hospital_number, real.nhs_number, REASON)
+    assert (found.misfiled, found.images, found.unrecorded, found.unrecorded_left) == (
+        True, 3, 3, 0)
+    result = _relink_command(site, manager, real)
+
+    assert result.exit_code == 0, result.output
+    assert (f"nothing links {phantom}, so they too came by the hospital number read as an "
+            "NHS/CHI number") in " ".join(result.output.split())
+    assert not _images(site, phantom) and len(_images(site, right)) == 6
+
+
+def _relink_command(site, manager, real):
+    from typer.testing import CliRunner
+
+    from nccid.cli.main import typer_app
+
+    return CliRunner().invoke(typer_app, [
+        "patient", "relink", "--site", site.code, "--hospital-number", real.hospital_number,
+        "--nhs-number", real.nhs_number, "--reason", REASON, "--user", manager.username,
+        "--password-stdin", "--yes"], input="Correct-Horse-Battery-9\n")
