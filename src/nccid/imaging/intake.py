@@ -1273,7 +1273,16 @@ def finish_many(prepared: PreparedBatch) -> list[IngestOutcome]:
                             prepared.source)
         for index, outcome in zip(prepared.repeats, again, strict=True):
             outcomes[index] = outcome
+    if None in outcomes:  # (a bug: every path above gives each file one)
+        outcomes = [_no_outcome(prepared.source) if o is None else o for o in outcomes]
     return outcomes  # type: ignore[return-value]
+
+
+def _no_outcome(source: str) -> IngestOutcome:
+    """An internal error for a file intake left without an outcome: the node keeps it in its
+    spool and retries it, an import counts it failed; neither stops nor drops it."""
+    log.error("intake gave a file from %s no outcome: counted as an internal error", source)
+    return IngestOutcome(IngestStatus.REJECTED, "internal error (no outcome)")
 
 
 def _internal_error(exc: Exception, source: str, *, database_only: bool = False) -> IngestOutcome:

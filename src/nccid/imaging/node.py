@@ -775,6 +775,9 @@ class Drain:
             except _StillFailing as failing:
                 self._in_flight.clear()  # its replies are taken: read again from the first
                 self._still_failing(failing)
+        except WorkerCannotStart as exc:  # (before any record: none of them is at fault)
+            self._in_flight.clear()
+            self._wait_for_worker(exc)
         except WorkerGone:
             self._in_flight.clear()  # what it had stays in the spool: read again
             self._worker_died()
@@ -828,6 +831,15 @@ class Drain:
         self._quarantine(self.spool.read_batch(1, BATCH_BYTES, sealed=True),
                          f"ended the de-identification process {deaths} times on its own",
                          QUARANTINED_PROBLEM)
+
+    def _wait_for_worker(self, exc: WorkerCannotStart) -> None:
+        """The worker process could not start (its settings, a database it cannot open, a
+        broken install): every record stays in the spool, counted against none, and the node
+        tries again after a pause as for an outage."""
+        delay = self._next_backoff()
+        log.error("%s: every received instance is kept in the spool; retrying in %.0f s", exc,
+                  delay)
+        self._stop.wait(delay)
 
     def _still_failing(self, failing: _StillFailing) -> None:
         """Files failed for an internal reason again and again: a file intake cannot take, or
@@ -993,8 +1005,9 @@ class Drain:
         if site is None:
             return [IngestOutcome(IngestStatus.REJECTED, "the site is no longer registered")
                     ] * len(items)
-        return self._retrying(lambda indices: self._ingest_many([items[i] for i in indices],
-                                                                site, source), len(items), code)
+        return self._retrying(lambda indices: _every_outcome(
+            self._ingest_many([items[i] for i in indices], site, source), len(indices), code),
+            len(items), code)
 
     def _ingest_sealed(self, records: list, replies: list | None = None) -> bool:
         """Records the worker process reads from the spool itself; False if stopped first.
@@ -1143,6 +1156,25 @@ def _internal(outcome: IngestOutcome) -> bool:
     return outcome.status is IngestStatus.REJECTED and outcome.reason.startswith("internal error")
 
 
+NO_OUTCOME = IngestOutcome(IngestStatus.REJECTED, "internal error (no outcome)")
+
+
+def _every_outcome(outcomes: list, count: int, code: str) -> list[IngestOutcome]:
+    """``count`` outcomes: intake's, or an internal error (retried, the file kept in the
+    spool) for a file it gave none (a bug), and for all if it gave another number of them
+    (which answers which file is unknown). A missing outcome must never stop the drain nor
+    release a file."""
+    if len(outcomes) == count and all(isinstance(o, IngestOutcome) for o in outcomes):
+        return outcomes
+    missing = (sum(not isinstance(o, IngestOutcome) for o in outcomes)
+               if len(outcomes) == count else count)
+    log.error("site %s: intake gave %d of %d instance(s) no outcome: kept in the spool and "
+              "retried as an internal error", code, missing, count)
+    if len(outcomes) != count:
+        return [NO_OUTCOME] * count
+    return [o if isinstance(o, IngestOutcome) else NO_OUTCOME for o in outcomes]
+
+
 def handle_echo(event) -> int:
     return SUCCESS
 
@@ -1202,6 +1234,14 @@ class WorkerGone(Exception):
     """The de-identification process died (the batch stays in the spool and is retried)."""
 
 
+class WorkerCannotStart(WorkerGone):
+    """The de-identification process ended before it could take a batch (its setup failed):
+    no record is at fault."""
+
+
+_READY = "ready"  # the child's first message once set up; else a _CannotStart
+
+
 class WorkerProcess:
     """``ingest_many`` in a child process. The receiving threads are Python too: sharing one
     GIL with de-identification slowed every acknowledgement (20 s of receiving became 30-38 s
@@ -1225,6 +1265,14 @@ class WorkerProcess:
         process.start()
         child.close()
         self._conn, self._process = parent, process
+        try:
+            ready = parent.recv()
+        except (EOFError, OSError) as exc:
+            ready = _CannotStart(f"ended ({type(exc).__name__})")
+        if ready != _READY:
+            self._stop_process()
+            why = ready.why if isinstance(ready, _CannotStart) else "an unknown reply"
+            raise WorkerCannotStart(f"the de-identification process could not start ({why})")
 
     def ingest(self, site_code: str, source: str, items: list) -> list[IngestOutcome]:
         """``ingest_many`` of these files (bytes or views), sent over the pipe."""
@@ -1314,15 +1362,50 @@ def _worker_main(conn) -> None:
     # managers use it): a batch cut short stays in the spool and is taken again.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(WORKER_NICENESS)
-    from nccid.cli.common import setup_django
+    try:  # told to the node, not a death counted against the first record waiting
+        from nccid.cli.common import setup_django
 
-    setup_django()
-    from .intake import long_run_collector
-    from .logsafe import protect_logs
+        setup_django()
+        from .intake import long_run_collector
+        from .logsafe import protect_logs
 
-    protect_logs()
+        protect_logs()
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - told to the node (_why_not_started)
+        _tell(conn, _CannotStart(_why_not_started(exc)))
+        return
+    if not _tell(conn, _READY):
+        return
     with long_run_collector():
         _serve_batches(conn)
+
+
+@dataclass(frozen=True)
+class _CannotStart:
+    """Why the child could not set up (``_why_not_started``)."""
+
+    why: str
+
+
+def _why_not_started(exc: BaseException) -> str:
+    """The line an operator's error says (a setting or file to mend, as a command prints it);
+    of any other, its type and place (its message may quote a value)."""
+    try:
+        from nccid.cli.common import UserError
+        from nccid.config import ConfigError
+        from nccid.identity.keys import KeyFileError
+
+        told = isinstance(exc, (UserError, ConfigError, KeyFileError)) and str(exc)
+    except ImportError:  # (a broken install: the type says it)
+        told = ""
+    return told.splitlines()[0] if told else f"{type(exc).__name__} at {_where(exc)}"
+
+
+def _tell(conn, message: object) -> bool:
+    try:
+        conn.send(message)
+        return True
+    except OSError:  # the node is gone
+        return False
 
 
 def _serve_batches(conn) -> None:
