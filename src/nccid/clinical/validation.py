@@ -14,7 +14,8 @@ hospital number by its site-scoped keyed hash. No identifier value is ever put i
 ``Result.vault_numbers`` so the caller can encrypt them for the vault.
 
 Speed: each column gets one compiled converter (a closure) and the row loop only calls them;
-no regular expression is compiled per cell.
+no regular expression is compiled per cell, and each distinct value of a column is converted
+once (``_remembering``).
 """
 
 from __future__ import annotations
@@ -845,7 +846,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
             compile_column(column, site)
     refuse_month_first_import(sheet, layout, site)
     patient_index = hospital_index = None
-    active: list[tuple[int, Column, str, Callable]] = []
+    active: list[tuple[int, Column, str, str, Callable]] = []
     for index, column in enumerate(layout.columns):
         if column is None:
             continue
@@ -854,7 +855,8 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
         elif column.identifier == "hospital_number":
             hospital_index = index
         else:
-            active.append((index, column, column.header, _compiled(sheet, layout, index, site)))
+            active.append((index, column, column.header, column.field,
+                           _remembering(_compiled(sheet, layout, index, site))))
     blank_cleaned = {c.field: None for c in template.columns if c.identifier is None}
     headers = template_headers(layout)
     problems = ProblemList()
@@ -906,7 +908,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
         data: dict = {}
         cleaned = dict(blank_cleaned)
         flags: list[str] = []
-        for index, column, header, convert in columns:
+        for index, column, header, name, convert in columns:
             value = cells[index]
             if value is None or (type(value) is str and not value.strip()):
                 if column.required:
@@ -914,7 +916,7 @@ def validate(sheet: Sheet, layout: Layout, site: SiteRules, keyring,
                     bad = True
                 continue
             try:
-                data[column.field], cleaned[column.field] = convert(value)
+                data[name], cleaned[name] = convert(value)
             except CellError as exc:
                 problems.append(_problem(rownum, header, column.label, value, str(exc),
                                          numbers=numbers, own=number, hide=exc.hide,
@@ -1031,6 +1033,41 @@ def _site_hospital_numbers(known: Callable[[set[str]], set[str]], hospital_hash:
         problems.append(Problem(rownum, column.header, column.label, "", hospital_numbers.A_SITE_PATIENTS_NUMBER))
         refused.add(rownum)
     return refused
+
+
+# A column repeats its values (a code, a ward, the dates of a few months): each distinct value
+# is converted once per sheet and its (data, cleaned) pair reused. Only values that convert
+# cleanly are remembered (an error or a warning is raised again on every cell holding it),
+# keyed by their type too (1, 1.0 and True convert differently), and at most this many per
+# column, which bounds the memory. A zero is remembered by its sign (-0.0 equals 0.0 but is
+# kept as typed); a date and time with a zone is not remembered (it equals the same instant in
+# another zone, whose date may differ).
+_REMEMBERED_AT_MOST = 2048
+
+
+def _remembering(convert: Callable) -> Callable:
+    results: dict[tuple[type, object], tuple[object, object]] = {}
+    zeros: dict[float, tuple[object, object]] = {}  # by sign: 1.0 or -1.0
+
+    def remembered(value: object) -> tuple[object, object]:
+        key = (type(value), value)
+        try:
+            found = results.get(key)
+        except TypeError:  # not hashable: no cell of a sheet, but a caller may pass one
+            return convert(value)
+        if found is not None:
+            return found
+        if key[0] is float and value == 0:
+            sign = math.copysign(1.0, value)
+            if sign not in zeros:
+                zeros[sign] = convert(value)
+            return zeros[sign]
+        found = convert(value)
+        if len(results) < _REMEMBERED_AT_MOST and getattr(value, "tzinfo", None) is None:
+            results[key] = found
+        return found
+
+    return remembered
 
 
 def _compiled(sheet: Sheet, layout: Layout, index: int, site: SiteRules) -> Callable:
