@@ -120,7 +120,7 @@ class SpreadsheetRejected(ValueError):
 @dataclass
 class Sheet:
     headers: list[str]
-    rows: list[tuple[int, list]]  # (1-based sheet row number, cell values padded to headers)
+    rows: list[tuple[int, tuple]]  # (1-based sheet row number, cell values padded to headers)
     format: str  # "xlsx" | "csv"
     stamp: tuple[str, str] | None = None  # (kind, version) stated by the workbook, if any
     title: str = ""
@@ -793,7 +793,9 @@ def _sheet(values: list[list], fmt: str, stamp, title: str,
             for column in failed:
                 cells[column] = None
             cell_errors[index + 1] = failed
-        rows.append((index + 1, cells))
+        # A tuple: once the garbage collector has seen that it holds only values, it stops
+        # tracking it (a list of 20,000 rows was walked again by every full collection).
+        rows.append((index + 1, tuple(cells)))
     return Sheet(headers=headers, rows=rows, format=fmt, stamp=stamp, title=title,
                  cell_errors=cell_errors,
                  unheaded_columns=_unheaded_columns(values, header_index, headers, error_rows))
