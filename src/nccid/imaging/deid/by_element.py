@@ -4,10 +4,12 @@ The files of a series repeat almost every header element: equipment, study and s
 UIDs, dates, geometry. The engine's de-identification of a top-level element depends on
 that element alone (its tag, VR and value), plus a little context this module puts in the
 key: the encoding, the character set, the pseudonym where the element becomes it, with
-a date-shifting profile the patient, and for a sequence the Pixel Representation (its items'
-"US or SS" elements follow it). So each element's outcome (the bytes written, its
-DICOM JSON, its catalogue text, or nothing when removed) is remembered, and a file whose
-elements were all met before is assembled from the memo without building a dataset.
+a date-shifting profile the patient, for a sequence the Pixel Representation (its items'
+"US or SS" elements follow it), and for a top-level code value the Coding Scheme Designator
+beside it (a SNOMED CT concept is kept where the same digits of another scheme are not). So
+each element's outcome (the bytes written, its DICOM JSON, its catalogue text, or nothing
+when removed) is remembered, and a file whose elements were all met before is assembled
+from the memo without building a dataset.
 
 The outcomes are always the engine's own: elements not met before are de-identified
 together by the engine (its walk and the patient's assignment) on a small dataset holding
@@ -45,6 +47,8 @@ from nccid.warehouse.dicom_json import (
 from nccid.warehouse.meta import ImageMeta
 
 from .engine import (
+    CODE_VALUE_TAGS,
+    CODING_SCHEME_DESIGNATOR,
     Deidentifier,
     DeidResult,
     _after_header,
@@ -106,6 +110,8 @@ def deidentify_by_element(deid: Deidentifier, data, header: tuple[Dataset, int],
                 if representation is None:
                     representation = pixel_representation_key(ds) or _UNSURE
                 depends = representation
+        elif tag in CODE_VALUE_TAGS:  # judged with the scheme beside it (a SNOMED CT concept)
+            depends = _scheme_key(ds)
         identity = None if depends is _UNSURE else _identity(elem)
         key = None if identity is None else (tag, identity, context,
                                              pseudonym if action(tag) == "pseudonym" else None,
@@ -165,8 +171,10 @@ def _deidentify_together(deid: Deidentifier, ds: Dataset, tags: list[int], pseud
     Representation (and, for the whole ``deidentify``, the SOP UIDs it needs)."""
     small = Dataset()
     # The Pixel Representation decides "US or SS" elements inside sequences, as in the file.
-    context = (SPECIFIC_CHARACTER_SET, PIXEL_REPRESENTATION, SOP_CLASS_UID, SOP_INSTANCE_UID,
-               *ADDED) if with_added else (SPECIFIC_CHARACTER_SET, PIXEL_REPRESENTATION)
+    # A top-level code value is judged with the Coding Scheme Designator beside it.
+    context = (SPECIFIC_CHARACTER_SET, PIXEL_REPRESENTATION, CODING_SCHEME_DESIGNATOR,
+               SOP_CLASS_UID, SOP_INSTANCE_UID, *ADDED) if with_added \
+        else (SPECIFIC_CHARACTER_SET, PIXEL_REPRESENTATION, CODING_SCHEME_DESIGNATOR)
     try:  # (copying a sequence nested deeply exceeds the recursion limit: the engine's way)
         for tag in (*context, *tags):
             elem = ds._dict.get(tag)
@@ -215,6 +223,14 @@ def _identity(elem) -> Hashable | None:
         return ("raw", elem.VR, elem.length == 0xFFFFFFFF, value)
     identity = value_key(elem.value)
     return None if identity is None else ("value", elem.VR, identity)
+
+
+def _scheme_key(ds: Dataset) -> Hashable:
+    """What a top-level code value's outcome depends on: the Coding Scheme Designator beside
+    it (``_UNSURE`` when too long to remember)."""
+    scheme = ds._dict.get(CODING_SCHEME_DESIGNATOR)
+    identity = None if scheme is None else _identity(scheme)
+    return _UNSURE if scheme is not None and identity is None else ("scheme", identity)
 
 
 def _private_blocks_dropped(deid: Deidentifier, ds: Dataset) -> bool:

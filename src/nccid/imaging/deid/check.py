@@ -35,11 +35,13 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from nccid.warehouse.dicom_json import drop_not_finite
 
 from .engine import (
+    CODE_VALUE_TAGS,
     FORM_VRS,
     PIXEL_DATA,
     SPECIFIC_CHARACTER_SET,
     _pixel_element,
     charset_term,
+    code_scheme,
     contradicted_vr,
     form_ok,
     form_vrs,
@@ -47,14 +49,19 @@ from .engine import (
     parse_header,
     safe_private_values,
 )
-from .identifying import KEYED_UID_ROOT, number_looks_identifying, text_findings
+from .identifying import (
+    KEYED_UID_ROOT,
+    PATIENT_NUMBER,
+    code_findings,
+    number_looks_identifying,
+    text_findings,
+)
 from .profile import SafePrivate, compile_profile, default_safe_private, load_data, profile_names
 
 TEXT_VRS = {"LO", "SH", "ST", "LT", "UT", "UC", "PN", "AE", "CS", "UR"}
 TEXT_IN_BINARY = re.compile(rb"[\x20-\x7e]{6,}")  # printable runs in a binary value
 BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 PIXEL_TAGS = {0x7FE00008, 0x7FE00009, PIXEL_DATA}
-PATIENT_NUMBER = "NHS/CHI-number-shaped digits with a valid check digit"
 BIRTH_DATE_KEYWORDS = {"PatientBirthDate", "PatientBirthDateInAlternativeCalendar"}
 UTC_OFFSET = re.compile(r"[+-][0-9]{4}$")
 DICOM_JSON_TAG = re.compile(r"[0-9A-Fa-f]{8}")
@@ -182,7 +189,8 @@ class Checker:
                 for index, item in enumerate(elem.value or ()):
                     found += self._walk(item, file, f"{where}[{index}]")
                 continue
-            for reason, value in self._value_findings(elem, keyword):
+            scheme = code_scheme(ds) if int(tag) in CODE_VALUE_TAGS else None
+            for reason, value in self._value_findings(elem, keyword, scheme):
                 found.append(Finding(file, where, keyword, reason, mask(value)))
         return found
 
@@ -199,7 +207,9 @@ class Checker:
             return f"attribute the {self.profile} profile removes"
         return "attribute de-identification removes"
 
-    def _value_findings(self, elem, keyword: str) -> Iterator[tuple[str, str]]:
+    def _value_findings(self, elem, keyword: str,
+                        scheme: str | None = None) -> Iterator[tuple[str, str]]:
+        """``scheme``: a code value's item's Coding Scheme Designator (``code_findings``)."""
         vr = _vr_of(elem)
         if vr in BINARY_VRS:
             yield from _binary_findings(elem.value)
@@ -232,7 +242,8 @@ class Checker:
             if vr in FORM_VRS:
                 yield from self._form_findings(int(elem.tag), vr, value)
                 continue
-            yield from text_findings(value, vr)
+            yield from (text_findings(value, vr) if scheme is None
+                        else code_findings(value, vr, scheme))
 
     def _form_findings(self, tag: int, vr: str, value: str) -> Iterator[tuple[str, str]]:
         """An age, code or number: of its VR's form (or, for a number declared as the other

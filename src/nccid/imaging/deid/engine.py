@@ -45,7 +45,12 @@ from nccid.dicomvalues import (
 )
 from nccid.identity.keys import SHIFT_BACKWARD, Keyring
 
-from .identifying import FREE_TEXT_VRS, looks_identifying, number_looks_identifying
+from .identifying import (
+    FREE_TEXT_VRS,
+    code_looks_identifying,
+    looks_identifying,
+    number_looks_identifying,
+)
 from .profile import CompiledProfile, SafePrivate, compile_profile, default_safe_private, load_data
 
 # pydicom's value validation warns *and logs* the offending value (an original UID, a name):
@@ -74,6 +79,10 @@ _METHOD_CODES = {
 # Kept text tested as the checker tests it (``looks_identifying``): free text, and the URs the
 # profile keeps (Coding Scheme URL, URN Code Value: a code item's own value).
 KEPT_TEXT_VRS = FREE_TEXT_VRS | {"UR"}
+# A code item's values judged with its Coding Scheme Designator (``code_scheme``): a SNOMED CT
+# concept's number is no NHS/CHI number nor a date (``code_looks_identifying``).
+CODE_VALUE_TAGS = frozenset({0x00080100, 0x00080119})  # Code Value, Long Code Value
+CODING_SCHEME_DESIGNATOR = 0x00080102
 _NUMERIC_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"}
 _BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 
@@ -377,11 +386,15 @@ class Deidentifier:
 
     def _drop_identifying_text(self, ds: Dataset, elem, tag: int, vr: str) -> int:
         """A kept free-text value that ``nccid deid check`` would flag (a name, an NHS/CHI
-        number, ...: ``looks_identifying``, once per distinct value) is dropped, the others
-        kept; with none left an attribute that is Type 1 somewhere gets the VR's dummy, any
-        other is emptied. Returns how many values were dropped."""
+        number, ...: ``looks_identifying``, once per distinct value; a code value with its
+        item's scheme, ``code_looks_identifying``) is dropped, the others kept; with none left
+        an attribute that is Type 1 somewhere gets the VR's dummy, any other is emptied. Returns how many values were dropped."""
         texts, raw = _free_texts(elem, vr)
-        passed = [t for t in texts if not looks_identifying(t)]
+        if tag in CODE_VALUE_TAGS:
+            scheme = code_scheme(ds)
+            passed = [t for t in texts if not code_looks_identifying(t, scheme)]
+        else:
+            passed = [t for t in texts if not looks_identifying(t)]
         if len(passed) == len(texts):
             return 0
         kept = [] if raw else passed  # not ASCII: read as Latin-1, never written back so
@@ -551,6 +564,13 @@ def listed_values(rules: dict) -> dict[int, frozenset[str]]:
     lists.update({keyword: entry["terms"] for keyword, entry in defined_terms().items()})
     return {tag_for_keyword(keyword): frozenset(v.upper() for v in values)
             for keyword, values in lists.items()}
+
+
+def code_scheme(item: Dataset) -> str:
+    """A code item's Coding Scheme Designator as it stands ("" when absent), read without
+    converting it (a value that is not plain ASCII is no SCT)."""
+    elem = item.get_item(CODING_SCHEME_DESIGNATOR)
+    return "" if elem is None else _text(elem.value)
 
 
 def _keyword_tags(keywords: list[str]) -> frozenset[int]:

@@ -3,7 +3,9 @@ de-identification to the free text it keeps (``looks_identifying``). Heuristics,
 person-name shape (FAMILY^GIVEN, or a title before a name), an NHS/CHI number, a postcode, a
 street, a telephone number, a date in free text, a UID that is no keyed one. Numbers (a
 safe-listed private value, an IS or DS) are tested for NHS/CHI numbers alone
-(``number_looks_identifying``)."""
+(``number_looks_identifying``). A code item's Code Value is tested as free text but for one
+exemption: a well-formed SNOMED CT identifier in a SNOMED CT item is a concept's number, not
+an NHS/CHI number nor a date (``code_findings``)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,22 @@ DATE_IN_TEXT = re.compile(r"(?<!\d)(?:(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[
 UID_IN_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){3,}(?![\d.])")
 LEADING_DIGITS = re.compile(r"[+-]?([0-9]+)")
 NUMBER_VRS = frozenset({"IS", "DS"})
+PATIENT_NUMBER = "NHS/CHI-number-shaped digits with a valid check digit"
+DATE = "date in free text"
+SNOMED_EXEMPT = frozenset({PATIENT_NUMBER, DATE})  # all a string of digits can be flagged for
+# DICOM's designators of SNOMED CT (PS3.16 Section 8): SCT, and the retired SRT (SNOMED-RT
+# style codes such as R-102CD, never an identifier of digits, but older files send one under it).
+SNOMED_SCHEMES = frozenset({"SCT", "SRT"})
+SCTID = re.compile(r"[1-9][0-9]{5,17}")
+# The partition identifier (the two digits before the check digit): a concept, description or
+# relationship, in the short format (0x) or with a 7-digit namespace (1x). Subsets, maps and
+# the like are never a code value.
+SHORT_PARTITIONS, LONG_PARTITIONS = frozenset({"00", "01", "02"}), frozenset({"10", "11", "12"})
+# Verhoeff's dihedral-group check digit, which SNOMED CT identifiers carry.
+_VERHOEFF_D = ("0123456789", "1234067895", "2340178956", "3401289567", "4012395678",
+               "5987604321", "6598710432", "7659821043", "8765932104", "9876543210")
+_VERHOEFF_P = ("0123456789", "1576283094", "5803796142", "8916043527", "9453126870",
+               "4286573901", "2793806415", "7046913258")
 
 
 def text_findings(value: str, vr: str) -> Iterator[tuple[str, str]]:
@@ -69,7 +87,7 @@ def text_findings(value: str, vr: str) -> Iterator[tuple[str, str]]:
     if NAME_AFTER_TITLE.search(value):
         yield "person-name-shaped text (a title and a name: Mrs Jane Smith)", value
     if looks_like_patient_number(value):
-        yield "NHS/CHI-number-shaped digits with a valid check digit", value
+        yield PATIENT_NUMBER, value
     if POSTCODE.search(value.upper()) and not PSEUDONYM.fullmatch(value):
         yield "UK postcode", value
     if STREET.search(value):
@@ -77,7 +95,7 @@ def text_findings(value: str, vr: str) -> Iterator[tuple[str, str]]:
     if PHONE.search(value):
         yield "telephone number", value
     if vr in FREE_TEXT_VRS and DATE_IN_TEXT.search(value):
-        yield "date in free text", value
+        yield DATE, value
 
 
 @lru_cache(maxsize=65536)
@@ -85,6 +103,45 @@ def looks_identifying(text: str) -> bool:
     """True when ``nccid deid check`` would flag ``text`` as free text: one test per distinct
     value (the files of a series repeat their values)."""
     return next(text_findings(text, "UT"), None) is not None
+
+
+def code_findings(value: str, vr: str, scheme: str) -> Iterator[tuple[str, str]]:
+    """``text_findings`` of a code item's Code Value or Long Code Value, ``scheme`` its item's
+    Coding Scheme Designator ("" when absent or removed). A well-formed SNOMED CT identifier in
+    a SNOMED CT item is a concept's number: it is not tested for the shapes digits alone can
+    take (``SNOMED_EXEMPT``), which standard concepts take by chance (102539006 semi-erect and
+    102535000 right lateral decubitus pass an NHS/CHI check, 20721001 reads as a date: 99 of
+    the 8,152 SNOMED codes of pydicom's SR dictionary). The other way round, a patient's number
+    is a SNOMED CT identifier by chance about 1 time in 330 (a valid Verhoeff digit and a
+    partition: 2,753 of the 909,090 valid 999-range NHS numbers; as many of other NHS and of
+    CHI numbers), a YYYYMMDD date 1 in 126. Every other test applies, as does the whole test
+    to a value of any other scheme, or with spaces."""
+    exempt = scheme in SNOMED_SCHEMES and is_snomed_ct_id(value)
+    for reason, text in text_findings(value, vr):
+        if not (exempt and reason in SNOMED_EXEMPT):
+            yield reason, text
+
+
+@lru_cache(maxsize=65536)
+def code_looks_identifying(value: str, scheme: str) -> bool:
+    """``looks_identifying`` for a code value in an item of ``scheme`` (``code_findings``),
+    once per distinct (value, scheme)."""
+    return next(code_findings(value, "UT", scheme), None) is not None
+
+
+def is_snomed_ct_id(value: str) -> bool:
+    """A well-formed SNOMED CT identifier: 6 to 18 digits, no leading zero, the partition of a
+    concept, description or relationship (with a namespace, 11 digits at least) and a valid
+    Verhoeff check digit."""
+    if not SCTID.fullmatch(value):
+        return False
+    partition = value[-3:-1]
+    if partition not in SHORT_PARTITIONS and not (partition in LONG_PARTITIONS and len(value) >= 11):
+        return False
+    check = 0
+    for position, digit in enumerate(reversed(value)):
+        check = int(_VERHOEFF_D[check][int(_VERHOEFF_P[position % 8][int(digit)])])
+    return check == 0
 
 
 @lru_cache(maxsize=65536)
