@@ -619,7 +619,7 @@ def _link(site: Site, records: Iterable[dict]) -> list[str]:
 
 
 def _insert(model, columns: list[str], rows: list[tuple], ignore_conflicts: bool = False) -> None:
-    """Plain multi-row INSERT for the large first imports: the ORM's per-field preparation of
+    """Plain INSERTs for the large first imports: the ORM's per-field preparation of
     tens of thousands of objects costs more than validating them. JSON comes pre-encoded."""
     if not rows:
         return
@@ -629,15 +629,12 @@ def _insert(model, columns: list[str], rows: list[tuple], ignore_conflicts: bool
         if connection.vendor == "postgresql":
             _copy(cursor.cursor, table, names, rows, ignore_conflicts)
             return
-        # Many rows per statement (one round trip each), within the backend's parameter limit.
-        one = f"({', '.join(['%s'] * len(columns))})"
+        # One statement, prepared once and run per row: SQLite is in-process (no round trips
+        # to save), and its many-row statements cost more to build, convert and parse than
+        # to run (about 0.1 s of 20,000 records).
         tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-        limit = connection.features.max_query_params or 10_000
-        per_statement = max(1, min(1000, limit // len(columns)))
-        for start in range(0, len(rows), per_statement):
-            batch = rows[start:start + per_statement]
-            cursor.execute(f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(batch)) + tail,
-                           [value for row in batch for value in row])
+        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+                           + tail, rows)
 
 
 def _copy(cursor, table: str, names: str, rows: list[tuple], ignore_conflicts: bool) -> None:
