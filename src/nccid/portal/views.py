@@ -193,18 +193,24 @@ def research(request: HttpRequest) -> HttpResponse:
 
 def _catalogue_freshness(sets: list[str]) -> dict:
     """What researchers see is the catalogue as of its last refresh: when that was, and how
-    many images of their sets arrived since (shown at the next refresh). The time is None
-    before the first refresh, or while the warehouse does not answer (``unreachable``)."""
+    many images and clinical records of their sets arrived (or, records, changed) since: shown
+    at the next refresh. Counts only. The time is None before the first refresh, or while the
+    warehouse does not answer (``unreachable``: the records since are not known then)."""
     from nccid.warehouse.catalogue import catalogue_updated_at
-    from nccid.warehouse.models import ImageRecord
+    from nccid.warehouse.models import ImageRecord, PatientSet
+    from nccid.warehouse.service import clinical_changed_since
     from nccid.warehouse.storage import StorageError
 
     waiting = ImageRecord.objects.filter(catalogue_part=None, set_name__in=sets).count()
     try:
-        return {"catalogue_as_of": catalogue_updated_at(), "images_since": waiting}
+        as_of = catalogue_updated_at()
     except (StorageError, OSError):
         log.warning("the research page could not read the catalogue's state", exc_info=True)
         return {"catalogue_as_of": None, "images_since": waiting, "unreachable": True}
+    in_sets = PatientSet.objects.filter(set_name__in=sets).values("pseudonym")
+    # No margin (unlike the refresher's check): a record the refresh read is not waiting.
+    records = clinical_changed_since(as_of).filter(pseudonym__in=in_sets).count()
+    return {"catalogue_as_of": as_of, "images_since": waiting, "records_since": records}
 
 
 @login_required

@@ -115,7 +115,8 @@ def _refresh(compact_at: int) -> dict:
     version = int(old.get("version", 0)) + 1
     state = {
         "format": cs.STATE_FORMAT, "version": version,
-        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # to the microsecond: clinical records are "changed since" by comparison with it
+        "updated_at": datetime.now(UTC).isoformat(),
         "image_parts": {str(p): e for p, e in entries},
         "files": {"images": [e for _, e in entries]},
     }

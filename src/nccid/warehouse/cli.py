@@ -216,12 +216,13 @@ def stats() -> None:
     setup_django()
     from nccid.config import mask_url_password
 
-    from .catalogue import catalogue_counts, connect_catalogue
-    from .service import get_warehouse, uncatalogued_images
+    from .catalogue import catalogue_counts, catalogue_updated_at, connect_catalogue
+    from .service import clinical_changed_since, get_warehouse, uncatalogued_images
 
     try:
         con = connect_catalogue()
         counts = catalogue_counts()
+        as_of = catalogue_updated_at()
     except _storage_errors() as exc:
         raise UserError(f"cannot read the catalogue: {exc}") from exc
     rows = con.execute(
@@ -235,8 +236,10 @@ def stats() -> None:
     console.print(table)
     patients, clinical = con.execute("SELECT (SELECT count(*) FROM patients), "
                                      "(SELECT count(*) FROM clinical)").fetchone()
+    changed = clinical_changed_since(as_of).count()  # no margin: what it read is not waiting
     console.print(f"{patients:,} patient(s), {clinical:,} clinical record(s); "
-                  f"{uncatalogued_images():,} image(s) not yet in the catalogue")
+                  f"{uncatalogued_images():,} image(s) not yet in the catalogue, {changed:,} "
+                  "clinical record(s) new or changed since its refresh", highlight=False)
 
 
 @warehouse_app.command("sync-clinical")

@@ -23,18 +23,12 @@ COMMIT_MARGIN = timedelta(seconds=REFRESH_EVERY)
 def catalogue_behind() -> bool:
     """Images stored since the last refresh, or clinical records changed since (shortly
     before) it."""
-    from nccid.clinical.models import ClinicalRecord
-
     from .catalogue import catalogue_updated_at
-    from .service import uncatalogued_images
+    from .service import clinical_changed_since, uncatalogued_images
 
     if uncatalogued_images():
         return True
-    as_of = catalogue_updated_at()
-    records = ClinicalRecord.objects.all()
-    if as_of is not None:
-        records = records.filter(updated__gt=as_of - COMMIT_MARGIN)
-    return records.exists()
+    return clinical_changed_since(catalogue_updated_at(), COMMIT_MARGIN).exists()
 
 
 class CatalogueRefresher(threading.Thread):

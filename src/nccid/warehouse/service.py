@@ -11,10 +11,10 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from nccid.config import get_settings
 
@@ -675,3 +675,15 @@ def _count_unnamed_images(keys: list[str], found) -> None:
 def uncatalogued_images() -> int:
     """Stored images the catalogue does not show yet (until the next refresh)."""
     return ImageRecord.objects.filter(catalogue_part=None).count()
+
+
+def clinical_changed_since(as_of: datetime | None, margin: timedelta = timedelta(0)) -> QuerySet:
+    """Clinical records created or changed since the catalogue refresh written at ``as_of``
+    (every record before the first refresh): the catalogue shows them as they were, or not at
+    all, until the next refresh. Records carry no catalogue mark as images do, so their time
+    tells; ``margin`` also takes those changed that long before it, for a save that committed
+    after the refresh had read the table (``refresher.catalogue_behind``)."""
+    from nccid.clinical.models import ClinicalRecord
+
+    records = ClinicalRecord.objects.all()
+    return records if as_of is None else records.filter(updated__gt=as_of - margin)

@@ -1,7 +1,7 @@
 """Research access says the data researchers count, list and export are the catalogue as of
-its last refresh: when that was, and how many images of their sets arrived since (shown at
-the next refresh; validation images are never counted for them). Data just sent were
-invisible with nothing saying why."""
+its last refresh: when that was, and how many images and clinical records of their sets
+arrived (or changed) since (shown at the next refresh; validation data are never counted for
+them). Data just sent were invisible with nothing saying why."""
 
 from __future__ import annotations
 
@@ -43,12 +43,13 @@ def test_the_research_page_says_when_the_catalogue_was_refreshed_and_what_came_s
     assert _as_of(client) == (
         f"The last catalogue refresh, {shown}. Counts, lists and exports show the data of that "
         "refresh: data sent since appear at the next one, which the operators schedule (no "
-        "image of your sets received since).")
+        "image of your sets received since, and no clinical record new or changed).")
 
     _stored(site, make_image, 2, "training")
     _stored(site, make_image, 3, "training")
     _stored(site, make_image, 4, "validation")
-    assert _as_of(client).endswith("(2 images of your sets received since).")
+    assert _as_of(client).endswith(
+        "(2 images of your sets received since, and no clinical record new or changed).")
 
 
 @pytest.fixture
@@ -72,3 +73,54 @@ def make_image(keyring):
         return keyring.pseudonym(person.nhs_number), to_bytes(ds), meta
 
     return make
+
+
+def _record(site, pseudonym: str, set_name: str | None, age: int):
+    from nccid.clinical.models import ClinicalRecord, Upload
+    from nccid.warehouse.models import PatientSet
+
+    if set_name:
+        PatientSet.objects.create(pseudonym=pseudonym, set_name=set_name, site=site)
+    upload = Upload.objects.create(site=site, kind="positive", sha256=pseudonym.ljust(64, "0"))
+    return ClinicalRecord.objects.create(site=site, pseudonym=pseudonym, kind="positive",
+                                         cleaned={"age": age}, digest="d", last_upload=upload)
+
+
+def test_clinical_records_new_or_changed_since_the_refresh_are_counted_too(
+        client, site, make_user, local_warehouse):
+    """A sheet of patients without images said 'no image of your sets received since', as if
+    nothing were waiting; so did a sheet changing the values filters read (review 25)."""
+    from nccid.warehouse.catalogue import refresh_catalogue
+
+    client.force_login(make_user("researcher"))
+    kept = _record(site, "p" * 32, "training", 70)
+    refresh_catalogue()  # the record read by the refresh is not waiting
+    assert _as_of(client).endswith(
+        "(no image of your sets received since, and no clinical record new or changed).")
+
+    _record(site, "q" * 32, "training", 60)
+    _record(site, "r" * 32, "validation", 50)  # another set: never counted for them
+    _record(site, "s" * 32, None, 40)  # no set yet: whose it will be is not known
+    assert _as_of(client).endswith(
+        "(no image of your sets received since, and 1 clinical record new or changed).")
+
+    kept.cleaned = {"age": 71}  # a follow-up sheet changing a value
+    kept.save()
+    assert _as_of(client).endswith(
+        "(no image of your sets received since, and 2 clinical records new or changed).")
+    refresh_catalogue()
+    assert _as_of(client).endswith("and no clinical record new or changed).")
+
+
+def test_while_the_warehouse_does_not_answer_only_the_images_are_counted(
+        client, site, make_user, local_warehouse, monkeypatch):
+    from nccid.warehouse.storage import StorageError
+
+    def down():
+        raise StorageError("the store does not answer")
+
+    monkeypatch.setattr("nccid.warehouse.catalogue.catalogue_updated_at", down)
+    client.force_login(make_user("researcher"))
+    _record(site, "q" * 32, "training", 60)  # since when is not known: not counted
+    assert _as_of(client).startswith("Not known just now: the warehouse does not answer.")
+    assert _as_of(client).endswith("(no image of your sets received since).")

@@ -60,3 +60,31 @@ def test_sync_clinical_rewrites_records(site, local_warehouse, make_image):
     (key,) = [k for k in local_warehouse.list() if "/data/" in k]
     assert key.endswith(f"/data/{pseudonym}/positive-RTEST.json")
     assert json.loads(local_warehouse.read(key)) == {"age": 70}
+
+
+def test_stats_counts_clinical_records_new_or_changed_since_the_refresh(site, local_warehouse,
+                                                                        make_image):
+    """A sheet of patients without images, or one changing the values filters read, left
+    stats saying '0 image(s) not yet in the catalogue' as if nothing were waiting (review 25)."""
+    from nccid.clinical.models import ClinicalRecord, Upload
+
+    upload = Upload.objects.create(site=site, kind="positive", sha256="3" * 64)
+    records = [ClinicalRecord.objects.create(site=site, pseudonym=make_image(i)[0], kind="positive",
+                                             cleaned={"age": 70 + i}, digest="d", last_upload=upload)
+               for i in (1, 2)]
+    assert _run("catalogue").exit_code == 0
+    assert ("2 clinical record(s); 0 image(s) not yet in the catalogue, 0 clinical record(s) new "
+            "or changed since its refresh") in _stats()  # those the refresh read are not waiting
+
+    ClinicalRecord.objects.create(site=site, pseudonym=make_image(3)[0], kind="positive",
+                                  cleaned={"age": 60}, digest="d", last_upload=upload)
+    records[0].cleaned = {"age": 90}  # a follow-up sheet changing a value
+    records[0].save()
+    assert ("2 clinical record(s); 0 image(s) not yet in the catalogue, 2 clinical record(s) new "
+            "or changed since its refresh") in _stats()
+
+
+def _stats() -> str:
+    result = _run("stats")
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())  # as one line, however the console wrapped it
