@@ -4,9 +4,11 @@ The figures are counts of distinct patients and studies. Recounting a million im
 every page view would not scale, so the counts are kept in a ``FigureState`` row together
 with the high-water marks (largest primary keys) of the image and clinical tables they cover.
 When new rows arrive, only those rows are examined: a patient or study counts as new when no
-earlier row names it (an indexed ``NOT EXISTS``). Deleting rows bumps a generation counter,
-which forces one full recount. Page views cost one cheap probe (three indexed ``MAX``/row
-lookups, memoised for ``PROBE_SECONDS`` in each process) and a dictionary look-up.
+earlier row names it (an indexed ``NOT EXISTS``). Deleting rows, or changing image rows in
+place (a relink gives them another patient: ``nccid.warehouse.signals.images_changed``),
+bumps a generation counter, which forces one full recount. Page views cost one cheap probe
+(three indexed ``MAX``/row lookups, memoised for ``PROBE_SECONDS`` in each process) and a
+dictionary look-up.
 
 Each site's own patients and studies are counted the same way, alongside. Everyone but data
 managers and administrators is shown the national counts rounded (``Summary.rounded``), as
@@ -132,7 +134,8 @@ _memo: dict[str, object] = {"at": 0.0, "version": None, "summary": None}
 
 
 def bump_generation(**_kwargs) -> None:
-    """Force a full recount (rows were deleted). Connected to the models' post_delete."""
+    """Force a full recount (rows were deleted, or image rows changed in place). Connected to
+    the models' post_delete and to ``images_changed``."""
     updated = FigureState.objects.filter(name=GENERATION).update(generation=F("generation") + 1)
     if not updated:
         try:
@@ -144,11 +147,15 @@ def bump_generation(**_kwargs) -> None:
 
 
 def connect_signals() -> None:
-    """Deleting image or clinical rows forces a recount (called from the app's ready())."""
+    """Deleting image or clinical rows, or changing image rows in place, forces a recount
+    (called from the app's ready())."""
     from django.db.models.signals import post_delete
+
+    from nccid.warehouse.signals import images_changed
 
     for label in ("warehouse.ImageRecord", "clinical.ClinicalRecord"):
         post_delete.connect(bump_generation, sender=label, dispatch_uid=f"figures-{label}")
+    images_changed.connect(bump_generation, dispatch_uid="figures-images-changed")
 
 
 def forget() -> None:

@@ -429,6 +429,7 @@ def _move_image(entry: Relink, item: RelinkedImage, offsets: tuple[int, int], se
     old and new patients' date offsets."""
     from nccid.warehouse.dicom_json import header_json
     from nccid.warehouse.models import ImageRecord
+    from nccid.warehouse.signals import images_changed
 
     row = ImageRecord.objects.filter(sop_uid=item.sop_uid).select_related("site").first()
     outcome = "moved"
@@ -448,6 +449,8 @@ def _move_image(entry: Relink, item: RelinkedImage, offsets: tuple[int, int], se
                              hospital_hash=entry.hospital_hash))
             if taken and part is not None:  # its part is written again, without the old row
                 ImageRecord.objects.filter(catalogue_part=part).update(catalogue_part=None)
+            if taken:  # the figures counted it under the old patient: counted again
+                images_changed.send(sender=ImageRecord)
     elif row.pseudonym != entry.new_pseudonym:
         outcome = "skipped"
     moved_keys = ImageRecord.objects.filter(sop_uid=item.sop_uid).values_list(
