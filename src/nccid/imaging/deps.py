@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef
 from nccid.config import get_settings
 from nccid.identity.service import get_keyring
 from nccid.imaging.deid import Deidentifier, image_meta
+from nccid.portal.summary import non_image_modalities
 from nccid.warehouse.deid_profile import date_shift_scheme
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import store_image
@@ -18,7 +19,7 @@ from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
 from nccid.withdrawal.services import STUDY_REFUSAL, removed_studies_among, withdrawn_among
 
 __all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta", "link_images",
-           "pseudonym_for_hospital_number", "last_sheet_confirmed_at", "removed_studies_among", "site_sent_clinical_record", "store_image",
+           "non_image_modalities", "pseudonym_for_hospital_number", "last_sheet_confirmed_at", "removed_studies_among", "site_sent_clinical_record", "store_image",
            "withdrawn_among"]
 
 

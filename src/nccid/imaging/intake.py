@@ -1638,7 +1638,8 @@ def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:
 # where every millisecond holds the GIL the de-identifying thread needs. The status rule is
 # ``derive_status`` for a row gaining stored instances only (so never REJECTED). A receipt
 # begun by a held or refused file learns here that the patient has a clinical record (and,
-# begun by a file naming no patient, who the patient is).
+# begun by a file naming no patient, who the patient is). Its modality is its first
+# object's until its first image object's (a presentation state or report may come first).
 _ADD_STORED = """
 INSERT INTO {t} (site_id, study_uid, patient, modality, source, instances, bytes, stored,
                  pending, held, rejected, problem, has_clinical, first_received,
@@ -1650,6 +1651,8 @@ ON CONFLICT (site_id, study_uid) DO UPDATE SET
     stored = {t}.stored + excluded.stored,
     last_received = excluded.last_received,
     patient = CASE WHEN {t}.patient = '' THEN excluded.patient ELSE {t}.patient END,
+    modality = CASE WHEN {t}.modality IN ({not_images}) AND excluded.modality NOT IN ({not_images})
+                    THEN excluded.modality ELSE {t}.modality END,
     has_clinical = {t}.has_clinical OR excluded.has_clinical,
     status = CASE WHEN {t}.held > 0 THEN %s WHEN {t}.pending > 0 THEN %s
                   WHEN {t}.has_clinical OR excluded.has_clinical THEN %s ELSE %s END
@@ -1670,8 +1673,9 @@ def _add_stored(site, source: str, studies: list) -> None:
                      source, count, size, count, item.has_clinical, now, now, first,
                      ReceiptStatus.HELD, ReceiptStatus.PENDING, ReceiptStatus.STORED,
                      ReceiptStatus.WAITING))
+    not_images = ", ".join(f"'{code}'" for code in deps.non_image_modalities())
     with connection.cursor() as cursor:
-        cursor.executemany(_ADD_STORED.format(t=table), rows)
+        cursor.executemany(_ADD_STORED.format(t=table, not_images=not_images), rows)
 
 
 def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> IngestOutcome:
@@ -1745,6 +1749,10 @@ def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: 
             changes[name] = F(name) + added
     if problem:
         changes["problem"] = problem[:200]
+    if (meta.modality or "") not in deps.non_image_modalities():
+        # a study's modality is its images' (a presentation state may have come first)
+        changes["modality"] = Case(When(modality__in=deps.non_image_modalities(),
+                                        then=Value(meta.modality or "")), default=F("modality"))
     changes["status"] = _status_sql(held, pending, stored, rejected)
     query = StudyReceipt.objects.filter(site=site, study_uid=meta.study_uid)
     if query.update(**changes):

@@ -14,11 +14,17 @@ from collections import Counter, defaultdict
 from datetime import date
 
 from django.apps import apps
-from django.db.models import Count, Max, Min, OuterRef, Subquery, Sum
+from django.db.models import Case, Count, Max, Min, OuterRef, Subquery, Sum, Value, When
 from django.utils import timezone
 
 from .models import FigureState
-from .summary import clinical_model, data_version, image_model, modality_categories
+from .summary import (
+    clinical_model,
+    data_version,
+    image_model,
+    modality_categories,
+    non_image_modalities,
+)
 
 DASHBOARD = "dashboard"
 REFRESH_SECONDS = 60
@@ -126,14 +132,22 @@ def _cumulative(per_month: dict[str, Counter]) -> dict:
 
 
 def _studies_over_time(field: str) -> dict:
-    """Studies by the month their first image arrived, per value of ``field`` in the study's
-    first stored row (the rule of the summary's study counts: a study whose images say CT then
-    MR counts once, in both, as CT)."""
+    """Studies by the month their first object arrived, per value of ``field`` in the study's
+    deciding row: its first image object, or its first object while it has no image (the rule
+    of the summary's study counts: a study whose images say CT then MR counts once, in both, as
+    CT; one whose presentation state came before its DX image, as X-ray)."""
     per_month: dict[str, Counter] = defaultdict(Counter)
     Image = image_model()
-    first_row = Image.objects.filter(study_uid=OuterRef("study_uid")).order_by("pk").values(field)[:1]
-    rows = (Image.objects.values("study_uid")
-            .annotate(first=Min("received_at"), key=Subquery(first_row)))
+    not_images = non_image_modalities()
+    same_study = Image.objects.filter(study_uid=OuterRef("study_uid"))
+    first_row = same_study.order_by("pk").values(field)[:1]
+    not_an_image = Case(When(modality__in=not_images, then=Value(1)), default=Value(0))
+    first_image = same_study.order_by(not_an_image, "pk").values(field)[:1]
+    # Only a study with other objects than images needs its rows sorted by kind.
+    deciding = Case(When(study_uid__in=Image.objects.filter(modality__in=not_images)
+                         .values("study_uid"), then=Subquery(first_image)),
+                    default=Subquery(first_row))
+    rows = Image.objects.values("study_uid").annotate(first=Min("received_at"), key=deciding)
     for row in rows.iterator(chunk_size=5000):
         per_month[_month(row["first"])][row["key"] or "unknown"] += 1
     return _cumulative(per_month)

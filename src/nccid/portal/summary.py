@@ -28,7 +28,7 @@ from pathlib import Path
 
 from django.apps import apps
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery
 
 from .models import FigureState
 
@@ -40,13 +40,35 @@ GENERATION = "_generation"
 SUMMARY = "summary"
 # National counts are shown to all but data managers rounded to the nearest ROUND_TO.
 ROUND_TO = 5
+# The rule of saved counts (a study's column: its image objects' modality); counts saved
+# under an earlier rule are counted again.
+STUDIES_BY = "image objects"
 _DATA = Path(__file__).parent / "data"
 
 
 @cache
+def _modalities() -> dict:
+    return json.loads((_DATA / "modalities.json").read_text())
+
+
 def modality_categories() -> dict[str, str]:
     """DICOM modality code -> summary column (``xray``, ``mri``, ``ct``); others are not listed."""
-    return json.loads((_DATA / "modalities.json").read_text())["categories"]
+    return _modalities()["categories"]
+
+
+@cache
+def non_image_modalities() -> tuple[str, ...]:
+    """Modalities of objects that are not images (PR, KO, SR...): one decides a study's column
+    only when the study has no image object. Codes only (receipts' SQL names them)."""
+    codes = tuple(_modalities()["non_image"])
+    if not all(code.isalnum() and code.isupper() for code in codes):
+        raise ValueError("modalities.json: non_image holds upper-case DICOM modality codes only")
+    return codes
+
+
+def image_objects(rows):
+    """``rows`` (image rows) without the objects that are not images."""
+    return rows.exclude(modality__in=non_image_modalities())
 
 
 def image_model():
@@ -194,7 +216,8 @@ def summary_for(user) -> tuple[Summary, SiteFigures | None]:
 
 def _empty_counts() -> dict:
     return {"counted_at": 0, "centres": [], "patients_with_images": 0, "total_patients": 0, "images": 0,
-            "studies": {"xray": 0, "mri": 0, "ct": 0, "other": 0}, "sites": {}}
+            "studies": {"xray": 0, "mri": 0, "ct": 0, "other": 0}, "sites": {},
+            "studies_by": STUDIES_BY}
 
 
 def _bring_up_to(version: tuple[int, int, int]) -> Summary:
@@ -204,7 +227,8 @@ def _bring_up_to(version: tuple[int, int, int]) -> Summary:
     if state is None or state.generation != generation or state.image_hwm > image_top \
             or state.clinical_hwm > clinical_top \
             or now - state.data.get("counted_at", 0) > RECOUNT_SECONDS \
-            or "sites" not in state.data:  # saved before sites' own figures were kept
+            or "sites" not in state.data \
+            or state.data.get("studies_by") != STUDIES_BY:  # saved under another rule
         counts, image_hwm, clinical_hwm, full = _empty_counts(), 0, 0, True
     else:
         counts, image_hwm, clinical_hwm, full = state.data, state.image_hwm, state.clinical_hwm, False
@@ -241,21 +265,41 @@ def _add_rows(counts: dict, image_lo: int, image_hi: int, clinical_lo: int, clin
                             ~Exists(earlier(Clinical, clinical_lo, "pseudonym")))
         .values("pseudonym").distinct().count()
     )
-    # Studies: each counted once, when its first row arrives, in the category of that row's
-    # modality (a study whose images say CR and DX, or CT then MR, is one study): the new
-    # rows that no row with a smaller id of the same study precedes.
-    categories = modality_categories()
-    preceded = Image.objects.filter(study_uid=OuterRef("study_uid"), pk__lt=OuterRef("pk"))
-    first_rows = new_images.filter(~Exists(preceded)).values("modality").annotate(n=Count("pk"))
-    for row in first_rows:
-        column = categories.get((row["modality"] or "").upper(), "other")
-        counts["studies"][column] += row["n"]
+    _add_studies(counts["studies"], new_images, image_lo, image_hi)
     sites = set(counts["centres"])
     sites.update(new_images.values_list("site_id", flat=True).distinct())
     sites.update(new_clinical.values_list("site_id", flat=True).distinct())
     counts["centres"] = sorted(sites)
     _add_site_figures(counts["sites"], new_images, new_clinical, image_lo, image_hi, clinical_lo)
     return counts
+
+
+def _add_studies(studies: dict, new_images, image_lo: int, image_hi: int) -> None:
+    """Each study counted once, in the category of its deciding row's modality: its first image
+    object (a study whose images say CR and DX, or CT then MR, is one study), or, while it has
+    none, its first object (a presentation state, a report...). New deciding rows are added;
+    a study that had only such objects and gains its first image moves to the image's column."""
+    Image = image_model()
+    categories = modality_categories()
+    same_study = Image.objects.filter(study_uid=OuterRef("study_uid"))
+    earlier = same_study.filter(pk__lt=OuterRef("pk"))
+    # First image objects: the first rows of their study, or (rarely; the index alone cannot
+    # tell) of a study with other objects, the first of its images.
+    with_other_objects = Image.objects.filter(modality__in=non_image_modalities(),
+                                              pk__lte=image_hi).values("study_uid")
+    first_image = image_objects(new_images).filter(
+        ~Exists(earlier) | Q(~Exists(image_objects(earlier)), study_uid__in=with_other_objects))
+    first_of_no_image = new_images.filter(modality__in=non_image_modalities()).filter(
+        ~Exists(earlier), ~Exists(image_objects(same_study.filter(pk__lte=image_hi))))
+    # Studies whose earlier rows (all objects that are not images) decided until now.
+    old_first = same_study.filter(pk__lte=image_lo).order_by("pk").values("modality")[:1]
+    superseded = (first_image.filter(Exists(same_study.filter(pk__lte=image_lo)),
+                                     study_uid__in=with_other_objects)
+                  .annotate(old=Subquery(old_first)))
+    added = [(first_image, "modality", 1), (first_of_no_image, "modality", 1)]
+    for query, field, sign in added + ([(superseded, "old", -1)] if image_lo else []):
+        for row in query.order_by().values(field).annotate(n=Count("pk")):
+            studies[categories.get((row[field] or "").upper(), "other")] += sign * row["n"]
 
 
 def _add_site_figures(sites: dict, new_images, new_clinical, image_lo: int, image_hi: int,
