@@ -30,6 +30,8 @@ from django.apps import apps
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery
 
+from nccid.warehouse.catalogue_schema import non_image_modalities
+
 from .models import FigureState
 
 PROBE_SECONDS = 1.0
@@ -54,16 +56,6 @@ def _modalities() -> dict:
 def modality_categories() -> dict[str, str]:
     """DICOM modality code -> summary column (``xray``, ``mri``, ``ct``); others are not listed."""
     return _modalities()["categories"]
-
-
-@cache
-def non_image_modalities() -> tuple[str, ...]:
-    """Modalities of objects that are not images (PR, KO, SR...): one decides a study's column
-    only when the study has no image object. Codes only (receipts' SQL names them)."""
-    codes = tuple(_modalities()["non_image"])
-    if not all(code.isalnum() and code.isupper() for code in codes):
-        raise ValueError("modalities.json: non_image holds upper-case DICOM modality codes only")
-    return codes
 
 
 def image_objects(rows):

@@ -99,6 +99,28 @@ def flatten_clinical(con: duckdb.DuckDBPyConnection, base: pa.Table) -> pa.Table
     return table.cast(clinical_schema())
 
 
+@cache
+def non_image_modalities() -> tuple[str, ...]:
+    """Modalities of objects that are not images (PR, KO, SR...), the portal's list read as
+    data (``nccid/portal/data/modalities.json``): the summary counts a study under the
+    modality of its images, and the catalogue's studies table names the same one."""
+    text = resources.files("nccid.portal").joinpath("data/modalities.json").read_text()
+    codes = tuple(json.loads(text)["non_image"])
+    if not all(code.isalnum() and code.isupper() for code in codes):
+        raise ValueError("modalities.json: non_image holds upper-case DICOM modality codes only")
+    return codes
+
+
+def studies_sql() -> str:
+    """One row per study; its modality that of its images (a presentation state or key object
+    decides only for a study without images), the most common one among them."""
+    not_images = ", ".join(f"'{code}'" for code in non_image_modalities())
+    return STUDIES_SQL.replace(
+        "mode(modality) AS modality",
+        f"coalesce(mode(modality) FILTER (WHERE modality NOT IN ({not_images})), "
+        "mode(modality)) AS modality")
+
+
 STUDIES_SQL = """
 SELECT any_value(pseudonym) AS pseudonym, any_value(site) AS site, any_value(set_name) AS set_name,
        mode(modality) AS modality, study_uid, min(study_date) AS study_date,
@@ -145,7 +167,7 @@ ORDER BY ps.pseudonym
 def derive_tables(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
     """``studies`` and ``patients`` from views/tables ``images``, ``clinical``, ``patient_sets``."""
     return {
-        "studies": con.sql(STUDIES_SQL).to_arrow_table().cast(STUDIES_SCHEMA),
+        "studies": con.sql(studies_sql()).to_arrow_table().cast(STUDIES_SCHEMA),
         "patients": con.sql(PATIENTS_SQL).to_arrow_table().cast(PATIENTS_SCHEMA),
     }
 
