@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef
 from nccid.config import get_settings
 from nccid.identity.service import get_keyring
 from nccid.imaging.deid import Deidentifier, image_meta
-from nccid.warehouse.catalogue_schema import non_image_modalities
+from nccid.modalities import non_image_modalities
 from nccid.warehouse.deid_profile import date_shift_scheme
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import store_image

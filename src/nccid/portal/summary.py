@@ -30,7 +30,7 @@ from django.apps import apps
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery
 
-from nccid.warehouse.catalogue_schema import non_image_modalities
+from nccid.modalities import non_image_modalities
 
 from .models import FigureState
 

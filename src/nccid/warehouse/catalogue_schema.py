@@ -21,6 +21,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nccid.modalities import non_image_modalities
+
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
 VIEWS = ("images", "studies", "clinical", "patients")
@@ -97,18 +99,6 @@ def flatten_clinical(con: duckdb.DuckDBPyConnection, base: pa.Table) -> pa.Table
     table = con.sql(f"SELECT *, {columns} FROM _clinical_base").to_arrow_table()
     con.unregister("_clinical_base")
     return table.cast(clinical_schema())
-
-
-@cache
-def non_image_modalities() -> tuple[str, ...]:
-    """Modalities of objects that are not images (PR, KO, SR...), the portal's list read as
-    data (``nccid/portal/data/modalities.json``): the summary counts a study under the
-    modality of its images, and the catalogue's studies table names the same one."""
-    text = resources.files("nccid.portal").joinpath("data/modalities.json").read_text()
-    codes = tuple(json.loads(text)["non_image"])
-    if not all(code.isalnum() and code.isupper() for code in codes):
-        raise ValueError("modalities.json: non_image holds upper-case DICOM modality codes only")
-    return codes
 
 
 def studies_sql() -> str:

@@ -4,7 +4,8 @@ counts it: a presentation state or key object decides only for a study without i
 import duckdb
 import pytest
 
-from nccid.warehouse.catalogue_schema import non_image_modalities, studies_sql
+from nccid.modalities import non_image_modalities
+from nccid.warehouse.catalogue_schema import studies_sql
 
 
 def _studies(rows: list[tuple[str, str]]) -> dict[str, str]:
