@@ -5,7 +5,6 @@ clinical patient links and the withdrawal list, each exactly the other part's co
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import NamedTuple
 
 from django.db.models import Exists, OuterRef
 
@@ -20,7 +19,7 @@ from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
 from nccid.withdrawal.services import STUDY_REFUSAL, removed_studies_among, withdrawn_among
 
 __all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "images_existing_query", "image_meta", "link_images",
-           "non_image_modalities", "pseudonym_for_hospital_number", "last_sheet_confirmed_at", "removed_studies_among", "site_sent_clinical_record", "store_image", "stored_by_other_sites",
+           "non_image_modalities", "pseudonym_for_hospital_number", "last_sheet_confirmed_at", "removed_studies_among", "site_sent_clinical_record", "store_image",
            "withdrawn_among"]
 
 
@@ -44,27 +43,6 @@ def images_existing_query(sop_uids: list[str]):
     """Those of these SOP Instance UIDs (a few hundred at most) already stored, as a query
     of ``sop_uid`` values (to combine with others into one)."""
     return ImageRecord.objects.filter(sop_uid__in=sop_uids).values_list("sop_uid", flat=True)
-
-
-class StoredElsewhere(NamedTuple):
-    """A stored image another site sent, as a receipt counts it (no site named)."""
-
-    sop_uid: str
-    study_uid: str
-    modality: str
-    pseudonym: str
-    linked: bool
-    size: int
-
-
-def stored_by_other_sites(sop_uids: list[str], site) -> list[StoredElsewhere]:
-    """Those of these SOP Instance UIDs stored from another site's sending than ``site``'s
-    (one query per 500)."""
-    found = []
-    for first in range(0, len(sop_uids), 500):
-        found += ImageRecord.objects.filter(sop_uid__in=sop_uids[first:first + 500]).exclude(
-            site=site).values_list(*StoredElsewhere._fields)
-    return [StoredElsewhere(*row) for row in found]
 
 
 def pseudonym_for_hospital_number(site, hospital_hash: str) -> str | None:

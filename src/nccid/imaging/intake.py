@@ -69,7 +69,6 @@ from .deid import DeidError
 from .deid.by_element import deidentify_by_element
 from .deid.engine import file_meta_bytes, native_pixel_bytes, parse_header
 from .models import (
-    AlreadyHeldInstance,
     HeldImage,
     HeldStatus,
     PendingFolderMark,
@@ -1397,16 +1396,14 @@ def _prepare(prepared: PreparedBatch) -> None:
     to_vault: dict[str, str] = {}
     refused: list[tuple[_Study, str, str, str]] = []  # (study, patient, reason, keyed SOP UID)
     off_list: list[int] = []  # per file, the kept code values emptied for not being on their list
-    duplicates: list[str] = []  # keyed SOP UIDs already taken (stored, pending or held)
     try:
         for part in _parse_all(items, site, source, prepared.outcomes, to_vault,
-                               prepared.repeats, refused, duplicates):
+                               prepared.repeats, refused):
             off_list += _prepare_part(prepared, part, to_vault, refused)
             part.clear()  # its headers let go before the next part is parsed
         _log_off_list(site, off_list)
     finally:
         _count_refused(site, source, refused)
-        _count_held_elsewhere(site, source, duplicates)
 
 
 def _prepare_part(prepared: PreparedBatch, parsed: list[_Parsed], to_vault,
@@ -1509,21 +1506,6 @@ def _count_refused(site, source: str, refused) -> None:
             _internal_error(exc, source)
 
 
-def _count_held_elsewhere(site, source: str, duplicates: list[str]) -> None:
-    """Duplicates the warehouse stored from another site's sending count on this site's
-    receipt of their study as already held: a site's My uploads lists every study it sent.
-    One query for the batch's duplicates (none without); a site's own resend changes
-    nothing (its receipt counts them already)."""
-    if not duplicates:
-        return
-    try:
-        elsewhere = deps.stored_by_other_sites(duplicates, site)
-        if elsewhere:
-            count_already_held(site, source, elsewhere)
-    except Exception as exc:  # noqa: BLE001 - a receipt must never fail the batch
-        _internal_error(exc, source)
-
-
 def _commit(prepared: PreparedBatch) -> None:
     site, source, to_store = prepared.site, prepared.source, prepared.to_store
     stored = prepared.batch.commit(lambda results: _count_stored(site, source, to_store, results))
@@ -1549,13 +1531,12 @@ def _learn_late_records(to_store: list[_ToStore]) -> None:
         deps.link_images(late)
 
 
-def _parse_all(items, site, source, outcomes, to_vault, repeats, refused,
-               duplicates) -> Iterator[list[_Parsed]]:
-    """Parse each file once, drop duplicates (a few queries for all; never parsed: their
-    keyed UIDs go into ``duplicates``), find each patient; the files parsed, in parts that end
-    once their headers hold ``PARSED_ELEMENTS`` elements (so fewer than that plus one
-    file's). A file refused once its header is read goes into ``refused`` for its study's
-    receipt."""
+def _parse_all(items, site, source, outcomes, to_vault, repeats,
+               refused) -> Iterator[list[_Parsed]]:
+    """Parse each file once, drop duplicates (a few queries for all), find each patient; the
+    files parsed, in parts that end once their headers hold ``PARSED_ELEMENTS`` elements (so
+    fewer than that plus one file's). A file refused once its header is read goes into
+    ``refused`` for its study's receipt."""
     keyring = get_keyring()
     keyed, unusable = [], {}
     links: dict[str, str | None] = {}  # the site's link of each Patient ID, asked once a batch
@@ -1575,7 +1556,6 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused,
         study, sop_uid = None, keyed[index]
         if keyed[index] in taken:
             outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", keyed[index])
-            duplicates.append(keyed[index])
             continue
         if keyed[index] in seen:
             repeats.append(index)
@@ -1590,7 +1570,6 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats, refused,
                 continue
             if sop_uid != keyed[index] and already_taken(sop_uid):
                 outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
-                duplicates.append(sop_uid)
                 continue
             seen.add(sop_uid)
             study = _study_of(ds, keyring)
@@ -1663,9 +1642,9 @@ def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:
 # object's until its first image object's (a presentation state or report may come first).
 _ADD_STORED = """
 INSERT INTO {t} (site_id, study_uid, patient, modality, source, instances, bytes, stored,
-                 pending, held, rejected, already_held, problem, has_clinical, first_received,
+                 pending, held, rejected, problem, has_clinical, first_received,
                  last_received, status)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0, 0, '', %s, %s, %s, %s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0, '', %s, %s, %s, %s)
 ON CONFLICT (site_id, study_uid) DO UPDATE SET
     instances = {t}.instances + excluded.instances,
     bytes = {t}.bytes + excluded.bytes,
@@ -1755,8 +1734,8 @@ def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) ->
 
 
 def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: int = 0,
-                   pending: int = 0, held: int = 0, rejected: int = 0, already_held: int = 0,
-                   problem: str = "", has_clinical: bool = False, count: int = 1) -> None:
+                   pending: int = 0, held: int = 0, rejected: int = 0, problem: str = "",
+                   has_clinical: bool = False, count: int = 1) -> None:
     """Count ``count`` new instances (``size`` bytes in all) into their study's receipt
     (created on the study's first one). ``rejected`` of them were refused for ``problem``.
 
@@ -1765,7 +1744,7 @@ def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: 
     now = timezone.now()
     changes = dict(instances=F("instances") + count, bytes=F("bytes") + size, last_received=now)
     for name, added in (("stored", stored), ("pending", pending), ("held", held),
-                        ("rejected", rejected), ("already_held", already_held)):
+                        ("rejected", rejected)):
         if added:
             changes[name] = F(name) + added
     if problem:
@@ -1774,14 +1753,14 @@ def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: 
         # a study's modality is its images' (a presentation state may have come first)
         changes["modality"] = Case(When(modality__in=deps.non_image_modalities(),
                                         then=Value(meta.modality or "")), default=F("modality"))
-    changes["status"] = _status_sql(held, pending, stored, rejected, already_held)
+    changes["status"] = _status_sql(held, pending, stored, rejected)
     query = StudyReceipt.objects.filter(site=site, study_uid=meta.study_uid)
     if query.update(**changes):
         return
     first = StudyReceipt(site=site, study_uid=meta.study_uid, patient=patient,
                          modality=meta.modality or "", source=source, instances=count, bytes=size,
                          stored=stored, pending=pending, held=held, rejected=rejected,
-                         already_held=already_held, problem=problem[:200], first_received=now, last_received=now,
+                         problem=problem[:200], first_received=now, last_received=now,
                          has_clinical=has_clinical)
     first.status = first.derive_status()
     try:
@@ -1791,16 +1770,13 @@ def record_receipt(site, meta, patient: str, source: str, size: int, *, stored: 
         query.update(**changes)
 
 
-def _status_sql(held: int = 0, pending: int = 0, stored: int = 0, rejected: int = 0,
-                already_held: int = 0):
+def _status_sql(held: int = 0, pending: int = 0, stored: int = 0, rejected: int = 0):
     """The receipt's status after adding these counts (same rule as derive_status)."""
-    none_stored = Q(stored__lte=-stored)
     return Case(
         When(GreaterThan(F("held") + held, 0), then=Value(ReceiptStatus.HELD)),
         When(GreaterThan(F("pending") + pending, 0), then=Value(ReceiptStatus.PENDING)),
-        When(Q(rejected__gt=-rejected) & none_stored, then=Value(ReceiptStatus.REJECTED)),
-        When(Q(already_held__gt=-already_held) & none_stored,
-             then=Value(ReceiptStatus.ALREADY_HELD)),
+        When(Q(rejected__gt=-rejected) & Q(stored__lte=-stored),
+             then=Value(ReceiptStatus.REJECTED)),
         When(has_clinical=True, then=Value(ReceiptStatus.STORED)),
         default=Value(ReceiptStatus.WAITING),
     )
@@ -1824,49 +1800,6 @@ def count_refusal(site, study, patient: str, source: str, reason: str, sop_uid: 
                     problem=reason[:200], last_received=timezone.now())
                 return
         record_receipt(site, study, patient, source, 0, rejected=1, problem=reason)
-
-
-# Which of these instances are newly counted already held: those inserted (one statement for
-# the batch's, the same in SQLite and PostgreSQL), so a duplicate sent again counts once.
-_NEW_ALREADY_HELD = """
-INSERT INTO {t} (site_id, study_uid, sop_uid) VALUES {rows}
-ON CONFLICT (site_id, sop_uid) DO NOTHING RETURNING sop_uid
-"""
-
-
-def count_already_held(site, source: str, records: list) -> None:
-    """Count instances stored from another site's sending, which this site sent too, into
-    this site's receipts of their studies as already held, once per keyed SOP UID. Each of
-    ``records`` is a ``deps.StoredElsewhere``: the receipt names the stored study's patient
-    and modality, never its site."""
-    from django.db import connection
-
-    table = connection.ops.quote_name(AlreadyHeldInstance._meta.db_table)
-    with transaction.atomic():
-        new: set[str] = set()
-        for first in range(0, len(records), 500):
-            chunk = records[first:first + 500]
-            params = [value for r in chunk for value in (site.pk, r.study_uid, r.sop_uid)]
-            rows = ", ".join(["(%s, %s, %s)"] * len(chunk))
-            with connection.cursor() as cursor:
-                cursor.execute(_NEW_ALREADY_HELD.format(t=table, rows=rows), params)
-                new.update(uid for (uid,) in cursor.fetchall())
-        for study, group in _by_study([r for r in records if r.sop_uid in new]).items():
-            record_receipt(site, study, group[0].pseudonym, source, sum(r.size for r in group),
-                           already_held=len(group), has_clinical=any(r.linked for r in group),
-                           count=len(group))
-
-
-def _by_study(records: list) -> dict[_Study, list]:
-    """Records grouped by study, each study named by its images' modality (a presentation
-    state or report names it only without an image, as its receipt would)."""
-    groups: dict[str, list] = {}
-    for record in records:
-        groups.setdefault(record.study_uid, []).append(record)
-    not_images = deps.non_image_modalities()
-    return {_Study(uid, next((r.modality for r in group if r.modality not in not_images),
-                             group[0].modality)): group
-            for uid, group in groups.items()}
 
 
 def count_deleted(site, study_uid: str, sop_uid: str, was: str, problem: str) -> None:

@@ -65,8 +65,6 @@ class ReceiptStatus(models.TextChoices):
     PENDING = "pending", "Pending link"
     HELD = "held", "Held for review"
     REJECTED = "rejected", "Refused"
-    # Sent, but the warehouse already held every one of them (sent before, from elsewhere).
-    ALREADY_HELD = "already_held", "Already held"
 
 
 class StudyReceipt(models.Model):
@@ -83,8 +81,6 @@ class StudyReceipt(models.Model):
     pending = models.IntegerField(default=0)
     held = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)  # files refused after they were received
-    # Instances the warehouse held already, stored from another site's sending (never named)
-    already_held = models.IntegerField(default=0)
     problem = models.CharField(max_length=200, blank=True)  # the latest refusal's reason
     has_clinical = models.BooleanField(default=False)
     first_received = models.DateTimeField()
@@ -110,8 +106,6 @@ class StudyReceipt(models.Model):
             return ReceiptStatus.PENDING
         if self.rejected and not self.stored:
             return ReceiptStatus.REJECTED
-        if self.already_held and not self.stored:
-            return ReceiptStatus.ALREADY_HELD
         return ReceiptStatus.STORED if self.has_clinical else ReceiptStatus.WAITING
 
 
@@ -127,20 +121,6 @@ class RefusedInstance(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["site", "sop_uid"], name="imaging_refused_site_sop")
-        ]
-
-
-class AlreadyHeldInstance(models.Model):
-    """An instance counted as already held in its study's receipt (``already_held``), by its
-    keyed SOP Instance UID: the same duplicate sent again is not counted twice."""
-
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="+")
-    study_uid = models.CharField(max_length=64)  # the receipt it is counted in
-    sop_uid = models.CharField(max_length=64)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["site", "sop_uid"], name="imaging_already_held_site_sop")
         ]
 
 

@@ -335,7 +335,6 @@ class StudyOut(Schema):
     pending: int
     held: int
     rejected: int  # refused after they were received (e.g. no patient identifier)
-    already_held: int  # in the warehouse already, sent before from elsewhere (never named)
     problem: str   # why the latest of them was refused
     status: str
     first_received: datetime
@@ -587,7 +586,7 @@ def study_list(request, response: HttpResponse, site: SiteQuery = None,
         {"site": r.site.code, "study_uid": r.study_uid, "patient": r.patient,
          "modality": r.modality, "source": r.source, "instances": r.instances,
          "stored": r.stored, "pending": r.pending, "held": r.held, "rejected": r.rejected,
-         "already_held": r.already_held, "problem": r.problem, "status": r.shown_status,
+         "problem": r.problem, "status": r.shown_status,
          "first_received": r.first_received, "last_received": r.last_received}
         for r in rows
     ]

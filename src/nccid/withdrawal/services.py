@@ -626,9 +626,8 @@ def _mark_removed(receipts, problem: str, removed: Removed) -> None:
     from nccid.imaging.intake import refresh_receipt_status
 
     pending = receipts.exclude(problem=problem, stored=0, pending=0, held=0)
-    removed.receipts += pending.update(stored=0, pending=0, held=0, already_held=0,
-                                       rejected=F("instances"), has_clinical=False,
-                                       problem=problem)
+    removed.receipts += pending.update(stored=0, pending=0, held=0, rejected=F("instances"),
+                                       has_clinical=False, problem=problem)
     refresh_receipt_status(receipts)
 
 
