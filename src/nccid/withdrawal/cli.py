@@ -295,11 +295,19 @@ def patient_relink(
                   f"into the {done.set_name} set." + (
                       f" {counted(done.gone, 'planned image')} no longer stored "
                       "(withdrawn or removed meanwhile)." if done.gone else "") + (
-                      f" {done.unrecorded:,} of them, {_UNRECORDED}, moved only because you asked "
-                      f"(--include-unrecorded): they {_either(done.old_pseudonym)}."
-                      if done.unrecorded else ""), highlight=False)
+                      _unrecorded_moved(done, found.misfiled) if done.unrecorded else ""),
+                  highlight=False)
     _refresh_after_relink()
     _say_what_is_left(found.site_code, done)
+
+
+def _unrecorded_moved(done, misfiled: bool) -> str:
+    """The result's word on the images an older release stored: as the preview said them."""
+    if misfiled:
+        return (f" {done.unrecorded:,} of them, {_UNRECORDED}, came by the hospital number read "
+                f"as an NHS/CHI number (nothing links {done.old_pseudonym}).")
+    return (f" {done.unrecorded:,} of them, {_UNRECORDED}, moved only because you asked "
+            f"(--include-unrecorded): they {_either(done.old_pseudonym)}.")
 
 
 def _describe_relink(found) -> None:

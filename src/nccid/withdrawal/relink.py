@@ -348,7 +348,8 @@ def relink(user, site_code: str, hospital_number: str, number: str, reason: str,
     audit(user, "patient.relink.start" if not found.resuming else "patient.relink.again",
           pseudonym=entry.new_pseudonym, reason=reason, site=site.code,
           old=entry.old_pseudonym, images=found.images, link_moved=bool(moved),
-          include_unrecorded=found.include_unrecorded, unrecorded=found.unrecorded)
+          include_unrecorded=include_unrecorded,  # as asked (a misfiled relink moves them anyway)
+          unrecorded=found.unrecorded)
     done = _move(entry)
     if found.misfiled:
         done.forgotten = _forget_misfiled(entry.old_pseudonym)

@@ -193,8 +193,17 @@ def test_misfiled_images_stored_before_numbers_were_recorded_move_without_asking
     result = _relink_command(site, manager, real)
 
     assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
     assert (f"nothing links {phantom}, so they too came by the hospital number read as an "
-            "NHS/CHI number") in " ".join(result.output.split())
+            "NHS/CHI number") in said
+    # the result says what the preview said, and the audit that the option was not asked for
+    assert (f"3 of them, stored before images recorded the number that linked them, came by the "
+            f"hospital number read as an NHS/CHI number (nothing links {phantom})") in said
+    assert "because you asked" not in said
+    from nccid.accounts.models import AuditEvent
+
+    started = AuditEvent.objects.get(action="patient.relink.start").detail
+    assert (started["include_unrecorded"], started["unrecorded"]) == (False, 3)
     assert not _images(site, phantom) and len(_images(site, right)) == 6
 
 
