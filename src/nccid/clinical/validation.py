@@ -45,6 +45,7 @@ EXCEL_EPOCH = dt.date(1899, 12, 30)
 EXCEL_1904_OFFSET = 1462  # days from 1900-based serial 0 to the 1904 date system's day 0
 DATE_MIN = dt.date(2019, 12, 1)  # plausible clinical dates: the pandemic era up to today
 DATE_FORMATS = {"DMY": "DD/MM/YYYY", "MDY": "MM/DD/YYYY"}
+UNKNOWN_LABEL = "Unknown"  # what a value a code list takes as unknown ("Not known" as a sex) is recorded as
 
 _NUMBER_WITH_UNIT = re.compile(r"^([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([^\d\s.].*)?$", re.ASCII)
 _COMMA_NUMBER = re.compile(r"^[-+]?\d+(?:,\d+)+(?:\.\d*)?(?:\s*\D.*)?$", re.ASCII)
@@ -594,7 +595,7 @@ def _code(column: Column) -> Callable:
             return code, label(code)
         if key in codes.unknown:
             raise CellWarning(f"'{_shown(value)}' is not one of {expected}: recorded as Unknown",
-                              data=_shown(value), clean="Unknown")
+                              data=_shown(value), clean=UNKNOWN_LABEL)
         if codes.specify and (match := _SPECIFY.match(key)) and match[1] in lookup:
             code = lookup[match[1]]
             return code, label(code)

@@ -367,10 +367,6 @@ def boolean_spellings() -> dict[str, list[str]]:
     return {word: list(side) for side in _boolean_sides().values() for word in side}
 
 
-# The cleaner records a value a code list takes as unknown ("Not known" as a sex) as this.
-_UNKNOWN_LABEL = "Unknown"
-
-
 @cache
 def field_values() -> dict[str, tuple[str, ...]]:
     """Each field whose values are known -> them, as cleaned records hold them: a coded
@@ -394,7 +390,9 @@ def field_values() -> dict[str, tuple[str, ...]]:
 
 def _labels(code_lists: list) -> tuple[str, ...]:
     labels = [label for codes in code_lists for label in codes.codes.values()]
-    labels += [_UNKNOWN_LABEL for codes in code_lists if codes.unknown]
+    from nccid.clinical.validation import UNKNOWN_LABEL
+
+    labels += [UNKNOWN_LABEL for codes in code_lists if codes.unknown]
     return tuple(dict.fromkeys(labels))
 
 
