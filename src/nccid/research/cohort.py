@@ -484,6 +484,35 @@ def _clinical_sql(conditions: tuple[ClinicalCondition, ...], columns: set[str],
             f" HAVING {' AND '.join(tests)})")
 
 
+def check_named_codes(flt: CohortFilter, con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse a site no record in the catalogue names, and a modality code that neither the
+    standard defines nor an image holds: a typing error (``--site RXX1``, ``--modality XR``)
+    would otherwise match no one, silently, and be audited as a query. A real site or a
+    modality with no data yet still gives an honest empty cohort only if the standard or the
+    catalogue knows it; the message names what the catalogue holds."""
+    from nccid.modalities import dicom_modality_codes
+
+    if flt.site:
+        held = _held(con, "SELECT DISTINCT s FROM (SELECT unnest(sites) AS s FROM patients)")
+        unknown = [site for site in flt.site if site not in held]
+        if unknown:
+            raise CohortError(f"site {_shown(unknown[0])}: no record in the catalogue is from "
+                              f"such a site; sites: {', '.join(sorted(held)) or 'none yet'}")
+    codes = [m for m in flt.modality if m not in FOLDERS and m not in dicom_modality_codes()]
+    if codes:
+        held = _held(con, "SELECT DISTINCT upper(modality) FROM images")
+        unknown = [code for code in codes if code not in held]
+        if unknown:
+            raise CohortError(
+                f"modality {_shown(unknown[0])}: not a DICOM modality code, nor one an image in "
+                f"the catalogue holds; use a code (held: {', '.join(sorted(held)) or 'none yet'})"
+                " or a folder (xray, ct, mri, other)")
+
+
+def _held(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
+    return {row[0] for row in con.execute(sql).fetchall() if row[0]}
+
+
 def _modality_sql(modalities: tuple[str, ...], params: dict[str, Any]) -> str:
     """Images of any of the codes or folders named. Only the kinds named are tested: an empty
     list in place of the codes would match every image whose Modality is empty."""
@@ -579,6 +608,7 @@ class Cohort:
         try:
             self.limits = _QueryLimits.of_settings()
             self.limits.apply(self.con)
+            check_named_codes(flt, self.con)
             self.compiled = compile_filter(flt, sets, clinical_columns(self.con))
         except BaseException:
             self.con.close()  # a refused filter must not leave the catalogue open

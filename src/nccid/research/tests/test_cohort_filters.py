@@ -91,7 +91,10 @@ def test_user_values_are_parameters_not_sql(world, researcher):
     flt = CohortFilter(site=(hostile,), clinical=(), ethnicity=(hostile,))
     compiled = compile_filter(flt, ("training",), set())
     assert hostile.upper() not in compiled.ctes and hostile not in compiled.ctes
-    assert select_cohort(researcher, flt, world.source()).counts().patients == 0
+    assert select_cohort(researcher, CohortFilter(ethnicity=(hostile,)),
+                         world.source()).counts().patients == 0
+    with pytest.raises(CohortError, match="no record in the catalogue is from such a site"):
+        select_cohort(researcher, flt, world.source())  # a site no record names: refused
     with pytest.raises(CohortError, match="not a cleaned clinical field"):
         compile_filter(CohortFilter.from_dict({"clinical": ['age" OR 1=1 --=1']}), ("training",), set())
 
