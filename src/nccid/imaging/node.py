@@ -1217,7 +1217,36 @@ def ae_title_for_log(title: str) -> str:
     return f"shaped {shape} ({len(title)} characters)"
 
 
+def _take_the_senders_transfer_syntax() -> None:
+    """Of the transfer syntaxes a presentation context proposes, accept the first the node
+    supports in the *sender's* order, as dcmtk's storescp does. pynetdicom takes the first in
+    its own list (Implicit VR Little Endian leads it), so a sender proposing [JPEG Lossless,
+    Explicit VR, Implicit VR] for a compressed file, as dcmsend does, was made to decompress
+    it: the issue asks that compressed images be stored as received. pynetdicom offers no
+    setting for this (its issue #1085): its negotiation is wrapped here, once per process;
+    which syntaxes are accepted at all is unchanged."""
+    from pynetdicom import acse
+
+    negotiate = acse.negotiate_as_acceptor
+    if getattr(negotiate, "takes_the_senders_order", False):
+        return
+
+    def in_the_senders_order(rq_contexts, ac_contexts, roles=None):
+        result, ac_roles = negotiate(rq_contexts, ac_contexts, roles)
+        proposed = {cx.context_id: cx.transfer_syntax for cx in rq_contexts}
+        supported = {cx.abstract_syntax: set(cx.transfer_syntax) for cx in ac_contexts}
+        for cx in result:
+            if cx.result == 0x00:  # accepted: the sender's first that the node also takes
+                cx.transfer_syntax = [next(ts for ts in proposed[cx.context_id]
+                                           if ts in supported[cx.abstract_syntax])]
+        return result, ac_roles
+
+    in_the_senders_order.takes_the_senders_order = True  # type: ignore[attr-defined]
+    acse.negotiate_as_acceptor = in_the_senders_order
+
+
 def make_ae(ae_title: str | None = None) -> NodeAE:
+    _take_the_senders_transfer_syntax()
     ae = NodeAE(ae_title=ae_title or get_settings().node_ae_title)
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
