@@ -32,7 +32,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -1177,19 +1177,38 @@ def already_taken(sop_uid: str) -> bool:
     return bool(taken_uids([sop_uid]))
 
 
-def taken_uids(sop_uids) -> set[str]:
-    """Those of these de-identified SOP Instance UIDs already stored, pending or held (still
-    awaiting a decision: a decided row is only a record, its file is gone, and a re-send is
-    de-identified and held again, ``_hold``)."""
+def taken_uids(sop_uids, *, pending: bool = True) -> set[str]:
+    """Those of these de-identified SOP Instance UIDs already stored, pending (unless not
+    ``pending``) or held (still awaiting a decision: a decided row is only a record, its file
+    is gone, and a re-send is de-identified and held again, ``_hold``)."""
     wanted = sorted(set(sop_uids))
     found: set[str] = set()
     for first in range(0, len(wanted), 500):
         chunk = wanted[first:first + 500]
-        pending = PendingImage.objects.filter(sop_uid__in=chunk)
-        held = HeldImage.objects.filter(sop_uid__in=chunk, status=HeldStatus.HELD)
-        waiting = [query.order_by().values_list("sop_uid", flat=True) for query in (pending, held)]
+        queries = [HeldImage.objects.filter(sop_uid__in=chunk, status=HeldStatus.HELD)]
+        if pending:
+            queries.append(PendingImage.objects.filter(sop_uid__in=chunk))
+        waiting = [query.order_by().values_list("sop_uid", flat=True) for query in queries]
         found.update(deps.images_existing_query(chunk).order_by().union(*waiting, all=True))
     return found
+
+
+def _taken(site, sop_uids, resent: set[str]) -> set[str]:
+    """``taken_uids`` less the instances only waiting for a link of this site's, which go into
+    ``resent``: sent again by the site, such an image is its correction and takes the waiting
+    copy's place (``_replace_waiting``). Waiting for another site's link, or stored, or held,
+    an instance stays taken (no site may learn what another sent: docs/decisions.md)."""
+    taken = taken_uids(sop_uids)
+    if not taken:
+        return taken
+    ours: set[str] = set()
+    ordered = sorted(taken)
+    for first in range(0, len(ordered), 500):
+        ours.update(PendingImage.objects.filter(site=site, sop_uid__in=ordered[first:first + 500])
+                    .values_list("sop_uid", flat=True))
+    waiting = ours - taken_uids(ours, pending=False) if ours else ours
+    resent |= waiting
+    return taken - waiting
 
 
 @contextlib.contextmanager
@@ -1237,6 +1256,7 @@ class PreparedBatch:
     repeats: list[int]  # a SOP UID met twice: the repeat waits for the first's outcome
     batch: object = None  # warehouse.service.ImageBatch of the images to store
     to_store: list = None  # type: ignore[assignment]
+    resent: set[str] = field(default_factory=set)  # only waiting for this site's link
 
     def fail(self, exc: Exception) -> None:
         failed = _internal_error(exc, self.source)
@@ -1398,7 +1418,7 @@ def _prepare(prepared: PreparedBatch) -> None:
     off_list: list[int] = []  # per file, the kept code values emptied for not being on their list
     try:
         for part in _parse_all(items, site, source, prepared.outcomes, to_vault,
-                               prepared.repeats, refused):
+                               prepared.repeats, refused, prepared.resent):
             off_list += _prepare_part(prepared, part, to_vault, refused)
             part.clear()  # its headers let go before the next part is parsed
         _log_off_list(site, off_list)
@@ -1462,12 +1482,13 @@ def _prepare_parsed(prepared: PreparedBatch, parsed: list[_Parsed], to_vault,
             parts, result, meta, header_json = _deidentify(deidentifier, items[index], patient,
                                                            header)
             off_list.append(result.values_off_list)
+            resent = sop_uid in prepared.resent
             if result.held_reason:
                 outcomes[index] = _hold(b"".join(parts), meta, site, source, patient,
-                                        result.held_reason)
+                                        result.held_reason, resent)
             elif patient.pseudonym is None:
                 outcomes[index] = _keep_pending(b"".join(parts), meta, site, source,
-                                                patient.hospital_hash)
+                                                patient.hospital_hash, resent)
             else:
                 linked = patient.pseudonym in clinical
                 batch.add(patient.pseudonym, parts, meta, dataset=result.dataset,
@@ -1508,7 +1529,11 @@ def _count_refused(site, source: str, refused) -> None:
 
 def _commit(prepared: PreparedBatch) -> None:
     site, source, to_store = prepared.site, prepared.source, prepared.to_store
-    stored = prepared.batch.commit(lambda results: _count_stored(site, source, to_store, results))
+    replaced: list[str] = []  # the waiting files of instances sent again and stored
+    stored = prepared.batch.commit(lambda results: replaced.extend(
+        _count_stored(site, source, to_store, results, prepared.resent)))
+    for name in replaced:  # only once committed: a crash before leaves a leftover file
+        remove_encrypted(name)
     for item in to_store:
         prepared.outcomes[item.index] = (
             IngestOutcome(IngestStatus.STORED, "", item.meta.sop_uid)
@@ -1531,12 +1556,13 @@ def _learn_late_records(to_store: list[_ToStore]) -> None:
         deps.link_images(late)
 
 
-def _parse_all(items, site, source, outcomes, to_vault, repeats,
-               refused) -> Iterator[list[_Parsed]]:
+def _parse_all(items, site, source, outcomes, to_vault, repeats, refused,
+               resent: set[str]) -> Iterator[list[_Parsed]]:
     """Parse each file once, drop duplicates (a few queries for all), find each patient; the
     files parsed, in parts that end once their headers hold ``PARSED_ELEMENTS`` elements (so
     fewer than that plus one file's). A file refused once its header is read goes into
-    ``refused`` for its study's receipt."""
+    ``refused`` for its study's receipt; one only waiting for this site's link, into
+    ``resent`` (``_taken``)."""
     keyring = get_keyring()
     keyed, unusable = [], {}
     links: dict[str, str | None] = {}  # the site's link of each Patient ID, asked once a batch
@@ -1547,7 +1573,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats,
             unusable[index] = exc
         quick = original_sop_uid(data)
         keyed.append(keyring.uid(quick) if quick else None)
-    taken = taken_uids(k for k in keyed if k)
+    taken = _taken(site, (k for k in keyed if k), resent)
     parsed, seen, elements = [], set(), 0
     for index, data in enumerate(items):
         if elements >= PARSED_ELEMENTS:
@@ -1568,7 +1594,7 @@ def _parse_all(items, site, source, outcomes, to_vault, repeats,
             if sop_uid != keyed[index] and sop_uid in seen:
                 repeats.append(index)
                 continue
-            if sop_uid != keyed[index] and already_taken(sop_uid):
+            if sop_uid != keyed[index] and _taken(site, [sop_uid], resent):
                 outcomes[index] = IngestOutcome(IngestStatus.DUPLICATE, "already received", sop_uid)
                 continue
             seen.add(sop_uid)
@@ -1615,11 +1641,20 @@ def _deidentify(deidentifier, data: bytes, patient: Patient, header: tuple[Datas
     return parts, result, deps.image_meta(result.dataset), None
 
 
-def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:
-    """The receipts of a committed batch: one update per study, in the batch's transaction."""
+def _count_stored(site, source: str, to_store: list[_ToStore], results,
+                  resent: set[str]) -> list[str]:
+    """The receipts of a committed batch: one update per study, in the batch's transaction.
+    Instances sent again that were waiting for this site's link stop waiting (stored by this
+    batch, not by a linker: that one's store failed, and its row is gone when it settles);
+    the names of their waiting files are returned, to remove once committed."""
     created = {r.record.sop_uid: r.record for r in results if r.created}
+    replaced = []
     if created:
         take_back_refusals(site, list(created))
+    if created.keys() & resent:
+        patients = {item.meta.sop_uid: item.pseudonym for item in to_store}
+        replaced = _drop_waiting(site, PendingImage.objects.filter(
+            site=site, sop_uid__in=sorted(created.keys() & resent)), patients)
     studies: dict[str, list] = {}
     for item in to_store:
         record = created.pop(item.meta.sop_uid, None)
@@ -1630,6 +1665,7 @@ def _count_stored(site, source: str, to_store: list[_ToStore], results) -> None:
         group[2] += record.size
     if studies:
         _add_stored(site, source, list(studies.values()))
+    return replaced
 
 
 # Count stored instances into their studies' receipts, creating the missing ones, in one
@@ -1678,14 +1714,67 @@ def _add_stored(site, source: str, studies: list) -> None:
         cursor.executemany(_ADD_STORED.format(t=table, not_images=not_images), rows)
 
 
-def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> IngestOutcome:
-    name = f"{meta.sop_uid}.pending"
+class _Taken(Exception):
+    """The instance is taken after all (its transaction rolls back): the reason."""
+
+
+# What AES-GCM adds to a waiting file (``Keyring.encrypt``: its nonce and tag), which its
+# receipt counted without.
+_SEALING = 12 + 16
+
+
+def _copy_name(sop_uid: str, kind: str, resent: bool) -> str:
+    """The file of a waiting or held copy; a copy sent again to replace a waiting one has a
+    name of its own, so the copy it replaces stays whole until the replacement commits."""
+    return f"{sop_uid}.{secrets.token_hex(4)}.{kind}" if resent else f"{sop_uid}.{kind}"
+
+
+def _replace_waiting(site, sop_uid: str, patient: str) -> list[str]:
+    """In the caller's transaction, before its copy is counted: this site's waiting copy of
+    an instance sent again makes way (``_drop_waiting``); the name of its file, to remove once
+    committed. ``_Taken`` if the instance is no longer only waiting: a linker is storing it
+    (its claim, ``linking.link_pending``), or it was stored or held since it was found so."""
+    from .linking import _claimable
+
+    rows = PendingImage.objects.filter(_claimable(timezone.now()), site=site, sop_uid=sop_uid)
+    replaced = _drop_waiting(site, rows, {sop_uid: patient})
+    if not replaced and already_taken(sop_uid):
+        raise _Taken("already received")
+    return replaced
+
+
+def _drop_waiting(site, rows, patients: dict[str, str]) -> list[str]:
+    """In the caller's transaction: these waiting rows of the site are deleted and uncounted
+    from their receipts, for the copies sent again (counted by the caller) to take their place;
+    a receipt naming its patient by a row's hospital number now names ``patients[sop_uid]``.
+    Each row is uncounted only if this deleted it, still matching ``rows`` (a claim taken
+    meanwhile keeps it; as ``linking._settle``). Their file names."""
+    names = []
+    for pk, sop_uid, study_uid, hospital_hash, size, name in rows.values_list(
+            "pk", "sop_uid", "study_uid", "hospital_hash", "size", "file_name"):
+        if not rows.filter(pk=pk).delete()[0]:
+            continue
+        StudyReceipt.objects.filter(site=site, study_uid=study_uid).update(
+            instances=F("instances") - 1, pending=F("pending") - 1,
+            bytes=F("bytes") - max(size - _SEALING, 0),
+            patient=Case(When(patient=hospital_hash, then=Value(patients[sop_uid])),
+                         default=F("patient")),
+            status=_status_sql(pending=-1))
+        names.append(name)
+    return names
+
+
+def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str,
+                  resent: bool = False) -> IngestOutcome:
+    """Keep an image waiting for its link; ``resent``: in place of the site's waiting copy."""
+    name = _copy_name(meta.sop_uid, "pending", resent)
     size = write_encrypted(name, out, site.code, meta.sop_uid)
     retention = timedelta(days=get_settings().pending_retention_days)
     try:
         # The row and its count commit together: a process dying between them would leave a
         # row that makes the replayed file "already pending", never counted on its receipt.
         with transaction.atomic():
+            replaced = _replace_waiting(site, meta.sop_uid, hospital_hash) if resent else []
             PendingImage.objects.create(
                 site=site, hospital_hash=hospital_hash, sop_uid=meta.sop_uid,
                 study_uid=meta.study_uid, file_name=name, size=size, source=source,
@@ -1693,8 +1782,13 @@ def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> In
             )
             record_receipt(site, meta, hospital_hash, source, len(out), pending=1)
             take_back_refusals(site, [meta.sop_uid])
-    except IntegrityError:  # another connection took the same instance a moment ago
-        return IngestOutcome(IngestStatus.DUPLICATE, "already pending", meta.sop_uid)
+    except (IntegrityError, _Taken) as exc:  # another connection took it a moment ago
+        if resent:
+            remove_encrypted(name)  # (its own name: the waiting copy stays as it was)
+        reason = str(exc) if isinstance(exc, _Taken) else "already pending"
+        return IngestOutcome(IngestStatus.DUPLICATE, reason, meta.sop_uid)
+    for old in replaced:
+        remove_encrypted(old)
     # A clinical record may have arrived while this file was being de-identified.
     pseudonym = deps.pseudonym_for_hospital_number(site, hospital_hash)
     if pseudonym:
@@ -1706,28 +1800,43 @@ def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str) -> In
                          meta.sop_uid)
 
 
-def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str) -> IngestOutcome:
-    name = f"{meta.sop_uid}.held"
+def _hold(out: bytes, meta, site, source: str, patient: Patient, reason: str,
+          resent: bool = False) -> IngestOutcome:
+    """Hold an image for review; ``resent``: in place of the site's waiting copy."""
+    name = _copy_name(meta.sop_uid, "held", resent)
     size = write_encrypted(name, out, site.code, meta.sop_uid)
     fields = dict(site=site, pseudonym=patient.pseudonym or "",
                   hospital_hash=patient.hospital_hash or "", study_uid=meta.study_uid,
                   modality=meta.modality or "", reason=reason[:200], file_name=name, size=size,
                   source=source)
-    with transaction.atomic():  # the row and its count together, as in ``_keep_pending``
-        try:
-            with transaction.atomic():  # the update below must still run after a refusal
-                HeldImage.objects.create(sop_uid=meta.sop_uid, **fields)
-        except IntegrityError:
-            # Decided before (released, then purged while pending; or rejected): its row is
-            # only a record. The copy sent again waits for a decision of its own.
-            again = HeldImage.objects.filter(sop_uid=meta.sop_uid).exclude(status=HeldStatus.HELD)
-            if not again.update(status=HeldStatus.HELD, decided_by="", decided_at=None,
-                                received_at=timezone.now(), **fields):
-                return IngestOutcome(IngestStatus.DUPLICATE, "already held", meta.sop_uid)
-        record_receipt(site, meta, patient.pseudonym or patient.hospital_hash or "", source,
-                       len(out), held=1)
-        take_back_refusals(site, [meta.sop_uid])
+    label = patient.pseudonym or patient.hospital_hash or ""
+    try:
+        with transaction.atomic():  # the row and its count together, as in ``_keep_pending``
+            replaced = _replace_waiting(site, meta.sop_uid, label) if resent else []
+            _create_held(meta.sop_uid, fields)
+            record_receipt(site, meta, label, source, len(out), held=1)
+            take_back_refusals(site, [meta.sop_uid])
+    except _Taken as taken:
+        if resent:
+            remove_encrypted(name)  # (its own name: the waiting copy stays as it was)
+        return IngestOutcome(IngestStatus.DUPLICATE, str(taken), meta.sop_uid)
+    for old in replaced:
+        remove_encrypted(old)
     return IngestOutcome(IngestStatus.HELD, reason, meta.sop_uid)
+
+
+def _create_held(sop_uid: str, fields: dict) -> None:
+    """The held row, or ``_Taken`` when one awaits a decision already."""
+    try:
+        with transaction.atomic():  # the update below must still run after a refusal
+            HeldImage.objects.create(sop_uid=sop_uid, **fields)
+    except IntegrityError:
+        # Decided before (released, then purged while pending; or rejected): its row is
+        # only a record. The copy sent again waits for a decision of its own.
+        again = HeldImage.objects.filter(sop_uid=sop_uid).exclude(status=HeldStatus.HELD)
+        if not again.update(status=HeldStatus.HELD, decided_by="", decided_at=None,
+                            received_at=timezone.now(), **fields):
+            raise _Taken("already held") from None
 
 
 # -- receipts ------------------------------------------------------------------------------
