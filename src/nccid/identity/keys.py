@@ -33,6 +33,8 @@ PSEUDONYM_PATTERN = re.compile(r"NCCID-[A-Z2-7]{16}")
 _TEN_DIGITS = re.compile(r"[0-9]{10}")
 # How ``date_shift_days`` draws an offset: backward only (new installations), or both ways
 # (installations that shifted dates before backward only; recorded with the deid profile).
+# What ``Keyring.encrypt`` adds to a plaintext: its nonce and AES-GCM tag.
+SEALED_OVERHEAD = 12 + 16
 SHIFT_BACKWARD = "backward"
 SHIFT_BOTH_WAYS = "both-ways"
 

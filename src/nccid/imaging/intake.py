@@ -57,6 +57,7 @@ from pydicom.uid import (
 )
 
 from nccid.config import get_settings
+from nccid.identity.keys import SEALED_OVERHEAD
 from nccid.identity.numbers import (
     InvalidPatientNumber,
     is_test_number,
@@ -1718,9 +1719,6 @@ class _Taken(Exception):
     """The instance is taken after all (its transaction rolls back): the reason."""
 
 
-# What AES-GCM adds to a waiting file (``Keyring.encrypt``: its nonce and tag), which its
-# receipt counted without.
-_SEALING = 12 + 16
 
 
 def _copy_name(sop_uid: str, kind: str, resent: bool) -> str:
@@ -1756,7 +1754,7 @@ def _drop_waiting(site, rows, patients: dict[str, str]) -> list[str]:
             continue
         StudyReceipt.objects.filter(site=site, study_uid=study_uid).update(
             instances=F("instances") - 1, pending=F("pending") - 1,
-            bytes=F("bytes") - max(size - _SEALING, 0),
+            bytes=F("bytes") - max(size - SEALED_OVERHEAD, 0),  # counted unsealed
             patient=Case(When(patient=hospital_hash, then=Value(patients[sop_uid])),
                          default=F("patient")),
             status=_status_sql(pending=-1))

@@ -122,9 +122,10 @@ def test_commands_before_init_say_run_nccid_init(nccid_home, command):
 def test_encrypting_in_pieces_gives_a_token_decrypt_reads_and_binds_the_context():
     from cryptography.exceptions import InvalidTag
 
-    from nccid.identity.keys import Keyring
+    from nccid.identity.keys import SEALED_OVERHEAD, Keyring
 
     keyring = Keyring(bytes(range(32)))
+    assert len(keyring.encrypt(b"x" * 1000, "c", purpose="pending")) == 1000 + SEALED_OVERHEAD
     parts = [b"\x03\x04RTHnode", bytes(range(256)) * 4097, b"", b"tail"]
     nonce, encryptor = keyring.encryptor("segment-1:offset-8", purpose="spool")
     pieces = [nonce, *(encryptor.update(part) for part in parts), encryptor.finalize()]
