@@ -43,8 +43,8 @@ from nccid.memory import give_memory_back
 log = logging.getLogger("nccid.imaging.node")
 
 # A store handler: (association, a maker of the file's head (preamble, DICM, file meta), the
-# dataset's bytes as received, in fragments) -> status.
-StoreHandler = Callable[[object, Callable[[], bytes], list[memoryview]], int]
+# dataset's bytes as received, in fragments) -> (status, Error Comment: "" for none).
+StoreHandler = Callable[[object, Callable[[], bytes], list[memoryview]], tuple[int, str]]
 
 C_STORE_RQ_FIELD = 0x0001
 NO_DATASET = 0x0101
@@ -431,10 +431,10 @@ class StoreFastPath:
 
         fragments = message.fragments
         try:
-            status = self.store(assoc, head, fragments)
+            status, comment = self.store(assoc, head, fragments)
         except Exception as exc:  # noqa: BLE001 - as pynetdicom: the sender hears a failure
             log.error("a C-STORE request could not be handled (%s)", type(exc).__name__)
-            status = UNABLE_TO_PROCESS
+            status, comment = UNABLE_TO_PROCESS, ""
         finally:
             for fragment in fragments:
                 fragment.release()
@@ -452,6 +452,8 @@ class StoreFastPath:
         response.AffectedSOPClassUID = request.AffectedSOPClassUID
         response.AffectedSOPInstanceUID = request.AffectedSOPInstanceUID
         response.Status = status
+        if comment:
+            response.ErrorComment = comment
         self.send(response, message.context_id)
 
     def send(self, response: C_STORE, context_id: int) -> None:
@@ -460,7 +462,7 @@ class StoreFastPath:
         limit = self.dul.assoc.dimse.maximum_pdu_size
         pdu = store_response_pdu(context_id, response.MessageIDBeingRespondedTo,
                                  response.AffectedSOPClassUID, response.AffectedSOPInstanceUID,
-                                 response.Status)
+                                 response.Status, getattr(response, "ErrorComment", None) or "")
         if not limit or len(pdu) <= limit:
             self.dul.socket.send(pdu)
             return
@@ -489,14 +491,17 @@ def _explicit(group: int, element: int, vr: bytes, value: bytes) -> bytes:
 
 
 def store_response_pdu(context_id: int, message_id: int, sop_class: str, sop_instance: str,
-                       status: int) -> bytes:
-    """A C-STORE-RSP (PS3.7 9.3.1.2) as one P-DATA-TF PDU: its command set, implicit VR."""
+                       status: int, error_comment: str = "") -> bytes:
+    """A C-STORE-RSP (PS3.7 9.3.1.2) as one P-DATA-TF PDU: its command set, implicit VR;
+    with an Error Comment (LO, ASCII: the node's own words) when one is given."""
+    comment = error_comment.encode("ascii")
     command = b"".join((
         _implicit(0x0000, 0x0002, _ui(sop_class)),
         _implicit(0x0000, 0x0100, struct.pack("<H", 0x8001)),  # C-STORE-RSP
         _implicit(0x0000, 0x0120, struct.pack("<H", message_id)),
         _implicit(0x0000, 0x0800, struct.pack("<H", NO_DATASET)),
         _implicit(0x0000, 0x0900, struct.pack("<H", status)),
+        _implicit(0x0000, 0x0902, comment + b" " * (len(comment) % 2)) if comment else b"",
         _implicit(0x0000, 0x1000, _ui(sop_instance)),
     ))
     command = _implicit(0x0000, 0x0000, struct.pack("<L", len(command))) + command

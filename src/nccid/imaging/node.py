@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
+from pydicom.dataset import Dataset
 from pynetdicom import (
     AE as ApplicationEntity,
 )
@@ -56,7 +57,7 @@ from nccid.config import get_settings
 
 from .fastpath import NoRoom, ProtocolError, StoreFastPath, file_meta_bytes
 from .outcome import IngestOutcome, IngestStatus
-from .spool import Backlog, Batch, Spool, SpoolError, open_record
+from .spool import Backlog, Batch, Spool, SpoolClosed, SpoolError, open_record
 from .upkeep import LinkingUpkeep
 
 log = logging.getLogger("nccid.imaging.node")
@@ -65,6 +66,21 @@ log = logging.getLogger("nccid.imaging.node")
 SUCCESS = 0x0000
 CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
+# A C-STORE answer other than success carries an Error Comment (0000,0902) saying why: LO, at
+# most 64 characters. Refusals whose reason quotes numbers read from the file (the pixel
+# data's declared length, the size the image attributes give) are told in these words (the
+# node's log keeps the numbers); every other reason ``_refusal`` gives is fixed wording, the
+# node's limits, an element's keyword or an exception's type, never a value from the file
+# (test_a_refused_instance_s_answer_says_why reads intake's reasons to hold it so).
+ERROR_COMMENT_CHARS = 64
+_TOLD_WITHOUT_NUMBERS = {
+    "pixel data too short:": "pixel data too short for the image's size (truncated?)",
+    "truncated: the pixel data declares": "truncated: the file ends inside its pixel data",
+}
+NOT_ENCODABLE = "the request's SOP class or instance UID cannot go in file meta"
+SITE_GONE = "the calling AE title is no longer a registered site's"
+NODE_STOPPING = "the node is stopping: send this instance again"
+NOT_SPOOLED = "the node cannot keep it now (out of resources): send it again"
 # A drain batch: at most this many files or bytes (or whatever waits when the spool is idle).
 BATCH_FILES = 32
 BATCH_BYTES = 32 * 1024 * 1024  # bounds what the worker holds (a batch, decrypted and copied)
@@ -643,29 +659,35 @@ def _left_unfinished(assoc) -> str:
     return ""
 
 
-def handle_store(event, spool: Spool) -> int:
+def handle_store(event, spool: Spool) -> int | Dataset:
     """C-STORE through pynetdicom, should one reach it: the node binds this handler, and the
     short path (``fastpath.py``) finds the spool by it and calls ``store_instance`` itself."""
     request = event.request
     body = request.DataSet.getbuffer()
     try:
-        return store_instance(event.assoc, lambda: file_meta_bytes(
+        status, comment = store_instance(event.assoc, lambda: file_meta_bytes(
             request.AffectedSOPClassUID, request.AffectedSOPInstanceUID,
             event.context.transfer_syntax), body, spool)
     finally:
         body.release()
+    if not comment:
+        return status
+    answer = Dataset()  # pynetdicom sends a status's Error Comment given so
+    answer.Status, answer.ErrorComment = status, comment
+    return answer
 
 
-def store_instance(assoc, make_head: Callable[[], bytes], body, spool: Spool) -> int:
+def store_instance(assoc, make_head: Callable[[], bytes], body, spool: Spool) -> tuple[int, str]:
     """C-STORE: a structurally sound file is spooled (encrypted, durable), then acknowledged.
     The file is ``make_head()`` (preamble, ``DICM``, file meta), then ``body``: the dataset as
-    received (one buffer, or the list of its fragments)."""
+    received (one buffer, or the list of its fragments). Returns the status and, for a file
+    not taken, the Error Comment that tells the sender why ("" for none)."""
     tally = _tally(assoc)
     code = getattr(assoc, "_nccid_site_code", None)
     if code is None:
         code = assoc.ae.site_titles.site_code(assoc.requestor.ae_title)
         if code is None:  # the site was removed during the association
-            return OUT_OF_RESOURCES
+            return OUT_OF_RESOURCES, SITE_GONE
         assoc._nccid_site_code = code
         tally.site = code
     try:
@@ -676,24 +698,29 @@ def store_instance(assoc, make_head: Callable[[], bytes], body, spool: Spool) ->
         log.warning("site %s sent a dataset that could not be encoded (%s)", code,
                     type(exc).__name__)
         tally.counts["rejected"] += 1
-        return CANNOT_UNDERSTAND
+        return CANNOT_UNDERSTAND, NOT_ENCODABLE
     parts = body if isinstance(body, list) else [body]
     size = len(head) + sum(map(len, parts))
     try:
         # Checked while the disk writes the encrypted body; refused, it never becomes a record.
         refused = spool.append(code, "node", [head, *parts],
                                check=partial(_refusal, head, parts))
+    except SpoolClosed:  # (its association outlived the stop's wait: nothing is wrong)
+        log.warning("site %s: an instance arrived as the node stopped: not kept, the sender "
+                    "should send it again", code)
+        tally.counts["not spooled"] += 1
+        return OUT_OF_RESOURCES, NODE_STOPPING
     except SpoolError as exc:
         log.error("site %s: an instance could not be spooled: %s", code, exc)
         tally.counts["not spooled"] += 1
-        return OUT_OF_RESOURCES
+        return OUT_OF_RESOURCES, NOT_SPOOLED
     if refused is not None:
         log.warning("site %s: an instance was rejected: %s", code, refused)
         tally.counts["rejected"] += 1
-        return CANNOT_UNDERSTAND
+        return CANNOT_UNDERSTAND, error_comment(refused)
     tally.counts["received"] += 1
     tally.bytes += size
-    return SUCCESS
+    return SUCCESS, ""
 
 
 def _refusal(head: bytes, parts: list) -> str | None:
@@ -707,6 +734,24 @@ def _refusal(head: bytes, parts: list) -> str | None:
     except Exception as exc:  # noqa: BLE001 - a message may quote a value: the type only
         return f"the dataset could not be read ({type(exc).__name__})"
     return None
+
+
+def error_comment(reason: str) -> str:
+    """What the sender is told of a refusal (``reason``, as the node's log says it): at most
+    ERROR_COMMENT_CHARS, cut before an explanation (a parenthesis, what follows a colon) if
+    that keeps half, else after a word, marked "..."; a reason quoting numbers from the file,
+    in fixed words."""
+    for start, told in _TOLD_WITHOUT_NUMBERS.items():
+        if reason.startswith(start):
+            return told
+    limit = ERROR_COMMENT_CHARS
+    if len(reason) <= limit:
+        return reason
+    cut = max(reason.rfind(mark, 0, limit + 2) for mark in (" (", ": ", "; "))
+    if cut >= limit // 2:
+        return reason[:cut]
+    space = reason.rfind(" ", 0, limit - 2)
+    return (reason[:space].rstrip(",;:") if space > 0 else reason[:limit - 3]) + "..."
 
 
 class Drain:
@@ -1752,10 +1797,7 @@ def start_node(host: str | None = None, port: int | None = None,
     protect_logs()
     settings = get_settings()
     spool = open_spool(spool_dir)
-    backlog = spool.backlog()
-    if backlog.records:
-        log.info("recovering %d instance(s) (%.1f MB) left in the spool", backlog.records,
-                 backlog.bytes / 1e6)
+    _log_recovery(spool)
     ae = make_ae(ae_title)
     ae.site_titles.current()  # read now: the sites are accepted should the database then fail
     address = (host or settings.node_host, settings.node_port if port is None else port)
@@ -1787,6 +1829,23 @@ def start_node(host: str | None = None, port: int | None = None,
     ae._servers.append(server)
     log.info("DICOM node %s listening on %s:%d", ae.ae_title, *server.server_address[:2])
     return server
+
+
+def _log_recovery(spool: Spool) -> None:
+    """What an earlier run left in the spool. Its segments are replayed whole: the records a
+    clean stop had already stored come back as duplicates (stored once), the others are stored."""
+    backlog, waiting = spool.backlog(), spool.not_drained_at_start
+    if not backlog.records:
+        return
+    if waiting is None:  # no clean stop noted where its drain was (killed, or an older node)
+        log.info("recovering %d instance(s) (%.1f MB) left in the spool (replayed by whole "
+                 "segments: those stored before the node stopped come back as duplicates)",
+                 backlog.records, backlog.bytes / 1e6)
+        return
+    log.info("recovering %d instance(s) not yet stored when the node stopped; their spool "
+             "segments are replayed whole: %d record(s) (%.1f MB), the other %d stored "
+             "already (they come back as duplicates)", waiting, backlog.records,
+             backlog.bytes / 1e6, backlog.records - waiting)
 
 
 class _NoUpkeep:

@@ -72,10 +72,18 @@ _CONTEXT = "nccid-spool-v1:{name}:{offset}"
 # Segment numbers start again at 1 once a spool was emptied: the time keeps names apart.
 _QUARANTINED = "segment-{seq:016d}-at-{offset:012d}-{ns}.record"
 _QUARANTINED_NAME = re.compile(r"segment-(\d{16})-at-(\d{12})-\d+\.record")
+# Written by ``close``: "<segment> <offset>", where the first record without an outcome was.
+# Segments are replayed whole (release deletes only whole segments), so a start counts the
+# records past it to say how many are still to be stored; it is read once, at the next start.
+_DRAINED_MARK = "drained-to"
 
 
 class SpoolError(Exception):
     """The spool cannot take or give records (disk full, closed, in use by another node)."""
+
+
+class SpoolClosed(SpoolError):
+    """The spool was closed: the node is stopping (not a fault of the disk)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,19 @@ def _scan(path: Path) -> tuple[int, int, int]:
             offset += RECORD.size + length
             handle.seek(offset)
     return records, total, offset
+
+
+def _record_starts(path: Path, end: int) -> list[int]:
+    """Where each record of a segment (recovered: well framed up to ``end``) starts."""
+    starts, offset = [], len(FILE_MAGIC)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while offset < end:
+            starts.append(offset)
+            offset += RECORD.size + RECORD.unpack(_pread_exact(fd, RECORD.size, offset))[1]
+    finally:
+        os.close(fd)
+    return starts
 
 
 def spool_backlog(directory: Path) -> Backlog:
@@ -334,6 +355,10 @@ class Spool:
         self._run_start = self._next_seq  # segments below it were left by an earlier run
         first = min(self._sizes, default=self._next_seq)
         self._position = (first, len(FILE_MAGIC))
+        # Where the last clean stop had drained to (None after a crash or an empty spool), and
+        # how many records past it wait: the others, replayed, come back as duplicates.
+        self._drained_to = self._read_drained_mark()
+        self.not_drained_at_start = self._count_from(self._drained_to)
 
     # -- start -------------------------------------------------------------------------------
 
@@ -378,6 +403,36 @@ class Spool:
             changed = True
         if changed:
             fsync_dir(self.directory)
+
+    def _read_drained_mark(self) -> tuple[int, int] | None:
+        """The position ``close`` wrote, if any; the mark is removed (a crash from here on
+        leaves none, and a start then counts the segments whole)."""
+        path = self.directory / _DRAINED_MARK
+        path.with_name(_DRAINED_MARK + ".new").unlink(missing_ok=True)  # a stop cut short
+        try:
+            seq, offset = map(int, path.read_text().split())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            seq = offset = -1
+        path.unlink(missing_ok=True)
+        fsync_dir(self.directory)
+        return (seq, offset) if seq >= 0 else None
+
+    def _count_from(self, position: tuple[int, int] | None) -> int | None:
+        """The records at or after ``position``; None when it is not a record's start here."""
+        if position is None or any(seq < position[0] for seq in self._sizes):
+            return None
+        count = 0
+        for seq in sorted(self._sizes):
+            starts = _record_starts(self.directory / segment_name(seq), self._sizes[seq])
+            if seq > position[0]:
+                count += len(starts)
+            elif position[1] not in (*starts, self._sizes[seq]):
+                return None
+            else:
+                count += sum(1 for start in starts if start >= position[1])
+        return count
 
     def _authenticate_tail(self, seq: int) -> bool:
         """Cut the newest segment after its last record that authenticates: a crash mid-append
@@ -436,7 +491,7 @@ class Spool:
         prefix = _prefix(site_code, source)
         with self._write_lock:
             if self._closed:
-                raise SpoolError("the spool is closed")
+                raise SpoolClosed("the spool is closed")
             size = RECORD.size + len(prefix) + sum(map(len, parts)) + 28  # nonce 12, tag 16
             if self._active is None or (self._sizes[self._active] + size > self._segment_bytes
                                         and self._sizes[self._active] > len(FILE_MAGIC)):
@@ -754,6 +809,7 @@ class Spool:
             if self._closed:
                 return
             self._closed = True
+            self._mark_drained()
             if self._active is not None:
                 os.close(self._active_fd)
                 self._active, self._active_fd = None, -1
@@ -765,3 +821,20 @@ class Spool:
             self._spares.clear()
             os.close(self._lock_fd)
             self._changed.notify_all()
+
+    def _mark_drained(self) -> None:
+        """Write where the drain stopped (``_DRAINED_MARK``) for the next start's count: here,
+        or where the previous stop had drained to if this run did not get as far."""
+        if not self._records:
+            return
+        seq, offset = max(self._position, self._drained_to or (0, 0))
+        path = self.directory / _DRAINED_MARK
+        try:
+            scratch = path.with_name(_DRAINED_MARK + ".new")
+            scratch.write_text(f"{seq} {offset}\n")
+            os.chmod(scratch, 0o600)
+            scratch.replace(path)
+            fsync_dir(self.directory)
+        except OSError as exc:  # only a log line is lost: the next start counts segments whole
+            log.warning("spool %s: where the drain stopped was not noted (%s)", self.directory,
+                        exc.strerror or type(exc).__name__)
