@@ -1778,11 +1778,17 @@ def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str,
                 study_uid=meta.study_uid, file_name=name, size=size, source=source,
                 expires_at=timezone.now() + retention,
             )
+            # Stored meanwhile by another process (found free when parsed): a linker settling
+            # that process's waiting copy deletes its row, and the unique SOP UID no longer
+            # stops this one, which its link would count stored a second time. Asked after
+            # the row exists: on PostgreSQL its insert waits for such a settling to commit.
+            if deps.image_exists(meta.sop_uid):
+                raise _Taken("already received")
             record_receipt(site, meta, hospital_hash, source, len(out), pending=1)
             take_back_refusals(site, [meta.sop_uid])
     except (IntegrityError, _Taken) as exc:  # another connection took it a moment ago
-        if resent:
-            remove_encrypted(name)  # (its own name: the waiting copy stays as it was)
+        if resent or isinstance(exc, _Taken):  # (no waiting row names the file: it is ours)
+            remove_encrypted(name)  # (resent: its own name, the waiting copy stays as it was)
         reason = str(exc) if isinstance(exc, _Taken) else "already pending"
         return IngestOutcome(IngestStatus.DUPLICATE, reason, meta.sop_uid)
     for old in replaced:

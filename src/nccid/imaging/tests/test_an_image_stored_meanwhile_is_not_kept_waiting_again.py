@@ -1,0 +1,53 @@
+"""Importers racing a clinical sheet: an importer finds an instance free when it parses it and
+no link for its patient, and by the time it keeps it waiting another process has stored it
+(a linker, from that process's own waiting copy, since settled). The late copy made a second
+waiting row, counted on the receipt, which the next link then "settled" as stored again: a
+study of 5 images read 20 on My uploads (found by the scale-out review). The waiting row is
+now made only while the instance is not stored, checked after the row exists (so that on
+PostgreSQL a linker's settling, which deletes the other row, is waited for and its stored
+image seen); a late copy is a duplicate and counts nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from nccid.config import get_settings
+from nccid.imaging import intake
+from nccid.imaging.intake import ingest
+from nccid.imaging.linking import link_known
+from nccid.imaging.models import PendingImage, StudyReceipt
+from nccid.imaging.outcome import IngestStatus
+from nccid.synthetic.dicom import synthetic_instance, to_bytes
+from nccid.warehouse.models import ImageRecord
+
+from .sheets import record_and_link
+
+pytestmark = [pytest.mark.django_db(databases=["default", "vault"]),
+              pytest.mark.usefixtures("pending_folder")]
+
+
+def _counts(site) -> tuple[int, int, int]:
+    receipt = StudyReceipt.objects.get(site=site)
+    return receipt.instances, receipt.stored, receipt.pending
+
+
+def test_a_copy_kept_waiting_after_another_process_stored_it_is_a_duplicate(
+        site, keyring, person_factory, monkeypatch):
+    person = person_factory(151)
+    first = to_bytes(synthetic_instance(person, plant=False, patient_id=person.hospital_number))
+    assert ingest(first, site, "test").status is IngestStatus.PENDING
+    record_and_link(site, keyring, person)
+    assert link_known().linked == 1  # stored from the waiting copy, which is settled
+    assert _counts(site) == (1, 1, 0)
+
+    # A second importer parsed the same instance before all this (nothing taken then) under a
+    # hospital number no sheet links: it comes to keep it waiting only now.
+    late = to_bytes(synthetic_instance(person, plant=False, patient_id="HOSPZQX991"))
+    monkeypatch.setattr(intake, "_taken", lambda site, uids, resent: set())
+    outcome = ingest(late, site, "test")
+
+    assert (outcome.status, outcome.reason) == (IngestStatus.DUPLICATE, "already received")
+    assert not PendingImage.objects.exists()
+    assert not list(get_settings().pending_dir.glob("*.pending"))  # its file not left behind
+    assert ImageRecord.objects.count() == 1
+    assert _counts(site) == (1, 1, 0)
