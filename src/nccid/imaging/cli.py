@@ -138,11 +138,19 @@ def _print_linked(done) -> None:
 
 
 def _fail_if_unlinked(done) -> None:
-    """Exit 1 (a cron job's alarm) when images whose record is in are still waiting."""
-    if done.failed:
-        raise UserError(f"{done.failed} pending image(s) could not be linked: "
-                        f"{done.why or 'see the errors above'}; they wait for the next "
-                        "'nccid images link'")
+    """Exit 1 (a cron job's alarm) when images whose record is in are still waiting: left by
+    an outage (``failed``), or held by another linker (``claimed_elsewhere``)."""
+    from .linking import STALE_CLAIM
+
+    if not done.unlinked:
+        return
+    causes = [done.why or "see the errors above"] if done.failed else []
+    if done.claimed_elsewhere:
+        causes.append(f"{done.claimed_elsewhere} held by another process linking them (an "
+                      "import, an upload or the node) that still runs, or runs on another "
+                      f"host (its claim lapses {STALE_CLAIM.seconds // 60} minutes on)")
+    raise UserError(f"{done.unlinked} pending image(s) could not be linked: "
+                    f"{'; '.join(causes)}; they wait for the next 'nccid images link'")
 
 
 @images_app.command("pending")

@@ -979,10 +979,22 @@ def sweep_temporaries(folder: Path | None = None) -> int:
 def _writer_dead(temporary: str) -> bool:
     """The temporary was written by a process of this host that no longer runs."""
     parts = temporary.split(".")
-    if len(parts) < 5 or parts[-4] != _HOST or not parts[-3].isdigit():
-        return False  # another host's (or named before hosts were): judged by its age
+    return len(parts) >= 5 and process_gone(f"{parts[-4]}.{parts[-3]}")
+
+
+def this_process() -> str:
+    """This process as its temporaries and its claims (``linking``) name it: host.pid."""
+    return f"{_HOST}.{os.getpid()}"
+
+
+def process_gone(process: str) -> bool:
+    """``process`` (``this_process()`` of some process) names one of this host that no longer
+    runs. Another host's, or a name without a host, is not known dead: judged by its age."""
+    host, _, pid = process.partition(".")
+    if host != _HOST or not pid.isdigit():
+        return False
     try:
-        os.kill(int(parts[-3]), 0)
+        os.kill(int(pid), 0)
     except (ProcessLookupError, OverflowError):  # (no process can have too big a number)
         return True
     except PermissionError:  # alive: another user's process

@@ -43,15 +43,18 @@ from .intake import (
     check_pending_folder,
     count_deleted,
     outage_of,
+    process_gone,
     read_encrypted,
     refresh_receipt_status,
     remove_encrypted,
+    this_process,
 )
 from .models import PendingImage, StudyReceipt
 
 log = logging.getLogger("nccid.imaging.linking")
 
-# A claim older than this belongs to a linker that died: the image may be taken again.
+# A claim older than this belongs to a linker that died: the image may be taken again. A claim
+# of a process of this host that no longer runs is taken at once (its claimer is named).
 STALE_CLAIM = timedelta(minutes=10)
 # What the site's receipt says of a pending image refused when its patient became known.
 LINK_REFUSED = "refused when its clinical record arrived: {reason}"
@@ -73,6 +76,7 @@ class LinkPass:
     failed: int = 0
     why: str = ""
     deferred: int = 0  # not tried before the deadline: left to the next pass
+    claimed_elsewhere: int = 0  # held by another linker still running, and waiting still
 
     def add(self, other: LinkPass) -> None:
         self.linked += other.linked
@@ -80,6 +84,12 @@ class LinkPass:
         self.failed += other.failed
         self.why = self.why or other.why
         self.deferred += other.deferred
+        self.claimed_elsewhere += other.claimed_elsewhere
+
+    @property
+    def unlinked(self) -> int:
+        """Images of known patients this pass tried and left waiting (``deferred`` aside)."""
+        return self.failed + self.claimed_elsewhere
 
 
 class _Lost(Exception):
@@ -90,7 +100,16 @@ _CHUNK = 500  # values per IN (...) query: well under every database's parameter
 
 
 def _claimable(now) -> Q:
-    return Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - STALE_CLAIM)
+    """Images no running linker holds: never claimed (or given back), claimed ``STALE_CLAIM``
+    ago, or claimed by a process of this host that no longer runs (killed while linking).
+    Another host's claim cannot be checked, and is taken once stale. (A dead claimer's pid
+    reused by a new linker that claims meanwhile may lose its claim: the store is idempotent
+    and the settling counts an image once, so both linking it costs only the work.)"""
+    recent = PendingImage.objects.filter(claimed_at__gte=now - STALE_CLAIM)
+    claimers = set(recent.values_list("claimed_by", flat=True).distinct())
+    dead = sorted(claimer for claimer in claimers if process_gone(claimer))
+    free = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - STALE_CLAIM)
+    return free | Q(claimed_by__in=dead) if dead else free
 
 
 def finalise(data: bytes, pseudonym: str) -> tuple[bytes, object, object]:
@@ -105,19 +124,22 @@ def link_pending(site, hospital_hash: str, pseudonym: str,
     """Store every pending image of this site and hospital hash under ``pseudonym``; past
     ``deadline`` (``time.monotonic()``) the images not yet claimed are left for the next pass."""
     done = LinkPass()
-    now = timezone.now()
-    rows = PendingImage.objects.filter(_claimable(now), site=site, hospital_hash=hospital_hash)
-    pks = list(rows.values_list("pk", flat=True))
+    now, me = timezone.now(), this_process()
+    free = _claimable(now)
+    patients = PendingImage.objects.filter(site=site, hospital_hash=hospital_hash)
+    pks = list(patients.filter(free).values_list("pk", flat=True))
     for position, pk in enumerate(pks):
         if deadline is not None and time.monotonic() > deadline:
             done.deferred += len(pks) - position
             break
-        claim = PendingImage.objects.filter(_claimable(now), pk=pk).update(claimed_at=now)
+        claim = PendingImage.objects.filter(free, pk=pk).update(claimed_at=now, claimed_by=me)
         if not claim:
             continue  # another linker has it
         row = PendingImage.objects.filter(pk=pk).first()
         if row is not None:
             _link_one(site, row, pseudonym, done)
+    # Each claim of this call is settled or given back by now: one left is another linker's.
+    done.claimed_elsewhere = patients.filter(claimed_at__isnull=False).count()
     if done.linked:
         log.info("linked %d pending image(s) at site %s", done.linked, site.code)
     return done
@@ -162,7 +184,7 @@ def _read_waiting(site, row: PendingImage) -> bytes:
 def _leave_waiting(row: PendingImage, exc: Exception, done: LinkPass) -> None:
     why = outage_of(exc)  # (names pending_dir for a PendingFolderError)
     log.error("could not link pending image %s (%s)", row.pk, why or type(exc).__name__)
-    PendingImage.objects.filter(pk=row.pk).update(claimed_at=None)
+    PendingImage.objects.filter(pk=row.pk).update(claimed_at=None, claimed_by="")
     done.failed += 1
     done.why = done.why or why
 

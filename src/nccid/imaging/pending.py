@@ -15,7 +15,7 @@ from nccid.accounts.models import audit
 from nccid.config import get_settings
 
 from . import deps
-from .intake import count_deleted, remove_encrypted
+from .intake import count_deleted, remove_encrypted, this_process
 from .linking import LinkPass, _claimable, known_patients, link_known
 from .models import PendingImage
 
@@ -52,14 +52,15 @@ def _delete_expired(now, user: str) -> int:
     now = now or timezone.now()
     days = get_settings().pending_retention_days
     per_site: Counter[str] = Counter()
-    expired = list(PendingImage.objects.filter(_claimable(now), expires_at__lt=now)
-                   .select_related("site"))
+    free = _claimable(now)
+    expired = list(PendingImage.objects.filter(free, expires_at__lt=now).select_related("site"))
     linkable = _linkable(expired)
     last_sheet = deps.last_sheet_confirmed_at({row.site_id for row in expired})
     for row in expired:
         if (row.site_id, row.hospital_hash) in linkable:
             continue
-        if not PendingImage.objects.filter(_claimable(now), pk=row.pk).update(claimed_at=now):
+        if not PendingImage.objects.filter(free, pk=row.pk).update(claimed_at=now,
+                                                                 claimed_by=this_process()):
             continue
         remove_encrypted(row.file_name)
         with transaction.atomic():

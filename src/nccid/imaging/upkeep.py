@@ -64,4 +64,7 @@ class LinkingUpkeep:
         if done.failed:
             log.warning("linking pass: %d waiting image(s) could not be linked: %s", done.failed,
                         done.why or "see the log above")
+        if done.claimed_elsewhere and not done.deferred:  # (once a pass, not each slice)
+            log.info("linking pass: %d waiting image(s) held by another process linking them "
+                     "(an import or an upload) that still runs", done.claimed_elsewhere)
         return done.deferred > 0
