@@ -48,6 +48,7 @@ def images_import(
     """Import DICOM files (de-identified on the way in). Running it again skips what is stored."""
     setup_django()
     from nccid.accounts.models import Site
+    from nccid.warehouse.service import get_warehouse
 
     from .importer import collect, import_sources
     from .intake import sweep_temporaries
@@ -60,6 +61,7 @@ def images_import(
     if site_obj is None:
         raise UserError(f"no site with code {site!r} (see 'nccid site list')")
     sweep_temporaries()  # what a killed import left half-written
+    get_warehouse().sweep_temporaries()  # (in folders this run may never write into again)
     sources, problems = collect(paths)
     if not sources and not problems:
         raise UserError("no files found under the given paths")

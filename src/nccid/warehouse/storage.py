@@ -4,7 +4,9 @@ Pure library (no Django). Keys are ``/``-separated paths relative to the warehou
 same on every backend. Writes are atomic: a reader sees the whole object or nothing.
 - local: write to a hidden temporary name in the same folder, fsync, rename (and fsync the folder);
   a batch: write every temporary, sync the filesystem once, rename them all, sync again (a
-  batch's objects of 64 KB and more are written with O_DIRECT, see ``_write_direct``);
+  batch's objects of 64 KB and more are written with O_DIRECT, see ``_write_direct``). A
+  writer first notes the folders it writes into in its journal, so that the temporaries of a
+  process killed mid-write are removed by the next process to write (see ``_Journal``);
 - S3: a single PUT (or a multipart upload, completed in one request) is atomic by itself.
 Every write returns the SHA-256 of what was written and checks the stored size (a batch on S3:
 one listing of each folder it wrote).
@@ -22,6 +24,7 @@ lock).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import contextvars
 import ctypes
@@ -30,9 +33,11 @@ import fcntl
 import functools
 import hashlib
 import itertools
+import logging
 import mmap
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -45,6 +50,7 @@ import fsspec
 import fsspec.asyn
 import numpy
 
+log = logging.getLogger(__name__)
 TEMP_PREFIX = ".tmp-"  # local temporaries; never listed, never a valid key
 CHUNK = 8 * 1024 * 1024
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -296,21 +302,35 @@ class Warehouse:
         """A ``WriteBatch`` on this warehouse."""
         return WriteBatch(self)
 
+    def sweep_temporaries(self) -> int:
+        """Remove the temporaries of writers that died mid-write (see ``_Journal``); how
+        many. A process's first write here does it too; nothing to do on S3."""
+        if not self.is_local:
+            return 0
+        with _journal_lock:
+            _swept_roots.add(self.root)
+            return _sweep_dead_writers(self.root)
+
     def _local_commit(self, path: str, writer) -> None:
         folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, temp, _ = _create_temporary(folder)
+        journaled = _folder_in(self.root, folder)
+        _journal_enter(self.root, journaled)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                writer(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            # An error (or an interrupt) before the rename leaves nothing visible behind.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
+            os.makedirs(folder, exist_ok=True)
+            fd, temp, _ = _create_temporary(folder)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    writer(handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, path)
+            except BaseException:
+                # An error (or an interrupt) before the rename leaves nothing visible behind.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+                raise
+        finally:
+            _journal_leave(self.root, [journaled])
         _fsync_dir(folder)
 
     def _check_size(self, key: str, expected: int) -> None:
@@ -403,7 +423,8 @@ class Warehouse:
                                f"{type(exc).__name__}: {exc}") from exc
         for path in paths:
             key = self._key_of(path.rstrip("/"))
-            if not any(part.startswith(TEMP_PREFIX) for part in key.split("/")):
+            # temporaries and the writers' journals (no key's segment starts with a dot)
+            if not any(part.startswith(".") for part in key.split("/")):
                 yield key
 
     def delete(self, key: str) -> None:
@@ -594,11 +615,11 @@ def _create_temporary(folder: str, direct: bool = False,
     is remembered."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     while True:
-        temp = f"{folder}/{TEMP_PREFIX}{os.getpid()}-{next(_temporary_numbers)}"
+        temp = f"{folder}/{TEMP_PREFIX}{_writer_name()}-{next(_temporary_numbers)}"
         try:
             return os.open(temp, flags | (_O_DIRECT if direct else 0), 0o644), temp, direct
         except FileExistsError:
-            continue  # left by a killed process that had the same pid: take the next number
+            continue  # (not expected: the name is this process's own) take the next number
         except OSError as exc:
             if not (direct and exc.errno == errno.EINVAL):
                 raise
@@ -779,6 +800,7 @@ class WriteBatch:
     def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
         self._pending: dict[str, Future | list] = {}
+        self._journaled: set[str] = set()  # local: the folders written, in the journal
         self.published: list[str] = []  # local: keys renamed into place by publish()
         self.replaced: set[str] = set()  # local: those of them that replaced an object
 
@@ -790,7 +812,12 @@ class WriteBatch:
         if not self.warehouse.is_local:
             self._pending[key] = parts
             return
-        self._pending[key] = _writer_pool().submit(_write_temp, os.path.dirname(path), parts)
+        folder = os.path.dirname(path)
+        journaled = _folder_in(self.warehouse.root, folder)
+        if journaled not in self._journaled:  # noted before its first temporary there
+            _journal_enter(self.warehouse.root, journaled)
+            self._journaled.add(journaled)
+        self._pending[key] = _writer_pool().submit(_write_temp, folder, parts)
 
     def digests(self) -> dict[str, str]:
         """Wait for every write; key -> SHA-256. The first failure is raised."""
@@ -829,6 +856,8 @@ class WriteBatch:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.warehouse.path(key))
             raise
+        if not self._pending:
+            self._leave_journal()
         return {key: digest for key, (_temp, digest, _size) in written.items()}
 
     def discard(self) -> None:
@@ -842,14 +871,23 @@ class WriteBatch:
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)
+        self._leave_journal()
+
+    def _leave_journal(self) -> None:
+        """No temporary of this batch is left: its folders leave the journal."""
+        if self._journaled:
+            journaled, self._journaled = self._journaled, set()
+            _journal_leave(self.warehouse.root, journaled)
 
 
 STALE_TEMPORARY = 3600  # seconds: no live write keeps a temporary that long
 
 
 def _remove_stale_temporaries(folder: str) -> None:
-    """Temporaries left in ``folder`` by a process killed mid-write (invisible, but they take
-    space): removed when a later batch writes to the same folder, e.g. the re-run."""
+    """Temporaries in ``folder`` older than any write takes (``STALE_TEMPORARY``), named by
+    no journal (those of a writer before journals, or a journal lost): removed when this
+    process first writes to the folder. A killed writer's journal has its temporaries
+    removed sooner, and wherever they are (``_sweep_dead_writers``)."""
     limit = time.time() - STALE_TEMPORARY
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(TEMP_PREFIX)]
@@ -858,6 +896,257 @@ def _remove_stale_temporaries(folder: str) -> None:
                 os.unlink(entry.path)
     except OSError:  # another process removed it first, or the folder went away: harmless
         pass
+
+
+# -- the writers' journals (local) --------------------------------------------------------
+# A process killed mid-batch (kill -9, an OOM kill, a power cut) leaves its temporaries behind,
+# invisible but taking space (up to two import batches: 128 MB). A re-run skips what is
+# stored, so it may never write into those folders again: the folders have to be found.
+# Each writing process keeps a journal, ``<root>/.nccid-writing/<writer>``, naming the
+# folders where it has temporaries (``.tmp-<writer>-<n>``) and locked (``flock``) for as long
+# as it runs: the kernel releases the lock when the process dies, however, and a lock cannot
+# be inherited by a process reusing its pid. A process's first write (and an import's start,
+# a withdrawal) removes the temporaries of every journal nobody locks, and the journal. One
+# of another host (whose lock a shared filesystem may not pass on) waits until it and its
+# temporaries are older than ``STALE_TEMPORARY``. The journal costs a small write per folder a batch enters
+# and one truncation per batch, in the page cache (a power cut loses the temporaries' data
+# as well; ``_remove_stale_temporaries`` is the last resort).
+WRITING_FOLDER = ".nccid-writing"
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # as imaging.intake's
+_journal_lock = threading.Lock()
+_journals: dict[str, _Journal] = {}  # local root -> this process's journal there
+_swept_roots: set[str] = set()  # roots whose dead writers this process swept
+_writer: str | None = None
+_WRITER_NAME = re.compile(r"^[0-9a-f]{8}-[0-9]+-[0-9a-f]{12}$")
+
+
+def _writer_name() -> str:
+    """This process's name on its temporaries and journals: host, pid and a random part (a
+    later process with the same pid is another writer)."""
+    global _writer
+    if _writer is None:
+        _writer = f"{_HOST}-{os.getpid()}-{os.urandom(6).hex()}"
+    return _writer
+
+
+class _Journal:
+    """This process's journal under one local root: each folder where it may have a
+    temporary, one per line (relative to the root, ``.`` for the root itself), counted by
+    the batches and writes open there; locked while the process lives."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.path = f"{root}/{WRITING_FOLDER}/{_writer_name()}"
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        _try_lock(self.fd)  # where locks are not kept, sweepers go by age
+        self.folders: dict[str, int] = {}
+        self.length = 0
+
+    def enter(self, folder: str) -> None:
+        if folder not in self.folders:
+            line = f"{folder}\n".encode()
+            os.pwrite(self.fd, line, self.length)  # (not O_APPEND: pwrite would ignore offsets)
+            self.length += len(line)
+            self.folders[folder] = 0
+        self.folders[folder] += 1
+
+    def leave(self, folders: Iterable[str]) -> None:
+        before = len(self.folders)
+        for folder in folders:
+            if self.folders.get(folder, 0) > 1:
+                self.folders[folder] -= 1
+            else:
+                self.folders.pop(folder, None)
+        if len(self.folders) == before:
+            return
+        # Rewritten from the start, then cut: at every moment it names each open folder.
+        lines = "".join(f"{folder}\n" for folder in self.folders).encode()
+        if lines:
+            os.pwrite(self.fd, lines, 0)
+        if len(lines) != self.length:
+            os.ftruncate(self.fd, len(lines))
+        self.length = len(lines)
+
+    def swept(self) -> bool:
+        """Removed by a sweeper (of another host, by age, while this process sat idle)."""
+        return os.fstat(self.fd).st_nlink == 0
+
+    def close(self, *, remove: bool) -> None:
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        os.close(self.fd)
+
+
+def _folder_in(root: str, folder: str) -> str:
+    """``folder`` (a path under ``root``) as a journal names it."""
+    return folder[len(root) + 1:] or "."
+
+
+def _journal_enter(root: str, folder: str) -> None:
+    """Note ``folder`` before writing a temporary there (the first time: sweep dead writers)."""
+    with _journal_lock:
+        journal = _journals.get(root)
+        if journal is not None and not journal.folders and journal.swept():
+            journal.close(remove=False)  # swept by another host, this process idle: anew
+            del _journals[root]
+            journal = None
+        if journal is None:
+            journal = _open_journal(root)
+        journal.enter(folder)
+
+
+def _journal_leave(root: str, folders: Iterable[str]) -> None:
+    """No temporary of that batch or write is left in ``folders``."""
+    with _journal_lock:
+        journal = _journals.get(root)
+        if journal is not None:  # (not in a forked child: its parent's batch)
+            journal.leave(folders)
+
+
+def _open_journal(root: str) -> _Journal:
+    for other, journal in list(_journals.items()):  # one open file per root in use (tests
+        if not journal.folders:                      # make a root each)
+            journal.close(remove=True)
+            del _journals[other]
+    if root not in _swept_roots:
+        _swept_roots.add(root)
+        _sweep_dead_writers(root)
+    journal = _journals[root] = _Journal(root)
+    return journal
+
+
+def _sweep_dead_writers(root: str) -> int:
+    """Remove the temporaries (and the journals) of the writers under ``root`` that died;
+    how many temporaries. Never an object, nor a live writer's temporary."""
+    folder = f"{root}/{WRITING_FOLDER}"
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    removed = sum(_sweep_journal(root, f"{folder}/{name}") for name in names
+                  if _WRITER_NAME.match(name) and name != _writer_name())
+    if removed:
+        log.info("removed %d temporary file(s) left by killed processes in the warehouse at %s",
+                 removed, root)
+    return removed
+
+
+def _sweep_journal(root: str, path: str) -> int:
+    """A sweep never fails a write: what it cannot remove (another user's files, a folder
+    gone) waits for the next."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # swept meanwhile, or not ours to read
+        return 0
+    try:
+        return _sweep_writer(root, path, fd)
+    except OSError as exc:
+        log.debug("could not sweep %s: %s", path, exc)
+        return 0
+    finally:
+        os.close(fd)  # (and its lock)
+
+
+def _sweep_writer(root: str, path: str, fd: int) -> int:
+    """Sweep the journal at ``path`` (open as ``fd``) unless its writer runs."""
+    locked, writer = _try_lock(fd, fcntl.LOCK_SH), os.path.basename(path)
+    here = writer.startswith(f"{_HOST}-")
+    if locked is False or (locked is None and here and _pid_runs(writer)):
+        return 0  # its writer runs
+    older_than = None if here else time.time() - STALE_TEMPORARY
+    if older_than is not None and os.fstat(fd).st_mtime >= older_than:
+        return 0  # another host's writer (its lock may not reach here) wrote lately
+    removed = kept = 0
+    for folder in _journal_folders(fd):
+        gone, left = _remove_temporaries_of(root, folder, writer, older_than)
+        removed, kept = removed + gone, kept + left
+    if not kept:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return removed
+
+
+def _try_lock(fd: int, how: int = fcntl.LOCK_EX) -> bool | None:
+    """Lock ``fd`` for this process (a writer holds LOCK_EX, a sweeper probes with LOCK_SH):
+    True, or False if another process holds it, or None where the filesystem keeps no locks."""
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # ENOLCK, EOPNOTSUPP: an NFS mount without locking
+        return None
+    return True
+
+
+def _pid_runs(writer: str) -> bool:
+    """Where locks are not kept: whether the writer's pid runs (on this host)."""
+    pid = writer.split("-")[1]
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _journal_folders(fd: int) -> set[str]:
+    text = os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+    return {line for line in text.split("\n") if line}
+
+
+def _remove_temporaries_of(root: str, folder: str, writer: str,
+                           older_than: float | None) -> tuple[int, int]:
+    """Remove ``writer``'s temporaries in ``folder`` (relative to ``root``), only those older
+    than ``older_than`` if given: (removed, kept)."""
+    if folder != ".":
+        try:
+            check_key(folder)
+        except StorageError:  # not a folder a journal names (a line cut by a crash)
+            return 0, 0
+    prefix = f"{TEMP_PREFIX}{writer}-"
+    removed = kept = 0
+    try:
+        with os.scandir(root if folder == "." else f"{root}/{folder}") as entries:
+            found = [entry for entry in entries if entry.name.startswith(prefix)]
+    except (FileNotFoundError, NotADirectoryError):  # removed since (a withdrawal)
+        return 0, 0
+    for entry in found:
+        try:
+            if older_than is not None and entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                kept += 1
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed, kept
+
+
+def _close_journals() -> None:
+    """At exit: the journals with no open write are removed (others stay for the sweepers)."""
+    with _journal_lock:
+        for journal in _journals.values():
+            journal.close(remove=not journal.folders)
+        _journals.clear()
+
+
+def _forget_journals_in_child() -> None:
+    """A forked child is another writer: it closes its copies of the parent's journals (the
+    locks are the parent's to hold) and names itself afresh."""
+    global _journal_lock, _writer
+    _journal_lock = threading.Lock()
+    for journal in _journals.values():
+        with contextlib.suppress(OSError):
+            os.close(journal.fd)
+    _journals.clear()
+    _writer = None
+
+
+atexit.register(_close_journals)
+os.register_at_fork(after_in_child=_forget_journals_in_child)
 
 
 def _fsync_dir(folder: str) -> None:

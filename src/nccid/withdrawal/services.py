@@ -560,6 +560,7 @@ def _purge_objects(pseudonym: str, removed: Removed) -> None:
         removed.objects += warehouse.delete_many(k for k in warehouse.list(prefix) if k != prefix)
         if warehouse.is_local:
             _remove_local_folder(Path(warehouse.root) / prefix)
+    warehouse.sweep_temporaries()  # a killed writer's journal names its folders, perhaps these
 
 
 def _patient_prefixes(warehouse, pseudonym: str) -> list[str]:

@@ -161,7 +161,6 @@ def test_a_filesystem_that_refuses_direct_writes_at_open_gets_buffered_ones(
 
 def test_a_leftover_temporary_with_the_same_name_is_stepped_over(local_warehouse, monkeypatch):
     import itertools
-    import os
     from pathlib import Path
 
     from nccid.warehouse import storage
@@ -169,7 +168,7 @@ def test_a_leftover_temporary_with_the_same_name_is_stepped_over(local_warehouse
     monkeypatch.setattr(storage, "_temporary_numbers", itertools.count(7))
     folder = Path(local_warehouse.root) / "u"
     folder.mkdir()
-    leftover = folder / f"{TEMP_PREFIX}{os.getpid()}-7"  # a killed process that had our pid
+    leftover = folder / f"{TEMP_PREFIX}{storage._writer_name()}-7"  # (not expected: our name)
     leftover.write_bytes(b"not ours")
     local_warehouse.write_many({"u/1.json": b"one", "u/2.json": b"two"})
     assert leftover.read_bytes() == b"not ours"

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from nccid.warehouse import storage
 from nccid.warehouse.models import ImageRecord
-from nccid.warehouse.storage import TEMP_PREFIX
+from nccid.warehouse.storage import TEMP_PREFIX, WRITING_FOLDER
 from nccid.withdrawal.models import Withdrawal
 from nccid.withdrawal.services import withdraw
 
@@ -37,6 +38,10 @@ def test_objects_and_temporaries_no_row_names_are_removed(patients, manager, bac
     if backend.is_local:  # a write killed before its rename
         temporary = Path(backend.root, "training", "ct", gone.pseudonym, f"{TEMP_PREFIX}99-1")
         temporary.write_bytes(gone.pseudonym.encode())
+        # and a writer killed since this process's first write: its journal names the folder
+        killed = f"{storage._HOST}-99-{'0d' * 6}"
+        Path(backend.root, WRITING_FOLDER).mkdir(exist_ok=True)
+        Path(backend.root, WRITING_FOLDER, killed).write_text(f"training/ct/{gone.pseudonym}\n")
     assert not ImageRecord.objects.filter(storage_key__in=orphans).exists()
 
     removed = withdraw(manager, gone.pseudonym, "Consent withdrawn", refresh=False)
