@@ -1338,6 +1338,9 @@ _OUTAGES = {
                    "show') and that its folder or object store is there and answers",
     "pending_dir": "the folder of waiting images cannot be used ({why}): check pending_dir "
                    "('nccid config show') and that its disk is there (mounted) with room",
+    # (the database answers: PostgreSQL rolled back one of two writers waiting for each other)
+    "deadlock": "a deadlock with another process writing the same images ({why}; the "
+                "database answers): nothing of them was recorded, they go in when tried again",
 }
 
 
@@ -1345,9 +1348,12 @@ def outage_of(exc: BaseException) -> str:
     """One line naming the setting to check when ``exc`` is an outage (a database or object
     store that does not answer, a folder that cannot be written), else "". The error's own
     message is never quoted (it may hold an object key or a value): its reason or class."""
+    from nccid.warehouse.service import lock_conflict
     from nccid.warehouse.storage import StorageError
 
     why = getattr(exc, "strerror", None) or type(exc).__name__
+    if lock_conflict(exc):  # (a batch's commit has tried it again COMMIT_TRIES times first)
+        return _OUTAGES["deadlock"].format(why=type(exc.__cause__ or exc).__name__)
     if _database_error(exc):
         return _OUTAGES["database"].format(why=why)
     if isinstance(exc, PendingFolderError):  # (known by the step that failed, not the file)
@@ -1543,8 +1549,11 @@ def _count_refused(site, source: str, refused) -> None:
 def _commit(prepared: PreparedBatch) -> None:
     site, source, to_store = prepared.site, prepared.source, prepared.to_store
     replaced: list[str] = []  # the waiting files of instances sent again and stored
-    stored = prepared.batch.commit(lambda results: replaced.extend(
-        _count_stored(site, source, to_store, results, prepared.resent)))
+
+    def count(results) -> None:  # (once per try of the batch's transaction: the last stands)
+        replaced[:] = _count_stored(site, source, to_store, results, prepared.resent)
+
+    stored = prepared.batch.commit(count)
     for name in replaced:  # only once committed: a crash before leaves a leftover file
         remove_encrypted(name)
     for item in to_store:
@@ -1659,7 +1668,8 @@ def _count_stored(site, source: str, to_store: list[_ToStore], results,
     """The receipts of a committed batch: one update per study, in the batch's transaction.
     Instances sent again that were waiting for this site's link stop waiting (stored by this
     batch, not by a linker: that one's store failed, and its row is gone when it settles);
-    the names of their waiting files are returned, to remove once committed."""
+    the names of their waiting files are returned, to remove once committed. Rows are
+    changed in SOP UID or study order, the order every batch locks them in."""
     created = {r.record.sop_uid: r.record for r in results if r.created}
     replaced = []
     if created:
@@ -1677,7 +1687,7 @@ def _count_stored(site, source: str, to_store: list[_ToStore], results,
         group[1] += 1
         group[2] += record.size
     if studies:
-        _add_stored(site, source, list(studies.values()))
+        _add_stored(site, source, [studies[uid] for uid in sorted(studies)])
     return replaced
 
 
@@ -1709,7 +1719,9 @@ ON CONFLICT (site_id, study_uid) DO UPDATE SET
 
 
 def _add_stored(site, source: str, studies: list) -> None:
-    """``record_receipt(stored=count)`` for each (item, count, size) of a batch, at once."""
+    """``record_receipt(stored=count)`` for each (item, count, size) of a batch, at once, in
+    the given order (the caller's: by study, so that concurrent batches lock the receipts
+    they share in the same order, and wait instead of deadlocking)."""
     from django.db import connection
 
     table = connection.ops.quote_name(StudyReceipt._meta.db_table)
@@ -1760,7 +1772,8 @@ def _drop_waiting(site, rows, patients: dict[str, str]) -> list[str]:
     Each row is uncounted only if this deleted it, still matching ``rows`` (a claim taken
     meanwhile keeps it; as ``linking._settle``). Their file names."""
     names = []
-    for pk, sop_uid, study_uid, hospital_hash, size, name in rows.values_list(
+    ordered = rows.order_by("study_uid", "sop_uid")  # (the receipts' lock order)
+    for pk, sop_uid, study_uid, hospital_hash, size, name in ordered.values_list(
             "pk", "sop_uid", "study_uid", "hospital_hash", "size", "file_name"):
         if not rows.filter(pk=pk).delete()[0]:
             continue
@@ -1962,7 +1975,7 @@ def take_back_refusals(site, sop_uids: list[str]) -> None:
     per_study: dict[str, int] = {}
     for _, study_uid in refusals:
         per_study[study_uid] = per_study.get(study_uid, 0) + 1
-    for study_uid, count in per_study.items():
+    for study_uid, count in sorted(per_study.items()):  # (the receipts' lock order)
         StudyReceipt.objects.filter(site=site, study_uid=study_uid).update(
             instances=F("instances") - count, rejected=F("rejected") - count,
             problem=Case(When(rejected__lte=count, then=Value("")), default=F("problem")),

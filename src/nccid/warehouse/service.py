@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q, QuerySet
 
 from nccid.config import get_settings
@@ -33,7 +33,8 @@ Progress = Callable[[int, int], None]  # (done, in all): what a CLI progress bar
 __all__ = [
     "StoredImage", "Warehouse", "StorageError", "get_warehouse", "assign_set", "assign_sets",
     "retire_set",
-    "ImageBatch", "store_image", "store_images", "write_clinical_records", "header_json",
+    "ImageBatch", "COMMIT_TRIES", "lock_conflict", "store_image", "store_images",
+    "write_clinical_records", "header_json",
     "refresh_catalogue", "connect_catalogue", "catalogue_dir",
 ]
 
@@ -243,16 +244,37 @@ def _remove_unrecorded(warehouse: Warehouse, keys: list[str]) -> None:
                       len(keys))
 
 
+# PostgreSQL's answers to two transactions that each wait for the other (deadlock detected)
+# or that cannot both stand (serialization failure): the one it chose is rolled back, and
+# the same transaction tried again goes in. SQLite has neither (one writer at a time).
+LOCK_CONFLICTS = frozenset({"40P01", "40001"})
+COMMIT_TRIES = 3  # a batch's transaction, tried again after such a conflict
+
+
+def lock_conflict(exc: BaseException) -> bool:
+    """``exc`` is PostgreSQL's deadlock or serialization failure (the database answers)."""
+    while exc is not None:
+        if getattr(exc, "sqlstate", None) in LOCK_CONFLICTS:
+            return True
+        exc = exc.__cause__
+    return False
+
+
 class ImageBatch:
     """Images stored together with one durability step and one transaction.
 
     ``add()`` starts writing an image and its header at once (temporary names, fsynced on a
     thread pool while the caller prepares the next image); ``commit()`` inserts the batch's
-    rows, publishes their objects (rename, one fsync per folder) and runs ``in_transaction``
-    (e.g. receipts) in the same transaction: the commit stays the single point where an
+    rows, runs ``in_transaction`` (e.g. receipts) and publishes their objects (rename, one
+    fsync per folder) in the same transaction: the commit stays the single point where an
     image becomes stored. A crash before it leaves at most unnamed temporaries or objects
     that a retry rewrites under the same keys. An image whose SOP UID another writer stored
     first is not published: its temporaries are removed and it comes back not created.
+
+    Rows are locked in one order by every writer (images by SOP UID here, receipts by study
+    in ``in_transaction``), so concurrent batches wait for each other instead of
+    deadlocking; a deadlock left (PostgreSQL) rolls the transaction back, and it is tried
+    again, ``COMMIT_TRIES`` times in all, before the objects are published.
     """
 
     def __init__(self, site) -> None:
@@ -312,19 +334,28 @@ class ImageBatch:
             for record in self._records.values():
                 record.sha256 = digests[record.storage_key]
             stored_before = self._stored_already()
-            with transaction.atomic():
-                results = self._insert()
-                keys = [k for r in results.values() if r.created
-                        for k in (r.record.storage_key, r.record.metadata_key)]
-                ours = keys
+            for tries in range(1, COMMIT_TRIES + 1):
                 try:
-                    self._writes.publish(keys)
-                    if in_transaction is not None:
-                        in_transaction(list(results.values()))
-                except BaseException:
-                    self._unpublish(self._added(keys, stored_before))
-                    ours = []
-                    raise
+                    with transaction.atomic():
+                        results = self._insert()
+                        if in_transaction is not None:
+                            in_transaction(list(results.values()))
+                        keys = [k for r in results.values() if r.created
+                                for k in (r.record.storage_key, r.record.metadata_key)]
+                        ours = keys
+                        try:
+                            self._writes.publish(keys)
+                        except BaseException:
+                            self._unpublish(self._added(keys, stored_before))
+                            ours = []
+                            raise
+                    break
+                except OperationalError as exc:
+                    if ours or tries == COMMIT_TRIES or not lock_conflict(exc):
+                        raise
+                    log.warning("a batch of %d image(s) met a deadlock with another writer "
+                                "(%s): its transaction is tried again", len(self._records),
+                                type(exc.__cause__ or exc).__name__)
         except BaseException:
             self._unpublish(self._added(ours, stored_before))  # the commit itself failed
             raise
@@ -352,7 +383,12 @@ class ImageBatch:
         _remove_unrecorded(self.warehouse, keys)
 
     def _insert(self) -> dict[str, StoredImage]:
-        records = list(self._records.values())
+        """Insert the batch's rows, in SOP UID order: two writers of the same images lock
+        their unique index entries in the same order, so one waits for the other instead of
+        each holding what the other needs (PostgreSQL's deadlock)."""
+        records = sorted(self._records.values(), key=lambda r: r.sop_uid)
+        for record in records:
+            record.pk = None  # (a transaction tried again: no id from the one rolled back)
         try:
             with transaction.atomic():
                 ImageRecord.objects.bulk_create(records, batch_size=_CHUNK)

@@ -34,12 +34,14 @@ def test_objects_of_a_batch_whose_transaction_failed_are_removed(site, backend, 
     assert [k for k in backend.list("") if pseudonym in k] == []
 
 
-def test_an_object_stored_before_the_batch_stays_when_the_batch_fails(site, backend, make_image):
+def test_an_object_stored_before_the_batch_stays_when_the_batch_fails(site, backend, make_image,
+                                                                     monkeypatch):
     batch, images = _batch(site, make_image, (1, 2))
     keys = [r.storage_key for r in batch._records.values()]
     backend.write_atomic(keys[0], images[0][1])  # left by an earlier attempt, say
+    make_the_next_commit_fail(monkeypatch)  # (after the objects were published)
     with pytest.raises(OperationalError):
-        batch.commit(_database_gone)
+        batch.commit(lambda _results: None)
     assert backend.exists(keys[0])
     assert not backend.exists(keys[1])
 
@@ -76,8 +78,9 @@ def test_without_renameat2_an_object_stored_before_the_batch_still_stays(
     batch, images = _batch(site, make_image, (1, 2))
     keys = [r.storage_key for r in batch._records.values()]
     local_warehouse.write_atomic(keys[0], images[0][1])
+    make_the_next_commit_fail(monkeypatch)  # (after the objects were published)
     with pytest.raises(OperationalError):
-        batch.commit(_database_gone)
+        batch.commit(lambda _results: None)
     assert local_warehouse.exists(keys[0])
     assert not local_warehouse.exists(keys[1])
     assert batch._writes.replaced == {keys[0]}
