@@ -89,10 +89,16 @@ class User(AbstractUser):
         return self.role in (Role.DATA_MANAGER, Role.ADMIN)
 
     @property
-    def may_open_vault(self) -> bool:
-        """Only data managers decrypt the key vault (issue 2): an administrator, who may also
-        query research data, must not be able to re-identify what they query."""
+    def may_reidentify(self) -> bool:
+        """Only data managers turn an identifier into a pseudonym or see identifying content:
+        the key vault (issue 2), finding a patient by number or a study by the UID its site
+        sent, and the images held because text may be burned in. An administrator, who may
+        also query research data, must not be able to re-identify what they query."""
         return self.role == Role.DATA_MANAGER
+
+    @property
+    def may_open_vault(self) -> bool:
+        return self.may_reidentify
 
     @property
     def is_uploader(self) -> bool:
@@ -122,6 +128,23 @@ class User(AbstractUser):
         """Warehouse sets this user was granted and may query or export: none unless granted.
         The validation set is never handed out, whatever the list holds."""
         return [s for s in (self.research_sets or []) if s in GRANTABLE_SETS]
+
+
+# Why an administrator is refused what only data managers may do (``User.may_reidentify``).
+ADMINS_MAY_NOT_REIDENTIFY = ("data managers only: an administrator, who may query research data, "
+                             "must not re-identify")
+
+
+def reidentifying_refused(user, action: str, doing: str = "do this") -> str | None:
+    """Why ``user`` may not ``doing`` (an action only data managers take: it turns an identifier
+    into a pseudonym or shows identifying content), audited as ``<action>.denied``; None when
+    they may. The event names no pseudonym: one worked out from a number typed would tell it."""
+    if getattr(user, "is_active", False) and getattr(user, "may_reidentify", False):
+        return None
+    cause = (ADMINS_MAY_NOT_REIDENTIFY if getattr(user, "role", None) == Role.ADMIN
+             else f"only data managers may {doing}")
+    audit(user, f"{action}.denied", cause=cause)
+    return cause
 
 
 class ApiToken(models.Model):

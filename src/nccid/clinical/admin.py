@@ -1,8 +1,13 @@
-"""Read-only admin views of clinical intake (no staged data, no editing of records)."""
+"""Read-only admin views of clinical intake (no staged data, no editing of records).
+
+Clinical records are not in the admin site: their values (``data``, ``cleaned``), and even
+their kind (a negative sheet's record is a COVID-negative patient's), would show each
+validation-set patient's ground truth, which no one may read but validation's aggregate
+figures (docs/research.md). The research tools are the way to read the training set's."""
 
 from django.contrib import admin
 
-from .models import ClinicalRecord, PatientLink, Upload
+from .models import PatientLink, Upload
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -19,13 +24,6 @@ class UploadAdmin(ReadOnly):
                     "new_records", "updated_records", "unchanged_records", "uploaded_by_name", "created")
     list_filter = ("status", "kind", "site")
     exclude = ("staged",)
-
-
-@admin.register(ClinicalRecord)
-class ClinicalRecordAdmin(ReadOnly):
-    list_display = ("pseudonym", "site", "kind", "updated")
-    list_filter = ("kind", "site")
-    search_fields = ("pseudonym",)
 
 
 @admin.register(PatientLink)

@@ -96,11 +96,14 @@ def link(
 
 
 def login_data_manager(username: str, password_stdin: bool, action: str, pseudonym: str = "",
-           reason: str = "", doing: str = "use the vault"):
+           reason: str = "", doing: str = "use the vault", *, identifying: bool = False):
     """The active data-manager account ``username`` after a password check; refusals audited
     with what was asked for (the pseudonym only if it is one, the reason only if it seems to
-    hold no identifier). ``doing`` ends the refusal, "only data managers may …"."""
-    from nccid.accounts.models import User, audit
+    hold no identifier). ``doing`` ends the refusal, "only data managers may …".
+
+    ``identifying``: the command turns an identifier into a pseudonym or shows identifying
+    content (``User.may_reidentify``), so an administrator is refused too, as on the portal."""
+    from nccid.accounts.models import ADMINS_MAY_NOT_REIDENTIFY, Role, User, audit
     from nccid.identity.reasons import identifier_in_reason
     from nccid.identity.service import normalise_pseudonym
 
@@ -111,6 +114,8 @@ def login_data_manager(username: str, password_stdin: bool, action: str, pseudon
         cause = "unknown user or wrong password"
     elif not user.is_active or not user.is_data_manager:
         cause = f"only data managers may {doing}"
+    elif identifying and not user.may_reidentify:
+        cause = ADMINS_MAY_NOT_REIDENTIFY if user.role == Role.ADMIN else f"only data managers may {doing}"
     if cause:
         # A name no account has is not recorded: it could be anything typed (an NHS number).
         named = user.username if user is not None else UNKNOWN_USER
@@ -134,7 +139,8 @@ def vault_reveal(
     setup_django()
     from nccid.identity.service import ReasonRequired, UnknownPseudonym, VaultAccessDenied, reveal
 
-    account = login_data_manager(user, password_stdin, "vault.reveal", pseudonym, reason)
+    account = login_data_manager(user, password_stdin, "vault.reveal", pseudonym, reason,
+                                 identifying=True)
     try:
         number = reveal(account, pseudonym, reason)
     except (VaultAccessDenied, ReasonRequired, UnknownPseudonym) as exc:

@@ -84,7 +84,7 @@ def held_images(site=None) -> QuerySet[HeldImage]:
 def held_image(held: HeldImage, user):
     """The held image as it would enter the warehouse (de-identified header; its pixels may
     show burned-in text), for a data manager deciding on it. Every look is audited."""
-    if not getattr(user, "is_data_manager", False):
+    if not getattr(user, "may_reidentify", False):  # its pixels may show a name: not admins
         raise HeldDecisionError("only data managers may see held images")
     if held.status != HeldStatus.HELD or not held.file_name:
         raise HeldDecisionError("this image has already been decided")
@@ -98,7 +98,7 @@ def held_image(held: HeldImage, user):
 
 
 def _claim(held: HeldImage, user, status: str) -> HeldImage:
-    if not getattr(user, "is_data_manager", False):
+    if not getattr(user, "may_reidentify", False):  # as seeing them: not administrators
         raise HeldDecisionError("only data managers may release or reject held images")
     with transaction.atomic():
         taken = HeldImage.objects.filter(pk=held.pk, status=HeldStatus.HELD).update(

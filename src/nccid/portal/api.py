@@ -31,7 +31,7 @@ from ninja.security import HttpBearer
 from ninja.security.apikey import APIKeyCookie
 from pydantic import ConfigDict
 
-from nccid.accounts.models import ApiToken, Role, Site
+from nccid.accounts.models import ApiToken, Role, Site, reidentifying_refused
 
 from . import auth as access
 
@@ -174,9 +174,16 @@ def _user(request: HttpRequest):
     return request.auth
 
 
-def require_data_manager(request: HttpRequest) -> None:
-    if not _user(request).is_data_manager:
-        raise PermissionDenied("Only data managers and administrators may do this.")
+def require_data_manager(request: HttpRequest, identifying: str) -> None:
+    """Data managers only: the review queue shows images that may show a name beside their
+    pseudonym, which an administrator, who may query research data, must not see (refused,
+    audited as ``<identifying>.denied``, as the portal's pages)."""
+    user = _user(request)
+    if not user.is_data_manager:
+        raise PermissionDenied("Only data managers may do this.")
+    refused = reidentifying_refused(user, identifying)
+    if refused:
+        raise PermissionDenied(refused[:1].upper() + refused[1:] + ".")
 
 
 def require_site_role(request: HttpRequest) -> None:
@@ -597,7 +604,7 @@ def study_list(request, response: HttpResponse, site: SiteQuery = None,
 def held_list(request):
     from nccid.imaging.services import held_images
 
-    require_data_manager(request)
+    require_data_manager(request, "imaging.held.list")
     return [_held_out(h) for h in held_images()]
 
 
@@ -612,7 +619,7 @@ def _decide(request, held_id: int, action: str) -> dict:
 
     from .dashboard import held_or_404
 
-    require_data_manager(request)
+    require_data_manager(request, "imaging.held.decide")
     held = held_or_404(held_id)
     try:
         getattr(services, f"{action}_held")(held, _user(request))
@@ -629,7 +636,7 @@ def _decide(request, held_id: int, action: str) -> dict:
 def held_image_png(request, held_id: Path[int, P(description="The held image's number, as /review/held lists it.")]):
     from .dashboard import held_or_404, held_preview
 
-    require_data_manager(request)
+    require_data_manager(request, "imaging.held.view")
     shown = held_preview(held_or_404(held_id), _user(request))
     if shown.status_code == 415:  # the portal's page says why in text; the API in JSON
         return _detail(request, 415, shown.content.decode())

@@ -1,8 +1,10 @@
 """Views of the summary, dashboard, review queue and key-vault pages.
 
-The summary is for every signed-in role. The dashboard, the review queue and the vault are for
-data managers and administrators only; others get 403. Revealed NHS/CHI numbers are rendered
-once into a response that must not be cached, and never logged, stored or put in a message.
+The summary is for every signed-in role. The dashboard and the audit log are for data managers
+and administrators; the vault, the review queue and finding a patient or a study to remove
+(pages that re-identify) are for data managers only; others get 403. Revealed NHS/CHI numbers
+are rendered once into a response that must not be cached, and never logged, stored or put in
+a message.
 """
 
 from __future__ import annotations
@@ -23,21 +25,28 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
+from nccid.accounts.models import ADMINS_MAY_NOT_REIDENTIFY, Role, reidentifying_refused
+
 from . import charts
-from .auth import signed_in_or_back_to
+from .auth import Refused, signed_in_or_back_to
 from .paging import paginate
 from .summary import get_summary, summary_for
 
 log = logging.getLogger("nccid.portal")
 
 
-def data_manager_required(view=None, *, signed_out_to=None):
+def data_manager_required(view=None, *, signed_out_to=None, identifying: str = ""):
     """Signed in (else to the login page) and a data manager or administrator (else 403).
 
     ``signed_out_to(request, **kwargs)``: the page to come back to after signing in, for an
-    action a session that ended sent (see ``signed_in_or_back_to``)."""
+    action a session that ended sent (see ``signed_in_or_back_to``).
+
+    ``identifying``: the audited action of a page that turns an identifier into a pseudonym or
+    shows identifying content. It is for data managers only, as the vault: an administrator,
+    who may query research data, is refused (403 saying why; audited as ``<action>.denied``)."""
     if view is None:
-        return lambda later: data_manager_required(later, signed_out_to=signed_out_to)
+        return lambda later: data_manager_required(later, signed_out_to=signed_out_to,
+                                                   identifying=identifying)
     guard = signed_in_or_back_to(signed_out_to) if signed_out_to else login_required
 
     @guard
@@ -45,6 +54,9 @@ def data_manager_required(view=None, *, signed_out_to=None):
     def wrapped(request: HttpRequest, *args, **kwargs):
         if not request.user.is_data_manager:
             raise PermissionDenied("data managers only")
+        refused = identifying and reidentifying_refused(request.user, identifying)
+        if refused:
+            raise Refused(refused)
         return view(request, *args, **kwargs)
 
     return wrapped
@@ -94,7 +106,7 @@ PREVIEW_PIXELS = 1024  # the longest side of a held image's preview
 REVIEW_PAGE_SIZE = 20  # held images per page of the review queue
 
 
-@data_manager_required
+@data_manager_required(identifying="imaging.held.list")
 @require_GET
 def review_page(request: HttpRequest) -> HttpResponse:
     """The held images, oldest first, a page at a time (each row loads its own preview)."""
@@ -129,7 +141,7 @@ DECISIONS = {
 }
 
 
-@data_manager_required(signed_out_to=_review_page_of)
+@data_manager_required(signed_out_to=_review_page_of, identifying="imaging.held.decide")
 @require_http_methods(["GET", "POST"])
 def review_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """GET (the queue's Release or Reject): the page asking to confirm the decision, so a slip
@@ -165,7 +177,7 @@ def _ask_to_confirm(request: HttpRequest, held, action: str) -> HttpResponse:
         "page": page if page.isdigit() else "", "back": _review_page_of(request)})
 
 
-@data_manager_required
+@data_manager_required(identifying="imaging.held.view")
 @require_GET
 def review_image(request: HttpRequest, pk: int) -> HttpResponse:
     """A held image's first frame as a PNG, for the data manager deciding on it (audited)."""
@@ -222,6 +234,8 @@ def vault_page(request: HttpRequest) -> HttpResponse:
                 reveal(request.user, request.POST.get("pseudonym", ""), request.POST.get("reason", ""))
             except VaultAccessDenied as exc:
                 raise PermissionDenied(str(exc)) from exc
+        if request.user.role == Role.ADMIN:  # told why, as on the other identifying pages
+            raise Refused(ADMINS_MAY_NOT_REIDENTIFY)
         raise PermissionDenied("data managers only")
     if request.method == "POST":
         _vault_post(request, context)
@@ -313,7 +327,7 @@ INTERRUPTED = ("The withdrawal was interrupted part-way (the warehouse or the da
 
 
 @never_cache
-@data_manager_required
+@data_manager_required(identifying="patient.look-up")
 @require_http_methods(["GET", "POST"])
 def withdraw_page(request: HttpRequest) -> HttpResponse:
     """Find a patient (NHS/CHI number or pseudonym), see what is held of them, withdraw them.
@@ -453,7 +467,7 @@ def _audit_filter_errors(username: str, pseudonym: str) -> dict[str, str]:
 
 
 @never_cache
-@data_manager_required
+@data_manager_required(identifying="study.look-up")
 @require_http_methods(["GET", "POST"])
 def remove_study_page(request: HttpRequest) -> HttpResponse:
     """Find a study by UID (stored or as sent), see what is held of it, remove it. Every

@@ -99,10 +99,14 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def _home_purpose(user) -> str:
     """The home page's opening line: what this service is for, to this user's role."""
-    if user.is_data_manager:  # administrators too: they run the service
+    if user.may_reidentify:
         return ("Run the national database: see what has arrived from every site, review held "
                 "images, withdraw patients and read the audit log. Identifiers stay in the key "
                 "vault.")
+    if user.is_data_manager:  # administrators: they run the service and may query research data
+        return ("Run the national database: see what has arrived from every site, manage sites "
+                "and accounts, and read the audit log. Re-identifying (held images, finding a "
+                "patient or study, the key vault) is for data managers only.")
     if auth.can_upload(user):
         return ("Send your site's chest imaging and clinical data to the national database. "
                 "Patient identifiers are replaced by pseudonyms as the data arrive.")
@@ -128,16 +132,12 @@ def _home_cards(user) -> list[dict]:
         if user.site_id is not None and not auth.sees_all_sites(user):
             cards.append(card(uploads_title(user), uploads,
                               "What your site has sent: spreadsheets and images received."))
+    if user.may_reidentify:
+        cards.append(_review_card(card))
     if user.is_data_manager:
-        from nccid.imaging.services import held_images
-
-        held = held_images().count()
-        cards.append(card("Review queue", "figures:review",
-                          f"{held} image{pluralize(held)} held for review: look at each, then "
-                          "release or reject it." if held else "No image is waiting for review.",
-                          "review-card"))
         cards.append(card("Dashboard", "figures:dashboard", "Arrivals over time, age and sex, "
                           "and how complete each centre's clinical data are."))
+    if user.may_reidentify:  # not administrators, who may query research data
         cards.append(card("Withdraw a patient", "figures:withdraw",
                           "When a patient objects or a site sent the wrong patient: see what is "
                           "held of them, then remove it and refuse them from now on.",
@@ -145,11 +145,11 @@ def _home_cards(user) -> list[dict]:
         cards.append(card("Remove a study", "figures:remove_study",
                           "When an image shows an identifier the review did not catch, or a site "
                           "sent a study in error: remove that one study.", "remove-study-card"))
-        if user.may_open_vault:
-            cards.append(card("Reveal an NHS/CHI number", "figures:vault",
-                              "The number behind a pseudonym, when a site's query needs it: "
-                              "shown once, with your reason recorded in the audit log.",
-                              "vault-card"))
+        cards.append(card("Reveal an NHS/CHI number", "figures:vault",
+                          "The number behind a pseudonym, when a site's query needs it: "
+                          "shown once, with your reason recorded in the audit log.",
+                          "vault-card"))
+    if user.is_data_manager:
         cards.append(card("Audit log", "figures:audit", "Who revealed, looked up, withdrew, "
                           "uploaded, queried or exported what, when and why."))
     if auth.sees_all_sites(user):
@@ -157,7 +157,8 @@ def _home_cards(user) -> list[dict]:
                           "What each site has sent: spreadsheets and images received."))
     if user.role == "admin":
         cards.append(card("Administration", "admin:index", "Sites, accounts and API tokens, and the "
-                          "records behind every page (Django's admin site).", "admin-card"))
+                          "uploads' records (Django's admin site; never a patient's clinical "
+                          "data).", "admin-card"))
     elif user.is_data_manager and user.is_staff:  # what accounts/admin.py lets them change
         cards.append(card("Sites and accounts", "admin:index", "Add and change sites, and the "
                           "accounts of site staff and researchers, and revoke their API "
@@ -175,6 +176,16 @@ def _home_cards(user) -> list[dict]:
              "How to fill the templates, send images and what happens to the data."),
         card("FAQ", "portal:faq", "Answers to the questions sites ask most."),
     ]
+
+
+def _review_card(card) -> dict:
+    """The review queue's card, saying how many images wait."""
+    from nccid.imaging.services import held_images
+
+    held = held_images().count()
+    return card("Review queue", "figures:review",
+                f"{held} image{pluralize(held)} held for review: look at each, then release or "
+                "reject it." if held else "No image is waiting for review.", "review-card")
 
 
 @login_required

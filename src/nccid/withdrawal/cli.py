@@ -93,7 +93,7 @@ def patient_show(patient: PatientArgument, user: UserOption, password_stdin: Pas
     from nccid.identity.cli import login_data_manager
 
     account = login_data_manager(user, password_stdin, "patient.show",
-                                 doing="look a patient up")
+                                 doing="look a patient up", identifying=True)
     _describe(_look_up(account, _pseudonym(patient)))
 
 
@@ -119,7 +119,7 @@ def patient_withdraw(
     from nccid.withdrawal.services import WithdrawalError, check_reason, withdraw
 
     account = login_data_manager(user, password_stdin, "patient.withdraw", reason=reason,
-                                 doing="withdraw a patient")
+                                 doing="withdraw a patient", identifying=True)
     pseudonym = _pseudonym(patient)
     try:
         check_reason(reason)  # before showing what is held and asking
@@ -223,7 +223,7 @@ def patient_reinstate(patient: PatientArgument, reason: ReasonOption, user: User
     from nccid.withdrawal.services import WithdrawalError, reinstate
 
     account = login_data_manager(user, password_stdin, "patient.reinstate", reason=reason,
-                                 doing="reinstate a patient")
+                                 doing="reinstate a patient", identifying=True)
     pseudonym = _pseudonym(patient)
     try:
         if not reinstate(account, pseudonym, reason):
@@ -269,7 +269,7 @@ def patient_relink(
     from nccid.withdrawal.services import WithdrawalError
 
     account = login_data_manager(user, password_stdin, "patient.relink", reason=reason,
-                                 doing="relink a hospital number")
+                                 doing="relink a hospital number", identifying=True)
     try:
         found = plan(account, site, hospital_number, nhs_number, reason,
                      include_unrecorded=include_unrecorded)
@@ -430,7 +430,7 @@ def study_remove(
     from nccid.withdrawal.services import WithdrawalError, look_up_study, remove_study
 
     account = login_data_manager(user, password_stdin, "study.remove", reason=reason,
-                                 doing="remove a study")
+                                 doing="remove a study", identifying=True)
     try:
         held = look_up_study(account, study_uid)  # audited: it names the patient
     except WithdrawalError as exc:

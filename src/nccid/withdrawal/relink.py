@@ -50,7 +50,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydicom import dcmread
 
-from nccid.accounts.models import audit
+from nccid.accounts.models import audit, reidentifying_refused
 
 from .models import Relink, RelinkedImage
 from .services import WithdrawalError, _handed_out, check_reason, withdrawn_among
@@ -145,8 +145,9 @@ def plan(user, site_code: str, hospital_number: str, number: str, reason: str, *
     """Check a relink and say what it would move; RelinkError if it cannot be made. The
     look-up is audited (``patient.relink.look-up``) whatever its answer, as a patient look-up is.
     ``include_unrecorded``: move the images stored before the linking number was recorded too."""
-    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
-        raise RelinkError("only data managers may relink a hospital number")
+    refused = reidentifying_refused(user, "patient.relink", "relink a hospital number")
+    if refused:  # it turns two numbers typed into pseudonyms: not for administrators
+        raise RelinkError(refused)
     check_reason(reason, "in the audit log")
     site = _site(site_code)
     new = _new_pseudonym(number)

@@ -37,7 +37,7 @@ from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from nccid.accounts.models import AuditEvent, audit
+from nccid.accounts.models import AuditEvent, audit, reidentifying_refused
 from nccid.identity.numbers import InvalidPatientNumber
 from nccid.identity.reasons import identifier_in_reason
 from nccid.identity.service import normalise_pseudonym, pseudonymise
@@ -278,8 +278,9 @@ def look_up(user, pseudonym: str, *, unknown_ok: bool = False) -> Holdings:
     refused unless ``unknown_ok`` (a patient not yet sent, withdrawn with ``--force``), in
     words that do not show the pseudonym: one worked out from a number typed is shown only
     for a patient the database or the warehouse holds."""
-    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
-        raise WithdrawalError("only data managers may look a patient up")
+    refused = reidentifying_refused(user, "patient.look-up", "look a patient up")
+    if refused:  # a number typed becomes a pseudonym here: not for administrators
+        raise WithdrawalError(refused)
     found = is_named(pseudonym)
     audit(user, "patient.look-up", pseudonym=pseudonym, found=found)
     if not found and not unknown_ok:
@@ -306,9 +307,16 @@ REASON_KEPT = {"withdraw a patient": "with the withdrawal",
                "remove a study": "with the removal of the study"}
 
 
+# The audited action of each request, whose refusal is audited as ``<action>.denied``.
+REQUEST_ACTION = {"withdraw a patient": "patient.withdraw",
+                  "reinstate a patient": "patient.reinstate",
+                  "remove a study": "study.remove"}
+
+
 def _check_request(user, reason: str, what: str = "withdraw a patient") -> str:
-    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
-        raise WithdrawalError(f"only data managers may {what}")
+    refused = reidentifying_refused(user, REQUEST_ACTION[what], what)
+    if refused:
+        raise WithdrawalError(refused)
     return check_reason(reason, REASON_KEPT[what])
 
 
@@ -740,8 +748,9 @@ def look_up_study(user, text: str) -> StudyHoldings:
     audited (``study.look-up``) whether found or not: found by the UID a site sent, it shows
     the stored UID and the patient's pseudonym. The event names the stored (keyed) UID, never
     the one typed, and says whether it was found by the UID as sent (``as_sent``)."""
-    if not getattr(user, "is_active", False) or not getattr(user, "is_data_manager", False):
-        raise WithdrawalError("only data managers may look a study up")
+    refused = reidentifying_refused(user, "study.look-up", "look a study up")
+    if refused:  # found by the UID a site sent, a study tells which patient it is of
+        raise WithdrawalError(refused)
     try:
         study_uid = study_uid_held(text)
     except StudyNotHeld:

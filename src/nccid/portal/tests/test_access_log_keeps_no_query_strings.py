@@ -46,7 +46,7 @@ def test_the_access_log_keeps_paths_but_no_query_string_or_referrer_query(tmp_pa
             _status(browser, f"{base}/audit/?{urllib.parse.urlencode({'pseudonym': spaced(number)})}"),
             _status(browser, f"{base}/audit/?user={PERSON.hospital_number}",
                     Referer=f"{base}/withdraw/?patient={number}"),
-            _status(browser, f"{base}/admin/clinical/clinicalrecord/?q={number}"),
+            _status(browser, f"{base}/admin/clinical/patientlink/?q={number}"),
         )
     # read once the server has stopped: every line is written by then
     lines = log.read_text().splitlines()
@@ -54,7 +54,7 @@ def test_the_access_log_keeps_paths_but_no_query_string_or_referrer_query(tmp_pa
     assert sum('"GET /audit/ HTTP/1.1" 400 ' in line for line in lines) == 1
     [with_referrer] = [line for line in lines if '"GET /audit/ HTTP/1.1" 200 ' in line]
     assert f'"{base}/withdraw/"' in with_referrer  # the referrer's path, its query cut
-    assert any('"GET /admin/clinical/clinicalrecord/ HTTP/1.1" 403 ' in line for line in lines)
+    assert any('"GET /admin/clinical/patientlink/ HTTP/1.1" 403 ' in line for line in lines)
     text = "\n".join(lines)
     for typed in (number, spaced(number), spaced(number).replace(" ", "+"), PERSON.hospital_number):
         assert typed not in text

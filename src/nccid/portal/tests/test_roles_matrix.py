@@ -35,7 +35,9 @@ SIGNED_IN = {"uploader", "data-manager", "researcher", "admin"}
 SITE_DATA = {"uploader", "data-manager", "admin"}  # may see site uploads (own site or all)
 UPLOADERS = {"uploader", "admin"}                  # may upload and confirm (own site or any)
 MANAGERS = {"data-manager", "admin"}
-VAULT = {"data-manager"}  # admins may query research data: they must not re-identify it too
+# What re-identifies (the vault, a patient or study found by what a site knows, held images that
+# may show a name beside their pseudonym): admins may query research data, so not theirs too.
+REIDENTIFYING = {"data-manager"}
 RESEARCHERS = {"researcher", "admin"}
 
 
@@ -67,13 +69,13 @@ PAGES: dict[str, Rule] = {
     "figures:summary": Rule("GET", SIGNED_IN),
     "figures:dashboard": Rule("GET", MANAGERS),
     "figures:chart": Rule("GET", MANAGERS),
-    "figures:review": Rule("GET", MANAGERS),
-    "figures:review_decide": Rule("POST", MANAGERS, site_scoped=True),
-    "figures:review_image": Rule("GET", MANAGERS, site_scoped=True),
-    "figures:vault": Rule("GET", VAULT),
-    "figures:withdraw": Rule("GET", MANAGERS),
+    "figures:review": Rule("GET", REIDENTIFYING),
+    "figures:review_decide": Rule("POST", REIDENTIFYING, site_scoped=True),
+    "figures:review_image": Rule("GET", REIDENTIFYING, site_scoped=True),
+    "figures:vault": Rule("GET", REIDENTIFYING),
+    "figures:withdraw": Rule("GET", REIDENTIFYING),
     "figures:audit": Rule("GET", MANAGERS),
-    "figures:remove_study": Rule("GET", MANAGERS),
+    "figures:remove_study": Rule("GET", REIDENTIFYING),
 }
 # Pages with their own tests: the login page (for everyone), logout (POST, any session), how
 # long a session has left (anyone, of their own session: 0 signed out;
@@ -91,10 +93,10 @@ API: dict[tuple[str, str], Rule] = {
     ("POST", "/api/uploads/{upload_id}/confirm"): Rule("POST", UPLOADERS, site_scoped=True),
     ("POST", "/api/uploads/{upload_id}/cancel"): Rule("POST", UPLOADERS, site_scoped=True),
     ("GET", "/api/studies"): Rule("GET", SITE_DATA),
-    ("GET", "/api/review/held"): Rule("GET", MANAGERS),
-    ("GET", "/api/review/held/{held_id}/image.png"): Rule("GET", MANAGERS, site_scoped=True),
-    ("POST", "/api/review/held/{held_id}/release"): Rule("POST", MANAGERS, site_scoped=True),
-    ("POST", "/api/review/held/{held_id}/reject"): Rule("POST", MANAGERS, site_scoped=True),
+    ("GET", "/api/review/held"): Rule("GET", REIDENTIFYING),
+    ("GET", "/api/review/held/{held_id}/image.png"): Rule("GET", REIDENTIFYING, site_scoped=True),
+    ("POST", "/api/review/held/{held_id}/release"): Rule("POST", REIDENTIFYING, site_scoped=True),
+    ("POST", "/api/review/held/{held_id}/reject"): Rule("POST", REIDENTIFYING, site_scoped=True),
     ("POST", "/api/research/cohort/count"): Rule("POST", RESEARCHERS, json={}, not_refused=True),
     ("POST", "/api/research/cohort/list"): Rule("POST", RESEARCHERS, json={}, not_refused=True),
     ("POST", "/api/research/export"): Rule("POST", RESEARCHERS, json={}, not_refused=True),
