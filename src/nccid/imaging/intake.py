@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import secrets
-import socket
 import struct
 import threading
 import time
@@ -64,6 +63,8 @@ from nccid.identity.numbers import (
     validate_patient_number,
 )
 from nccid.identity.service import get_keyring
+from nccid.processes import HOST as _HOST
+from nccid.processes import process_gone
 
 from . import deps
 from .deid import DeidError
@@ -942,7 +943,6 @@ def _context(site_code: str, sop_uid: str) -> str:
 # writer is known dead (a process of this host that no longer runs), or, written on another
 # host, once older than any write takes.
 STALE_TEMPORARY = 3600  # seconds
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _swept_folders: set[Path] = set()
 
 
@@ -980,26 +980,6 @@ def _writer_dead(temporary: str) -> bool:
     """The temporary was written by a process of this host that no longer runs."""
     parts = temporary.split(".")
     return len(parts) >= 5 and process_gone(f"{parts[-4]}.{parts[-3]}")
-
-
-def this_process() -> str:
-    """This process as its temporaries and its claims (``linking``) name it: host.pid."""
-    return f"{_HOST}.{os.getpid()}"
-
-
-def process_gone(process: str) -> bool:
-    """``process`` (``this_process()`` of some process) names one of this host that no longer
-    runs. Another host's, or a name without a host, is not known dead: judged by its age."""
-    host, _, pid = process.partition(".")
-    if host != _HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, OverflowError):  # (no process can have too big a number)
-        return True
-    except PermissionError:  # alive: another user's process
-        return False
-    return False
 
 
 class PendingFolderError(OSError):

@@ -35,6 +35,7 @@ from pydicom import dcmread
 
 from nccid.accounts.models import audit
 from nccid.config import get_settings
+from nccid.processes import process_gone, this_process
 
 from . import deps
 from .deid import DeidError
@@ -43,11 +44,9 @@ from .intake import (
     check_pending_folder,
     count_deleted,
     outage_of,
-    process_gone,
     read_encrypted,
     refresh_receipt_status,
     remove_encrypted,
-    this_process,
 )
 from .models import PendingImage, StudyReceipt
 

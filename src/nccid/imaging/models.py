@@ -25,7 +25,7 @@ class PendingImage(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
     # Set while a linker finalises the image, so two linkers never both take it; by whom
-    # (``intake.this_process()``: host.pid), so that a claim of a process known dead is taken
+    # (``nccid.processes.this_process()``: host.pid), so that a claim of a process known dead is taken
     # at once (``linking._claimable``). Indexed: the claims held are looked up at each pass.
     claimed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     claimed_by = models.CharField(max_length=32, blank=True, default="")

@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from nccid.accounts.models import audit
 from nccid.config import get_settings
+from nccid.processes import this_process
 
 from . import deps
-from .intake import count_deleted, remove_encrypted, this_process
+from .intake import count_deleted, remove_encrypted
 from .linking import LinkPass, _claimable, known_patients, link_known
 from .models import PendingImage
 

@@ -37,7 +37,6 @@ import logging
 import mmap
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -49,6 +48,9 @@ from typing import BinaryIO
 import fsspec
 import fsspec.asyn
 import numpy
+
+from nccid.processes import HOST as _HOST
+from nccid.processes import pid_runs
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = ".tmp-"  # local temporaries; never listed, never a valid key
@@ -912,7 +914,6 @@ def _remove_stale_temporaries(folder: str) -> None:
 # and one truncation per batch, in the page cache (a power cut loses the temporaries' data
 # as well; ``_remove_stale_temporaries`` is the last resort).
 WRITING_FOLDER = ".nccid-writing"
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # as imaging.intake's
 _journal_lock = threading.Lock()
 _journals: dict[str, _Journal] = {}  # local root -> this process's journal there
 _swept_roots: set[str] = set()  # roots whose dead writers this process swept
@@ -1083,13 +1084,7 @@ def _try_lock(fd: int, how: int = fcntl.LOCK_EX) -> bool | None:
 def _pid_runs(writer: str) -> bool:
     """Where locks are not kept: whether the writer's pid runs (on this host)."""
     pid = writer.split("-")[1]
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    return pid.isdigit() and pid_runs(int(pid))
 
 
 def _journal_folders(fd: int) -> set[str]:

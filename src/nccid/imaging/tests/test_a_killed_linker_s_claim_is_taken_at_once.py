@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from nccid.cli.tests.clirun import run_cli, run_nccid
 from nccid.imaging import deps
-from nccid.imaging.intake import process_gone, this_process
 from nccid.imaging.linking import link_known
 from nccid.imaging.models import PendingImage
+from nccid.processes import process_gone, this_process
 from nccid.synthetic.people import people
 
 from .test_linking_resumes_after_a_kill import _assert_all_linked_once, _kill_while_linking
