@@ -39,6 +39,11 @@ def image_exists(sop_uid: str) -> bool:
     return ImageRecord.objects.filter(sop_uid=sop_uid).exists()
 
 
+def image_site_id(sop_uid: str) -> int | None:
+    """The id of the site whose copy of this instance is stored, or None if none is."""
+    return ImageRecord.objects.filter(sop_uid=sop_uid).values_list("site_id", flat=True).first()
+
+
 def images_existing_query(sop_uids: list[str]):
     """Those of these SOP Instance UIDs (a few hundred at most) already stored, as a query
     of ``sop_uid`` values (to combine with others into one)."""

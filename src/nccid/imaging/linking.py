@@ -41,6 +41,7 @@ from . import deps
 from .deid import DeidError
 from .intake import (
     PendingFolderError,
+    _drop_waiting,
     check_pending_folder,
     count_deleted,
     outage_of,
@@ -126,7 +127,8 @@ def link_pending(site, hospital_hash: str, pseudonym: str,
     now, me = timezone.now(), this_process()
     free = _claimable(now)
     patients = PendingImage.objects.filter(site=site, hospital_hash=hospital_hash)
-    pks = list(patients.filter(free).values_list("pk", flat=True))
+    found = dict(patients.filter(free).values_list("pk", "claimed_at"))
+    pks = list(found)
     for position, pk in enumerate(pks):
         if deadline is not None and time.monotonic() > deadline:
             done.deferred += len(pks) - position
@@ -136,7 +138,7 @@ def link_pending(site, hospital_hash: str, pseudonym: str,
             continue  # another linker has it
         row = PendingImage.objects.filter(pk=pk).first()
         if row is not None:
-            _link_one(site, row, pseudonym, done)
+            _link_one(site, row, pseudonym, done, claimed_before=found[pk] is not None)
     # Each claim of this call is settled or given back by now: one left is another linker's.
     done.claimed_elsewhere = patients.filter(claimed_at__isnull=False).count()
     if done.linked:
@@ -144,9 +146,15 @@ def link_pending(site, hospital_hash: str, pseudonym: str,
     return done
 
 
-def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass) -> None:
-    """Store one claimed image and settle it, counting what became of it in ``done``."""
-    if not deps.image_exists(row.sop_uid):  # (stored already by a linker killed before settling)
+def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass,
+              claimed_before: bool = True) -> None:
+    """Store one claimed image and settle it, counting what became of it in ``done``.
+    ``claimed_before``: some linker had claimed the row before this one did."""
+    stored_by = deps.image_site_id(row.sop_uid)
+    if stored_by == site.pk and not claimed_before:
+        _drop_copy(site, row, pseudonym)
+        return
+    if stored_by is None:  # (stored already: by a linker killed before settling)
         try:
             data, meta, header = finalise(_read_waiting(site, row), pseudonym)
             deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header,
@@ -164,6 +172,16 @@ def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass) -> None:
             return
     if _settle(site, row, pseudonym):
         done.linked += 1
+    remove_encrypted(row.file_name)  # after the commit: a crash before it leaves a leftover file
+
+
+def _drop_copy(site, row: PendingImage, pseudonym: str) -> None:
+    """A waiting copy of an instance the site's own batch stored directly, committed after
+    this copy was kept waiting (on PostgreSQL the copy cannot see an uncommitted store): its
+    count is taken back, not settled as stored a second time. No linker had claimed it, so
+    none stored it and was killed before settling (that copy is settled as stored)."""
+    with transaction.atomic():
+        _drop_waiting(site, PendingImage.objects.filter(pk=row.pk), {row.sop_uid: pseudonym})
     remove_encrypted(row.file_name)  # after the commit: a crash before it leaves a leftover file
 
 

@@ -5,7 +5,12 @@ waiting row, counted on the receipt, which the next link then "settled" as store
 study of 5 images read 20 on My uploads (found by the scale-out review). The waiting row is
 now made only while the instance is not stored, checked after the row exists (so that on
 PostgreSQL a linker's settling, which deletes the other row, is waited for and its stored
-image seen); a late copy is a duplicate and counts nothing."""
+image seen); a late copy is a duplicate and counts nothing.
+
+A store the late copy cannot see (on PostgreSQL, the site's own batch storing the instance
+directly, its transaction still open) still lets a copy wait, counted: when it links, a copy
+no linker had claimed before, of an instance the site has stored, is taken back from the
+receipt instead of being settled as stored a second time (found by the regression review)."""
 
 from __future__ import annotations
 
@@ -51,3 +56,30 @@ def test_a_copy_kept_waiting_after_another_process_stored_it_is_a_duplicate(
     assert not list(get_settings().pending_dir.glob("*.pending"))  # its file not left behind
     assert ImageRecord.objects.count() == 1
     assert _counts(site) == (1, 1, 0)
+
+
+def test_a_waiting_copy_of_an_instance_its_site_stored_unseen_is_taken_back_when_linked(
+        site, keyring, person_factory, monkeypatch):
+    from nccid.imaging import deps
+
+    person = person_factory(152)
+    stored = to_bytes(synthetic_instance(person, plant=False, patient_id=person.nhs_number))
+    assert ingest(stored, site, "test").status is IngestStatus.STORED
+    # The copy found the instance free and could not see its store (still uncommitted).
+    copy = to_bytes(synthetic_instance(person, plant=False, patient_id=person.hospital_number))
+    with monkeypatch.context() as unseen:
+        unseen.setattr(intake, "_taken", lambda site, uids, resent: set())
+        unseen.setattr(deps, "image_exists", lambda sop_uid: False)
+        assert ingest(copy, site, "test").status is IngestStatus.PENDING
+    assert _counts(site) == (2, 1, 1)  # what the race leaves
+
+    record_and_link(site, keyring, person)
+    link_known()
+
+    assert not PendingImage.objects.exists()
+    assert not list(get_settings().pending_dir.glob("*.pending"))
+    assert ImageRecord.objects.count() == 1
+    assert _counts(site) == (1, 1, 0)
+    receipt = StudyReceipt.objects.get(site=site)
+    assert (receipt.status, receipt.patient) == ("stored", keyring.pseudonym(person.nhs_number))
+    assert receipt.bytes == ImageRecord.objects.get().size
