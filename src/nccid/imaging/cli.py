@@ -85,8 +85,8 @@ def images_import(
     if summary.stopped:
         left = len(sources) + len(problems) - summary.total
         raise UserError(f"the import stopped: {summary.stopped}. {left:,} file(s) not imported "
-                        "yet: run the same import again once it is fixed (what is stored is "
-                        "skipped)")
+                        "yet: run the same import again, once what it names is fixed if it names a "
+                        "setting to check (what is stored is skipped)")
     if summary.rejected:
         raise typer.Exit(1)
 
