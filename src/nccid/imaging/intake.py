@@ -1801,9 +1801,13 @@ def _keep_pending(out: bytes, meta, site, source: str, hospital_hash: str,
     # A clinical record may have arrived while this file was being de-identified.
     pseudonym = deps.pseudonym_for_hospital_number(site, hospital_hash)
     if pseudonym:
-        from .linking import link_pending
+        from .linking import link_pending, withdrawal_refusals
 
-        link_pending(site, hospital_hash, pseudonym)
+        if link_pending(site, hospital_hash, pseudonym).refused:  # (this image, or another)
+            refusals = withdrawal_refusals(pseudonym, {meta.study_uid})
+            refusal = refusals.get(None, refusals.get(meta.study_uid))
+            if refusal is not None:
+                return IngestOutcome(IngestStatus.REJECTED, refusal, meta.sop_uid)
         return IngestOutcome(IngestStatus.STORED, "", meta.sop_uid)
     return IngestOutcome(IngestStatus.PENDING, "waiting for the patient's clinical record",
                          meta.sop_uid)

@@ -128,6 +128,8 @@ def link_pending(site, hospital_hash: str, pseudonym: str,
     free = _claimable(now)
     patients = PendingImage.objects.filter(site=site, hospital_hash=hospital_hash)
     found = dict(patients.filter(free).values_list("pk", "claimed_at"))
+    refusals = withdrawal_refusals(
+        pseudonym, set(patients.values_list("study_uid", flat=True))) if found else {}
     pks = list(found)
     for position, pk in enumerate(pks):
         if deadline is not None and time.monotonic() > deadline:
@@ -137,13 +139,30 @@ def link_pending(site, hospital_hash: str, pseudonym: str,
         if not claim:
             continue  # another linker has it
         row = PendingImage.objects.filter(pk=pk).first()
-        if row is not None:
+        if row is None:
+            continue
+        refusal = refusals.get(None, refusals.get(row.study_uid))
+        if refusal is not None:  # withdrawn, or its study removed, while it waited
+            _refuse(site, row, pseudonym, refusal)
+            done.refused += 1
+        else:
             _link_one(site, row, pseudonym, done, claimed_before=found[pk] is not None)
     # Each claim of this call is settled or given back by now: one left is another linker's.
     done.claimed_elsewhere = patients.filter(claimed_at__isnull=False).count()
     if done.linked:
         log.info("linked %d pending image(s) at site %s", done.linked, site.code)
     return done
+
+
+def withdrawal_refusals(pseudonym: str, study_uids: set[str]) -> dict[str | None, str]:
+    """Why images of ``pseudonym`` (of these studies) may not be stored: {None: reason} if
+    the patient was withdrawn, else {study UID: reason} for their studies since removed. A
+    withdrawal finds the waiting images of patients it knows, not those whose patient became
+    known after it (a sheet linking their hospital number): those are refused here, as
+    intake refuses them (docs/withdrawal.md)."""
+    if deps.withdrawn_among({pseudonym}):
+        return {None: deps.WITHDRAWN_REFUSAL}
+    return dict.fromkeys(deps.removed_studies_among(study_uids), deps.STUDY_REFUSAL)
 
 
 def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass,
