@@ -16,10 +16,16 @@ from nccid.warehouse.deid_profile import date_shift_scheme
 from nccid.warehouse.models import ImageRecord
 from nccid.warehouse.service import store_image
 from nccid.withdrawal.services import REFUSAL as WITHDRAWN_REFUSAL
-from nccid.withdrawal.services import STUDY_REFUSAL, removed_studies_among, withdrawn_among
+from nccid.withdrawal.services import (
+    STUDY_REFUSAL,
+    listed_removed_studies,
+    listed_withdrawn,
+    removed_studies_among,
+    withdrawn_among,
+)
 
 __all__ = ["STUDY_REFUSAL", "WITHDRAWN_REFUSAL", "clinical_pseudonyms", "deidentifier", "has_clinical_record", "image_exists", "image_site_id", "images_existing_query", "image_meta", "link_images",
-           "non_image_modalities", "pseudonym_for_hospital_number", "last_sheet_confirmed_at", "removed_studies_among", "site_sent_clinical_record", "store_image",
+           "non_image_modalities", "pseudonym_for_hospital_number", "last_sheet_confirmed_at", "listed_removed_studies", "listed_withdrawn", "removed_studies_among", "site_sent_clinical_record", "store_image",
            "withdrawn_among"]
 
 

@@ -159,10 +159,12 @@ def withdrawal_refusals(pseudonym: str, study_uids: set[str]) -> dict[str | None
     the patient was withdrawn, else {study UID: reason} for their studies since removed. A
     withdrawal finds the waiting images of patients it knows, not those whose patient became
     known after it (a sheet linking their hospital number): those are refused here, as
-    intake refuses them (docs/withdrawal.md)."""
-    if deps.withdrawn_among({pseudonym}):
+    intake refuses them (docs/withdrawal.md). The database's lists only, a query each at most
+    (none while nothing was ever withdrawn): this runs for every patient linked, and the
+    sweep before each catalogue refresh also reads the warehouse's markers."""
+    if deps.listed_withdrawn({pseudonym}):
         return {None: deps.WITHDRAWN_REFUSAL}
-    return dict.fromkeys(deps.removed_studies_among(study_uids), deps.STUDY_REFUSAL)
+    return dict.fromkeys(deps.listed_removed_studies(study_uids), deps.STUDY_REFUSAL)
 
 
 def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass,

@@ -147,6 +147,18 @@ def withdrawn_among(pseudonyms: Iterable[str]) -> set[str]:
     return found
 
 
+def listed_withdrawn(pseudonyms: Iterable[str]) -> set[str]:
+    """Those of these patients on the database's withdrawal list only (no warehouse listing:
+    for checks made often, such as each patient a linker links, which the refresh's sweep
+    backs up; none asked while nothing was ever withdrawn)."""
+    return _listed(Withdrawal, "pseudonym", pseudonyms)
+
+
+def listed_removed_studies(study_uids: Iterable[str]) -> set[str]:
+    """Those of these studies on the database's list of removed studies only (as above)."""
+    return _listed(StudyWithdrawal, "study_uid", study_uids)
+
+
 def _marked(listing: Callable[[], set[str]], what: str) -> set[str]:
     """The warehouse's markers (``listing``); none when it cannot be read: the database's list
     stands, and a restored database is caught by ``nccid init``, verify and every catalogue
