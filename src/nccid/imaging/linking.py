@@ -171,15 +171,17 @@ def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass,
               claimed_before: bool = True) -> None:
     """Store one claimed image and settle it, counting what became of it in ``done``.
     ``claimed_before``: some linker had claimed the row before this one did."""
+    # Stored already: by a linker killed before settling (settled now), or by the site's own
+    # batch, which this copy could not see (taken back unless a linker had claimed it).
     stored_by = deps.image_site_id(row.sop_uid)
-    if stored_by == site.pk and not claimed_before:
-        _drop_copy(site, row, pseudonym)
-        return
-    if stored_by is None:  # (stored already: by a linker killed before settling)
+    if stored_by is None:
         try:
             data, meta, header = finalise(_read_waiting(site, row), pseudonym)
-            deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header,
-                             hospital_hash=row.hospital_hash)
+            stored = deps.store_image(site, pseudonym, data, meta, linked=True, dataset=header,
+                                      hospital_hash=row.hospital_hash)
+            # (not created: the site's batch storing it committed meanwhile, on PostgreSQL
+            # after this insert had waited for it)
+            stored_by = None if stored.created else stored.record.site_id
         except _Lost:  # nothing left to store: say so rather than wait for ever
             _refuse(site, row, pseudonym, LOST)
             done.refused += 1
@@ -191,6 +193,9 @@ def _link_one(site, row: PendingImage, pseudonym: str, done: LinkPass,
         except Exception as exc:  # noqa: BLE001 - an outage or a bug: pending for the next try
             _leave_waiting(row, exc, done)
             return
+    if stored_by == site.pk and not claimed_before:
+        _drop_copy(site, row, pseudonym)
+        return
     if _settle(site, row, pseudonym):
         done.linked += 1
     remove_encrypted(row.file_name)  # after the commit: a crash before it leaves a leftover file

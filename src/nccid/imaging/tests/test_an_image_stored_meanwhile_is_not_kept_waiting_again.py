@@ -83,3 +83,25 @@ def test_a_waiting_copy_of_an_instance_its_site_stored_unseen_is_taken_back_when
     receipt = StudyReceipt.objects.get(site=site)
     assert (receipt.status, receipt.patient) == ("stored", keyring.pseudonym(person.nhs_number))
     assert receipt.bytes == ImageRecord.objects.get().size
+
+
+def test_a_store_committed_while_the_copy_is_linked_takes_the_copy_back_too(
+        site, keyring, person_factory, monkeypatch):
+    """The site's batch commits between the linker's look and its store (on PostgreSQL the
+    store waits for the batch, then finds its record): taken back the same way."""
+    from nccid.imaging import deps
+
+    person = person_factory(153)
+    stored = to_bytes(synthetic_instance(person, plant=False, patient_id=person.nhs_number))
+    assert ingest(stored, site, "test").status is IngestStatus.STORED
+    copy = to_bytes(synthetic_instance(person, plant=False, patient_id=person.hospital_number))
+    with monkeypatch.context() as unseen:
+        unseen.setattr(intake, "_taken", lambda site, uids, resent: set())
+        unseen.setattr(deps, "image_exists", lambda sop_uid: False)
+        assert ingest(copy, site, "test").status is IngestStatus.PENDING
+    record_and_link(site, keyring, person)
+    monkeypatch.setattr(deps, "image_site_id", lambda sop_uid: None)  # (looked before it)
+    link_known()
+
+    assert not PendingImage.objects.exists() and ImageRecord.objects.count() == 1
+    assert _counts(site) == (1, 1, 0)
