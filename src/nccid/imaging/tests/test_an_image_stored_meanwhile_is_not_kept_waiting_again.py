@@ -58,20 +58,25 @@ def test_a_copy_kept_waiting_after_another_process_stored_it_is_a_duplicate(
     assert _counts(site) == (1, 1, 0)
 
 
-def test_a_waiting_copy_of_an_instance_its_site_stored_unseen_is_taken_back_when_linked(
-        site, keyring, person_factory, monkeypatch):
+def _stored_and_a_copy_waiting_unseen(site, person, monkeypatch) -> None:
+    """The instance stored by the site's batch, and a copy of it kept waiting by a process
+    that found it free and could not see that store (still uncommitted, on PostgreSQL)."""
     from nccid.imaging import deps
 
-    person = person_factory(152)
     stored = to_bytes(synthetic_instance(person, plant=False, patient_id=person.nhs_number))
     assert ingest(stored, site, "test").status is IngestStatus.STORED
-    # The copy found the instance free and could not see its store (still uncommitted).
     copy = to_bytes(synthetic_instance(person, plant=False, patient_id=person.hospital_number))
     with monkeypatch.context() as unseen:
         unseen.setattr(intake, "_taken", lambda site, uids, resent: set())
         unseen.setattr(deps, "image_exists", lambda sop_uid: False)
         assert ingest(copy, site, "test").status is IngestStatus.PENDING
     assert _counts(site) == (2, 1, 1)  # what the race leaves
+
+
+def test_a_waiting_copy_of_an_instance_its_site_stored_unseen_is_taken_back_when_linked(
+        site, keyring, person_factory, monkeypatch):
+    person = person_factory(152)
+    _stored_and_a_copy_waiting_unseen(site, person, monkeypatch)
 
     record_and_link(site, keyring, person)
     link_known()
@@ -92,13 +97,7 @@ def test_a_store_committed_while_the_copy_is_linked_takes_the_copy_back_too(
     from nccid.imaging import deps
 
     person = person_factory(153)
-    stored = to_bytes(synthetic_instance(person, plant=False, patient_id=person.nhs_number))
-    assert ingest(stored, site, "test").status is IngestStatus.STORED
-    copy = to_bytes(synthetic_instance(person, plant=False, patient_id=person.hospital_number))
-    with monkeypatch.context() as unseen:
-        unseen.setattr(intake, "_taken", lambda site, uids, resent: set())
-        unseen.setattr(deps, "image_exists", lambda sop_uid: False)
-        assert ingest(copy, site, "test").status is IngestStatus.PENDING
+    _stored_and_a_copy_waiting_unseen(site, person, monkeypatch)
     record_and_link(site, keyring, person)
     monkeypatch.setattr(deps, "image_site_id", lambda sop_uid: None)  # (looked before it)
     link_known()
